@@ -1,0 +1,1 @@
+"""Stairway's benchmarks: each a ratio against a baseline measured in the same run."""

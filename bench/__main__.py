@@ -1,0 +1,63 @@
+"""``python -m bench [--quick] [--only NAME ...] [--profile]``: run the benchmarks.
+
+Each benchmark prints its subject, its baseline and the ratio between them, both measured in
+this run; the JSON summary goes to ``bench/results/summary.json``. The exit code is 0 even when
+a goal is missed: a benchmark measures, the tests decide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from bench import guard_cost, schema_apply
+from bench.harness import Result, Sizes, leftover_databases, write_summary
+
+BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
+    schema_apply.NAME: schema_apply.run,
+    guard_cost.NAME: guard_cost.run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    sizes = Sizes.choose(args.quick)
+    results: list[Result] = []
+    for name in args.only or list(BENCHMARKS):
+        print(f"running {name} ...", flush=True)
+        result = BENCHMARKS[name](sizes)
+        print(_line(result), flush=True)
+        results.append(result)
+    if args.profile:
+        from bench.profiling import profile_schema_apply
+
+        print(profile_schema_apply(sizes))
+    path = write_summary(results, args.quick)
+    print(f"summary: {path}")
+    leftovers = leftover_databases()
+    if leftovers:
+        print(f"left behind (drop them by hand): {', '.join(leftovers)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run only these")
+    parser.add_argument("--profile", action="store_true", help="profile Stairway's schema apply")
+    return parser
+
+
+def _line(result: Result) -> str:
+    verdict = "met" if result.met else "MISSED"
+    return (
+        f"  {result.name}: ratio {result.ratio:.2f} (goal <= {result.goal:g}, {verdict})\n"
+        f"    subject  {result.subject}: {result.subject_seconds * 1000:.3f} ms\n"
+        f"    baseline {result.baseline}: {result.baseline_seconds * 1000:.3f} ms"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from stairway.cli import main
+
+main()

@@ -1,0 +1,235 @@
+"""The ``stairway`` command line: arguments in, Rich (or JSON) out; errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from stairway import commands, views
+from stairway.errors import ExitCode, StairwayError
+from stairway.schema.change import Change, Phase
+
+app = typer.Typer(
+    help="Safe, boring upgrades of self-hosted services: plan, migrate, verify, roll back.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+SiteOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--site", help="site.toml of the installation [default: ./site.toml or $STAIRWAY_SITE]"
+    ),
+]
+CatalogOpt = Annotated[
+    Path | None, typer.Option("--catalog", help="catalog directory [default: the site's catalog]")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for machines")]
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def announce(change: Change) -> None:
+    out.print(f"  applying {change.label} [{views.phase_text(change)}]")
+
+
+def quiet(_change: Change) -> None:
+    """Progress sink for --json runs: nothing but the JSON goes to stdout."""
+
+
+@app.command()
+def init(
+    version: Annotated[str, typer.Option("--version", help="release to create the site at")],
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create a new site at release VERSION: apply its schema changes."""
+    ctx = commands.open_context(site, catalog)
+    done = commands.init(ctx, version, progress=quiet if json else announce)
+    if json:
+        emit_json({"release": version, "applied": views.applied_json(done)})
+        return
+    out.print(f"[green]site created at {version}[/green] ({len(done)} changes applied)")
+
+
+@app.command()
+def status(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
+    """Site version, schema level, applied, pending and drifted changes."""
+    report = commands.status(commands.open_context(site, catalog))
+    if json:
+        emit_json(views.status_json(report))
+        return
+    out.print(views.status_table(report))
+
+
+@app.command()
+def plan(
+    to: Annotated[str | None, typer.Option("--to", help="target release [default: latest]")] = None,
+    rolling: Annotated[
+        bool, typer.Option("--rolling", help="exit 3 unless the path is rolling-safe")
+    ] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The path through required stops, each step's changes and phases, and rolling safety."""
+    ctx = commands.open_context(site, catalog)
+    value = commands.plan(ctx, to)
+    if json:
+        emit_json(views.plan_json(value, ctx.catalog.warnings))
+    else:
+        out.print(views.plan_table(value, ctx.catalog.warnings))
+        blockers = ", ".join(c.label for c in value.blocking_rolling)
+        out.print(
+            f"rolling-safe: {'yes' if value.rolling_safe else 'no'}"
+            + (f" (blocked by {blockers})" if blockers else "")
+        )
+    if rolling and not value.rolling_safe:
+        raise typer.Exit(ExitCode.NEEDS_OPERATOR)
+
+
+@app.command()
+def migrate(
+    to: Annotated[str | None, typer.Option("--to", help="release whose schema to reach")] = None,
+    phase: Annotated[
+        Phase | None, typer.Option("--phase", help="apply only the leading run of this phase")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the SQL, change nothing")
+    ] = False,
+    down_to: Annotated[
+        int | None, typer.Option("--down-to", help="revert changes above this number")
+    ] = None,
+    allow_data_loss: Annotated[
+        bool, typer.Option("--allow-data-loss", help="accept what the down direction loses")
+    ] = False,
+    lock_timeout: Annotated[
+        float, typer.Option("--lock-timeout", help="seconds to wait for another migrator")
+    ] = 30.0,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Only the schema: apply pending changes (or, with --down-to, revert declared ones)."""
+    ctx = commands.open_context(site, catalog)
+    progress = quiet if json else announce
+    if down_to is not None:
+        done = commands.downgrade(ctx, down_to, allow_data_loss, progress)
+        _report_applied(done, json, "reverted")
+        return
+    request = commands.MigrateRequest(to=to, only=phase, lock_timeout=lock_timeout)
+    if dry_run:
+        pending = commands.pending_changes(ctx, request)
+        if json:
+            emit_json(
+                {
+                    "pending": [views.change_json(c) for c in pending],
+                    "sql": commands.render_sql(pending),
+                }
+            )
+        else:
+            out.print(commands.render_sql(pending) or "-- nothing to apply", highlight=False)
+        return
+    _report_applied(commands.migrate(ctx, request, progress), json, "applied")
+
+
+def _report_applied(done: list[Any], json: bool, verb: str) -> None:
+    if json:
+        emit_json({verb: views.applied_json(done)})
+    elif done:
+        out.print(f"[green]{verb} {len(done)} change(s)[/green]")
+    else:
+        out.print("nothing to do: the schema is up to date")
+
+
+@app.command()
+def baseline(
+    at: Annotated[int, typer.Option("--at", help="number of the last change already present")],
+    version: Annotated[
+        str | None, typer.Option("--version", help="release the database is at")
+    ] = None,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Adopt an existing database: record changes 1..N as present without running them."""
+    done = commands.baseline(commands.open_context(site, catalog), at, version)
+    if json:
+        emit_json({"baseline": done})
+    else:
+        out.print(f"[green]baselined at change {done}[/green]")
+
+
+@app.command()
+def repair(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
+    """Accept the current text of drifted changes after checking the database matches them."""
+    fixed = commands.repair(commands.open_context(site, catalog))
+    if json:
+        emit_json({"repaired": fixed})
+    else:
+        out.print(f"re-recorded: {', '.join(fixed)}" if fixed else "no drift to repair")
+
+
+@app.command()
+def quickstart(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="where to build the demo [default: a new temp dir]")
+    ] = None,
+) -> None:
+    """Build a demo site of the bundled identity-sync product on SQLite and upgrade it."""
+    from stairway import quickstart as demo
+
+    target = directory or Path(tempfile.mkdtemp(prefix="stairway-demo-"))
+    site = demo.write_site(target)
+    ctx = demo.open_demo(site)
+    out.rule("[bold]Stairway quickstart: identity-sync on SQLite")
+    out.print(f"site: {site.site_file}")
+    commands.init(ctx, "1.0.0", progress=announce)
+    _seed(ctx, demo)
+    plan_value = commands.plan(ctx, "2.0.0")
+    out.print(views.plan_table(plan_value, ctx.catalog.warnings))
+    for step in plan_value.steps:
+        out.print(f"[bold]-> {step.release.version}[/bold]")
+        commands.migrate(ctx, commands.MigrateRequest(to=str(step.release.version)), announce)
+    out.print(views.status_table(commands.status(ctx)))
+    out.print(
+        f"[green]done:[/green] {demo.migrated_users(ctx):,} users carry their new display name"
+    )
+
+
+def _seed(ctx: commands.Context, demo: Any) -> None:
+    with Progress(*Progress.get_default_columns(), console=out) as bar:
+        task = bar.add_task("demo users", total=demo.DEMO_USERS)
+        demo.seed_users(ctx, lambda n: bar.advance(task, n))
+
+
+def run(entry: Callable[[], Any]) -> int:
+    """Call the Typer app, mapping Stairway errors to the exit codes of the design."""
+    try:
+        entry()
+    except StairwayError as error:
+        err.print(f"[red]error:[/red] {error.message}", highlight=False, soft_wrap=True)
+        if error.hint:
+            err.print(f"[yellow]hint:[/yellow] {error.hint}", highlight=False, soft_wrap=True)
+        return int(error.exit_code)
+    except SystemExit as exit_:
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
+    return 0
+
+
+def main() -> None:
+    sys.exit(run(lambda: app(standalone_mode=True)))

@@ -1,0 +1,175 @@
+"""Thin, typed functions behind every command. The CLI and the server call these and only
+translate arguments in and results out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from stairway.catalog import Catalog, load_catalog
+from stairway.database import engine_for
+from stairway.errors import PlanError, SchemaError, SiteError
+from stairway.plan import UpgradePlan, make_plan
+from stairway.schema import migrator
+from stairway.schema.change import Change, Phase
+from stairway.schema.executor import Applied
+from stairway.schema.migrator import Progress
+from stairway.schema.phases import PhaseFinding
+from stairway.schema.state import SchemaState
+from stairway.site import Site, load_site
+from stairway.versions import Version, check_hop
+
+
+@dataclass(frozen=True)
+class Context:
+    site: Site
+    catalog: Catalog
+    engine: Engine
+
+
+def open_context(site_file: Path | None, catalog_dir: Path | None) -> Context:
+    site = load_site(site_file)
+    root = catalog_dir or site.site.catalog
+    if root is None:
+        raise SiteError(
+            "no catalog given",
+            hint="pass --catalog DIR or set `catalog = ...` in the [site] table of site.toml",
+        )
+    return Context(site, load_catalog(root), engine_for(site.database))
+
+
+@dataclass(frozen=True)
+class Status:
+    product: str
+    release: str | None
+    state: SchemaState
+    pending: tuple[Change, ...]
+    latest: str
+    warnings: dict[int, list[PhaseFinding]]
+
+
+def status(ctx: Context) -> Status:
+    state = migrator.read_state(ctx.engine, ctx.catalog)
+    release = migrator.site_release(ctx.engine)
+    needed = ctx.catalog.release(release).schema if release else 0
+    pending = tuple(state.pending(ctx.catalog.changes, needed))
+    return Status(
+        ctx.catalog.product,
+        release,
+        state,
+        pending,
+        str(ctx.catalog.latest.version),
+        ctx.catalog.warnings,
+    )
+
+
+def current_version(ctx: Context) -> Version:
+    release = migrator.site_release(ctx.engine)
+    if release is None:
+        raise SiteError(
+            f"{ctx.site.database} holds no Stairway site",
+            hint="create it with `stairway init --version V` or adopt it with `stairway baseline`",
+        )
+    return Version.parse(release)
+
+
+def plan(ctx: Context, to: str | None) -> UpgradePlan:
+    target = Version.parse(to) if to else ctx.catalog.latest.version
+    state = migrator.read_state(ctx.engine, ctx.catalog)
+    return make_plan(ctx.catalog, current_version(ctx), state.level, target)
+
+
+def init(ctx: Context, version: str, progress: Progress | None = None) -> list[Applied]:
+    """Create a new site at release ``version``: apply its changes and record it."""
+    release = ctx.catalog.release(version)
+    if migrator.read_state(ctx.engine, ctx.catalog).applied:
+        raise SchemaError(
+            f"{ctx.site.database} already holds a Stairway site",
+            hint="use `stairway status` to see it, `stairway migrate --to V` to move it",
+        )
+    done = migrator.migrate(ctx.engine, ctx.catalog, release.schema, progress=progress)
+    migrator.set_site_release(ctx.engine, ctx.catalog, str(release.version))
+    return done
+
+
+@dataclass(frozen=True)
+class MigrateRequest:
+    to: str | None = None
+    only: Phase | None = None
+    lock_timeout: float = 30.0
+
+
+def migrate_target(ctx: Context, request: MigrateRequest) -> tuple[int, str | None]:
+    """The schema level to reach, and the release the site is at once it is reached."""
+    if request.to is None:
+        release = migrator.site_release(ctx.engine)
+        return (ctx.catalog.release(release).schema if release else 0), None
+    target = ctx.catalog.release(request.to)
+    check_hop(ctx.catalog.releases, current_version(ctx), target.version)
+    return target.schema, str(target.version)
+
+
+def pending_changes(ctx: Context, request: MigrateRequest) -> list[Change]:
+    level, _ = migrate_target(ctx, request)
+    state = migrator.read_state(ctx.engine, ctx.catalog)
+    state.refuse_unsafe()
+    return migrator.pending(state, ctx.catalog, level, request.only)
+
+
+def migrate(
+    ctx: Context, request: MigrateRequest, progress: Progress | None = None
+) -> list[Applied]:
+    level, version = migrate_target(ctx, request)
+    done = migrator.migrate(
+        ctx.engine,
+        ctx.catalog,
+        level,
+        only=request.only,
+        lock_timeout=request.lock_timeout,
+        progress=progress,
+    )
+    if version and migrator.read_state(ctx.engine, ctx.catalog).level >= level:
+        migrator.set_site_release(ctx.engine, ctx.catalog, version)
+    return done
+
+
+def downgrade(
+    ctx: Context, to: int, allow_data_loss: bool, progress: Progress | None = None
+) -> list[Applied]:
+    release = migrator.site_release(ctx.engine)
+    if release and to < ctx.catalog.release(release).schema:
+        raise PlanError(
+            f"release {release} needs schema {ctx.catalog.release(release).schema}; "
+            f"going down to {to} would leave it without its changes",
+            hint="roll the release back together with the schema; a schema-only rollback "
+            "breaks the running binary",
+        )
+    return migrator.downgrade(
+        ctx.engine, ctx.catalog, to, allow_data_loss=allow_data_loss, progress=progress
+    )
+
+
+def baseline(ctx: Context, at: int, version: str | None) -> int:
+    done = migrator.baseline(ctx.engine, ctx.catalog, at)
+    release = ctx.catalog.release(version) if version else ctx.catalog.release_of(at)
+    if release is not None and release.schema == at:
+        migrator.set_site_release(ctx.engine, ctx.catalog, str(release.version))
+    return done
+
+
+def repair(ctx: Context) -> list[str]:
+    return migrator.repair(ctx.engine, ctx.catalog)
+
+
+def render_sql(changes: list[Change]) -> str:
+    """The SQL a migration would send, for --dry-run."""
+    parts: list[str] = []
+    for change in changes:
+        parts.append(f"-- {change.describe()}")
+        if not change.statements:
+            parts.append(f"-- Python change: runs upgrade(conn) from {change.path.name}")
+        parts.extend(f"{s.text};" for s in change.statements)
+        parts.append(f"-- then record change {change.number} in stairway_changes\n")
+    return "\n".join(parts)

@@ -1,0 +1,82 @@
+"""Engines for the databases Stairway migrates: URL normalisation and engine-specific setup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from stairway.errors import SiteError
+
+_ENGINES: dict[str, Engine] = {}
+SUPPORTED = ("sqlite", "postgresql")
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def engine_for(url: str) -> Engine:
+    """One engine per URL per process: guard() is called on every start and must stay cheap."""
+    key = normalise_url(url)
+    if key not in _ENGINES:
+        _ENGINES[key] = _create(key)
+    return _ENGINES[key]
+
+
+def dispose_all() -> None:
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()
+
+
+def _create(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SiteError(
+            f"{url!r} is not a database URL",
+            hint="write sqlite:///path/to/app.db or postgresql://user@host:5432/dbname",
+        ) from None
+    if parsed.get_backend_name() not in SUPPORTED:
+        raise SiteError(
+            f"database engine {parsed.get_backend_name()!r} is not supported",
+            hint="use SQLite (sqlite:///...) or PostgreSQL (postgresql://...)",
+        )
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite(url)
+    return create_engine(url, pool_pre_ping=False)
+
+
+def _sqlite(url: str) -> Engine:
+    engine = create_engine(url)
+    # pysqlite opens transactions lazily and never before DDL; take control so that every
+    # change, DDL included, runs inside one real transaction.
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+    dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def sqlite_path(engine: Engine) -> Path | None:
+    """The file of a SQLite database; None for PostgreSQL or an in-memory database."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    return Path(database) if database and database != ":memory:" else None

@@ -1,0 +1,78 @@
+"""The error tree. Every error carries a message, data, and a hint saying what to do.
+
+The CLI maps each error to an exit code in one place (``exit_code``): 2 for a refusal before
+anything was touched, 1 for a failure that was rolled back, 3 when an operator must act.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    DONE = 0
+    FAILED = 1
+    REFUSED = 2
+    NEEDS_OPERATOR = 3
+
+
+class StairwayError(Exception):
+    """Root of every error Stairway raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.REFUSED
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class CatalogError(StairwayError):
+    """The product's catalog is malformed; names the file and, where known, the line or key."""
+
+    def __init__(self, message: str, *, path: str = "", line: int | None = None, hint: str = ""):
+        where = f"{path}:{line}" if path and line else path
+        super().__init__(f"{where}: {message}" if where else message, hint=hint)
+        self.path = path
+        self.line = line
+
+
+class SiteError(StairwayError):
+    """The operator's site.toml is missing or malformed."""
+
+
+class PlanError(StairwayError):
+    """No safe path leads from the site's version to the target."""
+
+
+class SchemaError(StairwayError):
+    """A schema change could not be read, checked or applied."""
+
+
+class PhaseError(SchemaError):
+    """A change's declared phase is contradicted by what its SQL does."""
+
+
+class DriftError(SchemaError):
+    """An applied change's file no longer matches the checksum recorded when it ran."""
+
+
+class ChangeFailed(SchemaError):
+    """A change failed while running; its transaction was rolled back."""
+
+    exit_code = ExitCode.FAILED
+
+
+class LockTimeout(SchemaError):
+    """Another migrator holds the lock and did not release it in time."""
+
+
+class DataLossRefused(SchemaError):
+    """A down-migration would lose data and was not explicitly allowed."""
+
+
+class GuardRefused(SchemaError):
+    """The product must not start against this database."""

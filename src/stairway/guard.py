@@ -1,0 +1,116 @@
+"""``stairway.guard()``: the one call a product makes at start.
+
+It refuses to start a release against a database holding a contract or offline change the release
+does not know (the database is newer than the binary), and against a database that lacks changes
+the release needs. A database ahead only by expand changes is accepted: that is what lets the
+previous release keep serving during a rolling upgrade.
+
+It is called on every start, so it reads only ``stairway.toml`` (cached by modification time)
+and runs one query on a cached engine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from stairway.catalog import Catalog, load_catalog
+from stairway.catalog.manifest import Manifest, load_manifest
+from stairway.database import engine_for
+from stairway.errors import GuardRefused
+from stairway.schema import migrator, recorder
+from stairway.schema.change import Phase
+from stairway.versions import Version
+
+_MANIFESTS: dict[Path, tuple[int, Manifest]] = {}
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    version: str
+    level: int
+    ahead_by_expand: tuple[int, ...] = ()
+    applied_now: tuple[int, ...] = ()
+
+
+def guard(
+    database_url: str, catalog: Catalog | Path | str, version: str, *, auto_migrate: bool = False
+) -> GuardResult:
+    """Check that release ``version`` may start against ``database_url``; raise GuardRefused."""
+    needed = _schema_of(catalog, version)
+    rows = _applied_rows(database_url)
+    level = max((n for n, _ in rows), default=0)
+    _refuse_newer(rows, needed, version)
+    ahead = tuple(n for n, _ in rows if n > needed)
+    if level >= needed:
+        return GuardResult(version, level, ahead)
+    if not auto_migrate:
+        raise GuardRefused(
+            f"release {version} needs schema {needed}, the database is at {level}",
+            hint="run `stairway migrate --to " + version + "` before starting this release",
+        )
+    return _auto_migrate(database_url, catalog, version, needed)
+
+
+def _applied_rows(database_url: str) -> list[tuple[int, str]]:
+    table = recorder.changes_table
+    try:
+        with engine_for(database_url).connect() as conn:
+            return [(r[0], r[1]) for r in conn.execute(select(table.c.number, table.c.phase))]
+    except (OperationalError, ProgrammingError) as err:
+        if "stairway_changes" not in str(err):
+            raise
+        raise GuardRefused(
+            "this database has never been set up by Stairway",
+            hint="create it with `stairway init --version V` or adopt it with `stairway baseline`",
+        ) from None
+
+
+def _refuse_newer(rows: list[tuple[int, str]], needed: int, version: str) -> None:
+    for number, phase in rows:
+        if number > needed and Phase(phase) not in (Phase.EXPAND, Phase.BACKGROUND):
+            raise GuardRefused(
+                f"the database holds {phase} change {number}, which release {version} "
+                f"(schema {needed}) does not know: the database is newer than this release",
+                hint="start the release that applied it, or restore a backup taken before it",
+            )
+
+
+def _auto_migrate(
+    url: str, catalog: Catalog | Path | str, version: str, needed: int
+) -> GuardResult:
+    full = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
+    engine = engine_for(url)
+    state = migrator.read_state(engine, full)
+    blocking = [c for c in state.pending(full.changes, needed) if c.phase != Phase.EXPAND]
+    if blocking:
+        raise GuardRefused(
+            f"release {version} needs {blocking[0].describe()}, which cannot run while serving",
+            hint="migrate with the product stopped (`stairway migrate --to " + version + "`)",
+        )
+    done = migrator.migrate(engine, full, needed, only=Phase.EXPAND)
+    return GuardResult(version, needed, (), tuple(a.change.number for a in done))
+
+
+def _schema_of(catalog: Catalog | Path | str, version: str) -> int:
+    if isinstance(catalog, Catalog):
+        return catalog.release(version).schema
+    wanted = Version.parse(version)
+    for release in _manifest(Path(catalog)).release:
+        if Version(release.version) == wanted:
+            return release.schema_
+    raise GuardRefused(f"release {version} is not in the catalog at {catalog}")
+
+
+def _manifest(root: Path) -> Manifest:
+    path = root / "stairway.toml"
+    mtime = os.stat(path).st_mtime_ns
+    cached = _MANIFESTS.get(path)
+    if cached is None or cached[0] != mtime:
+        cached = (mtime, load_manifest(path))
+        _MANIFESTS[path] = cached
+    return cached[1]

@@ -1,0 +1,1 @@
+"""Schema changes: reading them, checking their phase, recording and applying them."""

@@ -1,0 +1,143 @@
+"""The schema engine's entry points: read the state, migrate up, baseline, go down, repair.
+
+Each entry point takes the migration lock, reads what is applied, refuses drift and databases
+ahead of the catalog, and only then changes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, update
+
+from stairway.catalog import Catalog
+from stairway.errors import SchemaError
+from stairway.schema import recorder
+from stairway.schema.change import Change, Phase
+from stairway.schema.executor import Applied, apply, refuse_data_loss, revert
+from stairway.schema.lock import migration_lock
+from stairway.schema.state import SchemaState, compare
+
+Progress = Callable[[Change], None]
+
+
+def read_state(engine: Engine, catalog: Catalog) -> SchemaState:
+    with engine.connect() as conn:
+        return compare(recorder.applied(conn), catalog.changes)
+
+
+def site_release(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return recorder.get_meta(conn, "release")
+
+
+def set_site_release(engine: Engine, catalog: Catalog, version: str) -> None:
+    with engine.begin() as conn:
+        recorder.set_meta(conn, "product", catalog.product)
+        recorder.set_meta(conn, "release", version)
+
+
+def pending(state: SchemaState, catalog: Catalog, target: int, only: Phase | None) -> list[Change]:
+    """Changes to apply; with ``only``, the leading run of that phase (order is never skipped)."""
+    todo = state.pending(catalog.changes, target)
+    if only is None:
+        return todo
+    run: list[Change] = []
+    for change in todo:
+        if change.phase != only:
+            break
+        run.append(change)
+    return run
+
+
+@contextmanager
+def locked_state(engine: Engine, catalog: Catalog, timeout: float) -> Iterator[SchemaState]:
+    """The state under the migration lock, with bookkeeping tables present and no drift."""
+    with migration_lock(engine, timeout):
+        with engine.begin() as conn:
+            recorder.ensure_tables(conn)
+        state = read_state(engine, catalog)
+        state.refuse_unsafe()
+        yield state
+
+
+def migrate(
+    engine: Engine,
+    catalog: Catalog,
+    target: int,
+    *,
+    only: Phase | None = None,
+    lock_timeout: float = 30.0,
+    progress: Progress | None = None,
+) -> list[Applied]:
+    with locked_state(engine, catalog, lock_timeout) as state:
+        done: list[Applied] = []
+        for change in pending(state, catalog, target, only):
+            if progress:
+                progress(change)
+            done.append(apply(engine, change, _release_label(catalog, change)))
+        return done
+
+
+def baseline(engine: Engine, catalog: Catalog, at: int, lock_timeout: float = 30.0) -> int:
+    """Adopt an existing database: record changes 1..at as present without running them."""
+    if at > len(catalog.changes) or at < 1:
+        raise SchemaError(
+            f"cannot baseline at {at}: the catalog ships changes 1..{len(catalog.changes)}",
+            hint="pick the number of the last change this database already has",
+        )
+    with locked_state(engine, catalog, lock_timeout) as state:
+        if state.applied:
+            raise SchemaError(
+                f"this database already records changes up to {state.level}",
+                hint="baseline adopts a database Stairway has never migrated; use migrate",
+            )
+        with engine.begin() as conn:
+            for change in catalog.changes_between(0, at):
+                recorder.record(conn, change, _release_label(catalog, change), 0, "baseline")
+    return at
+
+
+def downgrade(
+    engine: Engine,
+    catalog: Catalog,
+    to: int,
+    *,
+    allow_data_loss: bool,
+    lock_timeout: float = 30.0,
+    progress: Progress | None = None,
+) -> list[Applied]:
+    with locked_state(engine, catalog, lock_timeout) as state:
+        changes = [c for c in reversed(catalog.changes) if to < c.number <= state.level]
+        refuse_data_loss(changes, allow_data_loss)
+        done: list[Applied] = []
+        for change in changes:
+            if progress:
+                progress(change)
+            done.append(revert(engine, change))
+        return done
+
+
+def repair(engine: Engine, catalog: Catalog, lock_timeout: float = 30.0) -> list[str]:
+    """Record the current text of drifted changes as applied (the operator checked them)."""
+    with migration_lock(engine, lock_timeout):
+        state = read_state(engine, catalog)
+        with engine.begin() as conn:
+            for drift in state.drifted:
+                conn.execute(
+                    update(recorder.changes_table)
+                    .where(recorder.changes_table.c.number == drift.change.number)
+                    .values(checksum=drift.change.checksum)
+                )
+        return [d.change.label for d in state.drifted]
+
+
+def _release_label(catalog: Catalog, change: Change) -> str:
+    release = catalog.release_of(change.number)
+    return str(release.version) if release else "unreleased"
+
+
+def changes_for(catalog: Catalog, numbers: Sequence[int]) -> list[Change]:
+    wanted = set(numbers)
+    return [c for c in catalog.changes if c.number in wanted]

@@ -1,0 +1,212 @@
+"""Reading change files (``schema/NNNN_name.sql`` and ``schema/NNNN_name.py``) into Changes.
+
+A SQL change starts with header comments: ``-- phase: expand`` (``offline`` when absent),
+``-- transaction: none`` for statements PostgreSQL refuses inside a transaction, and
+``-- loses: ...`` saying what its down direction loses. A line ``-- down:`` separates the
+upgrade statements from their inverse.
+
+A Python change defines ``upgrade(conn)``, optionally ``downgrade(conn)`` with ``LOSES``, and
+``PHASE``.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+from stairway.errors import CatalogError
+from stairway.schema.change import Change, Kind, Phase
+from stairway.schema.sqltext import SqlSyntaxError, Statement, checksum, split_statements, tokenize
+
+DIRECTIVES = ("phase", "transaction", "loses")
+DOWN_MARKER = "-- down:"
+
+
+@dataclass(frozen=True)
+class ChangeFile:
+    number: int
+    name: str
+    path: Path
+
+
+def parse_file_name(path: Path) -> ChangeFile | None:
+    """``0007_backfill.sql`` -> (7, "backfill"); None for files that are not changes."""
+    if path.suffix not in (".sql", ".py") or path.name.startswith(("_", ".")):
+        return None
+    digits, _, name = path.stem.partition("_")
+    if not digits.isdigit() or not name:
+        raise CatalogError(
+            "a change file must be named NNNN_name.sql or NNNN_name.py",
+            path=str(path),
+            hint="rename it, e.g. 0001_create_users.sql",
+        )
+    return ChangeFile(int(digits), name, path)
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise CatalogError(
+            f"not valid UTF-8 (byte {err.start})",
+            path=str(path),
+            line=line,
+            hint="save the file as UTF-8",
+        ) from None
+    except OSError as err:
+        raise CatalogError(
+            f"cannot read: {err.strerror}", path=str(path), hint="check the file's permissions"
+        ) from None
+
+
+def read_change(file: ChangeFile) -> Change:
+    text = read_text(file.path)
+    if file.path.suffix == ".py":
+        return _read_python(file, text)
+    return _read_sql(file, text)
+
+
+def _read_sql(file: ChangeFile, text: str) -> Change:
+    up_text, down_text, down_line = _split_down(file, text)
+    headers = _headers(file, up_text)
+    phase = _phase(file, headers.get("phase", ("offline", 0)))
+    transactional = _transactional(file, headers.get("transaction", ("", 0)))
+    up = _statements(file, up_text, 1)
+    down = _statements(file, down_text, down_line) if down_text is not None else None
+    return Change(
+        number=file.number,
+        name=file.name,
+        path=file.path,
+        kind=Kind.SQL,
+        phase=phase,
+        checksum=checksum(text),
+        transactional=transactional,
+        statements=tuple(up),
+        down=tuple(down) if down is not None else None,
+        loses=headers["loses"][0] if "loses" in headers else None,
+    )
+
+
+def _split_down(file: ChangeFile, text: str) -> tuple[str, str | None, int]:
+    """Cut at a ``-- down:`` line that is a comment of its own, not text inside a body."""
+    offset = 0
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        if line.strip().lower() == DOWN_MARKER and not _inside_token(file, text, offset):
+            return text[:offset], text[offset + len(line) :], number + 1
+        offset += len(line)
+    return text, None, 0
+
+
+def _inside_token(file: ChangeFile, text: str, offset: int) -> bool:
+    try:
+        tokens = tokenize(text)
+    except SqlSyntaxError as err:
+        raise CatalogError(
+            f"cannot read the SQL: {err}",
+            path=str(file.path),
+            line=err.line,
+            hint="check for an unterminated string, quoted name or dollar-quoted body",
+        ) from None
+    return any(t.start < offset <= t.end for t in tokens)
+
+
+def _headers(file: ChangeFile, text: str) -> dict[str, tuple[str, int]]:
+    """``-- key: value`` comment lines before the first statement."""
+    found: dict[str, tuple[str, int]] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line and not line.startswith("--"):
+            break
+        key, sep, value = line[2:].partition(":")
+        if sep and key.strip().lower() in DIRECTIVES:
+            found[key.strip().lower()] = (value.strip(), number)
+    return found
+
+
+def _phase(file: ChangeFile, value: tuple[str, int]) -> Phase:
+    try:
+        return Phase(value[0].lower())
+    except ValueError:
+        known = ", ".join(p.value for p in Phase)
+        raise CatalogError(
+            f"unknown phase {value[0]!r}",
+            path=str(file.path),
+            line=value[1],
+            hint=f"use one of: {known}",
+        ) from None
+
+
+def _transactional(file: ChangeFile, value: tuple[str, int]) -> bool:
+    if value[0].lower() in ("", "required"):
+        return True
+    if value[0].lower() == "none":
+        return False
+    raise CatalogError(
+        f"unknown transaction mode {value[0]!r}",
+        path=str(file.path),
+        line=value[1],
+        hint="write `-- transaction: none` for statements that cannot run in a transaction",
+    )
+
+
+def _statements(file: ChangeFile, text: str, first_line: int) -> list[Statement]:
+    try:
+        return split_statements(text, first_line=first_line)
+    except SqlSyntaxError as err:
+        raise CatalogError(
+            f"cannot read the SQL: {err}",
+            path=str(file.path),
+            line=first_line + err.line - 1,
+            hint="check for an unterminated string, quoted name or dollar-quoted body",
+        ) from None
+
+
+def _read_python(file: ChangeFile, text: str) -> Change:
+    """Read a Python change without running it: its names come from the syntax tree."""
+    try:
+        tree = ast.parse(text, filename=str(file.path))
+    except SyntaxError as err:
+        raise CatalogError(
+            f"Python syntax error: {err.msg}",
+            path=str(file.path),
+            line=err.lineno,
+            hint="fix the syntax; the change was not run",
+        ) from None
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    constants = _constants(tree)
+    if "upgrade" not in functions:
+        raise CatalogError(
+            "a Python change must define upgrade(conn)",
+            path=str(file.path),
+            hint="add `def upgrade(conn): ...` taking a SQLAlchemy Connection",
+        )
+    phase = _phase(file, (str(constants.get("PHASE", "offline")), 1))
+    has_down = "downgrade" in functions
+    if has_down and "LOSES" not in constants:
+        raise CatalogError(
+            "downgrade() is defined but LOSES is not",
+            path=str(file.path),
+            hint='say what the down direction loses: LOSES = "..." (or "nothing")',
+        )
+    return Change(
+        number=file.number,
+        name=file.name,
+        path=file.path,
+        kind=Kind.PYTHON,
+        phase=phase,
+        checksum=checksum(text),
+        has_python_down=has_down,
+        loses=str(constants["LOSES"]) if "LOSES" in constants else None,
+    )
+
+
+def _constants(tree: ast.Module) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = node.value.value
+    return found

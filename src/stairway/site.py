@@ -1,0 +1,99 @@
+"""The operator's ``site.toml``: where the database, data, config files and backups are."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stairway.errors import SiteError
+
+DEFAULT_SITE = "site.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteSection(_Strict):
+    database: Annotated[str, Field(min_length=1)]
+    data_dir: Path | None = None
+    config_files: list[Path] = []
+    backup_dir: Path | None = None
+    releases_dir: Path | None = None
+    catalog: Path | None = None
+
+
+class ServiceSection(_Strict):
+    stop: str | None = None
+    start: str | None = None
+    health: str | None = None
+    instances: list[str] = []
+
+
+class Site(_Strict):
+    site: SiteSection
+    service: ServiceSection | None = None
+    path: Path = Path(DEFAULT_SITE)
+
+    @property
+    def database(self) -> str:
+        return self.site.database
+
+
+def site_path(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    return Path(os.environ.get("STAIRWAY_SITE", DEFAULT_SITE))
+
+
+def load_site(given: Path | None) -> Site:
+    path = site_path(given)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SiteError(
+            f"no site file at {path}",
+            hint="write a site.toml (docs/site.md), or pass --site FILE / set STAIRWAY_SITE",
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise SiteError(f"{path}: not valid TOML: {err}", hint="fix the syntax") from None
+    try:
+        site = Site.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise SiteError(f"{path}: {key}: {first['msg']}", hint="see docs/site.md") from None
+    return _resolved(site, path)
+
+
+def _resolved(site: Site, path: Path) -> Site:
+    """Relative paths in a site file are relative to the file, not to the working directory."""
+    base = path.resolve().parent
+    section = site.site
+    fixed = section.model_copy(
+        update={
+            "database": _resolve_sqlite(section.database, base),
+            "data_dir": _under(base, section.data_dir),
+            "config_files": [base / p for p in section.config_files],
+            "backup_dir": _under(base, section.backup_dir),
+            "releases_dir": _under(base, section.releases_dir),
+            "catalog": _under(base, section.catalog),
+        }
+    )
+    return site.model_copy(update={"site": fixed, "path": path})
+
+
+def _under(base: Path, value: Path | None) -> Path | None:
+    return None if value is None else base / value
+
+
+def _resolve_sqlite(url: str, base: Path) -> str:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix + ":memory:":
+        return url
+    rest = url[len(prefix) :]
+    return url if rest.startswith("/") else prefix + str(base / rest)

@@ -1,0 +1,149 @@
+"""Versions, releases and upgrade paths through required stops. Pure: no I/O.
+
+Rules (midPoint's upgrade paths, DESIGN MP-4):
+- a path only goes up; a downgrade is refused;
+- before leaving a minor series the site first moves to the latest maintenance release of that
+  series ("latest maintenance first");
+- a release's ``requires`` is a stop every path to it passes through;
+- between stops the path jumps directly: intermediate releases are not visited, their changes are
+  cumulative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from packaging.version import InvalidVersion
+from packaging.version import Version as _PkgVersion
+
+from stairway.errors import PlanError
+
+
+class Version(_PkgVersion):
+    """A PEP 440 version (semver strings such as 2.0.0 are valid PEP 440)."""
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        try:
+            return cls(text)
+        except InvalidVersion:
+            raise PlanError(
+                f"{text!r} is not a version",
+                hint="write versions as PEP 440 / semver, e.g. 2.0.0 or 2.1.0rc1",
+            ) from None
+
+    @property
+    def series(self) -> tuple[int, int]:
+        return (self.major, self.minor)
+
+
+@dataclass(frozen=True)
+class Release:
+    version: Version
+    schema: int
+    lts: bool = False
+    rolling: bool = False
+    requires: Version | None = None
+    agent_protocol: tuple[int, int] | None = None
+
+    def describe(self) -> str:
+        flags = [f for f, on in (("lts", self.lts), ("rolling", self.rolling)) if on]
+        extra = f" requires {self.requires}" if self.requires else ""
+        shown = "".join(f", {flag}" for flag in flags)
+        return f"{self.version} (schema {self.schema}{shown}){extra}"
+
+
+def find_release(releases: Sequence[Release], version: Version) -> Release:
+    for release in releases:
+        if release.version == version:
+            return release
+    known = ", ".join(str(r.version) for r in releases)
+    raise PlanError(f"no release {version} in the catalog", hint=f"known releases: {known}")
+
+
+def _is_lts_series(releases: Sequence[Release], version: Version) -> bool:
+    """A series is LTS when any of its releases is marked ``lts`` (4.0.4 is LTS as 4.0 is)."""
+    return any(r.lts for r in releases if r.version.series == version.series)
+
+
+def latest_maintenance(releases: Sequence[Release], version: Version) -> Release:
+    """The highest release of ``version``'s minor series."""
+    same = [r for r in releases if r.version.series == version.series]
+    return max(same, key=lambda r: r.version)
+
+
+def upgrade_path(releases: Sequence[Release], current: Version, target: Version) -> list[Release]:
+    """The releases to visit after ``current``, ending with ``target``; empty when already there."""
+    if target < current:
+        raise PlanError(
+            f"{target} is older than the site's {current}: downgrades are refused",
+            hint="restore a backup taken before the upgrade instead",
+        )
+    find_release(releases, current)
+    goal = find_release(releases, target)
+    path: list[Release] = []
+    here = current
+    for waypoint in [*required_stops(releases, current, goal), goal]:
+        segment = _segment(releases, here, waypoint)
+        path.extend(segment)
+        here = waypoint.version
+    return path
+
+
+def required_stops(releases: Sequence[Release], current: Version, goal: Release) -> list[Release]:
+    """Required stops strictly between ``current`` and ``goal``, oldest first."""
+    stops: list[Release] = []
+    release = goal
+    seen: set[Version] = {goal.version}
+    while release.requires is not None and release.requires > current:
+        if release.requires in seen:
+            raise PlanError(
+                f"requires cycle through {release.requires}",
+                hint="a required stop must be an older release",
+            )
+        seen.add(release.requires)
+        release = find_release(releases, release.requires)
+        stops.append(release)
+    return list(reversed(stops))
+
+
+def check_hop(releases: Sequence[Release], current: Version, target: Version) -> None:
+    """Refuse a direct move from ``current`` to ``target`` that the upgrade path would not take."""
+    path = upgrade_path(releases, current, target)
+    if len(path) > 1:
+        stops = " -> ".join(str(r.version) for r in path)
+        raise PlanError(
+            f"{current} -> {target} skips required stops: the path is {current} -> {stops}",
+            hint="go step by step through each stop (`stairway plan --to` lists them)",
+        )
+
+
+def _segment(releases: Sequence[Release], here: Version, waypoint: Release) -> list[Release]:
+    """Hops from ``here`` to ``waypoint`` with no required stop in between."""
+    hops: list[Release] = []
+    while here < waypoint.version:
+        nxt = _next_hop(releases, here, waypoint)
+        hops.append(nxt)
+        here = nxt.version
+    return hops
+
+
+def _next_hop(releases: Sequence[Release], here: Version, waypoint: Release) -> Release:
+    """Latest maintenance of the own series first; then LTS -> LTS, or the next series' latest."""
+    if waypoint.version.series == here.series:
+        return waypoint
+    tail = latest_maintenance(releases, here)
+    if tail.version > here:
+        return tail
+    ahead = [r for r in releases if here < r.version <= waypoint.version]
+    if _is_lts_series(releases, here):
+        if _is_lts_series(releases, waypoint.version):
+            return waypoint
+        lts = [r for r in ahead if _is_lts_series(releases, r.version)]
+        if lts:
+            return latest_maintenance(releases, max(lts, key=lambda r: r.version).version)
+    next_series = min(r.version.series for r in ahead)
+    if next_series == waypoint.version.series:
+        return waypoint
+    return latest_maintenance(releases, Version(f"{next_series[0]}.{next_series[1]}"))

@@ -1,0 +1,118 @@
+"""Rich renderings and JSON shapes of command results. No logic beyond presentation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from stairway.commands import Status
+from stairway.plan import UpgradePlan
+from stairway.schema.change import Change
+from stairway.schema.executor import Applied
+from stairway.schema.phases import PhaseFinding
+
+Warnings = dict[int, list[PhaseFinding]]
+
+PHASE_STYLE = {"expand": "green", "background": "cyan", "contract": "yellow", "offline": "red"}
+
+
+def phase_text(change: Change) -> str:
+    style = PHASE_STYLE.get(change.phase.value, "white")
+    tx = "" if change.transactional else " (no tx)"
+    return f"[{style}]{change.phase.value}[/{style}]{tx}"
+
+
+def plan_table(plan: UpgradePlan, warnings: Warnings) -> Table:
+    table = Table(title=f"Upgrade plan: {plan.describe()}")
+    for column in ("step", "change", "phase", "warnings"):
+        table.add_column(column)
+    for step in plan.steps:
+        label = f"{step.source} -> {step.release.version}"
+        if not step.changes:
+            table.add_row(label, "[dim]no schema changes[/dim]", "", "")
+        for index, change in enumerate(step.changes):
+            notes = "\n".join(w.describe() for w in warnings.get(change.number, []))
+            table.add_row(label if index == 0 else "", change.label, phase_text(change), notes)
+    return table
+
+
+def plan_json(plan: UpgradePlan, warnings: Warnings) -> dict[str, Any]:
+    return {
+        "from": str(plan.current),
+        "to": str(plan.target),
+        "rolling_safe": plan.rolling_safe,
+        "blocking_rolling": [c.label for c in plan.blocking_rolling],
+        "steps": [
+            {
+                "from": str(s.source),
+                "to": str(s.release.version),
+                "changes": [
+                    {
+                        **change_json(c),
+                        "warnings": [w.describe() for w in warnings.get(c.number, [])],
+                    }
+                    for c in s.changes
+                ],
+            }
+            for s in plan.steps
+        ],
+    }
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    return {
+        "number": change.number,
+        "name": change.name,
+        "phase": change.phase.value,
+        "transactional": change.transactional,
+        "checksum": change.checksum,
+    }
+
+
+def applied_json(done: list[Applied]) -> list[dict[str, Any]]:
+    return [{**change_json(a.change), "duration_ms": a.duration_ms} for a in done]
+
+
+def status_table(status: Status) -> Table:
+    state = status.state
+    table = Table(title=f"{status.product} at {status.release or 'no release'}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("schema level", str(state.level))
+    table.add_row("latest release in catalog", status.latest)
+    table.add_row("applied changes", str(len(state.applied)))
+    table.add_row("pending for this release", _labels(c.label for c in status.pending))
+    table.add_row("drifted", _labels(d.describe() for d in state.drifted))
+    table.add_row("unknown to this catalog", _labels(a.label for a in state.unknown))
+    return table
+
+
+def _labels(items: Any) -> str:
+    text = "\n".join(items)
+    return text or "[dim]none[/dim]"
+
+
+def status_json(status: Status) -> dict[str, Any]:
+    state = status.state
+    return {
+        "product": status.product,
+        "release": status.release,
+        "level": state.level,
+        "latest": status.latest,
+        "applied": [
+            {
+                "number": a.number,
+                "name": a.name,
+                "phase": a.phase.value,
+                "release": a.release,
+                "applied_at": a.applied_at.isoformat(),
+                "duration_ms": a.duration_ms,
+                "kind": a.kind,
+            }
+            for a in state.applied
+        ],
+        "pending": [change_json(c) for c in status.pending],
+        "drifted": [d.describe() for d in state.drifted],
+        "unknown": [a.label for a in state.unknown],
+    }

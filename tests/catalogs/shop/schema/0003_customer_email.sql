@@ -1,0 +1,5 @@
+-- phase: expand
+-- loses: every customer's email address
+ALTER TABLE customers ADD COLUMN email TEXT;
+-- down:
+ALTER TABLE customers DROP COLUMN email;

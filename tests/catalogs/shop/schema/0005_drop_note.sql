@@ -1,0 +1,2 @@
+-- phase: contract
+ALTER TABLE customers DROP COLUMN note;

@@ -1,0 +1,2 @@
+-- phase: expand
+ALTER TABLE orders ADD COLUMN status TEXT DEFAULT 'open';

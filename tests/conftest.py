@@ -1,0 +1,85 @@
+"""Shared fixtures: real SQLite files and real PostgreSQL databases, created and dropped per test.
+
+PostgreSQL is at 127.0.0.1:5432 with trust auth. Without it a test is skipped on a laptop, but in
+CI (CI=true) a missing server fails the run: it is never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from stairway.database import dispose_all
+
+PG_ADMIN = os.environ.get("STAIRWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+CATALOGS = Path(__file__).parent / "catalogs"
+
+
+def pg_available() -> bool:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def require_postgres() -> None:
+    if pg_available():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is not answering at {PG_ADMIN}: CI needs it")
+    pytest.skip("PostgreSQL is not running here")
+
+
+def _pg_url(name: str) -> str:
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    return f"postgresql://{base.split('://', 1)[1]}/{name}"
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database; its URL."""
+    require_postgres()
+    name = f"stairway_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _pg_url(name)
+    dispose_all()
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path) -> Iterator[str]:
+    yield f"sqlite:///{tmp_path / 'app.db'}"
+    dispose_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Every database test runs on SQLite and on PostgreSQL."""
+    name = "sqlite_database" if request.param == "sqlite" else "pg_database"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def shop_catalog(tmp_path: Path) -> Path:
+    """A private copy of tests/catalogs/shop that a test may edit."""
+    target = tmp_path / "catalog"
+    shutil.copytree(CATALOGS / "shop", target)
+    return target
+
+
+@pytest.fixture
+def site_file(tmp_path: Path, database_url: str, shop_catalog: Path) -> Path:
+    path = tmp_path / "site.toml"
+    path.write_text(
+        f'[site]\ndatabase = "{database_url}"\ncatalog = "{shop_catalog}"\n', encoding="utf-8"
+    )
+    return path

@@ -1,0 +1,94 @@
+"""One migrator at a time, across real processes; the lock dies with its holder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from stairway.catalog import load_catalog
+from stairway.database import engine_for
+from stairway.schema import migrator
+
+SLOW_CHANGE = '''"""Holds the migration lock long enough for a second migrator to arrive."""
+import time
+
+PHASE = "expand"
+
+
+def upgrade(conn):
+    time.sleep(float(__import__("os").environ.get("SLOW_SECONDS", "2")))
+'''
+
+
+def add_slow_change(catalog: Path) -> None:
+    (catalog / "schema" / "0007_slow.py").write_text(SLOW_CHANGE, encoding="utf-8")
+    with (catalog / "stairway.toml").open("a", encoding="utf-8") as manifest:
+        manifest.write('\n[[release]]\nversion = "2.2.0"\nschema = 7\n')
+
+
+def start_migrator(site: Path, *extra: str, seconds: float = 2.0) -> subprocess.Popen[str]:
+    env = {**os.environ, "SLOW_SECONDS": str(seconds)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "stairway", "migrate", "--site", str(site), "--to", "2.2.0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def init_site(site: Path, shop_catalog: Path, database_url: str) -> None:
+    add_slow_change(shop_catalog)
+    catalog = load_catalog(shop_catalog)
+    engine = engine_for(database_url)
+    migrator.migrate(engine, catalog, 6)
+    migrator.set_site_release(engine, catalog, "2.1.0")
+
+
+def test_racing_migrators_apply_each_change_once(
+    site_file: Path, shop_catalog: Path, database_url: str
+) -> None:
+    init_site(site_file, shop_catalog, database_url)
+    first = start_migrator(site_file)
+    time.sleep(0.5)
+    second = start_migrator(site_file)
+    outputs = [p.communicate(timeout=60) for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    assert "applied 1 change(s)" in outputs[0][0]
+    assert "nothing to do" in outputs[1][0]
+    state = migrator.read_state(engine_for(database_url), load_catalog(shop_catalog))
+    assert [a.number for a in state.applied] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_loser_reports_the_lock_after_its_timeout(
+    site_file: Path, shop_catalog: Path, database_url: str
+) -> None:
+    init_site(site_file, shop_catalog, database_url)
+    first = start_migrator(site_file, seconds=5)
+    time.sleep(1.0)
+    second = start_migrator(site_file, "--lock-timeout", "0.5")
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 2
+    assert "is migrating this database; gave up after 0.5 s" in err
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+
+
+def test_a_killed_migrator_leaves_no_stale_lock(
+    site_file: Path, shop_catalog: Path, database_url: str
+) -> None:
+    init_site(site_file, shop_catalog, database_url)
+    victim = start_migrator(site_file, seconds=30)
+    time.sleep(2.0)  # inside the slow change, holding the lock
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=30)
+    started = time.monotonic()
+    again = start_migrator(site_file, "--lock-timeout", "10", seconds=0)
+    out, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert "applied 1 change(s)" in out
+    assert time.monotonic() - started < 10
