@@ -8,6 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
+import psycopg
+from psycopg import sql
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -28,7 +31,9 @@ class Applied:
 def apply(engine: Engine, change: Change, release: str) -> Applied:
     """Run one change and record it; on failure the database is as it was before it."""
     started = time.perf_counter()
-    if change.transactional or engine.dialect.name != "postgresql":
+    if engine.dialect.name == "postgresql" and change.kind == Kind.SQL and change.transactional:
+        _apply_postgres_sql(engine, change, release, started)
+    elif change.transactional or engine.dialect.name != "postgresql":
         with engine.begin() as conn:
             _run_up(conn, change)
             recorder.record(conn, change, release, _since(started), "applied")
@@ -38,6 +43,36 @@ def apply(engine: Engine, change: Change, release: str) -> Applied:
         with engine.begin() as conn:
             recorder.record(conn, change, release, _since(started), "applied")
     return Applied(change, _since(started))
+
+
+def _apply_postgres_sql(engine: Engine, change: Change, release: str, started: float) -> None:
+    """The same transaction as the generic path, in fewer round trips to the server.
+
+    ``BEGIN`` travels with the first statement and the bookkeeping row with ``COMMIT``, each pair
+    as one simple-protocol query, so a one-statement change costs two round trips instead of four.
+    Statements still go one by one, so a failure names the statement that failed.
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        pg = conn.connection.dbapi_connection
+        assert isinstance(pg, psycopg.Connection)
+        with pg.cursor() as cursor:
+            try:
+                for index, statement in enumerate(change.statements):
+                    _execute(cursor, change, statement, "BEGIN;\n" if index == 0 else "")
+                row = recorder.record_row(change, release, _since(started), "applied")
+                begin = "" if change.statements else "BEGIN;\n"
+                cursor.execute(begin + _insert_sql(row).as_string(pg) + ";\nCOMMIT")
+            finally:
+                if pg.info.transaction_status != TransactionStatus.IDLE:
+                    pg.execute("ROLLBACK")
+
+
+def _insert_sql(row: dict[str, object]) -> sql.Composed:
+    return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        sql.Identifier(recorder.changes_table.name),
+        sql.SQL(", ").join(map(sql.Identifier, row)),
+        sql.SQL(", ").join(map(sql.Literal, row.values())),
+    )
 
 
 def revert(engine: Engine, change: Change) -> Applied:
@@ -83,10 +118,10 @@ def _run_statements(conn: Connection, change: Change, statements: Sequence[State
         cursor.close()
 
 
-def _execute(cursor: object, change: Change, statement: Statement) -> None:
+def _execute(cursor: object, change: Change, statement: Statement, prefix: str = "") -> None:
     # The DBAPI cursor, with no parameters, sends the text as written: a literal % stays a %.
     try:
-        cursor.execute(statement.text)  # type: ignore[attr-defined]
+        cursor.execute(prefix + statement.text)  # type: ignore[attr-defined]
     except Exception as err:
         raise ChangeFailed(
             f"change {change.label} failed at {change.path.name}:{statement.line} "

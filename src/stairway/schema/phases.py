@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.dialects.postgres import Postgres
@@ -117,7 +116,7 @@ def _inspect(text: str, scope: _Scope) -> list[_Hit]:
     scope.statement = _summary(text)
     if _keyword(tokens[0]) in ("VACUUM", "CLUSTER"):
         return _maintenance(tokens, scope)
-    trees = _parse(text, scope.dialect)
+    trees = _parse(text, tokens, scope.dialect)
     if trees is None or any(isinstance(tree, exp.Command) for tree in trees):
         return _fallback(text, tokens, scope)
     return [hit for tree in trees for hit in _tree(tree, scope)]
@@ -136,10 +135,11 @@ def _quiet_sqlglot() -> Iterator[None]:
         logger.setLevel(previous)
 
 
-def _parse(text: str, dialect: str) -> list[exp.Expression] | None:
+def _parse(text: str, tokens: list[Token], dialect: str) -> list[exp.Expression] | None:
+    # The tokens are already at hand: tokenizing the text again would double the cost.
     try:
         with _quiet_sqlglot():
-            trees = sqlglot.parse(text, read=dialect)
+            trees = Dialect.get_or_raise(dialect).parser().parse(tokens, text)
     except SqlglotError:
         return None
     return [tree for tree in trees if isinstance(tree, exp.Expression)]
@@ -531,7 +531,7 @@ def _after_table_name(tokens: Sequence[Token]) -> int:
 
 def _piece(text: str, scope: _Scope) -> list[_Hit]:
     scope.statement = _summary(text)
-    trees = _parse(text, scope.dialect)
+    trees = _parse(text, _tokens(text, scope.dialect), scope.dialect)
     if trees and isinstance(trees[0], exp.Alter):
         return _alter(trees[0], scope)
     return _scan(_top_level_words(_tokens(text, scope.dialect)), scope.statement)

@@ -104,19 +104,22 @@ def _applied(row: object) -> AppliedChange:
 
 
 def record(conn: Connection, change: Change, release: str, duration_ms: int, kind: str) -> None:
-    conn.execute(
-        insert(changes_table).values(
-            number=change.number,
-            name=change.name,
-            checksum=change.checksum,
-            checksum_algorithm=CHECKSUM_ALGORITHM,
-            phase=change.phase.value,
-            release=release,
-            applied_at=datetime.now(UTC),
-            duration_ms=duration_ms,
-            kind=kind,
-        )
-    )
+    conn.execute(insert(changes_table).values(**record_row(change, release, duration_ms, kind)))
+
+
+def record_row(change: Change, release: str, duration_ms: int, kind: str) -> dict[str, object]:
+    """The ``stairway_changes`` row that says ``change`` is present."""
+    return {
+        "number": change.number,
+        "name": change.name,
+        "checksum": change.checksum,
+        "checksum_algorithm": CHECKSUM_ALGORITHM,
+        "phase": change.phase.value,
+        "release": release,
+        "applied_at": datetime.now(UTC),
+        "duration_ms": duration_ms,
+        "kind": kind,
+    }
 
 
 def forget(conn: Connection, number: int) -> None:
