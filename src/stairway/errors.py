@@ -76,3 +76,25 @@ class DataLossRefused(SchemaError):
 
 class GuardRefused(SchemaError):
     """The product must not start against this database."""
+
+
+class ObjectMigrationError(StairwayError):
+    """A stored object could not be read or migrated, or an object migration is malformed."""
+
+
+class DeltaError(StairwayError):
+    """A configuration delta could not be read or applied."""
+
+
+class ConfigFileError(StairwayError):
+    """An operator's config file does not parse or cannot be migrated; it was left untouched."""
+
+    def __init__(self, message: str, *, path: str, line: int | None = None, hint: str = ""):
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {message}", hint=hint)
+        self.path = path
+        self.line = line
+
+
+class VerifyBlocked(StairwayError):
+    """``verify`` found something that must be fixed before the upgrade may start."""

@@ -9,7 +9,9 @@ from itertools import pairwise
 from pathlib import Path
 
 from stairway.catalog.manifest import Manifest, ObjectsModel, ReleaseModel, load_manifest
+from stairway.catalog.object_migrations import load_object_migrations
 from stairway.errors import CatalogError
+from stairway.objects.migration import ObjectMigration, reused_paths
 from stairway.schema.change import Change, Phase
 from stairway.schema.phases import PhaseFinding, check_phase
 from stairway.schema.reader import ChangeFile, parse_file_name, read_change
@@ -27,6 +29,7 @@ class Catalog:
     releases: tuple[Release, ...]
     changes: tuple[Change, ...]
     objects: ObjectsModel | None = None
+    object_migrations: tuple[ObjectMigration, ...] = ()
 
     @property
     def latest(self) -> Release:
@@ -62,7 +65,9 @@ def load_catalog(root: Path | str) -> Catalog:
     releases = _releases(manifest, root / MANIFEST)
     changes = _changes(root / "schema")
     _check_schema_levels(releases, changes, root / MANIFEST)
-    return Catalog(root, manifest.product.name, releases, changes, manifest.objects)
+    migrations = load_object_migrations(root)
+    _check_object_migrations(manifest, releases, migrations, root)
+    return Catalog(root, manifest.product.name, releases, changes, manifest.objects, migrations)
 
 
 def _releases(manifest: Manifest, path: Path) -> tuple[Release, ...]:
@@ -191,4 +196,34 @@ def _check_schema_levels(
                 f"{shipped} changes are shipped",
                 path=str(path),
                 hint=f"add the missing change files to schema/ or lower schema to {shipped}",
+            )
+
+
+def _check_object_migrations(
+    manifest: Manifest,
+    releases: Sequence[Release],
+    migrations: Sequence[ObjectMigration],
+    root: Path,
+) -> None:
+    if migrations and manifest.objects is None:
+        raise CatalogError(
+            "object migrations are declared but stairway.toml has no [objects] table",
+            path=str(root / MANIFEST),
+            hint="add [objects] naming the table, id, type and body columns (docs/objects.md)",
+        )
+    for earlier, later in reused_paths(migrations):
+        raise CatalogError(
+            f"object migration {later.label} writes {'.'.join(later.target)}, which "
+            f"{earlier.label} takes away: an object read again would lose the new value",
+            path=later.source,
+            hint="give the new key a name that no earlier migration removes, renames or moves",
+        )
+    known = {r.version for r in releases}
+    for migration in migrations:
+        if migration.since not in known:
+            raise CatalogError(
+                f"object migration {migration.label} is since {migration.since}, which is no "
+                "release",
+                path=migration.source,
+                hint="`since` names the release whose code reads the new shape",
             )

@@ -25,6 +25,8 @@ class ObjectsModel(_Strict):
     id: str = "oid"
     type: str = "type"
     body: str = "data"
+    version: str | None = None  # column holding the release that wrote each object
+    subtype: str | None = None  # dotted path inside the document naming its subtype
 
 
 class ReleaseModel(_Strict):
@@ -60,7 +62,7 @@ def load_manifest(path: Path) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as err:
-        raise _translate(err, path, text) from None
+        raise translate_error(err, path, text) from None
 
 
 def _read(path: Path) -> str:
@@ -82,26 +84,32 @@ def _read(path: Path) -> str:
         ) from None
 
 
-def _translate(err: ValidationError, path: Path, text: str) -> CatalogError:
+def translate_error(
+    err: ValidationError, path: Path, text: str, doc: str = "docs/catalog.md"
+) -> CatalogError:
+    """One CatalogError for pydantic's first complaint: the key path, its line, and the fix."""
     first = err.errors()[0]
-    key = _key_path(first["loc"])
-    leaf = str(first["loc"][-1]) if first["loc"] else ""
+    loc = first["loc"]
+    key = _key_path(loc)
+    line = _line_of(text, loc)
     if first["type"] == "extra_forbidden":
         return CatalogError(
             f"unknown key {key!r}",
             path=str(path),
-            line=_line_of(text, leaf),
-            hint="remove it or check its spelling against the catalog format (docs/catalog.md)",
+            line=line,
+            hint=f"remove it or check its spelling against the format ({doc})",
         )
     if first["type"] == "missing":
+        leaf = str(loc[-1]) if loc else ""
         return CatalogError(
-            f"missing key {key!r}", path=str(path), hint=f"add {leaf} = ... (docs/catalog.md)"
+            f"missing key {key!r}", path=str(path), line=line, hint=f"add {leaf} = ... ({doc})"
         )
+    message = first["msg"].removeprefix("Value error, ")
     return CatalogError(
-        f"{key}: {first['msg']}",
+        f"{key}: {message}" if key else message,
         path=str(path),
-        line=_line_of(text, leaf),
-        hint="fix the value (docs/catalog.md describes every key)",
+        line=line,
+        hint=f"fix the value ({doc} describes every key)",
     )
 
 
@@ -115,9 +123,25 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
-def _line_of(text: str, key: str) -> int | None:
-    """Line of the first ``key = ...``: tomllib keeps no positions, so look for the key."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip().startswith(key) and line.strip()[len(key) :].lstrip().startswith("="):
-            return number
-    return None
+def _line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """The line of the key ``loc`` names: tomllib keeps no positions, so look for it.
+
+    ``("release", 2, "schema")`` is the ``schema = ...`` line after the third ``[[release]]``;
+    a location that ends at a table entry points at the entry's header.
+    """
+    lines = text.splitlines()
+    start, keys = 0, [k for k in loc if isinstance(k, str)]
+    if len(loc) >= 2 and isinstance(loc[0], str) and isinstance(loc[1], int):
+        headers = [i for i, line in enumerate(lines) if line.strip() == f"[[{loc[0]}]]"]
+        if loc[1] < len(headers):
+            start, keys = headers[loc[1]], [k for k in loc[2:] if isinstance(k, str)]
+            if not keys:
+                return start + 1
+    if not keys:
+        return None
+    leaf = keys[-1]
+    for number in range(start, len(lines)):
+        stripped = lines[number].strip()
+        if stripped.startswith(leaf) and stripped[len(leaf) :].lstrip().startswith("="):
+            return number + 1
+    return start + 1 if start else None

@@ -1,0 +1,137 @@
+"""``objects.toml`` (or ``objects/*.toml``): the catalog's object migrations, checked whole."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stairway.catalog.manifest import translate_error
+from stairway.errors import CatalogError
+from stairway.objects.migration import Handler, ObjectMigration, Op, Severity, Transition
+from stairway.objects.paths import parse_path
+from stairway.versions import Version
+
+PathText = Annotated[str, Field(pattern=r"^[^.]+(\.[^.]+)*$")]
+
+
+class MigrationModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Annotated[str, Field(min_length=1)]
+    since: str
+    op: Op
+    path: PathText
+    to: PathText | None = None
+    transition: Transition = Transition.AUTOMATIC
+    severity: Severity = Severity.WARNING
+    subtype: str | None = None
+    note: str = ""
+    handler: Annotated[str, Field(pattern=r"^[\w.]+:\w+$")] | None = None
+
+    @model_validator(mode="after")
+    def _fits_op(self) -> MigrationModel:
+        Version(self.since)  # InvalidVersion is a ValueError: pydantic reports it
+        needs_to = self.op in (Op.RENAME, Op.MOVE)
+        if needs_to != (self.to is not None):
+            raise ValueError(f"`to` is {'required' if needs_to else 'not allowed'} for {self.op}")
+        if self.op == Op.RENAME and self.to is not None and "." in self.to:
+            raise ValueError("rename keeps the key in its object: use op = 'move' for a new path")
+        if self.to is not None and (self.to == self.path or self.to.startswith(self.path + ".")):
+            raise ValueError(f"`to` must lie outside `path` ({self.path})")
+        if (self.op == Op.TRANSFORM) != (self.handler is not None):
+            raise ValueError("`handler` is required for transform and only for transform")
+        return self
+
+
+class ObjectsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    migration: list[MigrationModel] = []
+    kind: Literal["objects"] | None = None  # reserved so files can say what they are
+
+
+def load_object_migrations(root: Path) -> tuple[ObjectMigration, ...]:
+    """Every object migration of the catalog at ``root``, in file order, handlers resolved."""
+    found: list[ObjectMigration] = []
+    for path in _files(root):
+        for model in _read(path).migration:
+            found.append(_migration(len(found) + 1, model, root, path))
+    return tuple(found)
+
+
+def _files(root: Path) -> list[Path]:
+    single = root / "objects.toml"
+    folder = root / "objects"
+    files = [single] if single.is_file() else []
+    return files + (sorted(folder.glob("*.toml")) if folder.is_dir() else [])
+
+
+def _read(path: Path) -> ObjectsFile:
+    try:
+        text = path.read_bytes().decode("utf-8")
+        return ObjectsFile.model_validate(tomllib.loads(text))
+    except UnicodeDecodeError as err:
+        raise CatalogError(
+            f"not valid UTF-8 (byte {err.start})", path=str(path), hint="save the file as UTF-8"
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise CatalogError(
+            f"not valid TOML: {err}", path=str(path), hint="fix the syntax"
+        ) from None
+    except ValidationError as err:
+        raise translate_error(err, path, text, "docs/objects.md") from None
+
+
+def _migration(number: int, model: MigrationModel, root: Path, path: Path) -> ObjectMigration:
+    return ObjectMigration(
+        number=number,
+        type=model.type,
+        since=Version(model.since),
+        op=model.op,
+        path=parse_path(model.path),
+        to=parse_path(model.to) if model.to else (),
+        transition=model.transition,
+        severity=model.severity,
+        subtype=model.subtype,
+        note=model.note,
+        handler_name=model.handler or "",
+        handler=_handler(model.handler, root, path) if model.handler else None,
+        source=str(path),
+    )
+
+
+def _handler(name: str, root: Path, path: Path) -> Handler:
+    """``module:function``: a module file inside the catalog first, then an importable module."""
+    module_name, function = name.split(":")
+    local = root.joinpath(*module_name.split(".")).with_suffix(".py")
+    try:
+        module = _load_local(local, module_name) if local.is_file() else None
+        module = module or importlib.import_module(module_name)
+    except Exception as err:
+        raise CatalogError(
+            f"handler {name}: cannot import {module_name}: {err}",
+            path=str(path),
+            hint=f"ship {local.relative_to(root)} in the catalog or install the module",
+        ) from None
+    found = getattr(module, function, None)
+    if not callable(found):
+        raise CatalogError(
+            f"handler {name}: {module_name} has no function {function}",
+            path=str(path),
+            hint="name a function taking the document and returning it (or None)",
+        )
+    return found  # type: ignore[no-any-return]
+
+
+def _load_local(file: Path, module_name: str) -> object:
+    spec = importlib.util.spec_from_file_location(f"stairway_catalog_{module_name}", file)
+    if spec is None or spec.loader is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,1 @@
+"""Stored objects: migrations applied while parsing, the bulk rewrite, configuration deltas."""

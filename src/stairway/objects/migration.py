@@ -1,0 +1,114 @@
+"""An object migration as a value: what it changes in documents of a type, not how it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from stairway.versions import Version
+
+Document = dict[str, object]
+Handler = Callable[[Document], Document | None]
+
+
+class Op(StrEnum):
+    RENAME = "rename"  # a key gets a new name in the same object
+    REMOVE = "remove"  # a key goes away
+    MOVE = "move"  # a value goes to another path, possibly at another nesting level
+    TRANSFORM = "transform"  # a Python handler rewrites the document
+
+
+class Transition(StrEnum):
+    """How an object gets from the old shape to the new one (midPoint's schema progress)."""
+
+    AUTOMATIC = "automatic"  # applied while parsing; nothing to review
+    SEMI_AUTOMATIC = "semi-automatic"  # applied while parsing; an administrator should review
+    MANUAL = "manual"  # never applied: an administrator must change the object
+    DEAD_END = "dead-end"  # never applied: the feature is gone, the object must be reworked
+
+    @property
+    def applied(self) -> bool:
+        return self in (Transition.AUTOMATIC, Transition.SEMI_AUTOMATIC)
+
+
+class Severity(StrEnum):
+    SUGGESTION = "suggestion"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class ObjectMigration:
+    """One declared change to documents of ``type`` written by versions below ``since``."""
+
+    number: int  # position in the catalog, for stable ordering and messages
+    type: str
+    since: Version
+    op: Op
+    path: tuple[str, ...]
+    to: tuple[str, ...] = ()
+    transition: Transition = Transition.AUTOMATIC
+    severity: Severity = Severity.WARNING
+    subtype: str | None = None
+    note: str = ""
+    handler_name: str = ""
+    source: str = field(default="", compare=False)  # the catalog file that declares it
+    handler: Handler | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.type}#{self.number}"
+
+    def describe(self) -> str:
+        path = ".".join(self.path)
+        what = {
+            Op.RENAME: f"rename {path} to {'.'.join(self.to)}",
+            Op.MOVE: f"move {path} to {'.'.join(self.to)}",
+            Op.REMOVE: f"remove {path}",
+            Op.TRANSFORM: f"transform {path} with {self.handler_name}",
+        }[self.op]
+        subtype = f" ({self.subtype})" if self.subtype else ""
+        return (
+            f"{self.type}{subtype} since {self.since}: {what} [{self.transition}, {self.severity}]"
+        )
+
+    @property
+    def target(self) -> tuple[str, ...]:
+        """The path a rename or move writes to; empty for the other operations."""
+        if self.op == Op.RENAME:
+            return (*self.path[:-1], *self.to)
+        return self.to if self.op == Op.MOVE else ()
+
+    def concerns(self, type_: str, subtype: object, written_by: Version | None) -> bool:
+        """Whether this migration is due for an object of ``type_`` written by ``written_by``."""
+        if type_ != self.type or (self.subtype is not None and subtype != self.subtype):
+            return False
+        return written_by is None or written_by < self.since
+
+
+def reused_paths(
+    migrations: Sequence[ObjectMigration],
+) -> list[tuple[ObjectMigration, ObjectMigration]]:
+    """Pairs (earlier, later) where ``later`` writes where ``earlier`` takes away.
+
+    Reading an object whose writer is unknown runs every migration again; a path reused this way
+    would then lose the new value to the old migration. Each pair is a catalog error.
+    """
+    found = []
+    for index, later in enumerate(migrations):
+        if not later.target:
+            continue
+        for earlier in migrations[:index]:
+            if (
+                earlier.type == later.type
+                and earlier.op != Op.TRANSFORM
+                and _overlap(earlier.path, later.target)
+            ):
+                found.append((earlier, later))
+    return found
+
+
+def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    shorter = min(len(a), len(b))
+    return a[:shorter] == b[:shorter]

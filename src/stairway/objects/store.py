@@ -1,0 +1,164 @@
+"""The product's objects table, as the catalog's ``[objects]`` names it.
+
+Bodies are read as text and parsed once by ``Migrator.parse`` whatever the column type (TEXT,
+JSON or JSONB), so reading is the same on SQLite and PostgreSQL and costs one orjson parse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import NoSuchTableError
+
+from stairway.catalog.manifest import ObjectsModel
+from stairway.errors import ObjectMigrationError
+from stairway.objects.migrate import Migrator, Outcome
+from stairway.objects.migration import Document
+from stairway.versions import Version
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    id: object
+    type: str
+    written_by: Version | None
+    outcome: Outcome
+
+    @property
+    def document(self) -> Document:
+        return self.outcome.document
+
+
+def encode(document: Document) -> str:
+    return orjson.dumps(document).decode()
+
+
+class ObjectStore:
+    """Reads, migrates on read, and writes back objects of one table (DESIGN MP-9)."""
+
+    def __init__(self, engine: Engine, spec: ObjectsModel, migrator: Migrator, current: str):
+        self.engine = engine
+        self.spec = spec
+        self.migrator = migrator
+        self.current = current
+        self.table = _reflect(engine, spec)
+
+    @property
+    def id_column(self) -> ColumnElement[Any]:
+        return self.table.c[self.spec.id]
+
+    def selection(self) -> list[ColumnElement[Any]]:
+        """id, type, body as text, written-by (or NULL): the columns every read takes."""
+        c = self.table.c
+        version = c[self.spec.version] if self.spec.version else cast(None, Text)
+        return [c[self.spec.id], c[self.spec.type], cast(c[self.spec.body], Text), version]
+
+    def materialise(self, row: Sequence[object]) -> StoredObject:
+        """A row of ``selection()`` parsed and migrated."""
+        oid, type_, body, written = row
+        written_by = _version(written)
+        try:
+            outcome = self.migrator.parse(str(type_), _text(body), written_by)
+        except ObjectMigrationError as err:
+            raise ObjectMigrationError(f"object {oid}: {err.message}", hint=err.hint) from None
+        return StoredObject(oid, str(type_), written_by, outcome)
+
+    def get(self, oid: object) -> StoredObject | None:
+        """One object, migrated; written back at once when its stored form was stale."""
+        with self.engine.begin() as conn:
+            query = select(*self.selection()).where(self.id_column == oid)
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            found = self.materialise(tuple(row))
+            if found.outcome.stale:
+                self.write(conn, [found])
+            return found
+
+    def scan(self, batch: int = 1000) -> Iterator[StoredObject]:
+        """Every object in id order, migrated in memory only (for read-only callers: verify)."""
+        last: object = None
+        while True:
+            query = select(*self.selection()).order_by(self.id_column).limit(batch)
+            if last is not None:
+                query = query.where(self.id_column > last)
+            with self.engine.connect() as conn:
+                rows = [tuple(r) for r in conn.execute(query)]
+            for row in rows:
+                yield self.materialise(row)
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    def counts(self) -> dict[str, int]:
+        type_ = self.table.c[self.spec.type]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(type_, func.count()).group_by(type_))
+            return {str(t): int(n) for t, n in rows}
+
+    def write(self, conn: Connection, objects: Sequence[StoredObject]) -> None:
+        """Store the migrated form of ``objects`` and stamp them with the current release."""
+        if not objects:
+            return
+        values: dict[str, object] = {self.spec.body: self._body_param()}
+        if self.spec.version:
+            values[self.spec.version] = self.current
+        statement = update(self.table).where(self.id_column == bindparam("_id")).values(**values)
+        params = [{"_id": o.id, "_body": encode(o.document)} for o in objects]
+        conn.execute(statement, params)
+
+    def _body_param(self) -> ColumnElement[Any]:
+        body_type = self.table.c[self.spec.body].type
+        param = bindparam("_body", type_=Text)
+        # A JSON column takes the text we already serialised; SQLAlchemy would encode it again.
+        return cast(param, body_type) if isinstance(body_type, JSON) else param
+
+
+def _reflect(engine: Engine, spec: ObjectsModel) -> Table:
+    try:
+        table = Table(spec.table, MetaData(), autoload_with=engine)
+    except NoSuchTableError:
+        raise ObjectMigrationError(
+            f"the objects table {spec.table!r} does not exist in this database",
+            hint="migrate the schema first, or fix [objects] table in stairway.toml",
+        ) from None
+    wanted = [spec.id, spec.type, spec.body, *([spec.version] if spec.version else [])]
+    missing = [name for name in wanted if name not in table.c]
+    if missing:
+        raise ObjectMigrationError(
+            f"the objects table {spec.table!r} has no column {', '.join(missing)}",
+            hint="fix the column names in [objects] in stairway.toml",
+        )
+    return table
+
+
+def _version(value: object) -> Version | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Version(str(value))
+    except ValueError:
+        return None  # an unreadable stamp: treat as unknown, so every migration is considered
+
+
+def _text(body: object) -> bytes | str:
+    if isinstance(body, bytes | str):
+        return body
+    raise ObjectMigrationError(f"an object body is {type(body).__name__}, not JSON text")
