@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from rich.progress import Progress
 
 from stairway import commands, views
 from stairway.errors import ExitCode, StairwayError
+from stairway.objects.checkpoints import Checkpoint
 from stairway.schema.change import Change, Phase
 
 app = typer.Typer(
@@ -209,6 +211,54 @@ def quickstart(
     out.print(
         f"[green]done:[/green] {demo.migrated_users(ctx):,} users carry their new display name"
     )
+
+
+objects_app = typer.Typer(
+    help="Stored objects: rewrite them in bulk, show one as the code reads it."
+)
+app.add_typer(objects_app, name="objects")
+
+
+@objects_app.command("rewrite")
+def objects_rewrite(
+    batch: Annotated[int, typer.Option("--batch", help="objects per transaction")] = 1000,
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="at most this many objects per second")
+    ] = None,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Write every stale object back in its migrated form; resumes after a kill."""
+    ctx = commands.open_context(site, catalog)
+    if json:
+        report = commands.rewrite_objects(ctx, batch, rate)
+        emit_json(dataclasses.asdict(report))
+        return
+    with Progress(*Progress.get_default_columns(), console=out) as bar:
+        task = bar.add_task("rewriting objects", total=None)
+
+        def advance(point: Checkpoint, total: int) -> None:
+            bar.update(task, completed=point.scanned, total=total)
+
+        report = commands.rewrite_objects(ctx, batch, rate, advance)
+    out.print(f"[green]done:[/green] {report.describe()}")
+
+
+@objects_app.command("show")
+def objects_show(
+    oid: Annotated[str, typer.Argument(help="the object's id")],
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """One object as the site's release reads it, and the migrations that applied (read-only)."""
+    store = commands.object_store(commands.open_context(site, catalog))
+    found = commands.peek_object(store, oid)
+    if json:
+        emit_json(views.object_json(found))
+        return
+    out.print(views.object_panel(found))
 
 
 def _seed(ctx: commands.Context, demo: Any) -> None:

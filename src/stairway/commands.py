@@ -6,11 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Text, cast, select
 
 from stairway.catalog import Catalog, load_catalog
 from stairway.database import engine_for
-from stairway.errors import PlanError, SchemaError, SiteError
+from stairway.errors import ObjectMigrationError, PlanError, SchemaError, SiteError
+from stairway.objects.migrate import Migrator
+from stairway.objects.paths import parse_path
+from stairway.objects.rewrite import Progress as RewriteProgress
+from stairway.objects.rewrite import RewriteReport, rewrite_all
+from stairway.objects.store import ObjectStore, StoredObject
 from stairway.plan import UpgradePlan, make_plan
 from stairway.schema import migrator
 from stairway.schema.change import Change, Phase
@@ -173,3 +178,41 @@ def render_sql(changes: list[Change]) -> str:
         parts.extend(f"{s.text};" for s in change.statements)
         parts.append(f"-- then record change {change.number} in stairway_changes\n")
     return "\n".join(parts)
+
+
+def object_store(ctx: Context, version: str | None = None) -> ObjectStore:
+    """The site's objects, read through the migrations of releases up to ``version``.
+
+    ``version`` is the release whose code reads the objects: the site's own by default.
+    """
+    spec = ctx.catalog.objects
+    if spec is None:
+        raise ObjectMigrationError(
+            f"the {ctx.catalog.product} catalog declares no [objects] table",
+            hint="this product keeps no documents for Stairway to migrate",
+        )
+    running = Version.parse(version) if version else current_version(ctx)
+    due = [m for m in ctx.catalog.object_migrations if m.since <= running]
+    subtype = parse_path(spec.subtype) if spec.subtype else None
+    return ObjectStore(ctx.engine, spec, Migrator(due, subtype), str(running))
+
+
+def rewrite_objects(
+    ctx: Context, batch: int, rate: float | None, progress: RewriteProgress | None = None
+) -> RewriteReport:
+    if batch < 1 or (rate is not None and rate <= 0):
+        raise ObjectMigrationError(
+            f"--batch must be at least 1 and --rate above 0 (got {batch} and {rate})",
+            hint="for example --batch 1000 --rate 5000",
+        )
+    return rewrite_all(object_store(ctx), batch=batch, rate=rate, progress=progress)
+
+
+def peek_object(store: ObjectStore, oid: str) -> StoredObject:
+    """One object migrated in memory only: showing it must not write it back."""
+    query = select(*store.selection()).where(cast(store.id_column, Text) == oid)
+    with store.engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        raise ObjectMigrationError(f"no object {oid!r}", hint="check the id")
+    return store.materialise(tuple(row))

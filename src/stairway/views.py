@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from rich.panel import Panel
 from rich.table import Table
 
 from stairway.commands import Status
+from stairway.objects.store import StoredObject
 from stairway.plan import UpgradePlan
 from stairway.schema.change import Change
 from stairway.schema.executor import Applied
@@ -116,3 +119,23 @@ def status_json(status: Status) -> dict[str, Any]:
         "drifted": [d.describe() for d in state.drifted],
         "unknown": [a.label for a in state.unknown],
     }
+
+
+def object_json(found: StoredObject) -> dict[str, Any]:
+    return {
+        "id": found.id,
+        "type": found.type,
+        "written_by": str(found.written_by) if found.written_by else None,
+        "document": found.document,
+        "stale": found.outcome.stale,
+        "applied": [m.describe() for m in found.outcome.applied],
+        "attention": [a.describe() for a in found.outcome.attention],
+    }
+
+
+def object_panel(found: StoredObject) -> Panel:
+    lines = [orjson.dumps(found.document, option=orjson.OPT_INDENT_2).decode()]
+    lines += [f"[green]applied[/green] {m.describe()}" for m in found.outcome.applied]
+    lines += [f"[yellow]attention[/yellow] {a.describe()}" for a in found.outcome.attention]
+    written = found.written_by or "unknown"
+    return Panel("\n".join(lines), title=f"{found.type} {found.id} (written by {written})")
