@@ -17,8 +17,10 @@ def stairway(*args: str) -> tuple[int, str, str]:
     result: dict[str, object] = {}
 
     def call() -> None:
-        outcome = runner.invoke(app, list(args), catch_exceptions=False)
+        outcome = runner.invoke(app, list(args))
         result.update(out=outcome.stdout, err=outcome.stderr, code=outcome.exit_code)
+        if outcome.exception is not None and not isinstance(outcome.exception, SystemExit):
+            raise outcome.exception  # for ``run`` to map, as the console script would
 
     errors = io.StringIO()
     with contextlib.redirect_stderr(errors):

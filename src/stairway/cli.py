@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from stairway import commands, views
-from stairway.errors import ExitCode, StairwayError
+from stairway.errors import ExitCode, StairwayError, VerifyBlocked
 from stairway.objects.checkpoints import Checkpoint
 from stairway.schema.change import Change, Phase
 
@@ -211,6 +211,30 @@ def quickstart(
     out.print(
         f"[green]done:[/green] {demo.migrated_users(ctx):,} users carry their new display name"
     )
+
+
+@app.command()
+def verify(
+    to: Annotated[str | None, typer.Option("--to", help="target release [default: latest]")] = None,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Read-only pre-upgrade checks on the old version; exit 2 when anything blocks."""
+    from stairway import verify as checks
+
+    report = checks.verify(commands.open_context(site, catalog), to)
+    if json:
+        emit_json(views.verify_json(report))
+    else:
+        out.print(views.verify_table(report))
+    if report.blocking:
+        raise VerifyBlocked(
+            f"{len(report.blocking)} finding(s) block the upgrade to {report.target}",
+            hint="fix each critical finding above, then run verify again",
+        )
+    if not json:
+        out.print(f"[green]nothing blocks the upgrade to {report.target}[/green]")
 
 
 objects_app = typer.Typer(

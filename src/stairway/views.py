@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from stairway.plan import UpgradePlan
 from stairway.schema.change import Change
 from stairway.schema.executor import Applied
 from stairway.schema.phases import PhaseFinding
+from stairway.verify import Finding, Report, group
 
 Warnings = dict[int, list[PhaseFinding]]
 
@@ -139,3 +141,41 @@ def object_panel(found: StoredObject) -> Panel:
     lines += [f"[yellow]attention[/yellow] {a.describe()}" for a in found.outcome.attention]
     written = found.written_by or "unknown"
     return Panel("\n".join(lines), title=f"{found.type} {found.id} (written by {written})")
+
+
+SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "suggestion": "cyan", "info": "dim"}
+
+
+def verify_table(report: Report) -> Table:
+    table = Table(title=f"verify {report.current} -> {report.target}", show_lines=False)
+    for column in ("severity", "topic", "finding", "objects / first ids", "what to do"):
+        table.add_column(column, overflow="fold")
+    for severity, findings in group(report.findings).items():
+        for finding in findings:
+            table.add_row(
+                f"[{SEVERITY_STYLE[severity]}]{severity}{' (blocks)' if finding.blocking else ''}",
+                finding.topic,
+                finding.message,
+                _hits(finding),
+                finding.hint,
+            )
+    return table
+
+
+def _hits(finding: Finding) -> str:
+    if finding.count is None:
+        return ""
+    return (
+        f"{finding.count}: {', '.join(finding.examples)}"
+        if finding.examples
+        else str(finding.count)
+    )
+
+
+def verify_json(report: Report) -> dict[str, Any]:
+    return {
+        "current": str(report.current),
+        "target": str(report.target),
+        "blocked": bool(report.blocking),
+        "findings": [dataclasses.asdict(f) for f in report.findings],
+    }

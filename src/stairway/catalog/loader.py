@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
 from pathlib import Path
@@ -30,6 +30,7 @@ class Catalog:
     changes: tuple[Change, ...]
     objects: ObjectsModel | None = None
     object_migrations: tuple[ObjectMigration, ...] = ()
+    manifest: Manifest | None = field(default=None, compare=False, repr=False)
 
     @property
     def latest(self) -> Release:
@@ -67,7 +68,9 @@ def load_catalog(root: Path | str) -> Catalog:
     _check_schema_levels(releases, changes, root / MANIFEST)
     migrations = load_object_migrations(root)
     _check_object_migrations(manifest, releases, migrations, root)
-    return Catalog(root, manifest.product.name, releases, changes, manifest.objects, migrations)
+    return Catalog(
+        root, manifest.product.name, releases, changes, manifest.objects, migrations, manifest
+    )
 
 
 def _releases(manifest: Manifest, path: Path) -> tuple[Release, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -36,6 +36,7 @@ class ReleaseModel(_Strict):
     rolling: bool = False
     requires: str | None = None
     agent_protocol: tuple[int, int] | None = None
+    provides: dict[str, list[str]] = {}  # plug-in kind -> the type names this release ships
 
     @field_validator("version", "requires")
     @classmethod
@@ -45,10 +46,47 @@ class ReleaseModel(_Strict):
         return value
 
 
+class CheckModel(_Strict):
+    """A pre-upgrade data condition: ``query``'s first value must equal ``expect``."""
+
+    name: Annotated[str, Field(min_length=1)]
+    query: Annotated[str, Field(min_length=1)]
+    expect: str | int | float | bool
+    before: str | None = None  # only for upgrades that reach this release from below it
+    severity: Literal["critical", "warning"] = "critical"
+    hint: str = ""
+
+    @field_validator("before")
+    @classmethod
+    def _is_version(cls, value: str | None) -> str | None:
+        if value is not None:
+            Version(value)
+        return value
+
+
+class JobModel(_Strict):
+    """Work the product may have running: its rows are interrupted by an offline upgrade."""
+
+    name: Annotated[str, Field(min_length=1)]
+    query: Annotated[str, Field(min_length=1)]  # the running ones: id first, a label second
+    interrupt: str | None = None  # marks them Interrupted, so the product reconciles on start
+
+
+class ReferenceModel(_Strict):
+    """Objects naming a plug-in type, which the target release must still provide."""
+
+    type: Annotated[str, Field(min_length=1)]
+    path: Annotated[str, Field(pattern=r"^[^.]+(\.[^.]+)*$")]
+    kind: Annotated[str, Field(min_length=1)]
+
+
 class Manifest(_Strict):
     product: ProductModel
     objects: ObjectsModel | None = None
     release: Annotated[list[ReleaseModel], Field(min_length=1)]
+    check: list[CheckModel] = []
+    job: list[JobModel] = []
+    reference: list[ReferenceModel] = []
 
 
 def load_manifest(path: Path) -> Manifest:

@@ -6,3 +6,5 @@ CREATE TABLE objects (
     written_by TEXT
 );
 CREATE INDEX objects_type ON objects (type);
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (id INTEGER PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL);

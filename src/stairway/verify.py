@@ -1,0 +1,448 @@
+"""``verify --to V``: read-only checks on the old version, before anything is touched (MP-6).
+
+Each check returns findings; nothing here writes. A finding that blocks makes the command exit 2
+so that the upgrade never starts on a site that needs a hand first.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Connection, inspect, select, text
+
+from stairway.catalog.manifest import CheckModel, JobModel
+from stairway.commands import Context, current_version, object_store
+from stairway.database import sqlite_path
+from stairway.objects import paths
+from stairway.objects.migrate import Attention
+from stairway.objects.migration import ObjectMigration, Severity, Transition
+from stairway.objects.store import ObjectStore, StoredObject
+from stairway.plan import UpgradePlan, make_plan
+from stairway.schema import migrator
+from stairway.schema.state import SchemaState
+from stairway.versions import Version
+
+EXAMPLES = 5
+BACKUP_MARGIN = 1.2  # a backup compresses, but the restore copy needs room too
+
+
+@dataclass(frozen=True)
+class Finding:
+    topic: str  # path | schema | objects | plug-ins | checks | jobs | disk | database | config
+    severity: str  # critical | warning | suggestion | info
+    message: str
+    blocking: bool = False
+    count: int | None = None
+    examples: tuple[str, ...] = ()
+    hint: str = ""
+
+    def describe(self) -> str:
+        shown = f" (first: {', '.join(self.examples)})" if self.examples else ""
+        return f"[{self.severity}] {self.topic}: {self.message}{shown}"
+
+
+@dataclass(frozen=True)
+class Report:
+    current: Version
+    target: Version
+    findings: tuple[Finding, ...]
+
+    @property
+    def blocking(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.blocking)
+
+
+def verify(ctx: Context, to: str | None) -> Report:
+    """Every finding for an upgrade of the site to ``to`` (default: the latest release)."""
+    current = current_version(ctx)
+    target = Version.parse(to) if to else ctx.catalog.latest.version
+    state = migrator.read_state(ctx.engine, ctx.catalog)
+    findings = _database(ctx, state, current)
+    if not findings:  # a database ahead of the catalog: the plan would be meaningless
+        plan = make_plan(ctx.catalog, current, state.level, target)
+        findings += _path(plan) + _schema(plan, state)
+        findings += _objects(ctx, plan) + _checks(ctx, current, target) + _jobs(ctx)
+        findings += _disk(ctx)
+    return Report(current, target, tuple(findings))
+
+
+# --- the database and the plan ------------------------------------------------------------------
+
+
+def _database(ctx: Context, state: SchemaState, current: Version) -> list[Finding]:
+    found = []
+    if state.unknown or current > ctx.catalog.latest.version:
+        found.append(
+            Finding(
+                "database",
+                "critical",
+                f"the database is newer than this catalog (site {current}, schema level "
+                f"{state.level}; the catalog ends at {ctx.catalog.latest.version})",
+                blocking=True,
+                hint="use the catalog of the release the site runs or a newer one",
+            )
+        )
+    found += [
+        Finding(
+            "schema",
+            "critical",
+            d.describe(),
+            blocking=True,
+            hint="restore the file as applied, or `stairway repair` after checking the database",
+        )
+        for d in state.drifted
+    ]
+    return found
+
+
+def _path(plan: UpgradePlan) -> list[Finding]:
+    if not plan.steps:
+        return [Finding("path", "info", f"already at {plan.target}: nothing to upgrade")]
+    stops = [str(s.release.version) for s in plan.steps[:-1]]
+    via = f" through the required stop(s) {', '.join(stops)}" if stops else ""
+    return [Finding("path", "info", f"{plan.describe()}{via}")]
+
+
+def _schema(plan: UpgradePlan, state: SchemaState) -> list[Finding]:
+    done = {a.number for a in state.applied}
+    pending = [c for c in plan.changes if c.number not in done]
+    downtime = [c for c in pending if not c.phase.online]
+    found = (
+        [
+            Finding(
+                "schema",
+                "info",
+                f"{len(pending)} pending change(s): " + ", ".join(c.describe() for c in pending),
+                count=len(pending),
+            )
+        ]
+        if pending
+        else []
+    )
+    if downtime:
+        found.append(
+            Finding(
+                "schema",
+                "warning",
+                f"{len(downtime)} change(s) need the product stopped: "
+                + ", ".join(c.label for c in downtime),
+                count=len(downtime),
+                hint="plan a maintenance window, or choose a rolling-safe target",
+            )
+        )
+    return found
+
+
+# --- stored objects and the plug-ins they name --------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, oid: object) -> None:
+        self.count += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(str(oid))
+
+
+@dataclass
+class _ObjectScan:
+    migrated: dict[ObjectMigration, _Tally] = field(default_factory=dict)
+    attention: dict[tuple[ObjectMigration, str], _Tally] = field(default_factory=dict)
+    missing_plugins: dict[tuple[str, str], _Tally] = field(default_factory=dict)
+    unreadable: _Tally = field(default_factory=_Tally)
+
+
+def _objects(ctx: Context, plan: UpgradePlan) -> list[Finding]:
+    if ctx.catalog.objects is None:
+        return []
+    if not inspect(ctx.engine).has_table(ctx.catalog.objects.table):
+        return [Finding("objects", "info", "no objects table yet: nothing to check")]
+    store = object_store(ctx, str(plan.target))
+    scan = _ObjectScan()
+    provides = _provides(ctx, plan.target)
+    for oid, found in _read_all(store):
+        if found is None:
+            scan.unreadable.add(oid)
+            continue
+        _tally_object(ctx, scan, found, provides)
+    return _object_findings(scan) + _plugin_findings(scan)
+
+
+def _read_all(
+    store: ObjectStore, batch: int = 1000
+) -> Iterator[tuple[object, StoredObject | None]]:
+    """Every object in id order; one that does not parse comes back as None, not as a crash."""
+    last: object = None
+    while True:
+        query = select(*store.selection()).order_by(store.id_column).limit(batch)
+        if last is not None:
+            query = query.where(store.id_column > last)
+        with store.engine.connect() as conn:
+            rows = [tuple(r) for r in conn.execute(query)]
+        for row in rows:
+            yield row[0], _materialise(store, row)
+        if len(rows) < batch:
+            return
+        last = rows[-1][0]
+
+
+def _materialise(store: ObjectStore, row: tuple[object, ...]) -> StoredObject | None:
+    try:
+        return store.materialise(row)
+    except Exception:
+        return None
+
+
+def _tally_object(
+    ctx: Context, scan: _ObjectScan, found: StoredObject, provides: dict[str, set[str]]
+) -> None:
+    for migration in found.outcome.applied:
+        scan.migrated.setdefault(migration, _Tally()).add(found.id)
+    for item in found.outcome.attention:
+        scan.attention.setdefault((item.migration, _kind(item)), _Tally()).add(found.id)
+    manifest = ctx.catalog.manifest
+    for reference in manifest.reference if manifest else ():
+        if reference.type != found.type or reference.kind not in provides:
+            continue
+        holder = paths.parent(found.document, paths.parse_path(reference.path))
+        name = None if holder is None else holder.get(reference.path.rsplit(".", 1)[-1])
+        if isinstance(name, str) and name not in provides[reference.kind]:
+            scan.missing_plugins.setdefault((reference.kind, name), _Tally()).add(found.id)
+
+
+def _kind(item: Attention) -> str:
+    if item.blocked:
+        return "conflict"
+    return "review" if item.migration.transition == Transition.SEMI_AUTOMATIC else "hand"
+
+
+def _provides(ctx: Context, target: Version) -> dict[str, set[str]]:
+    manifest = ctx.catalog.manifest
+    release = (
+        next((r for r in manifest.release if Version(r.version) == target), None)
+        if manifest
+        else None
+    )
+    return {kind: set(names) for kind, names in release.provides.items()} if release else {}
+
+
+def _object_findings(scan: _ObjectScan) -> list[Finding]:
+    found = [_migrated(m, t) for m, t in scan.migrated.items()]
+    found += [_attention(m, kind, t) for (m, kind), t in scan.attention.items()]
+    if scan.unreadable.count:
+        found.append(
+            Finding(
+                "objects",
+                "critical",
+                f"{scan.unreadable.count} object(s) are not readable JSON documents",
+                blocking=True,
+                count=scan.unreadable.count,
+                examples=tuple(scan.unreadable.examples),
+                hint="fix or restore them: no release can read them",
+            )
+        )
+    return found
+
+
+def _migrated(migration: ObjectMigration, tally: _Tally) -> Finding:
+    deprecation = migration.severity in (Severity.WARNING, Severity.SUGGESTION)
+    return Finding(
+        "objects",
+        str(migration.severity) if deprecation else "info",
+        f"{tally.count} object(s) will be migrated automatically: {migration.describe()}"
+        + (f" — {migration.note}" if migration.note else ""),
+        count=tally.count,
+        examples=tuple(tally.examples),
+    )
+
+
+def _attention(migration: ObjectMigration, kind: str, tally: _Tally) -> Finding:
+    what = {
+        "hand": f"need a hand ({migration.transition})",
+        "review": "are migrated and should be reviewed",
+        "conflict": "cannot be migrated: the new key is already set",
+    }[kind]
+    blocking = kind == "conflict" or (kind == "hand" and migration.severity == Severity.CRITICAL)
+    severity = "critical" if blocking else str(migration.severity)
+    return Finding(
+        "objects",
+        severity,
+        f"{tally.count} object(s) {what}: {migration.describe()}",
+        blocking=blocking,
+        count=tally.count,
+        examples=tuple(tally.examples),
+        hint=migration.note or "change the objects listed before upgrading",
+    )
+
+
+def _plugin_findings(scan: _ObjectScan) -> list[Finding]:
+    return [
+        Finding(
+            "plug-ins",
+            "critical",
+            f"{tally.count} object(s) use the {kind} type {name!r}, which the target no longer "
+            "provides",
+            blocking=True,
+            count=tally.count,
+            examples=tuple(tally.examples),
+            hint=f"move them to a {kind} type the target ships before upgrading",
+        )
+        for (kind, name), tally in scan.missing_plugins.items()
+    ]
+
+
+# --- declared data conditions, running jobs, disk space -----------------------------------------
+
+
+def _checks(ctx: Context, current: Version, target: Version) -> list[Finding]:
+    manifest = ctx.catalog.manifest
+    due = [
+        c
+        for c in (manifest.check if manifest else ())
+        if c.before is None or current < Version(c.before) <= target
+    ]
+    with _read_only(ctx) as conn:
+        return [f for check in due if (f := _check(conn, check)) is not None]
+
+
+def _check(conn: Connection, check: CheckModel) -> Finding | None:
+    try:
+        row = conn.execute(text(check.query)).first()
+    except Exception as err:
+        conn.rollback()
+        return Finding(
+            "checks",
+            "critical",
+            f"{check.name}: the query failed: {str(err).splitlines()[0]}",
+            blocking=True,
+            hint="the catalog's check does not fit this database; report it to the product team",
+        )
+    value = None if row is None else row[0]
+    if _same(value, check.expect):
+        return None
+    return Finding(
+        "checks",
+        check.severity,
+        f"{check.name}: found {value!r}, the upgrade needs {check.expect!r}",
+        blocking=check.severity == "critical",
+        hint=check.hint,
+    )
+
+
+def _same(value: object, expect: object) -> bool:
+    if isinstance(expect, bool) or isinstance(value, bool):
+        return str(value).lower() in (str(expect).lower(), "1" if expect else "0")
+    return str(value) == str(expect)
+
+
+def _jobs(ctx: Context) -> list[Finding]:
+    manifest = ctx.catalog.manifest
+    with _read_only(ctx) as conn:
+        return [f for job in (manifest.job if manifest else ()) if (f := _job(conn, job))]
+
+
+def _job(conn: Connection, job: JobModel) -> Finding | None:
+    try:
+        rows = conn.execute(text(job.query)).all()
+    except Exception as err:
+        conn.rollback()
+        return Finding("jobs", "warning", f"{job.name}: cannot list them: {err}")
+    if not rows:
+        return None
+    return Finding(
+        "jobs",
+        "warning",
+        f"{len(rows)} {job.name} running: the upgrade will mark them interrupted",
+        count=len(rows),
+        examples=tuple(str(r[0]) for r in rows[:EXAMPLES]),
+        hint="let them finish first, or accept that the product reconciles them on start",
+    )
+
+
+class _read_only:
+    """A connection whose transaction is always rolled back (and read-only on PostgreSQL)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.conn = ctx.engine.connect()
+
+    def __enter__(self) -> Connection:
+        self.conn.begin()
+        if self.conn.dialect.name == "postgresql":
+            self.conn.execute(text("SET TRANSACTION READ ONLY"))
+        return self.conn
+
+    def __exit__(self, *_exc: object) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+def _disk(ctx: Context) -> list[Finding]:
+    where = ctx.site.site.backup_dir
+    if where is None:
+        return [
+            Finding(
+                "disk",
+                "warning",
+                "no backup_dir in site.toml: no backup can be taken",
+                hint="set backup_dir in the [site] table",
+            )
+        ]
+    needed = int(_backup_size(ctx) * BACKUP_MARGIN)
+    free = shutil.disk_usage(_existing(where)).free
+    if free >= needed:
+        return [Finding("disk", "info", f"{_mb(free)} free for a backup of about {_mb(needed)}")]
+    return [
+        Finding(
+            "disk",
+            "critical",
+            f"{_mb(free)} free at {where}, a backup needs about {_mb(needed)}",
+            blocking=True,
+            hint="free space there or point backup_dir at a larger disk",
+        )
+    ]
+
+
+def _backup_size(ctx: Context) -> int:
+    files = [*ctx.site.site.config_files]
+    database = sqlite_path(ctx.engine)
+    size = _tree_size(ctx.site.site.data_dir) + sum(_tree_size(f) for f in files)
+    if database is not None:
+        return size + _tree_size(database)
+    with ctx.engine.connect() as conn:
+        return size + int(
+            conn.execute(text("SELECT pg_database_size(current_database())")).scalar() or 0
+        )
+
+
+def _tree_size(path: Path | None) -> int:
+    if path is None or not path.exists():
+        return 0
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_000_000:,.1f} MB"
+
+
+def group(findings: Sequence[Finding]) -> dict[str, list[Finding]]:
+    """Findings by severity, most severe first."""
+    order = ("critical", "warning", "suggestion", "info")
+    return {
+        s: [f for f in findings if f.severity == s]
+        for s in order
+        if any(f.severity == s for f in findings)
+    }
