@@ -11,12 +11,13 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import guard_cost, schema_apply
+from bench import guard_cost, object_parse, schema_apply
 from bench.harness import Result, Sizes, leftover_databases, write_summary
 
 BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
     schema_apply.NAME: schema_apply.run,
     guard_cost.NAME: guard_cost.run,
+    object_parse.NAME: object_parse.run,
 }
 
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
 from stairway.errors import ObjectMigrationError
 from stairway.objects import paths
 from stairway.objects.migration import Document, ObjectMigration, Op, Transition
+from stairway.objects.steps import Result, Step, compile_step
 from stairway.versions import Version
+
+REVIEW = "applied; an administrator should review it"
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,12 @@ class Attention:
         return f"{self.migration.describe()}: {self.reason}"
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """The migrated document, what was applied, and what needs a hand.
+
+    A named tuple rather than a dataclass: one is built for every document parsed.
+    """
+
     document: Document
     applied: tuple[ObjectMigration, ...] = ()
     attention: tuple[Attention, ...] = ()
@@ -42,23 +50,30 @@ class Outcome:
         return bool(self.applied)
 
 
+Due = tuple[tuple[ObjectMigration, Step], ...]
+
+
 class Migrator:
-    """The catalog's object migrations, indexed for the many-documents-per-second parse path."""
+    """The catalog's object migrations, compiled and indexed for the parse path."""
 
     def __init__(
         self, migrations: Iterable[ObjectMigration], subtype_path: tuple[str, ...] | None = None
     ) -> None:
-        self._by_type: dict[str, list[ObjectMigration]] = {}
+        self._by_type: dict[str, list[tuple[ObjectMigration, Step]]] = {}
         for migration in sorted(migrations, key=lambda m: (m.since, m.number)):
-            self._by_type.setdefault(migration.type, []).append(migration)
+            compiled = (migration, compile_step(migration))
+            self._by_type.setdefault(migration.type, []).append(compiled)
         self._subtype_path = subtype_path
-        self._due: dict[tuple[str, object, str | None], tuple[ObjectMigration, ...]] = {}
+        self._due: dict[tuple[str, object, object], Due] = {}
 
     def types(self) -> list[str]:
         return sorted(self._by_type)
 
-    def parse(self, type_: str, raw: bytes | str, written_by: Version | None) -> Outcome:
-        """Parse a stored JSON body and migrate it; the parsed document is ours to change."""
+    def parse(self, type_: str, raw: bytes | str, written_by: Version | str | None) -> Outcome:
+        """Parse a stored JSON body and migrate it; the parsed document is ours to change.
+
+        ``written_by`` may be the stamp as stored (text): versions are parsed once per stamp.
+        """
         try:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError as err:
@@ -66,41 +81,56 @@ class Migrator:
                 f"a stored {type_} is not valid JSON: {err}",
                 hint="restore the object from a backup or fix it by hand",
             ) from None
-        if not isinstance(document, dict):
+        if type(document) is not dict:
             raise ObjectMigrationError(
                 f"a stored {type_} is not a JSON object", hint="fix the object by hand"
             )
         return self.migrate(type_, document, written_by)
 
-    def migrate(self, type_: str, document: Document, written_by: Version | None) -> Outcome:
+    def migrate(self, type_: str, document: Document, written_by: Version | str | None) -> Outcome:
         """Migrate ``document`` in place; returns it with what was applied and what needs a hand."""
-        due = self.due(type_, self._subtype_of(document), written_by)
+        subtype = self._subtype_of(document) if self._subtype_path else None
+        due = self._due.get((type_, subtype, written_by))
+        if due is None:
+            due = self._find_due(type_, subtype, written_by)
         if not due:
             return Outcome(document)
         applied: list[ObjectMigration] = []
         attention: list[Attention] = []
-        for migration in due:
-            document = _run(migration, document, applied, attention)
-            if attention and attention[-1].blocked:
-                break  # the object is inconsistent: running later migrations could lose data
-        return Outcome(document, tuple(applied), tuple(attention))
+        for migration, step in due:
+            result = step(document)
+            if result is Result.APPLIED:
+                applied.append(migration)
+                if migration.transition is Transition.SEMI_AUTOMATIC:
+                    attention.append(Attention(migration, REVIEW))
+            elif result is not Result.ABSENT:
+                document = _settle(migration, result, document, applied, attention)
+                if attention and attention[-1].blocked:
+                    break  # the object is inconsistent: later migrations could lose data
+        return Outcome(document, tuple(applied), tuple(attention) if attention else ())
 
     def due(
-        self, type_: str, subtype: object, written_by: Version | None
+        self, type_: str, subtype: object, written_by: Version | str | None
     ) -> tuple[ObjectMigration, ...]:
-        key = (type_, subtype if isinstance(subtype, str) else None, _text(written_by))
+        """The migrations that apply to such an object, in order."""
+        return tuple(m for m, _ in self._find_due(type_, subtype, written_by))
+
+    def _find_due(self, type_: str, subtype: object, written_by: Version | str | None) -> Due:
+        key = (type_, subtype if isinstance(subtype, str) else None, written_by)
         found = self._due.get(key)
         if found is None:
+            version = _version(written_by)
             candidates = self._by_type.get(type_, ())
-            found = tuple(m for m in candidates if m.concerns(type_, key[1], written_by))
+            found = tuple(c for c in candidates if c[0].concerns(type_, key[1], version))
             self._due[key] = found
+            self._due[(type_, subtype, written_by)] = found
         return found
 
     def _subtype_of(self, document: Document) -> object:
-        if self._subtype_path is None:
-            return None
+        assert self._subtype_path is not None
         holder = paths.parent(document, self._subtype_path)
-        return None if holder is None else holder.get(self._subtype_path[-1])
+        value = None if holder is None else holder.get(self._subtype_path[-1])
+        return value if isinstance(value, str) else None
 
 
 def migrate_document(
@@ -115,37 +145,38 @@ def migrate_document(
     return Migrator(migrations, subtype_path).migrate(type_, copy.deepcopy(document), version)
 
 
-def _text(version: Version | None) -> str | None:
-    return None if version is None else str(version)
+def _version(written_by: Version | str | None) -> Version | None:
+    if written_by is None or isinstance(written_by, Version):
+        return written_by
+    try:
+        return Version(written_by)
+    except ValueError:
+        return None  # an unreadable stamp counts as unknown: every migration is considered
 
 
-def _run(
+def _settle(
     migration: ObjectMigration,
+    result: Result,
     document: Document,
     applied: list[ObjectMigration],
     attention: list[Attention],
 ) -> Document:
-    if not paths.contains(document, migration.path):
-        return document  # absent: nothing to do, and nothing to report
-    if not migration.transition.applied:
+    """What a step's answer other than ABSENT or a plain APPLIED means for the outcome."""
+    transform = migration.op == Op.TRANSFORM and migration.transition.applied
+    if result is Result.NEEDS_HAND and transform:
+        document = _transform(migration, document, applied)
+        reviewed = migration.transition is Transition.SEMI_AUTOMATIC
+        if reviewed and applied and applied[-1] is migration:
+            attention.append(Attention(migration, REVIEW))
+        return document
+    if result is Result.NEEDS_HAND:
         attention.append(Attention(migration, f"needs a hand ({migration.transition})"))
-        return document
-    if migration.op == Op.TRANSFORM:
-        return _transform(migration, document, applied)
-    target = migration.target
-    if target and paths.contains(document, target):
-        reason = f"{'.'.join(target)} is already set; kept both"
+    elif result is Result.TARGET_SET:
+        reason = f"{'.'.join(migration.target)} is already set; kept both"
         attention.append(Attention(migration, reason, blocked=True))
-        return document
-    value = paths.take(document, migration.path)
-    if target and not paths.put(document, target, value):
-        paths.put(document, migration.path, value)  # the way to the target is blocked: undo
-        reason = f"{'.'.join(target)} is not inside an object"
+    elif result is Result.TARGET_BLOCKED:
+        reason = f"{'.'.join(migration.target)} is not inside an object"
         attention.append(Attention(migration, reason, blocked=True))
-        return document
-    applied.append(migration)
-    if migration.transition == Transition.SEMI_AUTOMATIC:
-        attention.append(Attention(migration, "applied; an administrator should review it"))
     return document
 
 

@@ -6,6 +6,7 @@ JSON or JSONB), so reading is the same on SQLite and PostgreSQL and costs one or
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,8 +75,9 @@ class ObjectStore:
         """A row of ``selection()`` parsed and migrated."""
         oid, type_, body, written = row
         written_by = _version(written)
+        stamp = written if isinstance(written, str) else None  # the migrator caches per stamp
         try:
-            outcome = self.migrator.parse(str(type_), _text(body), written_by)
+            outcome = self.migrator.parse(str(type_), _text(body), stamp)
         except ObjectMigrationError as err:
             raise ObjectMigrationError(f"object {oid}: {err.message}", hint=err.hint) from None
         return StoredObject(oid, str(type_), written_by, outcome)
@@ -149,6 +151,7 @@ def _reflect(engine: Engine, spec: ObjectsModel) -> Table:
     return table
 
 
+@functools.lru_cache(maxsize=256)
 def _version(value: object) -> Version | None:
     if value is None or value == "":
         return None
