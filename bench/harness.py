@@ -40,12 +40,15 @@ class Sizes:
     apply_repeats: int
     guard_calls: int
     cold_repeats: int
+    objects: int
 
     @classmethod
     def choose(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(changes=50, apply_repeats=1, guard_calls=200, cold_repeats=3)
-        return cls(changes=500, apply_repeats=3, guard_calls=2000, cold_repeats=5)
+            return cls(changes=50, apply_repeats=1, guard_calls=200, cold_repeats=3, objects=20_000)
+        return cls(
+            changes=500, apply_repeats=3, guard_calls=2000, cold_repeats=5, objects=1_000_000
+        )
 
 
 @dataclass
@@ -60,18 +63,24 @@ class Result:
     goal: float
     timings: dict[str, list[float]]
     details: dict[str, float | int | str] = field(default_factory=dict)
+    # "time": ratio = subject / baseline seconds, met at or under the goal; "throughput": ratio =
+    # baseline / subject seconds (subject's rate over the baseline's), met at or over the goal.
+    measure: str = "time"
 
     @property
     def ratio(self) -> float:
+        if self.measure == "throughput":
+            return self.baseline_seconds / self.subject_seconds
         return self.subject_seconds / self.baseline_seconds
 
     @property
     def met(self) -> bool:
-        return self.ratio <= self.goal
+        return self.ratio >= self.goal if self.measure == "throughput" else self.ratio <= self.goal
 
     def to_json(self) -> dict[str, object]:
         record = asdict(self)
-        record.update(ratio=self.ratio, goal=self.goal, goal_text=f"<= {self.goal:g}")
+        sign = ">=" if self.measure == "throughput" else "<="
+        record.update(ratio=self.ratio, goal=self.goal, goal_text=f"{sign} {self.goal:g}")
         record["met"] = self.met
         return record
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
     cast,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import NoSuchTableError
@@ -119,12 +120,35 @@ class ObjectStore:
         """Store the migrated form of ``objects`` and stamp them with the current release."""
         if not objects:
             return
+        if conn.dialect.name == "postgresql":
+            self._write_postgres(conn, objects)
+            return
         values: dict[str, object] = {self.spec.body: self._body_param()}
         if self.spec.version:
             values[self.spec.version] = self.current
         statement = update(self.table).where(self.id_column == bindparam("_id")).values(**values)
         params = [{"_id": o.id, "_body": encode(o.document)} for o in objects]
         conn.execute(statement, params)
+
+    def _write_postgres(self, conn: Connection, objects: Sequence[StoredObject]) -> None:
+        """One UPDATE per batch, joined to the batch sent as one JSON array.
+
+        A statement per row, or arrays adapted element by element, is several times slower;
+        orjson writes the whole batch at once and the documents are embedded, not re-quoted.
+        """
+        quote = conn.dialect.identifier_preparer.quote
+        c = self.table.c
+        id_type = c[self.spec.id].type.compile(dialect=conn.dialect)
+        body_type = c[self.spec.body].type.compile(dialect=conn.dialect)
+        stamp = f", {quote(self.spec.version)} = :current" if self.spec.version else ""
+        statement = text(
+            f"UPDATE {quote(self.spec.table)} AS t SET {quote(self.spec.body)} = "
+            f"v.body::{body_type}{stamp} "
+            f"FROM json_to_recordset(CAST(:batch AS json)) AS v(id {id_type}, body json) "
+            f"WHERE t.{quote(self.spec.id)} = v.id"
+        )
+        batch = orjson.dumps([{"id": o.id, "body": o.document} for o in objects]).decode()
+        conn.execute(statement, {"batch": batch, "current": self.current})
 
     def _body_param(self) -> ColumnElement[Any]:
         body_type = self.table.c[self.spec.body].type

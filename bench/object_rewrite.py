@@ -1,0 +1,106 @@
+"""``object_rewrite``: the resumable bulk rewrite against one server-side UPDATE, on PostgreSQL.
+
+Two identical tables of ~1 KB JSONB documents; the same rename (fullName -> displayName) done by
+``stairway.objects.rewrite_all`` (keyset batches, a checkpoint committed with each batch) on one,
+and by a single ``UPDATE ... SET data = jsonb_set(data - 'fullName', ...)`` on the other. The
+ratio is Stairway's objects/s over the UPDATE's. Goal: at least 0.3 while staying resumable.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+from sqlalchemy import text
+
+from bench.harness import Result, Sizes, TempDatabase, conninfo, temp_database
+from stairway.catalog.manifest import ObjectsModel
+from stairway.database import engine_for
+from stairway.objects.migrate import Migrator
+from stairway.objects.migration import ObjectMigration, Op
+from stairway.objects.rewrite import rewrite_all
+from stairway.objects.store import ObjectStore
+from stairway.versions import Version
+
+NAME = "object_rewrite"
+GOAL = 0.3
+BATCH = 5000
+RENAME = ObjectMigration(1, "User", Version("2.0.0"), Op.RENAME, ("fullName",), to=("displayName",))
+
+CREATE = """
+CREATE TABLE {table} (oid TEXT PRIMARY KEY, type TEXT NOT NULL, data JSONB NOT NULL,
+                      written_by TEXT);
+INSERT INTO {table}
+SELECT 'u' || lpad(n::text, 9, '0'), 'User',
+       jsonb_build_object(
+         'fullName', 'User Number ' || n, 'email', 'user' || n || '@example.org',
+         'address', jsonb_build_object('street', n || ' Long Street', 'city', 'Brno'),
+         'roles', jsonb_build_array('role-a', 'role-b', 'role-c', 'role-d'),
+         'attributes', (SELECT jsonb_object_agg('attr' || a, 'value ' || a || ' of user ' || n)
+                        FROM generate_series(1, 16) a)),
+       '1.0.0'
+FROM generate_series(1, {count}) n;
+"""
+
+UPDATE = """
+UPDATE baseline SET data = jsonb_set(data - 'fullName', '{displayName}', data -> 'fullName'),
+                    written_by = '2.0.0'
+WHERE data ? 'fullName'
+"""
+
+
+def run(sizes: Sizes) -> Result:
+    with temp_database("rewrite") as db:
+        _populate(db, sizes.objects)
+        baseline = _timed_sql(db, UPDATE)
+        subject, report = _rewrite(db)
+        _check(db, sizes.objects, report.rewritten)
+        document_bytes = int(str(db.scalar("SELECT avg(length(data::text))::int FROM subject")))
+    return Result(
+        name=NAME,
+        subject=f"rewrite_all, {sizes.objects:,} objects in batches of {BATCH}, checkpointed",
+        baseline=f"one UPDATE ... jsonb_set over the same {sizes.objects:,} objects",
+        subject_seconds=subject,
+        baseline_seconds=baseline,
+        goal=GOAL,
+        measure="throughput",
+        timings={"rewrite_s": [subject], "update_s": [baseline]},
+        details={
+            "objects": sizes.objects,
+            "document_bytes": document_bytes,
+            "rewrite_objects_per_s": sizes.objects / subject,
+            "update_objects_per_s": sizes.objects / baseline,
+        },
+    )
+
+
+def _populate(db: TempDatabase, count: int) -> None:
+    with psycopg.connect(conninfo(db.name), autocommit=True) as conn:
+        for table in ("baseline", "subject"):
+            conn.execute(CREATE.format(table=table, count=count).encode())
+        conn.execute(b"VACUUM ANALYZE")
+
+
+def _timed_sql(db: TempDatabase, sql: str) -> float:
+    with psycopg.connect(conninfo(db.name)) as conn:
+        started = time.perf_counter()
+        conn.execute(sql.encode())
+        conn.commit()
+        return time.perf_counter() - started
+
+
+def _rewrite(db: TempDatabase) -> tuple[float, object]:
+    spec = ObjectsModel(table="subject", version="written_by")
+    store = ObjectStore(engine_for(db.url), spec, Migrator([RENAME]), "2.0.0")
+    started = time.perf_counter()
+    report = rewrite_all(store, batch=BATCH)
+    return time.perf_counter() - started, report
+
+
+def _check(db: TempDatabase, count: int, rewritten: int) -> None:
+    """Both sides did the same work: every object renamed, nothing left behind."""
+    assert rewritten == count, (rewritten, count)
+    with engine_for(db.url).connect() as conn:
+        for table in ("baseline", "subject"):
+            left = conn.execute(text(f"SELECT count(*) FROM {table} WHERE data ? 'fullName'"))
+            assert left.scalar() == 0, table
