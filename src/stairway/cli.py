@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from stairway import commands, views
-from stairway.errors import ExitCode, StairwayError, VerifyBlocked
+from stairway.errors import ExitCode, ManualStepNeeded, StairwayError, VerifyBlocked
 from stairway.objects.checkpoints import Checkpoint
 from stairway.schema.change import Change, Phase
 
@@ -283,6 +283,51 @@ def objects_show(
         emit_json(views.object_json(found))
         return
     out.print(views.object_panel(found))
+
+
+config_app = typer.Typer(help="The operator's config files: move them to a release's shape.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("migrate")
+def config_migrate(
+    to: Annotated[str | None, typer.Option("--to", help="target release [default: latest]")] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="release the files are at [default: the site's]")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the diff, write nothing")
+    ] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Apply the catalog's config-file migrations; keeps each original as NAME.before-VERSION."""
+    result = commands.migrate_config(commands.open_context(site, catalog), to, since, dry_run)
+    if json:
+        emit_json(views.config_json(result))
+    else:
+        _show_config(result, dry_run)
+    attention = result.run.attention
+    if attention:
+        raise ManualStepNeeded(
+            f"{len(attention)} config-file item(s) need a hand: "
+            + "; ".join(a.describe() for a in attention),
+            hint="edit the files as described, then run `stairway config migrate` again",
+        )
+
+
+def _show_config(result: commands.ConfigResult, dry_run: bool) -> None:
+    if not result.run.outcomes:
+        out.print("no config-file migrations apply to this site's files")
+        return
+    if dry_run:
+        for outcome in result.run.changed:
+            out.print(outcome.diff(), markup=False, highlight=False, soft_wrap=True)
+    out.print(views.config_table(result))
+    changed = len(result.run.changed)
+    verb = "would change" if dry_run else "changed"
+    out.print(f"[green]{verb} {changed} file(s)[/green]")
 
 
 def _seed(ctx: commands.Context, demo: Any) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine, Text, cast, select
 
 from stairway.catalog import Catalog, load_catalog
+from stairway.configfiles import ConfigRun, plan_config_files, write_config_files
 from stairway.database import engine_for
 from stairway.errors import ObjectMigrationError, PlanError, SchemaError, SiteError
 from stairway.objects.migrate import Migrator
@@ -216,3 +217,23 @@ def peek_object(store: ObjectStore, oid: str) -> StoredObject:
     if row is None:
         raise ObjectMigrationError(f"no object {oid!r}", hint="check the id")
     return store.materialise(tuple(row))
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    run: ConfigRun
+    kept: tuple[Path, ...]  # originals saved beside the files that changed
+    written: bool
+
+
+def migrate_config(
+    ctx: Context, to: str | None, since: str | None = None, dry_run: bool = False
+) -> ConfigResult:
+    """Move the site's config files from release ``since`` (the site's) to ``to`` (latest)."""
+    current = Version.parse(since) if since else current_version(ctx)
+    target = Version.parse(to) if to else ctx.catalog.latest.version
+    run = plan_config_files(
+        ctx.site.site.config_files, ctx.catalog.config_migrations, current, target
+    )
+    kept = () if dry_run else tuple(write_config_files(run))
+    return ConfigResult(run, kept, not dry_run)

@@ -96,5 +96,11 @@ class ConfigFileError(StairwayError):
         self.line = line
 
 
+class ManualStepNeeded(StairwayError):
+    """Everything automatic is done; what remains needs an operator's hands."""
+
+    exit_code = ExitCode.NEEDS_OPERATOR
+
+
 class VerifyBlocked(StairwayError):
     """``verify`` found something that must be fixed before the upgrade may start."""

@@ -15,7 +15,9 @@ from sqlalchemy import Connection, inspect, select, text
 
 from stairway.catalog.manifest import CheckModel, JobModel
 from stairway.commands import Context, current_version, object_store
+from stairway.configfiles import ConfigRun, plan_config_files
 from stairway.database import sqlite_path
+from stairway.errors import ConfigFileError
 from stairway.objects import paths
 from stairway.objects.migrate import Attention
 from stairway.objects.migration import ObjectMigration, Severity, Transition
@@ -65,7 +67,7 @@ def verify(ctx: Context, to: str | None) -> Report:
         plan = make_plan(ctx.catalog, current, state.level, target)
         findings += _path(plan) + _schema(plan, state)
         findings += _objects(ctx, plan) + _checks(ctx, current, target) + _jobs(ctx)
-        findings += _disk(ctx)
+        findings += _config(ctx, current, target) + _disk(ctx)
     return Report(current, target, tuple(findings))
 
 
@@ -380,6 +382,40 @@ class _read_only:
     def __exit__(self, *_exc: object) -> None:
         self.conn.rollback()
         self.conn.close()
+
+
+# --- config files --------------------------------------------------------------------------------
+
+
+def _config(ctx: Context, current: Version, target: Version) -> list[Finding]:
+    files = ctx.site.site.config_files
+    try:
+        run = plan_config_files(files, ctx.catalog.config_migrations, current, target)
+    except ConfigFileError as err:
+        return [Finding("config", "critical", err.message, blocking=True, hint=err.hint)]
+    return _config_changes(run) + [
+        Finding(
+            "config",
+            "warning",
+            item.describe(),
+            hint="edit the file by hand; `stairway config migrate` reports it until it is done",
+        )
+        for item in run.attention
+    ]
+
+
+def _config_changes(run: ConfigRun) -> list[Finding]:
+    return [
+        Finding(
+            "config",
+            "info",
+            f"{outcome.path}: {len(outcome.applied)} change(s) will be made automatically, "
+            f"the original kept beside it",
+            count=len(outcome.applied),
+            hint=f"see the diff with `stairway config migrate --to {run.target} --dry-run`",
+        )
+        for outcome in run.changed
+    ]
 
 
 def _disk(ctx: Context) -> list[Finding]:

@@ -9,7 +9,7 @@ import orjson
 from rich.panel import Panel
 from rich.table import Table
 
-from stairway.commands import Status
+from stairway.commands import ConfigResult, Status
 from stairway.objects.store import StoredObject
 from stairway.plan import UpgradePlan
 from stairway.schema.change import Change
@@ -178,4 +178,40 @@ def verify_json(report: Report) -> dict[str, Any]:
         "target": str(report.target),
         "blocked": bool(report.blocking),
         "findings": [dataclasses.asdict(f) for f in report.findings],
+    }
+
+
+def config_table(result: ConfigResult) -> Table:
+    run = result.run
+    table = Table(title=f"config files {run.current} -> {run.target}")
+    for column in ("file", "applied", "needs a hand", "original kept as"):
+        table.add_column(column, overflow="fold")
+    kept = {k.name.rsplit(".before-", 1)[0]: k for k in result.kept}
+    for outcome in run.outcomes:
+        table.add_row(
+            str(outcome.path),
+            "\n".join(m.describe() for m in outcome.applied) or "-",
+            "\n".join(a.describe() for a in outcome.attention) or "-",
+            str(kept.get(outcome.path.name, "-")),
+        )
+    return table
+
+
+def config_json(result: ConfigResult) -> dict[str, Any]:
+    run = result.run
+    return {
+        "current": str(run.current),
+        "target": str(run.target),
+        "written": result.written,
+        "files": [
+            {
+                "path": str(o.path),
+                "changed": o.changed,
+                "applied": [m.describe() for m in o.applied],
+                "attention": [a.describe() for a in o.attention],
+                "diff": o.diff(),
+            }
+            for o in run.outcomes
+        ],
+        "kept": [str(k) for k in result.kept],
     }

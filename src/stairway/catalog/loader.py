@@ -8,8 +8,10 @@ from functools import cached_property
 from itertools import pairwise
 from pathlib import Path
 
+from stairway.catalog.config_migrations import load_config_migrations
 from stairway.catalog.manifest import Manifest, ObjectsModel, ReleaseModel, load_manifest
 from stairway.catalog.object_migrations import load_object_migrations
+from stairway.configfiles.migration import ConfigMigration, show_key, unsettled_pairs
 from stairway.errors import CatalogError
 from stairway.objects.migration import ObjectMigration, reused_paths
 from stairway.schema.change import Change, Phase
@@ -30,6 +32,7 @@ class Catalog:
     changes: tuple[Change, ...]
     objects: ObjectsModel | None = None
     object_migrations: tuple[ObjectMigration, ...] = ()
+    config_migrations: tuple[ConfigMigration, ...] = ()
     manifest: Manifest | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -68,8 +71,17 @@ def load_catalog(root: Path | str) -> Catalog:
     _check_schema_levels(releases, changes, root / MANIFEST)
     migrations = load_object_migrations(root)
     _check_object_migrations(manifest, releases, migrations, root)
+    config = load_config_migrations(root)
+    _check_config_migrations(releases, config)
     return Catalog(
-        root, manifest.product.name, releases, changes, manifest.objects, migrations, manifest
+        root,
+        manifest.product.name,
+        releases,
+        changes,
+        manifest.objects,
+        migrations,
+        config,
+        manifest,
     )
 
 
@@ -229,4 +241,26 @@ def _check_object_migrations(
                 "release",
                 path=migration.source,
                 hint="`since` names the release whose code reads the new shape",
+            )
+
+
+def _check_config_migrations(
+    releases: Sequence[Release], migrations: Sequence[ConfigMigration]
+) -> None:
+    for earlier, later in unsettled_pairs(migrations):
+        raise CatalogError(
+            f"config-file migration {later.label} ({later.describe()}) undoes "
+            f"{earlier.label} ({earlier.describe()}): the next run would undo it again",
+            path=later.source,
+            hint=f"give {show_key(later.writes or later.takes)} a name no other migration of "
+            "the file takes away or sets",
+        )
+    known = {r.version for r in releases}
+    for migration in migrations:
+        if migration.since not in known:
+            raise CatalogError(
+                f"config-file migration {migration.label} is since {migration.since}, which is "
+                "no release",
+                path=migration.source,
+                hint="`since` names the release whose code reads the new shape of the file",
             )

@@ -1,0 +1,186 @@
+"""Round-trip readers and writers for the keyed formats: JSON, TOML and YAML.
+
+Each keeps what an operator wrote as far as its format allows: TOML (tomlkit) and YAML
+(ruamel.yaml, round-trip mode) keep comments, key order, quoting and layout; JSON has no
+comments, so it keeps key order, the indentation it finds and the final newline.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable, MutableMapping
+from typing import Any, Protocol
+
+import tomlkit
+import tomlkit.exceptions
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.util import load_yaml_guess_indent
+from tomlkit.container import Container
+from tomlkit.items import AoT, Item, Table
+
+from stairway.configfiles.keys import PlainDicts, Shape
+from stairway.configfiles.migration import Format, Key, parse_key, show_key
+
+
+class Unreadable(Exception):
+    """The text does not parse; ``line`` is 1-based when the parser knows it."""
+
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class KeyedFormat(Shape, Protocol):
+    def load(self, text: str) -> MutableMapping[str, Any]: ...
+
+    def dump(self, document: MutableMapping[str, Any]) -> str: ...
+
+    def value(self, value: object) -> object: ...
+
+
+class JsonFile(PlainDicts):
+    def __init__(self) -> None:
+        self._indent: int | str | None = 2
+        self._newline = True
+
+    def load(self, text: str) -> MutableMapping[str, Any]:
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise Unreadable(err.msg, err.lineno) from None
+        if not isinstance(document, dict):
+            raise Unreadable("the top level is not an object", 1)
+        self._indent = _json_indent(text)
+        self._newline = text.endswith("\n")
+        return document
+
+    def dump(self, document: MutableMapping[str, Any]) -> str:
+        text = json.dumps(document, indent=self._indent, ensure_ascii=False)
+        return text + "\n" if self._newline else text
+
+    def value(self, value: object) -> object:
+        return value
+
+
+def _json_indent(text: str) -> int | str | None:
+    """The indentation of the first indented line: spaces, a tab, or None for one-line JSON."""
+    found = re.search(r"\n([ \t]+)\S", text)
+    if found is None:
+        return None
+    unit = found.group(1)
+    return unit if "\t" in unit else len(unit)
+
+
+class TomlFile:
+    def load(self, text: str) -> MutableMapping[str, Any]:
+        try:
+            document: MutableMapping[str, Any] = tomlkit.parse(text)
+            return document
+        except tomlkit.exceptions.ParseError as err:
+            raise Unreadable(str(err), err.line) from None
+        except tomlkit.exceptions.TOMLKitError as err:  # e.g. a key defined twice
+            raise Unreadable(str(err), None) from None
+
+    def dump(self, document: MutableMapping[str, Any]) -> str:
+        return tomlkit.dumps(document)
+
+    def table(self) -> MutableMapping[str, Any]:
+        return tomlkit.table()
+
+    def value(self, value: object) -> object:
+        return tomlkit.item(value)
+
+    def moved(self, value: object, old: Key, new: Key) -> None:
+        """A table header repeats its path (``[old.sub]``): give it and those below the new one."""
+        if isinstance(value, AoT):
+            for table in value.body:
+                self.moved(table, old, new)
+        if not isinstance(value, Table):
+            return
+        if value.display_name is not None:
+            title = parse_key(value.display_name)
+            if title[: len(old)] == old:
+                value.display_name = show_key(new + title[len(old) :])
+        for _, item in value.value.body:
+            self.moved(item, old, new)
+
+    def rename_in_place(self, mapping: MutableMapping[str, Any], old: str, new: str) -> None:
+        """Same position, same comment and spacing: the body entry gets the new key."""
+        container = mapping.value if isinstance(mapping, Table) else mapping
+        assert isinstance(container, Container)
+        item = container.item(old)
+        assert isinstance(item, Item)
+        container._replace(old, new, item)
+        if not isinstance(item, Table):  # tomlkit re-indexes only tables under the new name
+            dict.__setitem__(container, new, item.value)
+
+
+class YamlFile:
+    def __init__(self) -> None:
+        self._yaml = _round_trip()
+
+    def load(self, text: str) -> MutableMapping[str, Any]:
+        try:
+            _, indent, offset = load_yaml_guess_indent(text)
+            # A dash is followed by one space: the item's content sits two past the dash.
+            dash = offset or 0
+            self._yaml.indent(mapping=indent or 2, sequence=dash + 2, offset=dash)
+            document = self._yaml.load(text)
+        except MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            raise Unreadable(err.problem or str(err), mark.line + 1 if mark else None) from None
+        except YAMLError as err:
+            raise Unreadable(str(err), None) from None
+        if document is None:
+            return CommentedMap()
+        if not isinstance(document, MutableMapping):
+            raise Unreadable("the top level is not a mapping", 1)
+        found: MutableMapping[str, Any] = document
+        return found
+
+    def dump(self, document: MutableMapping[str, Any]) -> str:
+        out = io.StringIO()
+        self._yaml.dump(document, out)
+        return out.getvalue()
+
+    def table(self) -> MutableMapping[str, Any]:
+        return CommentedMap()
+
+    def value(self, value: object) -> object:
+        return value
+
+    def moved(self, value: object, old: Key, new: Key) -> None:
+        """Nothing in a YAML value repeats its own path."""
+
+    def rename_in_place(self, mapping: MutableMapping[str, Any], old: str, new: str) -> None:
+        """Same position, and the end-of-line comment goes with the key."""
+        assert isinstance(mapping, CommentedMap)
+        position = list(mapping).index(old)
+        comment = mapping.ca.items.pop(old, None)
+        mapping.insert(position, new, mapping.pop(old))
+        if comment is not None:
+            mapping.ca.items[new] = comment
+
+
+def _round_trip() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap an operator's long line
+    return yaml
+
+
+KEYED: dict[Format, Callable[[], KeyedFormat]] = {
+    Format.JSON: JsonFile,
+    Format.TOML: TomlFile,
+    Format.YAML: YamlFile,
+}
+
+
+def keyed(fmt: Format) -> KeyedFormat:
+    """A fresh reader/writer: JSON and YAML remember the layout of the text they read."""
+    return KEYED[fmt]()
