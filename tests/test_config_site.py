@@ -211,6 +211,6 @@ def test_a_migration_that_undoes_an_earlier_one_is_refused(tmp_path: Path) -> No
         'key = "server.port"\nvalue = 80\n',
         "utf-8",
     )
-    with pytest.raises(CatalogError, match="undoes app.toml#1") as caught:
+    with pytest.raises(CatalogError, match=r"undoes app\.toml#1") as caught:
         load_catalog(catalog)
     assert "server.port" in caught.value.hint

@@ -330,6 +330,46 @@ def _show_config(result: commands.ConfigResult, dry_run: bool) -> None:
     out.print(f"[green]{verb} {changed} file(s)[/green]")
 
 
+deltas_app = typer.Typer(
+    help="Configuration deltas: the objects each release adds, changes or marks obsolete."
+)
+app.add_typer(deltas_app, name="deltas")
+
+
+@deltas_app.command("apply")
+def deltas_apply(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="judge them, write nothing")] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Apply the deltas of every release up to the site's; exit 3 when some are reported."""
+    report = commands.apply_deltas(commands.open_context(site, catalog), dry_run)
+    if json:
+        emit_json(views.deltas_json(report))
+    else:
+        out.print(views.deltas_table(report))
+    if report.reported:
+        raise ManualStepNeeded(
+            f"{len(report.reported)} delta(s) not applied: "
+            + "; ".join(r.describe() for r in report.reported),
+            hint="make the change by hand and run again, or keep yours with "
+            "`stairway deltas skip ID --reason ...`",
+        )
+
+
+@deltas_app.command("skip")
+def deltas_skip(
+    delta_id: Annotated[str, typer.Argument(help="the delta's id")],
+    reason: Annotated[str, typer.Option("--reason", help="why your version stays")],
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Keep your own version of what a reported delta changes; it is not tried again."""
+    found = commands.skip_delta(commands.open_context(site, catalog), delta_id, reason)
+    out.print(f"delta {found.id} skipped: {reason}")
+
+
 def _seed(ctx: commands.Context, demo: Any) -> None:
     with Progress(*Progress.get_default_columns(), console=out) as bar:
         task = bar.add_task("demo users", total=demo.DEMO_USERS)

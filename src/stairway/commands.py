@@ -11,7 +11,10 @@ from sqlalchemy import Engine, Text, cast, select
 from stairway.catalog import Catalog, load_catalog
 from stairway.configfiles import ConfigRun, plan_config_files, write_config_files
 from stairway.database import engine_for
-from stairway.errors import ObjectMigrationError, PlanError, SchemaError, SiteError
+from stairway.errors import DeltaError, ObjectMigrationError, PlanError, SchemaError, SiteError
+from stairway.objects import delta_run
+from stairway.objects.delta import Delta
+from stairway.objects.delta_run import DeltaReport
 from stairway.objects.migrate import Migrator
 from stairway.objects.paths import parse_path
 from stairway.objects.rewrite import Progress as RewriteProgress
@@ -97,6 +100,8 @@ def init(ctx: Context, version: str, progress: Progress | None = None) -> list[A
         )
     done = migrator.migrate(ctx.engine, ctx.catalog, release.schema, progress=progress)
     migrator.set_site_release(ctx.engine, ctx.catalog, str(release.version))
+    if ctx.catalog.deltas:  # the initial objects of every release up to this one
+        apply_deltas(ctx)
     return done
 
 
@@ -237,3 +242,33 @@ def migrate_config(
     )
     kept = () if dry_run else tuple(write_config_files(run))
     return ConfigResult(run, kept, not dry_run)
+
+
+def apply_deltas(ctx: Context, dry_run: bool = False) -> DeltaReport:
+    """Apply the deltas of every release up to the site's, after its schema changes (MP-3)."""
+    running = current_version(ctx)
+    pending = status(ctx).pending
+    if pending:
+        raise DeltaError(
+            f"{len(pending)} schema change(s) of {running} are not applied yet "
+            f"(first: {pending[0].label}); deltas come after the schema",
+            hint="run `stairway migrate` first",
+        )
+    store = object_store(ctx)
+    due = [d for d in ctx.catalog.deltas if d.release <= running]
+    return delta_run.apply_deltas(store, due, _lifecycle(ctx), dry_run)
+
+
+def skip_delta(ctx: Context, delta_id: str, reason: str) -> Delta:
+    """Record that the operator keeps their own version of what a reported delta changes."""
+    found = next((d for d in ctx.catalog.deltas if d.id == delta_id), None)
+    if found is None:
+        known = ", ".join(d.id for d in ctx.catalog.deltas) or "none"
+        raise DeltaError(f"no delta {delta_id!r} in the catalog", hint=f"known deltas: {known}")
+    delta_run.skip_delta(object_store(ctx), found, reason)
+    return found
+
+
+def _lifecycle(ctx: Context) -> tuple[str, ...]:
+    spec = ctx.catalog.objects
+    return parse_path(spec.lifecycle if spec else "lifecycleState")

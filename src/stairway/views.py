@@ -10,6 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from stairway.commands import ConfigResult, Status
+from stairway.objects.delta_run import DeltaReport
 from stairway.objects.store import StoredObject
 from stairway.plan import UpgradePlan
 from stairway.schema.change import Change
@@ -214,4 +215,42 @@ def config_json(result: ConfigResult) -> dict[str, Any]:
             for o in run.outcomes
         ],
         "kept": [str(k) for k in result.kept],
+    }
+
+
+def deltas_table(report: DeltaReport) -> Table:
+    title = "configuration deltas" + ("" if report.written else " (dry run: nothing written)")
+    table = Table(title=title)
+    for column in ("release", "delta", "does", "outcome", "objects", "why"):
+        table.add_column(column, overflow="fold")
+    for result in report.results:
+        delta = result.delta
+        table.add_row(
+            str(delta.release),
+            delta.id,
+            f"{delta.op} {delta.type} {delta.aim}",
+            "settled earlier" if result.verdict is None else str(result.verdict),
+            str(result.objects),
+            result.reason,
+        )
+    return table
+
+
+def deltas_json(report: DeltaReport) -> dict[str, Any]:
+    return {
+        "written": report.written,
+        "deltas": [
+            {
+                "id": r.delta.id,
+                "release": str(r.delta.release),
+                "op": str(r.delta.op),
+                "type": r.delta.type,
+                "target": r.delta.aim,
+                "description": r.delta.description,
+                "outcome": "settled" if r.verdict is None else str(r.verdict),
+                "objects": r.objects,
+                "reason": r.reason,
+            }
+            for r in report.results
+        ],
     }

@@ -9,10 +9,12 @@ from itertools import pairwise
 from pathlib import Path
 
 from stairway.catalog.config_migrations import load_config_migrations
+from stairway.catalog.deltas import load_deltas
 from stairway.catalog.manifest import Manifest, ObjectsModel, ReleaseModel, load_manifest
 from stairway.catalog.object_migrations import load_object_migrations
 from stairway.configfiles.migration import ConfigMigration, show_key, unsettled_pairs
 from stairway.errors import CatalogError
+from stairway.objects.delta import Delta
 from stairway.objects.migration import ObjectMigration, reused_paths
 from stairway.schema.change import Change, Phase
 from stairway.schema.phases import PhaseFinding, check_phase
@@ -33,6 +35,7 @@ class Catalog:
     objects: ObjectsModel | None = None
     object_migrations: tuple[ObjectMigration, ...] = ()
     config_migrations: tuple[ConfigMigration, ...] = ()
+    deltas: tuple[Delta, ...] = ()
     manifest: Manifest | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -73,6 +76,8 @@ def load_catalog(root: Path | str) -> Catalog:
     _check_object_migrations(manifest, releases, migrations, root)
     config = load_config_migrations(root)
     _check_config_migrations(releases, config)
+    deltas = load_deltas(root)
+    _check_deltas(manifest, releases, deltas, root)
     return Catalog(
         root,
         manifest.product.name,
@@ -81,6 +86,7 @@ def load_catalog(root: Path | str) -> Catalog:
         manifest.objects,
         migrations,
         config,
+        deltas,
         manifest,
     )
 
@@ -263,4 +269,23 @@ def _check_config_migrations(
                 "no release",
                 path=migration.source,
                 hint="`since` names the release whose code reads the new shape of the file",
+            )
+
+
+def _check_deltas(
+    manifest: Manifest, releases: Sequence[Release], deltas: Sequence[Delta], root: Path
+) -> None:
+    if deltas and manifest.objects is None:
+        raise CatalogError(
+            "configuration deltas are shipped but stairway.toml has no [objects] table",
+            path=str(root / MANIFEST),
+            hint="add [objects] naming the table, id, type and body columns (docs/objects.md)",
+        )
+    known = {r.version for r in releases}
+    for delta in deltas:
+        if delta.release not in known:
+            raise CatalogError(
+                f"deltas/{delta.release}/ is no release of this catalog",
+                path=delta.source,
+                hint="name the directory after the release that ships the delta",
             )

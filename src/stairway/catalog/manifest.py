@@ -27,6 +27,7 @@ class ObjectsModel(_Strict):
     body: str = "data"
     version: str | None = None  # column holding the release that wrote each object
     subtype: str | None = None  # dotted path inside the document naming its subtype
+    lifecycle: str = "lifecycleState"  # dotted path a delta sets to "obsolete" (never deletes)
 
 
 class ReleaseModel(_Strict):

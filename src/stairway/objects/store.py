@@ -23,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    insert,
     select,
     text,
     update,
@@ -109,6 +110,26 @@ class ObjectStore:
             if len(rows) < batch:
                 return
             last = rows[-1][0]
+
+    def find(self, conn: Connection, type_: str, oid: object = None) -> Iterator[StoredObject]:
+        """Objects of ``type_`` (only the one with id ``oid`` when given), migrated in memory."""
+        c = self.table.c
+        query = select(*self.selection()).where(c[self.spec.type] == type_)
+        if oid is not None:
+            query = query.where(self.id_column == oid)
+        for row in conn.execute(query.order_by(self.id_column)):
+            yield self.materialise(tuple(row))
+
+    def insert(self, conn: Connection, oid: object, type_: str, document: Document) -> None:
+        """Store a new object, stamped with the current release."""
+        values: dict[str, object] = {
+            self.spec.id: oid,
+            self.spec.type: type_,
+            self.spec.body: self._body_param(),
+        }
+        if self.spec.version:
+            values[self.spec.version] = self.current
+        conn.execute(insert(self.table).values(**values), {"_body": encode(document)})
 
     def counts(self) -> dict[str, int]:
         type_ = self.table.c[self.spec.type]

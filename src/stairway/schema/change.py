@@ -41,6 +41,7 @@ class Change:
     down: tuple[Statement, ...] | None = None
     loses: str | None = None
     has_python_down: bool = False
+    description: str = ""  # the header's prose (SQL) or the docstring (Python): release notes
 
     @property
     def label(self) -> str:

@@ -86,7 +86,21 @@ def _read_sql(file: ChangeFile, text: str) -> Change:
         statements=tuple(up),
         down=tuple(down) if down is not None else None,
         loses=headers["loses"][0] if "loses" in headers else None,
+        description=_prose(up_text),
     )
+
+
+def _prose(text: str) -> str:
+    """The header comment lines that are not ``key: value`` directives, joined."""
+    words = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("--"):
+            break
+        key, sep, _ = line[2:].partition(":")
+        if line and not (sep and key.strip().lower() in DIRECTIVES):
+            words.append(line[2:].strip())
+    return " ".join(w for w in words if w)
 
 
 def _split_down(file: ChangeFile, text: str) -> tuple[str, str | None, int]:
@@ -199,6 +213,7 @@ def _read_python(file: ChangeFile, text: str) -> Change:
         checksum=checksum(text),
         has_python_down=has_down,
         loses=str(constants["LOSES"]) if "LOSES" in constants else None,
+        description=" ".join((ast.get_docstring(tree) or "").split()),
     )
 
 

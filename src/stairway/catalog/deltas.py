@@ -1,0 +1,142 @@
+"""``deltas/<version>/*.toml``: the configuration deltas each release ships, checked whole."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from stairway.catalog.manifest import translate_error
+from stairway.errors import CatalogError
+from stairway.objects.delta import ABSENT, Delta, DeltaOp, DeltaSet
+from stairway.objects.paths import parse_path
+from stairway.versions import Version
+
+DOC = "docs/deltas.md"
+PathText = Annotated[str, Field(pattern=r"^[^.]+(\.[^.]+)*$")]
+
+
+class SetModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: PathText
+    old: Any = None  # absent from the file: the key was not there before
+    new: Any = None  # absent from the file: the release takes the key away
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> SetModel:
+        if self.old == self.new:
+            raise ValueError("`old` and `new` are the same: nothing to change")
+        return self
+
+
+class DeltaModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(pattern=r"^[\w.:-]+$")]
+    description: Annotated[str, Field(min_length=1)]
+    op: DeltaOp
+    type: Annotated[str, Field(min_length=1)]
+    target: str | int | None = None
+    where: dict[str, str | int | float | bool] = {}
+    object: dict[str, Any] | None = None
+    set: list[SetModel] = []
+
+    @model_validator(mode="after")
+    def _fits_op(self) -> DeltaModel:
+        if (self.target is None) == (not self.where):
+            raise ValueError("give either `target` (an object id) or `where` (a filter)")
+        if self.op == DeltaOp.ADD and self.target is None:
+            raise ValueError("add needs `target`: the id of the object it adds")
+        if (self.op == DeltaOp.ADD) != (self.object is not None):
+            raise ValueError("`object` is required for add and only for add")
+        if (self.op == DeltaOp.MODIFY) != bool(self.set):
+            raise ValueError("[[delta.set]] entries are required for modify and only for modify")
+        return self
+
+
+class DeltasFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    delta: list[DeltaModel] = []
+
+
+def load_deltas(root: Path) -> tuple[Delta, ...]:
+    """Every delta under ``root/deltas``, by release, then file name, then file order."""
+    folder = root / "deltas"
+    if not folder.is_dir():
+        return ()
+    found: list[Delta] = []
+    for release_dir in sorted(_release_dirs(folder), key=lambda d: Version(d.name)):
+        for path in sorted(release_dir.glob("*.toml")):
+            found += [_delta(m, Version(release_dir.name), path) for m in _read(path).delta]
+    _check_unique(found)
+    return tuple(found)
+
+
+def _release_dirs(folder: Path) -> list[Path]:
+    dirs = [d for d in folder.iterdir() if d.is_dir()]
+    for directory in dirs:
+        try:
+            Version(directory.name)
+        except ValueError:
+            raise CatalogError(
+                f"{directory.name!r} is not a release version",
+                path=str(directory),
+                hint="deltas live in deltas/<version>/, e.g. deltas/2.0.0/roles.toml",
+            ) from None
+    return dirs
+
+
+def _read(path: Path) -> DeltasFile:
+    try:
+        text = path.read_bytes().decode("utf-8")
+        return DeltasFile.model_validate(tomllib.loads(text))
+    except UnicodeDecodeError as err:
+        raise CatalogError(
+            f"not valid UTF-8 (byte {err.start})", path=str(path), hint="save the file as UTF-8"
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise CatalogError(
+            f"not valid TOML: {err}", path=str(path), hint="fix the syntax"
+        ) from None
+    except ValidationError as err:
+        raise translate_error(err, path, text, DOC) from None
+
+
+def _delta(model: DeltaModel, release: Version, path: Path) -> Delta:
+    return Delta(
+        id=model.id,
+        release=release,
+        description=model.description,
+        op=model.op,
+        type=model.type,
+        target=model.target,
+        where=tuple((parse_path(k), v) for k, v in model.where.items()),
+        document=dict(model.object or {}),
+        sets=tuple(_set(s) for s in model.set),
+        source=str(path),
+    )
+
+
+def _set(model: SetModel) -> DeltaSet:
+    given = model.model_fields_set
+    return DeltaSet(
+        parse_path(model.path),
+        model.old if "old" in given else ABSENT,
+        model.new if "new" in given else ABSENT,
+    )
+
+
+def _check_unique(deltas: list[Delta]) -> None:
+    seen: dict[str, Delta] = {}
+    for delta in deltas:
+        if delta.id in seen:
+            raise CatalogError(
+                f"delta id {delta.id!r} is used twice (also in {seen[delta.id].source})",
+                path=delta.source,
+                hint="give every delta its own id: the site records deltas by id",
+            )
+        seen[delta.id] = delta

@@ -1,0 +1,162 @@
+"""Configuration deltas as values, and the pure judgement of one against a stored object.
+
+A delta is a change a release makes to specific objects it shipped (midPoint's configuration
+progress): ``add`` an initial object, ``modify`` values the release set, mark one ``obsolete``.
+An operator may have changed those objects since; a delta never overwrites such a change and
+never deletes anything. It is applied whole or reported whole.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+
+from stairway.objects import paths
+from stairway.objects.migration import Document
+from stairway.versions import Version
+
+
+class DeltaOp(StrEnum):
+    ADD = "add"
+    MODIFY = "modify"
+    OBSOLETE = "obsolete"
+
+
+class _Absent(Enum):
+    """The value of a key that is not there: ``old`` of a key a release adds, ``new`` of one
+    it takes away."""
+
+    ABSENT = "absent"
+
+    def __repr__(self) -> str:
+        return "absent"
+
+
+ABSENT = _Absent.ABSENT
+Value = object  # a JSON value, or ABSENT
+
+
+@dataclass(frozen=True)
+class DeltaSet:
+    path: tuple[str, ...]
+    old: Value = ABSENT  # what the previous release shipped at this path
+    new: Value = ABSENT  # what this release ships there
+
+    def describe(self) -> str:
+        return f"{'.'.join(self.path)}: {_show(self.old)} -> {_show(self.new)}"
+
+
+@dataclass(frozen=True)
+class Delta:
+    id: str  # unique in the catalog; the log records deltas by it
+    release: Version  # the release that ships it: deltas/<release>/
+    description: str  # one sentence for the release notes
+    op: DeltaOp
+    type: str
+    target: object = None  # an object id; add: the new object's id
+    where: tuple[tuple[tuple[str, ...], object], ...] = ()  # or: every object matching these
+    document: Document = field(default_factory=dict)  # add: the object itself
+    sets: tuple[DeltaSet, ...] = ()  # modify: the values it changes
+    source: str = field(default="", compare=False)
+
+    def describe(self) -> str:
+        return f"{self.release} {self.id} ({self.op} {self.type} {self.aim}): {self.description}"
+
+    @property
+    def aim(self) -> str:
+        if self.target is not None:
+            return str(self.target)
+        return " and ".join(f"{'.'.join(p)} = {v!r}" for p, v in self.where)
+
+    def selects(self, document: Document) -> bool:
+        """Whether a document of this delta's type matches its ``where``."""
+        return all(_get(document, path) == value for path, value in self.where)
+
+
+class Verdict(StrEnum):
+    APPLY = "apply"
+    DONE = "done"  # already in the shape the delta gives: record it, change nothing
+    REPORT = "report"  # target missing or changed by the operator: not forced
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    reason: str = ""
+    document: Document | None = None  # the document to store when the verdict is APPLY
+
+
+def judge(delta: Delta, found: Sequence[Document], lifecycle: tuple[str, ...]) -> list[Judgement]:
+    """What ``delta`` does to each of the documents it targets (none when missing)."""
+    if delta.op == DeltaOp.ADD:
+        return [_judge_add(delta, found[0] if found else None)]
+    if not found:
+        return [Judgement(Verdict.REPORT, f"no {delta.type} {delta.aim} to change")]
+    if delta.op == DeltaOp.MODIFY:
+        return [_judge_modify(delta, document) for document in found]
+    return [_judge_obsolete(document, lifecycle) for document in found]
+
+
+def overall(judgements: Sequence[Judgement]) -> Verdict:
+    """One verdict for the whole delta: reported if any object is, done if all are."""
+    verdicts = {j.verdict for j in judgements}
+    if Verdict.REPORT in verdicts:
+        return Verdict.REPORT
+    return Verdict.APPLY if Verdict.APPLY in verdicts else Verdict.DONE
+
+
+def _judge_add(delta: Delta, existing: Document | None) -> Judgement:
+    if existing is None:
+        return Judgement(Verdict.APPLY, document=dict(delta.document))
+    if existing == delta.document:
+        return Judgement(Verdict.DONE, "already present")
+    return Judgement(
+        Verdict.REPORT, f"{delta.type} {delta.target} exists and differs from the one shipped"
+    )
+
+
+def _judge_modify(delta: Delta, document: Document) -> Judgement:
+    changed = [s for s in delta.sets if _get(document, s.path) not in (s.old, s.new)]
+    if changed:
+        where = "; ".join(
+            f"{'.'.join(s.path)} is {_show(_get(document, s.path))}, the release shipped "
+            f"{_show(s.old)}"
+            for s in changed
+        )
+        return Judgement(Verdict.REPORT, f"changed by an operator: {where}")
+    due = [s for s in delta.sets if _get(document, s.path) != s.new]
+    if not due:
+        return Judgement(Verdict.DONE, "already in place")
+    result = copy.deepcopy(document)
+    blocked = [s for s in due if not _set(result, s.path, s.new)]
+    if blocked:
+        where = ", ".join(".".join(s.path[:-1]) for s in blocked)
+        return Judgement(Verdict.REPORT, f"changed by an operator: {where} is not an object")
+    return Judgement(Verdict.APPLY, document=result)
+
+
+def _judge_obsolete(document: Document, lifecycle: tuple[str, ...]) -> Judgement:
+    if _get(document, lifecycle) == "obsolete":
+        return Judgement(Verdict.DONE, "already obsolete")
+    result = copy.deepcopy(document)
+    if not _set(result, lifecycle, "obsolete"):
+        return Judgement(Verdict.REPORT, f"{'.'.join(lifecycle[:-1])} is not an object")
+    return Judgement(Verdict.APPLY, document=result)
+
+
+def _get(document: Document, path: tuple[str, ...]) -> Value:
+    holder = paths.parent(document, path)
+    return holder.get(path[-1], ABSENT) if holder is not None else ABSENT
+
+
+def _set(document: Document, path: tuple[str, ...], value: Value) -> bool:
+    if value is ABSENT:
+        paths.take(document, path)
+        return True
+    return paths.put(document, path, value)
+
+
+def _show(value: Value) -> str:
+    return "absent" if value is ABSENT else repr(value)
