@@ -16,6 +16,7 @@ from rich.progress import Progress
 
 from stairway import commands, views
 from stairway.errors import ExitCode, ManualStepNeeded, StairwayError, VerifyBlocked
+from stairway.files import write_atomic
 from stairway.objects.checkpoints import Checkpoint
 from stairway.schema.change import Change, Phase
 
@@ -283,6 +284,27 @@ def objects_show(
         emit_json(views.object_json(found))
         return
     out.print(views.object_panel(found))
+
+
+@app.command()
+def notes(
+    since: Annotated[
+        str | None, typer.Option("--from", help="the release upgraded from [default: the site's]")
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="target release [default: latest]")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write the Markdown to this file")
+    ] = None,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Markdown release notes from the catalog's descriptions of everything in between."""
+    text = commands.notes(site, catalog, since, to)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    write_atomic(output, text.encode("utf-8"))
+    out.print(f"release notes written to {output}")
 
 
 config_app = typer.Typer(help="The operator's config files: move them to a release's shape.")

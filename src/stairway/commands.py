@@ -12,6 +12,7 @@ from stairway.catalog import Catalog, load_catalog
 from stairway.configfiles import ConfigRun, plan_config_files, write_config_files
 from stairway.database import engine_for
 from stairway.errors import DeltaError, ObjectMigrationError, PlanError, SchemaError, SiteError
+from stairway.notes import release_notes
 from stairway.objects import delta_run
 from stairway.objects.delta import Delta
 from stairway.objects.delta_run import DeltaReport
@@ -272,3 +273,19 @@ def skip_delta(ctx: Context, delta_id: str, reason: str) -> Delta:
 def _lifecycle(ctx: Context) -> tuple[str, ...]:
     spec = ctx.catalog.objects
     return parse_path(spec.lifecycle if spec else "lifecycleState")
+
+
+def notes(
+    site_file: Path | None, catalog_dir: Path | None, since: str | None, until: str | None
+) -> str:
+    """Release notes between two versions; a site is needed only to default ``since``."""
+    if since is not None and catalog_dir is not None:
+        catalog = load_catalog(catalog_dir)
+        start = Version.parse(since)
+    else:
+        ctx = open_context(site_file, catalog_dir)
+        catalog = ctx.catalog
+        start = Version.parse(since) if since else current_version(ctx)
+    end = Version.parse(until) if until else catalog.latest.version
+    catalog.release(start)
+    return release_notes(catalog, start, end)

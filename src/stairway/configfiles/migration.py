@@ -101,16 +101,19 @@ class ConfigMigration:
             return fnmatch(str(path), self.file) or fnmatch(str(path), f"*/{self.file}")
         return fnmatch(path.name, self.file)
 
-    def describe(self) -> str:
-        what = {
+    def action(self) -> str:
+        """What the migration does to the file, in a few words."""
+        return {
             ConfigOp.RENAME: f"rename {show_key(self.key)} to {show_key(self.to)}",
             ConfigOp.REMOVE: f"remove {self.xpath or show_key(self.key)}",
             ConfigOp.SET_DEFAULT: f"set {show_key(self.key)} to {self.value!r} where absent",
             ConfigOp.SET_ATTRIBUTE: f"set @{self.attribute}={self.value!r} on {self.xpath}",
             ConfigOp.SET_TEXT: f"set the text of {self.xpath} to {self.value!r}",
         }[self.op]
+
+    def describe(self) -> str:
         manual = " [manual]" if self.transition == ConfigTransition.MANUAL else ""
-        return f"{self.file} since {self.since}: {what}{manual}"
+        return f"{self.file} since {self.since}: {self.action()}{manual}"
 
     @property
     def takes(self) -> Key:
