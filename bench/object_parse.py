@@ -18,7 +18,7 @@ from stairway.versions import Version
 
 NAME = "object_parse"
 GOAL = 1.5
-ROUNDS = 5
+ROUNDS = 11
 WRITTEN_BY = "1.0.0"  # the stamp as the objects table stores it
 
 MIGRATIONS = [

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from stairway.catalog import load_catalog
@@ -191,3 +192,32 @@ def test_automatic_migrations_never_lose_a_value_they_do_not_name(
         if any(path[: len(n)] == n or n[: len(path)] == path for n in named):
             continue
         assert after.get(path) == value, f"{path} changed"
+
+
+@st.composite
+def mixed_transitions(draw: st.DrawFn) -> list[ObjectMigration]:
+    """Automatic and semi-automatic migrations: the ones a generated parser runs inline."""
+    transitions = [Transition.AUTOMATIC, Transition.SEMI_AUTOMATIC]
+    return [
+        dataclasses.replace(m, transition=draw(st.sampled_from(transitions)))
+        for m in draw(migrations())
+    ]
+
+
+@settings(max_examples=400)
+@given(DOCUMENTS, mixed_transitions(), st.sampled_from(["1.0.0", None, "9.9.9", "junk"]))
+def test_the_generated_parser_agrees_with_the_general_path(
+    document: dict[str, object], found: list[ObjectMigration], stamp: str | None
+) -> None:
+    raw = orjson.dumps(document)
+    generated = Migrator(found).parse("T", raw, stamp)
+    general = Migrator(found, generate=False).parse("T", raw, stamp)
+    assert generated == general
+
+
+def test_the_generated_parser_refuses_what_is_not_a_json_object() -> None:
+    rename = ObjectMigration(1, "T", Version("2.0.0"), Op.RENAME, ("a",), to=("b",))
+    with pytest.raises(ObjectMigrationError, match="not a JSON object"):
+        Migrator([rename]).parse("T", b"[1]", "1.0.0")
+    with pytest.raises(ObjectMigrationError, match="not valid JSON"):
+        Migrator([rename]).parse("T", b"{", "1.0.0")

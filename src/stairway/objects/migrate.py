@@ -14,7 +14,8 @@ from typing import NamedTuple
 import orjson
 
 from stairway.errors import ObjectMigrationError
-from stairway.objects import paths
+from stairway.objects import fastpath, paths
+from stairway.objects.fastpath import Parser
 from stairway.objects.migration import Document, ObjectMigration, Op, Transition
 from stairway.objects.steps import Result, Step, compile_step
 from stairway.versions import Version
@@ -57,7 +58,10 @@ class Migrator:
     """The catalog's object migrations, compiled and indexed for the parse path."""
 
     def __init__(
-        self, migrations: Iterable[ObjectMigration], subtype_path: tuple[str, ...] | None = None
+        self,
+        migrations: Iterable[ObjectMigration],
+        subtype_path: tuple[str, ...] | None = None,
+        generate: bool = True,
     ) -> None:
         self._by_type: dict[str, list[tuple[ObjectMigration, Step]]] = {}
         for migration in sorted(migrations, key=lambda m: (m.since, m.number)):
@@ -65,6 +69,8 @@ class Migrator:
             self._by_type.setdefault(migration.type, []).append(compiled)
         self._subtype_path = subtype_path
         self._due: dict[tuple[str, object, object], Due] = {}
+        self._generate = generate  # False: always the general path (tests compare the two)
+        self._parsers: dict[str, dict[object, Parser]] = {}
 
     def types(self) -> list[str]:
         return sorted(self._by_type)
@@ -74,6 +80,30 @@ class Migrator:
 
         ``written_by`` may be the stamp as stored (text): versions are parsed once per stamp.
         """
+        # Two lookups of strings whose hashes are cached beat building and hashing a tuple key.
+        parsers = self._parsers.get(type_)
+        parser = parsers.get(written_by) if parsers is not None else None
+        if parser is None:
+            parser = self._parser(type_, written_by)
+            self._parsers.setdefault(type_, {})[written_by] = parser
+        return parser(raw)  # type: ignore[no-any-return]
+
+    def _parser(self, type_: str, written_by: Version | str | None) -> Parser:
+        """A generated parser for such objects, or the general path where one cannot be made."""
+
+        def general(raw: bytes | str) -> Outcome:
+            return self._parse_general(type_, raw, written_by)
+
+        candidates = [m for m, _ in self._by_type.get(type_, ())]
+        subtyped = self._subtype_path is not None and any(m.subtype for m in candidates)
+        due = self.due(type_, None, written_by)
+        if not self._generate or subtyped or not fastpath.compilable(due):
+            return general
+        return fastpath.compile_parser(due, general, Outcome, lambda m: Attention(m, REVIEW))
+
+    def _parse_general(
+        self, type_: str, raw: bytes | str, written_by: Version | str | None
+    ) -> Outcome:
         try:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError as err:
