@@ -30,6 +30,13 @@ def write_atomic(path: Path, data: bytes, *, like: Path | None = None) -> None:
     sync_directory(path.parent)
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove what a killed ``write_atomic`` of ``path`` (or of a copy beside it) left behind."""
+    for leftover in path.parent.glob(f".{path.name}*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+
+
 def sync_directory(directory: Path) -> None:
     descriptor = os.open(directory, os.O_RDONLY)
     try:

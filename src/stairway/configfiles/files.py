@@ -14,7 +14,7 @@ from pathlib import Path
 from stairway.configfiles.migrate import Attention, FileOutcome, migrate_bytes
 from stairway.configfiles.migration import ConfigMigration
 from stairway.errors import ConfigFileError
-from stairway.files import write_atomic
+from stairway.files import remove_stale_temporaries, write_atomic
 from stairway.versions import Version
 
 
@@ -58,6 +58,8 @@ def plan_config_files(
 def write_config_files(run: ConfigRun) -> list[Path]:
     """Write each changed file, keeping its original beside it; returns the kept copies."""
     kept = []
+    for outcome in run.outcomes:
+        remove_stale_temporaries(outcome.path)
     for outcome in run.changed:
         copy = backup_name(outcome.path, run.target)
         if not copy.exists():  # an existing copy is the first original: never replace it
