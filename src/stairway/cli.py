@@ -15,7 +15,13 @@ from rich.console import Console
 from rich.progress import Progress
 
 from stairway import commands, views
-from stairway.errors import ExitCode, ManualStepNeeded, StairwayError, VerifyBlocked
+from stairway.errors import (
+    ExitCode,
+    ManualStepNeeded,
+    StairwayError,
+    UsageRefused,
+    VerifyBlocked,
+)
 from stairway.files import write_atomic
 from stairway.objects.checkpoints import Checkpoint
 from stairway.schema.change import Change, Phase
@@ -284,6 +290,62 @@ def objects_show(
         emit_json(views.object_json(found))
         return
     out.print(views.object_panel(found))
+
+
+@app.command("backup")
+def backup_command(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
+    """Snapshot the database, data directory and config files into one checked archive."""
+    taken = commands.backup(commands.open_context(site, catalog))
+    if json:
+        emit_json(views.backup_json(taken))
+        return
+    size = taken.path.stat().st_size
+    out.print(
+        f"[green]backup {taken.id}[/green] written to {taken.path} "
+        f"({len(taken.manifest.members)} members, {size / 1e6:,.1f} MB compressed)"
+    )
+
+
+@app.command("backups")
+def backups_command(
+    site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False
+) -> None:
+    """The backups in the site's backup_dir, oldest first."""
+    found = commands.backups(commands.open_context(site, catalog))
+    if json:
+        emit_json([views.backup_json(b) for b in found])
+        return
+    out.print(views.backups_table(found))
+
+
+@app.command("restore")
+def restore_command(
+    backup_id: Annotated[str, typer.Argument(help="the backup's id (see `stairway backups`)")],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Put the site back as a backup holds it; every checksum is checked first."""
+    ctx = commands.open_context(site, catalog)
+    if not yes and not _confirm(
+        f"replace the database, data directory and config files of this "
+        f"site with backup {backup_id}?"
+    ):
+        raise typer.Exit(int(ExitCode.REFUSED))
+    manifest = commands.restore(ctx, backup_id)
+    out.print(
+        f"[green]restored[/green] {manifest.id}: {manifest.product} {manifest.version}, "
+        f"schema level {manifest.schema_level}"
+    )
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise UsageRefused(
+            "restore replaces the live site and no terminal is here to confirm it",
+            hint="pass --yes to confirm",
+        )
+    return typer.confirm(question, default=False)
 
 
 @app.command()

@@ -8,10 +8,27 @@ from pathlib import Path
 
 from sqlalchemy import Engine, Text, cast, select
 
+from stairway.backup import (
+    Backup,
+    BackupManifest,
+    RestoreTarget,
+    SiteParts,
+    find_backup,
+    list_backups,
+    restore_backup,
+    take_backup,
+)
 from stairway.catalog import Catalog, load_catalog
 from stairway.configfiles import ConfigRun, plan_config_files, write_config_files
 from stairway.database import engine_for
-from stairway.errors import DeltaError, ObjectMigrationError, PlanError, SchemaError, SiteError
+from stairway.errors import (
+    BackupError,
+    DeltaError,
+    ObjectMigrationError,
+    PlanError,
+    SchemaError,
+    SiteError,
+)
 from stairway.notes import release_notes
 from stairway.objects import delta_run
 from stairway.objects.delta import Delta
@@ -289,3 +306,38 @@ def notes(
     end = Version.parse(until) if until else catalog.latest.version
     catalog.release(start)
     return release_notes(catalog, start, end)
+
+
+def _backup_dir(ctx: Context) -> Path:
+    where = ctx.site.site.backup_dir
+    if where is None:
+        raise BackupError(
+            "site.toml names no backup_dir", hint="set backup_dir in the [site] table"
+        )
+    return where
+
+
+def backup(ctx: Context) -> Backup:
+    """A consistent snapshot of the site: database, data directory and config files."""
+    state = migrator.read_state(ctx.engine, ctx.catalog)
+    parts = SiteParts(
+        product=ctx.catalog.product,
+        version=str(current_version(ctx)),
+        schema_level=state.level,
+        engine=ctx.engine,
+        data_dir=ctx.site.site.data_dir,
+        config_files=tuple(ctx.site.site.config_files),
+        backup_dir=_backup_dir(ctx),
+    )
+    return take_backup(parts)
+
+
+def backups(ctx: Context) -> list[Backup]:
+    return list_backups(_backup_dir(ctx))
+
+
+def restore(ctx: Context, backup_id: str) -> BackupManifest:
+    """Put the site back as backup ``backup_id`` holds it, checked before anything is touched."""
+    where = _backup_dir(ctx)
+    target = RestoreTarget(ctx.catalog.product, ctx.engine, ctx.site.site.data_dir, where)
+    return restore_backup(target, find_backup(where, backup_id))

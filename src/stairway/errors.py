@@ -96,6 +96,14 @@ class ConfigFileError(StairwayError):
         self.line = line
 
 
+class UsageRefused(StairwayError):
+    """The command was asked for something it will not do as asked."""
+
+
+class BackupError(StairwayError):
+    """A backup could not be taken, read or restored; the live site was left as it was."""
+
+
 class ManualStepNeeded(StairwayError):
     """Everything automatic is done; what remains needs an operator's hands."""
 

@@ -9,6 +9,7 @@ import orjson
 from rich.panel import Panel
 from rich.table import Table
 
+from stairway.backup import Backup
 from stairway.commands import ConfigResult, Status
 from stairway.objects.delta_run import DeltaReport
 from stairway.objects.store import StoredObject
@@ -254,3 +255,37 @@ def deltas_json(report: DeltaReport) -> dict[str, Any]:
             for r in report.results
         ],
     }
+
+
+def backup_json(backup: Backup) -> dict[str, Any]:
+    manifest = backup.manifest
+    return {
+        "id": manifest.id,
+        "path": str(backup.path),
+        "product": manifest.product,
+        "version": manifest.version,
+        "schema_level": manifest.schema_level,
+        "created": manifest.created,
+        "engine": manifest.engine,
+        "members": len(manifest.members),
+        "size": manifest.size,
+        "compressed": backup.path.stat().st_size,
+    }
+
+
+def backups_table(found: list[Backup]) -> Table:
+    table = Table(title="backups")
+    for column in ("id", "created", "version", "schema", "engine", "size", "compressed"):
+        table.add_column(column)
+    for backup in found:
+        manifest = backup.manifest
+        table.add_row(
+            manifest.id,
+            manifest.created,
+            manifest.version,
+            str(manifest.schema_level),
+            manifest.engine,
+            f"{manifest.size / 1e6:,.1f} MB",
+            f"{backup.path.stat().st_size / 1e6:,.1f} MB",
+        )
+    return table

@@ -1,0 +1,195 @@
+"""Consistent database snapshots and their restore: SQLite's online backup API, PostgreSQL's
+pg_dump / pg_restore into a database beside the live one, then swapped in by renaming."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from stairway.database import dispose_all, sqlite_path
+from stairway.errors import BackupError
+
+SQLITE_MEMBER = "database/site.sqlite"
+POSTGRES_MEMBER = "database/site.pgdump"
+
+
+# --- SQLite -----------------------------------------------------------------------------------
+
+
+def dump_sqlite(engine: Engine, target: Path) -> None:
+    """Copy the live SQLite database to ``target`` page by page, consistent at one instant."""
+    source = sqlite_path(engine)
+    assert source is not None
+    with sqlite3.connect(source) as live, sqlite3.connect(target) as copy:
+        live.backup(copy)
+    copy.close()
+
+
+def check_sqlite(path: Path) -> None:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            result = db.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.DatabaseError as err:
+        raise BackupError(
+            f"the database in the backup does not open: {err}", hint="use another backup"
+        ) from None
+    if not result or result[0] != "ok":
+        raise BackupError(
+            f"the database in the backup fails its check: {result}", hint="use another backup"
+        )
+
+
+def swap_sqlite(engine: Engine, staged: Path) -> None:
+    """Put ``staged`` in place of the live database file in one rename."""
+    live = sqlite_path(engine)
+    assert live is not None
+    dispose_all()
+    beside = live.with_name(f".{live.name}.restoring")
+    shutil.copyfile(staged, beside)
+    with beside.open("rb") as handle:
+        os.fsync(handle.fileno())
+    for journal in (live.with_name(live.name + "-wal"), live.with_name(live.name + "-shm")):
+        journal.unlink(missing_ok=True)  # a stale WAL would be replayed onto the restored file
+    os.replace(beside, live)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+
+def _tool(name: str, engine: Engine) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise BackupError(
+            f"{name} is not on PATH: it is needed to back up and restore PostgreSQL",
+            hint="install the PostgreSQL client tools (Debian: apt install postgresql-client)",
+        )
+    version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
+    digits = re.search(r"(\d+)", version)
+    tool_major = int(digits.group(1)) if digits else 0
+    with engine.connect() as conn:
+        server = int(conn.exec_driver_sql("SHOW server_version_num").scalar_one())
+    if tool_major < server // 10000:
+        raise BackupError(
+            f"{name} {tool_major} is older than the server ({server // 10000}): it cannot "
+            "read or write this server's dumps",
+            hint=f"install the client tools of PostgreSQL {server // 10000} or newer",
+        )
+    return found
+
+
+def _libpq(url: URL) -> tuple[str, dict[str, str]]:
+    """A libpq connection string without the password, and the environment carrying it."""
+    plain = url.set(drivername="postgresql", password=None)
+    env = dict(os.environ)
+    if url.password:
+        env["PGPASSWORD"] = str(url.password)
+    return plain.render_as_string(hide_password=False), env
+
+
+def dump_postgres(engine: Engine, target: Path) -> None:
+    """``pg_dump -Fc``: one consistent snapshot (a single repeatable-read transaction)."""
+    pg_dump = _tool("pg_dump", engine)
+    conninfo, env = _libpq(engine.url)
+    _run([pg_dump, "--format=custom", f"--file={target}", f"--dbname={conninfo}"], env, "pg_dump")
+
+
+def restore_postgres(engine: Engine, dump: Path, suffix: str) -> None:
+    """Restore ``dump`` into a new database beside the live one, then swap their names.
+
+    The live database is untouched until the restored one is complete; the swap is two renames
+    on the server, and the old database is dropped only after it.
+    """
+    pg_restore = _tool("pg_restore", engine)
+    live = str(engine.url.database)
+    side, old = _side_names(live, suffix)
+    dispose_all()
+    with _admin(engine.url) as admin:
+        owner = admin.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (live,)
+        ).fetchone()
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE template0 OWNER {}").format(
+                sql.Identifier(side), sql.Identifier(str(owner[0]) if owner else "postgres")
+            )
+        )
+    try:
+        conninfo, env = _libpq(engine.url.set(database=side))
+        _run([pg_restore, "--exit-on-error", f"--dbname={conninfo}", str(dump)], env, "pg_restore")
+        _swap(engine.url, live, side, old)
+    except BaseException:
+        with _admin(engine.url) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(side))
+            )
+        raise
+    with _admin(engine.url) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(old))
+        )
+
+
+def _swap(url: URL, live: str, side: str, old: str) -> None:
+    with _admin(url) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (live,),
+        )
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(live), sql.Identifier(old)
+            )
+        )
+        try:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(side), sql.Identifier(live)
+                )
+            )
+        except psycopg.Error:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(old), sql.Identifier(live)
+                )
+            )
+            raise
+
+
+def _side_names(live: str, suffix: str) -> tuple[str, str]:
+    short = re.sub(r"\W", "", suffix)[-12:]
+    stem = live[: 63 - len(short) - 10]
+    return f"{stem}_restore_{short}", f"{stem}_replaced_{short}"
+
+
+@contextmanager
+def _admin(url: URL) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """An autocommit connection to the server's maintenance database."""
+    conninfo, _ = _libpq(url.set(database="postgres"))
+    password = str(url.password) if url.password else None
+    with psycopg.connect(conninfo, password=password, autocommit=True) as conn:
+        yield conn
+
+
+def _run(command: list[str], env: dict[str, str], name: str) -> None:
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise BackupError(
+            f"{name} failed: {detail[-1] if detail else f'exit {done.returncode}'}",
+            hint="the live database was not changed; check the server and the tools",
+        )
+
+
+def engine_kind(engine: Engine) -> str:
+    return "sqlite" if engine.dialect.name == "sqlite" else "postgresql"

@@ -1,0 +1,82 @@
+"""The manifest inside every backup: what it holds and the checksum of every member."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from stairway.backup.archive import Member
+from stairway.errors import BackupError
+
+FORMAT: Literal[1] = 1
+
+
+class MemberModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int
+    sha256: str
+
+
+class ConfigFileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    member: str
+    path: str  # where the file lives on the site
+
+
+class BackupManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal[1] = FORMAT
+    id: str
+    product: str
+    version: str
+    schema_level: int
+    created: str  # ISO 8601, UTC
+    engine: Literal["sqlite", "postgresql"]
+    database: str  # the member holding the database
+    data_dir: str | None = None  # the site's data directory when the backup was taken
+    links: dict[str, str] = {}  # symbolic links inside the data directory: path -> target
+    config_files: list[ConfigFileModel] = []
+    members: dict[str, MemberModel]
+
+    @property
+    def size(self) -> int:
+        return sum(m.size for m in self.members.values())
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.model_dump(), option=orjson.OPT_INDENT_2)
+
+    def check(self, found: dict[str, Member]) -> None:
+        """Refuse unless ``found`` holds exactly the listed members with their sizes and hashes."""
+        missing = sorted(set(self.members) - set(found))
+        extra = sorted(set(found) - set(self.members))
+        wrong = sorted(
+            name
+            for name, m in self.members.items()
+            if name in found and (found[name].size, found[name].sha256) != (m.size, m.sha256)
+        )
+        problems = [
+            *(f"{n} is missing" for n in missing),
+            *(f"{n} is not listed in the manifest" for n in extra),
+            *(f"{n} does not match its SHA-256" for n in wrong),
+        ]
+        if problems:
+            raise BackupError(
+                f"backup {self.id} is damaged: {'; '.join(problems[:5])}"
+                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+                hint="nothing was restored; use another backup (`stairway backups`)",
+            )
+
+
+def parse_manifest(raw: bytes, name: str) -> BackupManifest:
+    try:
+        return BackupManifest.model_validate(orjson.loads(raw))
+    except (orjson.JSONDecodeError, ValidationError) as err:
+        raise BackupError(
+            f"{name}: the manifest is unreadable ({str(err).splitlines()[0]})",
+            hint="use another backup (`stairway backups`)",
+        ) from None
