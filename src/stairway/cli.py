@@ -292,6 +292,46 @@ def objects_show(
     out.print(views.object_panel(found))
 
 
+@app.command("upgrade")
+def upgrade_command(
+    to: Annotated[str | None, typer.Option("--to", help="target release [default: latest]")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="finish an upgrade that was interrupted")
+    ] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The whole upgrade, journaled: verify, back up, migrate, restart; rolls back on failure."""
+    from stairway import upgrade as upgrading
+
+    ctx = commands.open_context(site, catalog)
+
+    def announce_step(index: int, total: int, step: upgrading.Step) -> None:
+        if not json:
+            out.print(f"  [{index + 1}/{total}] {step.describe()}")
+
+    report = upgrading.upgrade(ctx, to, resume, announce_step)
+    if json:
+        emit_json(views.upgrade_json(report))
+        return
+    if report.upgrade_id is None:
+        out.print(f"already at {report.target}: nothing to upgrade")
+        return
+    for item in report.attention:
+        out.print(f"[yellow]needs a hand:[/yellow] {item}")
+    out.print(f"[green]upgraded[/green] {report.current} -> {report.target} ({report.upgrade_id})")
+
+
+@app.command("rollback")
+def rollback_command(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
+    """Back to the backup taken by the interrupted or last upgrade, and start the old release."""
+    from stairway import upgrade as upgrading
+
+    version = upgrading.rollback(commands.open_context(site, catalog))
+    out.print(f"[green]rolled back[/green]: the site is at {version} again")
+
+
 @app.command("backup")
 def backup_command(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Snapshot the database, data directory and config files into one checked archive."""

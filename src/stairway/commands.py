@@ -308,7 +308,7 @@ def notes(
     return release_notes(catalog, start, end)
 
 
-def _backup_dir(ctx: Context) -> Path:
+def backup_dir(ctx: Context) -> Path:
     where = ctx.site.site.backup_dir
     if where is None:
         raise BackupError(
@@ -327,17 +327,17 @@ def backup(ctx: Context) -> Backup:
         engine=ctx.engine,
         data_dir=ctx.site.site.data_dir,
         config_files=tuple(ctx.site.site.config_files),
-        backup_dir=_backup_dir(ctx),
+        backup_dir=backup_dir(ctx),
     )
     return take_backup(parts)
 
 
 def backups(ctx: Context) -> list[Backup]:
-    return list_backups(_backup_dir(ctx))
+    return list_backups(backup_dir(ctx))
 
 
 def restore(ctx: Context, backup_id: str) -> BackupManifest:
     """Put the site back as backup ``backup_id`` holds it, checked before anything is touched."""
-    where = _backup_dir(ctx)
+    where = backup_dir(ctx)
     target = RestoreTarget(ctx.catalog.product, ctx.engine, ctx.site.site.data_dir, where)
     return restore_backup(target, find_backup(where, backup_id))

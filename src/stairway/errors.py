@@ -104,6 +104,22 @@ class BackupError(StairwayError):
     """A backup could not be taken, read or restored; the live site was left as it was."""
 
 
+class UpgradeError(StairwayError):
+    """The upgrade cannot start or continue as asked; nothing was changed by this call."""
+
+
+class UpgradeFailed(StairwayError):
+    """A step failed and the site was rolled back to the backup taken before: nothing lost."""
+
+    exit_code = ExitCode.FAILED
+
+
+class RollbackFailed(StairwayError):
+    """A step failed and so did the rollback: an operator must finish it by hand."""
+
+    exit_code = ExitCode.NEEDS_OPERATOR
+
+
 class ManualStepNeeded(StairwayError):
     """Everything automatic is done; what remains needs an operator's hands."""
 

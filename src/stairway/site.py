@@ -31,6 +31,7 @@ class ServiceSection(_Strict):
     stop: str | None = None
     start: str | None = None
     health: str | None = None
+    health_timeout: Annotated[float, Field(gt=0)] = 60.0  # seconds to wait for a 2xx answer
     instances: list[str] = []
 
 

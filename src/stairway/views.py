@@ -289,3 +289,14 @@ def backups_table(found: list[Backup]) -> Table:
             f"{backup.path.stat().st_size / 1e6:,.1f} MB",
         )
     return table
+
+
+def upgrade_json(report: Any) -> dict[str, Any]:
+    return {
+        "upgrade": report.upgrade_id,
+        "from": report.current,
+        "to": report.target,
+        "resumed": report.resumed,
+        "steps": [{"step": step.describe(), **data} for step, data in report.done],
+        "attention": report.attention,
+    }

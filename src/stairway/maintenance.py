@@ -1,0 +1,44 @@
+"""Maintenance mode: a flag in the site database that a product reads through ``guard()``.
+
+While it is on, a product should admit administrators only. It is stored in ``stairway_meta``
+(owned by the recorder), so every instance of the product sees the same flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from sqlalchemy import Connection, Engine, delete
+
+from stairway.schema import recorder
+
+KEY = "maintenance"
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    reason: str
+    since: str
+
+
+def switch_on(engine: Engine, reason: str) -> None:
+    value = {"reason": reason, "since": datetime.now(UTC).isoformat(timespec="seconds")}
+    with engine.begin() as conn:
+        recorder.ensure_tables(conn)
+        recorder.set_meta(conn, KEY, orjson.dumps(value).decode())
+
+
+def switch_off(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if recorder.exists(conn):
+            conn.execute(delete(recorder.meta_table).where(recorder.meta_table.c.key == KEY))
+
+
+def read(conn: Connection) -> Maintenance | None:
+    raw = recorder.get_meta(conn, KEY)
+    if raw is None:
+        return None
+    value = orjson.loads(raw)
+    return Maintenance(str(value.get("reason", "")), str(value.get("since", "")))

@@ -1,0 +1,341 @@
+"""``stairway upgrade``: the whole upgrade as one journaled run, rolled back when a step fails.
+
+The plan is a list of step values computed before anything runs (and written as the journal's
+first record): back up, maintenance on, stop, interrupt jobs, then for each release on the path
+its schema changes, object rewrite, deltas and config files, then start, health, maintenance off.
+What runs a step is registered per kind, apart from the values (``RUNNERS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import text
+
+from stairway import commands, maintenance, service
+from stairway.commands import Context, MigrateRequest
+from stairway.configfiles.files import backup_name
+from stairway.errors import RollbackFailed, UpgradeError, UpgradeFailed, VerifyBlocked
+from stairway.journal import Journal, JournalState
+from stairway.objects.rewrite import rewrite_all
+from stairway.plan import UpgradePlan
+from stairway.versions import Version
+
+
+class Kind(StrEnum):
+    BACKUP = "backup"
+    MAINTENANCE_ON = "maintenance-on"
+    STOP = "stop"
+    INTERRUPT_JOBS = "interrupt-jobs"
+    SCHEMA = "schema"
+    OBJECTS = "objects"
+    DELTAS = "deltas"
+    CONFIG_FILES = "config-files"
+    START = "start"
+    HEALTH = "health"
+    MAINTENANCE_OFF = "maintenance-off"
+
+
+HOP = (Kind.SCHEMA, Kind.OBJECTS, Kind.DELTAS, Kind.CONFIG_FILES)
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: Kind
+    release: str | None = None  # the release a hop step moves to
+    source: str | None = None  # the release that hop starts from
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.source} -> {self.release}" if self.release else str(self.kind)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": str(self.kind), "release": self.release, "source": self.source}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Step:
+        return cls(Kind(value["kind"]), value.get("release"), value.get("source"))
+
+
+def plan_steps(plan: UpgradePlan) -> list[Step]:
+    steps = [Step(Kind.BACKUP), Step(Kind.MAINTENANCE_ON), Step(Kind.STOP)]
+    steps.append(Step(Kind.INTERRUPT_JOBS))
+    for hop in plan.steps:
+        release, source = str(hop.release.version), str(hop.source)
+        steps += [Step(kind, release, source) for kind in HOP]
+    return [*steps, Step(Kind.START), Step(Kind.HEALTH), Step(Kind.MAINTENANCE_OFF)]
+
+
+@dataclass(frozen=True)
+class UpgradeReport:
+    upgrade_id: str | None  # None: nothing to do
+    current: str
+    target: str
+    done: tuple[tuple[Step, dict[str, Any]], ...]
+    resumed: bool = False
+
+    @property
+    def attention(self) -> list[str]:
+        """What the run left for a person: reported deltas, config items needing a hand."""
+        found: list[str] = []
+        for _, data in self.done:
+            found += [f"delta {d} was not applied" for d in data.get("reported", [])]
+            found += list(data.get("attention", []))
+        return found
+
+
+Progress = Callable[[int, int, Step], None]
+
+
+def upgrade(
+    ctx: Context, to: str | None, resume: bool = False, progress: Progress | None = None
+) -> UpgradeReport:
+    """Upgrade the site to ``to`` (default: latest), or finish an interrupted upgrade."""
+    journal = Journal(commands.backup_dir(ctx))
+    active = journal.active()
+    if active is not None and not resume:
+        raise UpgradeError(
+            f"upgrade {active.upgrade_id} was interrupted (at {_where(active)})",
+            hint="`stairway upgrade --resume` finishes it, `stairway rollback` undoes it",
+        )
+    if active is None and resume:
+        raise UpgradeError("there is no interrupted upgrade to resume", hint="`stairway status`")
+    if active is not None:
+        return _resume(ctx, journal, active, progress)
+    plan = commands.plan(ctx, to)
+    if not plan.steps:
+        return UpgradeReport(None, str(plan.current), str(plan.target), ())
+    _verify(ctx, plan)
+    steps = plan_steps(plan)
+    upgrade_id = f"{ctx.catalog.product}-{plan.current}-to-{plan.target}-{_stamp()}"
+    journal.start(
+        upgrade_id,
+        {
+            "from": str(plan.current),
+            "to": str(plan.target),
+            "steps": [s.as_json() for s in steps],
+        },
+    )
+    return _run(ctx, journal, journal.active(), progress)  # type: ignore[arg-type]
+
+
+def _resume(
+    ctx: Context, journal: Journal, active: JournalState, progress: Progress | None
+) -> UpgradeReport:
+    if any(r.event.startswith("rollback") for r in active.records):
+        raise UpgradeError(
+            f"a rollback of upgrade {active.upgrade_id} was under way",
+            hint="`stairway rollback` finishes it",
+        )
+    report = _run(ctx, journal, active, progress)
+    return UpgradeReport(report.upgrade_id, report.current, report.target, report.done, True)
+
+
+def _run(
+    ctx: Context, journal: Journal, state: JournalState, progress: Progress | None
+) -> UpgradeReport:
+    steps = [Step.from_json(s) for s in state.plan["steps"]]
+    done: list[tuple[Step, dict[str, Any]]] = []
+    for index, step in enumerate(steps):
+        if index in state.done:
+            continue
+        if progress:
+            progress(index, len(steps), step)
+        journal.begin(index)
+        try:
+            data = RUNNERS[step.kind](ctx, step, state)
+        except (Exception, KeyboardInterrupt) as err:
+            journal.record("failed", index, error=str(err))
+            _roll_back(ctx, journal, journal.active() or state, step, err)
+        journal.done(index, **data)
+        done.append((step, data))
+    journal.record("finished")
+    journal.close(state.upgrade_id)
+    return UpgradeReport(state.upgrade_id, state.plan["from"], state.plan["to"], tuple(done))
+
+
+def _roll_back(
+    ctx: Context, journal: Journal, state: JournalState, step: Step, error: BaseException
+) -> None:
+    """Put the site back as the backup holds it and start the old release; always raises."""
+    origin = state.plan["from"]
+    backup_id = state.value("backup")
+    journal.record("rollback-begin", backup=backup_id)
+    try:
+        restore_and_start(ctx, backup_id, _hop_releases(state))
+    except Exception as failure:
+        journal.record("rollback-failed", error=str(failure))
+        raise RollbackFailed(
+            f"{step.describe()} failed ({error}) and so did the rollback ({failure})",
+            hint=_manual_rollback(ctx, backup_id),
+        ) from failure
+    journal.record("rolled-back")
+    journal.close(state.upgrade_id)
+    kept = f"from backup {backup_id}" if backup_id else "before anything was changed"
+    raise UpgradeFailed(
+        f"{step.describe()} failed: {error}. Rolled back: the site is at {origin} as it was, "
+        f"{kept}; nothing was lost",
+        hint="fix the cause, then run `stairway upgrade` again",
+    ) from error
+
+
+def restore_and_start(ctx: Context, backup_id: str | None, releases: list[str]) -> None:
+    """Restore the backup, drop the originals kept by the undone config-file migrations, start."""
+    if backup_id is not None:
+        commands.restore(ctx, backup_id)
+    else:
+        maintenance.switch_off(ctx.engine)
+    for path in ctx.site.site.config_files:
+        for release in releases:  # the restored file is the original: a stale copy would mislead
+            backup_name(path, Version.parse(release)).unlink(missing_ok=True)
+    service.run_command(ctx.site.service, "start")
+    service.wait_healthy(ctx.site.service)
+
+
+def _manual_rollback(ctx: Context, backup_id: str | None) -> str:
+    start = ctx.site.service.start if ctx.site.service and ctx.site.service.start else None
+    lines = [
+        f"1. stairway restore {backup_id} --yes --site {ctx.site.path}" if backup_id else "",
+        f"2. start the product: {start}" if start else "",
+        "3. `stairway rollback` records it once done (it retries the restore)",
+    ]
+    return "by hand: " + "  ".join(line for line in lines if line)
+
+
+def rollback(ctx: Context) -> str:
+    """Undo the interrupted upgrade, or the last finished one; returns the version restored."""
+    journal = Journal(commands.backup_dir(ctx))
+    active = journal.active()
+    if active is not None:
+        restore_and_start(ctx, active.value("backup"), _hop_releases(active))
+        journal.record("rolled-back")
+        journal.close(active.upgrade_id)
+        return str(active.plan["from"])
+    finished = [h for h in journal.history() if h.ended == "finished"]
+    if not finished:
+        raise UpgradeError("no upgrade to roll back", hint="`stairway backups` lists backups")
+    last = finished[-1]
+    restore_and_start(ctx, last.value("backup"), _hop_releases(last))
+    _append_history(journal, last.upgrade_id)
+    return str(last.plan["from"])
+
+
+def _append_history(journal: Journal, upgrade_id: str) -> None:
+    path = journal.directory / "upgrades" / f"{upgrade_id}.journal"
+    history = Journal(journal.directory)
+    history.path = path
+    history.record("rolled-back")
+
+
+def _hop_releases(state: JournalState) -> list[str]:
+    return sorted({s["release"] for s in state.plan["steps"] if s.get("release")})
+
+
+def _verify(ctx: Context, plan: UpgradePlan) -> None:
+    from stairway.verify import verify
+
+    report = verify(ctx, str(plan.target))
+    if report.blocking:
+        raise VerifyBlocked(
+            f"{len(report.blocking)} finding(s) block the upgrade to {plan.target}: "
+            + "; ".join(f.message for f in report.blocking),
+            hint="`stairway verify` shows them with what to do; nothing was changed",
+        )
+
+
+def _where(state: JournalState) -> str:
+    steps = state.plan["steps"]
+    begun = [r.step for r in state.records if r.event == "begin" and r.step is not None]
+    if not begun:
+        return "its start"
+    return f"step {begun[-1] + 1} of {len(steps)}: {Step.from_json(steps[begun[-1]]).describe()}"
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+# --- what runs each kind of step --------------------------------------------------------------
+
+Runner = Callable[[Context, Step, JournalState], dict[str, Any]]
+
+
+def _backup(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    return {"backup": commands.backup(ctx).id}
+
+
+def _maintenance_on(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    maintenance.switch_on(ctx.engine, f"upgrade to {state.plan['to']}")
+    return {}
+
+
+def _maintenance_off(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    maintenance.switch_off(ctx.engine)
+    return {}
+
+
+def _stop(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    return {"ran": service.run_command(ctx.site.service, "stop")}
+
+
+def _start(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    return {"ran": service.run_command(ctx.site.service, "start")}
+
+
+def _health(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    return {"checked": service.wait_healthy(ctx.site.service)}
+
+
+def _interrupt_jobs(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    jobs = ctx.catalog.manifest.job if ctx.catalog.manifest else []
+    marked = 0
+    with ctx.engine.begin() as conn:
+        for job in jobs:
+            if job.interrupt:
+                marked += conn.execute(text(job.interrupt)).rowcount or 0
+    return {"interrupted": marked}
+
+
+def _schema(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
+    done = commands.migrate(ctx, MigrateRequest(to=step.release))
+    return {"changes": [a.change.label for a in done]}
+
+
+def _objects(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
+    if ctx.catalog.objects is None:
+        return {}
+    report = rewrite_all(commands.object_store(ctx, step.release))
+    return {"rewritten": report.rewritten}
+
+
+def _deltas(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    if not ctx.catalog.deltas:
+        return {}
+    report = commands.apply_deltas(ctx)
+    return {"reported": [r.delta.id for r in report.reported]}
+
+
+def _config_files(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
+    result = commands.migrate_config(ctx, step.release, step.source)
+    return {
+        "changed": [str(o.path) for o in result.run.changed],
+        "attention": [a.describe() for a in result.run.attention],
+    }
+
+
+RUNNERS: dict[Kind, Runner] = {
+    Kind.BACKUP: _backup,
+    Kind.MAINTENANCE_ON: _maintenance_on,
+    Kind.STOP: _stop,
+    Kind.INTERRUPT_JOBS: _interrupt_jobs,
+    Kind.SCHEMA: _schema,
+    Kind.OBJECTS: _objects,
+    Kind.DELTAS: _deltas,
+    Kind.CONFIG_FILES: _config_files,
+    Kind.START: _start,
+    Kind.HEALTH: _health,
+    Kind.MAINTENANCE_OFF: _maintenance_off,
+}
