@@ -15,6 +15,8 @@ def main() -> None:
     action, folder, port = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     pid_file = folder / "service.pid"
     if action == "start":
+        if pid_file.exists() and _alive(int(pid_file.read_text())):
+            return  # already running: starting twice must not start a second one
         server = subprocess.Popen(
             [sys.executable, "-m", "http.server", port, "--bind", "127.0.0.1"],
             cwd=folder,
@@ -29,6 +31,14 @@ def main() -> None:
             os.kill(int(pid_file.read_text()), signal.SIGTERM)
         pid_file.unlink()
         (folder / "starts").open("a").write("stop\n")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 if __name__ == "__main__":
