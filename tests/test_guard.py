@@ -64,3 +64,17 @@ def test_an_unknown_release_is_refused(database_url: str, shop_catalog: Path) ->
     migrate_to(database_url, shop_catalog, 2)
     with pytest.raises(GuardRefused, match=r"release 7\.0\.0 is not in the catalog"):
         stairway.guard(database_url, shop_catalog, "7.0.0")
+
+
+def test_guard_reports_maintenance_mode(database_url: str, shop_catalog: Path) -> None:
+    from stairway import maintenance
+
+    catalog = load_catalog(shop_catalog)
+    engine = engine_for(database_url)
+    migrator.migrate(engine, catalog, catalog.release("2.0.0").schema)
+    assert not stairway.guard(database_url, shop_catalog, "2.0.0").in_maintenance
+    maintenance.switch_on(engine, "upgrade to 2.1.0")
+    found = stairway.guard(database_url, shop_catalog, "2.0.0").maintenance
+    assert found is not None and found.reason == "upgrade to 2.1.0" and found.since
+    maintenance.switch_off(engine)
+    assert stairway.guard(database_url, shop_catalog, "2.0.0").maintenance is None

@@ -15,13 +15,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, union_all
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from stairway import maintenance
 from stairway.catalog import Catalog, load_catalog
 from stairway.catalog.manifest import Manifest, load_manifest
 from stairway.database import engine_for
 from stairway.errors import GuardRefused
+from stairway.maintenance import Maintenance
 from stairway.schema import migrator, recorder
 from stairway.schema.change import Phase
 from stairway.versions import Version
@@ -35,6 +37,11 @@ class GuardResult:
     level: int
     ahead_by_expand: tuple[int, ...] = ()
     applied_now: tuple[int, ...] = ()
+    maintenance: Maintenance | None = None  # on: admit administrators only
+
+    @property
+    def in_maintenance(self) -> bool:
+        return self.maintenance is not None
 
 
 def guard(
@@ -42,12 +49,12 @@ def guard(
 ) -> GuardResult:
     """Check that release ``version`` may start against ``database_url``; raise GuardRefused."""
     needed = _schema_of(catalog, version)
-    rows = _applied_rows(database_url)
+    rows, flag = _applied_rows(database_url)
     level = max((n for n, _ in rows), default=0)
     _refuse_newer(rows, needed, version)
     ahead = tuple(n for n, _ in rows if n > needed)
     if level >= needed:
-        return GuardResult(version, level, ahead)
+        return GuardResult(version, level, ahead, maintenance=flag)
     if not auto_migrate:
         raise GuardRefused(
             f"release {version} needs schema {needed}, the database is at {level}",
@@ -56,11 +63,16 @@ def guard(
     return _auto_migrate(database_url, catalog, version, needed)
 
 
-def _applied_rows(database_url: str) -> list[tuple[int, str]]:
-    table = recorder.changes_table
+def _applied_rows(database_url: str) -> tuple[list[tuple[int, str]], Maintenance | None]:
+    """Applied changes and the maintenance flag, in one round trip."""
+    table, meta = recorder.changes_table, recorder.meta_table
+    flag = select(literal(-1), meta.c.value).where(meta.c.key == maintenance.KEY)
+    query = union_all(select(table.c.number, table.c.phase), flag)
     try:
         with engine_for(database_url).connect() as conn:
-            return [(r[0], r[1]) for r in conn.execute(select(table.c.number, table.c.phase))]
+            rows = [(int(r[0]), str(r[1])) for r in conn.execute(query)]
+            found = [value for number, value in rows if number == -1]
+            return [r for r in rows if r[0] != -1], maintenance.parse(found[0]) if found else None
     except (OperationalError, ProgrammingError) as err:
         if "stairway_changes" not in str(err):
             raise

@@ -38,7 +38,9 @@ def switch_off(engine: Engine) -> None:
 
 def read(conn: Connection) -> Maintenance | None:
     raw = recorder.get_meta(conn, KEY)
-    if raw is None:
-        return None
+    return None if raw is None else parse(raw)
+
+
+def parse(raw: str) -> Maintenance:
     value = orjson.loads(raw)
     return Maintenance(str(value.get("reason", "")), str(value.get("since", "")))
