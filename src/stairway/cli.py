@@ -66,7 +66,7 @@ def init(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Create a new site at release VERSION: apply its schema changes."""
+    """Create a new site at release VERSION: apply its schema changes and initial objects."""
     ctx = commands.open_context(site, catalog)
     done = commands.init(ctx, version, progress=quiet if json else announce)
     if json:
