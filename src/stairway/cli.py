@@ -494,6 +494,71 @@ def deltas_skip(
     out.print(f"delta {found.id} skipped: {reason}")
 
 
+release_app = typer.Typer(
+    help="Signed releases: keys, artifacts and manifests (publisher side), and their check."
+)
+app.add_typer(release_app, name="release")
+
+
+@release_app.command("keygen")
+def release_keygen(
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for release.key and .pub")],
+) -> None:
+    """A new Ed25519 key pair for signing releases; keep release.key secret."""
+    from stairway import releases
+
+    private, public = releases.generate_key(out_dir)
+    out.print(f"private key {private} (keep it secret), public key {public} (give it to sites)")
+
+
+@release_app.command("pack")
+def release_pack(
+    tree: Annotated[Path, typer.Argument(help="the release's directory tree")],
+    artifact: Annotated[Path, typer.Option("--out", help="the .tar.zst to write")],
+) -> None:
+    """Pack a release tree into a zstd tar artifact."""
+    from stairway import releases
+
+    releases.pack_release(tree, artifact)
+    out.print(f"packed {tree} into {artifact}")
+
+
+@release_app.command("sign")
+def release_sign(
+    artifact: Annotated[Path, typer.Argument(help="the release artifact")],
+    key: Annotated[Path, typer.Option("--key", help="release.key")],
+    product: Annotated[str, typer.Option("--product")],
+    version: Annotated[str, typer.Option("--version")],
+) -> None:
+    """Write release-VERSION.json (artifact name, size, SHA-256) and its signature beside it."""
+    from stairway import releases
+
+    manifest = releases.sign_release(key, artifact, product, version)
+    out.print(f"signed {artifact.name}: {manifest} and {manifest.name}.sig")
+
+
+@release_app.command("verify")
+def release_verify(
+    version: Annotated[str, typer.Option("--version", help="the release to check")],
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Check a release's signature, size and SHA-256 with the site's key; installs nothing."""
+    from stairway import releases
+
+    ctx = commands.open_context(site, catalog)
+    where = ctx.site.site
+    if where.artifacts is None or where.release_key is None:
+        raise UsageRefused(
+            "site.toml names no artifacts and release_key", hint="set both in the [site] table"
+        )
+    found = releases.check_release(where.artifacts, where.release_key, ctx.catalog.product, version)
+    out.print(
+        f"[green]{found.artifact} verified[/green]: {found.product} {found.version}, "
+        f"sha256 {found.sha256}"
+    )
+
+
 def _seed(ctx: commands.Context, demo: Any) -> None:
     with Progress(*Progress.get_default_columns(), console=out) as bar:
         task = bar.add_task("demo users", total=demo.DEMO_USERS)

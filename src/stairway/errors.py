@@ -104,6 +104,10 @@ class BackupError(StairwayError):
     """A backup could not be taken, read or restored; the live site was left as it was."""
 
 
+class ReleaseError(StairwayError):
+    """A release artifact is missing, unsigned, tampered or cannot be installed."""
+
+
 class UpgradeError(StairwayError):
     """The upgrade cannot start or continue as asked; nothing was changed by this call."""
 

@@ -23,7 +23,9 @@ class SiteSection(_Strict):
     data_dir: Path | None = None
     config_files: list[Path] = []
     backup_dir: Path | None = None
-    releases_dir: Path | None = None
+    releases_dir: Path | None = None  # releases/<version>/ and the `current` link
+    artifacts: Path | None = None  # where release artifacts and their signed manifests are
+    release_key: Path | None = None  # the product's release.pub this site trusts
     catalog: Path | None = None
 
 
@@ -82,6 +84,8 @@ def _resolved(site: Site, path: Path) -> Site:
             "config_files": [base / p for p in section.config_files],
             "backup_dir": _under(base, section.backup_dir),
             "releases_dir": _under(base, section.releases_dir),
+            "artifacts": _under(base, section.artifacts),
+            "release_key": _under(base, section.release_key),
             "catalog": _under(base, section.catalog),
         }
     )

@@ -16,10 +16,16 @@ from typing import Any
 
 from sqlalchemy import text
 
-from stairway import commands, maintenance, service
+from stairway import commands, maintenance, releases, service
 from stairway.commands import Context, MigrateRequest
 from stairway.configfiles.files import backup_name
-from stairway.errors import RollbackFailed, UpgradeError, UpgradeFailed, VerifyBlocked
+from stairway.errors import (
+    ReleaseError,
+    RollbackFailed,
+    UpgradeError,
+    UpgradeFailed,
+    VerifyBlocked,
+)
 from stairway.journal import Journal, JournalState
 from stairway.objects.rewrite import rewrite_all
 from stairway.plan import UpgradePlan
@@ -35,6 +41,7 @@ class Kind(StrEnum):
     OBJECTS = "objects"
     DELTAS = "deltas"
     CONFIG_FILES = "config-files"
+    RELEASE = "release"  # the `current` link swapped to the new release
     START = "start"
     HEALTH = "health"
     MAINTENANCE_OFF = "maintenance-off"
@@ -60,12 +67,14 @@ class Step:
         return cls(Kind(value["kind"]), value.get("release"), value.get("source"))
 
 
-def plan_steps(plan: UpgradePlan) -> list[Step]:
+def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
     steps = [Step(Kind.BACKUP), Step(Kind.MAINTENANCE_ON), Step(Kind.STOP)]
     steps.append(Step(Kind.INTERRUPT_JOBS))
     for hop in plan.steps:
         release, source = str(hop.release.version), str(hop.source)
         steps += [Step(kind, release, source) for kind in HOP]
+    if releases:
+        steps.append(Step(Kind.RELEASE, str(plan.target), str(plan.current)))
     return [*steps, Step(Kind.START), Step(Kind.HEALTH), Step(Kind.MAINTENANCE_OFF)]
 
 
@@ -109,7 +118,8 @@ def upgrade(
     if not plan.steps:
         return UpgradeReport(None, str(plan.current), str(plan.target), ())
     _verify(ctx, plan)
-    steps = plan_steps(plan)
+    releases = _prepare_release(ctx, str(plan.target))
+    steps = plan_steps(plan, releases)
     upgrade_id = f"{ctx.catalog.product}-{plan.current}-to-{plan.target}-{_stamp()}"
     journal.start(
         upgrade_id,
@@ -165,6 +175,7 @@ def _roll_back(
     backup_id = state.value("backup")
     journal.record("rollback-begin", backup=backup_id)
     try:
+        _release_back(ctx, state)
         restore_and_start(ctx, backup_id, _hop_releases(state))
     except Exception as failure:
         journal.record("rollback-failed", error=str(failure))
@@ -180,6 +191,23 @@ def _roll_back(
         f"{kept}; nothing was lost",
         hint="fix the cause, then run `stairway upgrade` again",
     ) from error
+
+
+def _prepare_release(ctx: Context, target: str) -> bool:
+    """Check and unpack the target release before anything is stopped; False without releases."""
+    where = ctx.site.site
+    if where.releases_dir is None:
+        return False
+    if where.artifacts is None or where.release_key is None:
+        raise ReleaseError(
+            "site.toml names releases_dir but not artifacts and release_key",
+            hint="set both in [site]: where signed releases are, and the key they are signed with",
+        )
+    manifest = releases.check_release(
+        where.artifacts, where.release_key, ctx.catalog.product, target
+    )
+    releases.install_release(where.artifacts, where.releases_dir, manifest)
+    return True
 
 
 def restore_and_start(ctx: Context, backup_id: str | None, releases: list[str]) -> None:
@@ -210,6 +238,7 @@ def rollback(ctx: Context) -> str:
     journal = Journal(commands.backup_dir(ctx))
     active = journal.active()
     if active is not None:
+        _release_back(ctx, active)
         restore_and_start(ctx, active.value("backup"), _hop_releases(active))
         journal.record("rolled-back")
         journal.close(active.upgrade_id)
@@ -218,6 +247,7 @@ def rollback(ctx: Context) -> str:
     if not finished:
         raise UpgradeError("no upgrade to roll back", hint="`stairway backups` lists backups")
     last = finished[-1]
+    _release_back(ctx, last)
     restore_and_start(ctx, last.value("backup"), _hop_releases(last))
     _append_history(journal, last.upgrade_id)
     return str(last.plan["from"])
@@ -228,6 +258,19 @@ def _append_history(journal: Journal, upgrade_id: str) -> None:
     history = Journal(journal.directory)
     history.path = path
     history.record("rolled-back")
+
+
+def _release_back(ctx: Context, state: JournalState) -> None:
+    """Point `current` back at the release it named before this upgrade swapped it."""
+    where = ctx.site.site.releases_dir
+    swapped = [r for r in state.records if r.data.get("swapped")]
+    if where is None or not swapped:
+        return
+    previous = swapped[-1].data.get("previous")
+    if previous:
+        releases.switch_current(where, previous)
+    else:
+        (where / releases.CURRENT).unlink(missing_ok=True)
 
 
 def _hop_releases(state: JournalState) -> list[str]:
@@ -279,6 +322,13 @@ def _maintenance_off(ctx: Context, _step: Step, _state: JournalState) -> dict[st
 
 def _stop(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
     return {"ran": service.run_command(ctx.site.service, "stop")}
+
+
+def _release(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
+    where = ctx.site.site.releases_dir
+    assert where is not None and step.release is not None  # planned only with releases_dir
+    previous = releases.switch_current(where, step.release)
+    return {"swapped": True, "previous": previous}
 
 
 def _start(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
@@ -335,6 +385,7 @@ RUNNERS: dict[Kind, Runner] = {
     Kind.OBJECTS: _objects,
     Kind.DELTAS: _deltas,
     Kind.CONFIG_FILES: _config_files,
+    Kind.RELEASE: _release,
     Kind.START: _start,
     Kind.HEALTH: _health,
     Kind.MAINTENANCE_OFF: _maintenance_off,
