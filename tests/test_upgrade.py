@@ -109,7 +109,8 @@ def test_upgrade_walks_the_path_and_a_second_run_is_a_no_op(site: Path) -> None:
     steps = [s["step"] for s in report["steps"]]
     assert steps[:4] == ["backup", "maintenance-on", "stop", "interrupt-jobs"]
     assert "schema 1.0.0 -> 2.0.0" in steps and "config-files 2.0.0 -> 3.0.0" in steps
-    assert steps[-3:] == ["start", "health", "maintenance-off"]
+    assert steps[-4:] == ["start", "health", "smoke-checks", "maintenance-off"]
+    assert report["steps"][-2]["passed"] == ["sync run history is queryable"]
     assert steps.index("schema 2.0.0 -> 3.0.0") > steps.index("config-files 1.0.0 -> 2.0.0")
 
     ctx = commands.open_context(site, None)
@@ -192,6 +193,24 @@ def test_a_rollback_that_fails_exits_3_with_instructions_and_can_be_retried(
     stairway_stop(site)
 
 
+@pytest.mark.parametrize(
+    "smoke",
+    [
+        'query = "SELECT count(*) FROM jobs"\nexpect = 99',
+        'query = "SELECT * FROM no_such_table"',
+        f"command = \"{sys.executable} -c 'raise SystemExit(4)'\"",
+    ],
+)
+def test_a_failing_smoke_check_rolls_back(site: Path, smoke: str) -> None:
+    manifest = site.parent / "catalog" / "stairway.toml"
+    with manifest.open("a", encoding="utf-8") as out:
+        out.write(f'\n[[smoke]]\nname = "licence is valid"\n{smoke}\nhint = "renew it"\n')
+    before = fingerprint(site)
+    code, _, err = stairway("upgrade", "--to", "2.0.0", "--site", str(site))
+    assert code == 1 and "smoke check 'licence is valid'" in err and "Rolled back" in err
+    assert fingerprint(site) == before
+
+
 def test_a_blocking_finding_stops_the_upgrade_before_anything_is_touched(site: Path) -> None:
     ctx = commands.open_context(site, None)
     with ctx.engine.begin() as conn:
@@ -218,3 +237,23 @@ def test_rollback_after_a_finished_upgrade_returns_to_the_old_version(site: Path
 def test_resume_without_an_interrupted_upgrade_is_refused(site: Path) -> None:
     code, _, err = stairway("upgrade", "--resume", "--site", str(site))
     assert code == 2 and "no interrupted upgrade" in err
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('query = "SELECT 1"\ncommand = "true"', "either `query` or `command`"),
+        ('name2 = "x"', "unknown key"),
+        ('command = "true"\nexpect = 1', "`expect` applies to a query"),
+    ],
+)
+def test_a_malformed_smoke_check_is_refused(tmp_path: Path, entry: str, message: str) -> None:
+    from stairway.catalog import load_catalog
+    from stairway.errors import CatalogError
+
+    catalog = tmp_path / "catalog"
+    shutil.copytree(CATALOGS / "people", catalog, ignore=shutil.ignore_patterns("__pycache__"))
+    with (catalog / "stairway.toml").open("a", encoding="utf-8") as out:
+        out.write(f'\n[[smoke]]\nname = "bad"\n{entry}\n')
+    with pytest.raises(CatalogError, match=re.escape(message)):
+        load_catalog(catalog)

@@ -15,19 +15,22 @@ import psycopg
 import pytest
 
 from conftest import PG_ADMIN, _pg_url, require_postgres
+from stairway import commands
 from stairway.database import dispose_all
 from stairway.journal import ACTIVE, FAULT
+from stairway.upgrade import plan_steps
 from test_upgrade import build_site, fingerprint, stairway_stop
 
 TARGET = "3.0.0"
-STEPS = (
-    15  # backup, maintenance, stop, jobs; 4 per release (2.0.0, 3.0.0); start, health, maintenance
-)
 
 
-def points() -> list[str]:
+def points(site: Path) -> list[str]:
+    """Every record the upgrade's journal will write, as a STAIRWAY_FAULT value."""
+    ctx = commands.open_context(site, None)
+    steps = plan_steps(commands.plan(ctx, TARGET))
+    dispose_all()
     found = ["None:plan"]
-    for step in range(STEPS):
+    for step in range(len(steps)):
         found += [f"{step}:begin", f"{step}:done"]
     return [*found, "None:finished"]
 
@@ -83,12 +86,14 @@ def test_kill_at_every_journal_point_then_resume_or_roll_back(
     databases: Databases, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     reference = build_site(tmp_path / "reference", databases.new())
+    journal_points = points(reference)
+    assert len(journal_points) == 34, "16 steps: backup .. smoke checks, maintenance off"
     old = fingerprint(reference)
     assert cli(reference, "upgrade", "--to", TARGET).returncode == 0
     new = fingerprint(reference)
     stairway_stop(reference)
     tally = {"tried": 0, "resumed": 0, "rolled back": 0, "torn": 0}
-    for number, point in enumerate(points()):
+    for number, point in enumerate(journal_points):
         site = build_site(tmp_path / f"p{number}", databases.new())
         try:
             killed = cli(site, "upgrade", "--to", TARGET, fault=point)
@@ -110,4 +115,4 @@ def test_kill_at_every_journal_point_then_resume_or_roll_back(
             stairway_stop(site)
     with capsys.disabled():
         print(f"\n  kill points ({databases.kind}): {tally} (torn: a site not wholly old or new)")
-    assert tally["tried"] == len(points()) and tally["torn"] == 0
+    assert tally["tried"] == len(journal_points) and tally["torn"] == 0

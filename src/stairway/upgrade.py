@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from stairway import commands, maintenance, releases, service
+from stairway import commands, maintenance, releases, service, smoke
 from stairway.commands import Context, MigrateRequest
 from stairway.configfiles.files import backup_name
 from stairway.errors import (
@@ -44,6 +44,7 @@ class Kind(StrEnum):
     RELEASE = "release"  # the `current` link swapped to the new release
     START = "start"
     HEALTH = "health"
+    SMOKE = "smoke-checks"
     MAINTENANCE_OFF = "maintenance-off"
 
 
@@ -75,7 +76,8 @@ def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
         steps += [Step(kind, release, source) for kind in HOP]
     if releases:
         steps.append(Step(Kind.RELEASE, str(plan.target), str(plan.current)))
-    return [*steps, Step(Kind.START), Step(Kind.HEALTH), Step(Kind.MAINTENANCE_OFF)]
+    finish = [Kind.START, Kind.HEALTH, Kind.SMOKE, Kind.MAINTENANCE_OFF]
+    return [*steps, *(Step(kind) for kind in finish)]
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,13 @@ def _health(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
     return {"checked": service.wait_healthy(ctx.site.service)}
 
 
+def _smoke(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    checks = ctx.catalog.manifest.smoke if ctx.catalog.manifest else []
+    for check in checks:
+        smoke.run_check(ctx.engine, check)
+    return {"passed": [c.name for c in checks]}
+
+
 def _interrupt_jobs(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
     jobs = ctx.catalog.manifest.job if ctx.catalog.manifest else []
     marked = 0
@@ -388,5 +397,6 @@ RUNNERS: dict[Kind, Runner] = {
     Kind.RELEASE: _release,
     Kind.START: _start,
     Kind.HEALTH: _health,
+    Kind.SMOKE: _smoke,
     Kind.MAINTENANCE_OFF: _maintenance_off,
 }

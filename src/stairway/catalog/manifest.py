@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stairway.errors import CatalogError
 from stairway.versions import Version
@@ -73,6 +73,25 @@ class JobModel(_Strict):
     interrupt: str | None = None  # marks them Interrupted, so the product reconciles on start
 
 
+class SmokeModel(_Strict):
+    """A post-upgrade check: a query (its first value must equal ``expect`` when given, and it
+    must run) or a command (it must exit 0). A failure rolls the upgrade back."""
+
+    name: Annotated[str, Field(min_length=1)]
+    query: str | None = None
+    command: str | None = None
+    expect: str | int | float | bool | None = None
+    hint: str = ""
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> SmokeModel:
+        if (self.query is None) == (self.command is None):
+            raise ValueError("give either `query` or `command`")
+        if self.command is not None and self.expect is not None:
+            raise ValueError("`expect` applies to a query; a command must exit 0")
+        return self
+
+
 class ReferenceModel(_Strict):
     """Objects naming a plug-in type, which the target release must still provide."""
 
@@ -88,6 +107,7 @@ class Manifest(_Strict):
     check: list[CheckModel] = []
     job: list[JobModel] = []
     reference: list[ReferenceModel] = []
+    smoke: list[SmokeModel] = []
 
 
 def load_manifest(path: Path) -> Manifest:
