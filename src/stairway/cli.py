@@ -201,6 +201,9 @@ def quickstart(
 ) -> None:
     """Build a demo site of the bundled identity-sync product on SQLite and upgrade it."""
     from stairway import quickstart as demo
+    from stairway import service
+    from stairway import upgrade as upgrading
+    from stairway import verify as checks
 
     target = directory or Path(tempfile.mkdtemp(prefix="stairway-demo-"))
     site = demo.write_site(target)
@@ -209,15 +212,36 @@ def quickstart(
     out.print(f"site: {site.site_file}")
     commands.init(ctx, "1.0.0", progress=announce)
     _seed(ctx, demo)
-    plan_value = commands.plan(ctx, "2.0.0")
-    out.print(views.plan_table(plan_value, ctx.catalog.warnings))
-    for step in plan_value.steps:
-        out.print(f"[bold]-> {step.release.version}[/bold]")
-        commands.migrate(ctx, commands.MigrateRequest(to=str(step.release.version)), announce)
-    out.print(views.status_table(commands.status(ctx)))
-    out.print(
-        f"[green]done:[/green] {demo.migrated_users(ctx):,} users carry their new display name"
-    )
+    service.run_command(ctx.site.service, "start")
+    service.wait_healthy(ctx.site.service)
+    out.print(f"identity-sync 1.0.0 serves: {_health(site.health_url)}")
+    out.print(views.plan_table(commands.plan(ctx, "2.0.0"), ctx.catalog.warnings))
+    out.print(views.verify_table(checks.verify(ctx, "2.0.0")))
+    out.rule("[bold]stairway upgrade --to 2.0.0")
+
+    def step(index: int, total: int, what: upgrading.Step) -> None:
+        out.print(f"  [{index + 1}/{total}] {what.describe()}")
+
+    try:
+        report = upgrading.upgrade(ctx, "2.0.0", progress=step)
+        for item in report.attention:
+            out.print(f"[yellow]needs a hand:[/yellow] {item}")
+        out.print(f"identity-sync 2.0.0 serves: {_health(site.health_url)}")
+        out.print(views.status_table(commands.status(ctx)))
+        out.print(
+            f"[green]done:[/green] {demo.migrated_users(ctx):,} users carry their new display "
+            f"name; the journal and the backup are in {target / 'backups'}"
+        )
+    finally:
+        service.run_command(ctx.site.service, "stop")
+        out.print(f"(the demo service was stopped; `stairway status --site {site.site_file}`)")
+
+
+def _health(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return str(answer.read().decode())
 
 
 @app.command()
@@ -562,7 +586,7 @@ def release_verify(
 def _seed(ctx: commands.Context, demo: Any) -> None:
     with Progress(*Progress.get_default_columns(), console=out) as bar:
         task = bar.add_task("demo users", total=demo.DEMO_USERS)
-        demo.seed_users(ctx, lambda n: bar.advance(task, n))
+        demo.seed(ctx, lambda n: bar.advance(task, n))
 
 
 def run(entry: Callable[[], Any]) -> int:

@@ -1,0 +1,1 @@
+"""Example products that ship a Stairway catalog."""

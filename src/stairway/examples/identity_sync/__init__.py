@@ -1,0 +1,5 @@
+"""identity-sync: a small identity synchronisation service, Stairway's example product.
+
+Its catalog (``upgrades/``) walks 1.0.0 → 1.0.4 (a required stop) → 2.0.0; its service
+(``service.py``) is a FastAPI app that calls ``stairway.guard()`` before it serves.
+"""

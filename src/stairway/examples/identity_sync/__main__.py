@@ -1,0 +1,76 @@
+"""``python -m stairway.examples.identity_sync serve|start|stop --site FILE --port N``.
+
+``start`` runs ``serve`` in the background (its pid beside site.toml) and returns; ``stop`` ends
+it. These are the commands a demo site's ``[service]`` table names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="identity-sync")
+    parser.add_argument("action", choices=["serve", "start", "stop"])
+    parser.add_argument("--site", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--version")
+    args = parser.parse_args()
+    pid_file = args.site.parent / "identity-sync.pid"
+    if args.action == "serve":
+        _serve(args.site, args.port, args.version)
+    elif args.action == "start":
+        _start(args, pid_file)
+    else:
+        _stop(pid_file)
+
+
+def _serve(site: Path, port: int, version: str | None) -> None:
+    import uvicorn
+
+    from stairway.examples.identity_sync.service import create_app
+
+    uvicorn.run(create_app(site, version), host="127.0.0.1", port=port, log_level="warning")
+
+
+def _start(args: argparse.Namespace, pid_file: Path) -> None:
+    if pid_file.exists() and _alive(int(pid_file.read_text())):
+        return
+    command = [sys.executable, "-m", "stairway.examples.identity_sync", "serve"]
+    command += ["--site", str(args.site), "--port", str(args.port)]
+    command += ["--version", args.version] if args.version else []
+    log = (args.site.parent / "identity-sync.log").open("ab")
+    server = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    pid_file.write_text(str(server.pid))
+
+
+def _stop(pid_file: Path) -> None:
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not _alive(pid):
+                break
+            time.sleep(0.05)
+    pid_file.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""identity-sync's HTTP service: FastAPI on uvicorn, guarded by Stairway at start.
+
+The release it runs is the name of the ``current`` release directory (or ``--version``); at start
+it calls ``stairway.guard()``, which refuses a database newer than the release or missing its
+changes, and reports maintenance mode, during which only administrators are served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Header, HTTPException
+from sqlalchemy import text
+
+import stairway
+from stairway.database import engine_for
+from stairway.guard import GuardResult
+from stairway.maintenance import read as read_maintenance
+from stairway.site import load_site
+from stairway.versions import Version
+
+ADMIN_TOKEN_HEADER = "x-admin"
+
+
+def running_release(site_file: Path) -> str:
+    site = load_site(site_file)
+    releases = site.site.releases_dir
+    if releases is not None and (releases / "current").is_symlink():
+        return (releases / "current").readlink().name
+    raise SystemExit("no current release: pass --version")
+
+
+def create_app(site_file: Path, version: str | None = None) -> FastAPI:
+    site = load_site(site_file)
+    release = version or running_release(site_file)
+    catalog = site.site.catalog
+    assert catalog is not None
+    state: dict[str, GuardResult] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state["guard"] = stairway.guard(site.database, catalog, release)
+        yield
+
+    app = FastAPI(title="identity-sync", version=release, lifespan=lifespan)
+    engine = engine_for(site.database)
+
+    @app.get("/health")
+    def health() -> dict[str, object]:
+        with engine.connect() as conn:
+            flag = read_maintenance(conn)
+            users = conn.execute(text("SELECT count(*) FROM users")).scalar_one()
+        return {
+            "status": "ok",
+            "release": release,
+            "schema": state["guard"].level,
+            "maintenance": flag is not None,
+            "users": users,
+        }
+
+    @app.get("/users/{user_id}")
+    def user(user_id: int, x_admin: str | None = Header(default=None)) -> dict[str, object]:
+        with engine.connect() as conn:
+            if read_maintenance(conn) is not None and x_admin != "yes":
+                raise HTTPException(503, "identity-sync is being upgraded: administrators only")
+            column = "display_name" if Version(release) >= Version("2.0.0") else "full_name"
+            row = conn.execute(
+                text(f"SELECT id, username, {column} FROM users WHERE id = :id"), {"id": user_id}
+            ).first()
+        if row is None:
+            raise HTTPException(404, "no such user")
+        return {"id": row[0], "username": row[1], "name": row[2]}
+
+    return app

@@ -1,0 +1,49 @@
+"""``stairway quickstart``: the README's main command, run for real as a subprocess."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+
+def test_quickstart_upgrades_the_example_product_end_to_end(tmp_path: Path) -> None:
+    demo = tmp_path / "demo"
+    done = subprocess.run(
+        [sys.executable, "-m", "stairway", "quickstart", "--dir", str(demo)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    said = done.stdout
+    assert "[5/17] schema 1.0.0 -> 1.0.4" in said, "the required stop is walked"
+    assert '"release":"2.0.0"' in said.replace("\n", "") and "10,000 users" in said
+    with sqlite3.connect(demo / "identity-sync.db") as db:
+        connector = orjson.loads(
+            db.execute("SELECT data FROM objects WHERE oid = 'connector-1'").fetchone()[0]
+        )
+        runs = dict(db.execute("SELECT id, state FROM sync_runs").fetchall())
+        release = db.execute("SELECT value FROM stairway_meta WHERE key = 'release'").fetchone()
+        roles = db.execute("SELECT count(*) FROM objects WHERE type = 'Archetype'").fetchone()
+    assert (connector["host"], connector["port"]) == ("ldap.example.org", 636)
+    assert runs == {1: "finished", 2: "interrupted"}
+    assert release == ("2.0.0",) and roles == (2,)
+    assert "interval_seconds = 300" in (demo / "etc" / "identity-sync.toml").read_text("utf-8")
+    assert b"smallrye" not in (demo / "etc" / "standalone.xml").read_bytes()
+    assert (demo / "releases" / "current").readlink().name == "2.0.0"
+    assert not (demo / "identity-sync.pid").exists(), "the demo service is stopped at the end"
+
+
+def test_quickstart_refuses_a_directory_holding_a_demo(tmp_path: Path) -> None:
+    (tmp_path / "site.toml").write_text("", "utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "stairway", "quickstart", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "already exists" in done.stderr
