@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import guard_cost, object_parse, object_rewrite, schema_apply
+from bench import guard_cost, object_parse, object_rewrite, schema_apply, upgrade
 from bench.harness import Result, Sizes, leftover_databases, write_summary
 
 BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
     guard_cost.NAME: guard_cost.run,
     object_parse.NAME: object_parse.run,
     object_rewrite.NAME: object_rewrite.run,
+    upgrade.NAME: upgrade.run,
 }
 
 

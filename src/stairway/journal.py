@@ -32,6 +32,7 @@ class Record:
     event: str  # plan | begin | done | failed | rollback-begin | rolled-back | finished
     step: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    at: str = ""  # ISO 8601, UTC, milliseconds
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def read(path: Path) -> JournalState:
 
 def _record(entry: dict[str, Any]) -> Record:
     data = {k: v for k, v in entry.items() if k not in ("event", "step", "at")}
-    return Record(str(entry["event"]), entry.get("step"), data)
+    return Record(str(entry["event"]), entry.get("step"), data, str(entry.get("at", "")))
 
 
 def _fault(entry: dict[str, Any]) -> None:
