@@ -20,7 +20,7 @@ def test_quickstart_upgrades_the_example_product_end_to_end(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr + done.stdout
     said = done.stdout
-    assert "[5/17] schema 1.0.0 -> 1.0.4" in said, "the required stop is walked"
+    assert "[5/18] schema 1.0.0 -> 1.0.4" in said, "the required stop is walked"
     assert '"release":"2.0.0"' in said.replace("\n", "") and "10,000 users" in said
     with sqlite3.connect(demo / "identity-sync.db") as db:
         connector = orjson.loads(

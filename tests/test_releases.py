@@ -167,5 +167,8 @@ def test_a_tampered_artifact_stops_the_upgrade_before_anything_is_stopped(
     assert code == 2 and "does not match its signed SHA-256" in err
     assert fingerprint(site) == before
     assert not (tmp_path / "starts").exists(), "the service was never stopped"
-    assert not (tmp_path / "backups").exists(), "no backup, no journal: nothing began"
+    backups = tmp_path / "backups"
+    assert not list(backups.glob("*.tar.zst")) and not list(backups.glob("*.journal")), (
+        "no backup kept, no journal: nothing began"
+    )
     assert releases.current_release(tmp_path / "releases") == "1.0.0"

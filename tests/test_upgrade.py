@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import audit, commands
 from stairway.database import dispose_all
 from stairway.journal import ACTIVE
 
@@ -109,8 +109,8 @@ def test_upgrade_walks_the_path_and_a_second_run_is_a_no_op(site: Path) -> None:
     steps = [s["step"] for s in report["steps"]]
     assert steps[:4] == ["backup", "maintenance-on", "stop", "interrupt-jobs"]
     assert "schema 1.0.0 -> 2.0.0" in steps and "config-files 2.0.0 -> 3.0.0" in steps
-    assert steps[-4:] == ["start", "health", "smoke-checks", "maintenance-off"]
-    assert report["steps"][-2]["passed"] == ["sync run history is queryable"]
+    assert steps[-5:] == ["start", "health", "smoke-checks", "maintenance-off", "audit"]
+    assert report["steps"][-3]["passed"] == ["sync run history is queryable"]
     assert steps.index("schema 2.0.0 -> 3.0.0") > steps.index("config-files 1.0.0 -> 2.0.0")
 
     ctx = commands.open_context(site, None)
@@ -138,6 +138,12 @@ def test_upgrade_walks_the_path_and_a_second_run_is_a_no_op(site: Path) -> None:
     ).read_text().split() == ["start"]
     assert not (site.parent / "backups" / ACTIVE).exists()
     assert len(list((site.parent / "backups" / "upgrades").glob("*.journal"))) == 1
+
+    with ctx.engine.connect() as conn:
+        logged = audit.entries(conn)
+        assert audit.verify(conn) == []
+    assert [e.action for e in logged] == ["site.upgrade"]
+    assert logged[0].data["from"] == "1.0.0" and logged[0].data["to"] == "3.0.0"
 
     code, out, err = stairway("upgrade", "--to", "3.0.0", "--site", str(site))
     assert code == 0 and "nothing to upgrade" in out
@@ -220,7 +226,9 @@ def test_a_blocking_finding_stops_the_upgrade_before_anything_is_touched(site: P
     code, _, err = stairway("upgrade", "--to", "3.0.0", "--site", str(site))
     assert code == 2 and "Review Profile" in err
     assert fingerprint(site) == before
-    assert not (site.parent / "backups").exists() or not list((site.parent / "backups").iterdir())
+    backups = site.parent / "backups"
+    assert not list(backups.glob("*.tar.zst")), "the backup taken meanwhile is discarded"
+    assert not (backups / ACTIVE).exists()
 
 
 def test_rollback_after_a_finished_upgrade_returns_to_the_old_version(site: Path) -> None:

@@ -87,7 +87,7 @@ def test_kill_at_every_journal_point_then_resume_or_roll_back(
 ) -> None:
     reference = build_site(tmp_path / "reference", databases.new())
     journal_points = points(reference)
-    assert len(journal_points) == 34, "16 steps: backup .. smoke checks, maintenance off"
+    assert len(journal_points) == 36, "17 steps: backup .. smoke checks, maintenance off, audit"
     old = fingerprint(reference)
     assert cli(reference, "upgrade", "--to", TARGET).returncode == 0
     new = fingerprint(reference)

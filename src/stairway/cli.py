@@ -16,6 +16,7 @@ from rich.progress import Progress
 
 from stairway import commands, views
 from stairway.errors import (
+    AuditBroken,
     ExitCode,
     ManualStepNeeded,
     StairwayError,
@@ -516,6 +517,43 @@ def deltas_skip(
     """Keep your own version of what a reported delta changes; it is not tried again."""
     found = commands.skip_delta(commands.open_context(site, catalog), delta_id, reason)
     out.print(f"delta {found.id} skipped: {reason}")
+
+
+audit_app = typer.Typer(help="The site's hash-chained audit log.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("show")
+def audit_show(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
+    """Every audit entry, oldest first."""
+    from stairway import audit
+
+    ctx = commands.open_context(site, catalog)
+    with ctx.engine.begin() as conn:
+        found = audit.entries(conn)
+    if json:
+        emit_json([dataclasses.asdict(e) for e in found])
+        return
+    for entry in found:
+        out.print(f"{entry.id:>5} {entry.at} {entry.actor} {entry.action} {entry.data}")
+
+
+@audit_app.command("verify")
+def audit_verify(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
+    """Check the chain: an entry changed or removed after it was written is named; exit 2."""
+    from stairway import audit
+
+    ctx = commands.open_context(site, catalog)
+    with ctx.engine.begin() as conn:
+        audit.ensure_table(conn)
+        problems = audit.verify(conn)
+        count = len(audit.entries(conn))
+    if problems:
+        raise AuditBroken(
+            "the audit log was tampered with: " + "; ".join(problems),
+            hint="restore the log from a backup and find out who changed it",
+        )
+    out.print(f"[green]the audit log is whole[/green] ({count} entries)")
 
 
 release_app = typer.Typer(

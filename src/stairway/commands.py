@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, Text, cast, select
 
+from stairway import audit
 from stairway.backup import (
     Backup,
     BackupManifest,
@@ -340,4 +341,7 @@ def restore(ctx: Context, backup_id: str) -> BackupManifest:
     """Put the site back as backup ``backup_id`` holds it, checked before anything is touched."""
     where = backup_dir(ctx)
     target = RestoreTarget(ctx.catalog.product, ctx.engine, ctx.site.site.data_dir, where)
-    return restore_backup(target, find_backup(where, backup_id))
+    manifest = restore_backup(target, find_backup(where, backup_id))
+    with ctx.engine.begin() as conn:
+        audit.append(conn, "site.restore", {"backup": backup_id, "version": manifest.version})
+    return manifest

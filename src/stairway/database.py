@@ -32,9 +32,10 @@ def engine_for(url: str) -> Engine:
 
 
 def dispose_all() -> None:
+    """Close every pooled connection. The engines stay cached and usable: one still held by a
+    caller opens new connections, which the next call closes in turn."""
     for engine in _ENGINES.values():
         engine.dispose()
-    _ENGINES.clear()
 
 
 def _create(url: str) -> Engine:

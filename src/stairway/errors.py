@@ -100,6 +100,10 @@ class UsageRefused(StairwayError):
     """The command was asked for something it will not do as asked."""
 
 
+class AuditBroken(StairwayError):
+    """The audit log's hash chain is broken: an entry was changed or removed."""
+
+
 class BackupError(StairwayError):
     """A backup could not be taken, read or restored; the live site was left as it was."""
 

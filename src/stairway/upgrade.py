@@ -8,7 +8,9 @@ What runs a step is registered per kind, apart from the values (``RUNNERS``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -16,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from stairway import commands, maintenance, releases, service, smoke
+from stairway import audit, commands, maintenance, releases, service, smoke
+from stairway.backup import Backup
 from stairway.commands import Context, MigrateRequest
 from stairway.configfiles.files import backup_name
 from stairway.errors import (
@@ -46,6 +49,7 @@ class Kind(StrEnum):
     HEALTH = "health"
     SMOKE = "smoke-checks"
     MAINTENANCE_OFF = "maintenance-off"
+    AUDIT = "audit"
 
 
 HOP = (Kind.SCHEMA, Kind.OBJECTS, Kind.DELTAS, Kind.CONFIG_FILES)
@@ -76,7 +80,7 @@ def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
         steps += [Step(kind, release, source) for kind in HOP]
     if releases:
         steps.append(Step(Kind.RELEASE, str(plan.target), str(plan.current)))
-    finish = [Kind.START, Kind.HEALTH, Kind.SMOKE, Kind.MAINTENANCE_OFF]
+    finish = [Kind.START, Kind.HEALTH, Kind.SMOKE, Kind.MAINTENANCE_OFF, Kind.AUDIT]
     return [*steps, *(Step(kind) for kind in finish)]
 
 
@@ -119,8 +123,13 @@ def upgrade(
     plan = commands.plan(ctx, to)
     if not plan.steps:
         return UpgradeReport(None, str(plan.current), str(plan.target), ())
-    _verify(ctx, plan)
-    releases = _prepare_release(ctx, str(plan.target))
+    early = _early_backup(ctx)
+    try:
+        _verify(ctx, plan)
+        releases = _prepare_release(ctx, str(plan.target))
+    except BaseException:
+        _discard(early)
+        raise
     steps = plan_steps(plan, releases)
     upgrade_id = f"{ctx.catalog.product}-{plan.current}-to-{plan.target}-{_stamp()}"
     journal.start(
@@ -131,7 +140,25 @@ def upgrade(
             "steps": [s.as_json() for s in steps],
         },
     )
+    _EARLY[upgrade_id] = early
     return _run(ctx, journal, journal.active(), progress)  # type: ignore[arg-type]
+
+
+# A backup taken while verify reads (both only read: overlapping them saves the backup's time).
+_EARLY: dict[str, Future[Backup]] = {}
+
+
+def _early_backup(ctx: Context) -> Future[Backup]:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stairway-backup")
+    future = pool.submit(commands.backup, ctx)
+    pool.shutdown(wait=False)
+    return future
+
+
+def _discard(early: Future[Backup]) -> None:
+    """Verify refused: the backup taken meanwhile is not wanted."""
+    with contextlib.suppress(Exception):
+        early.result().path.unlink(missing_ok=True)
 
 
 def _resume(
@@ -218,6 +245,8 @@ def restore_and_start(ctx: Context, backup_id: str | None, releases: list[str]) 
         commands.restore(ctx, backup_id)
     else:
         maintenance.switch_off(ctx.engine)
+    with ctx.engine.begin() as conn:
+        audit.append(conn, "site.rollback", {"backup": backup_id, "releases": releases})
     for path in ctx.site.site.config_files:
         for release in releases:  # the restored file is the original: a stale copy would mislead
             backup_name(path, Version.parse(release)).unlink(missing_ok=True)
@@ -308,8 +337,10 @@ def _stamp() -> str:
 Runner = Callable[[Context, Step, JournalState], dict[str, Any]]
 
 
-def _backup(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
-    return {"backup": commands.backup(ctx).id}
+def _backup(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    early = _EARLY.pop(state.upgrade_id, None)
+    taken = early.result() if early is not None else commands.backup(ctx)
+    return {"backup": taken.id}
 
 
 def _maintenance_on(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
@@ -346,6 +377,18 @@ def _smoke(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
     for check in checks:
         smoke.run_check(ctx.engine, check)
     return {"passed": [c.name for c in checks]}
+
+
+def _audit(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    data = {
+        "upgrade": state.upgrade_id,
+        "from": state.plan["from"],
+        "to": state.plan["to"],
+        "backup": state.value("backup"),
+    }
+    with ctx.engine.begin() as conn:
+        entry = audit.append(conn, "site.upgrade", data)
+    return {"audit": entry.id}
 
 
 def _interrupt_jobs(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
@@ -399,4 +442,5 @@ RUNNERS: dict[Kind, Runner] = {
     Kind.HEALTH: _health,
     Kind.SMOKE: _smoke,
     Kind.MAINTENANCE_OFF: _maintenance_off,
+    Kind.AUDIT: _audit,
 }

@@ -177,21 +177,19 @@ def _objects(ctx: Context, plan: UpgradePlan) -> list[Finding]:
 
 
 def _read_all(
-    store: ObjectStore, batch: int = 1000
+    store: ObjectStore, batch: int = 5000
 ) -> Iterator[tuple[object, StoredObject | None]]:
-    """Every object in id order; one that does not parse comes back as None, not as a crash."""
-    last: object = None
-    while True:
-        query = select(*store.selection()).order_by(store.id_column).limit(batch)
-        if last is not None:
-            query = query.where(store.id_column > last)
-        with store.engine.connect() as conn:
-            rows = [tuple(r) for r in conn.execute(query)]
-        for row in rows:
-            yield row[0], _materialise(store, row)
-        if len(rows) < batch:
-            return
-        last = rows[-1][0]
+    """Every object in id order; one that does not parse comes back as None, not as a crash.
+
+    One query streamed through a server-side cursor: the read-only scan needs no keyset
+    restarts, and a million objects cost one statement instead of a thousand.
+    """
+    query = select(*store.selection()).order_by(store.id_column)
+    with store.engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+        for rows in result.partitions():
+            for row in rows:
+                yield row[0], _materialise(store, tuple(row))
 
 
 def _materialise(store: ObjectStore, row: tuple[object, ...]) -> StoredObject | None:
@@ -205,7 +203,10 @@ def _tally_object(
     ctx: Context, scan: _ObjectScan, found: StoredObject, provides: dict[str, set[str]]
 ) -> None:
     for migration in found.outcome.applied:
-        scan.migrated.setdefault(migration, _Tally()).add(found.id)
+        tally = scan.migrated.get(migration)
+        if tally is None:
+            tally = scan.migrated[migration] = _Tally()
+        tally.add(found.id)
     for item in found.outcome.attention:
         scan.attention.setdefault((item.migration, _kind(item)), _Tally()).add(found.id)
     manifest = ctx.catalog.manifest

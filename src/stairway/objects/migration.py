@@ -56,6 +56,11 @@ class ObjectMigration:
     source: str = field(default="", compare=False)  # the catalog file that declares it
     handler: Handler | None = field(default=None, compare=False, repr=False)
 
+    def __hash__(self) -> int:
+        # Kept by the dataclass (it never replaces an explicit __hash__): the number is unique
+        # in a catalog, and hashing every field costs a microsecond per object in verify.
+        return hash((self.number, self.type))
+
     @property
     def label(self) -> str:
         return f"{self.type}#{self.number}"

@@ -1,0 +1,106 @@
+"""The one owner of ``stairway_audit``: an append-only log whose entries are hash-chained.
+
+Each entry carries the SHA-256 of the previous entry's hash and its own content, so an entry
+edited or removed after the fact breaks the chain at that point, and ``stairway audit verify``
+names it. The log lives in the site database: a restore takes it back with the data it
+describes, and the restore itself is then logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+)
+
+GENESIS = "0" * 64
+metadata = MetaData()
+audit_table = Table(
+    "stairway_audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", String(40), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("previous", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    at: str
+    actor: str
+    action: str
+    data: dict[str, Any]
+    previous: str
+    hash: str
+
+
+def ensure_table(conn: Connection) -> None:
+    metadata.create_all(conn, checkfirst=True)
+
+
+def append(conn: Connection, action: str, data: dict[str, Any], actor: str = "stairway") -> Entry:
+    """Add an entry chained to the last one; call inside the transaction it belongs to."""
+    ensure_table(conn)
+    last = conn.execute(
+        select(audit_table.c.id, audit_table.c.hash).order_by(audit_table.c.id.desc()).limit(1)
+    ).first()
+    number, previous = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
+    at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    body = _canonical(data)
+    digest = _hash(previous, number, at, actor, action, body)
+    conn.execute(
+        insert(audit_table).values(
+            id=number, at=at, actor=actor, action=action, data=body, previous=previous, hash=digest
+        )
+    )
+    return Entry(number, at, actor, action, data, previous, digest)
+
+
+def entries(conn: Connection) -> list[Entry]:
+    ensure_table(conn)
+    rows = conn.execute(select(audit_table).order_by(audit_table.c.id))
+    return [
+        Entry(r.id, r.at, r.actor, r.action, orjson.loads(r.data), r.previous, r.hash) for r in rows
+    ]
+
+
+def verify(conn: Connection) -> list[str]:
+    """Every break in the chain, as a sentence naming the entry; empty when the log is whole."""
+    problems = []
+    previous, expected_id = GENESIS, 1
+    for row in conn.execute(select(audit_table).order_by(audit_table.c.id)):
+        if row.id != expected_id:
+            problems.append(f"entries {expected_id}..{row.id - 1} are missing")
+        if row.previous != previous:
+            problems.append(f"entry {row.id} does not follow the entry before it")
+        if _hash(row.previous, row.id, row.at, row.actor, row.action, row.data) != row.hash:
+            problems.append(f"entry {row.id} ({row.action}) was changed after it was written")
+        previous, expected_id = row.hash, row.id + 1
+    return problems
+
+
+def _canonical(data: dict[str, Any]) -> str:
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _hash(previous: str, number: int, at: str, actor: str, action: str, body: str) -> str:
+    text = "\n".join([previous, str(number), at, actor, action, body])
+    return hashlib.sha256(text.encode()).hexdigest()
