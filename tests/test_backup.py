@@ -321,3 +321,24 @@ def test_one_backup_or_restore_at_a_time(site: Path) -> None:
     backups.mkdir(exist_ok=True)
     with exclusive(backups), pytest.raises(BackupError, match="another backup or restore"):
         commands.backup(commands.open_context(site, None))
+
+
+@pytest.mark.postgres
+def test_pg_dump_older_than_the_server_is_a_clear_error(
+    tmp_path: Path, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(
+        f'[site]\ndatabase = "{pg_database}"\ncatalog = "{CATALOG}"\nbackup_dir = "b"\n', "utf-8"
+    )
+    commands.init(commands.open_context(path, None), "1.0.0")
+    tools = tmp_path / "old-tools"
+    tools.mkdir()
+    fake = tools / "pg_dump"
+    fake.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n", "utf-8")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    with pytest.raises(BackupError, match="pg_dump 9 is older than the server") as caught:
+        commands.backup(commands.open_context(path, None))
+    assert "or newer" in caught.value.hint
+    assert not list((tmp_path / "b").glob("*.tar.zst"))

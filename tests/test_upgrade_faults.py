@@ -13,13 +13,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import text
 
 from conftest import PG_ADMIN, _pg_url, require_postgres
 from stairway import commands
 from stairway.database import dispose_all
 from stairway.journal import ACTIVE, FAULT
 from stairway.upgrade import plan_steps
-from test_upgrade import build_site, fingerprint, stairway_stop
+from test_upgrade import PRODUCT_TABLES, build_site, fingerprint, stairway_stop
 
 TARGET = "3.0.0"
 
@@ -74,6 +75,18 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databa
         found.drop()
 
 
+def rows(site: Path) -> int:
+    """How many rows the product's own tables hold."""
+    ctx = commands.open_context(site, None)
+    with ctx.engine.connect() as conn:
+        found = sum(
+            int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+            for table in PRODUCT_TABLES
+        )
+    dispose_all()
+    return found
+
+
 def cli(site: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if fault:
@@ -88,11 +101,12 @@ def test_kill_at_every_journal_point_then_resume_or_roll_back(
     reference = build_site(tmp_path / "reference", databases.new())
     journal_points = points(reference)
     assert len(journal_points) == 36, "17 steps: backup .. smoke checks, maintenance off, audit"
-    old = fingerprint(reference)
+    old, old_rows = fingerprint(reference), rows(reference)
     assert cli(reference, "upgrade", "--to", TARGET).returncode == 0
     new = fingerprint(reference)
     stairway_stop(reference)
-    tally = {"tried": 0, "resumed": 0, "rolled back": 0, "torn": 0}
+    tally = {"tried": 0, "resumed": 0, "rolled back": 0, "torn": 0, "rows lost": 0}
+    expected_rows = {"resumed": rows(reference), "rolled back": old_rows}
     for number, point in enumerate(journal_points):
         site = build_site(tmp_path / f"p{number}", databases.new())
         try:
@@ -109,10 +123,11 @@ def test_kill_at_every_journal_point_then_resume_or_roll_back(
             state = fingerprint(site)
             if state != (new if how == "resumed" else old):
                 tally["torn"] += 1
+            tally["rows lost"] += max(0, expected_rows[how] - rows(site))
             tally[how] += 1
             assert state == (new if how == "resumed" else old), f"{point}: {how} site differs"
         finally:
             stairway_stop(site)
     with capsys.disabled():
         print(f"\n  kill points ({databases.kind}): {tally} (torn: a site not wholly old or new)")
-    assert tally["tried"] == len(journal_points) and tally["torn"] == 0
+    assert tally["tried"] == len(journal_points) and tally["torn"] == tally["rows lost"] == 0
