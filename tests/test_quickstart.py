@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import orjson
@@ -47,3 +49,36 @@ def test_quickstart_refuses_a_directory_holding_a_demo(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 2 and "already exists" in done.stderr
+
+
+def test_the_example_service_serves_its_api_and_refuses_in_maintenance(tmp_path: Path) -> None:
+    from stairway import commands, maintenance, service
+    from stairway.quickstart import open_demo, seed, write_site
+
+    demo = write_site(tmp_path / "demo")
+    ctx = open_demo(demo)
+    commands.init(ctx, "1.0.0")
+    seed(ctx, lambda _n: None)
+    base = demo.health_url.removesuffix("/health")
+
+    def get(path: str, admin: bool = False) -> tuple[int, object]:
+        request = urllib.request.Request(base + path, headers={"x-admin": "yes"} if admin else {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.status, orjson.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            return err.code, None
+
+    service.run_command(ctx.site.service, "start")
+    try:
+        service.wait_healthy(ctx.site.service)
+        assert get("/health")[1]["release"] == "1.0.0"  # type: ignore[index]
+        assert get("/users/7") == (200, {"id": 7, "username": "user00007", "name": "Demo User 7"})
+        assert [c["type"] for c in get("/connectors")[1]] == ["ldap", "csv"]  # type: ignore[union-attr]
+        assert len(get("/sync-runs")[1]) == 2  # type: ignore[arg-type]
+        maintenance.switch_on(ctx.engine, "upgrade to 2.0.0")
+        assert get("/users/7")[0] == 503
+        assert get("/users/7", admin=True)[0] == 200
+        assert get("/health")[1]["maintenance"] is True  # type: ignore[index]
+    finally:
+        service.run_command(ctx.site.service, "stop")

@@ -265,3 +265,30 @@ def test_a_malformed_smoke_check_is_refused(tmp_path: Path, entry: str, message:
         out.write(f'\n[[smoke]]\nname = "bad"\n{entry}\n')
     with pytest.raises(CatalogError, match=re.escape(message)):
         load_catalog(catalog)
+
+
+def test_the_built_in_runner_stops_and_starts_the_product(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    from stairway import service
+    from stairway.site import load_site
+
+    site = build_site(tmp_path, sqlite_database, service=False)
+    port = free_port()
+    run = f"{sys.executable} -m http.server {port} --bind 127.0.0.1"
+    with site.open("a", encoding="utf-8") as out:
+        out.write(f'[service]\nrun = "{run}"\nhealth = "http://127.0.0.1:{port}/"\n')
+    section = load_site(site).service
+    service.run_command(section, "start", tmp_path)
+    first = int((tmp_path / service.PID_FILE).read_text())
+    try:
+        code, _, err = stairway("upgrade", "--to", "2.0.0", "--site", str(site))
+        assert code == 0, err
+        second = int((tmp_path / service.PID_FILE).read_text())
+        assert second != first, "the upgrade stopped the old process and started a new one"
+        with pytest.raises(ProcessLookupError):
+            os.kill(first, 0)
+        os.kill(second, 0)
+    finally:
+        service.run_command(section, "stop", tmp_path)
+    assert not (tmp_path / service.PID_FILE).exists()

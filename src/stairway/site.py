@@ -32,6 +32,7 @@ class SiteSection(_Strict):
 class ServiceSection(_Strict):
     stop: str | None = None
     start: str | None = None
+    run: str | None = None  # without start/stop: Stairway runs this command itself
     health: str | None = None
     health_timeout: Annotated[float, Field(gt=0)] = 60.0  # seconds to wait for a 2xx answer
     instances: list[str] = []

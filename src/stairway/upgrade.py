@@ -250,7 +250,7 @@ def restore_and_start(ctx: Context, backup_id: str | None, releases: list[str]) 
     for path in ctx.site.site.config_files:
         for release in releases:  # the restored file is the original: a stale copy would mislead
             backup_name(path, Version.parse(release)).unlink(missing_ok=True)
-    service.run_command(ctx.site.service, "start")
+    service.run_command(ctx.site.service, "start", ctx.site.path.resolve().parent)
     service.wait_healthy(ctx.site.service)
 
 
@@ -354,7 +354,7 @@ def _maintenance_off(ctx: Context, _step: Step, _state: JournalState) -> dict[st
 
 
 def _stop(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
-    return {"ran": service.run_command(ctx.site.service, "stop")}
+    return {"ran": service.run_command(ctx.site.service, "stop", ctx.site.path.resolve().parent)}
 
 
 def _release(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
@@ -365,7 +365,7 @@ def _release(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
 
 
 def _start(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
-    return {"ran": service.run_command(ctx.site.service, "start")}
+    return {"ran": service.run_command(ctx.site.service, "start", ctx.site.path.resolve().parent)}
 
 
 def _health(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:

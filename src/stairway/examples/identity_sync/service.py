@@ -73,4 +73,22 @@ def create_app(site_file: Path, version: str | None = None) -> FastAPI:
             raise HTTPException(404, "no such user")
         return {"id": row[0], "username": row[1], "name": row[2]}
 
+    def rows(query: str) -> list[dict[str, object]]:
+        with engine.connect() as conn:
+            if read_maintenance(conn) is not None:
+                raise HTTPException(503, "identity-sync is being upgraded")
+            return [dict(r._mapping) for r in conn.execute(text(query))]
+
+    @app.get("/connectors")
+    def connectors() -> list[dict[str, object]]:
+        return rows("SELECT id, name, type FROM connectors ORDER BY id")
+
+    @app.get("/schedules")
+    def schedules() -> list[dict[str, object]]:
+        return rows("SELECT id, connector_id, cron, paused FROM schedules ORDER BY id")
+
+    @app.get("/sync-runs")
+    def sync_runs() -> list[dict[str, object]]:
+        return rows("SELECT id, schedule_id, state, started_at FROM sync_runs ORDER BY id")
+
     return app
