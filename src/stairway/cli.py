@@ -23,6 +23,9 @@ from stairway.errors import (
     UsageRefused,
     VerifyBlocked,
 )
+from stairway.errors import (
+    TransferError as TransferBroken,
+)
 from stairway.files import write_atomic
 from stairway.objects.checkpoints import Checkpoint
 from stairway.schema.change import Change, Phase
@@ -517,6 +520,79 @@ def deltas_skip(
     """Keep your own version of what a reported delta changes; it is not tried again."""
     found = commands.skip_delta(commands.open_context(site, catalog), delta_id, reason)
     out.print(f"delta {found.id} skipped: {reason}")
+
+
+export_app = typer.Typer(
+    help="Export every stored object to one checked NDJSON+zstd file; `export verify FILE`.",
+    invoke_without_command=True,
+)
+app.add_typer(export_app, name="export")
+
+
+@export_app.callback()
+def export_command(
+    context: typer.Context,
+    out_file: Annotated[Path | None, typer.Option("--out", help="the export file to write")] = None,
+    chunk: Annotated[int, typer.Option("--chunk", help="objects per checked chunk")] = 10_000,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Export the site's objects as stored; resumes an interrupted export of the same file."""
+    if context.invoked_subcommand is not None:
+        return
+    if out_file is None:
+        raise UsageRefused("no export file given", hint="pass --out FILE (e.g. site.export.zst)")
+    ctx = commands.open_context(site, catalog)
+    if json:
+        report = commands.export(ctx, out_file, chunk)
+        emit_json({**dataclasses.asdict(report), "path": str(report.path)})
+        return
+    with Progress(*Progress.get_default_columns(), console=out) as bar:
+        task = bar.add_task("exporting objects", total=None)
+        report = commands.export(
+            ctx, out_file, chunk, lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    resumed = f", resumed after {report.resumed_at:,}" if report.resumed_at else ""
+    out.print(
+        f"[green]exported[/green] {report.objects:,} objects in {report.chunks} chunks to "
+        f"{report.path}{resumed}"
+    )
+
+
+@export_app.command("verify")
+def export_verify(
+    export_file: Annotated[Path, typer.Argument(help="the export file to check")],
+    json: JsonOpt = False,
+) -> None:
+    """Check an export without a database: header, every chunk's count and SHA-256, trailer."""
+    from stairway.transfer.format import check
+
+    if not export_file.is_file():
+        raise UsageRefused(f"{export_file} does not exist", hint="give the export file's path")
+    summary = check(export_file)
+    if json:
+        emit_json(
+            {
+                "ok": summary.ok,
+                "objects": summary.objects,
+                "chunks": summary.chunks,
+                "counts": summary.counts,
+                "problems": [p.describe() for p in summary.problems],
+            }
+        )
+    if not summary.ok:
+        shown = "; ".join(p.describe() for p in summary.problems[:5])
+        raise TransferBroken(
+            f"{export_file} does not check out: {shown}",
+            hint="export again; an interrupted export resumes with the same --out",
+        )
+    if not json:
+        out.print(
+            f"[green]{export_file} checks out[/green]: {summary.objects:,} objects in "
+            f"{summary.chunks} chunks, {summary.header.get('product')} "
+            f"{summary.header.get('version')}"
+        )
 
 
 audit_app = typer.Typer(help="The site's hash-chained audit log.")

@@ -29,6 +29,7 @@ from stairway.errors import (
     PlanError,
     SchemaError,
     SiteError,
+    TransferError,
 )
 from stairway.notes import release_notes
 from stairway.objects import delta_run
@@ -47,6 +48,8 @@ from stairway.schema.migrator import Progress
 from stairway.schema.phases import PhaseFinding
 from stairway.schema.state import SchemaState
 from stairway.site import Site, load_site
+from stairway.transfer.export import ExportReport, export_objects
+from stairway.transfer.export import Progress as ExportProgress
 from stairway.versions import Version, check_hop
 
 
@@ -345,3 +348,18 @@ def restore(ctx: Context, backup_id: str) -> BackupManifest:
     with ctx.engine.begin() as conn:
         audit.append(conn, "site.restore", {"backup": backup_id, "version": manifest.version})
     return manifest
+
+
+def export(
+    ctx: Context, path: Path, chunk: int, progress: ExportProgress | None = None
+) -> ExportReport:
+    """Every stored object of the site, as stored, to the checked export file at ``path``."""
+    if chunk < 1:
+        raise TransferError(f"--chunk must be at least 1 (got {chunk})", hint="for example 10000")
+    state = migrator.read_state(ctx.engine, ctx.catalog)
+    header = {
+        "product": ctx.catalog.product,
+        "version": str(current_version(ctx)),
+        "schema_level": state.level,
+    }
+    return export_objects(object_store(ctx), path, header, chunk, progress)

@@ -112,6 +112,10 @@ class ReleaseError(StairwayError):
     """A release artifact is missing, unsigned, tampered or cannot be installed."""
 
 
+class TransferError(StairwayError):
+    """An export or import could not be written, read or checked."""
+
+
 class UpgradeError(StairwayError):
     """The upgrade cannot start or continue as asked; nothing was changed by this call."""
 

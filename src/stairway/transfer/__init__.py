@@ -1,0 +1,1 @@
+"""Export and import of stored objects between sites and database engines."""

@@ -1,0 +1,167 @@
+"""The export format: NDJSON records in zstd frames, checkable without a database.
+
+One file. The first frame holds the header record; each following frame holds one chunk: its
+object records, then a chunk record with their count and the SHA-256 of their bytes; the last
+frame holds the trailer: the counts per type and a digest over every chunk's SHA-256. zstd frames
+concatenate, so an interrupted export is resumed by cutting the file after its last whole chunk.
+
+Records (one JSON object per line):
+    {"kind": "header", "format": 1, "product", "version", "schema_level", "counts", "created"}
+    {"kind": "object", "id", "type", "written_by", "data"}
+    {"kind": "chunk", "number", "count", "last_id", "sha256"}
+    {"kind": "trailer", "counts", "chunks", "objects", "digest"}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+import zstandard
+
+FORMAT = 1
+
+
+def line(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record) + b"\n"
+
+
+def digest(chunk_hashes: list[str]) -> str:
+    return hashlib.sha256("".join(chunk_hashes).encode()).hexdigest()
+
+
+@dataclass
+class Problem:
+    line: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass
+class ExportSummary:
+    header: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    chunks: int = 0
+    objects: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    complete: bool = False  # a trailer was found and matched
+
+    @property
+    def ok(self) -> bool:
+        return self.complete and not self.problems
+
+
+def records(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Every line of the export with its number, decompressed as a stream."""
+    with path.open("rb") as raw:
+        yield from _lines(raw)
+
+
+def _lines(raw: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    number, pending = 0, b""
+    while True:
+        block = reader.read(1 << 20)
+        if not block:
+            break
+        pending += block
+        *complete, pending = pending.split(b"\n")
+        for text in complete:
+            number += 1
+            yield number, text
+    if pending:
+        yield number + 1, pending
+
+
+def check(path: Path) -> ExportSummary:
+    """Verify an export without a database: order of records, every chunk, the trailer."""
+    summary = ExportSummary()
+    state = _Check(summary)
+    try:
+        for number, text in records(path):
+            state.feed(number, text)
+    except zstandard.ZstdError as err:
+        summary.problems.append(Problem(state.last + 1, f"the compressed stream is damaged: {err}"))
+    if not summary.complete and not summary.problems:
+        summary.problems.append(Problem(state.last, "no trailer: the export is truncated"))
+    return summary
+
+
+class _Check:
+    def __init__(self, summary: ExportSummary) -> None:
+        self.summary = summary
+        self.chunk = hashlib.sha256()
+        self.in_chunk = 0
+        self.hashes: list[str] = []
+        self.last = 0
+
+    def feed(self, number: int, text: bytes) -> None:
+        self.last = number
+        try:
+            record = orjson.loads(text)
+        except orjson.JSONDecodeError as err:
+            self._problem(number, f"not JSON ({err})")
+            return
+        kind = record.get("kind") if isinstance(record, dict) else None
+        if number == 1 and kind != "header":
+            self._problem(number, "the first record is not a header: not a Stairway export")
+        handler = {
+            "header": self._header,
+            "object": self._object,
+            "chunk": self._chunk,
+            "trailer": self._trailer,
+        }.get(str(kind))
+        if handler is None:
+            self._problem(number, f"unknown record kind {kind!r}")
+        else:
+            handler(number, record, text)
+
+    def _header(self, number: int, record: dict[str, Any], _text: bytes) -> None:
+        if number != 1:
+            self._problem(number, "a second header")
+        elif record.get("format") != FORMAT:
+            self._problem(number, f"export format {record.get('format')!r}, expected {FORMAT}")
+        self.summary.header = record
+
+    def _object(self, number: int, record: dict[str, Any], text: bytes) -> None:
+        if not isinstance(record.get("type"), str) or not isinstance(record.get("data"), dict):
+            self._problem(number, "an object record needs a type and a JSON object as data")
+        self.chunk.update(text + b"\n")
+        self.in_chunk += 1
+        kind = str(record.get("type"))
+        self.summary.counts[kind] = self.summary.counts.get(kind, 0) + 1
+        self.summary.objects += 1
+
+    def _chunk(self, number: int, record: dict[str, Any], _text: bytes) -> None:
+        found = self.chunk.hexdigest()
+        if record.get("count") != self.in_chunk:
+            self._problem(
+                number,
+                f"chunk {record.get('number')} says {record.get('count')} "
+                f"objects, {self.in_chunk} precede it",
+            )
+        if record.get("sha256") != found:
+            self._problem(number, f"chunk {record.get('number')} does not match its SHA-256")
+        self.hashes.append(str(record.get("sha256")))
+        self.summary.chunks += 1
+        self.chunk, self.in_chunk = hashlib.sha256(), 0
+
+    def _trailer(self, number: int, record: dict[str, Any], _text: bytes) -> None:
+        if self.in_chunk:
+            self._problem(number, f"{self.in_chunk} objects after the last chunk record")
+        if record.get("counts") != self.summary.counts:
+            self._problem(number, "the trailer's counts differ from the objects in the file")
+        if record.get("counts") != self.summary.header.get("counts"):
+            self._problem(number, "the trailer's counts differ from the header's")
+        if record.get("digest") != digest(self.hashes):
+            self._problem(number, "the trailer's digest does not match the chunks")
+        self.summary.complete = True
+
+    def _problem(self, number: int, reason: str) -> None:
+        self.summary.problems.append(Problem(number, reason))
