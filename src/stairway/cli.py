@@ -595,6 +595,34 @@ def export_verify(
         )
 
 
+@app.command("import")
+def import_command(
+    export_file: Annotated[Path, typer.Argument(help="the export file to import")],
+    max_errors: Annotated[
+        int, typer.Option("--max-errors", help="stop after this many rejected records")
+    ] = 0,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Import an export, migrating old objects while parsing; resumable and idempotent."""
+    ctx = commands.open_context(site, catalog)
+    report = commands.import_file(ctx, export_file, max_errors)
+    if json:
+        emit_json(dataclasses.asdict(report))
+    else:
+        out.print(
+            f"imported {report.imported:,} objects ({report.migrated:,} migrated, "
+            f"{report.present:,} already there, {report.rejected:,} rejected); "
+            f"per type in the file: {report.counts}"
+        )
+    if report.problems or report.rejected:
+        raise TransferBroken(
+            "; ".join(report.problems) or f"{report.rejected} record(s) rejected",
+            hint=f"rejected records are in {export_file}.rejects.ndjson with line and reason",
+        )
+
+
 audit_app = typer.Typer(help="The site's hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
 

@@ -50,6 +50,8 @@ from stairway.schema.state import SchemaState
 from stairway.site import Site, load_site
 from stairway.transfer.export import ExportReport, export_objects
 from stairway.transfer.export import Progress as ExportProgress
+from stairway.transfer.importer import ImportReport, import_objects
+from stairway.transfer.importer import Progress as ImportProgress
 from stairway.versions import Version, check_hop
 
 
@@ -363,3 +365,14 @@ def export(
         "schema_level": state.level,
     }
     return export_objects(object_store(ctx), path, header, chunk, progress)
+
+
+def import_file(
+    ctx: Context, path: Path, max_errors: int, progress: ImportProgress | None = None
+) -> ImportReport:
+    """Import an export into the site, migrating each object into the site's release."""
+    if not path.is_file():
+        raise TransferError(f"{path} does not exist", hint="give the export file's path")
+    if max_errors < 0:
+        raise TransferError(f"--max-errors must be 0 or more (got {max_errors})", hint="")
+    return import_objects(object_store(ctx), path, ctx.catalog.product, max_errors, progress)

@@ -1,0 +1,182 @@
+"""``stairway import``: round trips between engines, old exports migrated on the way in,
+idempotent, resumable per chunk, and bad records rejected with their line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+import zstandard
+from sqlalchemy import text
+
+from cli_runner import stairway
+from stairway import commands
+from stairway.database import dispose_all
+from stairway.errors import TransferError
+from stairway.transfer.format import line, records
+
+CATALOG = Path(__file__).parent / "catalogs" / "people"
+
+
+def make_site(root: Path, url: str, version: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    catalog = root / "catalog"
+    shutil.copytree(CATALOG, catalog, ignore=shutil.ignore_patterns("__pycache__"))
+    path = root / "site.toml"
+    path.write_text(f'[site]\ndatabase = "{url}"\ncatalog = "{catalog}"\n', "utf-8")
+    commands.init(commands.open_context(path, None), version)
+    dispose_all()
+    return path
+
+
+def fill(site: Path, count: int) -> None:
+    ctx = commands.open_context(site, None)
+    with ctx.engine.begin() as conn:
+        rows = [
+            {"o": f"u{n:05d}", "d": orjson.dumps({"fullName": f"User {n}", "n": n}).decode()}
+            for n in range(count)
+        ]
+        conn.execute(text("INSERT INTO objects VALUES (:o, 'User', :d, '1.0.0')"), rows)
+    dispose_all()
+
+
+def objects(site: Path) -> dict[str, tuple[str, object, str]]:
+    ctx = commands.open_context(site, None)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(text("SELECT oid, type, data, written_by FROM objects")).all()
+    dispose_all()
+    return {r[0]: (r[1], orjson.loads(r[2]), r[3]) for r in rows}
+
+
+def test_round_trip_sqlite_postgres_sqlite_gives_identical_objects(
+    tmp_path: Path, sqlite_database: str, pg_database: str
+) -> None:
+    first = make_site(tmp_path / "a", sqlite_database, "1.0.0")
+    fill(first, 1200)
+    middle = make_site(tmp_path / "b", pg_database, "1.0.0")
+    last = make_site(tmp_path / "c", f"sqlite:///{tmp_path / 'c.db'}", "1.0.0")
+    for source, target, name in ((first, middle, "one.zst"), (middle, last, "two.zst")):
+        out = tmp_path / name
+        commands.export(commands.open_context(source, None), out, 500)
+        code, said, err = stairway("import", str(out), "--site", str(target))
+        assert code == 0 and "imported 1,200 objects" in said, err
+    assert objects(last) == objects(first)
+
+
+def test_an_old_export_comes_out_migrated_and_a_second_import_changes_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    old = make_site(tmp_path / "old", f"sqlite:///{tmp_path / 'old.db'}", "1.0.0")
+    fill(old, 300)
+    out = tmp_path / "old.zst"
+    commands.export(commands.open_context(old, None), out, 100)
+    new = make_site(tmp_path / "new", database_url, "2.0.0")
+    report = commands.import_file(commands.open_context(new, None), out, 0)
+    assert (report.imported, report.migrated, report.present) == (300, 300, 0)
+    found = objects(new)
+    assert found["u00007"] == ("User", {"n": 7, "displayName": "User 7"}, "2.0.0")
+    again = commands.import_file(commands.open_context(new, None), out, 0)
+    assert (again.imported, again.skipped_chunks) == (0, 3), "its chunks are recorded as done"
+    ctx = commands.open_context(new, None)
+    with ctx.engine.begin() as conn:
+        conn.execute(text("DELETE FROM stairway_imports"))
+    third = commands.import_file(ctx, out, 0)
+    assert (third.imported, third.present) == (0, 300), "importing twice leaves one copy"
+    assert objects(new) == found
+
+
+def test_bad_records_are_rejected_with_their_line_and_max_errors_stops(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    source = make_site(tmp_path / "s", sqlite_database, "1.0.0")
+    fill(source, 10)
+    out = tmp_path / "e.zst"
+    commands.export(commands.open_context(source, None), out, 100)
+    lines = [raw for _, raw in records(out)]
+    lines.insert(3, b"{not json")
+    out.write_bytes(zstandard.ZstdCompressor().compress(b"\n".join(lines) + b"\n"))
+    target = make_site(tmp_path / "t", f"sqlite:///{tmp_path / 't.db'}", "1.0.0")
+    code, _, err = stairway("import", str(out), "--site", str(target))
+    assert code == 2 and "more than --max-errors 0" in err
+    rejected = [
+        orjson.loads(x) for x in out.with_name("e.zst.rejects.ndjson").read_bytes().splitlines()
+    ]
+    assert rejected[0]["line"] == 4 and "not JSON" in rejected[0]["reason"]
+    code, _, err = stairway("import", str(out), "--max-errors", "5", "--site", str(target))
+    assert code == 2 and "rejected" in err
+    assert len(objects(target)) == 10, "the good records are in; the bad one is rejected"
+
+
+def test_a_changed_object_rejects_its_chunk_and_the_digest_is_reported(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    source = make_site(tmp_path / "s", sqlite_database, "1.0.0")
+    fill(source, 20)
+    out = tmp_path / "e.zst"
+    commands.export(commands.open_context(source, None), out, 10)
+    lines = [raw for _, raw in records(out)]
+    record = orjson.loads(lines[2])
+    record["data"]["n"] = 999
+    lines[2] = line(record).rstrip()
+    out.write_bytes(zstandard.ZstdCompressor().compress(b"\n".join(lines) + b"\n"))
+    target = make_site(tmp_path / "t", f"sqlite:///{tmp_path / 't.db'}", "1.0.0")
+    report = commands.import_file(commands.open_context(target, None), out, 100)
+    assert report.rejected == 10 and report.imported == 10
+    assert 999 not in [doc["n"] for _, doc, _ in objects(target).values()]  # type: ignore[index]
+
+
+def test_a_foreign_or_newer_export_is_refused(tmp_path: Path, sqlite_database: str) -> None:
+    source = make_site(tmp_path / "s", sqlite_database, "2.0.0")
+    fill(source, 3)
+    out = tmp_path / "e.zst"
+    commands.export(commands.open_context(source, None), out, 100)
+    older = make_site(tmp_path / "t", f"sqlite:///{tmp_path / 't.db'}", "1.0.0")
+    with pytest.raises(TransferError, match=r"newer than this site's 1\.0\.0"):
+        commands.import_file(commands.open_context(older, None), out, 0)
+    lines = [raw for _, raw in records(out)]
+    header = orjson.loads(lines[0])
+    header["product"] = "shop"
+    lines[0] = line(header).rstrip()
+    out.write_bytes(zstandard.ZstdCompressor().compress(b"\n".join(lines) + b"\n"))
+    with pytest.raises(TransferError, match="the export is of 'shop'"):
+        commands.import_file(commands.open_context(older, None), out, 0)
+
+
+def test_a_killed_import_resumes_after_its_last_chunk(tmp_path: Path, database_url: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = make_site(tmp_path / "s", f"sqlite:///{tmp_path / 's.db'}", "1.0.0")
+    fill(source, 40_000)
+    out = tmp_path / "e.zst"
+    commands.export(commands.open_context(source, None), out, 500)
+    target = make_site(tmp_path / "t", database_url, "1.0.0")
+    command = [sys.executable, "-m", "stairway", "import", str(out), "--site", str(target)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx = commands.open_context(target, None)
+    deadline = time.monotonic() + 60
+    done = 0
+    while child.poll() is None and time.monotonic() < deadline and done < 10:
+        time.sleep(0.01)
+        with ctx.engine.connect() as conn:
+            found = (
+                conn.execute(text("SELECT max(chunks) FROM stairway_imports")).scalar()
+                if conn.dialect.has_table(conn, "stairway_imports")
+                else None
+            )
+        done = int(found or 0)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    dispose_all()
+    assert child.returncode == -signal.SIGKILL, "the kill must land mid-way"
+    report = commands.import_file(commands.open_context(target, None), out, 0)
+    assert (
+        report.skipped_chunks >= 10
+        and report.imported + report.present == 40_000 - 500 * report.skipped_chunks
+    )
+    assert len(objects(target)) == 40_000
