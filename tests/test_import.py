@@ -3,12 +3,15 @@ idempotent, resumable per chunk, and bad records rejected with their line."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import orjson
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from cli_runner import stairway
@@ -180,3 +183,41 @@ def test_a_killed_import_resumes_after_its_last_chunk(tmp_path: Path, database_u
         and report.imported + report.present == 40_000 - 500 * report.skipped_chunks
     )
     assert len(objects(target)) == 40_000
+
+
+@pytest.fixture(scope="module")
+def fuzz_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fuzz")
+    site = make_site(root / "site", f"sqlite:///{root / 'f.db'}", "2.0.0")
+    source = make_site(root / "src", f"sqlite:///{root / 's.db'}", "1.0.0")
+    fill(source, 30)
+    commands.export(commands.open_context(source, None), root / "good.zst", 10)
+    return site
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.data())
+def test_the_import_reader_only_ever_rejects_cleanly(fuzz_site: Path, data: st.DataObject) -> None:
+    """Mutated exports: lines dropped, duplicated, truncated or replaced by random bytes."""
+    good = [raw for _, raw in records(fuzz_site.parent.parent / "good.zst")]
+    lines = list(good)
+    for _ in range(data.draw(st.integers(1, 6))):
+        index = data.draw(st.integers(0, len(lines) - 1))
+        action = data.draw(st.sampled_from(["drop", "dup", "cut", "noise"]))
+        if action == "drop" and len(lines) > 1:
+            del lines[index]
+        elif action == "dup":
+            lines.insert(index, lines[index])
+        elif action == "cut":
+            lines[index] = lines[index][: data.draw(st.integers(0, len(lines[index])))]
+        else:
+            lines[index] = data.draw(st.binary(max_size=60)).replace(b"\n", b" ")
+    path = fuzz_site.parent / "mutated.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(b"\n".join(lines) + b"\n"))
+    path.with_name("mutated.zst.rejects.ndjson").unlink(missing_ok=True)
+    # A clean refusal (no header, another product) is fine; anything else fails the test.
+    with contextlib.suppress(TransferError):
+        commands.import_file(commands.open_context(fuzz_site, None), path, 10_000)
+    for oid, (type_, document, stamp) in objects(fuzz_site).items():
+        n = int(oid[1:])
+        assert (type_, document, stamp) == ("User", {"n": n, "displayName": f"User {n}"}, "2.0.0")

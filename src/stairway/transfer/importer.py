@@ -97,12 +97,15 @@ def _run(
     import_id = ""
     done = 0
     for number, raw in records(path):
+        if number == 1:  # nothing is imported from a file without a readable header
+            import_id, done = _begin(store, _header(raw), raw, product, report)
+            continue
         record = _parse(number, raw, rejects)
         if record is None:
             continue
         kind = record.get("kind")
-        if number == 1:
-            import_id, done = _begin(store, record, raw, product, report)
+        if kind == "header":
+            rejects.add(number, "a second header", raw)
         elif kind == "object":
             chunk.append((number, raw, record))
             report.counts[str(record.get("type"))] = (
@@ -121,11 +124,24 @@ def _run(
         else:
             rejects.add(number, f"unknown record kind {kind!r}", raw)
     if not report.header:
-        raise TransferError(f"{path} holds no header: not a Stairway export", hint="")
+        raise TransferError(f"{path} is empty: not a Stairway export", hint="")
     if not report.complete:
         report.problems.append(
             "no trailer: the file is truncated; objects of whole chunks were imported"
         )
+
+
+def _header(raw: bytes) -> dict[str, Any]:
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict):
+        raise TransferError(
+            "the first line is not a header record: not a Stairway export, or damaged",
+            hint="check the file with `stairway export verify FILE`",
+        )
+    return record
 
 
 def _parse(number: int, raw: bytes, rejects: _Rejects) -> dict[str, Any] | None:
@@ -144,14 +160,17 @@ def _begin(
     store: ObjectStore, header: dict[str, Any], raw: bytes, product: str, report: ImportReport
 ) -> tuple[str, int]:
     if header.get("kind") != "header" or header.get("format") != FORMAT:
-        raise TransferError("the file does not start with a Stairway export header", hint="")
+        raise TransferError(
+            "the file does not start with a Stairway export header",
+            hint="check the file with `stairway export verify FILE`",
+        )
     if header.get("product") != product:
         raise TransferError(
             f"the export is of {header.get('product')!r}, this site runs {product!r}",
             hint="import it into a site of the same product",
         )
     exported, running = header.get("version"), Version.parse(store.current)
-    if not isinstance(exported, str) or Version.parse(exported) > running:
+    if not isinstance(exported, str) or _newer(exported, running):
         raise TransferError(
             f"the export was made by release {exported}, newer than this site's {running}",
             hint="upgrade this site first: objects are never migrated backwards",
@@ -166,6 +185,13 @@ def _begin(
         if done is None:
             conn.execute(sql_insert(imports_table).values(import_id=import_id, chunks=0))
     return import_id, int(done or 0)
+
+
+def _newer(exported: str, running: Version) -> bool:
+    try:
+        return Version(exported) > running
+    except ValueError:
+        return True  # an unreadable version cannot be trusted to be older
 
 
 def _import_chunk(
