@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, Column, Connection, Integer, MetaData, String, Table, select, update
 from sqlalchemy import insert as sql_insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stairway.errors import ObjectMigrationError, TransferError
@@ -253,13 +252,46 @@ def _insert(conn: Connection, store: ObjectStore, rows: list[dict[str, Any]]) ->
     """Insert the rows an earlier run did not; returns how many were new."""
     if not rows:
         return 0
-    dialect = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    if conn.dialect.name == "postgresql":
+        return _copy(conn, store, rows)
     statement = (
-        dialect(store.table)
+        sqlite_insert(store.table)
         .on_conflict_do_nothing(index_elements=[store.spec.id])
         .returning(store.id_column)
     )
     return len(conn.execute(statement, rows).all())
+
+
+def _copy(conn: Connection, store: ObjectStore, rows: list[dict[str, Any]]) -> int:
+    """PostgreSQL: COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING.
+
+    COPY alone cannot skip rows already present, which importing twice or resuming needs.
+    """
+    quote = conn.dialect.identifier_preparer.quote
+    columns = list(rows[0])
+    names = ", ".join(quote(c) for c in columns)
+    table, stage = quote(store.spec.table), "stairway_import_stage"
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([_copy_value(row[c]) for c in columns])
+        cursor.execute(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} "
+            f"ON CONFLICT ({quote(store.spec.id)}) DO NOTHING RETURNING 1"
+        )
+        inserted = len(cursor.fetchall())
+        cursor.execute(f"TRUNCATE {stage}")
+    return inserted
+
+
+def _copy_value(value: Any) -> Any:
+    return orjson.dumps(value).decode() if isinstance(value, dict) else value
 
 
 def _finish(report: ImportReport, trailer: dict[str, Any], hashes: list[str]) -> None:
