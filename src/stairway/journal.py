@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,6 +91,12 @@ class Journal:
         sync_directory(self.directory)
         return target
 
+    def mark_history(self, upgrade_id: str, event: str) -> None:
+        """Append a record to a finished upgrade's journal (a later rollback of it)."""
+        history = Journal(self.directory)
+        history.path = self.directory / HISTORY / f"{upgrade_id}.journal"
+        history.record(event)
+
     def history(self) -> list[JournalState]:
         folder = self.directory / HISTORY
         found = [read(p) for p in sorted(folder.glob("*.journal"))] if folder.is_dir() else []
@@ -132,7 +137,3 @@ def _fault(entry: dict[str, Any]) -> None:
     wanted = os.environ.get(FAULT)
     if wanted and wanted == f"{entry.get('step')}:{entry['event']}":
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def steps_of(state: JournalState) -> Sequence[dict[str, Any]]:
-    return list(state.plan["steps"])

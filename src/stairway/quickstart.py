@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 import orjson
-from sqlalchemy import column, func, insert, select, table, text
+from sqlalchemy import Connection, column, func, insert, select, table, text
 
 from stairway import commands, releases
 from stairway.catalog import load_catalog
@@ -139,7 +139,7 @@ def _profile(number: int) -> dict[str, object]:
     }
 
 
-def _connectors(conn: object) -> None:
+def _connectors(conn: Connection) -> None:
     statements = [
         "INSERT INTO connectors (id, name, type) VALUES (1, 'Corporate LDAP', 'ldap'), "
         "(2, 'HR export', 'csv')",
@@ -150,8 +150,8 @@ def _connectors(conn: object) -> None:
     ]
     config = {"kind": "ldap", "server": "ldap.example.org:636", "baseDn": "dc=example,dc=org"}
     for statement in statements:
-        conn.execute(text(statement))  # type: ignore[attr-defined]
-    conn.execute(  # type: ignore[attr-defined]
+        conn.execute(text(statement))
+    conn.execute(
         text("INSERT INTO objects VALUES ('connector-1', 'ConnectorConfig', :d, '1.0.0')"),
         {"d": orjson.dumps(config).decode()},
     )

@@ -280,15 +280,8 @@ def rollback(ctx: Context) -> str:
     last = finished[-1]
     _release_back(ctx, last)
     restore_and_start(ctx, last.value("backup"), _hop_releases(last))
-    _append_history(journal, last.upgrade_id)
+    journal.mark_history(last.upgrade_id, "rolled-back")
     return str(last.plan["from"])
-
-
-def _append_history(journal: Journal, upgrade_id: str) -> None:
-    path = journal.directory / "upgrades" / f"{upgrade_id}.journal"
-    history = Journal(journal.directory)
-    history.path = path
-    history.record("rolled-back")
 
 
 def _release_back(ctx: Context, state: JournalState) -> None:

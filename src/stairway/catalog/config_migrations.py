@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,12 +9,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from stairway.catalog.manifest import translate_error
+from stairway.catalog.manifest import read_model
 from stairway.configfiles.migration import (
     KEYED_OPS,
     XML_OPS,
@@ -26,7 +24,6 @@ from stairway.configfiles.migration import (
     parse_key,
 )
 from stairway.configfiles.xmlfile import check_xpath
-from stairway.errors import CatalogError
 from stairway.versions import Version
 
 DOC = "docs/config-files.md"
@@ -129,19 +126,7 @@ def load_config_migrations(root: Path) -> tuple[ConfigMigration, ...]:
 
 
 def _read(path: Path) -> ConfigFile:
-    try:
-        text = path.read_bytes().decode("utf-8")
-        return ConfigFile.model_validate(tomllib.loads(text))
-    except UnicodeDecodeError as err:
-        raise CatalogError(
-            f"not valid UTF-8 (byte {err.start})", path=str(path), hint="save the file as UTF-8"
-        ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise CatalogError(
-            f"not valid TOML: {err}", path=str(path), hint="fix the syntax"
-        ) from None
-    except ValidationError as err:
-        raise translate_error(err, path, text, DOC) from None
+    return read_model(path, ConfigFile, DOC)
 
 
 def _migration(number: int, model: ConfigMigrationModel, path: Path) -> ConfigMigration:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stairway.catalog.manifest import translate_error
+from stairway.catalog.manifest import read_model
 from stairway.errors import CatalogError
 from stairway.objects.delta import ABSENT, Delta, DeltaOp, DeltaSet
 from stairway.objects.paths import parse_path
@@ -91,19 +90,7 @@ def _release_dirs(folder: Path) -> list[Path]:
 
 
 def _read(path: Path) -> DeltasFile:
-    try:
-        text = path.read_bytes().decode("utf-8")
-        return DeltasFile.model_validate(tomllib.loads(text))
-    except UnicodeDecodeError as err:
-        raise CatalogError(
-            f"not valid UTF-8 (byte {err.start})", path=str(path), hint="save the file as UTF-8"
-        ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise CatalogError(
-            f"not valid TOML: {err}", path=str(path), hint="fix the syntax"
-        ) from None
-    except ValidationError as err:
-        raise translate_error(err, path, text, DOC) from None
+    return read_model(path, DeltasFile, DOC)
 
 
 def _delta(model: DeltaModel, release: Version, path: Path) -> Delta:

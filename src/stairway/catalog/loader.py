@@ -226,12 +226,8 @@ def _check_object_migrations(
     migrations: Sequence[ObjectMigration],
     root: Path,
 ) -> None:
-    if migrations and manifest.objects is None:
-        raise CatalogError(
-            "object migrations are declared but stairway.toml has no [objects] table",
-            path=str(root / MANIFEST),
-            hint="add [objects] naming the table, id, type and body columns (docs/objects.md)",
-        )
+    if migrations:
+        _require_objects(manifest, root, "object migrations are declared")
     for earlier, later in reused_paths(migrations):
         raise CatalogError(
             f"object migration {later.label} writes {'.'.join(later.target)}, which "
@@ -239,15 +235,14 @@ def _check_object_migrations(
             path=later.source,
             hint="give the new key a name that no earlier migration removes, renames or moves",
         )
-    known = {r.version for r in releases}
     for migration in migrations:
-        if migration.since not in known:
-            raise CatalogError(
-                f"object migration {migration.label} is since {migration.since}, which is no "
-                "release",
-                path=migration.source,
-                hint="`since` names the release whose code reads the new shape",
-            )
+        _require_release(
+            releases,
+            migration.since,
+            f"object migration {migration.label} is since {migration.since}, which is no release",
+            migration.source,
+            "`since` names the release whose code reads the new shape",
+        )
 
 
 def _check_config_migrations(
@@ -261,31 +256,43 @@ def _check_config_migrations(
             hint=f"give {show_key(later.writes or later.takes)} a name no other migration of "
             "the file takes away or sets",
         )
-    known = {r.version for r in releases}
     for migration in migrations:
-        if migration.since not in known:
-            raise CatalogError(
-                f"config-file migration {migration.label} is since {migration.since}, which is "
-                "no release",
-                path=migration.source,
-                hint="`since` names the release whose code reads the new shape of the file",
-            )
+        _require_release(
+            releases,
+            migration.since,
+            f"config-file migration {migration.label} is since {migration.since}, which is "
+            "no release",
+            migration.source,
+            "`since` names the release whose code reads the new shape of the file",
+        )
 
 
 def _check_deltas(
     manifest: Manifest, releases: Sequence[Release], deltas: Sequence[Delta], root: Path
 ) -> None:
-    if deltas and manifest.objects is None:
+    if deltas:
+        _require_objects(manifest, root, "configuration deltas are shipped")
+    for delta in deltas:
+        _require_release(
+            releases,
+            delta.release,
+            f"deltas/{delta.release}/ is no release of this catalog",
+            delta.source,
+            "name the directory after the release that ships the delta",
+        )
+
+
+def _require_objects(manifest: Manifest, root: Path, what: str) -> None:
+    if manifest.objects is None:
         raise CatalogError(
-            "configuration deltas are shipped but stairway.toml has no [objects] table",
+            f"{what} but stairway.toml has no [objects] table",
             path=str(root / MANIFEST),
             hint="add [objects] naming the table, id, type and body columns (docs/objects.md)",
         )
-    known = {r.version for r in releases}
-    for delta in deltas:
-        if delta.release not in known:
-            raise CatalogError(
-                f"deltas/{delta.release}/ is no release of this catalog",
-                path=delta.source,
-                hint="name the directory after the release that ships the delta",
-            )
+
+
+def _require_release(
+    releases: Sequence[Release], version: Version, message: str, source: str, hint: str
+) -> None:
+    if all(r.version != version for r in releases):
+        raise CatalogError(message, path=source, hint=hint)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stairway.errors import CatalogError
 from stairway.versions import Version
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -111,6 +113,11 @@ class Manifest(_Strict):
 
 
 def load_manifest(path: Path) -> Manifest:
+    return read_model(path, Manifest)
+
+
+def read_model(path: Path, model: type[M], doc: str = "docs/catalog.md") -> M:
+    """A catalog TOML file validated as ``model``; every failure is a CatalogError with its line."""
     text = _read(path)
     try:
         data = tomllib.loads(text)
@@ -119,9 +126,9 @@ def load_manifest(path: Path) -> Manifest:
             f"not valid TOML: {err}", path=str(path), hint="fix the TOML syntax"
         ) from None
     try:
-        return Manifest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
-        raise translate_error(err, path, text) from None
+        raise translate_error(err, path, text, doc) from None
 
 
 def _read(path: Path) -> str:
@@ -129,7 +136,7 @@ def _read(path: Path) -> str:
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise CatalogError(
-            "no stairway.toml here",
+            f"no {path.name} here",
             path=str(path),
             hint="point --catalog at the directory that holds the product's stairway.toml",
         ) from None

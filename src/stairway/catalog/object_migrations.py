@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from stairway.catalog.manifest import translate_error
+from stairway.catalog.manifest import read_model
 from stairway.errors import CatalogError
 from stairway.objects.migration import Handler, ObjectMigration, Op, Severity, Transition
 from stairway.objects.paths import parse_path
@@ -72,19 +71,7 @@ def _files(root: Path) -> list[Path]:
 
 
 def _read(path: Path) -> ObjectsFile:
-    try:
-        text = path.read_bytes().decode("utf-8")
-        return ObjectsFile.model_validate(tomllib.loads(text))
-    except UnicodeDecodeError as err:
-        raise CatalogError(
-            f"not valid UTF-8 (byte {err.start})", path=str(path), hint="save the file as UTF-8"
-        ) from None
-    except tomllib.TOMLDecodeError as err:
-        raise CatalogError(
-            f"not valid TOML: {err}", path=str(path), hint="fix the syntax"
-        ) from None
-    except ValidationError as err:
-        raise translate_error(err, path, text, "docs/objects.md") from None
+    return read_model(path, ObjectsFile, "docs/objects.md")
 
 
 def _migration(number: int, model: MigrationModel, root: Path, path: Path) -> ObjectMigration:

@@ -209,7 +209,8 @@ def _import_chunk(
         for number, raw, _ in chunk:
             rejects.add(number, f"chunk {marker.get('number')} does not match its SHA-256", raw)
         return
-    rows = [row for item in chunk if (row := _row(store, item, rejects, report)) is not None]
+    native = isinstance(store.table.c[store.spec.body].type, JSON)  # SQLAlchemy encodes it
+    rows = [r for item in chunk if (r := _row(store, item, native, rejects, report)) is not None]
     with store.engine.begin() as conn:
         inserted = _insert(conn, store, rows)
         conn.execute(
@@ -224,6 +225,7 @@ def _import_chunk(
 def _row(
     store: ObjectStore,
     item: tuple[int, bytes, dict[str, Any]],
+    native: bool,
     rejects: _Rejects,
     report: ImportReport,
 ) -> dict[str, Any] | None:
@@ -240,7 +242,6 @@ def _row(
     if outcome.applied:
         report.migrated += 1
     spec = store.spec
-    native = isinstance(store.table.c[spec.body].type, JSON)  # SQLAlchemy encodes it itself
     body = outcome.document if native else encode(outcome.document)
     row = {spec.id: oid, spec.type: type_, spec.body: body}
     if spec.version:
