@@ -29,10 +29,21 @@ def test_quickstart_upgrades_the_example_product_end_to_end(tmp_path: Path) -> N
             db.execute("SELECT data FROM objects WHERE oid = 'connector-1'").fetchone()[0]
         )
         runs = dict(db.execute("SELECT id, state FROM sync_runs").fetchall())
+        schedules = {
+            oid: orjson.loads(data)["connectorType"]
+            for oid, data in db.execute(
+                "SELECT oid, data FROM objects WHERE type = 'ScheduleConfig'"
+            ).fetchall()
+        }
+        connector_type = db.execute("SELECT type FROM connectors WHERE id = 1").fetchone()
         release = db.execute("SELECT value FROM stairway_meta WHERE key = 'release'").fetchone()
         roles = db.execute("SELECT count(*) FROM objects WHERE type = 'Archetype'").fetchone()
     assert (connector["host"], connector["port"]) == ("ldap.example.org", 636)
     assert runs == {1: "finished", 2: "interrupted"}
+    assert connector_type == ("ldap-v3",), "the connector type is renamed ..."
+    assert schedules == {"schedule-1": "ldap-v3", "schedule-2": "csv"}, (
+        "... and its schedules follow"
+    )
     assert release == ("2.0.0",) and roles == (2,)
     assert "interval_seconds = 300" in (demo / "etc" / "identity-sync.toml").read_text("utf-8")
     assert b"smallrye" not in (demo / "etc" / "standalone.xml").read_bytes()
@@ -76,6 +87,7 @@ def test_the_example_service_serves_its_api_and_refuses_in_maintenance(tmp_path:
         assert get("/users/7") == (200, {"id": 7, "username": "user00007", "name": "Demo User 7"})
         assert [c["type"] for c in get("/connectors")[1]] == ["ldap", "csv"]  # type: ignore[union-attr]
         assert len(get("/sync-runs")[1]) == 2  # type: ignore[arg-type]
+        assert get("/roles") == (200, [])
         maintenance.switch_on(ctx.engine, "upgrade to 2.0.0")
         assert get("/users/7")[0] == 503
         assert get("/users/7", admin=True)[0] == 200

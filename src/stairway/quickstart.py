@@ -151,10 +151,16 @@ def _connectors(conn: Connection) -> None:
     config = {"kind": "ldap", "server": "ldap.example.org:636", "baseDn": "dc=example,dc=org"}
     for statement in statements:
         conn.execute(text(statement))
-    conn.execute(
-        text("INSERT INTO objects VALUES ('connector-1', 'ConnectorConfig', :d, '1.0.0')"),
-        {"d": orjson.dumps(config).decode()},
-    )
+    documents = [
+        ("connector-1", "ConnectorConfig", config),
+        ("schedule-1", "ScheduleConfig", {"connectorType": "ldap", "cron": "*/5 * * * *"}),
+        ("schedule-2", "ScheduleConfig", {"connectorType": "csv", "cron": "0 2 * * *"}),
+    ]
+    for oid, type_, document in documents:
+        conn.execute(
+            text("INSERT INTO objects VALUES (:o, :t, :d, '1.0.0')"),
+            {"o": oid, "t": type_, "d": orjson.dumps(document).decode()},
+        )
 
 
 def migrated_users(ctx: commands.Context) -> int:

@@ -79,6 +79,10 @@ def create_app(site_file: Path, version: str | None = None) -> FastAPI:
                 raise HTTPException(503, "identity-sync is being upgraded")
             return [dict(r._mapping) for r in conn.execute(text(query))]
 
+    @app.get("/roles")
+    def roles() -> list[dict[str, object]]:
+        return rows("SELECT id, name FROM roles ORDER BY id")
+
     @app.get("/connectors")
     def connectors() -> list[dict[str, object]]:
         return rows("SELECT id, name, type FROM connectors ORDER BY id")
