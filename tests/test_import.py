@@ -19,6 +19,7 @@ from stairway import commands
 from stairway.database import dispose_all
 from stairway.errors import TransferError
 from stairway.transfer.format import line, records
+from stairway.transfer.shards import Shard
 
 CATALOG = Path(__file__).parent / "catalogs" / "people"
 
@@ -84,7 +85,7 @@ def test_an_old_export_comes_out_migrated_and_a_second_import_changes_nothing(
     assert (again.imported, again.skipped_chunks) == (0, 3), "its chunks are recorded as done"
     ctx = commands.open_context(new, None)
     with ctx.engine.begin() as conn:
-        conn.execute(text("DELETE FROM stairway_imports"))
+        conn.execute(text("DELETE FROM stairway_import_chunks"))
     third = commands.import_file(ctx, out, 0)
     assert (third.imported, third.present) == (0, 300), "importing twice leaves one copy"
     assert objects(new) == found
@@ -168,8 +169,8 @@ def test_a_killed_import_resumes_after_its_last_chunk(tmp_path: Path, database_u
         time.sleep(0.01)
         with ctx.engine.connect() as conn:
             found = (
-                conn.execute(text("SELECT max(chunks) FROM stairway_imports")).scalar()
-                if conn.dialect.has_table(conn, "stairway_imports")
+                conn.execute(text("SELECT count(*) FROM stairway_import_chunks")).scalar()
+                if conn.dialect.has_table(conn, "stairway_import_chunks")
                 else None
             )
         done = int(found or 0)
@@ -183,6 +184,102 @@ def test_a_killed_import_resumes_after_its_last_chunk(tmp_path: Path, database_u
         and report.imported + report.present == 40_000 - 500 * report.skipped_chunks
     )
     assert len(objects(target)) == 40_000
+
+
+def test_workers_and_shards_import_each_chunk_once_and_check_the_counts(
+    tmp_path: Path, database_url: str
+) -> None:
+    source = make_site(tmp_path / "s", f"sqlite:///{tmp_path / 's.db'}", "1.0.0")
+    fill(source, 2_000)
+    out = tmp_path / "e.zst"
+    commands.export(commands.open_context(source, None), out, 150)
+    target = make_site(tmp_path / "t", database_url, "2.0.0")
+    first = commands.import_file(
+        commands.open_context(target, None), out, 0, workers=2, shard=Shard.parse("1/2")
+    )
+    assert first.chunks == 14 and first.chunks_in == 7 and not first.complete
+    assert len(objects(target)) == first.imported == 7 * 150  # chunks 1, 3, .., 13; 14 has 50
+    code, said, err = stairway(
+        "import", str(out), "--workers", "3", "--shard", "2/2", "--site", str(target)
+    )
+    assert code == 0, err
+    assert "every count matches the header" in said and "2,000" in said
+    found = objects(target)
+    assert len(found) == 2_000
+    assert found["u01999"] == ("User", {"n": 1999, "displayName": "User 1999"}, "2.0.0")
+    again = commands.import_file(commands.open_context(target, None), out, 0, workers=2)
+    assert (again.imported, again.skipped_chunks, again.complete) == (0, 14, True)
+    assert again.types["User"].stored == 2_000
+
+
+def test_awkward_ids_and_documents_survive_the_copy_path(
+    tmp_path: Path, sqlite_database: str, pg_database: str
+) -> None:
+    source = make_site(tmp_path / "s", sqlite_database, "2.0.0")
+    awkward = ["tab\tid", "new\nline", "back\\slash", "ünïcödé", "cr\rid", "\\N"]
+    ctx = commands.open_context(source, None)
+    with ctx.engine.begin() as conn:
+        for n, oid in enumerate(awkward):
+            document = {"displayName": f'a\tb\\c"d {oid}', "n": n, "nested": {"x": [1, None]}}
+            conn.execute(
+                text("INSERT INTO objects VALUES (:o, 'User', :d, '2.0.0')"),
+                {"o": oid, "d": orjson.dumps(document).decode()},
+            )
+    dispose_all()
+    out = tmp_path / "e.zst"
+    commands.export(commands.open_context(source, None), out, 4)
+    target = make_site(tmp_path / "t", pg_database, "2.0.0")
+    report = commands.import_file(commands.open_context(target, None), out, 0)
+    assert report.imported == len(awkward) and report.complete
+    assert objects(target) == objects(source)
+
+
+def test_a_killed_import_with_workers_resumes_with_each_object_once(
+    tmp_path: Path, pg_database: str
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = make_site(tmp_path / "s", f"sqlite:///{tmp_path / 's.db'}", "1.0.0")
+    fill(source, 40_000)
+    out = tmp_path / "e.zst"
+    commands.export(commands.open_context(source, None), out, 500)
+    target = make_site(tmp_path / "t", pg_database, "2.0.0")
+    command = [sys.executable, "-m", "stairway", "import", str(out), "--workers", "2"]
+    child = subprocess.Popen(
+        [*command, "--site", str(target)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ctx = commands.open_context(target, None)
+    deadline, done = time.monotonic() + 60, 0
+    while child.poll() is None and time.monotonic() < deadline and done < 10:
+        time.sleep(0.01)
+        with ctx.engine.connect() as conn:
+            if conn.dialect.has_table(conn, "stairway_import_chunks"):
+                done = int(
+                    conn.execute(text("SELECT count(*) FROM stairway_import_chunks")).scalar() or 0
+                )
+    workers = Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL and len(workers) == 2, "the kill must land mid-way"
+    for pid in map(int, workers):  # orphaned workers stop at their next chunk
+        while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+            time.sleep(0.05)
+    dispose_all()
+    report = commands.import_file(commands.open_context(target, None), out, 0, workers=2)
+    assert report.skipped_chunks >= 10 and report.complete, report.problems
+    assert report.imported + report.present + 500 * report.skipped_chunks == 40_000
+    assert len(objects(target)) == 40_000
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return "Z"
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +318,12 @@ def test_the_import_reader_only_ever_rejects_cleanly(fuzz_site: Path, data: st.D
     for oid, (type_, document, stamp) in objects(fuzz_site).items():
         n = int(oid[1:])
         assert (type_, document, stamp) == ("User", {"n": n, "displayName": f"User {n}"}, "2.0.0")
+
+
+@pytest.mark.parametrize("bad", ["0/2", "3/2", "1", "a/b", "1/0", "-1/2"])
+def test_a_bad_shard_is_refused_before_anything_is_read(
+    tmp_path: Path, sqlite_database: str, bad: str
+) -> None:
+    site = make_site(tmp_path / "s", sqlite_database, "1.0.0")
+    code, _, err = stairway("import", "missing.zst", "--shard", bad, "--site", str(site))
+    assert code == 2 and "is not of the form i/N" in err

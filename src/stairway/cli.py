@@ -27,6 +27,7 @@ from stairway.errors import (
     TransferError as TransferBroken,
 )
 from stairway.files import write_atomic
+from stairway.meter import meter
 from stairway.objects.checkpoints import Checkpoint
 from stairway.schema.change import Change, Phase
 
@@ -49,6 +50,13 @@ CatalogOpt = Annotated[
     Path | None, typer.Option("--catalog", help="catalog directory [default: the site's catalog]")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for machines")]
+WorkersOpt = Annotated[
+    int, typer.Option("--workers", help="worker processes on this machine", min=1, max=64)
+]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option("--shard", help="i/N: this machine's part when N machines share the work"),
+]
 
 
 def emit_json(value: Any) -> None:
@@ -601,21 +609,25 @@ def import_command(
     max_errors: Annotated[
         int, typer.Option("--max-errors", help="stop after this many rejected records")
     ] = 0,
+    workers: WorkersOpt = 1,
+    shard: ShardOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Import an export, migrating old objects while parsing; resumable and idempotent."""
+    from stairway.transfer.shards import WHOLE, Shard
+
+    part = Shard.parse(shard) if shard else WHOLE
     ctx = commands.open_context(site, catalog)
-    report = commands.import_file(ctx, export_file, max_errors)
     if json:
-        emit_json(dataclasses.asdict(report))
+        report = commands.import_file(ctx, export_file, max_errors, None, workers, part)
+        emit_json({**dataclasses.asdict(report), "counts": report.counts})
     else:
-        out.print(
-            f"imported {report.imported:,} objects ({report.migrated:,} migrated, "
-            f"{report.present:,} already there, {report.rejected:,} rejected); "
-            f"per type in the file: {report.counts}"
-        )
+        with meter(out, "importing objects") as update:
+            report = commands.import_file(ctx, export_file, max_errors, update, workers, part)
+        out.print(views.import_table(report))
+        out.print(views.import_summary(report, part))
     if report.problems or report.rejected:
         raise TransferBroken(
             "; ".join(report.problems) or f"{report.rejected} record(s) rejected",

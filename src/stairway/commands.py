@@ -52,6 +52,7 @@ from stairway.transfer.export import ExportReport, export_objects
 from stairway.transfer.export import Progress as ExportProgress
 from stairway.transfer.importer import ImportReport, import_objects
 from stairway.transfer.importer import Progress as ImportProgress
+from stairway.transfer.shards import WHOLE, Shard
 from stairway.versions import Version, check_hop
 
 
@@ -368,11 +369,17 @@ def export(
 
 
 def import_file(
-    ctx: Context, path: Path, max_errors: int, progress: ImportProgress | None = None
+    ctx: Context,
+    path: Path,
+    max_errors: int,
+    progress: ImportProgress | None = None,
+    workers: int = 1,
+    shard: Shard = WHOLE,
 ) -> ImportReport:
     """Import an export into the site, migrating each object into the site's release."""
     if not path.is_file():
         raise TransferError(f"{path} does not exist", hint="give the export file's path")
     if max_errors < 0:
         raise TransferError(f"--max-errors must be 0 or more (got {max_errors})", hint="")
-    return import_objects(object_store(ctx), path, ctx.catalog.product, max_errors, progress)
+    store = object_store(ctx)
+    return import_objects(store, path, ctx.catalog.product, max_errors, progress, workers, shard)

@@ -17,6 +17,8 @@ from stairway.plan import UpgradePlan
 from stairway.schema.change import Change
 from stairway.schema.executor import Applied
 from stairway.schema.phases import PhaseFinding
+from stairway.transfer.importer import ImportReport
+from stairway.transfer.shards import Shard
 from stairway.verify import Finding, Report, group
 
 Warnings = dict[int, list[PhaseFinding]]
@@ -300,3 +302,28 @@ def upgrade_json(report: Any) -> dict[str, Any]:
         "steps": [{"step": step.describe(), **data} for step, data in report.done],
         "attention": report.attention,
     }
+
+
+def import_table(report: ImportReport) -> Table:
+    """Objects per type: what the header announces, what the file held, what is in the site."""
+    table = Table("type", "header", "in the file", "in the site", title="objects per type")
+    for name, found in sorted(report.types.items()):
+        mark = "" if found.read == found.header == found.stored else "[red]"
+        table.add_row(name, f"{found.header:,}", f"{mark}{found.read:,}", f"{mark}{found.stored:,}")
+    return table
+
+
+def import_summary(report: ImportReport, shard: Shard) -> str:
+    done = (
+        f"imported {report.imported:,} objects ({report.migrated:,} migrated, "
+        f"{report.present:,} already there, {report.rejected:,} rejected)"
+    )
+    if report.skipped_chunks:
+        done += f"; {report.skipped_chunks} chunks were in from an earlier run"
+    if report.chunks_in < report.chunks:
+        return (
+            f"{done}\nshard {shard}: {report.chunks_in} of {report.chunks} chunks are in; "
+            "the counts are checked when the last shard finishes"
+        )
+    verdict = "[green]every count matches the header[/green]" if report.complete else ""
+    return f"{done}\n{verdict}" if verdict else done

@@ -1,74 +1,66 @@
 """``stairway import``: an export file into a site, migrated while parsing, one chunk at a time.
 
-Each chunk is checked against its chunk record, its objects are migrated into the release the
-site runs (an old export comes out in the new shape) and inserted in one transaction together
-with the import's checkpoint, so a killed import resumes after its last committed chunk. An
-object already present is left alone, so importing the same file twice leaves one copy. A record
-that cannot be read goes to the reject file with its line and reason; ``max_errors`` decides
-when to stop.
+The header is read and checked first (product, a release no newer than the site's); then one
+or more processes each take their part of the chunks (``scan``): each chunk is checked against
+its chunk record, its objects are migrated into the release the site runs (an old export comes
+out in the new shape) and loaded in one transaction with the chunk's checkpoint row, so a
+killed import resumes after the chunks it committed. An object already present is left alone,
+so importing the same file twice leaves one copy. A record that cannot be read goes to the
+reject file with its line and reason; ``max_errors`` decides when to stop. At the end the
+counts per type of every chunk in are checked against the header.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+import queue
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Column, Connection, Integer, MetaData, String, Table, select, update
-from sqlalchemy import insert as sql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from stairway.errors import ObjectMigrationError, TransferError
-from stairway.objects.store import ObjectStore, encode
-from stairway.transfer.format import FORMAT, digest, records
+from stairway.errors import StairwayError, TransferError
+from stairway.objects.store import ObjectStore
+from stairway.transfer import checkpoint
+from stairway.transfer.format import FORMAT, records
+from stairway.transfer.rejects import Rejects, shared_counter
+from stairway.transfer.scan import Part, Scan, ScanReport
+from stairway.transfer.shards import WHOLE, Shard
 from stairway.versions import Version
 
-Progress = Callable[[int], None]
-metadata = MetaData()
-imports_table = Table(
-    "stairway_imports",
-    metadata,
-    Column("import_id", String(64), primary_key=True),
-    Column("chunks", Integer, nullable=False),
-)
+Progress = Callable[[int, int], None]  # (objects done, objects expected)
+Tick = Callable[[int], None]  # objects of one more chunk
+
+
+@dataclass
+class TypeCount:
+    header: int  # objects of this type the header announces
+    read: int  # object records of this type in the chunks that are in
+    stored: int  # of those, now in the site (new or already there)
 
 
 @dataclass
 class ImportReport:
     header: dict[str, Any] = field(default_factory=dict)
-    imported: int = 0  # objects inserted by this run
-    present: int = 0  # objects already there (an earlier run, or the same file twice)
+    imported: int = 0
+    present: int = 0
     rejected: int = 0
     migrated: int = 0
-    chunks: int = 0
+    chunks: int = 0  # chunks in the file
     skipped_chunks: int = 0  # committed by an interrupted earlier run
-    counts: dict[str, int] = field(default_factory=dict)  # objects of each type in the file
-    complete: bool = False
+    chunks_in: int = 0  # chunks committed by every run and process so far
+    types: dict[str, TypeCount] = field(default_factory=dict)  # checked once every chunk is in
+    complete: bool = False  # every chunk of the file is in and the trailer was read
     problems: list[str] = field(default_factory=list)
 
-
-class _Rejects:
-    def __init__(self, path: Path, limit: int) -> None:
-        self.path, self.limit, self.count = path, limit, 0
-        self._out = path.open("ab")
-
-    def add(self, number: int, reason: str, raw: bytes) -> None:
-        self.count += 1
-        entry = {"line": number, "reason": reason, "record": raw[:2000].decode("utf-8", "replace")}
-        self._out.write(orjson.dumps(entry) + b"\n")
-        self._out.flush()
-        if self.count > self.limit:
-            raise TransferError(
-                f"{self.count} records rejected, more than --max-errors {self.limit} "
-                f"(the last: line {number}: {reason})",
-                hint=f"see {self.path}; chunks before it are imported, and the import resumes",
-            )
-
-    def close(self) -> None:
-        self._out.close()
+    @property
+    def counts(self) -> dict[str, int]:
+        return {name: found.read for name, found in self.types.items()}
 
 
 def import_objects(
@@ -77,91 +69,186 @@ def import_objects(
     product: str,
     max_errors: int = 0,
     progress: Progress | None = None,
+    workers: int = 1,
+    shard: Shard = WHOLE,
 ) -> ImportReport:
-    report = ImportReport()
-    rejects = _Rejects(path.with_name(path.name + ".rejects.ndjson"), max_errors)
-    try:
-        _run(store, path, product, report, rejects)
-    finally:
-        rejects.close()
-    report.rejected = rejects.count
+    if workers < 1:
+        raise TransferError(f"--workers must be at least 1 (got {workers})", hint="")
+    header, raw = _read_header(path)
+    _begin(store, header, path, product)
+    import_id = hashlib.sha256(raw + store.spec.table.encode()).hexdigest()  # per file and table
+    job = _Job(store, path, import_id, _rejects_path(path), max_errors)
+    with store.engine.connect() as conn:
+        done = checkpoint.recorded(conn, job.import_id)
+    parts = [Part(shard.index, shard.of, worker, workers) for worker in range(workers)]
+    tick = _ticker(progress, sum((header.get("counts") or {}).values()) // shard.of)
+    if workers == 1:
+        scanned = [job.scan(parts[0], done, tick)]
+    else:
+        scanned = _in_processes(job, parts, done, tick)
+    report = ImportReport(header=header, rejected=int(job.counter.value))
+    _merge(report, scanned)
+    _check_counts(job, report)
     return report
 
 
-def _run(
-    store: ObjectStore, path: Path, product: str, report: ImportReport, rejects: _Rejects
-) -> None:
-    chunk: list[tuple[int, bytes, dict[str, Any]]] = []
-    hashes: list[str] = []
-    import_id = ""
-    done = 0
-    for number, raw in records(path):
-        if number == 1:  # nothing is imported from a file without a readable header
-            import_id, done = _begin(store, _header(raw), raw, product, report)
+@dataclass
+class _Job:
+    """What every process of one import shares."""
+
+    store: ObjectStore
+    path: Path
+    import_id: str
+    rejects: Path
+    max_errors: int
+    counter: Any = field(default_factory=shared_counter)
+
+    def scan(
+        self, part: Part, done: set[int], progress: Tick | None, parent: int | None = None
+    ) -> ScanReport:
+        rejects = Rejects(self.rejects, self.max_errors, self.counter)
+        scan = Scan(self.store, self.import_id, part, done, rejects, progress)
+        if parent is not None:
+            scan.alive = lambda: os.getppid() == parent
+        try:
+            return scan.run(self.path)
+        finally:
+            rejects.close()
+
+
+def _in_processes(
+    job: _Job, parts: list[Part], done: set[int], progress: Tick | None
+) -> list[ScanReport]:
+    """One forked process per part; the first failure stops the others (each chunk is one
+    transaction, so a stopped process leaves only whole chunks behind)."""
+    context = multiprocessing.get_context("fork")
+    events: Any = context.Queue()
+    processes = [
+        context.Process(target=_child, args=(job, part, done, events, os.getpid()), daemon=True)
+        for part in parts
+    ]
+    for process in processes:
+        process.start()
+    try:
+        return _collect(processes, events, progress)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.join()
+
+
+def _child(job: _Job, part: Part, done: set[int], events: Any, parent: int) -> None:
+    job.store.engine.dispose(close=False)  # the parent's pooled connections are not ours
+    try:
+        tick: Tick = lambda n: events.put(("progress", part.worker, n))  # noqa: E731
+        report = job.scan(part, done, tick, parent)
+        events.put(("done", part.worker, report))
+    except StairwayError as err:
+        events.put(("error", part.worker, (err.message, err.hint)))
+    except BaseException:  # a worker's crash must reach the parent, whatever it is
+        events.put(("error", part.worker, (traceback.format_exc(), "")))
+
+
+def _collect(processes: list[Any], events: Any, progress: Tick | None) -> list[ScanReport]:
+    results: dict[int, ScanReport] = {}
+    while len(results) < len(processes):
+        try:
+            kind, worker, value = events.get(timeout=0.5)
+        except queue.Empty:
+            for number, process in enumerate(processes):
+                if number not in results and process.exitcode not in (None, 0):
+                    raise TransferError(
+                        f"import worker {number + 1} died (exit {process.exitcode})",
+                        hint="run the same import again: it resumes after the chunks that are in",
+                    ) from None
             continue
-        record = _parse(number, raw, rejects)
-        if record is None:
-            continue
-        kind = record.get("kind")
-        if kind == "header":
-            rejects.add(number, "a second header", raw)
-        elif kind == "object":
-            chunk.append((number, raw, record))
-            report.counts[str(record.get("type"))] = (
-                report.counts.get(str(record.get("type")), 0) + 1
-            )
-        elif kind == "chunk":
-            hashes.append(str(record.get("sha256")))
-            report.chunks += 1
-            if report.chunks <= done:
-                report.skipped_chunks += 1
-            else:
-                _import_chunk(store, import_id, report, record, chunk, rejects)
-            chunk = []
-        elif kind == "trailer":
-            _finish(report, record, hashes)
-        else:
-            rejects.add(number, f"unknown record kind {kind!r}", raw)
-    if not report.header:
-        raise TransferError(f"{path} is empty: not a Stairway export", hint="")
-    if not report.complete:
+        if kind == "progress" and progress:
+            progress(value)
+        elif kind == "done":
+            results[worker] = value
+        elif kind == "error":
+            raise TransferError(value[0], hint=value[1])
+    return [results[n] for n in sorted(results)]
+
+
+def _merge(report: ImportReport, scanned: list[ScanReport]) -> None:
+    first = scanned[0]  # every process reads every chunk record and the trailer
+    total = ScanReport()
+    for part in scanned:
+        total.merge(part)
+    report.imported, report.present, report.migrated = total.imported, total.present, total.migrated
+    report.skipped_chunks, report.chunks = total.skipped_chunks, first.chunks
+    report.problems.extend(first.problems)
+    for part in scanned[1:]:
+        report.problems.extend(p for p in part.problems if p not in report.problems)
+    if first.trailer is None:
+        report.problems.append("no trailer: the file is truncated; whole chunks were imported")
+    elif first.trailer.get("chunks") not in (None, first.chunks):
         report.problems.append(
-            "no trailer: the file is truncated; objects of whole chunks were imported"
+            f"the trailer counts {first.trailer.get('chunks')} chunks, the file has {first.chunks}"
         )
 
 
-def _header(raw: bytes) -> dict[str, Any]:
-    try:
-        record = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        record = None
-    if not isinstance(record, dict):
-        raise TransferError(
-            "the first line is not a header record: not a Stairway export, or damaged",
-            hint="check the file with `stairway export verify FILE`",
-        )
-    return record
+def _check_counts(job: _Job, report: ImportReport) -> None:
+    """Once every chunk of the file is in (from this run, earlier ones, other machines),
+    the objects per type read and stored must be the header's."""
+    with job.store.engine.connect() as conn:
+        report.chunks_in, sums = checkpoint.total(conn, job.import_id)
+    announced: dict[str, int] = dict(report.header.get("counts") or {})
+    names = sorted(set(announced) | set(sums.types))
+    report.types = {
+        name: TypeCount(announced.get(name, 0), *sums.types.get(name, [0, 0])) for name in names
+    }
+    if report.chunks_in < report.chunks or report.chunks == 0:
+        return
+    report.complete = not report.problems
+    for name, found in report.types.items():
+        if found.read != found.header:
+            report.problems.append(
+                f"{name}: the header announces {found.header:,}, the file holds {found.read:,}"
+            )
+        elif found.stored != found.header:
+            report.problems.append(
+                f"{name}: {found.header - found.stored:,} of {found.header:,} objects are not "
+                "in the site (rejected)"
+            )
 
 
-def _parse(number: int, raw: bytes, rejects: _Rejects) -> dict[str, Any] | None:
-    try:
-        record = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        rejects.add(number, f"not JSON: {err}", raw)
+def _ticker(progress: Progress | None, expected: int) -> Tick | None:
+    """Chunks report how many objects they held; the bar wants the running total."""
+    if progress is None:
         return None
-    if not isinstance(record, dict):
-        rejects.add(number, "not a JSON object", raw)
-        return None
-    return record
+    done = 0
+
+    def tick(count: int) -> None:
+        nonlocal done
+        done += count
+        progress(done, max(expected, done))
+
+    return tick
 
 
-def _begin(
-    store: ObjectStore, header: dict[str, Any], raw: bytes, product: str, report: ImportReport
-) -> tuple[str, int]:
-    if header.get("kind") != "header" or header.get("format") != FORMAT:
+def _read_header(path: Path) -> tuple[dict[str, Any], bytes]:
+    """Nothing is imported from a file without a readable header."""
+    for _, raw in records(path):
+        try:
+            header = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            header = None
+        if not isinstance(header, dict) or header.get("kind") != "header":
+            break
+        return header, raw
+    raise TransferError(
+        f"{path} does not start with a Stairway export header: not an export, or damaged",
+        hint="check the file with `stairway export verify FILE`",
+    )
+
+
+def _begin(store: ObjectStore, header: dict[str, Any], path: Path, product: str) -> None:
+    if header.get("format") != FORMAT:
         raise TransferError(
-            "the file does not start with a Stairway export header",
-            hint="check the file with `stairway export verify FILE`",
+            f"{path} is in export format {header.get('format')!r}; this Stairway reads {FORMAT}",
+            hint="export it again with this Stairway",
         )
     if header.get("product") != product:
         raise TransferError(
@@ -174,16 +261,8 @@ def _begin(
             f"the export was made by release {exported}, newer than this site's {running}",
             hint="upgrade this site first: objects are never migrated backwards",
         )
-    report.header = header
-    import_id = hashlib.sha256(raw).hexdigest()
     with store.engine.begin() as conn:
-        metadata.create_all(conn, checkfirst=True)
-        done = conn.execute(
-            select(imports_table.c.chunks).where(imports_table.c.import_id == import_id)
-        ).scalar()
-        if done is None:
-            conn.execute(sql_insert(imports_table).values(import_id=import_id, chunks=0))
-    return import_id, int(done or 0)
+        checkpoint.ensure_table(conn)
 
 
 def _newer(exported: str, running: Version) -> bool:
@@ -193,113 +272,5 @@ def _newer(exported: str, running: Version) -> bool:
         return True  # an unreadable version cannot be trusted to be older
 
 
-def _import_chunk(
-    store: ObjectStore,
-    import_id: str,
-    report: ImportReport,
-    marker: dict[str, Any],
-    chunk: list[tuple[int, bytes, dict[str, Any]]],
-    rejects: _Rejects,
-) -> None:
-    body = b"".join(raw + b"\n" for _, raw, _ in chunk)
-    if (
-        marker.get("count") != len(chunk)
-        or marker.get("sha256") != hashlib.sha256(body).hexdigest()
-    ):
-        for number, raw, _ in chunk:
-            rejects.add(number, f"chunk {marker.get('number')} does not match its SHA-256", raw)
-        return
-    native = isinstance(store.table.c[store.spec.body].type, JSON)  # SQLAlchemy encodes it
-    rows = [r for item in chunk if (r := _row(store, item, native, rejects, report)) is not None]
-    with store.engine.begin() as conn:
-        inserted = _insert(conn, store, rows)
-        conn.execute(
-            update(imports_table)
-            .where(imports_table.c.import_id == import_id)
-            .values(chunks=report.chunks)
-        )
-    report.imported += inserted
-    report.present += len(rows) - inserted
-
-
-def _row(
-    store: ObjectStore,
-    item: tuple[int, bytes, dict[str, Any]],
-    native: bool,
-    rejects: _Rejects,
-    report: ImportReport,
-) -> dict[str, Any] | None:
-    number, raw, record = item
-    oid, type_, data, stamp = (record.get(k) for k in ("id", "type", "data", "written_by"))
-    if oid is None or not isinstance(type_, str) or not isinstance(data, dict):
-        rejects.add(number, "an object needs an id, a type and a JSON object as data", raw)
-        return None
-    try:
-        outcome = store.migrator.migrate(type_, data, stamp if isinstance(stamp, str) else None)
-    except ObjectMigrationError as err:
-        rejects.add(number, err.message, raw)
-        return None
-    if outcome.applied:
-        report.migrated += 1
-    spec = store.spec
-    body = outcome.document if native else encode(outcome.document)
-    row = {spec.id: oid, spec.type: type_, spec.body: body}
-    if spec.version:
-        row[spec.version] = store.current if outcome.applied else (stamp or store.current)
-    return row
-
-
-def _insert(conn: Connection, store: ObjectStore, rows: list[dict[str, Any]]) -> int:
-    """Insert the rows an earlier run did not; returns how many were new."""
-    if not rows:
-        return 0
-    if conn.dialect.name == "postgresql":
-        return _copy(conn, store, rows)
-    statement = (
-        sqlite_insert(store.table)
-        .on_conflict_do_nothing(index_elements=[store.spec.id])
-        .returning(store.id_column)
-    )
-    return len(conn.execute(statement, rows).all())
-
-
-def _copy(conn: Connection, store: ObjectStore, rows: list[dict[str, Any]]) -> int:
-    """PostgreSQL: COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING.
-
-    COPY alone cannot skip rows already present, which importing twice or resuming needs.
-    """
-    quote = conn.dialect.identifier_preparer.quote
-    columns = list(rows[0])
-    names = ", ".join(quote(c) for c in columns)
-    table, stage = quote(store.spec.table), "stairway_import_stage"
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) "
-            "ON COMMIT DELETE ROWS"
-        )
-        with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([_copy_value(row[c]) for c in columns])
-        cursor.execute(
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} "
-            f"ON CONFLICT ({quote(store.spec.id)}) DO NOTHING RETURNING 1"
-        )
-        inserted = len(cursor.fetchall())
-        cursor.execute(f"TRUNCATE {stage}")
-    return inserted
-
-
-def _copy_value(value: Any) -> Any:
-    return orjson.dumps(value).decode() if isinstance(value, dict) else value
-
-
-def _finish(report: ImportReport, trailer: dict[str, Any], hashes: list[str]) -> None:
-    report.complete = True
-    if trailer.get("digest") != digest(hashes):
-        report.problems.append(
-            "the trailer's digest does not match the chunks: the file was changed"
-        )
-    if trailer.get("counts") != report.counts:
-        report.problems.append("the trailer's counts differ from the objects in the file")
+def _rejects_path(path: Path) -> Path:
+    return path.with_name(path.name + ".rejects.ndjson")
