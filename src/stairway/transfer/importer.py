@@ -12,11 +12,8 @@ counts per type of every chunk in are checked against the header.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import multiprocessing
-import os
-import queue
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +21,17 @@ from typing import Any
 
 import orjson
 
-from stairway.errors import StairwayError, TransferError
+from stairway.errors import TransferError
 from stairway.objects.store import ObjectStore
 from stairway.transfer import checkpoint
 from stairway.transfer.format import FORMAT, records
 from stairway.transfer.rejects import Rejects, shared_counter
 from stairway.transfer.scan import Part, Scan, ScanReport
 from stairway.transfer.shards import WHOLE, Shard
+from stairway.transfer.workers import Alive, Task, Tick, run_all
 from stairway.versions import Version
 
 Progress = Callable[[int, int], None]  # (objects done, objects expected)
-Tick = Callable[[int], None]  # objects of one more chunk
 
 
 @dataclass
@@ -82,10 +79,8 @@ def import_objects(
         done = checkpoint.recorded(conn, job.import_id)
     parts = [Part(shard.index, shard.of, worker, workers) for worker in range(workers)]
     tick = _ticker(progress, sum((header.get("counts") or {}).values()) // shard.of)
-    if workers == 1:
-        scanned = [job.scan(parts[0], done, tick)]
-    else:
-        scanned = _in_processes(job, parts, done, tick)
+    tasks: list[Task[ScanReport]] = [functools.partial(job.scan, part, done) for part in parts]
+    scanned = run_all(tasks, tick, "import")
     report = ImportReport(header=header, rejected=int(job.counter.value))
     _merge(report, scanned)
     _check_counts(job, report)
@@ -103,72 +98,15 @@ class _Job:
     max_errors: int
     counter: Any = field(default_factory=shared_counter)
 
-    def scan(
-        self, part: Part, done: set[int], progress: Tick | None, parent: int | None = None
-    ) -> ScanReport:
+    def scan(self, part: Part, done: set[int], progress: Tick, alive: Alive) -> ScanReport:
+        if part.workers > 1:
+            self.store.engine.dispose(close=False)  # the parent's pooled connections stay its own
         rejects = Rejects(self.rejects, self.max_errors, self.counter)
-        scan = Scan(self.store, self.import_id, part, done, rejects, progress)
-        if parent is not None:
-            scan.alive = lambda: os.getppid() == parent
+        scan = Scan(self.store, self.import_id, part, done, rejects, progress, alive)
         try:
             return scan.run(self.path)
         finally:
             rejects.close()
-
-
-def _in_processes(
-    job: _Job, parts: list[Part], done: set[int], progress: Tick | None
-) -> list[ScanReport]:
-    """One forked process per part; the first failure stops the others (each chunk is one
-    transaction, so a stopped process leaves only whole chunks behind)."""
-    context = multiprocessing.get_context("fork")
-    events: Any = context.Queue()
-    processes = [
-        context.Process(target=_child, args=(job, part, done, events, os.getpid()), daemon=True)
-        for part in parts
-    ]
-    for process in processes:
-        process.start()
-    try:
-        return _collect(processes, events, progress)
-    finally:
-        for process in processes:
-            process.terminate()
-            process.join()
-
-
-def _child(job: _Job, part: Part, done: set[int], events: Any, parent: int) -> None:
-    job.store.engine.dispose(close=False)  # the parent's pooled connections are not ours
-    try:
-        tick: Tick = lambda n: events.put(("progress", part.worker, n))  # noqa: E731
-        report = job.scan(part, done, tick, parent)
-        events.put(("done", part.worker, report))
-    except StairwayError as err:
-        events.put(("error", part.worker, (err.message, err.hint)))
-    except BaseException:  # a worker's crash must reach the parent, whatever it is
-        events.put(("error", part.worker, (traceback.format_exc(), "")))
-
-
-def _collect(processes: list[Any], events: Any, progress: Tick | None) -> list[ScanReport]:
-    results: dict[int, ScanReport] = {}
-    while len(results) < len(processes):
-        try:
-            kind, worker, value = events.get(timeout=0.5)
-        except queue.Empty:
-            for number, process in enumerate(processes):
-                if number not in results and process.exitcode not in (None, 0):
-                    raise TransferError(
-                        f"import worker {number + 1} died (exit {process.exitcode})",
-                        hint="run the same import again: it resumes after the chunks that are in",
-                    ) from None
-            continue
-        if kind == "progress" and progress:
-            progress(value)
-        elif kind == "done":
-            results[worker] = value
-        elif kind == "error":
-            raise TransferError(value[0], hint=value[1])
-    return [results[n] for n in sorted(results)]
 
 
 def _merge(report: ImportReport, scanned: list[ScanReport]) -> None:
