@@ -327,3 +327,33 @@ def test_a_bad_shard_is_refused_before_anything_is_read(
     site = make_site(tmp_path / "s", sqlite_database, "1.0.0")
     code, _, err = stairway("import", "missing.zst", "--shard", bad, "--site", str(site))
     assert code == 2 and "is not of the form i/N" in err
+
+
+def test_the_source_audit_log_joins_the_target_log_once(
+    tmp_path: Path, sqlite_database: str, pg_database: str
+) -> None:
+    from stairway import audit
+
+    source = make_site(tmp_path / "s", sqlite_database, "1.0.0")
+    fill(source, 50)
+    ctx = commands.open_context(source, None)
+    with ctx.engine.begin() as conn:
+        audit.append(conn, "site.upgrade", {"from": "0.9.0", "to": "1.0.0"}, actor="ops")
+        written = audit.append(conn, "agent.upgrade", {"agent": "a1"}, actor="ops")
+    out = tmp_path / "e.zst"
+    commands.export(ctx, out, 20)
+    dispose_all()
+    target = make_site(tmp_path / "t", pg_database, "1.0.0")
+    tctx = commands.open_context(target, None)
+    with tctx.engine.begin() as conn:
+        audit.append(conn, "site.init", {"version": "1.0.0"})
+    for _ in range(2):  # the second import finds every chunk in: nothing is added twice
+        report = commands.import_file(commands.open_context(target, None), out, 0, workers=2)
+        assert report.complete, report.problems
+    with tctx.engine.connect() as conn:
+        entries = audit.entries(conn)
+        assert audit.verify(conn) == []
+    copied = [e for e in entries if "source" in e.data]
+    assert [e.action for e in copied] == ["site.upgrade", "agent.upgrade"]
+    assert copied[1].actor == "ops" and copied[1].at == written.at
+    assert copied[1].data == {"agent": "a1", "source": {"id": 2, "hash": written.hash}}

@@ -9,6 +9,7 @@ describes, and the restore itself is then logged.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -56,14 +57,23 @@ def ensure_table(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
 
-def append(conn: Connection, action: str, data: dict[str, Any], actor: str = "stairway") -> Entry:
-    """Add an entry chained to the last one; call inside the transaction it belongs to."""
+def append(
+    conn: Connection,
+    action: str,
+    data: dict[str, Any],
+    actor: str = "stairway",
+    at: str | None = None,
+) -> Entry:
+    """Add an entry chained to the last one; call inside the transaction it belongs to.
+
+    ``at`` is now, unless the entry is copied from another site's log (an import).
+    """
     ensure_table(conn)
     last = conn.execute(
         select(audit_table.c.id, audit_table.c.hash).order_by(audit_table.c.id.desc()).limit(1)
     ).first()
     number, previous = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
-    at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    at = at or datetime.now(UTC).isoformat(timespec="milliseconds")
     body = _canonical(data)
     digest = _hash(previous, number, at, actor, action, body)
     conn.execute(
@@ -84,9 +94,22 @@ def entries(conn: Connection) -> list[Entry]:
 
 def verify(conn: Connection) -> list[str]:
     """Every break in the chain, as a sentence naming the entry; empty when the log is whole."""
+    return verify_rows(conn.execute(select(audit_table).order_by(audit_table.c.id)))
+
+
+def raw_rows(conn: Connection) -> list[dict[str, Any]]:
+    """The log as stored, ``data`` as its hashed text: what an export carries."""
+    if not conn.dialect.has_table(conn, audit_table.name):
+        return []
+    query = select(audit_table).order_by(audit_table.c.id)
+    return [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(query)]
+
+
+def verify_rows(rows: Iterable[Any]) -> list[str]:
+    """``verify`` over rows with the table's columns as attributes (a database or an export)."""
     problems = []
     previous, expected_id = GENESIS, 1
-    for row in conn.execute(select(audit_table).order_by(audit_table.c.id)):
+    for row in rows:
         if row.id != expected_id:
             problems.append(f"entries {expected_id}..{row.id - 1} are missing")
         if row.previous != previous:

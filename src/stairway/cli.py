@@ -542,29 +542,32 @@ def export_command(
     context: typer.Context,
     out_file: Annotated[Path | None, typer.Option("--out", help="the export file to write")] = None,
     chunk: Annotated[int, typer.Option("--chunk", help="objects per checked chunk")] = 10_000,
+    workers: WorkersOpt = 1,
+    shard: ShardOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Export the site's objects as stored; resumes an interrupted export of the same file."""
+    """Export the site's objects as stored, and its audit log; resumes an interrupted export
+    of the same file. With --shard i/N, only the i-th of N id ranges, into its own file."""
+    from stairway.transfer.shards import WHOLE, Shard
+
     if context.invoked_subcommand is not None:
         return
     if out_file is None:
         raise UsageRefused("no export file given", hint="pass --out FILE (e.g. site.export.zst)")
+    part = Shard.parse(shard) if shard else WHOLE
     ctx = commands.open_context(site, catalog)
     if json:
-        report = commands.export(ctx, out_file, chunk)
+        report = commands.export(ctx, out_file, chunk, None, workers, part)
         emit_json({**dataclasses.asdict(report), "path": str(report.path)})
         return
-    with Progress(*Progress.get_default_columns(), console=out) as bar:
-        task = bar.add_task("exporting objects", total=None)
-        report = commands.export(
-            ctx, out_file, chunk, lambda done, total: bar.update(task, completed=done, total=total)
-        )
+    with meter(out, "exporting objects") as update:
+        report = commands.export(ctx, out_file, chunk, update, workers, part)
     resumed = f", resumed after {report.resumed_at:,}" if report.resumed_at else ""
     out.print(
-        f"[green]exported[/green] {report.objects:,} objects in {report.chunks} chunks to "
-        f"{report.path}{resumed}"
+        f"[green]exported[/green] {report.objects:,} objects in {report.chunks} chunks and "
+        f"{report.audit_entries:,} audit entries to {report.path}{resumed}"
     )
 
 

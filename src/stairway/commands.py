@@ -354,18 +354,29 @@ def restore(ctx: Context, backup_id: str) -> BackupManifest:
 
 
 def export(
-    ctx: Context, path: Path, chunk: int, progress: ExportProgress | None = None
+    ctx: Context,
+    path: Path,
+    chunk: int,
+    progress: ExportProgress | None = None,
+    workers: int = 1,
+    shard: Shard = WHOLE,
 ) -> ExportReport:
-    """Every stored object of the site, as stored, to the checked export file at ``path``."""
+    """Every stored object of the site, as stored, and its audit log, to the checked export
+    file at ``path`` (only this machine's id range with ``shard``)."""
     if chunk < 1:
         raise TransferError(f"--chunk must be at least 1 (got {chunk})", hint="for example 10000")
+    if workers < 1:
+        raise TransferError(f"--workers must be at least 1 (got {workers})", hint="")
     state = migrator.read_state(ctx.engine, ctx.catalog)
     header = {
         "product": ctx.catalog.product,
         "version": str(current_version(ctx)),
         "schema_level": state.level,
     }
-    return export_objects(object_store(ctx), path, header, chunk, progress)
+    with ctx.engine.connect() as conn:  # every shard's file carries the whole log
+        log = audit.raw_rows(conn)
+    store = object_store(ctx)
+    return export_objects(store, path, header, chunk, progress, workers, shard, log)
 
 
 def import_file(

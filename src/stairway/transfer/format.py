@@ -6,10 +6,16 @@ frame holds the trailer: the counts per type and a digest over every chunk's SHA
 concatenate, so an interrupted export is resumed by cutting the file after its last whole chunk.
 
 Records (one JSON object per line):
-    {"kind": "header", "format": 1, "product", "version", "schema_level", "counts", "created"}
+    {"kind": "header", "format": 1, "product", "version", "schema_level", "counts",
+     ["shard": {"index", "of", "from", "to"}], "created", "audit_entries"}
     {"kind": "object", "id", "type", "written_by", "data"}
-    {"kind": "chunk", "number", "count", "last_id", "sha256"}
-    {"kind": "trailer", "counts", "chunks", "objects", "digest"}
+    {"kind": "chunk", "number", "count", "last_id", "sha256"}   (number: within its part)
+    {"kind": "audit", "id", "at", "actor", "action", "data", "previous", "hash"}
+    {"kind": "chunk", "number", "count", "audit", "sha256"}     (after the audit entries)
+    {"kind": "trailer", "counts", "chunks", "objects", "audit_entries", "digest"}
+
+The audit entries are the site's log as stored (``data`` is the hashed text), so the check
+verifies their chain too.
 """
 
 from __future__ import annotations
@@ -18,10 +24,13 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, BinaryIO
 
 import orjson
 import zstandard
+
+from stairway import audit
 
 FORMAT = 1
 
@@ -50,6 +59,7 @@ class ExportSummary:
     chunks: int = 0
     objects: int = 0
     problems: list[Problem] = field(default_factory=list)
+    audit_entries: int = 0
     complete: bool = False  # a trailer was found and matched
 
     @property
@@ -99,6 +109,7 @@ class _Check:
         self.chunk = hashlib.sha256()
         self.in_chunk = 0
         self.hashes: list[str] = []
+        self.audit: list[SimpleNamespace] = []
         self.last = 0
 
     def feed(self, number: int, text: bytes) -> None:
@@ -114,6 +125,7 @@ class _Check:
         handler = {
             "header": self._header,
             "object": self._object,
+            "audit": self._audit,
             "chunk": self._chunk,
             "trailer": self._trailer,
         }.get(str(kind))
@@ -138,16 +150,25 @@ class _Check:
         self.summary.counts[kind] = self.summary.counts.get(kind, 0) + 1
         self.summary.objects += 1
 
+    def _audit(self, number: int, record: dict[str, Any], text: bytes) -> None:
+        fields = ("id", "at", "actor", "action", "data", "previous", "hash")
+        if any(name not in record for name in fields):
+            self._problem(number, "an audit record needs " + ", ".join(fields))
+        else:
+            self.audit.append(SimpleNamespace(**{name: record[name] for name in fields}))
+        self.chunk.update(text + b"\n")
+        self.in_chunk += 1
+
     def _chunk(self, number: int, record: dict[str, Any], _text: bytes) -> None:
         found = self.chunk.hexdigest()
+        ordinal = self.summary.chunks + 1
         if record.get("count") != self.in_chunk:
             self._problem(
                 number,
-                f"chunk {record.get('number')} says {record.get('count')} "
-                f"objects, {self.in_chunk} precede it",
+                f"chunk {ordinal} says {record.get('count')} records, {self.in_chunk} precede it",
             )
         if record.get("sha256") != found:
-            self._problem(number, f"chunk {record.get('number')} does not match its SHA-256")
+            self._problem(number, f"chunk {ordinal} does not match its SHA-256")
         self.hashes.append(str(record.get("sha256")))
         self.summary.chunks += 1
         self.chunk, self.in_chunk = hashlib.sha256(), 0
@@ -161,6 +182,15 @@ class _Check:
             self._problem(number, "the trailer's counts differ from the header's")
         if record.get("digest") != digest(self.hashes):
             self._problem(number, "the trailer's digest does not match the chunks")
+        if record.get("audit_entries", 0) != len(self.audit):
+            self._problem(number, "the trailer's count of audit entries differs from the file's")
+        try:
+            broken = audit.verify_rows(self.audit)
+        except (TypeError, ValueError) as err:
+            broken = [f"unreadable ({err})"]
+        for problem in broken:
+            self._problem(number, f"the exported audit log: {problem}")
+        self.summary.audit_entries = len(self.audit)
         self.summary.complete = True
 
     def _problem(self, number: int, reason: str) -> None:

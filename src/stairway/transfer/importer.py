@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from stairway import audit
 from stairway.errors import TransferError
 from stairway.objects.store import ObjectStore
 from stairway.transfer import checkpoint
@@ -84,7 +85,21 @@ def import_objects(
     report = ImportReport(header=header, rejected=int(job.counter.value))
     _merge(report, scanned)
     _check_counts(job, report)
+    with store.engine.begin() as conn:
+        audit.append(conn, "site.import", _audit_data(path, shard, report))
     return report
+
+
+def _audit_data(path: Path, shard: Shard, report: ImportReport) -> dict[str, Any]:
+    return {
+        "file": path.name,
+        "from": {key: report.header.get(key) for key in ("product", "version", "created")},
+        "shard": str(shard),
+        "imported": report.imported,
+        "present": report.present,
+        "rejected": report.rejected,
+        "complete": report.complete,
+    }
 
 
 @dataclass

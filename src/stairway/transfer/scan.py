@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection
 
-from stairway.errors import ObjectMigrationError
+from stairway import audit
+from stairway.errors import ObjectMigrationError, TransferError
 from stairway.objects.store import ObjectStore
 from stairway.transfer.checkpoint import ChunkTally, record_chunk
 from stairway.transfer.format import digest, records
@@ -124,9 +126,12 @@ class Scan:
                 self.rejects.add(line_number, reason, raw)
             tally.rejected += len(objects)
             rows: list[Row] = []
+            entries: list[dict[str, Any]] = []
         else:
             rows = [row for item in objects if (row := self._row(item, tally)) is not None]
+            entries = [record for _, _, record in objects if record.get("kind") == "audit"]
         with self.store.engine.begin() as conn:
+            _append_audit(conn, entries)
             tally.imported = load(conn, self.store, rows)
             tally.present = len(rows) - tally.imported
             record_chunk(conn, self.import_id, chunk, tally)
@@ -136,7 +141,8 @@ class Scan:
     def _objects(
         self, lines: list[tuple[int, bytes]], tally: ChunkTally
     ) -> list[tuple[int, bytes, dict[str, Any]]]:
-        """The object records of a chunk; any other line is rejected and left out of its hash."""
+        """The object and audit records of a chunk; any other line is rejected and left out
+        of its hash."""
         found = []
         for number, raw in lines:
             try:
@@ -151,15 +157,19 @@ class Scan:
             elif kind == "object":
                 found.append((number, raw, record))
                 tally.saw(record.get("type"))
+            elif kind == "audit":
+                found.append((number, raw, record))
             else:
                 reason = "a second header" if kind == "header" else f"a {kind!r} record here"
                 self.rejects.add(number, reason, raw)
-            if kind != "object":
+            if kind not in ("object", "audit"):
                 tally.rejected += 1
         return found
 
     def _row(self, item: tuple[int, bytes, dict[str, Any]], tally: ChunkTally) -> Row | None:
         number, raw, record = item
+        if record.get("kind") == "audit":
+            return None
         get = record.get
         oid, type_, data, stamp = get("id"), get("type"), get("data"), get("written_by")
         if oid is None or not isinstance(type_, str) or not isinstance(data, dict):
@@ -195,6 +205,27 @@ class Scan:
             self.report.problems.append(
                 "the trailer's digest does not match the chunks: the file was changed"
             )
+
+
+def _append_audit(conn: Connection, entries: list[dict[str, Any]]) -> None:
+    """The source site's log joins this site's, each entry kept with when, who and what, and
+    the id and hash it had there (the export's own chain was checked with its chunk)."""
+    for entry in entries:
+        try:
+            data = orjson.loads(entry["data"])
+            source = {"id": entry["id"], "hash": entry["hash"]}
+            audit.append(
+                conn,
+                str(entry["action"]),
+                {**data, "source": source},
+                str(entry["actor"]),
+                str(entry["at"]),
+            )
+        except (KeyError, TypeError, orjson.JSONDecodeError):
+            raise TransferError(
+                f"audit entry {entry.get('id')!r} of the export is not readable",
+                hint="check the file with `stairway export verify FILE`",
+            ) from None
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
