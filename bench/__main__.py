@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import guard_cost, object_parse, object_rewrite, schema_apply, upgrade
+from bench import guard_cost, object_parse, object_rewrite, schema_apply, transfer, upgrade
 from bench.harness import Result, Sizes, leftover_databases, write_summary
 
 BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
     object_parse.NAME: object_parse.run,
     object_rewrite.NAME: object_rewrite.run,
     upgrade.NAME: upgrade.run,
+    transfer.NAME: transfer.run,
 }
 
 
@@ -60,7 +61,7 @@ def _line(result: Result) -> str:
         f"  {result.name}: ratio {result.ratio:.2f} (goal {sign} {result.goal:g}, {verdict})\n"
         f"    subject  {result.subject}: {result.subject_seconds * 1000:.3f} ms\n"
         f"    baseline {result.baseline}: {result.baseline_seconds * 1000:.3f} ms"
-    )
+    ) + "".join(f"\n    {note}" for note in result.notes)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ class Result:
     # "time": ratio = subject / baseline seconds, met at or under the goal; "throughput": ratio =
     # baseline / subject seconds (subject's rate over the baseline's), met at or over the goal.
     measure: str = "time"
+    # Further results of the same run worth a line each (secondary ratios, extrapolations).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:

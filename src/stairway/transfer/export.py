@@ -47,6 +47,7 @@ class _Part:
     last_id: Any = None
     chunks: int = 0
     hashes: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)  # records per chunk
     counts: dict[str, int] = field(default_factory=dict)
     done: bool = False
 
@@ -238,6 +239,7 @@ def _sealed(part: _Part, lines: list[bytes], **marker: Any) -> bytes:
     sha = hashlib.sha256(body).hexdigest()
     part.chunks += 1
     part.hashes.append(sha)
+    part.sizes.append(len(lines))
     record = {"kind": "chunk", "number": part.chunks, "count": len(lines), **marker, "sha256": sha}
     return body + line(record)
 
@@ -258,6 +260,7 @@ def _assemble(
     renamed into place: the export's own name only ever holds a whole export."""
     compressor = zstandard.ZstdCompressor(level=3)
     hashes = [sha for part in parts for sha in part.hashes]
+    sizes = [size for part in parts for size in part.sizes]
     counts: dict[str, int] = {}
     for part in parts:
         for name, count in part.counts.items():
@@ -275,6 +278,7 @@ def _assemble(
             entries = [line({"kind": "audit", **row}) for row in audit]
             out.write(compressor.compress(_sealed(log, entries, audit=len(audit))))
             hashes += log.hashes
+            sizes += log.sizes
             chunks += 1
         trailer = {
             "kind": "trailer",
@@ -282,6 +286,7 @@ def _assemble(
             "chunks": chunks,
             "objects": sum(counts.values()),
             "audit_entries": len(audit),
+            "manifest": [{"count": n, "sha256": sha} for n, sha in zip(sizes, hashes, strict=True)],
             "digest": digest(hashes),
         }
         _write_frame(out, compressor, line(trailer))

@@ -12,7 +12,8 @@ Records (one JSON object per line):
     {"kind": "chunk", "number", "count", "last_id", "sha256"}   (number: within its part)
     {"kind": "audit", "id", "at", "actor", "action", "data", "previous", "hash"}
     {"kind": "chunk", "number", "count", "audit", "sha256"}     (after the audit entries)
-    {"kind": "trailer", "counts", "chunks", "objects", "audit_entries", "digest"}
+    {"kind": "trailer", "counts", "chunks", "objects", "audit_entries",
+     "manifest": [{"count", "sha256"} of every chunk], "digest"}
 
 The audit entries are the site's log as stored (``data`` is the hashed text), so the check
 verifies their chain too.
@@ -109,6 +110,7 @@ class _Check:
         self.chunk = hashlib.sha256()
         self.in_chunk = 0
         self.hashes: list[str] = []
+        self.manifest: list[dict[str, Any]] = []
         self.audit: list[SimpleNamespace] = []
         self.last = 0
 
@@ -170,6 +172,7 @@ class _Check:
         if record.get("sha256") != found:
             self._problem(number, f"chunk {ordinal} does not match its SHA-256")
         self.hashes.append(str(record.get("sha256")))
+        self.manifest.append({"count": record.get("count"), "sha256": record.get("sha256")})
         self.summary.chunks += 1
         self.chunk, self.in_chunk = hashlib.sha256(), 0
 
@@ -182,6 +185,8 @@ class _Check:
             self._problem(number, "the trailer's counts differ from the header's")
         if record.get("digest") != digest(self.hashes):
             self._problem(number, "the trailer's digest does not match the chunks")
+        if record.get("manifest") != self.manifest:
+            self._problem(number, "the trailer's manifest of chunks differs from the chunks")
         if record.get("audit_entries", 0) != len(self.audit):
             self._problem(number, "the trailer's count of audit entries differs from the file's")
         try:
