@@ -14,8 +14,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from stairway.database import dispose_all
+
+# The machines are shared and noisy: a slow draw is not a failure of the code under test.
+settings.register_profile("stairway", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("stairway")
 
 PG_ADMIN = os.environ.get("STAIRWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 CATALOGS = Path(__file__).parent / "catalogs"

@@ -9,9 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
-from rich.console import Console
 from rich.progress import Progress
 
 from stairway import commands, views
@@ -29,6 +27,16 @@ from stairway.errors import (
 from stairway.files import write_atomic
 from stairway.meter import meter
 from stairway.objects.checkpoints import Checkpoint
+from stairway.options import (
+    CatalogOpt,
+    JsonOpt,
+    ShardOpt,
+    SiteOpt,
+    WorkersOpt,
+    emit_json,
+    err,
+    out,
+)
 from stairway.schema.change import Change, Phase
 
 app = typer.Typer(
@@ -37,30 +45,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-SiteOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--site", help="site.toml of the installation [default: ./site.toml or $STAIRWAY_SITE]"
-    ),
-]
-CatalogOpt = Annotated[
-    Path | None, typer.Option("--catalog", help="catalog directory [default: the site's catalog]")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for machines")]
-WorkersOpt = Annotated[
-    int, typer.Option("--workers", help="worker processes on this machine", min=1, max=64)
-]
-ShardOpt = Annotated[
-    str | None,
-    typer.Option("--shard", help="i/N: this machine's part when N machines share the work"),
-]
-
-
-def emit_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
 def announce(change: Change) -> None:
@@ -738,6 +722,17 @@ def release_verify(
         f"[green]{found.artifact} verified[/green]: {found.product} {found.version}, "
         f"sha256 {found.sha256}"
     )
+
+
+def _fleet_commands() -> None:
+    from stairway.fleet import cli as fleet_cli
+
+    app.command("serve")(fleet_cli.serve)
+    app.add_typer(fleet_cli.tokens_app, name="tokens")
+    app.add_typer(fleet_cli.agent_app, name="agent")
+
+
+_fleet_commands()
 
 
 def _seed(ctx: commands.Context, demo: Any) -> None:

@@ -105,13 +105,7 @@ def check_release(artifacts: Path, key_file: Path, product: str, version: str) -
                 f"{needed} is missing", hint="publish the release manifest and its signature"
             )
     body = path.read_bytes()
-    try:
-        _public_key(key_file).verify(base64.b64decode(signature.read_bytes().strip()), body)
-    except (InvalidSignature, ValueError):
-        raise ReleaseError(
-            f"the signature of {path.name} does not verify with {key_file}",
-            hint="the release was not signed by the key this site trusts: do not install it",
-        ) from None
+    verify_signature(key_file, body, signature.read_bytes(), path.name)
     manifest = ReleaseManifest(**orjson.loads(body))
     if (manifest.product, manifest.version) != (product, version):
         raise ReleaseError(
@@ -121,6 +115,17 @@ def check_release(artifacts: Path, key_file: Path, product: str, version: str) -
         )
     _check_artifact(artifacts / manifest.artifact, manifest)
     return manifest
+
+
+def verify_signature(key_file: Path, body: bytes, signature: bytes, what: str) -> None:
+    """Raises ReleaseError unless ``signature`` (base64) is ``key_file``'s over ``body``."""
+    try:
+        _public_key(key_file).verify(base64.b64decode(signature.strip()), body)
+    except (InvalidSignature, ValueError):
+        raise ReleaseError(
+            f"the signature of {what} does not verify with {key_file}",
+            hint="it was not signed by the key this site trusts: do not install it",
+        ) from None
 
 
 def install_release(artifacts: Path, releases_dir: Path, manifest: ReleaseManifest) -> Path:
@@ -196,6 +201,10 @@ def _unpack(artifact: Path, target: Path) -> None:
                     hint="rebuild the artifact from plain files",
                 )
             tar.extract(info, target, filter="data")
+
+
+def sha256_of(path: Path) -> str:
+    return _sha256(path)
 
 
 def _sha256(path: Path) -> str:

@@ -38,9 +38,17 @@ class ServiceSection(_Strict):
     instances: list[str] = []
 
 
+class FleetSection(_Strict):
+    builds: Path | None = None  # published agent builds, served to agents
+    public_url: str | None = None  # how agents reach the control plane (for build URLs)
+    heartbeat: Annotated[float, Field(gt=0)] = 10.0  # seconds between an agent's heartbeats
+    deadline: Annotated[float, Field(gt=0)] = 120.0  # seconds for an upgraded agent to come back
+
+
 class Site(_Strict):
     site: SiteSection
     service: ServiceSection | None = None
+    fleet: FleetSection = FleetSection()
     path: Path = Path(DEFAULT_SITE)
 
     @property
@@ -90,7 +98,8 @@ def _resolved(site: Site, path: Path) -> Site:
             "catalog": _under(base, section.catalog),
         }
     )
-    return site.model_copy(update={"site": fixed, "path": path})
+    fleet = site.fleet.model_copy(update={"builds": _under(base, site.fleet.builds)})
+    return site.model_copy(update={"site": fixed, "fleet": fleet, "path": path})
 
 
 def _under(base: Path, value: Path | None) -> Path | None:

@@ -1,0 +1,1 @@
+"""The fleet: a control plane (``stairway serve``) and the agents it upgrades."""

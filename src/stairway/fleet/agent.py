@@ -1,0 +1,247 @@
+"""The agent runtime: connect, say hello, keep a heartbeat, and take upgrades by itself.
+
+A product's agent build calls ``main(version, protocol)`` (or embeds ``Agent``). The agent's
+home holds ``agent.json`` (server, id, credential, trusted key, product), ``builds/`` and the
+``current`` link to the running build, and ``state.json``. On every connect it says hello
+``{agent_id, version, protocol}``; it reconnects with exponential backoff and jitter. On an
+upgrade message it checks the signature of the build's manifest with the key it trusts,
+downloads the build, checks its size and SHA-256, writes it atomically (temporary file, fsync,
+rename), keeps the previous build, records a trial with a deadline, points ``current`` at the
+new build and re-executes itself. The new build ends the trial when the server welcomes it; if
+it does not within the deadline, the supervisor (``stairway agent run``) goes back to the
+previous build and the agent's next hello says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from stairway.errors import ReleaseError
+from stairway.files import sync_directory, write_atomic
+from stairway.fleet.builds import build_name, check_offer
+from stairway.releases import sha256_of
+
+EXIT_REFUSED = 2  # the server refused this agent: retrying would not help
+DEADLINE = 60.0  # seconds a new build has to be welcomed before it is rolled back
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    server: str  # ws://host:port or wss://host:port
+    agent_id: str
+    credential: str
+    key: Path  # the product's release.pub
+    product: str
+    deadline: float = DEADLINE
+
+    @classmethod
+    def load(cls, home: Path) -> AgentConfig:
+        data = orjson.loads((home / "agent.json").read_bytes())
+        data["key"] = home / data["key"]
+        return cls(**data)
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter, reset by a successful connect."""
+
+    base: float = 0.5
+    cap: float = 30.0
+    attempt: int = 0
+
+    def next(self) -> float:
+        self.attempt += 1
+        return random.uniform(0, min(self.cap, self.base * 2**self.attempt))
+
+
+@dataclass
+class Agent:
+    home: Path
+    version: str
+    protocol: int
+    config: AgentConfig
+    healthy: Callable[[], bool] = lambda: True  # the product's own readiness check
+    backoff: Backoff = field(default_factory=Backoff)
+    refused: str | None = None
+
+    async def run(self) -> int:
+        """Serve until refused (exit 2); connection problems are retried, never fatal."""
+        while self.refused is None:
+            try:
+                await self._connection()
+            except (OSError, websockets.WebSocketException, TimeoutError) as err:
+                print(f"agent {self.config.agent_id}: {err}; retrying", file=sys.stderr)
+            if self.refused is None:
+                await asyncio.sleep(self.backoff.next())
+        print(f"agent {self.config.agent_id} refused: {self.refused}", file=sys.stderr)
+        return EXIT_REFUSED
+
+    async def _connection(self) -> None:
+        headers = {"Authorization": f"Bearer {self.config.credential}"}
+        url = self.config.server.rstrip("/") + "/agent/v1"
+        async with connect(url, additional_headers=headers, open_timeout=10) as socket:
+            await socket.send(orjson.dumps(self._hello()).decode())
+            welcome = orjson.loads(await asyncio.wait_for(socket.recv(), timeout=30))
+            if welcome.get("type") != "welcome":
+                self.refused = str(welcome.get("reason", welcome))
+                return
+            self._welcomed()
+            beat = asyncio.create_task(_heartbeats(socket, float(welcome.get("heartbeat", 10))))
+            try:
+                async for raw in socket:
+                    message = orjson.loads(raw)
+                    if isinstance(message, dict) and message.get("type") == "upgrade":
+                        await self._upgrade(socket, message)
+            finally:
+                beat.cancel()
+
+    def _hello(self) -> dict[str, Any]:
+        hello: dict[str, Any] = {
+            "type": "hello",
+            "agent_id": self.config.agent_id,
+            "version": self.version,
+            "protocol": self.protocol,
+        }
+        rolled_back = read_state(self.home).get("rolled_back")
+        if rolled_back:
+            hello["rolled_back"] = rolled_back
+        return hello
+
+    def _welcomed(self) -> None:
+        """The server took our hello: a trial of this build ends well, a rollback is told."""
+        self.backoff.attempt = 0
+        state = read_state(self.home)
+        confirmed = state.get("trial", {}).get("to") == self.version and self.healthy()
+        if confirmed or state.get("rolled_back"):
+            write_state(self.home, {})
+
+    async def _upgrade(self, socket: ClientConnection, offer: dict[str, Any]) -> None:
+        version = str(offer.get("manifest", {}).get("version"))
+        try:
+            build = await asyncio.to_thread(self._fetch, offer)
+        except _Failure as failure:
+            report = {"type": "upgrade_failed", "version": version, **failure.__dict__}
+            await socket.send(orjson.dumps(report).decode())
+            return
+        self._start_trial(build, version)
+        await socket.close()
+        reexecute(build, self.home)
+
+    def _fetch(self, offer: dict[str, Any]) -> Path:
+        try:
+            manifest = check_offer(self.config.key, offer, self.config.product)
+        except ReleaseError as err:
+            raise _Failure("verify", err.message) from None
+        builds = self.home / "builds"
+        builds.mkdir(exist_ok=True)
+        target = builds / build_name(manifest.version)
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=builds)
+        temporary = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                _download(str(offer.get("url")), self.config.credential, out)
+                out.flush()
+                os.fsync(out.fileno())
+            if temporary.stat().st_size != manifest.size or sha256_of(temporary) != manifest.sha256:
+                raise _Failure("verify", f"{target.name} does not match its signed SHA-256")
+            os.replace(temporary, target)
+            sync_directory(builds)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return target
+
+    def _start_trial(self, build: Path, version: str) -> None:
+        current = self.home / "current"
+        previous = os.readlink(current) if current.is_symlink() else None
+        trial = {
+            "from": self.version,
+            "to": version,
+            "previous": previous,
+            "deadline": time.time() + self.config.deadline,
+        }
+        write_state(self.home, {"trial": trial})
+        point_current(self.home, build)
+
+
+@dataclass
+class _Failure(Exception):
+    stage: str  # "download": the URL cannot be reached (pending); "verify": refused (failed)
+    reason: str
+
+
+def _download(url: str, credential: str, out: Any) -> None:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {credential}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            while block := response.read(1 << 20):
+                out.write(block)
+    except (urllib.error.URLError, OSError) as err:
+        raise _Failure(
+            "download",
+            f"cannot download {url}: {err}. Upgrade by hand: copy the build, its release "
+            "manifest and signature from the server's builds directory to this host and run "
+            "`stairway agent install DIR --version VERSION --home HOME`",
+        ) from None
+
+
+async def _heartbeats(socket: ClientConnection, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        await socket.send('{"type":"heartbeat"}')
+
+
+# --- the home directory ----------------------------------------------------------------------
+
+
+def read_state(home: Path) -> dict[str, Any]:
+    path = home / "state.json"
+    if not path.is_file():
+        return {}
+    value = orjson.loads(path.read_bytes())
+    return value if isinstance(value, dict) else {}
+
+
+def write_state(home: Path, state: dict[str, Any]) -> None:
+    write_atomic(home / "state.json", orjson.dumps(state))
+
+
+def point_current(home: Path, build: Path) -> None:
+    """Swap the ``current`` link in one rename."""
+    link = home / "current.new"
+    link.unlink(missing_ok=True)
+    link.symlink_to(build)
+    os.replace(link, home / "current")
+    sync_directory(home)
+
+
+def reexecute(build: Path, home: Path) -> None:
+    """Become the new build: same process, so the supervisor keeps watching it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, str(build), "--home", str(home)])
+
+
+def main(version: str, protocol: int, argv: list[str] | None = None) -> int:
+    """The entry point of an agent build: ``python agent-V.pyz --home DIR``."""
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 2 or args[0] != "--home":
+        print("usage: agent.pyz --home DIR", file=sys.stderr)
+        return EXIT_REFUSED
+    home = Path(args[1])
+    agent = Agent(home, version, protocol, AgentConfig.load(home))
+    return asyncio.run(agent.run())

@@ -1,0 +1,138 @@
+"""``stairway serve``, ``stairway tokens`` and ``stairway agent``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stairway import commands
+from stairway.fleet.tokens import Kind
+from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out
+
+tokens_app = typer.Typer(help="Admin and enrollment tokens for the control plane.")
+agent_app = typer.Typer(help="The agent runtime: enroll, run, publish builds, install by hand.")
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8700,
+    public_url: Annotated[
+        str | None, typer.Option("--public-url", help="how agents reach this server")
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key")] = None,
+    client_ca: Annotated[
+        Path | None, typer.Option("--client-ca", help="require agents' certificates (mutual TLS)")
+    ] = None,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """The control plane: agent listener, admin API and upgrade policy evaluator."""
+    import ssl
+
+    import uvicorn
+
+    from stairway.fleet import commands as fleet
+    from stairway.fleet.server import create_app
+
+    ctx = commands.open_context(site, catalog)
+    scheme = "https" if tls_cert else "http"
+    config = fleet.fleet_config(ctx, public_url or f"{scheme}://{host}:{port}")
+    app = create_app(ctx.engine, config)
+    extra: dict[str, object] = {}
+    if tls_cert and tls_key:
+        extra = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
+        if client_ca:
+            extra |= {"ssl_ca_certs": str(client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+    out.print(f"control plane for {config.product} {config.version} on {scheme}://{host}:{port}")
+    uvicorn.run(app, host=host, port=port, log_level="warning", **extra)  # type: ignore[arg-type]
+
+
+@tokens_app.command("create")
+def tokens_create(
+    kind: Annotated[Kind, typer.Option("--kind", help="admin or enroll")],
+    label: Annotated[str, typer.Option("--label", help="who or what it is for")],
+    uses: Annotated[int | None, typer.Option("--uses", help="enrollments it allows", min=1)] = None,
+    hours: Annotated[float | None, typer.Option("--hours", help="valid for", min=0.01)] = None,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """A new token, printed once: only its hash is kept."""
+    from stairway.fleet import commands as fleet
+
+    ctx = commands.open_context(site, catalog)
+    token = fleet.create_token(ctx, kind, label, uses, hours)
+    if json:
+        emit_json({"token": token, "kind": kind.value, "label": label})
+    else:
+        out.print(token, highlight=False, soft_wrap=True)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(help="the id: the part after swt_KIND_")],
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Revoke a token at once."""
+    from stairway.fleet import commands as fleet
+
+    fleet.revoke_token(commands.open_context(site, catalog), token_id)
+    out.print(f"token {token_id} revoked")
+
+
+@agent_app.command("enroll")
+def agent_enroll(
+    server: Annotated[str, typer.Option("--server", help="ws://host:port of the control plane")],
+    token: Annotated[str, typer.Option("--token", help="an enrollment token")],
+    agent_id: Annotated[str, typer.Option("--id", help="this agent's id")],
+    home: Annotated[Path, typer.Option("--home", help="the agent's directory")],
+    key: Annotated[Path, typer.Option("--key", help="the product's release.pub")],
+    product: Annotated[str, typer.Option("--product")],
+    build: Annotated[Path, typer.Option("--build", help="the agent build to start with")],
+) -> None:
+    """Get this agent's credential and set up its home."""
+    from stairway.fleet import commands as fleet
+
+    fleet.enroll(server, token, agent_id, home, key, product, build)
+    out.print(f"agent {agent_id} enrolled; start it with `stairway agent run --home {home}`")
+
+
+@agent_app.command("run")
+def agent_run(home: Annotated[Path, typer.Option("--home", help="the agent's directory")]) -> None:
+    """Run the current build; an upgrade that does not come up is rolled back by itself."""
+    from stairway.fleet.supervisor import supervise
+
+    raise typer.Exit(supervise(home))
+
+
+@agent_app.command("publish")
+def agent_publish(
+    build: Annotated[Path, typer.Argument(help="the agent build (a zipapp)")],
+    version: Annotated[str, typer.Option("--version")],
+    key: Annotated[Path, typer.Option("--key", help="the product's release.key")],
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Sign an agent build and put it where the control plane offers it to agents."""
+    from stairway.fleet import commands as fleet
+
+    found = fleet.publish_build(commands.open_context(site, catalog), build, version, key)
+    out.print(f"published {found.manifest.artifact} (sha256 {found.manifest.sha256})")
+
+
+@agent_app.command("install")
+def agent_install(
+    source: Annotated[Path, typer.Argument(help="directory with the build, manifest and .sig")],
+    version: Annotated[str, typer.Option("--version")],
+    home: Annotated[Path, typer.Option("--home")],
+    product: Annotated[str, typer.Option("--product")],
+) -> None:
+    """Upgrade an agent by hand (when it cannot reach the server's build URL)."""
+    from stairway.fleet import commands as fleet
+
+    target = fleet.install(home, source, version, product)
+    out.print(f"{target.name} checked and made current; restart the agent")

@@ -1,0 +1,117 @@
+"""The fleet's commands, between the CLI and the control plane, agents and tokens."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+from stairway.commands import Context, current_version
+from stairway.errors import ReleaseError, UsageRefused
+from stairway.files import write_atomic
+from stairway.fleet import builds, tokens
+from stairway.fleet.agent import point_current, write_state
+from stairway.fleet.builds import Build
+from stairway.fleet.server import FleetConfig
+from stairway.fleet.tables import ensure_tables
+from stairway.releases import check_release
+
+
+def fleet_config(ctx: Context, public_url: str) -> FleetConfig:
+    version = current_version(ctx)
+    release = ctx.catalog.release(version)
+    section = ctx.site.fleet
+    return FleetConfig(
+        product=ctx.catalog.product,
+        version=str(version),
+        protocol=release.agent_protocol,
+        builds=section.builds,
+        public_url=section.public_url or public_url,
+        heartbeat=section.heartbeat,
+        deadline=section.deadline,
+    )
+
+
+def create_token(
+    ctx: Context, kind: tokens.Kind, label: str, uses: int | None, hours: float | None
+) -> str:
+    if kind == tokens.Kind.AGENT:
+        raise UsageRefused(
+            "agent credentials are not created by hand",
+            hint="create an enrollment token and run `stairway agent enroll` on the agent's host",
+        )
+    valid = timedelta(hours=hours) if hours else None
+    with ctx.engine.begin() as conn:
+        ensure_tables(conn)
+        return tokens.issue(conn, kind, label, uses=uses, valid_for=valid)
+
+
+def revoke_token(ctx: Context, token_id: str) -> None:
+    with ctx.engine.begin() as conn:
+        ensure_tables(conn)
+        if not tokens.revoke(conn, token_id):
+            raise UsageRefused(f"no token {token_id}", hint="the id is the part after swt_KIND_")
+
+
+def publish_build(ctx: Context, build_file: Path, version: str, key: Path) -> Build:
+    folder = ctx.site.fleet.builds
+    if folder is None:
+        raise UsageRefused(
+            "the site names no directory for agent builds",
+            hint='set [fleet] builds = "DIR" in site.toml',
+        )
+    return builds.publish(folder, key, build_file, ctx.catalog.product, version)
+
+
+def enroll(
+    server: str, token: str, agent_id: str, home: Path, key: Path, product: str, build: Path
+) -> None:
+    """Exchange an enrollment token for this agent's credential and set up its home."""
+    body = json.dumps({"agent_id": agent_id}).encode()
+    url = server.replace("ws://", "http://").replace("wss://", "https://").rstrip("/")
+    request = urllib.request.Request(
+        f"{url}/api/enroll",
+        data=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            credential = json.loads(response.read())["credential"]
+    except urllib.error.HTTPError as err:
+        raise UsageRefused(
+            f"the server refused the enrollment ({err.code})",
+            hint="check the enrollment token: it may be wrong, used up, expired or revoked",
+        ) from None
+    except (urllib.error.URLError, OSError) as err:
+        raise UsageRefused(f"cannot reach {url}: {err}", hint="check --server") from None
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "builds").mkdir(exist_ok=True)
+    installed = home / "builds" / build.name
+    write_atomic(installed, build.read_bytes())
+    write_atomic(home / "release.pub", key.read_bytes())
+    config = {
+        "server": server,
+        "agent_id": agent_id,
+        "credential": credential,
+        "key": "release.pub",
+        "product": product,
+    }
+    write_atomic(home / "agent.json", json.dumps(config, indent=2).encode())
+    (home / "agent.json").chmod(0o600)
+    point_current(home, installed)
+    write_state(home, {})
+
+
+def install(home: Path, source: Path, version: str, product: str) -> Path:
+    """The manual upgrade: a build checked like any release, then made current."""
+    try:
+        manifest = check_release(source, home / "release.pub", f"{product}-agent", version)
+    except ReleaseError:
+        raise
+    target = home / "builds" / manifest.artifact
+    write_atomic(target, (source / manifest.artifact).read_bytes())
+    point_current(home, target)
+    write_state(home, {})
+    return target

@@ -1,0 +1,158 @@
+"""The upgrade policy and its evaluator: which agents to upgrade on this tick, and why not.
+
+Modes: ``manual`` (only the operator's per-agent Upgrade), ``auto`` (every drifted agent at
+once) and ``staged`` (each tick, ``percent`` of the agents that were drifted when the rollout
+began, so a rollout ends in a known number of ticks; a wave starts only when the one before it
+has settled). With ``canary`` the agents of the canary group go first, alone, and the rest wait
+until every canary runs the target. Waves are health-gated: when more than ``max_failures``
+percent of the agents tried in this rollout failed or went silent, the rollout halts, with the
+reason shown, until the operator changes the policy. A version that failed on an agent is
+pinned there and not sent again. The evaluator is a pure function of the rows it is given.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from stairway.versions import Version
+
+
+class Mode(StrEnum):
+    MANUAL = "manual"
+    AUTO = "auto"
+    STAGED = "staged"
+
+
+class State(StrEnum):
+    ONLINE = "online"  # connected, said hello
+    OFFLINE = "offline"
+    UPGRADING = "upgrading"  # an upgrade was sent; waiting for hello with the target
+    PENDING = "pending upgrade"  # cannot reach the artifact URL: upgrade it by hand
+    FAILED = "failed"  # the agent refused the build or went back to its previous one
+    NO_SIGNAL = "no signal"  # silent past the deadline: neither success nor failure
+    REFUSED = "refused"  # its protocol lies outside the release's range
+
+
+@dataclass(frozen=True)
+class Policy:
+    mode: Mode = Mode.MANUAL
+    percent: int = 10
+    interval: float = 60.0
+    canary: bool = False
+    max_failures: int = 0  # percent of the agents tried in a rollout that may fail
+    rollout_target: str | None = None
+    rollout_size: int | None = None
+    halted: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    agent_id: str
+    version: str | None
+    state: State
+    connected: bool
+    group: str | None = None
+    target: str | None = None
+    attempt_started: datetime | None = None
+    failed_version: str | None = None
+
+
+@dataclass
+class Decision:
+    policy: Policy
+    upgrade: list[str] = field(default_factory=list)  # agent ids to send the upgrade to
+    silent: list[str] = field(default_factory=list)  # attempts past their deadline
+    note: str = ""  # what the tick did, for the UI
+
+
+def drifted(agent: AgentRow, target: str) -> bool:
+    """Older than the server's release; an agent ahead of it is never upgraded down."""
+    return agent.version is not None and _older(agent.version, target)
+
+
+def evaluate(
+    policy: Policy, agents: list[AgentRow], target: str, now: datetime, deadline: timedelta
+) -> Decision:
+    silent = [
+        a.agent_id
+        for a in agents
+        if a.state == State.UPGRADING and a.attempt_started and now - a.attempt_started > deadline
+    ]
+    agents = [replace(a, state=State.NO_SIGNAL) if a.agent_id in silent else a for a in agents]
+    policy = _rollout(policy, agents, target)
+    decision = Decision(policy, silent=silent)
+    if policy.mode == Mode.MANUAL:
+        decision.note = "manual: agents are upgraded one by one from the Agents page"
+        return decision
+    halt = policy.halted or _failures(policy, agents, target)
+    if halt:
+        decision.policy = replace(policy, halted=halt)
+        decision.note = f"halted: {halt}"
+        return decision
+    if policy.mode == Mode.STAGED and any(a.state == State.UPGRADING for a in agents):
+        decision.note = "waiting for the current wave to settle"
+        return decision
+    ready = [a for a in agents if _candidate(a, target)]
+    if policy.canary:
+        ready, waiting = _canary_first(agents, ready, target)
+        if waiting:
+            decision.note = "canary agents first"
+    size = len(ready)
+    if policy.mode == Mode.STAGED:
+        size = math.ceil((policy.rollout_size or 0) * policy.percent / 100)
+    decision.upgrade = [a.agent_id for a in sorted(ready, key=lambda a: a.agent_id)[:size]]
+    decision.note = decision.note or f"{len(decision.upgrade)} agent(s) sent the upgrade"
+    return decision
+
+
+def _rollout(policy: Policy, agents: list[AgentRow], target: str) -> Policy:
+    """A new target starts a new rollout: its size is the agents drifted at that moment."""
+    if policy.rollout_target == target:
+        return policy
+    size = sum(1 for a in agents if drifted(a, target))
+    return replace(policy, rollout_target=target, rollout_size=size, halted=None)
+
+
+def _candidate(agent: AgentRow, target: str) -> bool:
+    return (
+        agent.connected
+        and drifted(agent, target)
+        and agent.state == State.ONLINE
+        and agent.failed_version != target
+    )
+
+
+def _failures(policy: Policy, agents: list[AgentRow], target: str) -> str | None:
+    tried = [a for a in agents if a.target == target]
+    bad = [a for a in tried if a.state in (State.FAILED, State.NO_SIGNAL)]
+    if not bad:
+        return None
+    if policy.canary and any(a.group == "canary" for a in bad):
+        return f"canary agent {bad[0].agent_id} did not come back on {target}"
+    if len(bad) * 100 > len(tried) * policy.max_failures:
+        names = ", ".join(a.agent_id for a in bad[:5])
+        return (
+            f"{len(bad)} of {len(tried)} agents tried failed or went silent on {target} "
+            f"(more than {policy.max_failures}%): {names}"
+        )
+    return None
+
+
+def _canary_first(
+    agents: list[AgentRow], ready: list[AgentRow], target: str
+) -> tuple[list[AgentRow], bool]:
+    canaries = [a for a in agents if a.group == "canary"]
+    unfinished = [a for a in canaries if a.version is None or _older(a.version, target)]
+    if not unfinished:
+        return ready, False
+    return [a for a in ready if a.group == "canary"], True
+
+
+def _older(version: str, target: str) -> bool:
+    try:
+        return Version(version) < Version(target)
+    except ValueError:
+        return False  # an unreadable version is shown, never acted on

@@ -1,0 +1,96 @@
+"""Reading and writing the fleet's rows: agents, their states, and the one policy row."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from stairway.fleet.policy import AgentRow, Mode, Policy, State
+from stairway.fleet.tables import agents_table, policy_table
+from stairway.fleet.tokens import now
+
+POLICY_ID = 1
+
+
+def read_policy(conn: Connection) -> Policy:
+    row = conn.execute(select(policy_table).where(policy_table.c.id == POLICY_ID)).first()
+    if row is None:
+        return Policy()
+    values = {k: v for k, v in row._asdict().items() if k not in ("id", "last_tick")}
+    return Policy(**values | {"mode": Mode(row.mode)})
+
+
+def write_policy(conn: Connection, policy: Policy) -> None:
+    values = asdict(policy) | {"mode": policy.mode.value, "last_tick": now().isoformat()}
+    done = conn.execute(update(policy_table).where(policy_table.c.id == POLICY_ID).values(**values))
+    if not done.rowcount:
+        conn.execute(insert(policy_table).values(id=POLICY_ID, **values))
+
+
+def agent(conn: Connection, agent_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(agents_table).where(agents_table.c.agent_id == agent_id)).first()
+    return None if row is None else row._asdict()
+
+
+def all_agents(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(select(agents_table).order_by(agents_table.c.agent_id))
+    return [row._asdict() for row in rows]
+
+
+def enroll(conn: Connection, agent_id: str, group: str | None) -> None:
+    if agent(conn, agent_id) is None:
+        conn.execute(
+            insert(agents_table).values(
+                agent_id=agent_id,
+                state=State.OFFLINE.value,
+                connected=False,
+                group=group,
+                message="",
+                enrolled=now().isoformat(),
+            )
+        )
+
+
+def change(conn: Connection, agent_id: str, **values: Any) -> None:
+    conn.execute(update(agents_table).where(agents_table.c.agent_id == agent_id).values(**values))
+
+
+def rows_for_evaluator(conn: Connection) -> list[AgentRow]:
+    return rows_from(all_agents(conn))
+
+
+def rows_from(rows: list[dict[str, Any]]) -> list[AgentRow]:
+    return [
+        AgentRow(
+            agent_id=row["agent_id"],
+            version=row["version"],
+            state=State(row["state"]),
+            connected=bool(row["connected"]),
+            group=row["group"],
+            target=row["target"],
+            attempt_started=_when(row["attempt_started"]),
+            failed_version=row["failed_version"],
+        )
+        for row in rows
+    ]
+
+
+def resume_after_halt(conn: Connection) -> None:
+    """The operator changed the policy: failures so far no longer count against the rollout
+    (the versions that failed stay pinned on their agents)."""
+    c = agents_table.c
+    failed = c.state.in_([State.FAILED.value, State.NO_SIGNAL.value])
+    conn.execute(update(agents_table).where(failed).values(target=None))
+
+
+def disconnect_replica(conn: Connection, replica: str) -> None:
+    """A replica that stops (or starts again) holds no connection any more."""
+    c = agents_table.c
+    conn.execute(update(agents_table).where(c.replica == replica).values(connected=False))
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None

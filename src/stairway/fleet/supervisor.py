@@ -1,0 +1,71 @@
+"""``stairway agent run``: keeps the current agent build running and rolls back a bad upgrade.
+
+The supervisor starts ``current`` and watches it. While a trial is open (an upgrade the new
+build has not yet confirmed by being welcomed by the server), a build that exits, or one still
+unconfirmed at the trial's deadline, is stopped; ``current`` goes back to the previous build,
+which is started again and tells the server, in its next hello, which version failed and why.
+An agent the server refused (exit 2) is not restarted; other exits are, with backoff.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from stairway.fleet.agent import EXIT_REFUSED, Backoff, point_current, read_state, write_state
+
+
+def supervise(home: Path, poll: float = 0.2) -> int:
+    backoff = Backoff()
+    stopping = False
+
+    def stop(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    while True:
+        child = subprocess.Popen([sys.executable, str(home / "current"), "--home", str(home)])
+        code = _watch(home, child, poll, lambda: stopping)
+        if stopping:
+            return 0
+        trial = read_state(home).get("trial")
+        if trial:
+            why = f"the new build exited with status {code} before it was welcomed"
+            _roll_back(home, trial, why)
+            continue
+        if code in (0, EXIT_REFUSED):
+            return code
+        time.sleep(backoff.next())
+
+
+def _watch(home: Path, child: subprocess.Popen[bytes], poll: float, stopping: Any) -> int:
+    while (code := child.poll()) is None:
+        time.sleep(poll)
+        trial: dict[str, Any] = read_state(home).get("trial") or {}
+        late = bool(trial) and time.time() > float(trial.get("deadline", 0))
+        if stopping() or late:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            if late and not stopping():
+                reason = "the new build was not welcomed by the server within the deadline"
+                _roll_back(home, trial, reason)
+                return -1
+    return code
+
+
+def _roll_back(home: Path, trial: dict[str, Any], reason: str) -> None:
+    previous = trial.get("previous")
+    if previous:
+        point_current(home, Path(previous))
+    rolled_back = {"from": trial.get("from"), "to": trial.get("to"), "reason": reason}
+    write_state(home, {"rolled_back": rolled_back})
+    print(f"agent upgrade to {trial.get('to')} rolled back: {reason}", file=sys.stderr)

@@ -1,0 +1,58 @@
+"""The fleet's tables in the site database: tokens, agents, and the upgrade policy."""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, Connection, Float, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+tokens_table = Table(
+    "stairway_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("hash", String(64), nullable=False),  # SHA-256 of the secret; never the secret
+    Column("label", String(200), nullable=False),
+    Column("agent_id", String(200)),
+    Column("created", String(40), nullable=False),
+    Column("expires", String(40)),
+    Column("uses_left", Integer),
+    Column("revoked", Boolean, nullable=False),
+)
+
+agents_table = Table(
+    "stairway_agents",
+    metadata,
+    Column("agent_id", String(200), primary_key=True),
+    Column("version", String(64)),
+    Column("protocol", Integer),
+    Column("state", String(32), nullable=False),
+    Column("connected", Boolean, nullable=False),
+    Column("replica", String(64)),  # the server replica holding its connection
+    Column("group", String(64)),  # "canary" agents go first
+    Column("last_seen", String(40)),
+    Column("target", String(64)),  # the version it is being upgraded to
+    Column("attempt_started", String(40)),
+    Column("failed_version", String(64)),  # pinned: not sent again
+    Column("message", Text, nullable=False, default=""),
+    Column("enrolled", String(40), nullable=False),
+)
+
+policy_table = Table(
+    "stairway_fleet_policy",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("mode", String(16), nullable=False),
+    Column("percent", Integer, nullable=False),
+    Column("interval", Float, nullable=False),
+    Column("canary", Boolean, nullable=False),
+    Column("max_failures", Integer, nullable=False),  # percent of a wave that may fail
+    Column("rollout_target", String(64)),
+    Column("rollout_size", Integer),  # drifted agents when the rollout began
+    Column("halted", Text),  # why the rollout stopped, or NULL
+    Column("last_tick", String(40)),
+)
+
+
+def ensure_tables(conn: Connection) -> None:
+    metadata.create_all(conn, checkfirst=True)

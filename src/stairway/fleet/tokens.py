@@ -1,0 +1,126 @@
+"""Bearer tokens: admin tokens, enrollment tokens, and the credential each agent gets.
+
+A token reads ``swt_<kind>_<id>.<secret>``. Only the SHA-256 of the secret is stored, looked up
+by the id and compared in constant time, so the database never holds a usable token. An
+enrollment token is exchanged once per agent for that agent's own credential; it may be limited
+in uses and in time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import Connection, insert, select, update
+
+from stairway.fleet.tables import tokens_table
+
+
+class Kind(StrEnum):
+    ADMIN = "admin"
+    ENROLL = "enroll"
+    AGENT = "agent"
+
+
+class Unauthorized(Exception):
+    """No token, or one that is malformed, unknown, revoked, expired or wrong: 401."""
+
+
+class Forbidden(Exception):
+    """A valid token of the wrong kind for what it asks: 403."""
+
+
+@dataclass(frozen=True)
+class Token:
+    id: str
+    kind: Kind
+    label: str
+    agent_id: str | None
+
+
+def issue(
+    conn: Connection,
+    kind: Kind,
+    label: str,
+    agent_id: str | None = None,
+    uses: int | None = None,
+    valid_for: timedelta | None = None,
+) -> str:
+    """A new token; the returned text is shown once and never stored."""
+    token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    expires = (now() + valid_for).isoformat() if valid_for else None
+    conn.execute(
+        insert(tokens_table).values(
+            id=token_id,
+            kind=kind.value,
+            hash=_hash(secret),
+            label=label,
+            agent_id=agent_id,
+            created=now().isoformat(),
+            expires=expires,
+            uses_left=uses,
+            revoked=False,
+        )
+    )
+    return f"swt_{kind.value}_{token_id}.{secret}"
+
+
+def check(conn: Connection, presented: str | None, allowed: set[Kind]) -> Token:
+    """The token behind ``presented``, or Unauthorized / Forbidden."""
+    token_id, secret = _split(presented)
+    row = conn.execute(select(tokens_table).where(tokens_table.c.id == token_id)).first()
+    if row is None or not hmac.compare_digest(row.hash, _hash(secret)):
+        raise Unauthorized("unknown token")
+    if row.revoked:
+        raise Unauthorized("revoked token")
+    if row.expires and datetime.fromisoformat(row.expires) < now():
+        raise Unauthorized("expired token")
+    if row.uses_left is not None and row.uses_left <= 0:
+        raise Unauthorized("used-up token")
+    if Kind(row.kind) not in allowed:
+        raise Forbidden(f"a {row.kind} token cannot do this")
+    return Token(row.id, Kind(row.kind), row.label, row.agent_id)
+
+
+def spend(conn: Connection, token: Token) -> None:
+    """One use of a limited enrollment token."""
+    c = tokens_table.c
+    conn.execute(
+        update(tokens_table)
+        .where(c.id == token.id, c.uses_left.is_not(None))
+        .values(uses_left=c.uses_left - 1)
+    )
+
+
+def revoke(conn: Connection, token_id: str) -> bool:
+    done = conn.execute(
+        update(tokens_table).where(tokens_table.c.id == token_id).values(revoked=True)
+    )
+    return bool(done.rowcount)
+
+
+def revoke_agent(conn: Connection, agent_id: str) -> None:
+    c = tokens_table.c
+    conn.execute(update(tokens_table).where(c.agent_id == agent_id).values(revoked=True))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _split(presented: str | None) -> tuple[str, str]:
+    if not presented or not presented.startswith("swt_") or "." not in presented:
+        raise Unauthorized("no bearer token, or not a Stairway token")
+    head, secret = presented.split(".", 1)
+    parts = head.split("_")
+    if len(parts) != 3 or not parts[2] or not secret:
+        raise Unauthorized("malformed token")
+    return parts[2], secret
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

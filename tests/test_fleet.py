@@ -1,0 +1,167 @@
+"""The fleet for real: ``stairway serve`` and ``stairway agent run`` processes on loopback,
+upgrading zipapp builds of the agent from 1.0.0 to the server's 2.0.0."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+from fleet_harness import Fleet, fleet_site, free_port, make_build, wait_until
+from stairway import audit, commands
+from stairway.database import dispose_all
+from stairway.releases import generate_key
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, database_url: str) -> Fleet:
+    with fleet_site(tmp_path, database_url) as running:
+        yield running
+
+
+def versions(fleet: Fleet) -> dict[str, tuple[str, str]]:
+    return {a: (row["version"], row["state"]) for a, row in fleet.agent_rows().items()}
+
+
+def connected(fleet: Fleet, agent_id: str) -> bool:
+    row = fleet.agent_rows().get(agent_id)
+    return bool(row and row["connected"])
+
+
+def audit_actions(fleet: Fleet) -> list[str]:
+    return [entry["action"] for entry in fleet.api("GET", "/api/audit")]
+
+
+def test_auto_policy_upgrades_agents_that_re_execute_and_reconnect(fleet: Fleet) -> None:
+    old = make_build(fleet.root, "1.0.0")
+    fleet.publish(make_build(fleet.root, "2.0.0"), "2.0.0")
+    fleet.start_server()
+    homes = [fleet.start_agent(f"relay-{n}", old) for n in (1, 2)]
+    wait_until(
+        lambda: (
+            len(fleet.agent_rows()) == 2
+            and all(row["connected"] for row in fleet.agent_rows().values())
+        ),
+        30,
+        "two agents online",
+    )
+    assert versions(fleet) == {"relay-1": ("1.0.0", "online"), "relay-2": ("1.0.0", "online")}
+    assert all(row["drifted"] for row in fleet.agent_rows().values())
+    fleet.api("PUT", "/api/policy", {"mode": "auto", "interval": 0.2})
+    wait_until(
+        lambda: versions(fleet) == {"relay-1": ("2.0.0", "online"), "relay-2": ("2.0.0", "online")},
+        60,
+        "both agents on 2.0.0",
+    )
+    for home in homes:
+        assert (home / "current").resolve().name == "agent-2.0.0.pyz"
+        assert (home / "builds" / "agent-1.0.0.pyz").is_file(), "the previous build is kept"
+    upgrades = [e for e in fleet.api("GET", "/api/audit") if e["action"] == "agent.upgrade"]
+    assert {e["data"]["agent"] for e in upgrades} == {"relay-1", "relay-2"}
+    assert upgrades[0]["data"]["from"] == "1.0.0" and upgrades[0]["data"]["to"] == "2.0.0"
+    assert "agent.upgrade_policy" in audit_actions(fleet)
+
+
+def test_a_tampered_build_and_a_bad_signature_are_refused_and_pinned(fleet: Fleet) -> None:
+    old = make_build(fleet.root, "1.0.0")
+    fleet.publish(make_build(fleet.root, "2.0.0"), "2.0.0")
+    artifact = fleet.root / "builds" / "agent-2.0.0.pyz"
+    artifact.write_bytes(artifact.read_bytes() + b"tampered")
+    fleet.start_server()
+    fleet.start_agent("relay-t", old)
+    wait_until(lambda: connected(fleet, "relay-t"), 30, "the agent")
+    fleet.api("POST", "/api/agents/relay-t/upgrade")
+    wait_until(lambda: versions(fleet)["relay-t"][1] == "failed", 30, "the refusal")
+    row = fleet.agent_rows()["relay-t"]
+    assert row["version"] == "1.0.0" and "does not match its signed SHA-256" in row["message"]
+    assert row["failed_version"] == "2.0.0"
+
+    other_key, _ = generate_key(fleet.root / "other")
+    fleet.publish(make_build(fleet.root / "again", "2.0.0"), "2.0.0")
+    signature = fleet.root / "builds" / "release-2.0.0.json.sig"
+    from cryptography.hazmat.primitives import serialization
+
+    forged = serialization.load_pem_private_key(other_key.read_bytes(), None)
+    body = (fleet.root / "builds" / "release-2.0.0.json").read_bytes()
+    signature.write_bytes(base64.b64encode(forged.sign(body)))  # type: ignore[union-attr]
+    wait_until(lambda: connected(fleet, "relay-t"), 30, "the agent")
+    fleet.api("POST", "/api/agents/relay-t/upgrade")
+    wait_until(lambda: "signature" in fleet.agent_rows()["relay-t"]["message"], 30, "refusal")
+    assert fleet.agent_rows()["relay-t"]["version"] == "1.0.0"
+
+
+def test_an_unreachable_build_url_leaves_the_agent_pending_with_the_manual_command(
+    fleet: Fleet,
+) -> None:
+    old = make_build(fleet.root, "1.0.0")
+    fleet.publish(make_build(fleet.root, "2.0.0"), "2.0.0")
+    fleet.start_server(public_url=f"http://127.0.0.1:{free_port()}")
+    fleet.start_agent("relay-p", old)
+    wait_until(lambda: connected(fleet, "relay-p"), 30, "the agent")
+    fleet.api("POST", "/api/agents/relay-p/upgrade")
+    wait_until(lambda: versions(fleet)["relay-p"][1] == "pending upgrade", 30, "pending")
+    message = fleet.agent_rows()["relay-p"]["message"]
+    assert "cannot download" in message and "stairway agent install" in message
+
+
+def test_a_broken_build_rolls_itself_back_and_halts_the_rollout(fleet: Fleet) -> None:
+    old = make_build(fleet.root, "1.0.0")
+    fleet.publish(make_build(fleet.root, "2.0.0", broken=True), "2.0.0")
+    fleet.start_server()
+    home = fleet.start_agent("relay-b", old)
+    wait_until(lambda: connected(fleet, "relay-b"), 30, "the agent")
+    fleet.api("PUT", "/api/policy", {"mode": "auto", "interval": 0.2})
+    wait_until(lambda: versions(fleet)["relay-b"] == ("1.0.0", "failed"), 60, "the rollback")
+    row = fleet.agent_rows()["relay-b"]
+    assert "exited with status 1" in row["message"] and row["failed_version"] == "2.0.0"
+    assert (home / "current").resolve().name == "agent-1.0.0.pyz"
+    wait_until(lambda: fleet.api("GET", "/api/policy")["halted"] is not None, 30, "the halt")
+    assert "relay-b" in fleet.api("GET", "/api/policy")["halted"]
+    assert "agent.upgrade_failed" in audit_actions(fleet)
+    assert "agent.upgrade_halted" in audit_actions(fleet)
+
+
+def test_wrong_credentials_get_401_or_403_an_audit_entry_and_nothing_more(fleet: Fleet) -> None:
+    fleet.start_server()
+    cases = [
+        (None, 401, "unauthorized"),
+        ("swt_admin_nothere.secret", 401, "unauthorized"),
+        (fleet.admin[:-3] + "xyz", 401, "unauthorized"),
+        (fleet.enroll, 403, "forbidden"),
+    ]
+    for token, status, detail in cases:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            fleet.api("GET", "/api/agents", token=token or "none")
+        assert caught.value.code == status
+        assert json.loads(caught.value.read()) == {"detail": detail}
+    denied = [e for e in fleet.api("GET", "/api/audit") if e["action"] == "auth.denied"]
+    assert len(denied) == len(cases)
+    assert all(fleet.admin.split(".")[1] not in json.dumps(e) for e in denied)
+
+
+def test_an_agent_speaking_an_unknown_protocol_is_refused_with_the_accepted_range(
+    fleet: Fleet,
+) -> None:
+    fleet.start_server()
+    home = fleet.start_agent("relay-old", make_build(fleet.root, "0.9.0", protocol=0))
+    wait_until(lambda: fleet.agents[-1].poll() is not None, 30, "the refused agent to stop")
+    assert fleet.agents[-1].returncode == 2
+    row = fleet.agent_rows()["relay-old"]
+    assert row["state"] == "refused" and "accepts protocols 1 to 2" in row["message"]
+    assert (home / "current").resolve().name == "agent-0.9.0.pyz"
+
+
+def test_tokens_are_stored_hashed(tmp_path: Path, database_url: str) -> None:
+    with fleet_site(tmp_path, database_url) as fleet:
+        ctx = commands.open_context(fleet.site, None)
+        with ctx.engine.connect() as conn:
+            from sqlalchemy import text
+
+            stored = conn.execute(text("SELECT hash FROM stairway_tokens")).scalars().all()
+            assert len(stored) == 2
+            assert fleet.admin.split(".")[1] not in stored
+            assert audit.verify(conn) == []
+        dispose_all()
