@@ -132,6 +132,9 @@ class Fleet:
     def agent_rows(self) -> dict[str, dict[str, Any]]:
         return {row["agent_id"]: row for row in self.api("GET", "/api/agents")}
 
+    def connected(self) -> set[str]:
+        return {name for name, row in self.agent_rows().items() if row["connected"]}
+
     def stop(self) -> None:
         for process in [*self.agents, *([self.server] if self.server else [])]:
             if process.poll() is None:

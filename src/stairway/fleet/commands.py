@@ -17,6 +17,7 @@ from stairway.fleet.builds import Build
 from stairway.fleet.server import FleetConfig
 from stairway.fleet.tables import ensure_tables
 from stairway.releases import check_release
+from stairway.schema import migrator
 
 
 def fleet_config(ctx: Context, public_url: str) -> FleetConfig:
@@ -29,6 +30,7 @@ def fleet_config(ctx: Context, public_url: str) -> FleetConfig:
         protocol=release.agent_protocol,
         builds=section.builds,
         public_url=section.public_url or public_url,
+        schema_level=migrator.read_state(ctx.engine, ctx.catalog).level,
         heartbeat=section.heartbeat,
         deadline=section.deadline,
     )

@@ -22,12 +22,13 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine
 
 from stairway import audit
-from stairway.fleet import builds, events, store, tokens
-from stairway.fleet.policy import Mode, Policy, drifted, evaluate
+from stairway.database import serialised
+from stairway.fleet import builds, events, store, tokens, web
+from stairway.fleet.inputs import EnrollIn, PolicyIn
+from stairway.fleet.policy import Policy, drifted, evaluate
 from stairway.fleet.tables import ensure_tables
 from stairway.fleet.tokens import Forbidden, Kind, Token, Unauthorized
 
@@ -42,6 +43,7 @@ class FleetConfig:
     protocol: tuple[int, int] | None  # agent protocols this release accepts
     builds: Path | None  # published agent builds
     public_url: str  # how agents reach this server, for artifact URLs
+    schema_level: int | None = None
     heartbeat: float = 10.0
     deadline: float = 120.0  # seconds for an upgraded agent to say hello on the target
     replica: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
@@ -65,24 +67,11 @@ class Hub:
         return True
 
 
-class PolicyIn(BaseModel):
-    mode: Mode
-    percent: int = Field(default=10, ge=1, le=100)
-    interval: float = Field(default=60.0, ge=0.05)
-    canary: bool = False
-    max_failures: int = Field(default=0, ge=0, le=100)
-
-
-class EnrollIn(BaseModel):
-    agent_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
-    group: str | None = Field(default=None, max_length=64)
-
-
 class Fleet:
     """The app's state: configuration, database, connected agents, the evaluator."""
 
     def __init__(self, engine: Engine, config: FleetConfig) -> None:
-        self.engine, self.config, self.hub = engine, config, Hub()
+        self.engine, self.config, self.hub = serialised(engine), config, Hub()
         self.wake = asyncio.Event()
         self.last_note = ""
 
@@ -126,13 +115,35 @@ class Fleet:
         self.last_note = note
         return note
 
+    async def set_policy(self, body: PolicyIn, actor: str) -> Policy:
+        """The operator's policy; a halted rollout resumes (its failures stay pinned)."""
+
+        def write(conn: Connection) -> Policy:
+            new = replace(store.read_policy(conn), **body.model_dump(), halted=None)
+            store.resume_after_halt(conn)
+            store.write_policy(conn, new)
+            data = {**body.model_dump(), "mode": body.mode.value}
+            audit.append(conn, "agent.upgrade_policy", data, actor=actor)
+            return new
+
+        policy = await self.db(write)
+        self.wake.set()
+        return policy
+
+    async def run_now(self, actor: str) -> str:
+        await self.db(lambda c: audit.append(c, "agent.upgrade_run", {"run": "now"}, actor=actor))
+        return await self.tick()
+
     async def evaluator(self) -> None:
+        """A tick every ``interval``; a policy change only restarts the wait with its interval
+        (the operator's Run now acts at once)."""
         while True:
             policy = await self.db(store.read_policy)
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self.wake.wait(), timeout=policy.interval)
+            except TimeoutError:
+                await self.tick()
             self.wake.clear()
-            await self.tick()
 
 
 def create_app(engine: Engine, config: FleetConfig) -> FastAPI:
@@ -154,6 +165,7 @@ def create_app(engine: Engine, config: FleetConfig) -> FastAPI:
     app.state.fleet = fleet
     _admin_routes(app, fleet)
     _agent_routes(app, fleet)
+    web.routes(app, fleet)
     return app
 
 
@@ -245,24 +257,12 @@ def _admin_routes(app: FastAPI, fleet: Fleet) -> None:
 
     @app.put("/api/policy")
     async def put_policy(body: PolicyIn, token: Admin) -> dict[str, Any]:
-        def write(conn: Connection) -> Policy:
-            old = store.read_policy(conn)
-            new = replace(old, **body.model_dump(), halted=None)
-            store.resume_after_halt(conn)
-            store.write_policy(conn, new)
-            data = {**body.model_dump(), "mode": body.mode.value}
-            audit.append(conn, "agent.upgrade_policy", data, actor=f"admin:{token.label}")
-            return new
-
-        policy = await fleet.db(write)
-        fleet.wake.set()
+        policy = await fleet.set_policy(body, f"admin:{token.label}")
         return {**policy.__dict__, "mode": policy.mode.value}
 
     @app.post("/api/policy/run")
     async def run_now(token: Admin) -> dict[str, str]:
-        actor = f"admin:{token.label}"
-        await fleet.db(lambda c: audit.append(c, "agent.upgrade_run", {"run": "now"}, actor=actor))
-        return {"note": await fleet.tick()}
+        return {"note": await fleet.run_now(f"admin:{token.label}")}
 
     @app.post("/api/enroll")
     async def enroll(body: EnrollIn, token: Enroller) -> dict[str, str]:
@@ -362,7 +362,6 @@ async def _listen(fleet: Fleet, socket: WebSocket, agent_id: str) -> None:
             stage, reason = str(message.get("stage")), str(message.get("reason"))[:2000]
             version = str(message.get("version"))
             await fleet.db(functools.partial(_failed, agent_id, stage, version, reason))
-            fleet.wake.set()
 
 
 def _failed(agent_id: str, stage: str, version: str, reason: str, conn: Connection) -> None:

@@ -1,0 +1,20 @@
+"""What the admin API and the web UI accept, checked by Pydantic before anything runs."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from stairway.fleet.policy import Mode
+
+
+class PolicyIn(BaseModel):
+    mode: Mode
+    percent: int = Field(default=10, ge=1, le=100)
+    interval: float = Field(default=60.0, ge=0.05)
+    canary: bool = False
+    max_failures: int = Field(default=0, ge=0, le=100)
+
+
+class EnrollIn(BaseModel):
+    agent_id: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")
+    group: str | None = Field(default=None, max_length=64)
