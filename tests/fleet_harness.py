@@ -87,7 +87,17 @@ class Fleet:
         self.server = subprocess.Popen([*command, "--site", str(self.site)])
         wait_until(lambda: _answers(f"{self.url}/health"), 30, "the control plane to start")
 
-    def start_agent(self, agent_id: str, build: Path) -> Path:
+    def start_replica(self) -> tuple[subprocess.Popen[bytes], int]:
+        """Another ``stairway serve`` over the same site database."""
+        port = free_port()
+        command = [sys.executable, "-m", "stairway", "serve", "--port", str(port)]
+        replica = subprocess.Popen([*command, "--site", str(self.site)])
+        self.agents.append(replica)  # stopped with the rest
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(f"{url}/health"), 30, "the replica to start")
+        return replica, port
+
+    def start_agent(self, agent_id: str, build: Path, port: int | None = None) -> Path:
         home = self.root / "agents" / agent_id
         enrolled = subprocess.run(
             [
@@ -97,7 +107,7 @@ class Fleet:
                 "agent",
                 "enroll",
                 "--server",
-                f"ws://127.0.0.1:{self.port}",
+                f"ws://127.0.0.1:{port or self.port}",
                 "--token",
                 self.enroll,
                 "--id",
@@ -120,12 +130,20 @@ class Fleet:
         self.agents.append(subprocess.Popen(command))
         return home
 
-    def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        port: int | None = None,
+    ) -> Any:
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         if token or self.admin:
             headers["Authorization"] = f"Bearer {token or self.admin}"
-        request = urllib.request.Request(self.url + path, data, headers, method=method)
+        base = f"http://127.0.0.1:{port}" if port else self.url
+        request = urllib.request.Request(base + path, data, headers, method=method)
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 

@@ -165,3 +165,45 @@ def test_tokens_are_stored_hashed(tmp_path: Path, database_url: str) -> None:
             assert fleet.admin.split(".")[1] not in stored
             assert audit.verify(conn) == []
         dispose_all()
+
+
+def test_two_replicas_one_evaluator_reaching_agents_through_notify_and_a_takeover(
+    tmp_path: Path, pg_database: str
+) -> None:
+    import signal
+
+    with fleet_site(tmp_path, pg_database) as fleet:
+        old = make_build(fleet.root, "1.0.0")
+        fleet.publish(make_build(fleet.root, "2.0.0"), "2.0.0")
+        fleet.start_server()  # replica A: first up, it holds the evaluator lock
+        first = fleet.server
+        assert first is not None
+        _, port = fleet.start_replica()  # replica B: every agent connects here
+        names = [f"relay-{n}" for n in range(4)]
+        for name in names:
+            fleet.start_agent(name, old, port=port)
+        wait_until(lambda: fleet.connected() == set(names), 60, "four agents on replica B")
+        policy = {"mode": "staged", "percent": 50, "interval": 1}
+        fleet.api("PUT", "/api/policy", policy, port=port)
+        wait_until(
+            lambda: sum(v == ("2.0.0", "online") for v in versions(fleet).values()) >= 2,
+            60,
+            "the first wave, sent by A through B",
+        )
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        fleet.port = port  # ask B from now on
+        wait_until(
+            lambda: all(v == ("2.0.0", "online") for v in versions(fleet).values()),
+            90,
+            "the second wave, sent by B once it took the evaluator over",
+        )
+        entries = fleet.api("GET", "/api/audit", port=port)
+        sent = [
+            e["data"]["agent"]
+            for e in entries
+            if e["action"] == "agent.upgrade_run" and e["actor"] == "policy"
+        ]
+        assert sorted(sent) == names, "each agent was sent the upgrade once"
+        done = [e["data"]["agent"] for e in entries if e["action"] == "agent.upgrade"]
+        assert sorted(done) == names

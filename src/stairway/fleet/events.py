@@ -75,7 +75,7 @@ def refused(conn: Connection, agent_id: str, version: str, protocol: int, why: s
     )
 
 
-def upgrade_sent(conn: Connection, agent_id: str, target: str, actor: str) -> None:
+def upgrade_sent(conn: Connection, agent_id: str, target: str, actor: str, replica: str) -> None:
     store.change(
         conn,
         agent_id,
@@ -84,7 +84,8 @@ def upgrade_sent(conn: Connection, agent_id: str, target: str, actor: str) -> No
         attempt_started=now().isoformat(),
         message=f"upgrade to {target} sent",
     )
-    audit.append(conn, "agent.upgrade_run", {"agent": agent_id, "to": target}, actor=actor)
+    data = {"agent": agent_id, "to": target, "replica": replica}
+    audit.append(conn, "agent.upgrade_run", data, actor=actor)
 
 
 def failure(conn: Connection, agent_id: str, stage: str, version: str, reason: str) -> None:

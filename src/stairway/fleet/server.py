@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from stairway.database import serialised
 from stairway.fleet import builds, events, store, tokens, web
 from stairway.fleet.inputs import EnrollIn, PolicyIn
 from stairway.fleet.policy import Policy, drifted, evaluate
+from stairway.fleet.replicas import Replicas, conninfo
 from stairway.fleet.tables import ensure_tables
 from stairway.fleet.tokens import Forbidden, Kind, Token, Unauthorized
 
@@ -72,6 +74,8 @@ class Fleet:
 
     def __init__(self, engine: Engine, config: FleetConfig) -> None:
         self.engine, self.config, self.hub = serialised(engine), config, Hub()
+        url = conninfo(engine)
+        self.replicas = Replicas(url, config.replica) if url else None
         self.wake = asyncio.Event()
         self.last_note = ""
 
@@ -88,17 +92,27 @@ class Fleet:
         if build is None:
             return f"no agent build is published for {self.config.version}"
         target = self.config.version
-        await self.db(lambda c: events.upgrade_sent(c, agent_id, target, actor))
-        if not await self.hub.send(agent_id, build.offer(self.config.public_url)):
-            await self.db(lambda c: events.gone(c, agent_id, None))
-            return f"{agent_id} is not connected here"
-        return f"upgrade to {target} sent to {agent_id}"
+        row = await self.db(lambda c: store.agent(c, agent_id)) or {}
+        elsewhere = row.get("replica") if row.get("connected") else None
+        if not (agent_id in self.hub.sockets or (elsewhere and self.replicas)):
+            return f"{agent_id} is not connected"
+        replica = self.config.replica
+        await self.db(lambda c: events.upgrade_sent(c, agent_id, target, actor, replica))
+        offer = build.offer(self.config.public_url)
+        if await self.hub.send(agent_id, offer):
+            return f"upgrade to {target} sent to {agent_id}"
+        if self.replicas and elsewhere and elsewhere != self.config.replica:
+            await self.replicas.publish(elsewhere, agent_id, offer)
+            return f"upgrade to {target} sent to {agent_id} through replica {elsewhere}"
+        await self.db(lambda c: events.gone(c, agent_id, None))
+        return f"{agent_id} is not connected"
 
     async def tick(self) -> str:
         """One evaluation of the policy."""
         deadline = timedelta(seconds=self.config.deadline)
 
         def decide(conn: Connection) -> tuple[list[str], str]:
+            store.one_tick_at_a_time(conn)
             policy = store.read_policy(conn)
             rows = store.rows_for_evaluator(conn)
             decision = evaluate(policy, rows, self.config.version, tokens.now(), deadline)
@@ -135,15 +149,33 @@ class Fleet:
         return await self.tick()
 
     async def evaluator(self) -> None:
-        """A tick every ``interval``; a policy change only restarts the wait with its interval
-        (the operator's Run now acts at once)."""
+        """A tick every ``interval`` on the one replica holding the evaluator lock. The policy
+        is read again every second, so a change made on any replica applies at once; a change
+        made here restarts the wait (the operator's Run now acts at once)."""
+        await self.leading()
+        last = time.monotonic()
         while True:
             policy = await self.db(store.read_policy)
+            due = last + policy.interval
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout=policy.interval)
+                wait = max(0.0, min(due - time.monotonic(), 1.0))
+                await asyncio.wait_for(self.wake.wait(), timeout=wait)
+                self.wake.clear()
+                last = time.monotonic()
+                continue
             except TimeoutError:
+                pass
+            if time.monotonic() >= due and await self.leading():
                 await self.tick()
-            self.wake.clear()
+                last = time.monotonic()
+
+    async def leading(self) -> bool:
+        """Whether this replica evaluates; waits for the lock when another one holds it."""
+        if self.replicas is None:
+            return True
+        if not await self.replicas.still_leading():
+            await self.replicas.lead()
+        return True
 
 
 def create_app(engine: Engine, config: FleetConfig) -> FastAPI:
@@ -153,13 +185,16 @@ def create_app(engine: Engine, config: FleetConfig) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await fleet.db(ensure_tables)
         await fleet.db(lambda c: store.disconnect_replica(c, config.replica))
-        task = asyncio.create_task(fleet.evaluator())
-        flusher = asyncio.create_task(_flush_seen(fleet))
+        tasks = [asyncio.create_task(fleet.evaluator()), asyncio.create_task(_flush_seen(fleet))]
+        if fleet.replicas:
+            tasks.append(asyncio.create_task(fleet.replicas.listen(fleet.hub.send)))
         try:
             yield
         finally:
-            task.cancel()
-            flusher.cancel()
+            for task in tasks:
+                task.cancel()
+            if fleet.replicas:
+                await fleet.replicas.close()
 
     app = FastAPI(title="Stairway control plane", lifespan=lifespan)
     app.state.fleet = fleet
@@ -234,7 +269,7 @@ Downloader = Annotated[Token, Depends(_downloader)]
 def _admin_routes(app: FastAPI, fleet: Fleet) -> None:
     @app.get("/health")
     async def health() -> dict[str, str]:
-        return {"status": "ok", "version": fleet.config.version}
+        return {"status": "ok", "version": fleet.config.version, "replica": fleet.config.replica}
 
     @app.get("/api/agents")
     async def agents(_token: Admin) -> list[dict[str, Any]]:

@@ -15,6 +15,15 @@ from stairway.fleet.tokens import now
 POLICY_ID = 1
 
 
+TICK_LOCK = 0x5374_6169_7277_6180  # one evaluation at a time, Run now on any replica included
+
+
+def one_tick_at_a_time(conn: Connection) -> None:
+    """Serialise evaluations until the transaction ends (SQLite: its write lock does that)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({TICK_LOCK})")
+
+
 def read_policy(conn: Connection) -> Policy:
     row = conn.execute(select(policy_table).where(policy_table.c.id == POLICY_ID)).first()
     if row is None:

@@ -1,0 +1,97 @@
+"""Several ``stairway serve`` replicas over one PostgreSQL database.
+
+Exactly one replica evaluates the policy: the one holding a session-level advisory lock. The
+others try again every second, so when the holder dies (its session ends and PostgreSQL frees
+the lock) another takes over within seconds. A replica reaches an agent connected to another
+through ``NOTIFY stairway_fleet`` with the target replica, the agent and the message; every
+replica listens and delivers what is addressed to it. On SQLite there is one replica and
+neither is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import psycopg
+from sqlalchemy import Engine
+
+CHANNEL = "stairway_fleet"
+EVALUATOR_LOCK = 0x5374_6169_7277_6179  # "Stairway": one evaluator per database
+RETRY = 1.0
+Deliver = Callable[[str, dict[str, Any]], Awaitable[bool]]
+
+
+def conninfo(engine: Engine) -> str | None:
+    """A plain libpq URL for the engine's database; None when it is not PostgreSQL."""
+    if engine.dialect.name != "postgresql":
+        return None
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Replicas:
+    def __init__(self, url: str, replica: str) -> None:
+        self.url, self.replica = url, replica
+        self.leader = False
+        self._lock: psycopg.AsyncConnection[Any] | None = None
+        self._notify: psycopg.AsyncConnection[Any] | None = None
+
+    async def lead(self) -> None:
+        """Wait until this replica holds the evaluator lock (at once on a single replica)."""
+        while not self.leader:
+            try:
+                if self._lock is None or self._lock.closed:
+                    self._lock = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                found = await self._lock.execute(
+                    "SELECT pg_try_advisory_lock(%s)", (EVALUATOR_LOCK,)
+                )
+                row = await found.fetchone()
+                self.leader = bool(row and row[0])
+            except psycopg.OperationalError as err:
+                print(f"replica {self.replica}: evaluator lock: {err}", file=sys.stderr)
+                self._lock = None
+            if not self.leader:
+                await asyncio.sleep(RETRY)
+
+    async def still_leading(self) -> bool:
+        """False once the lock's session is gone (the lock with it)."""
+        if self._lock is None or self._lock.closed:
+            self.leader = False
+            return False
+        try:
+            await self._lock.execute("SELECT 1")
+        except psycopg.OperationalError:
+            self.leader, self._lock = False, None
+        return self.leader
+
+    async def publish(self, replica: str, agent_id: str, message: dict[str, Any]) -> None:
+        payload = orjson.dumps({"replica": replica, "agent": agent_id, "message": message})
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload.decode()))
+
+    async def listen(self, deliver: Deliver) -> None:
+        """Deliver what other replicas address to agents connected here; reconnects."""
+        while True:
+            try:
+                self._notify = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                await self._notify.execute(f"LISTEN {CHANNEL}")
+                async for note in self._notify.notifies():
+                    await self._deliver(note.payload, deliver)
+            except psycopg.OperationalError as err:
+                print(f"replica {self.replica}: listening: {err}", file=sys.stderr)
+                await asyncio.sleep(RETRY)
+
+    async def _deliver(self, payload: str, deliver: Deliver) -> None:
+        with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+            note = orjson.loads(payload)
+            if note["replica"] == self.replica:
+                await deliver(str(note["agent"]), dict(note["message"]))
+
+    async def close(self) -> None:
+        for conn in (self._lock, self._notify):
+            if conn is not None and not conn.closed:
+                await conn.close()
