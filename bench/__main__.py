@@ -11,7 +11,15 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import guard_cost, object_parse, object_rewrite, schema_apply, transfer, upgrade
+from bench import (
+    fleet,
+    guard_cost,
+    object_parse,
+    object_rewrite,
+    schema_apply,
+    transfer,
+    upgrade,
+)
 from bench.harness import Result, Sizes, leftover_databases, write_summary
 
 BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
@@ -21,6 +29,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
     object_rewrite.NAME: object_rewrite.run,
     upgrade.NAME: upgrade.run,
     transfer.NAME: transfer.run,
+    fleet.NAME: fleet.run,
 }
 
 
@@ -58,10 +67,18 @@ def _line(result: Result) -> str:
     verdict = "met" if result.met else "MISSED"
     sign = ">=" if result.measure == "throughput" else "<="
     return (
-        f"  {result.name}: ratio {result.ratio:.2f} (goal {sign} {result.goal:g}, {verdict})\n"
-        f"    subject  {result.subject}: {result.subject_seconds * 1000:.3f} ms\n"
-        f"    baseline {result.baseline}: {result.baseline_seconds * 1000:.3f} ms"
-    ) + "".join(f"\n    {note}" for note in result.notes)
+        (
+            f"  {result.name}: ratio {result.ratio:.2f} (goal {sign} {result.goal:g}, {verdict})\n"
+            f"    subject  {result.subject}: {result.subject_seconds * 1000:.3f} ms\n"
+            f"    baseline {result.baseline}: {result.baseline_seconds * 1000:.3f} ms"
+        )
+        + "".join(f"\n    {note}" for note in result.notes)
+        + "".join(
+            f"\n    {label}: {value:,.6g} (goal {sign} {goal:g}, "
+            f"{'met' if (value >= goal if sign == '>=' else value <= goal) else 'MISSED'})"
+            for label, (value, sign, goal) in result.absolute.items()
+        )
+    )
 
 
 if __name__ == "__main__":

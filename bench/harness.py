@@ -68,6 +68,9 @@ class Result:
     measure: str = "time"
     # Further results of the same run worth a line each (secondary ratios, extrapolations).
     notes: list[str] = field(default_factory=list)
+    # Goals stated in absolute terms (agents held, seconds): label -> (value, ">=" or "<=", goal);
+    # the result is met only when these hold too.
+    absolute: dict[str, tuple[float, str, float]] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -77,7 +80,11 @@ class Result:
 
     @property
     def met(self) -> bool:
-        return self.ratio >= self.goal if self.measure == "throughput" else self.ratio <= self.goal
+        ratio = self.ratio >= self.goal if self.measure == "throughput" else self.ratio <= self.goal
+        return ratio and all(
+            value >= goal if sign == ">=" else value <= goal
+            for value, sign, goal in self.absolute.values()
+        )
 
     def to_json(self) -> dict[str, object]:
         record = asdict(self)

@@ -97,7 +97,9 @@ class Fleet:
         wait_until(lambda: _answers(f"{url}/health"), 30, "the replica to start")
         return replica, port
 
-    def start_agent(self, agent_id: str, build: Path, port: int | None = None) -> Path:
+    def start_agent(
+        self, agent_id: str, build: Path, port: int | None = None, product: str = "people"
+    ) -> Path:
         home = self.root / "agents" / agent_id
         enrolled = subprocess.run(
             [
@@ -117,7 +119,7 @@ class Fleet:
                 "--key",
                 str(self.public),
                 "--product",
-                "people",
+                product,
                 "--build",
                 str(build),
             ],
@@ -183,15 +185,18 @@ def wait_until(check: Callable[[], bool], seconds: float, what: str) -> None:
 
 
 @contextmanager
-def fleet_site(root: Path, database: str, fleet_options: str = "") -> Iterator[Fleet]:
-    """A site at 2.0.0 whose release accepts agent protocols 1 and 2."""
+def fleet_site(
+    root: Path, database: str, fleet_options: str = "", source: Path = CATALOG
+) -> Iterator[Fleet]:
+    """A site at 2.0.0 of ``source``; the people catalog's 2.0.0 is made to accept agent
+    protocols 1 and 2."""
     catalog = root / "catalog"
-    shutil.copytree(CATALOG, catalog, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(source, catalog, ignore=shutil.ignore_patterns("__pycache__"))
     manifest = catalog / "stairway.toml"
     manifest.write_text(
         manifest.read_text().replace(
-            'version = "2.0.0"\nschema = 1',
-            'version = "2.0.0"\nschema = 1\nagent_protocol = [1, 2]',
+            'version = "2.0.0"\nschema = 1\n',
+            'version = "2.0.0"\nschema = 1\nagent_protocol = [1, 2]\n',
         )
     )
     key, public = releases.generate_key(root / "keys")

@@ -207,3 +207,22 @@ def test_two_replicas_one_evaluator_reaching_agents_through_notify_and_a_takeove
         assert sorted(sent) == names, "each agent was sent the upgrade once"
         done = [e["data"]["agent"] for e in entries if e["action"] == "agent.upgrade"]
         assert sorted(done) == names
+
+
+def test_the_identity_sync_relay_embeds_the_agent_and_is_upgraded_by_the_control_plane(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    from stairway.examples.identity_sync import relay
+
+    catalog = Path(relay.__file__).parent / "upgrades"
+    with fleet_site(tmp_path, sqlite_database, source=catalog) as fleet:
+        old = relay.build("1.0.4", 2, tmp_path / "relay-1.0.4.pyz")
+        fleet.publish(relay.build("2.0.0", 3, tmp_path / "relay-2.0.0.pyz"), "2.0.0")
+        fleet.start_server()
+        home = fleet.start_agent("relay-eu", old, product="identity-sync")
+        wait_until(lambda: connected(fleet, "relay-eu"), 30, "the relay")
+        assert versions(fleet)["relay-eu"] == ("1.0.4", "online")
+        fleet.api("POST", "/api/agents/relay-eu/upgrade")
+        wait_until(lambda: versions(fleet)["relay-eu"] == ("2.0.0", "online"), 60, "2.0.0")
+        assert fleet.agent_rows()["relay-eu"]["protocol"] == 3
+        assert (home / "spool").is_dir(), "the relay's own readiness check ran"

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 
 GENESIS = "0" * 64
+APPEND_LOCK = 0x5374_6169_7277_6181  # serialises appends: each reads the last entry first
 metadata = MetaData()
 audit_table = Table(
     "stairway_audit",
@@ -69,6 +70,8 @@ def append(
     ``at`` is now, unless the entry is copied from another site's log (an import).
     """
     ensure_table(conn)
+    if conn.dialect.name == "postgresql":  # one appender at a time, until this one commits
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
     last = conn.execute(
         select(audit_table.c.id, audit_table.c.hash).order_by(audit_table.c.id.desc()).limit(1)
     ).first()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
@@ -64,7 +65,7 @@ class Hub:
             return False
         try:
             await socket.send_json(message)
-        except (RuntimeError, WebSocketDisconnect):
+        except Exception:  # a connection that is going away fails in its own ways
             return False
         return True
 
@@ -91,41 +92,58 @@ class Fleet:
         build = builds.find(self.config.builds, self.config.version)
         if build is None:
             return f"no agent build is published for {self.config.version}"
-        target = self.config.version
         row = await self.db(lambda c: store.agent(c, agent_id)) or {}
-        elsewhere = row.get("replica") if row.get("connected") else None
-        if not (agent_id in self.hub.sockets or (elsewhere and self.replicas)):
+        if not (agent_id in self.hub.sockets or (row.get("connected") and self.replicas)):
             return f"{agent_id} is not connected"
-        replica = self.config.replica
+        target, replica = self.config.version, self.config.replica
         await self.db(lambda c: events.upgrade_sent(c, agent_id, target, actor, replica))
+        sent = await self._deliver(build, [(agent_id, row.get("replica"))])
+        return f"upgrade to {target} sent to {agent_id}" if sent else f"{agent_id} is not connected"
+
+    async def _deliver(self, build: builds.Build, agents: list[tuple[str, str | None]]) -> int:
+        """Send the offer to every agent at once, here or through its replica; those that
+        cannot be reached are marked gone. Returns how many were sent."""
         offer = build.offer(self.config.public_url)
-        if await self.hub.send(agent_id, offer):
-            return f"upgrade to {target} sent to {agent_id}"
-        if self.replicas and elsewhere and elsewhere != self.config.replica:
-            await self.replicas.publish(elsewhere, agent_id, offer)
-            return f"upgrade to {target} sent to {agent_id} through replica {elsewhere}"
-        await self.db(lambda c: events.gone(c, agent_id, None))
-        return f"{agent_id} is not connected"
+
+        async def one(agent_id: str, replica: str | None) -> bool:
+            if await self.hub.send(agent_id, offer):
+                return True
+            if self.replicas and replica and replica != self.config.replica:
+                await self.replicas.publish(replica, agent_id, offer)
+                return True
+            await self.db(lambda c: events.gone(c, agent_id, None))
+            return False
+
+        done = await asyncio.gather(*(one(agent_id, replica) for agent_id, replica in agents))
+        return sum(done)
 
     async def tick(self) -> str:
         """One evaluation of the policy."""
         deadline = timedelta(seconds=self.config.deadline)
 
-        def decide(conn: Connection) -> tuple[list[str], str]:
+        build = builds.find(self.config.builds, self.config.version)
+        target, replica = self.config.version, self.config.replica
+
+        def decide(conn: Connection) -> tuple[list[tuple[str, str | None]], str]:
             store.one_tick_at_a_time(conn)
             policy = store.read_policy(conn)
             rows = store.rows_for_evaluator(conn)
-            decision = evaluate(policy, rows, self.config.version, tokens.now(), deadline)
+            decision = evaluate(policy, rows, target, tokens.now(), deadline)
             for agent_id in decision.silent:
-                events.silent(conn, agent_id, self.config.version)
+                events.silent(conn, agent_id, target)
             if decision.policy.halted and not policy.halted:
                 audit.append(conn, "agent.upgrade_halted", {"reason": decision.policy.halted})
             store.write_policy(conn, decision.policy)
-            return decision.upgrade, decision.note
+            if build is None:
+                return [], f"no agent build is published for {target}"
+            where = {row["agent_id"]: row["replica"] for row in store.all_agents(conn)}
+            for agent_id in decision.upgrade:
+                events.upgrade_sent(conn, agent_id, target, "policy", replica)
+            return [(a, where.get(a)) for a in decision.upgrade], decision.note
 
         chosen, note = await self.db(decide)
-        for agent_id in chosen:
-            await self.upgrade(agent_id, "policy")
+        if build is not None and chosen:
+            await self._deliver(build, chosen)
         self.last_note = note
         return note
 
@@ -166,7 +184,10 @@ class Fleet:
             except TimeoutError:
                 pass
             if time.monotonic() >= due and await self.leading():
-                await self.tick()
+                try:
+                    await self.tick()
+                except Exception:  # the evaluator outlives one bad tick
+                    traceback.print_exc()
                 last = time.monotonic()
 
     async def leading(self) -> bool:
