@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -57,10 +58,11 @@ class Fleet:
     agents: list[subprocess.Popen[bytes]] = field(default_factory=list)
     admin: str = ""
     enroll: str = ""
+    tls: ssl.SSLContext | None = None  # the test's own client context when the server is TLS
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(
@@ -79,13 +81,14 @@ class Fleet:
     def publish(self, build: Path, version: str) -> None:
         self.cli("agent", "publish", str(build), "--version", version, "--key", str(self.key))
 
-    def start_server(self, public_url: str | None = None) -> None:
+    def start_server(self, public_url: str | None = None, options: tuple[str, ...] = ()) -> None:
         self.port = self.port or free_port()
-        command = [sys.executable, "-m", "stairway", "serve", "--port", str(self.port)]
+        command = [sys.executable, "-m", "stairway", "serve", "--port", str(self.port), *options]
         if public_url:
             command += ["--public-url", public_url]
         self.server = subprocess.Popen([*command, "--site", str(self.site)])
-        wait_until(lambda: _answers(f"{self.url}/health"), 30, "the control plane to start")
+        health = f"{self.url}/health"
+        wait_until(lambda: _answers(health, self.tls), 30, "the control plane to start")
 
     def start_replica(self) -> tuple[subprocess.Popen[bytes], int]:
         """Another ``stairway serve`` over the same site database."""
@@ -98,7 +101,12 @@ class Fleet:
         return replica, port
 
     def start_agent(
-        self, agent_id: str, build: Path, port: int | None = None, product: str = "people"
+        self,
+        agent_id: str,
+        build: Path,
+        port: int | None = None,
+        product: str = "people",
+        options: tuple[str, ...] = (),
     ) -> Path:
         home = self.root / "agents" / agent_id
         enrolled = subprocess.run(
@@ -109,7 +117,7 @@ class Fleet:
                 "agent",
                 "enroll",
                 "--server",
-                f"ws://127.0.0.1:{port or self.port}",
+                f"{'wss' if self.tls else 'ws'}://127.0.0.1:{port or self.port}",
                 "--token",
                 self.enroll,
                 "--id",
@@ -122,6 +130,7 @@ class Fleet:
                 product,
                 "--build",
                 str(build),
+                *options,
             ],
             check=False,
             capture_output=True,
@@ -146,7 +155,7 @@ class Fleet:
             headers["Authorization"] = f"Bearer {token or self.admin}"
         base = f"http://127.0.0.1:{port}" if port else self.url
         request = urllib.request.Request(base + path, data, headers, method=method)
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=self.tls) as response:
             return json.loads(response.read())
 
     def agent_rows(self) -> dict[str, dict[str, Any]]:
@@ -167,9 +176,9 @@ class Fleet:
                 process.wait()
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, tls: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2):
+        with urllib.request.urlopen(url, timeout=2, context=tls):
             return True
     except (urllib.error.URLError, OSError):
         return False

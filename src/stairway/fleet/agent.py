@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import ssl
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from stairway.errors import ReleaseError
 from stairway.files import sync_directory, write_atomic
 from stairway.fleet.builds import build_name, check_offer
+from stairway.fleet.tls import AgentTLS, client_context
 from stairway.releases import sha256_of
 
 EXIT_REFUSED = 2  # the server refused this agent: retrying would not help
@@ -48,12 +50,21 @@ class AgentConfig:
     key: Path  # the product's release.pub
     product: str
     deadline: float = DEADLINE
+    ca: Path | None = None  # the CA the server's certificate must chain to (wss://)
+    cert: Path | None = None  # this agent's certificate, for mutual TLS
+    cert_key: Path | None = None
 
     @classmethod
     def load(cls, home: Path) -> AgentConfig:
         data = orjson.loads((home / "agent.json").read_bytes())
-        data["key"] = home / data["key"]
+        for name in ("key", "ca", "cert", "cert_key"):
+            if data.get(name):
+                data[name] = home / data[name]
         return cls(**data)
+
+    @property
+    def tls(self) -> AgentTLS:
+        return AgentTLS(self.ca, self.cert, self.cert_key)
 
 
 @dataclass
@@ -94,7 +105,8 @@ class Agent:
     async def _connection(self) -> None:
         headers = {"Authorization": f"Bearer {self.config.credential}"}
         url = self.config.server.rstrip("/") + "/agent/v1"
-        async with connect(url, additional_headers=headers, open_timeout=10) as socket:
+        tls = client_context(url, self.config.tls)
+        async with connect(url, additional_headers=headers, open_timeout=10, ssl=tls) as socket:
             await socket.send(orjson.dumps(self._hello()).decode())
             welcome = orjson.loads(await asyncio.wait_for(socket.recv(), timeout=30))
             if welcome.get("type") != "welcome":
@@ -154,7 +166,8 @@ class Agent:
         temporary = Path(name)
         try:
             with os.fdopen(handle, "wb") as out:
-                _download(str(offer.get("url")), self.config.credential, out)
+                url = str(offer.get("url"))
+                _download(url, self.config.credential, out, client_context(url, self.config.tls))
                 out.flush()
                 os.fsync(out.fileno())
             if temporary.stat().st_size != manifest.size or sha256_of(temporary) != manifest.sha256:
@@ -184,10 +197,10 @@ class _Failure(Exception):
     reason: str
 
 
-def _download(url: str, credential: str, out: Any) -> None:
+def _download(url: str, credential: str, out: Any, tls: ssl.SSLContext | None) -> None:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {credential}"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=tls) as response:
             while block := response.read(1 << 20):
                 out.write(block)
     except (urllib.error.URLError, OSError) as err:

@@ -13,6 +13,7 @@ from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out
 
 tokens_app = typer.Typer(help="Admin and enrollment tokens for the control plane.")
 agent_app = typer.Typer(help="The agent runtime: enroll, run, publish builds, install by hand.")
+PEM = {"exists": True, "dir_okay": False, "readable": True}  # a PEM file option's checks
 
 
 def serve(
@@ -21,10 +22,15 @@ def serve(
     public_url: Annotated[
         str | None, typer.Option("--public-url", help="how agents reach this server")
     ] = None,
-    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="PEM certificate")] = None,
-    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key")] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate: serve TLS", **PEM)
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="its private key", **PEM)
+    ] = None,
     client_ca: Annotated[
-        Path | None, typer.Option("--client-ca", help="require agents' certificates (mutual TLS)")
+        Path | None,
+        typer.Option("--client-ca", help="PEM CA: require agents' certificates (mTLS)", **PEM),
     ] = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
@@ -37,17 +43,33 @@ def serve(
     from stairway.fleet import commands as fleet
     from stairway.fleet.server import create_app
 
+    _check_tls(tls_cert, tls_key, client_ca)
     ctx = commands.open_context(site, catalog)
     scheme = "https" if tls_cert else "http"
     config = fleet.fleet_config(ctx, public_url or f"{scheme}://{host}:{port}")
     app = create_app(ctx.engine, config)
     extra: dict[str, object] = {}
-    if tls_cert and tls_key:
+    if tls_cert:
         extra = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
         if client_ca:
             extra |= {"ssl_ca_certs": str(client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
     out.print(f"control plane for {config.product} {config.version} on {scheme}://{host}:{port}")
     uvicorn.run(app, host=host, port=port, log_level="warning", **extra)  # type: ignore[arg-type]
+
+
+def _check_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:
+    from stairway.errors import UsageRefused
+
+    if (cert is None) != (key is None):
+        raise UsageRefused(
+            "--tls-cert and --tls-key go together",
+            hint="give the server's PEM certificate and its private key, or neither",
+        )
+    if client_ca and not cert:
+        raise UsageRefused(
+            "--client-ca needs --tls-cert and --tls-key",
+            hint="mutual TLS is TLS first: give the server's certificate and key too",
+        )
 
 
 @tokens_app.command("create")
@@ -86,18 +108,44 @@ def tokens_revoke(
 
 @agent_app.command("enroll")
 def agent_enroll(
-    server: Annotated[str, typer.Option("--server", help="ws://host:port of the control plane")],
+    server: Annotated[
+        str, typer.Option("--server", help="ws://host:port (wss:// with TLS) of the control plane")
+    ],
     token: Annotated[str, typer.Option("--token", help="an enrollment token")],
     agent_id: Annotated[str, typer.Option("--id", help="this agent's id")],
     home: Annotated[Path, typer.Option("--home", help="the agent's directory")],
     key: Annotated[Path, typer.Option("--key", help="the product's release.pub")],
     product: Annotated[str, typer.Option("--product")],
     build: Annotated[Path, typer.Option("--build", help="the agent build to start with")],
+    group: Annotated[
+        str | None, typer.Option("--group", help="e.g. canary: the policy's canary group")
+    ] = None,
+    ca: Annotated[
+        Path | None, typer.Option("--ca", help="PEM CA of the server's certificate", **PEM)
+    ] = None,
+    cert: Annotated[
+        Path | None, typer.Option("--cert", help="this agent's PEM certificate (mTLS)", **PEM)
+    ] = None,
+    cert_key: Annotated[
+        Path | None, typer.Option("--cert-key", help="its private key (PEM)", **PEM)
+    ] = None,
 ) -> None:
     """Get this agent's credential and set up its home."""
     from stairway.fleet import commands as fleet
+    from stairway.fleet import tls
 
-    fleet.enroll(server, token, agent_id, home, key, product, build)
+    asked = fleet.Enrollment(
+        server,
+        token,
+        agent_id,
+        home,
+        key,
+        product,
+        build,
+        group,
+        tls.checked(server, ca, cert, cert_key),
+    )
+    fleet.enroll(asked)
     out.print(f"agent {agent_id} enrolled; start it with `stairway agent run --home {home}`")
 
 

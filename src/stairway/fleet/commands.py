@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from stairway.fleet.agent import point_current, write_state
 from stairway.fleet.builds import Build
 from stairway.fleet.server import FleetConfig
 from stairway.fleet.tables import ensure_tables
+from stairway.fleet.tls import AgentTLS, client_context, install_files
 from stairway.releases import check_release
 from stairway.schema import migrator
 
@@ -67,43 +69,64 @@ def publish_build(ctx: Context, build_file: Path, version: str, key: Path) -> Bu
     return builds.publish(folder, key, build_file, ctx.catalog.product, version)
 
 
-def enroll(
-    server: str, token: str, agent_id: str, home: Path, key: Path, product: str, build: Path
-) -> None:
+@dataclass(frozen=True)
+class Enrollment:
+    server: str  # ws://host:port or wss://host:port
+    token: str
+    agent_id: str
+    home: Path
+    key: Path  # the product's release.pub
+    product: str
+    build: Path  # the agent build to start with
+    group: str | None = None  # e.g. "canary": upgraded before the rest
+    tls: AgentTLS = field(default_factory=AgentTLS)
+
+
+def enroll(asked: Enrollment) -> None:
     """Exchange an enrollment token for this agent's credential and set up its home."""
-    body = json.dumps({"agent_id": agent_id}).encode()
-    url = server.replace("ws://", "http://").replace("wss://", "https://").rstrip("/")
+    credential = _credential(asked)
+    home = asked.home
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "builds").mkdir(exist_ok=True)
+    installed = home / "builds" / asked.build.name
+    write_atomic(installed, asked.build.read_bytes())
+    write_atomic(home / "release.pub", asked.key.read_bytes())
+    config = {
+        "server": asked.server,
+        "agent_id": asked.agent_id,
+        "credential": credential,
+        "key": "release.pub",
+        "product": asked.product,
+        **install_files(asked.tls, home),
+    }
+    write_atomic(home / "agent.json", json.dumps(config, indent=2).encode())
+    point_current(home, installed)
+    write_state(home, {})
+
+
+def _credential(asked: Enrollment) -> str:
+    body = json.dumps({"agent_id": asked.agent_id, "group": asked.group}).encode()
+    url = asked.server.replace("ws://", "http://").replace("wss://", "https://").rstrip("/")
     request = urllib.request.Request(
         f"{url}/api/enroll",
         data=body,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {asked.token}", "Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            credential = json.loads(response.read())["credential"]
+        context = client_context(url, asked.tls)
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            return str(json.loads(response.read())["credential"])
     except urllib.error.HTTPError as err:
         raise UsageRefused(
             f"the server refused the enrollment ({err.code})",
             hint="check the enrollment token: it may be wrong, used up, expired or revoked",
         ) from None
     except (urllib.error.URLError, OSError) as err:
-        raise UsageRefused(f"cannot reach {url}: {err}", hint="check --server") from None
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "builds").mkdir(exist_ok=True)
-    installed = home / "builds" / build.name
-    write_atomic(installed, build.read_bytes())
-    write_atomic(home / "release.pub", key.read_bytes())
-    config = {
-        "server": server,
-        "agent_id": agent_id,
-        "credential": credential,
-        "key": "release.pub",
-        "product": product,
-    }
-    write_atomic(home / "agent.json", json.dumps(config, indent=2).encode())
-    (home / "agent.json").chmod(0o600)
-    point_current(home, installed)
-    write_state(home, {})
+        hint = "check --server"
+        if url.startswith("https://"):
+            hint += "; for TLS, --ca must name the CA of the server's certificate and, if the "
+            hint += "server requires client certificates, --cert/--cert-key this agent's"
+        raise UsageRefused(f"cannot reach {url}: {err}", hint=hint) from None
 
 
 def install(home: Path, source: Path, version: str, product: str) -> Path:
