@@ -88,7 +88,7 @@ class Fleet:
             command += ["--public-url", public_url]
         self.server = subprocess.Popen([*command, "--site", str(self.site)])
         health = f"{self.url}/health"
-        wait_until(lambda: _answers(health, self.tls), 30, "the control plane to start")
+        wait_until(lambda: answers(health, self.tls), 30, "the control plane to start")
 
     def start_replica(self) -> tuple[subprocess.Popen[bytes], int]:
         """Another ``stairway serve`` over the same site database."""
@@ -97,7 +97,7 @@ class Fleet:
         replica = subprocess.Popen([*command, "--site", str(self.site)])
         self.agents.append(replica)  # stopped with the rest
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(f"{url}/health"), 30, "the replica to start")
+        wait_until(lambda: answers(f"{url}/health"), 30, "the replica to start")
         return replica, port
 
     def start_agent(
@@ -107,6 +107,7 @@ class Fleet:
         port: int | None = None,
         product: str = "people",
         options: tuple[str, ...] = (),
+        server: str | None = None,
     ) -> Path:
         home = self.root / "agents" / agent_id
         enrolled = subprocess.run(
@@ -117,7 +118,7 @@ class Fleet:
                 "agent",
                 "enroll",
                 "--server",
-                f"{'wss' if self.tls else 'ws'}://127.0.0.1:{port or self.port}",
+                server or f"{'wss' if self.tls else 'ws'}://127.0.0.1:{port or self.port}",
                 "--token",
                 self.enroll,
                 "--id",
@@ -176,7 +177,7 @@ class Fleet:
                 process.wait()
 
 
-def _answers(url: str, tls: ssl.SSLContext | None = None) -> bool:
+def answers(url: str, tls: ssl.SSLContext | None = None) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2, context=tls):
             return True

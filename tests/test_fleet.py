@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from fleet_harness import Fleet, fleet_site, free_port, make_build, wait_until
+from fleet_harness import Fleet, answers, fleet_site, free_port, make_build, wait_until
 from stairway import audit, commands
 from stairway.database import dispose_all
 from stairway.releases import generate_key
@@ -226,3 +230,26 @@ def test_the_identity_sync_relay_embeds_the_agent_and_is_upgraded_by_the_control
         wait_until(lambda: versions(fleet)["relay-eu"] == ("2.0.0", "online"), 60, "2.0.0")
         assert fleet.agent_rows()["relay-eu"]["protocol"] == 3
         assert (home / "spool").is_dir(), "the relay's own readiness check ran"
+
+
+def test_the_control_plane_mounted_in_a_products_own_app_runs_its_evaluator_and_ui(
+    fleet: Fleet,
+) -> None:
+    fleet.port = free_port()
+    prefix = f"http://127.0.0.1:{fleet.port}/fleet"
+    environment = os.environ | {"STAIRWAY_SITE": str(fleet.site), "PUBLIC_URL": prefix}
+    command = [sys.executable, "-m", "uvicorn", "--factory", "mounted_product:make"]
+    command += ["--port", str(fleet.port), "--log-level", "warning"]
+    here = str(Path(__file__).parent)
+    fleet.server = subprocess.Popen(command, env=environment, cwd=here)
+    wait_until(lambda: answers(f"{prefix}/health"), 30, "the product's app")
+    fleet.publish(make_build(fleet.root, "2.0.0"), "2.0.0")
+    agent_url = prefix.replace("http://", "ws://")
+    home = fleet.start_agent("relay-m", make_build(fleet.root, "1.0.0"), server=agent_url)
+    listed = lambda: fleet.api("GET", "/fleet/api/agents")  # noqa: E731
+    wait_until(lambda: any(a["connected"] for a in listed()), 30, "the agent through /fleet")
+    fleet.api("PUT", "/fleet/api/policy", {"mode": "auto", "interval": 0.2})
+    wait_until(lambda: (home / "current").resolve().name == "agent-2.0.0.pyz", 60, "2.0.0")
+    with urllib.request.urlopen(f"{prefix}/ui/agents", timeout=10) as page:
+        assert page.url == f"{prefix}/ui/login", "sent to sign in, under the prefix"
+        assert 'action="/fleet/ui/login"' in page.read().decode()

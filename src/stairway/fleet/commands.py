@@ -9,13 +9,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from stairway.commands import Context, current_version
+from fastapi import FastAPI
+
+from stairway.commands import Context, current_version, open_context
 from stairway.errors import ReleaseError, UsageRefused
 from stairway.files import write_atomic
 from stairway.fleet import builds, tokens
 from stairway.fleet.agent import point_current, write_state
 from stairway.fleet.builds import Build
-from stairway.fleet.server import FleetConfig
+from stairway.fleet.server import FleetConfig, create_app
 from stairway.fleet.tables import ensure_tables
 from stairway.fleet.tls import AgentTLS, client_context, install_files
 from stairway.releases import check_release
@@ -36,6 +38,13 @@ def fleet_config(ctx: Context, public_url: str) -> FleetConfig:
         heartbeat=section.heartbeat,
         deadline=section.deadline,
     )
+
+
+def control_plane(site: Path | None, public_url: str) -> FastAPI:
+    """The app ``stairway serve`` runs, for a product to mount in its own (see ``running``);
+    ``public_url`` includes the mount prefix, so build URLs reach it."""
+    ctx = open_context(site, None)
+    return create_app(ctx.engine, fleet_config(ctx, public_url))
 
 
 def create_token(

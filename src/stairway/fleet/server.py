@@ -225,6 +225,14 @@ def create_app(engine: Engine, config: FleetConfig) -> FastAPI:
     return app
 
 
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[None]:
+    """The control plane's background work (the evaluator, heartbeat writes, replicas). A product
+    that mounts the app enters this in its own lifespan: Starlette runs no mounted app's."""
+    async with app.router.lifespan_context(app):
+        yield
+
+
 async def _flush_seen(fleet: Fleet) -> None:
     """Heartbeats update memory; the database hears of them in one batch every few seconds."""
     while True:

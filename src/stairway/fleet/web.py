@@ -42,6 +42,7 @@ def routes(app: FastAPI, fleet: Fleet) -> None:
 
     def page(request: Request, name: str, **values: Any) -> HTMLResponse:
         values |= {"version": fleet.config.version, "product": fleet.config.product}
+        values["ui"] = request.scope.get("root_path", "") + "/ui"  # mounted under a prefix
         return templates.TemplateResponse(request, name, values)
 
     @app.get("/ui/login", response_class=HTMLResponse)
@@ -55,15 +56,15 @@ def routes(app: FastAPI, fleet: Fleet) -> None:
         except (Unauthorized, Forbidden) as err:
             data = {"path": "/ui/login", "reason": str(err)}
             await fleet.db(lambda c: audit.append(c, "auth.denied", data, actor="anonymous"))
-            return RedirectResponse("/ui/login?failed=true", status_code=303)
-        response = RedirectResponse("/ui/", status_code=303)
+            return _go(request, "/ui/login?failed=true")
+        response = _go(request, "/ui/")
         response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
         return response
 
     @app.get("/ui/", response_class=HTMLResponse)
     async def dashboard(request: Request) -> Response:
         if await operator(request) is None:
-            return RedirectResponse("/ui/login", status_code=303)
+            return _go(request, "/ui/login")
         rows = await fleet.db(store.all_agents)
         return page(
             request,
@@ -78,7 +79,7 @@ def routes(app: FastAPI, fleet: Fleet) -> None:
     @app.get("/ui/agents", response_class=HTMLResponse)
     async def agents(request: Request, said: str = "") -> Response:
         if await operator(request) is None:
-            return RedirectResponse("/ui/login", status_code=303)
+            return _go(request, "/ui/login")
         policy = await fleet.db(store.read_policy)
         rows = _with_drift(fleet, await fleet.db(store.all_agents))
         return page(request, "agents.html", policy=policy, agents=rows, said=said)
@@ -101,40 +102,45 @@ def routes(app: FastAPI, fleet: Fleet) -> None:
     ) -> Response:
         token = await operator(request)
         if token is None:
-            return RedirectResponse("/ui/login", status_code=303)
+            return _go(request, "/ui/login")
         values = {"mode": mode, "percent": percent, "interval": interval, "canary": canary}
         try:
             body = PolicyIn.model_validate(values | {"max_failures": max_failures})
         except ValidationError as err:
             problem = err.errors()[0]
             said = f"not saved: {problem['loc'][0]}: {problem['msg']}"
-            return RedirectResponse(f"/ui/agents?said={said}", status_code=303)
+            return _go(request, f"/ui/agents?said={said}")
         await fleet.set_policy(body, f"admin:{token.label}")
-        return RedirectResponse("/ui/agents?said=policy saved", status_code=303)
+        return _go(request, "/ui/agents?said=policy saved")
 
     @app.post("/ui/run")
     async def run(request: Request) -> Response:
         token = await operator(request)
         if token is None:
-            return RedirectResponse("/ui/login", status_code=303)
+            return _go(request, "/ui/login")
         note = await fleet.run_now(f"admin:{token.label}")
-        return RedirectResponse(f"/ui/agents?said=run now: {note}", status_code=303)
+        return _go(request, f"/ui/agents?said=run now: {note}")
 
     @app.post("/ui/agents/{agent_id}/upgrade")
     async def upgrade(request: Request, agent_id: str) -> Response:
         token = await operator(request)
         if token is None:
-            return RedirectResponse("/ui/login", status_code=303)
+            return _go(request, "/ui/login")
         said = await fleet.upgrade(agent_id, f"admin:{token.label}")
-        return RedirectResponse(f"/ui/agents?said={said}", status_code=303)
+        return _go(request, f"/ui/agents?said={said}")
 
     @app.get("/ui/audit", response_class=HTMLResponse)
     async def audit_page(request: Request) -> Response:
         if await operator(request) is None:
-            return RedirectResponse("/ui/login", status_code=303)
+            return _go(request, "/ui/login")
         entries = await fleet.db(audit.entries)
         broken = await fleet.db(audit.verify)
         return page(request, "audit.html", entries=list(reversed(entries)), broken=broken)
+
+
+def _go(request: Request, path: str) -> RedirectResponse:
+    """A redirect after a form, kept under the prefix the app is mounted at, if any."""
+    return RedirectResponse(request.scope.get("root_path", "") + path, status_code=303)
 
 
 def _with_drift(fleet: Fleet, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
