@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 
 from stairway import commands, views
@@ -724,12 +725,83 @@ def release_verify(
     )
 
 
+licence_app = typer.Typer(help="The product's signed licence: check it, or issue one (vendors).")
+app.add_typer(licence_app, name="licence")
+
+
+@licence_app.command("check")
+def licence_check(
+    to: Annotated[
+        str | None, typer.Option("--to", help="the version to run [default: the site's]")
+    ] = None,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Check the site's licence for its version or a target; exit 2 when it does not hold."""
+    from stairway.verify import licence_findings
+
+    ctx = commands.open_context(site, catalog)
+    from stairway.versions import Version
+
+    version = Version.parse(to) if to else commands.current_version(ctx)
+    found = licence_findings(ctx, version)
+    if not found:
+        out.print(f"{ctx.catalog.product} needs no licence")
+    for finding in found:
+        out.print(finding.describe(), highlight=False)
+    blocking = [f for f in found if f.blocking]
+    if blocking:
+        raise VerifyBlocked(blocking[0].message, hint=blocking[0].hint)
+
+
+@licence_app.command("issue")
+def licence_issue(
+    key: Annotated[Path, typer.Option("--key", help="the vendor's PEM private key")],
+    product: Annotated[str, typer.Option("--product")],
+    customer: Annotated[str, typer.Option("--customer")],
+    versions: Annotated[str, typer.Option("--versions", help='e.g. ">=2.0,<3"')],
+    expires: Annotated[str, typer.Option("--expires", help="YYYY-MM-DD")],
+    to: Annotated[Path, typer.Option("--out", help="the licence file to write")],
+    licence_id: Annotated[str | None, typer.Option("--id")] = None,
+) -> None:
+    """Sign a licence (the vendor's side)."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from stairway import licence
+
+    terms = {
+        "id": licence_id or uuid.uuid4().hex[:12],
+        "product": product,
+        "customer": customer,
+        "issued": datetime.now(UTC).date().isoformat(),
+        "expires": expires,
+        "versions": versions,
+    }
+    issued = licence.issue(key, terms, to)
+    out.print(f"licence {issued.id} for {customer}: {product} {versions} until {issued.expires}")
+
+
+@licence_app.command("keygen")
+def licence_keygen(
+    folder: Annotated[Path, typer.Option("--out", help="directory for licence.key and .pub")],
+) -> None:
+    """The vendor's Ed25519 licence key pair; licence.pub ships in the catalog."""
+    from stairway import licence
+
+    private, public = licence.generate_key(folder)
+    out.print(f"{private} (keep secret) and {public} (ship in the catalog as [licence] key)")
+
+
 def _fleet_commands() -> None:
     from stairway.fleet import cli as fleet_cli
 
     app.command("serve")(fleet_cli.serve)
     app.add_typer(fleet_cli.tokens_app, name="tokens")
     app.add_typer(fleet_cli.agent_app, name="agent")
+    from stairway.secrets.cli import secrets_app
+
+    app.add_typer(secrets_app, name="secrets")
 
 
 _fleet_commands()
@@ -746,9 +818,11 @@ def run(entry: Callable[[], Any]) -> int:
     try:
         entry()
     except StairwayError as error:
-        err.print(f"[red]error:[/red] {error.message}", highlight=False, soft_wrap=True)
+        # a message names TOML tables ("[site]") that Rich would take for markup
+        said, hint = escape(error.message), escape(error.hint)
+        err.print(f"[red]error:[/red] {said}", highlight=False, soft_wrap=True)
         if error.hint:
-            err.print(f"[yellow]hint:[/yellow] {error.hint}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]hint:[/yellow] {hint}", highlight=False, soft_wrap=True)
         return int(error.exit_code)
     except SystemExit as exit_:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1

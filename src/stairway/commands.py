@@ -47,6 +47,8 @@ from stairway.schema.executor import Applied
 from stairway.schema.migrator import Progress
 from stairway.schema.phases import PhaseFinding
 from stairway.schema.state import SchemaState
+from stairway.secrets import backups as secret_backups
+from stairway.secrets.keyring import KeySource
 from stairway.site import Site, load_site
 from stairway.transfer.export import ExportReport, export_objects
 from stairway.transfer.export import Progress as ExportProgress
@@ -335,8 +337,14 @@ def backup(ctx: Context) -> Backup:
         data_dir=ctx.site.site.data_dir,
         config_files=tuple(ctx.site.site.config_files),
         backup_dir=backup_dir(ctx),
+        secret_keys=secret_backups.sealed_with(ctx.engine),
     )
+    secret_backups.keep_key_out(ctx.site.secrets.key_file, parts.data_dir, parts.config_files)
     return take_backup(parts)
+
+
+def secret_keys(ctx: Context) -> KeySource:
+    return KeySource(ctx.site.secrets.key_file)
 
 
 def backups(ctx: Context) -> list[Backup]:
@@ -346,7 +354,14 @@ def backups(ctx: Context) -> list[Backup]:
 def restore(ctx: Context, backup_id: str) -> BackupManifest:
     """Put the site back as backup ``backup_id`` holds it, checked before anything is touched."""
     where = backup_dir(ctx)
-    target = RestoreTarget(ctx.catalog.product, ctx.engine, ctx.site.site.data_dir, where)
+    keys = secret_keys(ctx)
+    target = RestoreTarget(
+        ctx.catalog.product,
+        ctx.engine,
+        ctx.site.site.data_dir,
+        where,
+        lambda m: secret_backups.check_restorable(m.secret_keys, keys, backup_id),
+    )
     manifest = restore_backup(target, find_backup(where, backup_id))
     with ctx.engine.begin() as conn:
         audit.append(conn, "site.restore", {"backup": backup_id, "version": manifest.version})

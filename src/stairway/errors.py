@@ -140,3 +140,11 @@ class ManualStepNeeded(StairwayError):
 
 class VerifyBlocked(StairwayError):
     """``verify`` found something that must be fixed before the upgrade may start."""
+
+
+class SecretError(StairwayError):
+    """A secret or the site key cannot be read, decrypted or written; nothing was changed."""
+
+
+class LicenceError(StairwayError):
+    """The licence file is missing, unsigned, tampered, expired or does not cover the release."""

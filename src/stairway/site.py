@@ -45,10 +45,20 @@ class FleetSection(_Strict):
     deadline: Annotated[float, Field(gt=0)] = 120.0  # seconds for an upgraded agent to come back
 
 
+class SecretsSection(_Strict):
+    key_file: Path | None = None  # the site key (mode 0600); STAIRWAY_SITE_KEY overrides it
+
+
+class LicenceSection(_Strict):
+    file: Path | None = None  # the product's signed licence file
+
+
 class Site(_Strict):
     site: SiteSection
     service: ServiceSection | None = None
     fleet: FleetSection = FleetSection()
+    secrets: SecretsSection = SecretsSection()
+    licence: LicenceSection = LicenceSection()
     path: Path = Path(DEFAULT_SITE)
 
     @property
@@ -99,7 +109,17 @@ def _resolved(site: Site, path: Path) -> Site:
         }
     )
     fleet = site.fleet.model_copy(update={"builds": _under(base, site.fleet.builds)})
-    return site.model_copy(update={"site": fixed, "fleet": fleet, "path": path})
+    secrets = SecretsSection(key_file=_under(base, site.secrets.key_file))
+    licence = LicenceSection(file=_under(base, site.licence.file))
+    return site.model_copy(
+        update={
+            "site": fixed,
+            "fleet": fleet,
+            "secrets": secrets,
+            "licence": licence,
+            "path": path,
+        }
+    )
 
 
 def _under(base: Path, value: Path | None) -> Path | None:

@@ -365,10 +365,16 @@ def _health(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
     return {"checked": service.wait_healthy(ctx.site.service)}
 
 
-def _smoke(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+def _smoke(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    from stairway.verify import licence_findings
+
     checks = ctx.catalog.manifest.smoke if ctx.catalog.manifest else []
     for check in checks:
         smoke.run_check(ctx.engine, check)
+    target = Version.parse(state.plan["to"])
+    for finding in licence_findings(ctx, target):  # the licence as the new release reads it
+        if finding.blocking:
+            raise UpgradeError(f"smoke check licence: {finding.message}", hint=finding.hint)
     return {"passed": [c.name for c in checks]}
 
 

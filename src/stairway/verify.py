@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, inspect, select, text
 
+from stairway import licence
 from stairway.catalog.manifest import CheckModel, JobModel
 from stairway.commands import Context, current_version, object_store
 from stairway.configfiles import ConfigRun, plan_config_files
@@ -67,8 +68,43 @@ def verify(ctx: Context, to: str | None) -> Report:
         plan = make_plan(ctx.catalog, current, state.level, target)
         findings += _path(plan) + _schema(plan, state)
         findings += _objects(ctx, plan) + _checks(ctx, current, target) + _jobs(ctx)
-        findings += _config(ctx, current, target) + _disk(ctx)
+        findings += _config(ctx, current, target) + _disk(ctx) + licence_findings(ctx, target)
     return Report(current, target, tuple(findings))
+
+
+def licence_findings(ctx: Context, version: Version) -> list[Finding]:
+    """The licence checked for running ``version``: a critical problem blocks (IM-8)."""
+    declared = ctx.catalog.manifest.licence if ctx.catalog.manifest else None
+    if declared is None:
+        return []
+    where = ctx.site.licence.file
+    if where is None:
+        return [
+            Finding(
+                "licence",
+                "critical",
+                f"{ctx.catalog.product} needs a licence and site.toml names no licence file",
+                blocking=True,
+                hint='set [licence] file = "PATH" to the licence from the vendor',
+            )
+        ]
+    key = ctx.catalog.root / declared.key
+    terms, problems = licence.check(
+        where, key, ctx.catalog.product, version, warn_days=declared.warn_days
+    )
+    found = [
+        Finding("licence", p.severity, p.message, blocking=p.severity == "critical", hint=p.hint)
+        for p in problems
+    ]
+    if terms is not None and not problems:
+        found.append(
+            Finding(
+                "licence",
+                "info",
+                f"licence {terms.id} for {terms.customer} covers {version} until {terms.expires}",
+            )
+        )
+    return found
 
 
 # --- the database and the plan ------------------------------------------------------------------

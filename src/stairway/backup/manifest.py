@@ -41,6 +41,7 @@ class BackupManifest(BaseModel):
     data_dir: str | None = None  # the site's data directory when the backup was taken
     links: dict[str, str] = {}  # symbolic links inside the data directory: path -> target
     config_files: list[ConfigFileModel] = []
+    secret_keys: dict[str, int] = {}  # site key id -> secrets it seals (the keys are not here)
     members: dict[str, MemberModel]
 
     @property

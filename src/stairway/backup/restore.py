@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -30,6 +31,7 @@ class RestoreTarget:
     engine: Engine
     data_dir: Path | None
     backup_dir: Path
+    accept: Callable[[BackupManifest], None] | None = None  # may refuse, before anything live
 
 
 def restore_backup(target: RestoreTarget, path: Path) -> BackupManifest:
@@ -54,6 +56,8 @@ def _restore(target: RestoreTarget, path: Path) -> BackupManifest:
             )
             manifest = parse_manifest(found.manifest, path.name)
             manifest.check(found.members)
+            if target.accept:
+                target.accept(manifest)
             _check_fits(manifest, target, data)
             _restore_links(manifest, data)
             _restore_database(manifest, target.engine, staging)

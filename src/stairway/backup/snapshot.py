@@ -9,7 +9,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +34,7 @@ class SiteParts:
     data_dir: Path | None
     config_files: tuple[Path, ...]
     backup_dir: Path
+    secret_keys: dict[str, int] = field(default_factory=dict)  # recorded, never archived
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def _take(parts: SiteParts) -> Backup:
                 data_dir=str(parts.data_dir) if parts.data_dir else None,
                 links=links,
                 config_files=configs,
+                secret_keys=parts.secret_keys,
                 members={
                     m.name: MemberModel(size=m.size, sha256=m.sha256) for m in archive.members
                 },

@@ -94,6 +94,13 @@ class SmokeModel(_Strict):
         return self
 
 
+class LicenceModel(_Strict):
+    """The product's licence: signed by the vendor's key, which ships with the catalog."""
+
+    key: Annotated[str, Field(min_length=1)]  # the public key, relative to the catalog
+    warn_days: Annotated[int, Field(ge=0)] = 30  # expiring sooner than this: a warning
+
+
 class ReferenceModel(_Strict):
     """Objects naming a plug-in type, which the target release must still provide."""
 
@@ -110,6 +117,7 @@ class Manifest(_Strict):
     job: list[JobModel] = []
     reference: list[ReferenceModel] = []
     smoke: list[SmokeModel] = []
+    licence: LicenceModel | None = None
 
 
 def load_manifest(path: Path) -> Manifest:
