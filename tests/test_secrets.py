@@ -311,3 +311,19 @@ def test_a_key_file_inside_the_data_directory_is_refused_for_backups(
     site = make_site(tmp_path, sqlite_database, key_file="data/site.key")
     with pytest.raises(BackupError, match="inside the data directory"):
         commands.backup(commands.open_context(site, None))
+
+
+def test_the_cli_takes_values_on_standard_input_and_never_prints_them_unasked(site: Path) -> None:
+    def cli(*args: str, given: str | None = None) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "stairway", "secrets", *args, "--site", str(site)]
+        return subprocess.run(command, input=given, capture_output=True, text=True, check=False)
+
+    stored = cli("set", "ldap/password", given=CLEAR)
+    assert stored.returncode == 0, stored.stderr
+    assert CLEAR not in stored.stdout + stored.stderr
+    listed = cli("list")
+    assert "ldap/password" in listed.stdout and CLEAR not in listed.stdout
+    assert cli("get", "ldap/password").stdout == CLEAR
+    empty = cli("set", "other", given="")
+    assert empty.returncode != 0 and "empty" in empty.stderr
+    assert "other" not in cli("list").stdout
