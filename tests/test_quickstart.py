@@ -24,6 +24,7 @@ def test_quickstart_upgrades_the_example_product_end_to_end(tmp_path: Path) -> N
     said = done.stdout
     assert "[5/18] schema 1.0.0 -> 1.0.4" in said, "the required stop is walked"
     assert '"release":"2.0.0"' in said.replace("\n", "") and "10,000 users" in said
+    assert '"bind_password":"opens"' in said.replace("\n", ""), "the secret survives the upgrade"
     with sqlite3.connect(demo / "identity-sync.db") as db:
         connector = orjson.loads(
             db.execute("SELECT data FROM objects WHERE oid = 'connector-1'").fetchone()[0]
@@ -87,6 +88,10 @@ def test_the_example_service_serves_its_api_and_refuses_in_maintenance(tmp_path:
         assert get("/users/7") == (200, {"id": 7, "username": "user00007", "name": "Demo User 7"})
         assert [c["type"] for c in get("/connectors")[1]] == ["ldap", "csv"]  # type: ignore[union-attr]
         assert len(get("/sync-runs")[1]) == 2  # type: ignore[arg-type]
+        assert get("/connectors/1/credential") == (
+            200,
+            {"connector": 1, "bind_password": "opens", "bytes": 32},
+        )
         assert get("/roles") == (200, [])
         maintenance.switch_on(ctx.engine, "upgrade to 2.0.0")
         assert get("/users/7")[0] == 503

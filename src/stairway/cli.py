@@ -224,6 +224,8 @@ def quickstart(
         for item in report.attention:
             out.print(f"[yellow]needs a hand:[/yellow] {item}")
         out.print(f"identity-sync 2.0.0 serves: {_health(site.health_url)}")
+        credential = _health(site.health_url.replace("/health", "/connectors/1/credential"))
+        out.print(f"the LDAP connector's sealed bind password after the upgrade: {credential}")
         out.print(views.status_table(commands.status(ctx)))
         out.print(
             f"[green]done:[/green] {demo.migrated_users(ctx):,} users carry their new display "

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from secrets import token_urlsafe
 
 import orjson
 from sqlalchemy import Connection, column, func, insert, select, table, text
@@ -24,6 +25,9 @@ from stairway import commands, releases
 from stairway.catalog import load_catalog
 from stairway.database import engine_for
 from stairway.errors import SiteError
+from stairway.examples.identity_sync.service import BIND_PASSWORD
+from stairway.secrets import KeyRing, SecretStore, SiteKey
+from stairway.secrets.keyring import write_key_file
 from stairway.site import load_site
 
 DEMO_USERS = 10_000
@@ -76,9 +80,11 @@ def write_site(directory: Path) -> DemoSite:
         'releases_dir = "releases"\nartifacts = "artifacts"\nrelease_key = "keys/release.pub"\n\n'
         f'[service]\nstart = "{serve} start --site {site_file} --port {port}"\n'
         f'stop = "{serve} stop --site {site_file}"\n'
-        f'health = "http://127.0.0.1:{port}/health"\nhealth_timeout = 30\n',
+        f'health = "http://127.0.0.1:{port}/health"\nhealth_timeout = 30\n\n'
+        '[secrets]\nkey_file = "keys/site.key"\n',
         encoding="utf-8",
     )
+    write_key_file(directory / "keys" / "site.key", KeyRing((SiteKey.generate(),)))
     return DemoSite(directory, site_file, port)
 
 
@@ -126,6 +132,8 @@ def seed(ctx: commands.Context, advance: Callable[[int], None]) -> int:
             conn.execute(insert(objects), [_profile(i) for i in numbers])
             advance(len(rows))
         _connectors(conn)
+    secrets = SecretStore(ctx.engine, commands.secret_keys(ctx))
+    secrets.put(BIND_PASSWORD, token_urlsafe(24), actor="quickstart")  # sealed, never shown
     return DEMO_USERS
 
 

@@ -16,8 +16,10 @@ from sqlalchemy import text
 
 import stairway
 from stairway.database import engine_for
+from stairway.errors import SecretError
 from stairway.guard import GuardResult
 from stairway.maintenance import read as read_maintenance
+from stairway.secrets import KeySource, SecretStore
 from stairway.site import load_site
 from stairway.versions import Version
 
@@ -30,6 +32,9 @@ def running_release(site_file: Path) -> str:
     if releases is not None and (releases / "current").is_symlink():
         return (releases / "current").readlink().name
     raise SystemExit("no current release: pass --version")
+
+
+BIND_PASSWORD = "connector/1/bind-password"  # the LDAP connector's, sealed in the database
 
 
 def create_app(site_file: Path, version: str | None = None) -> FastAPI:
@@ -86,6 +91,17 @@ def create_app(site_file: Path, version: str | None = None) -> FastAPI:
     @app.get("/connectors")
     def connectors() -> list[dict[str, object]]:
         return rows("SELECT id, name, type FROM connectors ORDER BY id")
+
+    secrets = SecretStore(engine, KeySource(site.secrets.key_file))
+
+    @app.get("/connectors/1/credential")
+    def credential() -> dict[str, object]:
+        """Whether the LDAP connector's bind password opens: the product reads its secret."""
+        try:
+            size = len(secrets.get(BIND_PASSWORD))
+        except SecretError as err:
+            raise HTTPException(500, f"the bind password does not open: {err.message}") from None
+        return {"connector": 1, "bind_password": "opens", "bytes": size}
 
     @app.get("/schedules")
     def schedules() -> list[dict[str, object]]:
