@@ -88,12 +88,35 @@ def plan(
     rolling: Annotated[
         bool, typer.Option("--rolling", help="exit 3 unless the path is rolling-safe")
     ] = False,
+    estimate: Annotated[
+        bool, typer.Option("--estimate", help="locks, table sizes and predicted time per step")
+    ] = False,
+    window: Annotated[
+        str | None, typer.Option("--window", help="with --estimate: downtime allowed, e.g. 30m")
+    ] = None,
+    probe: Annotated[
+        str | None, typer.Option("--probe", help="with --estimate: a startup probe, e.g. 60s")
+    ] = None,
+    transaction_limit: Annotated[
+        str | None, typer.Option("--transaction-limit", help="with --estimate: e.g. 5m")
+    ] = None,
+    lock_limit: Annotated[
+        str | None, typer.Option("--lock-limit", help="with --estimate: writes may wait, e.g. 5s")
+    ] = None,
+    recalibrate: Annotated[
+        bool, typer.Option("--recalibrate", help="with --estimate: measure the rates again")
+    ] = False,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """The path through required stops, each step's changes and phases, and rolling safety."""
+    """The path through required stops, each step's changes and phases, and rolling safety;
+    with --estimate, each step's lock and predicted time, and exit 3 when a limit is broken."""
     ctx = commands.open_context(site, catalog)
+    if estimate:
+        limits = _limits(window, probe, transaction_limit, lock_limit)
+        _estimate(ctx, to, limits, recalibrate, json)
+        return
     value = commands.plan(ctx, to)
     if json:
         emit_json(views.plan_json(value, ctx.catalog.warnings))
@@ -105,6 +128,36 @@ def plan(
             + (f" (blocked by {blockers})" if blockers else "")
         )
     if rolling and not value.rolling_safe:
+        raise typer.Exit(ExitCode.NEEDS_OPERATOR)
+
+
+def _limits(*given: str | None) -> Any:
+    from stairway.estimate import Limits
+    from stairway.estimate.predict import parse_duration
+
+    names = ("--window", "--probe", "--transaction-limit", "--lock-limit")
+    values = []
+    for name, value in zip(names, given, strict=True):
+        try:
+            values.append(parse_duration(value) if value else None)
+        except ValueError as problem:
+            raise UsageRefused(f"{name}: {problem}", hint="e.g. 90s, 15m or 2h") from None
+    return Limits(*values)
+
+
+def _estimate(ctx: commands.Context, to: str | None, limits: Any, again: bool, json: bool) -> None:
+    from stairway.estimate import estimate_upgrade
+    from stairway.estimate.views import estimate_json, estimate_table
+
+    found = estimate_upgrade(ctx, to, limits, again)
+    if json:
+        emit_json(estimate_json(found))
+    else:
+        out.print(estimate_table(found))
+        out.print(f"predicted: {found.total:.1f} s in all, {found.downtime:.1f} s of downtime")
+        for flag in found.flags:
+            out.print(f"[yellow]over a limit:[/yellow] {escape(flag)}", highlight=False)
+    if found.flags:
         raise typer.Exit(ExitCode.NEEDS_OPERATOR)
 
 

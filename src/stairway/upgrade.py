@@ -9,6 +9,7 @@ What runs a step is registered per kind, apart from the values (``RUNNERS``).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -145,20 +146,25 @@ def upgrade(
 
 
 # A backup taken while verify reads (both only read: overlapping them saves the backup's time).
-_EARLY: dict[str, Future[Backup]] = {}
+_EARLY: dict[str, Future[tuple[Backup, float]]] = {}
 
 
-def _early_backup(ctx: Context) -> Future[Backup]:
+def _early_backup(ctx: Context) -> Future[tuple[Backup, float]]:
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stairway-backup")
-    future = pool.submit(commands.backup, ctx)
+    future = pool.submit(_timed_backup, ctx)
     pool.shutdown(wait=False)
     return future
 
 
-def _discard(early: Future[Backup]) -> None:
+def _timed_backup(ctx: Context) -> tuple[Backup, float]:
+    started = time.monotonic()
+    return commands.backup(ctx), time.monotonic() - started
+
+
+def _discard(early: Future[tuple[Backup, float]]) -> None:
     """Verify refused: the backup taken meanwhile is not wanted."""
     with contextlib.suppress(Exception):
-        early.result().path.unlink(missing_ok=True)
+        early.result()[0].path.unlink(missing_ok=True)
 
 
 def _resume(
@@ -184,8 +190,10 @@ def _run(
         if progress:
             progress(index, len(steps), step)
         journal.begin(index)
+        started = time.monotonic()
         try:
             data = RUNNERS[step.kind](ctx, step, state)
+            data["seconds"] = round(time.monotonic() - started, 3)
         except (Exception, KeyboardInterrupt) as err:
             journal.record("failed", index, error=str(err))
             _roll_back(ctx, journal, journal.active() or state, step, err)
@@ -193,7 +201,17 @@ def _run(
         done.append((step, data))
     journal.record("finished")
     journal.close(state.upgrade_id)
+    _keep_rates(ctx, done, f"upgrade {state.upgrade_id}")
     return UpgradeReport(state.upgrade_id, state.plan["from"], state.plan["to"], tuple(done))
+
+
+def _keep_rates(ctx: Context, done: list[tuple[Step, dict[str, Any]]], by: str) -> None:
+    """What this run measured, for the next estimate; never a reason to fail a finished run."""
+    from stairway.estimate.rates import record_measured
+
+    measured = [(str(step.kind), data) for step, data in done]
+    with contextlib.suppress(OSError):
+        record_measured(commands.backup_dir(ctx), ctx.engine.dialect.name, measured, by)
 
 
 def _roll_back(
@@ -332,8 +350,8 @@ Runner = Callable[[Context, Step, JournalState], dict[str, Any]]
 
 def _backup(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
     early = _EARLY.pop(state.upgrade_id, None)
-    taken = early.result() if early is not None else commands.backup(ctx)
-    return {"backup": taken.id}
+    taken, took = early.result() if early is not None else _timed_backup(ctx)
+    return {"backup": taken.id, "bytes": taken.manifest.size, "took": round(took, 3)}
 
 
 def _maintenance_on(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
@@ -402,7 +420,10 @@ def _interrupt_jobs(ctx: Context, _step: Step, _state: JournalState) -> dict[str
 
 def _schema(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
     done = commands.migrate(ctx, MigrateRequest(to=step.release))
-    return {"changes": [a.change.label for a in done]}
+    return {
+        "changes": [a.change.label for a in done],
+        "ms": {a.change.label: a.duration_ms for a in done},
+    }
 
 
 def _objects(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:

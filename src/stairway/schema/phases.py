@@ -371,6 +371,20 @@ def _serial(column: exp.ColumnDef) -> bool:
     return isinstance(dtype, exp.DataType) and dtype.this in _SERIAL_TYPES
 
 
+def column_rewrites(column: exp.ColumnDef) -> bool:
+    """Whether adding ``column`` makes PostgreSQL rewrite the table (a value computed per row)."""
+    return _rewrites(column, [c.args.get("kind") for c in column.args.get("constraints") or []])
+
+
+def parse_statement(text: str, dialect: str = "postgres") -> list[exp.Expression] | None:
+    """sqlglot's trees for one statement; None when it cannot read it as SQL."""
+    tokens = _tokens(text, dialect)
+    trees = _parse(text, tokens, dialect) if tokens else None
+    if trees is None or any(isinstance(tree, exp.Command) for tree in trees):
+        return None
+    return trees
+
+
 def _rewrites(column: exp.ColumnDef, kinds: Sequence[exp.Expression | None]) -> bool:
     if _serial(column) or any(isinstance(kind, _GENERATED) for kind in kinds):
         return True

@@ -1,0 +1,26 @@
+"""Estimates without rehearsing: locks, table sizes and predicted durations of every step."""
+
+from __future__ import annotations
+
+from stairway.commands import Context
+from stairway.estimate.predict import Estimate, Limits, estimate, site_facts
+from stairway.estimate.rates import load_rates
+from stairway.estimate.sizes import table_sizes
+
+__all__ = ["Estimate", "Limits", "estimate_upgrade"]
+
+
+def estimate_upgrade(
+    ctx: Context, to: str | None, limits: Limits, recalibrate: bool = False
+) -> Estimate:
+    from stairway import commands
+    from stairway.upgrade import plan_steps
+
+    plan = commands.plan(ctx, to)
+    steps = plan_steps(plan, releases=ctx.site.site.releases_dir is not None)
+    hops = {str(h.release.version): h for h in plan.steps}
+    described = [(str(s.kind), s.describe(), hops.get(s.release or "")) for s in steps]
+    sizes = table_sizes(ctx.engine)
+    facts = site_facts(ctx.engine, ctx.catalog, sizes, ctx.site.site.data_dir)
+    rates = load_rates(ctx.engine, ctx.site.site.backup_dir, recalibrate)
+    return estimate(plan, described, ctx.catalog, facts, rates, limits)

@@ -1,0 +1,309 @@
+"""``plan --estimate``: each step of the upgrade with its lock, its table and its predicted time,
+and the steps that would break a limit the operator sets.
+
+A schema change's time is what this site's last rehearsal or upgrade measured for it, when it
+did; otherwise the sum of its statements' operations costed on the table they touch (rows, heap
+bytes, indexes) with the calibration's rates. Object steps count the documents of the types the
+hop migrates; the backup is the database and data directory at the measured or built-in rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from stairway.catalog import Catalog
+from stairway.estimate.operations import Operation, OpKind, operations
+from stairway.estimate.rates import BACKUP_BYTES_PER_S, OBJECTS_PER_S, Rates
+from stairway.estimate.sizes import TableSize
+from stairway.plan import PlanStep, UpgradePlan
+from stairway.schema.change import Change
+from stairway.schema.change import Kind as ChangeKind
+
+CONCURRENT_PASSES = 2.0  # CREATE INDEX CONCURRENTLY scans the table twice
+# Steps whose time does not grow with the site: a flag, a link, a few rows or files.
+QUICK = frozenset(
+    {
+        "maintenance-on",
+        "maintenance-off",
+        "audit",
+        "interrupt-jobs",
+        "deltas",
+        "config-files",
+        "release",
+        "smoke-checks",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    window: float | None = None  # seconds the product may be down
+    probe: float | None = None  # a startup probe: a step that migrates on start must fit
+    transaction: float | None = None  # the longest a transaction may run
+    lock: float | None = None  # the longest the product's writes may wait behind a lock
+
+
+@dataclass(frozen=True)
+class OperationEstimate:
+    operation: Operation
+    size: TableSize | None
+    seconds: float | None  # None: not known (a statement sqlglot cannot read)
+
+
+@dataclass(frozen=True)
+class ChangeEstimate:
+    change: Change
+    seconds: float | None
+    basis: str  # "rehearsal" | "calibration" | "unknown"
+    operations: tuple[OperationEstimate, ...] = ()
+
+    @property
+    def lock(self) -> str | None:
+        held = [o.operation.lock for o in self.operations if o.operation.blocks_writes]
+        return held[0] if held else None
+
+    @property
+    def table(self) -> str | None:
+        tables = [o.operation.table for o in self.operations if o.operation.table]
+        return tables[0] if tables else None
+
+
+@dataclass
+class StepEstimate:
+    kind: str
+    label: str  # the step as the upgrade describes it
+    seconds: float | None
+    basis: str
+    changes: tuple[ChangeEstimate, ...] = ()
+    flags: list[str] = field(default_factory=list)
+    downtime: bool = True  # between stop and start: the product is not serving
+
+    @property
+    def lock(self) -> str | None:
+        return next((c.lock for c in self.changes if c.lock), None)
+
+    @property
+    def table(self) -> str | None:
+        return next((c.table for c in self.changes if c.table), None)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    steps: tuple[StepEstimate, ...]
+    limits: Limits
+    rates_from: str
+
+    @property
+    def total(self) -> float:
+        return sum(s.seconds or 0.0 for s in self.steps)
+
+    @property
+    def downtime(self) -> float:
+        return sum(s.seconds or 0.0 for s in self.steps if s.downtime)
+
+    @property
+    def flags(self) -> list[str]:
+        found = [f"{s.label}: {flag}" for s in self.steps for flag in s.flags]
+        window = self.limits.window
+        if window is not None and self.downtime > window:
+            found.insert(
+                0,
+                f"the product would be down about {_say(self.downtime)}, beyond the "
+                f"{_say(window)} window",
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class SiteFacts:
+    sizes: dict[str, TableSize]
+    objects_by_type: dict[str, int]
+    data_bytes: int
+    postgres: bool = True  # locks are PostgreSQL's; SQLite locks the whole database to write
+
+
+def site_facts(
+    engine: Engine, catalog: Catalog, sizes: dict[str, TableSize], data: Path | None
+) -> SiteFacts:
+    counts: dict[str, int] = {}
+    model = catalog.objects
+    if model is not None and model.table in sizes:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(f'SELECT "{model.type}", count(*) FROM "{model.table}" GROUP BY 1')
+            )
+            counts = {str(t): int(n) for t, n in rows}
+    size = sum(p.stat().st_size for p in data.rglob("*") if p.is_file()) if data else 0
+    return SiteFacts(sizes, counts, size, engine.dialect.name == "postgresql")
+
+
+def estimate(
+    plan: UpgradePlan,
+    step_kinds: list[tuple[str, str, PlanStep | None]],
+    catalog: Catalog,
+    facts: SiteFacts,
+    rates: Rates,
+    limits: Limits,
+) -> Estimate:
+    """``step_kinds``: (kind, label, hop) for every step of the upgrade, in order."""
+    steps = []
+    down = False
+    for kind, label, hop in step_kinds:
+        down = down or kind == "stop"
+        found = _step(kind, label, hop, catalog, facts, rates)
+        found.downtime = down and kind not in ("backup", "maintenance-on")
+        _flag(found, limits)
+        steps.append(found)
+        down = down and kind not in ("start",)
+    basis = rates.measured_by or f"calibration of {rates.calibrated}"
+    return Estimate(tuple(steps), limits, basis)
+
+
+def _step(
+    kind: str, label: str, hop: PlanStep | None, catalog: Catalog, facts: SiteFacts, rates: Rates
+) -> StepEstimate:
+    if kind == "schema" and hop is not None:
+        changes = tuple(_change(c, facts, rates) for c in hop.changes)
+        known = [c.seconds for c in changes if c.seconds is not None]
+        unknown = len(known) < len(changes)
+        basis = (
+            "rehearsal"
+            if changes and all(c.basis == "rehearsal" for c in changes)
+            else "calibration"
+        )
+        return StepEstimate(kind, label, sum(known) if not unknown else None, basis, changes)
+    if kind == "objects" and hop is not None:
+        count = _objects_to_rewrite(catalog, facts, hop)
+        rate = rates.objects_per_s or OBJECTS_PER_S
+        return StepEstimate(kind, label, count / rate, _basis(rates.objects_per_s))
+    if kind == "backup":
+        size = sum(s.bytes for s in facts.sizes.values()) + facts.data_bytes
+        rate = rates.backup_bytes_per_s or BACKUP_BYTES_PER_S
+        return StepEstimate(kind, label, size / rate, _basis(rates.backup_bytes_per_s))
+    if kind in rates.steps:
+        return StepEstimate(kind, label, rates.steps[kind], "rehearsal")
+    quick = kind in (
+        "maintenance-on",
+        "maintenance-off",
+        "audit",
+        "interrupt-jobs",
+        "deltas",
+        "config-files",
+    )
+    return StepEstimate(kind, label, 0.0 if quick else None, "built-in" if quick else "unknown")
+
+
+def _basis(measured: float | None) -> str:
+    return "rehearsal" if measured else "built-in"
+
+
+def _change(change: Change, facts: SiteFacts, rates: Rates) -> ChangeEstimate:
+    found = tuple(
+        _operation(op if facts.postgres else replace(op, lock=None), facts.sizes, rates)
+        for statement in change.statements
+        for op in operations(statement.text)
+    )
+    if change.label in rates.changes:
+        return ChangeEstimate(change, rates.changes[change.label], "rehearsal", found)
+    if change.kind != ChangeKind.SQL or any(o.seconds is None for o in found):
+        return ChangeEstimate(change, None, "unknown", found)
+    return ChangeEstimate(change, sum(o.seconds or 0.0 for o in found), "calibration", found)
+
+
+def _operation(op: Operation, sizes: dict[str, TableSize], rates: Rates) -> OperationEstimate:
+    if op.kind == OpKind.UNKNOWN:
+        return OperationEstimate(op, None, None)
+    size = sizes.get(op.table) if op.table else None
+    if op.kind == OpKind.INSTANT or size is None:
+        return OperationEstimate(op, size, 0.0)
+    kind = OpKind.INDEX if op.kind == OpKind.INDEX_CONCURRENTLY else op.kind
+    cost = rates.costs.get(str(kind))
+    if cost is None:
+        return OperationEstimate(op, size, None)
+    seconds = cost.seconds(size.rows, size.bytes, size.indexes)
+    if op.kind == OpKind.INDEX_CONCURRENTLY:
+        seconds *= CONCURRENT_PASSES
+    return OperationEstimate(op, size, seconds)
+
+
+def _objects_to_rewrite(catalog: Catalog, facts: SiteFacts, hop: PlanStep) -> int:
+    source, target = hop.source, hop.release.version
+    types = {m.type for m in catalog.object_migrations if source < m.since <= target}
+    return sum(n for t, n in facts.objects_by_type.items() if t in types)
+
+
+def _flag(step: StepEstimate, limits: Limits) -> None:
+    if step.seconds is None:
+        return
+    if (
+        limits.probe is not None
+        and step.kind in ("schema", "objects")
+        and step.seconds > limits.probe
+    ):
+        step.flags.append(
+            f"about {_say(step.seconds)}: a product that migrates on start would outlive its "
+            f"{_say(limits.probe)} startup probe"
+        )
+    for change in step.changes:
+        _flag_change(step, change, limits)
+
+
+def _flag_change(step: StepEstimate, change: ChangeEstimate, limits: Limits) -> None:
+    if change.seconds is None:
+        return
+    if (
+        limits.transaction is not None
+        and change.change.transactional
+        and change.seconds > limits.transaction
+    ):
+        step.flags.append(
+            f"{change.change.label} runs in one transaction for about {_say(change.seconds)}, "
+            f"beyond the {_say(limits.transaction)} transaction limit"
+        )
+    for op in change.operations:
+        if (
+            limits.lock is not None
+            and op.operation.blocks_writes
+            and op.seconds is not None
+            and op.seconds > limits.lock
+        ):
+            rows = f"{op.size.rows:,}-row " if op.size else ""
+            step.flags.append(
+                f"{change.change.label} holds {op.operation.lock} on the {rows}table "
+                f"{op.operation.table} for about {_say(op.seconds)} ({op.operation.what}), "
+                f"beyond the {_say(limits.lock)} lock limit"
+            )
+
+
+def _say(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def say_duration(seconds: float | None) -> str:
+    return "unknown" if seconds is None else _say(seconds)
+
+
+def parse_duration(text_value: str) -> float:
+    """``90``, ``90s``, ``15m``, ``2h`` → seconds; refused with an example otherwise."""
+    value = text_value.strip().lower()
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+    for unit in sorted(units, key=len, reverse=True):
+        if value.endswith(unit):
+            number, factor = value[: -len(unit)], units[unit]
+            break
+    else:
+        number, factor = value, 1.0
+    try:
+        seconds = float(number) * factor
+    except ValueError:
+        raise ValueError(f"{text_value!r} is not a duration (e.g. 90s, 15m, 2h)") from None
+    if seconds <= 0:
+        raise ValueError(f"{text_value!r}: a limit must be more than zero")
+    return seconds

@@ -1,0 +1,76 @@
+"""Estimates as a Rich table and as JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from stairway.estimate.predict import Estimate, say_duration
+
+
+def estimate_table(found: Estimate) -> Table:
+    table = Table(title=f"Estimate (rates: {found.rates_from})")
+    for column in ("step", "lock", "table", "predicted", "basis", "flags"):
+        table.add_column(column)
+    for step in found.steps:
+        table.add_row(
+            step.label,
+            step.lock or "",
+            step.table or "",
+            say_duration(step.seconds),
+            step.basis,
+            "\n".join(step.flags),
+        )
+        for change in step.changes:
+            table.add_row(
+                f"  {change.change.label}",
+                change.lock or "",
+                change.table or "",
+                say_duration(change.seconds),
+                change.basis,
+                "",
+            )
+    return table
+
+
+def estimate_json(found: Estimate) -> dict[str, Any]:
+    return {
+        "rates_from": found.rates_from,
+        "total_s": found.total,
+        "downtime_s": found.downtime,
+        "flags": found.flags,
+        "steps": [
+            {
+                "kind": s.kind,
+                "step": s.label,
+                "seconds": s.seconds,
+                "basis": s.basis,
+                "lock": s.lock,
+                "table": s.table,
+                "downtime": s.downtime,
+                "flags": s.flags,
+                "changes": [
+                    {
+                        "change": c.change.label,
+                        "seconds": c.seconds,
+                        "basis": c.basis,
+                        "operations": [
+                            {
+                                "kind": str(o.operation.kind),
+                                "table": o.operation.table,
+                                "lock": o.operation.lock,
+                                "what": o.operation.what,
+                                "rows": o.size.rows if o.size else None,
+                                "bytes": o.size.bytes if o.size else None,
+                                "seconds": o.seconds,
+                            }
+                            for o in c.operations
+                        ],
+                    }
+                    for c in s.changes
+                ],
+            }
+            for s in found.steps
+        ],
+    }
