@@ -19,6 +19,7 @@ from stairway.errors import (
     ExitCode,
     ManualStepNeeded,
     StairwayError,
+    UpgradeFailed,
     UsageRefused,
     VerifyBlocked,
 )
@@ -31,6 +32,7 @@ from stairway.objects.checkpoints import Checkpoint
 from stairway.options import (
     CatalogOpt,
     JsonOpt,
+    ReportOpt,
     ShardOpt,
     SiteOpt,
     WorkersOpt,
@@ -299,6 +301,7 @@ def _health(url: str) -> str:
 @app.command()
 def verify(
     to: Annotated[str | None, typer.Option("--to", help="target release [default: latest]")] = None,
+    report_file: ReportOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
@@ -306,7 +309,13 @@ def verify(
     """Read-only pre-upgrade checks on the old version; exit 2 when anything blocks."""
     from stairway import verify as checks
 
-    report = checks.verify(commands.open_context(site, catalog), to)
+    ctx = commands.open_context(site, catalog)
+    report = checks.verify(ctx, to)
+    if report_file:
+        from stairway.report.documents import predicted, verify_document
+
+        estimate = predicted(ctx, str(report.target))
+        _write_report(verify_document(ctx, report, estimate), report_file, json)
     if json:
         emit_json(views.verify_json(report))
     else:
@@ -374,20 +383,27 @@ def upgrade_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="finish an upgrade that was interrupted")
     ] = False,
+    report_file: ReportOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """The whole upgrade, journaled: verify, back up, migrate, restart; rolls back on failure."""
     from stairway import upgrade as upgrading
+    from stairway.report import StepClock
 
     ctx = commands.open_context(site, catalog)
+    clock = StepClock()
 
     def announce_step(index: int, total: int, step: upgrading.Step) -> None:
+        clock(index, total, step)
         if not json:
             out.print(f"  [{index + 1}/{total}] {step.describe()}")
 
-    report = upgrading.upgrade(ctx, to, resume, announce_step)
+    if report_file is None:
+        report = upgrading.upgrade(ctx, to, resume, announce_step)
+    else:
+        report = _upgrade_reported(ctx, to, resume, announce_step, clock, report_file, json)
     if json:
         emit_json(views.upgrade_json(report))
         return
@@ -397,6 +413,85 @@ def upgrade_command(
     for item in report.attention:
         out.print(f"[yellow]needs a hand:[/yellow] {item}")
     out.print(f"[green]upgraded[/green] {report.current} -> {report.target} ({report.upgrade_id})")
+
+
+def _upgrade_reported(
+    ctx: commands.Context,
+    to: str | None,
+    resume: bool,
+    announce: Any,
+    clock: Any,
+    report_file: Path,
+    json: bool,
+) -> Any:
+    """The upgrade with its report written however it ends."""
+    from stairway import upgrade as upgrading
+    from stairway.report.documents import predicted, upgrade_document
+
+    plan = commands.plan(ctx, to)
+    estimate = predicted(ctx, to)
+    try:
+        report = upgrading.upgrade(ctx, to, resume, announce)
+    except StairwayError as failure:
+        clock.stop()
+        document = upgrade_document(ctx, plan, estimate, clock, None, failure.message)
+        _write_report(document, report_file, json)
+        raise
+    clock.stop()
+    _write_report(upgrade_document(ctx, plan, estimate, clock, report, None), report_file, json)
+    return report
+
+
+def _write_report(document: Any, where: Path, json: bool) -> None:
+    from stairway.report import write_report
+
+    written = write_report(document, where)
+    if not json:
+        out.print(f"report: {', '.join(str(p) for p in written)}")
+
+
+@app.command("rehearse")
+def rehearse_command(
+    to: Annotated[str | None, typer.Option("--to", help="target release [default: latest]")] = None,
+    scratch_url: Annotated[
+        str | None,
+        typer.Option("--scratch-url", help="a database to create for the rehearsal"),
+    ] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the scratch copy afterwards")] = False,
+    report_file: ReportOpt = None,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The whole upgrade on a scratch copy restored from the latest backup; nothing live moves."""
+    from stairway import upgrade as upgrading
+    from stairway.rehearse import rehearse
+    from stairway.report.documents import predicted, rehearsal_document
+
+    ctx = commands.open_context(site, catalog)
+    plan = commands.plan(ctx, to)
+    estimate = predicted(ctx, to)
+
+    def announce_step(index: int, total: int, step: upgrading.Step) -> None:
+        if not json:
+            out.print(f"  [{index + 1}/{total}] {step.describe()}")
+
+    found = rehearse(ctx, to, scratch_url, keep, announce_step)
+    if report_file:
+        _write_report(rehearsal_document(ctx, plan, estimate, found), report_file, json)
+    if json:
+        emit_json(views.rehearsal_json(found))
+    else:
+        out.print(views.rehearsal_table(found, estimate))
+        if found.kept:
+            out.print(f"kept: {found.scratch_dir} and {found.scratch_database}")
+    if found.failure:
+        raise UpgradeFailed(
+            f"the rehearsal's upgrade failed: {found.failure}",
+            hint="fix the cause and rehearse again; the live site was not touched",
+        )
+    if not json:
+        out.print(f"[green]rehearsed[/green] {plan.current} -> {plan.target}: the upgrade works")
 
 
 @app.command("rollback")

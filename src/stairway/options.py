@@ -23,6 +23,10 @@ CatalogOpt = Annotated[
     Path | None, typer.Option("--catalog", help="catalog directory [default: the site's catalog]")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON for machines")]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option("--report", help="write an HTML report here (and its Markdown beside it)"),
+]
 WorkersOpt = Annotated[
     int, typer.Option("--workers", help="worker processes on this machine", min=1, max=64)
 ]

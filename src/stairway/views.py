@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.panel import Panel
@@ -20,6 +20,10 @@ from stairway.schema.phases import PhaseFinding
 from stairway.transfer.importer import ImportReport
 from stairway.transfer.shards import Shard
 from stairway.verify import Finding, Report, group
+
+if TYPE_CHECKING:
+    from stairway.estimate import Estimate
+    from stairway.rehearse import Rehearsal
 
 Warnings = dict[int, list[PhaseFinding]]
 
@@ -327,3 +331,35 @@ def import_summary(report: ImportReport, shard: Shard) -> str:
         )
     verdict = "[green]every count matches the header[/green]" if report.complete else ""
     return f"{done}\n{verdict}" if verdict else done
+
+
+def rehearsal_table(found: Rehearsal, estimate: Estimate | None) -> Table:
+    from stairway.estimate.predict import say_duration
+
+    guesses = {s.label: s.seconds for s in estimate.steps} if estimate else {}
+    title = f"rehearsal on {found.scratch_database} from backup {found.backup_id}"
+    table = Table(title=title)
+    for column in ("step", "took", "predicted"):
+        table.add_column(column)
+    for step, seconds in found.steps:
+        label = step.describe()
+        table.add_row(label, say_duration(seconds), say_duration(guesses.get(label)))
+    return table
+
+
+def rehearsal_json(found: Rehearsal) -> dict[str, Any]:
+    end = found.end
+    return {
+        "backup": found.backup_id,
+        "backup_taken": found.backup_taken,
+        "scratch_database": found.scratch_database,
+        "scratch_dir": str(found.scratch_dir),
+        "kept": found.kept,
+        "failure": found.failure,
+        "steps": [{"step": s.describe(), "seconds": t} for s, t in found.steps],
+        "findings": [
+            {"severity": f.severity, "topic": f.topic, "message": f.message}
+            for f in (found.findings.findings if found.findings else ())
+        ],
+        "end": {"release": end.release, "level": end.state.level} if end else None,
+    }

@@ -139,6 +139,17 @@ def restore_postgres(engine: Engine, dump: Path, suffix: str) -> None:
         )
 
 
+def restore_into(engine: Engine, dump: Path) -> None:
+    """``pg_restore`` into the empty database ``engine`` names (a rehearsal's scratch one)."""
+    pg_restore = _tool("pg_restore", engine)
+    conninfo, env = _libpq(engine.url)
+    _run(
+        [pg_restore, "--exit-on-error", "--no-owner", f"--dbname={conninfo}", str(dump)],
+        env,
+        "pg_restore",
+    )
+
+
 def _swap(url: URL, live: str, side: str, old: str) -> None:
     with _admin(url) as admin:
         admin.execute(

@@ -57,7 +57,7 @@ class OperationEstimate:
 class ChangeEstimate:
     change: Change
     seconds: float | None
-    basis: str  # "rehearsal" | "calibration" | "unknown"
+    basis: str  # "measured" | "calibration" | "unknown"
     operations: tuple[OperationEstimate, ...] = ()
 
     @property
@@ -170,9 +170,7 @@ def _step(
         known = [c.seconds for c in changes if c.seconds is not None]
         unknown = len(known) < len(changes)
         basis = (
-            "rehearsal"
-            if changes and all(c.basis == "rehearsal" for c in changes)
-            else "calibration"
+            "measured" if changes and all(c.basis == "measured" for c in changes) else "calibration"
         )
         return StepEstimate(kind, label, sum(known) if not unknown else None, basis, changes)
     if kind == "objects" and hop is not None:
@@ -184,20 +182,13 @@ def _step(
         rate = rates.backup_bytes_per_s or BACKUP_BYTES_PER_S
         return StepEstimate(kind, label, size / rate, _basis(rates.backup_bytes_per_s))
     if kind in rates.steps:
-        return StepEstimate(kind, label, rates.steps[kind], "rehearsal")
-    quick = kind in (
-        "maintenance-on",
-        "maintenance-off",
-        "audit",
-        "interrupt-jobs",
-        "deltas",
-        "config-files",
-    )
+        return StepEstimate(kind, label, rates.steps[kind], "measured")
+    quick = kind in QUICK
     return StepEstimate(kind, label, 0.0 if quick else None, "built-in" if quick else "unknown")
 
 
 def _basis(measured: float | None) -> str:
-    return "rehearsal" if measured else "built-in"
+    return "measured" if measured else "built-in"
 
 
 def _change(change: Change, facts: SiteFacts, rates: Rates) -> ChangeEstimate:
@@ -207,7 +198,7 @@ def _change(change: Change, facts: SiteFacts, rates: Rates) -> ChangeEstimate:
         for op in operations(statement.text)
     )
     if change.label in rates.changes:
-        return ChangeEstimate(change, rates.changes[change.label], "rehearsal", found)
+        return ChangeEstimate(change, rates.changes[change.label], "measured", found)
     if change.kind != ChangeKind.SQL or any(o.seconds is None for o in found):
         return ChangeEstimate(change, None, "unknown", found)
     return ChangeEstimate(change, sum(o.seconds or 0.0 for o in found), "calibration", found)

@@ -74,9 +74,14 @@ def read_rates(backup_dir: Path | None, engine_kind: str) -> Rates | None:
 
 
 def record_measured(
-    backup_dir: Path | None, engine_kind: str, done: list[tuple[str, dict[str, Any]]], by: str
+    backup_dir: Path | None,
+    engine_kind: str,
+    done: list[tuple[str, dict[str, Any]]],
+    by: str,
+    service: bool = True,
 ) -> None:
-    """Keep what an upgrade or a rehearsal measured: ``done`` is (step kind, its data)."""
+    """Keep what an upgrade or a rehearsal measured: ``done`` is (step kind, its data);
+    ``service`` is False for a rehearsal, which never stops or starts the product."""
     rates = read_rates(backup_dir, engine_kind) or Rates(engine_kind, {}, "")
     for kind, data in done:
         seconds = float(data.get("seconds", 0.0))
@@ -86,7 +91,7 @@ def record_measured(
         took = float(data.get("took", seconds))  # the backup ran beside verify
         if kind == "backup" and data.get("bytes") and took > 0:
             rates.backup_bytes_per_s = data["bytes"] / took
-        if kind in ("stop", "start", "health"):
+        if service and kind in ("stop", "start", "health"):
             rates.steps[kind] = seconds
     rates.measured_by = by
     save_rates(backup_dir, rates)

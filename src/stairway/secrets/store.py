@@ -154,8 +154,10 @@ class SecretStore:
 
 
 def key_ids(conn: Connection) -> dict[str, int]:
-    """How many secrets each site key seals; empty when the site has none."""
-    ensure_table(conn)
+    """How many secrets each site key seals; empty when the site has none (read only: the
+    table is not created, so a backup or a rehearsal never writes the live database)."""
+    if not conn.dialect.has_table(conn, secrets_table.name):
+        return {}
     rows = conn.execute(select(secrets_table.c.key_id)).scalars()
     found: dict[str, int] = {}
     for key_id in rows:

@@ -1,0 +1,212 @@
+"""``rehearse --to V``: the whole upgrade on a scratch copy of the site, timed, with nothing live
+touched.
+
+The latest backup (one is taken when there is none) is restored into a scratch database (on
+PostgreSQL a new database on the same server, or at ``--scratch-url``; on SQLite a file) and a
+scratch directory holding the data directory, the config files (at their live paths mirrored
+under ``config/``, so path-matched migrations still match), the backups and the releases. The
+scratch site has no service: stopping or starting the product would touch the live one. The
+upgrade then runs there as ``upgrade`` runs it, every step timed; the findings, the step times
+and the end state are reported, and the times kept for ``plan --estimate``. The scratch copy is
+removed afterwards unless asked to keep it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine, make_url
+
+from stairway import commands
+from stairway.backup.archive import extract
+from stairway.backup.manifest import BackupManifest, parse_manifest
+from stairway.commands import Context, Status
+from stairway.database import dispose_all, engine_for
+from stairway.errors import StairwayError, UsageRefused
+from stairway.estimate.rates import record_measured
+from stairway.upgrade import Progress, Step, UpgradeReport, upgrade
+from stairway.verify import Report, verify
+
+
+@dataclass
+class Rehearsal:
+    backup_id: str
+    backup_taken: bool  # there was none: one was taken for the rehearsal
+    scratch_dir: Path
+    scratch_database: str  # without a password
+    findings: Report | None = None
+    report: UpgradeReport | None = None
+    failure: str | None = None  # the upgrade failed in the rehearsal (and rolled back there)
+    end: Status | None = None
+    steps: list[tuple[Step, float]] = field(default_factory=list)  # every step begun, timed
+    kept: bool = False
+
+
+def rehearse(
+    ctx: Context,
+    to: str | None,
+    scratch_url: str | None = None,
+    keep: bool = False,
+    progress: Progress | None = None,
+) -> Rehearsal:
+    backup_path, manifest, taken = _latest_backup(ctx)
+    root = commands.backup_dir(ctx) / f"rehearsal-{manifest.id}-{uuid.uuid4().hex[:6]}"
+    root.mkdir(parents=True)
+    try:
+        with _scratch_database(ctx.engine, scratch_url, root, keep) as url:
+            shown = make_url(url).render_as_string(hide_password=True)
+            found = Rehearsal(manifest.id, taken, root, shown, kept=keep)
+            scratch = _restore(ctx, backup_path, manifest, root, url)
+            _run(scratch, to, found, progress)
+    finally:
+        dispose_all()
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    done = found.report.done if found.report else ()
+    measured = [(str(step.kind), data) for step, data in done]
+    by = f"rehearsal of {manifest.id}"
+    record_measured(commands.backup_dir(ctx), ctx.engine.dialect.name, measured, by, False)
+    return found
+
+
+def _run(scratch: Context, to: str | None, found: Rehearsal, progress: Progress | None) -> None:
+    found.findings = verify(scratch, to)
+    clock: list[tuple[Step, float]] = []
+
+    def timed(index: int, total: int, step: Step) -> None:
+        clock.append((step, time.monotonic()))
+        if progress:
+            progress(index, total, step)
+
+    try:
+        found.report = upgrade(scratch, to, progress=timed)
+    except StairwayError as err:
+        found.failure = err.message
+    ended = time.monotonic()
+    found.steps = [
+        (step, (clock[i + 1][1] if i + 1 < len(clock) else ended) - began)
+        for i, (step, began) in enumerate(clock)
+    ]
+    found.end = commands.status(scratch)
+
+
+def _latest_backup(ctx: Context) -> tuple[Path, BackupManifest, bool]:
+    found = commands.backups(ctx)
+    if found:
+        return found[-1].path, found[-1].manifest, False
+    taken = commands.backup(ctx)
+    return taken.path, taken.manifest, True
+
+
+def _restore(ctx: Context, path: Path, manifest: BackupManifest, root: Path, url: str) -> Context:
+    live = ctx.site.site
+    members = extract(
+        path,
+        {
+            "database": root / "restore" / "database",
+            "config": root / "restore" / "config",
+            "data": root / "data",
+        },
+    )
+    parse_manifest(members.manifest, path.name).check(members.members)
+    dump = root / "restore" / "database" / PurePosixPath(manifest.database).name
+    config = [_mirror(root, item.path) for item in manifest.config_files]
+    for item, target in zip(manifest.config_files, config, strict=True):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / "restore" / PurePosixPath(item.member), target)
+    engine = engine_for(url)
+    _load_database(engine, manifest, dump, root)
+    site = ctx.site.model_copy(
+        update={
+            "site": live.model_copy(
+                update={
+                    "database": url,
+                    "data_dir": root / "data" if live.data_dir else None,
+                    "config_files": config,
+                    "backup_dir": root / "backups",
+                    "releases_dir": _copy_releases(live.releases_dir, root),
+                }
+            ),
+            "service": None,  # the live product's commands: never run by a rehearsal
+        }
+    )
+    return Context(site, ctx.catalog, engine)
+
+
+def _mirror(root: Path, live: str) -> Path:
+    return root / "config" / Path(live).relative_to(Path(live).anchor)
+
+
+def _copy_releases(releases: Path | None, root: Path) -> Path | None:
+    """The current release and the ``current`` link, so the release step swaps a copy."""
+    if releases is None or not releases.is_dir():
+        return None
+    target = root / "releases"
+    target.mkdir()
+    current = releases / "current"
+    if current.is_symlink():
+        name = Path(current.readlink()).name
+        shutil.copytree(releases / name, target / name, symlinks=True)
+        (target / "current").symlink_to(name)
+    return target
+
+
+def _load_database(engine: Engine, manifest: BackupManifest, dump: Path, root: Path) -> None:
+    from stairway.backup import database
+
+    if manifest.engine != database.engine_kind(engine):
+        raise UsageRefused(
+            f"backup {manifest.id} holds a {manifest.engine} database and the scratch one is "
+            f"{database.engine_kind(engine)}",
+            hint="give --scratch-url on the engine the site uses",
+        )
+    if manifest.engine == "sqlite":
+        database.check_sqlite(dump)
+        shutil.copyfile(dump, str(engine.url.database))
+        return
+    database.restore_into(engine, dump)
+
+
+@contextmanager
+def _scratch_database(live: Engine, given: str | None, root: Path, keep: bool) -> Iterator[str]:
+    """A new, empty scratch database; dropped afterwards unless the rehearsal is kept."""
+    if given and make_url(given) == live.url:
+        raise UsageRefused(
+            "the scratch database is the live one", hint="give another --scratch-url"
+        )
+    if live.dialect.name != "postgresql":
+        yield given or f"sqlite:///{root / 'scratch.db'}"  # removed with the scratch directory
+        return
+    suffix = uuid.uuid4().hex[:8]
+    url = (
+        make_url(given)
+        if given
+        else live.url.set(database=f"{live.url.database}_rehearsal_{suffix}")
+    )
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    name = str(url.database)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            raise UsageRefused(
+                f"the scratch database {name} exists already",
+                hint="name one that does not exist: the rehearsal creates it and drops it after",
+            )
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        dispose_all()
+        if not keep:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                conn.execute(drop.format(sql.Identifier(name)))

@@ -1,0 +1,172 @@
+"""What a report shows, gathered from the plan, the estimate, the run and verify."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from stairway.estimate.predict import Estimate
+from stairway.plan import UpgradePlan
+from stairway.upgrade import Step, plan_steps
+from stairway.verify import Finding, Report
+
+SEVERITIES = ("critical", "warning", "suggestion", "info")
+
+
+@dataclass(frozen=True)
+class StepRow:
+    label: str
+    kind: str
+    phase: str  # the schema changes' phases, for a schema step
+    lock: str  # the heaviest lock its statements hold (PostgreSQL)
+    predicted: float | None
+    actual: float | None
+    status: str  # done | failed | not run | planned
+
+
+@dataclass(frozen=True)
+class Stair:
+    version: str
+    role: str  # current | stop | target
+
+
+@dataclass(frozen=True)
+class Document:
+    kind: str  # upgrade | rehearsal | verify
+    product: str
+    current: str
+    target: str
+    outcome: str
+    ok: bool
+    stairs: tuple[Stair, ...]
+    steps: tuple[StepRow, ...]
+    findings: dict[str, tuple[Finding, ...]]
+    backup: str | None
+    notes: str  # Markdown
+    end_state: str | None = None
+    generated: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def title(self) -> str:
+        return f"{self.product} {self.current} → {self.target}: {self.kind}"
+
+
+class StepClock:
+    """A progress callback that times every step the upgrade begins."""
+
+    def __init__(self) -> None:
+        self.begun: list[tuple[Step, float]] = []
+        self.ended: float | None = None
+
+    def __call__(self, _index: int, _total: int, step: Step) -> None:
+        self.begun.append((step, time.monotonic()))
+
+    def stop(self) -> None:
+        self.ended = time.monotonic()
+
+    def durations(self) -> list[tuple[Step, float]]:
+        end = self.ended or time.monotonic()
+        return [
+            (step, (self.begun[i + 1][1] if i + 1 < len(self.begun) else end) - began)
+            for i, (step, began) in enumerate(self.begun)
+        ]
+
+
+@dataclass(frozen=True)
+class Run:
+    """What happened, for an upgrade or a rehearsal: timed steps and how it ended."""
+
+    timed: list[tuple[Step, float]]
+    failure: str | None = None
+
+
+def build_document(
+    kind: str,
+    product: str,
+    plan: UpgradePlan,
+    findings: Report | None,
+    estimate: Estimate | None,
+    run: Run | None,
+    backup: str | None,
+    notes: str,
+    releases: bool,
+    end_state: str | None = None,
+) -> Document:
+    steps = plan_steps(plan, releases)
+    rows = _rows(steps, plan, estimate, run)
+    ok = run is None or run.failure is None
+    blocking = [f for f in findings.findings if f.blocking] if findings else []
+    outcome = _outcome(kind, run, blocking, plan)
+    return Document(
+        kind,
+        product,
+        str(plan.current),
+        str(plan.target),
+        outcome,
+        ok and not blocking,
+        _stairs(plan),
+        tuple(rows),
+        _by_severity(findings.findings if findings else ()),
+        backup,
+        notes,
+        end_state,
+    )
+
+
+def _outcome(kind: str, run: Run | None, blocking: list[Finding], plan: UpgradePlan) -> str:
+    if run is not None and run.failure:
+        return f"failed: {run.failure}"
+    if blocking:
+        return f"{len(blocking)} finding(s) block the upgrade to {plan.target}"
+    if run is None:
+        return f"nothing blocks the upgrade to {plan.target}"
+    done = "rehearsed" if kind == "rehearsal" else "upgraded"
+    return f"{done} {plan.current} → {plan.target}"
+
+
+def _stairs(plan: UpgradePlan) -> tuple[Stair, ...]:
+    stairs = [Stair(str(plan.current), "current")]
+    for index, hop in enumerate(plan.steps):
+        last = index == len(plan.steps) - 1
+        stairs.append(Stair(str(hop.release.version), "target" if last else "stop"))
+    return tuple(stairs)
+
+
+def _rows(
+    steps: list[Step], plan: UpgradePlan, estimate: Estimate | None, run: Run | None
+) -> list[StepRow]:
+    predicted = {s.label: s for s in estimate.steps} if estimate else {}
+    actual = {step.describe(): seconds for step, seconds in run.timed} if run else {}
+    failed_at = run.timed[-1][0].describe() if run and run.failure and run.timed else None
+    hops = {str(h.release.version): h for h in plan.steps}
+    rows = []
+    for step in steps:
+        label = step.describe()
+        guess = predicted.get(label)
+        hop = hops.get(step.release or "") if step.kind == "schema" else None
+        phases = sorted({c.phase.value for c in hop.changes}) if hop else []
+        rows.append(
+            StepRow(
+                label,
+                str(step.kind),
+                ", ".join(phases),
+                (guess.lock or "") if guess else "",
+                guess.seconds if guess else None,
+                actual.get(label),
+                _status(label, run, actual, failed_at),
+            )
+        )
+    return rows
+
+
+def _status(label: str, run: Run | None, actual: dict[str, float], failed_at: str | None) -> str:
+    if run is None:
+        return "planned"
+    if label == failed_at:
+        return "failed"
+    return "done" if label in actual else "not run"
+
+
+def _by_severity(findings: tuple[Finding, ...] | list[Finding]) -> dict[str, tuple[Finding, ...]]:
+    return {s: tuple(f for f in findings if f.severity == s) for s in SEVERITIES}
