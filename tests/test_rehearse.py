@@ -169,6 +169,18 @@ def test_the_report_opens_in_chromium_without_console_errors_and_shows_every_ste
     assert set(statuses) == {"done"}
     markdown = report.with_suffix(".md").read_text()
     assert "| schema 1.0.4 -> 2.0.0 |" in markdown and "## Release notes" in markdown
+    assert "1 sync runs running" in markdown, "the findings verify made before the upgrade"
+
+
+def test_verify_writes_a_report_with_its_findings_and_the_planned_steps(demo: Path) -> None:
+    report = demo.parent / "verify.html"
+    code, _out, err = stairway(
+        "verify", "--to", "2.0.0", "--report", str(report), "--site", str(demo)
+    )
+    assert code == 0, err
+    html = report.read_text()
+    assert "nothing blocks the upgrade to 2.0.0" in html and html.count('class="step"') == 18
+    assert "planned" in html and "sync runs running" in html
 
 
 def stairway_stop_demo(site: Path) -> None:

@@ -427,18 +427,21 @@ def _upgrade_reported(
     """The upgrade with its report written however it ends."""
     from stairway import upgrade as upgrading
     from stairway.report.documents import predicted, upgrade_document
+    from stairway.verify import verify as check
 
     plan = commands.plan(ctx, to)
     estimate = predicted(ctx, to)
+    findings = check(ctx, to) if not resume else None  # as the upgrade's own verify sees it
     try:
         report = upgrading.upgrade(ctx, to, resume, announce)
     except StairwayError as failure:
         clock.stop()
-        document = upgrade_document(ctx, plan, estimate, clock, None, failure.message)
-        _write_report(document, report_file, json)
+        said = upgrade_document(ctx, plan, estimate, clock, None, failure.message, findings)
+        _write_report(said, report_file, json)
         raise
     clock.stop()
-    _write_report(upgrade_document(ctx, plan, estimate, clock, report, None), report_file, json)
+    said = upgrade_document(ctx, plan, estimate, clock, report, None, findings)
+    _write_report(said, report_file, json)
     return report
 
 

@@ -41,11 +41,12 @@ def upgrade_document(
     clock: StepClock,
     outcome: UpgradeReport | None,
     failure: str | None,
+    findings: Report | None = None,
 ) -> Document:
     done = outcome.done if outcome else ()
     backup = next((d.get("backup") for s, d in done if str(s.kind) == "backup"), None)
     run = Run(clock.durations(), failure)
-    return _document("upgrade", ctx, plan, None, estimate, run, backup)
+    return _document("upgrade", ctx, plan, findings, estimate, run, backup)
 
 
 def rehearsal_document(
