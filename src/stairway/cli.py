@@ -76,12 +76,22 @@ def init(
 
 @app.command()
 def status(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
-    """Site version, schema level, applied, pending and drifted changes."""
-    report = commands.status(commands.open_context(site, catalog))
+    """Site version, schema level, applied, pending and drifted changes, background migrations."""
+    from stairway import background
+
+    ctx = commands.open_context(site, catalog)
+    report = commands.status(ctx)
+    running = background.jobs(ctx.engine)
     if json:
-        emit_json(views.status_json(report))
+        jobs = [
+            {"change": j.label, "state": j.state, "fraction": j.fraction, "eta_s": j.eta()}
+            for j in running
+        ]
+        emit_json({**views.status_json(report), "background": jobs})
         return
     out.print(views.status_table(report))
+    for job in running:
+        out.print(f"background migration {job.describe()}", highlight=False)
 
 
 @app.command()
@@ -876,6 +886,88 @@ def release_verify(
         f"[green]{found.artifact} verified[/green]: {found.product} {found.version}, "
         f"sha256 {found.sha256}"
     )
+
+
+background_app = typer.Typer(help="Background migrations: batches run while the product serves.")
+app.add_typer(background_app, name="background")
+
+
+@background_app.command("run")
+def background_run(
+    max_seconds: Annotated[
+        float | None, typer.Option("--max-seconds", help="stop after this long", min=0.1)
+    ] = None,
+    probe_ms: Annotated[
+        float, typer.Option("--probe-ms", help="back off while a probe query takes longer")
+    ] = 50.0,
+    pause: Annotated[
+        float, typer.Option("--pause", help="seconds between batches at the least", min=0)
+    ] = 0.01,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Run queued background migrations until they finish; safe to stop and run again."""
+    from stairway import background
+
+    ctx = commands.open_context(site, catalog)
+    changes = {c.number: c for c in ctx.catalog.changes}
+
+    def say(job: background.Job) -> None:
+        if job.batches % 100 == 0 or job.state == "done":
+            out.print(job.describe(), highlight=False)
+
+    found = background.run(
+        ctx.engine, changes, background.Throttle(probe_ms, pause), max_seconds, say
+    )
+    for job in found:
+        out.print(job.describe(), highlight=False)
+    if not found:
+        out.print("no background migrations")
+
+
+@background_app.command("status")
+def background_status(
+    site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False
+) -> None:
+    """Each background migration: state, % done, ETA, batches, times throttled."""
+    from stairway import background
+
+    found = background.jobs(commands.open_context(site, catalog).engine)
+    if json:
+        emit_json(
+            [{**dataclasses.asdict(j), "fraction": j.fraction, "eta_s": j.eta()} for j in found]
+        )
+        return
+    for job in found:
+        out.print(f"{job.describe()} ({job.batches} batches, throttled {job.throttled})")
+    if not found:
+        out.print("no background migrations")
+
+
+@background_app.command("pause")
+def background_pause(
+    number: Annotated[int, typer.Argument(help="the change number")],
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Pause a background migration after its current batch."""
+    from stairway import background
+
+    job = background.set_paused(commands.open_context(site, catalog).engine, number, True)
+    out.print(job.describe(), highlight=False)
+
+
+@background_app.command("resume")
+def background_resume(
+    number: Annotated[int, typer.Argument(help="the change number")],
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Let a paused background migration run again (with `background run`)."""
+    from stairway import background
+
+    job = background.set_paused(commands.open_context(site, catalog).engine, number, False)
+    out.print(job.describe(), highlight=False)
 
 
 licence_app = typer.Typer(help="The product's signed licence: check it, or issue one (vendors).")

@@ -69,7 +69,26 @@ def verify(ctx: Context, to: str | None) -> Report:
         findings += _path(plan) + _schema(plan, state)
         findings += _objects(ctx, plan) + _checks(ctx, current, target) + _jobs(ctx)
         findings += _config(ctx, current, target) + _disk(ctx) + licence_findings(ctx, target)
+        findings += _background(ctx)
     return Report(current, target, tuple(findings))
+
+
+def _background(ctx: Context) -> list[Finding]:
+    """GitLab's rule: a background migration queued by an earlier upgrade must be finished
+    before the next one starts, since the releases after it count on its data."""
+    from stairway import background
+
+    return [
+        Finding(
+            "background",
+            "critical",
+            f"background migration {job.describe()}",
+            blocking=True,
+            hint="let it finish (`stairway background run`, `stairway background status`), "
+            "then upgrade",
+        )
+        for job in background.unfinished(ctx.engine)
+    ]
 
 
 def licence_findings(ctx: Context, version: Version) -> list[Finding]:

@@ -27,6 +27,16 @@ class Kind(StrEnum):
 
 
 @dataclass(frozen=True)
+class Batches:
+    """A background change's key range: ``upgrade_batch(conn, low, high)`` is called for
+    consecutive ranges ``low <= key < high`` of ``table``'s integer ``key``."""
+
+    table: str
+    key: str
+    size: int = 1000
+
+
+@dataclass(frozen=True)
 class Change:
     """One numbered change of the catalog. ``statements`` and ``down`` are empty for Python."""
 
@@ -42,6 +52,7 @@ class Change:
     loses: str | None = None
     has_python_down: bool = False
     description: str = ""  # the header's prose (SQL) or the docstring (Python): release notes
+    batches: Batches | None = None  # a background change: run in batches while serving
 
     @property
     def label(self) -> str:

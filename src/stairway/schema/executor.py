@@ -103,7 +103,11 @@ def refuse_data_loss(changes: Sequence[Change], allow_data_loss: bool) -> None:
 
 
 def _run_up(conn: Connection, change: Change) -> None:
-    if change.kind == Kind.PYTHON:
+    if change.batches is not None:
+        from stairway import background
+
+        background.queue(conn, change)  # its batches run while the product serves
+    elif change.kind == Kind.PYTHON:
         _call(conn, change, "upgrade")
     else:
         _run_statements(conn, change, change.statements)

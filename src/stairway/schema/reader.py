@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stairway.errors import CatalogError
-from stairway.schema.change import Change, Kind, Phase
+from stairway.schema.change import Batches, Change, Kind, Phase
 from stairway.schema.sqltext import SqlSyntaxError, Statement, checksum, split_statements, tokenize
 
 DIRECTIVES = ("phase", "transaction", "loses")
@@ -72,6 +72,14 @@ def _read_sql(file: ChangeFile, text: str) -> Change:
     up_text, down_text, down_line = _split_down(file, text)
     headers = _headers(file, up_text)
     phase = _phase(file, headers.get("phase", ("offline", 0)))
+    if phase == Phase.BACKGROUND:
+        raise CatalogError(
+            "a background change is written in Python, batch by batch",
+            path=str(file.path),
+            line=headers["phase"][1],
+            hint='write it as NNNN_name.py with PHASE = "background", TABLE, KEY and '
+            "upgrade_batch(conn, low, high)",
+        )
     transactional = _transactional(file, headers.get("transaction", ("", 0)))
     up = _statements(file, up_text, 1)
     down = _statements(file, down_text, down_line) if down_text is not None else None
@@ -190,13 +198,15 @@ def _read_python(file: ChangeFile, text: str) -> Change:
         ) from None
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     constants = _constants(tree)
+    phase = _phase(file, (str(constants.get("PHASE", "offline")), 1))
+    if phase == Phase.BACKGROUND:
+        return _read_background(file, text, tree, functions, constants)
     if "upgrade" not in functions:
         raise CatalogError(
             "a Python change must define upgrade(conn)",
             path=str(file.path),
             hint="add `def upgrade(conn): ...` taking a SQLAlchemy Connection",
         )
-    phase = _phase(file, (str(constants.get("PHASE", "offline")), 1))
     has_down = "downgrade" in functions
     if has_down and "LOSES" not in constants:
         raise CatalogError(
@@ -214,6 +224,40 @@ def _read_python(file: ChangeFile, text: str) -> Change:
         has_python_down=has_down,
         loses=str(constants["LOSES"]) if "LOSES" in constants else None,
         description=" ".join((ast.get_docstring(tree) or "").split()),
+    )
+
+
+def _read_background(
+    file: ChangeFile,
+    text: str,
+    tree: ast.Module,
+    functions: set[str],
+    constants: dict[str, object],
+) -> Change:
+    """A background change: ``upgrade_batch(conn, low, high)`` over ``TABLE``'s ``KEY``."""
+    table, key, size = constants.get("TABLE"), constants.get("KEY"), constants.get("BATCH", 1000)
+    if "upgrade_batch" not in functions or not isinstance(table, str) or not isinstance(key, str):
+        raise CatalogError(
+            "a background change defines upgrade_batch(conn, low, high), TABLE and KEY",
+            path=str(file.path),
+            hint='e.g. TABLE = "users", KEY = "id" (an integer key) and BATCH = 1000; '
+            "upgrade_batch changes the rows with low <= KEY < high and nothing else",
+        )
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise CatalogError(
+            f"BATCH must be a positive integer, not {size!r}",
+            path=str(file.path),
+            hint="the number of keys one batch covers, e.g. BATCH = 1000",
+        )
+    return Change(
+        number=file.number,
+        name=file.name,
+        path=file.path,
+        kind=Kind.PYTHON,
+        phase=Phase.BACKGROUND,
+        checksum=checksum(text),
+        description=" ".join((ast.get_docstring(tree) or "").split()),
+        batches=Batches(table, key, size),
     )
 
 
