@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,18 +29,64 @@ class Applied:
     duration_ms: int
 
 
+# An online change on PostgreSQL gives up its lock wait after this long and tries again later:
+# while DDL waits for its lock, every writer queues behind it, so the wait must stay short.
+DDL_LOCK_TIMEOUT_MS = 1000
+DDL_ATTEMPTS = 8
+DDL_BACKOFF = 0.5  # seconds before the second attempt, doubled each time, with jitter
+
+
 def apply(engine: Engine, change: Change, release: str) -> Applied:
-    """Run one change and record it; on failure the database is as it was before it."""
+    """Run one change and record it; on failure the database is as it was before it.
+
+    An online (expand or background) change on PostgreSQL runs under a short ``lock_timeout``
+    and is retried with backoff when it cannot get its lock in time."""
+    # CREATE INDEX CONCURRENTLY (outside a transaction) does not block writers while it waits,
+    # and a timed-out one would leave an invalid index behind: it waits as long as it takes.
+    if engine.dialect.name != "postgresql" or not change.phase.online or not change.transactional:
+        return _apply_once(engine, change, release, None)
+    for attempt in range(1, DDL_ATTEMPTS + 1):
+        try:
+            return _apply_once(engine, change, release, DDL_LOCK_TIMEOUT_MS)
+        except ChangeFailed as failure:
+            if not _lock_not_available(failure) or attempt == DDL_ATTEMPTS:
+                if _lock_not_available(failure):
+                    raise ChangeFailed(
+                        f"change {change.label} could not get its lock in {DDL_ATTEMPTS} tries "
+                        f"of {DDL_LOCK_TIMEOUT_MS} ms: long transactions hold the table",
+                        hint="find them in pg_stat_activity (state 'idle in transaction' or "
+                        "long queries), end them, and migrate again",
+                    ) from failure
+                raise
+            time.sleep(DDL_BACKOFF * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
+    raise AssertionError("unreachable")
+
+
+def _lock_not_available(failure: ChangeFailed) -> bool:
+    cause = failure.__cause__
+    cause = getattr(cause, "orig", None) or cause
+    return isinstance(cause, psycopg.errors.LockNotAvailable)
+
+
+def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | None) -> Applied:
     started = time.perf_counter()
+    if lock_ms is not None:
+        engine = engine.execution_options(stairway_lock_timeout_ms=lock_ms)
     if engine.dialect.name == "postgresql" and change.kind == Kind.SQL and change.transactional:
         _apply_postgres_sql(engine, change, release, started)
     elif change.transactional or engine.dialect.name != "postgresql":
         with engine.begin() as conn:
+            if lock_ms is not None:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_ms)}")
             _run_up(conn, change)
             recorder.record(conn, change, release, _since(started), "applied")
     else:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if lock_ms is not None:
+                conn.exec_driver_sql(f"SET lock_timeout = {int(lock_ms)}")
             _run_up(conn, change)
+            if lock_ms is not None:
+                conn.exec_driver_sql("RESET lock_timeout")
         with engine.begin() as conn:
             recorder.record(conn, change, release, _since(started), "applied")
     return Applied(change, _since(started))
@@ -52,13 +99,15 @@ def _apply_postgres_sql(engine: Engine, change: Change, release: str, started: f
     as one simple-protocol query, so a one-statement change costs two round trips instead of four.
     Statements still go one by one, so a failure names the statement that failed.
     """
+    lock_ms = engine.get_execution_options().get("stairway_lock_timeout_ms")
+    begin = f"BEGIN;\nSET LOCAL lock_timeout = {int(lock_ms)};\n" if lock_ms else "BEGIN;\n"
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         pg = conn.connection.dbapi_connection
         assert isinstance(pg, psycopg.Connection)
         with pg.cursor() as cursor:
             try:
                 for index, statement in enumerate(change.statements):
-                    _execute(cursor, change, statement, "BEGIN;\n" if index == 0 else "")
+                    _execute(cursor, change, statement, begin if index == 0 else "")
                 row = recorder.record_row(change, release, _since(started), "applied")
                 begin = "" if change.statements else "BEGIN;\n"
                 cursor.execute(begin + _insert_sql(row).as_string(pg) + ";\nCOMMIT")
