@@ -88,3 +88,25 @@ def site_file(tmp_path: Path, database_url: str, shop_catalog: Path) -> Path:
         f'[site]\ndatabase = "{database_url}"\ncatalog = "{shop_catalog}"\n', encoding="utf-8"
     )
     return path
+
+
+REDIS_URL = os.environ.get("STAIRWAY_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[tuple[object, str]]:
+    """A real Redis and a key prefix of this test's own, removed afterwards."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is not answering at {REDIS_URL}: CI needs it")
+        pytest.skip("Redis is not running here")
+    prefix = f"stairway-test-{uuid.uuid4().hex[:12]}"
+    yield client, prefix
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+    client.close()

@@ -1,0 +1,131 @@
+"""Sessions in Redis that survive a rolling upgrade (AL-2, AL-4).
+
+Every entry is stamped with the session format version of the release that wrote it. A newer
+instance that reads an older session migrates it, step by step through the product's
+migrations, and writes it back re-stamped; an older instance that meets a newer session refuses
+it (``SessionTooNew``: send the client to log in again, or route it to a new instance) and never
+writes it, so an old instance can never turn a migrated session back into the old format. Writes
+are compare-and-set on the stored version (Redis WATCH), so two instances never overwrite each
+other's format.
+
+A product gives its format version and one function per step up::
+
+    store = SessionStore(redis, "identity-sync", version=2, migrations={1: add_roles})
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+
+from stairway.errors import StairwayError
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]  # format N -> format N + 1
+TTL = 8 * 3600
+
+
+class SessionTooNew(StairwayError):
+    """The session was written by a newer release than this instance runs."""
+
+
+class SessionError(StairwayError):
+    """A session entry cannot be read as one."""
+
+
+@dataclass
+class SessionStore:
+    client: redis.Redis
+    prefix: str
+    version: int
+    migrations: dict[int, Migration] = field(default_factory=dict)
+    ttl: int = TTL
+
+    def __post_init__(self) -> None:
+        missing = [v for v in range(1, self.version) if v not in self.migrations]
+        if missing:
+            raise ValueError(f"no session migration from format {missing[0]} to {missing[0] + 1}")
+
+    def key(self, session_id: str) -> str:
+        return f"{self.prefix}:session:{session_id}"
+
+    def create(self, data: dict[str, Any]) -> str:
+        session_id = secrets.token_urlsafe(24)
+        self.client.set(self.key(session_id), self._encode(data), ex=self.ttl)
+        return session_id
+
+    def read(self, session_id: str) -> dict[str, Any] | None:
+        """The session in this release's format; None when there is none (expired, logged out)."""
+        key = self.key(session_id)
+        with self.client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    raw = pipe.get(key)
+                    if raw is None:
+                        return None
+                    version, data = self._decode(raw, session_id)
+                    if version == self.version:
+                        return data
+                    migrated = self._migrate(version, data)
+                    pipe.multi()
+                    pipe.set(key, self._encode(migrated), keepttl=True)
+                    pipe.execute()
+                    return migrated
+                except redis.WatchError:
+                    continue  # another instance wrote it meanwhile: read again
+
+    def write(self, session_id: str, data: dict[str, Any]) -> None:
+        """Replace the session; refused when a newer release has taken it over."""
+        key = self.key(session_id)
+        with self.client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    raw = pipe.get(key)
+                    if raw is not None:
+                        self._check_not_newer(self._decode(raw, session_id)[0], session_id)
+                    pipe.multi()
+                    pipe.set(key, self._encode(data), ex=self.ttl)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+
+    def delete(self, session_id: str) -> None:
+        self.client.delete(self.key(session_id))
+
+    def _encode(self, data: dict[str, Any]) -> bytes:
+        return orjson.dumps({"v": self.version, "data": data})
+
+    def _decode(self, raw: bytes | str, session_id: str) -> tuple[int, dict[str, Any]]:
+        try:
+            entry = orjson.loads(raw)
+            version, data = int(entry["v"]), entry["data"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise SessionError(
+                f"session {session_id[:6]}... is not a stamped session entry",
+                hint="it was written by something else under this prefix: log in again",
+            ) from None
+        if not isinstance(data, dict):
+            raise SessionError(f"session {session_id[:6]}... holds no data", hint="log in again")
+        self._check_not_newer(version, session_id)
+        return version, data
+
+    def _check_not_newer(self, version: int, session_id: str) -> None:
+        if version > self.version:
+            raise SessionTooNew(
+                f"session {session_id[:6]}... has format {version}; this instance reads up to "
+                f"{self.version}",
+                hint="send the client to log in again or to an instance of the newer release; "
+                "the session was left as it is",
+            )
+
+    def _migrate(self, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        for step in range(version, self.version):
+            data = self.migrations[step](dict(data))
+        return data
