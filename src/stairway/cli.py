@@ -393,6 +393,10 @@ def upgrade_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="finish an upgrade that was interrupted")
     ] = False,
+    rolling: Annotated[
+        bool,
+        typer.Option("--rolling", help="instance by instance, without downtime (expand only)"),
+    ] = False,
     report_file: ReportOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
@@ -411,9 +415,11 @@ def upgrade_command(
             out.print(f"  [{index + 1}/{total}] {step.describe()}")
 
     if report_file is None:
-        report = upgrading.upgrade(ctx, to, resume, announce_step)
+        report = upgrading.upgrade(ctx, to, resume, announce_step, rolling)
     else:
-        report = _upgrade_reported(ctx, to, resume, announce_step, clock, report_file, json)
+        report = _upgrade_reported(
+            ctx, to, resume, announce_step, clock, report_file, json, rolling
+        )
     if json:
         emit_json(views.upgrade_json(report))
         return
@@ -433,6 +439,7 @@ def _upgrade_reported(
     clock: Any,
     report_file: Path,
     json: bool,
+    rolling: bool = False,
 ) -> Any:
     """The upgrade with its report written however it ends."""
     from stairway import upgrade as upgrading
@@ -443,7 +450,7 @@ def _upgrade_reported(
     estimate = predicted(ctx, to)
     findings = check(ctx, to) if not resume else None  # as the upgrade's own verify sees it
     try:
-        report = upgrading.upgrade(ctx, to, resume, announce)
+        report = upgrading.upgrade(ctx, to, resume, announce, rolling)
     except StairwayError as failure:
         clock.stop()
         said = upgrade_document(ctx, plan, estimate, clock, None, failure.message, findings)

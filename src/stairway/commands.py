@@ -160,6 +160,8 @@ def migrate(
     ctx: Context, request: MigrateRequest, progress: Progress | None = None
 ) -> list[Applied]:
     level, version = migrate_target(ctx, request)
+    if request.only == Phase.CONTRACT:
+        _refuse_old_ones(ctx, pending_changes(ctx, request))
     done = migrator.migrate(
         ctx.engine,
         ctx.catalog,
@@ -171,6 +173,21 @@ def migrate(
     if version and migrator.read_state(ctx.engine, ctx.catalog).level >= level:
         migrator.set_site_release(ctx.engine, ctx.catalog, version)
     return done
+
+
+def _refuse_old_ones(ctx: Context, changes: list[Change]) -> None:
+    """Contract changes remove what older releases use: none of them may still be serving."""
+    from stairway.rolling import old_ones
+
+    for change in changes:
+        release = ctx.catalog.release_of(change.number)
+        remaining = old_ones(ctx, str(release.version)) if release else []
+        if remaining:
+            raise SchemaError(
+                f"contract change {change.label} of {release.version if release else '?'} "
+                f"waits for: {'; '.join(remaining)}",
+                hint="upgrade or stop them first; contract changes remove what they still use",
+            )
 
 
 def downgrade(

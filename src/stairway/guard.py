@@ -55,6 +55,8 @@ def guard(
     ahead = tuple(n for n, _ in rows if n > needed)
     if level >= needed:
         return GuardResult(version, level, ahead, maintenance=flag)
+    if _awaits_only_its_contract(catalog, version, {n for n, _ in rows}, needed):
+        return GuardResult(version, level, ahead, maintenance=flag)
     if not auto_migrate:
         raise GuardRefused(
             f"release {version} needs schema {needed}, the database is at {level}",
@@ -90,6 +92,21 @@ def _refuse_newer(rows: list[tuple[int, str]], needed: int, version: str) -> Non
                 f"(schema {needed}) does not know: the database is newer than this release",
                 hint="start the release that applied it, or restore a backup taken before it",
             )
+
+
+def _awaits_only_its_contract(
+    catalog: Catalog | Path | str, version: str, applied: set[int], needed: int
+) -> bool:
+    """During a rolling upgrade the new release starts before its own contract changes, which
+    run once no older instance is left; it starts then without them."""
+    full = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
+    release = full.release(version)
+    earlier = [r.schema for r in full.releases if r.version < release.version]
+    own_from = max(earlier, default=0)
+    missing = [c for c in full.changes if c.number <= needed and c.number not in applied]
+    return release.rolling and all(
+        c.phase == Phase.CONTRACT and c.number > own_from for c in missing
+    )
 
 
 def _auto_migrate(

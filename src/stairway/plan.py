@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stairway.catalog import Catalog
-from stairway.schema.change import Change
+from stairway.schema.change import Change, Phase
 from stairway.versions import Release, Version, upgrade_path
 
 
@@ -36,9 +36,19 @@ class UpgradePlan:
         return tuple(c for step in self.steps for c in step.changes)
 
     @property
+    def deferred_contract(self) -> tuple[Change, ...]:
+        """The target's contract changes, which a rolling upgrade runs after the last instance
+        of an older release is gone (GitLab's post-deployment migrations). Only a release
+        marked ``rolling`` defers them."""
+        if not self.steps or not self.steps[-1].release.rolling:
+            return ()
+        return tuple(c for c in self.steps[-1].changes if c.phase == Phase.CONTRACT)
+
+    @property
     def blocking_rolling(self) -> tuple[Change, ...]:
         """Changes that stop the path from being done without downtime."""
-        return tuple(c for c in self.changes if not c.phase.online)
+        deferred = self.deferred_contract
+        return tuple(c for c in self.changes if not c.phase.online and c not in deferred)
 
     @property
     def rolling_safe(self) -> bool:

@@ -32,7 +32,7 @@ from stairway.site import load_site
 
 DEMO_USERS = 10_000
 BATCH = 1_000
-RELEASES = ("1.0.0", "1.0.4", "2.0.0")
+RELEASES = ("1.0.0", "1.0.4", "2.0.0", "2.1.0")
 
 
 def example_dir() -> Path:

@@ -51,6 +51,9 @@ class Kind(StrEnum):
     SMOKE = "smoke-checks"
     MAINTENANCE_OFF = "maintenance-off"
     AUDIT = "audit"
+    EXPAND = "expand"  # rolling: a hop's changes but the target's deferred contract ones
+    INSTANCE = "instance"  # rolling: one instance drained, restarted on the new release
+    CONTRACT = "contract"  # rolling: the deferred contract changes, once no old one is left
 
 
 HOP = (Kind.SCHEMA, Kind.OBJECTS, Kind.DELTAS, Kind.CONFIG_FILES)
@@ -107,9 +110,14 @@ Progress = Callable[[int, int, Step], None]
 
 
 def upgrade(
-    ctx: Context, to: str | None, resume: bool = False, progress: Progress | None = None
+    ctx: Context,
+    to: str | None,
+    resume: bool = False,
+    progress: Progress | None = None,
+    rolling: bool = False,
 ) -> UpgradeReport:
-    """Upgrade the site to ``to`` (default: latest), or finish an interrupted upgrade."""
+    """Upgrade the site to ``to`` (default: latest), or finish an interrupted upgrade;
+    ``rolling``: instance by instance, without downtime (``stairway.rolling``)."""
     journal = Journal(commands.backup_dir(ctx))
     active = journal.active()
     if active is not None and not resume:
@@ -124,6 +132,10 @@ def upgrade(
     plan = commands.plan(ctx, to)
     if not plan.steps:
         return UpgradeReport(None, str(plan.current), str(plan.target), ())
+    if rolling:
+        from stairway import rolling as roll
+
+        roll.check(ctx, plan)
     early = _early_backup(ctx)
     try:
         _verify(ctx, plan)
@@ -131,7 +143,10 @@ def upgrade(
     except BaseException:
         _discard(early)
         raise
-    steps = plan_steps(plan, releases)
+    if rolling:
+        steps = roll.rolling_steps(plan, roll.instances_of(ctx.site.service), releases)
+    else:
+        steps = plan_steps(plan, releases)
     upgrade_id = f"{ctx.catalog.product}-{plan.current}-to-{plan.target}-{_stamp()}"
     journal.start(
         upgrade_id,
@@ -139,6 +154,7 @@ def upgrade(
             "from": str(plan.current),
             "to": str(plan.target),
             "steps": [s.as_json() for s in steps],
+            "rolling": rolling,
         },
     )
     _EARLY[upgrade_id] = early
@@ -183,6 +199,9 @@ def _run(
     ctx: Context, journal: Journal, state: JournalState, progress: Progress | None
 ) -> UpgradeReport:
     steps = [Step.from_json(s) for s in state.plan["steps"]]
+    if state.plan.get("rolling"):
+        # importing it registers the runners of the rolling steps
+        from stairway import rolling
     done: list[tuple[Step, dict[str, Any]]] = []
     for index, step in enumerate(steps):
         if index in state.done:
@@ -196,6 +215,10 @@ def _run(
             data["seconds"] = round(time.monotonic() - started, 3)
         except (Exception, KeyboardInterrupt) as err:
             journal.record("failed", index, error=str(err))
+            if state.plan.get("rolling"):
+                from stairway import rolling
+
+                rolling.failed(ctx, journal, journal.active() or state, step, err)
             _roll_back(ctx, journal, journal.active() or state, step, err)
         journal.done(index, **data)
         done.append((step, data))

@@ -22,8 +22,10 @@ def main() -> None:
     parser.add_argument("--site", type=Path, required=True)
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--version")
+    parser.add_argument("--instance", help="one of several instances: its own pid and log")
     args = parser.parse_args()
-    pid_file = args.site.parent / "identity-sync.pid"
+    name = f"identity-sync.{args.instance}" if args.instance else "identity-sync"
+    pid_file = args.site.parent / f"{name}.pid"
     if args.action == "serve":
         _serve(args.site, args.port, args.version)
     elif args.action == "start":
@@ -37,7 +39,9 @@ def _serve(site: Path, port: int, version: str | None) -> None:
 
     from stairway.examples.identity_sync.service import create_app
 
-    uvicorn.run(create_app(site, version), host="127.0.0.1", port=port, log_level="warning")
+    # SIGTERM lets requests in flight finish before the process ends
+    app = create_app(site, version)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=30)
 
 
 def _start(args: argparse.Namespace, pid_file: Path) -> None:
@@ -46,7 +50,7 @@ def _start(args: argparse.Namespace, pid_file: Path) -> None:
     command = [sys.executable, "-m", "stairway.examples.identity_sync", "serve"]
     command += ["--site", str(args.site), "--port", str(args.port)]
     command += ["--version", args.version] if args.version else []
-    log = (args.site.parent / "identity-sync.log").open("ab")
+    log = pid_file.with_suffix(".log").open("ab")
     server = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     pid_file.write_text(str(server.pid))
 

@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import FastAPI, Header, HTTPException, Response
 from sqlalchemy import text
 
 import stairway
 from stairway.database import engine_for
 from stairway.errors import SecretError
+from stairway.examples.identity_sync import rolling
 from stairway.guard import GuardResult
 from stairway.maintenance import read as read_maintenance
 from stairway.secrets import KeySource, SecretStore
@@ -51,9 +52,12 @@ def create_app(site_file: Path, version: str | None = None) -> FastAPI:
 
     app = FastAPI(title="identity-sync", version=release, lifespan=lifespan)
     engine = engine_for(site.database)
+    traffic = rolling.install(app, release)
 
     @app.get("/health")
-    def health() -> dict[str, object]:
+    def health(response: Response) -> dict[str, object]:
+        if traffic.draining:
+            response.status_code = 503
         with engine.connect() as conn:
             flag = read_maintenance(conn)
             users = conn.execute(text("SELECT count(*) FROM users")).scalar_one()
@@ -90,6 +94,8 @@ def create_app(site_file: Path, version: str | None = None) -> FastAPI:
 
     @app.get("/connectors")
     def connectors() -> list[dict[str, object]]:
+        if Version(release) >= Version("2.1.0"):  # the column is `kind` from 2.1.0 on
+            return rows("SELECT id, name, kind AS type FROM connectors ORDER BY id")
         return rows("SELECT id, name, type FROM connectors ORDER BY id")
 
     secrets = SecretStore(engine, KeySource(site.secrets.key_file))

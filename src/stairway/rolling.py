@@ -1,0 +1,325 @@
+"""``upgrade --rolling``: an upgrade without downtime, one instance at a time (AL-1..5, IM-5).
+
+Allowed only when every change on the path is ``expand`` or ``background`` (the target's own
+contract changes excepted: they are deferred) and the target release is marked ``rolling``.
+The order, journaled like any upgrade:
+
+1. backup; the expand changes of every hop (background ones are queued) while the old release
+   serves; the config files; the target release checked, unpacked and made current;
+2. each instance in turn: drained (it stops taking new requests and finishes those in flight:
+   the load balancer sends the rest elsewhere), stopped, started on the new release, and
+   health-checked until it answers with the new version;
+3. the deltas, then the deferred contract changes, once no instance or connected agent of an
+   older release is left (it waits for them, and says which it waits for), then the audit entry.
+
+A failure before the contract step puts every instance back on the old release (the expand
+changes stay: the old release runs on them) and says so; nothing is restored from the backup,
+since the product kept serving and writing.
+
+``[service]`` names the instances by URL; ``stop`` and ``start`` say which instance with
+``{instance}`` (1, 2, ...), ``{port}`` or ``{url}``; ``health`` and ``drain`` are URLs that may
+use ``{url}``.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from stairway import releases, service
+from stairway.commands import Context
+from stairway.errors import StairwayError, UpgradeError, UpgradeFailed
+from stairway.journal import Journal, JournalState
+from stairway.plan import UpgradePlan
+from stairway.schema import migrator
+from stairway.site import ServiceSection
+from stairway.upgrade import RUNNERS, Kind, Step
+from stairway.versions import Version
+
+OLD_WAIT = 300.0  # seconds the contract step waits for the last old instance or agent
+
+
+@dataclass(frozen=True)
+class Instance:
+    number: int
+    url: str
+
+    @property
+    def port(self) -> str:
+        return str(urlsplit(self.url).port or "")
+
+    def fill(self, template: str) -> str:
+        return template.format(instance=self.number, port=self.port, url=self.url.rstrip("/"))
+
+
+def instances_of(section: ServiceSection | None) -> list[Instance]:
+    urls = section.instances if section else []
+    return [Instance(n, url) for n, url in enumerate(urls, 1)]
+
+
+def refusals(ctx: Context, plan: UpgradePlan) -> list[str]:
+    """Why this upgrade cannot be rolling; empty when it can."""
+    found = []
+    if plan.blocking_rolling:
+        changes = ", ".join(c.describe() for c in plan.blocking_rolling)
+        found.append(f"these changes need the product stopped: {changes}")
+    if plan.steps and not plan.steps[-1].release.rolling:
+        found.append(f"release {plan.target} is not marked rolling in the catalog")
+    section = ctx.site.service
+    if len(instances_of(section)) < 2:
+        found.append(
+            "[service] instances names fewer than two: one must serve while another restarts"
+        )
+    for which in ("stop", "start"):
+        command = getattr(section, which, None) if section else None
+        if not command or not any(p in command for p in ("{instance}", "{port}", "{url}")):
+            found.append(
+                f"[service] {which} must name the instance with {{instance}}, {{port}} or {{url}}"
+            )
+    if section is None or not section.health:
+        found.append("[service] health is needed to know an instance is back")
+    return found
+
+
+def rolling_steps(plan: UpgradePlan, instances: list[Instance], with_releases: bool) -> list[Step]:
+    steps = [Step(Kind.BACKUP)]
+    for hop in plan.steps:
+        release, source = str(hop.release.version), str(hop.source)
+        steps += [Step(Kind.EXPAND, release, source), Step(Kind.CONFIG_FILES, release, source)]
+    if with_releases:
+        steps.append(Step(Kind.RELEASE, str(plan.target), str(plan.current)))
+    steps += [Step(Kind.INSTANCE, str(plan.target), i.url) for i in instances]
+    for hop in plan.steps:
+        steps.append(Step(Kind.DELTAS, str(hop.release.version), str(hop.source)))
+    steps += [Step(Kind.CONTRACT, str(plan.target)), Step(Kind.AUDIT)]
+    return steps
+
+
+def check(ctx: Context, plan: UpgradePlan) -> None:
+    refused = refusals(ctx, plan)
+    if refused:
+        raise UpgradeError(
+            f"a rolling upgrade to {plan.target} is refused: " + "; ".join(refused),
+            hint="upgrade without --rolling in a maintenance window, or fix the site as said",
+        )
+
+
+# --- the steps --------------------------------------------------------------------------------
+
+
+def _expand(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+    """The hop's changes up to, not including, the target's deferred contract changes."""
+    target = ctx.catalog.release(step.release or "")
+    deferred = [
+        c.number
+        for c in ctx.catalog.changes
+        if step.release == state.plan["to"]
+        and c.phase.value == "contract"
+        and c.number > _schema_before(ctx, target.version)
+    ]
+    level = min(deferred) - 1 if deferred else target.schema
+    done = migrator.migrate(ctx.engine, ctx.catalog, level)
+    if level == target.schema:
+        migrator.set_site_release(ctx.engine, ctx.catalog, str(target.version))
+    return {
+        "changes": [a.change.label for a in done],
+        "ms": {a.change.label: a.duration_ms for a in done},
+    }
+
+
+def _schema_before(ctx: Context, version: Version) -> int:
+    return max((r.schema for r in ctx.catalog.releases if r.version < version), default=0)
+
+
+def _instance(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+    section = ctx.site.service
+    assert section is not None and step.source is not None
+    instance = next(i for i in instances_of(section) if i.url == step.source)
+    drained = _drain(section, instance)
+    _command(section, "stop", instance)
+    _command(section, "start", instance)
+    _wait_release(section, instance, state.plan["to"])
+    return {"instance": instance.url, "drained": drained}
+
+
+def _drain(section: ServiceSection, instance: Instance) -> bool:
+    if not section.drain:
+        return False
+    url = instance.fill(section.drain)
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=section.drain_timeout) as answer:
+            return bool(200 <= answer.status < 300)
+    except (urllib.error.URLError, OSError) as err:
+        raise UpgradeError(
+            f"instance {instance.number} did not drain ({url}: {err})",
+            hint="check [service] drain: a URL that stops new requests and returns once those "
+            "in flight are done",
+        ) from None
+
+
+def _command(section: ServiceSection, which: str, instance: Instance) -> None:
+    template = getattr(section, which)
+    filled = section.model_copy(update={which: instance.fill(template)})
+    service.run_command(filled, which)
+
+
+def _wait_release(section: ServiceSection, instance: Instance, target: str) -> None:
+    """Healthy, and saying it runs ``target`` when its health answer names a release."""
+    url = instance.fill(section.health or "")
+    deadline = time.monotonic() + section.health_timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        said = _health(url)
+        if said is not None:
+            release = said.get("release") or said.get("version")
+            if release is None or str(release) == target:
+                return
+            last = f"it still runs {release}"
+        time.sleep(0.2)
+    raise UpgradeError(
+        f"instance {instance.number} ({instance.url}) did not come back on {target} within "
+        f"{section.health_timeout:.0f} s ({last})",
+        hint="check the instance's log",
+    )
+
+
+def _health(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            if not 200 <= answer.status < 300:
+                return None
+            body = answer.read()
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _contract(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+    target = state.plan["to"]
+    waited = wait_for_old(ctx, target, OLD_WAIT)
+    done = migrator.migrate(ctx.engine, ctx.catalog, ctx.catalog.release(target).schema)
+    migrator.set_site_release(ctx.engine, ctx.catalog, target)
+    return {"changes": [a.change.label for a in done], "waited": round(waited, 3)}
+
+
+def old_ones(ctx: Context, target: str) -> list[str]:
+    """Instances and connected agents still on a release older than ``target``."""
+    wanted = Version.parse(target)
+    found = []
+    for instance in instances_of(ctx.site.service):
+        said = _health(instance.fill(ctx.site.service.health or "")) if ctx.site.service else None
+        release = (said or {}).get("release")
+        if release is not None and Version.parse(str(release)) < wanted:
+            found.append(f"instance {instance.number} ({instance.url}) runs {release}")
+    found += [f"agent {a} runs {v}" for a, v in _old_agents(ctx, wanted)]
+    return found
+
+
+def _old_agents(ctx: Context, wanted: Version) -> list[tuple[str, str]]:
+    from sqlalchemy import select
+
+    from stairway.fleet.tables import agents_table
+
+    with ctx.engine.connect() as conn:
+        if not conn.dialect.has_table(conn, agents_table.name):
+            return []
+        rows = conn.execute(
+            select(agents_table.c.agent_id, agents_table.c.version).where(
+                agents_table.c.connected.is_(True)
+            )
+        ).all()
+    return [(r.agent_id, r.version) for r in rows if r.version and _older(r.version, wanted)]
+
+
+def _older(version: str, wanted: Version) -> bool:
+    try:
+        return Version.parse(version) < wanted
+    except StairwayError:
+        return False
+
+
+def wait_for_old(ctx: Context, target: str, limit: float) -> float:
+    started = time.monotonic()
+    while True:
+        remaining = old_ones(ctx, target)
+        if not remaining:
+            return time.monotonic() - started
+        if time.monotonic() - started > limit:
+            raise UpgradeError(
+                f"the contract changes of {target} wait for: {'; '.join(remaining)}",
+                hint="upgrade or stop them, then `stairway upgrade --resume`",
+            )
+        time.sleep(0.5)
+
+
+RUNNERS.update({Kind.EXPAND: _expand, Kind.INSTANCE: _instance, Kind.CONTRACT: _contract})
+
+
+# --- when a step fails ------------------------------------------------------------------------
+
+
+def failed(
+    ctx: Context, journal: Journal, state: JournalState, step: Step, error: BaseException
+) -> None:
+    """Put every instance back on the old release; the expand changes stay. Always raises."""
+    origin = state.plan["from"]
+    if step.kind == Kind.CONTRACT:
+        journal.record("failed-after-roll")
+        raise UpgradeFailed(
+            f"{step.describe()} failed: {error}. Every instance runs {state.plan['to']}; the "
+            "contract changes that did not run are still pending",
+            hint="fix the cause, then `stairway upgrade --resume`",
+        ) from error
+    journal.record("rollback-begin")
+    back: list[str] = []
+    try:
+        _current_back(ctx, state)
+        for instance in _touched(ctx, state, step):
+            section = ctx.site.service
+            assert section is not None
+            _command(section, "stop", instance)
+            _command(section, "start", instance)
+            _wait_release(section, instance, origin)
+            back.append(str(instance.number))
+    except Exception as failure:
+        journal.record("rollback-failed", error=str(failure))
+        raise UpgradeFailed(
+            f"{step.describe()} failed ({error}) and putting the instances back on {origin} "
+            f"failed too ({failure})",
+            hint="start each instance on the old release by hand; the schema is compatible",
+        ) from failure
+    journal.record("rolled-back")
+    journal.close(state.upgrade_id)
+    raise UpgradeFailed(
+        f"{step.describe()} failed: {error}. Rolled back: every instance runs {origin} again"
+        + (f" (instances {', '.join(back)} restarted)" if back else "")
+        + "; the expand changes stay, the old release runs on them; nothing was lost",
+        hint="fix the cause, then run `stairway upgrade --rolling` again",
+    ) from error
+
+
+def _current_back(ctx: Context, state: JournalState) -> None:
+    where = ctx.site.site.releases_dir
+    swapped = [r for r in state.records if r.data.get("swapped")]
+    if where is not None and swapped and swapped[-1].data.get("previous"):
+        releases.switch_current(where, swapped[-1].data["previous"])
+
+
+def _touched(ctx: Context, state: JournalState, failing: Step) -> list[Instance]:
+    """The instances already on the new release, and the one that failed on its way there."""
+    steps = [Step.from_json(s) for s in state.plan["steps"]]
+    urls = {steps[i].source for i in state.done if steps[i].kind == Kind.INSTANCE}
+    if failing.kind == Kind.INSTANCE:
+        urls.add(failing.source)
+    return [i for i in instances_of(ctx.site.service) if i.url in urls]
