@@ -58,6 +58,7 @@ def test_the_agents_page_changes_the_policy_runs_now_and_shows_the_upgrade(
             page.fill("input[name=token]", fleet.admin)
             page.click("button[type=submit]")
             expect(page.locator("#server-version")).to_have_text("2.0.0")
+            expect(page.locator("h2", has_text="Background migrations")).to_be_visible()
             page.click("text=Agents")
             rows = page.locator("#agents-table tr[data-agent]")
             expect(rows).to_have_count(2, timeout=30_000)

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -65,10 +66,14 @@ def routes(app: FastAPI, fleet: Fleet) -> None:
     async def dashboard(request: Request) -> Response:
         if await operator(request) is None:
             return _go(request, "/ui/login")
+        from stairway import background
+
         rows = await fleet.db(store.all_agents)
+        jobs = await anyio.to_thread.run_sync(background.jobs, fleet.engine)
         return page(
             request,
             "dashboard.html",
+            background=jobs,
             schema_level=fleet.config.schema_level,
             by_version=sorted(Counter(str(r["version"]) for r in rows).items()),
             by_state=sorted(Counter(str(r["state"]) for r in rows).items()),
