@@ -68,7 +68,7 @@ def install(app: FastAPI, release: str) -> Traffic:
         finally:
             traffic.in_flight -= 1
 
-    @app.post("/drain")
+    @app.api_route("/drain", methods=["GET", "POST"])  # GET: a Kubernetes preStop hook
     async def drain() -> dict[str, object]:
         traffic.draining = True
         waited = 0.0
