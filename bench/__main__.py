@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from bench import (
+    backfill,
     fleet,
     guard_cost,
     object_parse,
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
     upgrade.NAME: upgrade.run,
     transfer.NAME: transfer.run,
     fleet.NAME: fleet.run,
+    backfill.NAME: backfill.run,
 }
 
 

@@ -1,4 +1,4 @@
-"""Online changes on PostgreSQL wait for their lock at most a second at a time and retry with
+"""Online changes on PostgreSQL wait for their lock at most 200 ms at a time and retry with
 backoff, so the product's writers never queue long behind DDL."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def test_an_expand_change_retries_while_a_long_transaction_holds_the_table_and_w
         stop.set()
         writing.join()
     assert applied.change.label == "0002_x" and took >= 2.5, "it waited for the lock, retrying"
-    assert max(waits) < 1.6, f"a writer queued {max(waits):.1f} s behind the DDL"
+    assert max(waits) < 0.8, f"a writer queued {max(waits):.1f} s behind the DDL"
     assert len(waits) > 20
     reader.dispose()
     writer.dispose()

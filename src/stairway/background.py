@@ -162,6 +162,7 @@ class Throttle:
 
     probe_ms: float = 50.0
     pause: float = 0.01  # seconds between batches at the least
+    rest: float = 1.0  # and this much of the last batch's time: the database's share of quiet
     longest: float = 5.0
     waited: float = 0.0
 
@@ -228,14 +229,16 @@ def _run_job(
             time.sleep(delay)
             continue
         delay = throttle.pause
+        began = time.monotonic()
         outcome = _batch(engine, change, module)
+        took = time.monotonic() - began
         if outcome is None:
             return False  # paused meanwhile
         if progress:
             progress(outcome)
         if outcome.state == "done":
             return True
-        time.sleep(throttle.pause)
+        time.sleep(max(throttle.pause, took * throttle.rest))
 
 
 def _batch(engine: Engine, change: Change, module: ModuleType) -> Job | None:

@@ -29,11 +29,11 @@ class Applied:
     duration_ms: int
 
 
-# An online change on PostgreSQL gives up its lock wait after this long and tries again later:
+# An online change on PostgreSQL gives up its lock wait after 200 ms and tries again later:
 # while DDL waits for its lock, every writer queues behind it, so the wait must stay short.
-DDL_LOCK_TIMEOUT_MS = 1000
-DDL_ATTEMPTS = 8
-DDL_BACKOFF = 0.5  # seconds before the second attempt, doubled each time, with jitter
+DDL_LOCK_TIMEOUT_MS = 200
+DDL_ATTEMPTS = 10
+DDL_BACKOFF = 0.2  # seconds before the second attempt, doubled each time, with jitter
 
 
 def apply(engine: Engine, change: Change, release: str) -> Applied:

@@ -1,0 +1,175 @@
+"""``backfill``: an expand change plus a background backfill of 1,000,000 rows on PostgreSQL while
+a writer keeps inserting and updating, against the same writer with no migration running.
+
+Measured in one run:
+
+- the writer's longest wait for one statement during the expand change and the backfill, as a
+  ratio to its longest wait over the same time without them (goal: at most 2);
+- the backfill's rows/s (``stairway background run``'s batches, throttle on) against one plain
+  ``UPDATE`` of the same rows (noted; a batched backfill trades speed for short transactions).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from sqlalchemy import create_engine, text
+
+from bench.harness import Result, Sizes, TempDatabase, temp_database
+from stairway import background, commands
+from stairway.commands import MigrateRequest
+from stairway.database import dispose_all
+
+NAME = "backfill"
+GOAL = 2.0
+CATALOG = {
+    "stairway.toml": '[product]\nname = "backfill"\n\n'
+    '[[release]]\nversion = "1.0.0"\nschema = 1\n\n'
+    '[[release]]\nversion = "1.1.0"\nschema = 3\nrolling = true\n',
+    "schema/0001_orders.sql": "-- phase: offline\nCREATE TABLE orders (id bigint PRIMARY KEY, "
+    "amount int NOT NULL, note text);\n",
+    "schema/0002_total.sql": "-- phase: expand\nALTER TABLE orders ADD COLUMN total bigint;\n",
+    "schema/0003_fill_total.py": '"""Fill total from amount."""\nfrom sqlalchemy import text\n\n'
+    'PHASE = "background"\nTABLE = "orders"\nKEY = "id"\nBATCH = 1000\n\n\n'
+    'def upgrade_batch(conn, low, high):\n    conn.execute(text("UPDATE orders SET total = '
+    'amount * 100 WHERE id >= :low AND id < :high"), {"low": low, "high": high})\n',
+}
+
+
+def run(sizes: Sizes) -> Result:
+    rows = min(sizes.objects, 1_000_000)
+    with temp_database("backfill") as db, TemporaryDirectory() as scratch:
+        site = _site(Path(scratch), db, rows)
+        # both runs start from a settled database (no autovacuum or checkpoint owed), and the
+        # quiet one lasts about as long as the migration will, so both maxima cover as much
+        _settle(db)
+        quiet_wait, quiet_s = _with_writer(db, rows, lambda: time.sleep(max(2.0, rows / 60_000)))
+        _settle(db)
+        busy_wait, busy_s = _with_writer(db, rows, lambda: _migrate(site))
+        update_s = _plain_update(db)
+        dispose_all()
+    quiet_p99, busy_p99 = (_p99(_WAITS[k]) for k in sorted(_WAITS)[-2:])
+    backfill_rate = rows / max(busy_s, 1e-9)
+    update_rate = rows / max(update_s, 1e-9)
+    return Result(
+        name=NAME,
+        subject=f"writer's longest wait during expand + background backfill of {rows:,} rows",
+        baseline="the same writer's longest wait with no migration",
+        subject_seconds=busy_wait,
+        baseline_seconds=quiet_wait,
+        goal=GOAL,
+        timings={"busy_wait_s": [busy_wait], "quiet_wait_s": [quiet_wait]},
+        details={
+            "rows": rows,
+            "migration_s": busy_s,
+            "backfill_rows_per_s": backfill_rate,
+            "plain_update_rows_per_s": update_rate,
+        },
+        notes=[
+            f"backfill {backfill_rate:,.0f} rows/s = {backfill_rate / update_rate:.2f} of one "
+            f"plain UPDATE ({update_rate:,.0f} rows/s), in batches of 1,000 with the throttle on",
+            f"writer: longest wait {busy_wait * 1000:.1f} ms during the migration "
+            f"({busy_s:.1f} s), {quiet_wait * 1000:.1f} ms without it ({quiet_s:.1f} s); "
+            f"99th percentile {busy_p99 * 1000:.1f} ms against {quiet_p99 * 1000:.1f} ms",
+        ],
+    )
+
+
+def _site(root: Path, db: TempDatabase, rows: int) -> Path:
+    for name, body in CATALOG.items():
+        path = root / "catalog" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body, "utf-8")
+    site = root / "site.toml"
+    site.write_text(f'[site]\ndatabase = "{db.url}"\ncatalog = "{root / "catalog"}"\n', "utf-8")
+    ctx = commands.open_context(site, None)
+    commands.init(ctx, "1.0.0")
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO orders SELECT g, g % 1000, md5(g::text) FROM generate_series(1, :n) g"
+            ),
+            {"n": rows},
+        )
+        conn.execute(text("ANALYZE orders"))
+    dispose_all()
+    return site
+
+
+def _migrate(site: Path) -> None:
+    ctx = commands.open_context(site, None)
+    commands.migrate(ctx, MigrateRequest(to="1.1.0"))
+    changes = {c.number: c for c in ctx.catalog.changes}
+    background.run(ctx.engine, changes, background.Throttle())
+
+
+# The writer's new ids go down from -1: never one of the table's, never one of an earlier run's,
+# and only a few hundred below the key range the backfill takes when it is queued.
+_ids = (-n for n in itertools.count(1))
+_WAITS: dict[int, list[float]] = {}  # every statement's wait, per writer run, for percentiles
+
+
+def _with_writer(db: TempDatabase, rows: int, work: Callable[[], None]) -> tuple[float, float]:
+    """The writer's longest single statement while ``work`` runs, and how long it ran."""
+    engine = create_engine(db.url)
+    stop, warm = threading.Event(), threading.Event()
+    longest = [0.0]
+    waits = _WAITS.setdefault(len(_WAITS), [])
+
+    def write() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))  # the connection is made before the clock starts
+            warm.set()
+            while not stop.is_set():
+                n = next(_ids)
+                began = time.perf_counter()
+                conn.execute(text("INSERT INTO orders (id, amount) VALUES (:n, 1)"), {"n": n})
+                conn.execute(
+                    text("UPDATE orders SET note = 'w' WHERE id = :i"), {"i": -n % rows + 1}
+                )
+                conn.commit()
+                longest[0] = max(longest[0], time.perf_counter() - began)
+                waits.append(time.perf_counter() - began)
+                time.sleep(0.005)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    warm.wait(10)
+    time.sleep(0.3)
+    began = time.perf_counter()
+    try:
+        work()
+    finally:
+        took = time.perf_counter() - began
+        stop.set()
+        writer.join()
+        engine.dispose()
+    return longest[0], took
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
+
+
+def _settle(db: TempDatabase) -> None:
+    engine = create_engine(db.url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("VACUUM ANALYZE orders"))
+        conn.execute(text("CHECKPOINT"))
+    engine.dispose()
+
+
+def _plain_update(db: TempDatabase) -> float:
+    engine = create_engine(db.url)
+    began = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE orders SET total = amount * 100 + 1"))
+    took = time.perf_counter() - began
+    engine.dispose()
+    return took
