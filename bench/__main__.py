@@ -17,6 +17,7 @@ from bench import (
     guard_cost,
     object_parse,
     object_rewrite,
+    rolling,
     schema_apply,
     transfer,
     upgrade,
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
     transfer.NAME: transfer.run,
     fleet.NAME: fleet.run,
     backfill.NAME: backfill.run,
+    rolling.NAME: rolling.run,
 }
 
 
