@@ -94,3 +94,26 @@ def test_a_path_that_needs_downtime_or_a_site_with_one_instance_is_refused(
     assert "must name the instance" in err
     code, _out, _err = stairway("plan", "--to", "2.0.0", "--rolling", "--site", str(demo.site_file))
     assert code == 3
+
+
+def test_contract_changes_wait_for_connected_agents_of_an_older_release(tmp_path: Path) -> None:
+    from stairway.fleet import store
+    from stairway.fleet.tables import ensure_tables
+
+    demo = write_site(tmp_path / "demo")
+    ctx = commands.open_context(demo.site_file, None)
+    commands.init(ctx, "2.0.0")
+    with ctx.engine.begin() as conn:
+        ensure_tables(conn)
+        store.enroll(conn, "relay-eu", None)
+        store.change(conn, "relay-eu", version="2.0.0", connected=True)
+    dispose_all()
+    site = str(demo.site_file)
+    assert stairway("migrate", "--to", "2.1.0", "--phase", "expand", "--site", site)[0] == 0
+    code, _out, err = stairway("migrate", "--to", "2.1.0", "--phase", "contract", "--site", site)
+    assert code != 0 and "waits for: agent relay-eu runs 2.0.0" in err
+    with commands.open_context(demo.site_file, None).engine.begin() as conn:
+        store.change(conn, "relay-eu", connected=False)
+    dispose_all()
+    code, _out, err = stairway("migrate", "--to", "2.1.0", "--phase", "contract", "--site", site)
+    assert code == 0, err

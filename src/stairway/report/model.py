@@ -94,6 +94,9 @@ def build_document(
     end_state: str | None = None,
 ) -> Document:
     steps = plan_steps(plan, releases)
+    planned = {step.describe() for step in steps}
+    if run is not None and any(step.describe() not in planned for step, _ in run.timed):
+        steps = [step for step, _ in run.timed]  # a rolling upgrade walks its own steps
     rows = _rows(steps, plan, estimate, run)
     ok = run is None or run.failure is None
     blocking = [f for f in findings.findings if f.blocking] if findings else []
