@@ -9,7 +9,7 @@ describes, and the restore itself is then logged.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,22 +69,37 @@ def append(
 
     ``at`` is now, unless the entry is copied from another site's log (an import).
     """
+    return append_many(conn, [(action, data)], actor, at)[0]
+
+
+def append_many(
+    conn: Connection,
+    items: Sequence[tuple[str, dict[str, Any]]],
+    actor: str = "stairway",
+    at: str | None = None,
+) -> list[Entry]:
+    """Several ``(action, data)`` entries by one actor, chained in order, in one insert: a
+    control plane sending a thousand agents an upgrade holds the append lock once, not a
+    thousand times."""
     ensure_table(conn)
     if conn.dialect.name == "postgresql":  # one appender at a time, until this one commits
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
     last = conn.execute(
         select(audit_table.c.id, audit_table.c.hash).order_by(audit_table.c.id.desc()).limit(1)
     ).first()
-    number, previous = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
+    number, previous = (int(last[0]), str(last[1])) if last else (0, GENESIS)
     at = at or datetime.now(UTC).isoformat(timespec="milliseconds")
-    body = _canonical(data)
-    digest = _hash(previous, number, at, actor, action, body)
-    conn.execute(
-        insert(audit_table).values(
-            id=number, at=at, actor=actor, action=action, data=body, previous=previous, hash=digest
-        )
-    )
-    return Entry(number, at, actor, action, data, previous, digest)
+    made = []
+    for action, data in items:
+        number += 1
+        body = _canonical(data)
+        digest = _hash(previous, number, at, actor, action, body)
+        made.append(Entry(number, at, actor, action, data, previous, digest))
+        previous = digest
+    if made:
+        rows = [e.__dict__ | {"data": _canonical(e.data)} for e in made]
+        conn.execute(insert(audit_table), rows)
+    return made
 
 
 def entries(conn: Connection) -> list[Entry]:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, case
 
 from stairway import audit
 from stairway.fleet import store
 from stairway.fleet.policy import State
+from stairway.fleet.tables import agents_table
 from stairway.fleet.tokens import now
 
 
@@ -75,17 +76,24 @@ def refused(conn: Connection, agent_id: str, version: str, protocol: int, why: s
     )
 
 
-def upgrade_sent(conn: Connection, agent_id: str, target: str, actor: str, replica: str) -> None:
-    store.change(
+def upgrade_sent(
+    conn: Connection, agent_ids: list[str], target: str, actor: str, replica: str
+) -> None:
+    """The agents sent an upgrade, all in one update and one append."""
+    if not agent_ids:
+        return
+    store.change_many(
         conn,
-        agent_id,
+        agent_ids,
         state=State.UPGRADING,
         target=target,
         attempt_started=now().isoformat(),
         message=f"upgrade to {target} sent",
     )
-    data = {"agent": agent_id, "to": target, "replica": replica}
-    audit.append(conn, "agent.upgrade_run", data, actor=actor)
+    entries = [
+        ("agent.upgrade_run", {"agent": a, "to": target, "replica": replica}) for a in agent_ids
+    ]
+    audit.append_many(conn, entries, actor=actor)
 
 
 def failure(conn: Connection, agent_id: str, stage: str, version: str, reason: str) -> None:
@@ -107,8 +115,8 @@ def silent(conn: Connection, agent_id: str, target: str) -> None:
 
 
 def gone(conn: Connection, agent_id: str, seen: str | None) -> None:
-    row = store.agent(conn, agent_id) or {}
-    values: dict[str, Any] = {"connected": False, "last_seen": seen or now().isoformat()}
-    if row.get("state") == State.ONLINE:
-        values["state"] = State.OFFLINE
-    store.change(conn, agent_id, **values)
+    """Disconnected: an online agent goes offline, any other state (upgrading...) stays."""
+    state = agents_table.c.state
+    offline = case((state == State.ONLINE.value, State.OFFLINE.value), else_=state)
+    last_seen = seen or now().isoformat()
+    store.change(conn, agent_id, connected=False, last_seen=last_seen, state=offline)

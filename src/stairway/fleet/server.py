@@ -96,7 +96,7 @@ class Fleet:
         if not (agent_id in self.hub.sockets or (row.get("connected") and self.replicas)):
             return f"{agent_id} is not connected"
         target, replica = self.config.version, self.config.replica
-        await self.db(lambda c: events.upgrade_sent(c, agent_id, target, actor, replica))
+        await self.db(lambda c: events.upgrade_sent(c, [agent_id], target, actor, replica))
         sent = await self._deliver(build, [(agent_id, row.get("replica"))])
         return f"upgrade to {target} sent to {agent_id}" if sent else f"{agent_id} is not connected"
 
@@ -137,8 +137,7 @@ class Fleet:
             if build is None:
                 return [], f"no agent build is published for {target}"
             where = {row["agent_id"]: row["replica"] for row in store.all_agents(conn)}
-            for agent_id in decision.upgrade:
-                events.upgrade_sent(conn, agent_id, target, "policy", replica)
+            events.upgrade_sent(conn, decision.upgrade, target, "policy", replica)
             return [(a, where.get(a)) for a in decision.upgrade], decision.note
 
         chosen, note = await self.db(decide)

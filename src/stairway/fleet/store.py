@@ -67,6 +67,11 @@ def change(conn: Connection, agent_id: str, **values: Any) -> None:
     conn.execute(update(agents_table).where(agents_table.c.agent_id == agent_id).values(**values))
 
 
+def change_many(conn: Connection, agent_ids: list[str], **values: Any) -> None:
+    c = agents_table.c
+    conn.execute(update(agents_table).where(c.agent_id.in_(agent_ids)).values(**values))
+
+
 def rows_for_evaluator(conn: Connection) -> list[AgentRow]:
     return rows_from(all_agents(conn))
 
