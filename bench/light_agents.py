@@ -28,6 +28,8 @@ class Tally:
         self.welcomed: dict[str, float] = {}  # agent -> when it was last welcomed
         self.versions: dict[str, str] = {}
         self.heartbeats = 0
+        self.offered: dict[str, float] = {}  # agent -> when its upgrade offer came
+        self.downloaded: dict[str, float] = {}  # agent -> when its build was checked
         self.errors: list[str] = []
 
 
@@ -42,7 +44,9 @@ async def agent(spec: dict[str, Any], agent_id: str, credential: str, tally: Tal
             continue
         if offer is None:
             return
+        tally.offered[agent_id] = time.time()
         version = await asyncio.to_thread(_take, spec, credential, offer)
+        tally.downloaded[agent_id] = time.time()
 
 
 async def _session(
@@ -101,6 +105,8 @@ async def main(spec_path: Path) -> None:
             "welcomed": len(tally.welcomed),
             "versions": tally.versions,
             "welcomed_at": tally.welcomed,
+            "offered_at": tally.offered,
+            "downloaded_at": tally.downloaded,
             "heartbeats": tally.heartbeats,
             "errors": tally.errors[-20:],
             "error_count": len(tally.errors),

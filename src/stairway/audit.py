@@ -55,7 +55,9 @@ class Entry:
 
 
 def ensure_table(conn: Connection) -> None:
-    metadata.create_all(conn, checkfirst=True)
+    # has_table is one catalog query; create_all would first build an inspector on each append
+    if not conn.dialect.has_table(conn, audit_table.name):
+        metadata.create_all(conn, checkfirst=True)
 
 
 def append(

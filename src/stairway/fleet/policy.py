@@ -12,6 +12,7 @@ pinned there and not sent again. The evaluator is a pure function of the rows it
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -58,6 +59,7 @@ class AgentRow:
     target: str | None = None
     attempt_started: datetime | None = None
     failed_version: str | None = None
+    replica: str | None = None  # the replica it is connected to
 
 
 @dataclass
@@ -151,6 +153,7 @@ def _canary_first(
     return [a for a in ready if a.group == "canary"], True
 
 
+@functools.lru_cache(maxsize=4096)  # a fleet holds few versions and thousands of agents
 def _older(version: str, target: str) -> bool:
     try:
         return Version(version) < Version(target)

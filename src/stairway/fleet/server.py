@@ -136,7 +136,7 @@ class Fleet:
             store.write_policy(conn, decision.policy)
             if build is None:
                 return [], f"no agent build is published for {target}"
-            where = {row["agent_id"]: row["replica"] for row in store.all_agents(conn)}
+            where = {row.agent_id: row.replica for row in rows}
             events.upgrade_sent(conn, decision.upgrade, target, "policy", replica)
             return [(a, where.get(a)) for a in decision.upgrade], decision.note
 
@@ -238,12 +238,7 @@ async def _flush_seen(fleet: Fleet) -> None:
         await asyncio.sleep(max(1.0, fleet.config.heartbeat / 2))
         seen, fleet.hub.seen = fleet.hub.seen, {}
         if seen:
-            await fleet.db(functools.partial(_write_seen, seen))
-
-
-def _write_seen(seen: dict[str, str], conn: Connection) -> None:
-    for agent_id, when in seen.items():
-        store.change(conn, agent_id, last_seen=when)
+            await fleet.db(functools.partial(store.seen_many, seen=seen))
 
 
 # --- authentication ----------------------------------------------------------------------------
