@@ -29,6 +29,19 @@ def test_an_untouched_log_verifies(logged: str) -> None:
     assert found[2].data == {"n": 2, "note": "é"} and found[2].actor == "ops"
 
 
+def test_entries_appended_together_chain_on_from_the_log_and_each_other(logged: str) -> None:
+    items = [("agent.upgrade_run", {"agent": f"a{n}"}) for n in range(3)]
+    with engine_for(logged).begin() as conn:
+        made = audit.append_many(conn, items, actor="policy")
+        audit.append(conn, "site.backup", {"n": 9})
+    with engine_for(logged).connect() as conn:
+        assert audit.verify(conn) == []
+        found = audit.entries(conn)
+    assert [e.id for e in made] == [6, 7, 8] and made[0].previous == found[4].hash
+    assert [e.data["agent"] for e in found[5:8]] == ["a0", "a1", "a2"]
+    assert found[8].previous == made[2].hash and found[8].action == "site.backup"
+
+
 @pytest.mark.parametrize(
     ("tamper", "message"),
     [

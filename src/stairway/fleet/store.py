@@ -70,7 +70,9 @@ def change(conn: Connection, agent_id: str, **values: Any) -> None:
 
 def change_many(conn: Connection, agent_ids: list[str], **values: Any) -> None:
     c = agents_table.c
-    conn.execute(update(agents_table).where(c.agent_id.in_(agent_ids)).values(**values))
+    for start in range(0, len(agent_ids), 1000):  # SQLite takes a bounded number of parameters
+        chunk = agent_ids[start : start + 1000]
+        conn.execute(update(agents_table).where(c.agent_id.in_(chunk)).values(**values))
 
 
 def seen_many(conn: Connection, seen: dict[str, str]) -> None:
