@@ -556,14 +556,17 @@ def restore_command(
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
 ) -> None:
-    """Put the site back as a backup holds it; every checksum is checked first."""
+    """Put the site back as a backup holds it: every checksum checked first, then the product
+    stopped and shown down, the parts swapped, the release restarted and its health checked."""
     ctx = commands.open_context(site, catalog)
     if not yes and not _confirm(
         f"replace the database, data directory and config files of this "
         f"site with backup {backup_id}?"
     ):
         raise typer.Exit(int(ExitCode.REFUSED))
-    manifest = commands.restore(ctx, backup_id)
+    from stairway import recovery
+
+    manifest = recovery.restore_site(ctx, backup_id)
     out.print(
         f"[green]restored[/green] {manifest.id}: {manifest.product} {manifest.version}, "
         f"schema level {manifest.schema_level}"

@@ -3,6 +3,7 @@ translate arguments in and results out."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -368,17 +369,20 @@ def backups(ctx: Context) -> list[Backup]:
     return list_backups(backup_dir(ctx))
 
 
-def restore(ctx: Context, backup_id: str) -> BackupManifest:
-    """Put the site back as backup ``backup_id`` holds it, checked before anything is touched."""
+def restore(
+    ctx: Context, backup_id: str, before_swap: Callable[[], object] | None = None
+) -> BackupManifest:
+    """Put the site back as backup ``backup_id`` holds it, checked before anything is touched;
+    ``before_swap`` runs once the archive has proved whole (it stops the product)."""
     where = backup_dir(ctx)
     keys = secret_keys(ctx)
-    target = RestoreTarget(
-        ctx.catalog.product,
-        ctx.engine,
-        ctx.site.site.data_dir,
-        where,
-        lambda m: secret_backups.check_restorable(m.secret_keys, keys, backup_id),
-    )
+
+    def accept(manifest: BackupManifest) -> None:
+        secret_backups.check_restorable(manifest.secret_keys, keys, backup_id)
+        if before_swap is not None:
+            before_swap()
+
+    target = RestoreTarget(ctx.catalog.product, ctx.engine, ctx.site.site.data_dir, where, accept)
     manifest = restore_backup(target, find_backup(where, backup_id))
     with ctx.engine.begin() as conn:
         audit.append(conn, "site.restore", {"backup": backup_id, "version": manifest.version})

@@ -132,6 +132,12 @@ class RollbackFailed(StairwayError):
     exit_code = ExitCode.NEEDS_OPERATOR
 
 
+class ServiceStillUp(StairwayError):
+    """The product could not be shown down in time: nothing was swapped under it."""
+
+    exit_code = ExitCode.NEEDS_OPERATOR
+
+
 class ManualStepNeeded(StairwayError):
     """Everything automatic is done; what remains needs an operator's hands."""
 

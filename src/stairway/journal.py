@@ -9,7 +9,6 @@ else. A finished journal moves to ``upgrades/<id>.journal`` and is history.
 from __future__ import annotations
 
 import os
-import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,13 +16,14 @@ from typing import Any
 
 import orjson
 
+from stairway import faults
 from stairway.errors import UpgradeError
 from stairway.files import sync_directory
 
 ACTIVE = "upgrade.journal"
 HISTORY = "upgrades"
 # "<step>:<event>": kill -9 this process right after writing that record (fault-injection tests)
-FAULT = "STAIRWAY_FAULT"
+FAULT = faults.FAULT
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,4 @@ def _record(entry: dict[str, Any]) -> Record:
 
 
 def _fault(entry: dict[str, Any]) -> None:
-    wanted = os.environ.get(FAULT)
-    if wanted and wanted == f"{entry.get('step')}:{entry['event']}":
-        os.kill(os.getpid(), signal.SIGKILL)
+    faults.point(f"{entry.get('step')}:{entry['event']}")

@@ -117,13 +117,13 @@ def open_demo(demo: DemoSite) -> commands.Context:
     return commands.Context(site, load_catalog(demo_catalog()), engine_for(site.database))
 
 
-def seed(ctx: commands.Context, advance: Callable[[int], None]) -> int:
+def seed(ctx: commands.Context, advance: Callable[[int], None], count: int = DEMO_USERS) -> int:
     """Users (rows and profile documents), LDAP connectors, schedules and a running sync."""
     users = table("users", column("id"), column("username"), column("full_name"))
     objects = table("objects", column("oid"), column("type"), column("data"), column("written_by"))
     with ctx.engine.begin() as conn:
-        for start in range(1, DEMO_USERS + 1, BATCH):
-            numbers = range(start, min(start + BATCH, DEMO_USERS + 1))
+        for start in range(1, count + 1, BATCH):
+            numbers = range(start, min(start + BATCH, count + 1))
             rows = [
                 {"id": i, "username": f"user{i:05d}", "full_name": f"Demo User {i}"}
                 for i in numbers
@@ -134,7 +134,7 @@ def seed(ctx: commands.Context, advance: Callable[[int], None]) -> int:
         _connectors(conn)
     secrets = SecretStore(ctx.engine, commands.secret_keys(ctx))
     secrets.put(BIND_PASSWORD, token_urlsafe(24), actor="quickstart")  # sealed, never shown
-    return DEMO_USERS
+    return count
 
 
 def _profile(number: int) -> dict[str, object]:

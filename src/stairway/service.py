@@ -3,6 +3,12 @@
 Commands run without a shell (split like a shell would), so a path with spaces must be quoted in
 site.toml. A site without ``[service]`` has nothing to stop or start: Stairway then touches only
 the database, the data directory and the config files.
+
+Stopping is not taken on trust: after the stop command, the product must be *shown* down (its
+runner's process gone, its health URL no longer answering, no process holding the database file
+or the data directory open) before anything is swapped under it. Starting is not either: the
+health answer must name the release (and schema level) the site now holds when it names any,
+so an old process still answering cannot pass for the new one.
 """
 
 from __future__ import annotations
@@ -15,13 +21,41 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from stairway.errors import UpgradeError
+import orjson
+
+from stairway import faults
+from stairway.errors import ServiceStillUp, UpgradeError
 from stairway.files import write_atomic
+from stairway.holders import holders
 from stairway.site import ServiceSection
 
 COMMAND_TIMEOUT = 300.0
+PID_FILE = ".stairway-service.pid"
+STOP_GRACE = 30.0
+# Set in the environment of every process the built-in runner starts: a runner killed between
+# spawning the product and writing its pid file leaves an orphan that can still be found.
+MARKER = "STAIRWAY_SERVICE_OF"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a health answer must say, when it says anything: the release and schema level."""
+
+    release: str
+    schema: int | None = None
+
+
+@dataclass(frozen=True)
+class Held:
+    """What no process may hold open while a restore swaps it."""
+
+    files: tuple[Path, ...] = ()
+    directories: tuple[Path, ...] = ()
+    home: Path | None = None  # the site file's directory: the built-in runner's pid file
 
 
 def run_command(service: ServiceSection | None, which: str, home: Path | None = None) -> bool:
@@ -53,22 +87,155 @@ def run_command(service: ServiceSection | None, which: str, home: Path | None = 
     return True
 
 
-PID_FILE = ".stairway-service.pid"
-STOP_GRACE = 30.0
+def stop(service: ServiceSection | None, held: Held) -> bool:
+    """Stop the product and show it down; raises ServiceStillUp (exit 3) naming what is not."""
+    before, after = faults.around("service-stop")
+    faults.point(before)
+    ran = run_command(service, "stop", held.home)
+    faults.point(after)
+    prove_down(service, held)
+    return ran
+
+
+def start(service: ServiceSection | None, home: Path | None) -> bool:
+    before, after = faults.around("service-start")
+    faults.point(before)
+    ran = run_command(service, "start", home)
+    faults.point(after)
+    return ran
+
+
+def prove_down(service: ServiceSection | None, held: Held) -> None:
+    """Wait until nothing of the product is left up, at most ``[service] stop_timeout``."""
+    timeout = service.stop_timeout if service else 0.0
+    deadline = time.monotonic() + timeout
+    while True:
+        reasons = still_up(service, held)
+        if not reasons:
+            return
+        if time.monotonic() >= deadline:
+            raise ServiceStillUp(
+                f"the product is still up {timeout:.0f} s after it was stopped: "
+                + "; ".join(reasons),
+                hint="stop it (check [service] stop in site.toml), then run the same command "
+                "again; nothing was swapped",
+            )
+        time.sleep(0.1)
+
+
+def still_up(service: ServiceSection | None, held: Held) -> list[str]:
+    """What shows the product is up: its runner's process, a health answer, open files."""
+    found = [f"pid {pid} ({_cmdline(pid)}) still runs it" for pid in _runner_pids(held.home)]
+    url = service.health if service else None
+    if url and _answers(url):
+        found.append(f"{url} still answers")
+    found += [h.describe() for h in holders(held.files, held.directories)]
+    return found
+
+
+def wait_healthy(service: ServiceSection | None, expected: Expected | None = None) -> bool:
+    """Poll the health URL until it answers 2xx saying ``expected`` when it names a release or
+    schema level; False when the site declares no health URL."""
+    url = service.health if service else None
+    if not url or service is None:
+        return False
+    timeout = service.health_timeout
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        status, body = _get(url)
+        if status is not None and 200 <= status < 300:
+            wrong = _mismatch(body, expected)
+            if wrong is None:
+                return True
+            last = wrong
+        elif status is not None:
+            last = f"HTTP {status}"
+        else:
+            last = body.decode(errors="replace") or last
+        time.sleep(0.2)
+    raise UpgradeError(
+        f"{url} did not answer healthy within {timeout:.0f} s ({last})",
+        hint="check the product's log",
+    )
+
+
+def _mismatch(body: bytes, expected: Expected | None) -> str | None:
+    """Why a 2xx answer is not the one expected, or None when it is (or names nothing)."""
+    if expected is None:
+        return None
+    try:
+        said: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(said, dict):
+        return None
+    release = said.get("release", said.get("version"))
+    if release is not None and str(release) != expected.release:
+        return f"it answers as release {release}, not {expected.release}"
+    schema = said.get("schema")
+    if expected.schema is not None and isinstance(schema, int) and schema != expected.schema:
+        return f"it answers at schema {schema}, the database is at {expected.schema}"
+    return None
+
+
+def _get(url: str) -> tuple[int | None, bytes]:
+    """The status and body of one GET; (None, why) when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return int(answer.status), answer.read(1 << 16)
+    except urllib.error.HTTPError as err:
+        return int(err.code), b""
+    except (urllib.error.URLError, OSError) as err:
+        return None, str(getattr(err, "reason", err)).encode()
+    except ValueError as err:  # a malformed URL never gets better
+        raise UpgradeError(
+            f"[service] health {url!r} is not a usable URL: {err}", hint="fix it in site.toml"
+        ) from None
+
+
+def _answers(url: str) -> bool:
+    """Anything answering at all, even an error status, is a product still up."""
+    status, _ = _get(url)
+    return status is not None
+
+
+# --- the built-in runner (``[service] run``) ---------------------------------------------------
 
 
 def _run_builtin(command: str, which: str, home: Path) -> None:
     pid_file = home / PID_FILE
     if which == "start":
-        if pid_file.exists() and _alive(int(pid_file.read_text())):
+        if _runner_pids(home):
             return  # already running
         write_atomic(pid_file, str(_spawn(shlex.split(command), home)).encode())
         return
-    if not pid_file.exists():
-        return
-    pid = int(pid_file.read_text())
-    _terminate(pid)
+    for pid in _runner_pids(home):
+        _terminate(pid)
     pid_file.unlink(missing_ok=True)
+
+
+def _runner_pids(home: Path | None) -> list[int]:
+    """The runner's live processes for this site: its pid file's and any orphan it marked."""
+    if home is None:
+        return []
+    found = set(_marked(home))
+    pid_file = home / PID_FILE
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text())
+        if _alive(pid):
+            found.add(pid)
+    return sorted(found)
+
+
+def _marked(home: Path) -> list[int]:
+    wanted = f"{MARKER}={home}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if wanted in (entry / "environ").read_bytes().split(b"\0") and _alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
 
 
 def _spawn(argv: list[str], home: Path) -> int:
@@ -83,10 +250,9 @@ def _spawn(argv: list[str], home: Path) -> int:
         ]
         cwd = os.getcwd()
         os.chdir(home)  # posix_spawn has no cwd argument before Python 3.13
+        environment = {**os.environ, MARKER: str(home)}
         try:
-            return os.posix_spawnp(
-                argv[0], argv, dict(os.environ), file_actions=actions, setsid=True
-            )
+            return os.posix_spawnp(argv[0], argv, environment, file_actions=actions, setsid=True)
         finally:
             os.chdir(cwd)
     except OSError as err:
@@ -117,31 +283,21 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    return not _zombie(pid)
 
 
-def wait_healthy(service: ServiceSection | None) -> bool:
-    """Poll the health URL until it answers 2xx; False when the site declares none."""
-    url = service.health if service else None
-    if not url or service is None:
+def _zombie(pid: int) -> bool:
+    """A dead process not yet reaped by its parent (another process's child) holds nothing."""
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return False
-    timeout = service.health_timeout
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if 200 <= answer.status < 300:
-                    return True
-                last = f"HTTP {answer.status}"
-        except (urllib.error.URLError, OSError) as err:
-            last = str(getattr(err, "reason", err))
-        except ValueError as err:  # a malformed URL never gets better
-            raise UpgradeError(
-                f"[service] health {url!r} is not a usable URL: {err}", hint="fix it in site.toml"
-            ) from None
-        time.sleep(0.2)
-    raise UpgradeError(
-        f"{url} did not answer healthy within {timeout:.0f} s ({last})",
-        hint="check the product's log; the upgrade is rolled back",
-    )
+    return fields[0] == "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return " ".join(w.decode(errors="replace") for w in raw.rstrip(b"\0").split(b"\0"))[:200]

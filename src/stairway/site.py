@@ -35,6 +35,7 @@ class ServiceSection(_Strict):
     run: str | None = None  # without start/stop: Stairway runs this command itself
     health: str | None = None
     health_timeout: Annotated[float, Field(gt=0)] = 60.0  # seconds to wait for a 2xx answer
+    stop_timeout: Annotated[float, Field(gt=0)] = 30.0  # seconds for the product to be shown down
     instances: list[str] = []  # each instance's URL, for rolling upgrades
     drain: str | None = None  # a URL POSTed to drain an instance, e.g. "{url}/drain"
     drain_timeout: Annotated[float, Field(gt=0)] = 60.0

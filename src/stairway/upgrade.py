@@ -15,17 +15,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import text
 
-from stairway import audit, commands, maintenance, releases, service, smoke
+from stairway import audit, commands, faults, maintenance, recovery, releases, service, smoke
 from stairway.backup import Backup
 from stairway.commands import Context, MigrateRequest
-from stairway.configfiles.files import backup_name
 from stairway.errors import (
+    ManualStepNeeded,
     ReleaseError,
     RollbackFailed,
+    StairwayError,
     UpgradeError,
     UpgradeFailed,
     VerifyBlocked,
@@ -201,31 +202,68 @@ def _run(
     steps = [Step.from_json(s) for s in state.plan["steps"]]
     if state.plan.get("rolling"):
         # importing it registers the runners of the rolling steps
-        from stairway import rolling
+        from stairway import rolling  # noqa: F401
     done: list[tuple[Step, dict[str, Any]]] = []
     for index, step in enumerate(steps):
         if index in state.done:
             continue
         if progress:
             progress(index, len(steps), step)
-        journal.begin(index)
-        started = time.monotonic()
         try:
-            data = RUNNERS[step.kind](ctx, step, state)
+            journal.begin(index)
+            started = time.monotonic()
+            data = RUNNERS[step.kind](ctx, step, journal.active() or state)
+            faults.point(f"after:{step.kind}")  # done, not yet journaled: the riskiest instant
             data["seconds"] = round(time.monotonic() - started, 3)
+            journal.done(index, **data)
         except (Exception, KeyboardInterrupt) as err:
-            journal.record("failed", index, error=str(err))
-            if state.plan.get("rolling"):
-                from stairway import rolling
-
-                rolling.failed(ctx, journal, journal.active() or state, step, err)
-            _roll_back(ctx, journal, journal.active() or state, step, err)
-        journal.done(index, **data)
+            _failed(ctx, journal, state, step, index, err)
         done.append((step, data))
-    journal.record("finished")
-    journal.close(state.upgrade_id)
+    try:
+        journal.record("finished")
+        journal.close(state.upgrade_id)
+    except OSError as err:
+        raise ManualStepNeeded(
+            f"the upgrade to {state.plan['to']} is done and the product serves it, but its "
+            f"journal could not be closed ({err})",
+            hint=f"free space in {journal.directory}, then `stairway upgrade --resume` records it",
+        ) from None
     _keep_rates(ctx, done, f"upgrade {state.upgrade_id}")
     return UpgradeReport(state.upgrade_id, state.plan["from"], state.plan["to"], tuple(done))
+
+
+def _failed(
+    ctx: Context,
+    journal: Journal,
+    state: JournalState,
+    step: Step,
+    index: int,
+    error: BaseException,
+) -> NoReturn:
+    """A step failed: put the site back (a rolling upgrade its own way). Always raises."""
+    _note(journal, "failed", index, error=str(error))
+    current = _reread(journal, state)
+    if current.plan.get("rolling"):
+        from stairway import rolling
+
+        rolling.failed(ctx, journal, current, step, error)
+    _roll_back(ctx, journal, current, step, error)
+
+
+def _note(journal: Journal, event: str, step: int | None = None, **data: Any) -> bool:
+    """A journal record on the failure path: a full disk must not stop the rollback itself."""
+    try:
+        journal.record(event, step, **data)
+    except (OSError, StairwayError):
+        return False
+    return True
+
+
+def _reread(journal: Journal, fallback: JournalState) -> JournalState:
+    try:
+        return journal.active() or fallback
+    except (OSError, StairwayError):
+        return fallback
 
 
 def _keep_rates(ctx: Context, done: list[tuple[Step, dict[str, Any]]], by: str) -> None:
@@ -239,28 +277,78 @@ def _keep_rates(ctx: Context, done: list[tuple[Step, dict[str, Any]]], by: str) 
 
 def _roll_back(
     ctx: Context, journal: Journal, state: JournalState, step: Step, error: BaseException
-) -> None:
+) -> NoReturn:
     """Put the site back as the backup holds it and start the old release; always raises."""
     origin = state.plan["from"]
     backup_id = state.value("backup")
-    journal.record("rollback-begin", backup=backup_id)
+    changed = changed_site(state)
+    _note(journal, "rollback-begin", backup=backup_id)
     try:
-        _release_back(ctx, state)
-        restore_and_start(ctx, backup_id, _hop_releases(state))
+        recovery.put_back(ctx, state, changed)
     except Exception as failure:
-        journal.record("rollback-failed", error=str(failure))
+        _note(journal, "rollback-failed", error=str(failure))
         raise RollbackFailed(
-            f"{step.describe()} failed ({error}) and so did the rollback ({failure})",
+            f"{step.describe()} failed ({_said(error)}) and so did the rollback "
+            f"({_said(failure)}); {_maintenance_state(ctx)}",
             hint=_manual_rollback(ctx, backup_id),
         ) from failure
-    journal.record("rolled-back")
-    journal.close(state.upgrade_id)
-    kept = f"from backup {backup_id}" if backup_id else "before anything was changed"
+    kept = f"from backup {backup_id}" if changed else "before anything was changed"
+    if not (_note(journal, "rolled-back") and _closed(journal, state.upgrade_id)):
+        raise ManualStepNeeded(
+            f"{step.describe()} failed: {_said(error)}. Rolled back: the site is at {origin} "
+            f"as it was, {kept}, and serves it; but the journal could not record that",
+            hint=f"free space in {journal.directory}, then `stairway rollback --site "
+            f"{ctx.site.path}` records it (the site is found already back)",
+        ) from error
     raise UpgradeFailed(
-        f"{step.describe()} failed: {error}. Rolled back: the site is at {origin} as it was, "
-        f"{kept}; nothing was lost",
+        f"{step.describe()} failed: {_said(error)}. Rolled back: the site is at {origin} as it "
+        f"was, {kept}; nothing was lost",
         hint="fix the cause, then run `stairway upgrade` again",
     ) from error
+
+
+# Steps after which the site no longer is what the backup holds: undoing them means a restore.
+CHANGING = {
+    Kind.INTERRUPT_JOBS,
+    Kind.SCHEMA,
+    Kind.OBJECTS,
+    Kind.DELTAS,
+    Kind.CONFIG_FILES,
+    Kind.RELEASE,
+    Kind.START,
+    Kind.EXPAND,
+    Kind.INSTANCE,
+    Kind.CONTRACT,
+}
+
+
+def changed_site(state: JournalState) -> bool:
+    """Whether any step that changes the site began (a begun step may have half-run)."""
+    steps = [Step.from_json(s) for s in state.plan["steps"]]
+    begun = {r.step for r in state.records if r.event == "begin" and r.step is not None}
+    return any(steps[i].kind in CHANGING for i in begun if i < len(steps))
+
+
+def _closed(journal: Journal, upgrade_id: str) -> bool:
+    try:
+        journal.close(upgrade_id)
+    except OSError:
+        return False
+    return True
+
+
+def _said(error: BaseException) -> str:
+    return error.message if isinstance(error, StairwayError) else str(error) or type(error).__name__
+
+
+def _maintenance_state(ctx: Context) -> str:
+    """Said when a rollback fails: whether users are still held off."""
+    try:
+        with ctx.engine.connect() as conn:
+            on = maintenance.read(conn) is not None
+    except Exception:  # the database itself may be what failed
+        return "maintenance state unknown (the database does not answer)"
+    return "maintenance is still on" if on else "maintenance is off"
 
 
 def _prepare_release(ctx: Context, target: str) -> bool:
@@ -280,21 +368,6 @@ def _prepare_release(ctx: Context, target: str) -> bool:
     return True
 
 
-def restore_and_start(ctx: Context, backup_id: str | None, releases: list[str]) -> None:
-    """Restore the backup, drop the originals kept by the undone config-file migrations, start."""
-    if backup_id is not None:
-        commands.restore(ctx, backup_id)
-    else:
-        maintenance.switch_off(ctx.engine)
-    with ctx.engine.begin() as conn:
-        audit.append(conn, "site.rollback", {"backup": backup_id, "releases": releases})
-    for path in ctx.site.site.config_files:
-        for release in releases:  # the restored file is the original: a stale copy would mislead
-            backup_name(path, Version.parse(release)).unlink(missing_ok=True)
-    service.run_command(ctx.site.service, "start", ctx.site.path.resolve().parent)
-    service.wait_healthy(ctx.site.service)
-
-
 def _manual_rollback(ctx: Context, backup_id: str | None) -> str:
     start = ctx.site.service.start if ctx.site.service and ctx.site.service.start else None
     lines = [
@@ -310,8 +383,8 @@ def rollback(ctx: Context) -> str:
     journal = Journal(commands.backup_dir(ctx))
     active = journal.active()
     if active is not None:
-        _release_back(ctx, active)
-        restore_and_start(ctx, active.value("backup"), _hop_releases(active))
+        journal.record("rollback-begin", backup=active.value("backup"))
+        recovery.put_back(ctx, active, changed_site(active))
         journal.record("rolled-back")
         journal.close(active.upgrade_id)
         return str(active.plan["from"])
@@ -319,27 +392,9 @@ def rollback(ctx: Context) -> str:
     if not finished:
         raise UpgradeError("no upgrade to roll back", hint="`stairway backups` lists backups")
     last = finished[-1]
-    _release_back(ctx, last)
-    restore_and_start(ctx, last.value("backup"), _hop_releases(last))
+    recovery.put_back(ctx, last, True)
     journal.mark_history(last.upgrade_id, "rolled-back")
     return str(last.plan["from"])
-
-
-def _release_back(ctx: Context, state: JournalState) -> None:
-    """Point `current` back at the release it named before this upgrade swapped it."""
-    where = ctx.site.site.releases_dir
-    swapped = [r for r in state.records if r.data.get("swapped")]
-    if where is None or not swapped:
-        return
-    previous = swapped[-1].data.get("previous")
-    if previous:
-        releases.switch_current(where, previous)
-    else:
-        (where / releases.CURRENT).unlink(missing_ok=True)
-
-
-def _hop_releases(state: JournalState) -> list[str]:
-    return sorted({s["release"] for s in state.plan["steps"] if s.get("release")})
 
 
 def _verify(ctx: Context, plan: UpgradePlan) -> None:
@@ -374,36 +429,58 @@ Runner = Callable[[Context, Step, JournalState], dict[str, Any]]
 def _backup(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
     early = _EARLY.pop(state.upgrade_id, None)
     taken, took = early.result() if early is not None else _timed_backup(ctx)
+    faults.point("after:backup")
     return {"backup": taken.id, "bytes": taken.manifest.size, "took": round(took, 3)}
 
 
 def _maintenance_on(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    before, after = faults.around("maintenance-on")
+    faults.point(before)
     maintenance.switch_on(ctx.engine, f"upgrade to {state.plan['to']}")
+    faults.point(after)
     return {}
 
 
 def _maintenance_off(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    before, after = faults.around("maintenance-off")
+    faults.point(before)
     maintenance.switch_off(ctx.engine)
+    faults.point(after)
     return {}
 
 
 def _stop(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
-    return {"ran": service.run_command(ctx.site.service, "stop", ctx.site.path.resolve().parent)}
+    """Stopped and shown down: the steps after this one change what the product reads."""
+    return {"ran": recovery.stop(ctx)}
 
 
-def _release(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
+def _release(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+    """``current`` swapped to the new release, its intent (with what it named) journaled first
+    so that a kill right after the swap still knows what to point back at."""
     where = ctx.site.site.releases_dir
     assert where is not None and step.release is not None  # planned only with releases_dir
-    previous = releases.switch_current(where, step.release)
+    made = recovery.swaps(state)
+    previous = made[0].previous if made else releases.current_release(where)
+    if not made:
+        Journal(commands.backup_dir(ctx)).record(
+            "intent", action=recovery.SWAP, previous=previous, to=step.release
+        )
+    before, after = faults.around(recovery.SWAP)
+    faults.point(before)
+    releases.switch_current(where, step.release)
+    faults.point(after)
     return {"swapped": True, "previous": previous}
 
 
 def _start(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
-    return {"ran": service.run_command(ctx.site.service, "start", ctx.site.path.resolve().parent)}
+    """Whatever answers now is not the new release started by this step: down with it first."""
+    recovery.stop(ctx)
+    return {"ran": service.start(ctx.site.service, recovery.home(ctx))}
 
 
-def _health(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
-    return {"checked": service.wait_healthy(ctx.site.service)}
+def _health(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    expected = recovery.expected(ctx, str(state.plan["to"]))
+    return {"checked": service.wait_healthy(ctx.site.service, expected)}
 
 
 def _smoke(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
@@ -428,6 +505,7 @@ def _audit(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
     }
     with ctx.engine.begin() as conn:
         entry = audit.append(conn, "site.upgrade", data)
+    faults.point("after:audit")
     return {"audit": entry.id}
 
 

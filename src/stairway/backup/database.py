@@ -17,8 +17,10 @@ from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
+from stairway import faults
 from stairway.database import dispose_all, sqlite_path
 from stairway.errors import BackupError
+from stairway.files import sync_directory
 
 SQLITE_MEMBER = "database/site.sqlite"
 POSTGRES_MEMBER = "database/site.pgdump"
@@ -59,9 +61,13 @@ def swap_sqlite(engine: Engine, staged: Path) -> None:
     shutil.copyfile(staged, beside)
     with beside.open("rb") as handle:
         os.fsync(handle.fileno())
+    before, after = faults.around("db-swap")
+    faults.point(before)
     for journal in (live.with_name(live.name + "-wal"), live.with_name(live.name + "-shm")):
         journal.unlink(missing_ok=True)  # a stale WAL would be replayed onto the restored file
     os.replace(beside, live)
+    sync_directory(live.parent)
+    faults.point(after)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
@@ -115,6 +121,7 @@ def restore_postgres(engine: Engine, dump: Path, suffix: str) -> None:
     side, old = _side_names(live, suffix)
     dispose_all()
     with _admin(engine.url) as admin:
+        _settle(admin, live, side, old)
         owner = admin.execute(
             "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (live,)
         ).fetchone()
@@ -133,10 +140,9 @@ def restore_postgres(engine: Engine, dump: Path, suffix: str) -> None:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(side))
             )
         raise
+    faults.point("after:db-swap")
     with _admin(engine.url) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(old))
-        )
+        _drop(admin, old)
 
 
 def restore_into(engine: Engine, dump: Path) -> None:
@@ -150,6 +156,33 @@ def restore_into(engine: Engine, dump: Path) -> None:
     )
 
 
+def _settle(admin: psycopg.Connection[tuple[object, ...]], live: str, side: str, old: str) -> None:
+    """What a restore killed part-way left: the live database renamed away and not yet
+    replaced is put back under its name; a half-restored side copy is dropped."""
+    names = {
+        str(row[0])
+        for row in admin.execute(
+            "SELECT datname FROM pg_database WHERE datname IN (%s, %s, %s)", (live, side, old)
+        ).fetchall()
+    }
+    if live not in names and old in names:
+        _rename(admin, old, live)
+    elif old in names:
+        _drop(admin, old)
+    if side in names:
+        _drop(admin, side)
+
+
+def _rename(admin: psycopg.Connection[tuple[object, ...]], name: str, to: str) -> None:
+    admin.execute(
+        sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(name), sql.Identifier(to))
+    )
+
+
+def _drop(admin: psycopg.Connection[tuple[object, ...]], name: str) -> None:
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def _swap(url: URL, live: str, side: str, old: str) -> None:
     with _admin(url) as admin:
         admin.execute(
@@ -157,11 +190,13 @@ def _swap(url: URL, live: str, side: str, old: str) -> None:
             "WHERE datname = %s AND pid <> pg_backend_pid()",
             (live,),
         )
+        faults.point("before:db-swap")
         admin.execute(
             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                 sql.Identifier(live), sql.Identifier(old)
             )
         )
+        faults.point("between:db-swap")
         try:
             admin.execute(
                 sql.SQL("ALTER DATABASE {} RENAME TO {}").format(

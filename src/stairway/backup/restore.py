@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from sqlalchemy import Engine
 
+from stairway import faults
 from stairway.backup import database
 from stairway.backup.archive import extract
 from stairway.backup.manifest import BackupManifest, parse_manifest
@@ -56,9 +57,9 @@ def _restore(target: RestoreTarget, path: Path) -> BackupManifest:
             )
             manifest = parse_manifest(found.manifest, path.name)
             manifest.check(found.members)
-            if target.accept:
-                target.accept(manifest)
             _check_fits(manifest, target, data)
+            if target.accept:  # last: it may stop the product
+                target.accept(manifest)
             _restore_links(manifest, data)
             _restore_database(manifest, target.engine, staging)
         except BaseException:
@@ -133,10 +134,13 @@ def _swap_data(staged: Path | None, data_dir: Path | None) -> None:
         return
     old = data_dir.with_name(f".{data_dir.name}.replaced")
     shutil.rmtree(old, ignore_errors=True)
+    faults.point("before:data-swap")
     if data_dir.exists():
         os.replace(data_dir, old)
+    faults.point("between:data-swap")  # no data directory until the next rename
     os.replace(staged, data_dir)
     sync_directory(data_dir.parent)
+    faults.point("after:data-swap")
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -148,5 +152,7 @@ def _swap_config(manifest: BackupManifest, staging: Path) -> None:
         shutil.copy2(staging / PurePosixPath(item.member), beside)
         with beside.open("rb") as handle:
             os.fsync(handle.fileno())
+        faults.point("before:config-swap")
         os.replace(beside, live)
         sync_directory(live.parent)
+        faults.point("after:config-swap")

@@ -1,0 +1,151 @@
+"""Putting a site back: the product shown down, the release link, the backup, the old release
+shown serving what the database holds.
+
+Every path that swaps a site's state back goes through here: the automatic rollback of a failed
+upgrade, ``stairway rollback`` (of an interrupted or a finished upgrade) and ``stairway restore``.
+Each is safe to run again after a kill at any point: it reads what the site holds now (which
+release ``current`` names, whether the product is up) rather than trusting where a journal
+stopped, and every part of it is idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stairway import audit, commands, faults, maintenance, releases, service
+from stairway.backup import BackupManifest
+from stairway.commands import Context
+from stairway.configfiles.files import backup_name
+from stairway.database import sqlite_path
+from stairway.errors import BackupError
+from stairway.holders import sqlite_files
+from stairway.journal import JournalState
+from stairway.schema import migrator
+from stairway.versions import Version
+
+SWAP = "release-swap"
+
+
+def home(ctx: Context) -> Path:
+    return ctx.site.path.resolve().parent
+
+
+def held(ctx: Context) -> service.Held:
+    """What the product must not hold open while the site is swapped under it."""
+    database = sqlite_path(ctx.engine)
+    files = tuple(sqlite_files(database.resolve())) if database else ()
+    data_dir = ctx.site.site.data_dir
+    directories = (data_dir.resolve(),) if data_dir else ()
+    return service.Held(files, directories, home(ctx))
+
+
+def expected(ctx: Context, release: str) -> service.Expected:
+    """What the product's health must say once it serves this site at ``release``."""
+    return service.Expected(release, migrator.read_state(ctx.engine, ctx.catalog).level)
+
+
+def start_and_check(ctx: Context, release: str) -> bool:
+    """Start the product and wait until its health says ``release`` on this database."""
+    service.start(ctx.site.service, home(ctx))
+    return service.wait_healthy(ctx.site.service, expected(ctx, release))
+
+
+def stop(ctx: Context) -> bool:
+    """Stop the product and show it down (ServiceStillUp, exit 3, when it cannot be)."""
+    return service.stop(ctx.site.service, held(ctx))
+
+
+# --- the release link ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Swap:
+    """One swap of ``current``, as its intent record said before it was made."""
+
+    previous: str | None
+    to: str
+
+
+def swaps(state: JournalState) -> list[Swap]:
+    """The release swaps this upgrade meant to make, oldest first (made or not)."""
+    found = [
+        Swap(r.data.get("previous"), str(r.data.get("to")))
+        for r in state.records
+        if r.event == "intent" and r.data.get("action") == SWAP
+    ]
+    # journals written before intent records: the swap is known from its done record
+    found += [
+        Swap(r.data.get("previous"), "")
+        for r in state.records
+        if r.event == "done" and r.data.get("swapped") and not found
+    ]
+    return found
+
+
+def release_back(ctx: Context, state: JournalState) -> None:
+    """Point ``current`` at what it named before the upgrade's first swap, whatever it names
+    now (the swap may or may not have happened before a kill)."""
+    where = ctx.site.site.releases_dir
+    made = swaps(state)
+    if where is None or not made:
+        return
+    previous = made[0].previous
+    if releases.current_release(where) == previous:
+        return
+    before, after = faults.around("release-back")
+    faults.point(before)
+    if previous:
+        releases.switch_current(where, previous)
+    else:
+        (where / releases.CURRENT).unlink(missing_ok=True)
+    faults.point(after)
+
+
+def current_to(ctx: Context, version: str) -> None:
+    """After a restore: the release the restored database holds, when it is installed."""
+    where = ctx.site.site.releases_dir
+    if where is None or releases.current_release(where) == version:
+        return
+    if (where / version).is_dir():
+        releases.switch_current(where, version)
+
+
+# --- putting back ---------------------------------------------------------------------------------
+
+
+def restore_site(ctx: Context, backup_id: str) -> BackupManifest:
+    """``stairway restore``: checked, the product stopped and shown down only once the archive
+    has proved whole, swapped, the release it holds made current, started and shown serving."""
+    manifest = commands.restore(ctx, backup_id, before_swap=lambda: stop(ctx))
+    current_to(ctx, manifest.version)
+    start_and_check(ctx, manifest.version)
+    return manifest
+
+
+def put_back(ctx: Context, state: JournalState, changed: bool) -> None:
+    """Undo the upgrade ``state`` records: with ``changed``, the product stopped and shown down,
+    ``current`` pointed back, the backup restored; then the old release started and checked."""
+    origin = str(state.plan["from"])
+    backup_id = state.value("backup")
+    if changed:
+        stop(ctx)
+        release_back(ctx, state)
+        if backup_id is None:
+            raise BackupError(
+                "the upgrade changed the site but recorded no backup to restore",
+                hint="restore a backup by hand: `stairway backups`, then `stairway restore ID`",
+            )
+        commands.restore(ctx, backup_id)
+    else:
+        maintenance.switch_off(ctx.engine)
+    with ctx.engine.begin() as conn:
+        audit.append(conn, "site.rollback", {"backup": backup_id, "releases": hops(state)})
+    for path in ctx.site.site.config_files:
+        for release in hops(state):  # the restored file is the original: a stale copy misleads
+            backup_name(path, Version.parse(release)).unlink(missing_ok=True)
+    start_and_check(ctx, origin)
+
+
+def hops(state: JournalState) -> list[str]:
+    return sorted({s["release"] for s in state.plan["steps"] if s.get("release")})
