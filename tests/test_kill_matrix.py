@@ -137,6 +137,7 @@ def run_all(jobs: list[tuple[str, str, str]], work: object) -> dict[str, list[st
     return {key: problems for key, future in futures.items() if (problems := future.result())}
 
 
+@pytest.mark.timeout(1800)
 def test_kill_before_and_after_every_side_effect_then_resume_or_roll_back(
     sites: ExampleSites, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -178,6 +179,7 @@ def rollback_killed(sites: ExampleSites, name: str, point: str, ending: Ends,
         site.stop()
 
 
+@pytest.mark.timeout(900)
 def test_a_rollback_killed_at_each_of_its_side_effects_finishes_when_run_again(
     sites: ExampleSites, capsys: pytest.CaptureFixture[str]
 ) -> None:
