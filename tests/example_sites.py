@@ -53,7 +53,9 @@ class ExampleSite:
     def root(self) -> Path:
         return self.site.parent
 
-    def cli(self, *args: str, fault: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, fault: str | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         environment = {**os.environ, **env}
         if fault:
             environment["STAIRWAY_FAULT"] = fault
@@ -62,7 +64,9 @@ class ExampleSite:
 
     def health(self) -> dict[str, Any] | None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as answer:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/health", timeout=5
+            ) as answer:
                 value = orjson.loads(answer.read())
         except (OSError, ValueError):
             return None

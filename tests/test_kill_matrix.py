@@ -30,7 +30,9 @@ WORKERS = 3  # scenarios run side by side: most of their time is spent waiting o
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], scope="module")
-def sites(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleSites]:
+def sites(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExampleSites]:
     if request.param == "postgresql":
         require_postgres()
     made = ExampleSites(request.param, tmp_path_factory.mktemp(f"kill-{request.param}"))
@@ -87,11 +89,15 @@ def judge(site: ExampleSite, how: str, ending: Ends, tally: Counter[str]) -> lis
     """Count what the recovered site is; the problems found, for the assertion message."""
     problems = []
     state = site.state()
-    want, rows = (ending.new, ending.new_rows) if how == "resumed" else (ending.old, ending.old_rows)
+    want, rows = (
+        (ending.new, ending.new_rows) if how == "resumed" else (ending.old, ending.old_rows)
+    )
     if state != want:
         tally["torn"] += 1
-        problems.append(f"not wholly {'new' if how == 'resumed' else 'old'}: "
-                        f"{sorted(k for k in want if state.get(k) != want[k])}")
+        problems.append(
+            f"not wholly {'new' if how == 'resumed' else 'old'}: "
+            f"{sorted(k for k in want if state.get(k) != want[k])}"
+        )
     lost = max(0, rows - site.rows())
     tally["rows lost"] += lost
     said = site.health()
@@ -102,8 +108,10 @@ def judge(site: ExampleSite, how: str, ending: Ends, tally: Counter[str]) -> lis
         or site.stale_holders()
     ):
         tally["served-wrong"] += 1
-        problems.append(f"serves {said} over {state['release']}/{state['level']}, "
-                        f"stale holders {site.stale_holders()}")
+        problems.append(
+            f"serves {said} over {state['release']}/{state['level']}, "
+            f"stale holders {site.stale_holders()}"
+        )
     if site.maintenance():
         tally["maintenance left on"] += 1
         problems.append("maintenance still on")
@@ -111,8 +119,9 @@ def judge(site: ExampleSite, how: str, ending: Ends, tally: Counter[str]) -> lis
     return problems
 
 
-def kill_and_recover(sites: ExampleSites, name: str, point: str, how: str, ending: Ends,
-                     tally: Counter[str]) -> list[str]:
+def kill_and_recover(
+    sites: ExampleSites, name: str, point: str, how: str, ending: Ends, tally: Counter[str]
+) -> list[str]:
     site = sites.new(name)
     try:
         killed = site.cli("upgrade", "--to", TARGET, fault=point)
@@ -161,8 +170,9 @@ def test_kill_before_and_after_every_side_effect_then_resume_or_roll_back(
     assert tally["torn"] == tally["rows lost"] == tally["served-wrong"] == 0
 
 
-def rollback_killed(sites: ExampleSites, name: str, point: str, ending: Ends,
-                    tally: Counter[str]) -> list[str]:
+def rollback_killed(
+    sites: ExampleSites, name: str, point: str, ending: Ends, tally: Counter[str]
+) -> list[str]:
     site = sites.new(name)
     try:
         assert site.cli("upgrade", "--to", TARGET, fault="after:service-start").returncode == -9

@@ -149,15 +149,21 @@ def upgrade(
     else:
         steps = plan_steps(plan, releases)
     upgrade_id = f"{ctx.catalog.product}-{plan.current}-to-{plan.target}-{_stamp()}"
-    journal.start(
-        upgrade_id,
-        {
-            "from": str(plan.current),
-            "to": str(plan.target),
-            "steps": [s.as_json() for s in steps],
-            "rolling": rolling,
-        },
-    )
+    record = {
+        "from": str(plan.current),
+        "to": str(plan.target),
+        "steps": [s.as_json() for s in steps],
+        "rolling": rolling,
+    }
+    try:
+        journal.start(upgrade_id, record)
+    except OSError as err:  # nothing has changed yet: a refusal, not a failure
+        _discard(early)
+        raise UpgradeError(
+            f"cannot write the upgrade journal in {journal.directory}: {err.strerror or err}",
+            hint="free space (or fix permissions) there, then run the upgrade again; "
+            "nothing was changed",
+        ) from None
     _EARLY[upgrade_id] = early
     return _run(ctx, journal, journal.active(), progress)  # type: ignore[arg-type]
 
