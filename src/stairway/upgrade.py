@@ -120,6 +120,7 @@ def upgrade(
     """Upgrade the site to ``to`` (default: latest), or finish an interrupted upgrade;
     ``rolling``: instance by instance, without downtime (``stairway.rolling``)."""
     journal = Journal(commands.backup_dir(ctx))
+    recovery.refuse_half_restored(ctx)
     active = journal.active()
     if active is not None and not resume:
         raise UpgradeError(
@@ -387,6 +388,7 @@ def _manual_rollback(ctx: Context, backup_id: str | None) -> str:
 def rollback(ctx: Context) -> str:
     """Undo the interrupted upgrade, or the last finished one; returns the version restored."""
     journal = Journal(commands.backup_dir(ctx))
+    recovery.refuse_half_restored(ctx)
     active = journal.active()
     if active is not None:
         journal.record("rollback-begin", backup=active.value("backup"))
