@@ -564,10 +564,20 @@ def restore_command(
     ):
         raise typer.Exit(int(ExitCode.REFUSED))
     manifest = commands.restore(ctx, backup_id)
+    _warn_of_restore(ctx)
     out.print(
         f"[green]restored[/green] {manifest.id}: {manifest.product} {manifest.version}, "
         f"schema level {manifest.schema_level}"
     )
+
+
+def _warn_of_restore(ctx: commands.Context) -> None:
+    """The restore's entry warns when the audit entries since the backup were not all kept."""
+    from stairway.audit_carry import restore_warning
+
+    warning = restore_warning(ctx.engine)
+    if warning:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 def _confirm(question: str) -> bool:
@@ -799,8 +809,8 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("show")
 def audit_show(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
-    """Every audit entry, oldest first."""
-    from stairway import audit
+    """Every audit entry, oldest first; those carried over by a restore say where from."""
+    from stairway import audit, audit_carry
 
     ctx = commands.open_context(site, catalog)
     with ctx.engine.begin() as conn:
@@ -809,7 +819,11 @@ def audit_show(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt =
         emit_json([dataclasses.asdict(e) for e in found])
         return
     for entry in found:
-        out.print(f"{entry.id:>5} {entry.at} {entry.actor} {entry.action} {entry.data}")
+        carried = audit_carry.carried_from(entry)
+        data = {k: v for k, v in entry.data.items() if k != "carried"} if carried else entry.data
+        line = f"{entry.id:>5} {entry.at} {entry.actor} {entry.action} {data}"
+        said = f"{escape(line)} [cyan]({carried})[/cyan]" if carried else escape(line)
+        out.print(said, highlight=False)
 
 
 @audit_app.command("verify")

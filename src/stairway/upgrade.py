@@ -424,7 +424,7 @@ def _audit(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
         "upgrade": state.upgrade_id,
         "from": state.plan["from"],
         "to": state.plan["to"],
-        "backup": state.value("backup"),
+        "backup": (Journal(commands.backup_dir(ctx)).active() or state).value("backup"),
     }
     with ctx.engine.begin() as conn:
         entry = audit.append(conn, "site.upgrade", data)
