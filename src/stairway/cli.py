@@ -515,12 +515,44 @@ def rehearse_command(
 
 
 @app.command("rollback")
-def rollback_command(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
-    """Back to the backup taken by the interrupted or last upgrade, and start the old release."""
-    from stairway import upgrade as upgrading
+def rollback_command(
+    yes: Annotated[
+        bool, typer.Option("--yes", help="roll back a finished upgrade without asking")
+    ] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Back to the backup taken by the interrupted or last upgrade, and start the old release.
 
-    version = upgrading.rollback(commands.open_context(site, catalog))
+    Undoing a finished upgrade first lists what was written since (and is lost) and asks.
+    """
+    from stairway import upgrade as upgrading
+    from stairway.losses import LossReport
+
+    ctx = commands.open_context(site, catalog)
+    shown: list[LossReport] = []
+
+    def confirm(report: LossReport) -> bool:
+        shown.append(report)
+        if json and not yes:
+            emit_json({"rolled_back": False, "losses": report.as_json()})
+            raise UsageRefused("--json does not ask: nothing was changed", hint=PASS_YES)
+        if not json:
+            out.print("\n".join(report.describe()), highlight=False, markup=False, soft_wrap=True)
+        return yes or _confirm("roll back and lose what is listed above?", ROLLBACK_REFUSED)
+
+    version = upgrading.rollback(ctx, confirm)
+    _warn_of_restore(ctx)
+    if json:
+        losses = shown[0].as_json() if shown else None
+        emit_json({"rolled_back": True, "version": version, "losses": losses})
+        return
     out.print(f"[green]rolled back[/green]: the site is at {version} again")
+
+
+PASS_YES = "pass --yes to confirm"
+ROLLBACK_REFUSED = "rolling back a finished upgrade discards what was written since"
 
 
 @app.command("backup")
@@ -580,11 +612,11 @@ def _warn_of_restore(ctx: commands.Context) -> None:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
-def _confirm(question: str) -> bool:
+def _confirm(question: str, refused: str = "restore replaces the live site") -> bool:
     if not sys.stdin.isatty():
         raise UsageRefused(
-            "restore replaces the live site and no terminal is here to confirm it",
-            hint="pass --yes to confirm",
+            f"{refused} and no terminal is here to confirm it: nothing was changed",
+            hint=PASS_YES,
         )
     return typer.confirm(question, default=False)
 
