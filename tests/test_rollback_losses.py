@@ -15,8 +15,10 @@ from cli_runner import stairway
 from conftest import PG_ADMIN
 from stairway import audit, commands
 from stairway.database import dispose_all
+from stairway.errors import UpgradeError
 from stairway.journal import Journal
-from stairway.losses import losses_since
+from stairway.losses import LossReport, losses_since
+from stairway.upgrade import rollback
 from test_upgrade import build_site, fingerprint, stairway_stop
 
 
@@ -51,6 +53,16 @@ def test_rollback_of_a_finished_upgrade_lists_the_losses_and_needs_yes(site: Pat
     code, out, err = stairway("rollback", "--site", str(site))
     assert code == 2 and "pass --yes" in err and "no terminal" in err, err
     assert "table settings: rows 2 added" in out
+    assert fingerprint(site) == upgraded and finished_upgrades(site) == ["finished"]
+    seen: list[LossReport] = []
+
+    def decline(report: LossReport) -> bool:
+        seen.append(report)
+        return False
+
+    with pytest.raises(UpgradeError, match="not confirmed: nothing was changed"):
+        rollback(commands.open_context(site, None), decline)
+    assert seen[0].audit_since == 2, "the library's caller is shown the same report"
     assert fingerprint(site) == upgraded and finished_upgrades(site) == ["finished"]
 
     code, out, err = stairway("rollback", "--yes", "--site", str(site))
