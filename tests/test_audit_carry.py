@@ -188,3 +188,19 @@ def test_the_upgrade_entry_names_its_backup(tmp_path: Path, database_url: str) -
         assert entry.data["backup"] is not None and entry.data["backup"] in backups
     finally:
         stairway_stop(site)
+
+
+def test_entries_already_broken_in_the_live_log_are_carried_as_found_and_named(
+    quiet_site: Path,
+) -> None:
+    write(quiet_site, [("secret.set", {"name": "db"}, "ops")])
+    taken = commands.backup(commands.open_context(quiet_site, None))
+    write(quiet_site, LATER)
+    with commands.open_context(quiet_site, None).engine.begin() as conn:
+        conn.execute(text("UPDATE stairway_audit SET actor = 'someone' WHERE id = 3"))
+    dispose_all()
+    code, _, err = stairway("restore", taken.id, "--yes", "--site", str(quiet_site))
+    assert code == 0 and "already broken" in err and "entry 3 (agent.upgrade_run)" in err
+    found = logged(quiet_site)
+    assert found[2].actor == "someone" and found[2].data["carried"]["id"] == 3
+    assert "entry 3 (agent.upgrade_run) was changed" in found[-1].data["warning"]

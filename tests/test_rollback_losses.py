@@ -10,10 +10,11 @@ import orjson
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from cli_runner import stairway
 from conftest import PG_ADMIN
-from stairway import audit, commands
+from stairway import audit, commands, rowdiff
 from stairway.database import dispose_all
 from stairway.errors import UpgradeError
 from stairway.journal import Journal
@@ -163,3 +164,19 @@ def test_the_report_tells_rows_tables_and_files_apart(quiet_site: Path) -> None:
                 (f"{ctx.engine.url.database}%_losses_%",),
             ).fetchall()
         assert left == [], "the scratch copy is dropped"
+
+
+def test_a_live_database_that_cannot_be_read_is_reported_not_refused(
+    quiet_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = commands.backup(commands.open_context(quiet_site, None))
+
+    def unreadable(*_args: object) -> None:
+        raise OperationalError("SELECT", {}, Exception("database disk image is malformed"))
+
+    monkeypatch.setattr(rowdiff, "compare", unreadable)
+    report = losses_since(commands.open_context(quiet_site, None), taken.id)
+    assert report.tables == () and not report.nothing_lost
+    assert "tables: not known, the live database could not be read (database disk image" in (
+        "\n".join(report.describe())
+    )

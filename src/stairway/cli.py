@@ -514,6 +514,10 @@ def rehearse_command(
         out.print(f"[green]rehearsed[/green] {plan.current} -> {plan.target}: the upgrade works")
 
 
+PASS_YES = "pass --yes to confirm"
+ROLLBACK_REFUSED = "rolling back a finished upgrade discards what was written since"
+
+
 @app.command("rollback")
 def rollback_command(
     yes: Annotated[
@@ -549,10 +553,6 @@ def rollback_command(
         emit_json({"rolled_back": True, "version": version, "losses": losses})
         return
     out.print(f"[green]rolled back[/green]: the site is at {version} again")
-
-
-PASS_YES = "pass --yes to confirm"
-ROLLBACK_REFUSED = "rolling back a finished upgrade discards what was written since"
 
 
 @app.command("backup")

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from stairway import audit_carry, rowdiff
 from stairway.backup import BackupManifest, find_backup
@@ -58,13 +59,16 @@ class LossReport:
     audit_since: int  # entries logged since the backup (a restore carries them over)
     audit_actions: tuple[str, ...]  # the first few of them
     audit_note: str = ""  # why the entries since could not be read
+    tables_note: str = ""  # why the tables could not be compared
 
     @property
     def nothing_lost(self) -> bool:
-        return not (self.tables or self.files)
+        return not (self.tables or self.files or self.tables_note)
 
     def describe(self) -> list[str]:
         lines = [f"this puts back backup {self.backup} (taken {self.taken}); lost with it:"]
+        if self.tables_note:
+            lines.append(f"  tables: not known, {self.tables_note}")
         lines += [f"  {t.describe()}" for t in self.tables]
         lines += [f"  {f.describe()}" for f in self.files]
         if self.nothing_lost:
@@ -98,7 +102,7 @@ def losses_since(ctx: Context, backup_id: str) -> LossReport:
         dump = Path(scratch) / PurePosixPath(member).name
         manifest = _checked(path, member, dump)
         with opened_copy(ctx.engine, dump) as copy:
-            changes = _compare(ctx, copy)
+            changes, note = _compare(ctx, copy)
     pending = audit_carry.read_pending(ctx.engine, manifest)
     return LossReport(
         backup=backup_id,
@@ -109,12 +113,19 @@ def losses_since(ctx: Context, backup_id: str) -> LossReport:
         audit_since=len(pending.rows),
         audit_actions=tuple(pending.actions[:SHOWN_ACTIONS]),
         audit_note=audit_carry.not_carried(pending) if pending.unreadable else "",
+        tables_note=note,
     )
 
 
-def _compare(ctx: Context, copy: Engine) -> list[TableChange]:
-    with ctx.engine.connect() as now, copy.connect() as then:
-        return rowdiff.compare(now, then, lambda table: table.startswith(OWN))
+def _compare(ctx: Context, copy: Engine) -> tuple[list[TableChange], str]:
+    """The tables that differ, or none and why: a live database too damaged to read is a
+    reason to roll back, not a reason to refuse to."""
+    try:
+        with ctx.engine.connect() as now, copy.connect() as then:
+            return rowdiff.compare(now, then, lambda table: table.startswith(OWN)), ""
+    except SQLAlchemyError as err:
+        said = str(getattr(err, "orig", None) or err).splitlines()[0]
+        return [], f"the live database could not be read ({said})"
 
 
 def _checked(path: Path, member: str, target: Path) -> BackupManifest:
@@ -197,11 +208,15 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _differs(path: Path, listed: MemberModel) -> bool:
-    """Size first: a file of another size changed without reading it."""
-    if path.stat().st_size != listed.size:
+    """Size first: a file of another size changed without reading it. A file that cannot be
+    read counts as changed: the restore replaces it either way."""
+    try:
+        if path.stat().st_size != listed.size:
+            return True
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+    except OSError:
         return True
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
     return digest.hexdigest() != listed.sha256
