@@ -84,8 +84,9 @@ class LossReport:
         if not self.audit_since:
             return "audit log: no entry since"
         more = ", ..." if self.audit_since > len(self.audit_actions) else ""
+        entries = "1 entry" if self.audit_since == 1 else f"{self.audit_since} entries"
         return (
-            f"audit log: {self.audit_since} entries since ({', '.join(self.audit_actions)}{more})"
+            f"audit log: {entries} since ({', '.join(self.audit_actions)}{more})"
             ": carried over into the restored log, not lost"
         )
 
