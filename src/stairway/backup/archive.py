@@ -127,6 +127,30 @@ def extract(path: Path, place: dict[str, Path]) -> Extracted:
     return Extracted(members, manifest)
 
 
+def extract_member(path: Path, name: str, target: Path) -> Extracted:
+    """One member into ``target`` and the manifest, in one pass: what a comparison with the
+    backup needs, without unpacking its data directory. ``members`` holds that member only."""
+    members: dict[str, Member] = {}
+    manifest = b""
+    try:
+        with path.open("rb") as raw, _reader(raw) as tar:
+            for info in tar:
+                if info.name == MANIFEST and info.isfile():
+                    manifest = _read_all(tar.extractfile(info))
+                elif info.name == name and info.isfile():
+                    members[name] = _extract_file(tar, info, target)
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as err:
+        raise BackupError(
+            f"{path.name} is damaged: {err}", hint="use another backup (`stairway backups`)"
+        ) from None
+    if not manifest or name not in members:
+        raise BackupError(
+            f"{path.name} lacks its manifest or {name}: it is truncated or not a Stairway backup",
+            hint="use another backup (`stairway backups`)",
+        )
+    return Extracted(members, manifest)
+
+
 def read_manifest(path: Path) -> bytes:
     """The manifest bytes, read by streaming past the other members (for listing backups)."""
     with path.open("rb") as raw, _reader(raw) as tar:

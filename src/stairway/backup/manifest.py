@@ -27,6 +27,19 @@ class ConfigFileModel(BaseModel):
     path: str  # where the file lives on the site
 
 
+class AuditHeadModel(BaseModel):
+    """The audit log's last entry when the backup was taken: where a restore carries on from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: int  # 0: the log was empty
+    hash: str
+
+    @classmethod
+    def empty(cls) -> AuditHeadModel:
+        return cls(id=0, hash="0" * 64)
+
+
 class BackupManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -42,6 +55,7 @@ class BackupManifest(BaseModel):
     links: dict[str, str] = {}  # symbolic links inside the data directory: path -> target
     config_files: list[ConfigFileModel] = []
     secret_keys: dict[str, int] = {}  # site key id -> secrets it seals (the keys are not here)
+    audit_head: AuditHeadModel | None = None  # None: a backup older than this field
     members: dict[str, MemberModel]
 
     @property

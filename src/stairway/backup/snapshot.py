@@ -17,7 +17,13 @@ from sqlalchemy import Engine
 
 from stairway.backup import database
 from stairway.backup.archive import ArchiveWriter, read_manifest, writing
-from stairway.backup.manifest import BackupManifest, ConfigFileModel, MemberModel, parse_manifest
+from stairway.backup.manifest import (
+    AuditHeadModel,
+    BackupManifest,
+    ConfigFileModel,
+    MemberModel,
+    parse_manifest,
+)
 from stairway.errors import BackupError, StairwayError
 
 SUFFIX = ".tar.zst"
@@ -35,6 +41,7 @@ class SiteParts:
     config_files: tuple[Path, ...]
     backup_dir: Path
     secret_keys: dict[str, int] = field(default_factory=dict)  # recorded, never archived
+    audit_head: AuditHeadModel | None = None  # read before the dump: the dump holds it
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ def _take(parts: SiteParts) -> Backup:
                 links=links,
                 config_files=configs,
                 secret_keys=parts.secret_keys,
+                audit_head=parts.audit_head,
                 members={
                     m.name: MemberModel(size=m.size, sha256=m.sha256) for m in archive.members
                 },
