@@ -49,10 +49,23 @@ class Backup:
 
 def take_backup(parts: SiteParts) -> Backup:
     """One archive holding a consistent snapshot of the site; written whole or not at all."""
+    check_apart(parts.data_dir, parts.backup_dir)
     parts.backup_dir.mkdir(parents=True, exist_ok=True)
     with exclusive(parts.backup_dir):
         remove_leftovers(parts.backup_dir)
         return _take(parts)
+
+
+def check_apart(data_dir: Path | None, backup_dir: Path) -> None:
+    """Backups outside the data directory and the other way round: each would hold the other."""
+    if data_dir is None:
+        return
+    data, backups = data_dir.resolve(), backup_dir.resolve()
+    if data.is_relative_to(backups) or backups.is_relative_to(data):
+        raise BackupError(
+            f"the data directory {data} and the backup directory {backups} overlap",
+            hint="give backup_dir a place of its own outside data_dir (docs/site.md)",
+        )
 
 
 def _take(parts: SiteParts) -> Backup:
