@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
+import sqlite3
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -48,12 +50,32 @@ class Backup:
 
 
 def take_backup(parts: SiteParts) -> Backup:
-    """One archive holding a consistent snapshot of the site; written whole or not at all."""
+    """One archive holding a consistent snapshot of the site; written whole or not at all.
+
+    A full or failing disk is a BackupError naming the path: the partial archive is gone by
+    then (``writing`` removes it) and nothing on the site was changed.
+    """
     check_apart(parts.data_dir, parts.backup_dir)
-    parts.backup_dir.mkdir(parents=True, exist_ok=True)
-    with exclusive(parts.backup_dir):
-        remove_leftovers(parts.backup_dir)
-        return _take(parts)
+    try:
+        parts.backup_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive(parts.backup_dir):
+            remove_leftovers(parts.backup_dir)
+            return _take(parts)
+    except OSError as err:
+        code = f" [{errno.errorcode.get(err.errno or 0, err.errno)}]" if err.errno else ""
+        why = f"{err.strerror or err}{code} ({err.filename or parts.backup_dir})"
+        raise _failed(why, parts.backup_dir) from None
+    except sqlite3.OperationalError as err:  # SQLite's copy hit a full disk, in its own words
+        why = f"{err} (copying the database into {parts.backup_dir})"
+        raise _failed(why, parts.backup_dir) from None
+
+
+def _failed(why: str, backup_dir: Path) -> BackupError:
+    return BackupError(
+        f"the backup failed: {why}; no archive was kept and the site was not changed",
+        hint=f"free space in {backup_dir} (or point backup_dir at a larger disk) and check the "
+        "disk, then run `stairway backup` again",
+    )
 
 
 def check_apart(data_dir: Path | None, backup_dir: Path) -> None:
