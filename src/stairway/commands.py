@@ -377,7 +377,8 @@ def restore(ctx: Context, backup_id: str) -> BackupManifest:
         ctx.engine,
         ctx.site.site.data_dir,
         where,
-        lambda m: secret_backups.check_restorable(m.secret_keys, keys, backup_id),
+        accept=lambda m: secret_backups.check_restorable(m.secret_keys, keys, backup_id),
+        config_files=tuple(ctx.site.site.config_files),
     )
     manifest = restore_backup(target, find_backup(where, backup_id))
     with ctx.engine.begin() as conn:

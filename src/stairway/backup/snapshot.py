@@ -155,7 +155,7 @@ def list_backups(backup_dir: Path) -> list[Backup]:
 
 def find_backup(backup_dir: Path, backup_id: str) -> Path:
     path = backup_dir / f"{backup_id}{SUFFIX}"
-    if not path.is_file():
+    if "/" in backup_id or backup_id.startswith(".") or not path.is_file():  # ids name files
         known = ", ".join(b.id for b in list_backups(backup_dir)[-5:]) or "none"
         raise BackupError(
             f"no backup {backup_id!r} in {backup_dir}",
