@@ -389,14 +389,21 @@ def restore(
     keys = secret_keys(ctx)
     pending: list[audit_carry.Pending] = []
 
-    def accept(manifest: BackupManifest) -> None:  # the archive is checked, nothing live touched
-        secret_backups.check_restorable(manifest.secret_keys, keys, backup_id)
+    def before_swap_(manifest: BackupManifest) -> None:  # staged and checked, nothing live touched
         if before_swap is not None:
             before_swap()
         # read once the product is down: nothing it logs afterwards can be missed
         pending.append(audit_carry.read_pending(ctx.engine, manifest))
 
-    target = RestoreTarget(ctx.catalog.product, ctx.engine, ctx.site.site.data_dir, where, accept)
+    target = RestoreTarget(
+        ctx.catalog.product,
+        ctx.engine,
+        ctx.site.site.data_dir,
+        where,
+        accept=lambda m: secret_backups.check_restorable(m.secret_keys, keys, backup_id),
+        config_files=tuple(ctx.site.site.config_files),
+        before_swap=before_swap_,
+    )
     manifest = restore_backup(target, find_backup(where, backup_id))
     with ctx.engine.begin() as conn:  # the carried entries and the restore's own, or neither
         said = audit_carry.carry_over(conn, pending[0])

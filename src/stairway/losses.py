@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from stairway import audit_carry, rowdiff
 from stairway.backup import BackupManifest, find_backup
-from stairway.backup.archive import CHUNK, extract_member
+from stairway.backup.archive import CHUNK, extract_member, read_manifest
 from stairway.backup.database import POSTGRES_MEMBER, SQLITE_MEMBER
 from stairway.backup.manifest import MemberModel, parse_manifest
 from stairway.backup.scratch import opened_copy
@@ -131,9 +131,14 @@ def _compare(ctx: Context, copy: Engine) -> tuple[list[TableChange], str]:
 
 def _checked(path: Path, member: str, target: Path) -> BackupManifest:
     """The backup's database extracted to ``target``, refused unless it matches its manifest."""
-    found = extract_member(path, member, target)
-    manifest = parse_manifest(found.manifest, path.name)
-    listed, got = manifest.members.get(member), found.members[member]
+    manifest = parse_manifest(read_manifest(path), path.name)
+    listed = manifest.members.get(member)
+    if listed is None:
+        raise BackupError(
+            f"backup {manifest.id} lists no {member}",
+            hint="use another backup (`stairway backups`)",
+        )
+    got = extract_member(path, member, target, listed.size).members[member]
     if listed is None or (listed.size, listed.sha256) != (got.size, got.sha256):
         raise BackupError(
             f"backup {manifest.id} is damaged: {member} does not match its SHA-256",

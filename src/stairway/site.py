@@ -92,7 +92,9 @@ def load_site(given: Path | None) -> Site:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         raise SiteError(f"{path}: {key}: {first['msg']}", hint="see docs/site.md") from None
-    return _resolved(site, path)
+    resolved = _resolved(site, path)
+    _check_apart(resolved.site, path)
+    return resolved
 
 
 def _resolved(site: Site, path: Path) -> Site:
@@ -135,3 +137,39 @@ def _resolve_sqlite(url: str, base: Path) -> str:
         return url
     rest = url[len(prefix) :]
     return url if rest.startswith("/") else prefix + str(base / rest)
+
+
+def _check_apart(section: SiteSection, path: Path) -> None:
+    """Backups live apart from what they back up: a backup_dir inside data_dir makes every
+    backup hold the ones before it and a restore replace them; a data_dir or SQLite file
+    inside backup_dir mixes the site with its archives. Compared on resolved paths."""
+    if section.backup_dir is None:
+        return
+    backups = section.backup_dir.resolve()
+    data = section.data_dir.resolve() if section.data_dir else None
+    database = _sqlite_file(section.database)
+    if data is not None and backups.is_relative_to(data):
+        raise SiteError(
+            f"{path}: backup_dir {backups} lies inside data_dir {data}: every backup would "
+            "hold the ones before it, and a restore would replace them",
+            hint=f"move backup_dir outside the data directory, e.g. beside it "
+            f'(backup_dir = "{data.parent / "backups"}"), and move any archives already there',
+        )
+    if data is not None and data.is_relative_to(backups):
+        raise SiteError(
+            f"{path}: data_dir {data} lies inside backup_dir {backups}",
+            hint="give the data directory and the backups separate places, side by side",
+        )
+    if database is not None and database.is_relative_to(backups):
+        raise SiteError(
+            f"{path}: the SQLite database {database} lies inside backup_dir {backups}",
+            hint="keep backup_dir for backups only: move it, or the database file (and its "
+            "`database` URL), elsewhere",
+        )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix + ":memory:":
+        return None
+    return Path(url[len(prefix) :].split("?", 1)[0]).resolve()
