@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import tomllib
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
@@ -78,7 +79,7 @@ class TomlFile:
         except tomlkit.exceptions.ParseError as err:
             raise Unreadable(str(err), err.line) from None
         except tomlkit.exceptions.TOMLKitError as err:  # e.g. a key defined twice
-            raise Unreadable(str(err), None) from None
+            raise Unreadable(str(err), _toml_line(text)) from None
 
     def dump(self, document: MutableMapping[str, Any]) -> str:
         return tomlkit.dumps(document)
@@ -112,6 +113,18 @@ class TomlFile:
         container._replace(old, new, item)
         if not isinstance(item, Table):  # tomlkit re-indexes only tables under the new name
             dict.__setitem__(container, new, item.value)
+
+
+def _toml_line(text: str) -> int | None:
+    """Where tomllib stops reading ``text``: tomlkit names a key given twice, not its line."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        found = re.search(r"\(at line (\d+), column \d+\)", str(err))
+        return int(found.group(1)) if found else None
+    except (RecursionError, ValueError):
+        return None
+    return None
 
 
 class YamlFile:
