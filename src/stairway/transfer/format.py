@@ -82,7 +82,13 @@ class DamagedStream(TransferError):
 
 def records(path: Path) -> Iterator[tuple[int, bytes]]:
     """Every line of the export with its number, decompressed as a stream."""
-    with path.open("rb") as raw:
+    try:
+        raw = path.open("rb")
+    except OSError as err:
+        raise TransferError(
+            f"{path}: cannot read: {err.strerror}", hint="check the file's permissions"
+        ) from None
+    with raw:
         try:
             yield from _lines(raw)
         except zstandard.ZstdError as err:
