@@ -22,6 +22,7 @@ from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 from ruamel.yaml import YAML
+from sqlalchemy import text
 
 from cli_runner import stairway
 from stairway import commands
@@ -141,8 +142,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _fill(site: Path, count: int) -> None:
-    from sqlalchemy import text
-
     ctx = commands.open_context(site, None)
     with ctx.engine.begin() as conn:
         rows = [
