@@ -23,7 +23,7 @@ from stairway.backup import (
 )
 from stairway.catalog import Catalog, load_catalog
 from stairway.configfiles import ConfigRun, plan_config_files, write_config_files
-from stairway.database import engine_for
+from stairway.database import connected
 from stairway.errors import (
     BackupError,
     DeltaError,
@@ -75,7 +75,7 @@ def open_context(site_file: Path | None, catalog_dir: Path | None) -> Context:
             "no catalog given",
             hint="pass --catalog DIR or set `catalog = ...` in the [site] table of site.toml",
         )
-    return Context(site, load_catalog(root), engine_for(site.database))
+    return Context(site, load_catalog(root), connected(site.database))
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stairway.errors import SiteError
+from stairway.parsing import toml_document
 
 DEFAULT_SITE = "site.toml"
 
@@ -77,15 +77,7 @@ def site_path(given: Path | None) -> Path:
 
 def load_site(given: Path | None) -> Site:
     path = site_path(given)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SiteError(
-            f"no site file at {path}",
-            hint="write a site.toml (docs/site.md), or pass --site FILE / set STAIRWAY_SITE",
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise SiteError(f"{path}: not valid TOML: {err}", hint="fix the syntax") from None
+    data = _parse(path, _read(path))
     try:
         site = Site.model_validate(data)
     except ValidationError as err:
@@ -95,6 +87,31 @@ def load_site(given: Path | None) -> Site:
     resolved = _resolved(site, path)
     _check_apart(resolved.site, path)
     return resolved
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SiteError(
+            f"no site file at {path}",
+            hint="write a site.toml (docs/site.md), or pass --site FILE / set STAIRWAY_SITE",
+        ) from None
+    except UnicodeDecodeError as err:
+        raise SiteError(
+            f"{path}: not valid UTF-8 (byte {err.start})", hint="save the file as UTF-8"
+        ) from None
+    except OSError as err:
+        raise SiteError(
+            f"{path}: cannot read: {err.strerror}", hint="pass the site.toml file, readable"
+        ) from None
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
+    try:
+        return toml_document(text)
+    except ValueError as err:
+        raise SiteError(f"{path}: not valid TOML: {err}", hint="fix the syntax") from None
 
 
 def _resolved(site: Site, path: Path) -> Site:
