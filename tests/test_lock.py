@@ -1,4 +1,9 @@
-"""One migrator at a time, across real processes; the lock dies with its holder."""
+"""One migrator at a time, across real processes; the lock dies with its holder.
+
+``stairway migrate`` holds the site lock (tests/test_site_lock.py), which refuses a second command
+at once. The migrator's own lock guards the changes table below it, for every caller of the
+library: these processes run the migrator directly, as such a caller does.
+"""
 
 from __future__ import annotations
 
@@ -30,10 +35,31 @@ def add_slow_change(catalog: Path) -> None:
         manifest.write('\n[[release]]\nversion = "2.2.0"\nschema = 7\n')
 
 
+# What `stairway migrate --to 2.2.0` does below the site lock, with its output and exit code.
+MIGRATOR = """
+import sys
+from pathlib import Path
+
+from stairway import commands
+from stairway.errors import StairwayError
+from stairway.schema import migrator
+
+ctx = commands.open_context(Path(sys.argv[1]), None)
+level = ctx.catalog.release("2.2.0").schema
+try:
+    done = migrator.migrate(ctx.engine, ctx.catalog, level, lock_timeout=float(sys.argv[2]))
+except StairwayError as error:
+    print(error, file=sys.stderr)
+    sys.exit(int(error.exit_code))
+print(f"applied {len(done)} change(s)" if done else "nothing to do")
+"""
+
+
 def start_migrator(site: Path, *extra: str, seconds: float = 2.0) -> subprocess.Popen[str]:
     env = {**os.environ, "SLOW_SECONDS": str(seconds)}
+    timeout = extra[extra.index("--lock-timeout") + 1] if "--lock-timeout" in extra else "30"
     return subprocess.Popen(
-        [sys.executable, "-m", "stairway", "migrate", "--site", str(site), "--to", "2.2.0", *extra],
+        [sys.executable, "-c", MIGRATOR, str(site), timeout],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

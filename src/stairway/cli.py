@@ -966,15 +966,12 @@ def background_run(
     from stairway import background
 
     ctx = commands.open_context(site, catalog)
-    changes = {c.number: c for c in ctx.catalog.changes}
 
     def say(job: background.Job) -> None:
         if job.batches % 100 == 0 or job.state == "done":
             out.print(job.describe(), highlight=False)
 
-    found = background.run(
-        ctx.engine, changes, background.Throttle(probe_ms, pause), max_seconds, say
-    )
+    found = commands.run_background(ctx, background.Throttle(probe_ms, pause), max_seconds, say)
     for job in found:
         out.print(job.describe(), highlight=False)
     if not found:

@@ -3,9 +3,11 @@ translate arguments in and results out."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, Text, cast, select
 
@@ -52,12 +54,17 @@ from stairway.schema.state import SchemaState
 from stairway.secrets import backups as secret_backups
 from stairway.secrets.keyring import KeySource
 from stairway.site import Site, load_site
+from stairway.sitelock import changes_site, site_lock
 from stairway.transfer.export import ExportReport, export_objects
 from stairway.transfer.export import Progress as ExportProgress
 from stairway.transfer.importer import ImportReport, import_objects
 from stairway.transfer.importer import Progress as ImportProgress
 from stairway.transfer.shards import WHOLE, Shard
 from stairway.versions import Version, check_hop
+
+if TYPE_CHECKING:
+    from stairway.background import Job, Throttle
+    from stairway.secrets.store import Rekeyed
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,20 @@ def open_context(site_file: Path | None, catalog_dir: Path | None) -> Context:
             hint="pass --catalog DIR or set `catalog = ...` in the [site] table of site.toml",
         )
     return Context(site, load_catalog(root), connected(site.database))
+
+
+@contextlib.contextmanager
+def changing(ctx: Context, unless: bool = False) -> Iterator[None]:
+    """The site lock for a command that changes the site; none for a dry run (``unless``).
+
+    The functions below that change a site take it themselves; this is for callers that write
+    through a lower layer (secrets, background migrations) and for a dry run's counterpart.
+    """
+    if unless:
+        yield
+        return
+    with site_lock(ctx):
+        yield
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,7 @@ def plan(ctx: Context, to: str | None) -> UpgradePlan:
     return make_plan(ctx.catalog, current_version(ctx), state.level, target)
 
 
+@changes_site
 def init(ctx: Context, version: str, progress: Progress | None = None) -> list[Applied]:
     """Create a new site at release ``version``: apply its changes and record it."""
     release = ctx.catalog.release(version)
@@ -158,6 +180,7 @@ def pending_changes(ctx: Context, request: MigrateRequest) -> list[Change]:
     return migrator.pending(state, ctx.catalog, level, request.only)
 
 
+@changes_site
 def migrate(
     ctx: Context, request: MigrateRequest, progress: Progress | None = None
 ) -> list[Applied]:
@@ -192,6 +215,7 @@ def _refuse_old_ones(ctx: Context, changes: list[Change]) -> None:
             )
 
 
+@changes_site
 def downgrade(
     ctx: Context, to: int, allow_data_loss: bool, progress: Progress | None = None
 ) -> list[Applied]:
@@ -208,6 +232,7 @@ def downgrade(
     )
 
 
+@changes_site
 def baseline(ctx: Context, at: int, version: str | None) -> int:
     done = migrator.baseline(ctx.engine, ctx.catalog, at)
     release = ctx.catalog.release(version) if version else ctx.catalog.release_of(at)
@@ -216,6 +241,7 @@ def baseline(ctx: Context, at: int, version: str | None) -> int:
     return done
 
 
+@changes_site
 def repair(ctx: Context) -> list[str]:
     return migrator.repair(ctx.engine, ctx.catalog)
 
@@ -249,6 +275,7 @@ def object_store(ctx: Context, version: str | None = None) -> ObjectStore:
     return ObjectStore(ctx.engine, spec, Migrator(due, subtype), str(running))
 
 
+@changes_site
 def rewrite_objects(
     ctx: Context, batch: int, rate: float | None, progress: RewriteProgress | None = None
 ) -> RewriteReport:
@@ -281,17 +308,23 @@ def migrate_config(
     ctx: Context, to: str | None, since: str | None = None, dry_run: bool = False
 ) -> ConfigResult:
     """Move the site's config files from release ``since`` (the site's) to ``to`` (latest)."""
-    current = Version.parse(since) if since else current_version(ctx)
-    target = Version.parse(to) if to else ctx.catalog.latest.version
-    run = plan_config_files(
-        ctx.site.site.config_files, ctx.catalog.config_migrations, current, target
-    )
-    kept = () if dry_run else tuple(write_config_files(run))
+    with changing(ctx, unless=dry_run):
+        current = Version.parse(since) if since else current_version(ctx)
+        target = Version.parse(to) if to else ctx.catalog.latest.version
+        run = plan_config_files(
+            ctx.site.site.config_files, ctx.catalog.config_migrations, current, target
+        )
+        kept = () if dry_run else tuple(write_config_files(run))
     return ConfigResult(run, kept, not dry_run)
 
 
 def apply_deltas(ctx: Context, dry_run: bool = False) -> DeltaReport:
     """Apply the deltas of every release up to the site's, after its schema changes (MP-3)."""
+    with changing(ctx, unless=dry_run):
+        return _apply_deltas(ctx, dry_run)
+
+
+def _apply_deltas(ctx: Context, dry_run: bool) -> DeltaReport:
     running = current_version(ctx)
     pending = status(ctx).pending
     if pending:
@@ -305,6 +338,7 @@ def apply_deltas(ctx: Context, dry_run: bool = False) -> DeltaReport:
     return delta_run.apply_deltas(store, due, _lifecycle(ctx), dry_run)
 
 
+@changes_site
 def skip_delta(ctx: Context, delta_id: str, reason: str) -> Delta:
     """Record that the operator keeps their own version of what a reported delta changes."""
     found = next((d for d in ctx.catalog.deltas if d.id == delta_id), None)
@@ -345,6 +379,7 @@ def backup_dir(ctx: Context) -> Path:
     return where
 
 
+@changes_site
 def backup(ctx: Context) -> Backup:
     """A consistent snapshot of the site: database, data directory and config files."""
     state = migrator.read_state(ctx.engine, ctx.catalog)
@@ -379,6 +414,7 @@ def backups(ctx: Context) -> list[Backup]:
     return list_backups(backup_dir(ctx))
 
 
+@changes_site
 def restore(
     ctx: Context, backup_id: str, before_swap: Callable[[], object] | None = None
 ) -> BackupManifest:
@@ -438,6 +474,7 @@ def export(
     return export_objects(store, path, header, chunk, progress, workers, shard, log)
 
 
+@changes_site
 def import_file(
     ctx: Context,
     path: Path,
@@ -453,3 +490,25 @@ def import_file(
         raise TransferError(f"--max-errors must be 0 or more (got {max_errors})", hint="")
     store = object_store(ctx)
     return import_objects(store, path, ctx.catalog.product, max_errors, progress, workers, shard)
+
+
+@changes_site
+def rekey_secrets(ctx: Context) -> Rekeyed:
+    """Rotate the site key (``stairway.secrets.rekey``) under the site lock."""
+    from stairway.secrets import rekey
+
+    return rekey(ctx.engine, secret_keys(ctx))
+
+
+@changes_site
+def run_background(
+    ctx: Context,
+    throttle: Throttle,
+    max_seconds: float | None = None,
+    report: Callable[[Job], None] | None = None,
+) -> list[Job]:
+    """Run the queued background migrations (``stairway.background.run``) under the site lock."""
+    from stairway import background
+
+    changes = {c.number: c for c in ctx.catalog.changes}
+    return background.run(ctx.engine, changes, throttle, max_seconds, report)

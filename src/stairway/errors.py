@@ -138,6 +138,19 @@ class ServiceStillUp(StairwayError):
     exit_code = ExitCode.NEEDS_OPERATOR
 
 
+class SiteBusy(StairwayError):
+    """Another Stairway command is changing this site; nothing was touched by this one."""
+
+    def __init__(self, holder: str | None, where: str) -> None:
+        named = f": {holder}" if holder else f" (lock {where})"
+        super().__init__(
+            f"another stairway command changes this site{named}",
+            hint="wait for it to finish; if that process is gone, the lock is released with it",
+        )
+        self.holder = holder
+        self.where = where
+
+
 class ManualStepNeeded(StairwayError):
     """Everything automatic is done; what remains needs an operator's hands."""
 

@@ -35,6 +35,7 @@ from stairway.journal import Journal, JournalState
 from stairway.losses import LossReport, losses_since
 from stairway.objects.rewrite import rewrite_all
 from stairway.plan import UpgradePlan
+from stairway.sitelock import changes_site
 from stairway.versions import Version
 
 
@@ -111,6 +112,7 @@ class UpgradeReport:
 Progress = Callable[[int, int, Step], None]
 
 
+@changes_site  # held for the whole run: resume, rollback or restore beside it are refused
 def upgrade(
     ctx: Context,
     to: str | None,
@@ -386,6 +388,7 @@ def _manual_rollback(ctx: Context, backup_id: str | None) -> str:
     return "by hand: " + "  ".join(line for line in lines if line)
 
 
+@changes_site
 def rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None = None) -> str:
     """Undo the interrupted upgrade, or the last finished one; returns the version restored.
 

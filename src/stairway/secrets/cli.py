@@ -36,7 +36,8 @@ def secrets_init(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
     if where.exists():
         raise SecretError(f"{where} exists already", hint="a site has one key; rotate with rekey")
     key = SiteKey.generate()
-    write_key_file(where, KeyRing((key,)))
+    with commands.changing(ctx):  # not beside a rekey, which rewrites the same file
+        write_key_file(where, KeyRing((key,)))
     out.print(f"site key {key.id} written to {where}; keep a copy where backups are not")
 
 
@@ -54,7 +55,8 @@ def secrets_set(
 
     value = _value(from_env)
     ctx = commands.open_context(site, catalog)
-    SecretStore(ctx.engine, commands.secret_keys(ctx)).put(name, value, actor="cli")
+    with commands.changing(ctx):
+        SecretStore(ctx.engine, commands.secret_keys(ctx)).put(name, value, actor="cli")
     out.print(f"secret {name} stored ({len(value)} bytes, sealed)")
 
 
@@ -107,19 +109,19 @@ def secrets_delete(name: NameArg, site: SiteOpt = None, catalog: CatalogOpt = No
     from stairway.secrets import SecretStore
 
     ctx = commands.open_context(site, catalog)
-    SecretStore(ctx.engine, commands.secret_keys(ctx)).delete(name, actor="cli")
+    with commands.changing(ctx):
+        SecretStore(ctx.engine, commands.secret_keys(ctx)).delete(name, actor="cli")
     out.print(f"secret {name} deleted")
 
 
 @secrets_app.command("rekey")
 def secrets_rekey(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
     """Rotate the site key while the product runs; run again to finish one cut short."""
-    from stairway.secrets import rekey
     from stairway.secrets.store import retired_file
 
     ctx = commands.open_context(site, catalog)
     keys = commands.secret_keys(ctx)
-    done = rekey(ctx.engine, keys)
+    done = commands.rekey_secrets(ctx)
     out.print(f"site key {done.new} now seals {done.secrets} secret(s)")
     if done.old and keys.key_file:
         out.print(
@@ -165,5 +167,6 @@ def secrets_import(
     from stairway.secrets.hosts import import_bundle
 
     ctx = commands.open_context(site, catalog)
-    moved = import_bundle(ctx.engine, commands.secret_keys(ctx), bundle, host_key)
+    with commands.changing(ctx):
+        moved = import_bundle(ctx.engine, commands.secret_keys(ctx), bundle, host_key)
     out.print(f"{len(moved.names)} secret(s) imported and sealed under this site's key")
