@@ -138,6 +138,29 @@ class ServiceStillUp(StairwayError):
     exit_code = ExitCode.NEEDS_OPERATOR
 
 
+class JournalWriteError(StairwayError, OSError):
+    """A record could not be appended to the upgrade journal (disk full, I/O error, read-only).
+
+    The record may be torn in the file; readers skip a torn record by its checksum. What the
+    upgrade did so far is as the journal's earlier records say: an operator decides what next.
+    It is an ``OSError`` too, with the ``errno`` and ``strerror`` of the failed write, so that a
+    caller handling a failed write of the journal catches it as such.
+    """
+
+    exit_code = ExitCode.NEEDS_OPERATOR
+
+    def __init__(self, path: str, errno: int | None, reason: str) -> None:
+        super().__init__(
+            f"could not append to the upgrade journal {path}: {reason}; the record being "
+            "written may be torn (readers skip it)",
+            hint="free space or fix the file system, then `stairway upgrade --resume` or "
+            "`stairway rollback`",
+        )
+        self.path = path
+        self.errno = errno
+        self.strerror = reason
+
+
 class SiteBusy(StairwayError):
     """Another Stairway command is changing this site; nothing was touched by this one."""
 

@@ -1,13 +1,28 @@
-"""The one owner of the upgrade journal: a JSON-lines file, fsynced after every record.
+"""The one owner of the upgrade journal: an append-only file of records, one a line.
 
 The journal lives outside the database (in ``backup_dir``) because a rollback replaces the
 database. Each step is recorded before it starts and after it ends, so after a crash the journal
 says which step was under way; the first record holds the plan, so ``--resume`` needs nothing
 else. A finished journal moves to ``upgrades/<id>.journal`` and is history.
+
+Each line is ``<checksum>\t<json>``: the first 16 hex digits of the SHA-256 of the JSON bytes.
+The file is fsynced after every append, and its directory when the file is created. A crash can
+leave the last line torn; its checksum fails and readers skip it, as a record never written. It
+is never rewritten: the next append first ends it with a newline, so the torn bytes stay as a
+line of their own. A damaged line elsewhere (a flipped bit) is skipped too, and reading goes on;
+``JournalState.damaged`` counts the lines skipped, so a caller can tell the journal is not whole.
+Lines without a checksum are the format of earlier versions and are read as they are.
+
+The plan is written before any step runs. A journal whose plan line is torn and which holds no
+other record therefore recorded nothing that ran: ``active()`` moves it into the history as
+``<stamp>.torn`` and the site has no interrupted upgrade. With any other record beside it, it is
+not set aside: that needs an operator.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,13 +32,17 @@ from typing import Any
 import orjson
 
 from stairway import faults
-from stairway.errors import UpgradeError
+from stairway.errors import JournalWriteError, UpgradeError
 from stairway.files import sync_directory
 
 ACTIVE = "upgrade.journal"
 HISTORY = "upgrades"
-# "<step>:<event>": kill -9 this process right after writing that record (fault-injection tests)
+TORN = ".torn"  # a set-aside journal whose plan was torn: nothing had started
+# Fault-injection tests (stairway.faults): "<step>:<event>" kills this process (SIGKILL) right
+# after writing that record; "<step>:<event>:torn" kills it after writing only the first half of
+# the record's line.
 FAULT = faults.FAULT
+CHECK = 16  # hex digits of SHA-256 before the tab of each line
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,7 @@ class JournalState:
     upgrade_id: str
     plan: dict[str, Any]
     records: tuple[Record, ...]
+    damaged: int = 0  # lines skipped: torn by a crash or failing their checksum
 
     @property
     def done(self) -> set[int]:
@@ -63,11 +83,22 @@ class Journal:
         self.path = backup_dir / ACTIVE
 
     def active(self) -> JournalState | None:
-        return read(self.path) if self.path.exists() else None
+        """The interrupted upgrade, if any; a journal that recorded nothing is set aside."""
+        if not self.path.exists():
+            return None
+        if _recorded_nothing(self.path):
+            self.set_aside()
+            return None
+        return read(self.path)
+
+    def set_aside(self) -> Path:
+        """Move the active journal into the history as ``<stamp>.torn`` (it is not one)."""
+        stamp = datetime.fromtimestamp(self.path.stat().st_mtime, UTC).strftime("%Y%m%dT%H%M%SZ")
+        return self._move(f"{stamp}{TORN}")
 
     def start(self, upgrade_id: str, plan: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
+        if self.active() is not None:
             raise UpgradeError(
                 "an upgrade journal is already open", hint="`stairway upgrade --resume`"
             )
@@ -84,12 +115,7 @@ class Journal:
 
     def close(self, upgrade_id: str) -> Path:
         """Move the finished journal into the history."""
-        history = self.directory / HISTORY
-        history.mkdir(exist_ok=True)
-        target = history / f"{upgrade_id}.journal"
-        os.replace(self.path, target)
-        sync_directory(self.directory)
-        return target
+        return self._move(f"{upgrade_id}.journal")
 
     def mark_history(self, upgrade_id: str, event: str) -> None:
         """Append a record to a finished upgrade's journal (a later rollback of it)."""
@@ -102,30 +128,109 @@ class Journal:
         found = [read(p) for p in sorted(folder.glob("*.journal"))] if folder.is_dir() else []
         return found
 
+    def _move(self, name: str) -> Path:
+        history = self.directory / HISTORY
+        history.mkdir(exist_ok=True)
+        target = history / name
+        os.replace(self.path, target)
+        sync_directory(self.directory)
+        return target
+
     def _append(self, entry: dict[str, Any]) -> None:
         entry["at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
-        with self.path.open("ab") as out:
-            out.write(orjson.dumps(entry) + b"\n")
-            out.flush()
-            os.fsync(out.fileno())
-        _fault(entry)
+        line = encode(entry)
+        torn = _torn_fault(entry)
+        try:
+            append_line(self.path, line[: len(line) // 2] if torn else line)
+        except OSError as err:
+            raise JournalWriteError(str(self.path), err.errno, _reason(err)) from err
+        _fault(entry, torn)
+
+
+def encode(entry: dict[str, Any]) -> bytes:
+    """One journal line: the checksum of the record's JSON, a tab, the JSON, a newline."""
+    payload = orjson.dumps(entry)
+    return _checksum(payload) + b"\t" + payload + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any] | None:
+    """The record a line holds, or None for a torn or damaged line."""
+    if line[CHECK : CHECK + 1] == b"\t":
+        payload = line[CHECK + 1 :]
+        return _entry(payload) if _checksum(payload) == line[:CHECK] else None
+    if line.startswith(b"{"):
+        return _entry(line)  # written by an earlier version, without a checksum
+    return None
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append ``line`` and fsync; the directory too when this creates the file.
+
+    Bytes a crash left after the last newline are ended first, never overwritten: the torn line
+    stays as it is, and readers skip it by its checksum.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        created = True
+    except FileExistsError:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        created = False
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        _write_all(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        sync_directory(path.parent)
 
 
 def read(path: Path) -> JournalState:
-    lines = path.read_bytes().splitlines()
-    entries = []
-    for line in lines:
-        try:
-            entries.append(orjson.loads(line))
-        except orjson.JSONDecodeError:
-            break  # a record torn by a crash is the last one: it never completed
+    entries, damaged = scan(path.read_bytes())
     if not entries or entries[0].get("event") != "plan":
         raise UpgradeError(
-            f"{path} is not an upgrade journal", hint="move it away if no upgrade is under way"
+            f"{path} is not an upgrade journal"
+            + (f" ({damaged} damaged line(s), its plan among them)" if damaged else ""),
+            hint="if no upgrade is under way, move it away; the backups hold the site as it was",
         )
     head = entries[0]
     records = tuple(_record(e) for e in entries[1:])
-    return JournalState(str(head["upgrade"]), dict(head["plan"]), records)
+    return JournalState(str(head["upgrade"]), dict(head["plan"]), records, damaged)
+
+
+def scan(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The records of a journal's bytes, in order, and how many lines were skipped as damaged."""
+    entries: list[dict[str, Any]] = []
+    damaged = 0
+    for line in data.split(b"\n"):
+        if not line:
+            continue  # the end of the file (or of a line closed off after a crash)
+        entry = decode(line)
+        if entry is None:
+            damaged += 1
+        else:
+            entries.append(entry)
+    return entries, damaged
+
+
+def _recorded_nothing(path: Path) -> bool:
+    """Empty, or only damaged lines: the plan never completed, so no step can have begun."""
+    entries, _ = scan(path.read_bytes())
+    return not entries
+
+
+def _checksum(payload: bytes) -> bytes:
+    return hashlib.sha256(payload).hexdigest()[:CHECK].encode()
+
+
+def _entry(payload: bytes) -> dict[str, Any] | None:
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) and "event" in value else None
 
 
 def _record(entry: dict[str, Any]) -> Record:
@@ -133,5 +238,25 @@ def _record(entry: dict[str, Any]) -> Record:
     return Record(str(entry["event"]), entry.get("step"), data, str(entry.get("at", "")))
 
 
-def _fault(entry: dict[str, Any]) -> None:
-    faults.point(f"{entry.get('step')}:{entry['event']}")
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _reason(err: OSError) -> str:
+    name = errno.errorcode.get(err.errno or 0, "")
+    text = err.strerror or str(err)
+    return f"{text} ({name})" if name else text
+
+
+def _point(entry: dict[str, Any]) -> str:
+    return f"{entry.get('step')}:{entry['event']}"
+
+
+def _torn_fault(entry: dict[str, Any]) -> bool:
+    return os.environ.get(FAULT) == f"{_point(entry)}:torn"
+
+
+def _fault(entry: dict[str, Any], torn: bool = False) -> None:
+    faults.point(f"{_point(entry)}:torn" if torn else _point(entry))

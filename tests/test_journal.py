@@ -1,0 +1,208 @@
+"""The upgrade journal survives torn writes: every line carries its checksum, a torn or damaged
+line is skipped and never rewritten, a torn plan means nothing started, and a failed append is
+an error that names the file."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stairway import journal as journal_module
+from stairway.errors import ExitCode, JournalWriteError, UpgradeError
+from stairway.journal import ACTIVE, FAULT, HISTORY, TORN, Journal, encode, read
+from test_upgrade import build_site, fingerprint, stairway_stop
+
+PLAN = {"from": "1.0.0", "to": "2.0.0", "steps": [{"kind": "backup"}, {"kind": "stop"}]}
+
+
+def written(tmp_path: Path) -> Journal:
+    """A journal of a plan and its first step done."""
+    journal = Journal(tmp_path)
+    journal.start("u-1", PLAN)
+    journal.begin(0)
+    journal.done(0, backup="b-1")
+    return journal
+
+
+def test_records_are_read_back_and_each_line_carries_its_checksum(tmp_path: Path) -> None:
+    journal = written(tmp_path)
+    state = read(journal.path)
+    assert (state.upgrade_id, state.plan, state.done, state.damaged) == ("u-1", PLAN, {0}, 0)
+    assert state.value("backup") == "b-1"
+    for line in journal.path.read_bytes().splitlines():
+        check, _, payload = line.partition(b"\t")
+        assert len(check) == 16 and encode(orjson.loads(payload)) == line + b"\n"
+    journal.record("finished")
+    closed = journal.close("u-1")
+    assert closed == tmp_path / HISTORY / "u-1.journal" and journal.active() is None
+    assert [h.ended for h in journal.history()] == ["finished"]
+
+
+def test_a_torn_last_record_is_not_written_and_never_rewritten(tmp_path: Path) -> None:
+    whole = written(tmp_path).path.read_bytes()
+    last = whole.rindex(b"\n", 0, len(whole) - 1) + 1  # where the `done` record's line starts
+    for cut in range(last, len(whole) - 1):  # every length short of its newline
+        folder = tmp_path / f"cut{cut}"
+        folder.mkdir()
+        journal = Journal(folder)
+        journal.path.write_bytes(whole[:cut])
+        state = read(journal.path)
+        assert state.done == set() and state.value("backup") is None, cut
+        assert state.damaged == (0 if cut == last else 1)
+        journal.record("finished")
+        after = journal.path.read_bytes()
+        assert after[:cut] == whole[:cut], "the bytes before the append are left as they were"
+        again = read(journal.path)
+        assert [r.event for r in again.records] == ["begin", "finished"], cut
+        assert again.damaged == state.damaged
+
+
+def test_a_record_whole_but_for_its_newline_counts_as_written(tmp_path: Path) -> None:
+    journal = written(tmp_path)
+    journal.path.write_bytes(journal.path.read_bytes()[:-1])
+    assert read(journal.path).done == {0}
+    journal.record("finished")
+    assert [r.event for r in read(journal.path).records] == ["begin", "done", "finished"]
+
+
+def test_a_flipped_bit_in_a_middle_line_skips_that_record_only(tmp_path: Path) -> None:
+    whole = written(tmp_path).path.read_bytes()
+    start = whole.index(b"\n") + 1
+    end = whole.index(b"\n", start)  # the `begin` line, newline excluded
+    for at in range(start, end):
+        for bit in range(8):
+            damaged = bytearray(whole)
+            damaged[at] ^= 1 << bit
+            path = tmp_path / "damaged.journal"
+            path.write_bytes(bytes(damaged))
+            state = read(path)
+            assert [r.event for r in state.records] == ["done"], (at, bit)
+            assert (state.upgrade_id, state.damaged, state.done) == ("u-1", 1, {0})
+
+
+def test_a_torn_plan_alone_means_nothing_started_and_is_set_aside(tmp_path: Path) -> None:
+    plan_line = encode({"event": "plan", "upgrade": "u-1", "plan": PLAN, "at": "x"})
+    for cut in (0, 1, 17, len(plan_line) // 2, len(plan_line) - 2):
+        folder = tmp_path / f"cut{cut}"
+        journal = Journal(folder)
+        folder.mkdir()
+        journal.path.write_bytes(plan_line[:cut])
+        assert journal.active() is None
+        assert not journal.path.exists()
+        (kept,) = (folder / HISTORY).glob(f"*{TORN}")
+        assert kept.read_bytes() == plan_line[:cut]
+        assert journal.history() == []
+        journal.start("u-2", PLAN)  # the site has no interrupted upgrade: a new one starts
+        assert read(journal.path).upgrade_id == "u-2"
+
+
+def test_a_damaged_plan_beside_other_records_is_left_for_an_operator(tmp_path: Path) -> None:
+    journal = written(tmp_path)
+    whole = journal.path.read_bytes()
+    journal.path.write_bytes(b"0" + whole[1:])  # the plan line's checksum no longer matches
+    with pytest.raises(UpgradeError, match="is not an upgrade journal"):
+        journal.active()
+    assert journal.path.read_bytes() == b"0" + whole[1:]
+    with pytest.raises(UpgradeError):
+        journal.start("u-2", PLAN)
+
+
+def test_a_full_disk_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    journal = written(tmp_path)
+    journal.path = Path("/dev/full")  # a real ENOSPC on every write
+    with pytest.raises(JournalWriteError) as caught:
+        journal.begin(1)
+    assert caught.value.exit_code == ExitCode.NEEDS_OPERATOR
+    assert caught.value.errno == errno.ENOSPC
+    assert "/dev/full" in str(caught.value) and "No space left on device" in str(caught.value)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO, errno.EROFS])
+def test_an_append_failing_half_way_leaves_a_torn_line_that_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    journal = written(tmp_path)
+    before = journal.path.read_bytes()
+
+    def half_then_fail(fd: int, data: bytes) -> None:
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(code, os.strerror(code))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(journal_module, "_write_all", half_then_fail)
+        with pytest.raises(JournalWriteError, match=str(journal.path)) as caught:
+            journal.begin(1)
+    assert caught.value.errno == code and errno.errorcode[code] in str(caught.value)
+    assert read(journal.path).damaged == 1 and read(journal.path).done == {0}
+    journal.begin(1)
+    after = journal.path.read_bytes()
+    assert after.startswith(before) and read(journal.path).records[-1].step == 1
+
+
+def test_a_journal_of_the_earlier_format_reads_and_takes_new_records(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    legacy = [
+        {"event": "plan", "upgrade": "u-0", "plan": PLAN, "at": "t"},
+        {"event": "begin", "step": 0, "at": "t"},
+        {"event": "done", "step": 0, "backup": "b-0", "at": "t"},
+    ]
+    journal.path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in legacy))
+    state = journal.active()
+    assert state is not None and state.done == {0} and state.value("backup") == "b-0"
+    journal.begin(1)
+    assert [r.event for r in read(journal.path).records] == ["begin", "done", "begin"]
+
+
+# --- a real upgrade process killed half-way through writing a record --------------------------
+
+
+def upgrade(site: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != FAULT}
+    if fault:
+        env[FAULT] = fault
+    command = [sys.executable, "-m", "stairway", *args, "--site", str(site)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_an_upgrade_killed_while_writing_a_record_resumes(
+    tmp_path: Path, database_url: str
+) -> None:
+    site = build_site(tmp_path, database_url)
+    try:
+        killed = upgrade(site, "upgrade", "--to", "2.0.0", fault="4:done:torn")
+        assert killed.returncode == -9, killed.stderr
+        active = site.parent / "backups" / ACTIVE
+        torn = active.read_bytes()
+        assert not torn.endswith(b"\n")
+        assert 4 not in read(active).done and read(active).damaged == 1
+        resumed = upgrade(site, "upgrade", "--resume")
+        assert resumed.returncode == 0, resumed.stderr
+        (history,) = (site.parent / "backups" / HISTORY).glob("*.journal")
+        assert history.read_bytes().startswith(torn), "the torn bytes stay as they were"
+        assert read(history).ended == "finished" and read(history).damaged == 1
+        assert fingerprint(site)["release"] == "2.0.0"
+    finally:
+        stairway_stop(site)
+
+
+def test_an_upgrade_killed_while_writing_its_plan_starts_afresh(
+    tmp_path: Path, database_url: str
+) -> None:
+    site = build_site(tmp_path, database_url)
+    try:
+        killed = upgrade(site, "upgrade", "--to", "2.0.0", fault="None:plan:torn")
+        assert killed.returncode == -9, killed.stderr
+        nothing = upgrade(site, "upgrade", "--resume")
+        assert nothing.returncode == 2 and "no interrupted upgrade" in nothing.stderr
+        again = upgrade(site, "upgrade", "--to", "2.0.0")
+        assert again.returncode == 0, again.stderr
+        assert fingerprint(site)["release"] == "2.0.0"
+        assert len(list((site.parent / "backups" / HISTORY).glob(f"*{TORN}"))) == 1
+    finally:
+        stairway_stop(site)
