@@ -474,7 +474,6 @@ def export(
     return export_objects(store, path, header, chunk, progress, workers, shard, log)
 
 
-@changes_site
 def import_file(
     ctx: Context,
     path: Path,
@@ -484,6 +483,18 @@ def import_file(
     shard: Shard = WHOLE,
 ) -> ImportReport:
     """Import an export into the site, migrating each object into the site's release."""
+    with site_lock(ctx, shared=shard != WHOLE):  # the shards of one import load together
+        return _import_file(ctx, path, max_errors, progress, workers, shard)
+
+
+def _import_file(
+    ctx: Context,
+    path: Path,
+    max_errors: int,
+    progress: ImportProgress | None,
+    workers: int,
+    shard: Shard,
+) -> ImportReport:
     if not path.is_file():
         raise TransferError(f"{path} does not exist", hint="give the export file's path")
     if max_errors < 0:

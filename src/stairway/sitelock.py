@@ -15,6 +15,9 @@ The holder writes its pid, command line and start time into each lock file once 
 lock; another command reads that only when it finds the lock taken, so it names the holder.
 Within one process the lock is reentrant: ``upgrade`` takes it and then calls ``migrate``,
 ``backup`` and ``restore``, each of which takes it too.
+
+An import of one shard (``import --shard i/N``) takes it shared: the machines of a sharded import
+load one database together, and anything else that changes the site waits for all of them.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ from stairway.site import Site
 
 FILE = ".site.lock"
 DATABASE_SUFFIX = ".stairway-site-lock"  # not the migrator's ".stairway-lock": both are held
-# For fault tests only: seconds to pause right after the lock is taken, so that a test can start
-# a second command while the first one certainly holds it.
+# For fault tests only: "<seconds>" or "<seconds>:<file>" pauses a command right after it takes
+# the lock, for that long or until the file exists, so that a test can start a second command
+# while the first one certainly holds it, then let the first one go on.
 HOLD = "STAIRWAY_HOLD"
 _READ_TRIES = 20  # the holder writes its name just after it takes the lock: give it a moment
 _READ_PAUSE = 0.05
@@ -90,6 +94,7 @@ class SiteContext(Protocol):
 @dataclass
 class _Held:
     depth: int
+    shared: bool = False
     fds: list[int] = field(default_factory=list)
     conn: psycopg.Connection[tuple[object, ...]] | None = None
 
@@ -99,10 +104,12 @@ _GUARD = threading.Lock()  # the registry; threads of one process share the site
 
 
 @contextlib.contextmanager
-def site_lock(ctx: SiteContext, command: str | None = None) -> Iterator[None]:
+def site_lock(ctx: SiteContext, command: str | None = None, shared: bool = False) -> Iterator[None]:
     """Hold the site lock for the block; raises ``SiteBusy`` (exit 2) when another process does.
 
-    ``command`` names the holder for others (default: this process's command line).
+    ``command`` names the holder for others (default: this process's command line). ``shared``
+    lets other shared holders in (shards of one import). Taken again by the same process, the
+    lock is only counted: it stays as it was first taken.
     """
     files = lock_files(ctx.site, ctx.engine)
     with _GUARD:
@@ -110,7 +117,7 @@ def site_lock(ctx: SiteContext, command: str | None = None) -> Iterator[None]:
         first = held is None
         if held is None:
             holder = Holder(os.getpid(), command or command_line(), _now(), socket.gethostname())
-            held = _HELD[files] = _acquire(files, ctx.engine, holder)
+            held = _HELD[files] = _acquire(files, ctx.engine, holder, shared)
         else:
             held.depth += 1
     if first:
@@ -181,24 +188,24 @@ def read_holder(path: Path) -> Holder | None:
 # --- taking and releasing ---------------------------------------------------------------------
 
 
-def _acquire(files: tuple[Path, ...], engine: Engine, holder: Holder) -> _Held:
-    held = _Held(depth=1)
+def _acquire(files: tuple[Path, ...], engine: Engine, holder: Holder, shared: bool) -> _Held:
+    held = _Held(depth=1, shared=shared)
     try:
         for path in files:
-            held.fds.append(_lock_file(path, holder))
+            held.fds.append(_lock_file(path, holder, shared))
         if engine.dialect.name == "postgresql":
-            held.conn = _lock_database(engine, holder)
+            held.conn = _lock_database(engine, holder, shared)
     except BaseException:
         _release(held)
         raise
     return held
 
 
-def _lock_file(path: Path, holder: Holder) -> int:
+def _lock_file(path: Path, holder: Holder, shared: bool) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by the product we start
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise _busy(path) from None
@@ -214,9 +221,9 @@ def _busy(path: Path) -> SiteBusy:
     for _ in range(_READ_TRIES):
         holder = read_holder(path)
         if holder is not None and _alive(holder):
-            break
+            return SiteBusy(holder.describe(), str(path))
         time.sleep(_READ_PAUSE)
-    return SiteBusy(holder.describe() if holder else None, str(path))
+    return SiteBusy(None, str(path))  # a shared holder left, another holds it unnamed
 
 
 def _alive(holder: Holder) -> bool:
@@ -237,8 +244,9 @@ def _release(held: _Held) -> None:
         with contextlib.suppress(psycopg.Error):
             held.conn.close()  # ends the session, and its advisory lock with it
     for fd in reversed(held.fds):
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)  # released: no name left to mislead a reader
+        if not held.shared:  # a shared one may leave others holding it, named here
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)  # released: no name left to mislead a reader
         os.close(fd)  # closing the last descriptor releases the flock
 
 
@@ -252,11 +260,14 @@ def advisory_key(database: str) -> int:
     return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def _lock_database(engine: Engine, holder: Holder) -> psycopg.Connection[tuple[object, ...]]:
+def _lock_database(
+    engine: Engine, holder: Holder, shared: bool
+) -> psycopg.Connection[tuple[object, ...]]:
     key = advisory_key(str(engine.url.database))
     conn = _connect(engine, holder)
+    take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
     try:
-        taken = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        taken = conn.execute(f"SELECT {take}(%s)", (key,)).fetchone()
         if not (taken and taken[0]):
             raise SiteBusy(_database_holder(conn, key), f"database {engine.url.database}")
     except BaseException:
@@ -304,6 +315,9 @@ def _now() -> str:
 
 
 def _pause_for_tests() -> None:
-    seconds = os.environ.get(HOLD)
-    if seconds:
-        time.sleep(float(seconds))
+    seconds, _, until = os.environ.get(HOLD, "").partition(":")
+    if not seconds:
+        return
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline and not (until and Path(until).exists()):
+        time.sleep(_READ_PAUSE)

@@ -33,10 +33,12 @@ def secrets_init(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
             "site.toml names no key file",
             hint='add [secrets] key_file = "site.key" (outside the data directory), then init',
         )
-    if where.exists():
-        raise SecretError(f"{where} exists already", hint="a site has one key; rotate with rekey")
-    key = SiteKey.generate()
     with commands.changing(ctx):  # not beside a rekey, which rewrites the same file
+        if where.exists():
+            raise SecretError(
+                f"{where} exists already", hint="a site has one key; rotate with rekey"
+            )
+        key = SiteKey.generate()
         write_key_file(where, KeyRing((key,)))
     out.print(f"site key {key.id} written to {where}; keep a copy where backups are not")
 
