@@ -120,9 +120,9 @@ def site_lock(ctx: SiteContext, command: str | None = None, shared: bool = False
             held = _HELD[files] = _acquire(files, ctx.engine, holder, shared)
         else:
             held.depth += 1
-    if first:
-        _pause_for_tests()
     try:
+        if first:
+            _pause_for_tests()
         yield
     finally:
         with _GUARD:
