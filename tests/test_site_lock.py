@@ -187,6 +187,20 @@ def test_background_run_beside_upgrade(site: Path) -> None:
     journal_is_whole(site)
 
 
+def test_the_shards_of_one_import_share_the_lock(site: Path, tmp_path: Path) -> None:
+    export = tmp_path / "site.export.zst"
+    commands.export(commands.open_context(site, None), export, 20)
+    dispose_all()
+    first = hold(site, "import", str(export), "--shard", "1/2")
+    try:
+        other = run(site, "import", str(export), "--shard", "2/2")
+        assert other.returncode == 0, other.stderr
+        refused_by(run(site, "migrate"), first, "import", str(export), "--shard", "1/2")
+    finally:
+        code, _, err = first.finish()
+    assert code == 0, err
+
+
 # --- every command that changes a site, and none that only reads ----------------------------
 
 CHANGING = [

@@ -210,10 +210,17 @@ def _lock_file(path: Path, holder: Holder, shared: bool) -> int:
         os.close(fd)
         raise _busy(path) from None
     # Only the holder writes, and only once it holds the lock: what a refused command reads
-    # there is the live holder (or, for an instant, nothing yet; ``_busy`` waits for it).
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, holder.encode(), 0)
+    # there is the live holder (or, for an instant, nothing yet; ``_busy`` waits for it). A
+    # shared holder leaves the name of another one that is still alive.
+    if not (shared and _named_alive(path)):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, holder.encode(), 0)
     return fd
+
+
+def _named_alive(path: Path) -> bool:
+    named = read_holder(path)
+    return named is not None and _alive(named)
 
 
 def _busy(path: Path) -> SiteBusy:
