@@ -25,6 +25,7 @@ from stairway.files import write_atomic
 from stairway.holders import sqlite_files
 from stairway.journal import JournalState
 from stairway.schema import migrator
+from stairway.sitelock import changes_site
 from stairway.versions import Version
 
 SWAP = "release-swap"
@@ -120,6 +121,7 @@ def current_to(ctx: Context, version: str) -> None:
 RESTORING = "restore.intent"  # in backup_dir while a restore swaps: the site is half swapped
 
 
+@changes_site  # stopped, swapped, started: nothing else may change the site in between
 def restore_site(ctx: Context, backup_id: str) -> BackupManifest:
     """``stairway restore``: checked, the product stopped and shown down only once the archive
     has proved whole, swapped, the release it holds made current, started and shown serving."""
