@@ -133,7 +133,8 @@ class Journal:
         history.mkdir(exist_ok=True)
         target = history / name
         os.replace(self.path, target)
-        sync_directory(self.directory)
+        sync_directory(self.directory)  # a rename touches both directories: both made durable
+        sync_directory(history)
         return target
 
     def _append(self, entry: dict[str, Any]) -> None:
