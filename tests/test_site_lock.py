@@ -92,6 +92,7 @@ def refused(code: int, err: str, first: Held, *args: str) -> None:
 @pytest.fixture
 def site(tmp_path: Path, database_url: str) -> Iterator[Path]:
     path = build_site(tmp_path / "site", database_url)
+    (path.parent / "backups").mkdir(exist_ok=True)  # where the lock names its holder
     with path.open("a", encoding="utf-8") as toml:
         toml.write('\n[secrets]\nkey_file = "site.key"\n')
     code, _, err = stairway("secrets", "init", "--site", str(path))

@@ -42,8 +42,8 @@ import orjson
 import psycopg
 from sqlalchemy import Engine
 
-from stairway.database import sqlite_path
-from stairway.errors import SiteBusy
+from stairway.database import shown, sqlite_path
+from stairway.errors import SiteBusy, SiteError
 from stairway.site import Site
 
 FILE = ".site.lock"
@@ -155,7 +155,8 @@ def is_held(ctx: SiteContext) -> bool:
 
 
 def lock_files(site: Site, engine: Engine) -> tuple[Path, ...]:
-    """The files locked for ``site``, in the order they are taken (the same in every process)."""
+    """The files locked for ``site``, in the order they are taken (the same in every process);
+    one in a directory that does not exist yet is left out when the lock is taken."""
     found: list[Path] = []
     if site.site.backup_dir is not None:
         found.append(site.site.backup_dir.resolve() / FILE)
@@ -191,7 +192,9 @@ def read_holder(path: Path) -> Holder | None:
 def _acquire(files: tuple[Path, ...], engine: Engine, holder: Holder, shared: bool) -> _Held:
     held = _Held(depth=1, shared=shared)
     try:
-        for path in files:
+        # A backup directory not made yet is not made for the lock (the database's lock, always
+        # taken, still excludes every other command); the registry's key stays the same.
+        for path in (f for f in files if f.parent.is_dir()):
             held.fds.append(_lock_file(path, holder, shared))
         if engine.dialect.name == "postgresql":
             held.conn = _lock_database(engine, holder, shared)
@@ -202,7 +205,6 @@ def _acquire(files: tuple[Path, ...], engine: Engine, holder: Holder, shared: bo
 
 
 def _lock_file(path: Path, holder: Holder, shared: bool) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by the product we start
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -291,7 +293,14 @@ def _connect(engine: Engine, holder: Holder) -> psycopg.Connection[tuple[object,
     try:
         return _open(url.set(database="postgres").render_as_string(hide_password=False), name)
     except psycopg.OperationalError:
+        pass
+    try:
         return _open(url.render_as_string(hide_password=False), name)
+    except psycopg.OperationalError as err:
+        raise SiteError(
+            f"cannot take the site lock on {shown(engine.url)}: {str(err).strip().splitlines()[0]}",
+            hint="check that the database server answers, then run the command again",
+        ) from None
 
 
 def _open(conninfo: str, name: str) -> psycopg.Connection[tuple[object, ...]]:
