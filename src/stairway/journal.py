@@ -103,6 +103,7 @@ class Journal:
         return found
 
     def _append(self, entry: dict[str, Any]) -> None:
+        faults.point("before:journal-write")
         entry["at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
         with self.path.open("ab") as out:
             out.write(orjson.dumps(entry) + b"\n")
