@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, Text, cast, select
 
-from stairway import audit
+from stairway import audit, disk
 from stairway.backup import (
     Backup,
     BackupManifest,
@@ -358,7 +358,16 @@ def backup(ctx: Context) -> Backup:
         secret_keys=secret_backups.sealed_with(ctx.engine),
     )
     secret_backups.keep_key_out(ctx.site.secrets.key_file, parts.data_dir, parts.config_files)
-    return take_backup(parts)
+    try:
+        return take_backup(parts)
+    except Exception as error:
+        found = disk.trouble(error)
+        if found is None:
+            raise
+        raise BackupError(
+            f"cannot write the backup in {parts.backup_dir}: {found.said}",
+            hint=f"{found.advice(parts.backup_dir)}, then back up again; the site was not changed",
+        ) from error
 
 
 def secret_keys(ctx: Context) -> KeySource:
