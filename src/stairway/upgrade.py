@@ -316,7 +316,7 @@ def _roll_back(
     raise UpgradeFailed(
         f"{step.describe()} failed: {_said(error)}. Rolled back: the site is at {origin} as it "
         f"was, {kept}; nothing was lost",
-        hint="fix the cause, then run `stairway upgrade` again",
+        hint=f"{_cause(error, journal.directory)}, then run `stairway upgrade` again",
     ) from error
 
 
@@ -356,6 +356,12 @@ def _then(ctx: Context, cause: BaseException, where: Path, command: str) -> str:
     found = disk.trouble(cause)
     first = found.advice(where) if found else f"fix the cause ({_said(cause)})"
     return f"{first}, then `stairway {command} --site {ctx.site.path}`"
+
+
+def _cause(error: BaseException, where: Path) -> str:
+    """What to fix before trying again: the disk, when a write failed for its sake."""
+    found = disk.trouble(error)
+    return found.advice(where) if found else "fix the cause"
 
 
 def _said(error: BaseException) -> str:
