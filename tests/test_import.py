@@ -4,6 +4,7 @@ idempotent, resumable per chunk, and bad records rejected with their line."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from cli_runner import stairway
 from stairway import commands
 from stairway.database import dispose_all
 from stairway.errors import TransferError
-from stairway.transfer.format import line, records
+from stairway.transfer.format import digest, line, records
 from stairway.transfer.shards import Shard
 
 CATALOG = Path(__file__).parent / "catalogs" / "people"
@@ -91,6 +92,25 @@ def test_an_old_export_comes_out_migrated_and_a_second_import_changes_nothing(
     assert objects(new) == found
 
 
+def reseal(lines: list[bytes]) -> bytes:
+    """An export whose chunk records, manifest and digest match its (edited) records: what a
+    faulty exporter would write, as opposed to a file damaged on the way."""
+    out, body, manifest = [], [], []
+    for raw in lines:
+        record = orjson.loads(raw)
+        if record["kind"] in ("object", "audit"):
+            body.append(raw)
+        elif record["kind"] == "chunk":
+            sha = hashlib.sha256(b"".join(x + b"\n" for x in body)).hexdigest()
+            record.update(count=len(body), sha256=sha)
+            manifest.append({"count": len(body), "sha256": sha})
+            body = []
+        elif record["kind"] == "trailer":
+            record.update(manifest=manifest, digest=digest([m["sha256"] for m in manifest]))
+        out.append(raw if record["kind"] in ("object", "audit") else line(record).rstrip())
+    return zstandard.ZstdCompressor().compress(b"\n".join(out) + b"\n")
+
+
 def test_bad_records_are_rejected_with_their_line_and_max_errors_stops(
     tmp_path: Path, sqlite_database: str
 ) -> None:
@@ -99,36 +119,74 @@ def test_bad_records_are_rejected_with_their_line_and_max_errors_stops(
     out = tmp_path / "e.zst"
     commands.export(commands.open_context(source, None), out, 100)
     lines = [raw for _, raw in records(out)]
-    lines.insert(3, b"{not json")
-    out.write_bytes(zstandard.ZstdCompressor().compress(b"\n".join(lines) + b"\n"))
+    record = orjson.loads(lines[3])
+    record["id"] = None
+    lines[3] = line(record).rstrip()
+    out.write_bytes(reseal(lines))
     target = make_site(tmp_path / "t", f"sqlite:///{tmp_path / 't.db'}", "1.0.0")
     code, _, err = stairway("import", str(out), "--site", str(target))
     assert code == 2 and "more than --max-errors 0" in err
     rejected = [
         orjson.loads(x) for x in out.with_name("e.zst.rejects.ndjson").read_bytes().splitlines()
     ]
-    assert rejected[0]["line"] == 4 and "not JSON" in rejected[0]["reason"]
+    assert rejected[0]["line"] == 4 and "needs an id" in rejected[0]["reason"]
     code, _, err = stairway("import", str(out), "--max-errors", "5", "--site", str(target))
     assert code == 2 and "rejected" in err
-    assert len(objects(target)) == 10, "the good records are in; the bad one is rejected"
+    assert len(objects(target)) == 9, "the good records are in; the bad one is rejected"
 
 
-def test_a_changed_object_rejects_its_chunk_and_the_digest_is_reported(
-    tmp_path: Path, sqlite_database: str
+@pytest.mark.parametrize("damage", ["not json", "changed object", "manifest bit"])
+def test_a_damaged_file_is_refused_whole_before_anything_is_imported(
+    tmp_path: Path, sqlite_database: str, damage: str
 ) -> None:
     source = make_site(tmp_path / "s", sqlite_database, "1.0.0")
     fill(source, 20)
     out = tmp_path / "e.zst"
     commands.export(commands.open_context(source, None), out, 10)
     lines = [raw for _, raw in records(out)]
-    record = orjson.loads(lines[2])
-    record["data"]["n"] = 999
-    lines[2] = line(record).rstrip()
+    if damage == "not json":
+        lines.insert(3, b"{not json")
+    elif damage == "changed object":
+        record = orjson.loads(lines[2])
+        record["data"]["n"] = 999
+        lines[2] = line(record).rstrip()
+    else:  # one bit of one SHA-256 in the trailer's manifest: only the manifest is wrong
+        at = lines[-1].index(b'"sha256":"') + len(b'"sha256":"')
+        lines[-1] = lines[-1][:at] + bytes([lines[-1][at] ^ 1]) + lines[-1][at + 1 :]
     out.write_bytes(zstandard.ZstdCompressor().compress(b"\n".join(lines) + b"\n"))
+    assert stairway("export", "verify", str(out))[0] == 2
     target = make_site(tmp_path / "t", f"sqlite:///{tmp_path / 't.db'}", "1.0.0")
-    report = commands.import_file(commands.open_context(target, None), out, 100)
-    assert report.rejected == 10 and report.imported == 10
-    assert 999 not in [doc["n"] for _, doc, _ in objects(target).values()]  # type: ignore[index]
+    before = objects(target)
+    code, _, err = stairway("import", str(out), "--max-errors", "100", "--site", str(target))
+    assert code == 2 and "fails its check, nothing was imported" in err, err
+    assert "Traceback" not in err
+    assert objects(target) == before
+    assert not out.with_name("e.zst.rejects.ndjson").exists()
+
+
+@pytest.mark.parametrize("damage", ["flipped bytes", "truncated", "garbage appended"])
+def test_a_damaged_compressed_stream_is_refused_cleanly(
+    tmp_path: Path, sqlite_database: str, damage: str
+) -> None:
+    source = make_site(tmp_path / "s", sqlite_database, "1.0.0")
+    fill(source, 200)
+    out = tmp_path / "e.zst"
+    commands.export(commands.open_context(source, None), out, 50)
+    raw = bytearray(out.read_bytes())
+    middle = len(raw) // 2
+    if damage == "flipped bytes":
+        raw[middle : middle + 8] = bytes(b ^ 0xFF for b in raw[middle : middle + 8])
+    elif damage == "truncated":
+        del raw[middle:]
+    else:
+        raw += b"\x00not zstd at all"
+    out.write_bytes(bytes(raw))
+    target = make_site(tmp_path / "t", f"sqlite:///{tmp_path / 't.db'}", "1.0.0")
+    before = objects(target)
+    code, _, err = stairway("import", str(out), "--site", str(target))
+    assert code == 2 and "error:" in err and "Traceback" not in err, err
+    assert objects(target) == before
+    assert not out.with_name("e.zst.rejects.ndjson").exists()
 
 
 def test_a_foreign_or_newer_export_is_refused(tmp_path: Path, sqlite_database: str) -> None:

@@ -155,7 +155,7 @@ def test_kill_before_and_after_every_side_effect_then_resume_or_roll_back(
     assert {"after:release-swap#1", "None:intent#1", "after:service-start#1"} <= set(points)
     tally: Counter[str] = Counter()
     jobs = [
-        (f"{point} {how}", f"u{n}-{how[0]}", point, how)
+        (f"{point} {how}", f"u{n}-{how[:3]}", point, how)
         for n, point in enumerate(points)
         for how in ("resumed", "rolled back")
     ]

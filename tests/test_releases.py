@@ -149,7 +149,7 @@ def test_upgrade_swaps_the_release_and_rollback_swaps_it_back(
         assert code == 0, err
         assert releases.current_release(tmp_path / "releases") == "2.0.0"
         assert (tmp_path / "releases" / "1.0.0").is_dir(), "the previous release stays"
-        code, _, err = stairway("rollback", "--site", str(site))
+        code, _, err = stairway("rollback", "--yes", "--site", str(site))
         assert code == 0, err
         assert releases.current_release(tmp_path / "releases") == "1.0.0"
     finally:

@@ -141,3 +141,21 @@ def test_an_old_process_still_answering_fails_the_upgrade_instead_of_passing_for
         by_hand.terminate()
         by_hand.wait(10)
         os.environ.pop("STAIRWAY_FAULT", None)
+
+
+@pytest.mark.parametrize("point", ["between:data-swap", "after:db-swap", "after:config-swap#1"])
+def test_a_restore_killed_while_it_swaps_is_finished_by_running_it_again(
+    site: ExampleSite, point: str
+) -> None:
+    backup_id = _backup(site)
+    before = site.state()
+    assert site.cli("upgrade", "--to", "2.0.0").returncode == 0
+    killed = site.cli("restore", backup_id, "--yes", fault=point)
+    assert killed.returncode == -9
+    refused = site.cli("upgrade", "--to", "2.0.0")
+    assert refused.returncode == 2 and f"stairway restore {backup_id} --yes" in refused.stderr
+    again = site.cli("restore", backup_id, "--yes")
+    assert again.returncode == 0, again.stderr
+    assert {k: v for k, v in site.state().items() if ".before-" not in k} == before
+    assert _serving(site) == ("1.0.0", 3)
+    assert site.stale_holders() == []

@@ -235,7 +235,7 @@ def test_rollback_after_a_finished_upgrade_returns_to_the_old_version(site: Path
     before = fingerprint(site)
     assert stairway("upgrade", "--to", "2.0.0", "--site", str(site))[0] == 0
     assert fingerprint(site) != before
-    code, out, err = stairway("rollback", "--site", str(site))
+    code, out, err = stairway("rollback", "--yes", "--site", str(site))
     assert code == 0 and "1.0.0" in out, err
     assert fingerprint(site) == before
     code, _, err = stairway("rollback", "--site", str(site))

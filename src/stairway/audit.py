@@ -3,7 +3,8 @@
 Each entry carries the SHA-256 of the previous entry's hash and its own content, so an entry
 edited or removed after the fact breaks the chain at that point, and ``stairway audit verify``
 names it. The log lives in the site database: a restore takes it back with the data it
-describes, and the restore itself is then logged.
+describes, then appends the entries written since the backup, marked as carried over
+(``stairway.audit_carry``), and the restore itself.
 """
 
 from __future__ import annotations
@@ -54,6 +55,23 @@ class Entry:
     hash: str
 
 
+@dataclass(frozen=True)
+class Draft:
+    """An entry still to be appended, with its own actor (entries carried over keep theirs)."""
+
+    actor: str
+    action: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Head:
+    """The last entry of a log: what a later log must chain on from to continue it."""
+
+    id: int
+    hash: str
+
+
 def ensure_table(conn: Connection) -> None:
     # has_table is one catalog query; create_all would first build an inspector on each append
     if not conn.dialect.has_table(conn, audit_table.name):
@@ -83,6 +101,11 @@ def append_many(
     """Several ``(action, data)`` entries by one actor, chained in order, in one insert: a
     control plane sending a thousand agents an upgrade holds the append lock once, not a
     thousand times."""
+    return append_drafts(conn, [Draft(actor, action, data) for action, data in items], at)
+
+
+def append_drafts(conn: Connection, drafts: Sequence[Draft], at: str | None = None) -> list[Entry]:
+    """Entries chained in order after the last one, in one insert, each by its own actor."""
     ensure_table(conn)
     if conn.dialect.name == "postgresql":  # one appender at a time, until this one commits
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
@@ -92,16 +115,25 @@ def append_many(
     number, previous = (int(last[0]), str(last[1])) if last else (0, GENESIS)
     at = at or datetime.now(UTC).isoformat(timespec="milliseconds")
     made = []
-    for action, data in items:
+    for draft in drafts:
         number += 1
-        body = _canonical(data)
-        digest = _hash(previous, number, at, actor, action, body)
-        made.append(Entry(number, at, actor, action, data, previous, digest))
+        body = _canonical(draft.data)
+        digest = _hash(previous, number, at, draft.actor, draft.action, body)
+        made.append(Entry(number, at, draft.actor, draft.action, draft.data, previous, digest))
         previous = digest
     if made:
         rows = [e.__dict__ | {"data": _canonical(e.data)} for e in made]
         conn.execute(insert(audit_table), rows)
     return made
+
+
+def head(conn: Connection) -> Head | None:
+    """The last entry's id and hash; None while nothing was logged."""
+    if not conn.dialect.has_table(conn, audit_table.name):
+        return None
+    query = select(audit_table.c.id, audit_table.c.hash).order_by(audit_table.c.id.desc())
+    last = conn.execute(query.limit(1)).first()
+    return Head(int(last[0]), str(last[1])) if last else None
 
 
 def entries(conn: Connection) -> list[Entry]:
@@ -127,10 +159,11 @@ def raw_rows(conn: Connection) -> list[dict[str, Any]]:
     return [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(query)]
 
 
-def verify_rows(rows: Iterable[Any]) -> list[str]:
-    """``verify`` over rows with the table's columns as attributes (a database or an export)."""
+def verify_rows(rows: Iterable[Any], previous: str = GENESIS, first: int = 1) -> list[str]:
+    """``verify`` over rows with the table's columns as attributes (a database or an export);
+    ``previous`` and ``first``: the hash and id the rows follow on from, for a part of a log."""
     problems = []
-    previous, expected_id = GENESIS, 1
+    expected_id = first
     for row in rows:
         if row.id != expected_id:
             problems.append(f"entries {expected_id}..{row.id - 1} are missing")

@@ -514,12 +514,44 @@ def rehearse_command(
         out.print(f"[green]rehearsed[/green] {plan.current} -> {plan.target}: the upgrade works")
 
 
-@app.command("rollback")
-def rollback_command(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
-    """Back to the backup taken by the interrupted or last upgrade, and start the old release."""
-    from stairway import upgrade as upgrading
+PASS_YES = "pass --yes to confirm"
+ROLLBACK_REFUSED = "rolling back a finished upgrade discards what was written since"
 
-    version = upgrading.rollback(commands.open_context(site, catalog))
+
+@app.command("rollback")
+def rollback_command(
+    yes: Annotated[
+        bool, typer.Option("--yes", help="roll back a finished upgrade without asking")
+    ] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Back to the backup taken by the interrupted or last upgrade, and start the old release.
+
+    Undoing a finished upgrade first lists what was written since (and is lost) and asks.
+    """
+    from stairway import upgrade as upgrading
+    from stairway.losses import LossReport
+
+    ctx = commands.open_context(site, catalog)
+    shown: list[LossReport] = []
+
+    def confirm(report: LossReport) -> bool:
+        shown.append(report)
+        if json and not yes:
+            emit_json({"rolled_back": False, "losses": report.as_json()})
+            raise UsageRefused("--json does not ask: nothing was changed", hint=PASS_YES)
+        if not json:
+            out.print("\n".join(report.describe()), highlight=False, markup=False, soft_wrap=True)
+        return yes or _confirm("roll back and lose what is listed above?", ROLLBACK_REFUSED)
+
+    version = upgrading.rollback(ctx, confirm)
+    _warn_of_restore(ctx)
+    if json:
+        losses = shown[0].as_json() if shown else None
+        emit_json({"rolled_back": True, "version": version, "losses": losses})
+        return
     out.print(f"[green]rolled back[/green]: the site is at {version} again")
 
 
@@ -567,17 +599,27 @@ def restore_command(
     from stairway import recovery
 
     manifest = recovery.restore_site(ctx, backup_id)
+    _warn_of_restore(ctx)
     out.print(
         f"[green]restored[/green] {manifest.id}: {manifest.product} {manifest.version}, "
         f"schema level {manifest.schema_level}"
     )
 
 
-def _confirm(question: str) -> bool:
+def _warn_of_restore(ctx: commands.Context) -> None:
+    """The restore's entry warns when the audit entries since the backup were not all kept."""
+    from stairway.audit_carry import restore_warning
+
+    warning = restore_warning(ctx.engine)
+    if warning:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+
+
+def _confirm(question: str, refused: str = "restore replaces the live site") -> bool:
     if not sys.stdin.isatty():
         raise UsageRefused(
-            "restore replaces the live site and no terminal is here to confirm it",
-            hint="pass --yes to confirm",
+            f"{refused} and no terminal is here to confirm it: nothing was changed",
+            hint=PASS_YES,
         )
     return typer.confirm(question, default=False)
 
@@ -802,8 +844,8 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("show")
 def audit_show(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
-    """Every audit entry, oldest first."""
-    from stairway import audit
+    """Every audit entry, oldest first; those carried over by a restore say where from."""
+    from stairway import audit, audit_carry
 
     ctx = commands.open_context(site, catalog)
     with ctx.engine.begin() as conn:
@@ -812,7 +854,11 @@ def audit_show(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt =
         emit_json([dataclasses.asdict(e) for e in found])
         return
     for entry in found:
-        out.print(f"{entry.id:>5} {entry.at} {entry.actor} {entry.action} {entry.data}")
+        carried = audit_carry.carried_from(entry)
+        data = {k: v for k, v in entry.data.items() if k != "carried"} if carried else entry.data
+        line = f"{entry.id:>5} {entry.at} {entry.actor} {entry.action} {data}"
+        said = f"{escape(line)} [cyan]({carried})[/cyan]" if carried else escape(line)
+        out.print(said, highlight=False)
 
 
 @audit_app.command("verify")

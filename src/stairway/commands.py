@@ -9,8 +9,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine, Text, cast, select
 
-from stairway import audit, disk
+from stairway import audit, audit_carry, disk
 from stairway.backup import (
+    AuditHeadModel,
     Backup,
     BackupManifest,
     RestoreTarget,
@@ -22,7 +23,7 @@ from stairway.backup import (
 )
 from stairway.catalog import Catalog, load_catalog
 from stairway.configfiles import ConfigRun, plan_config_files, write_config_files
-from stairway.database import engine_for
+from stairway.database import connected
 from stairway.errors import (
     BackupError,
     DeltaError,
@@ -74,7 +75,7 @@ def open_context(site_file: Path | None, catalog_dir: Path | None) -> Context:
             "no catalog given",
             hint="pass --catalog DIR or set `catalog = ...` in the [site] table of site.toml",
         )
-    return Context(site, load_catalog(root), engine_for(site.database))
+    return Context(site, load_catalog(root), connected(site.database))
 
 
 @dataclass(frozen=True)
@@ -356,6 +357,7 @@ def backup(ctx: Context) -> Backup:
         config_files=tuple(ctx.site.site.config_files),
         backup_dir=backup_dir(ctx),
         secret_keys=secret_backups.sealed_with(ctx.engine),
+        audit_head=_audit_head(ctx),
     )
     secret_backups.keep_key_out(ctx.site.secrets.key_file, parts.data_dir, parts.config_files)
     try:
@@ -370,6 +372,14 @@ def backup(ctx: Context) -> Backup:
         ) from error
 
 
+def _audit_head(ctx: Context) -> AuditHeadModel:
+    """Read before the dump, so the dump holds this entry (and maybe later ones: a restore
+    skips those it finds restored)."""
+    with ctx.engine.connect() as conn:
+        head = audit.head(conn)
+    return AuditHeadModel(id=head.id, hash=head.hash) if head else AuditHeadModel.empty()
+
+
 def secret_keys(ctx: Context) -> KeySource:
     return KeySource(ctx.site.secrets.key_file)
 
@@ -382,19 +392,32 @@ def restore(
     ctx: Context, backup_id: str, before_swap: Callable[[], object] | None = None
 ) -> BackupManifest:
     """Put the site back as backup ``backup_id`` holds it, checked before anything is touched;
+    the audit entries written since the backup are carried over into the restored log.
     ``before_swap`` runs once the archive has proved whole (it stops the product)."""
     where = backup_dir(ctx)
     keys = secret_keys(ctx)
+    pending: list[audit_carry.Pending] = []
 
-    def accept(manifest: BackupManifest) -> None:
-        secret_backups.check_restorable(manifest.secret_keys, keys, backup_id)
+    def before_swap_(manifest: BackupManifest) -> None:  # staged and checked, nothing live touched
         if before_swap is not None:
             before_swap()
+        # read once the product is down: nothing it logs afterwards can be missed
+        pending.append(audit_carry.read_pending(ctx.engine, manifest))
 
-    target = RestoreTarget(ctx.catalog.product, ctx.engine, ctx.site.site.data_dir, where, accept)
+    target = RestoreTarget(
+        ctx.catalog.product,
+        ctx.engine,
+        ctx.site.site.data_dir,
+        where,
+        accept=lambda m: secret_backups.check_restorable(m.secret_keys, keys, backup_id),
+        config_files=tuple(ctx.site.site.config_files),
+        before_swap=before_swap_,
+    )
     manifest = restore_backup(target, find_backup(where, backup_id))
-    with ctx.engine.begin() as conn:
-        audit.append(conn, "site.restore", {"backup": backup_id, "version": manifest.version})
+    with ctx.engine.begin() as conn:  # the carried entries and the restore's own, or neither
+        said = audit_carry.carry_over(conn, pending[0])
+        data = {"backup": backup_id, "version": manifest.version, **said}
+        audit.append(conn, "site.restore", data)
     return manifest
 
 

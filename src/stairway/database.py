@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from stairway.errors import SiteError
 
@@ -29,6 +29,54 @@ def engine_for(url: str) -> Engine:
     if key not in _ENGINES:
         _ENGINES[key] = _create(key)
     return _ENGINES[key]
+
+
+def connected(url: str) -> Engine:
+    """The engine for ``url`` once it has answered: a database that cannot be reached, or a
+    SQLite file that cannot be one, is refused here, before a command touches anything."""
+    engine = engine_for(url)
+    path = sqlite_path(engine)
+    if path is not None and not path.parent.is_dir():
+        raise SiteError(
+            f"the SQLite database {path} cannot be opened: its directory does not exist",
+            hint="create the directory, or fix `database` in the [site] table of site.toml",
+        )
+    if path is None or path.exists():  # a new SQLite file is created by the first write
+        _probe(engine)
+    return engine
+
+
+def _probe(engine: Engine) -> None:
+    try:
+        with engine.connect() as conn:
+            # SQLite reads a file's header only when asked something of it
+            sqlite = engine.dialect.name == "sqlite"
+            conn.exec_driver_sql("PRAGMA schema_version" if sqlite else "SELECT 1")
+    except DBAPIError as err:
+        raise SiteError(
+            f"cannot connect to the database {shown(engine.url)}: {_first_line(err)}",
+            hint=_connect_hint(engine.url),
+        ) from None
+
+
+def shown(url: URL) -> str:
+    """A database URL fit for a message: the password masked, the driver left out."""
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+
+
+def _first_line(err: DBAPIError) -> str:
+    said = str(err.orig).strip() or type(err.orig).__name__
+    return said.splitlines()[0]
+
+
+def _connect_hint(url: URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return "check that the file is a SQLite database this user may read and write"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    return (
+        f"check that PostgreSQL runs and accepts connections at {where}, and the user, "
+        "password and database name in `database` of site.toml"
+    )
 
 
 def dispose_all() -> None:

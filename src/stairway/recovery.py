@@ -13,12 +13,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from stairway import audit, commands, faults, maintenance, releases, service
 from stairway.backup import BackupManifest
 from stairway.commands import Context
 from stairway.configfiles.files import backup_name
 from stairway.database import sqlite_path
-from stairway.errors import BackupError
+from stairway.errors import BackupError, UpgradeError
+from stairway.files import write_atomic
 from stairway.holders import sqlite_files
 from stairway.journal import JournalState
 from stairway.schema import migrator
@@ -114,13 +117,39 @@ def current_to(ctx: Context, version: str) -> None:
 # --- putting back ---------------------------------------------------------------------------------
 
 
+RESTORING = "restore.intent"  # in backup_dir while a restore swaps: the site is half swapped
+
+
 def restore_site(ctx: Context, backup_id: str) -> BackupManifest:
     """``stairway restore``: checked, the product stopped and shown down only once the archive
     has proved whole, swapped, the release it holds made current, started and shown serving."""
-    manifest = commands.restore(ctx, backup_id, before_swap=lambda: stop(ctx))
+    intent = commands.backup_dir(ctx) / RESTORING
+
+    def before_swap() -> None:
+        stop(ctx)
+        write_atomic(intent, orjson.dumps({"backup": backup_id}))
+
+    manifest = commands.restore(ctx, backup_id, before_swap=before_swap)
     current_to(ctx, manifest.version)
     start_and_check(ctx, manifest.version)
+    intent.unlink(missing_ok=True)
     return manifest
+
+
+def refuse_half_restored(ctx: Context) -> None:
+    """A restore killed while it swapped leaves a site part old, part restored: only running
+    that restore again makes it whole."""
+    intent = commands.backup_dir(ctx) / RESTORING
+    if not intent.exists():
+        return
+    try:
+        backup_id = str(orjson.loads(intent.read_bytes())["backup"])
+    except (OSError, ValueError, KeyError, TypeError):
+        backup_id = "ID"
+    raise UpgradeError(
+        f"a restore of backup {backup_id} was interrupted while it swapped the site",
+        hint=f"run `stairway restore {backup_id} --yes` again to finish it",
+    )
 
 
 def put_back(ctx: Context, state: JournalState, changed: bool) -> None:

@@ -13,6 +13,7 @@ removed afterwards unless asked to keep it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -26,8 +27,8 @@ from psycopg import sql
 from sqlalchemy import Engine, make_url
 
 from stairway import commands
-from stairway.backup.archive import extract
-from stairway.backup.manifest import BackupManifest, parse_manifest
+from stairway.backup.manifest import BackupManifest
+from stairway.backup.reading import open_backup, unpack
 from stairway.commands import Context, Status
 from stairway.database import dispose_all, engine_for
 from stairway.errors import StairwayError, UsageRefused
@@ -108,15 +109,16 @@ def _latest_backup(ctx: Context) -> tuple[Path, BackupManifest, bool]:
 
 def _restore(ctx: Context, path: Path, manifest: BackupManifest, root: Path, url: str) -> Context:
     live = ctx.site.site
-    members = extract(
-        path,
+    opened = open_backup(path)
+    manifest = opened.manifest  # as checked now, not as listed before
+    unpack(
+        opened,
         {
             "database": root / "restore" / "database",
             "config": root / "restore" / "config",
             "data": root / "data",
         },
     )
-    parse_manifest(members.manifest, path.name).check(members.members)
     dump = root / "restore" / "database" / PurePosixPath(manifest.database).name
     config = [_mirror(root, item.path) for item in manifest.config_files]
     for item, target in zip(manifest.config_files, config, strict=True):
@@ -142,7 +144,8 @@ def _restore(ctx: Context, path: Path, manifest: BackupManifest, root: Path, url
 
 
 def _mirror(root: Path, live: str) -> Path:
-    return root / "config" / Path(live).relative_to(Path(live).anchor)
+    plain = Path(os.path.normpath(live))  # no `..` left: the mirror stays under root
+    return root / "config" / plain.relative_to(plain.anchor)
 
 
 def _copy_releases(releases: Path | None, root: Path) -> Path | None:

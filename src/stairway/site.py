@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stairway.errors import SiteError
+from stairway.parsing import toml_document
 
 DEFAULT_SITE = "site.toml"
 
@@ -77,22 +77,41 @@ def site_path(given: Path | None) -> Path:
 
 def load_site(given: Path | None) -> Site:
     path = site_path(given)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SiteError(
-            f"no site file at {path}",
-            hint="write a site.toml (docs/site.md), or pass --site FILE / set STAIRWAY_SITE",
-        ) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise SiteError(f"{path}: not valid TOML: {err}", hint="fix the syntax") from None
+    data = _parse(path, _read(path))
     try:
         site = Site.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         raise SiteError(f"{path}: {key}: {first['msg']}", hint="see docs/site.md") from None
-    return _resolved(site, path)
+    resolved = _resolved(site, path)
+    _check_apart(resolved.site, path)
+    return resolved
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SiteError(
+            f"no site file at {path}",
+            hint="write a site.toml (docs/site.md), or pass --site FILE / set STAIRWAY_SITE",
+        ) from None
+    except UnicodeDecodeError as err:
+        raise SiteError(
+            f"{path}: not valid UTF-8 (byte {err.start})", hint="save the file as UTF-8"
+        ) from None
+    except OSError as err:
+        raise SiteError(
+            f"{path}: cannot read: {err.strerror}", hint="pass the site.toml file, readable"
+        ) from None
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
+    try:
+        return toml_document(text)
+    except ValueError as err:
+        raise SiteError(f"{path}: not valid TOML: {err}", hint="fix the syntax") from None
 
 
 def _resolved(site: Site, path: Path) -> Site:
@@ -135,3 +154,39 @@ def _resolve_sqlite(url: str, base: Path) -> str:
         return url
     rest = url[len(prefix) :]
     return url if rest.startswith("/") else prefix + str(base / rest)
+
+
+def _check_apart(section: SiteSection, path: Path) -> None:
+    """Backups live apart from what they back up: a backup_dir inside data_dir makes every
+    backup hold the ones before it and a restore replace them; a data_dir or SQLite file
+    inside backup_dir mixes the site with its archives. Compared on resolved paths."""
+    if section.backup_dir is None:
+        return
+    backups = section.backup_dir.resolve()
+    data = section.data_dir.resolve() if section.data_dir else None
+    database = _sqlite_file(section.database)
+    if data is not None and backups.is_relative_to(data):
+        raise SiteError(
+            f"{path}: backup_dir {backups} lies inside data_dir {data}: every backup would "
+            "hold the ones before it, and a restore would replace them",
+            hint=f"move backup_dir outside the data directory, e.g. beside it "
+            f'(backup_dir = "{data.parent / "backups"}"), and move any archives already there',
+        )
+    if data is not None and data.is_relative_to(backups):
+        raise SiteError(
+            f"{path}: data_dir {data} lies inside backup_dir {backups}",
+            hint="give the data directory and the backups separate places, side by side",
+        )
+    if database is not None and database.is_relative_to(backups):
+        raise SiteError(
+            f"{path}: the SQLite database {database} lies inside backup_dir {backups}",
+            hint="keep backup_dir for backups only: move it, or the database file (and its "
+            "`database` URL), elsewhere",
+        )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix + ":memory:":
+        return None
+    return Path(url[len(prefix) :].split("?", 1)[0]).resolve()

@@ -34,6 +34,7 @@ from stairway.errors import (
     VerifyBlocked,
 )
 from stairway.journal import Journal, JournalState
+from stairway.losses import LossReport, losses_since
 from stairway.objects.rewrite import rewrite_all
 from stairway.plan import UpgradePlan
 from stairway.versions import Version
@@ -122,6 +123,7 @@ def upgrade(
     """Upgrade the site to ``to`` (default: latest), or finish an interrupted upgrade;
     ``rolling``: instance by instance, without downtime (``stairway.rolling``)."""
     journal = Journal(commands.backup_dir(ctx))
+    recovery.refuse_half_restored(ctx)
     active = journal.active()
     if active is not None and not resume:
         raise UpgradeError(
@@ -422,10 +424,14 @@ def _manual_rollback(ctx: Context, backup_id: str | None, failure: BaseException
     return f"{retry}: it retries the restore; or by hand: {by_hand}"
 
 
-def rollback(ctx: Context) -> str:
-    """Undo the interrupted upgrade, or the last finished one; returns the version restored."""
+def rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None = None) -> str:
+    """Undo the interrupted upgrade, or the last finished one; returns the version restored.
+
+    A finished one was served since: with ``confirm``, what its rollback would lose is shown to
+    it first, and nothing is done unless it answers True.
+    """
     try:
-        return _rollback(ctx)
+        return _rollback(ctx, confirm)
     except Exception as failure:
         if isinstance(failure, StairwayError) or disk.trouble(failure) is None:
             raise
@@ -436,8 +442,9 @@ def rollback(ctx: Context) -> str:
         ) from failure
 
 
-def _rollback(ctx: Context) -> str:
+def _rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None) -> str:
     journal = Journal(commands.backup_dir(ctx))
+    recovery.refuse_half_restored(ctx)
     active = journal.active()
     if active is not None:
         journal.record("rollback-begin", backup=active.value("backup"))
@@ -449,6 +456,11 @@ def _rollback(ctx: Context) -> str:
     if not finished:
         raise UpgradeError("no upgrade to roll back", hint="`stairway backups` lists backups")
     last = finished[-1]
+    if confirm is not None and not confirm(losses_since(ctx, last.value("backup"))):
+        raise UpgradeError(
+            f"the rollback of upgrade {last.upgrade_id} was not confirmed: nothing was changed",
+            hint="run it again and answer yes, or pass --yes",
+        )
     recovery.put_back(ctx, last, True)
     journal.mark_history(last.upgrade_id, "rolled-back")
     return str(last.plan["from"])
@@ -558,7 +570,7 @@ def _audit(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
         "upgrade": state.upgrade_id,
         "from": state.plan["from"],
         "to": state.plan["to"],
-        "backup": state.value("backup"),
+        "backup": (Journal(commands.backup_dir(ctx)).active() or state).value("backup"),
     }
     with ctx.engine.begin() as conn:
         entry = audit.append(conn, "site.upgrade", data)

@@ -1,10 +1,13 @@
 """The backup archive: a zstd-compressed tar stream whose last member is ``manifest.json``.
 
-Writing hashes every member as it goes, so the manifest is written last and the archive is read
-in one pass. Reading refuses, before anything is extracted outside its staging area, any member
-that is not a plain file or directory under a known top-level folder: absolute names, ``..``,
-links, devices and FIFOs are refused, as is a member the manifest does not list or lists with
-another size or SHA-256.
+Writing hashes every member as it goes, so the manifest is written last. Reading takes two
+passes: the first streams past the members to the manifest (``read_manifest``) so that it can be
+checked before anything is written; the second (``extract``) stages only the members the
+manifest lists, with the sizes it lists. Both passes are bounded: an archive may not expand
+beyond ``MAX_RATIO`` times its compressed size (``ceiling``), so a decompression bomb is refused
+after a bounded amount of work and no disk at all. Any member that is not a plain file or a
+directory under a known top-level folder is refused: absolute names, ``..``, links, devices and
+FIFOs.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import hashlib
 import io
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -27,6 +30,17 @@ from stairway.errors import BackupError
 MANIFEST = "manifest.json"
 FOLDERS = ("database", "data", "config")
 CHUNK = 1 << 20
+FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE)  # not sparse or contiguous: they expand
+# zstd shrinks real site data (dumps, text, attachments) 2 to 50 times; a thousand times is
+# zeros or a bomb. Below the floor the ratio is not looked at: tiny archives of empty files
+# compress very well and can do no harm.
+MAX_RATIO = 1000
+RATIO_FLOOR = 16 << 20
+MANIFEST_LIMIT = 128 << 20  # bytes of manifest read into memory at most
+FOREIGN = (
+    "Stairway did not write this archive, or it was altered since; nothing was restored: "
+    "use another backup (`stairway backups`)"
+)
 
 
 @dataclass(frozen=True)
@@ -44,7 +58,7 @@ class ArchiveWriter:
         self.members: list[Member] = []
 
     def add_file(self, name: str, source: Path) -> Member:
-        info = tarfile.TarInfo(_checked_name(name))
+        info = tarfile.TarInfo(checked_name(name))
         stat = source.stat()
         info.size, info.mtime, info.mode = stat.st_size, int(stat.st_mtime), stat.st_mode & 0o777
         with source.open("rb") as handle:
@@ -60,7 +74,7 @@ class ArchiveWriter:
         return member
 
     def add_directory(self, name: str) -> None:
-        info = tarfile.TarInfo(_checked_name(name))
+        info = tarfile.TarInfo(checked_name(name))
         info.type, info.mode = tarfile.DIRTYPE, 0o755
         self._tar.addfile(info)
 
@@ -91,101 +105,209 @@ def writing(path: Path) -> Iterator[ArchiveWriter]:
         raise
 
 
+def ceiling(compressed: int) -> int:
+    """The most an archive of ``compressed`` bytes may declare before it is taken for a bomb."""
+    return max(MAX_RATIO * compressed, RATIO_FLOOR)
+
+
+def read_manifest(path: Path) -> bytes:
+    """The manifest's bytes, read by streaming past the other members without keeping them.
+
+    The stream is bounded (``ceiling``), so an archive that expands without end is refused
+    here, before its manifest is even found.
+    """
+    with _reading(path) as tar:
+        for info in tar:
+            if info.name == MANIFEST:
+                return _manifest_bytes(tar, info, path)
+    raise BackupError(
+        f"{path.name} has no manifest: it is truncated or not a Stairway backup",
+        hint="use another backup (`stairway backups`)",
+    )
+
+
+def extract(
+    path: Path, place: dict[str, Path], expected: Mapping[str, int], manifest: bytes
+) -> dict[str, Member]:
+    """Stream ``path`` again: each listed member into ``place[folder] / rest``, hashed on the way.
+
+    ``expected`` is the manifest's size of every member and ``manifest`` its bytes from the
+    first pass. Refused: a member not listed, listed with another size, seen twice, or one that
+    is not a plain file (or a directory under ``data/``). ``place`` maps each top-level folder
+    to a staging directory; nothing else is written.
+    """
+    found: dict[str, Member] = {}
+    seen: set[str] = set()
+    try:
+        with _reading(path) as tar:
+            for info in tar:
+                name = _first_time(info, seen)
+                if name == MANIFEST:
+                    _same_manifest(tar, info, path, manifest)
+                    continue
+                folder, rest = _split(info)
+                if info.isdir():
+                    _make_directory(place[folder], folder, rest, name)
+                    continue
+                size = _declared(name, info.size, expected)
+                found[name] = _extract_file(tar, info, place[folder] / rest, size)
+    except OSError as err:
+        raise BackupError(
+            f"staging {path.name} failed: {err.strerror or err} ({err.filename or path})",
+            hint="nothing live was changed; free space beside the data directory and in "
+            "backup_dir, then run the restore again",
+        ) from None
+    return found
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[tarfile.TarFile]:
+    """The archive's tar stream, bounded by ``ceiling``; a broken stream is a BackupError."""
+    try:
+        with path.open("rb") as raw:
+            limit = 2 * ceiling(os.fstat(raw.fileno()).st_size)  # headers and padding: slack
+            stream = zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
+            bounded = _Bounded(stream, limit, path.name)
+            with stream, tarfile.open(fileobj=bounded, mode="r|") as tar:
+                yield tar
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as err:
+        raise BackupError(
+            f"{path.name} is damaged: {err}", hint="use another backup (`stairway backups`)"
+        ) from None
+
+
+def _manifest_bytes(tar: tarfile.TarFile, info: tarfile.TarInfo, path: Path) -> bytes:
+    if info.type not in FILE_TYPES or info.size > MANIFEST_LIMIT:
+        raise BackupError(
+            f"{path.name}: its {MANIFEST} is not a plain file of at most {MANIFEST_LIMIT} bytes",
+            hint=FOREIGN,
+        )
+    return _read_all(tar.extractfile(info))
+
+
 @dataclass(frozen=True)
 class Extracted:
-    """What one pass over an archive found: every member's size and hash, and the manifest."""
+    """One member taken out of an archive, and the archive's manifest bytes."""
 
     members: dict[str, Member]
     manifest: bytes
 
 
-def extract(path: Path, place: dict[str, Path]) -> Extracted:
-    """Stream ``path`` once: each member into ``place[folder] / rest``, hashed on the way.
-
-    ``place`` maps each top-level folder to a staging directory; nothing else is written.
-    """
+def extract_member(path: Path, name: str, target: Path, size: int) -> Extracted:
+    """The member ``name`` (``size`` bytes, as the manifest says) into ``target``, and the
+    manifest: what a comparison with the backup needs, without unpacking its data directory."""
+    manifest = read_manifest(path)
     members: dict[str, Member] = {}
-    manifest = b""
-    try:
-        with path.open("rb") as raw, _reader(raw) as tar:
-            for info in tar:
-                if info.name == MANIFEST and info.isfile():
-                    manifest = _read_all(tar.extractfile(info))
-                    continue
-                folder, rest = _split(info)
-                if info.isdir():
-                    (place[folder] / rest).mkdir(parents=True, exist_ok=True)
-                    continue
-                members[info.name] = _extract_file(tar, info, place[folder] / rest)
-    except (tarfile.TarError, zstandard.ZstdError, EOFError) as err:
+    with _reading(path) as tar:
+        for info in tar:
+            if info.name == name and info.isfile():
+                members[name] = _extract_file(tar, info, target, size)
+                break
+    if name not in members:
         raise BackupError(
-            f"{path.name} is damaged: {err}", hint="use another backup (`stairway backups`)"
-        ) from None
-    if not manifest:
-        raise BackupError(
-            f"{path.name} has no manifest: it is truncated or not a Stairway backup",
+            f"{path.name} lacks {name}: it is truncated or not a Stairway backup",
             hint="use another backup (`stairway backups`)",
         )
     return Extracted(members, manifest)
 
 
-def read_manifest(path: Path) -> bytes:
-    """The manifest bytes, read by streaming past the other members (for listing backups)."""
-    with path.open("rb") as raw, _reader(raw) as tar:
-        for info in tar:
-            if info.name == MANIFEST:
-                return _read_all(tar.extractfile(info))
-    raise BackupError(f"{path.name} has no manifest", hint="it is truncated or not a backup")
+def _same_manifest(tar: tarfile.TarFile, info: tarfile.TarInfo, path: Path, first: bytes) -> None:
+    if _manifest_bytes(tar, info, path) != first:
+        raise BackupError(
+            f"{path.name} changed while it was read: its manifest differs between two passes",
+            hint="make sure nothing writes to backup_dir during a restore, then run it again",
+        )
 
 
-@contextmanager
-def _reader(raw: BinaryIO) -> Iterator[tarfile.TarFile]:
-    stream = zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
-    with stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-        yield tar
+def _first_time(info: tarfile.TarInfo, seen: set[str]) -> str:
+    """The member's name in its one spelling; a second member of the same name is refused."""
+    name = checked_name(info.name)
+    if name in seen:
+        raise BackupError(
+            f"the archive holds {name!r} twice: refused",
+            hint=FOREIGN,
+        )
+    seen.add(name)
+    return name
+
+
+def _declared(name: str, size: int, expected: Mapping[str, int]) -> int:
+    if name not in expected:
+        raise BackupError(
+            f"the archive member {name} is not listed in the manifest: refused",
+            hint=FOREIGN,
+        )
+    if size != expected[name]:
+        raise BackupError(
+            f"the archive member {name!r} says it holds {size} bytes, the manifest "
+            f"{expected[name]}: refused",
+            hint=FOREIGN,
+        )
+    return size
+
+
+def _make_directory(root: Path, folder: str, rest: str, name: str) -> None:
+    if folder != "data":
+        raise BackupError(
+            f"the archive member {name!r} is a directory outside data/: refused",
+            hint=FOREIGN,
+        )
+    (root / rest).mkdir(parents=True, exist_ok=True)
 
 
 def _split(info: tarfile.TarInfo) -> tuple[str, str]:
     """The member's top-level folder and the rest of its name, or a refusal saying why."""
-    name = _checked_name(info.name)
-    if not (info.isfile() or info.isdir()):
-        kind = "a link" if info.issym() or info.islnk() else "a device or FIFO"
+    name = checked_name(info.name)
+    if info.type not in (*FILE_TYPES, tarfile.DIRTYPE):
+        kind = "a link" if info.issym() or info.islnk() else "a device or FIFO (not a plain file)"
         raise BackupError(
             f"the archive member {info.name!r} is {kind}: refused",
-            hint="a Stairway backup holds plain files only; this archive was not made by it",
+            hint=FOREIGN,
         )
+    return split_name(name)
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``folder/rest`` of a checked member name; refused outside the known folders."""
     folder, _, rest = name.partition("/")
-    if folder not in FOLDERS:
+    if folder not in FOLDERS or not rest:
         raise BackupError(
-            f"the archive member {info.name!r} lies outside {', '.join(FOLDERS)}",
-            hint="this archive was not made by Stairway",
+            f"the archive member {name!r} lies outside {', '.join(FOLDERS)}",
+            hint=FOREIGN,
         )
     return folder, rest
 
 
-def _checked_name(name: str) -> str:
+def checked_name(name: str) -> str:
+    """A member name that stays inside the archive's tree, in its one spelling."""
     pure = PurePosixPath(name)
-    if pure.is_absolute() or ".." in pure.parts or "\\" in name or not pure.parts:
+    if pure.is_absolute() or ".." in pure.parts or "\\" in name or "\x00" in name or not pure.parts:
         raise BackupError(
             f"the archive member {name!r} has an absolute or parent-relative name: refused",
-            hint="a member must stay inside the archive's tree",
+            hint=FOREIGN,
         )
     return pure.as_posix()
 
 
-def _extract_file(tar: tarfile.TarFile, info: tarfile.TarInfo, target: Path) -> Member:
+def _extract_file(tar: tarfile.TarFile, info: tarfile.TarInfo, target: Path, size: int) -> Member:
     target.parent.mkdir(parents=True, exist_ok=True)
     source = tar.extractfile(info)
     assert source is not None  # a regular file always has a stream
-    digest = hashlib.sha256()
-    with target.open("wb") as out:
+    digest, written = hashlib.sha256(), 0
+    with target.open("xb") as out:  # never over a file staged before
         while chunk := source.read(CHUNK):
+            written += len(chunk)
+            if written > size:  # stop at once: the member is larger than it said
+                raise BackupError(
+                    f"the archive member {info.name!r} holds more than its {size} bytes: refused",
+                    hint=FOREIGN,
+                )
             digest.update(chunk)
             out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
     os.chmod(target, info.mode & 0o777)
-    return Member(info.name, info.size, digest.hexdigest())
+    return Member(info.name, written, digest.hexdigest())
 
 
 def _read_all(stream: IO[bytes] | None) -> bytes:
@@ -211,3 +333,27 @@ class _HashingReader(io.RawIOBase):
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
+
+
+class _Bounded(io.RawIOBase):
+    """A decompressed stream that refuses to yield more than ``limit`` bytes."""
+
+    def __init__(self, stream: zstandard.ZstdDecompressionReader, limit: int, name: str) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._name = name
+        self._read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._read += len(data)
+        if self._read > self._limit:
+            raise BackupError(
+                f"{self._name} expands to more than {self._limit} bytes, over {MAX_RATIO} times "
+                "its compressed size: refused as a decompression bomb",
+                hint=f"a Stairway backup is never compressed that far. {FOREIGN}",
+            )
+        return data
+
+    def readable(self) -> bool:
+        return True

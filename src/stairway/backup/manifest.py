@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stairway.backup.archive import Member
 from stairway.errors import BackupError
@@ -16,8 +16,8 @@ FORMAT: Literal[1] = 1
 class MemberModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    size: int
-    sha256: str
+    size: Annotated[int, Field(ge=0)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class ConfigFileModel(BaseModel):
@@ -25,6 +25,19 @@ class ConfigFileModel(BaseModel):
 
     member: str
     path: str  # where the file lives on the site
+
+
+class AuditHeadModel(BaseModel):
+    """The audit log's last entry when the backup was taken: where a restore carries on from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: int  # 0: the log was empty
+    hash: str
+
+    @classmethod
+    def empty(cls) -> AuditHeadModel:
+        return cls(id=0, hash="0" * 64)
 
 
 class BackupManifest(BaseModel):
@@ -42,11 +55,16 @@ class BackupManifest(BaseModel):
     links: dict[str, str] = {}  # symbolic links inside the data directory: path -> target
     config_files: list[ConfigFileModel] = []
     secret_keys: dict[str, int] = {}  # site key id -> secrets it seals (the keys are not here)
+    audit_head: AuditHeadModel | None = None  # None: a backup older than this field
     members: dict[str, MemberModel]
 
     @property
     def size(self) -> int:
         return sum(m.size for m in self.members.values())
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {name: m.size for name, m in self.members.items()}
 
     def encode(self) -> bytes:
         return orjson.dumps(self.model_dump(), option=orjson.OPT_INDENT_2)
@@ -76,8 +94,12 @@ class BackupManifest(BaseModel):
 def parse_manifest(raw: bytes, name: str) -> BackupManifest:
     try:
         return BackupManifest.model_validate(orjson.loads(raw))
-    except (orjson.JSONDecodeError, ValidationError) as err:
-        raise BackupError(
-            f"{name}: the manifest is unreadable ({str(err).splitlines()[0]})",
-            hint="use another backup (`stairway backups`)",
-        ) from None
+    except orjson.JSONDecodeError as err:
+        why = f"not valid JSON: {err}"
+    except ValidationError as err:
+        first = err.errors()[0]
+        why = f"{'.'.join(str(p) for p in first['loc']) or 'the whole'}: {first['msg']}"
+    raise BackupError(
+        f"{name}: the manifest is unreadable ({why})",
+        hint="nothing was restored; use another backup (`stairway backups`)",
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
+import sqlite3
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +19,13 @@ from sqlalchemy import Engine
 
 from stairway.backup import database
 from stairway.backup.archive import ArchiveWriter, read_manifest, writing
-from stairway.backup.manifest import BackupManifest, ConfigFileModel, MemberModel, parse_manifest
+from stairway.backup.manifest import (
+    AuditHeadModel,
+    BackupManifest,
+    ConfigFileModel,
+    MemberModel,
+    parse_manifest,
+)
 from stairway.errors import BackupError, StairwayError
 
 SUFFIX = ".tar.zst"
@@ -35,6 +43,7 @@ class SiteParts:
     config_files: tuple[Path, ...]
     backup_dir: Path
     secret_keys: dict[str, int] = field(default_factory=dict)  # recorded, never archived
+    audit_head: AuditHeadModel | None = None  # read before the dump: the dump holds it
 
 
 @dataclass(frozen=True)
@@ -48,11 +57,44 @@ class Backup:
 
 
 def take_backup(parts: SiteParts) -> Backup:
-    """One archive holding a consistent snapshot of the site; written whole or not at all."""
-    parts.backup_dir.mkdir(parents=True, exist_ok=True)
-    with exclusive(parts.backup_dir):
-        remove_leftovers(parts.backup_dir)
-        return _take(parts)
+    """One archive holding a consistent snapshot of the site; written whole or not at all.
+
+    A full or failing disk is a BackupError naming the path: the partial archive is gone by
+    then (``writing`` removes it) and nothing on the site was changed.
+    """
+    check_apart(parts.data_dir, parts.backup_dir)
+    try:
+        parts.backup_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive(parts.backup_dir):
+            remove_leftovers(parts.backup_dir)
+            return _take(parts)
+    except OSError as err:
+        code = f" [{errno.errorcode.get(err.errno or 0, err.errno)}]" if err.errno else ""
+        why = f"{err.strerror or err}{code} ({err.filename or parts.backup_dir})"
+        raise _failed(why, parts.backup_dir) from None
+    except sqlite3.OperationalError as err:  # SQLite's copy hit a full disk, in its own words
+        why = f"{err} (copying the database into {parts.backup_dir})"
+        raise _failed(why, parts.backup_dir) from None
+
+
+def _failed(why: str, backup_dir: Path) -> BackupError:
+    return BackupError(
+        f"the backup failed: {why}; no archive was kept and the site was not changed",
+        hint=f"free space in {backup_dir} (or point backup_dir at a larger disk) and check the "
+        "disk, then run `stairway backup` again",
+    )
+
+
+def check_apart(data_dir: Path | None, backup_dir: Path) -> None:
+    """Backups outside the data directory and the other way round: each would hold the other."""
+    if data_dir is None:
+        return
+    data, backups = data_dir.resolve(), backup_dir.resolve()
+    if data.is_relative_to(backups) or backups.is_relative_to(data):
+        raise BackupError(
+            f"the data directory {data} and the backup directory {backups} overlap",
+            hint="give backup_dir a place of its own outside data_dir (docs/site.md)",
+        )
 
 
 def _take(parts: SiteParts) -> Backup:
@@ -77,6 +119,7 @@ def _take(parts: SiteParts) -> Backup:
                 links=links,
                 config_files=configs,
                 secret_keys=parts.secret_keys,
+                audit_head=parts.audit_head,
                 members={
                     m.name: MemberModel(size=m.size, sha256=m.sha256) for m in archive.members
                 },
@@ -120,7 +163,7 @@ def list_backups(backup_dir: Path) -> list[Backup]:
 
 def find_backup(backup_dir: Path, backup_id: str) -> Path:
     path = backup_dir / f"{backup_id}{SUFFIX}"
-    if not path.is_file():
+    if "/" in backup_id or backup_id.startswith(".") or not path.is_file():  # ids name files
         known = ", ".join(b.id for b in list_backups(backup_dir)[-5:]) or "none"
         raise BackupError(
             f"no backup {backup_id!r} in {backup_dir}",

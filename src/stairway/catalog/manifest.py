@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stairway.errors import CatalogError
+from stairway.parsing import toml_document
 from stairway.versions import Version
 
 M = TypeVar("M", bound=BaseModel)
@@ -127,16 +127,20 @@ def load_manifest(path: Path) -> Manifest:
 def read_model(path: Path, model: type[M], doc: str = "docs/catalog.md") -> M:
     """A catalog TOML file validated as ``model``; every failure is a CatalogError with its line."""
     text = _read(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise CatalogError(
-            f"not valid TOML: {err}", path=str(path), hint="fix the TOML syntax"
-        ) from None
+    data = _parse(path, text)
     try:
         return model.model_validate(data)
     except ValidationError as err:
         raise translate_error(err, path, text, doc) from None
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
+    try:
+        return toml_document(text)
+    except ValueError as err:
+        raise CatalogError(
+            f"not valid TOML: {err}", path=str(path), hint="fix the TOML syntax"
+        ) from None
 
 
 def _read(path: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import tomllib
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
@@ -22,17 +23,11 @@ from ruamel.yaml.util import load_yaml_guess_indent
 from tomlkit.container import Container
 from tomlkit.items import AoT, Item, Table
 
+from stairway.configfiles.jsontext import strict_loads
 from stairway.configfiles.keys import PlainDicts, Shape
 from stairway.configfiles.migration import Format, Key, parse_key, show_key
-
-
-class Unreadable(Exception):
-    """The text does not parse; ``line`` is 1-based when the parser knows it."""
-
-    def __init__(self, message: str, line: int | None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
+from stairway.configfiles.problems import Unreadable, Unrepresentable
+from stairway.parsing import number_problem
 
 
 class KeyedFormat(Shape, Protocol):
@@ -49,10 +44,7 @@ class JsonFile(PlainDicts):
         self._newline = True
 
     def load(self, text: str) -> MutableMapping[str, Any]:
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise Unreadable(err.msg, err.lineno) from None
+        document = strict_loads(text)
         if not isinstance(document, dict):
             raise Unreadable("the top level is not an object", 1)
         self._indent = _json_indent(text)
@@ -60,7 +52,10 @@ class JsonFile(PlainDicts):
         return document
 
     def dump(self, document: MutableMapping[str, Any]) -> str:
-        text = json.dumps(document, indent=self._indent, ensure_ascii=False)
+        try:
+            text = json.dumps(document, indent=self._indent, ensure_ascii=False, allow_nan=False)
+        except ValueError as err:  # NaN or infinity, from a migration's value
+            raise Unrepresentable(f"cannot be written as JSON: {err}", None) from None
         return text + "\n" if self._newline else text
 
     def value(self, value: object) -> object:
@@ -84,7 +79,7 @@ class TomlFile:
         except tomlkit.exceptions.ParseError as err:
             raise Unreadable(str(err), err.line) from None
         except tomlkit.exceptions.TOMLKitError as err:  # e.g. a key defined twice
-            raise Unreadable(str(err), None) from None
+            raise Unreadable(str(err), _toml_line(text)) from None
 
     def dump(self, document: MutableMapping[str, Any]) -> str:
         return tomlkit.dumps(document)
@@ -120,6 +115,18 @@ class TomlFile:
             dict.__setitem__(container, new, item.value)
 
 
+def _toml_line(text: str) -> int | None:
+    """Where tomllib stops reading ``text``: tomlkit names a key given twice, not its line."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        found = re.search(r"\(at line (\d+), column \d+\)", str(err))
+        return int(found.group(1)) if found else None
+    except (RecursionError, ValueError):
+        return None
+    return None
+
+
 class YamlFile:
     def __init__(self) -> None:
         self._yaml = _round_trip()
@@ -136,6 +143,8 @@ class YamlFile:
             raise Unreadable(err.problem or str(err), mark.line + 1 if mark else None) from None
         except YAMLError as err:
             raise Unreadable(str(err), None) from None
+        except ValueError as err:  # a constructor's: a date out of range, a huge integer
+            raise Unreadable(number_problem(err), None) from None
         if document is None:
             return CommentedMap()
         if not isinstance(document, MutableMapping):

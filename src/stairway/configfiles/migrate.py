@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stairway.configfiles import keys
-from stairway.configfiles.formats import KeyedFormat, Unreadable, keyed
+from stairway.configfiles.formats import KeyedFormat, keyed
 from stairway.configfiles.keys import Edit
 from stairway.configfiles.migration import ConfigMigration, ConfigOp, ConfigTransition, Format
+from stairway.configfiles.problems import Unreadable, Unrepresentable
 from stairway.configfiles.xmlfile import XmlFile
 from stairway.errors import ConfigFileError
+from stairway.parsing import too_deep
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -58,10 +60,15 @@ def migrate_bytes(path: Path, raw: bytes, migrations: Sequence[ConfigMigration])
     """The file ``path`` holding ``raw`` after ``migrations`` (all meant for it), in order."""
     fmt = _format(path, migrations)
     try:
-        if fmt == Format.XML:
-            after, applied, attention = _migrate_xml(raw, migrations)
-        else:
-            after, applied, attention = _migrate_keyed(fmt, raw, migrations)
+        after, applied, attention = _migrate(fmt, raw, migrations)
+    except Unrepresentable as err:
+        raise ConfigFileError(
+            err.message,
+            path=str(path),
+            line=err.line,
+            hint=f"write one value per key, each as {fmt.value.upper()} holds it; "
+            "the file was left untouched",
+        ) from None
     except Unreadable as err:
         raise ConfigFileError(
             f"does not parse as {fmt.value.upper()}: {err.message}",
@@ -88,6 +95,15 @@ def _format(path: Path, migrations: Sequence[ConfigMigration]) -> Format:
 Applied = tuple[bytes, list[ConfigMigration], list[Attention]]
 
 
+def _migrate(fmt: Format, raw: bytes, migrations: Sequence[ConfigMigration]) -> Applied:
+    try:
+        if fmt == Format.XML:
+            return _migrate_xml(raw, migrations)
+        return _migrate_keyed(fmt, raw, migrations)
+    except RecursionError:  # a parser, an edit or a writer walking a deeply nested value
+        raise Unreadable(too_deep(), None) from None
+
+
 def _migrate_keyed(fmt: Format, raw: bytes, migrations: Sequence[ConfigMigration]) -> Applied:
     bom, text = _decode(raw)
     reader = keyed(fmt)
@@ -107,7 +123,17 @@ def _migrate_keyed(fmt: Format, raw: bytes, migrations: Sequence[ConfigMigration
             # a shape the next run changes again. They wait until the operator settles this.
             attention += [_held(later, migration) for later in migrations[index + 1 :]]
             break
-    return bom + reader.dump(document).encode("utf-8"), applied, attention
+    return bom + _encoded(reader.dump(document)), applied, attention
+
+
+def _encoded(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as err:  # JSON's "\ud800": an escape UTF-8 has no bytes for
+        said = (
+            f"a string holds U+{ord(err.object[err.start]):04X}, a lone surrogate UTF-8 cannot hold"
+        )
+        raise Unrepresentable(said, None) from None
 
 
 def _held(migration: ConfigMigration, conflict: ConfigMigration) -> Attention:

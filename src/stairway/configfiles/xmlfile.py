@@ -13,9 +13,9 @@ from typing import Any
 
 from lxml import etree
 
-from stairway.configfiles.formats import Unreadable
 from stairway.configfiles.keys import Edit
 from stairway.configfiles.migration import ConfigMigration, ConfigOp
+from stairway.configfiles.problems import Unreadable
 
 _COMMENT = rb"<!--(?:(?!-->).)*-->"
 _INSTRUCTION = rb"<\?(?:(?!\?>).)*\?>"

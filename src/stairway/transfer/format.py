@@ -32,6 +32,7 @@ import orjson
 import zstandard
 
 from stairway import audit
+from stairway.errors import TransferError
 
 FORMAT = 1
 
@@ -68,10 +69,30 @@ class ExportSummary:
         return self.complete and not self.problems
 
 
+class DamagedStream(TransferError):
+    """The zstd stream cannot be decompressed past some point."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"{path}: the compressed stream is damaged: {reason}",
+            hint="check the file with `stairway export verify FILE`; copy or export it again",
+        )
+        self.reason = reason
+
+
 def records(path: Path) -> Iterator[tuple[int, bytes]]:
     """Every line of the export with its number, decompressed as a stream."""
-    with path.open("rb") as raw:
-        yield from _lines(raw)
+    try:
+        raw = path.open("rb")
+    except OSError as err:
+        raise TransferError(
+            f"{path}: cannot read: {err.strerror}", hint="check the file's permissions"
+        ) from None
+    with raw:
+        try:
+            yield from _lines(raw)
+        except zstandard.ZstdError as err:
+            raise DamagedStream(path, str(err)) from None
 
 
 def _lines(raw: BinaryIO) -> Iterator[tuple[int, bytes]]:
@@ -97,8 +118,10 @@ def check(path: Path) -> ExportSummary:
     try:
         for number, text in records(path):
             state.feed(number, text)
-    except zstandard.ZstdError as err:
-        summary.problems.append(Problem(state.last + 1, f"the compressed stream is damaged: {err}"))
+    except DamagedStream as err:
+        summary.problems.append(
+            Problem(state.last + 1, f"the compressed stream is damaged: {err.reason}")
+        )
     if not summary.complete and not summary.problems:
         summary.problems.append(Problem(state.last, "no trailer: the export is truncated"))
     return summary

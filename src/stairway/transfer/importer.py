@@ -1,13 +1,16 @@
 """``stairway import``: an export file into a site, migrated while parsing, one chunk at a time.
 
-The header is read and checked first (product, a release no newer than the site's); then one
-or more processes each take their part of the chunks (``scan``): each chunk is checked against
-its chunk record, its objects are migrated into the release the site runs (an old export comes
-out in the new shape) and loaded in one transaction with the chunk's checkpoint row, so a
-killed import resumes after the chunks it committed. An object already present is left alone,
-so importing the same file twice leaves one copy. A record that cannot be read goes to the
-reject file with its line and reason; ``max_errors`` decides when to stop. At the end the
-counts per type of every chunk in are checked against the header.
+The header is read and checked first (product, a release no newer than the site's), then the
+whole file as ``export verify`` checks it: a file damaged, truncated or edited anywhere (a
+chunk against its record, the trailer's manifest and digest against the chunks) is refused
+before anything is written. Then one or more processes each take their part of the chunks
+(``scan``): each chunk is checked again against its chunk record, its objects are migrated
+into the release the site runs (an old export comes out in the new shape) and loaded in one
+transaction with the chunk's checkpoint row, so a killed import resumes after the chunks it
+committed. An object already present is left alone, so importing the same file twice leaves
+one copy. A record that passes the checks but cannot be taken (no id, a failed migration) goes
+to the reject file with its line and reason; ``max_errors`` decides when to stop. At the end
+the counts per type of every chunk in are checked against the header.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from stairway import audit
 from stairway.errors import TransferError
 from stairway.objects.store import ObjectStore
 from stairway.transfer import checkpoint
-from stairway.transfer.format import FORMAT, records
+from stairway.transfer.format import FORMAT, check, records
 from stairway.transfer.rejects import Rejects, shared_counter
 from stairway.transfer.scan import Part, Scan, ScanReport
 from stairway.transfer.shards import WHOLE, Shard
@@ -73,7 +76,10 @@ def import_objects(
     if workers < 1:
         raise TransferError(f"--workers must be at least 1 (got {workers})", hint="")
     header, raw = _read_header(path)
-    _begin(store, header, path, product)
+    _check_header(store, header, path, product)
+    _check_whole(path)
+    with store.engine.begin() as conn:
+        checkpoint.ensure_table(conn)
     import_id = hashlib.sha256(raw + store.spec.table.encode()).hexdigest()  # per file and table
     job = _Job(store, path, import_id, _rejects_path(path), max_errors)
     with store.engine.connect() as conn:
@@ -197,7 +203,7 @@ def _read_header(path: Path) -> tuple[dict[str, Any], bytes]:
     )
 
 
-def _begin(store: ObjectStore, header: dict[str, Any], path: Path, product: str) -> None:
+def _check_header(store: ObjectStore, header: dict[str, Any], path: Path, product: str) -> None:
     if header.get("format") != FORMAT:
         raise TransferError(
             f"{path} is in export format {header.get('format')!r}; this Stairway reads {FORMAT}",
@@ -214,8 +220,22 @@ def _begin(store: ObjectStore, header: dict[str, Any], path: Path, product: str)
             f"the export was made by release {exported}, newer than this site's {running}",
             hint="upgrade this site first: objects are never migrated backwards",
         )
-    with store.engine.begin() as conn:
-        checkpoint.ensure_table(conn)
+
+
+def _check_whole(path: Path) -> None:
+    """The checks of ``export verify``, before anything is written: a damaged, truncated or
+    edited file (a chunk, its record, the trailer's manifest or digest) is refused whole, so
+    an import never stops half-way on a file that was wrong from the start. It costs one more
+    pass of decompressing and hashing, small beside migrating and loading the objects."""
+    summary = check(path)
+    if summary.ok:
+        return
+    first, more = summary.problems[0], len(summary.problems) - 1
+    also = f" (and {more} more)" if more else ""
+    raise TransferError(
+        f"{path} fails its check, nothing was imported: {first.describe()}{also}",
+        hint="`stairway export verify FILE` lists every problem; copy or export the file again",
+    )
 
 
 def _newer(exported: str, running: Version) -> bool:
