@@ -1126,7 +1126,7 @@ def run(entry: Callable[[], Any]) -> int:
         found = disk.trouble(error)
         if found is None:
             raise
-        return _failed(_disk_failure(error, found))
+        return _failed(_disk_failure(found))
     return 0
 
 
@@ -1139,11 +1139,12 @@ def _failed(error: StairwayError) -> int:
     return int(error.exit_code)
 
 
-def _disk_failure(error: Exception, found: disk.DiskTrouble) -> StairwayError:
+def _disk_failure(found: disk.DiskTrouble) -> StairwayError:
     """A write that failed for the disk's sake where no layer below said what it meant: the
     command stopped part way, so an operator looks before anything runs again."""
+    where = f"{found.path}: " if found.path else ""
     return ManualStepNeeded(
-        f"a write failed: {found.path or error}: {found.said}; the command stopped part way",
+        f"a write failed ({where}{found.said}); the command stopped part way",
         hint=f"{found.advice(Path.cwd())}, then run the command again "
         "(`stairway status` says where the site stands)",
     )
