@@ -36,7 +36,7 @@ from stairway.faults import FILLER
 from stairway.journal import Journal
 
 TARGET = "2.0.0"
-OLD = ("1.0.0", 3)  # what the product serves before the upgrade: release and schema level
+OLD = ("1.0.0", "3")  # what the product serves before the upgrade: release and schema level
 WORKERS = 4  # scenarios run side by side: most of their time is spent waiting on processes
 NEXT = re.compile(r"then `(stairway [^`]+)`")
 SAID_MAINTENANCE = re.compile(r"maintenance (is still on|is off|state unknown)")
@@ -135,6 +135,9 @@ class Run:
         problems = self._whole({"old": self.ending.old})
         if "Rolled back" not in said:
             problems.append(f"exit 1 without saying it rolled back: {said[-300:]}")
+        health = self.site.health() or {}
+        if (str(health.get("release")), str(health.get("schema"))) != OLD:
+            problems.append(f"rolled back but serving {health}, not {OLD}")
         return problems
 
     def _refused(self, _said: str) -> list[str]:
