@@ -32,6 +32,7 @@ import pytest
 from conftest import require_postgres
 from example_sites import ExampleSite, ExampleSites
 from stairway import disk, faults
+from stairway.backup.restore import SPACE_MARGIN
 from stairway.faults import FILLER
 from stairway.journal import Journal
 
@@ -311,9 +312,10 @@ def fill_at(
 ) -> list[str]:
     """The whole site on a tmpfs with room for itself and one backup, filled at ``point``."""
     disk = sites.root / f"{name}-disk"
-    # the site, one backup and what verify asks to be free for the next (PostgreSQL's dump is
-    # estimated from the database's size, generously)
-    with small_disk(disk, ending.bytes_used + (16 << 20)):
+    # the site with one backup, what verify asks to be free for the next (PostgreSQL's dump is
+    # estimated from the database's size, generously), and what a restore stages plus the
+    # margin it keeps free: once the filler is gone, the rollback has room
+    with small_disk(disk, 2 * ending.bytes_used + SPACE_MARGIN + (8 << 20)):
         site = new_site(sites, f"{name}-disk/site")
         try:
             filler = site.root / FILLER
