@@ -362,9 +362,9 @@ def backup(ctx: Context) -> Backup:
     secret_backups.keep_key_out(ctx.site.secrets.key_file, parts.data_dir, parts.config_files)
     try:
         return take_backup(parts)
-    except Exception as error:
+    except Exception as error:  # pg_dump's words for a full disk do not say which
         found = disk.trouble(error)
-        if found is None:
+        if found is None or str(parts.backup_dir) in str(error):
             raise
         raise BackupError(
             f"cannot write the backup in {parts.backup_dir}: {found.said}",
