@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress
 
-from stairway import commands, views
+from stairway import commands, disk, views
 from stairway.errors import (
     AuditBroken,
     ExitCode,
@@ -1116,15 +1116,35 @@ def run(entry: Callable[[], Any]) -> int:
     try:
         entry()
     except StairwayError as error:
-        # a message names TOML tables ("[site]") that Rich would take for markup
-        said, hint = escape(error.message), escape(error.hint)
-        err.print(f"[red]error:[/red] {said}", highlight=False, soft_wrap=True)
-        if error.hint:
-            err.print(f"[yellow]hint:[/yellow] {hint}", highlight=False, soft_wrap=True)
-        return int(error.exit_code)
+        return _failed(error)
     except SystemExit as exit_:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
+    except Exception as error:
+        found = disk.trouble(error)
+        if found is None:
+            raise
+        return _failed(_disk_failure(found))
     return 0
+
+
+def _failed(error: StairwayError) -> int:
+    # a message names TOML tables ("[site]") that Rich would take for markup
+    said, hint = escape(error.message), escape(error.hint)
+    err.print(f"[red]error:[/red] {said}", highlight=False, soft_wrap=True)
+    if error.hint:
+        err.print(f"[yellow]hint:[/yellow] {hint}", highlight=False, soft_wrap=True)
+    return int(error.exit_code)
+
+
+def _disk_failure(found: disk.DiskTrouble) -> StairwayError:
+    """A write that failed for the disk's sake where no layer below said what it meant: the
+    command stopped part way, so an operator looks before anything runs again."""
+    where = f"{found.path}: " if found.path else ""
+    return ManualStepNeeded(
+        f"a write failed ({where}{found.said}); the command stopped part way",
+        hint=f"{found.advice(Path.cwd())}, then run the command again "
+        "(`stairway status` says where the site stands)",
+    )
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, Text, cast, select
 
-from stairway import audit, audit_carry
+from stairway import audit, audit_carry, disk
 from stairway.backup import (
     AuditHeadModel,
     Backup,
@@ -395,7 +395,16 @@ def backup(ctx: Context) -> Backup:
         audit_head=_audit_head(ctx),
     )
     secret_backups.keep_key_out(ctx.site.secrets.key_file, parts.data_dir, parts.config_files)
-    return take_backup(parts)
+    try:
+        return take_backup(parts)
+    except Exception as error:  # pg_dump's words for a full disk do not say which
+        found = disk.trouble(error)
+        if found is None or str(parts.backup_dir) in str(error):
+            raise
+        raise BackupError(
+            f"cannot write the backup in {parts.backup_dir}: {found.said}",
+            hint=f"{found.advice(parts.backup_dir)}, then back up again; the site was not changed",
+        ) from error
 
 
 def _audit_head(ctx: Context) -> AuditHeadModel:

@@ -11,9 +11,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from stairway import faults
+
 
 def write_atomic(path: Path, data: bytes, *, like: Path | None = None) -> None:
     """Replace ``path`` with ``data``; permissions and owner are copied from ``like`` if given."""
+    faults.point("before:file-write")
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as out:

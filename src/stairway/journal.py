@@ -138,6 +138,7 @@ class Journal:
         return target
 
     def _append(self, entry: dict[str, Any]) -> None:
+        faults.point("before:journal-write")
         entry["at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
         line = encode(entry)
         torn = _torn_fault(entry)

@@ -15,11 +15,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, NoReturn
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from stairway import audit, commands, faults, maintenance, recovery, releases, service, smoke
+from stairway import audit, commands, disk, faults, maintenance, recovery, releases, service, smoke
 from stairway.backup import Backup
 from stairway.commands import Context, MigrateRequest
 from stairway.errors import (
@@ -232,11 +234,11 @@ def _run(
     try:
         journal.record("finished")
         journal.close(state.upgrade_id)
-    except OSError as err:
+    except (OSError, StairwayError) as err:
         raise ManualStepNeeded(
             f"the upgrade to {state.plan['to']} is done and the product serves it, but its "
-            f"journal could not be closed ({err})",
-            hint=f"free space in {journal.directory}, then `stairway upgrade --resume` records it",
+            f"journal could not be closed ({_said(err)}); {_maintenance_state(ctx)}",
+            hint=_then(ctx, err, journal.directory, "upgrade --resume") + " records it",
         ) from None
     _keep_rates(ctx, done, f"upgrade {state.upgrade_id}")
     return UpgradeReport(state.upgrade_id, state.plan["from"], state.plan["to"], tuple(done))
@@ -260,13 +262,16 @@ def _failed(
     _roll_back(ctx, journal, current, step, error)
 
 
-def _note(journal: Journal, event: str, step: int | None = None, **data: Any) -> bool:
-    """A journal record on the failure path: a full disk must not stop the rollback itself."""
+def _note(
+    journal: Journal, event: str, step: int | None = None, **data: Any
+) -> BaseException | None:
+    """A journal record on the failure path: a full disk must not stop the rollback itself.
+    Returns what stopped the record, if anything."""
     try:
         journal.record(event, step, **data)
-    except (OSError, StairwayError):
-        return False
-    return True
+    except (OSError, StairwayError) as err:
+        return err
+    return None
 
 
 def _reread(journal: Journal, fallback: JournalState) -> JournalState:
@@ -300,20 +305,22 @@ def _roll_back(
         raise RollbackFailed(
             f"{step.describe()} failed ({_said(error)}) and so did the rollback "
             f"({_said(failure)}); {_maintenance_state(ctx)}",
-            hint=_manual_rollback(ctx, backup_id),
+            hint=_manual_rollback(ctx, backup_id, failure),
         ) from failure
     kept = f"from backup {backup_id}" if changed else "before anything was changed"
-    if not (_note(journal, "rolled-back") and _closed(journal, state.upgrade_id)):
+    unrecorded = _note(journal, "rolled-back") or _closed(journal, state.upgrade_id)
+    if unrecorded is not None:
         raise ManualStepNeeded(
             f"{step.describe()} failed: {_said(error)}. Rolled back: the site is at {origin} "
-            f"as it was, {kept}, and serves it; but the journal could not record that",
-            hint=f"free space in {journal.directory}, then `stairway rollback --site "
-            f"{ctx.site.path}` records it (the site is found already back)",
+            f"as it was, {kept}, and serves it; {_maintenance_state(ctx)}; but the journal "
+            f"could not record that ({_said(unrecorded)})",
+            hint=_then(ctx, unrecorded, journal.directory, "rollback")
+            + " records it (the site is found already back)",
         ) from error
     raise UpgradeFailed(
         f"{step.describe()} failed: {_said(error)}. Rolled back: the site is at {origin} as it "
         f"was, {kept}; nothing was lost",
-        hint="fix the cause, then run `stairway upgrade` again",
+        hint=f"{_cause(error, journal.directory)}, then run `stairway upgrade` again",
     ) from error
 
 
@@ -339,16 +346,34 @@ def changed_site(state: JournalState) -> bool:
     return any(steps[i].kind in CHANGING for i in begun if i < len(steps))
 
 
-def _closed(journal: Journal, upgrade_id: str) -> bool:
+def _closed(journal: Journal, upgrade_id: str) -> BaseException | None:
     try:
         journal.close(upgrade_id)
-    except OSError:
-        return False
-    return True
+    except OSError as err:
+        return err
+    return None
+
+
+def _then(ctx: Context, cause: BaseException, where: Path, command: str) -> str:
+    """The hint of an error that leaves the site to an operator: what to fix first (the disk,
+    when a write failed for its sake), then the one command that carries on."""
+    found = disk.trouble(cause)
+    first = found.advice(where) if found else f"fix the cause ({_said(cause)})"
+    return f"{first}, then `stairway {command} --site {ctx.site.path}`"
+
+
+def _cause(error: BaseException, where: Path) -> str:
+    """What to fix before trying again: the disk, when a write failed for its sake."""
+    found = disk.trouble(error)
+    return found.advice(where) if found else "fix the cause"
 
 
 def _said(error: BaseException) -> str:
-    return error.message if isinstance(error, StairwayError) else str(error) or type(error).__name__
+    if isinstance(error, StairwayError):
+        return error.message
+    if isinstance(error, DBAPIError):  # the driver's words, without the statement and its values
+        return f"{type(error.orig).__name__}: {error.orig}"
+    return str(error) or type(error).__name__
 
 
 def _maintenance_state(ctx: Context) -> str:
@@ -374,18 +399,31 @@ def _prepare_release(ctx: Context, target: str) -> bool:
     manifest = releases.check_release(
         where.artifacts, where.release_key, ctx.catalog.product, target
     )
-    releases.install_release(where.artifacts, where.releases_dir, manifest)
+    try:
+        releases.install_release(where.artifacts, where.releases_dir, manifest)
+    except OSError as err:  # before anything is stopped: a refusal
+        found = disk.trouble(err)
+        raise ReleaseError(
+            f"cannot unpack release {target} into {where.releases_dir}: {err.strerror or err}",
+            hint=f"{found.advice(where.releases_dir) if found else 'fix that'}, then run the "
+            "upgrade again; nothing was changed",
+        ) from err
     return True
 
 
-def _manual_rollback(ctx: Context, backup_id: str | None) -> str:
+def _manual_rollback(ctx: Context, backup_id: str | None, failure: BaseException) -> str:
+    """The next command (it retries the restore and starts the old release), or by hand."""
+    retry = _then(ctx, failure, commands.backup_dir(ctx), "rollback")
+    if disk.trouble(failure) is not None:  # room is all the restore lacked
+        return f"{retry}: it retries the restore and starts the old release"
     start = ctx.site.service.start if ctx.site.service and ctx.site.service.start else None
     lines = [
         f"1. stairway restore {backup_id} --yes --site {ctx.site.path}" if backup_id else "",
         f"2. start the product: {start}" if start else "",
         "3. `stairway rollback` records it once done (it retries the restore)",
     ]
-    return "by hand: " + "  ".join(line for line in lines if line)
+    by_hand = "  ".join(line for line in lines if line)
+    return f"{retry}: it retries the restore; or by hand: {by_hand}"
 
 
 @changes_site
@@ -395,6 +433,19 @@ def rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None = None) 
     A finished one was served since: with ``confirm``, what its rollback would lose is shown to
     it first, and nothing is done unless it answers True.
     """
+    try:
+        return _rollback(ctx, confirm)
+    except Exception as failure:
+        if isinstance(failure, StairwayError) or disk.trouble(failure) is None:
+            raise
+        raise RollbackFailed(
+            f"the rollback could not finish ({_said(failure)}); {_maintenance_state(ctx)}",
+            hint=_then(ctx, failure, commands.backup_dir(ctx), "rollback")
+            + ": it carries on where this one stopped",
+        ) from failure
+
+
+def _rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None) -> str:
     journal = Journal(commands.backup_dir(ctx))
     recovery.refuse_half_restored(ctx)
     active = journal.active()

@@ -24,6 +24,7 @@ from typing import IO, BinaryIO
 
 import zstandard
 
+from stairway import faults
 from stairway.errors import BackupError
 
 MANIFEST = "manifest.json"
@@ -97,6 +98,7 @@ def writing(path: Path) -> Iterator[ArchiveWriter]:
                 yield ArchiveWriter(tar)
             raw.flush()
             os.fsync(raw.fileno())
+        faults.point("before:archive-write")
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
+from stairway import faults
 from stairway.estimate.calibration import Cost, calibrate
 from stairway.files import write_atomic
 
@@ -101,4 +102,5 @@ def save_rates(backup_dir: Path | None, rates: Rates) -> None:
     path = rates_path(backup_dir)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        faults.point("before:rates-write")
         write_atomic(path, rates.as_json())

@@ -45,22 +45,46 @@ def _serve(site: Path, port: int, version: str | None) -> None:
 
 
 def _start(args: argparse.Namespace, pid_file: Path) -> None:
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
+    if _alive(_pid(pid_file)):
         return
     command = [sys.executable, "-m", "stairway.examples.identity_sync", "serve"]
     command += ["--site", str(args.site), "--port", str(args.port)]
     command += ["--version", args.version] if args.version else []
     log = pid_file.with_suffix(".log").open("ab")
     server = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
-    pid_file.write_text(str(server.pid))
+    try:
+        _write_pid(pid_file, server.pid)
+    except OSError:  # a full disk: a server nobody could stop must not be left running
+        server.kill()
+        server.wait()
+        raise
+
+
+def _write_pid(pid_file: Path, pid: int) -> None:
+    """Whole or not at all: a torn pid file would leave the server without a way to stop it."""
+    beside = pid_file.with_name(f".{pid_file.name}.new")
+    try:
+        beside.write_text(str(pid))
+        os.replace(beside, pid_file)
+    finally:
+        beside.unlink(missing_ok=True)
+
+
+def _pid(pid_file: Path) -> int:
+    """The pid the file names; 0 when there is none (absent, or left empty by an older start)."""
+    try:
+        return int(pid_file.read_text())
+    except (OSError, ValueError):
+        return 0
 
 
 def _stop(pid_file: Path) -> None:
     if not pid_file.exists():
         return
-    pid = int(pid_file.read_text())
+    pid = _pid(pid_file)
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        if pid:
+            os.kill(pid, signal.SIGTERM)
         for _ in range(100):
             if not _alive(pid):
                 break
@@ -69,6 +93,8 @@ def _stop(pid_file: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,0 +1,73 @@
+"""What a failed write means to an operator: a full disk, a failing disk, a read-only one.
+
+A write can fail as an ``OSError`` (ENOSPC, EDQUOT, EIO, EROFS) or, inside SQLite or a tool run
+as a subprocess, as an error whose text says the same thing. :func:`trouble` finds either
+anywhere in an error's chain, so that the boundary that catches it can say which disk and what
+to do about it rather than show a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+# SQLite's own words for the same errors (it does not pass the errno on)
+SQLITE_SAYS = {
+    "database or disk is full": errno.ENOSPC,
+    "disk i/o error": errno.EIO,
+    "attempt to write a readonly database": errno.EROFS,
+}
+WATCHED = (*FULL, errno.EIO, errno.EROFS)
+# what a tool run as a subprocess (pg_dump, the product's own commands) prints for them
+SAID = {**{os.strerror(code).lower(): code for code in WATCHED}, **SQLITE_SAYS}
+
+
+@dataclass(frozen=True)
+class DiskTrouble:
+    """A write that failed for the disk's sake: which error, and the file when known."""
+
+    code: int
+    path: str | None = None
+
+    @property
+    def said(self) -> str:
+        return os.strerror(self.code)
+
+    def where(self, fallback: Path) -> str:
+        """The file system to act on: the failed file's directory, else ``fallback``."""
+        return str(Path(self.path).parent) if self.path else str(fallback)
+
+    def advice(self, fallback: Path) -> str:
+        """What to do before trying again, in a few words."""
+        where = self.where(fallback)
+        if self.code in FULL:
+            return f"free space in {where}"
+        if self.code == errno.EROFS:
+            return f"make the file system holding {where} writable again"
+        return f"check the disk holding {where} ({self.said}; see the kernel log)"
+
+
+def trouble(error: BaseException | None) -> DiskTrouble | None:
+    """The disk trouble behind ``error`` (itself, its cause or its context), if any."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        found = _own(error)
+        if found is not None:
+            return found
+        error = error.__cause__ or error.__context__ or getattr(error, "orig", None)
+    return None
+
+
+def _own(error: BaseException) -> DiskTrouble | None:
+    if isinstance(error, OSError) and error.errno in WATCHED:
+        path = error.filename if isinstance(error.filename, str) else None
+        return DiskTrouble(error.errno, path)
+    text = str(error).lower()
+    for words, code in SAID.items():
+        if words in text:
+            return DiskTrouble(code)
+    return None
