@@ -51,6 +51,11 @@ def new_site(sites: ExampleSites, name: str, running: bool = True) -> ExampleSit
         return sites.new(name, running)
 
 
+# Scenarios run in threads that share the process's engine cache: one thread's dispose_all()
+# may drop a pooled connection another thread's engine opened to its own scratch database.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"], scope="module")
 def sites(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

@@ -28,6 +28,11 @@ TARGET = "2.0.0"
 WORKERS = 3  # scenarios run side by side: most of their time is spent waiting on processes
 
 
+# Scenarios run in threads that share the process's engine cache: one thread's dispose_all()
+# may drop a pooled connection another thread's engine opened to its own scratch database.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"], scope="module")
 def sites(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
