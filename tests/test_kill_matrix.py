@@ -13,6 +13,7 @@ served-wrong must be 0.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -79,7 +80,7 @@ def distinct(points: list[str]) -> list[str]:
 
 
 def ends(sites: ExampleSites) -> tuple[Ends, list[str]]:
-    reference = sites.new("reference")
+    reference = sites.new(f"reference-{uuid.uuid4().hex[:8]}")
     try:
         old, old_rows = reference.state(), reference.rows()
         points = trace(reference, "upgrade", "--to", TARGET)

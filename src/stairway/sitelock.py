@@ -216,7 +216,8 @@ def _lock_file(path: Path, holder: Holder, shared: bool) -> int:
     # shared holder leaves the name of another one that is still alive.
     if not (shared and _named_alive(path)):
         os.ftruncate(fd, 0)
-        os.pwrite(fd, holder.encode(), 0)
+        with contextlib.suppress(OSError):  # a full disk: the lock holds, only its name is lost
+            os.pwrite(fd, holder.encode(), 0)
     return fd
 
 
