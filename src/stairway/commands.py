@@ -25,7 +25,7 @@ from stairway.backup import (
 )
 from stairway.catalog import Catalog, load_catalog
 from stairway.configfiles import ConfigRun, plan_config_files, write_config_files
-from stairway.database import connected
+from stairway.database import connected, engine_for
 from stairway.errors import (
     BackupError,
     DeltaError,
@@ -82,7 +82,27 @@ def open_context(site_file: Path | None, catalog_dir: Path | None) -> Context:
             "no catalog given",
             hint="pass --catalog DIR or set `catalog = ...` in the [site] table of site.toml",
         )
-    return Context(site, load_catalog(root), connected(site.database))
+    return Context(site, load_catalog(root), _reachable(site.database))
+
+
+def _reachable(url: str) -> Engine:
+    """The site's engine once it answers; a PostgreSQL database left renamed by a restore killed
+    between its two renames is put back under its name first (the restore is then run again)."""
+    try:
+        return connected(url)
+    except SiteError:
+        engine = engine_for(url)
+        if engine.dialect.name != "postgresql":
+            raise
+        from stairway.backup.database import settle_renamed
+
+        try:
+            settled = settle_renamed(engine.url)
+        except Exception:  # the server itself does not answer: the first error says so
+            settled = False
+        if not settled:
+            raise
+        return connected(url)
 
 
 @contextlib.contextmanager

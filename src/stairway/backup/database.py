@@ -156,6 +156,23 @@ def restore_into(engine: Engine, dump: Path) -> None:
     )
 
 
+def settle_renamed(url: URL) -> bool:
+    """A restore killed between its two renames leaves no database under the live name, only
+    the one renamed away: put that one back, so the restore (or rollback) can run again."""
+    live = str(url.database)
+    stem = live[:40]
+    with _admin(url) as admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (live,)).fetchone():
+            return False
+        renamed = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{stem}%\\_replaced\\_%",)
+        ).fetchall()
+        if len(renamed) != 1:
+            return False
+        _rename(admin, str(renamed[0][0]), live)
+    return True
+
+
 def _settle(admin: psycopg.Connection[tuple[object, ...]], live: str, side: str, old: str) -> None:
     """What a restore killed part-way left: the live database renamed away and not yet
     replaced is put back under its name; a half-restored side copy is dropped."""
