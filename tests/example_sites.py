@@ -17,15 +17,17 @@ import subprocess
 import sys
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
+import pytest
 from sqlalchemy import text
 
-from conftest import PG_ADMIN, _pg_url
+from conftest import PG_ADMIN, _pg_url, require_postgres
 from stairway import commands, service
 from stairway.database import dispose_all
 from stairway.holders import DELETED, holders, sqlite_files
@@ -193,3 +195,14 @@ class ExampleSites:
 
 def _replace(path: Path, old: str, new: str) -> None:
     path.write_text(path.read_text("utf-8").replace(old, new), "utf-8")
+
+
+def example_sites(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ExampleSites]:
+    """The body of a module-scoped fixture parametrised by engine ("sqlite", "postgresql")."""
+    if request.param == "postgresql":
+        require_postgres()
+    made = ExampleSites(request.param, tmp_path_factory.mktemp(f"sites-{request.param}"))
+    yield made
+    made.close()

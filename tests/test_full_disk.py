@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import THOROUGH, require_postgres
-from example_sites import ExampleSite, ExampleSites
+from conftest import THOROUGH
+from example_sites import ExampleSite, ExampleSites, example_sites
 from stairway import disk, faults
 from stairway.backup.restore import SPACE_MARGIN
 from stairway.faults import FILLER
@@ -60,11 +60,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 def sites(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ExampleSites]:
-    if request.param == "postgresql":
-        require_postgres()
-    made = ExampleSites(request.param, tmp_path_factory.mktemp(f"disk-{request.param}"))
-    yield made
-    made.close()
+    yield from example_sites(request, tmp_path_factory)
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import THOROUGH, require_postgres
-from example_sites import ExampleSite, ExampleSites
+from conftest import THOROUGH
+from example_sites import ExampleSite, ExampleSites, example_sites
 from stairway.journal import ACTIVE
 
 TARGET = "2.0.0"
@@ -38,11 +38,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptio
 def sites(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ExampleSites]:
-    if request.param == "postgresql":
-        require_postgres()
-    made = ExampleSites(request.param, tmp_path_factory.mktemp(f"kill-{request.param}"))
-    yield made
-    made.close()
+    yield from example_sites(request, tmp_path_factory)
 
 
 @dataclass(frozen=True)

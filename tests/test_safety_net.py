@@ -15,8 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import require_postgres
-from example_sites import ExampleSite, ExampleSites
+from example_sites import ExampleSite, ExampleSites, example_sites
 from stairway.quickstart import demo_catalog
 
 
@@ -24,11 +23,7 @@ from stairway.quickstart import demo_catalog
 def sites(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ExampleSites]:
-    if request.param == "postgresql":
-        require_postgres()
-    made = ExampleSites(request.param, tmp_path_factory.mktemp(f"net-{request.param}"))
-    yield made
-    made.close()
+    yield from example_sites(request, tmp_path_factory)
 
 
 @pytest.fixture
