@@ -48,6 +48,16 @@ def hook(phase: str, site: Path, target: str) -> subprocess.CompletedProcess[str
     )
 
 
+def helm_site(directory: Path) -> Path:
+    """The example site as the chart's ConfigMap has it: without a ``[service]`` section, since
+    Kubernetes, not Stairway, starts and stops the pods."""
+    site_file = write_site(directory).site_file
+    text = site_file.read_text("utf-8")
+    start, end = text.index("[service]"), text.index("[secrets]")
+    site_file.write_text(text[:start] + text[end:], "utf-8")
+    return site_file
+
+
 def columns(site: Path) -> set[str]:
     ctx = commands.open_context(site, None)
     found = {c["name"] for c in inspect(ctx.engine).get_columns("connectors")}
@@ -56,20 +66,20 @@ def columns(site: Path) -> set[str]:
 
 
 def test_the_hooks_expand_before_contract_after_and_restore_on_rollback(tmp_path: Path) -> None:
-    demo = write_site(tmp_path / "demo")
-    commands.init(commands.open_context(demo.site_file, None), "2.0.0")
+    site = helm_site(tmp_path / "demo")
+    commands.init(commands.open_context(site, None), "2.0.0")
     dispose_all()
-    before = hook("pre-upgrade", demo.site_file, "2.1.0")
+    before = hook("pre-upgrade", site, "2.1.0")
     assert before.returncode == 0, before.stderr
-    assert {"type", "kind"} <= columns(demo.site_file), "expanded; 2.0.0 pods still work"
-    after = hook("post-upgrade", demo.site_file, "2.1.0")
+    assert {"type", "kind"} <= columns(site), "expanded; 2.0.0 pods still work"
+    after = hook("post-upgrade", site, "2.1.0")
     assert after.returncode == 0, after.stderr
-    assert "type" not in columns(demo.site_file), "contracted once the new pods are up"
-    back = hook("pre-rollback", demo.site_file, "2.0.0")
+    assert "type" not in columns(site), "contracted once the new pods are up"
+    back = hook("pre-rollback", site, "2.0.0")
     assert back.returncode == 0, back.stderr
-    assert "type" in columns(demo.site_file)
-    assert "kind" not in columns(demo.site_file), "the database as the 2.0.0 pods left it"
-    state = commands.status(commands.open_context(demo.site_file, None))
+    assert "type" in columns(site)
+    assert "kind" not in columns(site), "the database as the 2.0.0 pods left it"
+    state = commands.status(commands.open_context(site, None))
     assert state.state.level == 8
     dispose_all()
 
@@ -77,11 +87,11 @@ def test_the_hooks_expand_before_contract_after_and_restore_on_rollback(tmp_path
 def test_a_release_that_needs_downtime_fails_the_pre_upgrade_hook_before_any_change(
     tmp_path: Path,
 ) -> None:
-    demo = write_site(tmp_path / "demo")
-    commands.init(commands.open_context(demo.site_file, None), "1.0.4")
+    site = helm_site(tmp_path / "demo")
+    commands.init(commands.open_context(site, None), "1.0.4")
     dispose_all()
-    refused = hook("pre-upgrade", demo.site_file, "2.0.0")
+    refused = hook("pre-upgrade", site, "2.0.0")
     assert refused.returncode == 3, refused.stderr
-    state = commands.status(commands.open_context(demo.site_file, None))
+    state = commands.status(commands.open_context(site, None))
     assert state.state.level == 4, "nothing applied"
     dispose_all()

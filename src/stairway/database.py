@@ -82,7 +82,7 @@ def _connect_hint(url: URL) -> str:
 def dispose_all() -> None:
     """Close every pooled connection. The engines stay cached and usable: one still held by a
     caller opens new connections, which the next call closes in turn."""
-    for engine in _ENGINES.values():
+    for engine in list(_ENGINES.values()):  # a copy: another thread may be adding an engine
         engine.dispose()
 
 

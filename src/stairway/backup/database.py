@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -33,14 +33,15 @@ def dump_sqlite(engine: Engine, target: Path) -> None:
     """Copy the live SQLite database to ``target`` page by page, consistent at one instant."""
     source = sqlite_path(engine)
     assert source is not None
-    with sqlite3.connect(source) as live, sqlite3.connect(target) as copy:
+    # closing(): a sqlite3 connection's own `with` commits but leaves the file open, and an
+    # open handle on the live file is what a restore's holder check refuses to swap under.
+    with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(target)) as copy:
         live.backup(copy)
-    copy.close()
 
 
 def check_sqlite(path: Path) -> None:
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             result = db.execute("PRAGMA quick_check").fetchone()
     except sqlite3.DatabaseError as err:
         raise BackupError(
