@@ -28,7 +28,7 @@ SHOP = Path(__file__).resolve().parent.parent / "tests" / "catalogs" / "shop"
 VERSION = "2.1.0"
 SCHEMA = 6
 # ``stairway.guard`` is the function; the module behind it holds the manifest cache.
-guard_module = importlib.import_module("stairway.guard")
+guard_module = importlib.import_module("stairway.startup")
 BLOCKS = 10  # guard and SELECT 1 take turns in blocks, so drift on the machine hits both
 
 

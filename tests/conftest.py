@@ -113,3 +113,8 @@ def redis_prefix() -> Iterator[tuple[object, str]]:
     for key in client.scan_iter(f"{prefix}:*"):
         client.delete(key)
     client.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heavy tests first: started last, they would run alone at the end on idle workers."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)

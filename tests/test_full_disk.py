@@ -53,7 +53,10 @@ def new_site(sites: ExampleSites, name: str, running: bool = True) -> ExampleSit
 
 # Scenarios run in threads that share the process's engine cache: one thread's dispose_all()
 # may drop a pooled connection another thread's engine opened to its own scratch database.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.heavy,
+]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], scope="module")

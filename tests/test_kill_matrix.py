@@ -31,7 +31,10 @@ WORKERS = 3  # scenarios run side by side: most of their time is spent waiting o
 
 # Scenarios run in threads that share the process's engine cache: one thread's dispose_all()
 # may drop a pooled connection another thread's engine opened to its own scratch database.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.heavy,
+]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], scope="module")

@@ -1,7 +1,28 @@
 """Stairway: safe, boring upgrades of self-hosted, stateful services."""
 
-from stairway.errors import StairwayError
-from stairway.guard import GuardResult, guard
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stairway.errors import StairwayError
+    from stairway.startup import GuardResult, guard
 
 __all__ = ["GuardResult", "StairwayError", "guard"]
 __version__ = "0.1.0"
+
+# Imported on first use: the CLI, the example product's start and stop commands and every other
+# `python -m stairway...` process pay for the engine, the SQL parser and the catalog only when
+# they use them, not for importing the package.
+_LAZY = {
+    "guard": "stairway.startup",
+    "GuardResult": "stairway.startup",
+    "StairwayError": "stairway.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'stairway' has no attribute {name!r}")

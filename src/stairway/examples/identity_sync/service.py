@@ -18,7 +18,7 @@ import stairway
 from stairway.database import engine_for
 from stairway.errors import SecretError
 from stairway.examples.identity_sync import rolling
-from stairway.guard import GuardResult
+from stairway.startup import GuardResult
 from stairway.maintenance import read as read_maintenance
 from stairway.secrets import KeySource, SecretStore
 from stairway.site import load_site
