@@ -1,6 +1,7 @@
-"""The upgrade journal survives torn writes: every line carries its checksum, a torn or damaged
-line is skipped and never rewritten, a torn plan means nothing started, and a failed append is
-an error that names the file."""
+"""The upgrade journal survives torn writes: every line carries its checksum, a torn line is
+skipped, marked as cut and never rewritten, a damaged line elsewhere stops a resume (a rollback
+still puts the site back), a torn plan means nothing started, and a failed append is an error
+that names the file."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def written(tmp_path: Path) -> Journal:
 def test_records_are_read_back_and_each_line_carries_its_checksum(tmp_path: Path) -> None:
     journal = written(tmp_path)
     state = read(journal.path)
-    assert (state.upgrade_id, state.plan, state.done, state.damaged) == ("u-1", PLAN, {0}, 0)
+    assert (state.upgrade_id, state.plan, state.done) == ("u-1", PLAN, {0})
+    assert (state.torn, state.damaged) == (0, ())
     assert state.value("backup") == "b-1"
     for line in journal.path.read_bytes().splitlines():
         check, _, payload = line.partition(b"\t")
@@ -54,13 +56,13 @@ def test_a_torn_last_record_is_not_written_and_never_rewritten(tmp_path: Path) -
         journal.path.write_bytes(whole[:cut])
         state = read(journal.path)
         assert state.done == set() and state.value("backup") is None, cut
-        assert state.damaged == (0 if cut == last else 1)
+        assert (state.torn, state.damaged) == (0 if cut == last else 1, ())
         journal.record("finished")
         after = journal.path.read_bytes()
         assert after[:cut] == whole[:cut], "the bytes before the append are left as they were"
         again = read(journal.path)
         assert [r.event for r in again.records] == ["begin", "finished"], cut
-        assert again.damaged == state.damaged
+        assert (again.torn, again.damaged) == (state.torn, ()), "still torn, not damage"
 
 
 def test_a_record_whole_but_for_its_newline_counts_as_written(tmp_path: Path) -> None:
@@ -83,7 +85,7 @@ def test_a_flipped_bit_in_a_middle_line_skips_that_record_only(tmp_path: Path) -
             path.write_bytes(bytes(damaged))
             state = read(path)
             assert [r.event for r in state.records] == ["done"], (at, bit)
-            assert (state.upgrade_id, state.damaged, state.done) == ("u-1", 1, {0})
+            assert (state.upgrade_id, state.damaged, state.torn) == ("u-1", (2,), 0)
 
 
 def test_a_torn_plan_alone_means_nothing_started_and_is_set_aside(tmp_path: Path) -> None:
@@ -139,10 +141,11 @@ def test_an_append_failing_half_way_leaves_a_torn_line_that_is_skipped(
         with pytest.raises(JournalWriteError, match=str(journal.path)) as caught:
             journal.begin(1)
     assert caught.value.errno == code and errno.errorcode[code] in str(caught.value)
-    assert read(journal.path).damaged == 1 and read(journal.path).done == {0}
+    assert read(journal.path).torn == 1 and read(journal.path).done == {0}
     journal.begin(1)
     after = journal.path.read_bytes()
     assert after.startswith(before) and read(journal.path).records[-1].step == 1
+    assert (read(journal.path).torn, read(journal.path).damaged) == (1, ())
 
 
 def test_a_journal_of_the_earlier_format_reads_and_takes_new_records(tmp_path: Path) -> None:
@@ -180,12 +183,13 @@ def test_an_upgrade_killed_while_writing_a_record_resumes(
         active = site.parent / "backups" / ACTIVE
         torn = active.read_bytes()
         assert not torn.endswith(b"\n")
-        assert 4 not in read(active).done and read(active).damaged == 1
+        assert 4 not in read(active).done and read(active).torn == 1
         resumed = upgrade(site, "upgrade", "--resume")
         assert resumed.returncode == 0, resumed.stderr
         (history,) = (site.parent / "backups" / HISTORY).glob("*.journal")
         assert history.read_bytes().startswith(torn), "the torn bytes stay as they were"
-        assert read(history).ended == "finished" and read(history).damaged == 1
+        assert read(history).ended == "finished" and read(history).torn == 1
+        assert read(history).damaged == ()
         assert fingerprint(site)["release"] == "2.0.0"
     finally:
         stairway_stop(site)
@@ -204,5 +208,69 @@ def test_an_upgrade_killed_while_writing_its_plan_starts_afresh(
         assert again.returncode == 0, again.stderr
         assert fingerprint(site)["release"] == "2.0.0"
         assert len(list((site.parent / "backups" / HISTORY).glob(f"*{TORN}"))) == 1
+    finally:
+        stairway_stop(site)
+
+
+def test_a_line_cut_short_then_damaged_reads_as_damage(tmp_path: Path) -> None:
+    """Only a torn line followed by the mark a later append wrote is taken for a crash's."""
+    journal = written(tmp_path)
+    whole = journal.path.read_bytes()
+    journal.path.write_bytes(whole[:-9])  # the `done` record cut short
+    journal.record("failed", 1)
+    assert (read(journal.path).torn, read(journal.path).damaged) == (1, ())
+    marked = journal.path.read_bytes()
+    journal.path.write_bytes(marked.replace(journal_module.CUT, b"~ edited"))
+    assert read(journal.path).damaged == (3, 4)
+
+
+def damage_middle(site: Path) -> bytes:
+    """Flip a bit in the journal's second record (a `begin`): a line a crash cannot tear."""
+    active = site.parent / "backups" / ACTIVE
+    lines = active.read_bytes().split(b"\n")
+    lines[1] = lines[1][:-3] + bytes([lines[1][-3] ^ 1]) + lines[1][-2:]
+    active.write_bytes(b"\n".join(lines))
+    assert read(active).damaged == (2,)
+    return active.read_bytes()
+
+
+def test_a_journal_damaged_in_the_middle_is_not_resumed_and_a_rollback_puts_all_back(
+    tmp_path: Path, database_url: str
+) -> None:
+    site = build_site(tmp_path, database_url)
+    try:
+        before = fingerprint(site)
+        killed = upgrade(site, "upgrade", "--to", "2.0.0", fault="4:done")
+        assert killed.returncode == -9, killed.stderr
+        damaged = damage_middle(site)
+        refused = upgrade(site, "upgrade", "--resume")
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        said = " ".join(refused.stderr.split())
+        assert "damaged at line(s) 2" in said and "stairway rollback" in said
+        assert (site.parent / "backups" / ACTIVE).read_bytes() == damaged, "nothing written"
+        back = upgrade(site, "rollback")
+        assert back.returncode == 0, back.stderr
+        assert fingerprint(site) == before
+    finally:
+        stairway_stop(site)
+
+
+def test_a_damaged_journal_that_lost_its_backup_record_leaves_the_choice_to_an_operator(
+    tmp_path: Path, database_url: str
+) -> None:
+    site = build_site(tmp_path, database_url)
+    try:
+        killed = upgrade(site, "upgrade", "--to", "2.0.0", fault="4:done")
+        assert killed.returncode == -9, killed.stderr
+        active = site.parent / "backups" / ACTIVE
+        state = read(active)
+        lines = active.read_bytes().split(b"\n")
+        (at,) = [n for n, r in enumerate(state.records, 2) if "backup" in r.data]
+        lines[at - 1] = lines[at - 1].replace(b'"backup"', b'"bAckup"', 1)
+        active.write_bytes(b"\n".join(lines))
+        left = upgrade(site, "rollback")
+        said = " ".join(left.stderr.split())
+        assert left.returncode == 3 and "Traceback" not in left.stderr, left.stderr
+        assert "no longer names the backup" in said and "stairway restore ID" in said
     finally:
         stairway_stop(site)

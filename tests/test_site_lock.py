@@ -110,7 +110,8 @@ def journal_is_whole(site: Path) -> None:
     assert not (backups / ACTIVE).exists()
     for path in (backups / HISTORY).glob("*.journal"):
         state = read(path)
-        assert state.damaged == 0 and state.ended in ("finished", "rolled-back"), path
+        assert not state.damaged and not state.torn, path
+        assert state.ended in ("finished", "rolled-back"), path
 
 
 # --- pairs of site-changing commands started together --------------------------------------

@@ -8,10 +8,13 @@ else. A finished journal moves to ``upgrades/<id>.journal`` and is history.
 Each line is ``<checksum>\t<json>``: the first 16 hex digits of the SHA-256 of the JSON bytes.
 The file is fsynced after every append, and its directory when the file is created. A crash can
 leave the last line torn; its checksum fails and readers skip it, as a record never written. It
-is never rewritten: the next append first ends it with a newline, so the torn bytes stay as a
-line of their own. A damaged line elsewhere (a flipped bit) is skipped too, and reading goes on;
-``JournalState.damaged`` counts the lines skipped, so a caller can tell the journal is not whole.
-Lines without a checksum are the format of earlier versions and are read as they are.
+is never rewritten: the next append first ends it with a newline and a line of its own saying it
+was cut short (``CUT``), so the torn bytes stay as they were and are told apart from damage. Any
+other line that fails its checksum (a flipped bit, an edit) is damage: reading goes on, but
+``JournalState.damaged`` names those lines, and an upgrade is not resumed from such a journal,
+since it can no longer say which steps ran (a rollback, which restores everything from the
+backup, still can be). Lines without a checksum are the format of earlier versions and are read
+as they are.
 
 The plan is written before any step runs. A journal whose plan line is torn and which holds no
 other record therefore recorded nothing that ran: ``active()`` moves it into the history as
@@ -43,6 +46,9 @@ TORN = ".torn"  # a set-aside journal whose plan was torn: nothing had started
 # the record's line.
 FAULT = faults.FAULT
 CHECK = 16  # hex digits of SHA-256 before the tab of each line
+# Written after a torn last line by the next append: the line above it was cut short by a crash
+# or a failed write, not damaged afterwards. It never decodes as a record.
+CUT = b"~ the line above was cut short and is not a record"
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,8 @@ class JournalState:
     upgrade_id: str
     plan: dict[str, Any]
     records: tuple[Record, ...]
-    damaged: int = 0  # lines skipped: torn by a crash or failing their checksum
+    torn: int = 0  # lines cut short by a crash or a failed write: records never written
+    damaged: tuple[int, ...] = ()  # line numbers (from 1) failing their checksum otherwise
 
     @property
     def done(self) -> set[int]:
@@ -169,7 +176,8 @@ def append_line(path: Path, line: bytes) -> None:
     """Append ``line`` and fsync; the directory too when this creates the file.
 
     Bytes a crash left after the last newline are ended first, never overwritten: the torn line
-    stays as it is, and readers skip it by its checksum.
+    stays as it is, followed by ``CUT`` (unless it is a whole record missing only its newline),
+    and readers skip it by its checksum.
     """
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
@@ -180,7 +188,7 @@ def append_line(path: Path, line: bytes) -> None:
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
+            line = _closing(_last_line(fd, size)) + line
         _write_all(fd, line)
         os.fsync(fd)
     finally:
@@ -190,37 +198,62 @@ def append_line(path: Path, line: bytes) -> None:
 
 
 def read(path: Path) -> JournalState:
-    entries, damaged = scan(path.read_bytes())
+    found = scan(path.read_bytes())
+    entries = found.entries
     if not entries or entries[0].get("event") != "plan":
+        skipped = found.torn + len(found.damaged)
         raise UpgradeError(
             f"{path} is not an upgrade journal"
-            + (f" ({damaged} damaged line(s), its plan among them)" if damaged else ""),
+            + (f" ({skipped} unreadable line(s), its plan among them)" if skipped else ""),
             hint="if no upgrade is under way, move it away; the backups hold the site as it was",
         )
     head = entries[0]
     records = tuple(_record(e) for e in entries[1:])
-    return JournalState(str(head["upgrade"]), dict(head["plan"]), records, damaged)
+    return JournalState(
+        str(head["upgrade"]), dict(head["plan"]), records, found.torn, found.damaged
+    )
 
 
-def scan(data: bytes) -> tuple[list[dict[str, Any]], int]:
-    """The records of a journal's bytes, in order, and how many lines were skipped as damaged."""
+@dataclass(frozen=True)
+class Scan:
+    """A journal's bytes read line by line."""
+
+    entries: list[dict[str, Any]]
+    torn: int  # the last line cut short, or a line followed by ``CUT``
+    damaged: tuple[int, ...]  # every other line that is not a record: its number, from 1
+
+
+def scan(data: bytes) -> Scan:
+    lines = data.split(b"\n")
     entries: list[dict[str, Any]] = []
-    damaged = 0
-    for line in data.split(b"\n"):
-        if not line:
-            continue  # the end of the file (or of a line closed off after a crash)
+    torn, damaged = 0, []
+    for number, line in enumerate(lines, 1):
+        if not line or line == CUT:
+            continue  # the end of the file, or the mark after a torn line
         entry = decode(line)
-        if entry is None:
-            damaged += 1
-        else:
+        if entry is not None:
             entries.append(entry)
-    return entries, damaged
+        elif number == len(lines) or lines[number] == CUT:
+            torn += 1  # the file's unfinished end, or an end a later append closed off
+        else:
+            damaged.append(number)
+    return Scan(entries, torn, tuple(damaged))
 
 
 def _recorded_nothing(path: Path) -> bool:
     """Empty, or only damaged lines: the plan never completed, so no step can have begun."""
-    entries, _ = scan(path.read_bytes())
-    return not entries
+    return not scan(path.read_bytes()).entries
+
+
+def _last_line(fd: int, size: int) -> bytes:
+    """The bytes after the file's last newline (a torn line is at most one record long)."""
+    tail = os.pread(fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+    return tail.rsplit(b"\n", 1)[-1]
+
+
+def _closing(torn: bytes) -> bytes:
+    """What ends an unfinished last line: a newline, and ``CUT`` unless it is a whole record."""
+    return b"\n" if decode(torn) is not None else b"\n" + CUT + b"\n"
 
 
 def _checksum(payload: bytes) -> bytes:

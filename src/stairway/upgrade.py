@@ -204,6 +204,14 @@ def _resume(
             f"a rollback of upgrade {active.upgrade_id} was under way",
             hint="`stairway rollback` finishes it",
         )
+    if active.damaged:
+        raise UpgradeError(
+            f"the journal {journal.path} of upgrade {active.upgrade_id} is damaged at line(s) "
+            f"{', '.join(map(str, active.damaged))}: it can no longer say which steps ran, so "
+            "the upgrade is not resumed; nothing was changed",
+            hint="`stairway rollback` puts the site back from the backup taken before it, "
+            "whatever ran; then run the upgrade again",
+        )
     report = _run(ctx, journal, active, progress)
     return UpgradeReport(report.upgrade_id, report.current, report.target, report.done, True)
 
@@ -450,8 +458,10 @@ def _rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None) -> str
     recovery.refuse_half_restored(ctx)
     active = journal.active()
     if active is not None:
+        _backup_known(journal, active)
         journal.record("rollback-begin", backup=active.value("backup"))
-        recovery.put_back(ctx, active, changed_site(active))
+        # a damaged line may hide a step that began: everything is put back then
+        recovery.put_back(ctx, active, bool(active.damaged) or changed_site(active))
         journal.record("rolled-back")
         journal.close(active.upgrade_id)
         return str(active.plan["from"])
@@ -467,6 +477,19 @@ def _rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None) -> str
     recovery.put_back(ctx, last, True)
     journal.mark_history(last.upgrade_id, "rolled-back")
     return str(last.plan["from"])
+
+
+def _backup_known(journal: Journal, active: JournalState) -> None:
+    """A damaged journal may have lost the record naming its backup: then an operator picks it."""
+    if not active.damaged or active.value("backup") is not None:
+        return
+    raise RollbackFailed(
+        f"the journal {journal.path} of upgrade {active.upgrade_id} is damaged at line(s) "
+        f"{', '.join(map(str, active.damaged))} and no longer names the backup taken before "
+        "the upgrade; nothing was changed",
+        hint="`stairway backups` lists them: `stairway restore ID --yes` with the last one taken "
+        f"before {active.plan.get('from')} was left, then move {journal.path} away",
+    )
 
 
 def _verify(ctx: Context, plan: UpgradePlan) -> None:

@@ -18,10 +18,10 @@ import stairway
 from stairway.database import engine_for
 from stairway.errors import SecretError
 from stairway.examples.identity_sync import rolling
-from stairway.startup import GuardResult
 from stairway.maintenance import read as read_maintenance
 from stairway.secrets import KeySource, SecretStore
 from stairway.site import load_site
+from stairway.startup import GuardResult
 from stairway.versions import Version
 
 ADMIN_TOKEN_HEADER = "x-admin"
