@@ -32,7 +32,7 @@ import pytest
 from conftest import THOROUGH
 from example_sites import ExampleSite, ExampleSites, example_sites
 from stairway import disk, faults
-from stairway.backup.restore import SPACE_MARGIN
+from stairway.backup.restore import SPACE_MARGIN, space_margin
 from stairway.faults import FILLER
 from stairway.journal import Journal
 
@@ -369,6 +369,46 @@ def test_a_backup_on_a_full_disk_ends_cleanly_with_no_partial_archive(sites: Exa
     assert "Traceback" not in taken.stderr
     assert "error:" in taken.stderr and str(backups) in taken.stderr
     assert left == [], "no partial archive nor scratch directory is left"
+
+
+def test_a_small_backup_disk_filled_mid_upgrade_rolls_back_once_freed(
+    sites: ExampleSites,
+) -> None:
+    """backup_dir on a small disk that holds the backup many times over (2 MB; on PostgreSQL
+    12 MB, as verify asks room for a generous estimate of the dump), filled after the backup
+    record: exit 3 naming the next command, which rolls back once the filler is gone. The restore
+    keeps free what it stages (at least 1 MiB), not a fixed 16 MiB no such disk ever has."""
+    _require_mount()
+    site = new_site(sites, "small-backups")
+    backups = site.root / "backups"
+    shutil.rmtree(backups, ignore_errors=True)
+    try:
+        with small_disk(backups, (2 if sites.kind == "sqlite" else 12) << 20):
+            done = site.cli(
+                "upgrade", "--to", TARGET, fault="1:begin", STAIRWAY_FAULT_ACTION=f"fill:{backups}"
+            )
+            assert "Traceback" not in done.stderr
+            assert done.returncode == 3, done.stderr
+            assert SAID_MAINTENANCE.search(done.stderr), done.stderr
+            command = NEXT.search(done.stderr)
+            assert command is not None and "rollback" in command.group(1), done.stderr
+            (backups / FILLER).unlink()
+            after = _run_exactly(command.group(1))
+            assert after.returncode == 0, after.stderr
+            health = site.health() or {}
+            assert (str(health.get("release")), str(health.get("schema"))) == OLD, health
+            with _ENGINES:
+                assert not site.maintenance()
+            assert site.stale_holders() == []
+    finally:
+        site.stop()
+
+
+def test_the_restore_margin_follows_what_it_stages() -> None:
+    assert space_margin(0) == 1 << 20
+    assert space_margin(300_000) == 1 << 20
+    assert space_margin(5 << 20) == 5 << 20
+    assert space_margin(1 << 30) == SPACE_MARGIN
 
 
 # --- the fault hooks and the reading of a failed write, on their own -----------------------------

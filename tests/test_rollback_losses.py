@@ -166,6 +166,24 @@ def test_the_report_tells_rows_tables_and_files_apart(quiet_site: Path) -> None:
         assert left == [], "the scratch copy is dropped"
 
 
+def test_a_column_added_since_that_holds_values_is_named(quiet_site: Path) -> None:
+    """Values in a column the backup does not have go with it (the upgrade's own display_name,
+    or anything written into it since): the column is named with the rows holding a value."""
+    ctx = commands.open_context(quiet_site, None)
+    taken = commands.backup(ctx)
+    with ctx.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE jobs ADD COLUMN owner TEXT"))
+        conn.execute(text("ALTER TABLE jobs ADD COLUMN note TEXT"))  # no value: nothing goes
+        conn.execute(text("UPDATE jobs SET owner = 'ops' WHERE id = 1"))
+    dispose_all()
+    report = losses_since(commands.open_context(quiet_site, None), taken.id)
+    tables = {t.table: t for t in report.tables}
+    assert tables["jobs"].new_columns == (("owner", 1),), report.describe()
+    assert "table jobs: column owner added since, 1 row holding a value (they go)" in (
+        "\n".join(report.describe())
+    )
+
+
 def test_a_live_database_that_cannot_be_read_is_reported_not_refused(
     quiet_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,7 +3,9 @@
 Tables with a primary key are read on both sides in key order, streamed in batches, and merged:
 a key only now is a row added, a key only then a row removed, a key on both sides whose row
 differs a row changed (PostgreSQL sends an md5 of each row, not the row). Only the columns both
-sides have are compared: a column a schema change added does not make every row "changed".
+sides have are compared: a column a schema change added does not make every row "changed";
+but a column added since that holds values is named with how many rows hold one, since those
+values go with it.
 A table without a primary key, or whose keys do not compare, is counted on both sides instead.
 A table on one side only was created or dropped since.
 """
@@ -34,12 +36,19 @@ class TableChange:
     rows_then: int = 0
     rows_now: int = 0
     note: str = ""  # why a table was only counted
+    new_columns: tuple[tuple[str, int], ...] = ()  # added since: (column, rows holding a value)
 
     @property
     def differs(self) -> bool:
         if self.kind in ("created", "dropped"):
             return True
-        return bool(self.added or self.removed or self.changed or self.rows_then != self.rows_now)
+        return bool(
+            self.added
+            or self.removed
+            or self.changed
+            or self.rows_then != self.rows_now
+            or self.new_columns
+        )
 
     def describe(self) -> str:
         if self.kind == "created":
@@ -53,7 +62,12 @@ class TableChange:
             )
         counts = [(self.added, "added"), (self.removed, "removed"), (self.changed, "changed")]
         parts = [f"{n} {what}" for n, what in counts if n]
-        return f"table {self.table}: rows {', '.join(parts)}"
+        said = [f"rows {', '.join(parts)}"] if parts else []
+        said += [
+            f"column {name} added since, {_rows(held)} holding a value (they go)"
+            for name, held in self.new_columns
+        ]
+        return f"table {self.table}: {'; '.join(said)}"
 
 
 def compare(
@@ -80,7 +94,13 @@ def _table(now: Connection, then: Connection, table: str) -> TableChange:
     if not key or inspect(then).get_pk_constraint(table)["constrained_columns"] != key:
         return _counted(now, then, table, "no primary key to compare rows by")
     columns_then = {c["name"] for c in inspect(then).get_columns(table)}
-    columns = [c for c in inspect(now).get_columns(table) if c["name"] in columns_then]
+    columns_now = inspect(now).get_columns(table)
+    columns = [c for c in columns_now if c["name"] in columns_then]
+    new = tuple(
+        (c["name"], held)
+        for c in columns_now
+        if c["name"] not in columns_then and (held := _held(now, table, c["name"]))
+    )
     textual = {c["name"] for c in columns if isinstance(c["type"], sqltypes.String)}
     values = [c["name"] for c in columns if c["name"] not in key]
     try:
@@ -90,7 +110,14 @@ def _table(now: Connection, then: Connection, table: str) -> TableChange:
         )
     except (_Unordered, TypeError):  # keys Python does not order as the database did
         return _counted(now, then, table, "its keys do not compare row by row")
-    return TableChange(table, "rows", added, removed, changed)
+    return TableChange(table, "rows", added, removed, changed, new_columns=new)
+
+
+def _held(conn: Connection, table: str, column: str) -> int:
+    """Rows whose ``column`` holds a value (not NULL)."""
+    quote = conn.dialect.identifier_preparer.quote
+    query = f"SELECT count(*) FROM {quote(table)} WHERE {quote(column)} IS NOT NULL"
+    return int(conn.execute(text(query)).scalar_one())
 
 
 def _counted(now: Connection, then: Connection, table: str, note: str) -> TableChange:

@@ -30,7 +30,15 @@ from stairway.database import sqlite_path
 from stairway.errors import BackupError
 from stairway.files import sync_directory
 
-SPACE_MARGIN = 16 << 20  # bytes left free after staging, for the database and the logs
+SPACE_MARGIN = 16 << 20  # at most this is kept free after staging, for the database and the logs
+MIN_SPACE_MARGIN = 1 << 20  # at least this
+
+
+def space_margin(staged: int) -> int:
+    """What a restore keeps free on a file system beyond the ``staged`` bytes it writes there:
+    as much again, from 1 MiB up to 16 MiB. A fixed 16 MiB would refuse every restore, and so
+    every rollback, on a small backup disk that holds the backup several times over."""
+    return min(SPACE_MARGIN, max(MIN_SPACE_MARGIN, staged))
 
 
 @dataclass(frozen=True)
@@ -119,9 +127,10 @@ def _check_space(manifest: BackupManifest, target: RestoreTarget) -> None:
         by_device[place.stat().st_dev] = (first, total + size)
     for where, total in by_device.values():
         free = shutil.disk_usage(where).free
-        if total + SPACE_MARGIN > free:
+        needed = total + space_margin(total)
+        if needed > free:
             raise BackupError(
-                f"restoring backup {manifest.id} needs {_mb(total + SPACE_MARGIN)} on the file "
+                f"restoring backup {manifest.id} needs {_mb(needed)} on the file "
                 f"system of {where}, which has {_mb(free)} free: refused",
                 hint="free space there, then run the restore again; nothing was changed",
             )
