@@ -5,11 +5,14 @@ that names the file."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -224,6 +227,20 @@ def test_a_line_cut_short_then_damaged_reads_as_damage(tmp_path: Path) -> None:
     assert read(journal.path).damaged == (3, 4)
 
 
+@contextlib.contextmanager
+def killed_after_backup(tmp_path: Path, database_url: str) -> Iterator[tuple[Path, Any]]:
+    """A site whose upgrade to 2.0.0 was killed once its backup was recorded, and its
+    fingerprint from before; its product stopped afterwards."""
+    site = build_site(tmp_path, database_url)
+    try:
+        before = fingerprint(site)
+        killed = upgrade(site, "upgrade", "--to", "2.0.0", fault="4:done")
+        assert killed.returncode == -9, killed.stderr
+        yield site, before
+    finally:
+        stairway_stop(site)
+
+
 def damage_middle(site: Path) -> bytes:
     """Flip a bit in the journal's second record (a `begin`): a line a crash cannot tear."""
     active = site.parent / "backups" / ACTIVE
@@ -237,11 +254,7 @@ def damage_middle(site: Path) -> bytes:
 def test_a_journal_damaged_in_the_middle_is_not_resumed_and_a_rollback_puts_all_back(
     tmp_path: Path, database_url: str
 ) -> None:
-    site = build_site(tmp_path, database_url)
-    try:
-        before = fingerprint(site)
-        killed = upgrade(site, "upgrade", "--to", "2.0.0", fault="4:done")
-        assert killed.returncode == -9, killed.stderr
+    with killed_after_backup(tmp_path, database_url) as (site, before):
         damaged = damage_middle(site)
         refused = upgrade(site, "upgrade", "--resume")
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
@@ -251,17 +264,12 @@ def test_a_journal_damaged_in_the_middle_is_not_resumed_and_a_rollback_puts_all_
         back = upgrade(site, "rollback")
         assert back.returncode == 0, back.stderr
         assert fingerprint(site) == before
-    finally:
-        stairway_stop(site)
 
 
 def test_a_damaged_journal_that_lost_its_backup_record_leaves_the_choice_to_an_operator(
     tmp_path: Path, database_url: str
 ) -> None:
-    site = build_site(tmp_path, database_url)
-    try:
-        killed = upgrade(site, "upgrade", "--to", "2.0.0", fault="4:done")
-        assert killed.returncode == -9, killed.stderr
+    with killed_after_backup(tmp_path, database_url) as (site, _):
         active = site.parent / "backups" / ACTIVE
         state = read(active)
         lines = active.read_bytes().split(b"\n")
@@ -272,5 +280,3 @@ def test_a_damaged_journal_that_lost_its_backup_record_leaves_the_choice_to_an_o
         said = " ".join(left.stderr.split())
         assert left.returncode == 3 and "Traceback" not in left.stderr, left.stderr
         assert "no longer names the backup" in said and "stairway restore ID" in said
-    finally:
-        stairway_stop(site)

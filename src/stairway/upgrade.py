@@ -206,9 +206,8 @@ def _resume(
         )
     if active.damaged:
         raise UpgradeError(
-            f"the journal {journal.path} of upgrade {active.upgrade_id} is damaged at line(s) "
-            f"{', '.join(map(str, active.damaged))}: it can no longer say which steps ran, so "
-            "the upgrade is not resumed; nothing was changed",
+            f"{_damage(journal, active)}: it can no longer say which steps ran, so the "
+            "upgrade is not resumed; nothing was changed",
             hint="`stairway rollback` puts the site back from the backup taken before it, "
             "whatever ran; then run the upgrade again",
         )
@@ -484,11 +483,17 @@ def _backup_known(journal: Journal, active: JournalState) -> None:
     if not active.damaged or active.value("backup") is not None:
         return
     raise RollbackFailed(
-        f"the journal {journal.path} of upgrade {active.upgrade_id} is damaged at line(s) "
-        f"{', '.join(map(str, active.damaged))} and no longer names the backup taken before "
-        "the upgrade; nothing was changed",
+        f"{_damage(journal, active)} and no longer names the backup taken before the "
+        "upgrade; nothing was changed",
         hint="`stairway backups` lists them: `stairway restore ID --yes` with the last one taken "
         f"before {active.plan.get('from')} was left, then move {journal.path} away",
+    )
+
+
+def _damage(journal: Journal, active: JournalState) -> str:
+    lines = ", ".join(map(str, active.damaged))
+    return (
+        f"the journal {journal.path} of upgrade {active.upgrade_id} is damaged at line(s) {lines}"
     )
 
 
