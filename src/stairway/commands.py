@@ -445,11 +445,15 @@ def backups(ctx: Context) -> list[Backup]:
 
 @changes_site
 def restore(
-    ctx: Context, backup_id: str, before_swap: Callable[[], object] | None = None
+    ctx: Context,
+    backup_id: str,
+    before_swap: Callable[[], object] | None = None,
+    before_live: Callable[[], object] | None = None,
 ) -> BackupManifest:
     """Put the site back as backup ``backup_id`` holds it, checked before anything is touched;
     the audit entries written since the backup are carried over into the restored log.
-    ``before_swap`` runs once the archive has proved whole (it stops the product)."""
+    ``before_swap`` runs once the archive has proved whole (it stops the product);
+    ``before_live`` once all is staged, just before the first live change."""
     where = backup_dir(ctx)
     keys = secret_keys(ctx)
     pending: list[audit_carry.Pending] = []
@@ -460,6 +464,10 @@ def restore(
         # read once the product is down: nothing it logs afterwards can be missed
         pending.append(audit_carry.read_pending(ctx.engine, manifest))
 
+    def before_live_(_manifest: BackupManifest) -> None:
+        if before_live is not None:
+            before_live()
+
     target = RestoreTarget(
         ctx.catalog.product,
         ctx.engine,
@@ -468,6 +476,7 @@ def restore(
         accept=lambda m: secret_backups.check_restorable(m.secret_keys, keys, backup_id),
         config_files=tuple(ctx.site.site.config_files),
         before_swap=before_swap_,
+        before_live=before_live_,
     )
     manifest = restore_backup(target, find_backup(where, backup_id))
     with ctx.engine.begin() as conn:  # the carried entries and the restore's own, or neither

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from stairway.errors import StagingFailed
+
 FULL = (errno.ENOSPC, errno.EDQUOT)
 # SQLite's own words for the same errors (it does not pass the errno on)
 SQLITE_SAYS = {
@@ -31,16 +33,19 @@ class DiskTrouble:
 
     code: int
     path: str | None = None
+    directory: str | None = None  # known without a file: the one a restore staged into
 
     @property
     def said(self) -> str:
         return os.strerror(self.code)
 
-    def where(self, fallback: Path) -> str:
+    def where(self, fallback: Path | str) -> str:
         """The file system to act on: the failed file's directory, else ``fallback``."""
+        if self.directory:
+            return self.directory
         return str(Path(self.path).parent) if self.path else str(fallback)
 
-    def advice(self, fallback: Path) -> str:
+    def advice(self, fallback: Path | str) -> str:
         """What to do before trying again, in a few words."""
         where = self.where(fallback)
         if self.code in FULL:
@@ -63,11 +68,19 @@ def trouble(error: BaseException | None) -> DiskTrouble | None:
 
 
 def _own(error: BaseException) -> DiskTrouble | None:
+    if isinstance(error, StagingFailed):  # it knows the directory; its words would lose it
+        return DiskTrouble(error.code, directory=error.where)
     if isinstance(error, OSError) and error.errno in WATCHED:
-        path = error.filename if isinstance(error.filename, str) else None
-        return DiskTrouble(error.errno, path)
+        return DiskTrouble(error.errno, _written(error))
     text = str(error).lower()
     for words, code in SAID.items():
         if words in text:
             return DiskTrouble(code)
     return None
+
+
+def _written(error: OSError) -> str | None:
+    """The file whose write failed. A copy (``shutil.copyfile``) names its source first and its
+    destination second: a full or read-only file system is the destination's, not the source's."""
+    names = (error.filename2, error.filename) if error.errno != errno.EIO else (error.filename,)
+    return next((name for name in names if isinstance(name, str)), None)

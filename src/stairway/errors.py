@@ -108,6 +108,17 @@ class BackupError(StairwayError):
     """A backup could not be taken, read or restored; the live site was left as it was."""
 
 
+class StagingFailed(BackupError):
+    """A write failed for the disk's sake while a restore staged the backup beside the live
+    parts: nothing live was changed, what was staged is removed. ``where`` is the directory
+    whose file system failed (the one written to)."""
+
+    def __init__(self, message: str, *, hint: str = "", code: int, where: str) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code  # the errno of the failed write
+        self.where = where
+
+
 class ReleaseError(StairwayError):
     """A release artifact is missing, unsigned, tampered or cannot be installed."""
 

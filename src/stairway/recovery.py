@@ -12,15 +12,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import orjson
 
-from stairway import audit, commands, faults, maintenance, releases, service
+from stairway import audit, commands, disk, faults, maintenance, releases, service
 from stairway.backup import BackupManifest
 from stairway.commands import Context
 from stairway.configfiles.files import backup_name
 from stairway.database import sqlite_path
-from stairway.errors import BackupError, UpgradeError
+from stairway.errors import (
+    BackupError,
+    ExitCode,
+    ManualStepNeeded,
+    ServiceStillUp,
+    StairwayError,
+    UpgradeError,
+)
 from stairway.files import write_atomic
 from stairway.holders import sqlite_files
 from stairway.journal import JournalState
@@ -124,18 +132,101 @@ RESTORING = "restore.intent"  # in backup_dir while a restore swaps: the site is
 @changes_site  # stopped, swapped, started: nothing else may change the site in between
 def restore_site(ctx: Context, backup_id: str) -> BackupManifest:
     """``stairway restore``: checked, the product stopped and shown down only once the archive
-    has proved whole, swapped, the release it holds made current, started and shown serving."""
+    has proved whole, staged, the intent recorded, swapped, the release it holds made current,
+    started and shown serving. A failure before the first live change starts the product again
+    (exit 2, nothing changed); one after it names the restore to run again (exit 3)."""
     intent = commands.backup_dir(ctx) / RESTORING
+    progress = _Progress()
 
     def before_swap() -> None:
+        progress.stopping = True
         stop(ctx)
-        write_atomic(intent, orjson.dumps({"backup": backup_id}))
 
-    manifest = commands.restore(ctx, backup_id, before_swap=before_swap)
-    current_to(ctx, manifest.version)
-    start_and_check(ctx, manifest.version)
+    def before_live() -> None:
+        write_atomic(intent, orjson.dumps({"backup": backup_id}))
+        progress.live = True
+
+    attempt = _Attempt(f"restoring backup {backup_id}", f"restore {backup_id} --yes")
+    try:
+        manifest = commands.restore(ctx, backup_id, before_swap, before_live)
+        current_to(ctx, manifest.version)
+        start_and_check(ctx, manifest.version)
+    except Exception as error:
+        if not progress.live:
+            _nothing_changed(ctx, attempt, progress.stopping, error)
+        raise _half_done(ctx, attempt, error) from error
     intent.unlink(missing_ok=True)
     return manifest
+
+
+@dataclass
+class _Progress:
+    """How far a restore got: the product being stopped; the first live change begun."""
+
+    stopping: bool = False
+    live: bool = False
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What is being done, in words, and the command that does it again."""
+
+    what: str
+    command: str
+
+    def again(self, ctx: Context) -> str:
+        return f"`stairway {self.command} --site {ctx.site.path}`"
+
+
+def _nothing_changed(ctx: Context, attempt: _Attempt, stopped: bool, error: Exception) -> NoReturn:
+    """A restore that failed before its first live change: the site is wholly as it was, so the
+    product is started again and the restore refused (exit 2), the error's own words kept."""
+    if stopped and not isinstance(error, ServiceStillUp):
+        try:  # the release ``current`` names and the database holds: both untouched
+            start_and_check(ctx, str(commands.current_version(ctx)))
+        except Exception as failure:
+            raise _half_done(ctx, attempt, failure) from error
+    if isinstance(error, StairwayError) and error.exit_code != ExitCode.REFUSED:
+        raise error
+    raise BackupError(
+        f"{attempt.what} failed before anything live was changed: {_said(error)}. Nothing was "
+        "changed" + ("; the product serves as before" if stopped else ""),
+        hint=f"{_first(ctx, error)}, then {attempt.again(ctx)}",
+    ) from error
+
+
+def _first(ctx: Context, error: BaseException) -> str:
+    """What to do before running it again: free the disk that filled (a staging failure knows
+    which), else what the error itself advises."""
+    found = disk.trouble(error)
+    if found is not None:
+        return found.advice(commands.backup_dir(ctx))
+    return error.hint if isinstance(error, StairwayError) and error.hint else "fix the cause"
+
+
+def _half_done(ctx: Context, attempt: _Attempt, error: BaseException) -> StairwayError:
+    """A restore that failed once it had begun to swap: only running it again makes the site
+    whole (the intent record makes upgrade and rollback refuse until then)."""
+    return ManualStepNeeded(
+        f"{attempt.what} stopped part way ({_said(error)}): the site may be part old, part "
+        f"restored and the product is stopped; {_maintenance(ctx)}",
+        hint=f"{_first(ctx, error)}, then {attempt.again(ctx)}",
+    )
+
+
+def _said(error: BaseException) -> str:
+    if isinstance(error, StairwayError):
+        return error.message
+    return str(error) or type(error).__name__
+
+
+def _maintenance(ctx: Context) -> str:
+    try:
+        with ctx.engine.connect() as conn:
+            on = maintenance.read(conn) is not None
+    except Exception:  # the database itself may be what failed
+        return "maintenance state unknown (the database does not answer)"
+    return "maintenance is still on" if on else "maintenance is off"
 
 
 def refuse_half_restored(ctx: Context) -> None:
@@ -154,20 +245,16 @@ def refuse_half_restored(ctx: Context) -> None:
     )
 
 
-def put_back(ctx: Context, state: JournalState, changed: bool) -> None:
-    """Undo the upgrade ``state`` records: with ``changed``, the product stopped and shown down,
-    ``current`` pointed back, the backup restored; then the old release started and checked."""
+def put_back(ctx: Context, state: JournalState, changed: bool, whole: bool = False) -> None:
+    """Undo the upgrade ``state`` records: with ``changed``, the backup restored (the product
+    stopped and shown down once it has proved whole, ``current`` pointed back just before the
+    first live change); then the old release started and checked. With ``whole`` (a finished
+    upgrade, served since), a restore that fails before its first live change starts the
+    product again and refuses (exit 2): nothing was changed."""
     origin = str(state.plan["from"])
     backup_id = state.value("backup")
     if changed:
-        stop(ctx)
-        release_back(ctx, state)
-        if backup_id is None:
-            raise BackupError(
-                "the upgrade changed the site but recorded no backup to restore",
-                hint="restore a backup by hand: `stairway backups`, then `stairway restore ID`",
-            )
-        commands.restore(ctx, backup_id)
+        _restore_back(ctx, state, backup_id, whole)
     else:
         maintenance.switch_off(ctx.engine)
     with ctx.engine.begin() as conn:
@@ -176,6 +263,33 @@ def put_back(ctx: Context, state: JournalState, changed: bool) -> None:
         for release in hops(state):  # the restored file is the original: a stale copy misleads
             backup_name(path, Version.parse(release)).unlink(missing_ok=True)
     start_and_check(ctx, origin)
+
+
+def _restore_back(ctx: Context, state: JournalState, backup_id: str | None, whole: bool) -> None:
+    if backup_id is None:
+        stop(ctx)
+        release_back(ctx, state)
+        raise BackupError(
+            "the upgrade changed the site but recorded no backup to restore",
+            hint="restore a backup by hand: `stairway backups`, then `stairway restore ID`",
+        )
+    progress = _Progress()
+
+    def before_swap() -> None:
+        progress.stopping = True
+        stop(ctx)
+
+    def before_live() -> None:
+        release_back(ctx, state)
+        progress.live = True
+
+    try:
+        commands.restore(ctx, backup_id, before_swap, before_live)
+    except Exception as error:
+        if whole and not progress.live:
+            attempt = _Attempt(f"rolling back to backup {backup_id}", "rollback --yes")
+            _nothing_changed(ctx, attempt, progress.stopping, error)
+        raise
 
 
 def hops(state: JournalState) -> list[str]:

@@ -28,6 +28,7 @@ from stairway.errors import (
     ManualStepNeeded,
     ReleaseError,
     RollbackFailed,
+    StagingFailed,
     StairwayError,
     UpgradeError,
     UpgradeFailed,
@@ -443,13 +444,22 @@ def rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None = None) 
     try:
         return _rollback(ctx, confirm)
     except Exception as failure:
-        if isinstance(failure, StairwayError) or disk.trouble(failure) is None:
+        if not _stopped_part_way(failure):
             raise
         raise RollbackFailed(
             f"the rollback could not finish ({_said(failure)}); {_maintenance_state(ctx)}",
-            hint=_then(ctx, failure, commands.backup_dir(ctx), "rollback")
+            # --yes: a finished upgrade's rollback asks first, and has shown its losses once
+            hint=_then(ctx, failure, commands.backup_dir(ctx), "rollback --yes")
             + ": it carries on where this one stopped",
         ) from failure
+
+
+def _stopped_part_way(failure: Exception) -> bool:
+    """A write failed for the disk's sake, where no layer below said what it left: a restore
+    that failed while staging says nothing was changed, which is not so for the rollback."""
+    if isinstance(failure, StagingFailed):
+        return True
+    return not isinstance(failure, StairwayError) and disk.trouble(failure) is not None
 
 
 def _rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None) -> str:
@@ -473,7 +483,7 @@ def _rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None) -> str
             f"the rollback of upgrade {last.upgrade_id} was not confirmed: nothing was changed",
             hint="run it again and answer yes, or pass --yes",
         )
-    recovery.put_back(ctx, last, True)
+    recovery.put_back(ctx, last, True, whole=True)
     journal.mark_history(last.upgrade_id, "rolled-back")
     return str(last.plan["from"])
 

@@ -53,15 +53,28 @@ def check_sqlite(path: Path) -> None:
         )
 
 
-def swap_sqlite(engine: Engine, staged: Path) -> None:
-    """Put ``staged`` in place of the live database file in one rename."""
+def stage_sqlite(engine: Engine, staged: Path) -> Path:
+    """Copy ``staged`` beside the live database file (same file system: the swap is a rename);
+    the copy is removed again if it cannot be made whole."""
+    live = sqlite_path(engine)
+    assert live is not None
+    beside = live.with_name(f".{live.name}.restoring")
+    try:
+        faults.point("before:stage-write")
+        shutil.copyfile(staged, beside)
+        with beside.open("rb") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        beside.unlink(missing_ok=True)  # a torn copy the size of the database, on a full disk
+        raise
+    return beside
+
+
+def swap_sqlite(engine: Engine, beside: Path) -> None:
+    """Put the copy ``stage_sqlite`` made in place of the live database file in one rename."""
     live = sqlite_path(engine)
     assert live is not None
     dispose_all()
-    beside = live.with_name(f".{live.name}.restoring")
-    shutil.copyfile(staged, beside)
-    with beside.open("rb") as handle:
-        os.fsync(handle.fileno())
     before, after = faults.around("db-swap")
     faults.point(before)
     for journal in (live.with_name(live.name + "-wal"), live.with_name(live.name + "-shm")):
@@ -111,12 +124,9 @@ def dump_postgres(engine: Engine, target: Path) -> None:
     _run([pg_dump, "--format=custom", f"--file={target}", f"--dbname={conninfo}"], env, "pg_dump")
 
 
-def restore_postgres(engine: Engine, dump: Path, suffix: str) -> None:
-    """Restore ``dump`` into a new database beside the live one, then swap their names.
-
-    The live database is untouched until the restored one is complete; the swap is two renames
-    on the server, and the old database is dropped only after it.
-    """
+def stage_postgres(engine: Engine, dump: Path, suffix: str) -> None:
+    """Restore ``dump`` into a new database beside the live one (dropped again if that fails);
+    the live database is untouched until :func:`swap_postgres`."""
     pg_restore = _tool("pg_restore", engine)
     live = str(engine.url.database)
     side, old = _side_names(live, suffix)
@@ -132,14 +142,31 @@ def restore_postgres(engine: Engine, dump: Path, suffix: str) -> None:
             )
         )
     try:
+        faults.point("before:stage-write")
         conninfo, env = _libpq(engine.url.set(database=side))
         _run([pg_restore, "--exit-on-error", f"--dbname={conninfo}", str(dump)], env, "pg_restore")
+    except BaseException:
+        drop_staged_postgres(engine, suffix)
+        raise
+
+
+def drop_staged_postgres(engine: Engine, suffix: str) -> None:
+    """The database :func:`stage_postgres` made, dropped (a restore that stops before its swap)."""
+    side, _ = _side_names(str(engine.url.database), suffix)
+    with _admin(engine.url) as admin:
+        _drop(admin, side)
+
+
+def swap_postgres(engine: Engine, suffix: str) -> None:
+    """The staged database takes the live one's name (two renames on the server); the old one is
+    dropped only after."""
+    live = str(engine.url.database)
+    side, old = _side_names(live, suffix)
+    dispose_all()
+    try:
         _swap(engine.url, live, side, old)
     except BaseException:
-        with _admin(engine.url) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(side))
-            )
+        drop_staged_postgres(engine, suffix)
         raise
     faults.point("after:db-swap")
     with _admin(engine.url) as admin:
