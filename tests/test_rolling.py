@@ -5,7 +5,9 @@ for the last 2.0.0 instance."""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from sqlalchemy import inspect
 
 from cli_runner import stairway
 from conftest import REDIS_URL
-from stairway import commands
+from stairway import commands, maintenance, releases
 from stairway.database import dispose_all
 from stairway.examples.identity_sync.cluster import NGINX, Cluster, Crowd, build_cluster
 from stairway.journal import Journal
@@ -117,3 +119,134 @@ def test_contract_changes_wait_for_connected_agents_of_an_older_release(tmp_path
     dispose_all()
     code, _out, err = stairway("migrate", "--to", "2.1.0", "--phase", "contract", "--site", site)
     assert code == 0, err
+
+
+# --- when a rolling upgrade fails ---------------------------------------------------------------
+
+NEXT = re.compile(r"then `(stairway [^`]+)`")
+
+
+def _serving(cluster: Cluster) -> list[str]:
+    found = []
+    for port in cluster.ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health") as answer:
+            found.append(str(orjson.loads(answer.read())["release"]))
+    return found
+
+
+def _site_state(cluster: Cluster) -> tuple[str | None, bool, bool, set[str]]:
+    """``current``, whether an upgrade is still journaled, maintenance, the connectors' columns."""
+    ctx = commands.open_context(cluster.site, None)
+    where = ctx.site.site.releases_dir
+    assert where is not None
+    active = Journal(commands.backup_dir(ctx)).active() is not None
+    with ctx.engine.connect() as conn:
+        on = maintenance.read(conn) is not None
+    columns = {c["name"] for c in inspect(ctx.engine).get_columns("connectors")}
+    dispose_all()
+    return releases.current_release(where), active, on, columns
+
+
+def _faulted(monkeypatch: pytest.MonkeyPatch, point: str, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setenv("STAIRWAY_FAULT", point)
+    monkeypatch.setenv("STAIRWAY_FAULT_ACTION", "enospc")
+    try:
+        return stairway(*args)
+    finally:
+        monkeypatch.delenv("STAIRWAY_FAULT")
+        monkeypatch.delenv("STAIRWAY_FAULT_ACTION")
+
+
+def _unwritable(monkeypatch: pytest.MonkeyPatch, *events: str) -> None:
+    """The journal cannot take these records: the disk is full when they are written."""
+    record = Journal.record
+
+    def failing(self: Journal, event: str, step: int | None = None, **data: object) -> None:
+        if event in events:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        record(self, event, step, **data)
+
+    monkeypatch.setattr(Journal, "record", failing)
+
+
+def test_a_rolling_upgrade_failing_after_its_release_swap_points_current_back(
+    rolling_site: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The swap made, its done record not written: ``current`` found from the intent record."""
+    site = str(rolling_site.site)
+    code, _out, err = _faulted(
+        monkeypatch, "after:release", "upgrade", "--rolling", "--to", "2.1.0", "--site", site
+    )
+    assert "Traceback" not in err
+    assert code == 1, err
+    assert "Rolled back: every instance runs 2.0.0 again" in err
+    current, active, on, columns = _site_state(rolling_site)
+    assert current == "2.0.0", "rolled back, so `current` names the old release again"
+    assert (active, on) == (False, False)
+    assert "type" in columns, "the old release's column is still there"
+    assert _serving(rolling_site) == ["2.0.0", "2.0.0"]
+
+
+def test_a_rolling_rollback_the_journal_cannot_record_names_the_rollback_that_records_it(
+    rolling_site: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = str(rolling_site.site)
+    with monkeypatch.context() as patched:
+        _unwritable(patched, "failed", "rollback-begin", "rolled-back")
+        code, _out, err = _faulted(
+            patched, "after:release", "upgrade", "--rolling", "--to", "2.1.0", "--site", site
+        )
+    assert "Traceback" not in err
+    assert code == 3, err
+    command = NEXT.search(err)
+    assert command is not None and command.group(1) == f"stairway rollback --yes --site {site}"
+    assert _serving(rolling_site) == ["2.0.0", "2.0.0"]
+    code, _out, err = stairway(*command.group(1).split()[1:])
+    assert code == 0, err
+    current, active, on, _columns = _site_state(rolling_site)
+    assert (current, active, on) == ("2.0.0", False, False)
+    assert _serving(rolling_site) == ["2.0.0", "2.0.0"]
+
+
+def test_a_failed_contract_step_names_the_resume_that_finishes_it(
+    rolling_site: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the contract step the old release cannot run on the schema: exit 3 (not 1: nothing
+    was rolled back), the resume named, and it finishes the upgrade. The journal's failure
+    records cannot be written either: no traceback."""
+    site = str(rolling_site.site)
+    with monkeypatch.context() as patched:
+        _unwritable(patched, "failed", "failed-after-roll")
+        code, _out, err = _faulted(
+            patched, "after:contract", "upgrade", "--rolling", "--to", "2.1.0", "--site", site
+        )
+    assert "Traceback" not in err
+    assert code == 3, err
+    assert "maintenance is off" in err
+    command = NEXT.search(err)
+    assert command is not None, err
+    assert command.group(1) == f"stairway upgrade --resume --site {site}"
+    assert _serving(rolling_site) == ["2.1.0", "2.1.0"]
+    code, _out, err = stairway(*command.group(1).split()[1:])
+    assert code == 0, err
+    current, active, on, columns = _site_state(rolling_site)
+    assert (current, active, on) == ("2.1.0", False, False)
+    assert "kind" in columns and "type" not in columns
+    assert _serving(rolling_site) == ["2.1.0", "2.1.0"]
+
+
+def test_rolling_back_a_rolling_upgrade_restarts_every_instance_on_the_old_release(
+    rolling_site: Cluster,
+) -> None:
+    """``[service]`` names each instance with ``{instance}``, ``{port}`` and ``{url}``: the
+    rollback's restore stops, starts and checks each, its templates filled."""
+    site = str(rolling_site.site)
+    code, _out, err = stairway("upgrade", "--rolling", "--to", "2.1.0", "--site", site)
+    assert code == 0, err
+    code, _out, err = stairway("rollback", "--yes", "--site", site)
+    assert "Traceback" not in err
+    assert code == 0, err
+    current, active, on, columns = _site_state(rolling_site)
+    assert (current, active, on) == ("2.0.0", False, False)
+    assert "type" in columns and "kind" not in columns
+    assert _serving(rolling_site) == ["2.0.0", "2.0.0"]

@@ -26,41 +26,38 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NoReturn
 
 import orjson
 
-from stairway import releases, service
+from stairway import recovery, releases, service
 from stairway.commands import Context
-from stairway.errors import StairwayError, UpgradeError, UpgradeFailed
+from stairway.errors import (
+    ManualStepNeeded,
+    RollbackFailed,
+    StairwayError,
+    UpgradeError,
+    UpgradeFailed,
+)
+from stairway.instances import Instance, filled, instances_of
 from stairway.journal import Journal, JournalState
 from stairway.plan import UpgradePlan
 from stairway.schema import migrator
 from stairway.site import ServiceSection
-from stairway.upgrade import RUNNERS, Kind, Step
+from stairway.upgrade import (
+    RUNNERS,
+    Kind,
+    Step,
+    _closed,
+    _maintenance_state,
+    _note,
+    _said,
+    _then,
+)
 from stairway.versions import Version
 
+PAST_RETURN = (Kind.CONTRACT, Kind.AUDIT)  # the old release cannot run on what they leave
 OLD_WAIT = 300.0  # seconds the contract step waits for the last old instance or agent
-
-
-@dataclass(frozen=True)
-class Instance:
-    number: int
-    url: str
-
-    @property
-    def port(self) -> str:
-        return str(urlsplit(self.url).port or "")
-
-    def fill(self, template: str) -> str:
-        return template.format(instance=self.number, port=self.port, url=self.url.rstrip("/"))
-
-
-def instances_of(section: ServiceSection | None) -> list[Instance]:
-    urls = section.instances if section else []
-    return [Instance(n, url) for n, url in enumerate(urls, 1)]
 
 
 def refusals(ctx: Context, plan: UpgradePlan) -> list[str]:
@@ -165,9 +162,7 @@ def _drain(section: ServiceSection, instance: Instance) -> bool:
 
 
 def _command(section: ServiceSection, which: str, instance: Instance) -> None:
-    template = getattr(section, which)
-    filled = section.model_copy(update={which: instance.fill(template)})
-    service.run_command(filled, which)
+    service.run_command(filled(section, instance), which)
 
 
 def _wait_release(section: ServiceSection, instance: Instance, target: str) -> None:
@@ -271,49 +266,80 @@ RUNNERS.update({Kind.EXPAND: _expand, Kind.INSTANCE: _instance, Kind.CONTRACT: _
 
 def failed(
     ctx: Context, journal: Journal, state: JournalState, step: Step, error: BaseException
-) -> None:
-    """Put every instance back on the old release; the expand changes stay. Always raises."""
-    origin = state.plan["from"]
-    if step.kind == Kind.CONTRACT:
-        journal.record("failed-after-roll")
-        raise UpgradeFailed(
-            f"{step.describe()} failed: {error}. Every instance runs {state.plan['to']}; the "
-            "contract changes that did not run are still pending",
-            hint="fix the cause, then `stairway upgrade --resume`",
+) -> NoReturn:
+    """Put every instance back on the old release; the expand changes stay. Always raises.
+
+    Once the contract step began, the old release can no longer run on the schema: the upgrade
+    is finished forward (``upgrade --resume``), never rolled back."""
+    if step.kind in PAST_RETURN:
+        _note(journal, "failed-after-roll")
+        raise ManualStepNeeded(
+            f"{step.describe()} failed: {_said(error)}. Every instance runs "
+            f"{state.plan['to']}; the contract changes that did not run are still pending; "
+            f"{_maintenance_state(ctx)}",
+            hint=_then(ctx, error, journal.directory, "upgrade --resume"),
         ) from error
-    journal.record("rollback-begin")
-    back: list[str] = []
+    _note(journal, "rollback-begin")
     try:
-        _current_back(ctx, state)
-        for instance in _touched(ctx, state, step):
-            section = ctx.site.service
-            assert section is not None
-            _command(section, "stop", instance)
-            _command(section, "start", instance)
-            _wait_release(section, instance, origin)
-            back.append(str(instance.number))
+        back = _instances_back(ctx, state, step)
     except Exception as failure:
-        journal.record("rollback-failed", error=str(failure))
-        raise UpgradeFailed(
-            f"{step.describe()} failed ({error}) and putting the instances back on {origin} "
-            f"failed too ({failure})",
-            hint="start each instance on the old release by hand; the schema is compatible",
+        _note(journal, "rollback-failed", error=str(failure))
+        raise RollbackFailed(
+            f"{step.describe()} failed ({_said(error)}) and putting the instances back on "
+            f"{state.plan['from']} failed too ({_said(failure)}); {_maintenance_state(ctx)}",
+            hint=_then(ctx, failure, journal.directory, "rollback --yes")
+            + " restores the backup taken before it (what was written since is lost); or "
+            "start each instance on the old release by hand: the schema is compatible",
         ) from failure
-    journal.record("rolled-back")
-    journal.close(state.upgrade_id)
-    raise UpgradeFailed(
-        f"{step.describe()} failed: {error}. Rolled back: every instance runs {origin} again"
+    said = (
+        f"{step.describe()} failed: {_said(error)}. Rolled back: every instance runs "
+        f"{state.plan['from']} again"
         + (f" (instances {', '.join(back)} restarted)" if back else "")
-        + "; the expand changes stay, the old release runs on them; nothing was lost",
-        hint="fix the cause, then run `stairway upgrade --rolling` again",
-    ) from error
+        + "; the expand changes stay, the old release runs on them; nothing was lost"
+    )
+    unrecorded = _note(journal, "rolled-back") or _closed(journal, state.upgrade_id)
+    if unrecorded is not None:
+        raise ManualStepNeeded(
+            f"{said}; but the journal could not record that ({_said(unrecorded)})",
+            hint=_then(ctx, unrecorded, journal.directory, "rollback --yes")
+            + " records it (it finds the instances back and restores nothing)",
+        ) from error
+    raise UpgradeFailed(said, hint="fix the cause, then run `stairway upgrade --rolling` again")
 
 
-def _current_back(ctx: Context, state: JournalState) -> None:
+def _instances_back(ctx: Context, state: JournalState, step: Step) -> list[str]:
+    """``current`` pointed back (by the swap's intent record: its done record may not have been
+    written), then each instance that was touched restarted on it; the numbers restarted."""
+    origin = state.plan["from"]
+    recovery.release_back(ctx, state)
+    back = []
+    for instance in _touched(ctx, state, step):
+        section = ctx.site.service
+        assert section is not None
+        _command(section, "stop", instance)
+        _command(section, "start", instance)
+        _wait_release(section, instance, origin)
+        back.append(str(instance.number))
+    return back
+
+
+def already_back(ctx: Context, state: JournalState) -> bool:
+    """A rolling upgrade whose contract step never began, with ``current`` and every instance on
+    the old release again: its rollback is done, only not recorded (nothing to restore)."""
+    if not state.plan.get("rolling") or not instances_of(ctx.site.service):
+        return False
+    steps = [Step.from_json(s) for s in state.plan["steps"]]
+    begun = {r.step for r in state.records if r.event == "begin" and r.step is not None}
+    if any(steps[i].kind in PAST_RETURN for i in begun if i < len(steps)):
+        return False
+    origin = str(state.plan["from"])
     where = ctx.site.site.releases_dir
-    swapped = [r for r in state.records if r.data.get("swapped")]
-    if where is not None and swapped and swapped[-1].data.get("previous"):
-        releases.switch_current(where, swapped[-1].data["previous"])
+    if where is not None and releases.current_release(where) not in (origin, None):
+        return False
+    section = ctx.site.service
+    assert section is not None
+    said = [_health(i.fill(section.health or "")) for i in instances_of(section)]
+    return all(s is not None and str(s.get("release")) == origin for s in said)
 
 
 def _touched(ctx: Context, state: JournalState, failing: Step) -> list[Instance]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from stairway import faults
+from stairway import faults, instances
 from stairway.errors import ServiceStillUp, UpgradeError
 from stairway.files import write_atomic
 from stairway.holders import holders
@@ -59,11 +59,17 @@ class Held:
 
 
 def run_command(service: ServiceSection | None, which: str, home: Path | None = None) -> bool:
-    """Run the ``stop`` or ``start`` command; False when the site declares none.
+    """Run the ``stop`` or ``start`` command, once per instance the site names (its templates
+    filled); False when the site declares none.
 
     Without one, a ``run`` command is started and stopped by Stairway's own runner, its pid and
     log kept in ``home`` (the site file's directory).
     """
+    ran = [_run_one(each, which, home) for each in instances.each(service)]
+    return any(ran)
+
+
+def _run_one(service: ServiceSection | None, which: str, home: Path | None) -> bool:
     command = getattr(service, which, None) if service else None
     if not command and service is not None and service.run and home is not None:
         _run_builtin(service.run, which, home)
@@ -126,16 +132,22 @@ def prove_down(service: ServiceSection | None, held: Held) -> None:
 def still_up(service: ServiceSection | None, held: Held) -> list[str]:
     """What shows the product is up: its runner's process, a health answer, open files."""
     found = [f"pid {pid} ({_cmdline(pid)}) still runs it" for pid in _runner_pids(held.home)]
-    url = service.health if service else None
-    if url and _answers(url):
-        found.append(f"{url} still answers")
+    for each in instances.each(service):
+        url = each.health if each else None
+        if url and _answers(url):
+            found.append(f"{url} still answers")
     found += [h.describe() for h in holders(held.files, held.directories)]
     return found
 
 
 def wait_healthy(service: ServiceSection | None, expected: Expected | None = None) -> bool:
-    """Poll the health URL until it answers 2xx saying ``expected`` when it names a release or
-    schema level; False when the site declares no health URL."""
+    """Poll the health URL (each instance's) until it answers 2xx saying ``expected`` when it
+    names a release or schema level; False when the site declares no health URL."""
+    answered = [_wait_one(each, expected) for each in instances.each(service)]
+    return all(answered)
+
+
+def _wait_one(service: ServiceSection | None, expected: Expected | None) -> bool:
     url = service.health if service else None
     if not url or service is None:
         return False

@@ -34,6 +34,7 @@ from stairway.errors import (
     UpgradeFailed,
     VerifyBlocked,
 )
+from stairway.instances import instances_of
 from stairway.journal import Journal, JournalState
 from stairway.losses import LossReport, losses_since
 from stairway.objects.rewrite import rewrite_all
@@ -152,7 +153,7 @@ def upgrade(
         _discard(early)
         raise
     if rolling:
-        steps = roll.rolling_steps(plan, roll.instances_of(ctx.site.service), releases)
+        steps = roll.rolling_steps(plan, instances_of(ctx.site.service), releases)
     else:
         steps = plan_steps(plan, releases)
     upgrade_id = f"{ctx.catalog.product}-{plan.current}-to-{plan.target}-{_stamp()}"
@@ -454,6 +455,15 @@ def rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None = None) 
         ) from failure
 
 
+def _rolled_back_unrecorded(ctx: Context, active: JournalState) -> bool:
+    """A rolling upgrade put back on the old release whose journal could not say so."""
+    if not active.plan.get("rolling"):
+        return False
+    from stairway import rolling
+
+    return rolling.already_back(ctx, active)
+
+
 def _stopped_part_way(failure: Exception) -> bool:
     """A write failed for the disk's sake, where no layer below said what it left: a restore
     that failed while staging says nothing was changed, which is not so for the rollback."""
@@ -466,6 +476,10 @@ def _rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None) -> str
     journal = Journal(commands.backup_dir(ctx))
     recovery.refuse_half_restored(ctx)
     active = journal.active()
+    if active is not None and _rolled_back_unrecorded(ctx, active):
+        _note(journal, "rolled-back")
+        journal.close(active.upgrade_id)
+        return str(active.plan["from"])
     if active is not None:
         _backup_known(journal, active)
         journal.record("rollback-begin", backup=active.value("backup"))
