@@ -1,7 +1,8 @@
 """Fault points for fault tests: ``STAIRWAY_FAULT`` names a point where this process fails.
 
 A point is a journal record (``"<step>:<event>"``, written by the journal) or a side effect
-(``"before:release-swap"``, ``"after:db-swap"``, ``"before:file-write"``): the code calls
+(``"before:release-swap"``, ``"after:db-swap"``, ``"before:file-write"``; a restore passes
+``"before:stage-write"`` before each part it stages beside the live ones): the code calls
 :func:`point` immediately before and after each irreversible action and before each write.
 ``name#n`` fails at the n-th time the point is reached, for actions that repeat (one per config
 file, one per schema change). Unset, it costs one lookup.
