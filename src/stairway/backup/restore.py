@@ -189,10 +189,11 @@ def _writing(backup_id: str, where: Path | str) -> Iterator[None]:
 
 
 def _places(staging: Path, data: Path | None) -> Path:
-    """Where unpacking writes: the scratch directory, or the data directory's when only that
-    one is on another file system (an error without a file name cannot say which)."""
+    """Where unpacking writes, for an error that names no file: ``backup_dir`` (the scratch
+    directory's, gone by the time the message is read), or the data directory's parent when
+    the data directory is staged on another file system (most of a backup is its data)."""
     if data is None or data.parent.stat().st_dev == staging.stat().st_dev:
-        return staging.parent  # the scratch directory itself is gone by the time it is read
+        return staging.parent
     return data.parent
 
 
