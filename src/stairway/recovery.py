@@ -189,7 +189,7 @@ def _nothing_changed(ctx: Context, attempt: _Attempt, stopped: bool, error: Exce
     if isinstance(error, StairwayError) and error.exit_code != ExitCode.REFUSED:
         raise error
     raise BackupError(
-        f"{attempt.what} failed before anything live was changed: {_said(error)}. Nothing was "
+        f"{attempt.what} failed before its first live change: {_said(error)}. Nothing was "
         "changed" + ("; the product serves as before" if stopped else ""),
         hint=f"{_first(ctx, error)}, then {attempt.again(ctx)}",
     ) from error
@@ -209,7 +209,7 @@ def _half_done(ctx: Context, attempt: _Attempt, error: BaseException) -> Stairwa
     whole (the intent record makes upgrade and rollback refuse until then)."""
     return ManualStepNeeded(
         f"{attempt.what} stopped part way ({_said(error)}): the site may be part old, part "
-        f"restored and the product is stopped; {_maintenance(ctx)}",
+        f"restored and the product may be down; {_maintenance(ctx)}",
         hint=f"{_first(ctx, error)}, then {attempt.again(ctx)}",
     )
 
@@ -241,7 +241,7 @@ def refuse_half_restored(ctx: Context) -> None:
         backup_id = "ID"
     raise UpgradeError(
         f"a restore of backup {backup_id} was interrupted while it swapped the site",
-        hint=f"run `stairway restore {backup_id} --yes` again to finish it",
+        hint=f"run `stairway restore {backup_id} --yes --site {ctx.site.path}` again to finish it",
     )
 
 
