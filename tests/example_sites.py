@@ -91,6 +91,20 @@ class ExampleSite:
             service._terminate(pid)
         for holder in self.stale_holders(any_file=True):
             service._terminate(holder.pid)
+        for pid in self._serving_pids():  # one its stop command could not end (a test's doing)
+            service._terminate(pid)
+
+    def _serving_pids(self) -> list[int]:
+        """The product's processes started for this site: their command line names its file."""
+        wanted = str(self.site).encode()
+        found = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                if wanted in (entry / "cmdline").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return [pid for pid in found if pid != os.getpid()]
 
     def stale_holders(self, any_file: bool = False) -> list[Any]:
         """Processes holding the SQLite database, replaced (deleted) unless ``any_file``."""
