@@ -1105,6 +1105,15 @@ def _fleet_commands() -> None:
 _fleet_commands()
 
 
+def _authoring_commands() -> None:
+    from stairway.authoring.cli import register
+
+    register(app)
+
+
+_authoring_commands()
+
+
 def _seed(ctx: commands.Context, demo: Any) -> None:
     with Progress(*Progress.get_default_columns(), console=out) as bar:
         task = bar.add_task("demo users", total=demo.DEMO_USERS)

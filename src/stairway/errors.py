@@ -38,6 +38,7 @@ class CatalogError(StairwayError):
         super().__init__(f"{where}: {message}" if where else message, hint=hint)
         self.path = path
         self.line = line
+        self.cause = message  # without the file and line, which ``path`` and ``line`` carry
 
 
 class SiteError(StairwayError):

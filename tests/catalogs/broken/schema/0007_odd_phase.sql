@@ -1,0 +1,2 @@
+-- phase: sideways
+CREATE INDEX accounts_title ON accounts (title);
