@@ -73,9 +73,7 @@ def _show_problem(problem: Problem) -> None:
 @new_app.command("change")
 def new_change(
     name: Annotated[str, typer.Argument(help="a slug: lowercase letters, digits, underscores")],
-    phase: Annotated[
-        str, typer.Option("--phase", help="expand, contract or offline")
-    ] = "offline",
+    phase: Annotated[str, typer.Option("--phase", help="expand, contract or offline")] = "offline",
     catalog: CatalogOpt = None,
     site: SiteOpt = None,
 ) -> None:

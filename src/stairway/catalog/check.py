@@ -141,4 +141,3 @@ def _check_the_rest(
         report.add(loader.config_migration_problems(releases, config))
     if deltas is not None:
         report.add(loader.delta_problems(manifest, releases, deltas, root))
-

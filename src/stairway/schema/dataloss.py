@@ -77,9 +77,7 @@ def _words_lose(words: Sequence[str]) -> bool:
     if lead in ("TRUNCATE", "DELETE"):
         return True
     if lead == "DROP" and len(words) > 1:
-        return words[1] in _HOLDS_DATA or (
-            words[1] in _CASCADES_TO_COLUMNS and "CASCADE" in words
-        )
+        return words[1] in _HOLDS_DATA or (words[1] in _CASCADES_TO_COLUMNS and "CASCADE" in words)
     if lead == "ALTER" and words[1:2] == ["TABLE"]:
         return _alter_words_lose(words)
     return False
