@@ -233,12 +233,15 @@ def baseline(
     version: Annotated[
         str | None, typer.Option("--version", help="release the database is at")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="skip the check that the tables of 1..N are there")
+    ] = False,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Adopt an existing database: record changes 1..N as present without running them."""
-    done = commands.baseline(commands.open_context(site, catalog), at, version)
+    done = commands.baseline(commands.open_context(site, catalog), at, version, force)
     if json:
         emit_json({"baseline": done})
     else:
