@@ -28,6 +28,7 @@ PLANTED = [
     ("0005_unterminated.sql", "cannot read the SQL"),
     ("0006_backfill.py", "LOSES is not"),
     ("0007_odd_phase.sql", "unknown phase 'sideways'"),
+    ("0007_odd_phase.sql", "unknown transaction mode 'sometimes'"),
     ("config.toml", "not valid TOML"),
 ]
 
@@ -50,7 +51,7 @@ def test_check_names_lines_and_fixes_in_text() -> None:
     assert "0002_tidy_accounts.sql:2: error:" in said
     assert "0002_tidy_accounts.sql:3: error:" in said
     assert "fix: add a header line `-- loses: <what is lost>`" in said
-    assert "10 error(s) in 7 file(s)" in said
+    assert "11 error(s) in 7 file(s)" in said
 
 
 def test_loading_still_stops_at_the_first_problem() -> None:

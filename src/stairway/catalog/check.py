@@ -23,7 +23,7 @@ from stairway.catalog.object_migrations import load_object_migrations
 from stairway.errors import CatalogError
 from stairway.schema.change import Change
 from stairway.schema.phases import check_phase
-from stairway.schema.reader import parse_file_name, read_change
+from stairway.schema.reader import parse_file_name, read_change_problems
 from stairway.versions import Release
 
 T = TypeVar("T")
@@ -111,7 +111,8 @@ def _check_changes(directory: Path, report: Report) -> int:
     files = [f for p in paths if (f := report.attempt(partial(parse_file_name, p)))]
     report.add(loader.numbering_problems(files))
     for file in sorted(files, key=lambda f: f.number):
-        change = report.attempt(partial(read_change, file))
+        change, problems = read_change_problems(file)
+        report.add(problems)
         if change is not None:
             report.add(loader.change_problems(change))
             report.problems.extend(_warnings(change))
