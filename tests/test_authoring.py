@@ -184,3 +184,16 @@ def test_a_down_deleting_rows_needs_loses(shop_catalog: Path) -> None:
             )
         )
     assert "loses data (DELETE FROM customers" in info.value.message and info.value.line == 5
+
+
+def test_check_reports_every_invalid_key_of_a_toml_file(shop_catalog: Path) -> None:
+    manifest = shop_catalog / "stairway.toml"
+    text = manifest.read_text(encoding="utf-8").replace(
+        'name = "shop"', 'name = "shop"\ncolour = 1'
+    )
+    manifest.write_text(text.replace("lts = true", "lts = 3", 1), encoding="utf-8")
+    code, said, _ = stairway("check", "--catalog", str(shop_catalog), "--json")
+    assert code == 2
+    causes = [(p["line"], p["cause"]) for p in json.loads(said)["problems"]]
+    assert (3, "unknown key 'product.colour'") in causes
+    assert any(line == 8 and "release[1].lts" in cause for line, cause in causes), causes

@@ -39,6 +39,8 @@ class CatalogError(StairwayError):
         self.path = path
         self.line = line
         self.cause = message  # without the file and line, which ``path`` and ``line`` carry
+        # further problems found in the same reading, e.g. every invalid key of one TOML file
+        self.others: tuple[CatalogError, ...] = ()
 
 
 class SiteError(StairwayError):

@@ -72,7 +72,8 @@ class Report:
         return [p for p in self.problems if p.severity == "warning"]
 
     def add(self, errors: Iterable[CatalogError]) -> None:
-        self.problems.extend(Problem.of(e) for e in errors)
+        for error in errors:
+            self.problems.extend(Problem.of(e) for e in (error, *error.others))
 
     def attempt(self, read: Callable[[], T]) -> T | None:
         """``read()``, or None with its error kept."""
