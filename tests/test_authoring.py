@@ -81,8 +81,17 @@ def test_new_change_writes_the_next_number_and_check_accepts_it(shop_catalog: Pa
     assert catalog.changes[-1].number == 7 and catalog.changes[-1].phase == "expand"
     assert catalog.changes[-1].description == "Add phone."
     assert stairway("check", "--catalog", str(shop_catalog))[0] == 0
-    stairway("new", "change", "drop_phone", "--phase", "contract", "--catalog", str(shop_catalog))
-    assert (shop_catalog / "schema" / "0008_drop_phone.sql").is_file()
+    code, said, _ = stairway(
+        "new",
+        "change",
+        "drop_phone",
+        "--phase",
+        "contract",
+        "--catalog",
+        str(shop_catalog),
+        "--json",
+    )
+    assert json.loads(said) == {"path": str(shop_catalog / "schema" / "0008_drop_phone.sql")}
 
 
 def test_new_change_in_an_empty_catalog_is_number_one(tmp_path: Path) -> None:

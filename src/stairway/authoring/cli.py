@@ -76,12 +76,16 @@ def new_change(
     phase: Annotated[str, typer.Option("--phase", help="expand, contract or offline")] = "offline",
     catalog: CatalogOpt = None,
     site: SiteOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Write the next numbered SQL change file with its header; print its path."""
     from stairway.authoring.newchange import write_change
 
     path = write_change(catalog_root(site, catalog), name, phase)
-    out.print(str(path), highlight=False, soft_wrap=True)
+    if json:
+        emit_json({"path": str(path)})
+    else:
+        out.print(str(path), highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
