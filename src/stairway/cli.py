@@ -90,6 +90,8 @@ def status(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = Fal
         emit_json({**views.status_json(report), "background": jobs})
         return
     out.print(views.status_table(report))
+    if report.adopt:
+        out.print(f"[yellow]{escape(report.adopt)}[/yellow]", highlight=False)
     for job in running:
         out.print(f"background migration {job.describe()}", highlight=False)
 

@@ -6,7 +6,6 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -99,8 +98,6 @@ def status_table(status: Status) -> Table:
     table.add_row("pending for this release", _labels(c.label for c in status.pending))
     table.add_row("drifted", _labels(d.describe() for d in state.drifted))
     table.add_row("unknown to this catalog", _labels(a.label for a in state.unknown))
-    if status.adopt:
-        table.caption = f"[yellow]{escape(status.adopt)}[/yellow]"
     return table
 
 
