@@ -206,3 +206,12 @@ def test_check_reports_every_invalid_key_of_a_toml_file(shop_catalog: Path) -> N
     causes = [(p["line"], p["cause"]) for p in json.loads(said)["problems"]]
     assert (3, "unknown key 'product.colour'") in causes
     assert any(line == 8 and "release[1].lts" in cause for line, cause in causes), causes
+
+
+def test_the_bundled_example_catalog_passes_check() -> None:
+    from stairway import examples
+
+    root = Path(examples.__file__).parent / "identity_sync" / "upgrades"
+    code, said, told = stairway("check", "--catalog", str(root), "--json")
+    assert code == 0, told
+    assert json.loads(said)["ok"] is True
