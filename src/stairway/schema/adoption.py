@@ -9,22 +9,18 @@ are left out on both sides. Only names are compared: not types, indexes, constra
 
 from __future__ import annotations
 
-import tempfile
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
-from psycopg import sql
-from sqlalchemy import Engine, create_engine, inspect, text
-from sqlalchemy.engine import URL
+from sqlalchemy import Engine, inspect, text
 
 from stairway.catalog import Catalog
 from stairway.errors import SchemaError, StairwayError
 from stairway.schema import recorder
 from stairway.schema.executor import apply
+from stairway.scratch import scratch_engine
 
 Shape = Mapping[str, frozenset[str]]  # table -> its columns
 OWN_PREFIX = "stairway_"
@@ -108,7 +104,7 @@ def product_tables(engine: Engine) -> list[str]:
 
 def shapes_by_change(live: Engine, catalog: Catalog) -> list[dict[str, frozenset[str]]]:
     """The shape of an empty database after change 0 (nothing), 1, 2 ... of ``catalog``."""
-    with scratch_engine(live) as scratch:
+    with _scratch(live) as scratch:
         with scratch.begin() as conn:
             recorder.ensure_tables(conn)
         shapes = [shape_of(scratch)]
@@ -123,6 +119,21 @@ def shapes_by_change(live: Engine, catalog: Catalog) -> list[dict[str, frozenset
                 ) from failure
             shapes.append(shape_of(scratch))
         return shapes
+
+
+@contextmanager
+def _scratch(live: Engine) -> Iterator[Engine]:
+    with ExitStack() as stack:
+        try:
+            scratch = stack.enter_context(scratch_engine(live, "shape"))
+        except psycopg.Error as failure:
+            raise SchemaError(
+                "cannot create a scratch database to rebuild the catalog's changes in: "
+                f"{str(failure).strip()}",
+                hint="grant the site's user CREATEDB, or check the database by hand and "
+                "baseline with --force",
+            ) from None
+        yield scratch
 
 
 def union(shapes: Sequence[Shape]) -> dict[str, frozenset[str]]:
@@ -174,52 +185,6 @@ def suggestion(guess: tuple[int, int]) -> str:
 
 def survey(live: Engine, catalog: Catalog) -> Survey:
     return Survey(tuple(shapes_by_change(live, catalog)), shape_of(live))
-
-
-@contextmanager
-def scratch_engine(live: Engine) -> Iterator[Engine]:
-    """An empty database of the live one's engine, thrown away afterwards."""
-    with _scratch_url(live) as url:
-        engine = create_engine(url)
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-
-
-@contextmanager
-def _scratch_url(live: Engine) -> Iterator[str | URL]:
-    if live.dialect.name == "postgresql":
-        with _postgres_scratch(live.url) as url:
-            yield url
-        return
-    with tempfile.TemporaryDirectory(prefix="stairway-shape-") as folder:
-        yield f"sqlite:///{Path(folder) / 'scratch.db'}"
-
-
-@contextmanager
-def _postgres_scratch(live: URL) -> Iterator[URL]:
-    name = f"{str(live.database)[:40]}_shape_{uuid.uuid4().hex[:8]}"
-    admin = live.set(drivername="postgresql", database="postgres")
-    admin_url = admin.render_as_string(hide_password=False)
-    try:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
-            )
-    except psycopg.Error as failure:
-        raise SchemaError(
-            f"cannot create a scratch database to rebuild the catalog's changes in: "
-            f"{str(failure).strip()}",
-            hint="grant the site's user CREATEDB, or check the database by hand and baseline "
-            "with --force",
-        ) from None
-    try:
-        yield live.set(database=name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            conn.execute(drop.format(sql.Identifier(name)))
 
 
 def refuse_unlike(live: Engine, catalog: Catalog, at: int) -> None:
