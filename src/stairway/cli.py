@@ -90,6 +90,8 @@ def status(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = Fal
         emit_json({**views.status_json(report), "background": jobs})
         return
     out.print(views.status_table(report))
+    if report.adopt:
+        out.print(f"[yellow]{escape(report.adopt)}[/yellow]", highlight=False)
     for job in running:
         out.print(f"background migration {job.describe()}", highlight=False)
 
@@ -233,12 +235,15 @@ def baseline(
     version: Annotated[
         str | None, typer.Option("--version", help="release the database is at")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="skip the check that the tables of 1..N are there")
+    ] = False,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Adopt an existing database: record changes 1..N as present without running them."""
-    done = commands.baseline(commands.open_context(site, catalog), at, version)
+    done = commands.baseline(commands.open_context(site, catalog), at, version, force)
     if json:
         emit_json({"baseline": done})
     else:
@@ -1103,6 +1108,15 @@ def _fleet_commands() -> None:
 
 
 _fleet_commands()
+
+
+def _authoring_commands() -> None:
+    from stairway.authoring.cli import register
+
+    register(app)
+
+
+_authoring_commands()
 
 
 def _seed(ctx: commands.Context, demo: Any) -> None:

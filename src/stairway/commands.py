@@ -46,6 +46,7 @@ from stairway.objects.rewrite import RewriteReport, rewrite_all
 from stairway.objects.store import ObjectStore, StoredObject
 from stairway.plan import UpgradePlan, make_plan
 from stairway.schema import migrator
+from stairway.schema.adoption import adoption_hint
 from stairway.schema.change import Change, Phase
 from stairway.schema.executor import Applied
 from stairway.schema.migrator import Progress
@@ -127,6 +128,7 @@ class Status:
     pending: tuple[Change, ...]
     latest: str
     warnings: dict[int, list[PhaseFinding]]
+    adopt: str | None = None  # a database with tables but no Stairway records: how to adopt it
 
 
 def status(ctx: Context) -> Status:
@@ -141,6 +143,7 @@ def status(ctx: Context) -> Status:
         pending,
         str(ctx.catalog.latest.version),
         ctx.catalog.warnings,
+        adoption_hint(ctx.engine, ctx.catalog) if not (release or state.applied) else None,
     )
 
 
@@ -253,8 +256,8 @@ def downgrade(
 
 
 @changes_site
-def baseline(ctx: Context, at: int, version: str | None) -> int:
-    done = migrator.baseline(ctx.engine, ctx.catalog, at)
+def baseline(ctx: Context, at: int, version: str | None, force: bool = False) -> int:
+    done = migrator.baseline(ctx.engine, ctx.catalog, at, force=force)
     release = ctx.catalog.release(version) if version else ctx.catalog.release_of(at)
     if release is not None and release.schema == at:
         migrator.set_site_release(ctx.engine, ctx.catalog, str(release.version))
