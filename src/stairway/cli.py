@@ -1150,6 +1150,9 @@ def _fleet_commands() -> None:
     from stairway.secrets.cli import secrets_app
 
     app.add_typer(secrets_app, name="secrets")
+    from stairway.service_cli import service_app
+
+    app.add_typer(service_app, name="service")
 
 
 _fleet_commands()
