@@ -5,7 +5,9 @@ or naming another, does not pass for the one the site holds."""
 from __future__ import annotations
 
 import http.server
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -13,7 +15,7 @@ from typing import ClassVar
 import orjson
 import pytest
 
-from example_sites import ExampleSite, ExampleSites, example_sites
+from example_sites import ExampleSite, ExampleSites, example_sites, free_port
 from stairway import service
 
 
@@ -131,3 +133,19 @@ def test_an_answer_naming_the_release_where_the_site_says_is_healthy(
     handler, url = answering
     handler.body, handler.headers_out = body, headers
     assert service.wait_healthy(_section(url, source), service.Expected("2.0.0", 8))
+
+
+def test_a_product_that_exits_after_start_fails_at_once_with_its_log(tmp_path: Path) -> None:
+    crash = "import sys; print('address already in use: 8080', file=sys.stderr); sys.exit(1)"
+    section = service.ServiceSection(
+        run=f'{sys.executable} -c "{crash}"',
+        health=f"http://127.0.0.1:{free_port()}/health",
+        health_timeout=60,
+    )
+    service.run_command(section, "start", tmp_path)
+    began = time.monotonic()
+    with pytest.raises(service.UpgradeError) as failed:
+        service.wait_healthy(section, service.Expected("2.0.0"), tmp_path)
+    assert time.monotonic() - began < 20, "not the whole health timeout"
+    assert "exited after it was started" in failed.value.message
+    assert "address already in use: 8080" in failed.value.message

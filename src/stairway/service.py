@@ -133,10 +133,13 @@ def still_up(service: ServiceSection | None, held: Held) -> list[str]:
     return found
 
 
-def wait_healthy(service: ServiceSection | None, expected: Expected | None = None) -> bool:
+def wait_healthy(
+    service: ServiceSection | None, expected: Expected | None = None, home: Path | None = None
+) -> bool:
     """Poll the health URL until it answers 2xx as ``expected`` (its release named where
     ``[service] health_release`` says, its schema level when its JSON names one); False when
-    the site declares no health URL."""
+    the site declares no health URL. A product the built-in runner started (``home``) that
+    exits meanwhile fails at once, with the last lines of its log."""
     url = service.health if service else None
     if not url or service is None:
         return False
@@ -144,6 +147,7 @@ def wait_healthy(service: ServiceSection | None, expected: Expected | None = Non
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
+        _check_still_running(service, home)
         answer = _get(url)
         if answer.ok:
             wrong = mismatch(answer, expected, service.health_release)
@@ -163,6 +167,21 @@ def wait_healthy(service: ServiceSection | None, expected: Expected | None = Non
             if "does not name" in last
             else ""
         ),
+    )
+
+
+def _check_still_running(service: ServiceSection, home: Path | None) -> None:
+    if home is None or service.start or not service.run or _runner_pids(home):
+        return
+    log = home / "service.log"
+    try:
+        lines = log.read_bytes()[-4096:].decode("utf-8", "replace").splitlines()[-5:]
+    except OSError:
+        lines = []
+    said = "; ".join(line.strip() for line in lines if line.strip()) or "its log is empty"
+    raise UpgradeError(
+        f"the product exited after it was started; the end of {log}: {said}",
+        hint="fix what its log says (check [service] run), then run the command again",
     )
 
 
