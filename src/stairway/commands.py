@@ -45,6 +45,7 @@ from stairway.objects.rewrite import Progress as RewriteProgress
 from stairway.objects.rewrite import RewriteReport, rewrite_all
 from stairway.objects.store import ObjectStore, StoredObject
 from stairway.plan import UpgradePlan, make_plan
+from stairway.release_source import catalog_of
 from stairway.schema import migrator
 from stairway.schema.adoption import adoption_hint
 from stairway.schema.change import Change, Phase
@@ -75,9 +76,14 @@ class Context:
     engine: Engine
 
 
-def open_context(site_file: Path | None, catalog_dir: Path | None) -> Context:
+def open_context(
+    site_file: Path | None, catalog_dir: Path | None, release: str | None = None
+) -> Context:
+    """The site, its catalog and its engine. With ``release`` (a command's ``--to``) and no
+    ``--catalog``, a site that reads its catalog from its releases reads that release's own
+    catalog, installing the verified release first when it is published but not installed."""
     site = load_site(site_file)
-    root = catalog_dir or site.site.catalog
+    root = catalog_dir or (release and catalog_of(site.site, release)) or site.site.catalog
     if root is None:
         raise SiteError(
             "no catalog given",
@@ -385,7 +391,7 @@ def notes(
         catalog = load_catalog(catalog_dir)
         start = Version.parse(since)
     else:
-        ctx = open_context(site_file, catalog_dir)
+        ctx = open_context(site_file, catalog_dir, until)
         catalog = ctx.catalog
         start = Version.parse(since) if since else current_version(ctx)
     end = Version.parse(until) if until else catalog.latest.version
