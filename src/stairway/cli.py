@@ -65,8 +65,9 @@ def init(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Create a new site at release VERSION: install it (with releases_dir), then apply its
-    schema changes and initial objects."""
+    """Create a new site at release VERSION: its schema changes and initial objects.
+
+    With releases_dir in site.toml, the verified release is installed and made current first."""
     from stairway.release_source import install_first
     from stairway.site import load_site
 
