@@ -24,9 +24,6 @@ settings.load_profile("stairway")
 
 PG_ADMIN = os.environ.get("STAIRWAY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 CATALOGS = Path(__file__).parent / "catalogs"
-# The long fault matrices run in full (every recovery, every engine) only when asked: the test
-# command's run stays within CI's time, and docs/upgrade.md says what each mode covers.
-THOROUGH = os.environ.get("STAIRWAY_THOROUGH") == "1"
 
 
 def pg_available() -> bool:

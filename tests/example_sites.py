@@ -29,6 +29,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+import prestarted
 from conftest import PG_ADMIN, _pg_url, require_postgres
 from stairway import commands, service
 from stairway.database import dispose_all
@@ -37,6 +38,9 @@ from stairway.quickstart import open_demo, seed, write_site
 from stairway.schema import migrator
 from stairway.site import load_site
 
+# The command runs forked from a process that imported it once (see prestarted.py); "0" runs
+# each as its own ``python -m stairway``, the way an operator starts it.
+PRESTARTED = os.environ.get("STAIRWAY_TEST_PRESTARTED", "1") != "0"
 PRODUCT_TABLES = ("users", "objects", "connectors", "schedules", "sync_runs")
 USERS = 300
 
@@ -63,6 +67,8 @@ class ExampleSite:
         environment = {**os.environ, **env}
         if fault:
             environment["STAIRWAY_FAULT"] = fault
+        if PRESTARTED:
+            return prestarted.run([*args, "--site", str(self.site)], environment, timeout=300)
         command = [sys.executable, "-m", "stairway", *args, "--site", str(self.site)]
         return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
 
@@ -91,6 +97,20 @@ class ExampleSite:
             service._terminate(pid)
         for holder in self.stale_holders(any_file=True):
             service._terminate(holder.pid)
+        for pid in self._serving_pids():  # one its stop command could not end (a test's doing)
+            service._terminate(pid)
+
+    def _serving_pids(self) -> list[int]:
+        """The product's processes started for this site: their command line names its file."""
+        wanted = str(self.site).encode()
+        found = []
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                if wanted in (entry / "cmdline").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return [pid for pid in found if pid != os.getpid()]
 
     def stale_holders(self, any_file: bool = False) -> list[Any]:
         """Processes holding the SQLite database, replaced (deleted) unless ``any_file``."""

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import THOROUGH
 from example_sites import ExampleSite, ExampleSites, example_sites
 from stairway import disk, faults
 from stairway.backup.restore import SPACE_MARGIN, space_margin
@@ -259,8 +258,6 @@ def inject(
 def test_an_error_injected_at_each_write_rolls_back_or_names_the_next_command(
     sites: ExampleSites, ending: Ends, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if sites.kind == "postgresql" and not THOROUGH:
-        pytest.skip("the PostgreSQL full-disk matrix runs with STAIRWAY_THOROUGH=1")
     points = injected_points(ending)
     assert {"before:journal-write#1", "before:file-write#1", "before:archive-write#1"} <= set(
         points
@@ -340,8 +337,6 @@ def fill_at(
 def test_a_disk_filled_at_each_step_rolls_back_or_names_the_next_command(
     sites: ExampleSites, ending: Ends, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if sites.kind == "postgresql" and not THOROUGH:
-        pytest.skip("the PostgreSQL full-disk matrix runs with STAIRWAY_THOROUGH=1")
     _require_mount()
     points = begins(ending)
     tally: Counter[str] = Counter()

@@ -46,6 +46,8 @@ def build_site(root: Path, database_url: str, *, service: bool = True) -> Path:
     service_table = (
         f'[service]\nstop = "{stub} stop {root} {port}"\nstart = "{stub} start {root} {port}"\n'
         f'health = "http://127.0.0.1:{port}/"\nhealth_timeout = 10\n'
+        # the stand-in serves files: it cannot say which release it is
+        'health_release = "none"\n'
         if service
         else ""
     )
@@ -278,6 +280,7 @@ def test_the_built_in_runner_stops_and_starts_the_product(
     run = f"{sys.executable} -m http.server {port} --bind 127.0.0.1"
     with site.open("a", encoding="utf-8") as out:
         out.write(f'[service]\nrun = "{run}"\nhealth = "http://127.0.0.1:{port}/"\n')
+        out.write('health_release = "none"\n')  # a file server cannot say its release
     section = load_site(site).service
     service.run_command(section, "start", tmp_path)
     first = int((tmp_path / service.PID_FILE).read_text())

@@ -65,8 +65,16 @@ def init(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Create a new site at release VERSION: apply its schema changes and initial objects."""
-    ctx = commands.open_context(site, catalog)
+    """Create a new site at release VERSION: its schema changes and initial objects.
+
+    With releases_dir in site.toml, the verified release is installed and made current first."""
+    from stairway.release_source import install_first
+    from stairway.site import load_site
+
+    installed = install_first(load_site(site).site, version)
+    if installed is not None and not json:
+        out.print(f"release {version} verified and installed in {installed}")
+    ctx = commands.open_context(site, catalog, version)
     done = commands.init(ctx, version, progress=quiet if json else announce)
     if json:
         emit_json({"release": version, "applied": views.applied_json(done)})
@@ -90,6 +98,8 @@ def status(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = Fal
         emit_json({**views.status_json(report), "background": jobs})
         return
     out.print(views.status_table(report))
+    if report.adopt:
+        out.print(f"[yellow]{escape(report.adopt)}[/yellow]", highlight=False)
     for job in running:
         out.print(f"background migration {job.describe()}", highlight=False)
 
@@ -124,7 +134,7 @@ def plan(
 ) -> None:
     """The path through required stops, each step's changes and phases, and rolling safety;
     with --estimate, each step's lock and predicted time, and exit 3 when a limit is broken."""
-    ctx = commands.open_context(site, catalog)
+    ctx = commands.open_context(site, catalog, to)
     if estimate:
         limits = _limits(window, probe, transaction_limit, lock_limit)
         _estimate(ctx, to, limits, recalibrate, json)
@@ -196,7 +206,7 @@ def migrate(
     json: JsonOpt = False,
 ) -> None:
     """Only the schema: apply pending changes (or, with --down-to, revert declared ones)."""
-    ctx = commands.open_context(site, catalog)
+    ctx = commands.open_context(site, catalog, to)
     progress = quiet if json else announce
     if down_to is not None:
         done = commands.downgrade(ctx, down_to, allow_data_loss, progress)
@@ -233,12 +243,15 @@ def baseline(
     version: Annotated[
         str | None, typer.Option("--version", help="release the database is at")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="skip the check that the tables of 1..N are there")
+    ] = False,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Adopt an existing database: record changes 1..N as present without running them."""
-    done = commands.baseline(commands.open_context(site, catalog), at, version)
+    done = commands.baseline(commands.open_context(site, catalog), at, version, force)
     if json:
         emit_json({"baseline": done})
     else:
@@ -319,7 +332,7 @@ def verify(
     """Read-only pre-upgrade checks on the old version; exit 2 when anything blocks."""
     from stairway import verify as checks
 
-    ctx = commands.open_context(site, catalog)
+    ctx = commands.open_context(site, catalog, to)
     report = checks.verify(ctx, to)
     if report_file:
         from stairway.report.documents import predicted, verify_document
@@ -406,7 +419,7 @@ def upgrade_command(
     from stairway import upgrade as upgrading
     from stairway.report import StepClock
 
-    ctx = commands.open_context(site, catalog)
+    ctx = commands.open_context(site, catalog, to or (_interrupted(site) if resume else None))
     clock = StepClock()
 
     def announce_step(index: int, total: int, step: upgrading.Step) -> None:
@@ -429,6 +442,14 @@ def upgrade_command(
     for item in report.attention:
         out.print(f"[yellow]needs a hand:[/yellow] {item}")
     out.print(f"[green]upgraded[/green] {report.current} -> {report.target} ({report.upgrade_id})")
+
+
+def _interrupted(site: Path | None) -> str | None:
+    """The release an interrupted upgrade was going to: its catalog knows every step taken."""
+    from stairway.release_source import interrupted_target
+    from stairway.site import load_site
+
+    return interrupted_target(load_site(site).site)
 
 
 def _upgrade_reported(
@@ -488,7 +509,7 @@ def rehearse_command(
     from stairway.rehearse import rehearse
     from stairway.report.documents import predicted, rehearsal_document
 
-    ctx = commands.open_context(site, catalog)
+    ctx = commands.open_context(site, catalog, to)
     plan = commands.plan(ctx, to)
     estimate = predicted(ctx, to)
 
@@ -534,7 +555,7 @@ def rollback_command(
     from stairway import upgrade as upgrading
     from stairway.losses import LossReport
 
-    ctx = commands.open_context(site, catalog)
+    ctx = commands.open_context(site, catalog, _interrupted(site))
     shown: list[LossReport] = []
 
     def confirm(report: LossReport) -> bool:
@@ -663,7 +684,7 @@ def config_migrate(
     json: JsonOpt = False,
 ) -> None:
     """Apply the catalog's config-file migrations; keeps each original as NAME.before-VERSION."""
-    result = commands.migrate_config(commands.open_context(site, catalog), to, since, dry_run)
+    result = commands.migrate_config(commands.open_context(site, catalog, to), to, since, dry_run)
     if json:
         emit_json(views.config_json(result))
     else:
@@ -927,21 +948,56 @@ def release_verify(
     version: Annotated[str, typer.Option("--version", help="the release to check")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """Check a release's signature, size and SHA-256 with the site's key; installs nothing."""
-    from stairway import releases
+    """Check a release's signature, size and SHA-256 with the site's key; installs nothing.
 
-    ctx = commands.open_context(site, catalog)
-    where = ctx.site.site
+    The product is the one the catalog names when one is at hand (--catalog or the site's),
+    else the one the signed manifest names."""
+    from stairway import releases
+    from stairway.release_source import catalog_product
+    from stairway.site import load_site
+
+    where = load_site(site).site
     if where.artifacts is None or where.release_key is None:
         raise UsageRefused(
             "site.toml names no artifacts and release_key", hint="set both in the [site] table"
         )
-    found = releases.check_release(where.artifacts, where.release_key, ctx.catalog.product, version)
+    product = catalog_product(catalog or where.catalog)
+    found = releases.check_release(where.artifacts, where.release_key, product, version)
+    if json:
+        emit_json(dataclasses.asdict(found))
+        return
     out.print(
         f"[green]{found.artifact} verified[/green]: {found.product} {found.version}, "
         f"sha256 {found.sha256}"
     )
+
+
+@release_app.command("fetch")
+def release_fetch(
+    version: Annotated[str, typer.Argument(help="the release to install")],
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="URL or directory publishing release-V.json, its .sig and the artifact "
+            "[default: the site's artifacts]",
+        ),
+    ] = None,
+    site: SiteOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Verify a signed release and unpack it into releases/VERSION; `current` is not moved
+    (the upgrade switches it)."""
+    from stairway.release_source import fetch
+    from stairway.site import load_site
+
+    installed = fetch(load_site(site).site, version, source)
+    if json:
+        emit_json({"release": version, "installed": str(installed)})
+        return
+    out.print(f"[green]release {version} verified[/green] and installed in {installed}")
 
 
 background_app = typer.Typer(help="Background migrations: batches run while the product serves.")
@@ -1038,7 +1094,7 @@ def licence_check(
     """Check the site's licence for its version or a target; exit 2 when it does not hold."""
     from stairway.verify import licence_findings
 
-    ctx = commands.open_context(site, catalog)
+    ctx = commands.open_context(site, catalog, to)
     from stairway.versions import Version
 
     version = Version.parse(to) if to else commands.current_version(ctx)
@@ -1100,9 +1156,21 @@ def _fleet_commands() -> None:
     from stairway.secrets.cli import secrets_app
 
     app.add_typer(secrets_app, name="secrets")
+    from stairway.service_cli import service_app
+
+    app.add_typer(service_app, name="service")
 
 
 _fleet_commands()
+
+
+def _authoring_commands() -> None:
+    from stairway.authoring.cli import register
+
+    register(app)
+
+
+_authoring_commands()
 
 
 def _seed(ctx: commands.Context, demo: Any) -> None:

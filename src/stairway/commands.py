@@ -45,7 +45,9 @@ from stairway.objects.rewrite import Progress as RewriteProgress
 from stairway.objects.rewrite import RewriteReport, rewrite_all
 from stairway.objects.store import ObjectStore, StoredObject
 from stairway.plan import UpgradePlan, make_plan
+from stairway.release_source import catalog_of
 from stairway.schema import migrator
+from stairway.schema.adoption import adoption_hint
 from stairway.schema.change import Change, Phase
 from stairway.schema.executor import Applied
 from stairway.schema.migrator import Progress
@@ -74,9 +76,14 @@ class Context:
     engine: Engine
 
 
-def open_context(site_file: Path | None, catalog_dir: Path | None) -> Context:
+def open_context(
+    site_file: Path | None, catalog_dir: Path | None, release: str | None = None
+) -> Context:
+    """The site, its catalog and its engine. With ``release`` (a command's ``--to``) and no
+    ``--catalog``, a site that reads its catalog from its releases reads that release's own
+    catalog, installing the verified release first when it is published but not installed."""
     site = load_site(site_file)
-    root = catalog_dir or site.site.catalog
+    root = catalog_dir or (release and catalog_of(site.site, release)) or site.site.catalog
     if root is None:
         raise SiteError(
             "no catalog given",
@@ -127,6 +134,7 @@ class Status:
     pending: tuple[Change, ...]
     latest: str
     warnings: dict[int, list[PhaseFinding]]
+    adopt: str | None = None  # a database with tables but no Stairway records: how to adopt it
 
 
 def status(ctx: Context) -> Status:
@@ -141,6 +149,7 @@ def status(ctx: Context) -> Status:
         pending,
         str(ctx.catalog.latest.version),
         ctx.catalog.warnings,
+        adoption_hint(ctx.engine, ctx.catalog) if not (release or state.applied) else None,
     )
 
 
@@ -253,8 +262,8 @@ def downgrade(
 
 
 @changes_site
-def baseline(ctx: Context, at: int, version: str | None) -> int:
-    done = migrator.baseline(ctx.engine, ctx.catalog, at)
+def baseline(ctx: Context, at: int, version: str | None, force: bool = False) -> int:
+    done = migrator.baseline(ctx.engine, ctx.catalog, at, force=force)
     release = ctx.catalog.release(version) if version else ctx.catalog.release_of(at)
     if release is not None and release.schema == at:
         migrator.set_site_release(ctx.engine, ctx.catalog, str(release.version))
@@ -382,7 +391,7 @@ def notes(
         catalog = load_catalog(catalog_dir)
         start = Version.parse(since)
     else:
-        ctx = open_context(site_file, catalog_dir)
+        ctx = open_context(site_file, catalog_dir, until)
         catalog = ctx.catalog
         start = Version.parse(since) if since else current_version(ctx)
     end = Version.parse(until) if until else catalog.latest.version

@@ -38,6 +38,9 @@ class CatalogError(StairwayError):
         super().__init__(f"{where}: {message}" if where else message, hint=hint)
         self.path = path
         self.line = line
+        self.cause = message  # without the file and line, which ``path`` and ``line`` carry
+        # further problems found in the same reading, e.g. every invalid key of one TOML file
+        self.others: tuple[CatalogError, ...] = ()
 
 
 class SiteError(StairwayError):

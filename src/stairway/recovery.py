@@ -60,7 +60,7 @@ def expected(ctx: Context, release: str) -> service.Expected:
 def start_and_check(ctx: Context, release: str) -> bool:
     """Start the product and wait until its health says ``release`` on this database."""
     service.start(ctx.site.service, home(ctx))
-    return service.wait_healthy(ctx.site.service, expected(ctx, release))
+    return service.wait_healthy(ctx.site.service, expected(ctx, release), home(ctx))
 
 
 def stop(ctx: Context) -> bool:

@@ -95,8 +95,12 @@ def pack_release(tree: Path, artifact: Path) -> None:
 # --- installing (the site's side) --------------------------------------------------------------
 
 
-def check_release(artifacts: Path, key_file: Path, product: str, version: str) -> ReleaseManifest:
-    """The verified manifest of release ``version``; raises ReleaseError before anything else."""
+def check_release(
+    artifacts: Path, key_file: Path, product: str | None, version: str
+) -> ReleaseManifest:
+    """The verified manifest of release ``version``; raises ReleaseError before anything else.
+    ``product`` None accepts the product the signed manifest names (a site's first release,
+    before any catalog of it is at hand)."""
     path = manifest_path(artifacts, version)
     signature = path.with_name(path.name + ".sig")
     for needed in (path, signature):
@@ -106,14 +110,31 @@ def check_release(artifacts: Path, key_file: Path, product: str, version: str) -
             )
     body = path.read_bytes()
     verify_signature(key_file, body, signature.read_bytes(), path.name)
-    manifest = ReleaseManifest(**orjson.loads(body))
-    if (manifest.product, manifest.version) != (product, version):
+    manifest = parse_manifest(body, path.name)
+    if (manifest.product, manifest.version) != (product or manifest.product, version):
         raise ReleaseError(
             f"{path.name} is signed for {manifest.product} {manifest.version}, "
             f"not {product} {version}",
             hint="publish the right release manifest",
         )
     _check_artifact(artifacts / manifest.artifact, manifest)
+    return manifest
+
+
+def parse_manifest(body: bytes, name: str) -> ReleaseManifest:
+    """A signed manifest's fields; a signature does not make malformed JSON readable."""
+    try:
+        fields = orjson.loads(body)
+        manifest = ReleaseManifest(**fields)
+        if not all(isinstance(v, str) for v in (manifest.product, manifest.version)):
+            raise TypeError("product and version must be strings")
+        if not isinstance(manifest.size, int) or not isinstance(manifest.artifact, str):
+            raise TypeError("artifact must be a string and size an integer")
+    except (orjson.JSONDecodeError, TypeError) as err:
+        raise ReleaseError(
+            f"{name} is not a release manifest: {err}",
+            hint="ask the publisher for a manifest written by `stairway release sign`",
+        ) from None
     return manifest
 
 

@@ -140,14 +140,18 @@ def still_up(service: ServiceSection | None, held: Held) -> list[str]:
     return found
 
 
-def wait_healthy(service: ServiceSection | None, expected: Expected | None = None) -> bool:
-    """Poll the health URL (each instance's) until it answers 2xx saying ``expected`` when it
-    names a release or schema level; False when the site declares no health URL."""
-    answered = [_wait_one(each, expected) for each in instances.each(service)]
+def wait_healthy(
+    service: ServiceSection | None, expected: Expected | None = None, home: Path | None = None
+) -> bool:
+    """Poll the health URL (each instance's) until it answers 2xx as ``expected`` (its release
+    named where ``[service] health_release`` says, its schema level when its JSON names one);
+    False when the site declares no health URL. A product the built-in runner started
+    (``home``) that exits meanwhile fails at once, with the last lines of its log."""
+    answered = [_wait_one(each, expected, home) for each in instances.each(service)]
     return all(answered)
 
 
-def _wait_one(service: ServiceSection | None, expected: Expected | None) -> bool:
+def _wait_one(service: ServiceSection | None, expected: Expected | None, home: Path | None) -> bool:
     url = service.health if service else None
     if not url or service is None:
         return False
@@ -155,51 +159,108 @@ def _wait_one(service: ServiceSection | None, expected: Expected | None) -> bool
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
-        status, body = _get(url)
-        if status is not None and 200 <= status < 300:
-            wrong = _mismatch(body, expected)
+        _check_still_running(service, home)
+        answer = _get(url)
+        if answer.ok:
+            wrong = mismatch(answer, expected, service.health_release)
             if wrong is None:
                 return True
             last = wrong
-        elif status is not None:
-            last = f"HTTP {status}"
+        elif answer.status is not None:
+            last = f"HTTP {answer.status}"
         else:
-            last = body.decode(errors="replace") or last
+            last = answer.body.decode(errors="replace") or last
         time.sleep(0.2)
     raise UpgradeError(
         f"{url} did not answer healthy within {timeout:.0f} s ({last})",
-        hint="check the product's log",
+        hint="check the product's log"
+        + (
+            f"; its health answer must name its release ({service.health_release})"
+            if "does not name" in last
+            else ""
+        ),
     )
 
 
-def _mismatch(body: bytes, expected: Expected | None) -> str | None:
-    """Why a 2xx answer is not the one expected, or None when it is (or names nothing)."""
+def _check_still_running(service: ServiceSection, home: Path | None) -> None:
+    if home is None or service.start or not service.run or _runner_pids(home):
+        return
+    log = home / "service.log"
+    try:
+        lines = log.read_bytes()[-4096:].decode("utf-8", "replace").splitlines()[-5:]
+    except OSError:
+        lines = []
+    said = "; ".join(line.strip() for line in lines if line.strip()) or "its log is empty"
+    raise UpgradeError(
+        f"the product exited after it was started; the end of {log}: {said}",
+        hint="fix what its log says (check [service] run), then run the command again",
+    )
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer of the health URL: status None when nothing answered (body says why)."""
+
+    status: int | None
+    body: bytes
+    headers: dict[str, str]  # names lower-cased
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+
+def mismatch(answer: Answer, expected: Expected | None, source: str = "json:release") -> str | None:
+    """Why a 2xx answer is not the release expected, or None when it is. The release must be
+    named where ``source`` says (``json:KEY``, ``header:NAME``); ``none`` asks only the schema
+    level, and only when the JSON answer names one."""
     if expected is None:
         return None
-    try:
-        said: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(said, dict):
-        return None
-    release = said.get("release", said.get("version"))
-    if release is not None and str(release) != expected.release:
+    said = answer.json()
+    release = expected.release if source == "none" else _named_release(answer, said, source)
+    if release is None:
+        kind, _, name = source.partition(":")
+        where = f"no `{name}` in its JSON" if kind == "json" else f"no {name} header"
+        return f"it does not name its release ({where})"
+    if str(release) != expected.release:
         return f"it answers as release {release}, not {expected.release}"
-    schema = said.get("schema")
+    schema = said.get("schema") if isinstance(said, dict) else None
     if expected.schema is not None and isinstance(schema, int) and schema != expected.schema:
         return f"it answers at schema {schema}, the database is at {expected.schema}"
     return None
 
 
-def _get(url: str) -> tuple[int | None, bytes]:
-    """The status and body of one GET; (None, why) when nothing answered."""
+def _named_release(answer: Answer, said: Any, source: str) -> Any:
+    kind, _, name = source.partition(":")
+    if kind == "header":
+        return answer.headers.get(name.lower())
+    if not isinstance(said, dict):
+        return None
+    return said.get(name, said.get("version") if name == "release" else None)
+
+
+def ask_health(service: ServiceSection | None) -> Answer:
+    """One health answer; status None and an empty body when the site declares no URL."""
+    url = service.health if service else None
+    return _get(url) if url else Answer(None, b"", {})
+
+
+def _get(url: str) -> Answer:
+    """One GET; status None (and why, as the body) when nothing answered."""
     try:
         with urllib.request.urlopen(url, timeout=5) as answer:
-            return int(answer.status), answer.read(1 << 16)
+            headers = {k.lower(): v for k, v in answer.headers.items()}
+            return Answer(int(answer.status), answer.read(1 << 16), headers)
     except urllib.error.HTTPError as err:
-        return int(err.code), b""
+        return Answer(int(err.code), b"", {})
     except (urllib.error.URLError, OSError) as err:
-        return None, str(getattr(err, "reason", err)).encode()
+        return Answer(None, str(getattr(err, "reason", err)).encode(), {})
     except ValueError as err:  # a malformed URL never gets better
         raise UpgradeError(
             f"[service] health {url!r} is not a usable URL: {err}", hint="fix it in site.toml"
@@ -208,8 +269,7 @@ def _get(url: str) -> tuple[int | None, bytes]:
 
 def _answers(url: str) -> bool:
     """Anything answering at all, even an error status, is a product still up."""
-    status, _ = _get(url)
-    return status is not None
+    return _get(url).status is not None
 
 
 # --- the built-in runner (``[service] run``) ---------------------------------------------------

@@ -35,6 +35,11 @@ class ServiceSection(_Strict):
     run: str | None = None  # without start/stop: Stairway runs this command itself
     health: str | None = None
     health_timeout: Annotated[float, Field(gt=0)] = 60.0  # seconds to wait for a 2xx answer
+    # where the health answer names its release: "json:KEY" (a key of its JSON object),
+    # "header:NAME" (a response header), or "none" (the answer is not asked)
+    health_release: Annotated[
+        str, Field(pattern=r"^(json:[A-Za-z0-9_-]+|header:[A-Za-z0-9-]+|none)$")
+    ] = "json:release"
     stop_timeout: Annotated[float, Field(gt=0)] = 30.0  # seconds for the product to be shown down
     instances: list[str] = []  # each instance's URL, for rolling upgrades
     drain: str | None = None  # a URL POSTed to drain an instance, e.g. "{url}/drain"

@@ -604,7 +604,7 @@ def _start(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
 
 def _health(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
     expected = recovery.expected(ctx, str(state.plan["to"]))
-    return {"checked": service.wait_healthy(ctx.site.service, expected)}
+    return {"checked": service.wait_healthy(ctx.site.service, expected, recovery.home(ctx))}
 
 
 def _smoke(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:

@@ -128,6 +128,7 @@ def status_json(status: Status) -> dict[str, Any]:
         "pending": [change_json(c) for c in status.pending],
         "drifted": [d.describe() for d in state.drifted],
         "unknown": [a.label for a in state.unknown],
+        "adopt": status.adopt,
     }
 
 

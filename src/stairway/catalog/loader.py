@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
@@ -17,13 +17,12 @@ from stairway.errors import CatalogError
 from stairway.objects.delta import Delta
 from stairway.objects.migration import ObjectMigration, reused_paths
 from stairway.schema.change import Change, Phase
+from stairway.schema.dataloss import loses_data
 from stairway.schema.phases import PhaseFinding, check_phase
 from stairway.schema.reader import ChangeFile, parse_file_name, read_change
-from stairway.schema.sqltext import Statement
 from stairway.versions import Release, Version, find_release
 
 MANIFEST = "stairway.toml"
-DATA_LOSS_RULES = {"drop", "truncate", "delete", "type-change"}
 
 
 @dataclass(frozen=True)
@@ -69,15 +68,16 @@ def load_catalog(root: Path | str) -> Catalog:
             hint="pass --catalog DIR (the directory holding stairway.toml) or set it in site.toml",
         )
     manifest = load_manifest(root / MANIFEST)
-    releases = _releases(manifest, root / MANIFEST)
+    releases = releases_of(manifest)
+    raise_first(release_problems(releases, root / MANIFEST))
     changes = _changes(root / "schema")
-    _check_schema_levels(releases, changes, root / MANIFEST)
+    raise_first(schema_level_problems(releases, len(changes), root / MANIFEST))
     migrations = load_object_migrations(root)
-    _check_object_migrations(manifest, releases, migrations, root)
+    raise_first(object_migration_problems(manifest, releases, migrations, root))
     config = load_config_migrations(root)
-    _check_config_migrations(releases, config)
+    raise_first(config_migration_problems(releases, config))
     deltas = load_deltas(root)
-    _check_deltas(manifest, releases, deltas, root)
+    raise_first(delta_problems(manifest, releases, deltas, root))
     return Catalog(
         root,
         manifest.product.name,
@@ -91,19 +91,27 @@ def load_catalog(root: Path | str) -> Catalog:
     )
 
 
-def _releases(manifest: Manifest, path: Path) -> tuple[Release, ...]:
-    releases = tuple(_release(model) for model in manifest.release)
+def raise_first(problems: Iterable[CatalogError]) -> None:
+    """Loading stops at the first problem; ``stairway check`` collects them all."""
+    for problem in problems:
+        raise problem
+
+
+def releases_of(manifest: Manifest) -> tuple[Release, ...]:
+    return tuple(_release(model) for model in manifest.release)
+
+
+def release_problems(releases: Sequence[Release], path: Path) -> Iterator[CatalogError]:
     for before, after in pairwise(releases):
         if after.version <= before.version:
             word = "duplicated" if after.version == before.version else "out of order"
-            raise CatalogError(
+            yield CatalogError(
                 f"release {after.version} is {word} (it follows {before.version})",
                 path=str(path),
                 hint="list each release once, oldest first",
             )
     for release in releases:
-        _check_requires(releases, release, path)
-    return releases
+        yield from _requires_problems(releases, release, path)
 
 
 def _release(model: ReleaseModel) -> Release:
@@ -117,18 +125,20 @@ def _release(model: ReleaseModel) -> Release:
     )
 
 
-def _check_requires(releases: Sequence[Release], release: Release, path: Path) -> None:
+def _requires_problems(
+    releases: Sequence[Release], release: Release, path: Path
+) -> Iterator[CatalogError]:
     if release.requires is None:
         return
     known = {r.version for r in releases}
     if release.requires not in known:
-        raise CatalogError(
+        yield CatalogError(
             f"release {release.version} requires {release.requires}, which is no release",
             path=str(path),
             hint="name a release listed in this catalog",
         )
-    if release.requires >= release.version:
-        raise CatalogError(
+    elif release.requires >= release.version:
+        yield CatalogError(
             f"requires cycle: release {release.version} requires {release.requires}, "
             "which is not older",
             path=str(path),
@@ -140,35 +150,40 @@ def _changes(directory: Path) -> tuple[Change, ...]:
     if not directory.is_dir():
         return ()
     files = [f for p in sorted(directory.iterdir()) if (f := parse_file_name(p))]
-    _check_numbering(files)
+    raise_first(numbering_problems(files))
     changes = tuple(read_change(f) for f in sorted(files, key=lambda f: f.number))
     for change in changes:
-        _check_change(change)
+        raise_first(change_problems(change))
     return changes
 
 
-def _check_numbering(files: Sequence[ChangeFile]) -> None:
+def numbering_problems(files: Sequence[ChangeFile]) -> Iterator[CatalogError]:
+    """Every number used twice and every number missing from 1, 2, 3 ..."""
     seen: dict[int, ChangeFile] = {}
     for file in files:
         if file.number in seen:
-            raise CatalogError(
+            yield CatalogError(
                 f"change number {file.number} is used twice (also {seen[file.number].path.name})",
                 path=str(file.path),
                 hint="give every change its own number",
             )
+            continue
         seen[file.number] = file
-    for expected, number in enumerate(sorted(seen), start=1):
-        if number != expected:
-            raise CatalogError(
-                f"change numbers must run 1, 2, 3 ... without gaps: {expected} is missing",
-                path=str(seen[number].path),
-                hint=f"renumber so that {number} becomes {expected}",
-            )
+    numbers = sorted(seen)
+    missing = sorted(set(range(1, numbers[-1] + 1)) - set(numbers)) if numbers else []
+    for gap in missing:
+        after = next(n for n in numbers if n > gap)
+        yield CatalogError(
+            f"change numbers must run 1, 2, 3 ... without gaps: {gap} is missing",
+            path=str(seen[after].path),
+            hint=f"add change {gap}, or renumber the changes from {after} on to close the gap",
+        )
 
 
-def _check_change(change: Change) -> None:
+def change_problems(change: Change) -> Iterator[CatalogError]:
+    """Every rule one change breaks: transaction mode, its expand label, its ``loses``."""
     if not change.transactional and len(change.statements) > 1:
-        raise CatalogError(
+        yield CatalogError(
             f"`transaction: none` with {len(change.statements)} statements: a failure between "
             "them could not be rolled back",
             path=str(change.path),
@@ -176,35 +191,29 @@ def _check_change(change: Change) -> None:
             hint="give each statement that must run outside a transaction its own change",
         )
     blocking = [f for f in check_phase(change.statements, change.phase) if f.blocking]
-    if blocking and change.phase == Phase.EXPAND:
-        first = blocking[0]
-        raise CatalogError(
-            f"labelled expand, but {first.message}",
+    for finding in blocking if change.phase == Phase.EXPAND else []:
+        yield CatalogError(
+            f"labelled expand, but {finding.message}",
             path=str(change.path),
-            line=first.line,
+            line=finding.line,
             hint="label it `-- phase: contract` (or offline), or rewrite it as an expand change",
         )
-    if change.down and not change.loses and _drops_data(change.down):
-        raise CatalogError(
-            "the down direction drops data but does not say what is lost",
+    losing = loses_data(change.down) if change.down and not change.loses else None
+    if losing is not None:
+        yield CatalogError(
+            f"the down direction loses data ({losing.describe()}) but does not say what is lost",
             path=str(change.path),
-            line=change.down[0].line,
+            line=losing.line,
             hint="add a header line `-- loses: <what is lost>`",
         )
 
 
-def _drops_data(statements: Sequence[Statement]) -> bool:
-    findings = check_phase(statements, Phase.EXPAND)
-    return any(f.rule in DATA_LOSS_RULES for f in findings)
-
-
-def _check_schema_levels(
-    releases: Sequence[Release], changes: Sequence[Change], path: Path
-) -> None:
-    shipped = len(changes)
+def schema_level_problems(
+    releases: Sequence[Release], shipped: int, path: Path
+) -> Iterator[CatalogError]:
     for before, after in pairwise(releases):
         if after.schema < before.schema:
-            raise CatalogError(
+            yield CatalogError(
                 f"release {after.version} has schema {after.schema}, below {before.schema} "
                 f"of the older {before.version}",
                 path=str(path),
@@ -212,7 +221,7 @@ def _check_schema_levels(
             )
     for release in releases:
         if release.schema > shipped:
-            raise CatalogError(
+            yield CatalogError(
                 f"release {release.version} needs schema {release.schema}, but only "
                 f"{shipped} changes are shipped",
                 path=str(path),
@@ -220,23 +229,23 @@ def _check_schema_levels(
             )
 
 
-def _check_object_migrations(
+def object_migration_problems(
     manifest: Manifest,
     releases: Sequence[Release],
     migrations: Sequence[ObjectMigration],
     root: Path,
-) -> None:
+) -> Iterator[CatalogError]:
     if migrations:
-        _require_objects(manifest, root, "object migrations are declared")
+        yield from _require_objects(manifest, root, "object migrations are declared")
     for earlier, later in reused_paths(migrations):
-        raise CatalogError(
+        yield CatalogError(
             f"object migration {later.label} writes {'.'.join(later.target)}, which "
             f"{earlier.label} takes away: an object read again would lose the new value",
             path=later.source,
             hint="give the new key a name that no earlier migration removes, renames or moves",
         )
     for migration in migrations:
-        _require_release(
+        yield from _require_release(
             releases,
             migration.since,
             f"object migration {migration.label} is since {migration.since}, which is no release",
@@ -245,11 +254,11 @@ def _check_object_migrations(
         )
 
 
-def _check_config_migrations(
+def config_migration_problems(
     releases: Sequence[Release], migrations: Sequence[ConfigMigration]
-) -> None:
+) -> Iterator[CatalogError]:
     for earlier, later in unsettled_pairs(migrations):
-        raise CatalogError(
+        yield CatalogError(
             f"config-file migration {later.label} ({later.describe()}) undoes "
             f"{earlier.label} ({earlier.describe()}): the next run would undo it again",
             path=later.source,
@@ -257,7 +266,7 @@ def _check_config_migrations(
             "the file takes away or sets",
         )
     for migration in migrations:
-        _require_release(
+        yield from _require_release(
             releases,
             migration.since,
             f"config-file migration {migration.label} is since {migration.since}, which is "
@@ -267,13 +276,13 @@ def _check_config_migrations(
         )
 
 
-def _check_deltas(
+def delta_problems(
     manifest: Manifest, releases: Sequence[Release], deltas: Sequence[Delta], root: Path
-) -> None:
+) -> Iterator[CatalogError]:
     if deltas:
-        _require_objects(manifest, root, "configuration deltas are shipped")
+        yield from _require_objects(manifest, root, "configuration deltas are shipped")
     for delta in deltas:
-        _require_release(
+        yield from _require_release(
             releases,
             delta.release,
             f"deltas/{delta.release}/ is no release of this catalog",
@@ -282,9 +291,9 @@ def _check_deltas(
         )
 
 
-def _require_objects(manifest: Manifest, root: Path, what: str) -> None:
+def _require_objects(manifest: Manifest, root: Path, what: str) -> Iterator[CatalogError]:
     if manifest.objects is None:
-        raise CatalogError(
+        yield CatalogError(
             f"{what} but stairway.toml has no [objects] table",
             path=str(root / MANIFEST),
             hint="add [objects] naming the table, id, type and body columns (docs/objects.md)",
@@ -293,6 +302,6 @@ def _require_objects(manifest: Manifest, root: Path, what: str) -> None:
 
 def _require_release(
     releases: Sequence[Release], version: Version, message: str, source: str, hint: str
-) -> None:
+) -> Iterator[CatalogError]:
     if all(r.version != version for r in releases):
-        raise CatalogError(message, path=source, hint=hint)
+        yield CatalogError(message, path=source, hint=hint)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from stairway.errors import CatalogError
 from stairway.parsing import toml_document
@@ -165,8 +166,14 @@ def _read(path: Path) -> str:
 def translate_error(
     err: ValidationError, path: Path, text: str, doc: str = "docs/catalog.md"
 ) -> CatalogError:
-    """One CatalogError for pydantic's first complaint: the key path, its line, and the fix."""
-    first = err.errors()[0]
+    """One CatalogError for pydantic's first complaint: the key path, its line, and the fix;
+    its ``others`` are the rest of the complaints, each translated the same way."""
+    problems = [_translated(e, path, text, doc) for e in err.errors()]
+    problems[0].others = tuple(problems[1:])
+    return problems[0]
+
+
+def _translated(first: ErrorDetails, path: Path, text: str, doc: str) -> CatalogError:
     loc = first["loc"]
     key = _key_path(loc)
     line = _line_of(text, loc)

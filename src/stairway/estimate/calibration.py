@@ -10,19 +10,13 @@ same server (the site's database is never written); on SQLite in a temporary fil
 
 from __future__ import annotations
 
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-import psycopg
-from psycopg import sql
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, text
 
 from stairway.estimate.operations import OpKind
+from stairway.scratch import scratch_engine
 
 ROWS = 100_000
 WIDTHS = (20, 400)  # bytes of text per row: narrow and wide
@@ -62,7 +56,7 @@ class Cost:
 
 def calibrate(engine: Engine) -> dict[str, Cost]:
     """Measured costs per operation kind on this engine's server."""
-    with _scratch(engine) as scratch:
+    with scratch_engine(engine, "calibrate") as scratch:
         runs = [_best(scratch, width) for width in WIDTHS]
     scratch.dispose()
     return {str(kind): _split(kind, runs) for kind in runs[0][0]}
@@ -129,29 +123,3 @@ def _heap_bytes(conn: Connection, postgres: bool) -> int:
         return int(conn.execute(text("SELECT pg_relation_size('cal')")).scalar_one())
     found = conn.execute(text("SELECT sum(pgsize) FROM dbstat WHERE name = 'cal'")).scalar_one()
     return int(found or 0)
-
-
-@contextmanager
-def _scratch(engine: Engine) -> Iterator[Engine]:
-    if engine.dialect.name != "postgresql":
-        with tempfile.TemporaryDirectory(prefix="stairway-calibrate-") as folder:
-            scratch = create_engine(f"sqlite:///{Path(folder) / 'cal.db'}")
-            try:
-                yield scratch
-            finally:
-                scratch.dispose()
-        return
-    name = f"stairway_calibrate_{uuid.uuid4().hex[:10]}"
-    admin = engine.url.set(drivername="postgresql", database="postgres")
-    conninfo = admin.render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    scratch = create_engine(engine.url.set(database=name))
-    try:
-        yield scratch
-    finally:
-        scratch.dispose()
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )

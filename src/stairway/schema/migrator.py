@@ -13,7 +13,7 @@ from sqlalchemy import Engine, update
 
 from stairway.catalog import Catalog
 from stairway.errors import SchemaError
-from stairway.schema import recorder
+from stairway.schema import adoption, recorder
 from stairway.schema.change import Change, Phase
 from stairway.schema.executor import Applied, apply, refuse_data_loss, revert
 from stairway.schema.lock import migration_lock
@@ -80,8 +80,12 @@ def migrate(
         return done
 
 
-def baseline(engine: Engine, catalog: Catalog, at: int, lock_timeout: float = 30.0) -> int:
-    """Adopt an existing database: record changes 1..at as present without running them."""
+def baseline(
+    engine: Engine, catalog: Catalog, at: int, lock_timeout: float = 30.0, force: bool = False
+) -> int:
+    """Adopt an existing database: record changes 1..at as present without running them.
+
+    Unless ``force``, the database's tables and columns must be those changes 1..at create."""
     if at > len(catalog.changes) or at < 1:
         raise SchemaError(
             f"cannot baseline at {at}: the catalog ships changes 1..{len(catalog.changes)}",
@@ -93,6 +97,8 @@ def baseline(engine: Engine, catalog: Catalog, at: int, lock_timeout: float = 30
                 f"this database already records changes up to {state.level}",
                 hint="baseline adopts a database Stairway has never migrated; use migrate",
             )
+        if not force:
+            adoption.refuse_unlike(engine, catalog, at)
         with engine.begin() as conn:
             for change in catalog.changes_between(0, at):
                 recorder.record(conn, change, _release_label(catalog, change), 0, "baseline")

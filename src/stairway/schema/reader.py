@@ -12,13 +12,17 @@ A Python change defines ``upgrade(conn)``, optionally ``downgrade(conn)`` with `
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from stairway.errors import CatalogError
 from stairway.schema.change import Batches, Change, Kind, Phase
 from stairway.schema.sqltext import SqlSyntaxError, Statement, checksum, split_statements, tokenize
 
+T = TypeVar("T")
 DIRECTIVES = ("phase", "transaction", "loses")
 DOWN_MARKER = "-- down:"
 
@@ -62,27 +66,41 @@ def read_text(path: Path) -> str:
 
 
 def read_change(file: ChangeFile) -> Change:
-    text = read_text(file.path)
-    if file.path.suffix == ".py":
-        return _read_python(file, text)
-    return _read_sql(file, text)
+    change, problems = read_change_problems(file)
+    if change is None:
+        raise problems[0]
+    return change
 
 
-def _read_sql(file: ChangeFile, text: str) -> Change:
+def read_change_problems(file: ChangeFile) -> tuple[Change | None, list[CatalogError]]:
+    """The change, or None with every problem found reading it (``stairway check`` shows all)."""
+    try:
+        text = read_text(file.path)
+        if file.path.suffix == ".py":
+            return _read_python(file, text), []
+        return _read_sql(file, text)
+    except CatalogError as problem:
+        return None, [problem]
+
+
+def _read_sql(file: ChangeFile, text: str) -> tuple[Change | None, list[CatalogError]]:
     up_text, down_text, down_line = _split_down(file, text)
     headers = _headers(file, up_text)
-    phase = _phase(file, headers.get("phase", ("offline", 0)))
+    problems: list[CatalogError] = []
+    phase = _kept(problems, partial(_phase, file, headers.get("phase", ("offline", 0))))
     if phase == Phase.BACKGROUND:
-        raise CatalogError(
-            "a background change is written in Python, batch by batch",
-            path=str(file.path),
-            line=headers["phase"][1],
-            hint='write it as NNNN_name.py with PHASE = "background", TABLE, KEY and '
-            "upgrade_batch(conn, low, high)",
-        )
-    transactional = _transactional(file, headers.get("transaction", ("", 0)))
-    up = _statements(file, up_text, 1)
-    down = _statements(file, down_text, down_line) if down_text is not None else None
+        problems.append(_background_in_sql(file, headers["phase"][1]))
+    transactional = _kept(
+        problems, partial(_transactional, file, headers.get("transaction", ("", 0)))
+    )
+    up = _kept(problems, partial(_statements, file, up_text, 1))
+    down = (
+        _kept(problems, partial(_statements, file, down_text, down_line))
+        if down_text is not None
+        else None
+    )
+    if problems or phase is None or transactional is None or up is None:
+        return None, problems
     return Change(
         number=file.number,
         name=file.name,
@@ -95,6 +113,25 @@ def _read_sql(file: ChangeFile, text: str) -> Change:
         down=tuple(down) if down is not None else None,
         loses=headers["loses"][0] if "loses" in headers else None,
         description=_prose(up_text),
+    ), []
+
+
+def _kept(problems: list[CatalogError], read: Callable[[], T]) -> T | None:
+    """``read()``, or None with its error added to ``problems``."""
+    try:
+        return read()
+    except CatalogError as problem:
+        problems.append(problem)
+        return None
+
+
+def _background_in_sql(file: ChangeFile, line: int) -> CatalogError:
+    return CatalogError(
+        "a background change is written in Python, batch by batch",
+        path=str(file.path),
+        line=line,
+        hint='write it as NNNN_name.py with PHASE = "background", TABLE, KEY and '
+        "upgrade_batch(conn, low, high)",
     )
 
 

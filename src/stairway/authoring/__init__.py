@@ -1,0 +1,1 @@
+"""Tools for a product's vendor writing its catalog: ``stairway check`` and ``stairway new``."""

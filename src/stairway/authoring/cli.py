@@ -1,0 +1,94 @@
+"""``stairway check`` and ``stairway new change``: the vendor's side of the catalog.
+
+Neither needs a database; without ``--catalog`` they use the catalog that site.toml names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from stairway.catalog.check import Problem, Report, check_catalog
+from stairway.errors import ExitCode, SiteError
+from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, err, out
+from stairway.site import load_site
+
+new_app = typer.Typer(help="Start a new file of the catalog.", no_args_is_help=True)
+
+
+def catalog_root(site: Path | None, catalog: Path | None) -> Path:
+    """``--catalog``, or the catalog site.toml names."""
+    if catalog is not None:
+        return catalog
+    root = load_site(site).site.catalog
+    if root is None:
+        raise SiteError(
+            "no catalog given",
+            hint="pass --catalog DIR or set `catalog = ...` in the [site] table of site.toml",
+        )
+    return root
+
+
+def check(catalog: CatalogOpt = None, site: SiteOpt = None, json: JsonOpt = False) -> None:
+    """Check the whole catalog, reporting every problem of every file (exit 2 when any)."""
+    report = check_catalog(catalog_root(site, catalog))
+    if json:
+        emit_json({"ok": not report.errors, "problems": [p.as_json() for p in report.problems]})
+    else:
+        _show(report)
+    if report.errors:
+        raise typer.Exit(int(ExitCode.REFUSED))
+
+
+def _show(report: Report) -> None:
+    for problem in report.problems:
+        _show_problem(problem)
+    files = len({p.path for p in report.errors})
+    if report.errors:
+        err.print(
+            f"[red]{len(report.errors)} error(s) in {files} file(s)[/red], "
+            f"{len(report.warnings)} warning(s)",
+            highlight=False,
+        )
+    else:
+        out.print(f"[green]{report.root}: no errors[/green], {len(report.warnings)} warning(s)")
+
+
+def _show_problem(problem: Problem) -> None:
+    colour = "red" if problem.severity == "error" else "yellow"
+    console = err if problem.severity == "error" else out
+    console.print(
+        f"{escape(problem.where())}: [{colour}]{problem.severity}:[/{colour}] "
+        f"{escape(problem.cause)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if problem.fix:
+        console.print(f"  fix: {escape(problem.fix)}", highlight=False, soft_wrap=True)
+
+
+@new_app.command("change")
+def new_change(
+    name: Annotated[str, typer.Argument(help="a slug: lowercase letters, digits, underscores")],
+    phase: Annotated[str, typer.Option("--phase", help="expand, contract or offline")] = "offline",
+    catalog: CatalogOpt = None,
+    site: SiteOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Write the next numbered SQL change file with its header; print its path."""
+    from stairway.authoring.newchange import write_change
+
+    path = write_change(catalog_root(site, catalog), name, phase)
+    if json:
+        emit_json({"path": str(path)})
+    else:
+        out.print(str(path), highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the authoring commands to the ``stairway`` command line."""
+    app.command("check")(check)
+    app.add_typer(new_app, name="new")

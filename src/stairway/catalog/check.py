@@ -1,0 +1,145 @@
+"""Checking a whole catalog for its vendor: every problem of every file, not the first one.
+
+``load_catalog`` stops at the first problem, which is right before an upgrade. A vendor's CI
+wants them all at once. This runs the same readers and the same rules (``loader``'s
+``*_problems`` generators), keeping what each yields; a file that cannot be read at all (bad
+TOML, bad SQL syntax) is one problem, and the checks that need its content skip it.
+No site and no database are needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from stairway.catalog import loader
+from stairway.catalog.config_migrations import load_config_migrations
+from stairway.catalog.deltas import load_deltas
+from stairway.catalog.manifest import Manifest, load_manifest
+from stairway.catalog.object_migrations import load_object_migrations
+from stairway.errors import CatalogError
+from stairway.schema.change import Change
+from stairway.schema.phases import check_phase
+from stairway.schema.reader import parse_file_name, read_change_problems
+from stairway.versions import Release
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (or, for a warning, worth knowing) in one file of the catalog."""
+
+    path: str
+    line: int | None
+    cause: str
+    fix: str
+    severity: str = "error"  # or "warning": reported, but the catalog still loads
+
+    @classmethod
+    def of(cls, error: CatalogError) -> Problem:
+        return cls(error.path, error.line, error.cause, error.hint)
+
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "file": self.path,
+            "line": self.line,
+            "severity": self.severity,
+            "cause": self.cause,
+            "fix": self.fix,
+        }
+
+
+@dataclass
+class Report:
+    """What ``check_catalog`` found, in the order of the files."""
+
+    root: Path
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def add(self, errors: Iterable[CatalogError]) -> None:
+        for error in errors:
+            self.problems.extend(Problem.of(e) for e in (error, *error.others))
+
+    def attempt(self, read: Callable[[], T]) -> T | None:
+        """``read()``, or None with its error kept."""
+        try:
+            return read()
+        except CatalogError as error:
+            self.add([error])
+            return None
+
+
+def check_catalog(root: Path) -> Report:
+    """Every problem of the catalog at ``root``; an empty ``errors`` means it loads."""
+    report = Report(root)
+    if not root.is_dir():
+        report.add([CatalogError("no catalog directory here", path=str(root), hint=_WHERE)])
+        return report
+    manifest = report.attempt(lambda: load_manifest(root / loader.MANIFEST))
+    releases = loader.releases_of(manifest) if manifest else None
+    if releases is not None:
+        report.add(loader.release_problems(releases, root / loader.MANIFEST))
+    shipped = _check_changes(root / "schema", report)
+    if releases is not None:
+        report.add(loader.schema_level_problems(releases, shipped, root / loader.MANIFEST))
+    _check_the_rest(root, manifest, releases, report)
+    return report
+
+
+_WHERE = "pass --catalog DIR, the directory holding stairway.toml"
+
+
+def _check_changes(directory: Path, report: Report) -> int:
+    """Problems of every change file; the number of change files named as changes."""
+    if not directory.is_dir():
+        return 0
+    paths = sorted(directory.iterdir())
+    files = [f for p in paths if (f := report.attempt(partial(parse_file_name, p)))]
+    report.add(loader.numbering_problems(files))
+    for file in sorted(files, key=lambda f: f.number):
+        change, problems = read_change_problems(file)
+        report.add(problems)
+        if change is not None:
+            report.add(loader.change_problems(change))
+            report.problems.extend(_warnings(change))
+    return len({f.number for f in files})
+
+
+def _warnings(change: Change) -> list[Problem]:
+    findings = check_phase(change.statements, change.phase)
+    return [
+        Problem(str(change.path), f.line, f"[{f.rule}] {f.message}", "", "warning")
+        for f in findings
+        if not f.blocking
+    ]
+
+
+def _check_the_rest(
+    root: Path, manifest: Manifest | None, releases: tuple[Release, ...] | None, report: Report
+) -> None:
+    migrations = report.attempt(lambda: load_object_migrations(root))
+    config = report.attempt(lambda: load_config_migrations(root))
+    deltas = report.attempt(lambda: load_deltas(root))
+    if manifest is None or releases is None:
+        return
+    if migrations is not None:
+        report.add(loader.object_migration_problems(manifest, releases, migrations, root))
+    if config is not None:
+        report.add(loader.config_migration_problems(releases, config))
+    if deltas is not None:
+        report.add(loader.delta_problems(manifest, releases, deltas, root))

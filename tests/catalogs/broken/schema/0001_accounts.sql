@@ -1,0 +1,2 @@
+-- phase: offline
+CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT, note TEXT);

@@ -1,0 +1,2 @@
+-- phase: offline
+INSERT INTO accounts (name) VALUES ('never closed);

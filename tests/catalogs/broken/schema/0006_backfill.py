@@ -1,0 +1,11 @@
+"""Backfill titles."""
+
+PHASE = "expand"
+
+
+def upgrade(conn):
+    pass
+
+
+def downgrade(conn):
+    pass

@@ -1,0 +1,3 @@
+-- phase: sideways
+-- transaction: sometimes
+CREATE INDEX accounts_title ON accounts (title);
