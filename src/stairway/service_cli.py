@@ -14,7 +14,9 @@ from stairway import commands, recovery, service
 from stairway.errors import UsageRefused
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out
 
-service_app = typer.Typer(help="The product's service: start, stop, status (site.toml [service]).")
+service_app = typer.Typer(
+    help="The product's service, as site.toml's service table runs it: start, stop, status."
+)
 
 
 @service_app.command("start")
