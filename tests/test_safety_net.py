@@ -154,3 +154,9 @@ def test_a_restore_killed_while_it_swaps_is_finished_by_running_it_again(
     assert {k: v for k, v in site.state().items() if ".before-" not in k} == before
     assert _serving(site) == ("1.0.0", 3)
     assert site.stale_holders() == []
+    # the upgrade's entry, written after the backup, is carried over by the restore run again,
+    # though the first run had already swapped the live log away
+    entries = orjson.loads(site.cli("audit", "show", "--json").stdout)
+    carried = [e["action"] for e in entries if "carried" in e["data"]]
+    assert "site.upgrade" in carried, [e["action"] for e in entries]
+    assert site.cli("audit", "verify").returncode == 0

@@ -17,25 +17,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, Row, select, tuple_
+from sqlalchemy import Connection, Engine, select, tuple_
 
 from stairway import audit
 from stairway.audit import Draft, audit_table
 from stairway.backup.manifest import BackupManifest
+from stairway.files import write_atomic
 
 log = logging.getLogger(__name__)
 CHUNK = 500  # ids per IN list: SQLite bounds a statement's parameters
 
 
 @dataclass(frozen=True)
+class LiveEntry:
+    """One entry of the live log as read: the table's columns."""
+
+    id: int
+    at: str
+    actor: str
+    action: str
+    data: str
+    previous: str
+    hash: str
+
+
+@dataclass(frozen=True)
 class Pending:
     """The live log's entries the backup does not hold, read before the restore replaces it."""
 
-    rows: tuple[Row[Any], ...] = ()
+    rows: tuple[LiveEntry, ...] = ()
     since: str = ""  # how the point was found: "entry N" or "time T"
     broken: tuple[str, ...] = ()  # chain breaks among the rows, as found in the live log
     unreadable: str | None = None  # why the live log could not be read
@@ -75,12 +90,34 @@ def _holds(conn: Connection, number: int, digest: str) -> bool:
     return conn.execute(query).scalar() == digest
 
 
-def _select(conn: Connection, where: Any) -> tuple[Row[Any], ...]:
+def _select(conn: Connection, where: Any) -> tuple[LiveEntry, ...]:
     query = select(audit_table).where(where).order_by(audit_table.c.id)
-    return tuple(conn.execute(query))
+    return tuple(LiveEntry(**row._asdict()) for row in conn.execute(query))
 
 
-def _breaks(rows: Sequence[Row[Any]], previous: str, first: int) -> tuple[str, ...]:
+# --- kept on disk while the restore swaps ---------------------------------------------------------
+
+
+def save(path: Path, backup_id: str, pending: Pending) -> None:
+    """``pending`` written durably before the restore's first live change: once the live log
+    is swapped away, a restore run again can no longer read it there."""
+    body = {"backup": backup_id, **asdict(pending)}
+    write_atomic(path, orjson.dumps(body))
+
+
+def saved(path: Path, backup_id: str) -> Pending | None:
+    """What an interrupted restore of ``backup_id`` had read from the live log, if it saved it."""
+    try:
+        body = orjson.loads(path.read_bytes())
+        if body.get("backup") != backup_id:
+            return None
+        rows = tuple(LiveEntry(**row) for row in body["rows"])
+        return Pending(rows, body["since"], tuple(body["broken"]), body["unreadable"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _breaks(rows: Sequence[LiveEntry], previous: str, first: int) -> tuple[str, ...]:
     return tuple(audit.verify_rows(rows, previous, first)) if rows else ()
 
 
@@ -112,7 +149,7 @@ def not_carried(pending: Pending) -> str:
     )
 
 
-def _held(conn: Connection, rows: Sequence[Row[Any]]) -> set[tuple[int, str]]:
+def _held(conn: Connection, rows: Sequence[LiveEntry]) -> set[tuple[int, str]]:
     found: set[tuple[int, str]] = set()
     pairs = [(int(r.id), str(r.hash)) for r in rows]
     key = tuple_(audit_table.c.id, audit_table.c.hash)
@@ -125,7 +162,7 @@ def _held(conn: Connection, rows: Sequence[Row[Any]]) -> set[tuple[int, str]]:
     return found
 
 
-def _draft(row: Row[Any]) -> Draft:
+def _draft(row: LiveEntry) -> Draft:
     """The entry as it was, marked with where it came from; a mark it already had (carried
     before) is kept inside the new one."""
     data = orjson.loads(row.data)

@@ -452,6 +452,9 @@ def backups(ctx: Context) -> list[Backup]:
     return list_backups(backup_dir(ctx))
 
 
+CARRIED = "restore.carry"  # in backup_dir while a restore swaps: the live log's entries to carry
+
+
 @changes_site
 def restore(
     ctx: Context,
@@ -466,16 +469,22 @@ def restore(
     where = backup_dir(ctx)
     keys = secret_keys(ctx)
     pending: list[audit_carry.Pending] = []
+    carry = where / CARRIED
+    live: list[bool] = []
 
     def before_swap_(manifest: BackupManifest) -> None:  # staged and checked, nothing live touched
         if before_swap is not None:
             before_swap()
-        # read once the product is down: nothing it logs afterwards can be missed
-        pending.append(audit_carry.read_pending(ctx.engine, manifest))
+        # read once the product is down: nothing it logs afterwards can be missed; a restore
+        # run again after its first attempt swapped the log away reads what that one saved
+        again = audit_carry.saved(carry, backup_id)
+        pending.append(again or audit_carry.read_pending(ctx.engine, manifest))
 
     def before_live_(_manifest: BackupManifest) -> None:
+        audit_carry.save(carry, backup_id, pending[0])
         if before_live is not None:
             before_live()
+        live.append(True)
 
     target = RestoreTarget(
         ctx.catalog.product,
@@ -487,11 +496,17 @@ def restore(
         before_swap=before_swap_,
         before_live=before_live_,
     )
-    manifest = restore_backup(target, find_backup(where, backup_id))
+    try:
+        manifest = restore_backup(target, find_backup(where, backup_id))
+    except BaseException:
+        if not live:  # the live log is still in place: a new attempt reads it afresh
+            carry.unlink(missing_ok=True)
+        raise
     with ctx.engine.begin() as conn:  # the carried entries and the restore's own, or neither
         said = audit_carry.carry_over(conn, pending[0])
         data = {"backup": backup_id, "version": manifest.version, **said}
         audit.append(conn, "site.restore", data)
+    carry.unlink(missing_ok=True)
     return manifest
 
 
