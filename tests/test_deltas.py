@@ -86,6 +86,22 @@ def test_init_brings_the_initial_objects_of_every_release_up_to_it(site: Path) -
     assert objects(site) == found
 
 
+def test_init_at_a_late_release_stores_an_early_deltas_object_migrated(
+    site: Path, catalog: Path
+) -> None:
+    """A 1.0.0 delta's object, added on a site created at 3.0.0, is stored in 3.0.0's shape
+    and stamped 3.0.0: not in its 1.0.0 shape stamped as if 3.0.0 had written it, which no
+    object migration would ever look at again."""
+    with (catalog / "deltas" / "1.0.0" / "initial.toml").open("a", encoding="utf-8") as out:
+        out.write(
+            '\n[[delta]]\nid = "user-setup"\ndescription = "Adds the setup user."\nop = "add"\n'
+            'type = "User"\ntarget = "user-setup"\n'
+            'object = { fullName = "Setup", legacyFlags = [1] }\n'
+        )
+    commands.init(commands.open_context(site, None), "3.0.0")
+    assert objects(site)["user-setup"] == ("User", {"displayName": "Setup"}, "3.0.0")
+
+
 def test_an_upgrade_applies_what_it_can_and_reports_what_an_operator_changed(site: Path) -> None:
     commands.init(commands.open_context(site, None), "1.0.0")
     policy = objects(site)["policy-password"][1]

@@ -102,7 +102,7 @@ def _write(
     if delta.op == DeltaOp.ADD:
         document = judgements[0].document
         assert document is not None  # an APPLY verdict carries it
-        store.insert(conn, delta.target, delta.type, document)
+        store.insert(conn, delta.target, delta.type, document, shaped_by=delta.release)
         return
     changed = [
         dataclasses.replace(o, outcome=o.outcome._replace(document=j.document))

@@ -6,6 +6,7 @@ JSON or JSONB), so reading is the same on SQLite and PostgreSQL and costs one or
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -120,15 +121,32 @@ class ObjectStore:
         for row in conn.execute(query.order_by(self.id_column)):
             yield self.materialise(tuple(row))
 
-    def insert(self, conn: Connection, oid: object, type_: str, document: Document) -> None:
-        """Store a new object, stamped with the current release."""
+    def insert(
+        self,
+        conn: Connection,
+        oid: object,
+        type_: str,
+        document: Document,
+        shaped_by: Version | None = None,
+    ) -> None:
+        """Store a new object in the current release's shape, stamped with it. A document in
+        an older release's shape (``shaped_by``: a delta of that release, applied on a site
+        created later) is migrated first; one a migration cannot bring all the way is stored as
+        it is, stamped with the release whose shape it has, so the migrations still find it."""
+        stamp: str = self.current
+        if shaped_by is not None and str(shaped_by) != self.current:
+            migrated = self.migrator.migrate(type_, copy.deepcopy(document), shaped_by)
+            if any(a.blocked for a in migrated.attention):
+                stamp = str(shaped_by)
+            else:
+                document = migrated.document
         values: dict[str, object] = {
             self.spec.id: oid,
             self.spec.type: type_,
             self.spec.body: self._body_param(),
         }
         if self.spec.version:
-            values[self.spec.version] = self.current
+            values[self.spec.version] = stamp
         conn.execute(insert(self.table).values(**values), {"_body": encode(document)})
 
     def counts(self) -> dict[str, int]:
