@@ -13,14 +13,14 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from stairway.catalog import load_catalog
 from stairway.catalog.check import check_catalog
 from stairway.database import engine_for
 from stairway.errors import CatalogError, GuardRefused
 from stairway.plan import make_plan
-from stairway.schema import migrator
+from stairway.schema import migrator, recorder
 from stairway.startup import guard
 from stairway.versions import Version
 from tests.cli_runner import stairway
@@ -60,9 +60,9 @@ def write_catalog(root: Path, release: str) -> Path:
         lines.append(f"patches = {json.dumps(patches)}\n" if patches else "")
         lines.append("lts = true\n" if lts else "")
     (root / "stairway.toml").write_text("\n".join(lines), encoding="utf-8")
-    for name, text in (CHANGES | PATCH).items():
+    for name, sql in (CHANGES | PATCH).items():
         if name.split("_", 1)[0] in numbers:
-            (root / "schema" / name).write_text(text, encoding="utf-8")
+            (root / "schema" / name).write_text(sql, encoding="utf-8")
     return root
 
 
@@ -229,8 +229,8 @@ def test_check_refuses_malformed_patch_numbering(
     (root / "schema" / name).write_text("CREATE INDEX i ON users (email);\n", encoding="utf-8")
     if toml:
         manifest = root / "stairway.toml"
-        text = manifest.read_text(encoding="utf-8")
-        manifest.write_text(text + f"patches = [{toml}]\n", encoding="utf-8")
+        toml_text = manifest.read_text(encoding="utf-8")
+        manifest.write_text(toml_text + f"patches = [{toml}]\n", encoding="utf-8")
     assert any(cause in p.cause for p in check_catalog(root).errors), check_catalog(root).errors
     code, _, err = stairway("check", "--catalog", str(root))
     assert code == 2 and cause in err and "Traceback" not in err
@@ -245,7 +245,28 @@ def test_check_accepts_valid_patch_numbering(catalogs: dict[str, Path]) -> None:
 def test_a_later_release_of_the_line_keeps_the_patch(tmp_path: Path) -> None:
     root = write_catalog(tmp_path / "c", "1.0.5")
     manifest = root / "stairway.toml"
-    text = manifest.read_text(encoding="utf-8")
-    manifest.write_text(text + '[[release]]\nversion = "1.0.6"\nschema = 3\n', encoding="utf-8")
+    toml_text = manifest.read_text(encoding="utf-8")
+    manifest.write_text(
+        toml_text + '[[release]]\nversion = "1.0.6"\nschema = 3\n', encoding="utf-8"
+    )
     with pytest.raises(CatalogError, match=r"1\.0\.6 drops patch 3\.1"):
         load_catalog(root)
+
+
+def test_a_database_from_before_patch_bookkeeping_is_brought_up(
+    database_url: str, catalogs: dict[str, Path]
+) -> None:
+    catalog = load_catalog(catalogs["1.1.1"])
+    engine = engine_for(database_url)
+    migrator.migrate(engine, catalog, 5)
+    with engine.begin() as conn:  # as a Stairway of bookkeeping format 1 left it
+        conn.execute(text("DROP TABLE stairway_patches"))
+        conn.execute(text("UPDATE stairway_meta SET value = '1' WHERE key = 'format'"))
+    assert guard(database_url, catalogs["1.1.0"], "1.1.0").level == 5
+    with pytest.raises(GuardRefused, match=r"without patch change 3\.1"):
+        guard(database_url, catalogs["1.1.1"], "1.1.1")
+    done = migrator.migrate(engine, catalog, 5, release=catalog.release("1.1.1"))
+    assert [a.change.code for a in done] == ["3.1"]
+    with engine.connect() as conn:
+        assert recorder.get_meta(conn, "format") == str(recorder.FORMAT) == "2"
+    assert guard(database_url, catalogs["1.1.1"], "1.1.1").level == 5

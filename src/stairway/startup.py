@@ -80,7 +80,7 @@ def _applied_rows(database_url: str) -> tuple[list[Row], Maintenance | None]:
     try:
         return _query_rows(database_url, with_patches=True)
     except (OperationalError, ProgrammingError) as err:
-        if "stairway_patches" not in str(err):
+        if not _lacks(err, "stairway_patches"):
             raise
     # a database whose bookkeeping predates patch changes has none
     return _query_rows(database_url, with_patches=False)
@@ -98,12 +98,17 @@ def _query_rows(database_url: str, with_patches: bool) -> tuple[list[Row], Maint
             found = [value for number, _, value in rows if number == -1]
             return [r for r in rows if r[0] != -1], maintenance.parse(found[0]) if found else None
     except (OperationalError, ProgrammingError) as err:
-        if "stairway_changes" not in str(err):
+        if not _lacks(err, "stairway_changes", "stairway_meta"):
             raise
         raise GuardRefused(
             "this database has never been set up by Stairway",
             hint="create it with `stairway init --version V` or adopt it with `stairway baseline`",
         ) from None
+
+
+def _lacks(err: OperationalError | ProgrammingError, *tables: str) -> bool:
+    """Whether the database's own message names one of ``tables`` (the statement names all)."""
+    return any(table in str(err.orig or err) for table in tables)
 
 
 def _refuse_newer(
