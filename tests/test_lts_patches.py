@@ -19,6 +19,7 @@ from stairway.catalog import load_catalog
 from stairway.catalog.check import check_catalog
 from stairway.database import engine_for
 from stairway.errors import CatalogError, GuardRefused
+from stairway.notes import release_notes
 from stairway.plan import make_plan
 from stairway.schema import migrator, recorder
 from stairway.startup import guard
@@ -270,3 +271,14 @@ def test_a_database_from_before_patch_bookkeeping_is_brought_up(
     with engine.connect() as conn:
         assert recorder.get_meta(conn, "format") == str(recorder.FORMAT) == "2"
     assert guard(database_url, catalogs["1.1.1"], "1.1.1").level == 5
+
+
+def test_release_notes_name_the_patch_where_a_site_first_gets_it(
+    catalogs: dict[str, Path],
+) -> None:
+    catalog = load_catalog(catalogs["1.1.1"])
+    notes = release_notes(catalog, Version("1.1.0"), Version("1.1.1"))
+    assert "`0003.1_fix_email_index` (expand)" in notes.split("## 1.1.1", 1)[1]
+    notes = release_notes(catalog, Version("1.0.4"), Version("1.1.1"))
+    assert notes.count("0003.1_fix_email_index") == 1
+    assert "0003.1_fix_email_index" in notes.split("## 1.0.5", 1)[1].split("## 1.1.0")[0]
