@@ -46,7 +46,7 @@ from stairway.objects.rewrite import RewriteReport, rewrite_all
 from stairway.objects.store import ObjectStore, StoredObject
 from stairway.plan import UpgradePlan, make_plan
 from stairway.release_source import catalog_of
-from stairway.schema import migrator
+from stairway.schema import migrator, recorder
 from stairway.schema.adoption import adoption_hint
 from stairway.schema.change import Change, Phase
 from stairway.schema.executor import Applied
@@ -62,7 +62,7 @@ from stairway.transfer.export import Progress as ExportProgress
 from stairway.transfer.importer import ImportReport, import_objects
 from stairway.transfer.importer import Progress as ImportProgress
 from stairway.transfer.shards import WHOLE, Shard
-from stairway.versions import Version, check_hop
+from stairway.versions import Release, Version, check_hop
 
 if TYPE_CHECKING:
     from stairway.background import Job, Throttle
@@ -140,8 +140,8 @@ class Status:
 def status(ctx: Context) -> Status:
     state = migrator.read_state(ctx.engine, ctx.catalog)
     release = migrator.site_release(ctx.engine)
-    needed = ctx.catalog.release(release).schema if release else 0
-    pending = tuple(state.pending(ctx.catalog.changes, needed))
+    at = ctx.catalog.release(release) if release else None
+    pending = tuple(state.pending(ctx.catalog.changes, at.schema, at.patches) if at else ())
     return Status(
         ctx.catalog.product,
         release,
@@ -166,7 +166,8 @@ def current_version(ctx: Context) -> Version:
 def plan(ctx: Context, to: str | None) -> UpgradePlan:
     target = Version.parse(to) if to else ctx.catalog.latest.version
     state = migrator.read_state(ctx.engine, ctx.catalog)
-    return make_plan(ctx.catalog, current_version(ctx), state.level, target)
+    state.refuse_unknown_patch()
+    return make_plan(ctx.catalog, current_version(ctx), state.level, target, state.patches)
 
 
 @changes_site
@@ -178,7 +179,9 @@ def init(ctx: Context, version: str, progress: Progress | None = None) -> list[A
             f"{ctx.site.database} already holds a Stairway site",
             hint="use `stairway status` to see it, `stairway migrate --to V` to move it",
         )
-    done = migrator.migrate(ctx.engine, ctx.catalog, release.schema, progress=progress)
+    done = migrator.migrate(
+        ctx.engine, ctx.catalog, release.schema, progress=progress, release=release
+    )
     migrator.set_site_release(ctx.engine, ctx.catalog, str(release.version))
     if ctx.catalog.deltas:  # the initial objects of every release up to this one
         apply_deltas(ctx)
@@ -197,16 +200,26 @@ def migrate_target(ctx: Context, request: MigrateRequest) -> tuple[int, str | No
     if request.to is None:
         release = migrator.site_release(ctx.engine)
         return (ctx.catalog.release(release).schema if release else 0), None
+    migrator.read_state(ctx.engine, ctx.catalog).refuse_unknown_patch()
     target = ctx.catalog.release(request.to)
     check_hop(ctx.catalog.releases, current_version(ctx), target.version)
     return target.schema, str(target.version)
 
 
 def pending_changes(ctx: Context, request: MigrateRequest) -> list[Change]:
-    level, _ = migrate_target(ctx, request)
+    level, version = migrate_target(ctx, request)
     state = migrator.read_state(ctx.engine, ctx.catalog)
     state.refuse_unsafe()
-    return migrator.pending(state, ctx.catalog, level, request.only)
+    release = _target_release(ctx, version)
+    if release is not None:
+        migrator.refuse_uncarried(state, ctx.catalog, release)
+    return migrator.pending(state, ctx.catalog, level, request.only, release)
+
+
+def _target_release(ctx: Context, version: str | None) -> Release | None:
+    """The release a migration moves to: the one named, or the site's own."""
+    named = version or migrator.site_release(ctx.engine)
+    return ctx.catalog.release(named) if named else None
 
 
 @changes_site
@@ -223,6 +236,7 @@ def migrate(
         only=request.only,
         lock_timeout=request.lock_timeout,
         progress=progress,
+        release=_target_release(ctx, version),
     )
     if version and migrator.read_state(ctx.engine, ctx.catalog).level >= level:
         migrator.set_site_release(ctx.engine, ctx.catalog, version)
@@ -283,7 +297,8 @@ def render_sql(changes: list[Change]) -> str:
         if not change.statements:
             parts.append(f"-- Python change: runs upgrade(conn) from {change.path.name}")
         parts.extend(f"{s.text};" for s in change.statements)
-        parts.append(f"-- then record change {change.number} in stairway_changes\n")
+        table = recorder.table_of(change).name
+        parts.append(f"-- then record change {change.code} in {table}\n")
     return "\n".join(parts)
 
 
@@ -583,5 +598,5 @@ def run_background(
     """Run the queued background migrations (``stairway.background.run``) under the site lock."""
     from stairway import background
 
-    changes = {c.number: c for c in ctx.catalog.changes}
+    changes = {c.number: c for c in ctx.catalog.changes if not c.patch}
     return background.run(ctx.engine, changes, throttle, max_seconds, report)

@@ -27,10 +27,19 @@ def release_notes(catalog: Catalog, since: Version, until: Version) -> str:
     if hands:
         lines += ["## Before you upgrade", "", *hands, ""]
     previous = _schema_before(catalog, since)
+    seen = set(next((r.patches for r in catalog.releases if r.version == since), ()))
     for release in releases:
-        lines += _release(catalog, release, previous)
-        previous = release.schema
+        patches = [c for c in catalog.needs(release) if c.patch and c.key not in seen]
+        lines += _release(catalog, release, previous, patches)
+        previous, seen = release.schema, seen | set(release.patches)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _schema_changes(
+    catalog: Catalog, release: Release, previous: int, patches: Sequence[Change]
+) -> list[Change]:
+    changes = [*catalog.changes_between(previous, release.schema), *patches]
+    return sorted(changes, key=lambda c: c.key)
 
 
 def _path(since: Version, path: Sequence[Release]) -> list[str]:
@@ -60,13 +69,16 @@ def _needs_a_hand(catalog: Catalog, releases: Sequence[Release]) -> Iterator[str
             yield f"- {check.before}: {check.name} must be {check.expect!r}{hint}"
 
 
-def _release(catalog: Catalog, release: Release, previous: int) -> list[str]:
+def _release(
+    catalog: Catalog, release: Release, previous: int, patches: Sequence[Change] = ()
+) -> list[str]:
+    """``patches``: the patch changes of an LTS line this release is the first here to carry."""
     flags = [w for w, on in (("LTS", release.lts), ("rolling", release.rolling)) if on]
     flags += [f"needs {release.requires} first"] if release.requires else []
     shown = f" ({', '.join(flags)})" if flags else ""
     lines = [f"## {release.version}{shown}", ""]
     sections = [
-        ("Schema", [_change_line(c) for c in catalog.changes_between(previous, release.schema)]),
+        ("Schema", [_change_line(c) for c in _schema_changes(catalog, release, previous, patches)]),
         ("Stored objects", _object_lines(catalog.object_migrations, release.version)),
         ("Configuration", _delta_lines(catalog.deltas, release.version)),
         ("Config files", _config_lines(catalog.config_migrations, release.version)),

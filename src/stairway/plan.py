@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stairway.catalog import Catalog
 from stairway.schema.change import Change, Phase
+from stairway.schema.recorder import AppliedChange
+from stairway.schema.state import refuse_uncarried
 from stairway.versions import Release, Version, upgrade_path
 
 
@@ -59,12 +62,26 @@ class UpgradePlan:
         return f"{path} ({'rolling-safe' if self.rolling_safe else 'needs downtime'})"
 
 
-def make_plan(catalog: Catalog, current: Version, level: int, target: Version) -> UpgradePlan:
-    """``level`` is the database's schema level: changes at or below it are already applied."""
+def make_plan(
+    catalog: Catalog,
+    current: Version,
+    level: int,
+    target: Version,
+    patches: Sequence[AppliedChange] = (),
+) -> UpgradePlan:
+    """``level`` is the database's schema level: mainline changes at or below it are already
+    applied; ``patches`` are the patch changes it holds. A step applies what its release needs
+    and the database lacks, so a patch runs once on any path, out of order if need be."""
     steps: list[PlanStep] = []
     source, done = current, level
+    held = {a.key for a in patches}
     for release in upgrade_path(catalog.releases, current, target):
-        changes = tuple(catalog.changes_between(done, release.schema))
+        held_here = [a for a in patches if a.key not in release.patches]
+        refuse_uncarried(release, held_here, catalog.carriers)
+        changes = tuple(
+            c for c in catalog.needs(release) if (c.key not in held if c.patch else c.number > done)
+        )
         steps.append(PlanStep(source, release, changes))
         source, done = release.version, max(done, release.schema)
+        held |= set(release.patches)
     return UpgradePlan(current, target, level, tuple(steps))

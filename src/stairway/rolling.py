@@ -121,7 +121,7 @@ def _expand(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
         and c.number > _schema_before(ctx, target.version)
     ]
     level = min(deferred) - 1 if deferred else target.schema
-    done = migrator.migrate(ctx.engine, ctx.catalog, level)
+    done = migrator.migrate(ctx.engine, ctx.catalog, level, release=target)
     if level == target.schema:
         migrator.set_site_release(ctx.engine, ctx.catalog, str(target.version))
     return {
@@ -203,7 +203,8 @@ def _health(url: str) -> dict[str, Any] | None:
 def _contract(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
     target = state.plan["to"]
     waited = wait_for_old(ctx, target, OLD_WAIT)
-    done = migrator.migrate(ctx.engine, ctx.catalog, ctx.catalog.release(target).schema)
+    release = ctx.catalog.release(target)
+    done = migrator.migrate(ctx.engine, ctx.catalog, release.schema, release=release)
     migrator.set_site_release(ctx.engine, ctx.catalog, target)
     return {"changes": [a.change.label for a in done], "waited": round(waited, 3)}
 

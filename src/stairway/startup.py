@@ -44,39 +44,61 @@ class GuardResult:
         return self.maintenance is not None
 
 
+Row = tuple[int, int, str]  # number, patch (0 for a mainline change), phase
+
+
 def guard(
     database_url: str, catalog: Catalog | Path | str, version: str, *, auto_migrate: bool = False
 ) -> GuardResult:
     """Check that release ``version`` may start against ``database_url``; raise GuardRefused."""
-    needed = _schema_of(catalog, version)
+    needed, carried = _schema_of(catalog, version)
     rows, flag = _applied_rows(database_url)
-    level = max((n for n, _ in rows), default=0)
-    _refuse_newer(rows, needed, version)
-    ahead = tuple(n for n, _ in rows if n > needed)
-    if level >= needed:
+    level = max((n for n, k, _ in rows if not k), default=0)
+    _refuse_newer(rows, needed, carried, version)
+    ahead = tuple(n for n, k, _ in rows if n > needed and not k)
+    missing = sorted(set(carried) - {(n, k) for n, k, _ in rows})
+    if level >= needed and not missing:
         return GuardResult(version, level, ahead, maintenance=flag)
-    if _awaits_only_its_contract(catalog, version, {n for n, _ in rows}, needed):
+    if not missing and _awaits_only_its_contract(
+        catalog, version, {n for n, k, _ in rows if not k}, needed
+    ):
         return GuardResult(version, level, ahead, maintenance=flag)
     if not auto_migrate:
+        lacks = f"patch change {missing[0][0]}.{missing[0][1]}" if missing else ""
         raise GuardRefused(
-            f"release {version} needs schema {needed}, the database is at {level}",
+            f"release {version} needs schema {needed}"
+            + (f" and {lacks}" if lacks else "")
+            + f", the database is at {level}"
+            + (f" without {lacks}" if lacks else ""),
             hint="run `stairway migrate --to " + version + "` before starting this release",
         )
     return _auto_migrate(database_url, catalog, version, needed)
 
 
-def _applied_rows(database_url: str) -> tuple[list[tuple[int, str]], Maintenance | None]:
-    """Applied changes and the maintenance flag, in one round trip."""
-    table, meta = recorder.changes_table, recorder.meta_table
-    flag = select(literal(-1), meta.c.value).where(meta.c.key == maintenance.KEY)
-    query = union_all(select(table.c.number, table.c.phase), flag)
+def _applied_rows(database_url: str) -> tuple[list[Row], Maintenance | None]:
+    """Applied changes (mainline and patches) and the maintenance flag, in one round trip."""
+    try:
+        return _query_rows(database_url, with_patches=True)
+    except (OperationalError, ProgrammingError) as err:
+        if not _lacks(err, "stairway_patches"):
+            raise
+    # a database whose bookkeeping predates patch changes has none
+    return _query_rows(database_url, with_patches=False)
+
+
+def _query_rows(database_url: str, with_patches: bool) -> tuple[list[Row], Maintenance | None]:
+    table, patches, meta = recorder.changes_table, recorder.patches_table, recorder.meta_table
+    flag = select(literal(-1), literal(0), meta.c.value).where(meta.c.key == maintenance.KEY)
+    parts = [select(table.c.number, literal(0), table.c.phase), flag]
+    if with_patches:
+        parts.append(select(patches.c.number, patches.c.patch, patches.c.phase))
     try:
         with engine_for(database_url).connect() as conn:
-            rows = [(int(r[0]), str(r[1])) for r in conn.execute(query)]
-            found = [value for number, value in rows if number == -1]
+            rows = [(int(r[0]), int(r[1]), str(r[2])) for r in conn.execute(union_all(*parts))]
+            found = [value for number, _, value in rows if number == -1]
             return [r for r in rows if r[0] != -1], maintenance.parse(found[0]) if found else None
     except (OperationalError, ProgrammingError) as err:
-        if "stairway_changes" not in str(err):
+        if not _lacks(err, "stairway_changes", "stairway_meta"):
             raise
         raise GuardRefused(
             "this database has never been set up by Stairway",
@@ -84,11 +106,20 @@ def _applied_rows(database_url: str) -> tuple[list[tuple[int, str]], Maintenance
         ) from None
 
 
-def _refuse_newer(rows: list[tuple[int, str]], needed: int, version: str) -> None:
-    for number, phase in rows:
-        if number > needed and Phase(phase) not in (Phase.EXPAND, Phase.BACKGROUND):
+def _lacks(err: OperationalError | ProgrammingError, *tables: str) -> bool:
+    """Whether the database's own message names one of ``tables`` (the statement names all)."""
+    return any(table in str(err.orig or err) for table in tables)
+
+
+def _refuse_newer(
+    rows: list[Row], needed: int, carried: tuple[tuple[int, int], ...], version: str
+) -> None:
+    for number, patch, phase in rows:
+        unknown = (number, patch) not in carried if patch else number > needed
+        if unknown and Phase(phase) not in (Phase.EXPAND, Phase.BACKGROUND):
+            shown = f"{number}.{patch}" if patch else str(number)
             raise GuardRefused(
-                f"the database holds {phase} change {number}, which release {version} "
+                f"the database holds {phase} change {shown}, which release {version} "
                 f"(schema {needed}) does not know: the database is newer than this release",
                 hint="start the release that applied it, or restore a backup taken before it",
             )
@@ -115,23 +146,29 @@ def _auto_migrate(
     full = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     engine = engine_for(url)
     state = migrator.read_state(engine, full)
-    blocking = [c for c in state.pending(full.changes, needed) if c.phase != Phase.EXPAND]
+    release = full.release(version)
+    todo = state.pending(full.changes, needed, release.patches)
+    blocking = [c for c in todo if c.phase != Phase.EXPAND]
     if blocking:
         raise GuardRefused(
             f"release {version} needs {blocking[0].describe()}, which cannot run while serving",
             hint="migrate with the product stopped (`stairway migrate --to " + version + "`)",
         )
-    done = migrator.migrate(engine, full, needed, only=Phase.EXPAND)
+    done = migrator.migrate(engine, full, needed, only=Phase.EXPAND, release=release)
     return GuardResult(version, needed, (), tuple(a.change.number for a in done))
 
 
-def _schema_of(catalog: Catalog | Path | str, version: str) -> int:
+def _schema_of(
+    catalog: Catalog | Path | str, version: str
+) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """The release's schema level and the patch changes it carries."""
     if isinstance(catalog, Catalog):
-        return catalog.release(version).schema
+        release = catalog.release(version)
+        return release.schema, release.patches
     wanted = Version.parse(version)
-    for release in _manifest(Path(catalog)).release:
-        if Version(release.version) == wanted:
-            return release.schema_
+    for model in _manifest(Path(catalog)).release:
+        if Version(model.version) == wanted:
+            return model.schema_, model.patch_keys
     raise GuardRefused(f"release {version} is not in the catalog at {catalog}")
 
 

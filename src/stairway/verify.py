@@ -65,7 +65,7 @@ def verify(ctx: Context, to: str | None) -> Report:
     state = migrator.read_state(ctx.engine, ctx.catalog)
     findings = _database(ctx, state, current)
     if not findings:  # a database ahead of the catalog: the plan would be meaningless
-        plan = make_plan(ctx.catalog, current, state.level, target)
+        plan = make_plan(ctx.catalog, current, state.level, target, state.patches)
         findings += _path(plan) + _schema(plan, state)
         findings += _objects(ctx, plan) + _checks(ctx, current, target) + _jobs(ctx)
         findings += _config(ctx, current, target) + _disk(ctx) + licence_findings(ctx, target)
@@ -164,8 +164,8 @@ def _path(plan: UpgradePlan) -> list[Finding]:
 
 
 def _schema(plan: UpgradePlan, state: SchemaState) -> list[Finding]:
-    done = {a.number for a in state.applied}
-    pending = [c for c in plan.changes if c.number not in done]
+    done = {a.key for a in state.applied}
+    pending = [c for c in plan.changes if c.key not in done]
     downtime = [c for c in pending if not c.phase.online]
     found = (
         [

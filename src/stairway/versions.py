@@ -46,10 +46,17 @@ class Release:
     rolling: bool = False
     requires: Version | None = None
     agent_protocol: tuple[int, int] | None = None
+    patches: tuple[tuple[int, int], ...] = ()  # patch changes N.K it carries besides 1..schema
+
+    def carries(self, number: int, patch: int) -> bool:
+        """Whether the release needs change ``number`` (``patch`` > 0: the patch number.patch)."""
+        return (number, patch) in self.patches if patch else number <= self.schema
 
     def describe(self) -> str:
         flags = [f for f, on in (("lts", self.lts), ("rolling", self.rolling)) if on]
         extra = f" requires {self.requires}" if self.requires else ""
+        if self.patches:
+            extra += " patches " + ", ".join(f"{n}.{k}" for n, k in self.patches)
         shown = "".join(f", {flag}" for flag in flags)
         return f"{self.version} (schema {self.schema}{shown}){extra}"
 

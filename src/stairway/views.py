@@ -76,6 +76,7 @@ def plan_json(plan: UpgradePlan, warnings: Warnings) -> dict[str, Any]:
 def change_json(change: Change) -> dict[str, Any]:
     return {
         "number": change.number,
+        **({"patch": change.code} if change.patch else {}),
         "name": change.name,
         "phase": change.phase.value,
         "transactional": change.transactional,
@@ -116,6 +117,7 @@ def status_json(status: Status) -> dict[str, Any]:
         "applied": [
             {
                 "number": a.number,
+                **({"patch": a.code} if a.patch else {}),
                 "name": a.name,
                 "phase": a.phase.value,
                 "release": a.release,

@@ -96,7 +96,9 @@ def check_catalog(root: Path) -> Report:
         report.add(loader.release_problems(releases, root / loader.MANIFEST))
     shipped = _check_changes(root / "schema", report)
     if releases is not None:
-        report.add(loader.schema_level_problems(releases, shipped, root / loader.MANIFEST))
+        mainline = sum(1 for key in shipped if not key[1])
+        report.add(loader.schema_level_problems(releases, mainline, root / loader.MANIFEST))
+        report.add(loader.patch_problems(releases, shipped, root / loader.MANIFEST))
     _check_the_rest(root, manifest, releases, report)
     return report
 
@@ -104,20 +106,20 @@ def check_catalog(root: Path) -> Report:
 _WHERE = "pass --catalog DIR, the directory holding stairway.toml"
 
 
-def _check_changes(directory: Path, report: Report) -> int:
-    """Problems of every change file; the number of change files named as changes."""
+def _check_changes(directory: Path, report: Report) -> list[tuple[int, int]]:
+    """Problems of every change file; the numbers of the files named as changes."""
     if not directory.is_dir():
-        return 0
+        return []
     paths = sorted(directory.iterdir())
     files = [f for p in paths if (f := report.attempt(partial(parse_file_name, p)))]
     report.add(loader.numbering_problems(files))
-    for file in sorted(files, key=lambda f: f.number):
+    for file in sorted(files, key=lambda f: f.key):
         change, problems = read_change_problems(file)
         report.add(problems)
         if change is not None:
             report.add(loader.change_problems(change))
             report.problems.extend(_warnings(change))
-    return len({f.number for f in files})
+    return sorted({f.key for f in files})
 
 
 def _warnings(change: Change) -> list[Problem]:

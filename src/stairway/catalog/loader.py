@@ -46,8 +46,16 @@ class Catalog:
         return find_release(self.releases, wanted)
 
     def changes_between(self, low: int, high: int) -> list[Change]:
-        """Changes numbered low+1 .. high."""
-        return [c for c in self.changes if low < c.number <= high]
+        """Mainline changes numbered low+1 .. high (no patch changes)."""
+        return [c for c in self.changes if low < c.number <= high and not c.patch]
+
+    def needs(self, release: Release) -> list[Change]:
+        """Every change ``release`` needs: 1..schema and the patches it carries, in order."""
+        return [c for c in self.changes if release.carries(c.number, c.patch)]
+
+    def carriers(self, key: tuple[int, int]) -> list[Release]:
+        """The releases that carry patch change ``key``, oldest first."""
+        return [r for r in self.releases if key in r.patches]
 
     def release_of(self, number: int) -> Release | None:
         """The first release that ships change ``number``."""
@@ -55,7 +63,8 @@ class Catalog:
 
     @cached_property
     def warnings(self) -> dict[int, list[PhaseFinding]]:
-        found = {c.number: check_phase(c.statements, c.phase) for c in self.changes}
+        # keyed by mainline number; a patch change's findings are reported by `stairway check`
+        found = {c.number: check_phase(c.statements, c.phase) for c in self.changes if not c.patch}
         return {n: [f for f in fs if not f.blocking] for n, fs in found.items() if fs}
 
 
@@ -71,7 +80,9 @@ def load_catalog(root: Path | str) -> Catalog:
     releases = releases_of(manifest)
     raise_first(release_problems(releases, root / MANIFEST))
     changes = _changes(root / "schema")
-    raise_first(schema_level_problems(releases, len(changes), root / MANIFEST))
+    shipped = sum(1 for c in changes if not c.patch)
+    raise_first(schema_level_problems(releases, shipped, root / MANIFEST))
+    raise_first(patch_problems(releases, [c.key for c in changes], root / MANIFEST))
     migrations = load_object_migrations(root)
     raise_first(object_migration_problems(manifest, releases, migrations, root))
     config = load_config_migrations(root)
@@ -122,6 +133,7 @@ def _release(model: ReleaseModel) -> Release:
         rolling=model.rolling,
         requires=Version(model.requires) if model.requires else None,
         agent_protocol=model.agent_protocol,
+        patches=model.patch_keys,
     )
 
 
@@ -151,37 +163,121 @@ def _changes(directory: Path) -> tuple[Change, ...]:
         return ()
     files = [f for p in sorted(directory.iterdir()) if (f := parse_file_name(p))]
     raise_first(numbering_problems(files))
-    changes = tuple(read_change(f) for f in sorted(files, key=lambda f: f.number))
+    changes = tuple(read_change(f) for f in sorted(files, key=lambda f: f.key))
     for change in changes:
         raise_first(change_problems(change))
     return changes
 
 
 def numbering_problems(files: Sequence[ChangeFile]) -> Iterator[CatalogError]:
-    """Every number used twice and every number missing from 1, 2, 3 ..."""
-    seen: dict[int, ChangeFile] = {}
+    """Every number used twice and every number missing from 1, 2, 3 ... (and, after a
+    change N, from its patches N.1, N.2 ...)."""
+    seen: dict[tuple[int, int], ChangeFile] = {}
     for file in files:
-        if file.number in seen:
+        if file.key in seen:
             yield CatalogError(
-                f"change number {file.number} is used twice (also {seen[file.number].path.name})",
+                f"change number {_code(file)} is used twice (also {seen[file.key].path.name})",
                 path=str(file.path),
                 hint="give every change its own number",
             )
             continue
-        seen[file.number] = file
-    numbers = sorted(seen)
+        seen[file.key] = file
+    yield from _gaps(sorted(n for n, k in seen if not k), seen)
+    for number, patch in sorted(k for k in seen if k[1]):
+        yield from _patch_gaps(number, patch, seen)
+
+
+def _code(file: ChangeFile) -> str:
+    return f"{file.number}.{file.patch}" if file.patch else str(file.number)
+
+
+def _gaps(numbers: list[int], seen: dict[tuple[int, int], ChangeFile]) -> Iterator[CatalogError]:
     missing = sorted(set(range(1, numbers[-1] + 1)) - set(numbers)) if numbers else []
     for gap in missing:
         after = next(n for n in numbers if n > gap)
         yield CatalogError(
             f"change numbers must run 1, 2, 3 ... without gaps: {gap} is missing",
-            path=str(seen[after].path),
+            path=str(seen[(after, 0)].path),
             hint=f"add change {gap}, or renumber the changes from {after} on to close the gap",
+        )
+
+
+def _patch_gaps(
+    number: int, patch: int, seen: dict[tuple[int, int], ChangeFile]
+) -> Iterator[CatalogError]:
+    file = seen[(number, patch)]
+    if (number, 0) not in seen:
+        yield CatalogError(
+            f"patch change {number}.{patch} follows change {number}, which is not shipped",
+            path=str(file.path),
+            hint=f"a patch N.K is numbered after the last change N its LTS line has; ship "
+            f"change {number} too, or renumber the patch",
+        )
+    elif patch > 1 and (number, patch - 1) not in seen:
+        yield CatalogError(
+            f"patch numbers after change {number} must run {number}.1, {number}.2 ... "
+            f"without gaps: {number}.{patch - 1} is missing",
+            path=str(file.path),
+            hint=f"add patch {number}.{patch - 1}, or renumber this one",
+        )
+
+
+def patch_problems(
+    releases: Sequence[Release], shipped: Sequence[tuple[int, int]], path: Path
+) -> Iterator[CatalogError]:
+    """Each patch a release carries is shipped and follows a change the release needs; each
+    shipped patch is carried by a release; a later release of the same series keeps it."""
+    patches = {key for key in shipped if key[1]}
+    for release in releases:
+        for number, patch in release.patches:
+            yield from _carried_problems(release, number, patch, patches, path)
+    for number, patch in sorted(patches):
+        if all((number, patch) not in r.patches for r in releases):
+            yield CatalogError(
+                f"patch change {number}.{patch} is shipped but no release carries it",
+                path=str(path),
+                hint=f'add patches = ["{number}.{patch}"] to the release that ships it',
+            )
+    for before, after in pairwise(releases):
+        dropped = set(before.patches) - set(after.patches)
+        if before.version.series == after.version.series and dropped:
+            number, patch = min(dropped)
+            yield CatalogError(
+                f"release {after.version} drops patch {number}.{patch}, which the older "
+                f"{before.version} of its series carries",
+                path=str(path),
+                hint=f'add "{number}.{patch}" to the patches of {after.version}',
+            )
+
+
+def _carried_problems(
+    release: Release, number: int, patch: int, patches: set[tuple[int, int]], path: Path
+) -> Iterator[CatalogError]:
+    if (number, patch) not in patches:
+        yield CatalogError(
+            f"release {release.version} carries patch {number}.{patch}, but no change file "
+            f"{number:04d}.{patch}_name is shipped",
+            path=str(path),
+            hint="add the patch's file to schema/ or remove it from the release's patches",
+        )
+    elif number > release.schema:
+        yield CatalogError(
+            f"release {release.version} carries patch {number}.{patch} but has schema "
+            f"{release.schema}: the patch follows change {number}, which it does not need",
+            path=str(path),
+            hint="a patch follows the last change of the line that carries it",
         )
 
 
 def change_problems(change: Change) -> Iterator[CatalogError]:
     """Every rule one change breaks: transaction mode, its expand label, its ``loses``."""
+    if change.patch and change.batches is not None:
+        yield CatalogError(
+            f"patch change {change.code} is a background change: a patch of an LTS line runs "
+            "at once, in its own transaction",
+            path=str(change.path),
+            hint="write the fix as a SQL or Python change with phase expand, contract or offline",
+        )
     if not change.transactional and len(change.statements) > 1:
         yield CatalogError(
             f"`transaction: none` with {len(change.statements)} statements: a failure between "

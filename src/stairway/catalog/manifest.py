@@ -41,6 +41,7 @@ class ReleaseModel(_Strict):
     requires: str | None = None
     agent_protocol: tuple[int, int] | None = None
     provides: dict[str, list[str]] = {}  # plug-in kind -> the type names this release ships
+    patches: list[str] = []  # patch changes "N.K" of an LTS line this release carries
 
     @field_validator("version", "requires")
     @classmethod
@@ -48,6 +49,27 @@ class ReleaseModel(_Strict):
         if value is not None:
             Version(value)  # InvalidVersion is a ValueError: pydantic reports it with its key
         return value
+
+    @field_validator("patches")
+    @classmethod
+    def _are_patch_numbers(cls, value: list[str]) -> list[str]:
+        for code in value:
+            parse_patch(code)
+        if len(set(map(parse_patch, value))) != len(value):
+            raise ValueError("a patch is listed twice")
+        return value
+
+    @property
+    def patch_keys(self) -> tuple[tuple[int, int], ...]:
+        return tuple(sorted(parse_patch(code) for code in self.patches))
+
+
+def parse_patch(code: str) -> tuple[int, int]:
+    """``"3.1"`` -> (3, 1); a ValueError (reported by pydantic with its key) otherwise."""
+    number, dot, patch = code.partition(".")
+    if not (dot and number.isdigit() and patch.isdigit() and int(number) and int(patch)):
+        raise ValueError(f'{code!r} is not a patch number: write N.K, e.g. "3.1"')
+    return int(number), int(patch)
 
 
 class CheckModel(_Strict):

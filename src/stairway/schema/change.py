@@ -53,10 +53,20 @@ class Change:
     has_python_down: bool = False
     description: str = ""  # the header's prose (SQL) or the docstring (Python): release notes
     batches: Batches | None = None  # a background change: run in batches while serving
+    patch: int = 0  # K of a patch change N.K (docs/catalog.md, "Patch releases of an LTS line")
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """Where the change sorts: a patch N.K after N, before N+1."""
+        return (self.number, self.patch)
+
+    @property
+    def code(self) -> str:
+        return change_code(self.number, self.patch)
 
     @property
     def label(self) -> str:
-        return f"{self.number:04d}_{self.name}"
+        return change_label(self.number, self.patch, self.name)
 
     @property
     def reversible(self) -> bool:
@@ -65,3 +75,12 @@ class Change:
     def describe(self) -> str:
         tx = "" if self.transactional else ", outside a transaction"
         return f"{self.label} [{self.phase}{tx}]"
+
+
+def change_code(number: int, patch: int) -> str:
+    """``3`` for a mainline change, ``3.1`` for a patch change."""
+    return f"{number}.{patch}" if patch else str(number)
+
+
+def change_label(number: int, patch: int, name: str) -> str:
+    return f"{number:04d}.{patch}_{name}" if patch else f"{number:04d}_{name}"

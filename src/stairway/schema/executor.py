@@ -110,15 +110,16 @@ def _apply_postgres_sql(engine: Engine, change: Change, release: str, started: f
                     _execute(cursor, change, statement, begin if index == 0 else "")
                 row = recorder.record_row(change, release, _since(started), "applied")
                 begin = "" if change.statements else "BEGIN;\n"
-                cursor.execute(begin + _insert_sql(row).as_string(pg) + ";\nCOMMIT")
+                insert = _insert_sql(recorder.table_of(change).name, row)
+                cursor.execute(begin + insert.as_string(pg) + ";\nCOMMIT")
             finally:
                 if pg.info.transaction_status != TransactionStatus.IDLE:
                     pg.execute("ROLLBACK")
 
 
-def _insert_sql(row: dict[str, object]) -> sql.Composed:
+def _insert_sql(table: str, row: dict[str, object]) -> sql.Composed:
     return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        sql.Identifier(recorder.changes_table.name),
+        sql.Identifier(table),
         sql.SQL(", ").join(map(sql.Identifier, row)),
         sql.SQL(", ").join(map(sql.Literal, row.values())),
     )
@@ -132,7 +133,7 @@ def revert(engine: Engine, change: Change) -> Applied:
             _call(conn, change, "downgrade")
         else:
             _run_statements(conn, change, change.down or ())
-        recorder.forget(conn, change.number)
+        recorder.forget(conn, change)
     return Applied(change, _since(started))
 
 
@@ -200,7 +201,7 @@ def _call(conn: Connection, change: Change, function: str) -> None:
 
 
 def _load(change: Change) -> ModuleType:
-    name = f"stairway_change_{change.number}_{change.checksum[:12]}"
+    name = f"stairway_change_{change.number}_{change.patch}_{change.checksum[:12]}"
     spec = importlib.util.spec_from_file_location(name, change.path)
     if spec is None or spec.loader is None:
         raise SchemaError(f"cannot load {change.path}")

@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
 from stairway.catalog import Catalog
 from stairway.errors import SchemaError
 from stairway.schema import adoption, recorder
+from stairway.schema import state as state_rules
 from stairway.schema.change import Change, Phase
 from stairway.schema.executor import Applied, apply, refuse_data_loss, revert
 from stairway.schema.lock import migration_lock
 from stairway.schema.state import SchemaState, compare
+from stairway.versions import Release
 
 Progress = Callable[[Change], None]
 
@@ -38,9 +40,16 @@ def set_site_release(engine: Engine, catalog: Catalog, version: str) -> None:
         recorder.set_meta(conn, "release", version)
 
 
-def pending(state: SchemaState, catalog: Catalog, target: int, only: Phase | None) -> list[Change]:
-    """Changes to apply; with ``only``, the leading run of that phase (order is never skipped)."""
-    todo = state.pending(catalog.changes, target)
+def pending(
+    state: SchemaState,
+    catalog: Catalog,
+    target: int,
+    only: Phase | None,
+    release: Release | None = None,
+) -> list[Change]:
+    """Changes to apply, with the patch changes ``release`` carries; with ``only``, the leading
+    run of that phase (order is never skipped)."""
+    todo = state.pending(catalog.changes, target, release.patches if release else ())
     if only is None:
         return todo
     run: list[Change] = []
@@ -62,6 +71,11 @@ def locked_state(engine: Engine, catalog: Catalog, timeout: float) -> Iterator[S
         yield state
 
 
+def refuse_uncarried(state: SchemaState, catalog: Catalog, release: Release) -> None:
+    """Refuse moving a database to ``release`` when it holds a patch ``release`` lacks."""
+    state_rules.refuse_uncarried(release, state.uncarried(release.patches), catalog.carriers)
+
+
 def migrate(
     engine: Engine,
     catalog: Catalog,
@@ -70,10 +84,15 @@ def migrate(
     only: Phase | None = None,
     lock_timeout: float = 30.0,
     progress: Progress | None = None,
+    release: Release | None = None,
 ) -> list[Applied]:
+    """Apply the changes up to ``target``; with ``release``, also the patch changes it carries,
+    after refusing a database holding a patch it does not carry."""
     with locked_state(engine, catalog, lock_timeout) as state:
+        if release is not None:
+            refuse_uncarried(state, catalog, release)
         done: list[Applied] = []
-        for change in pending(state, catalog, target, only):
+        for change in pending(state, catalog, target, only, release):
             if progress:
                 progress(change)
             done.append(apply(engine, change, _release_label(catalog, change)))
@@ -115,7 +134,8 @@ def downgrade(
     progress: Progress | None = None,
 ) -> list[Applied]:
     with locked_state(engine, catalog, lock_timeout) as state:
-        changes = [c for c in reversed(catalog.changes) if to < c.number <= state.level]
+        held = {a.key for a in state.applied}
+        changes = [c for c in reversed(catalog.changes) if to < c.number and c.key in held]
         refuse_data_loss(changes, allow_data_loss)
         done: list[Applied] = []
         for change in changes:
@@ -131,16 +151,13 @@ def repair(engine: Engine, catalog: Catalog, lock_timeout: float = 30.0) -> list
         state = read_state(engine, catalog)
         with engine.begin() as conn:
             for drift in state.drifted:
-                conn.execute(
-                    update(recorder.changes_table)
-                    .where(recorder.changes_table.c.number == drift.change.number)
-                    .values(checksum=drift.change.checksum)
-                )
+                recorder.set_checksum(conn, drift.change)
         return [d.change.label for d in state.drifted]
 
 
 def _release_label(catalog: Catalog, change: Change) -> str:
-    release = catalog.release_of(change.number)
+    carriers = catalog.carriers(change.key) if change.patch else []
+    release = carriers[0] if carriers else catalog.release_of(change.number)
     return str(release.version) if release else "unreleased"
 
 

@@ -32,20 +32,36 @@ class ChangeFile:
     number: int
     name: str
     path: Path
+    patch: int = 0
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.number, self.patch)
 
 
 def parse_file_name(path: Path) -> ChangeFile | None:
-    """``0007_backfill.sql`` -> (7, "backfill"); None for files that are not changes."""
+    """``0007_backfill.sql`` -> (7, "backfill"); ``0003.1_fix.sql`` -> the patch 3.1 "fix";
+    None for files that are not changes."""
     if path.suffix not in (".sql", ".py") or path.name.startswith(("_", ".")):
         return None
     digits, _, name = path.stem.partition("_")
-    if not digits.isdigit() or not name:
+    mainline, dot, patch = digits.partition(".")
+    if not mainline.isdigit() or not name or (dot and not patch.isdigit()):
         raise CatalogError(
-            "a change file must be named NNNN_name.sql or NNNN_name.py",
+            "a change file must be named NNNN_name.sql or NNNN_name.py "
+            "(a patch change of an LTS line NNNN.K_name)",
             path=str(path),
-            hint="rename it, e.g. 0001_create_users.sql",
+            hint="rename it, e.g. 0001_create_users.sql, or 0003.1_fix_email_index.sql for the "
+            "first patch after change 3",
         )
-    return ChangeFile(int(digits), name, path)
+    if dot and (int(patch) == 0 or int(mainline) == 0):
+        raise CatalogError(
+            f"patch number {digits} is not a patch of a change: patches are N.1, N.2 ... "
+            "after a change N of 1 or more",
+            path=str(path),
+            hint="number the first patch after change N as N.1",
+        )
+    return ChangeFile(int(mainline), name, path, int(patch) if dot else 0)
 
 
 def read_text(path: Path) -> str:
@@ -103,6 +119,7 @@ def _read_sql(file: ChangeFile, text: str) -> tuple[Change | None, list[CatalogE
         return None, problems
     return Change(
         number=file.number,
+        patch=file.patch,
         name=file.name,
         path=file.path,
         kind=Kind.SQL,
@@ -253,6 +270,7 @@ def _read_python(file: ChangeFile, text: str) -> Change:
         )
     return Change(
         number=file.number,
+        patch=file.patch,
         name=file.name,
         path=file.path,
         kind=Kind.PYTHON,
@@ -288,6 +306,7 @@ def _read_background(
         )
     return Change(
         number=file.number,
+        patch=file.patch,
         name=file.name,
         path=file.path,
         kind=Kind.PYTHON,

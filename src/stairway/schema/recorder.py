@@ -1,7 +1,10 @@
-"""The one owner of Stairway's bookkeeping tables: ``stairway_changes`` and ``stairway_meta``.
+"""The one owner of Stairway's bookkeeping tables: ``stairway_changes``, ``stairway_patches``
+and ``stairway_meta``.
 
 ``stairway_meta`` holds the format of these tables, so that a later Stairway can migrate them and an
-older one refuses a database it does not understand.
+older one refuses a database it does not understand. Format 2 added ``stairway_patches``: the
+patch changes N.K of an LTS line, keyed by (number, patch), so ``stairway_changes`` keeps one row
+per mainline number as before.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 from stairway.errors import SchemaError
-from stairway.schema.change import Change, Phase
+from stairway.schema.change import Change, Phase, change_code, change_label
 from stairway.schema.sqltext import CHECKSUM_ALGORITHM
 
-FORMAT = 1
+FORMAT = 2
 metadata = MetaData()
 
 changes_table = Table(
@@ -44,6 +48,14 @@ changes_table = Table(
     Column("applied_at", DateTime(timezone=True), nullable=False),
     Column("duration_ms", Integer, nullable=False),
     Column("kind", String(20), nullable=False),  # applied | baseline
+)
+
+patches_table = Table(
+    "stairway_patches",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("patch", Integer, primary_key=True, autoincrement=False),
+    *(Column(c.name, c.type, nullable=False) for c in changes_table.columns if c.name != "number"),
 )
 
 meta_table = Table(
@@ -65,10 +77,19 @@ class AppliedChange:
     applied_at: datetime
     duration_ms: int
     kind: str
+    patch: int = 0
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.number, self.patch)
+
+    @property
+    def code(self) -> str:
+        return change_code(self.number, self.patch)
 
     @property
     def label(self) -> str:
-        return f"{self.number:04d}_{self.name}"
+        return change_label(self.number, self.patch, self.name)
 
 
 def exists(conn: Connection) -> bool:
@@ -81,20 +102,28 @@ def ensure_tables(conn: Connection) -> None:
         metadata.create_all(conn)
         conn.execute(insert(meta_table).values(key="format", value=str(FORMAT)))
         return
-    found = int(get_meta(conn, "format") or FORMAT)
+    found = int(get_meta(conn, "format") or 1)
     if found > FORMAT:
         raise SchemaError(
             f"this database was set up by a newer Stairway (bookkeeping format {found}, "
             f"this one knows {FORMAT})",
             hint="upgrade Stairway itself before migrating",
         )
+    if found < 2:  # format 1 had no patch changes
+        patches_table.create(conn, checkfirst=True)
+        set_meta(conn, "format", str(FORMAT))
 
 
 def applied(conn: Connection) -> list[AppliedChange]:
+    """Every change recorded, mainline and patches, in the order of their numbers."""
     if not exists(conn):
         return []
     rows = conn.execute(select(changes_table).order_by(changes_table.c.number))
-    return [_applied(row._mapping) for row in rows]
+    found = [_applied(row._mapping) for row in rows]
+    if inspect(conn).has_table(patches_table.name):
+        rows = conn.execute(select(patches_table))
+        found += [_applied(row._mapping) for row in rows]
+    return sorted(found, key=lambda a: a.key)
 
 
 def _applied(row: object) -> AppliedChange:
@@ -103,14 +132,22 @@ def _applied(row: object) -> AppliedChange:
     return AppliedChange(**values)
 
 
+def table_of(change: Change) -> Table:
+    """The table recording ``change``: a patch change has its own."""
+    return patches_table if change.patch else changes_table
+
+
 def record(conn: Connection, change: Change, release: str, duration_ms: int, kind: str) -> None:
-    conn.execute(insert(changes_table).values(**record_row(change, release, duration_ms, kind)))
+    row = record_row(change, release, duration_ms, kind)
+    conn.execute(insert(table_of(change)).values(**row))
 
 
 def record_row(change: Change, release: str, duration_ms: int, kind: str) -> dict[str, object]:
     """The ``stairway_changes`` row that says ``change`` is present."""
+    patch = {"patch": change.patch} if change.patch else {}
     return {
         "number": change.number,
+        **patch,
         "name": change.name,
         "checksum": change.checksum,
         "checksum_algorithm": CHECKSUM_ALGORITHM,
@@ -122,8 +159,19 @@ def record_row(change: Change, release: str, duration_ms: int, kind: str) -> dic
     }
 
 
-def forget(conn: Connection, number: int) -> None:
-    conn.execute(delete(changes_table).where(changes_table.c.number == number))
+def forget(conn: Connection, change: Change) -> None:
+    conn.execute(delete(table_of(change)).where(*_is(change)))
+
+
+def set_checksum(conn: Connection, change: Change) -> None:
+    """Record ``change``'s current text as the one applied (``stairway repair``)."""
+    conn.execute(update(table_of(change)).where(*_is(change)).values(checksum=change.checksum))
+
+
+def _is(change: Change) -> list[ColumnElement[bool]]:
+    table = table_of(change)
+    found = [table.c.number == change.number]
+    return [*found, table.c.patch == change.patch] if change.patch else found
 
 
 def get_meta(conn: Connection, key: str) -> str | None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from stairway.errors import DriftError, SchemaError
+from stairway.errors import DriftError, PlanError, SchemaError
 from stairway.schema.change import Change
 from stairway.schema.recorder import AppliedChange
+from stairway.versions import Release
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,30 @@ class SchemaState:
 
     @property
     def level(self) -> int:
-        return max((a.number for a in self.applied), default=0)
+        """The highest mainline change applied; patch changes N.K do not move it."""
+        return max((a.number for a in self.applied if not a.patch), default=0)
 
-    def pending(self, changes: Sequence[Change], target: int) -> list[Change]:
-        done = {a.number for a in self.applied}
-        return [c for c in changes if c.number <= target and c.number not in done]
+    @property
+    def patches(self) -> tuple[AppliedChange, ...]:
+        return tuple(a for a in self.applied if a.patch)
+
+    def pending(
+        self, changes: Sequence[Change], target: int, patches: Collection[tuple[int, int]] = ()
+    ) -> list[Change]:
+        """Changes 1..target and the patch changes ``patches`` that are not applied, in order.
+
+        What is applied, not the level, decides: a patch N.K runs on a database beyond N."""
+        done = {a.key for a in self.applied}
+        wanted = [c for c in changes if (c.key in patches if c.patch else c.number <= target)]
+        return [c for c in wanted if c.key not in done]
+
+    def uncarried(self, carried: Collection[tuple[int, int]]) -> list[AppliedChange]:
+        """The applied patch changes that a release carrying ``carried`` does not know."""
+        return [a for a in self.patches if a.key not in carried]
 
     def refuse_unsafe(self) -> None:
         """Stop before migrating a database that drifted or that is ahead of the catalog."""
+        self.refuse_unknown_patch()
         if self.unknown:
             first = self.unknown[0]
             raise SchemaError(
@@ -54,13 +71,46 @@ class SchemaState:
                 "`stairway repair` after checking the database really matches it",
             )
 
+    def refuse_unknown_patch(self) -> None:
+        """A catalog published before a patch of an LTS line cannot move a database holding it."""
+        patch = next((a for a in self.unknown if a.patch), None)
+        if patch is not None:
+            raise SchemaError(
+                f"the database holds patch change {patch.label}, applied by release "
+                f"{patch.release}, which this catalog does not ship: its releases were "
+                "published before that patch",
+                hint=f"use the catalog of a later release that carries patch {patch.code}; "
+                "its release notes name it",
+            )
+
 
 def compare(applied: Sequence[AppliedChange], changes: Sequence[Change]) -> SchemaState:
-    shipped = {c.number: c for c in changes}
+    shipped = {c.key: c for c in changes}
     drifted = tuple(
-        Drift(a, shipped[a.number])
+        Drift(a, shipped[a.key])
         for a in applied
-        if a.number in shipped and a.checksum != shipped[a.number].checksum
+        if a.key in shipped and a.checksum != shipped[a.key].checksum
     )
-    unknown = tuple(a for a in applied if a.number not in shipped)
+    unknown = tuple(a for a in applied if a.key not in shipped)
     return SchemaState(tuple(applied), drifted, unknown)
+
+
+def refuse_uncarried(
+    release: Release,
+    held: Sequence[AppliedChange],
+    carriers: Callable[[tuple[int, int]], Sequence[Release]],
+) -> None:
+    """A release published before a patch of an LTS line does not know it: moving a database
+    that holds the patch to that release would leave it with a change the release never had.
+    ``held`` are the patches the database holds that ``release`` does not carry."""
+    if not held:
+        return
+    patch = held[0]
+    later = [r.version for r in carriers(patch.key) if r.version > release.version]
+    where = f"upgrade to {later[0]}, which carries it" if later else "upgrade to a later release"
+    raise PlanError(
+        f"release {release.version} does not carry patch change {patch.label}, which the "
+        f"database holds (applied by {patch.release}): {release.version} was published "
+        "before that patch",
+        hint=f"{where}; a database never moves to a release that lacks one of its changes",
+    )
