@@ -1036,12 +1036,11 @@ def licence_check(
     catalog: CatalogOpt = None,
 ) -> None:
     """Check the site's licence for its version or a target; exit 2 when it does not hold."""
+    from stairway.targets import named_release
     from stairway.verify import licence_findings
 
     ctx = commands.open_context(site, catalog)
-    from stairway.versions import Version
-
-    version = Version.parse(to) if to else commands.current_version(ctx)
+    version = named_release(ctx.catalog, to).version if to else commands.current_version(ctx)
     found = licence_findings(ctx, version)
     if not found:
         out.print(f"{ctx.catalog.product} needs no licence")

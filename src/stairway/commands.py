@@ -55,6 +55,7 @@ from stairway.secrets import backups as secret_backups
 from stairway.secrets.keyring import KeySource
 from stairway.site import Site, load_site
 from stairway.sitelock import changes_site, site_lock
+from stairway.targets import named_release, starting_version, target_version
 from stairway.transfer.export import ExportReport, export_objects
 from stairway.transfer.export import Progress as ExportProgress
 from stairway.transfer.importer import ImportReport, import_objects
@@ -155,7 +156,7 @@ def current_version(ctx: Context) -> Version:
 
 
 def plan(ctx: Context, to: str | None) -> UpgradePlan:
-    target = Version.parse(to) if to else ctx.catalog.latest.version
+    target = target_version(ctx.catalog, to)
     state = migrator.read_state(ctx.engine, ctx.catalog)
     return make_plan(ctx.catalog, current_version(ctx), state.level, target)
 
@@ -188,7 +189,7 @@ def migrate_target(ctx: Context, request: MigrateRequest) -> tuple[int, str | No
     if request.to is None:
         release = migrator.site_release(ctx.engine)
         return (ctx.catalog.release(release).schema if release else 0), None
-    target = ctx.catalog.release(request.to)
+    target = named_release(ctx.catalog, request.to)
     check_hop(ctx.catalog.releases, current_version(ctx), target.version)
     return target.schema, str(target.version)
 
@@ -329,8 +330,8 @@ def migrate_config(
 ) -> ConfigResult:
     """Move the site's config files from release ``since`` (the site's) to ``to`` (latest)."""
     with changing(ctx, unless=dry_run):
-        current = Version.parse(since) if since else current_version(ctx)
-        target = Version.parse(to) if to else ctx.catalog.latest.version
+        current = starting_version(ctx.catalog, since) if since else current_version(ctx)
+        target = target_version(ctx.catalog, to)
         run = plan_config_files(
             ctx.site.site.config_files, ctx.catalog.config_migrations, current, target
         )
@@ -380,12 +381,12 @@ def notes(
     """Release notes between two versions; a site is needed only to default ``since``."""
     if since is not None and catalog_dir is not None:
         catalog = load_catalog(catalog_dir)
-        start = Version.parse(since)
+        start = starting_version(catalog, since)
     else:
         ctx = open_context(site_file, catalog_dir)
         catalog = ctx.catalog
-        start = Version.parse(since) if since else current_version(ctx)
-    end = Version.parse(until) if until else catalog.latest.version
+        start = starting_version(catalog, since) if since else current_version(ctx)
+    end = target_version(catalog, until)
     catalog.release(start)
     return release_notes(catalog, start, end)
 

@@ -38,6 +38,7 @@ from stairway.losses import LossReport, losses_since
 from stairway.objects.rewrite import rewrite_all
 from stairway.plan import UpgradePlan
 from stairway.sitelock import changes_site
+from stairway.targets import named_release
 from stairway.versions import Version
 
 
@@ -124,6 +125,8 @@ def upgrade(
 ) -> UpgradeReport:
     """Upgrade the site to ``to`` (default: latest), or finish an interrupted upgrade;
     ``rolling``: instance by instance, without downtime (``stairway.rolling``)."""
+    if to:
+        named_release(ctx.catalog, to)  # an unknown target is refused before anything else
     journal = Journal(commands.backup_dir(ctx))
     recovery.refuse_half_restored(ctx)
     active = journal.active()

@@ -26,6 +26,7 @@ from stairway.objects.store import ObjectStore, StoredObject
 from stairway.plan import UpgradePlan, make_plan
 from stairway.schema import migrator
 from stairway.schema.state import SchemaState
+from stairway.targets import target_version
 from stairway.versions import Version
 
 EXAMPLES = 5
@@ -61,7 +62,7 @@ class Report:
 def verify(ctx: Context, to: str | None) -> Report:
     """Every finding for an upgrade of the site to ``to`` (default: the latest release)."""
     current = current_version(ctx)
-    target = Version.parse(to) if to else ctx.catalog.latest.version
+    target = target_version(ctx.catalog, to)
     state = migrator.read_state(ctx.engine, ctx.catalog)
     findings = _database(ctx, state, current)
     if not findings:  # a database ahead of the catalog: the plan would be meaningless
