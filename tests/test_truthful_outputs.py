@@ -4,16 +4,21 @@ estimates admit what they do not know, and ids survive a narrow terminal."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 import pytest
 import typer
+from sqlalchemy import text
 
 from cli_runner import stairway
 from stairway import commands
 from stairway.cli import app
+from stairway.database import dispose_all
+from test_upgrade import build_site, stairway_stop
 
 TARGETED = [
     ("plan",),
@@ -74,3 +79,64 @@ def test_an_unknown_starting_release_is_an_error_too(
     commands.init(commands.open_context(site_file, None), "1.0.0")
     code, _, err = stairway(*words, "--from", "0.9", "--site", str(site_file))
     assert code == 2 and "no release 0.9" in err and "--from" in err
+
+
+@pytest.fixture
+def people_site(tmp_path: Path, database_url: str) -> Iterator[Path]:
+    site = build_site(tmp_path, database_url)
+    yield site
+    stairway_stop(site)
+
+
+def test_a_delta_an_operator_changed_is_shown_by_verify_and_the_upgrade_exits_3(
+    people_site: Path,
+) -> None:
+    ctx = commands.open_context(people_site, None)
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE objects SET data = :d WHERE oid = 'policy-password'",
+            ),
+            {"d": orjson.dumps({"name": "Password policy", "minLength": 10}).decode()},
+        )
+    dispose_all()
+    site = str(people_site)
+    skip = 'stairway deltas skip policy-password-2.0 --reason "..."'
+
+    code, out, err = stairway("verify", "--to", "3.0.0", "--site", site, "--json")
+    assert code == 0, err
+    found = orjson.loads(out)
+    [said] = found["needs_operator"]
+    [hint] = [f["hint"] for f in found["findings"] if f["needs_hand"]]
+    assert skip in hint and "stairway deltas apply" in hint
+    assert said.startswith("delta policy-password-2.0 will need an operator")
+    assert said.endswith("minLength is 10, the release shipped 8")
+    code, out, err = stairway("verify", "--to", "3.0.0", "--site", site)
+    flat = " ".join(out.split())
+    assert "1 item(s) above will need an operator" in flat
+
+    code, out, err = stairway("upgrade", "--to", "3.0.0", "--site", site)
+    said = " ".join(err.split())
+    assert code == 3, out + err
+    assert "upgraded 1.0.0 -> 3.0.0" in out
+    assert "the upgrade to 3.0.0 is complete and kept" in said
+    assert "delta policy-password-2.0: " in said
+    assert "minLength is 10, the release shipped 8" in said
+    assert skip in said
+    assert str(commands.current_version(commands.open_context(people_site, None))) == "3.0.0"
+    dispose_all()
+
+
+def test_an_upgrade_in_json_that_leaves_a_config_item_exits_3_and_says_so(
+    people_site: Path,
+) -> None:
+    app_toml = people_site.parent / "etc" / "app.toml"
+    app_toml.write_text("[server]\nport = 8080\nlisten_port = 9090\n", "utf-8")  # both keys
+    code, out, err = stairway("upgrade", "--to", "3.0.0", "--site", str(people_site), "--json")
+    assert code == 3, out + err
+    report = orjson.loads(out)
+    assert report["needs_operator"] is True
+    [item] = [i for i in report["attention"] if "server.port" in i["reason"]]
+    assert item["what"] == f"config file {app_toml}" and "both" in item["reason"]
+    assert item["command"] == f"edit {app_toml} by hand as described"
+    dispose_all()

@@ -287,7 +287,7 @@ def quickstart(
     try:
         report = upgrading.upgrade(ctx, "2.0.0", progress=step)
         for item in report.attention:
-            out.print(f"[yellow]needs a hand:[/yellow] {item}")
+            out.print(f"[yellow]needs a hand:[/yellow] {escape(item.describe())}")
         out.print(f"identity-sync 2.0.0 serves: {_health(site.health_url)}")
         credential = _health(site.health_url.replace("/health", "/connectors/1/credential"))
         out.print(f"the LDAP connector's sealed bind password after the upgrade: {credential}")
@@ -337,6 +337,12 @@ def verify(
         )
     if not json:
         out.print(f"[green]nothing blocks the upgrade to {report.target}[/green]")
+    if report.by_hand and not json:
+        out.print(
+            f"[yellow]{len(report.by_hand)} item(s) above will need an operator:[/yellow] the "
+            "upgrade will do the rest, leave these as they are and exit 3; 'what to do' says how",
+            highlight=False,
+        )
 
 
 objects_app = typer.Typer(
@@ -404,6 +410,7 @@ def upgrade_command(
 ) -> None:
     """The whole upgrade, journaled: verify, back up, migrate, restart; rolls back on failure."""
     from stairway import upgrade as upgrading
+    from stairway.handwork import left_for_operator
     from stairway.report import StepClock
 
     ctx = commands.open_context(site, catalog)
@@ -422,13 +429,13 @@ def upgrade_command(
         )
     if json:
         emit_json(views.upgrade_json(report))
-        return
-    if report.upgrade_id is None:
+    elif report.upgrade_id is None:
         out.print(f"already at {report.target}: nothing to upgrade")
-        return
-    for item in report.attention:
-        out.print(f"[yellow]needs a hand:[/yellow] {item}")
-    out.print(f"[green]upgraded[/green] {report.current} -> {report.target} ({report.upgrade_id})")
+    else:
+        done = f"{report.current} -> {report.target} ({report.upgrade_id})"
+        out.print(f"[green]upgraded[/green] {done}", highlight=False)
+    if report.attention:
+        raise left_for_operator(report.target, report.attention)
 
 
 def _upgrade_reported(

@@ -356,7 +356,7 @@ def _apply_deltas(ctx: Context, dry_run: bool) -> DeltaReport:
         )
     store = object_store(ctx)
     due = [d for d in ctx.catalog.deltas if d.release <= running]
-    return delta_run.apply_deltas(store, due, _lifecycle(ctx), dry_run)
+    return delta_run.apply_deltas(store, due, lifecycle_path(ctx), dry_run)
 
 
 @changes_site
@@ -370,7 +370,8 @@ def skip_delta(ctx: Context, delta_id: str, reason: str) -> Delta:
     return found
 
 
-def _lifecycle(ctx: Context) -> tuple[str, ...]:
+def lifecycle_path(ctx: Context) -> tuple[str, ...]:
+    """Where a document records its lifecycle state (obsolete deltas set it)."""
     spec = ctx.catalog.objects
     return parse_path(spec.lifecycle if spec else "lifecycleState")
 

@@ -185,6 +185,7 @@ def verify_json(report: Report) -> dict[str, Any]:
         "current": str(report.current),
         "target": str(report.target),
         "blocked": bool(report.blocking),
+        "needs_operator": [f.message for f in report.by_hand],
         "findings": [dataclasses.asdict(f) for f in report.findings],
     }
 
@@ -304,7 +305,8 @@ def upgrade_json(report: Any) -> dict[str, Any]:
         "to": report.target,
         "resumed": report.resumed,
         "steps": [{"step": step.describe(), **data} for step, data in report.done],
-        "attention": report.attention,
+        "attention": [item.as_json() for item in report.attention],
+        "needs_operator": bool(report.attention),
     }
 
 
