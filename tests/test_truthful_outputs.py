@@ -15,7 +15,7 @@ import typer
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import audit, commands
 from stairway.cli import app
 from stairway.database import dispose_all
 from test_upgrade import build_site, stairway_stop
@@ -49,6 +49,13 @@ def _commands(group: Any, prefix: Path_ = ()) -> dict[Path_, click.Command]:
 
 def every_command() -> dict[tuple[str, ...], click.Command]:
     return _commands(typer.main.get_group(app))
+
+
+def runs_itself(command: click.Command) -> bool:
+    """A command, or a group that does something without a subcommand (`export`)."""
+    return not getattr(command, "commands", None) or bool(
+        getattr(command, "invoke_without_command", False)
+    )
 
 
 def options(command: click.Command) -> set[str]:
@@ -140,3 +147,71 @@ def test_an_upgrade_in_json_that_leaves_a_config_item_exits_3_and_says_so(
     assert item["what"] == f"config file {app_toml}" and "both" in item["reason"]
     assert item["command"] == f"edit {app_toml} by hand as described"
     dispose_all()
+
+
+WITHOUT_JSON = {("quickstart",), ("serve",), ("agent", "run"), ("secrets", "get")}
+
+
+def test_every_command_takes_json_but_those_the_readme_names() -> None:
+    runnable = {p: c for p, c in every_command().items() if runs_itself(c)}
+    lacking = {path for path, c in runnable.items() if "--json" not in options(c)}
+    assert lacking == WITHOUT_JSON
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text("utf-8").split())
+    for path in WITHOUT_JSON:
+        assert f"`{' '.join(path)}`" in readme
+
+
+def test_notes_audit_verify_and_deltas_skip_speak_json(site_file: Path) -> None:
+    commands.init(commands.open_context(site_file, None), "1.0.0")
+    code, out, err = stairway("notes", "--to", "2.0.0", "--site", str(site_file), "--json")
+    assert code == 0, err
+    notes = orjson.loads(out)
+    assert notes["markdown"].startswith("# shop 1.0.0 → 2.0.0") and notes["written"] is None
+    code, out, err = stairway("audit", "verify", "--site", str(site_file), "--json")
+    assert code == 0, err
+    assert orjson.loads(out) == {"whole": True, "entries": 0, "problems": []}
+    code, out, err = stairway("licence", "check", "--site", str(site_file), "--json")
+    assert code == 0 and orjson.loads(out) == {"version": "1.0.0", "findings": []}, err
+
+
+def test_export_and_export_verify_count_the_same_chunks(tmp_path: Path, people_site: Path) -> None:
+    ctx = commands.open_context(people_site, None)
+    with ctx.engine.begin() as conn:
+        audit.append(conn, "test.entry", {"n": 1})
+    dispose_all()
+    target = tmp_path / "site.export.zst"
+    code, out, err = stairway("export", "--out", str(target), "--site", str(people_site))
+    assert code == 0, err
+    said = " ".join(out.split())
+    objects = len(exported(target))
+    assert f"exported {objects:,} objects and 1 audit entry in 2 chunks to" in said
+    code, out, err = stairway("export", "verify", str(target))
+    assert code == 0, err
+    assert f"{objects:,} objects and 1 audit entry in 2 chunks" in " ".join(out.split())
+    code, out, _ = stairway("export", "verify", str(target), "--json")
+    assert orjson.loads(out)["chunks"] == 2
+
+
+def exported(path: Path) -> list[bytes]:
+    from test_export import exported_ids
+
+    return [i.encode() for i in exported_ids(path)]
+
+
+def test_an_estimate_with_steps_without_a_basis_does_not_pretend_a_total(site_file: Path) -> None:
+    commands.init(commands.open_context(site_file, None), "1.0.0")
+    code, out, err = stairway("plan", "--estimate", "--to", "2.0.0", "--site", str(site_file))
+    assert code == 0, err
+    said = " ".join(out.split())
+    assert "s in all" not in said
+    assert "predicted: total unknown:" in said and "start, health" in said
+    assert "a partial sum and not the upgrade's time" in said
+    code, out, err = stairway(
+        "plan", "--estimate", "--to", "2.0.0", "--site", str(site_file), "--json"
+    )
+    found = orjson.loads(out)
+    assert found["total_s"] is None and found["downtime_s"] is None
+    assert {"stop", "start", "health"} <= set(found["unknown_steps"])
+    assert found["known_s"] >= 0
+    unknown = [s for s in found["steps"] if s["step"] in found["unknown_steps"]]
+    assert all(s["seconds"] is None and s["basis"] == "unknown" for s in unknown)

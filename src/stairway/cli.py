@@ -159,14 +159,14 @@ def _limits(*given: str | None) -> Any:
 
 def _estimate(ctx: commands.Context, to: str | None, limits: Any, again: bool, json: bool) -> None:
     from stairway.estimate import estimate_upgrade
-    from stairway.estimate.views import estimate_json, estimate_table
+    from stairway.estimate.views import estimate_json, estimate_summary, estimate_table
 
     found = estimate_upgrade(ctx, to, limits, again)
     if json:
         emit_json(estimate_json(found))
     else:
         out.print(estimate_table(found))
-        out.print(f"predicted: {found.total:.1f} s in all, {found.downtime:.1f} s of downtime")
+        out.print(estimate_summary(found), highlight=False)
         for flag in found.flags:
             out.print(f"[yellow]over a limit:[/yellow] {escape(flag)}", highlight=False)
     if found.flags:
@@ -594,6 +594,7 @@ def restore_command(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Put the site back as a backup holds it: every checksum checked first, then the product
     stopped and shown down, the parts swapped, the release restarted and its health checked."""
@@ -607,6 +608,16 @@ def restore_command(
 
     manifest = recovery.restore_site(ctx, backup_id)
     _warn_of_restore(ctx)
+    if json:
+        emit_json(
+            {
+                "restored": manifest.id,
+                "product": manifest.product,
+                "version": manifest.version,
+                "schema_level": manifest.schema_level,
+            }
+        )
+        return
     out.print(
         f"[green]restored[/green] {manifest.id}: {manifest.product} {manifest.version}, "
         f"schema level {manifest.schema_level}"
@@ -642,14 +653,19 @@ def notes(
     ] = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """Markdown release notes from the catalog's descriptions of everything in between."""
+    """Markdown release notes from the catalog's descriptions of everything in between
+    (with --json: {"markdown", "written"})."""
     text = commands.notes(site, catalog, since, to)
-    if output is None:
+    if output is not None:
+        write_atomic(output, text.encode("utf-8"))
+    if json:
+        emit_json({"markdown": text, "written": str(output) if output else None})
+    elif output is None:
         sys.stdout.write(text)
-        return
-    write_atomic(output, text.encode("utf-8"))
-    out.print(f"release notes written to {output}")
+    else:
+        out.print(f"release notes written to {output}")
 
 
 config_app = typer.Typer(help="The operator's config files: move them to a release's shape.")
@@ -731,9 +747,13 @@ def deltas_skip(
     reason: Annotated[str, typer.Option("--reason", help="why your version stays")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Keep your own version of what a reported delta changes; it is not tried again."""
     found = commands.skip_delta(commands.open_context(site, catalog), delta_id, reason)
+    if json:
+        emit_json({"skipped": found.id, "reason": reason})
+        return
     out.print(f"delta {found.id} skipped: {reason}")
 
 
@@ -772,10 +792,8 @@ def export_command(
     with meter(out, "exporting objects") as update:
         report = commands.export(ctx, out_file, chunk, update, workers, part)
     resumed = f", resumed after {report.resumed_at:,}" if report.resumed_at else ""
-    out.print(
-        f"[green]exported[/green] {report.objects:,} objects in {report.chunks} chunks and "
-        f"{report.audit_entries:,} audit entries to {report.path}{resumed}"
-    )
+    held = views.export_contents(report.objects, report.audit_entries, report.chunks)
+    out.print(f"[green]exported[/green] {held} to {report.path}{resumed}")
 
 
 @export_app.command("verify")
@@ -807,8 +825,9 @@ def export_verify(
         )
     if not json:
         out.print(
-            f"[green]{export_file} checks out[/green]: {summary.objects:,} objects in "
-            f"{summary.chunks} chunks, {summary.header.get('product')} "
+            f"[green]{export_file} checks out[/green]: "
+            f"{views.export_contents(summary.objects, summary.audit_entries, summary.chunks)}, "
+            f"{summary.header.get('product')} "
             f"{summary.header.get('version')}"
         )
 
@@ -869,7 +888,7 @@ def audit_show(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt =
 
 
 @audit_app.command("verify")
-def audit_verify(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
+def audit_verify(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Check the chain: an entry changed or removed after it was written is named; exit 2."""
     from stairway import audit
 
@@ -878,12 +897,15 @@ def audit_verify(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
         audit.ensure_table(conn)
         problems = audit.verify(conn)
         count = len(audit.entries(conn))
+    if json:
+        emit_json({"whole": not problems, "entries": count, "problems": problems})
     if problems:
         raise AuditBroken(
             "the audit log was tampered with: " + "; ".join(problems),
             hint="restore the log from a backup and find out who changed it",
         )
-    out.print(f"[green]the audit log is whole[/green] ({count} entries)")
+    if not json:
+        out.print(f"[green]the audit log is whole[/green] ({count} entries)")
 
 
 release_app = typer.Typer(
@@ -895,11 +917,15 @@ app.add_typer(release_app, name="release")
 @release_app.command("keygen")
 def release_keygen(
     out_dir: Annotated[Path, typer.Option("--out", help="directory for release.key and .pub")],
+    json: JsonOpt = False,
 ) -> None:
     """A new Ed25519 key pair for signing releases; keep release.key secret."""
     from stairway import releases
 
     private, public = releases.generate_key(out_dir)
+    if json:
+        emit_json({"private": str(private), "public": str(public)})
+        return
     out.print(f"private key {private} (keep it secret), public key {public} (give it to sites)")
 
 
@@ -907,11 +933,15 @@ def release_keygen(
 def release_pack(
     tree: Annotated[Path, typer.Argument(help="the release's directory tree")],
     artifact: Annotated[Path, typer.Option("--out", help="the .tar.zst to write")],
+    json: JsonOpt = False,
 ) -> None:
     """Pack a release tree into a zstd tar artifact."""
     from stairway import releases
 
     releases.pack_release(tree, artifact)
+    if json:
+        emit_json({"packed": str(tree), "artifact": str(artifact)})
+        return
     out.print(f"packed {tree} into {artifact}")
 
 
@@ -921,11 +951,15 @@ def release_sign(
     key: Annotated[Path, typer.Option("--key", help="release.key")],
     product: Annotated[str, typer.Option("--product")],
     version: Annotated[str, typer.Option("--version")],
+    json: JsonOpt = False,
 ) -> None:
     """Write release-VERSION.json (artifact name, size, SHA-256) and its signature beside it."""
     from stairway import releases
 
     manifest = releases.sign_release(key, artifact, product, version)
+    if json:
+        emit_json({"manifest": str(manifest), "signature": f"{manifest}.sig"})
+        return
     out.print(f"signed {artifact.name}: {manifest} and {manifest.name}.sig")
 
 
@@ -934,6 +968,7 @@ def release_verify(
     version: Annotated[str, typer.Option("--version", help="the release to check")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Check a release's signature, size and SHA-256 with the site's key; installs nothing."""
     from stairway import releases
@@ -945,6 +980,16 @@ def release_verify(
             "site.toml names no artifacts and release_key", hint="set both in the [site] table"
         )
     found = releases.check_release(where.artifacts, where.release_key, ctx.catalog.product, version)
+    if json:
+        emit_json(
+            {
+                "verified": str(found.artifact),
+                "product": found.product,
+                "version": str(found.version),
+                "sha256": found.sha256,
+            }
+        )
+        return
     out.print(
         f"[green]{found.artifact} verified[/green]: {found.product} {found.version}, "
         f"sha256 {found.sha256}"
@@ -968,6 +1013,7 @@ def background_run(
     ] = 0.01,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Run queued background migrations until they finish; safe to stop and run again."""
     from stairway import background
@@ -975,10 +1021,13 @@ def background_run(
     ctx = commands.open_context(site, catalog)
 
     def say(job: background.Job) -> None:
-        if job.batches % 100 == 0 or job.state == "done":
+        if not json and (job.batches % 100 == 0 or job.state == "done"):
             out.print(job.describe(), highlight=False)
 
     found = commands.run_background(ctx, background.Throttle(probe_ms, pause), max_seconds, say)
+    if json:
+        emit_json([_job_json(j) for j in found])
+        return
     for job in found:
         out.print(job.describe(), highlight=False)
     if not found:
@@ -994,9 +1043,7 @@ def background_status(
 
     found = background.jobs(commands.open_context(site, catalog).engine)
     if json:
-        emit_json(
-            [{**dataclasses.asdict(j), "fraction": j.fraction, "eta_s": j.eta()} for j in found]
-        )
+        emit_json([_job_json(j) for j in found])
         return
     for job in found:
         out.print(f"{job.describe()} ({job.batches} batches, throttled {job.throttled})")
@@ -1009,12 +1056,13 @@ def background_pause(
     number: Annotated[int, typer.Argument(help="the change number")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Pause a background migration after its current batch."""
     from stairway import background
 
     job = background.set_paused(commands.open_context(site, catalog).engine, number, True)
-    out.print(job.describe(), highlight=False)
+    _say_job(job, json)
 
 
 @background_app.command("resume")
@@ -1022,12 +1070,24 @@ def background_resume(
     number: Annotated[int, typer.Argument(help="the change number")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Let a paused background migration run again (with `background run`)."""
     from stairway import background
 
     job = background.set_paused(commands.open_context(site, catalog).engine, number, False)
-    out.print(job.describe(), highlight=False)
+    _say_job(job, json)
+
+
+def _job_json(job: Any) -> dict[str, Any]:
+    return {**dataclasses.asdict(job), "fraction": job.fraction, "eta_s": job.eta()}
+
+
+def _say_job(job: Any, json: bool) -> None:
+    if json:
+        emit_json(_job_json(job))
+    else:
+        out.print(job.describe(), highlight=False)
 
 
 licence_app = typer.Typer(help="The product's signed licence: check it, or issue one (vendors).")
@@ -1041,6 +1101,7 @@ def licence_check(
     ] = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Check the site's licence for its version or a target; exit 2 when it does not hold."""
     from stairway.targets import named_release
@@ -1049,9 +1110,11 @@ def licence_check(
     ctx = commands.open_context(site, catalog)
     version = named_release(ctx.catalog, to).version if to else commands.current_version(ctx)
     found = licence_findings(ctx, version)
-    if not found:
+    if json:
+        emit_json({"version": str(version), "findings": [dataclasses.asdict(f) for f in found]})
+    elif not found:
         out.print(f"{ctx.catalog.product} needs no licence")
-    for finding in found:
+    for finding in [] if json else found:
         out.print(finding.describe(), highlight=False)
     blocking = [f for f in found if f.blocking]
     if blocking:
@@ -1067,6 +1130,7 @@ def licence_issue(
     expires: Annotated[str, typer.Option("--expires", help="YYYY-MM-DD")],
     to: Annotated[Path, typer.Option("--out", help="the licence file to write")],
     licence_id: Annotated[str | None, typer.Option("--id")] = None,
+    json: JsonOpt = False,
 ) -> None:
     """Sign a licence (the vendor's side)."""
     import uuid
@@ -1083,17 +1147,24 @@ def licence_issue(
         "versions": versions,
     }
     issued = licence.issue(key, terms, to)
+    if json:
+        emit_json({**terms, "id": issued.id, "expires": str(issued.expires), "path": str(to)})
+        return
     out.print(f"licence {issued.id} for {customer}: {product} {versions} until {issued.expires}")
 
 
 @licence_app.command("keygen")
 def licence_keygen(
     folder: Annotated[Path, typer.Option("--out", help="directory for licence.key and .pub")],
+    json: JsonOpt = False,
 ) -> None:
     """The vendor's Ed25519 licence key pair; licence.pub ships in the catalog."""
     from stairway import licence
 
     private, public = licence.generate_key(folder)
+    if json:
+        emit_json({"private": str(private), "public": str(public)})
+        return
     out.print(f"{private} (keep secret) and {public} (ship in the catalog as [licence] key)")
 
 

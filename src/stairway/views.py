@@ -365,3 +365,14 @@ def rehearsal_json(found: Rehearsal) -> dict[str, Any]:
         ],
         "end": {"release": end.release, "level": end.state.level} if end else None,
     }
+
+
+def plural(count: int, noun: str, many: str = "") -> str:
+    """``1 chunk``, ``2 chunks``, ``1,000 objects``; ``many`` when the plural is not noun+s."""
+    return f"{count:,} {noun if count == 1 else many or noun + 's'}"
+
+
+def export_contents(objects: int, audit_entries: int, chunks: int) -> str:
+    """What an export holds, counted the same way by `export` and `export verify`."""
+    entries = plural(audit_entries, "audit entry", "audit entries")
+    return f"{plural(objects, 'object')} and {entries} in {plural(chunks, 'chunk')}"
