@@ -215,3 +215,49 @@ def test_an_estimate_with_steps_without_a_basis_does_not_pretend_a_total(site_fi
     assert found["known_s"] >= 0
     unknown = [s for s in found["steps"] if s["step"] in found["unknown_steps"]]
     assert all(s["seconds"] is None and s["basis"] == "unknown" for s in unknown)
+
+
+def at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stairway.options import out
+
+    monkeypatch.setattr(out, "_width", 80)
+
+
+def lines_at_most_80(text: str) -> list[str]:
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, "the table was drawn wider than 80 columns"
+    return lines
+
+
+def test_backup_ids_stay_whole_at_80_columns(
+    people_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_80_columns(monkeypatch)
+    site = str(people_site)
+    code, out, err = stairway("backup", "--site", site, "--json")
+    assert code == 0, err
+    backup_id = orjson.loads(out)["id"]
+    assert len(backup_id) > 20
+    code, out, err = stairway("backups", "--site", site)
+    assert code == 0, err
+    assert any(backup_id in line for line in lines_at_most_80(out)), out
+
+
+def test_status_keeps_change_labels_whole_and_strict_exits_3_on_drift(
+    site_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_80_columns(monkeypatch)
+    commands.init(commands.open_context(site_file, None), "1.0.0")
+    code, _, err = stairway("status", "--strict", "--site", str(site_file))
+    assert code == 0, err
+    schema = site_file.parent / "catalog" / "schema"  # the fixture's private copy
+    old = schema / "0002_orders.sql"
+    old.write_text(old.read_text("utf-8").replace("DEFAULT 0", "DEFAULT 1"), "utf-8")
+    code, out, err = stairway("status", "--site", str(site_file))
+    assert code == 0, "without --strict, status only reports"
+    assert any("0002_orders:" in line for line in lines_at_most_80(out)), out
+    code, out, err = stairway("status", "--strict", "--site", str(site_file), "--json")
+    assert code == 3 and orjson.loads(out)["drifted"], err
+    said = " ".join(err.split())
+    assert "drifted: 0002_orders: file changed since it was applied" in said
+    assert "stairway repair" in said

@@ -75,8 +75,17 @@ def init(
 
 
 @app.command()
-def status(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
-    """Site version, schema level, applied, pending and drifted changes, background migrations."""
+def status(
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="exit 3 on drifted, pending or unknown changes (scripts)"),
+    ] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Site version, schema level, applied, pending and drifted changes, background migrations;
+    exit 0 whatever they are, unless --strict."""
     from stairway import background
 
     ctx = commands.open_context(site, catalog)
@@ -88,10 +97,17 @@ def status(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = Fal
             for j in running
         ]
         emit_json({**views.status_json(report), "background": jobs})
-        return
-    out.print(views.status_table(report))
-    for job in running:
-        out.print(f"background migration {job.describe()}", highlight=False)
+    else:
+        out.print(views.status_table(report))
+        for job in running:
+            out.print(f"background migration {job.describe()}", highlight=False)
+    if strict and report.troubles:
+        raise ManualStepNeeded(
+            "the site is not in order: " + "; ".join(report.troubles),
+            hint="`stairway repair` re-records drifted changes once checked, `stairway migrate` "
+            "applies pending ones; changes not in the catalog mean the catalog is older than "
+            "the database",
+        )
 
 
 @app.command()

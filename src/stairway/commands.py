@@ -129,6 +129,15 @@ class Status:
     latest: str
     warnings: dict[int, list[PhaseFinding]]
 
+    @property
+    def troubles(self) -> list[str]:
+        """What `status --strict` fails on: drift, changes pending for the site's release,
+        changes the catalog does not ship."""
+        state = self.state
+        found = [f"drifted: {d.describe()}" for d in state.drifted]
+        found += [f"pending for {self.release}: {c.label}" for c in self.pending]
+        return found + [f"not in this catalog: {a.label}" for a in state.unknown]
+
 
 def status(ctx: Context) -> Status:
     state = migrator.read_state(ctx.engine, ctx.catalog)
