@@ -132,6 +132,8 @@ def test_a_delta_an_operator_changed_is_shown_by_verify_and_the_upgrade_exits_3(
     assert skip in said
     assert str(commands.current_version(commands.open_context(people_site, None))) == "3.0.0"
     dispose_all()
+    code, _, err = stairway("deltas", "apply", "--site", site)
+    assert code == 3 and skip in " ".join(err.split()), "deltas apply names the id to skip"
 
 
 def test_an_upgrade_in_json_that_leaves_a_config_item_exits_3_and_says_so(
@@ -261,3 +263,9 @@ def test_status_keeps_change_labels_whole_and_strict_exits_3_on_drift(
     said = " ".join(err.split())
     assert "drifted: 0002_orders: file changed since it was applied" in said
     assert "stairway repair" in said
+
+
+def test_init_at_an_unknown_release_names_the_known_ones(site_file: Path) -> None:
+    code, _, err = stairway("init", "--version", "7.0", "--site", str(site_file))
+    assert code == 2 and "--version 7.0" in err and "known releases: 1.0.0, 1.0.4" in err
+    assert "pass one of the known releases to --version" in err

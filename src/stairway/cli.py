@@ -332,7 +332,8 @@ def verify(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Read-only pre-upgrade checks on the old version; exit 2 when anything blocks."""
+    """Read-only pre-upgrade checks on the old version; exit 2 when anything blocks. Lists
+    the deltas and config items the upgrade will leave for an operator, with what to run."""
     from stairway import verify as checks
 
     ctx = commands.open_context(site, catalog)
@@ -424,7 +425,8 @@ def upgrade_command(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """The whole upgrade, journaled: verify, back up, migrate, restart; rolls back on failure."""
+    """The whole upgrade, journaled: verify, back up, migrate, restart; rolls back on failure
+    (exit 1). Exit 3 when it finished but left deltas or config items for an operator."""
     from stairway import upgrade as upgrading
     from stairway.handwork import left_for_operator
     from stairway.report import StepClock
@@ -749,11 +751,13 @@ def deltas_apply(
     else:
         out.print(views.deltas_table(report))
     if report.reported:
+        from stairway.handwork import delta_item
+
+        items = [delta_item(r.delta.id, r.reason) for r in report.reported]
         raise ManualStepNeeded(
-            f"{len(report.reported)} delta(s) not applied: "
-            + "; ".join(r.describe() for r in report.reported),
-            hint="make the change by hand and run again, or keep yours with "
-            "`stairway deltas skip ID --reason ...`",
+            f"{len(items)} delta(s) not applied: "
+            + "; ".join(f"{i.what}: {i.reason}" for i in items),
+            hint="; ".join(i.command for i in items),
         )
 
 

@@ -173,7 +173,7 @@ def plan(ctx: Context, to: str | None) -> UpgradePlan:
 @changes_site
 def init(ctx: Context, version: str, progress: Progress | None = None) -> list[Applied]:
     """Create a new site at release ``version``: apply its changes and record it."""
-    release = ctx.catalog.release(version)
+    release = named_release(ctx.catalog, version, "--version")
     if migrator.read_state(ctx.engine, ctx.catalog).applied:
         raise SchemaError(
             f"{ctx.site.database} already holds a Stairway site",
@@ -265,7 +265,8 @@ def downgrade(
 @changes_site
 def baseline(ctx: Context, at: int, version: str | None) -> int:
     done = migrator.baseline(ctx.engine, ctx.catalog, at)
-    release = ctx.catalog.release(version) if version else ctx.catalog.release_of(at)
+    release = named_release(ctx.catalog, version, "--version") if version else None
+    release = release or ctx.catalog.release_of(at)
     if release is not None and release.schema == at:
         migrator.set_site_release(ctx.engine, ctx.catalog, str(release.version))
     return done

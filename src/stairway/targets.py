@@ -1,6 +1,6 @@
-"""The release a command is asked to reach (``--to``) or start from (``--from``), checked
-against the catalog before anything is read or written, so an unknown one is an error and
-never an empty answer."""
+"""The release a command is asked to reach (``--to``), start from (``--from``) or create the
+site at (``--version``), checked against the catalog before anything is read or written, so an
+unknown one is an error and never an empty answer."""
 
 from __future__ import annotations
 
