@@ -200,10 +200,14 @@ def exported(path: Path) -> list[bytes]:
     return [i.encode() for i in exported_ids(path)]
 
 
-def test_an_estimate_with_steps_without_a_basis_does_not_pretend_a_total(site_file: Path) -> None:
+def test_an_estimate_with_steps_without_a_basis_does_not_pretend_a_total(
+    site_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_80_columns(monkeypatch)
     commands.init(commands.open_context(site_file, None), "1.0.0")
     code, out, err = stairway("plan", "--estimate", "--to", "2.0.0", "--site", str(site_file))
     assert code == 0, err
+    assert any("0004_backfill_email " in line for line in lines_at_most_80(out))
     said = " ".join(out.split())
     assert "s in all" not in said
     assert "predicted: total unknown:" in said and "start, health" in said
@@ -228,7 +232,13 @@ def at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
 def lines_at_most_80(text: str) -> list[str]:
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 80, "the table was drawn wider than 80 columns"
+    drawn = [line.rstrip() for line in lines if line[:1] in BORDERS]
+    assert all(line[-1] in BORDERS for line in drawn), "a table cropped at the right edge"
     return lines
+
+
+BORDERS = "┏┃┡│└┌├┗"  # the first character of a Rich table's lines
+BORDERS += "┓┃┩│┘┐┤┛"  # and the last
 
 
 def test_backup_ids_stay_whole_at_80_columns(

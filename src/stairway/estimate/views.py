@@ -7,12 +7,17 @@ from typing import Any
 from rich.table import Table
 
 from stairway.estimate.predict import Estimate, say_duration
+from stairway.views import whole_column
 
 
 def estimate_table(found: Estimate) -> Table:
     table = Table(title=f"Estimate (rates: {found.rates_from})")
-    for column in ("step", "lock", "table", "predicted", "basis", "flags"):
-        table.add_column(column)
+    labels = [c.change.label for s in found.steps for c in s.changes]
+    whole_column(table, "step", [f"  {label}" for label in labels])  # change labels stay whole
+    for column in ("lock", "table"):
+        table.add_column(column, overflow="fold")
+    for column in ("predicted", "basis", "flags"):
+        table.add_column(column, overflow="fold")
     for step in found.steps:
         table.add_row(
             step.label,
