@@ -12,7 +12,7 @@ import click
 import orjson
 import pytest
 import typer
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from cli_runner import stairway
 from stairway import audit, commands
@@ -279,3 +279,17 @@ def test_init_at_an_unknown_release_names_the_known_ones(site_file: Path) -> Non
     code, _, err = stairway("init", "--version", "7.0", "--site", str(site_file))
     assert code == 2 and "--version 7.0" in err and "known releases: 1.0.0, 1.0.4" in err
     assert "pass one of the known releases to --version" in err
+
+
+def test_verify_judges_deltas_without_creating_their_log(people_site: Path) -> None:
+    ctx = commands.open_context(people_site, None)
+    with ctx.engine.begin() as conn:
+        conn.execute(text("DROP TABLE stairway_deltas"))
+    dispose_all()
+    code, out, err = stairway("verify", "--to", "3.0.0", "--site", str(people_site), "--json")
+    assert code == 0, err
+    assert orjson.loads(out)["needs_operator"] == []
+    ctx = commands.open_context(people_site, None)
+    with ctx.engine.connect() as conn:
+        assert not inspect(conn).has_table("stairway_deltas"), "verify only reads"
+    dispose_all()
