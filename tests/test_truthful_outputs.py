@@ -293,3 +293,17 @@ def test_verify_judges_deltas_without_creating_their_log(people_site: Path) -> N
     with ctx.engine.connect() as conn:
         assert not inspect(conn).has_table("stairway_deltas"), "verify only reads"
     dispose_all()
+
+
+def test_items_left_for_an_operator_are_read_from_old_and_new_journal_records() -> None:
+    from stairway.handwork import HandItem, delta_item, left_for_operator, recorded
+
+    new = {"reported": ["d1"], "hand": [delta_item("d1", "x is 3").as_json()]}
+    old = {"reported": ["d2"]}  # written before each item carried its reason
+    items = recorded([new, old, {"changed": []}])
+    assert [i.what for i in items] == ["delta d1", "delta d2"]
+    assert items[0] == HandItem("delta d1", "x is 3", items[0].command)
+    assert 'stairway deltas skip d2 --reason "..."' in items[1].command and items[1].reason
+    error = left_for_operator("3.0.0", items)
+    assert error.exit_code == 3 and "complete and kept" in error.message
+    assert "stairway deltas skip d1" in error.hint and "stairway deltas skip d2" in error.hint
