@@ -49,7 +49,7 @@ def test_plan_rolling_refuses_a_contract_path(initialised: Path) -> None:
 
 @pytest.mark.parametrize(
     ("target", "message"),
-    [("0.1.0", "downgrades are refused"), ("9.0.0", "no release 9.0.0"), ("two", "not a version")],
+    [("0.1.0", "no release 0.1.0"), ("9.0.0", "no release 9.0.0"), ("two", "not a version")],
 )
 def test_plan_refusals_exit_2(initialised: Path, target: str, message: str) -> None:
     code, _, err = stairway("plan", "--to", target, "--site", str(initialised))

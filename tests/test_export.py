@@ -67,7 +67,7 @@ def test_export_writes_a_file_that_checks_out(site: Path, tmp_path: Path) -> Non
     out = tmp_path / "site.export.zst"
     code, said, err = stairway("export", "--out", str(out), "--chunk", "1000", "--site", str(site))
     assert code == 0, err
-    assert "exported 2,500 objects in 3 chunks" in said
+    assert "exported 2,500 objects and 0 audit entries in 3 chunks" in said
     code, said, err = stairway("export", "verify", str(out), "--json")
     assert code == 0, err
     summary = orjson.loads(said)

@@ -83,8 +83,17 @@ def init(
 
 
 @app.command()
-def status(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
-    """Site version, schema level, applied, pending and drifted changes, background migrations."""
+def status(
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="exit 3 on drifted, pending or unknown changes (scripts)"),
+    ] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Site version, schema level, applied, pending and drifted changes, background migrations;
+    exit 0 whatever they are, unless --strict."""
     from stairway import background
 
     ctx = commands.open_context(site, catalog)
@@ -96,12 +105,19 @@ def status(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = Fal
             for j in running
         ]
         emit_json({**views.status_json(report), "background": jobs})
-        return
-    out.print(views.status_table(report))
-    if report.adopt:
-        out.print(f"[yellow]{escape(report.adopt)}[/yellow]", highlight=False)
-    for job in running:
-        out.print(f"background migration {job.describe()}", highlight=False)
+    else:
+        out.print(views.status_table(report))
+        if report.adopt:
+            out.print(f"[yellow]{escape(report.adopt)}[/yellow]", highlight=False)
+        for job in running:
+            out.print(f"background migration {job.describe()}", highlight=False)
+    if strict and report.troubles:
+        raise ManualStepNeeded(
+            "the site is not in order: " + "; ".join(report.troubles),
+            hint="`stairway repair` re-records drifted changes once checked, `stairway migrate` "
+            "applies pending ones; changes not in the catalog mean the catalog is older than "
+            "the database",
+        )
 
 
 @app.command()
@@ -169,14 +185,14 @@ def _limits(*given: str | None) -> Any:
 
 def _estimate(ctx: commands.Context, to: str | None, limits: Any, again: bool, json: bool) -> None:
     from stairway.estimate import estimate_upgrade
-    from stairway.estimate.views import estimate_json, estimate_table
+    from stairway.estimate.views import estimate_json, estimate_summary, estimate_table
 
     found = estimate_upgrade(ctx, to, limits, again)
     if json:
         emit_json(estimate_json(found))
     else:
         out.print(estimate_table(found))
-        out.print(f"predicted: {found.total:.1f} s in all, {found.downtime:.1f} s of downtime")
+        out.print(estimate_summary(found), highlight=False)
         for flag in found.flags:
             out.print(f"[yellow]over a limit:[/yellow] {escape(flag)}", highlight=False)
     if found.flags:
@@ -300,7 +316,7 @@ def quickstart(
     try:
         report = upgrading.upgrade(ctx, "2.0.0", progress=step)
         for item in report.attention:
-            out.print(f"[yellow]needs a hand:[/yellow] {item}")
+            out.print(f"[yellow]needs a hand:[/yellow] {escape(item.describe())}")
         out.print(f"identity-sync 2.0.0 serves: {_health(site.health_url)}")
         credential = _health(site.health_url.replace("/health", "/connectors/1/credential"))
         out.print(f"the LDAP connector's sealed bind password after the upgrade: {credential}")
@@ -329,7 +345,8 @@ def verify(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Read-only pre-upgrade checks on the old version; exit 2 when anything blocks."""
+    """Read-only pre-upgrade checks on the old version; exit 2 when anything blocks. Lists
+    the deltas and config items the upgrade will leave for an operator, with what to run."""
     from stairway import verify as checks
 
     ctx = commands.open_context(site, catalog, to)
@@ -350,6 +367,12 @@ def verify(
         )
     if not json:
         out.print(f"[green]nothing blocks the upgrade to {report.target}[/green]")
+    if report.by_hand and not json:
+        out.print(
+            f"[yellow]{len(report.by_hand)} item(s) above will need an operator:[/yellow] the "
+            "upgrade will do the rest, leave these as they are and exit 3; 'what to do' says how",
+            highlight=False,
+        )
 
 
 objects_app = typer.Typer(
@@ -415,8 +438,10 @@ def upgrade_command(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """The whole upgrade, journaled: verify, back up, migrate, restart; rolls back on failure."""
+    """The whole upgrade, journaled: verify, back up, migrate, restart; rolls back on failure
+    (exit 1). Exit 3 when it finished but left deltas or config items for an operator."""
     from stairway import upgrade as upgrading
+    from stairway.handwork import left_for_operator
     from stairway.report import StepClock
 
     ctx = commands.open_context(site, catalog, to or (_interrupted(site) if resume else None))
@@ -435,13 +460,13 @@ def upgrade_command(
         )
     if json:
         emit_json(views.upgrade_json(report))
-        return
-    if report.upgrade_id is None:
+    elif report.upgrade_id is None:
         out.print(f"already at {report.target}: nothing to upgrade")
-        return
-    for item in report.attention:
-        out.print(f"[yellow]needs a hand:[/yellow] {item}")
-    out.print(f"[green]upgraded[/green] {report.current} -> {report.target} ({report.upgrade_id})")
+    else:
+        done = f"{report.current} -> {report.target} ({report.upgrade_id})"
+        out.print(f"[green]upgraded[/green] {done}", highlight=False)
+    if report.attention:
+        raise left_for_operator(report.target, report.attention)
 
 
 def _interrupted(site: Path | None) -> str | None:
@@ -608,6 +633,7 @@ def restore_command(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Put the site back as a backup holds it: every checksum checked first, then the product
     stopped and shown down, the parts swapped, the release restarted and its health checked."""
@@ -621,6 +647,16 @@ def restore_command(
 
     manifest = recovery.restore_site(ctx, backup_id)
     _warn_of_restore(ctx)
+    if json:
+        emit_json(
+            {
+                "restored": manifest.id,
+                "product": manifest.product,
+                "version": manifest.version,
+                "schema_level": manifest.schema_level,
+            }
+        )
+        return
     out.print(
         f"[green]restored[/green] {manifest.id}: {manifest.product} {manifest.version}, "
         f"schema level {manifest.schema_level}"
@@ -656,14 +692,19 @@ def notes(
     ] = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """Markdown release notes from the catalog's descriptions of everything in between."""
+    """Markdown release notes from the catalog's descriptions of everything in between
+    (with --json: {"markdown", "written"})."""
     text = commands.notes(site, catalog, since, to)
-    if output is None:
+    if output is not None:
+        write_atomic(output, text.encode("utf-8"))
+    if json:
+        emit_json({"markdown": text, "written": str(output) if output else None})
+    elif output is None:
         sys.stdout.write(text)
-        return
-    write_atomic(output, text.encode("utf-8"))
-    out.print(f"release notes written to {output}")
+    else:
+        out.print(f"release notes written to {output}")
 
 
 config_app = typer.Typer(help="The operator's config files: move them to a release's shape.")
@@ -731,11 +772,13 @@ def deltas_apply(
     else:
         out.print(views.deltas_table(report))
     if report.reported:
+        from stairway.handwork import delta_item
+
+        items = [delta_item(r.delta.id, r.reason) for r in report.reported]
         raise ManualStepNeeded(
-            f"{len(report.reported)} delta(s) not applied: "
-            + "; ".join(r.describe() for r in report.reported),
-            hint="make the change by hand and run again, or keep yours with "
-            "`stairway deltas skip ID --reason ...`",
+            f"{len(items)} delta(s) not applied: "
+            + "; ".join(f"{i.what}: {i.reason}" for i in items),
+            hint="; ".join(i.command for i in items),
         )
 
 
@@ -745,9 +788,13 @@ def deltas_skip(
     reason: Annotated[str, typer.Option("--reason", help="why your version stays")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Keep your own version of what a reported delta changes; it is not tried again."""
     found = commands.skip_delta(commands.open_context(site, catalog), delta_id, reason)
+    if json:
+        emit_json({"skipped": found.id, "reason": reason})
+        return
     out.print(f"delta {found.id} skipped: {reason}")
 
 
@@ -786,10 +833,8 @@ def export_command(
     with meter(out, "exporting objects") as update:
         report = commands.export(ctx, out_file, chunk, update, workers, part)
     resumed = f", resumed after {report.resumed_at:,}" if report.resumed_at else ""
-    out.print(
-        f"[green]exported[/green] {report.objects:,} objects in {report.chunks} chunks and "
-        f"{report.audit_entries:,} audit entries to {report.path}{resumed}"
-    )
+    held = views.export_contents(report.objects, report.audit_entries, report.chunks)
+    out.print(f"[green]exported[/green] {held} to {report.path}{resumed}")
 
 
 @export_app.command("verify")
@@ -821,8 +866,9 @@ def export_verify(
         )
     if not json:
         out.print(
-            f"[green]{export_file} checks out[/green]: {summary.objects:,} objects in "
-            f"{summary.chunks} chunks, {summary.header.get('product')} "
+            f"[green]{export_file} checks out[/green]: "
+            f"{views.export_contents(summary.objects, summary.audit_entries, summary.chunks)}, "
+            f"{summary.header.get('product')} "
             f"{summary.header.get('version')}"
         )
 
@@ -883,7 +929,7 @@ def audit_show(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt =
 
 
 @audit_app.command("verify")
-def audit_verify(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
+def audit_verify(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Check the chain: an entry changed or removed after it was written is named; exit 2."""
     from stairway import audit
 
@@ -892,12 +938,15 @@ def audit_verify(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
         audit.ensure_table(conn)
         problems = audit.verify(conn)
         count = len(audit.entries(conn))
+    if json:
+        emit_json({"whole": not problems, "entries": count, "problems": problems})
     if problems:
         raise AuditBroken(
             "the audit log was tampered with: " + "; ".join(problems),
             hint="restore the log from a backup and find out who changed it",
         )
-    out.print(f"[green]the audit log is whole[/green] ({count} entries)")
+    if not json:
+        out.print(f"[green]the audit log is whole[/green] ({count} entries)")
 
 
 release_app = typer.Typer(
@@ -909,11 +958,15 @@ app.add_typer(release_app, name="release")
 @release_app.command("keygen")
 def release_keygen(
     out_dir: Annotated[Path, typer.Option("--out", help="directory for release.key and .pub")],
+    json: JsonOpt = False,
 ) -> None:
     """A new Ed25519 key pair for signing releases; keep release.key secret."""
     from stairway import releases
 
     private, public = releases.generate_key(out_dir)
+    if json:
+        emit_json({"private": str(private), "public": str(public)})
+        return
     out.print(f"private key {private} (keep it secret), public key {public} (give it to sites)")
 
 
@@ -921,11 +974,15 @@ def release_keygen(
 def release_pack(
     tree: Annotated[Path, typer.Argument(help="the release's directory tree")],
     artifact: Annotated[Path, typer.Option("--out", help="the .tar.zst to write")],
+    json: JsonOpt = False,
 ) -> None:
     """Pack a release tree into a zstd tar artifact."""
     from stairway import releases
 
     releases.pack_release(tree, artifact)
+    if json:
+        emit_json({"packed": str(tree), "artifact": str(artifact)})
+        return
     out.print(f"packed {tree} into {artifact}")
 
 
@@ -935,11 +992,15 @@ def release_sign(
     key: Annotated[Path, typer.Option("--key", help="release.key")],
     product: Annotated[str, typer.Option("--product")],
     version: Annotated[str, typer.Option("--version")],
+    json: JsonOpt = False,
 ) -> None:
     """Write release-VERSION.json (artifact name, size, SHA-256) and its signature beside it."""
     from stairway import releases
 
     manifest = releases.sign_release(key, artifact, product, version)
+    if json:
+        emit_json({"manifest": str(manifest), "signature": f"{manifest}.sig"})
+        return
     out.print(f"signed {artifact.name}: {manifest} and {manifest.name}.sig")
 
 
@@ -966,7 +1027,14 @@ def release_verify(
     product = catalog_product(catalog or where.catalog)
     found = releases.check_release(where.artifacts, where.release_key, product, version)
     if json:
-        emit_json(dataclasses.asdict(found))
+        emit_json(
+            {
+                "verified": str(found.artifact),
+                "product": found.product,
+                "version": str(found.version),
+                "sha256": found.sha256,
+            }
+        )
         return
     out.print(
         f"[green]{found.artifact} verified[/green]: {found.product} {found.version}, "
@@ -1017,6 +1085,7 @@ def background_run(
     ] = 0.01,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Run queued background migrations until they finish; safe to stop and run again."""
     from stairway import background
@@ -1024,10 +1093,13 @@ def background_run(
     ctx = commands.open_context(site, catalog)
 
     def say(job: background.Job) -> None:
-        if job.batches % 100 == 0 or job.state == "done":
+        if not json and (job.batches % 100 == 0 or job.state == "done"):
             out.print(job.describe(), highlight=False)
 
     found = commands.run_background(ctx, background.Throttle(probe_ms, pause), max_seconds, say)
+    if json:
+        emit_json([_job_json(j) for j in found])
+        return
     for job in found:
         out.print(job.describe(), highlight=False)
     if not found:
@@ -1043,9 +1115,7 @@ def background_status(
 
     found = background.jobs(commands.open_context(site, catalog).engine)
     if json:
-        emit_json(
-            [{**dataclasses.asdict(j), "fraction": j.fraction, "eta_s": j.eta()} for j in found]
-        )
+        emit_json([_job_json(j) for j in found])
         return
     for job in found:
         out.print(f"{job.describe()} ({job.batches} batches, throttled {job.throttled})")
@@ -1058,12 +1128,13 @@ def background_pause(
     number: Annotated[int, typer.Argument(help="the change number")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Pause a background migration after its current batch."""
     from stairway import background
 
     job = background.set_paused(commands.open_context(site, catalog).engine, number, True)
-    out.print(job.describe(), highlight=False)
+    _say_job(job, json)
 
 
 @background_app.command("resume")
@@ -1071,12 +1142,24 @@ def background_resume(
     number: Annotated[int, typer.Argument(help="the change number")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Let a paused background migration run again (with `background run`)."""
     from stairway import background
 
     job = background.set_paused(commands.open_context(site, catalog).engine, number, False)
-    out.print(job.describe(), highlight=False)
+    _say_job(job, json)
+
+
+def _job_json(job: Any) -> dict[str, Any]:
+    return {**dataclasses.asdict(job), "fraction": job.fraction, "eta_s": job.eta()}
+
+
+def _say_job(job: Any, json: bool) -> None:
+    if json:
+        emit_json(_job_json(job))
+    else:
+        out.print(job.describe(), highlight=False)
 
 
 licence_app = typer.Typer(help="The product's signed licence: check it, or issue one (vendors).")
@@ -1090,18 +1173,20 @@ def licence_check(
     ] = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Check the site's licence for its version or a target; exit 2 when it does not hold."""
+    from stairway.targets import named_release
     from stairway.verify import licence_findings
 
     ctx = commands.open_context(site, catalog, to)
-    from stairway.versions import Version
-
-    version = Version.parse(to) if to else commands.current_version(ctx)
+    version = named_release(ctx.catalog, to).version if to else commands.current_version(ctx)
     found = licence_findings(ctx, version)
-    if not found:
+    if json:
+        emit_json({"version": str(version), "findings": [dataclasses.asdict(f) for f in found]})
+    elif not found:
         out.print(f"{ctx.catalog.product} needs no licence")
-    for finding in found:
+    for finding in [] if json else found:
         out.print(finding.describe(), highlight=False)
     blocking = [f for f in found if f.blocking]
     if blocking:
@@ -1117,6 +1202,7 @@ def licence_issue(
     expires: Annotated[str, typer.Option("--expires", help="YYYY-MM-DD")],
     to: Annotated[Path, typer.Option("--out", help="the licence file to write")],
     licence_id: Annotated[str | None, typer.Option("--id")] = None,
+    json: JsonOpt = False,
 ) -> None:
     """Sign a licence (the vendor's side)."""
     import uuid
@@ -1133,17 +1219,24 @@ def licence_issue(
         "versions": versions,
     }
     issued = licence.issue(key, terms, to)
+    if json:
+        emit_json({**terms, "id": issued.id, "expires": str(issued.expires), "path": str(to)})
+        return
     out.print(f"licence {issued.id} for {customer}: {product} {versions} until {issued.expires}")
 
 
 @licence_app.command("keygen")
 def licence_keygen(
     folder: Annotated[Path, typer.Option("--out", help="directory for licence.key and .pub")],
+    json: JsonOpt = False,
 ) -> None:
     """The vendor's Ed25519 licence key pair; licence.pub ships in the catalog."""
     from stairway import licence
 
     private, public = licence.generate_key(folder)
+    if json:
+        emit_json({"private": str(private), "public": str(public)})
+        return
     out.print(f"{private} (keep secret) and {public} (ship in the catalog as [licence] key)")
 
 

@@ -57,6 +57,7 @@ from stairway.secrets import backups as secret_backups
 from stairway.secrets.keyring import KeySource
 from stairway.site import Site, load_site
 from stairway.sitelock import changes_site, site_lock
+from stairway.targets import named_release, starting_version, target_version
 from stairway.transfer.export import ExportReport, export_objects
 from stairway.transfer.export import Progress as ExportProgress
 from stairway.transfer.importer import ImportReport, import_objects
@@ -136,6 +137,15 @@ class Status:
     warnings: dict[int, list[PhaseFinding]]
     adopt: str | None = None  # a database with tables but no Stairway records: how to adopt it
 
+    @property
+    def troubles(self) -> list[str]:
+        """What `status --strict` fails on: drift, changes pending for the site's release,
+        changes the catalog does not ship."""
+        state = self.state
+        found = [f"drifted: {d.describe()}" for d in state.drifted]
+        found += [f"pending for {self.release}: {c.label}" for c in self.pending]
+        return found + [f"not in this catalog: {a.label}" for a in state.unknown]
+
 
 def status(ctx: Context) -> Status:
     state = migrator.read_state(ctx.engine, ctx.catalog)
@@ -164,7 +174,7 @@ def current_version(ctx: Context) -> Version:
 
 
 def plan(ctx: Context, to: str | None) -> UpgradePlan:
-    target = Version.parse(to) if to else ctx.catalog.latest.version
+    target = target_version(ctx.catalog, to)
     state = migrator.read_state(ctx.engine, ctx.catalog)
     state.refuse_unknown_patch()
     return make_plan(ctx.catalog, current_version(ctx), state.level, target, state.patches)
@@ -173,7 +183,7 @@ def plan(ctx: Context, to: str | None) -> UpgradePlan:
 @changes_site
 def init(ctx: Context, version: str, progress: Progress | None = None) -> list[Applied]:
     """Create a new site at release ``version``: apply its changes and record it."""
-    release = ctx.catalog.release(version)
+    release = named_release(ctx.catalog, version, "--version")
     if migrator.read_state(ctx.engine, ctx.catalog).applied:
         raise SchemaError(
             f"{ctx.site.database} already holds a Stairway site",
@@ -201,7 +211,7 @@ def migrate_target(ctx: Context, request: MigrateRequest) -> tuple[int, str | No
         release = migrator.site_release(ctx.engine)
         return (ctx.catalog.release(release).schema if release else 0), None
     migrator.read_state(ctx.engine, ctx.catalog).refuse_unknown_patch()
-    target = ctx.catalog.release(request.to)
+    target = named_release(ctx.catalog, request.to)
     check_hop(ctx.catalog.releases, current_version(ctx), target.version)
     return target.schema, str(target.version)
 
@@ -278,7 +288,8 @@ def downgrade(
 @changes_site
 def baseline(ctx: Context, at: int, version: str | None, force: bool = False) -> int:
     done = migrator.baseline(ctx.engine, ctx.catalog, at, force=force)
-    release = ctx.catalog.release(version) if version else ctx.catalog.release_of(at)
+    release = named_release(ctx.catalog, version, "--version") if version else None
+    release = release or ctx.catalog.release_of(at)
     if release is not None and release.schema == at:
         migrator.set_site_release(ctx.engine, ctx.catalog, str(release.version))
     return done
@@ -353,8 +364,8 @@ def migrate_config(
 ) -> ConfigResult:
     """Move the site's config files from release ``since`` (the site's) to ``to`` (latest)."""
     with changing(ctx, unless=dry_run):
-        current = Version.parse(since) if since else current_version(ctx)
-        target = Version.parse(to) if to else ctx.catalog.latest.version
+        current = starting_version(ctx.catalog, since) if since else current_version(ctx)
+        target = target_version(ctx.catalog, to)
         run = plan_config_files(
             ctx.site.site.config_files, ctx.catalog.config_migrations, current, target
         )
@@ -379,7 +390,7 @@ def _apply_deltas(ctx: Context, dry_run: bool) -> DeltaReport:
         )
     store = object_store(ctx)
     due = [d for d in ctx.catalog.deltas if d.release <= running]
-    return delta_run.apply_deltas(store, due, _lifecycle(ctx), dry_run)
+    return delta_run.apply_deltas(store, due, lifecycle_path(ctx), dry_run)
 
 
 @changes_site
@@ -393,7 +404,8 @@ def skip_delta(ctx: Context, delta_id: str, reason: str) -> Delta:
     return found
 
 
-def _lifecycle(ctx: Context) -> tuple[str, ...]:
+def lifecycle_path(ctx: Context) -> tuple[str, ...]:
+    """Where a document records its lifecycle state (obsolete deltas set it)."""
     spec = ctx.catalog.objects
     return parse_path(spec.lifecycle if spec else "lifecycleState")
 
@@ -404,12 +416,12 @@ def notes(
     """Release notes between two versions; a site is needed only to default ``since``."""
     if since is not None and catalog_dir is not None:
         catalog = load_catalog(catalog_dir)
-        start = Version.parse(since)
+        start = starting_version(catalog, since)
     else:
         ctx = open_context(site_file, catalog_dir, until)
         catalog = ctx.catalog
-        start = Version.parse(since) if since else current_version(ctx)
-    end = Version.parse(until) if until else catalog.latest.version
+        start = starting_version(catalog, since) if since else current_version(ctx)
+    end = target_version(catalog, until)
     catalog.release(start)
     return release_notes(catalog, start, end)
 

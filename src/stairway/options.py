@@ -38,3 +38,11 @@ ShardOpt = Annotated[
 
 def emit_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def say(json: bool, value: Any, text: str) -> None:
+    """A command's result: ``value`` as JSON for machines, else ``text`` for people."""
+    if json:
+        emit_json(value)
+    else:
+        out.print(text, highlight=False)

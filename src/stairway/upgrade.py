@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +21,18 @@ from typing import Any, NoReturn
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from stairway import audit, commands, disk, faults, maintenance, recovery, releases, service, smoke
+from stairway import (
+    audit,
+    commands,
+    disk,
+    faults,
+    handwork,
+    maintenance,
+    recovery,
+    releases,
+    service,
+    smoke,
+)
 from stairway.backup import Backup
 from stairway.commands import Context, MigrateRequest
 from stairway.errors import (
@@ -34,12 +45,14 @@ from stairway.errors import (
     UpgradeFailed,
     VerifyBlocked,
 )
+from stairway.handwork import HandItem
 from stairway.instances import instances_of
 from stairway.journal import Journal, JournalState
 from stairway.losses import LossReport, losses_since
 from stairway.objects.rewrite import rewrite_all
 from stairway.plan import UpgradePlan
 from stairway.sitelock import changes_site
+from stairway.targets import named_release
 from stairway.versions import Version
 
 
@@ -104,13 +117,9 @@ class UpgradeReport:
     resumed: bool = False
 
     @property
-    def attention(self) -> list[str]:
+    def attention(self) -> list[HandItem]:
         """What the run left for a person: reported deltas, config items needing a hand."""
-        found: list[str] = []
-        for _, data in self.done:
-            found += [f"delta {d} was not applied" for d in data.get("reported", [])]
-            found += list(data.get("attention", []))
-        return found
+        return handwork.recorded(data for _, data in self.done)
 
 
 Progress = Callable[[int, int, Step], None]
@@ -126,6 +135,8 @@ def upgrade(
 ) -> UpgradeReport:
     """Upgrade the site to ``to`` (default: latest), or finish an interrupted upgrade;
     ``rolling``: instance by instance, without downtime (``stairway.rolling``)."""
+    if to:
+        named_release(ctx.catalog, to)  # an unknown target is refused before anything else
     journal = Journal(commands.backup_dir(ctx))
     recovery.refuse_half_restored(ctx)
     active = journal.active()
@@ -662,7 +673,8 @@ def _deltas(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
     if not ctx.catalog.deltas:
         return {}
     report = commands.apply_deltas(ctx)
-    return {"reported": [r.delta.id for r in report.reported]}
+    hand = [handwork.delta_item(r.delta.id, r.reason) for r in report.reported]
+    return {"reported": [r.delta.id for r in report.reported], "hand": _json(hand)}
 
 
 def _config_files(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
@@ -670,7 +682,16 @@ def _config_files(ctx: Context, step: Step, _state: JournalState) -> dict[str, A
     return {
         "changed": [str(o.path) for o in result.run.changed],
         "attention": [a.describe() for a in result.run.attention],
+        "hand": _json(
+            handwork.config_item(str(o.path), a.describe())
+            for o in result.run.outcomes
+            for a in o.attention
+        ),
     }
+
+
+def _json(items: Iterable[HandItem]) -> list[dict[str, str]]:
+    return [item.as_json() for item in items]
 
 
 RUNNERS: dict[Kind, Runner] = {

@@ -15,17 +15,19 @@ from sqlalchemy import Connection, inspect, select, text
 
 from stairway import licence
 from stairway.catalog.manifest import CheckModel, JobModel
-from stairway.commands import Context, current_version, object_store
+from stairway.commands import Context, current_version, lifecycle_path, object_store
 from stairway.configfiles import ConfigRun, plan_config_files
 from stairway.database import sqlite_path
 from stairway.errors import ConfigFileError
-from stairway.objects import paths
+from stairway.handwork import HandItem, config_item, delta_item
+from stairway.objects import delta_run, paths
 from stairway.objects.migrate import Attention
 from stairway.objects.migration import ObjectMigration, Severity, Transition
 from stairway.objects.store import ObjectStore, StoredObject
 from stairway.plan import UpgradePlan, make_plan
 from stairway.schema import migrator
 from stairway.schema.state import SchemaState
+from stairway.targets import target_version
 from stairway.versions import Version
 
 EXAMPLES = 5
@@ -41,6 +43,7 @@ class Finding:
     count: int | None = None
     examples: tuple[str, ...] = ()
     hint: str = ""
+    needs_hand: bool = False  # the upgrade will leave it for an operator (and exit 3)
 
     def describe(self) -> str:
         shown = f" (first: {', '.join(self.examples)})" if self.examples else ""
@@ -57,18 +60,23 @@ class Report:
     def blocking(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.blocking)
 
+    @property
+    def by_hand(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.needs_hand)
+
 
 def verify(ctx: Context, to: str | None) -> Report:
     """Every finding for an upgrade of the site to ``to`` (default: the latest release)."""
     current = current_version(ctx)
-    target = Version.parse(to) if to else ctx.catalog.latest.version
+    target = target_version(ctx.catalog, to)
     state = migrator.read_state(ctx.engine, ctx.catalog)
     findings = _database(ctx, state, current)
     if not findings:  # a database ahead of the catalog: the plan would be meaningless
         plan = make_plan(ctx.catalog, current, state.level, target, state.patches)
         findings += _path(plan) + _schema(plan, state)
         findings += _objects(ctx, plan) + _checks(ctx, current, target) + _jobs(ctx)
-        findings += _config(ctx, current, target) + _disk(ctx) + licence_findings(ctx, target)
+        findings += _config(ctx, current, target) + _deltas(ctx, target)
+        findings += _disk(ctx) + licence_findings(ctx, target)
         findings += _background(ctx)
     return Report(current, target, tuple(findings))
 
@@ -449,15 +457,24 @@ def _config(ctx: Context, current: Version, target: Version) -> list[Finding]:
         run = plan_config_files(files, ctx.catalog.config_migrations, current, target)
     except ConfigFileError as err:
         return [Finding("config", "critical", err.message, blocking=True, hint=err.hint)]
-    return _config_changes(run) + [
-        Finding(
-            "config",
-            "warning",
-            item.describe(),
-            hint="edit the file by hand; `stairway config migrate` reports it until it is done",
-        )
-        for item in run.attention
-    ]
+    items = [config_item(str(o.path), a.describe()) for o in run.outcomes for a in o.attention]
+    return _config_changes(run) + [_by_hand("config", item) for item in items]
+
+
+def _deltas(ctx: Context, target: Version) -> list[Finding]:
+    """The deltas up to ``target`` that, judged on the objects as they are now, would be
+    reported rather than applied (read-only: a dry run)."""
+    due = [d for d in ctx.catalog.deltas if d.release <= target]
+    if not due:
+        return []
+    store = object_store(ctx, str(target))
+    judged = delta_run.apply_deltas(store, due, lifecycle_path(ctx), dry_run=True)
+    return [_by_hand("deltas", delta_item(r.delta.id, r.reason)) for r in judged.reported]
+
+
+def _by_hand(topic: str, item: HandItem) -> Finding:
+    said = f"{item.what} will need an operator: {item.reason}"
+    return Finding(topic, "warning", said, hint=item.command, needs_hand=True)
 
 
 def _config_changes(run: ConfigRun) -> list[Finding]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -38,8 +39,10 @@ def phase_text(change: Change) -> str:
 
 def plan_table(plan: UpgradePlan, warnings: Warnings) -> Table:
     table = Table(title=f"Upgrade plan: {plan.describe()}")
-    for column in ("step", "change", "phase", "warnings"):
-        table.add_column(column)
+    table.add_column("step", overflow="fold")
+    whole_column(table, "change", (c.label for s in plan.steps for c in s.changes))
+    for column in ("phase", "warnings"):
+        table.add_column(column, overflow="fold")
     for step in plan.steps:
         label = f"{step.source} -> {step.release.version}"
         if not step.changes:
@@ -91,8 +94,8 @@ def applied_json(done: list[Applied]) -> list[dict[str, Any]]:
 def status_table(status: Status) -> Table:
     state = status.state
     table = Table(title=f"{status.product} at {status.release or 'no release'}", show_header=False)
-    table.add_column("what")
-    table.add_column("value")
+    table.add_column("what", overflow="fold")
+    table.add_column("value", overflow="fold", min_width=_widest_label(status))
     table.add_row("schema level", str(state.level))
     table.add_row("latest release in catalog", status.latest)
     table.add_row("applied changes", str(len(state.applied)))
@@ -100,6 +103,13 @@ def status_table(status: Status) -> Table:
     table.add_row("drifted", _labels(d.describe() for d in state.drifted))
     table.add_row("unknown to this catalog", _labels(a.label for a in state.unknown))
     return table
+
+
+def _widest_label(status: Status) -> int:
+    """The value column is at least as wide as the longest change label it lists."""
+    state = status.state
+    labels = [c.label for c in status.pending] + [d.change.label for d in state.drifted]
+    return max((len(label) for label in labels + [a.label for a in state.unknown]), default=0)
 
 
 def _labels(items: Any) -> str:
@@ -159,8 +169,11 @@ SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "suggestion": "cy
 
 def verify_table(report: Report) -> Table:
     table = Table(title=f"verify {report.current} -> {report.target}", show_lines=False)
-    for column in ("severity", "topic", "finding", "objects / first ids", "what to do"):
+    ids = [e + "," for f in report.findings for e in f.examples]
+    for column in ("severity", "topic", "finding"):
         table.add_column(column, overflow="fold")
+    table.add_column("objects / first ids", overflow="fold", min_width=_widest(ids))
+    table.add_column("what to do", overflow="fold")
     for severity, findings in group(report.findings).items():
         for finding in findings:
             table.add_row(
@@ -188,6 +201,7 @@ def verify_json(report: Report) -> dict[str, Any]:
         "current": str(report.current),
         "target": str(report.target),
         "blocked": bool(report.blocking),
+        "needs_operator": [f.message for f in report.by_hand],
         "findings": [dataclasses.asdict(f) for f in report.findings],
     }
 
@@ -231,7 +245,9 @@ def config_json(result: ConfigResult) -> dict[str, Any]:
 def deltas_table(report: DeltaReport) -> Table:
     title = "configuration deltas" + ("" if report.written else " (dry run: nothing written)")
     table = Table(title=title)
-    for column in ("release", "delta", "does", "outcome", "objects", "why"):
+    table.add_column("release", overflow="fold")
+    whole_column(table, "delta", (r.delta.id for r in report.results))
+    for column in ("does", "outcome", "objects", "why"):
         table.add_column(column, overflow="fold")
     for result in report.results:
         delta = result.delta
@@ -282,15 +298,28 @@ def backup_json(backup: Backup) -> dict[str, Any]:
     }
 
 
+def _widest(values: Iterable[str]) -> int:
+    return max((len(v) for v in values), default=0)
+
+
+def whole_column(table: Table, header: str, values: Iterable[str]) -> None:
+    """A column of values a user copies into another command (a backup id, a change label):
+    never cut or wrapped, however narrow the terminal; the other columns wrap instead."""
+    table.add_column(
+        header, no_wrap=True, overflow="fold", min_width=max(_widest(values), len(header))
+    )
+
+
 def backups_table(found: list[Backup]) -> Table:
     table = Table(title="backups")
-    for column in ("id", "created", "version", "schema", "engine", "size", "compressed"):
-        table.add_column(column)
+    whole_column(table, "id", (b.manifest.id for b in found))
+    for column in ("created", "version", "schema", "engine", "size", "compressed"):
+        table.add_column(column, overflow="fold")
     for backup in found:
         manifest = backup.manifest
         table.add_row(
             manifest.id,
-            manifest.created,
+            manifest.created.replace("T", " ").replace("+00:00", " UTC"),  # wraps at spaces
             manifest.version,
             str(manifest.schema_level),
             manifest.engine,
@@ -307,7 +336,8 @@ def upgrade_json(report: Any) -> dict[str, Any]:
         "to": report.target,
         "resumed": report.resumed,
         "steps": [{"step": step.describe(), **data} for step, data in report.done],
-        "attention": report.attention,
+        "attention": [item.as_json() for item in report.attention],
+        "needs_operator": bool(report.attention),
     }
 
 
@@ -366,3 +396,14 @@ def rehearsal_json(found: Rehearsal) -> dict[str, Any]:
         ],
         "end": {"release": end.release, "level": end.state.level} if end else None,
     }
+
+
+def plural(count: int, noun: str, many: str = "") -> str:
+    """``1 chunk``, ``2 chunks``, ``1,000 objects``; ``many`` when the plural is not noun+s."""
+    return f"{count:,} {noun if count == 1 else many or noun + 's'}"
+
+
+def export_contents(objects: int, audit_entries: int, chunks: int) -> str:
+    """What an export holds, counted the same way by `export` and `export verify`."""
+    entries = plural(audit_entries, "audit entry", "audit entries")
+    return f"{plural(objects, 'object')} and {entries} in {plural(chunks, 'chunk')}"

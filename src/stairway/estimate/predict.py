@@ -97,22 +97,39 @@ class Estimate:
     rates_from: str
 
     @property
-    def total(self) -> float:
+    def unknown(self) -> tuple[StepEstimate, ...]:
+        """The steps without a basis for a prediction: no time is made up for them."""
+        return tuple(s for s in self.steps if s.seconds is None)
+
+    @property
+    def known(self) -> float:
+        """The predicted time of the steps that have a basis (the whole when none lacks one)."""
         return sum(s.seconds or 0.0 for s in self.steps)
 
     @property
-    def downtime(self) -> float:
+    def known_downtime(self) -> float:
         return sum(s.seconds or 0.0 for s in self.steps if s.downtime)
+
+    @property
+    def total(self) -> float | None:
+        """The whole upgrade's predicted time; None when a step has no basis."""
+        return None if self.unknown else self.known
+
+    @property
+    def downtime(self) -> float | None:
+        """The predicted downtime; None when a step while the product is down has no basis."""
+        return None if any(s.downtime for s in self.unknown) else self.known_downtime
 
     @property
     def flags(self) -> list[str]:
         found = [f"{s.label}: {flag}" for s in self.steps for flag in s.flags]
         window = self.limits.window
-        if window is not None and self.downtime > window:
+        down = self.known_downtime  # with steps unknown, at least this long
+        if window is not None and down > window:
+            about = "about" if self.downtime is not None else "at least"
             found.insert(
                 0,
-                f"the product would be down about {_say(self.downtime)}, beyond the "
-                f"{_say(window)} window",
+                f"the product would be down {about} {_say(down)}, beyond the {_say(window)} window",
             )
         return found
 
@@ -169,10 +186,12 @@ def _step(
         changes = tuple(_change(c, facts, rates) for c in hop.changes)
         known = [c.seconds for c in changes if c.seconds is not None]
         unknown = len(known) < len(changes)
-        basis = (
-            "measured" if changes and all(c.basis == "measured" for c in changes) else "calibration"
+        if unknown:  # one change without a basis makes the step's time unknown too
+            return StepEstimate(kind, label, None, "unknown", changes)
+        measured = changes and all(c.basis == "measured" for c in changes)
+        return StepEstimate(
+            kind, label, sum(known), "measured" if measured else "calibration", changes
         )
-        return StepEstimate(kind, label, sum(known) if not unknown else None, basis, changes)
     if kind == "objects" and hop is not None:
         count = _objects_to_rewrite(catalog, facts, hop)
         rate = rates.objects_per_s or OBJECTS_PER_S

@@ -7,12 +7,17 @@ from typing import Any
 from rich.table import Table
 
 from stairway.estimate.predict import Estimate, say_duration
+from stairway.views import whole_column
 
 
 def estimate_table(found: Estimate) -> Table:
     table = Table(title=f"Estimate (rates: {found.rates_from})")
-    for column in ("step", "lock", "table", "predicted", "basis", "flags"):
-        table.add_column(column)
+    labels = [c.change.label for s in found.steps for c in s.changes]
+    whole_column(table, "step", [f"  {label}" for label in labels])  # change labels stay whole
+    for column in ("lock", "table"):
+        table.add_column(column, overflow="fold")
+    for column in ("predicted", "basis", "flags"):
+        table.add_column(column, overflow="fold")
     for step in found.steps:
         table.add_row(
             step.label,
@@ -34,11 +39,31 @@ def estimate_table(found: Estimate) -> Table:
     return table
 
 
+def estimate_summary(found: Estimate) -> str:
+    """The total, or, when a step has no basis, that the total is unknown and what is known."""
+    if not found.unknown:
+        return f"predicted: {_s(found.known)} in all, {_s(found.known_downtime)} of downtime"
+    names = ", ".join(s.label for s in found.unknown)
+    return (
+        f"predicted: total unknown: {len(found.unknown)} step(s) have no basis for a prediction "
+        f"({names}); the others take {_s(found.known)} ({_s(found.known_downtime)} of "
+        "downtime), a partial sum and not the upgrade's time; a rehearsal or an upgrade of "
+        "this site measures them for the next estimate"
+    )
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.1f} s"
+
+
 def estimate_json(found: Estimate) -> dict[str, Any]:
     return {
         "rates_from": found.rates_from,
-        "total_s": found.total,
+        "total_s": found.total,  # null: a step has no basis, see unknown_steps
         "downtime_s": found.downtime,
+        "known_s": found.known,
+        "known_downtime_s": found.known_downtime,
+        "unknown_steps": [s.label for s in found.unknown],
         "flags": found.flags,
         "steps": [
             {

@@ -9,7 +9,7 @@ import typer
 
 from stairway import commands
 from stairway.fleet.tokens import Kind
-from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out
+from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, say
 
 tokens_app = typer.Typer(help="Admin and enrollment tokens for the control plane.")
 agent_app = typer.Typer(help="The agent runtime: enroll, run, publish builds, install by hand.")
@@ -98,12 +98,13 @@ def tokens_revoke(
     token_id: Annotated[str, typer.Argument(help="the id: the part after swt_KIND_")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Revoke a token at once."""
     from stairway.fleet import commands as fleet
 
     fleet.revoke_token(commands.open_context(site, catalog), token_id)
-    out.print(f"token {token_id} revoked")
+    say(json, {"revoked": token_id}, f"token {token_id} revoked")
 
 
 @agent_app.command("enroll")
@@ -129,6 +130,7 @@ def agent_enroll(
     cert_key: Annotated[
         Path | None, typer.Option("--cert-key", help="its private key (PEM)", **PEM)
     ] = None,
+    json: JsonOpt = False,
 ) -> None:
     """Get this agent's credential and set up its home."""
     from stairway.fleet import commands as fleet
@@ -146,7 +148,8 @@ def agent_enroll(
         tls.checked(server, ca, cert, cert_key),
     )
     fleet.enroll(asked)
-    out.print(f"agent {agent_id} enrolled; start it with `stairway agent run --home {home}`")
+    said = f"agent {agent_id} enrolled; start it with `stairway agent run --home {home}`"
+    say(json, {"enrolled": agent_id, "home": str(home)}, said)
 
 
 @agent_app.command("run")
@@ -164,12 +167,14 @@ def agent_publish(
     key: Annotated[Path, typer.Option("--key", help="the product's release.key")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Sign an agent build and put it where the control plane offers it to agents."""
     from stairway.fleet import commands as fleet
 
     found = fleet.publish_build(commands.open_context(site, catalog), build, version, key)
-    out.print(f"published {found.manifest.artifact} (sha256 {found.manifest.sha256})")
+    said = f"published {found.manifest.artifact} (sha256 {found.manifest.sha256})"
+    say(json, {"published": found.manifest.artifact, "sha256": found.manifest.sha256}, said)
 
 
 @agent_app.command("install")
@@ -178,9 +183,11 @@ def agent_install(
     version: Annotated[str, typer.Option("--version")],
     home: Annotated[Path, typer.Option("--home")],
     product: Annotated[str, typer.Option("--product")],
+    json: JsonOpt = False,
 ) -> None:
     """Upgrade an agent by hand (when it cannot reach the server's build URL)."""
     from stairway.fleet import commands as fleet
 
     target = fleet.install(home, source, version, product)
-    out.print(f"{target.name} checked and made current; restart the agent")
+    said = f"{target.name} checked and made current; restart the agent"
+    say(json, {"current": target.name}, said)

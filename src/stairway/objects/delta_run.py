@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, inspect
 
 from stairway.objects import delta_log
 from stairway.objects.delta import Delta, DeltaOp, Judgement, Verdict, judge, overall
@@ -49,8 +49,21 @@ def apply_deltas(
 ) -> DeltaReport:
     """Apply each delta not yet settled; with ``dry_run`` judge them and write nothing."""
     with store.engine.begin() as conn:
-        delta_log.ensure_table(conn)
+        if not dry_run:
+            delta_log.ensure_table(conn)
+        elif not inspect(conn).has_table(delta_log.deltas_table.name):
+            return _judged(store, deltas, lifecycle, set())  # a dry run creates nothing
         settled = {i for i, e in delta_log.entries(conn).items() if e.outcome.settled}
+    return _judged(store, deltas, lifecycle, settled, dry_run)
+
+
+def _judged(
+    store: ObjectStore,
+    deltas: Sequence[Delta],
+    lifecycle: tuple[str, ...],
+    settled: set[str],
+    dry_run: bool = True,
+) -> DeltaReport:
     results = []
     for delta in deltas:
         if delta.id in settled:

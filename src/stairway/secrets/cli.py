@@ -15,14 +15,14 @@ import typer
 
 from stairway import commands
 from stairway.errors import SecretError
-from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out
+from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, say
 
 secrets_app = typer.Typer(help="Secrets encrypted at rest in the site database.")
 NameArg = Annotated[str, typer.Argument(help="the secret's name, e.g. connector/ldap/password")]
 
 
 @secrets_app.command("init")
-def secrets_init(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
+def secrets_init(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Create the site key file that site.toml names as secrets.key_file (mode 0600)."""
     from stairway.secrets.keyring import KeyRing, SiteKey, write_key_file
 
@@ -40,7 +40,8 @@ def secrets_init(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
             )
         key = SiteKey.generate()
         write_key_file(where, KeyRing((key,)))
-    out.print(f"site key {key.id} written to {where}; keep a copy where backups are not")
+    said = f"site key {key.id} written to {where}; keep a copy where backups are not"
+    say(json, {"key": key.id, "path": str(where)}, said)
 
 
 @secrets_app.command("set")
@@ -51,6 +52,7 @@ def secrets_set(
     ] = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Store a secret; the value is read from standard input."""
     from stairway.secrets import SecretStore
@@ -59,7 +61,8 @@ def secrets_set(
     ctx = commands.open_context(site, catalog)
     with commands.changing(ctx):
         SecretStore(ctx.engine, commands.secret_keys(ctx)).put(name, value, actor="cli")
-    out.print(f"secret {name} stored ({len(value)} bytes, sealed)")
+    said = f"secret {name} stored ({len(value)} bytes, sealed)"
+    say(json, {"stored": name, "bytes": len(value)}, said)
 
 
 def _value(from_env: str | None) -> bytes:
@@ -106,24 +109,37 @@ def secrets_list(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt
 
 
 @secrets_app.command("delete")
-def secrets_delete(name: NameArg, site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
+def secrets_delete(
+    name: NameArg, site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False
+) -> None:
     """Remove a secret."""
     from stairway.secrets import SecretStore
 
     ctx = commands.open_context(site, catalog)
     with commands.changing(ctx):
         SecretStore(ctx.engine, commands.secret_keys(ctx)).delete(name, actor="cli")
-    out.print(f"secret {name} deleted")
+    say(json, {"deleted": name}, f"secret {name} deleted")
 
 
 @secrets_app.command("rekey")
-def secrets_rekey(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
+def secrets_rekey(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Rotate the site key while the product runs; run again to finish one cut short."""
     from stairway.secrets.store import retired_file
 
     ctx = commands.open_context(site, catalog)
     keys = commands.secret_keys(ctx)
     done = commands.rekey_secrets(ctx)
+    if json:
+        retired = str(retired_file(keys.key_file)) if done.old and keys.key_file else None
+        emit_json(
+            {
+                "key": done.new,
+                "secrets": done.secrets,
+                "retired": list(done.old),
+                "retired_file": retired,
+            }
+        )
+        return
     out.print(f"site key {done.new} now seals {done.secrets} secret(s)")
     if done.old and keys.key_file:
         out.print(
@@ -135,12 +151,14 @@ def secrets_rekey(site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
 @secrets_app.command("host-key")
 def secrets_host_key(
     out_dir: Annotated[Path, typer.Option("--out", help="directory for host.key and host.pub")],
+    json: JsonOpt = False,
 ) -> None:
     """On a new host: a key pair to receive secrets; give host.pub to the old host."""
     from stairway.secrets.hosts import make_host_key
 
     private, public = make_host_key(out_dir)
-    out.print(f"{private} (keep here, 0600) and {public} (give to the old host)")
+    said = f"{private} (keep here, 0600) and {public} (give to the old host)"
+    say(json, {"private": str(private), "public": str(public)}, said)
 
 
 @secrets_app.command("export")
@@ -149,13 +167,15 @@ def secrets_export(
     to: Annotated[Path, typer.Option("--out", help="the bundle to write")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Seal every secret to the new host's key: only that host can open the bundle."""
     from stairway.secrets.hosts import export_bundle
 
     ctx = commands.open_context(site, catalog)
     moved = export_bundle(ctx.engine, commands.secret_keys(ctx), to_host, to)
-    out.print(f"{len(moved.names)} secret(s) sealed for host key {moved.recipient} in {to}")
+    said = f"{len(moved.names)} secret(s) sealed for host key {moved.recipient} in {to}"
+    say(json, {"sealed": list(moved.names), "recipient": moved.recipient, "path": str(to)}, said)
 
 
 @secrets_app.command("import")
@@ -164,6 +184,7 @@ def secrets_import(
     host_key: Annotated[Path, typer.Option("--host-key", help="this host's host.key")],
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Open a bundle sealed for this host and store its secrets under this site's key."""
     from stairway.secrets.hosts import import_bundle
@@ -171,4 +192,5 @@ def secrets_import(
     ctx = commands.open_context(site, catalog)
     with commands.changing(ctx):
         moved = import_bundle(ctx.engine, commands.secret_keys(ctx), bundle, host_key)
-    out.print(f"{len(moved.names)} secret(s) imported and sealed under this site's key")
+    said = f"{len(moved.names)} secret(s) imported and sealed under this site's key"
+    say(json, {"imported": list(moved.names)}, said)

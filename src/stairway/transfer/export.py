@@ -60,7 +60,7 @@ class _Part:
 class ExportReport:
     path: Path
     objects: int
-    chunks: int
+    chunks: int  # every checked chunk of the file, the audit log's included
     counts: dict[str, int]
     resumed_at: int
     audit_entries: int = 0
@@ -86,12 +86,11 @@ def export_objects(
     ]
     parts = run_all(tasks, _ticker(progress, resumed_at, total), "export")
     audit_rows = audit if audit is not None else []
-    _assemble(path, plan["header"], parts, audit_rows)
+    chunks = _assemble(path, plan["header"], parts, audit_rows)
     counts: dict[str, int] = {}
     for part in parts:
         for name, count in part.counts.items():
             counts[name] = counts.get(name, 0) + count
-    chunks = sum(p.chunks for p in parts)
     return ExportReport(
         path, sum(counts.values()), chunks, counts, resumed_at, audit_entries=len(audit_rows)
     )
@@ -255,9 +254,10 @@ def _write_frame(out: BinaryIO, compressor: zstandard.ZstdCompressor, data: byte
 
 def _assemble(
     path: Path, header: dict[str, Any], parts: list[_Part], audit: list[dict[str, Any]]
-) -> None:
+) -> int:
     """Header, the parts in id order, the audit log, the trailer, under a temporary name
-    renamed into place: the export's own name only ever holds a whole export."""
+    renamed into place: the export's own name only ever holds a whole export. Returns the
+    chunks written (the audit log's counts as one), as the trailer and `export verify` count."""
     compressor = zstandard.ZstdCompressor(level=3)
     hashes = [sha for part in parts for sha in part.hashes]
     sizes = [size for part in parts for size in part.sizes]
@@ -296,6 +296,7 @@ def _assemble(
         _part_file(path, part.number).unlink(missing_ok=True)
         _part_progress(path, part.number).unlink(missing_ok=True)
     _progress_file(path).unlink(missing_ok=True)
+    return chunks
 
 
 def _load_part(path: Path, planned: _Part) -> _Part:
