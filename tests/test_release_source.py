@@ -13,14 +13,17 @@ import shutil
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import releases
+from example_sites import free_port
+from stairway import commands, releases
 from stairway.database import dispose_all
 
 VERSIONS = {"1.0.0": 1, "1.1.0": 2, "2.0.0": 3}  # release: the highest change it needs
@@ -31,6 +34,19 @@ CHANGES = [
 ]
 
 
+# The product each release ships: a server whose health names the release it was built as.
+PRODUCT = """import http.server, json, sys
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+        self.wfile.write(json.dumps({"release": "VERSION"}).encode())
+    def log_message(self, *_):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Health).serve_forever()
+"""
+
+
 def release_tree(root: Path, version: str) -> Path:
     """The release ``version`` as its vendor builds it: the product and its catalog, which
     knows every release up to its own."""
@@ -38,7 +54,7 @@ def release_tree(root: Path, version: str) -> Path:
     catalog = tree / "upgrades"
     (catalog / "schema").mkdir(parents=True)
     (tree / "bin").mkdir()
-    (tree / "bin" / "helpdesk").write_text(f"#!/bin/sh\necho helpdesk {version}\n", "utf-8")
+    (tree / "bin" / "helpdesk.py").write_text(PRODUCT.replace("VERSION", version), "utf-8")
     known = [v for v in VERSIONS if releases_up_to(v, version)]
     body = '[product]\nname = "helpdesk"\n' + "".join(
         f'\n[[release]]\nversion = "{v}"\nschema = {VERSIONS[v]}\n' for v in known
@@ -215,3 +231,44 @@ def test_an_upgrade_killed_before_its_schema_step_is_recovered_without_a_catalog
     want = "2.0.0" if recovery[0] == "upgrade" else "1.0.0"
     assert releases.current_release(vendor.parent / "releases") == want
     assert orjson.loads(ok("status", "--json", "--site", site))["release"] == want
+
+
+def _health(port: int) -> object:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+            return orjson.loads(answer.read()).get("release")
+    except OSError:
+        return None
+
+
+def test_a_vendors_three_releases_from_first_install_to_rollback(vendor: Path) -> None:
+    """The whole life of a site, as docs/site.md walks it: no artifact unpacked by hand, no
+    --catalog, the product started by Stairway, and its health proving each release."""
+    port = free_port()
+    runner = f"{sys.executable} {vendor.parent}/releases/current/bin/helpdesk.py {port}"
+    with vendor.open("a", encoding="utf-8") as out:
+        out.write(f'\n[service]\nrun = "{runner}"\nhealth = "http://127.0.0.1:{port}/health"\n')
+    site = str(vendor)
+    try:
+        ok("init", "--version", "1.0.0", "--site", site)
+        assert "answers as release 1.0.0" in ok("service", "start", "--site", site)
+        assert _health(port) == "1.0.0"
+        ok("migrate", "--to", "1.1.0", "--dry-run", "--site", site)  # read through 1.1.0's catalog
+        database = commands.open_context(vendor, None).engine
+        with database.begin() as conn:
+            conn.execute(text("INSERT INTO tickets (title) VALUES ('printer on fire')"))
+        dispose_all()
+        ok("plan", "--to", "2.0.0", "--site", site)
+        ok("verify", "--to", "2.0.0", "--site", site)
+        ok("upgrade", "--to", "2.0.0", "--site", site)
+        assert _health(port) == "2.0.0", "the new release answers as itself"
+        assert orjson.loads(ok("service", "status", "--json", "--site", site))["state"] == "serving"
+        ok("rollback", "--yes", "--site", site)
+        assert _health(port) == "1.0.0"
+        with commands.open_context(vendor, None).engine.connect() as conn:
+            titles = conn.execute(text("SELECT title FROM tickets")).scalars().all()
+        assert titles == ["printer on fire"]
+    finally:
+        dispose_all()
+        stairway("service", "stop", "--site", site)
+    assert _health(port) is None
