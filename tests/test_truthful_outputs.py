@@ -122,11 +122,18 @@ def test_a_delta_an_operator_changed_is_shown_by_verify_and_the_upgrade_exits_3(
     flat = " ".join(out.split())
     assert "1 item(s) above will need an operator" in flat
 
+    code, out, err = stairway("rehearse", "--to", "3.0.0", "--site", site)
+    said = " ".join(err.split())
+    assert code == 3, out + err
+    assert "the rehearsed upgrade to 3.0.0 works, but it leaves 1 item(s)" in said
+    assert skip in said and "the live site was not touched" in said
+    dispose_all()
+
     code, out, err = stairway("upgrade", "--to", "3.0.0", "--site", site)
     said = " ".join(err.split())
     assert code == 3, out + err
     assert "upgraded 1.0.0 -> 3.0.0" in out
-    assert "the upgrade to 3.0.0 is complete and kept" in said
+    assert "the upgrade to 3.0.0 is complete and kept, but 1 item(s)" in said
     assert "delta policy-password-2.0: " in said
     assert "minLength is 10, the release shipped 8" in said
     assert skip in said

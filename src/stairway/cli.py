@@ -556,6 +556,11 @@ def rehearse_command(
             f"the rehearsal's upgrade failed: {found.failure}",
             hint="fix the cause and rehearse again; the live site was not touched",
         )
+    left = list(found.report.attention) if found.report else []
+    if left:
+        from stairway.handwork import left_in_rehearsal
+
+        raise left_in_rehearsal(str(plan.target), left)
     if not json:
         out.print(f"[green]rehearsed[/green] {plan.current} -> {plan.target}: the upgrade works")
 

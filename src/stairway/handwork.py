@@ -40,7 +40,8 @@ def config_item(path: str, said: str) -> HandItem:
 
 
 def recorded(step_data: Iterable[Mapping[str, Any]]) -> list[HandItem]:
-    """The items the upgrade's steps recorded in its journal, oldest first."""
+    """The items the upgrade's steps recorded in its journal, oldest first, each once (every
+    release's delta step reports a delta it still cannot apply)."""
     found: list[HandItem] = []
     for data in step_data:
         found += [HandItem(**item) for item in data.get("hand", [])]
@@ -50,7 +51,7 @@ def recorded(step_data: Iterable[Mapping[str, Any]]) -> list[HandItem]:
                 HandItem("config file", a, "edit the file by hand as described")
                 for a in data.get("attention", [])
             ]
-    return found
+    return list(dict.fromkeys(found))
 
 
 def left_for_operator(target: str, items: list[HandItem]) -> ManualStepNeeded:
@@ -60,4 +61,15 @@ def left_for_operator(target: str, items: list[HandItem]) -> ManualStepNeeded:
         f"the upgrade to {target} is complete and kept, but {len(items)} item(s) need an "
         f"operator: {listed}",
         hint="; ".join(i.command for i in items),
+    )
+
+
+def left_in_rehearsal(target: str, items: list[HandItem]) -> ManualStepNeeded:
+    """The error (exit 3) of a rehearsal whose upgrade worked but left ``items`` for a person:
+    the real upgrade will leave them too."""
+    listed = "; ".join(f"{i.what}: {i.reason}" for i in items)
+    return ManualStepNeeded(
+        f"the rehearsed upgrade to {target} works, but it leaves {len(items)} item(s) for an "
+        f"operator, as the real one will: {listed}",
+        hint="; ".join(i.command for i in items) + "; the live site was not touched",
     )
