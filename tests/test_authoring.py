@@ -215,3 +215,37 @@ def test_the_bundled_example_catalog_passes_check() -> None:
     code, said, told = stairway("check", "--catalog", str(root), "--json")
     assert code == 0, told
     assert json.loads(said)["ok"] is True
+
+
+def test_check_reports_every_problem_of_the_object_and_delta_files(shop_catalog: Path) -> None:
+    """Not only the first of them: each bad handler, each unreadable file, each directory that
+    names no release and each id used twice."""
+    migration = 'type = "Order"\nsince = "1.1.0"\nop = "transform"\npath = "total"\n'
+    (shop_catalog / "objects.toml").write_text(
+        f'[[migration]]\n{migration}handler = "nowhere:fix"\n\n'
+        f'[[migration]]\n{migration}handler = "alsonowhere:fix"\n',
+        encoding="utf-8",
+    )
+    (shop_catalog / "objects").mkdir()
+    (shop_catalog / "objects" / "more.toml").write_text("[[migration\n", encoding="utf-8")
+    deltas = shop_catalog / "deltas"
+    for name in ("latest", "someday"):
+        (deltas / name).mkdir(parents=True)
+    (deltas / "1.0.0").mkdir()
+    delta = '[[delta]]\nid = "role"\ndescription = "d"\nop = "add"\ntype = "Role"\n'
+    for name in ("a.toml", "b.toml"):
+        (deltas / "1.0.0" / name).write_text(delta + 'target = "r"\nobject = {}\n', "utf-8")
+    (deltas / "1.0.0" / "c.toml").write_text("[[delta]]\nid = 3\n", encoding="utf-8")
+    code, said, _ = stairway("check", "--catalog", str(shop_catalog), "--json")
+    assert code == 2
+    causes = " | ".join(p["cause"] for p in json.loads(said)["problems"])
+    for planted in (
+        "cannot import nowhere",
+        "cannot import alsonowhere",
+        "'latest' is not a release version",
+        "'someday' is not a release version",
+        "delta id 'role' is used twice",
+    ):
+        assert planted in causes, causes
+    files = {Path(p["file"]).name for p in json.loads(said)["problems"]}
+    assert {"more.toml", "c.toml"} <= files, files

@@ -17,9 +17,9 @@ from typing import TypeVar
 
 from stairway.catalog import loader
 from stairway.catalog.config_migrations import load_config_migrations
-from stairway.catalog.deltas import load_deltas
+from stairway.catalog.deltas import read_deltas
 from stairway.catalog.manifest import Manifest, load_manifest
-from stairway.catalog.object_migrations import load_object_migrations
+from stairway.catalog.object_migrations import read_object_migrations
 from stairway.errors import CatalogError
 from stairway.schema.change import Change
 from stairway.schema.phases import check_phase
@@ -134,14 +134,14 @@ def _warnings(change: Change) -> list[Problem]:
 def _check_the_rest(
     root: Path, manifest: Manifest | None, releases: tuple[Release, ...] | None, report: Report
 ) -> None:
-    migrations = report.attempt(lambda: load_object_migrations(root))
+    migrations, problems = read_object_migrations(root)
+    report.add(problems)
     config = report.attempt(lambda: load_config_migrations(root))
-    deltas = report.attempt(lambda: load_deltas(root))
+    deltas, problems = read_deltas(root)
+    report.add(problems)
     if manifest is None or releases is None:
         return
-    if migrations is not None:
-        report.add(loader.object_migration_problems(manifest, releases, migrations, root))
+    report.add(loader.object_migration_problems(manifest, releases, migrations, root))
     if config is not None:
         report.add(loader.config_migration_problems(releases, config))
-    if deltas is not None:
-        report.add(loader.delta_problems(manifest, releases, deltas, root))
+    report.add(loader.delta_problems(manifest, releases, deltas, root))

@@ -63,30 +63,46 @@ class DeltasFile(BaseModel):
 
 
 def load_deltas(root: Path) -> tuple[Delta, ...]:
-    """Every delta under ``root/deltas``, by release, then file name, then file order."""
+    """Every delta under ``root/deltas``, by release, then file name, then file order; raises
+    the first problem."""
+    found, problems = read_deltas(root)
+    if problems:
+        raise problems[0]
+    return found
+
+
+def read_deltas(root: Path) -> tuple[tuple[Delta, ...], list[CatalogError]]:
+    """The deltas that read, and the problem of every directory, file or id that does not
+    (``stairway check`` reports them all)."""
     folder = root / "deltas"
     if not folder.is_dir():
-        return ()
+        return (), []
     found: list[Delta] = []
-    for release_dir in sorted(_release_dirs(folder), key=lambda d: Version(d.name)):
+    releases, problems = _release_dirs(folder)
+    for release_dir in sorted(releases, key=lambda d: Version(d.name)):
         for path in sorted(release_dir.glob("*.toml")):
-            found += [_delta(m, Version(release_dir.name), path) for m in _read(path).delta]
-    _check_unique(found)
-    return tuple(found)
+            try:
+                found += [_delta(m, Version(release_dir.name), path) for m in _read(path).delta]
+            except CatalogError as problem:
+                problems.append(problem)
+    return tuple(found), problems + _reused_ids(found)
 
 
-def _release_dirs(folder: Path) -> list[Path]:
-    dirs = [d for d in folder.iterdir() if d.is_dir()]
-    for directory in dirs:
+def _release_dirs(folder: Path) -> tuple[list[Path], list[CatalogError]]:
+    dirs, problems = [], []
+    for directory in (d for d in folder.iterdir() if d.is_dir()):
         try:
             Version(directory.name)
+            dirs.append(directory)
         except ValueError:
-            raise CatalogError(
-                f"{directory.name!r} is not a release version",
-                path=str(directory),
-                hint="deltas live in deltas/<version>/, e.g. deltas/2.0.0/roles.toml",
-            ) from None
-    return dirs
+            problems.append(
+                CatalogError(
+                    f"{directory.name!r} is not a release version",
+                    path=str(directory),
+                    hint="deltas live in deltas/<version>/, e.g. deltas/2.0.0/roles.toml",
+                )
+            )
+    return dirs, problems
 
 
 def _read(path: Path) -> DeltasFile:
@@ -117,13 +133,17 @@ def _set(model: SetModel) -> DeltaSet:
     )
 
 
-def _check_unique(deltas: list[Delta]) -> None:
+def _reused_ids(deltas: list[Delta]) -> list[CatalogError]:
     seen: dict[str, Delta] = {}
+    problems = []
     for delta in deltas:
         if delta.id in seen:
-            raise CatalogError(
-                f"delta id {delta.id!r} is used twice (also in {seen[delta.id].source})",
-                path=delta.source,
-                hint="give every delta its own id: the site records deltas by id",
+            problems.append(
+                CatalogError(
+                    f"delta id {delta.id!r} is used twice (also in {seen[delta.id].source})",
+                    path=delta.source,
+                    hint="give every delta its own id: the site records deltas by id",
+                )
             )
-        seen[delta.id] = delta
+        seen.setdefault(delta.id, delta)
+    return problems

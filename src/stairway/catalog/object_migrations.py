@@ -55,12 +55,31 @@ class ObjectsFile(BaseModel):
 
 
 def load_object_migrations(root: Path) -> tuple[ObjectMigration, ...]:
-    """Every object migration of the catalog at ``root``, in file order, handlers resolved."""
+    """Every object migration of the catalog at ``root``, in file order, handlers resolved;
+    raises the first problem."""
+    found, problems = read_object_migrations(root)
+    if problems:
+        raise problems[0]
+    return found
+
+
+def read_object_migrations(root: Path) -> tuple[tuple[ObjectMigration, ...], list[CatalogError]]:
+    """The object migrations that read, and the problem of every file or entry that does not
+    (``stairway check`` reports them all)."""
     found: list[ObjectMigration] = []
+    problems: list[CatalogError] = []
     for path in _files(root):
-        for model in _read(path).migration:
-            found.append(_migration(len(found) + 1, model, root, path))
-    return tuple(found)
+        try:
+            models = _read(path).migration
+        except CatalogError as problem:
+            problems.append(problem)
+            continue
+        for model in models:
+            try:
+                found.append(_migration(len(found) + 1, model, root, path))
+            except CatalogError as problem:
+                problems.append(problem)
+    return tuple(found), problems
 
 
 def _files(root: Path) -> list[Path]:
