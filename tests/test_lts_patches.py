@@ -160,6 +160,36 @@ def test_from_before_the_patch_straight_to_the_patched_minor(site: Site) -> None
     assert_clean(site, "1.1.1")
 
 
+@pytest.mark.parametrize(
+    ("start", "before"), [("1.0.4", ALL[:3]), ("1.0.5", ALL[:4]), ("1.1.0", [*ALL[:3], *ALL[4:]])]
+)
+def test_the_whole_upgrade_applies_the_patch_once_and_its_rollback_takes_it_back(
+    site: Site, tmp_path: Path, start: str, before: list[tuple[int, int]]
+) -> None:
+    """``stairway upgrade`` (journal, backup, steps through 1.0.5 where the path needs it),
+    not only ``migrate``: the patch once on every path, and a rollback back to where it was."""
+    (tmp_path / "backups").mkdir()
+    site.file.parent.joinpath("data").mkdir()
+    extra = 'backup_dir = "backups"\ndata_dir = "data"\n'
+
+    def run(catalog: str, *args: str) -> tuple[int, str, str]:
+        site.file.write_text(
+            f'[site]\ndatabase = "{site.url}"\ncatalog = "{site.catalogs[catalog]}"\n{extra}',
+            encoding="utf-8",
+        )
+        return stairway(*args, "--site", str(site.file))
+
+    assert run(start, "init", "--version", start)[0] == 0
+    assert site.applied() == before
+    code, _, err = run("1.1.1", "upgrade", "--to", "1.1.1")
+    assert code == 0, err
+    assert site.applied() == ALL
+    assert_clean(site, "1.1.1")
+    code, _, err = run("1.1.1", "rollback", "--yes")
+    assert code == 0, err
+    assert site.applied() == before
+
+
 def test_the_migrator_applies_each_change_once_in_order(
     database_url: str, catalogs: dict[str, Path]
 ) -> None:
