@@ -91,7 +91,10 @@ def test_new_change_writes_the_next_number_and_check_accepts_it(shop_catalog: Pa
         str(shop_catalog),
         "--json",
     )
-    assert json.loads(said) == {"path": str(shop_catalog / "schema" / "0008_drop_phone.sql")}
+    assert json.loads(said) == {
+        "path": str(shop_catalog / "schema" / "0008_drop_phone.sql"),
+        "change": "8",
+    }
 
 
 def test_new_change_in_an_empty_catalog_is_number_one(tmp_path: Path) -> None:

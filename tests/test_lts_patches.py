@@ -312,3 +312,18 @@ def test_release_notes_name_the_patch_where_a_site_first_gets_it(
     notes = release_notes(catalog, Version("1.0.4"), Version("1.1.1"))
     assert notes.count("0003.1_fix_email_index") == 1
     assert "0003.1_fix_email_index" in notes.split("## 1.0.5", 1)[1].split("## 1.1.0")[0]
+
+
+def test_new_change_writes_the_next_patch_of_a_change(catalogs: dict[str, Path]) -> None:
+    root = catalogs["1.1.1"]
+    code, out, err = stairway(
+        "new", "change", "fix_team_index", "--patch-of", "3", "--phase", "expand",
+        "--catalog", str(root), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    said = json.loads(out)
+    assert said["change"] == "3.2" and said["path"].endswith("schema/0003.2_fix_team_index.sql")
+    assert '`patches = ["3.2"]`' in err
+    code, _, err = stairway("new", "change", "fix", "--patch-of", "9", "--catalog", str(root))
+    assert code == 2 and "change 9 is not in this catalog" in err
+    assert not list((root / "schema").glob("0009*"))

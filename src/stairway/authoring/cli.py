@@ -74,6 +74,10 @@ def _show_problem(problem: Problem) -> None:
 def new_change(
     name: Annotated[str, typer.Argument(help="a slug: lowercase letters, digits, underscores")],
     phase: Annotated[str, typer.Option("--phase", help="expand, contract or offline")] = "offline",
+    patch_of: Annotated[
+        int | None,
+        typer.Option("--patch-of", help="a patch change of an LTS line, after change N (N.1 ...)"),
+    ] = None,
     catalog: CatalogOpt = None,
     site: SiteOpt = None,
     json: JsonOpt = False,
@@ -81,11 +85,19 @@ def new_change(
     """Write the next numbered SQL change file with its header; print its path."""
     from stairway.authoring.newchange import write_change
 
-    path = write_change(catalog_root(site, catalog), name, phase)
+    root = catalog_root(site, catalog)
+    change = write_change(root, name, phase, patch_of)
+    path = root / "schema" / change.file_name
     if json:
-        emit_json({"path": str(path)})
+        emit_json({"path": str(path), "change": change.code})
     else:
         out.print(str(path), highlight=False, soft_wrap=True)
+    if change.patch:
+        err.print(
+            f'list it in `patches = ["{change.code}"]` of every release that carries it '
+            "(docs/catalog.md: patch releases of an LTS line)",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

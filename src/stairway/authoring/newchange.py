@@ -29,10 +29,16 @@ class NewChange:
     number: int
     name: str
     phase: Phase
+    patch: int = 0  # a patch change of an LTS line: ``0003.1_name.sql`` follows change 3
 
     @property
     def file_name(self) -> str:
-        return f"{self.number:04d}_{self.name}.sql"
+        suffix = f".{self.patch}" if self.patch else ""
+        return f"{self.number:04d}{suffix}_{self.name}.sql"
+
+    @property
+    def code(self) -> str:
+        return f"{self.number}.{self.patch}" if self.patch else str(self.number)
 
     def text(self) -> str:
         title = self.name.replace("_", " ").capitalize()
@@ -69,8 +75,21 @@ def next_number(schema: Path) -> int:
     return max((f.number for f in files), default=0) + 1
 
 
-def write_change(root: Path, name: str, phase: str) -> Path:
-    """Write the next change of the catalog at ``root``; its path."""
+def next_patch(schema: Path, of: int) -> int:
+    """One above the highest patch of change ``of`` (1 when it has none); refused when change
+    ``of`` is not shipped: a patch follows a change of the LTS line it fixes."""
+    files = [f for p in schema.iterdir() if (f := parse_file_name(p))] if schema.is_dir() else []
+    if not any(f.number == of and not f.patch for f in files):
+        raise UsageRefused(
+            f"change {of} is not in this catalog: a patch change follows a shipped change",
+            hint="name the last change of the LTS line the fix is for, e.g. --patch-of 3",
+        )
+    return max((f.patch for f in files if f.number == of), default=0) + 1
+
+
+def write_change(root: Path, name: str, phase: str, patch_of: int | None = None) -> NewChange:
+    """Write the next change (or, with ``patch_of``, the next patch of that change) of the
+    catalog at ``root``; what was written."""
     if not (root / MANIFEST).is_file():
         raise CatalogError(
             f"no {MANIFEST} here",
@@ -78,9 +97,14 @@ def write_change(root: Path, name: str, phase: str) -> Path:
             hint="pass --catalog DIR, the directory holding the product's stairway.toml",
         )
     schema = root / "schema"
-    change = NewChange(next_number(schema), check_name(name), check_phase_name(phase))
+    slug, kind = check_name(name), check_phase_name(phase)
+    if patch_of is None:
+        change = NewChange(next_number(schema), slug, kind)
+    else:
+        change = NewChange(patch_of, slug, kind, next_patch(schema, patch_of))
     schema.mkdir(exist_ok=True)
-    return _create(schema / change.file_name, change.text())
+    _create(schema / change.file_name, change.text())
+    return change
 
 
 def _create(path: Path, text: str) -> Path:
