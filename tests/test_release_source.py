@@ -272,3 +272,32 @@ def test_a_vendors_three_releases_from_first_install_to_rollback(vendor: Path) -
         dispose_all()
         stairway("service", "stop", "--site", site)
     assert _health(port) is None
+
+
+def test_a_product_started_by_hand_is_never_taken_for_the_new_release(vendor: Path) -> None:
+    """Started outside Stairway, the runner's stop cannot end it (no pid file): the upgrade
+    must not report 2.0.0 while 1.0.0 still answers on the port."""
+    port = free_port()
+    runner = f"{sys.executable} {vendor.parent}/releases/current/bin/helpdesk.py {port}"
+    with vendor.open("a", encoding="utf-8") as out:
+        out.write(
+            f'\n[service]\nrun = "{runner}"\nhealth = "http://127.0.0.1:{port}/health"\n'
+            "stop_timeout = 2\nhealth_timeout = 5\n"
+        )
+    site = str(vendor)
+    ok("init", "--version", "1.0.0", "--site", site)
+    dispose_all()
+    by_hand = subprocess.Popen(runner.split(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if _health(port) == "1.0.0":
+                break
+            threading.Event().wait(0.05)
+        code, out, err = stairway("upgrade", "--to", "2.0.0", "--site", site)
+        assert code != 0, out
+        assert "still answers" in err and "Traceback" not in err
+        assert releases.current_release(vendor.parent / "releases") == "1.0.0"
+        assert orjson.loads(ok("status", "--json", "--site", site))["release"] == "1.0.0"
+    finally:
+        by_hand.terminate()
+        by_hand.wait(10)
