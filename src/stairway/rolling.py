@@ -166,17 +166,17 @@ def _command(section: ServiceSection, which: str, instance: Instance) -> None:
 
 
 def _wait_release(section: ServiceSection, instance: Instance, target: str) -> None:
-    """Healthy, and saying it runs ``target`` when its health answer names a release."""
-    url = instance.fill(section.health or "")
+    """Healthy, and answering as ``target`` where ``[service] health_release`` says."""
+    one = filled(section, instance)
     deadline = time.monotonic() + section.health_timeout
     last = "no answer"
     while time.monotonic() < deadline:
-        said = _health(url)
-        if said is not None:
-            release = said.get("release") or said.get("version")
-            if release is None or str(release) == target:
+        answer = service.ask_health(one)
+        if answer.ok:
+            wrong = service.mismatch(answer, service.Expected(target), one.health_release)
+            if wrong is None:
                 return
-            last = f"it still runs {release}"
+            last = wrong
         time.sleep(0.2)
     raise UpgradeError(
         f"instance {instance.number} ({instance.url}) did not come back on {target} within "
