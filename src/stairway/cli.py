@@ -73,7 +73,7 @@ def init(
 
     installed = install_first(load_site(site).site, version)
     if installed is not None and not json:
-        out.print(f"release {version} verified and installed in {installed}")
+        out.print(f"release {version} verified, installed in {installed} and made current")
     ctx = commands.open_context(site, catalog, version)
     done = commands.init(ctx, version, progress=quiet if json else announce)
     if json:

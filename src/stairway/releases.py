@@ -106,7 +106,9 @@ def check_release(
     for needed in (path, signature):
         if not needed.is_file():
             raise ReleaseError(
-                f"{needed} is missing", hint="publish the release manifest and its signature"
+                f"{needed} is missing",
+                hint=f"copy the release in with `stairway release fetch {version} --from URL|DIR` "
+                "(or put release-V.json, its .sig and the artifact in the site's artifacts)",
             )
     body = path.read_bytes()
     verify_signature(key_file, body, signature.read_bytes(), path.name)
