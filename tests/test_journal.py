@@ -110,10 +110,12 @@ def test_a_torn_plan_alone_means_nothing_started_and_is_set_aside(tmp_path: Path
 def test_a_damaged_plan_beside_other_records_is_left_for_an_operator(tmp_path: Path) -> None:
     journal = written(tmp_path)
     whole = journal.path.read_bytes()
-    journal.path.write_bytes(b"0" + whole[1:])  # the plan line's checksum no longer matches
+    # the plan line's checksum no longer matches: its first character changed, whatever it was
+    damaged = (b"1" if whole[:1] == b"0" else b"0") + whole[1:]
+    journal.path.write_bytes(damaged)
     with pytest.raises(UpgradeError, match="is not an upgrade journal"):
         journal.active()
-    assert journal.path.read_bytes() == b"0" + whole[1:]
+    assert journal.path.read_bytes() == damaged
     with pytest.raises(UpgradeError):
         journal.start("u-2", PLAN)
 
