@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import orjson
+from sqlalchemy.exc import DBAPIError
 
 from stairway import audit, commands, disk, faults, maintenance, releases, service
 from stairway.backup import BackupManifest
@@ -189,7 +190,7 @@ def _nothing_changed(ctx: Context, attempt: _Attempt, stopped: bool, error: Exce
     if isinstance(error, StairwayError) and error.exit_code != ExitCode.REFUSED:
         raise error
     raise BackupError(
-        f"{attempt.what} failed before its first live change: {_said(error)}. Nothing was "
+        f"{attempt.what} failed before its first live change: {in_words(error)}. Nothing was "
         "changed" + ("; the product serves as before" if stopped else ""),
         hint=f"{_first(ctx, error)}, then {attempt.again(ctx)}",
     ) from error
@@ -208,19 +209,23 @@ def _half_done(ctx: Context, attempt: _Attempt, error: BaseException) -> Stairwa
     """A restore that failed once it had begun to swap: only running it again makes the site
     whole (the intent record makes upgrade and rollback refuse until then)."""
     return ManualStepNeeded(
-        f"{attempt.what} stopped part way ({_said(error)}): the site may be part old, part "
-        f"restored and the product may be down; {_maintenance(ctx)}",
+        f"{attempt.what} stopped part way ({in_words(error)}): the site may be part old, part "
+        f"restored and the product may be down; {maintenance_said(ctx)}",
         hint=f"{_first(ctx, error)}, then {attempt.again(ctx)}",
     )
 
 
-def _said(error: BaseException) -> str:
+def in_words(error: BaseException) -> str:
+    """A failure in words for an operator's message."""
     if isinstance(error, StairwayError):
         return error.message
+    if isinstance(error, DBAPIError):  # the driver's words, without the statement and its values
+        return f"{type(error.orig).__name__}: {error.orig}"
     return str(error) or type(error).__name__
 
 
-def _maintenance(ctx: Context) -> str:
+def maintenance_said(ctx: Context) -> str:
+    """Whether users are still held off, said when a command stops part way."""
     try:
         with ctx.engine.connect() as conn:
             on = maintenance.read(conn) is not None

@@ -42,6 +42,7 @@ from stairway.errors import (
 from stairway.instances import Instance, filled, instances_of
 from stairway.journal import Journal, JournalState
 from stairway.plan import UpgradePlan
+from stairway.recovery import in_words, maintenance_said
 from stairway.schema import migrator
 from stairway.site import ServiceSection
 from stairway.upgrade import (
@@ -49,9 +50,7 @@ from stairway.upgrade import (
     Kind,
     Step,
     _closed,
-    _maintenance_state,
     _note,
-    _said,
     _then,
 )
 from stairway.versions import Version
@@ -275,9 +274,9 @@ def failed(
     if step.kind in PAST_RETURN:
         _note(journal, "failed-after-roll")
         raise ManualStepNeeded(
-            f"{step.describe()} failed: {_said(error)}. Every instance runs "
+            f"{step.describe()} failed: {in_words(error)}. Every instance runs "
             f"{state.plan['to']}; the contract changes that did not run are still pending; "
-            f"{_maintenance_state(ctx)}",
+            f"{maintenance_said(ctx)}",
             hint=_then(ctx, error, journal.directory, "upgrade --resume"),
         ) from error
     _note(journal, "rollback-begin")
@@ -286,14 +285,14 @@ def failed(
     except Exception as failure:
         _note(journal, "rollback-failed", error=str(failure))
         raise RollbackFailed(
-            f"{step.describe()} failed ({_said(error)}) and putting the instances back on "
-            f"{state.plan['from']} failed too ({_said(failure)}); {_maintenance_state(ctx)}",
+            f"{step.describe()} failed ({in_words(error)}) and putting the instances back on "
+            f"{state.plan['from']} failed too ({in_words(failure)}); {maintenance_said(ctx)}",
             hint=_then(ctx, failure, journal.directory, "rollback --yes")
             + " restores the backup taken before it (what was written since is lost); or "
             "start each instance on the old release by hand: the schema is compatible",
         ) from failure
     said = (
-        f"{step.describe()} failed: {_said(error)}. Rolled back: every instance runs "
+        f"{step.describe()} failed: {in_words(error)}. Rolled back: every instance runs "
         f"{state.plan['from']} again"
         + (f" (instances {', '.join(back)} restarted)" if back else "")
         + "; the expand changes stay, the old release runs on them; nothing was lost"
@@ -301,7 +300,7 @@ def failed(
     unrecorded = _note(journal, "rolled-back") or _closed(journal, state.upgrade_id)
     if unrecorded is not None:
         raise ManualStepNeeded(
-            f"{said}; but the journal could not record that ({_said(unrecorded)})",
+            f"{said}; but the journal could not record that ({in_words(unrecorded)})",
             hint=_then(ctx, unrecorded, journal.directory, "rollback --yes")
             + " records it (it finds the instances back and restores nothing)",
         ) from error

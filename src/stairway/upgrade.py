@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 from stairway import (
     audit,
@@ -51,6 +50,7 @@ from stairway.journal import Journal, JournalState
 from stairway.losses import LossReport, losses_since
 from stairway.objects.rewrite import rewrite_all
 from stairway.plan import UpgradePlan
+from stairway.recovery import in_words, maintenance_said
 from stairway.sitelock import changes_site
 from stairway.targets import named_release
 from stairway.versions import Version
@@ -257,7 +257,7 @@ def _run(
     except (OSError, StairwayError) as err:
         raise ManualStepNeeded(
             f"the upgrade to {state.plan['to']} is done and the product serves it, but its "
-            f"journal could not be closed ({_said(err)}); {_maintenance_state(ctx)}",
+            f"journal could not be closed ({in_words(err)}); {maintenance_said(ctx)}",
             hint=_then(ctx, err, journal.directory, "upgrade --resume") + " records it",
         ) from None
     _keep_rates(ctx, done, f"upgrade {state.upgrade_id}")
@@ -323,22 +323,22 @@ def _roll_back(
     except Exception as failure:
         _note(journal, "rollback-failed", error=str(failure))
         raise RollbackFailed(
-            f"{step.describe()} failed ({_said(error)}) and so did the rollback "
-            f"({_said(failure)}); {_maintenance_state(ctx)}",
+            f"{step.describe()} failed ({in_words(error)}) and so did the rollback "
+            f"({in_words(failure)}); {maintenance_said(ctx)}",
             hint=_manual_rollback(ctx, backup_id, failure),
         ) from failure
     kept = f"from backup {backup_id}" if changed else "before anything was changed"
     unrecorded = _note(journal, "rolled-back") or _closed(journal, state.upgrade_id)
     if unrecorded is not None:
         raise ManualStepNeeded(
-            f"{step.describe()} failed: {_said(error)}. Rolled back: the site is at {origin} "
-            f"as it was, {kept}, and serves it; {_maintenance_state(ctx)}; but the journal "
-            f"could not record that ({_said(unrecorded)})",
+            f"{step.describe()} failed: {in_words(error)}. Rolled back: the site is at {origin} "
+            f"as it was, {kept}, and serves it; {maintenance_said(ctx)}; but the journal "
+            f"could not record that ({in_words(unrecorded)})",
             hint=_then(ctx, unrecorded, journal.directory, "rollback")
             + " records it (the site is found already back)",
         ) from error
     raise UpgradeFailed(
-        f"{step.describe()} failed: {_said(error)}. Rolled back: the site is at {origin} as it "
+        f"{step.describe()} failed: {in_words(error)}. Rolled back: the site is at {origin} as it "
         f"was, {kept}; nothing was lost",
         hint=f"{_cause(error, journal.directory)}, then run `stairway upgrade` again",
     ) from error
@@ -378,7 +378,7 @@ def _then(ctx: Context, cause: BaseException, where: Path, command: str) -> str:
     """The hint of an error that leaves the site to an operator: what to fix first (the disk,
     when a write failed for its sake), then the one command that carries on."""
     found = disk.trouble(cause)
-    first = found.advice(where) if found else f"fix the cause ({_said(cause)})"
+    first = found.advice(where) if found else f"fix the cause ({in_words(cause)})"
     return f"{first}, then `stairway {command} --site {ctx.site.path}`"
 
 
@@ -386,24 +386,6 @@ def _cause(error: BaseException, where: Path) -> str:
     """What to fix before trying again: the disk, when a write failed for its sake."""
     found = disk.trouble(error)
     return found.advice(where) if found else "fix the cause"
-
-
-def _said(error: BaseException) -> str:
-    if isinstance(error, StairwayError):
-        return error.message
-    if isinstance(error, DBAPIError):  # the driver's words, without the statement and its values
-        return f"{type(error.orig).__name__}: {error.orig}"
-    return str(error) or type(error).__name__
-
-
-def _maintenance_state(ctx: Context) -> str:
-    """Said when a rollback fails: whether users are still held off."""
-    try:
-        with ctx.engine.connect() as conn:
-            on = maintenance.read(conn) is not None
-    except Exception:  # the database itself may be what failed
-        return "maintenance state unknown (the database does not answer)"
-    return "maintenance is still on" if on else "maintenance is off"
 
 
 def _prepare_release(ctx: Context, target: str) -> bool:
@@ -459,7 +441,7 @@ def rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None = None) 
         if not _stopped_part_way(failure):
             raise
         raise RollbackFailed(
-            f"the rollback could not finish ({_said(failure)}); {_maintenance_state(ctx)}",
+            f"the rollback could not finish ({in_words(failure)}); {maintenance_said(ctx)}",
             # --yes: a finished upgrade's rollback asks first, and has shown its losses once
             hint=_then(ctx, failure, commands.backup_dir(ctx), "rollback --yes")
             + ": it carries on where this one stopped",
