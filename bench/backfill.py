@@ -21,9 +21,9 @@ from tempfile import TemporaryDirectory
 from sqlalchemy import create_engine, text
 
 from bench.harness import Result, Sizes, TempDatabase, temp_database
-from stairway import background, commands
-from stairway.commands import MigrateRequest
+from stairway import background, context, operations
 from stairway.database import dispose_all
+from stairway.operations import MigrateRequest
 
 NAME = "backfill"
 GOAL = 2.0
@@ -87,8 +87,8 @@ def _site(root: Path, db: TempDatabase, rows: int) -> Path:
         path.write_text(body, "utf-8")
     site = root / "site.toml"
     site.write_text(f'[site]\ndatabase = "{db.url}"\ncatalog = "{root / "catalog"}"\n', "utf-8")
-    ctx = commands.open_context(site, None)
-    commands.init(ctx, "1.0.0")
+    ctx = context.open_context(site, None)
+    operations.init(ctx, "1.0.0")
     with ctx.engine.begin() as conn:
         conn.execute(
             text(
@@ -102,8 +102,8 @@ def _site(root: Path, db: TempDatabase, rows: int) -> Path:
 
 
 def _migrate(site: Path) -> None:
-    ctx = commands.open_context(site, None)
-    commands.migrate(ctx, MigrateRequest(to="1.1.0"))
+    ctx = context.open_context(site, None)
+    operations.migrate(ctx, MigrateRequest(to="1.1.0"))
     changes = {c.number: c for c in ctx.catalog.changes}
     background.run(ctx.engine, changes, background.Throttle())
 

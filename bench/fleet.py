@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Result, Sizes, TempDatabase, temp_database
-from stairway import commands
+from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.fleet import builds, store, tokens
 from stairway.fleet.tables import ensure_tables
@@ -106,7 +106,7 @@ def _site(root: Path, db: TempDatabase) -> tuple[Path, Path]:
         f'[fleet]\nbuilds = "{root / "builds"}"\nheartbeat = 5\ndeadline = 300\n',
         "utf-8",
     )
-    commands.init(commands.open_context(site, None), "2.0.0")
+    operations.init(context.open_context(site, None), "2.0.0")
     private, public = generate_key(root / "keys")
     build = root / "agent-2.0.0.pyz"
     build.write_bytes(os.urandom(1 << 20))
@@ -116,7 +116,7 @@ def _site(root: Path, db: TempDatabase) -> tuple[Path, Path]:
 
 def _enroll(site: Path, count: int) -> list[tuple[str, str]]:
     """Agents and their credentials, written straight to the site database."""
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     found = []
     with ctx.engine.begin() as conn:
         ensure_tables(conn)
@@ -161,7 +161,7 @@ def _upgrade(
 
 
 def _admin_token(site: Path) -> str:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         token = tokens.issue(conn, tokens.Kind.ADMIN, "bench")
     dispose_all()

@@ -18,7 +18,7 @@ from tempfile import TemporaryDirectory
 import redis
 
 from bench.harness import Result, Sizes, temp_database
-from stairway import commands
+from stairway import context
 from stairway.examples.identity_sync.cluster import Crowd, build_cluster
 from stairway.upgrade import upgrade
 
@@ -37,7 +37,7 @@ def run(sizes: Sizes) -> Result:
             crowd.start()
             time.sleep(steady_s)  # the baseline: the same clients with nothing going on
             began = time.monotonic()
-            ctx = commands.open_context(cluster.site, None)
+            ctx = context.open_context(cluster.site, None)
             upgrade(ctx, "2.1.0", rolling=True)
             ended = time.monotonic()
             crowd.finish()

@@ -21,7 +21,7 @@ import psycopg
 
 from bench.harness import Result, Sizes, TempDatabase, conninfo, temp_database
 from bench.object_rewrite import CREATE
-from stairway import commands, upgrade
+from stairway import context, operations, upgrade
 from stairway.database import engine_for
 from stairway.journal import Journal
 from stairway.objects.migrate import Migrator
@@ -68,7 +68,7 @@ def run(sizes: Sizes) -> Result:
         site = _site(root, subject_db)
         _populate(subject_db, sizes.objects, stairway_site=site)
         _populate(baseline_db, sizes.objects)
-        ctx = commands.open_context(site, None)
+        ctx = context.open_context(site, None)
         started = time.perf_counter()
         report = upgrade.upgrade(ctx, "2.0.0")
         subject = time.perf_counter() - started
@@ -107,7 +107,7 @@ def _site(root: Path, db: TempDatabase) -> Path:
 
 def _populate(db: TempDatabase, count: int, stairway_site: Path | None = None) -> None:
     if stairway_site is not None:
-        commands.init(commands.open_context(stairway_site, None), "1.0.0")
+        operations.init(context.open_context(stairway_site, None), "1.0.0")
     insert = CREATE.format(table="objects", count=count).split(";", 1)[1]
     with psycopg.connect(conninfo(db.name), autocommit=True) as conn:
         if stairway_site is None:
@@ -116,7 +116,7 @@ def _populate(db: TempDatabase, count: int, stairway_site: Path | None = None) -
         conn.execute(b"VACUUM ANALYZE objects")
 
 
-def _by_hand(root: Path, db: TempDatabase, ctx: commands.Context) -> tuple[float, dict[str, float]]:
+def _by_hand(root: Path, db: TempDatabase, ctx: context.Context) -> tuple[float, dict[str, float]]:
     parts: dict[str, float] = {}
     started = time.perf_counter()
     dump = root / "by-hand.pgdump"

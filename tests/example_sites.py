@@ -31,7 +31,7 @@ from sqlalchemy import text
 
 import prestarted
 from conftest import PG_ADMIN, _pg_url, require_postgres
-from stairway import commands, service
+from stairway import context, operations, service
 from stairway.database import dispose_all
 from stairway.holders import DELETED, holders, sqlite_files
 from stairway.quickstart import open_demo, seed, write_site
@@ -83,7 +83,7 @@ class ExampleSite:
         return value if isinstance(value, dict) else None
 
     def start(self) -> None:
-        ctx = commands.open_context(self.site, None)
+        ctx = context.open_context(self.site, None)
         service.run_command(ctx.site.service, "start")
         service.wait_healthy(ctx.site.service)
         ctx.engine.dispose()  # this site's engine only: scenarios run in threads
@@ -121,13 +121,13 @@ class ExampleSite:
         return [h for h in found if any_file or h.path.endswith(DELETED)]
 
     def state(self) -> dict[str, str]:
-        ctx = commands.open_context(self.site, None)
+        ctx = context.open_context(self.site, None)
         found: dict[str, str] = {}
         with ctx.engine.connect() as conn:
             for table in PRODUCT_TABLES:
                 rows = sorted(repr(tuple(r)) for r in conn.execute(text(f"SELECT * FROM {table}")))
                 found[table] = hashlib.sha256("\n".join(rows).encode()).hexdigest()
-        found["release"] = str(commands.current_version(ctx))
+        found["release"] = str(context.current_version(ctx))
         found["level"] = str(migrator.read_state(ctx.engine, ctx.catalog).level)
         ctx.engine.dispose()  # this site's engine only: scenarios run in threads
         for folder in ("etc", "data"):
@@ -139,7 +139,7 @@ class ExampleSite:
         return found
 
     def rows(self) -> int:
-        ctx = commands.open_context(self.site, None)
+        ctx = context.open_context(self.site, None)
         with ctx.engine.connect() as conn:
             total = sum(
                 int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
@@ -149,7 +149,7 @@ class ExampleSite:
         return total
 
     def maintenance(self) -> bool:
-        ctx = commands.open_context(self.site, None)
+        ctx = context.open_context(self.site, None)
         from stairway import maintenance
 
         with ctx.engine.connect() as conn:
@@ -173,7 +173,7 @@ class ExampleSites:
             _replace(demo.site_file, f"sqlite:///{demo.directory / 'identity-sync.db'}", database)
         (demo.directory / "data" / "avatars" / "user1.png").write_bytes(b"\x89PNG" * 300)
         ctx = open_demo(demo)
-        commands.init(ctx, "1.0.0")
+        operations.init(ctx, "1.0.0")
         seed(ctx, lambda _n: None, USERS)
         dispose_all()
         return ExampleSite(demo.site_file, demo.port, database)

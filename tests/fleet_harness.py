@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stairway import commands, releases
+from stairway import context, operations, releases
 from stairway.database import dispose_all
 
 CATALOG = Path(__file__).parent / "catalogs" / "people"
@@ -216,7 +216,7 @@ def fleet_site(
         f'[fleet]\nbuilds = "{root / "builds"}"\nheartbeat = 1\n{fleet_options}\n',
         "utf-8",
     )
-    commands.init(commands.open_context(site, None), "2.0.0")
+    operations.init(context.open_context(site, None), "2.0.0")
     dispose_all()
     fleet = Fleet(root, site, key, public)
     fleet.admin = fleet.token("admin")

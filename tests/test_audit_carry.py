@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import audit, audit_carry, commands
+from stairway import audit, audit_carry, context, operations
 from stairway.backup import BackupManifest
 from stairway.database import dispose_all
 from test_upgrade import build_site, stairway_stop
@@ -30,7 +30,7 @@ def quiet_site(tmp_path: Path, database_url: str) -> Path:
 
 
 def write(site: Path, items: list[tuple[str, dict[str, object], str]]) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         for action, data, actor in items:
             audit.append(conn, action, data, actor=actor)
@@ -38,7 +38,7 @@ def write(site: Path, items: list[tuple[str, dict[str, object], str]]) -> None:
 
 
 def logged(site: Path) -> list[audit.Entry]:
-    with commands.open_context(site, None).engine.connect() as conn:
+    with context.open_context(site, None).engine.connect() as conn:
         found = audit.entries(conn)
     dispose_all()
     return found
@@ -48,7 +48,7 @@ def test_entries_written_after_the_backup_are_carried_over_and_the_chain_is_whol
     quiet_site: Path,
 ) -> None:
     write(quiet_site, [("secret.set", {"name": "db"}, "ops")])
-    taken = commands.backup(commands.open_context(quiet_site, None))
+    taken = operations.backup(context.open_context(quiet_site, None))
     assert taken.manifest.audit_head is not None and taken.manifest.audit_head.id == 1
     write(quiet_site, LATER)
     originals = logged(quiet_site)
@@ -80,10 +80,10 @@ def test_entries_written_after_the_backup_are_carried_over_and_the_chain_is_whol
 
 
 def test_a_carried_entry_changed_afterwards_is_named_by_verify(quiet_site: Path) -> None:
-    taken = commands.backup(commands.open_context(quiet_site, None))
+    taken = operations.backup(context.open_context(quiet_site, None))
     write(quiet_site, LATER)
     assert stairway("restore", taken.id, "--yes", "--site", str(quiet_site))[0] == 0
-    with commands.open_context(quiet_site, None).engine.begin() as conn:
+    with context.open_context(quiet_site, None).engine.begin() as conn:
         conn.execute(text("UPDATE stairway_audit SET actor = 'someone' WHERE id = 3"))
     dispose_all()
     code, _, err = stairway("audit", "verify", "--site", str(quiet_site))
@@ -91,11 +91,11 @@ def test_a_carried_entry_changed_afterwards_is_named_by_verify(quiet_site: Path)
 
 
 def test_restoring_twice_carries_each_entry_once(quiet_site: Path) -> None:
-    taken = commands.backup(commands.open_context(quiet_site, None))
+    taken = operations.backup(context.open_context(quiet_site, None))
     write(quiet_site, LATER[:2])
-    commands.restore(commands.open_context(quiet_site, None), taken.id)
+    operations.restore(context.open_context(quiet_site, None), taken.id)
     write(quiet_site, LATER[2:])
-    commands.restore(commands.open_context(quiet_site, None), taken.id)
+    operations.restore(context.open_context(quiet_site, None), taken.id)
     found = logged(quiet_site)
     actions = [e.action for e in found]
     assert actions == [
@@ -107,7 +107,7 @@ def test_restoring_twice_carries_each_entry_once(quiet_site: Path) -> None:
     ]
     assert found[0].data["carried"]["before"]["id"] == 1, "carried twice: both marks kept"
     assert found[2].data["carried"]["id"] == 3 and found[4].data["carried_over"] == 4
-    with commands.open_context(quiet_site, None).engine.connect() as conn:
+    with context.open_context(quiet_site, None).engine.connect() as conn:
         assert audit.verify(conn) == []
 
 
@@ -117,7 +117,7 @@ def test_a_backup_without_an_audit_head_carries_by_time(
     """Backups made before the manifest named the log's head: the time it was taken decides,
     and an entry of that very second found in the restored log is not appended twice."""
     write(quiet_site, [("secret.set", {"name": "db"}, "ops")])
-    taken = commands.backup(commands.open_context(quiet_site, None))
+    taken = operations.backup(context.open_context(quiet_site, None))
     write(quiet_site, LATER)
     read = audit_carry.read_pending
 
@@ -125,20 +125,20 @@ def test_a_backup_without_an_audit_head_carries_by_time(
         return read(engine, manifest.model_copy(update={"audit_head": None}))  # type: ignore[arg-type]
 
     monkeypatch.setattr(audit_carry, "read_pending", headless)
-    commands.restore(commands.open_context(quiet_site, None), taken.id)
+    operations.restore(context.open_context(quiet_site, None), taken.id)
     found = logged(quiet_site)
     assert [e.action for e in found][1:] == [a for a, _, _ in LATER] + ["site.restore"]
     assert found[0].action == "secret.set" and "carried" not in found[0].data
     assert found[-1].data["since"].startswith("time ")
-    with commands.open_context(quiet_site, None).engine.connect() as conn:
+    with context.open_context(quiet_site, None).engine.connect() as conn:
         assert audit.verify(conn) == []
 
 
 def test_a_live_log_that_cannot_be_read_does_not_stop_the_restore(quiet_site: Path) -> None:
     write(quiet_site, [("secret.set", {"name": "db"}, "ops")])
-    taken = commands.backup(commands.open_context(quiet_site, None))
+    taken = operations.backup(context.open_context(quiet_site, None))
     write(quiet_site, LATER)
-    with commands.open_context(quiet_site, None).engine.begin() as conn:
+    with context.open_context(quiet_site, None).engine.begin() as conn:
         conn.execute(text("ALTER TABLE stairway_audit RENAME COLUMN hash TO damaged"))
     dispose_all()
     code, out, err = stairway("restore", taken.id, "--yes", "--site", str(quiet_site))
@@ -184,7 +184,7 @@ def test_the_upgrade_entry_names_its_backup(tmp_path: Path, database_url: str) -
         assert code == 0, err
         entry = logged(site)[-1]
         assert entry.action == "site.upgrade"
-        backups = [b.id for b in commands.backups(commands.open_context(site, None))]
+        backups = [b.id for b in operations.backups(context.open_context(site, None))]
         assert entry.data["backup"] is not None and entry.data["backup"] in backups
     finally:
         stairway_stop(site)
@@ -194,9 +194,9 @@ def test_entries_already_broken_in_the_live_log_are_carried_as_found_and_named(
     quiet_site: Path,
 ) -> None:
     write(quiet_site, [("secret.set", {"name": "db"}, "ops")])
-    taken = commands.backup(commands.open_context(quiet_site, None))
+    taken = operations.backup(context.open_context(quiet_site, None))
     write(quiet_site, LATER)
-    with commands.open_context(quiet_site, None).engine.begin() as conn:
+    with context.open_context(quiet_site, None).engine.begin() as conn:
         conn.execute(text("UPDATE stairway_audit SET actor = 'someone' WHERE id = 3"))
     dispose_all()
     code, _, err = stairway("restore", taken.id, "--yes", "--site", str(quiet_site))

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from cli_runner import stairway
-from stairway import background, commands
-from stairway.commands import MigrateRequest
+from stairway import background, context, operations
 from stairway.database import dispose_all
 from stairway.errors import CatalogError
+from stairway.operations import MigrateRequest
 
 BATCH_CHANGE = '''"""Double every value, batch by batch."""
 from sqlalchemy import text
@@ -61,8 +61,8 @@ def items_site(root: Path, database_url: str, batch: int) -> Path:
 
 
 def fill(site: Path, rows: int) -> None:
-    ctx = commands.open_context(site, None)
-    commands.init(ctx, "1.0.0")
+    ctx = context.open_context(site, None)
+    operations.init(ctx, "1.0.0")
     with ctx.engine.begin() as conn:
         if ctx.engine.dialect.name == "postgresql":
             conn.execute(
@@ -77,13 +77,13 @@ def fill(site: Path, rows: int) -> None:
                 ),
                 {"n": rows},
             )
-    commands.migrate(ctx, MigrateRequest(to="1.1.0"))
+    operations.migrate(ctx, MigrateRequest(to="1.1.0"))
     dispose_all()
 
 
 def counts(site: Path) -> dict[str, int]:
     engine = create_engine(
-        commands.open_context(site, None).site.database.replace(
+        context.open_context(site, None).site.database.replace(
             "postgresql://", "postgresql+psycopg://"
         )
     )
@@ -109,7 +109,7 @@ def test_a_backfill_of_a_million_rows_killed_halfway_resumes_from_its_cursor(
 ) -> None:
     site = items_site(tmp_path, pg_database, batch=10_000)
     fill(site, 1_000_000)
-    (job,) = background.jobs(commands.open_context(site, None).engine)
+    (job,) = background.jobs(context.open_context(site, None).engine)
     assert (job.state, job.low, job.high, job.cursor) == ("queued", 1, 1_000_001, 1)
     command = [sys.executable, "-m", "stairway", "background", "run", "--pause", "0"]
     command += ["--site", str(site)]
@@ -117,7 +117,7 @@ def test_a_backfill_of_a_million_rows_killed_halfway_resumes_from_its_cursor(
         command, env=os.environ | {"STAIRWAY_FAULT": "background:50"}, capture_output=True
     )
     assert killed.returncode == -signal.SIGKILL
-    (job,) = background.jobs(commands.open_context(site, None).engine)
+    (job,) = background.jobs(context.open_context(site, None).engine)
     assert job.state == "running" and job.cursor == 1 + 50 * 10_000
     assert counts(site) == {"untouched": 500_000, "once": 500_000, "twice": 0, "wrong": 0}
     code, out, err = stairway("status", "--site", str(site))
@@ -125,7 +125,7 @@ def test_a_backfill_of_a_million_rows_killed_halfway_resumes_from_its_cursor(
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert counts(site) == {"untouched": 0, "once": 1_000_000, "twice": 0, "wrong": 0}
-    (job,) = background.jobs(commands.open_context(site, None).engine)
+    (job,) = background.jobs(context.open_context(site, None).engine)
     assert job.state == "done" and job.batches == 100
     dispose_all()
 
@@ -176,7 +176,7 @@ def test_the_runner_backs_off_while_sessions_wait_for_a_lock(
         )
         blocked.start()
         time.sleep(0.5)
-        ctx = commands.open_context(site, None)
+        ctx = context.open_context(site, None)
         changes = {c.number: c for c in ctx.catalog.changes}
         throttle = background.Throttle(probe_ms=1000, pause=0, longest=0.2)
         (job,) = background.run(ctx.engine, changes, throttle, max_seconds=1.5)
@@ -195,4 +195,4 @@ def test_a_background_change_must_say_its_table_key_and_batch(tmp_path: Path) ->
     change = tmp_path / "catalog" / "schema" / "0002_double.py"
     change.write_text(change.read_text().replace('KEY = "id"\n', ""))
     with pytest.raises(CatalogError, match="defines upgrade_batch"):
-        commands.open_context(site, None)
+        context.open_context(site, None)

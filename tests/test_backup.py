@@ -20,7 +20,7 @@ import zstandard
 from sqlalchemy import inspect, text
 
 from cli_runner import stairway
-from stairway import audit, commands
+from stairway import audit, context, operations
 from stairway.backup.archive import MANIFEST
 from stairway.database import dispose_all
 from stairway.errors import BackupError
@@ -49,8 +49,8 @@ def site(tmp_path: Path, database_url: str) -> Path:
         f'data_dir = "data"\nbackup_dir = "backups"\nconfig_files = ["etc/app.toml"]\n',
         "utf-8",
     )
-    ctx = commands.open_context(path, None)
-    commands.init(ctx, "1.0.0")
+    ctx = context.open_context(path, None)
+    operations.init(ctx, "1.0.0")
     with ctx.engine.begin() as conn:
         for n in range(300):
             document = orjson.dumps({"fullName": f"User {n}", "n": n}).decode()
@@ -64,7 +64,7 @@ def site(tmp_path: Path, database_url: str) -> Path:
 
 def fingerprint(site: Path) -> dict[str, str]:
     """A digest of every table's rows and of every file and link of the site."""
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     found = {}
     with ctx.engine.connect() as conn:
         # The audit log is left out: a restore logs itself (checked apart).
@@ -92,7 +92,7 @@ def _digest(items: list[str]) -> str:
 
 def damage(site: Path) -> None:
     """Change the site after the backup: rows, a data file, a config file."""
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         conn.execute(text("DELETE FROM objects WHERE oid < 'u0100'"))
         conn.execute(text("UPDATE settings SET value = 'lax'"))
@@ -114,7 +114,7 @@ def test_backup_then_restore_gives_back_every_row_and_file(site: Path) -> None:
     code, out, err = stairway("restore", taken["id"], "--yes", "--site", str(site))
     assert code == 0, err
     assert fingerprint(site) == before
-    with commands.open_context(site, None).engine.connect() as conn:
+    with context.open_context(site, None).engine.connect() as conn:
         logged = audit.entries(conn)
     assert [(e.action, e.data["backup"]) for e in logged] == [("site.restore", taken["id"])]
     leftovers = [p.name for p in site.parent.iterdir() if p.name.startswith(".")]
@@ -125,13 +125,13 @@ def test_backup_then_restore_gives_back_every_row_and_file(site: Path) -> None:
 
 
 def test_two_backups_in_one_second_get_their_own_ids(site: Path) -> None:
-    first = commands.backup(commands.open_context(site, None))
-    second = commands.backup(commands.open_context(site, None))
+    first = operations.backup(context.open_context(site, None))
+    second = operations.backup(context.open_context(site, None))
     assert first.id != second.id and first.path.exists() and second.path.exists()
 
 
 def test_restore_without_a_terminal_needs_yes(site: Path) -> None:
-    taken = commands.backup(commands.open_context(site, None))
+    taken = operations.backup(context.open_context(site, None))
     code, _, err = stairway("restore", taken.id, "--site", str(site))
     assert code == 2 and "--yes" in err
 
@@ -214,12 +214,12 @@ def _no_manifest(info: tarfile.TarInfo, data: bytes) -> list[tuple[tarfile.TarIn
 def test_a_bad_archive_is_refused_and_the_site_is_untouched(
     site: Path, change: object, message: str
 ) -> None:
-    taken = commands.backup(commands.open_context(site, None))
+    taken = operations.backup(context.open_context(site, None))
     repack(taken.path, change)
     damage(site)
     before = fingerprint(site)
     with pytest.raises(BackupError) as caught:
-        commands.restore(commands.open_context(site, None), taken.id)
+        operations.restore(context.open_context(site, None), taken.id)
     assert message in caught.value.message
     assert fingerprint(site) == before
     assert not (site.parent / "outside").exists() and not Path("/etc/evil").exists()
@@ -227,14 +227,14 @@ def test_a_bad_archive_is_refused_and_the_site_is_untouched(
 
 
 def test_the_repacking_helper_alone_keeps_a_restorable_archive(site: Path) -> None:
-    taken = commands.backup(commands.open_context(site, None))
+    taken = operations.backup(context.open_context(site, None))
     repack(taken.path, _keep)
-    commands.restore(commands.open_context(site, None), taken.id)
+    operations.restore(context.open_context(site, None), taken.id)
 
 
 @pytest.mark.parametrize("cut", [0.3, 0.9])
 def test_a_truncated_or_corrupted_archive_is_refused(site: Path, cut: float) -> None:
-    taken = commands.backup(commands.open_context(site, None))
+    taken = operations.backup(context.open_context(site, None))
     raw = taken.path.read_bytes()
     taken.path.write_bytes(raw[: int(len(raw) * cut)])
     damage(site)
@@ -252,7 +252,7 @@ def test_a_truncated_or_corrupted_archive_is_refused(site: Path, cut: float) -> 
 
 
 def test_a_backup_of_another_product_is_refused(site: Path) -> None:
-    taken = commands.backup(commands.open_context(site, None))
+    taken = operations.backup(context.open_context(site, None))
 
     def other(info: tarfile.TarInfo, data: bytes) -> list[tuple[tarfile.TarInfo, bytes]]:
         if info.name == MANIFEST:
@@ -261,7 +261,7 @@ def test_a_backup_of_another_product_is_refused(site: Path) -> None:
 
     repack(taken.path, other)
     with pytest.raises(BackupError, match="is of shop, this site runs people"):
-        commands.restore(commands.open_context(site, None), taken.id)
+        operations.restore(context.open_context(site, None), taken.id)
 
 
 def test_a_link_out_of_the_data_directory_is_refused_at_backup(site: Path) -> None:
@@ -289,10 +289,10 @@ def test_pg_dump_missing_is_a_clear_error(
     path.write_text(
         f'[site]\ndatabase = "{pg_database}"\ncatalog = "{CATALOG}"\nbackup_dir = "b"\n', "utf-8"
     )
-    commands.init(commands.open_context(path, None), "1.0.0")
+    operations.init(context.open_context(path, None), "1.0.0")
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
     with pytest.raises(BackupError, match="pg_dump is not on PATH") as caught:
-        commands.backup(commands.open_context(path, None))
+        operations.backup(context.open_context(path, None))
     assert "postgresql-client" in caught.value.hint
 
 
@@ -309,8 +309,8 @@ def test_a_killed_backup_leaves_no_archive_and_the_next_one_works(site: Path) ->
     child.wait()
     assert child.returncode == -signal.SIGKILL, "the kill must land while it writes"
     assert list(backups.glob("*.tar.zst")) == []
-    assert commands.backups(commands.open_context(site, None)) == []
-    taken = commands.backup(commands.open_context(site, None))
+    assert operations.backups(context.open_context(site, None)) == []
+    taken = operations.backup(context.open_context(site, None))
     locks = (".lock", ".site.lock")  # the backup's own lock and the site lock
     assert [p.name for p in backups.iterdir() if p.name not in locks] == [taken.path.name]
 
@@ -321,7 +321,7 @@ def test_one_backup_or_restore_at_a_time(site: Path) -> None:
     backups = site.parent / "backups"
     backups.mkdir(exist_ok=True)
     with exclusive(backups), pytest.raises(BackupError, match="another backup or restore"):
-        commands.backup(commands.open_context(site, None))
+        operations.backup(context.open_context(site, None))
 
 
 @pytest.mark.postgres
@@ -332,7 +332,7 @@ def test_pg_dump_older_than_the_server_is_a_clear_error(
     path.write_text(
         f'[site]\ndatabase = "{pg_database}"\ncatalog = "{CATALOG}"\nbackup_dir = "b"\n', "utf-8"
     )
-    commands.init(commands.open_context(path, None), "1.0.0")
+    operations.init(context.open_context(path, None), "1.0.0")
     tools = tmp_path / "old-tools"
     tools.mkdir()
     fake = tools / "pg_dump"
@@ -340,6 +340,6 @@ def test_pg_dump_older_than_the_server_is_a_clear_error(
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
     with pytest.raises(BackupError, match="pg_dump 9 is older than the server") as caught:
-        commands.backup(commands.open_context(path, None))
+        operations.backup(context.open_context(path, None))
     assert "or newer" in caught.value.hint
     assert not list((tmp_path / "b").glob("*.tar.zst"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import context, operations
 from stairway.database import dispose_all
 
 CATALOG = Path(__file__).parent / "catalogs" / "people"
@@ -39,7 +39,7 @@ def site(tmp_path: Path, sqlite_database: str) -> Path:
         f'config_files = [{names}]\nbackup_dir = "backups"\n',
         "utf-8",
     )
-    commands.init(commands.open_context(path, None), "1.0.0")
+    operations.init(context.open_context(path, None), "1.0.0")
     dispose_all()
     return path
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stairway import commands
+from stairway import context, operations
 
 CATALOG = Path(__file__).parent / "catalogs" / "people"
 FILES = 150
@@ -41,7 +41,7 @@ def site(tmp_path: Path, sqlite_database: str) -> Path:
         f"config_files = [{files}]\n",
         "utf-8",
     )
-    commands.init(commands.open_context(path, None), "1.0.0")
+    operations.init(context.open_context(path, None), "1.0.0")
     return path
 
 

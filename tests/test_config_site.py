@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import context, operations
 from stairway.catalog import load_catalog
 from stairway.errors import CatalogError
 from stairway.verify import verify
@@ -48,7 +48,7 @@ def site(tmp_path: Path, sqlite_database: str) -> Path:
         f'config_files = [{files}, "etc/standalone.xml"]\n',
         "utf-8",
     )
-    commands.init(commands.open_context(path, None), "1.0.0")
+    operations.init(context.open_context(path, None), "1.0.0")
     return path
 
 
@@ -132,7 +132,7 @@ def test_a_missing_file_is_refused(site: Path) -> None:
 
 
 def test_verify_reports_changes_manual_items_and_broken_files(site: Path) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     found = [f for f in verify(ctx, "3.0.0").findings if f.topic == "config"]
     assert sorted(f.severity for f in found) == ["info"] * 4 + ["warning"]
     manual = next(f for f in found if f.severity == "warning")
@@ -147,7 +147,7 @@ def test_verify_reports_changes_manual_items_and_broken_files(site: Path) -> Non
 
 
 def test_verify_has_no_config_finding_when_nothing_applies(site: Path) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     assert not [f for f in verify(ctx, "1.0.0").findings if f.topic == "config"]
 
 

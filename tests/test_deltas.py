@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import context, operations
 from stairway.catalog import load_catalog
-from stairway.commands import MigrateRequest
 from stairway.errors import CatalogError, DeltaError
 from stairway.objects.delta import Verdict
+from stairway.operations import MigrateRequest
 from stairway.schema import migrator
 
 CATALOGS = Path(__file__).parent / "catalogs"
@@ -37,14 +37,14 @@ def site(tmp_path: Path, database_url: str, catalog: Path) -> Path:
 
 
 def objects(site: Path) -> dict[str, tuple[str, dict[str, object], str | None]]:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.connect() as conn:
         rows = conn.execute(text("SELECT oid, type, data, written_by FROM objects"))
         return {r[0]: (r[1], orjson.loads(r[2]), r[3]) for r in rows}
 
 
 def edit(site: Path, oid: str, document: dict[str, object]) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         conn.execute(
             text("UPDATE objects SET data = :d WHERE oid = :o"),
@@ -54,11 +54,11 @@ def edit(site: Path, oid: str, document: dict[str, object]) -> None:
 
 def upgrade_schema(site: Path, *versions: str) -> None:
     for version in versions:
-        commands.migrate(commands.open_context(site, None), MigrateRequest(to=version))
+        operations.migrate(context.open_context(site, None), MigrateRequest(to=version))
 
 
 def test_init_brings_the_initial_objects_of_every_release_up_to_it(site: Path) -> None:
-    commands.init(commands.open_context(site, None), "3.0.0")
+    operations.init(context.open_context(site, None), "3.0.0")
     found = objects(site)
     assert set(found) == {
         "role-admin",
@@ -81,7 +81,7 @@ def test_init_brings_the_initial_objects_of_every_release_up_to_it(site: Path) -
         "3.0.0",
     )
 
-    again = commands.apply_deltas(commands.open_context(site, None))
+    again = operations.apply_deltas(context.open_context(site, None))
     assert {r.verdict for r in again.results} == {None}, "a second run is a no-op"
     assert objects(site) == found
 
@@ -98,12 +98,12 @@ def test_init_at_a_late_release_stores_an_early_deltas_object_migrated(
             'type = "User"\ntarget = "user-setup"\n'
             'object = { fullName = "Setup", legacyFlags = [1] }\n'
         )
-    commands.init(commands.open_context(site, None), "3.0.0")
+    operations.init(context.open_context(site, None), "3.0.0")
     assert objects(site)["user-setup"] == ("User", {"displayName": "Setup"}, "3.0.0")
 
 
 def test_an_upgrade_applies_what_it_can_and_reports_what_an_operator_changed(site: Path) -> None:
-    commands.init(commands.open_context(site, None), "1.0.0")
+    operations.init(context.open_context(site, None), "1.0.0")
     policy = objects(site)["policy-password"][1]
     edit(site, "policy-password", {**policy, "minLength": 10})
     upgrade_schema(site, "2.0.0", "3.0.0")
@@ -138,52 +138,52 @@ def test_an_upgrade_applies_what_it_can_and_reports_what_an_operator_changed(sit
 
 
 def test_a_change_made_by_hand_before_the_delta_counts_as_done(site: Path) -> None:
-    commands.init(commands.open_context(site, None), "1.0.0")
+    operations.init(context.open_context(site, None), "1.0.0")
     policy = objects(site)["policy-password"][1]
     edit(site, "policy-password", {**policy, "minLength": 12, "expiry": {"days": 90}})
     upgrade_schema(site, "2.0.0")
-    report = commands.apply_deltas(commands.open_context(site, None))
+    report = operations.apply_deltas(context.open_context(site, None))
     verdicts = {r.delta.id: r.verdict for r in report.results}
     assert verdicts["policy-password-2.0"] == Verdict.DONE
 
 
 def test_a_missing_target_is_reported(site: Path) -> None:
-    commands.init(commands.open_context(site, None), "2.0.0")
-    ctx = commands.open_context(site, None)
+    operations.init(context.open_context(site, None), "2.0.0")
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         conn.execute(text("DELETE FROM objects WHERE oid = 'role-legacy-sync'"))
     upgrade_schema(site, "3.0.0")
-    report = commands.apply_deltas(commands.open_context(site, None))
+    report = operations.apply_deltas(context.open_context(site, None))
     [missing] = report.reported
     assert missing.delta.id == "legacy-sync-obsolete"
     assert missing.reason == "no Role role-legacy-sync to change"
 
 
 def test_dry_run_judges_without_writing_or_recording(site: Path) -> None:
-    commands.init(commands.open_context(site, None), "1.0.0")
+    operations.init(context.open_context(site, None), "1.0.0")
     upgrade_schema(site, "2.0.0")
     before = objects(site)
-    report = commands.apply_deltas(commands.open_context(site, None), dry_run=True)
+    report = operations.apply_deltas(context.open_context(site, None), dry_run=True)
     assert {r.delta.id for r in report.having(Verdict.APPLY)} == {
         "policy-password-2.0",
         "auditor-export",
     }
     assert objects(site) == before
-    real = commands.apply_deltas(commands.open_context(site, None))
+    real = operations.apply_deltas(context.open_context(site, None))
     assert len(real.having(Verdict.APPLY)) == 2, "the dry run recorded nothing"
 
 
 def test_deltas_wait_for_the_schema(site: Path) -> None:
-    ctx = commands.open_context(site, None)
-    commands.init(ctx, "1.0.0")
+    ctx = context.open_context(site, None)
+    operations.init(ctx, "1.0.0")
     migrator.set_site_release(ctx.engine, ctx.catalog, "3.0.0")
     with pytest.raises(DeltaError, match="deltas come after the schema") as caught:
-        commands.apply_deltas(ctx)
+        operations.apply_deltas(ctx)
     assert "stairway migrate" in caught.value.hint
 
 
 def test_skipping_an_unknown_delta_names_the_known_ones(site: Path) -> None:
-    commands.init(commands.open_context(site, None), "1.0.0")
+    operations.init(context.open_context(site, None), "1.0.0")
     code, _, err = stairway("deltas", "skip", "nope", "--reason", "x", "--site", str(site))
     assert code == 2 and "no delta 'nope'" in err and "role-admin" in err
 

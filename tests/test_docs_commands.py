@@ -117,9 +117,9 @@ READ_ONLY = [
 def test_the_read_only_commands_shown_run_on_the_example_site(tmp_path: Path) -> None:
     shown = {" ".join(s.text.split()) for s in SHOWN}
     demo = write_site(tmp_path / "demo")
-    from stairway import commands
+    from stairway import operations
 
-    commands.init(open_demo(demo), "1.0.0")
+    operations.init(open_demo(demo), "1.0.0")
     for command in READ_ONLY:
         base = command.split(" --")[0]
         assert any(s.startswith(base) for s in shown), f"{base} is not shown in the documents"

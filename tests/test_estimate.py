@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import commands
-from stairway.commands import MigrateRequest
+from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.estimate import Limits, estimate_upgrade
-from stairway.estimate.operations import ACCESS_EXCLUSIVE, SHARE, OpKind, operations
+from stairway.estimate.operations import ACCESS_EXCLUSIVE, SHARE, OpKind
+from stairway.estimate.operations import operations as sql_operations
 from stairway.estimate.predict import parse_duration
+from stairway.operations import MigrateRequest
 
 ROWS = 1_000_000
 CHANGES = {
@@ -45,7 +46,7 @@ def big_site(root: Path, database_url: str) -> Path:
 
 def test_statements_are_read_for_their_lock_and_what_their_cost_grows_with() -> None:
     seen = {
-        sql: [(o.kind, o.table, o.lock) for o in operations(sql)]
+        sql: [(o.kind, o.table, o.lock) for o in sql_operations(sql)]
         for sql in [
             "ALTER TABLE big ALTER COLUMN n TYPE bigint",
             "ALTER TABLE big ADD COLUMN x int",
@@ -75,8 +76,8 @@ def test_estimates_for_a_million_row_table_fall_within_a_factor_of_two_of_the_mi
     tmp_path: Path, pg_database: str
 ) -> None:
     site = big_site(tmp_path, pg_database)
-    ctx = commands.open_context(site, None)
-    commands.init(ctx, "1.0.0")
+    ctx = context.open_context(site, None)
+    operations.init(ctx, "1.0.0")
     with ctx.engine.begin() as conn:
         conn.execute(
             text(
@@ -91,7 +92,7 @@ def test_estimates_for_a_million_row_table_fall_within_a_factor_of_two_of_the_mi
     assert all(c.basis == "calibration" for c in schema.changes)
     assert schema.changes[0].lock == ACCESS_EXCLUSIVE and schema.changes[0].table == "big"
     assert schema.changes[0].operations[0].size.rows == ROWS  # type: ignore[union-attr]
-    applied = commands.migrate(ctx, MigrateRequest(to="2.0.0"))
+    applied = operations.migrate(ctx, MigrateRequest(to="2.0.0"))
     measured = {a.change.label: a.duration_ms / 1000 for a in applied}
     ratios = {label: measured[label] / guesses[label] for label in measured}  # type: ignore[operator]
     assert set(ratios) == {"0002_widen_n", "0003_mark_notes", "0004_index_n"}
@@ -102,8 +103,8 @@ def test_estimates_for_a_million_row_table_fall_within_a_factor_of_two_of_the_mi
 
 def test_limits_a_plan_would_break_are_flagged_and_exit_3(tmp_path: Path, pg_database: str) -> None:
     site = big_site(tmp_path, pg_database)
-    ctx = commands.open_context(site, None)
-    commands.init(ctx, "1.0.0")
+    ctx = context.open_context(site, None)
+    operations.init(ctx, "1.0.0")
     with ctx.engine.begin() as conn:
         conn.execute(
             text("INSERT INTO big SELECT g, g, md5(g::text) FROM generate_series(1, 200000) g")

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.transfer.format import check, line, records
 from stairway.transfer.shards import Shard
@@ -34,8 +34,8 @@ def site(tmp_path: Path, database_url: str) -> Path:
     shutil.copytree(CATALOG, catalog, ignore=shutil.ignore_patterns("__pycache__"))
     path = tmp_path / "site.toml"
     path.write_text(f'[site]\ndatabase = "{database_url}"\ncatalog = "{catalog}"\n', "utf-8")
-    ctx = commands.open_context(path, None)
-    commands.init(ctx, "1.0.0")
+    ctx = context.open_context(path, None)
+    operations.init(ctx, "1.0.0")
     fill(ctx.engine, OBJECTS)
     dispose_all()
     return path
@@ -87,7 +87,7 @@ def test_an_existing_file_is_not_overwritten(site: Path, tmp_path: Path) -> None
 
 
 def test_a_killed_export_resumes_with_every_object_exactly_once(site: Path, tmp_path: Path) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         conn.execute(text("DELETE FROM objects"))
     fill(ctx.engine, 60_000)
@@ -157,7 +157,7 @@ def test_damage_is_named_with_its_line(
     site: Path, tmp_path: Path, change: object, message: str
 ) -> None:
     out = tmp_path / "e.zst"
-    commands.export(commands.open_context(site, None), out, 1000)
+    operations.export(context.open_context(site, None), out, 1000)
     rewrite(out, change)
     code, _, err = stairway("export", "verify", str(out))
     assert code == 2 and message in err, err
@@ -165,7 +165,7 @@ def test_damage_is_named_with_its_line(
 
 def test_a_truncated_file_is_reported(site: Path, tmp_path: Path) -> None:
     out = tmp_path / "e.zst"
-    commands.export(commands.open_context(site, None), out, 1000)
+    operations.export(context.open_context(site, None), out, 1000)
     out.write_bytes(out.read_bytes()[: out.stat().st_size // 2])
     summary = check(out)
     assert not summary.ok and summary.problems
@@ -211,8 +211,8 @@ def test_shards_cover_every_object_once_and_each_file_checks_out(
 ) -> None:
     files = [tmp_path / f"shard-{n}.zst" for n in (1, 2, 3)]
     for n, out in enumerate(files, start=1):
-        ctx = commands.open_context(site, None)
-        commands.export(ctx, out, 200, workers=2, shard=Shard.parse(f"{n}/3"))
+        ctx = context.open_context(site, None)
+        operations.export(ctx, out, 200, workers=2, shard=Shard.parse(f"{n}/3"))
         summary = check(out)
         assert summary.ok, summary.problems
         assert summary.header["shard"]["index"] == n and summary.header["shard"]["of"] == 3
@@ -227,12 +227,12 @@ def test_the_audit_log_travels_with_the_export_and_its_chain_is_checked(
 ) -> None:
     from stairway import audit
 
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         audit.append(conn, "site.upgrade", {"from": "0.9.0", "to": "1.0.0"}, actor="ops")
         audit.append(conn, "agent.upgrade", {"agent": "a1"}, actor="ops")
     out = tmp_path / "a.zst"
-    report = commands.export(ctx, out, 1000)
+    report = operations.export(ctx, out, 1000)
     assert report.audit_entries == 2 and check(out).audit_entries == 2
 
     def edit_entry(lines: list[bytes]) -> list[bytes]:
@@ -255,7 +255,7 @@ def test_the_audit_log_travels_with_the_export_and_its_chain_is_checked(
 def test_a_killed_export_with_workers_resumes_with_every_object_once(
     site: Path, tmp_path: Path
 ) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         conn.execute(text("DELETE FROM objects"))
     fill(ctx.engine, 60_000)

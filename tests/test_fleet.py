@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fleet_harness import Fleet, answers, fleet_site, free_port, make_build, wait_until
-from stairway import audit, commands
+from stairway import audit, context
 from stairway.database import dispose_all
 from stairway.releases import generate_key
 
@@ -160,7 +160,7 @@ def test_an_agent_speaking_an_unknown_protocol_is_refused_with_the_accepted_rang
 
 def test_tokens_are_stored_hashed(tmp_path: Path, database_url: str) -> None:
     with fleet_site(tmp_path, database_url) as fleet:
-        ctx = commands.open_context(fleet.site, None)
+        ctx = context.open_context(fleet.site, None)
         with ctx.engine.connect() as conn:
             from sqlalchemy import text
 

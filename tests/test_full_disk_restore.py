@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import text
 
 from example_sites import ExampleSite, ExampleSites, example_sites
-from stairway import commands, disk
+from stairway import context, disk
 from stairway.backup.restore import SPACE_MARGIN
 from stairway.faults import FILLER
 from stairway.recovery import RESTORING
@@ -70,7 +70,7 @@ def prepare(sites: ExampleSites, name: str) -> Prepared:
     assert taken.returncode == 0, taken.stderr
     with _ENGINES:
         restored = site.state()
-        ctx = commands.open_context(site.site, None)
+        ctx = context.open_context(site.site, None)
         with ctx.engine.begin() as conn:
             conn.execute(text("DELETE FROM users WHERE id % 7 = 0"))
         ctx.engine.dispose()

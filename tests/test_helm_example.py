@@ -14,7 +14,7 @@ import pytest
 from ruamel.yaml import YAML
 from sqlalchemy import inspect
 
-from stairway import commands
+from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.quickstart import write_site
 
@@ -59,7 +59,7 @@ def helm_site(directory: Path) -> Path:
 
 
 def columns(site: Path) -> set[str]:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     found = {c["name"] for c in inspect(ctx.engine).get_columns("connectors")}
     dispose_all()
     return found
@@ -67,7 +67,7 @@ def columns(site: Path) -> set[str]:
 
 def test_the_hooks_expand_before_contract_after_and_restore_on_rollback(tmp_path: Path) -> None:
     site = helm_site(tmp_path / "demo")
-    commands.init(commands.open_context(site, None), "2.0.0")
+    operations.init(context.open_context(site, None), "2.0.0")
     dispose_all()
     before = hook("pre-upgrade", site, "2.1.0")
     assert before.returncode == 0, before.stderr
@@ -79,7 +79,7 @@ def test_the_hooks_expand_before_contract_after_and_restore_on_rollback(tmp_path
     assert back.returncode == 0, back.stderr
     assert "type" in columns(site)
     assert "kind" not in columns(site), "the database as the 2.0.0 pods left it"
-    state = commands.status(commands.open_context(site, None))
+    state = operations.status(context.open_context(site, None))
     assert state.state.level == 8
     dispose_all()
 
@@ -88,10 +88,10 @@ def test_a_release_that_needs_downtime_fails_the_pre_upgrade_hook_before_any_cha
     tmp_path: Path,
 ) -> None:
     site = helm_site(tmp_path / "demo")
-    commands.init(commands.open_context(site, None), "1.0.4")
+    operations.init(context.open_context(site, None), "1.0.4")
     dispose_all()
     refused = hook("pre-upgrade", site, "2.0.0")
     assert refused.returncode == 3, refused.stderr
-    state = commands.status(commands.open_context(site, None))
+    state = operations.status(context.open_context(site, None))
     assert state.state.level == 4, "nothing applied"
     dispose_all()

@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import context, operations
 from stairway.configfiles.jsontext import strict_loads
 from stairway.database import dispose_all
 from stairway.transfer.format import records
@@ -127,22 +127,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f'config_files = [{names}]\nbackup_dir = "backups"\n\n[service]\nhealth_timeout = 5.0\n',
         "utf-8",
     )
-    commands.init(commands.open_context(site / "site.toml", None), "1.0.0")
+    operations.init(context.open_context(site / "site.toml", None), "1.0.0")
     source = root / "source"
     shutil.copytree(CATALOG, source / "catalog", ignore=shutil.ignore_patterns("__pycache__"))
     (source / "site.toml").write_text(
         '[site]\ndatabase = "sqlite:///source.db"\ncatalog = "catalog"\n', "utf-8"
     )
-    commands.init(commands.open_context(source / "site.toml", None), "1.0.0")
+    operations.init(context.open_context(source / "site.toml", None), "1.0.0")
     _fill(source / "site.toml", 30)
-    commands.export(commands.open_context(source / "site.toml", None), root / "good.zst", 10)
+    operations.export(context.open_context(source / "site.toml", None), root / "good.zst", 10)
     dispose_all()
     shutil.copytree(site, root / "pristine")
     return site
 
 
 def _fill(site: Path, count: int) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         rows = [
             {"o": f"u{n:03d}", "d": f'{{"fullName": "User {n}", "n": {n}}}'} for n in range(count)

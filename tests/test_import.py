@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.errors import TransferError
 from stairway.transfer.format import digest, line, records
@@ -31,13 +31,13 @@ def make_site(root: Path, url: str, version: str) -> Path:
     shutil.copytree(CATALOG, catalog, ignore=shutil.ignore_patterns("__pycache__"))
     path = root / "site.toml"
     path.write_text(f'[site]\ndatabase = "{url}"\ncatalog = "{catalog}"\n', "utf-8")
-    commands.init(commands.open_context(path, None), version)
+    operations.init(context.open_context(path, None), version)
     dispose_all()
     return path
 
 
 def fill(site: Path, count: int) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         rows = [
             {"o": f"u{n:05d}", "d": orjson.dumps({"fullName": f"User {n}", "n": n}).decode()}
@@ -48,7 +48,7 @@ def fill(site: Path, count: int) -> None:
 
 
 def objects(site: Path) -> dict[str, tuple[str, object, str]]:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.connect() as conn:
         rows = conn.execute(text("SELECT oid, type, data, written_by FROM objects")).all()
     dispose_all()
@@ -64,7 +64,7 @@ def test_round_trip_sqlite_postgres_sqlite_gives_identical_objects(
     last = make_site(tmp_path / "c", f"sqlite:///{tmp_path / 'c.db'}", "1.0.0")
     for source, target, name in ((first, middle, "one.zst"), (middle, last, "two.zst")):
         out = tmp_path / name
-        commands.export(commands.open_context(source, None), out, 500)
+        operations.export(context.open_context(source, None), out, 500)
         code, said, err = stairway("import", str(out), "--site", str(target))
         assert code == 0 and "imported 1,200 objects" in said, err
     assert objects(last) == objects(first)
@@ -76,18 +76,18 @@ def test_an_old_export_comes_out_migrated_and_a_second_import_changes_nothing(
     old = make_site(tmp_path / "old", f"sqlite:///{tmp_path / 'old.db'}", "1.0.0")
     fill(old, 300)
     out = tmp_path / "old.zst"
-    commands.export(commands.open_context(old, None), out, 100)
+    operations.export(context.open_context(old, None), out, 100)
     new = make_site(tmp_path / "new", database_url, "2.0.0")
-    report = commands.import_file(commands.open_context(new, None), out, 0)
+    report = operations.import_file(context.open_context(new, None), out, 0)
     assert (report.imported, report.migrated, report.present) == (300, 300, 0)
     found = objects(new)
     assert found["u00007"] == ("User", {"n": 7, "displayName": "User 7"}, "2.0.0")
-    again = commands.import_file(commands.open_context(new, None), out, 0)
+    again = operations.import_file(context.open_context(new, None), out, 0)
     assert (again.imported, again.skipped_chunks) == (0, 3), "its chunks are recorded as done"
-    ctx = commands.open_context(new, None)
+    ctx = context.open_context(new, None)
     with ctx.engine.begin() as conn:
         conn.execute(text("DELETE FROM stairway_import_chunks"))
-    third = commands.import_file(ctx, out, 0)
+    third = operations.import_file(ctx, out, 0)
     assert (third.imported, third.present) == (0, 300), "importing twice leaves one copy"
     assert objects(new) == found
 
@@ -117,7 +117,7 @@ def test_bad_records_are_rejected_with_their_line_and_max_errors_stops(
     source = make_site(tmp_path / "s", sqlite_database, "1.0.0")
     fill(source, 10)
     out = tmp_path / "e.zst"
-    commands.export(commands.open_context(source, None), out, 100)
+    operations.export(context.open_context(source, None), out, 100)
     lines = [raw for _, raw in records(out)]
     record = orjson.loads(lines[3])
     record["id"] = None
@@ -142,7 +142,7 @@ def test_a_damaged_file_is_refused_whole_before_anything_is_imported(
     source = make_site(tmp_path / "s", sqlite_database, "1.0.0")
     fill(source, 20)
     out = tmp_path / "e.zst"
-    commands.export(commands.open_context(source, None), out, 10)
+    operations.export(context.open_context(source, None), out, 10)
     lines = [raw for _, raw in records(out)]
     if damage == "not json":
         lines.insert(3, b"{not json")
@@ -171,7 +171,7 @@ def test_a_damaged_compressed_stream_is_refused_cleanly(
     source = make_site(tmp_path / "s", sqlite_database, "1.0.0")
     fill(source, 200)
     out = tmp_path / "e.zst"
-    commands.export(commands.open_context(source, None), out, 50)
+    operations.export(context.open_context(source, None), out, 50)
     raw = bytearray(out.read_bytes())
     middle = len(raw) // 2
     if damage == "flipped bytes":
@@ -193,17 +193,17 @@ def test_a_foreign_or_newer_export_is_refused(tmp_path: Path, sqlite_database: s
     source = make_site(tmp_path / "s", sqlite_database, "2.0.0")
     fill(source, 3)
     out = tmp_path / "e.zst"
-    commands.export(commands.open_context(source, None), out, 100)
+    operations.export(context.open_context(source, None), out, 100)
     older = make_site(tmp_path / "t", f"sqlite:///{tmp_path / 't.db'}", "1.0.0")
     with pytest.raises(TransferError, match=r"newer than this site's 1\.0\.0"):
-        commands.import_file(commands.open_context(older, None), out, 0)
+        operations.import_file(context.open_context(older, None), out, 0)
     lines = [raw for _, raw in records(out)]
     header = orjson.loads(lines[0])
     header["product"] = "shop"
     lines[0] = line(header).rstrip()
     out.write_bytes(zstandard.ZstdCompressor().compress(b"\n".join(lines) + b"\n"))
     with pytest.raises(TransferError, match="the export is of 'shop'"):
-        commands.import_file(commands.open_context(older, None), out, 0)
+        operations.import_file(context.open_context(older, None), out, 0)
 
 
 def test_a_killed_import_resumes_after_its_last_chunk(tmp_path: Path, database_url: str) -> None:
@@ -216,11 +216,11 @@ def test_a_killed_import_resumes_after_its_last_chunk(tmp_path: Path, database_u
     source = make_site(tmp_path / "s", f"sqlite:///{tmp_path / 's.db'}", "1.0.0")
     fill(source, 40_000)
     out = tmp_path / "e.zst"
-    commands.export(commands.open_context(source, None), out, 500)
+    operations.export(context.open_context(source, None), out, 500)
     target = make_site(tmp_path / "t", database_url, "1.0.0")
     command = [sys.executable, "-m", "stairway", "import", str(out), "--site", str(target)]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ctx = commands.open_context(target, None)
+    ctx = context.open_context(target, None)
     deadline = time.monotonic() + 60
     done = 0
     while child.poll() is None and time.monotonic() < deadline and done < 10:
@@ -236,7 +236,7 @@ def test_a_killed_import_resumes_after_its_last_chunk(tmp_path: Path, database_u
     child.wait()
     dispose_all()
     assert child.returncode == -signal.SIGKILL, "the kill must land mid-way"
-    report = commands.import_file(commands.open_context(target, None), out, 0)
+    report = operations.import_file(context.open_context(target, None), out, 0)
     assert (
         report.skipped_chunks >= 10
         and report.imported + report.present == 40_000 - 500 * report.skipped_chunks
@@ -250,10 +250,10 @@ def test_workers_and_shards_import_each_chunk_once_and_check_the_counts(
     source = make_site(tmp_path / "s", f"sqlite:///{tmp_path / 's.db'}", "1.0.0")
     fill(source, 2_000)
     out = tmp_path / "e.zst"
-    commands.export(commands.open_context(source, None), out, 150)
+    operations.export(context.open_context(source, None), out, 150)
     target = make_site(tmp_path / "t", database_url, "2.0.0")
-    first = commands.import_file(
-        commands.open_context(target, None), out, 0, workers=2, shard=Shard.parse("1/2")
+    first = operations.import_file(
+        context.open_context(target, None), out, 0, workers=2, shard=Shard.parse("1/2")
     )
     assert first.chunks == 14 and first.chunks_in == 7 and not first.complete
     assert len(objects(target)) == first.imported == 7 * 150  # chunks 1, 3, .., 13; 14 has 50
@@ -265,7 +265,7 @@ def test_workers_and_shards_import_each_chunk_once_and_check_the_counts(
     found = objects(target)
     assert len(found) == 2_000
     assert found["u01999"] == ("User", {"n": 1999, "displayName": "User 1999"}, "2.0.0")
-    again = commands.import_file(commands.open_context(target, None), out, 0, workers=2)
+    again = operations.import_file(context.open_context(target, None), out, 0, workers=2)
     assert (again.imported, again.skipped_chunks, again.complete) == (0, 14, True)
     assert again.types["User"].stored == 2_000
 
@@ -275,7 +275,7 @@ def test_awkward_ids_and_documents_survive_the_copy_path(
 ) -> None:
     source = make_site(tmp_path / "s", sqlite_database, "2.0.0")
     awkward = ["tab\tid", "new\nline", "back\\slash", "ünïcödé", "cr\rid", "\\N"]
-    ctx = commands.open_context(source, None)
+    ctx = context.open_context(source, None)
     with ctx.engine.begin() as conn:
         for n, oid in enumerate(awkward):
             document = {"displayName": f'a\tb\\c"d {oid}', "n": n, "nested": {"x": [1, None]}}
@@ -285,9 +285,9 @@ def test_awkward_ids_and_documents_survive_the_copy_path(
             )
     dispose_all()
     out = tmp_path / "e.zst"
-    commands.export(commands.open_context(source, None), out, 4)
+    operations.export(context.open_context(source, None), out, 4)
     target = make_site(tmp_path / "t", pg_database, "2.0.0")
-    report = commands.import_file(commands.open_context(target, None), out, 0)
+    report = operations.import_file(context.open_context(target, None), out, 0)
     assert report.imported == len(awkward) and report.complete
     assert objects(target) == objects(source)
 
@@ -304,13 +304,13 @@ def test_a_killed_import_with_workers_resumes_with_each_object_once(
     source = make_site(tmp_path / "s", f"sqlite:///{tmp_path / 's.db'}", "1.0.0")
     fill(source, 40_000)
     out = tmp_path / "e.zst"
-    commands.export(commands.open_context(source, None), out, 500)
+    operations.export(context.open_context(source, None), out, 500)
     target = make_site(tmp_path / "t", pg_database, "2.0.0")
     command = [sys.executable, "-m", "stairway", "import", str(out), "--workers", "2"]
     child = subprocess.Popen(
         [*command, "--site", str(target)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    ctx = commands.open_context(target, None)
+    ctx = context.open_context(target, None)
     deadline, done = time.monotonic() + 60, 0
     while child.poll() is None and time.monotonic() < deadline and done < 10:
         time.sleep(0.01)
@@ -327,7 +327,7 @@ def test_a_killed_import_with_workers_resumes_with_each_object_once(
         while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
             time.sleep(0.05)
     dispose_all()
-    report = commands.import_file(commands.open_context(target, None), out, 0, workers=2)
+    report = operations.import_file(context.open_context(target, None), out, 0, workers=2)
     assert report.skipped_chunks >= 10 and report.complete, report.problems
     assert report.imported + report.present + 500 * report.skipped_chunks == 40_000
     assert len(objects(target)) == 40_000
@@ -346,7 +346,7 @@ def fuzz_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     site = make_site(root / "site", f"sqlite:///{root / 'f.db'}", "2.0.0")
     source = make_site(root / "src", f"sqlite:///{root / 's.db'}", "1.0.0")
     fill(source, 30)
-    commands.export(commands.open_context(source, None), root / "good.zst", 10)
+    operations.export(context.open_context(source, None), root / "good.zst", 10)
     return site
 
 
@@ -372,7 +372,7 @@ def test_the_import_reader_only_ever_rejects_cleanly(fuzz_site: Path, data: st.D
     path.with_name("mutated.zst.rejects.ndjson").unlink(missing_ok=True)
     # A clean refusal (no header, another product) is fine; anything else fails the test.
     with contextlib.suppress(TransferError):
-        commands.import_file(commands.open_context(fuzz_site, None), path, 10_000)
+        operations.import_file(context.open_context(fuzz_site, None), path, 10_000)
     for oid, (type_, document, stamp) in objects(fuzz_site).items():
         n = int(oid[1:])
         assert (type_, document, stamp) == ("User", {"n": n, "displayName": f"User {n}"}, "2.0.0")
@@ -394,19 +394,19 @@ def test_the_source_audit_log_joins_the_target_log_once(
 
     source = make_site(tmp_path / "s", sqlite_database, "1.0.0")
     fill(source, 50)
-    ctx = commands.open_context(source, None)
+    ctx = context.open_context(source, None)
     with ctx.engine.begin() as conn:
         audit.append(conn, "site.upgrade", {"from": "0.9.0", "to": "1.0.0"}, actor="ops")
         written = audit.append(conn, "agent.upgrade", {"agent": "a1"}, actor="ops")
     out = tmp_path / "e.zst"
-    commands.export(ctx, out, 20)
+    operations.export(ctx, out, 20)
     dispose_all()
     target = make_site(tmp_path / "t", pg_database, "1.0.0")
-    tctx = commands.open_context(target, None)
+    tctx = context.open_context(target, None)
     with tctx.engine.begin() as conn:
         audit.append(conn, "site.init", {"version": "1.0.0"})
     for _ in range(2):  # the second import finds every chunk in: nothing is added twice
-        report = commands.import_file(commands.open_context(target, None), out, 0, workers=2)
+        report = operations.import_file(context.open_context(target, None), out, 0, workers=2)
         assert report.complete, report.problems
     with tctx.engine.connect() as conn:
         entries = audit.entries(conn)

@@ -40,11 +40,11 @@ MIGRATOR = """
 import sys
 from pathlib import Path
 
-from stairway import commands
+from stairway import context
 from stairway.errors import StairwayError
 from stairway.schema import migrator
 
-ctx = commands.open_context(Path(sys.argv[1]), None)
+ctx = context.open_context(Path(sys.argv[1]), None)
 level = ctx.catalog.release("2.2.0").schema
 try:
     done = migrator.migrate(ctx.engine, ctx.catalog, level, lock_timeout=float(sys.argv[2]))

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from stairway import commands
-from stairway.commands import MigrateRequest
+from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.errors import ChangeFailed
+from stairway.operations import MigrateRequest
 from stairway.schema import executor
 
 
@@ -32,7 +32,7 @@ def site_with_expand(root: Path, database_url: str) -> Path:
     )
     site = root / "site.toml"
     site.write_text(f'[site]\ndatabase = "{database_url}"\ncatalog = "{catalog}"\n')
-    commands.init(commands.open_context(site, None), "1.0.0")
+    operations.init(context.open_context(site, None), "1.0.0")
     dispose_all()
     return site
 
@@ -61,7 +61,9 @@ def test_an_expand_change_retries_while_a_long_transaction_holds_the_table_and_w
         writing = threading.Thread(target=write)
         writing.start()
         began = time.monotonic()
-        (applied,) = commands.migrate(commands.open_context(site, None), MigrateRequest(to="1.1.0"))
+        (applied,) = operations.migrate(
+            context.open_context(site, None), MigrateRequest(to="1.1.0")
+        )
         took = time.monotonic() - began
         stop.set()
         writing.join()
@@ -83,10 +85,10 @@ def test_a_lock_never_given_fails_with_what_to_look_for(
     with holder.connect() as long_one:
         long_one.execute(text("SELECT count(*) FROM t")).all()
         with pytest.raises(ChangeFailed, match="could not get its lock in 2 tries") as failed:
-            commands.migrate(commands.open_context(site, None), MigrateRequest(to="1.1.0"))
+            operations.migrate(context.open_context(site, None), MigrateRequest(to="1.1.0"))
         assert "pg_stat_activity" in failed.value.hint
         long_one.rollback()
-    state = commands.status(commands.open_context(site, None))
+    state = operations.status(context.open_context(site, None))
     assert [a.number for a in state.state.applied] == [1], "nothing half-applied"
     holder.dispose()
     dispose_all()

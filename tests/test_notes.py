@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import context, operations
 from stairway.catalog import load_catalog
 from stairway.notes import release_notes
 from stairway.versions import Version
@@ -63,7 +63,7 @@ def test_notes_of_one_hop_hold_only_that_release(catalog: Path) -> None:
 
 
 def test_notes_of_the_example_product_use_the_change_descriptions() -> None:
-    root = Path(commands.__file__).parent / "examples" / "identity_sync" / "upgrades"
+    root = Path(operations.__file__).parent.parent / "examples" / "identity_sync" / "upgrades"
     catalog = load_catalog(root)
     notes = release_notes(catalog, catalog.releases[0].version, catalog.latest.version)
     for change in catalog.changes_between(catalog.releases[0].schema, catalog.latest.schema):
@@ -84,7 +84,7 @@ def test_cli_writes_the_notes_to_a_file_and_defaults_from_the_site(
     )
     site = tmp_path / "site.toml"
     site.write_text(f'[site]\ndatabase = "{sqlite_database}"\ncatalog = "{catalog}"\n', "utf-8")
-    commands.init(commands.open_context(site, None), "2.0.0")
+    operations.init(context.open_context(site, None), "2.0.0")
     code, said, err = stairway("notes", "--site", str(site))
     assert code == 0, err
     assert said.startswith("# people 2.0.0 → 3.0.0\n")

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import context, operations
 from stairway.errors import ObjectMigrationError
 from stairway.objects.rewrite import rewrite_all
 from stairway.objects.store import ObjectStore
@@ -29,8 +29,8 @@ def people_site(tmp_path: Path, database_url: str) -> Path:
     """A people site at 1.0.0 whose code has just been upgraded to 2.0.0 (schema unchanged)."""
     site = tmp_path / "site.toml"
     site.write_text(f'[site]\ndatabase = "{database_url}"\ncatalog = "{CATALOG}"\n', "utf-8")
-    ctx = commands.open_context(site, None)
-    commands.init(ctx, "1.0.0")
+    ctx = context.open_context(site, None)
+    operations.init(ctx, "1.0.0")
     migrator.set_site_release(ctx.engine, ctx.catalog, "2.0.0")
     return site
 
@@ -58,7 +58,7 @@ def stored(engine: Engine, oid: str) -> tuple[dict[str, object], str]:
 
 
 def store_for(site: Path) -> ObjectStore:
-    return commands.object_store(commands.open_context(site, None))
+    return operations.object_store(context.open_context(site, None))
 
 
 def test_get_migrates_and_writes_back_once(people_site: Path) -> None:
@@ -128,12 +128,12 @@ def test_rate_caps_objects_per_second(people_site: Path) -> None:
 def test_a_missing_objects_table_is_a_clear_error(tmp_path: Path, database_url: str) -> None:
     site = tmp_path / "site.toml"
     site.write_text(f'[site]\ndatabase = "{database_url}"\ncatalog = "{CATALOG}"\n', "utf-8")
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         recorder.ensure_tables(conn)
     migrator.set_site_release(ctx.engine, ctx.catalog, "1.0.0")
     with pytest.raises(ObjectMigrationError, match="'objects' does not exist"):
-        commands.object_store(ctx)
+        operations.object_store(ctx)
 
 
 def count_updates(engine: Engine) -> None:

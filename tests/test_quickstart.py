@@ -64,12 +64,12 @@ def test_quickstart_refuses_a_directory_holding_a_demo(tmp_path: Path) -> None:
 
 
 def test_the_example_service_serves_its_api_and_refuses_in_maintenance(tmp_path: Path) -> None:
-    from stairway import commands, maintenance, service
+    from stairway import maintenance, operations, service
     from stairway.quickstart import open_demo, seed, write_site
 
     demo = write_site(tmp_path / "demo")
     ctx = open_demo(demo)
-    commands.init(ctx, "1.0.0")
+    operations.init(ctx, "1.0.0")
     seed(ctx, lambda _n: None)
     base = demo.health_url.removesuffix("/health")
 

@@ -13,7 +13,7 @@ import pytest
 
 from cli_runner import stairway
 from conftest import PG_ADMIN
-from stairway import commands
+from stairway import operations
 from stairway.database import dispose_all
 from stairway.quickstart import open_demo, seed, write_site
 from test_upgrade import build_site, fingerprint
@@ -34,7 +34,7 @@ def checksums(root: Path) -> dict[str, str]:
 def demo(tmp_path: Path) -> Path:
     site = write_site(tmp_path / "demo")
     ctx = open_demo(site)
-    commands.init(ctx, "1.0.0")
+    operations.init(ctx, "1.0.0")
     seed(ctx, lambda _n: None)
     dispose_all()
     return site.site_file

@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from cli_runner import stairway
 from example_sites import free_port
-from stairway import commands, releases
+from stairway import context, releases
 from stairway.database import dispose_all
 
 VERSIONS = {"1.0.0": 1, "1.1.0": 2, "2.0.0": 3}  # release: the highest change it needs
@@ -254,7 +254,7 @@ def test_a_vendors_three_releases_from_first_install_to_rollback(vendor: Path) -
         assert "answers as release 1.0.0" in ok("service", "start", "--site", site)
         assert _health(port) == "1.0.0"
         ok("migrate", "--to", "1.1.0", "--dry-run", "--site", site)  # read through 1.1.0's catalog
-        database = commands.open_context(vendor, None).engine
+        database = context.open_context(vendor, None).engine
         with database.begin() as conn:
             conn.execute(text("INSERT INTO tickets (title) VALUES ('printer on fire')"))
         dispose_all()
@@ -265,7 +265,7 @@ def test_a_vendors_three_releases_from_first_install_to_rollback(vendor: Path) -
         assert orjson.loads(ok("service", "status", "--json", "--site", site))["state"] == "serving"
         ok("rollback", "--yes", "--site", site)
         assert _health(port) == "1.0.0"
-        with commands.open_context(vendor, None).engine.connect() as conn:
+        with context.open_context(vendor, None).engine.connect() as conn:
             titles = conn.execute(text("SELECT title FROM tickets")).scalars().all()
         assert titles == ["printer on fire"]
     finally:

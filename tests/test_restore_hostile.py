@@ -24,7 +24,7 @@ import zstandard
 from sqlalchemy import inspect, text
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import context, operations
 from stairway.backup import archive, restore
 from stairway.backup.archive import MANIFEST
 from stairway.backup.links import restore_links
@@ -59,8 +59,8 @@ def make_site(root: Path, database_url: str) -> Path:
         f'backup_dir = "backups"\nconfig_files = ["etc/app.toml"]\n',
         "utf-8",
     )
-    ctx = commands.open_context(path, None)
-    commands.init(ctx, "1.0.0")
+    ctx = context.open_context(path, None)
+    operations.init(ctx, "1.0.0")
     with ctx.engine.begin() as conn:
         for n in range(50):
             document = orjson.dumps({"fullName": f"User {n}"}).decode()
@@ -68,7 +68,7 @@ def make_site(root: Path, database_url: str) -> Path:
                 text("INSERT INTO objects VALUES (:o, 'User', :d, '1.0.0')"),
                 {"o": f"u{n:04d}", "d": document},
             )
-    commands.backup(ctx)
+    operations.backup(ctx)
     dispose_all()
     return path
 
@@ -85,7 +85,7 @@ def any_site(tmp_path: Path, database_url: str) -> Path:
 
 def rows(site: Path) -> dict[str, str]:
     """A digest of every table's rows, the audit log included (a refused restore logs nothing)."""
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     found = {}
     with ctx.engine.connect() as conn:
         for table in sorted(inspect(conn).get_table_names()):
@@ -421,7 +421,7 @@ def test_the_ratio_ceiling_is_a_setting(site: Path, monkeypatch: pytest.MonkeyPa
     """A genuine archive over a lowered ceiling is refused, and says the ceiling."""
     # found before the ceiling is lowered: listing reads the manifest member, which the lowered
     # ceiling may already refuse, depending on how well the archive's first bytes compress
-    (backup,) = commands.backups(commands.open_context(site, None))
+    (backup,) = operations.backups(context.open_context(site, None))
     monkeypatch.setattr(archive, "MAX_RATIO", 1)
     monkeypatch.setattr(archive, "RATIO_FLOOR", 1000)
     said = refused(site, backup.id)
@@ -431,7 +431,7 @@ def test_the_ratio_ceiling_is_a_setting(site: Path, monkeypatch: pytest.MonkeyPa
 def test_a_restore_that_would_not_fit_the_disk_is_refused(
     site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (backup,) = commands.backups(commands.open_context(site, None))
+    (backup,) = operations.backups(context.open_context(site, None))
     real = shutil.disk_usage
 
     def tiny(path: str | os.PathLike[str]) -> Any:
@@ -489,9 +489,9 @@ def test_links_are_resolved_on_the_real_tree(
 def test_a_round_trip_restores_every_row_file_and_link(any_site: Path) -> None:
     home = any_site.parent
     (home / "data" / "here").symlink_to(".")  # a link to the tree itself stays inside it
-    taken = commands.backup(commands.open_context(any_site, None))
+    taken = operations.backup(context.open_context(any_site, None))
     before_rows, before_files = rows(any_site), tree(home / "data")
-    with commands.open_context(any_site, None).engine.begin() as conn:
+    with context.open_context(any_site, None).engine.begin() as conn:
         conn.execute(text("DELETE FROM objects"))
     dispose_all()
     (home / "data" / "keys" / "site.key").write_text("changed", "utf-8")
@@ -516,16 +516,16 @@ def test_config_files_go_where_site_toml_lists_them_now(site: Path) -> None:
         ),
         "utf-8",
     )
-    (backup,) = commands.backups(commands.open_context(site, None))
+    (backup,) = operations.backups(context.open_context(site, None))
     (home / "etc" / "app.toml").write_text("changed\n", "utf-8")
-    commands.restore(commands.open_context(site, None), backup.id)
+    operations.restore(context.open_context(site, None), backup.id)
     assert (home / "etc" / "app.toml").read_text("utf-8") == "[server]\nport = 8080\n"
     assert (home / "etc" / "other.toml").read_text("utf-8") == "other\n"
 
 
 def test_a_config_file_no_longer_listed_is_refused(site: Path) -> None:
     site.write_text(site.read_text("utf-8").replace('["etc/app.toml"]', "[]"), "utf-8")
-    (backup,) = commands.backups(commands.open_context(site, None))
+    (backup,) = operations.backups(context.open_context(site, None))
     said = refused(site, backup.id)
     assert "not one of this site's config_files" in said and "lists now (none)" in said
 
@@ -656,8 +656,8 @@ def test_a_backup_onto_a_full_tmpfs_is_a_clean_error(site: Path, small_disk: Pat
 
 def test_the_backup_library_refuses_overlapping_directories(site: Path, tmp_path: Path) -> None:
     """Callers that build a target without site.toml get the same rule."""
-    ctx = commands.open_context(site, None)
-    (backup,) = commands.backups(ctx)
+    ctx = context.open_context(site, None)
+    (backup,) = operations.backups(ctx)
     data = site.parent / "data"
     target = restore.RestoreTarget("people", ctx.engine, data, data / "backups")
     before = tree(tmp_path)
@@ -667,7 +667,7 @@ def test_the_backup_library_refuses_overlapping_directories(site: Path, tmp_path
 
 
 def test_a_backup_id_names_a_file_in_backup_dir_only(site: Path) -> None:
-    (backup,) = commands.backups(commands.open_context(site, None))
+    (backup,) = operations.backups(context.open_context(site, None))
     shutil.copy(backup.path, site.parent.parent / "outside" / backup.path.name)
     code, _, err = stairway("restore", f"../../outside/{backup.id}", "--yes", "--site", str(site))
     assert code == 2 and "no backup" in err

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from cli_runner import stairway
 from conftest import PG_ADMIN
-from stairway import audit, commands, rowdiff
+from stairway import audit, context, operations, rowdiff
 from stairway.database import dispose_all
 from stairway.errors import UpgradeError
 from stairway.journal import Journal
@@ -32,7 +32,7 @@ def site(tmp_path: Path, database_url: str) -> Path:
 
 def work_after_the_upgrade(site: Path) -> None:
     """What the new release's users did: rows, a file, an audit entry."""
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         conn.execute(text("INSERT INTO settings VALUES ('theme', 'dark'), ('lang', 'cs')"))
         conn.execute(text("UPDATE jobs SET name = 'hourly sync' WHERE id = 1"))
@@ -62,7 +62,7 @@ def test_rollback_of_a_finished_upgrade_lists_the_losses_and_needs_yes(site: Pat
         return False
 
     with pytest.raises(UpgradeError, match="not confirmed: nothing was changed"):
-        rollback(commands.open_context(site, None), decline)
+        rollback(context.open_context(site, None), decline)
     assert seen[0].audit_since == 2, "the library's caller is shown the same report"
     assert fingerprint(site) == upgraded and finished_upgrades(site) == ["finished"]
 
@@ -76,7 +76,7 @@ def test_rollback_of_a_finished_upgrade_lists_the_losses_and_needs_yes(site: Pat
     assert fingerprint(site) == before
     assert finished_upgrades(site) == ["rolled-back"]
 
-    with commands.open_context(site, None).engine.connect() as conn:
+    with context.open_context(site, None).engine.connect() as conn:
         logged = audit.entries(conn)
         assert audit.verify(conn) == []
     actions = [e.action for e in logged]
@@ -112,13 +112,13 @@ def quiet_site(tmp_path: Path, database_url: str) -> Path:
 
 
 def test_the_report_tells_rows_tables_and_files_apart(quiet_site: Path) -> None:
-    ctx = commands.open_context(quiet_site, None)
+    ctx = context.open_context(quiet_site, None)
     with ctx.engine.begin() as conn:
         conn.execute(text("CREATE TABLE tags (name TEXT, n INTEGER)"))  # no primary key
         conn.execute(text("INSERT INTO tags VALUES ('x', 1), ('y', 2), ('y', 2)"))
         conn.execute(text("CREATE TABLE old_notes (id INTEGER PRIMARY KEY, body TEXT)"))
         conn.execute(text("INSERT INTO old_notes VALUES (1, 'a'), (2, 'b')"))
-    taken = commands.backup(ctx)
+    taken = operations.backup(ctx)
     with ctx.engine.begin() as conn:
         # keys Python and a locale collation order differently: "B" < "a" < "b" in bytes
         for oid in ("B-upper", "a-lower"):
@@ -136,7 +136,7 @@ def test_the_report_tells_rows_tables_and_files_apart(quiet_site: Path) -> None:
     (data / "notes").mkdir()
     (data / "notes" / "new.txt").write_text("hello", "utf-8")
 
-    report = losses_since(commands.open_context(quiet_site, None), taken.id)
+    report = losses_since(context.open_context(quiet_site, None), taken.id)
     tables = {t.table: t for t in report.tables}
     assert set(tables) == {"objects", "old_notes", "fresh", "tags"}, report.describe()
     objects = tables["objects"]
@@ -169,14 +169,14 @@ def test_the_report_tells_rows_tables_and_files_apart(quiet_site: Path) -> None:
 def test_a_column_added_since_that_holds_values_is_named(quiet_site: Path) -> None:
     """Values in a column the backup does not have go with it (the upgrade's own display_name,
     or anything written into it since): the column is named with the rows holding a value."""
-    ctx = commands.open_context(quiet_site, None)
-    taken = commands.backup(ctx)
+    ctx = context.open_context(quiet_site, None)
+    taken = operations.backup(ctx)
     with ctx.engine.begin() as conn:
         conn.execute(text("ALTER TABLE jobs ADD COLUMN owner TEXT"))
         conn.execute(text("ALTER TABLE jobs ADD COLUMN note TEXT"))  # no value: nothing goes
         conn.execute(text("UPDATE jobs SET owner = 'ops' WHERE id = 1"))
     dispose_all()
-    report = losses_since(commands.open_context(quiet_site, None), taken.id)
+    report = losses_since(context.open_context(quiet_site, None), taken.id)
     tables = {t.table: t for t in report.tables}
     assert tables["jobs"].new_columns == (("owner", 1),), report.describe()
     assert "table jobs: column owner added since, 1 row holding a value (they go)" in (
@@ -187,13 +187,13 @@ def test_a_column_added_since_that_holds_values_is_named(quiet_site: Path) -> No
 def test_a_live_database_that_cannot_be_read_is_reported_not_refused(
     quiet_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    taken = commands.backup(commands.open_context(quiet_site, None))
+    taken = operations.backup(context.open_context(quiet_site, None))
 
     def unreadable(*_args: object) -> None:
         raise OperationalError("SELECT", {}, Exception("database disk image is malformed"))
 
     monkeypatch.setattr(rowdiff, "compare", unreadable)
-    report = losses_since(commands.open_context(quiet_site, None), taken.id)
+    report = losses_since(context.open_context(quiet_site, None), taken.id)
     assert report.tables == () and not report.nothing_lost
     assert "tables: not known, the live database could not be read (database disk image" in (
         "\n".join(report.describe())

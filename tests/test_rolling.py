@@ -19,7 +19,7 @@ from sqlalchemy import inspect
 
 from cli_runner import stairway
 from conftest import REDIS_URL
-from stairway import commands, maintenance, releases
+from stairway import context, maintenance, operations, releases
 from stairway.database import dispose_all
 from stairway.examples.identity_sync.cluster import NGINX, Cluster, Crowd, build_cluster
 from stairway.journal import Journal
@@ -56,10 +56,10 @@ def test_a_rolling_upgrade_behind_nginx_fails_no_request_and_keeps_every_session
     for port in rolling_site.ports:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health") as answer:
             assert orjson.loads(answer.read())["release"] == "2.1.0"
-    ctx = commands.open_context(rolling_site.site, None)
+    ctx = context.open_context(rolling_site.site, None)
     columns = {c["name"] for c in inspect(ctx.engine).get_columns("connectors")}
     assert "kind" in columns and "type" not in columns, "expand, then the deferred contract"
-    (last,) = Journal(commands.backup_dir(ctx)).history()[-1:]
+    (last,) = Journal(context.backup_dir(ctx)).history()[-1:]
     kinds = [s["kind"] for s in last.plan["steps"]]
     finished = {r.step: r.at for r in last.records if r.event == "done"}
     begun = {r.step: r.at for r in last.records if r.event == "begin"}
@@ -85,7 +85,7 @@ def test_a_path_that_needs_downtime_or_a_site_with_one_instance_is_refused(
     tmp_path: Path,
 ) -> None:
     demo = write_site(tmp_path / "demo")
-    commands.init(commands.open_context(demo.site_file, None), "1.0.0")
+    operations.init(context.open_context(demo.site_file, None), "1.0.0")
     dispose_all()
     code, _out, err = stairway(
         "upgrade", "--rolling", "--to", "2.0.0", "--site", str(demo.site_file)
@@ -103,8 +103,8 @@ def test_contract_changes_wait_for_connected_agents_of_an_older_release(tmp_path
     from stairway.fleet.tables import ensure_tables
 
     demo = write_site(tmp_path / "demo")
-    ctx = commands.open_context(demo.site_file, None)
-    commands.init(ctx, "2.0.0")
+    ctx = context.open_context(demo.site_file, None)
+    operations.init(ctx, "2.0.0")
     with ctx.engine.begin() as conn:
         ensure_tables(conn)
         store.enroll(conn, "relay-eu", None)
@@ -114,7 +114,7 @@ def test_contract_changes_wait_for_connected_agents_of_an_older_release(tmp_path
     assert stairway("migrate", "--to", "2.1.0", "--phase", "expand", "--site", site)[0] == 0
     code, _out, err = stairway("migrate", "--to", "2.1.0", "--phase", "contract", "--site", site)
     assert code != 0 and "waits for: agent relay-eu runs 2.0.0" in err
-    with commands.open_context(demo.site_file, None).engine.begin() as conn:
+    with context.open_context(demo.site_file, None).engine.begin() as conn:
         store.change(conn, "relay-eu", connected=False)
     dispose_all()
     code, _out, err = stairway("migrate", "--to", "2.1.0", "--phase", "contract", "--site", site)
@@ -136,10 +136,10 @@ def _serving(cluster: Cluster) -> list[str]:
 
 def _site_state(cluster: Cluster) -> tuple[str | None, bool, bool, set[str]]:
     """``current``, whether an upgrade is still journaled, maintenance, the connectors' columns."""
-    ctx = commands.open_context(cluster.site, None)
+    ctx = context.open_context(cluster.site, None)
     where = ctx.site.site.releases_dir
     assert where is not None
-    active = Journal(commands.backup_dir(ctx)).active() is not None
+    active = Journal(context.backup_dir(ctx)).active() is not None
     with ctx.engine.connect() as conn:
         on = maintenance.read(conn) is not None
     columns = {c["name"] for c in inspect(ctx.engine).get_columns("connectors")}

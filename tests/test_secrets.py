@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import audit, commands
+from stairway import audit, context, operations
 from stairway.database import dispose_all
 from stairway.errors import BackupError, SecretError
 from stairway.secrets import KeySource, SecretStore, rekey
@@ -42,7 +42,7 @@ def make_site(root: Path, database_url: str, key_file: str = "site.key") -> Path
         f'data_dir = "data"\nbackup_dir = "backups"\n\n[secrets]\nkey_file = "{key_file}"\n',
         "utf-8",
     )
-    commands.init(commands.open_context(path, None), "1.0.0")
+    operations.init(context.open_context(path, None), "1.0.0")
     code, _out, err = stairway("secrets", "init", "--site", str(path))
     assert code == 0, err
     return path
@@ -54,12 +54,12 @@ def site(tmp_path: Path, database_url: str) -> Path:
 
 
 def store_of(site: Path) -> SecretStore:
-    ctx = commands.open_context(site, None)
-    return SecretStore(ctx.engine, commands.secret_keys(ctx))
+    ctx = context.open_context(site, None)
+    return SecretStore(ctx.engine, context.secret_keys(ctx))
 
 
 def raw_rows(site: Path) -> list[tuple[str, str, bytes, bytes]]:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.connect() as conn:
         rows = conn.execute(text("SELECT name, key_id, data_key, value FROM stairway_secrets"))
         return [(r[0], r[1], bytes(r[2]), bytes(r[3])) for r in rows]
@@ -74,7 +74,7 @@ def test_round_trip_with_nothing_in_clear_in_the_database_or_the_audit_log(site:
     assert [n for n, _k, _u in store.names()] == ["ldap/password", "smtp/key"]
     for _name, _key, data_key, value in raw_rows(site):
         assert CLEAR.encode() not in value and CLEAR.encode() not in data_key
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.connect() as conn:
         logged = [entry for entry in audit.entries(conn) if entry.action == "secret.set"]
     assert {e.data["name"] for e in logged} == {"ldap/password", "smtp/key"}
@@ -108,7 +108,7 @@ def test_tampered_ciphertext_and_a_value_moved_to_another_name_are_refused(site:
     store = store_of(site)
     store.put("a", "first")
     store.put("b", "second")
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         query = text("SELECT value FROM stairway_secrets WHERE name='a'")
         value = bytes(conn.execute(query).one()[0])
@@ -155,8 +155,8 @@ def test_the_key_may_come_from_the_environment(
     store_of(site).put("a", CLEAR)
     assert store_of(site).get("a") == CLEAR.encode()
     with pytest.raises(SecretError, match="comes from the environment"):
-        ctx = commands.open_context(site, None)
-        rekey(ctx.engine, commands.secret_keys(ctx))
+        ctx = context.open_context(site, None)
+        rekey(ctx.engine, context.secret_keys(ctx))
 
 
 def test_rekey_in_another_process_under_concurrent_readers_loses_no_read(
@@ -296,8 +296,8 @@ def test_a_restore_after_a_rekey_points_at_the_retired_key(site: Path, tmp_path:
     store_of(site).put("a", CLEAR)
     code, _out, err = stairway("backup", "--site", str(site))
     assert code == 0, err
-    ctx = commands.open_context(site, None)
-    rekey(ctx.engine, commands.secret_keys(ctx))
+    ctx = context.open_context(site, None)
+    rekey(ctx.engine, context.secret_keys(ctx))
     (archive,) = (tmp_path / "backups").glob("*.tar.zst")
     code, _out, err = stairway(
         "restore", archive.name.removesuffix(".tar.zst"), "--yes", "--site", str(site)
@@ -310,7 +310,7 @@ def test_a_key_file_inside_the_data_directory_is_refused_for_backups(
 ) -> None:
     site = make_site(tmp_path, sqlite_database, key_file="data/site.key")
     with pytest.raises(BackupError, match="inside the data directory"):
-        commands.backup(commands.open_context(site, None))
+        operations.backup(context.open_context(site, None))
 
 
 def test_the_cli_takes_values_on_standard_input_and_never_prints_them_unasked(site: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cli_runner import stairway
-from stairway import commands, sitelock
+from stairway import context, operations, sitelock
 from stairway.database import dispose_all
 from stairway.errors import SiteBusy
 from stairway.journal import ACTIVE, HISTORY, read
@@ -97,8 +97,8 @@ def site(tmp_path: Path, database_url: str) -> Iterator[Path]:
         toml.write('\n[secrets]\nkey_file = "site.key"\n')
     code, _, err = stairway("secrets", "init", "--site", str(path))
     assert code == 0, err
-    ctx = commands.open_context(path, None)
-    SecretStore(ctx.engine, commands.secret_keys(ctx)).put("ldap/password", "s3cret")
+    ctx = context.open_context(path, None)
+    SecretStore(ctx.engine, context.secret_keys(ctx)).put("ldap/password", "s3cret")
     dispose_all()
     yield path
     stairway_stop(path)
@@ -129,7 +129,7 @@ def test_upgrade_beside_upgrade_resume(site: Path) -> None:
 
 
 def test_upgrade_beside_restore(site: Path) -> None:
-    backup = commands.backup(commands.open_context(site, None)).id
+    backup = operations.backup(context.open_context(site, None)).id
     dispose_all()
     first = hold(site, "upgrade", "--to", TARGET)
     refused_by(run(site, "restore", backup, "--yes"), first, "upgrade", "--to", TARGET)
@@ -140,10 +140,10 @@ def test_upgrade_beside_restore(site: Path) -> None:
 
 
 def test_restore_beside_import(site: Path, tmp_path: Path) -> None:
-    ctx = commands.open_context(site, None)
-    backup = commands.backup(ctx).id
+    ctx = context.open_context(site, None)
+    backup = operations.backup(ctx).id
     export = tmp_path / "site.export.zst"
-    commands.export(ctx, export, 100)
+    operations.export(ctx, export, 100)
     dispose_all()
     first = hold(site, "restore", backup, "--yes")
     refused_by(run(site, "import", str(export)), first, "restore", backup, "--yes")
@@ -191,7 +191,7 @@ def test_background_run_beside_upgrade(site: Path) -> None:
 
 def test_the_shards_of_one_import_share_the_lock(site: Path, tmp_path: Path) -> None:
     export = tmp_path / "site.export.zst"
-    commands.export(commands.open_context(site, None), export, 20)
+    operations.export(context.open_context(site, None), export, 20)
     dispose_all()
     first = hold(site, "import", str(export), "--shard", "1/2")
     try:
@@ -310,7 +310,7 @@ def test_two_site_files_naming_one_database_collide(site: Path) -> None:
 
 
 def test_the_lock_is_reentrant_within_a_process_and_across_its_threads(site: Path) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     seen: list[bool] = []
     with site_lock(ctx, command="outer"):
         with site_lock(ctx):
@@ -326,14 +326,14 @@ def test_the_lock_is_reentrant_within_a_process_and_across_its_threads(site: Pat
     dispose_all()
 
 
-def _locks_again(ctx: commands.Context) -> bool:
+def _locks_again(ctx: context.Context) -> bool:
     with site_lock(ctx):
         return is_held(ctx)
 
 
 def test_a_refused_command_holds_nothing_afterwards(site: Path) -> None:
     first = hold(site, "migrate")
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     try:
         with pytest.raises(SiteBusy) as caught, site_lock(ctx):
             pass
@@ -358,7 +358,7 @@ def test_a_site_without_backup_dir_locks_beside_its_database_or_site_file(
     bare = site.with_name("bare.toml")
     lines = site.read_text(encoding="utf-8").splitlines()
     bare.write_text("\n".join(x for x in lines if not x.startswith("backup_dir")) + "\n", "utf-8")
-    ctx = commands.open_context(bare, None)
+    ctx = context.open_context(bare, None)
     files = sitelock.lock_files(ctx.site, ctx.engine)
     if database_url.startswith("sqlite"):
         database = Path(database_url.removeprefix("sqlite:///")).resolve()

@@ -15,7 +15,7 @@ import typer
 from sqlalchemy import inspect, text
 
 from cli_runner import stairway
-from stairway import audit, commands
+from stairway import audit, context, operations
 from stairway.cli import app
 from stairway.database import dispose_all
 from test_upgrade import build_site, stairway_stop
@@ -71,7 +71,7 @@ def test_every_command_that_takes_a_target_is_tried_here() -> None:
 def test_an_unknown_target_release_is_an_error_naming_the_known_ones(
     site_file: Path, words: tuple[str, ...]
 ) -> None:
-    commands.init(commands.open_context(site_file, None), "1.0.0")
+    operations.init(context.open_context(site_file, None), "1.0.0")
     code, out, err = stairway(*words, "--to", "9.9.9", "--site", str(site_file))
     assert code == 2, out + err
     assert "no release 9.9.9" in err and "1.0.0, 1.0.4, 1.1.0, 2.0.0, 2.1.0" in err
@@ -83,7 +83,7 @@ def test_an_unknown_target_release_is_an_error_naming_the_known_ones(
 def test_an_unknown_starting_release_is_an_error_too(
     site_file: Path, words: tuple[str, ...]
 ) -> None:
-    commands.init(commands.open_context(site_file, None), "1.0.0")
+    operations.init(context.open_context(site_file, None), "1.0.0")
     code, _, err = stairway(*words, "--from", "0.9", "--site", str(site_file))
     assert code == 2 and "no release 0.9" in err and "--from" in err
 
@@ -98,7 +98,7 @@ def people_site(tmp_path: Path, database_url: str) -> Iterator[Path]:
 def test_a_delta_an_operator_changed_is_shown_by_verify_and_the_upgrade_exits_3(
     people_site: Path,
 ) -> None:
-    ctx = commands.open_context(people_site, None)
+    ctx = context.open_context(people_site, None)
     with ctx.engine.begin() as conn:
         conn.execute(
             text(
@@ -137,7 +137,7 @@ def test_a_delta_an_operator_changed_is_shown_by_verify_and_the_upgrade_exits_3(
     assert "delta policy-password-2.0: " in said
     assert "minLength is 10, the release shipped 8" in said
     assert skip in said
-    assert str(commands.current_version(commands.open_context(people_site, None))) == "3.0.0"
+    assert str(context.current_version(context.open_context(people_site, None))) == "3.0.0"
     dispose_all()
     code, _, err = stairway("deltas", "apply", "--site", site)
     assert code == 3 and skip in " ".join(err.split()), "deltas apply names the id to skip"
@@ -171,7 +171,7 @@ def test_every_command_takes_json_but_those_the_readme_names() -> None:
 
 
 def test_notes_audit_verify_and_deltas_skip_speak_json(site_file: Path) -> None:
-    commands.init(commands.open_context(site_file, None), "1.0.0")
+    operations.init(context.open_context(site_file, None), "1.0.0")
     code, out, err = stairway("notes", "--to", "2.0.0", "--site", str(site_file), "--json")
     assert code == 0, err
     notes = orjson.loads(out)
@@ -184,7 +184,7 @@ def test_notes_audit_verify_and_deltas_skip_speak_json(site_file: Path) -> None:
 
 
 def test_export_and_export_verify_count_the_same_chunks(tmp_path: Path, people_site: Path) -> None:
-    ctx = commands.open_context(people_site, None)
+    ctx = context.open_context(people_site, None)
     with ctx.engine.begin() as conn:
         audit.append(conn, "test.entry", {"n": 1})
     dispose_all()
@@ -211,7 +211,7 @@ def test_an_estimate_with_steps_without_a_basis_does_not_pretend_a_total(
     site_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at_80_columns(monkeypatch)
-    commands.init(commands.open_context(site_file, None), "1.0.0")
+    operations.init(context.open_context(site_file, None), "1.0.0")
     code, out, err = stairway("plan", "--estimate", "--to", "2.0.0", "--site", str(site_file))
     assert code == 0, err
     assert any("0004_backfill_email " in line for line in lines_at_most_80(out))
@@ -266,7 +266,7 @@ def test_status_keeps_change_labels_whole_and_strict_exits_3_on_drift(
     site_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at_80_columns(monkeypatch)
-    commands.init(commands.open_context(site_file, None), "1.0.0")
+    operations.init(context.open_context(site_file, None), "1.0.0")
     code, _, err = stairway("status", "--strict", "--site", str(site_file))
     assert code == 0, err
     schema = site_file.parent / "catalog" / "schema"  # the fixture's private copy
@@ -289,14 +289,14 @@ def test_init_at_an_unknown_release_names_the_known_ones(site_file: Path) -> Non
 
 
 def test_verify_judges_deltas_without_creating_their_log(people_site: Path) -> None:
-    ctx = commands.open_context(people_site, None)
+    ctx = context.open_context(people_site, None)
     with ctx.engine.begin() as conn:
         conn.execute(text("DROP TABLE stairway_deltas"))
     dispose_all()
     code, out, err = stairway("verify", "--to", "3.0.0", "--site", str(people_site), "--json")
     assert code == 0, err
     assert orjson.loads(out)["needs_operator"] == []
-    ctx = commands.open_context(people_site, None)
+    ctx = context.open_context(people_site, None)
     with ctx.engine.connect() as conn:
         assert not inspect(conn).has_table("stairway_deltas"), "verify only reads"
     dispose_all()

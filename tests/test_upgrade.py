@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import audit, commands
+from stairway import audit, context, operations
 from stairway.database import dispose_all
 from stairway.journal import ACTIVE
 
@@ -58,8 +58,8 @@ def build_site(root: Path, database_url: str, *, service: bool = True) -> Path:
         + service_table,
         "utf-8",
     )
-    ctx = commands.open_context(site, None)
-    commands.init(ctx, "1.0.0")
+    ctx = context.open_context(site, None)
+    operations.init(ctx, "1.0.0")
     with ctx.engine.begin() as conn:
         for n in range(200):
             user = {"fullName": f"User {n}", "address": {"city": "Brno"}, "legacyFlags": [n]}
@@ -77,13 +77,13 @@ def build_site(root: Path, database_url: str, *, service: bool = True) -> Path:
 
 def fingerprint(site: Path) -> dict[str, str]:
     """The product's own tables and files: what an upgrade must keep or change, nothing else."""
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     found = {}
     with ctx.engine.connect() as conn:
         for table in PRODUCT_TABLES:
             rows = sorted(repr(tuple(r)) for r in conn.execute(text(f"SELECT * FROM {table}")))
             found[table] = hashlib.sha256("\n".join(rows).encode()).hexdigest()
-        found["release"] = str(commands.current_version(ctx))
+        found["release"] = str(context.current_version(ctx))
     dispose_all()
     for folder in ("data", "etc"):
         for path in sorted((site.parent / folder).iterdir()):
@@ -115,8 +115,8 @@ def test_upgrade_walks_the_path_and_a_second_run_is_a_no_op(site: Path) -> None:
     assert report["steps"][-3]["passed"] == ["sync run history is queryable"]
     assert steps.index("schema 2.0.0 -> 3.0.0") > steps.index("config-files 1.0.0 -> 2.0.0")
 
-    ctx = commands.open_context(site, None)
-    assert str(commands.current_version(ctx)) == "3.0.0"
+    ctx = context.open_context(site, None)
+    assert str(context.current_version(ctx)) == "3.0.0"
     with ctx.engine.connect() as conn:
         user = orjson.loads(
             conn.execute(text("SELECT data FROM objects WHERE oid = 'user-0007'")).scalar_one()
@@ -220,7 +220,7 @@ def test_a_failing_smoke_check_rolls_back(site: Path, smoke: str) -> None:
 
 
 def test_a_blocking_finding_stops_the_upgrade_before_anything_is_touched(site: Path) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
         conn.execute(text("UPDATE settings SET value = 'REQUIRED'"))
     dispose_all()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from cli_runner import stairway
-from stairway import commands
+from stairway import context, operations
 from stairway.verify import Finding, Report, verify
 
 CATALOG = Path(__file__).parent / "catalogs" / "people"
@@ -33,8 +33,8 @@ def site(tmp_path: Path, database_url: str, catalog: Path) -> Path:
         f'backup_dir = "{backups}"\ndata_dir = "{tmp_path / "data"}"\n',
         "utf-8",
     )
-    ctx = commands.open_context(path, None)
-    commands.init(ctx, "1.0.0")
+    ctx = context.open_context(path, None)
+    operations.init(ctx, "1.0.0")
     execute(
         ctx.engine,
         "INSERT INTO settings VALUES ('first_broker_login.review_profile', 'ALTERNATIVE')",
@@ -48,7 +48,7 @@ def execute(engine: Engine, sql: str, **params: object) -> None:
 
 
 def add_object(site: Path, oid: str, type_: str, document: dict[str, object]) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     execute(
         ctx.engine,
         "INSERT INTO objects (oid, type, data, written_by) VALUES (:oid, :type, :data, '1.0.0')",
@@ -59,7 +59,7 @@ def add_object(site: Path, oid: str, type_: str, document: dict[str, object]) ->
 
 
 def report(site: Path, to: str = "3.0.0") -> Report:
-    return verify(commands.open_context(site, None), to)
+    return verify(context.open_context(site, None), to)
 
 
 def only(found: Report, topic: str, severity: str | None = None) -> list[Finding]:
@@ -116,7 +116,7 @@ def test_a_plugin_type_the_target_no_longer_provides_blocks(site: Path) -> None:
 
 
 def test_a_declared_data_condition_blocks_when_unmet(site: Path) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     execute(ctx.engine, "UPDATE settings SET value = 'REQUIRED'")
     check = only(report(site), "checks")
     assert len(check) == 1 and check[0].blocking
@@ -125,7 +125,7 @@ def test_a_declared_data_condition_blocks_when_unmet(site: Path) -> None:
 
 
 def test_running_jobs_are_listed(site: Path) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     execute(
         ctx.engine, "INSERT INTO jobs VALUES (4, 'nightly ldap', 'running'), (5, 'csv', 'done')"
     )
@@ -144,7 +144,7 @@ def test_too_little_disk_for_the_backup_blocks(site: Path, tmp_path: Path) -> No
 
 
 def test_a_database_newer_than_the_catalog_blocks(site: Path) -> None:
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     execute(
         ctx.engine,
         "INSERT INTO stairway_changes VALUES (9, 'future', 'x', 'sha256-lf-rstrip', 'expand',"
@@ -172,7 +172,7 @@ def test_cli_exits_2_and_prints_the_table_when_blocked(site: Path) -> None:
 def test_verify_writes_nothing(site: Path) -> None:
     add_object(site, "u1", "User", {"fullName": "Ada"})
     report(site)
-    ctx = commands.open_context(site, None)
+    ctx = context.open_context(site, None)
     with ctx.engine.connect() as conn:
         data, written_by = conn.execute(text("SELECT data, written_by FROM objects")).one()
     assert orjson.loads(data) == {"fullName": "Ada"} and written_by == "1.0.0"

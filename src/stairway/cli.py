@@ -13,7 +13,8 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress
 
-from stairway import commands, disk, views
+from stairway import context as site_context
+from stairway import disk, operations, views
 from stairway.errors import (
     AuditBroken,
     ExitCode,
@@ -41,6 +42,7 @@ from stairway.options import (
     out,
 )
 from stairway.schema.change import Change, Phase
+from stairway.steps import Step
 
 app = typer.Typer(
     help="Safe, boring upgrades of self-hosted services: plan, migrate, verify, roll back.",
@@ -74,8 +76,8 @@ def init(
     installed = install_first(load_site(site).site, version)
     if installed is not None and not json:
         out.print(f"release {version} verified, installed in {installed} and made current")
-    ctx = commands.open_context(site, catalog, version)
-    done = commands.init(ctx, version, progress=quiet if json else announce)
+    ctx = site_context.open_context(site, catalog, version)
+    done = operations.init(ctx, version, progress=quiet if json else announce)
     if json:
         emit_json({"release": version, "applied": views.applied_json(done)})
         return
@@ -96,8 +98,8 @@ def status(
     exit 0 whatever they are, unless --strict."""
     from stairway import background
 
-    ctx = commands.open_context(site, catalog)
-    report = commands.status(ctx)
+    ctx = site_context.open_context(site, catalog)
+    report = operations.status(ctx)
     running = background.jobs(ctx.engine)
     if json:
         jobs = [
@@ -150,12 +152,12 @@ def plan(
 ) -> None:
     """The path through required stops, each step's changes and phases, and rolling safety;
     with --estimate, each step's lock and predicted time, and exit 3 when a limit is broken."""
-    ctx = commands.open_context(site, catalog, to)
+    ctx = site_context.open_context(site, catalog, to)
     if estimate:
         limits = _limits(window, probe, transaction_limit, lock_limit)
         _estimate(ctx, to, limits, recalibrate, json)
         return
-    value = commands.plan(ctx, to)
+    value = operations.plan(ctx, to)
     if json:
         emit_json(views.plan_json(value, ctx.catalog.warnings))
     else:
@@ -183,7 +185,9 @@ def _limits(*given: str | None) -> Any:
     return Limits(*values)
 
 
-def _estimate(ctx: commands.Context, to: str | None, limits: Any, again: bool, json: bool) -> None:
+def _estimate(
+    ctx: site_context.Context, to: str | None, limits: Any, again: bool, json: bool
+) -> None:
     from stairway.estimate import estimate_upgrade
     from stairway.estimate.views import estimate_json, estimate_summary, estimate_table
 
@@ -222,26 +226,26 @@ def migrate(
     json: JsonOpt = False,
 ) -> None:
     """Only the schema: apply pending changes (or, with --down-to, revert declared ones)."""
-    ctx = commands.open_context(site, catalog, to)
+    ctx = site_context.open_context(site, catalog, to)
     progress = quiet if json else announce
     if down_to is not None:
-        done = commands.downgrade(ctx, down_to, allow_data_loss, progress)
+        done = operations.downgrade(ctx, down_to, allow_data_loss, progress)
         _report_applied(done, json, "reverted")
         return
-    request = commands.MigrateRequest(to=to, only=phase, lock_timeout=lock_timeout)
+    request = operations.MigrateRequest(to=to, only=phase, lock_timeout=lock_timeout)
     if dry_run:
-        pending = commands.pending_changes(ctx, request)
+        pending = operations.pending_changes(ctx, request)
         if json:
             emit_json(
                 {
                     "pending": [views.change_json(c) for c in pending],
-                    "sql": commands.render_sql(pending),
+                    "sql": operations.render_sql(pending),
                 }
             )
         else:
-            out.print(commands.render_sql(pending) or "-- nothing to apply", highlight=False)
+            out.print(operations.render_sql(pending) or "-- nothing to apply", highlight=False)
         return
-    _report_applied(commands.migrate(ctx, request, progress), json, "applied")
+    _report_applied(operations.migrate(ctx, request, progress), json, "applied")
 
 
 def _report_applied(done: list[Any], json: bool, verb: str) -> None:
@@ -267,7 +271,7 @@ def baseline(
     json: JsonOpt = False,
 ) -> None:
     """Adopt an existing database: record changes 1..N as present without running them."""
-    done = commands.baseline(commands.open_context(site, catalog), at, version, force)
+    done = operations.baseline(site_context.open_context(site, catalog), at, version, force)
     if json:
         emit_json({"baseline": done})
     else:
@@ -277,7 +281,7 @@ def baseline(
 @app.command()
 def repair(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Accept the current text of drifted changes after checking the database matches them."""
-    fixed = commands.repair(commands.open_context(site, catalog))
+    fixed = operations.repair(site_context.open_context(site, catalog))
     if json:
         emit_json({"repaired": fixed})
     else:
@@ -301,16 +305,16 @@ def quickstart(
     ctx = demo.open_demo(site)
     out.rule("[bold]Stairway quickstart: identity-sync on SQLite")
     out.print(f"site: {site.site_file}")
-    commands.init(ctx, "1.0.0", progress=announce)
+    operations.init(ctx, "1.0.0", progress=announce)
     _seed(ctx, demo)
     service.run_command(ctx.site.service, "start")
     service.wait_healthy(ctx.site.service)
     out.print(f"identity-sync 1.0.0 serves: {_health(site.health_url)}")
-    out.print(views.plan_table(commands.plan(ctx, "2.0.0"), ctx.catalog.warnings))
+    out.print(views.plan_table(operations.plan(ctx, "2.0.0"), ctx.catalog.warnings))
     out.print(views.verify_table(checks.verify(ctx, "2.0.0")))
     out.rule("[bold]stairway upgrade --to 2.0.0")
 
-    def step(index: int, total: int, what: upgrading.Step) -> None:
+    def step(index: int, total: int, what: Step) -> None:
         out.print(f"  [{index + 1}/{total}] {what.describe()}")
 
     try:
@@ -320,7 +324,7 @@ def quickstart(
         out.print(f"identity-sync 2.0.0 serves: {_health(site.health_url)}")
         credential = _health(site.health_url.replace("/health", "/connectors/1/credential"))
         out.print(f"the LDAP connector's sealed bind password after the upgrade: {credential}")
-        out.print(views.status_table(commands.status(ctx)))
+        out.print(views.status_table(operations.status(ctx)))
         out.print(
             f"[green]done:[/green] {demo.migrated_users(ctx):,} users carry their new display "
             f"name; the journal and the backup are in {target / 'backups'}"
@@ -349,7 +353,7 @@ def verify(
     the deltas and config items the upgrade will leave for an operator, with what to run."""
     from stairway import verify as checks
 
-    ctx = commands.open_context(site, catalog, to)
+    ctx = site_context.open_context(site, catalog, to)
     report = checks.verify(ctx, to)
     if report_file:
         from stairway.report.documents import predicted, verify_document
@@ -392,9 +396,9 @@ def objects_rewrite(
     json: JsonOpt = False,
 ) -> None:
     """Write every stale object back in its migrated form; resumes after a kill."""
-    ctx = commands.open_context(site, catalog)
+    ctx = site_context.open_context(site, catalog)
     if json:
-        report = commands.rewrite_objects(ctx, batch, rate)
+        report = operations.rewrite_objects(ctx, batch, rate)
         emit_json(dataclasses.asdict(report))
         return
     with Progress(*Progress.get_default_columns(), console=out) as bar:
@@ -403,7 +407,7 @@ def objects_rewrite(
         def advance(point: Checkpoint, total: int) -> None:
             bar.update(task, completed=point.scanned, total=total)
 
-        report = commands.rewrite_objects(ctx, batch, rate, advance)
+        report = operations.rewrite_objects(ctx, batch, rate, advance)
     out.print(f"[green]done:[/green] {report.describe()}")
 
 
@@ -415,8 +419,8 @@ def objects_show(
     json: JsonOpt = False,
 ) -> None:
     """One object as the site's release reads it, and the migrations that applied (read-only)."""
-    store = commands.object_store(commands.open_context(site, catalog))
-    found = commands.peek_object(store, oid)
+    store = operations.object_store(site_context.open_context(site, catalog))
+    found = operations.peek_object(store, oid)
     if json:
         emit_json(views.object_json(found))
         return
@@ -444,10 +448,10 @@ def upgrade_command(
     from stairway.handwork import left_for_operator
     from stairway.report import StepClock
 
-    ctx = commands.open_context(site, catalog, to or (_interrupted(site) if resume else None))
+    ctx = site_context.open_context(site, catalog, to or (_interrupted(site) if resume else None))
     clock = StepClock()
 
-    def announce_step(index: int, total: int, step: upgrading.Step) -> None:
+    def announce_step(index: int, total: int, step: Step) -> None:
         clock(index, total, step)
         if not json:
             out.print(f"  [{index + 1}/{total}] {step.describe()}")
@@ -478,7 +482,7 @@ def _interrupted(site: Path | None) -> str | None:
 
 
 def _upgrade_reported(
-    ctx: commands.Context,
+    ctx: site_context.Context,
     to: str | None,
     resume: bool,
     announce: Any,
@@ -492,7 +496,7 @@ def _upgrade_reported(
     from stairway.report.documents import predicted, upgrade_document
     from stairway.verify import verify as check
 
-    plan = commands.plan(ctx, to)
+    plan = operations.plan(ctx, to)
     estimate = predicted(ctx, to)
     findings = check(ctx, to) if not resume else None  # as the upgrade's own verify sees it
     try:
@@ -530,15 +534,14 @@ def rehearse_command(
     json: JsonOpt = False,
 ) -> None:
     """The whole upgrade on a scratch copy restored from the latest backup; nothing live moves."""
-    from stairway import upgrade as upgrading
     from stairway.rehearse import rehearse
     from stairway.report.documents import predicted, rehearsal_document
 
-    ctx = commands.open_context(site, catalog, to)
-    plan = commands.plan(ctx, to)
+    ctx = site_context.open_context(site, catalog, to)
+    plan = operations.plan(ctx, to)
     estimate = predicted(ctx, to)
 
-    def announce_step(index: int, total: int, step: upgrading.Step) -> None:
+    def announce_step(index: int, total: int, step: Step) -> None:
         if not json:
             out.print(f"  [{index + 1}/{total}] {step.describe()}")
 
@@ -585,7 +588,7 @@ def rollback_command(
     from stairway import upgrade as upgrading
     from stairway.losses import LossReport
 
-    ctx = commands.open_context(site, catalog, _interrupted(site))
+    ctx = site_context.open_context(site, catalog, _interrupted(site))
     shown: list[LossReport] = []
 
     def confirm(report: LossReport) -> bool:
@@ -609,7 +612,7 @@ def rollback_command(
 @app.command("backup")
 def backup_command(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Snapshot the database, data directory and config files into one checked archive."""
-    taken = commands.backup(commands.open_context(site, catalog))
+    taken = operations.backup(site_context.open_context(site, catalog))
     if json:
         emit_json(views.backup_json(taken))
         return
@@ -625,7 +628,7 @@ def backups_command(
     site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False
 ) -> None:
     """The backups in the site's backup_dir, oldest first."""
-    found = commands.backups(commands.open_context(site, catalog))
+    found = operations.backups(site_context.open_context(site, catalog))
     if json:
         emit_json([views.backup_json(b) for b in found])
         return
@@ -642,7 +645,7 @@ def restore_command(
 ) -> None:
     """Put the site back as a backup holds it: every checksum checked first, then the product
     stopped and shown down, the parts swapped, the release restarted and its health checked."""
-    ctx = commands.open_context(site, catalog)
+    ctx = site_context.open_context(site, catalog)
     if not yes and not _confirm(
         f"replace the database, data directory and config files of this "
         f"site with backup {backup_id}?"
@@ -668,7 +671,7 @@ def restore_command(
     )
 
 
-def _warn_of_restore(ctx: commands.Context) -> None:
+def _warn_of_restore(ctx: site_context.Context) -> None:
     """The restore's entry warns when the audit entries since the backup were not all kept."""
     from stairway.audit_carry import restore_warning
 
@@ -701,7 +704,7 @@ def notes(
 ) -> None:
     """Markdown release notes from the catalog's descriptions of everything in between
     (with --json: {"markdown", "written"})."""
-    text = commands.notes(site, catalog, since, to)
+    text = operations.notes(site, catalog, since, to)
     if output is not None:
         write_atomic(output, text.encode("utf-8"))
     if json:
@@ -730,7 +733,9 @@ def config_migrate(
     json: JsonOpt = False,
 ) -> None:
     """Apply the catalog's config-file migrations; keeps each original as NAME.before-VERSION."""
-    result = commands.migrate_config(commands.open_context(site, catalog, to), to, since, dry_run)
+    result = operations.migrate_config(
+        site_context.open_context(site, catalog, to), to, since, dry_run
+    )
     if json:
         emit_json(views.config_json(result))
     else:
@@ -744,7 +749,7 @@ def config_migrate(
         )
 
 
-def _show_config(result: commands.ConfigResult, dry_run: bool) -> None:
+def _show_config(result: operations.ConfigResult, dry_run: bool) -> None:
     if not result.run.outcomes:
         out.print("no config-file migrations apply to this site's files")
         return
@@ -771,7 +776,7 @@ def deltas_apply(
     json: JsonOpt = False,
 ) -> None:
     """Apply the deltas of every release up to the site's; exit 3 when some are reported."""
-    report = commands.apply_deltas(commands.open_context(site, catalog), dry_run)
+    report = operations.apply_deltas(site_context.open_context(site, catalog), dry_run)
     if json:
         emit_json(views.deltas_json(report))
     else:
@@ -796,7 +801,7 @@ def deltas_skip(
     json: JsonOpt = False,
 ) -> None:
     """Keep your own version of what a reported delta changes; it is not tried again."""
-    found = commands.skip_delta(commands.open_context(site, catalog), delta_id, reason)
+    found = operations.skip_delta(site_context.open_context(site, catalog), delta_id, reason)
     if json:
         emit_json({"skipped": found.id, "reason": reason})
         return
@@ -830,13 +835,13 @@ def export_command(
     if out_file is None:
         raise UsageRefused("no export file given", hint="pass --out FILE (e.g. site.export.zst)")
     part = Shard.parse(shard) if shard else WHOLE
-    ctx = commands.open_context(site, catalog)
+    ctx = site_context.open_context(site, catalog)
     if json:
-        report = commands.export(ctx, out_file, chunk, None, workers, part)
+        report = operations.export(ctx, out_file, chunk, None, workers, part)
         emit_json({**dataclasses.asdict(report), "path": str(report.path)})
         return
     with meter(out, "exporting objects") as update:
-        report = commands.export(ctx, out_file, chunk, update, workers, part)
+        report = operations.export(ctx, out_file, chunk, update, workers, part)
     resumed = f", resumed after {report.resumed_at:,}" if report.resumed_at else ""
     held = views.export_contents(report.objects, report.audit_entries, report.chunks)
     out.print(f"[green]exported[/green] {held} to {report.path}{resumed}")
@@ -894,13 +899,13 @@ def import_command(
     from stairway.transfer.shards import WHOLE, Shard
 
     part = Shard.parse(shard) if shard else WHOLE
-    ctx = commands.open_context(site, catalog)
+    ctx = site_context.open_context(site, catalog)
     if json:
-        report = commands.import_file(ctx, export_file, max_errors, None, workers, part)
+        report = operations.import_file(ctx, export_file, max_errors, None, workers, part)
         emit_json({**dataclasses.asdict(report), "counts": report.counts})
     else:
         with meter(out, "importing objects") as update:
-            report = commands.import_file(ctx, export_file, max_errors, update, workers, part)
+            report = operations.import_file(ctx, export_file, max_errors, update, workers, part)
         out.print(views.import_table(report))
         out.print(views.import_summary(report, part))
     if report.problems or report.rejected:
@@ -919,7 +924,7 @@ def audit_show(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt =
     """Every audit entry, oldest first; those carried over by a restore say where from."""
     from stairway import audit, audit_carry
 
-    ctx = commands.open_context(site, catalog)
+    ctx = site_context.open_context(site, catalog)
     with ctx.engine.begin() as conn:
         found = audit.entries(conn)
     if json:
@@ -938,7 +943,7 @@ def audit_verify(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt
     """Check the chain: an entry changed or removed after it was written is named; exit 2."""
     from stairway import audit
 
-    ctx = commands.open_context(site, catalog)
+    ctx = site_context.open_context(site, catalog)
     with ctx.engine.begin() as conn:
         audit.ensure_table(conn)
         problems = audit.verify(conn)
@@ -1095,13 +1100,13 @@ def background_run(
     """Run queued background migrations until they finish; safe to stop and run again."""
     from stairway import background
 
-    ctx = commands.open_context(site, catalog)
+    ctx = site_context.open_context(site, catalog)
 
     def say(job: background.Job) -> None:
         if not json and (job.batches % 100 == 0 or job.state == "done"):
             out.print(job.describe(), highlight=False)
 
-    found = commands.run_background(ctx, background.Throttle(probe_ms, pause), max_seconds, say)
+    found = operations.run_background(ctx, background.Throttle(probe_ms, pause), max_seconds, say)
     if json:
         emit_json([_job_json(j) for j in found])
         return
@@ -1118,7 +1123,7 @@ def background_status(
     """Each background migration: state, % done, ETA, batches, times throttled."""
     from stairway import background
 
-    found = background.jobs(commands.open_context(site, catalog).engine)
+    found = background.jobs(site_context.open_context(site, catalog).engine)
     if json:
         emit_json([_job_json(j) for j in found])
         return
@@ -1138,7 +1143,7 @@ def background_pause(
     """Pause a background migration after its current batch."""
     from stairway import background
 
-    job = background.set_paused(commands.open_context(site, catalog).engine, number, True)
+    job = background.set_paused(site_context.open_context(site, catalog).engine, number, True)
     _say_job(job, json)
 
 
@@ -1152,7 +1157,7 @@ def background_resume(
     """Let a paused background migration run again (with `background run`)."""
     from stairway import background
 
-    job = background.set_paused(commands.open_context(site, catalog).engine, number, False)
+    job = background.set_paused(site_context.open_context(site, catalog).engine, number, False)
     _say_job(job, json)
 
 
@@ -1184,8 +1189,8 @@ def licence_check(
     from stairway.targets import named_release
     from stairway.verify import licence_findings
 
-    ctx = commands.open_context(site, catalog, to)
-    version = named_release(ctx.catalog, to).version if to else commands.current_version(ctx)
+    ctx = site_context.open_context(site, catalog, to)
+    version = named_release(ctx.catalog, to).version if to else site_context.current_version(ctx)
     found = licence_findings(ctx, version)
     if json:
         emit_json({"version": str(version), "findings": [dataclasses.asdict(f) for f in found]})
@@ -1271,7 +1276,7 @@ def _authoring_commands() -> None:
 _authoring_commands()
 
 
-def _seed(ctx: commands.Context, demo: Any) -> None:
+def _seed(ctx: site_context.Context, demo: Any) -> None:
     with Progress(*Progress.get_default_columns(), console=out) as bar:
         task = bar.add_task("demo users", total=demo.DEMO_USERS)
         demo.seed(ctx, lambda n: bar.advance(task, n))

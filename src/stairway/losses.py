@@ -29,7 +29,7 @@ from stairway.backup.database import POSTGRES_MEMBER, SQLITE_MEMBER
 from stairway.backup.manifest import MemberModel, parse_manifest
 from stairway.backup.scratch import opened_copy
 from stairway.backup.snapshot import exclusive
-from stairway.commands import Context, backup_dir
+from stairway.context import Context, backup_dir
 from stairway.errors import BackupError
 from stairway.rowdiff import TableChange
 

@@ -21,7 +21,7 @@ from secrets import token_urlsafe
 import orjson
 from sqlalchemy import Connection, column, func, insert, select, table, text
 
-from stairway import commands, releases
+from stairway import context, releases
 from stairway.catalog import load_catalog
 from stairway.database import engine_for
 from stairway.errors import SiteError
@@ -112,12 +112,12 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def open_demo(demo: DemoSite) -> commands.Context:
+def open_demo(demo: DemoSite) -> context.Context:
     site = load_site(demo.site_file)
-    return commands.Context(site, load_catalog(demo_catalog()), engine_for(site.database))
+    return context.Context(site, load_catalog(demo_catalog()), engine_for(site.database))
 
 
-def seed(ctx: commands.Context, advance: Callable[[int], None], count: int = DEMO_USERS) -> int:
+def seed(ctx: context.Context, advance: Callable[[int], None], count: int = DEMO_USERS) -> int:
     """Users (rows and profile documents), LDAP connectors, schedules and a running sync."""
     users = table("users", column("id"), column("username"), column("full_name"))
     objects = table("objects", column("oid"), column("type"), column("data"), column("written_by"))
@@ -132,7 +132,7 @@ def seed(ctx: commands.Context, advance: Callable[[int], None], count: int = DEM
             conn.execute(insert(objects), [_profile(i) for i in numbers])
             advance(len(rows))
         _connectors(conn)
-    secrets = SecretStore(ctx.engine, commands.secret_keys(ctx))
+    secrets = SecretStore(ctx.engine, context.secret_keys(ctx))
     secrets.put(BIND_PASSWORD, token_urlsafe(24), actor="quickstart")  # sealed, never shown
     return count
 
@@ -171,7 +171,7 @@ def _connectors(conn: Connection) -> None:
         )
 
 
-def migrated_users(ctx: commands.Context) -> int:
+def migrated_users(ctx: context.Context) -> int:
     """Users whose display name the 2.0.0 changes filled in."""
     users = table("users", column("display_name"))
     with ctx.engine.connect() as conn:

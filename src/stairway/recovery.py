@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import orjson
 from sqlalchemy.exc import DBAPIError
 
-from stairway import audit, commands, disk, faults, maintenance, releases, service
+from stairway import audit, context, disk, faults, maintenance, operations, releases, service
 from stairway.backup import BackupManifest
-from stairway.commands import Context
 from stairway.configfiles.files import backup_name
+from stairway.context import Context
 from stairway.database import sqlite_path
 from stairway.errors import (
     BackupError,
@@ -32,7 +32,7 @@ from stairway.errors import (
 )
 from stairway.files import write_atomic
 from stairway.holders import sqlite_files
-from stairway.journal import JournalState
+from stairway.journal import Journal, JournalState
 from stairway.schema import migrator
 from stairway.sitelock import changes_site
 from stairway.versions import Version
@@ -136,7 +136,7 @@ def restore_site(ctx: Context, backup_id: str) -> BackupManifest:
     has proved whole, staged, the intent recorded, swapped, the release it holds made current,
     started and shown serving. A failure before the first live change starts the product again
     (exit 2, nothing changed); one after it names the restore to run again (exit 3)."""
-    intent = commands.backup_dir(ctx) / RESTORING
+    intent = context.backup_dir(ctx) / RESTORING
     progress = _Progress()
 
     def before_swap() -> None:
@@ -149,7 +149,7 @@ def restore_site(ctx: Context, backup_id: str) -> BackupManifest:
 
     attempt = _Attempt(f"restoring backup {backup_id}", f"restore {backup_id} --yes")
     try:
-        manifest = commands.restore(ctx, backup_id, before_swap, before_live)
+        manifest = operations.restore(ctx, backup_id, before_swap, before_live)
         current_to(ctx, manifest.version)
         start_and_check(ctx, manifest.version)
     except Exception as error:
@@ -184,7 +184,7 @@ def _nothing_changed(ctx: Context, attempt: _Attempt, stopped: bool, error: Exce
     product is started again and the restore refused (exit 2), the error's own words kept."""
     if stopped and not isinstance(error, ServiceStillUp):
         try:  # the release ``current`` names and the database holds: both untouched
-            start_and_check(ctx, str(commands.current_version(ctx)))
+            start_and_check(ctx, str(context.current_version(ctx)))
         except Exception as failure:
             raise _half_done(ctx, attempt, failure) from error
     if isinstance(error, StairwayError) and error.exit_code != ExitCode.REFUSED:
@@ -201,7 +201,7 @@ def _first(ctx: Context, error: BaseException) -> str:
     which), else what the error itself advises."""
     found = disk.trouble(error)
     if found is not None:
-        return found.advice(commands.backup_dir(ctx))
+        return found.advice(context.backup_dir(ctx))
     return error.hint if isinstance(error, StairwayError) and error.hint else "fix the cause"
 
 
@@ -237,7 +237,7 @@ def maintenance_said(ctx: Context) -> str:
 def refuse_half_restored(ctx: Context) -> None:
     """A restore killed while it swapped leaves a site part old, part restored: only running
     that restore again makes it whole."""
-    intent = commands.backup_dir(ctx) / RESTORING
+    intent = context.backup_dir(ctx) / RESTORING
     if not intent.exists():
         return
     try:
@@ -289,7 +289,7 @@ def _restore_back(ctx: Context, state: JournalState, backup_id: str | None, whol
         progress.live = True
 
     try:
-        commands.restore(ctx, backup_id, before_swap, before_live)
+        operations.restore(ctx, backup_id, before_swap, before_live)
     except Exception as error:
         if whole and not progress.live:
             attempt = _Attempt(f"rolling back to backup {backup_id}", "rollback --yes")
@@ -299,3 +299,34 @@ def _restore_back(ctx: Context, state: JournalState, backup_id: str | None, whol
 
 def hops(state: JournalState) -> list[str]:
     return sorted({s["release"] for s in state.plan["steps"] if s.get("release")})
+
+
+# --- the failure path's journal records and hints ----------------------------------------------
+
+
+def note(
+    journal: Journal, event: str, step: int | None = None, **data: Any
+) -> BaseException | None:
+    """A journal record on the failure path: a full disk must not stop the rollback itself.
+    Returns what stopped the record, if anything."""
+    try:
+        journal.record(event, step, **data)
+    except (OSError, StairwayError) as err:
+        return err
+    return None
+
+
+def closed(journal: Journal, upgrade_id: str) -> BaseException | None:
+    try:
+        journal.close(upgrade_id)
+    except OSError as err:
+        return err
+    return None
+
+
+def then(ctx: Context, cause: BaseException, where: Path, command: str) -> str:
+    """The hint of an error that leaves the site to an operator: what to fix first (the disk,
+    when a write failed for its sake), then the one command that carries on."""
+    found = disk.trouble(cause)
+    first = found.advice(where) if found else f"fix the cause ({in_words(cause)})"
+    return f"{first}, then `stairway {command} --site {ctx.site.path}`"

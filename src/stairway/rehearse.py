@@ -26,14 +26,16 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine, make_url
 
-from stairway import commands
+from stairway import context, operations
 from stairway.backup.manifest import BackupManifest
 from stairway.backup.reading import open_backup, unpack
-from stairway.commands import Context, Status
+from stairway.context import Context
 from stairway.database import dispose_all, engine_for
 from stairway.errors import StairwayError, UsageRefused
 from stairway.estimate.rates import record_measured
-from stairway.upgrade import Progress, Step, UpgradeReport, upgrade
+from stairway.operations import Status
+from stairway.steps import Step
+from stairway.upgrade import Progress, UpgradeReport, upgrade
 from stairway.verify import Report, verify
 
 
@@ -59,7 +61,7 @@ def rehearse(
     progress: Progress | None = None,
 ) -> Rehearsal:
     backup_path, manifest, taken = _latest_backup(ctx)
-    root = commands.backup_dir(ctx) / f"rehearsal-{manifest.id}-{uuid.uuid4().hex[:6]}"
+    root = context.backup_dir(ctx) / f"rehearsal-{manifest.id}-{uuid.uuid4().hex[:6]}"
     root.mkdir(parents=True)
     try:
         with _scratch_database(ctx.engine, scratch_url, root, keep) as url:
@@ -74,7 +76,7 @@ def rehearse(
     done = found.report.done if found.report else ()
     measured = [(str(step.kind), data) for step, data in done]
     by = f"rehearsal of {manifest.id}"
-    record_measured(commands.backup_dir(ctx), ctx.engine.dialect.name, measured, by, False)
+    record_measured(context.backup_dir(ctx), ctx.engine.dialect.name, measured, by, False)
     return found
 
 
@@ -96,14 +98,14 @@ def _run(scratch: Context, to: str | None, found: Rehearsal, progress: Progress 
         (step, (clock[i + 1][1] if i + 1 < len(clock) else ended) - began)
         for i, (step, began) in enumerate(clock)
     ]
-    found.end = commands.status(scratch)
+    found.end = operations.status(scratch)
 
 
 def _latest_backup(ctx: Context) -> tuple[Path, BackupManifest, bool]:
-    found = commands.backups(ctx)
+    found = operations.backups(ctx)
     if found:
         return found[-1].path, found[-1].manifest, False
-    taken = commands.backup(ctx)
+    taken = operations.backup(ctx)
     return taken.path, taken.manifest, True
 
 

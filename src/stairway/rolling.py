@@ -1,4 +1,4 @@
-"""``upgrade --rolling``: an upgrade without downtime, one instance at a time (AL-1..5, IM-5).
+"""``upgrade --rolling``: an upgrade without downtime, one instance at a time .
 
 Allowed only when every change on the path is ``expand`` or ``background`` (the target's own
 contract changes excepted: they are deferred) and the target release is marked ``rolling``.
@@ -28,31 +28,22 @@ import urllib.error
 import urllib.request
 from typing import Any, NoReturn
 
-import orjson
-
 from stairway import recovery, releases, service
-from stairway.commands import Context
+from stairway.context import Context
 from stairway.errors import (
     ManualStepNeeded,
     RollbackFailed,
-    StairwayError,
     UpgradeError,
     UpgradeFailed,
 )
 from stairway.instances import Instance, filled, instances_of
 from stairway.journal import Journal, JournalState
 from stairway.plan import UpgradePlan
-from stairway.recovery import in_words, maintenance_said
+from stairway.recovery import closed, in_words, maintenance_said, note, then
 from stairway.schema import migrator
+from stairway.serving import health_of, old_ones
 from stairway.site import ServiceSection
-from stairway.upgrade import (
-    RUNNERS,
-    Kind,
-    Step,
-    _closed,
-    _note,
-    _then,
-)
+from stairway.steps import Kind, Step
 from stairway.versions import Version
 
 PAST_RETURN = (Kind.CONTRACT, Kind.AUDIT)  # the old release cannot run on what they leave
@@ -109,7 +100,7 @@ def check(ctx: Context, plan: UpgradePlan) -> None:
 # --- the steps --------------------------------------------------------------------------------
 
 
-def _expand(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+def expand(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
     """The hop's changes up to, not including, the target's deferred contract changes."""
     target = ctx.catalog.release(step.release or "")
     deferred = [
@@ -133,7 +124,7 @@ def _schema_before(ctx: Context, version: Version) -> int:
     return max((r.schema for r in ctx.catalog.releases if r.version < version), default=0)
 
 
-def _instance(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+def instance(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
     section = ctx.site.service
     assert section is not None and step.source is not None
     instance = next(i for i in instances_of(section) if i.url == step.source)
@@ -184,64 +175,13 @@ def _wait_release(section: ServiceSection, instance: Instance, target: str) -> N
     )
 
 
-def _health(url: str) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            if not 200 <= answer.status < 300:
-                return None
-            body = answer.read()
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _contract(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+def contract(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
     target = state.plan["to"]
     waited = wait_for_old(ctx, target, OLD_WAIT)
     release = ctx.catalog.release(target)
     done = migrator.migrate(ctx.engine, ctx.catalog, release.schema, release=release)
     migrator.set_site_release(ctx.engine, ctx.catalog, target)
     return {"changes": [a.change.label for a in done], "waited": round(waited, 3)}
-
-
-def old_ones(ctx: Context, target: str) -> list[str]:
-    """Instances and connected agents still on a release older than ``target``."""
-    wanted = Version.parse(target)
-    found = []
-    for instance in instances_of(ctx.site.service):
-        said = _health(instance.fill(ctx.site.service.health or "")) if ctx.site.service else None
-        release = (said or {}).get("release")
-        if release is not None and Version.parse(str(release)) < wanted:
-            found.append(f"instance {instance.number} ({instance.url}) runs {release}")
-    found += [f"agent {a} runs {v}" for a, v in _old_agents(ctx, wanted)]
-    return found
-
-
-def _old_agents(ctx: Context, wanted: Version) -> list[tuple[str, str]]:
-    from sqlalchemy import select
-
-    from stairway.fleet.tables import agents_table
-
-    with ctx.engine.connect() as conn:
-        if not conn.dialect.has_table(conn, agents_table.name):
-            return []
-        rows = conn.execute(
-            select(agents_table.c.agent_id, agents_table.c.version).where(
-                agents_table.c.connected.is_(True)
-            )
-        ).all()
-    return [(r.agent_id, r.version) for r in rows if r.version and _older(r.version, wanted)]
-
-
-def _older(version: str, wanted: Version) -> bool:
-    try:
-        return Version.parse(version) < wanted
-    except StairwayError:
-        return False
 
 
 def wait_for_old(ctx: Context, target: str, limit: float) -> float:
@@ -258,9 +198,6 @@ def wait_for_old(ctx: Context, target: str, limit: float) -> float:
         time.sleep(0.5)
 
 
-RUNNERS.update({Kind.EXPAND: _expand, Kind.INSTANCE: _instance, Kind.CONTRACT: _contract})
-
-
 # --- when a step fails ------------------------------------------------------------------------
 
 
@@ -272,22 +209,22 @@ def failed(
     Once the contract step began, the old release can no longer run on the schema: the upgrade
     is finished forward (``upgrade --resume``), never rolled back."""
     if step.kind in PAST_RETURN:
-        _note(journal, "failed-after-roll")
+        note(journal, "failed-after-roll")
         raise ManualStepNeeded(
             f"{step.describe()} failed: {in_words(error)}. Every instance runs "
             f"{state.plan['to']}; the contract changes that did not run are still pending; "
             f"{maintenance_said(ctx)}",
-            hint=_then(ctx, error, journal.directory, "upgrade --resume"),
+            hint=then(ctx, error, journal.directory, "upgrade --resume"),
         ) from error
-    _note(journal, "rollback-begin")
+    note(journal, "rollback-begin")
     try:
         back = _instances_back(ctx, state, step)
     except Exception as failure:
-        _note(journal, "rollback-failed", error=str(failure))
+        note(journal, "rollback-failed", error=str(failure))
         raise RollbackFailed(
             f"{step.describe()} failed ({in_words(error)}) and putting the instances back on "
             f"{state.plan['from']} failed too ({in_words(failure)}); {maintenance_said(ctx)}",
-            hint=_then(ctx, failure, journal.directory, "rollback --yes")
+            hint=then(ctx, failure, journal.directory, "rollback --yes")
             + " restores the backup taken before it (what was written since is lost); or "
             "start each instance on the old release by hand: the schema is compatible",
         ) from failure
@@ -297,11 +234,11 @@ def failed(
         + (f" (instances {', '.join(back)} restarted)" if back else "")
         + "; the expand changes stay, the old release runs on them; nothing was lost"
     )
-    unrecorded = _note(journal, "rolled-back") or _closed(journal, state.upgrade_id)
+    unrecorded = note(journal, "rolled-back") or closed(journal, state.upgrade_id)
     if unrecorded is not None:
         raise ManualStepNeeded(
             f"{said}; but the journal could not record that ({in_words(unrecorded)})",
-            hint=_then(ctx, unrecorded, journal.directory, "rollback --yes")
+            hint=then(ctx, unrecorded, journal.directory, "rollback --yes")
             + " records it (it finds the instances back and restores nothing)",
         ) from error
     raise UpgradeFailed(said, hint="fix the cause, then run `stairway upgrade --rolling` again")
@@ -338,7 +275,7 @@ def already_back(ctx: Context, state: JournalState) -> bool:
         return False
     section = ctx.site.service
     assert section is not None
-    said = [_health(i.fill(section.health or "")) for i in instances_of(section)]
+    said = [health_of(i.fill(section.health or "")) for i in instances_of(section)]
     return all(s is not None and str(s.get("release")) == origin for s in said)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from stairway import commands, recovery, service
+from stairway import context, recovery, service
 from stairway.errors import UsageRefused
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out
 
@@ -22,10 +22,10 @@ service_app = typer.Typer(
 @service_app.command("start")
 def service_start(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Start the product and wait until its health answers as the release the site holds."""
-    ctx = commands.open_context(site, catalog)
-    release = str(commands.current_version(ctx))
+    ctx = context.open_context(site, catalog)
+    release = str(context.current_version(ctx))
     _declared(ctx)
-    with commands.changing(ctx):
+    with context.changing(ctx):
         checked = recovery.start_and_check(ctx, release)
     if json:
         emit_json({"started": True, "release": release, "health_checked": checked})
@@ -38,9 +38,9 @@ def service_start(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOp
 def service_stop(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Stop the product and show it down: no runner process, no health answer, no process
     holding the database file or the data directory."""
-    ctx = commands.open_context(site, catalog)
+    ctx = context.open_context(site, catalog)
     _declared(ctx)
-    with commands.changing(ctx):
+    with context.changing(ctx):
         recovery.stop(ctx)
     if json:
         emit_json({"stopped": True})
@@ -52,9 +52,9 @@ def service_stop(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt
 def service_status(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Whether the product is up and answers as the release and schema the site holds; exits 3
     when it is down or answers as anything else."""
-    ctx = commands.open_context(site, catalog)
+    ctx = context.open_context(site, catalog)
     _declared(ctx)
-    expected = recovery.expected(ctx, str(commands.current_version(ctx)))
+    expected = recovery.expected(ctx, str(context.current_version(ctx)))
     up = service.still_up(ctx.site.service, recovery.held(ctx))
     answer = service.ask_health(ctx.site.service)
     source = ctx.site.service.health_release if ctx.site.service else "none"
@@ -98,7 +98,7 @@ def _show(state: str, up: list[str], expected: service.Expected, wrong: str | No
         out.print(f"  {reason}", highlight=False)
 
 
-def _declared(ctx: commands.Context) -> None:
+def _declared(ctx: context.Context) -> None:
     section = ctx.site.service
     if section is None or not (section.start or section.run):
         raise UsageRefused(

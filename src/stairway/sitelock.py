@@ -82,7 +82,7 @@ class Holder:
 
 
 class SiteContext(Protocol):
-    """What the lock needs of a command's context (``commands.Context`` is one)."""
+    """What the lock needs of a command's context (``context.Context`` is one)."""
 
     @property
     def site(self) -> Site: ...

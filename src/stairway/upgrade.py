@@ -3,37 +3,25 @@
 The plan is a list of step values computed before anything runs (and written as the journal's
 first record): back up, maintenance on, stop, interrupt jobs, then for each release on the path
 its schema changes, object rewrite, deltas and config files, then start, health, maintenance off.
-What runs a step is registered per kind, apart from the values (``RUNNERS``).
+The steps are values (``stairway.steps``); what runs each kind is one table
+(``stairway.runners``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sqlalchemy import text
-
-from stairway import (
-    audit,
-    commands,
-    disk,
-    faults,
-    handwork,
-    maintenance,
-    recovery,
-    releases,
-    service,
-    smoke,
-)
+from stairway import disk, faults, handwork, recovery, releases, runners
+from stairway import rolling as roll
 from stairway.backup import Backup
-from stairway.commands import Context, MigrateRequest
+from stairway.context import Context, backup_dir
 from stairway.errors import (
     ManualStepNeeded,
     ReleaseError,
@@ -44,68 +32,18 @@ from stairway.errors import (
     UpgradeFailed,
     VerifyBlocked,
 )
+from stairway.estimate.rates import record_measured
 from stairway.handwork import HandItem
 from stairway.instances import instances_of
 from stairway.journal import Journal, JournalState
 from stairway.losses import LossReport, losses_since
-from stairway.objects.rewrite import rewrite_all
+from stairway.operations import schema as site_schema
 from stairway.plan import UpgradePlan
-from stairway.recovery import in_words, maintenance_said
+from stairway.recovery import closed, in_words, maintenance_said, note, then
 from stairway.sitelock import changes_site
+from stairway.steps import Kind, Step, changed_site, plan_steps
 from stairway.targets import named_release
-from stairway.versions import Version
-
-
-class Kind(StrEnum):
-    BACKUP = "backup"
-    MAINTENANCE_ON = "maintenance-on"
-    STOP = "stop"
-    INTERRUPT_JOBS = "interrupt-jobs"
-    SCHEMA = "schema"
-    OBJECTS = "objects"
-    DELTAS = "deltas"
-    CONFIG_FILES = "config-files"
-    RELEASE = "release"  # the `current` link swapped to the new release
-    START = "start"
-    HEALTH = "health"
-    SMOKE = "smoke-checks"
-    MAINTENANCE_OFF = "maintenance-off"
-    AUDIT = "audit"
-    EXPAND = "expand"  # rolling: a hop's changes but the target's deferred contract ones
-    INSTANCE = "instance"  # rolling: one instance drained, restarted on the new release
-    CONTRACT = "contract"  # rolling: the deferred contract changes, once no old one is left
-
-
-HOP = (Kind.SCHEMA, Kind.OBJECTS, Kind.DELTAS, Kind.CONFIG_FILES)
-
-
-@dataclass(frozen=True)
-class Step:
-    kind: Kind
-    release: str | None = None  # the release a hop step moves to
-    source: str | None = None  # the release that hop starts from
-
-    def describe(self) -> str:
-        return f"{self.kind} {self.source} -> {self.release}" if self.release else str(self.kind)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"kind": str(self.kind), "release": self.release, "source": self.source}
-
-    @classmethod
-    def from_json(cls, value: dict[str, Any]) -> Step:
-        return cls(Kind(value["kind"]), value.get("release"), value.get("source"))
-
-
-def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
-    steps = [Step(Kind.BACKUP), Step(Kind.MAINTENANCE_ON), Step(Kind.STOP)]
-    steps.append(Step(Kind.INTERRUPT_JOBS))
-    for hop in plan.steps:
-        release, source = str(hop.release.version), str(hop.source)
-        steps += [Step(kind, release, source) for kind in HOP]
-    if releases:
-        steps.append(Step(Kind.RELEASE, str(plan.target), str(plan.current)))
-    finish = [Kind.START, Kind.HEALTH, Kind.SMOKE, Kind.MAINTENANCE_OFF, Kind.AUDIT]
-    return [*steps, *(Step(kind) for kind in finish)]
+from stairway.verify import verify
 
 
 @dataclass(frozen=True)
@@ -137,7 +75,7 @@ def upgrade(
     ``rolling``: instance by instance, without downtime (``stairway.rolling``)."""
     if to:
         named_release(ctx.catalog, to)  # an unknown target is refused before anything else
-    journal = Journal(commands.backup_dir(ctx))
+    journal = Journal(backup_dir(ctx))
     recovery.refuse_half_restored(ctx)
     active = journal.active()
     if active is not None and not resume:
@@ -149,12 +87,10 @@ def upgrade(
         raise UpgradeError("there is no interrupted upgrade to resume", hint="`stairway status`")
     if active is not None:
         return _resume(ctx, journal, active, progress)
-    plan = commands.plan(ctx, to)
+    plan = site_schema.plan(ctx, to)
     if not plan.steps:
         return UpgradeReport(None, str(plan.current), str(plan.target), ())
     if rolling:
-        from stairway import rolling as roll
-
         roll.check(ctx, plan)
     early = _early_backup(ctx)
     try:
@@ -183,24 +119,17 @@ def upgrade(
             hint="free space (or fix permissions) there, then run the upgrade again; "
             "nothing was changed",
         ) from None
-    _EARLY[upgrade_id] = early
-    return _run(ctx, journal, journal.active(), progress)  # type: ignore[arg-type]
-
-
-# A backup taken while verify reads (both only read: overlapping them saves the backup's time).
-_EARLY: dict[str, Future[tuple[Backup, float]]] = {}
+    active = journal.active()
+    assert active is not None  # just started
+    return _run(ctx, journal, active, progress, runners.with_early_backup(early))
 
 
 def _early_backup(ctx: Context) -> Future[tuple[Backup, float]]:
+    """A backup taken while verify reads (both only read: overlapping them saves its time)."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stairway-backup")
-    future = pool.submit(_timed_backup, ctx)
+    future = pool.submit(runners.timed_backup, ctx)
     pool.shutdown(wait=False)
     return future
-
-
-def _timed_backup(ctx: Context) -> tuple[Backup, float]:
-    started = time.monotonic()
-    return commands.backup(ctx), time.monotonic() - started
 
 
 def _discard(early: Future[tuple[Backup, float]]) -> None:
@@ -229,12 +158,13 @@ def _resume(
 
 
 def _run(
-    ctx: Context, journal: Journal, state: JournalState, progress: Progress | None
+    ctx: Context,
+    journal: Journal,
+    state: JournalState,
+    progress: Progress | None,
+    table: Mapping[Kind, runners.Runner] = runners.RUNNERS,
 ) -> UpgradeReport:
     steps = [Step.from_json(s) for s in state.plan["steps"]]
-    if state.plan.get("rolling"):
-        # importing it registers the runners of the rolling steps
-        from stairway import rolling  # noqa: F401
     done: list[tuple[Step, dict[str, Any]]] = []
     for index, step in enumerate(steps):
         if index in state.done:
@@ -244,7 +174,7 @@ def _run(
         try:
             journal.begin(index)
             started = time.monotonic()
-            data = RUNNERS[step.kind](ctx, step, journal.active() or state)
+            data = table[step.kind](ctx, step, journal.active() or state)
             faults.point(f"after:{step.kind}")  # done, not yet journaled: the riskiest instant
             data["seconds"] = round(time.monotonic() - started, 3)
             journal.done(index, **data)
@@ -258,7 +188,7 @@ def _run(
         raise ManualStepNeeded(
             f"the upgrade to {state.plan['to']} is done and the product serves it, but its "
             f"journal could not be closed ({in_words(err)}); {maintenance_said(ctx)}",
-            hint=_then(ctx, err, journal.directory, "upgrade --resume") + " records it",
+            hint=then(ctx, err, journal.directory, "upgrade --resume") + " records it",
         ) from None
     _keep_rates(ctx, done, f"upgrade {state.upgrade_id}")
     return UpgradeReport(state.upgrade_id, state.plan["from"], state.plan["to"], tuple(done))
@@ -273,25 +203,11 @@ def _failed(
     error: BaseException,
 ) -> NoReturn:
     """A step failed: put the site back (a rolling upgrade its own way). Always raises."""
-    _note(journal, "failed", index, error=str(error))
+    note(journal, "failed", index, error=str(error))
     current = _reread(journal, state)
     if current.plan.get("rolling"):
-        from stairway import rolling
-
-        rolling.failed(ctx, journal, current, step, error)
+        roll.failed(ctx, journal, current, step, error)
     _roll_back(ctx, journal, current, step, error)
-
-
-def _note(
-    journal: Journal, event: str, step: int | None = None, **data: Any
-) -> BaseException | None:
-    """A journal record on the failure path: a full disk must not stop the rollback itself.
-    Returns what stopped the record, if anything."""
-    try:
-        journal.record(event, step, **data)
-    except (OSError, StairwayError) as err:
-        return err
-    return None
 
 
 def _reread(journal: Journal, fallback: JournalState) -> JournalState:
@@ -303,11 +219,9 @@ def _reread(journal: Journal, fallback: JournalState) -> JournalState:
 
 def _keep_rates(ctx: Context, done: list[tuple[Step, dict[str, Any]]], by: str) -> None:
     """What this run measured, for the next estimate; never a reason to fail a finished run."""
-    from stairway.estimate.rates import record_measured
-
     measured = [(str(step.kind), data) for step, data in done]
     with contextlib.suppress(OSError):
-        record_measured(commands.backup_dir(ctx), ctx.engine.dialect.name, measured, by)
+        record_measured(backup_dir(ctx), ctx.engine.dialect.name, measured, by)
 
 
 def _roll_back(
@@ -317,24 +231,24 @@ def _roll_back(
     origin = state.plan["from"]
     backup_id = state.value("backup")
     changed = changed_site(state)
-    _note(journal, "rollback-begin", backup=backup_id)
+    note(journal, "rollback-begin", backup=backup_id)
     try:
         recovery.put_back(ctx, state, changed)
     except Exception as failure:
-        _note(journal, "rollback-failed", error=str(failure))
+        note(journal, "rollback-failed", error=str(failure))
         raise RollbackFailed(
             f"{step.describe()} failed ({in_words(error)}) and so did the rollback "
             f"({in_words(failure)}); {maintenance_said(ctx)}",
             hint=_manual_rollback(ctx, backup_id, failure),
         ) from failure
     kept = f"from backup {backup_id}" if changed else "before anything was changed"
-    unrecorded = _note(journal, "rolled-back") or _closed(journal, state.upgrade_id)
+    unrecorded = note(journal, "rolled-back") or closed(journal, state.upgrade_id)
     if unrecorded is not None:
         raise ManualStepNeeded(
             f"{step.describe()} failed: {in_words(error)}. Rolled back: the site is at {origin} "
             f"as it was, {kept}, and serves it; {maintenance_said(ctx)}; but the journal "
             f"could not record that ({in_words(unrecorded)})",
-            hint=_then(ctx, unrecorded, journal.directory, "rollback")
+            hint=then(ctx, unrecorded, journal.directory, "rollback")
             + " records it (the site is found already back)",
         ) from error
     raise UpgradeFailed(
@@ -342,44 +256,6 @@ def _roll_back(
         f"was, {kept}; nothing was lost",
         hint=f"{_cause(error, journal.directory)}, then run `stairway upgrade` again",
     ) from error
-
-
-# Steps after which the site no longer is what the backup holds: undoing them means a restore.
-CHANGING = {
-    Kind.INTERRUPT_JOBS,
-    Kind.SCHEMA,
-    Kind.OBJECTS,
-    Kind.DELTAS,
-    Kind.CONFIG_FILES,
-    Kind.RELEASE,
-    Kind.START,
-    Kind.EXPAND,
-    Kind.INSTANCE,
-    Kind.CONTRACT,
-}
-
-
-def changed_site(state: JournalState) -> bool:
-    """Whether any step that changes the site began (a begun step may have half-run)."""
-    steps = [Step.from_json(s) for s in state.plan["steps"]]
-    begun = {r.step for r in state.records if r.event == "begin" and r.step is not None}
-    return any(steps[i].kind in CHANGING for i in begun if i < len(steps))
-
-
-def _closed(journal: Journal, upgrade_id: str) -> BaseException | None:
-    try:
-        journal.close(upgrade_id)
-    except OSError as err:
-        return err
-    return None
-
-
-def _then(ctx: Context, cause: BaseException, where: Path, command: str) -> str:
-    """The hint of an error that leaves the site to an operator: what to fix first (the disk,
-    when a write failed for its sake), then the one command that carries on."""
-    found = disk.trouble(cause)
-    first = found.advice(where) if found else f"fix the cause ({in_words(cause)})"
-    return f"{first}, then `stairway {command} --site {ctx.site.path}`"
 
 
 def _cause(error: BaseException, where: Path) -> str:
@@ -415,7 +291,7 @@ def _prepare_release(ctx: Context, target: str) -> bool:
 
 def _manual_rollback(ctx: Context, backup_id: str | None, failure: BaseException) -> str:
     """The next command (it retries the restore and starts the old release), or by hand."""
-    retry = _then(ctx, failure, commands.backup_dir(ctx), "rollback")
+    retry = then(ctx, failure, backup_dir(ctx), "rollback")
     if disk.trouble(failure) is not None:  # room is all the restore lacked
         return f"{retry}: it retries the restore and starts the old release"
     start = ctx.site.service.start if ctx.site.service and ctx.site.service.start else None
@@ -443,7 +319,7 @@ def rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None = None) 
         raise RollbackFailed(
             f"the rollback could not finish ({in_words(failure)}); {maintenance_said(ctx)}",
             # --yes: a finished upgrade's rollback asks first, and has shown its losses once
-            hint=_then(ctx, failure, commands.backup_dir(ctx), "rollback --yes")
+            hint=then(ctx, failure, backup_dir(ctx), "rollback --yes")
             + ": it carries on where this one stopped",
         ) from failure
 
@@ -452,9 +328,7 @@ def _rolled_back_unrecorded(ctx: Context, active: JournalState) -> bool:
     """A rolling upgrade put back on the old release whose journal could not say so."""
     if not active.plan.get("rolling"):
         return False
-    from stairway import rolling
-
-    return rolling.already_back(ctx, active)
+    return roll.already_back(ctx, active)
 
 
 def _stopped_part_way(failure: Exception) -> bool:
@@ -466,11 +340,11 @@ def _stopped_part_way(failure: Exception) -> bool:
 
 
 def _rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None) -> str:
-    journal = Journal(commands.backup_dir(ctx))
+    journal = Journal(backup_dir(ctx))
     recovery.refuse_half_restored(ctx)
     active = journal.active()
     if active is not None and _rolled_back_unrecorded(ctx, active):
-        _note(journal, "rolled-back")
+        note(journal, "rolled-back")
         journal.close(active.upgrade_id)
         return str(active.plan["from"])
     if active is not None:
@@ -515,8 +389,6 @@ def _damage(journal: Journal, active: JournalState) -> str:
 
 
 def _verify(ctx: Context, plan: UpgradePlan) -> None:
-    from stairway.verify import verify
-
     report = verify(ctx, str(plan.target))
     if report.blocking:
         raise VerifyBlocked(
@@ -536,159 +408,3 @@ def _where(state: JournalState) -> str:
 
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-# --- what runs each kind of step --------------------------------------------------------------
-
-Runner = Callable[[Context, Step, JournalState], dict[str, Any]]
-
-
-def _backup(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
-    early = _EARLY.pop(state.upgrade_id, None)
-    taken, took = early.result() if early is not None else _timed_backup(ctx)
-    faults.point("after:backup")
-    return {"backup": taken.id, "bytes": taken.manifest.size, "took": round(took, 3)}
-
-
-def _maintenance_on(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
-    before, after = faults.around("maintenance-on")
-    faults.point(before)
-    maintenance.switch_on(ctx.engine, f"upgrade to {state.plan['to']}")
-    faults.point(after)
-    return {}
-
-
-def _maintenance_off(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
-    before, after = faults.around("maintenance-off")
-    faults.point(before)
-    maintenance.switch_off(ctx.engine)
-    faults.point(after)
-    return {}
-
-
-def _stop(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
-    """Stopped and shown down: the steps after this one change what the product reads."""
-    return {"ran": recovery.stop(ctx)}
-
-
-def _release(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
-    """``current`` swapped to the new release, its intent (with what it named) journaled first
-    so that a kill right after the swap still knows what to point back at."""
-    where = ctx.site.site.releases_dir
-    assert where is not None and step.release is not None  # planned only with releases_dir
-    made = recovery.swaps(state)
-    previous = made[0].previous if made else releases.current_release(where)
-    if not made:
-        Journal(commands.backup_dir(ctx)).record(
-            "intent", action=recovery.SWAP, previous=previous, to=step.release
-        )
-    before, after = faults.around(recovery.SWAP)
-    faults.point(before)
-    releases.switch_current(where, step.release)
-    faults.point(after)
-    return {"swapped": True, "previous": previous}
-
-
-def _start(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
-    """Whatever answers now is not the new release started by this step: down with it first."""
-    recovery.stop(ctx)
-    return {"ran": service.start(ctx.site.service, recovery.home(ctx))}
-
-
-def _health(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
-    expected = recovery.expected(ctx, str(state.plan["to"]))
-    return {"checked": service.wait_healthy(ctx.site.service, expected, recovery.home(ctx))}
-
-
-def _smoke(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
-    from stairway.verify import licence_findings
-
-    checks = ctx.catalog.manifest.smoke if ctx.catalog.manifest else []
-    for check in checks:
-        smoke.run_check(ctx.engine, check)
-    target = Version.parse(state.plan["to"])
-    for finding in licence_findings(ctx, target):  # the licence as the new release reads it
-        if finding.blocking:
-            raise UpgradeError(f"smoke check licence: {finding.message}", hint=finding.hint)
-    return {"passed": [c.name for c in checks]}
-
-
-def _audit(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
-    data = {
-        "upgrade": state.upgrade_id,
-        "from": state.plan["from"],
-        "to": state.plan["to"],
-        "backup": (Journal(commands.backup_dir(ctx)).active() or state).value("backup"),
-    }
-    with ctx.engine.begin() as conn:
-        entry = audit.append(conn, "site.upgrade", data)
-    faults.point("after:audit")
-    return {"audit": entry.id}
-
-
-def _interrupt_jobs(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
-    jobs = ctx.catalog.manifest.job if ctx.catalog.manifest else []
-    marked = 0
-    with ctx.engine.begin() as conn:
-        for job in jobs:
-            if job.interrupt:
-                marked += conn.execute(text(job.interrupt)).rowcount or 0
-    return {"interrupted": marked}
-
-
-def _schema(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
-    done = commands.migrate(ctx, MigrateRequest(to=step.release))
-    return {
-        "changes": [a.change.label for a in done],
-        "ms": {a.change.label: a.duration_ms for a in done},
-    }
-
-
-def _objects(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
-    if ctx.catalog.objects is None:
-        return {}
-    report = rewrite_all(commands.object_store(ctx, step.release))
-    return {"rewritten": report.rewritten}
-
-
-def _deltas(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
-    if not ctx.catalog.deltas:
-        return {}
-    report = commands.apply_deltas(ctx)
-    hand = [handwork.delta_item(r.delta.id, r.reason) for r in report.reported]
-    return {"reported": [r.delta.id for r in report.reported], "hand": _json(hand)}
-
-
-def _config_files(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
-    result = commands.migrate_config(ctx, step.release, step.source)
-    return {
-        "changed": [str(o.path) for o in result.run.changed],
-        "attention": [a.describe() for a in result.run.attention],
-        "hand": _json(
-            handwork.config_item(str(o.path), a.describe())
-            for o in result.run.outcomes
-            for a in o.attention
-        ),
-    }
-
-
-def _json(items: Iterable[HandItem]) -> list[dict[str, str]]:
-    return [item.as_json() for item in items]
-
-
-RUNNERS: dict[Kind, Runner] = {
-    Kind.BACKUP: _backup,
-    Kind.MAINTENANCE_ON: _maintenance_on,
-    Kind.STOP: _stop,
-    Kind.INTERRUPT_JOBS: _interrupt_jobs,
-    Kind.SCHEMA: _schema,
-    Kind.OBJECTS: _objects,
-    Kind.DELTAS: _deltas,
-    Kind.CONFIG_FILES: _config_files,
-    Kind.RELEASE: _release,
-    Kind.START: _start,
-    Kind.HEALTH: _health,
-    Kind.SMOKE: _smoke,
-    Kind.MAINTENANCE_OFF: _maintenance_off,
-    Kind.AUDIT: _audit,
-}

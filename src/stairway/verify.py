@@ -15,8 +15,8 @@ from sqlalchemy import Connection, inspect, select, text
 
 from stairway import licence
 from stairway.catalog.manifest import CheckModel, JobModel
-from stairway.commands import Context, current_version, lifecycle_path, object_store
 from stairway.configfiles import ConfigRun, plan_config_files
+from stairway.context import Context, current_version
 from stairway.database import sqlite_path
 from stairway.errors import ConfigFileError
 from stairway.handwork import HandItem, config_item, delta_item
@@ -24,6 +24,7 @@ from stairway.objects import delta_run, paths
 from stairway.objects.migrate import Attention
 from stairway.objects.migration import ObjectMigration, Severity, Transition
 from stairway.objects.store import ObjectStore, StoredObject
+from stairway.operations import lifecycle_path, object_store
 from stairway.plan import UpgradePlan, make_plan
 from stairway.schema import migrator
 from stairway.schema.state import SchemaState

@@ -11,9 +11,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from stairway.backup import Backup
-from stairway.commands import ConfigResult, Status
 from stairway.objects.delta_run import DeltaReport
 from stairway.objects.store import StoredObject
+from stairway.operations import ConfigResult, Status
 from stairway.plan import UpgradePlan
 from stairway.schema.change import Change
 from stairway.schema.executor import Applied

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from stairway.commands import Context
+from stairway.context import Context
 from stairway.estimate.predict import Estimate, Limits, estimate, site_facts
 from stairway.estimate.rates import load_rates
 from stairway.estimate.sizes import table_sizes
+from stairway.operations import schema as site_schema
+from stairway.steps import plan_steps
 
 __all__ = ["Estimate", "Limits", "estimate_upgrade"]
 
@@ -13,10 +15,7 @@ __all__ = ["Estimate", "Limits", "estimate_upgrade"]
 def estimate_upgrade(
     ctx: Context, to: str | None, limits: Limits, recalibrate: bool = False
 ) -> Estimate:
-    from stairway import commands
-    from stairway.upgrade import plan_steps
-
-    plan = commands.plan(ctx, to)
+    plan = site_schema.plan(ctx, to)
     steps = plan_steps(plan, releases=ctx.site.site.releases_dir is not None)
     hops = {str(h.release.version): h for h in plan.steps}
     described = [(str(s.kind), s.describe(), hops.get(s.release or "")) for s in steps]

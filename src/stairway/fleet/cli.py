@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stairway import commands
+from stairway import context
 from stairway.fleet.tokens import Kind
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, say
 
@@ -44,7 +44,7 @@ def serve(
     from stairway.fleet.server import create_app
 
     _check_tls(tls_cert, tls_key, client_ca)
-    ctx = commands.open_context(site, catalog)
+    ctx = context.open_context(site, catalog)
     scheme = "https" if tls_cert else "http"
     config = fleet.fleet_config(ctx, public_url or f"{scheme}://{host}:{port}")
     app = create_app(ctx.engine, config)
@@ -85,7 +85,7 @@ def tokens_create(
     """A new token, printed once: only its hash is kept."""
     from stairway.fleet import commands as fleet
 
-    ctx = commands.open_context(site, catalog)
+    ctx = context.open_context(site, catalog)
     token = fleet.create_token(ctx, kind, label, uses, hours)
     if json:
         emit_json({"token": token, "kind": kind.value, "label": label})
@@ -103,7 +103,7 @@ def tokens_revoke(
     """Revoke a token at once."""
     from stairway.fleet import commands as fleet
 
-    fleet.revoke_token(commands.open_context(site, catalog), token_id)
+    fleet.revoke_token(context.open_context(site, catalog), token_id)
     say(json, {"revoked": token_id}, f"token {token_id} revoked")
 
 
@@ -172,7 +172,7 @@ def agent_publish(
     """Sign an agent build and put it where the control plane offers it to agents."""
     from stairway.fleet import commands as fleet
 
-    found = fleet.publish_build(commands.open_context(site, catalog), build, version, key)
+    found = fleet.publish_build(context.open_context(site, catalog), build, version, key)
     said = f"published {found.manifest.artifact} (sha256 {found.manifest.sha256})"
     say(json, {"published": found.manifest.artifact, "sha256": found.manifest.sha256}, said)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from stairway.commands import Context, current_version, open_context
+from stairway.context import Context, current_version, open_context
 from stairway.errors import ReleaseError, UsageRefused
 from stairway.files import write_atomic
 from stairway.fleet import builds, tokens

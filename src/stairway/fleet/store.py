@@ -132,3 +132,14 @@ def disconnect_replica(conn: Connection, replica: str) -> None:
 
 def _when(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+def connected_versions(conn: Connection) -> list[tuple[str, str | None]]:
+    """Each connected agent and the release it last said it runs; none before the fleet's
+    tables exist (a site that never served a fleet)."""
+    if not conn.dialect.has_table(conn, agents_table.name):
+        return []
+    query = select(agents_table.c.agent_id, agents_table.c.version).where(
+        agents_table.c.connected.is_(True)
+    )
+    return [(r.agent_id, r.version) for r in conn.execute(query)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from stairway import commands
-from stairway.commands import Context
+from stairway import operations
+from stairway.context import Context
 from stairway.errors import StairwayError
 from stairway.estimate import Estimate, Limits, estimate_upgrade
 from stairway.notes import release_notes
@@ -30,7 +30,7 @@ def predicted(ctx: Context, to: str | None) -> Estimate | None:
 
 
 def verify_document(ctx: Context, report: Report, estimate: Estimate | None) -> Document:
-    plan = commands.plan(ctx, str(report.target))
+    plan = operations.plan(ctx, str(report.target))
     return _document("verify", ctx, plan, report, estimate, None, None)
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from stairway.estimate.predict import Estimate
 from stairway.plan import UpgradePlan
-from stairway.upgrade import Step, plan_steps
+from stairway.steps import Step, plan_steps
 from stairway.verify import Finding, Report
 
 SEVERITIES = ("critical", "warning", "suggestion", "info")

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from stairway import commands
+from stairway import context, operations
 from stairway.errors import SecretError
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, say
 
@@ -26,14 +26,14 @@ def secrets_init(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt
     """Create the site key file that site.toml names as secrets.key_file (mode 0600)."""
     from stairway.secrets.keyring import KeyRing, SiteKey, write_key_file
 
-    ctx = commands.open_context(site, catalog)
+    ctx = context.open_context(site, catalog)
     where = ctx.site.secrets.key_file
     if where is None:
         raise SecretError(
             "site.toml names no key file",
             hint='add [secrets] key_file = "site.key" (outside the data directory), then init',
         )
-    with commands.changing(ctx):  # not beside a rekey, which rewrites the same file
+    with context.changing(ctx):  # not beside a rekey, which rewrites the same file
         if where.exists():
             raise SecretError(
                 f"{where} exists already", hint="a site has one key; rotate with rekey"
@@ -58,9 +58,9 @@ def secrets_set(
     from stairway.secrets import SecretStore
 
     value = _value(from_env)
-    ctx = commands.open_context(site, catalog)
-    with commands.changing(ctx):
-        SecretStore(ctx.engine, commands.secret_keys(ctx)).put(name, value, actor="cli")
+    ctx = context.open_context(site, catalog)
+    with context.changing(ctx):
+        SecretStore(ctx.engine, context.secret_keys(ctx)).put(name, value, actor="cli")
     said = f"secret {name} stored ({len(value)} bytes, sealed)"
     say(json, {"stored": name, "bytes": len(value)}, said)
 
@@ -86,8 +86,8 @@ def secrets_get(name: NameArg, site: SiteOpt = None, catalog: CatalogOpt = None)
     """Print a secret's value to standard output."""
     from stairway.secrets import SecretStore
 
-    ctx = commands.open_context(site, catalog)
-    value = SecretStore(ctx.engine, commands.secret_keys(ctx)).get(name)
+    ctx = context.open_context(site, catalog)
+    value = SecretStore(ctx.engine, context.secret_keys(ctx)).get(name)
     sys.stdout.buffer.write(value)
     sys.stdout.flush()
 
@@ -97,8 +97,8 @@ def secrets_list(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt
     """Every secret's name, the site key sealing it and when it was set: never a value."""
     from stairway.secrets import SecretStore
 
-    ctx = commands.open_context(site, catalog)
-    found = SecretStore(ctx.engine, commands.secret_keys(ctx)).names()
+    ctx = context.open_context(site, catalog)
+    found = SecretStore(ctx.engine, context.secret_keys(ctx)).names()
     if json:
         emit_json([{"name": n, "key": k, "updated": u} for n, k, u in found])
         return
@@ -115,9 +115,9 @@ def secrets_delete(
     """Remove a secret."""
     from stairway.secrets import SecretStore
 
-    ctx = commands.open_context(site, catalog)
-    with commands.changing(ctx):
-        SecretStore(ctx.engine, commands.secret_keys(ctx)).delete(name, actor="cli")
+    ctx = context.open_context(site, catalog)
+    with context.changing(ctx):
+        SecretStore(ctx.engine, context.secret_keys(ctx)).delete(name, actor="cli")
     say(json, {"deleted": name}, f"secret {name} deleted")
 
 
@@ -126,9 +126,9 @@ def secrets_rekey(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOp
     """Rotate the site key while the product runs; run again to finish one cut short."""
     from stairway.secrets.store import retired_file
 
-    ctx = commands.open_context(site, catalog)
-    keys = commands.secret_keys(ctx)
-    done = commands.rekey_secrets(ctx)
+    ctx = context.open_context(site, catalog)
+    keys = context.secret_keys(ctx)
+    done = operations.rekey_secrets(ctx)
     if json:
         retired = str(retired_file(keys.key_file)) if done.old and keys.key_file else None
         emit_json(
@@ -172,8 +172,8 @@ def secrets_export(
     """Seal every secret to the new host's key: only that host can open the bundle."""
     from stairway.secrets.hosts import export_bundle
 
-    ctx = commands.open_context(site, catalog)
-    moved = export_bundle(ctx.engine, commands.secret_keys(ctx), to_host, to)
+    ctx = context.open_context(site, catalog)
+    moved = export_bundle(ctx.engine, context.secret_keys(ctx), to_host, to)
     said = f"{len(moved.names)} secret(s) sealed for host key {moved.recipient} in {to}"
     say(json, {"sealed": list(moved.names), "recipient": moved.recipient, "path": str(to)}, said)
 
@@ -189,8 +189,8 @@ def secrets_import(
     """Open a bundle sealed for this host and store its secrets under this site's key."""
     from stairway.secrets.hosts import import_bundle
 
-    ctx = commands.open_context(site, catalog)
-    with commands.changing(ctx):
-        moved = import_bundle(ctx.engine, commands.secret_keys(ctx), bundle, host_key)
+    ctx = context.open_context(site, catalog)
+    with context.changing(ctx):
+        moved = import_bundle(ctx.engine, context.secret_keys(ctx), bundle, host_key)
     said = f"{len(moved.names)} secret(s) imported and sealed under this site's key"
     say(json, {"imported": list(moved.names)}, said)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 
-from stairway import commands, releases
+from stairway import context, operations, releases
 from stairway.database import dispose_all
 from stairway.quickstart import demo_catalog, write_site
 
@@ -139,8 +139,8 @@ def _write_site(site: Path, database_url: str, ports: tuple[int, int], env: dict
 
 def _install(site: Path) -> None:
     """The site at 2.0.0, running the 2.0.0 release."""
-    ctx = commands.open_context(site, None)
-    commands.init(ctx, "2.0.0")
+    ctx = context.open_context(site, None)
+    operations.init(ctx, "2.0.0")
     where = ctx.site.site
     assert where.artifacts and where.release_key and where.releases_dir
     found = releases.check_release(where.artifacts, where.release_key, "identity-sync", "2.0.0")

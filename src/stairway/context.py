@@ -1,0 +1,103 @@
+"""The site context: the operator's site, its catalog and its database engine, opened once
+and handed to every operation and orchestration below the command line."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from stairway.backup.database import settle_renamed
+from stairway.catalog import Catalog, load_catalog
+from stairway.database import connected, engine_for
+from stairway.errors import (
+    BackupError,
+    SiteError,
+)
+from stairway.release_source import catalog_of
+from stairway.schema import migrator
+from stairway.secrets.keyring import KeySource
+from stairway.site import Site, load_site
+from stairway.sitelock import site_lock
+from stairway.versions import Version
+
+
+@dataclass(frozen=True)
+class Context:
+    site: Site
+    catalog: Catalog
+    engine: Engine
+
+
+def open_context(
+    site_file: Path | None, catalog_dir: Path | None, release: str | None = None
+) -> Context:
+    """The site, its catalog and its engine. With ``release`` (a command's ``--to``) and no
+    ``--catalog``, a site that reads its catalog from its releases reads that release's own
+    catalog, installing the verified release first when it is published but not installed."""
+    site = load_site(site_file)
+    root = catalog_dir or (release and catalog_of(site.site, release)) or site.site.catalog
+    if root is None:
+        raise SiteError(
+            "no catalog given",
+            hint="pass --catalog DIR or set `catalog = ...` in the [site] table of site.toml",
+        )
+    return Context(site, load_catalog(root), _reachable(site.database))
+
+
+def _reachable(url: str) -> Engine:
+    """The site's engine once it answers; a PostgreSQL database left renamed by a restore killed
+    between its two renames is put back under its name first (the restore is then run again)."""
+    try:
+        return connected(url)
+    except SiteError:
+        engine = engine_for(url)
+        if engine.dialect.name != "postgresql":
+            raise
+        try:
+            settled = settle_renamed(engine.url)
+        except Exception:  # the server itself does not answer: the first error says so
+            settled = False
+        if not settled:
+            raise
+        return connected(url)
+
+
+@contextlib.contextmanager
+def changing(ctx: Context, unless: bool = False) -> Iterator[None]:
+    """The site lock for a command that changes the site; none for a dry run (``unless``).
+
+    The functions below that change a site take it themselves; this is for callers that write
+    through a lower layer (secrets, background migrations) and for a dry run's counterpart.
+    """
+    if unless:
+        yield
+        return
+    with site_lock(ctx):
+        yield
+
+
+def current_version(ctx: Context) -> Version:
+    release = migrator.site_release(ctx.engine)
+    if release is None:
+        raise SiteError(
+            f"{ctx.site.database} holds no Stairway site",
+            hint="create it with `stairway init --version V` or adopt it with `stairway baseline`",
+        )
+    return Version.parse(release)
+
+
+def backup_dir(ctx: Context) -> Path:
+    where = ctx.site.site.backup_dir
+    if where is None:
+        raise BackupError(
+            "site.toml names no backup_dir", hint="set backup_dir in the [site] table"
+        )
+    return where
+
+
+def secret_keys(ctx: Context) -> KeySource:
+    return KeySource(ctx.site.secrets.key_file)

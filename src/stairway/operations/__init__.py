@@ -1,0 +1,67 @@
+"""What can be done to a site, one plain typed function each: the command line, the control
+plane and the orchestration (upgrade, rolling, rehearse) all call these.
+
+Each function that changes the site takes the site lock itself.
+"""
+
+from __future__ import annotations
+
+from stairway.operations.backups import CARRIED, backup, backups, restore
+from stairway.operations.config import ConfigResult, migrate_config
+from stairway.operations.creation import init
+from stairway.operations.notes import notes
+from stairway.operations.objects import (
+    apply_deltas,
+    lifecycle_path,
+    object_store,
+    peek_object,
+    rewrite_objects,
+    skip_delta,
+)
+from stairway.operations.schema import (
+    MigrateRequest,
+    Status,
+    baseline,
+    downgrade,
+    migrate,
+    migrate_target,
+    pending_changes,
+    plan,
+    render_sql,
+    repair,
+    status,
+)
+from stairway.operations.transfer import export, import_file
+from stairway.operations.upkeep import rekey_secrets, run_background
+
+__all__ = [
+    "CARRIED",
+    "ConfigResult",
+    "MigrateRequest",
+    "Status",
+    "apply_deltas",
+    "backup",
+    "backups",
+    "baseline",
+    "downgrade",
+    "export",
+    "import_file",
+    "init",
+    "lifecycle_path",
+    "migrate",
+    "migrate_config",
+    "migrate_target",
+    "notes",
+    "object_store",
+    "peek_object",
+    "pending_changes",
+    "plan",
+    "rekey_secrets",
+    "render_sql",
+    "repair",
+    "restore",
+    "rewrite_objects",
+    "run_background",
+    "skip_delta",
+    "status",
+]

@@ -1,0 +1,30 @@
+"""A new site: its release's schema changes applied and recorded, then its initial objects."""
+
+from __future__ import annotations
+
+from stairway.context import Context
+from stairway.errors import SchemaError
+from stairway.operations.objects import apply_deltas
+from stairway.schema import migrator
+from stairway.schema.executor import Applied
+from stairway.schema.migrator import Progress
+from stairway.sitelock import changes_site
+from stairway.targets import named_release
+
+
+@changes_site
+def init(ctx: Context, version: str, progress: Progress | None = None) -> list[Applied]:
+    """Create a new site at release ``version``: apply its changes and record it."""
+    release = named_release(ctx.catalog, version, "--version")
+    if migrator.read_state(ctx.engine, ctx.catalog).applied:
+        raise SchemaError(
+            f"{ctx.site.database} already holds a Stairway site",
+            hint="use `stairway status` to see it, `stairway migrate --to V` to move it",
+        )
+    done = migrator.migrate(
+        ctx.engine, ctx.catalog, release.schema, progress=progress, release=release
+    )
+    migrator.set_site_release(ctx.engine, ctx.catalog, str(release.version))
+    if ctx.catalog.deltas:  # the initial objects of every release up to this one
+        apply_deltas(ctx)
+    return done

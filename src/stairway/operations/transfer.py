@@ -1,0 +1,77 @@
+"""A site's stored objects and audit log exported to a checked file, and imported from one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stairway import audit
+from stairway.context import (
+    Context,
+    current_version,
+)
+from stairway.errors import (
+    TransferError,
+)
+from stairway.operations.objects import object_store
+from stairway.schema import migrator
+from stairway.sitelock import site_lock
+from stairway.transfer.export import ExportReport, export_objects
+from stairway.transfer.export import Progress as ExportProgress
+from stairway.transfer.importer import ImportReport, import_objects
+from stairway.transfer.importer import Progress as ImportProgress
+from stairway.transfer.shards import WHOLE, Shard
+
+
+def export(
+    ctx: Context,
+    path: Path,
+    chunk: int,
+    progress: ExportProgress | None = None,
+    workers: int = 1,
+    shard: Shard = WHOLE,
+) -> ExportReport:
+    """Every stored object of the site, as stored, and its audit log, to the checked export
+    file at ``path`` (only this machine's id range with ``shard``)."""
+    if chunk < 1:
+        raise TransferError(f"--chunk must be at least 1 (got {chunk})", hint="for example 10000")
+    if workers < 1:
+        raise TransferError(f"--workers must be at least 1 (got {workers})", hint="")
+    state = migrator.read_state(ctx.engine, ctx.catalog)
+    header = {
+        "product": ctx.catalog.product,
+        "version": str(current_version(ctx)),
+        "schema_level": state.level,
+    }
+    with ctx.engine.connect() as conn:  # every shard's file carries the whole log
+        log = audit.raw_rows(conn)
+    store = object_store(ctx)
+    return export_objects(store, path, header, chunk, progress, workers, shard, log)
+
+
+def import_file(
+    ctx: Context,
+    path: Path,
+    max_errors: int,
+    progress: ImportProgress | None = None,
+    workers: int = 1,
+    shard: Shard = WHOLE,
+) -> ImportReport:
+    """Import an export into the site, migrating each object into the site's release."""
+    with site_lock(ctx, shared=shard != WHOLE):  # the shards of one import load together
+        return _import_file(ctx, path, max_errors, progress, workers, shard)
+
+
+def _import_file(
+    ctx: Context,
+    path: Path,
+    max_errors: int,
+    progress: ImportProgress | None,
+    workers: int,
+    shard: Shard,
+) -> ImportReport:
+    if not path.is_file():
+        raise TransferError(f"{path} does not exist", hint="give the export file's path")
+    if max_errors < 0:
+        raise TransferError(f"--max-errors must be 0 or more (got {max_errors})", hint="")
+    store = object_store(ctx)
+    return import_objects(store, path, ctx.catalog.product, max_errors, progress, workers, shard)

@@ -1,0 +1,215 @@
+"""What runs each kind of upgrade step (``stairway.steps`` holds the values), in one table.
+
+A runner does its step's work and returns what the journal records of it; a kill between any
+two of its side effects leaves the site for ``upgrade --resume`` or ``rollback``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any
+
+from sqlalchemy import text
+
+from stairway import (
+    audit,
+    faults,
+    handwork,
+    maintenance,
+    recovery,
+    releases,
+    rolling,
+    service,
+    smoke,
+)
+from stairway.backup import Backup
+from stairway.context import Context, backup_dir
+from stairway.errors import UpgradeError
+from stairway.handwork import HandItem
+from stairway.journal import Journal, JournalState
+from stairway.objects.rewrite import rewrite_all
+from stairway.operations import schema as site_schema
+from stairway.operations.backups import backup as take_backup
+from stairway.operations.config import migrate_config
+from stairway.operations.objects import apply_deltas, object_store
+from stairway.operations.schema import MigrateRequest
+from stairway.steps import Kind, Step
+from stairway.verify import licence_findings
+from stairway.versions import Version
+
+Runner = Callable[[Context, Step, JournalState], dict[str, Any]]
+
+
+def timed_backup(ctx: Context) -> tuple[Backup, float]:
+    started = time.monotonic()
+    return take_backup(ctx), time.monotonic() - started
+
+
+def _backup(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    """A backup taken now: a resumed run, whose early backup went with the killed process."""
+    return _backed_up(timed_backup(ctx))
+
+
+def _early(taken: Future[tuple[Backup, float]]) -> Runner:
+    """The backup step of a run that started its backup while verify read (both only read:
+    overlapping them saves the backup's time)."""
+    return lambda _ctx, _step, _state: _backed_up(taken.result())
+
+
+def _backed_up(done: tuple[Backup, float]) -> dict[str, Any]:
+    taken, took = done
+    faults.point("after:backup")
+    return {"backup": taken.id, "bytes": taken.manifest.size, "took": round(took, 3)}
+
+
+def _maintenance_on(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    before, after = faults.around("maintenance-on")
+    faults.point(before)
+    maintenance.switch_on(ctx.engine, f"upgrade to {state.plan['to']}")
+    faults.point(after)
+    return {}
+
+
+def _maintenance_off(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    before, after = faults.around("maintenance-off")
+    faults.point(before)
+    maintenance.switch_off(ctx.engine)
+    faults.point(after)
+    return {}
+
+
+def _stop(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    """Stopped and shown down: the steps after this one change what the product reads."""
+    return {"ran": recovery.stop(ctx)}
+
+
+def _release(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+    """``current`` swapped to the new release, its intent (with what it named) journaled first
+    so that a kill right after the swap still knows what to point back at."""
+    where = ctx.site.site.releases_dir
+    assert where is not None and step.release is not None  # planned only with releases_dir
+    made = recovery.swaps(state)
+    previous = made[0].previous if made else releases.current_release(where)
+    if not made:
+        Journal(backup_dir(ctx)).record(
+            "intent", action=recovery.SWAP, previous=previous, to=step.release
+        )
+    before, after = faults.around(recovery.SWAP)
+    faults.point(before)
+    releases.switch_current(where, step.release)
+    faults.point(after)
+    return {"swapped": True, "previous": previous}
+
+
+def _start(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    """Whatever answers now is not the new release started by this step: down with it first."""
+    recovery.stop(ctx)
+    return {"ran": service.start(ctx.site.service, recovery.home(ctx))}
+
+
+def _health(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    expected = recovery.expected(ctx, str(state.plan["to"]))
+    return {"checked": service.wait_healthy(ctx.site.service, expected, recovery.home(ctx))}
+
+
+def _smoke(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    checks = ctx.catalog.manifest.smoke if ctx.catalog.manifest else []
+    for check in checks:
+        smoke.run_check(ctx.engine, check)
+    target = Version.parse(state.plan["to"])
+    for finding in licence_findings(ctx, target):  # the licence as the new release reads it
+        if finding.blocking:
+            raise UpgradeError(f"smoke check licence: {finding.message}", hint=finding.hint)
+    return {"passed": [c.name for c in checks]}
+
+
+def _audit(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    data = {
+        "upgrade": state.upgrade_id,
+        "from": state.plan["from"],
+        "to": state.plan["to"],
+        "backup": (Journal(backup_dir(ctx)).active() or state).value("backup"),
+    }
+    with ctx.engine.begin() as conn:
+        entry = audit.append(conn, "site.upgrade", data)
+    faults.point("after:audit")
+    return {"audit": entry.id}
+
+
+def _interrupt_jobs(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    jobs = ctx.catalog.manifest.job if ctx.catalog.manifest else []
+    marked = 0
+    with ctx.engine.begin() as conn:
+        for job in jobs:
+            if job.interrupt:
+                marked += conn.execute(text(job.interrupt)).rowcount or 0
+    return {"interrupted": marked}
+
+
+def _schema(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
+    done = site_schema.migrate(ctx, MigrateRequest(to=step.release))
+    return {
+        "changes": [a.change.label for a in done],
+        "ms": {a.change.label: a.duration_ms for a in done},
+    }
+
+
+def _objects(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
+    if ctx.catalog.objects is None:
+        return {}
+    report = rewrite_all(object_store(ctx, step.release))
+    return {"rewritten": report.rewritten}
+
+
+def _deltas(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
+    if not ctx.catalog.deltas:
+        return {}
+    report = apply_deltas(ctx)
+    hand = [handwork.delta_item(r.delta.id, r.reason) for r in report.reported]
+    return {"reported": [r.delta.id for r in report.reported], "hand": _json(hand)}
+
+
+def _config_files(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
+    result = migrate_config(ctx, step.release, step.source)
+    return {
+        "changed": [str(o.path) for o in result.run.changed],
+        "attention": [a.describe() for a in result.run.attention],
+        "hand": _json(
+            handwork.config_item(str(o.path), a.describe())
+            for o in result.run.outcomes
+            for a in o.attention
+        ),
+    }
+
+
+def _json(items: Iterable[HandItem]) -> list[dict[str, str]]:
+    return [item.as_json() for item in items]
+
+
+# In the order an upgrade runs them; a rolling upgrade's own kinds where they fall in its run.
+RUNNERS: dict[Kind, Runner] = {
+    Kind.BACKUP: _backup,
+    Kind.MAINTENANCE_ON: _maintenance_on,
+    Kind.STOP: _stop,
+    Kind.INTERRUPT_JOBS: _interrupt_jobs,
+    Kind.EXPAND: rolling.expand,
+    Kind.SCHEMA: _schema,
+    Kind.OBJECTS: _objects,
+    Kind.DELTAS: _deltas,
+    Kind.CONFIG_FILES: _config_files,
+    Kind.RELEASE: _release,
+    Kind.INSTANCE: rolling.instance,
+    Kind.START: _start,
+    Kind.HEALTH: _health,
+    Kind.SMOKE: _smoke,
+    Kind.CONTRACT: rolling.contract,
+    Kind.MAINTENANCE_OFF: _maintenance_off,
+    Kind.AUDIT: _audit,
+}
+
+
+def with_early_backup(taken: Future[tuple[Backup, float]]) -> dict[Kind, Runner]:
+    """The table for a run whose backup was started early."""
+    return {**RUNNERS, Kind.BACKUP: _early(taken)}
