@@ -21,9 +21,10 @@ from tempfile import TemporaryDirectory
 from sqlalchemy import create_engine, text
 
 from bench.harness import Result, Sizes, TempDatabase, temp_database
-from stairway import background, context, operations
+from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.operations import MigrateRequest
+from stairway.schema import background
 
 NAME = "backfill"
 GOAL = 2.0

@@ -14,7 +14,7 @@ import psycopg
 from sqlalchemy import text
 
 from bench.harness import Result, Sizes, TempDatabase, conninfo, temp_database
-from stairway.catalog.manifest import ObjectsModel
+from stairway.objects.spec import ObjectsModel
 from stairway.database import engine_for
 from stairway.objects.migrate import Migrator
 from stairway.objects.migration import ObjectMigration, Op

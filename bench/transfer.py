@@ -21,7 +21,7 @@ import psycopg
 
 from bench.harness import Result, Sizes, TempDatabase, conninfo, temp_database
 from bench.object_rewrite import CREATE, RENAME
-from stairway.catalog.manifest import ObjectsModel
+from stairway.objects.spec import ObjectsModel
 from stairway.database import engine_for
 from stairway.objects.migrate import Migrator
 from stairway.objects.store import ObjectStore

@@ -17,10 +17,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from cli_runner import stairway
-from stairway import background, context, operations
+from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.errors import CatalogError
 from stairway.operations import MigrateRequest
+from stairway.schema import background
 
 BATCH_CHANGE = '''"""Double every value, batch by batch."""
 from sqlalchemy import text

@@ -19,7 +19,8 @@ import pytest
 
 from stairway import journal as journal_module
 from stairway.errors import ExitCode, JournalWriteError, UpgradeError
-from stairway.journal import ACTIVE, FAULT, HISTORY, TORN, Journal, encode, read
+from stairway.faults import FAULT
+from stairway.journal import ACTIVE, HISTORY, TORN, Journal, encode, read
 from test_upgrade import build_site, fingerprint, stairway_stop
 
 PLAN = {"from": "1.0.0", "to": "2.0.0", "steps": [{"kind": "backup"}, {"kind": "stop"}]}

@@ -96,7 +96,7 @@ def status(
 ) -> None:
     """Site version, schema level, applied, pending and drifted changes, background migrations;
     exit 0 whatever they are, unless --strict."""
-    from stairway import background
+    from stairway.schema import background
 
     ctx = site_context.open_context(site, catalog)
     report = operations.status(ctx)
@@ -1098,7 +1098,7 @@ def background_run(
     json: JsonOpt = False,
 ) -> None:
     """Run queued background migrations until they finish; safe to stop and run again."""
-    from stairway import background
+    from stairway.schema import background
 
     ctx = site_context.open_context(site, catalog)
 
@@ -1121,7 +1121,7 @@ def background_status(
     site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False
 ) -> None:
     """Each background migration: state, % done, ETA, batches, times throttled."""
-    from stairway import background
+    from stairway.schema import background
 
     found = background.jobs(site_context.open_context(site, catalog).engine)
     if json:
@@ -1141,7 +1141,7 @@ def background_pause(
     json: JsonOpt = False,
 ) -> None:
     """Pause a background migration after its current batch."""
-    from stairway import background
+    from stairway.schema import background
 
     job = background.set_paused(site_context.open_context(site, catalog).engine, number, True)
     _say_job(job, json)
@@ -1155,7 +1155,7 @@ def background_resume(
     json: JsonOpt = False,
 ) -> None:
     """Let a paused background migration run again (with `background run`)."""
-    from stairway import background
+    from stairway.schema import background
 
     job = background.set_paused(site_context.open_context(site, catalog).engine, number, False)
     _say_job(job, json)

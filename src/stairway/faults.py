@@ -44,6 +44,11 @@ def point(name: str) -> None:
         act(os.environ.get(ACTION) or "kill")
 
 
+def named(name: str) -> bool:
+    """Whether ``STAIRWAY_FAULT`` names this point (for a point that fails its own way)."""
+    return os.environ.get(FAULT) == name
+
+
 def act(action: str) -> None:
     """Do what ``STAIRWAY_FAULT_ACTION`` asks for at the chosen point."""
     if action == "kill":

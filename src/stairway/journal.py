@@ -44,7 +44,6 @@ TORN = ".torn"  # a set-aside journal whose plan was torn: nothing had started
 # Fault-injection tests (stairway.faults): "<step>:<event>" kills this process (SIGKILL) right
 # after writing that record; "<step>:<event>:torn" kills it after writing only the first half of
 # the record's line.
-FAULT = faults.FAULT
 CHECK = 16  # hex digits of SHA-256 before the tab of each line
 # Written after a torn last line by the next append: the line above it was cut short by a crash
 # or a failed write, not damaged afterwards. It never decodes as a record.
@@ -290,7 +289,7 @@ def _point(entry: dict[str, Any]) -> str:
 
 
 def _torn_fault(entry: dict[str, Any]) -> bool:
-    return os.environ.get(FAULT) == f"{_point(entry)}:torn"
+    return faults.named(f"{_point(entry)}:torn")
 
 
 def _fault(entry: dict[str, Any], torn: bool = False) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import Connection, Engine, delete
+from sqlalchemy import Connection, Engine
 
 from stairway.schema import recorder
 
@@ -32,8 +32,7 @@ def switch_on(engine: Engine, reason: str) -> None:
 
 def switch_off(engine: Engine) -> None:
     with engine.begin() as conn:
-        if recorder.exists(conn):
-            conn.execute(delete(recorder.meta_table).where(recorder.meta_table.c.key == KEY))
+        recorder.delete_meta(conn, KEY)
 
 
 def read(conn: Connection) -> Maintenance | None:

@@ -15,7 +15,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import literal, select, union_all
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from stairway import maintenance
@@ -87,14 +86,9 @@ def _applied_rows(database_url: str) -> tuple[list[Row], Maintenance | None]:
 
 
 def _query_rows(database_url: str, with_patches: bool) -> tuple[list[Row], Maintenance | None]:
-    table, patches, meta = recorder.changes_table, recorder.patches_table, recorder.meta_table
-    flag = select(literal(-1), literal(0), meta.c.value).where(meta.c.key == maintenance.KEY)
-    parts = [select(table.c.number, literal(0), table.c.phase), flag]
-    if with_patches:
-        parts.append(select(patches.c.number, patches.c.patch, patches.c.phase))
     try:
         with engine_for(database_url).connect() as conn:
-            rows = [(int(r[0]), int(r[1]), str(r[2])) for r in conn.execute(union_all(*parts))]
+            rows = recorder.guard_rows(conn, maintenance.KEY, with_patches)
             found = [value for number, _, value in rows if number == -1]
             return [r for r in rows if r[0] != -1], maintenance.parse(found[0]) if found else None
     except (OperationalError, ProgrammingError) as err:

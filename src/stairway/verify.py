@@ -85,7 +85,7 @@ def verify(ctx: Context, to: str | None) -> Report:
 def _background(ctx: Context) -> list[Finding]:
     """GitLab's rule: a background migration queued by an earlier upgrade must be finished
     before the next one starts, since the releases after it count on its data."""
-    from stairway import background
+    from stairway.schema import background
 
     return [
         Finding(

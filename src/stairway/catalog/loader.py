@@ -10,12 +10,13 @@ from pathlib import Path
 
 from stairway.catalog.config_migrations import load_config_migrations
 from stairway.catalog.deltas import load_deltas
-from stairway.catalog.manifest import Manifest, ObjectsModel, ReleaseModel, load_manifest
+from stairway.catalog.manifest import Manifest, ReleaseModel, load_manifest
 from stairway.catalog.object_migrations import load_object_migrations
 from stairway.configfiles.migration import ConfigMigration, show_key, unsettled_pairs
 from stairway.errors import CatalogError
 from stairway.objects.delta import Delta
 from stairway.objects.migration import ObjectMigration, reused_paths
+from stairway.objects.spec import ObjectsModel
 from stairway.schema.change import Change, Phase
 from stairway.schema.dataloss import loses_data
 from stairway.schema.phases import PhaseFinding, check_phase

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from stairway.errors import CatalogError
+from stairway.objects.spec import ObjectsModel
 from stairway.parsing import toml_document
 from stairway.versions import Version
 
@@ -21,16 +22,6 @@ class _Strict(BaseModel):
 
 class ProductModel(_Strict):
     name: Annotated[str, Field(min_length=1)]
-
-
-class ObjectsModel(_Strict):
-    table: str = "objects"
-    id: str = "oid"
-    type: str = "type"
-    body: str = "data"
-    version: str | None = None  # column holding the release that wrote each object
-    subtype: str | None = None  # dotted path inside the document naming its subtype
-    lifecycle: str = "lifecycleState"  # dotted path a delta sets to "obsolete" (never deletes)
 
 
 class ReleaseModel(_Strict):

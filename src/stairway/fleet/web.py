@@ -66,7 +66,7 @@ def routes(app: FastAPI, fleet: Fleet) -> None:
     async def dashboard(request: Request) -> Response:
         if await operator(request) is None:
             return _go(request, "/ui/login")
-        from stairway import background
+        from stairway.schema import background
 
         rows = await fleet.db(store.all_agents)
         jobs = await anyio.to_thread.run_sync(background.jobs, fleet.engine)

@@ -31,10 +31,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import NoSuchTableError
 
-from stairway.catalog.manifest import ObjectsModel
 from stairway.errors import ObjectMigrationError
 from stairway.objects.migrate import Migrator, Outcome
 from stairway.objects.migration import Document
+from stairway.objects.spec import ObjectsModel
 from stairway.versions import Version
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from stairway import background
-from stairway.background import Job, Throttle
 from stairway.context import (
     Context,
     secret_keys,
 )
+from stairway.schema import background
+from stairway.schema.background import Job, Throttle
 from stairway.secrets import rekey
 from stairway.secrets.store import Rekeyed
 from stairway.sitelock import changes_site
@@ -28,6 +28,6 @@ def run_background(
     max_seconds: float | None = None,
     report: Callable[[Job], None] | None = None,
 ) -> list[Job]:
-    """Run the queued background migrations (``stairway.background.run``) under the site lock."""
+    """Run the queued background migrations (``schema.background.run``) under the site lock."""
     changes = {c.number: c for c in ctx.catalog.changes if not c.patch}
     return background.run(ctx.engine, changes, throttle, max_seconds, report)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import psycopg
 from sqlalchemy import Engine, inspect, text
 
-from stairway.catalog import Catalog
 from stairway.errors import SchemaError, StairwayError
 from stairway.schema import recorder
 from stairway.schema.executor import apply
+from stairway.schema.source import ChangeSource
 from stairway.scratch import scratch_engine
 
 Shape = Mapping[str, frozenset[str]]  # table -> its columns
@@ -102,7 +102,7 @@ def product_tables(engine: Engine) -> list[str]:
     return sorted(shape_of(engine))
 
 
-def shapes_by_change(live: Engine, catalog: Catalog) -> list[dict[str, frozenset[str]]]:
+def shapes_by_change(live: Engine, catalog: ChangeSource) -> list[dict[str, frozenset[str]]]:
     """The shape of an empty database after change 0 (nothing), 1, 2 ... of ``catalog``."""
     with _scratch(live) as scratch:
         with scratch.begin() as conn:
@@ -183,11 +183,11 @@ def suggestion(guess: tuple[int, int]) -> str:
     )
 
 
-def survey(live: Engine, catalog: Catalog) -> Survey:
+def survey(live: Engine, catalog: ChangeSource) -> Survey:
     return Survey(tuple(shapes_by_change(live, catalog)), shape_of(live))
 
 
-def refuse_unlike(live: Engine, catalog: Catalog, at: int) -> None:
+def refuse_unlike(live: Engine, catalog: ChangeSource, at: int) -> None:
     """Refuse to record changes 1..``at`` as present when the database does not hold them."""
     found = survey(live, catalog)
     diff = found.diff(at)
@@ -207,7 +207,7 @@ def refuse_unlike(live: Engine, catalog: Catalog, at: int) -> None:
     )
 
 
-def adoption_hint(live: Engine, catalog: Catalog) -> str | None:
+def adoption_hint(live: Engine, catalog: ChangeSource) -> str | None:
     """For a database with product tables and no Stairway records: how to adopt it."""
     tables = product_tables(live)
     if not tables:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import psycopg
-from psycopg import sql
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -108,21 +107,12 @@ def _apply_postgres_sql(engine: Engine, change: Change, release: str, started: f
             try:
                 for index, statement in enumerate(change.statements):
                     _execute(cursor, change, statement, begin if index == 0 else "")
-                row = recorder.record_row(change, release, _since(started), "applied")
                 begin = "" if change.statements else "BEGIN;\n"
-                insert = _insert_sql(recorder.table_of(change).name, row)
+                insert = recorder.record_sql(change, release, _since(started), "applied")
                 cursor.execute(begin + insert.as_string(pg) + ";\nCOMMIT")
             finally:
                 if pg.info.transaction_status != TransactionStatus.IDLE:
                     pg.execute("ROLLBACK")
-
-
-def _insert_sql(table: str, row: dict[str, object]) -> sql.Composed:
-    return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        sql.Identifier(table),
-        sql.SQL(", ").join(map(sql.Identifier, row)),
-        sql.SQL(", ").join(map(sql.Literal, row.values())),
-    )
 
 
 def revert(engine: Engine, change: Change) -> Applied:
@@ -154,7 +144,7 @@ def refuse_data_loss(changes: Sequence[Change], allow_data_loss: bool) -> None:
 
 def _run_up(conn: Connection, change: Change) -> None:
     if change.batches is not None:
-        from stairway import background
+        from stairway.schema import background
 
         background.queue(conn, change)  # its batches run while the product serves
     elif change.kind == Kind.PYTHON:

@@ -11,20 +11,20 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine
 
-from stairway.catalog import Catalog
 from stairway.errors import SchemaError
 from stairway.schema import adoption, recorder
 from stairway.schema import state as state_rules
 from stairway.schema.change import Change, Phase
 from stairway.schema.executor import Applied, apply, refuse_data_loss, revert
 from stairway.schema.lock import migration_lock
+from stairway.schema.source import ChangeSource
 from stairway.schema.state import SchemaState, compare
 from stairway.versions import Release
 
 Progress = Callable[[Change], None]
 
 
-def read_state(engine: Engine, catalog: Catalog) -> SchemaState:
+def read_state(engine: Engine, catalog: ChangeSource) -> SchemaState:
     with engine.connect() as conn:
         return compare(recorder.applied(conn), catalog.changes)
 
@@ -34,7 +34,7 @@ def site_release(engine: Engine) -> str | None:
         return recorder.get_meta(conn, "release")
 
 
-def set_site_release(engine: Engine, catalog: Catalog, version: str) -> None:
+def set_site_release(engine: Engine, catalog: ChangeSource, version: str) -> None:
     with engine.begin() as conn:
         recorder.set_meta(conn, "product", catalog.product)
         recorder.set_meta(conn, "release", version)
@@ -42,7 +42,7 @@ def set_site_release(engine: Engine, catalog: Catalog, version: str) -> None:
 
 def pending(
     state: SchemaState,
-    catalog: Catalog,
+    catalog: ChangeSource,
     target: int,
     only: Phase | None,
     release: Release | None = None,
@@ -61,7 +61,7 @@ def pending(
 
 
 @contextmanager
-def locked_state(engine: Engine, catalog: Catalog, timeout: float) -> Iterator[SchemaState]:
+def locked_state(engine: Engine, catalog: ChangeSource, timeout: float) -> Iterator[SchemaState]:
     """The state under the migration lock, with bookkeeping tables present and no drift."""
     with migration_lock(engine, timeout):
         with engine.begin() as conn:
@@ -71,14 +71,14 @@ def locked_state(engine: Engine, catalog: Catalog, timeout: float) -> Iterator[S
         yield state
 
 
-def refuse_uncarried(state: SchemaState, catalog: Catalog, release: Release) -> None:
+def refuse_uncarried(state: SchemaState, catalog: ChangeSource, release: Release) -> None:
     """Refuse moving a database to ``release`` when it holds a patch ``release`` lacks."""
     state_rules.refuse_uncarried(release, state.uncarried(release.patches), catalog.carriers)
 
 
 def migrate(
     engine: Engine,
-    catalog: Catalog,
+    catalog: ChangeSource,
     target: int,
     *,
     only: Phase | None = None,
@@ -100,7 +100,7 @@ def migrate(
 
 
 def baseline(
-    engine: Engine, catalog: Catalog, at: int, lock_timeout: float = 30.0, force: bool = False
+    engine: Engine, catalog: ChangeSource, at: int, lock_timeout: float = 30.0, force: bool = False
 ) -> int:
     """Adopt an existing database: record changes 1..at as present without running them.
 
@@ -126,7 +126,7 @@ def baseline(
 
 def downgrade(
     engine: Engine,
-    catalog: Catalog,
+    catalog: ChangeSource,
     to: int,
     *,
     allow_data_loss: bool,
@@ -145,7 +145,7 @@ def downgrade(
         return done
 
 
-def repair(engine: Engine, catalog: Catalog, lock_timeout: float = 30.0) -> list[str]:
+def repair(engine: Engine, catalog: ChangeSource, lock_timeout: float = 30.0) -> list[str]:
     """Record the current text of drifted changes as applied (the operator checked them)."""
     with migration_lock(engine, lock_timeout):
         state = read_state(engine, catalog)
@@ -155,12 +155,12 @@ def repair(engine: Engine, catalog: Catalog, lock_timeout: float = 30.0) -> list
         return [d.change.label for d in state.drifted]
 
 
-def _release_label(catalog: Catalog, change: Change) -> str:
+def _release_label(catalog: ChangeSource, change: Change) -> str:
     carriers = catalog.carriers(change.key) if change.patch else []
     release = carriers[0] if carriers else catalog.release_of(change.number)
     return str(release.version) if release else "unreleased"
 
 
-def changes_for(catalog: Catalog, numbers: Sequence[int]) -> list[Change]:
+def changes_for(catalog: ChangeSource, numbers: Sequence[int]) -> list[Change]:
     wanted = set(numbers)
     return [c for c in catalog.changes if c.number in wanted]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from psycopg import sql
 from sqlalchemy import (
     Column,
     Connection,
@@ -24,7 +25,9 @@ from sqlalchemy import (
     delete,
     insert,
     inspect,
+    literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.sql.elements import ColumnElement
@@ -159,6 +162,17 @@ def record_row(change: Change, release: str, duration_ms: int, kind: str) -> dic
     }
 
 
+def record_sql(change: Change, release: str, duration_ms: int, kind: str) -> sql.Composed:
+    """The same row as :func:`record` writes, as one PostgreSQL ``INSERT`` that a caller sends
+    together with its ``COMMIT`` (one round trip fewer per change)."""
+    row = record_row(change, release, duration_ms, kind)
+    return sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        sql.Identifier(table_of(change).name),
+        sql.SQL(", ").join(map(sql.Identifier, row)),
+        sql.SQL(", ").join(map(sql.Literal, row.values())),
+    )
+
+
 def forget(conn: Connection, change: Change) -> None:
     conn.execute(delete(table_of(change)).where(*_is(change)))
 
@@ -179,6 +193,22 @@ def get_meta(conn: Connection, key: str) -> str | None:
         return None
     value = conn.execute(select(meta_table.c.value).where(meta_table.c.key == key)).scalar()
     return None if value is None else str(value)
+
+
+def delete_meta(conn: Connection, key: str) -> None:
+    if exists(conn):
+        conn.execute(delete(meta_table).where(meta_table.c.key == key))
+
+
+def guard_rows(conn: Connection, flag: str, with_patches: bool) -> list[tuple[int, int, str]]:
+    """In one round trip: each applied change as (number, patch, phase), and the value of meta
+    ``flag`` as (-1, 0, value) when it is set. Raises the driver's error when a table is missing
+    (``with_patches`` False reads a database that predates patch changes)."""
+    flagged = select(literal(-1), literal(0), meta_table.c.value).where(meta_table.c.key == flag)
+    parts = [select(changes_table.c.number, literal(0), changes_table.c.phase), flagged]
+    if with_patches:
+        parts.append(select(patches_table.c.number, patches_table.c.patch, patches_table.c.phase))
+    return [(int(r[0]), int(r[1]), str(r[2])) for r in conn.execute(union_all(*parts))]
 
 
 def set_meta(conn: Connection, key: str, value: str) -> None:

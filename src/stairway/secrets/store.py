@@ -12,7 +12,6 @@ read: a product that meets a key id it does not know reloads the key file first.
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,9 +21,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Column, Connection, Engine, LargeBinary, MetaData, String, Table, select
 
-from stairway import audit
+from stairway import audit, faults
 from stairway.errors import SecretError
-from stairway.journal import FAULT
 from stairway.secrets.keyring import KeyRing, KeySource, SiteKey, read_key_file, write_key_file
 
 NONCE = 12
@@ -238,8 +236,7 @@ def rekey(
 
 
 def _fault(point: str) -> None:
-    if os.environ.get(FAULT) == point:  # fault-injection tests: die as a power cut would
-        os.kill(os.getpid(), signal.SIGKILL)
+    faults.point(point)  # fault-injection tests: die as a power cut would
 
 
 def retired_file(key_file: Path) -> Path:

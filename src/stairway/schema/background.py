@@ -14,8 +14,6 @@ An upgrade past a release that queued a migration refuses to start until it is f
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,8 +38,8 @@ from sqlalchemy import (
     update,
 )
 
+from stairway import faults
 from stairway.errors import ChangeFailed, UsageRefused
-from stairway.journal import FAULT
 from stairway.schema.change import Change
 
 metadata = MetaData()
@@ -294,8 +292,7 @@ def _count_throttle(engine: Engine, number: int) -> None:
 
 
 def _fault(batches: int) -> None:
-    if os.environ.get(FAULT) == f"background:{batches}":  # fault-injection tests
-        os.kill(os.getpid(), signal.SIGKILL)
+    faults.point(f"background:{batches}")  # fault-injection tests
 
 
 def _load(change: Change) -> ModuleType:
