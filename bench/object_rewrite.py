@@ -14,11 +14,11 @@ import psycopg
 from sqlalchemy import text
 
 from bench.harness import Result, Sizes, TempDatabase, conninfo, temp_database
-from stairway.objects.spec import ObjectsModel
 from stairway.database import engine_for
 from stairway.objects.migrate import Migrator
 from stairway.objects.migration import ObjectMigration, Op
 from stairway.objects.rewrite import rewrite_all
+from stairway.objects.spec import ObjectsModel
 from stairway.objects.store import ObjectStore
 from stairway.versions import Version
 

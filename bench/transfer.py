@@ -21,9 +21,9 @@ import psycopg
 
 from bench.harness import Result, Sizes, TempDatabase, conninfo, temp_database
 from bench.object_rewrite import CREATE, RENAME
-from stairway.objects.spec import ObjectsModel
 from stairway.database import engine_for
 from stairway.objects.migrate import Migrator
+from stairway.objects.spec import ObjectsModel
 from stairway.objects.store import ObjectStore
 from stairway.transfer.export import export_objects
 from stairway.transfer.importer import import_objects

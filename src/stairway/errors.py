@@ -10,6 +10,15 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
+    """The command line's exit codes.
+
+    Attributes:
+        DONE: Done.
+        FAILED: Failed, and rolled back.
+        REFUSED: Refused before anything was touched.
+        NEEDS_OPERATOR: Stopped where an operator must act.
+    """
+
     DONE = 0
     FAILED = 1
     REFUSED = 2
@@ -17,7 +26,19 @@ class ExitCode(IntEnum):
 
 
 class StairwayError(Exception):
-    """Root of every error Stairway raises on purpose."""
+    """Root of every error Stairway raises on purpose.
+
+    Args:
+        message: What went wrong, with the data that shows it (versions, change numbers,
+            paths).
+        hint: What to do about it; shown after the message.
+
+    Attributes:
+        exit_code: The command line's exit code for this error: ``REFUSED`` unless a subclass
+            says otherwise.
+        message: What went wrong.
+        hint: What to do about it.
+    """
 
     exit_code: ExitCode = ExitCode.REFUSED
 
@@ -31,7 +52,15 @@ class StairwayError(Exception):
 
 
 class CatalogError(StairwayError):
-    """The product's catalog is malformed; names the file and, where known, the line or key."""
+    """The product's catalog is malformed; names the file and, where known, the line or key.
+
+    Attributes:
+        path: The catalog file at fault; empty when not one file.
+        line: The line in it, where known.
+        cause: The message without the file and line.
+        others: Further problems found in the same reading, e.g. every invalid key of one
+            TOML file.
+    """
 
     def __init__(self, message: str, *, path: str = "", line: int | None = None, hint: str = ""):
         where = f"{path}:{line}" if path and line else path
@@ -64,7 +93,7 @@ class DriftError(SchemaError):
 
 
 class ChangeFailed(SchemaError):
-    """A change failed while running; its transaction was rolled back."""
+    """A change failed while running; its transaction was rolled back (exit code 1)."""
 
     exit_code = ExitCode.FAILED
 
@@ -90,7 +119,12 @@ class DeltaError(StairwayError):
 
 
 class ConfigFileError(StairwayError):
-    """An operator's config file does not parse or cannot be migrated; it was left untouched."""
+    """An operator's config file does not parse or cannot be migrated; it was left untouched.
+
+    Attributes:
+        path: The config file.
+        line: The line at fault, where known.
+    """
 
     def __init__(self, message: str, *, path: str, line: int | None = None, hint: str = ""):
         where = f"{path}:{line}" if line else path
@@ -114,7 +148,12 @@ class BackupError(StairwayError):
 class StagingFailed(BackupError):
     """A write failed for the disk's sake while a restore staged the backup beside the live
     parts: nothing live was changed, what was staged is removed. ``where`` is the directory
-    whose file system failed (the one written to)."""
+    whose file system failed (the one written to).
+
+    Attributes:
+        code: The errno of the failed write.
+        where: The directory whose file system failed.
+    """
 
     def __init__(self, message: str, *, hint: str = "", code: int, where: str) -> None:
         super().__init__(message, hint=hint)
@@ -135,19 +174,22 @@ class UpgradeError(StairwayError):
 
 
 class UpgradeFailed(StairwayError):
-    """A step failed and the site was rolled back to the backup taken before: nothing lost."""
+    """A step failed and the site was rolled back to the backup taken before: nothing lost.
+
+    Exit code 1.
+    """
 
     exit_code = ExitCode.FAILED
 
 
 class RollbackFailed(StairwayError):
-    """A step failed and so did the rollback: an operator must finish it by hand."""
+    """A step failed and so did the rollback: an operator must finish it by hand (exit 3)."""
 
     exit_code = ExitCode.NEEDS_OPERATOR
 
 
 class ServiceStillUp(StairwayError):
-    """The product could not be shown down in time: nothing was swapped under it."""
+    """The product could not be shown down in time: nothing was swapped under it (exit 3)."""
 
     exit_code = ExitCode.NEEDS_OPERATOR
 
@@ -158,7 +200,12 @@ class JournalWriteError(StairwayError, OSError):
     The record may be torn in the file; readers skip a torn record by its checksum. What the
     upgrade did so far is as the journal's earlier records say: an operator decides what next.
     It is an ``OSError`` too, with the ``errno`` and ``strerror`` of the failed write, so that a
-    caller handling a failed write of the journal catches it as such.
+    caller handling a failed write of the journal catches it as such. Exit code 3.
+
+    Attributes:
+        path: The journal file.
+        errno: The errno of the failed write, when there is one.
+        strerror: Why the write failed.
     """
 
     exit_code = ExitCode.NEEDS_OPERATOR
@@ -176,7 +223,12 @@ class JournalWriteError(StairwayError, OSError):
 
 
 class SiteBusy(StairwayError):
-    """Another Stairway command is changing this site; nothing was touched by this one."""
+    """Another Stairway command is changing this site; nothing was touched by this one.
+
+    Attributes:
+        holder: The command holding the site lock, as it recorded itself; None when unknown.
+        where: The lock's file.
+    """
 
     def __init__(self, holder: str | None, where: str) -> None:
         named = f": {holder}" if holder else f" (lock {where})"
@@ -189,7 +241,7 @@ class SiteBusy(StairwayError):
 
 
 class ManualStepNeeded(StairwayError):
-    """Everything automatic is done; what remains needs an operator's hands."""
+    """Everything automatic is done; what remains needs an operator's hands (exit 3)."""
 
     exit_code = ExitCode.NEEDS_OPERATOR
 

@@ -1,4 +1,5 @@
-"""Signed licence files: who may run which versions of the product until when (IM-8).
+"""Signed licence files: who may run which versions of the product until when, checked before
+an upgrade so that a site never upgrades into a release its licence does not cover.
 
 A licence file is JSON: ``{"licence": {...}, "algorithm": ..., "signature": base64}``. The
 signature covers the licence object serialised with sorted keys and no spaces. Ed25519 is the

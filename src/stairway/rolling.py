@@ -1,4 +1,5 @@
-"""``upgrade --rolling``: an upgrade without downtime, one instance at a time .
+"""``upgrade --rolling``: an upgrade without downtime, one instance at a time, old and new
+releases serving side by side on one database until the last old instance is gone.
 
 Allowed only when every change on the path is ``expand`` or ``background`` (the target's own
 contract changes excepted: they are deferred) and the target release is marked ``rolling``.

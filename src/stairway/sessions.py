@@ -1,4 +1,4 @@
-"""Sessions in Redis that survive a rolling upgrade (AL-2, AL-4).
+"""Sessions in Redis that survive a rolling upgrade, shared by old and new instances.
 
 Every entry is stamped with the session format version of the release that wrote it. A newer
 instance that reads an older session migrates it, step by step through the product's
@@ -39,6 +39,20 @@ class SessionError(StairwayError):
 
 @dataclass
 class SessionStore:
+    """A product's sessions in Redis, each stamped with the format version that wrote it.
+
+    Attributes:
+        client: The Redis connection.
+        prefix: The first part of every key (``PREFIX:session:ID``), usually the product's name.
+        version: The session format this release reads and writes, from 1 up.
+        migrations: For every older format N, the function that turns a session of format N
+            into format N + 1; one is required for each of 1 .. ``version`` - 1.
+        ttl: Seconds a session lives after it is created or written (eight hours by default).
+
+    Raises:
+        ValueError: A migration from one of the older formats is missing.
+    """
+
     client: redis.Redis
     prefix: str
     version: int
@@ -51,15 +65,32 @@ class SessionStore:
             raise ValueError(f"no session migration from format {missing[0]} to {missing[0] + 1}")
 
     def key(self, session_id: str) -> str:
+        """The Redis key that holds session ``session_id``."""
         return f"{self.prefix}:session:{session_id}"
 
     def create(self, data: dict[str, Any]) -> str:
+        """Store a new session of this release's format and return its new random id.
+
+        Args:
+            data: The session's content, a dict that serialises to JSON.
+        """
         session_id = secrets.token_urlsafe(24)
         self.client.set(self.key(session_id), self._encode(data), ex=self.ttl)
         return session_id
 
     def read(self, session_id: str) -> dict[str, Any] | None:
-        """The session in this release's format; None when there is none (expired, logged out)."""
+        """The session in this release's format; None when there is none (expired, logged out).
+
+        A session of an older format is migrated and written back re-stamped, unless another
+        instance wrote it meanwhile (then it is read again).
+
+        Args:
+            session_id: The id ``create`` returned.
+
+        Raises:
+            SessionTooNew: A newer release wrote the session; it is left as it is.
+            SessionError: The entry under the key is not a stamped session.
+        """
         key = self.key(session_id)
         with self.client.pipeline() as pipe:
             while True:
@@ -80,7 +111,16 @@ class SessionStore:
                     continue  # another instance wrote it meanwhile: read again
 
     def write(self, session_id: str, data: dict[str, Any]) -> None:
-        """Replace the session; refused when a newer release has taken it over."""
+        """Replace the session with ``data`` in this release's format, resetting its lifetime.
+
+        Args:
+            session_id: The id ``create`` returned.
+            data: The session's new content.
+
+        Raises:
+            SessionTooNew: A newer release has taken the session over; it is left as it is.
+            SessionError: The entry under the key is not a stamped session.
+        """
         key = self.key(session_id)
         with self.client.pipeline() as pipe:
             while True:
@@ -97,6 +137,7 @@ class SessionStore:
                     continue
 
     def delete(self, session_id: str) -> None:
+        """Remove the session (log out); nothing happens when there is none."""
         self.client.delete(self.key(session_id))
 
     def _encode(self, data: dict[str, Any]) -> bytes:

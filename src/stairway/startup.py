@@ -32,6 +32,18 @@ _MANIFESTS: dict[Path, tuple[int, Manifest]] = {}
 
 @dataclass(frozen=True)
 class GuardResult:
+    """What ``guard`` found: the release may start, and against what.
+
+    Attributes:
+        version: The release that was checked.
+        level: The database's schema level: the highest mainline change applied.
+        ahead_by_expand: Expand changes the database holds beyond the release's schema, which
+            a newer release applied during a rolling upgrade; the release serves with them.
+        applied_now: The expand changes ``guard`` applied itself (``auto_migrate=True``).
+        maintenance: The site's maintenance flag when it is on: the product admits
+            administrators only; None when it is off.
+    """
+
     version: str
     level: int
     ahead_by_expand: tuple[int, ...] = ()
@@ -40,6 +52,7 @@ class GuardResult:
 
     @property
     def in_maintenance(self) -> bool:
+        """Whether the site is in maintenance: the product should admit administrators only."""
         return self.maintenance is not None
 
 
@@ -49,7 +62,30 @@ Row = tuple[int, int, str]  # number, patch (0 for a mainline change), phase
 def guard(
     database_url: str, catalog: Catalog | Path | str, version: str, *, auto_migrate: bool = False
 ) -> GuardResult:
-    """Check that release ``version`` may start against ``database_url``; raise GuardRefused."""
+    """Check that release ``version`` may start against ``database_url``.
+
+    It refuses a database holding a contract or offline change the release does not know (the
+    database is newer than the release) and a database lacking changes the release needs; a
+    database ahead only by expand or background changes is accepted, and so is one that lacks
+    only the release's own contract changes during a rolling upgrade. Called on every start: it
+    reads only the catalog's ``stairway.toml`` (cached by modification time) and runs one query
+    on an engine cached per URL.
+
+    Args:
+        database_url: The SQLAlchemy URL of the product's database.
+        catalog: The release's catalog: its directory, or a loaded ``Catalog``.
+        version: The release starting, as the catalog names it (``"2.0.0"``).
+        auto_migrate: Apply the release's pending changes first when every one of them is an
+            expand change (a change of any other phase still refuses the start).
+
+    Returns:
+        The schema level, the expand changes the database is ahead by, those applied now, and
+            the maintenance flag.
+
+    Raises:
+        GuardRefused: The release must not start against this database; the message says why
+            and the hint which command settles it.
+    """
     needed, carried = _schema_of(catalog, version)
     rows, flag = _applied_rows(database_url)
     level = max((n for n, k, _ in rows if not k), default=0)

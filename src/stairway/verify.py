@@ -1,4 +1,5 @@
-"""``verify --to V``: read-only checks on the old version, before anything is touched (MP-6).
+"""``verify --to V``: read-only checks on the old version, before anything is touched, so that
+what would stop an upgrade halfway is found while the site still runs the release it trusts.
 
 Each check returns findings; nothing here writes. A finding that blocks makes the command exit 2
 so that the upgrade never starts on a site that needs a hand first.
@@ -101,7 +102,8 @@ def _background(ctx: Context) -> list[Finding]:
 
 
 def licence_findings(ctx: Context, version: Version) -> list[Finding]:
-    """The licence checked for running ``version``: a critical problem blocks (IM-8)."""
+    """The licence checked for running ``version``: a critical problem (unsigned, expired, or not
+    covering that version) blocks, so that no site upgrades into a release it may not run."""
     declared = ctx.catalog.manifest.licence if ctx.catalog.manifest else None
     if declared is None:
         return []

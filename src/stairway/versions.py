@@ -1,6 +1,8 @@
 """Versions, releases and upgrade paths through required stops. Pure: no I/O.
 
-Rules (midPoint's upgrade paths, DESIGN MP-4):
+Rules of an upgrade path, so that every site passes the releases whose migrations the next ones
+rely on:
+
 - a path only goes up; a downgrade is refused;
 - before leaving a minor series the site first moves to the latest maintenance release of that
   series ("latest maintenance first");
@@ -25,6 +27,14 @@ class Version(_PkgVersion):
 
     @classmethod
     def parse(cls, text: str) -> Version:
+        """The version ``text`` names.
+
+        Args:
+            text: A PEP 440 or semver version, such as ``2.0.0`` or ``2.1.0rc1``.
+
+        Raises:
+            PlanError: ``text`` is not a version.
+        """
         try:
             return cls(text)
         except InvalidVersion:
@@ -35,11 +45,27 @@ class Version(_PkgVersion):
 
     @property
     def series(self) -> tuple[int, int]:
+        """The minor series, ``(major, minor)``: 2.1.4 is in series (2, 1)."""
         return (self.major, self.minor)
 
 
 @dataclass(frozen=True)
 class Release:
+    """A release of the product as the catalog declares it.
+
+    Attributes:
+        version: The release's version.
+        schema: The number of the last mainline schema change the release needs.
+        lts: Whether its series is a long-term-support line.
+        rolling: Whether it may be reached by a rolling upgrade, its contract changes running
+            once no older instance is left.
+        requires: A release every path to this one must stop at; None when there is none.
+        agent_protocol: The lowest and highest agent protocol it accepts; None when it has
+            no agents.
+        patches: The patch changes ``(number, patch)`` of an LTS line it carries besides
+            changes 1 to ``schema``.
+    """
+
     version: Version
     schema: int
     lts: bool = False
@@ -49,10 +75,16 @@ class Release:
     patches: tuple[tuple[int, int], ...] = ()  # patch changes N.K it carries besides 1..schema
 
     def carries(self, number: int, patch: int) -> bool:
-        """Whether the release needs change ``number`` (``patch`` > 0: the patch number.patch)."""
+        """Whether the release needs change ``number`` (``patch`` > 0: the patch number.patch).
+
+        Args:
+            number: The change's number.
+            patch: 0 for a mainline change; otherwise the patch's number after the dot.
+        """
         return (number, patch) in self.patches if patch else number <= self.schema
 
     def describe(self) -> str:
+        """The release in one line: version, schema, flags, required stop and patches."""
         flags = [f for f, on in (("lts", self.lts), ("rolling", self.rolling)) if on]
         extra = f" requires {self.requires}" if self.requires else ""
         if self.patches:
@@ -62,6 +94,15 @@ class Release:
 
 
 def find_release(releases: Sequence[Release], version: Version) -> Release:
+    """The release of ``version``.
+
+    Args:
+        releases: The catalog's releases.
+        version: The version looked for.
+
+    Raises:
+        PlanError: No release has that version; the hint lists those there are.
+    """
     for release in releases:
         if release.version == version:
             return release
@@ -75,13 +116,31 @@ def _is_lts_series(releases: Sequence[Release], version: Version) -> bool:
 
 
 def latest_maintenance(releases: Sequence[Release], version: Version) -> Release:
-    """The highest release of ``version``'s minor series."""
+    """The highest release of ``version``'s minor series.
+
+    Args:
+        releases: The catalog's releases; at least one must be in the series.
+        version: Any version of the series.
+
+    Raises:
+        ValueError: No release is in the series.
+    """
     same = [r for r in releases if r.version.series == version.series]
     return max(same, key=lambda r: r.version)
 
 
 def upgrade_path(releases: Sequence[Release], current: Version, target: Version) -> list[Release]:
-    """The releases to visit after ``current``, ending with ``target``; empty when already there."""
+    """The releases to visit after ``current``, ending with ``target``; empty when already there.
+
+    Args:
+        releases: The catalog's releases.
+        current: The site's release.
+        target: The release asked for.
+
+    Raises:
+        PlanError: ``target`` is older than ``current`` (a downgrade), either is not a release
+            of the catalog, or the required stops form a cycle.
+    """
     if target < current:
         raise PlanError(
             f"{target} is older than the site's {current}: downgrades are refused",
@@ -99,7 +158,16 @@ def upgrade_path(releases: Sequence[Release], current: Version, target: Version)
 
 
 def required_stops(releases: Sequence[Release], current: Version, goal: Release) -> list[Release]:
-    """Required stops strictly between ``current`` and ``goal``, oldest first."""
+    """Required stops strictly between ``current`` and ``goal``, oldest first.
+
+    Args:
+        releases: The catalog's releases.
+        current: The site's release.
+        goal: The release asked for.
+
+    Raises:
+        PlanError: A required stop is not in the catalog, or the stops form a cycle.
+    """
     stops: list[Release] = []
     release = goal
     seen: set[Version] = {goal.version}
@@ -116,7 +184,17 @@ def required_stops(releases: Sequence[Release], current: Version, goal: Release)
 
 
 def check_hop(releases: Sequence[Release], current: Version, target: Version) -> None:
-    """Refuse a direct move from ``current`` to ``target`` that the upgrade path would not take."""
+    """Refuse a direct move from ``current`` to ``target`` that the upgrade path would not take.
+
+    Args:
+        releases: The catalog's releases.
+        current: The site's release.
+        target: The release the move goes to.
+
+    Raises:
+        PlanError: The path passes through other releases first (it names them), or
+            ``upgrade_path`` refuses the move.
+    """
     path = upgrade_path(releases, current, target)
     if len(path) > 1:
         stops = " -> ".join(str(r.version) for r in path)

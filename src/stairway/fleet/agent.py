@@ -44,6 +44,22 @@ DEADLINE = 60.0  # seconds a new build has to be welcomed before it is rolled ba
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """The agent's ``agent.json``, written by ``stairway agent enroll``.
+
+    Attributes:
+        server: The control plane's address, ``ws://host:port`` or ``wss://host:port`` (with
+            the mount prefix of a product that mounts it).
+        agent_id: The agent's id at the control plane.
+        credential: The agent's own credential, sent as a bearer token.
+        key: The product's release public key (``release.pub``) that signs its builds.
+        product: The product whose builds the agent accepts.
+        deadline: Seconds a new build has to be welcomed by the server before the supervisor
+            rolls it back.
+        ca: The CA the server's certificate must chain to (``wss://``); None: the system CAs.
+        cert: This agent's certificate, for mutual TLS.
+        cert_key: The private key of ``cert``.
+    """
+
     server: str  # ws://host:port or wss://host:port
     agent_id: str
     credential: str
@@ -56,6 +72,16 @@ class AgentConfig:
 
     @classmethod
     def load(cls, home: Path) -> AgentConfig:
+        """Read ``agent.json`` from the agent's home; its file names are relative to the home.
+
+        Args:
+            home: The agent's home directory.
+
+        Raises:
+            OSError: The file cannot be read.
+            orjson.JSONDecodeError: The file is not JSON.
+            TypeError: The file lacks a required key or holds an unknown one.
+        """
         data = orjson.loads((home / "agent.json").read_bytes())
         for name in ("key", "ca", "cert", "cert_key"):
             if data.get(name):
@@ -64,24 +90,46 @@ class AgentConfig:
 
     @property
     def tls(self) -> AgentTLS:
+        """The TLS files the agent's connections use."""
         return AgentTLS(self.ca, self.cert, self.cert_key)
 
 
 @dataclass
 class Backoff:
-    """Exponential backoff with full jitter, reset by a successful connect."""
+    """Exponential backoff with full jitter, reset by a successful connect.
+
+    Attributes:
+        base: Seconds of the first wait's ceiling, doubled on every attempt.
+        cap: The highest ceiling, in seconds.
+        attempt: Attempts since the last successful connect.
+    """
 
     base: float = 0.5
     cap: float = 30.0
     attempt: int = 0
 
     def next(self) -> float:
+        """Seconds to wait before the next attempt: uniform between 0 and the ceiling."""
         self.attempt += 1
         return random.uniform(0, min(self.cap, self.base * 2**self.attempt))
 
 
 @dataclass
 class Agent:
+    """One agent process: connects, says hello, keeps a heartbeat and takes upgrades.
+
+    Attributes:
+        home: The agent's home directory (``agent.json``, ``builds/``, ``current``,
+            ``state.json``).
+        version: The version of the running build.
+        protocol: The agent protocol the running build speaks.
+        config: The agent's configuration, read from its home.
+        healthy: The product's own readiness check; a trial of a new build ends well only
+            when it answers True once the server welcomed the build.
+        backoff: The waits between reconnects.
+        refused: Why the server refused the agent; None while it has not.
+    """
+
     home: Path
     version: str
     protocol: int
@@ -91,7 +139,15 @@ class Agent:
     refused: str | None = None
 
     async def run(self) -> int:
-        """Serve until refused (exit 2); connection problems are retried, never fatal."""
+        """Serve until refused (exit 2); connection problems are retried, never fatal.
+
+        On an upgrade offer it verifies and downloads the build, starts a trial and
+        re-executes itself as the new build: this call then never returns. A build that fails
+        its check is reported to the server and the agent keeps running.
+
+        Returns:
+            2 once the server refused the agent: retrying would not help.
+        """
         while self.refused is None:
             try:
                 await self._connection()
@@ -250,7 +306,17 @@ def reexecute(build: Path, home: Path) -> None:
 
 
 def main(version: str, protocol: int, argv: list[str] | None = None) -> int:
-    """The entry point of an agent build: ``python agent-V.pyz --home DIR``."""
+    """The entry point of an agent build: ``python agent-V.pyz --home DIR``.
+
+    Args:
+        version: The build's version.
+        protocol: The agent protocol the build speaks.
+        argv: The command-line arguments; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The process's exit code: 2 when the arguments are wrong or the server refused the
+            agent.
+    """
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 2 or args[0] != "--home":
         print("usage: agent.pyz --home DIR", file=sys.stderr)

@@ -41,6 +41,23 @@ PROTOCOL_PATH = "/agent/v1"
 
 @dataclass
 class FleetConfig:
+    """What the control plane serves: the product, its release and the site's ``[fleet]``.
+
+    Attributes:
+        product: The product whose agents connect.
+        version: The server's release: the version agents are upgraded to.
+        protocol: The lowest and highest agent protocol this release accepts; None accepts
+            any.
+        builds: The directory of published agent builds; None when there is none.
+        public_url: How agents reach this server, for the URLs of builds (with the mount
+            prefix of a product that mounts the app).
+        schema_level: The site database's schema level, shown on the web UI's dashboard.
+        heartbeat: Seconds between an agent's heartbeats.
+        deadline: Seconds an upgraded agent has to say hello on the target version.
+        replica: This replica's id, random per process, by which other replicas reach the
+            agents connected to it.
+    """
+
     product: str
     version: str  # the server's release: the version agents are upgraded to
     protocol: tuple[int, int] | None  # agent protocols this release accepts
@@ -199,6 +216,18 @@ class Fleet:
 
 
 def create_app(engine: Engine, config: FleetConfig) -> FastAPI:
+    """The control plane's FastAPI app: agent listener, admin API, artifacts and web UI.
+
+    Its lifespan creates the fleet's tables, records that no agent is connected to this
+    replica, and runs the policy evaluator, the heartbeat writes and (on PostgreSQL) the
+    replicas' listener. A product mounting the app enters that lifespan from its own
+    (``running``).
+
+    Args:
+        engine: The engine of the site database, which holds tokens, agents, the policy and
+            the audit log; on PostgreSQL several replicas share it.
+        config: What it serves.
+    """
     fleet = Fleet(engine, config)
 
     @contextlib.asynccontextmanager

@@ -1,4 +1,5 @@
-"""Migrating documents while they are parsed (midPoint's schema progress, DESIGN MP-1, MP-9).
+"""Migrating documents while they are parsed: a stored object is read in the shape the running
+release expects, whatever release wrote it, without a rewrite of the whole table first.
 
 Pure: documents in, documents out, no database. A caller that gets ``stale`` back knows the stored
 form is older than the code and may write the migrated form back.
@@ -25,13 +26,21 @@ REVIEW = "applied; an administrator should review it"
 
 @dataclass(frozen=True)
 class Attention:
-    """A migration that hit a document but was not (or not entirely) applied, and why."""
+    """A migration that hit a document but was not (or not entirely) applied, and why.
+
+    Attributes:
+        migration: The object migration concerned.
+        reason: Why it needs an administrator, in a few words.
+        blocked: A conflict (its target already set, or not inside an object): later
+            migrations of the object wait until an administrator fixes it.
+    """
 
     migration: ObjectMigration
     reason: str
     blocked: bool = False  # a conflict: later migrations of the object wait until it is fixed
 
     def describe(self) -> str:
+        """The migration and the reason, in one line."""
         return f"{self.migration.describe()}: {self.reason}"
 
 
@@ -39,6 +48,11 @@ class Outcome(NamedTuple):
     """The migrated document, what was applied, and what needs a hand.
 
     A named tuple rather than a dataclass: one is built for every document parsed.
+
+    Attributes:
+        document: The document in the running release's shape.
+        applied: The migrations that changed it, in order.
+        attention: The migrations an administrator should review or apply by hand.
     """
 
     document: Document
@@ -55,7 +69,16 @@ Due = tuple[tuple[ObjectMigration, Step], ...]
 
 
 class Migrator:
-    """The catalog's object migrations, compiled and indexed for the parse path."""
+    """The catalog's object migrations, compiled and indexed for the parse path.
+
+    Args:
+        migrations: The catalog's object migrations, in any order; they run ordered by their
+            ``since`` release, then by their number.
+        subtype_path: The path in a document to the value a migration's ``subtype`` is
+            compared with; None when the catalog declares none.
+        generate: Compile a specialised parser per type and writer where the migrations
+            allow it; False always takes the general path.
+    """
 
     def __init__(
         self,
@@ -73,12 +96,25 @@ class Migrator:
         self._parsers: dict[str, dict[object, Parser]] = {}
 
     def types(self) -> list[str]:
+        """The object types any migration concerns, sorted."""
         return sorted(self._by_type)
 
     def parse(self, type_: str, raw: bytes | str, written_by: Version | str | None) -> Outcome:
         """Parse a stored JSON body and migrate it; the parsed document is ours to change.
 
         ``written_by`` may be the stamp as stored (text): versions are parsed once per stamp.
+
+        Args:
+            type_: The object type, as the catalog names it.
+            raw: The stored JSON body.
+            written_by: The release that wrote the object; None when unknown, in which case
+                every migration of the type is considered.
+
+        Returns:
+            The migrated document, the migrations applied and those needing a hand.
+
+        Raises:
+            ObjectMigrationError: The body is not a JSON object, or a transform handler raised.
         """
         # Two lookups of strings whose hashes are cached beat building and hashing a tuple key.
         parsers = self._parsers.get(type_)
@@ -118,7 +154,19 @@ class Migrator:
         return self.migrate(type_, document, written_by)
 
     def migrate(self, type_: str, document: Document, written_by: Version | str | None) -> Outcome:
-        """Migrate ``document`` in place; returns it with what was applied and what needs a hand."""
+        """Migrate ``document`` in place; returns it with what was applied and what needs a hand.
+
+        A conflict (a migration whose target is already set) stops the migrations of the
+        object there: later ones could lose data.
+
+        Args:
+            type_: The object type, as the catalog names it.
+            document: The parsed document; it is changed.
+            written_by: The release that wrote it; None when unknown.
+
+        Raises:
+            ObjectMigrationError: A transform handler raised.
+        """
         subtype = self._subtype_of(document) if self._subtype_path else None
         due = self._due.get((type_, subtype, written_by))
         if due is None:
@@ -142,7 +190,15 @@ class Migrator:
     def due(
         self, type_: str, subtype: object, written_by: Version | str | None
     ) -> tuple[ObjectMigration, ...]:
-        """The migrations that apply to such an object, in order."""
+        """The migrations that apply to such an object, in order.
+
+        Args:
+            type_: The object type.
+            subtype: The document's value at the subtype path; a value that is not a string
+                counts as none.
+            written_by: The release that wrote the object; None when unknown (every
+                migration of the type applies).
+        """
         return tuple(m for m, _ in self._find_due(type_, subtype, written_by))
 
     def _find_due(self, type_: str, subtype: object, written_by: Version | str | None) -> Due:
@@ -170,7 +226,20 @@ def migrate_document(
     migrations: Iterable[ObjectMigration],
     subtype_path: tuple[str, ...] | None = None,
 ) -> Outcome:
-    """The migrated copy of ``document`` (the argument is left as it was)."""
+    """The migrated copy of ``document`` (the argument is left as it was).
+
+    For one document at a time, such as a test; a loop over many builds one ``Migrator``.
+
+    Args:
+        type_: The object type.
+        document: The parsed document.
+        written_by: The release that wrote it, as a version or its text; None when unknown.
+        migrations: The catalog's object migrations.
+        subtype_path: The path to the value a migration's ``subtype`` is compared with.
+
+    Raises:
+        ObjectMigrationError: A transform handler raised.
+    """
     version = Version(written_by) if isinstance(written_by, str) else written_by
     return Migrator(migrations, subtype_path).migrate(type_, copy.deepcopy(document), version)
 

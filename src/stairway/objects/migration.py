@@ -13,6 +13,15 @@ Handler = Callable[[Document], Document | None]
 
 
 class Op(StrEnum):
+    """What an object migration does to the documents it concerns.
+
+    Attributes:
+        RENAME: A key gets a new name in the same object.
+        REMOVE: A key goes away.
+        MOVE: A value goes to another path, possibly at another nesting level.
+        TRANSFORM: A Python handler named in the catalog rewrites the document.
+    """
+
     RENAME = "rename"  # a key gets a new name in the same object
     REMOVE = "remove"  # a key goes away
     MOVE = "move"  # a value goes to another path, possibly at another nesting level
@@ -20,7 +29,14 @@ class Op(StrEnum):
 
 
 class Transition(StrEnum):
-    """How an object gets from the old shape to the new one (midPoint's schema progress)."""
+    """How an object gets from the old shape to the new one.
+
+    Attributes:
+        AUTOMATIC: Applied while parsing; nothing to review.
+        SEMI_AUTOMATIC: Applied while parsing; an administrator should review the result.
+        MANUAL: Never applied: an administrator must change the object.
+        DEAD_END: Never applied: the feature is gone and the object must be reworked.
+    """
 
     AUTOMATIC = "automatic"  # applied while parsing; nothing to review
     SEMI_AUTOMATIC = "semi-automatic"  # applied while parsing; an administrator should review
@@ -29,10 +45,19 @@ class Transition(StrEnum):
 
     @property
     def applied(self) -> bool:
+        """Whether Stairway applies such a migration itself while parsing."""
         return self in (Transition.AUTOMATIC, Transition.SEMI_AUTOMATIC)
 
 
 class Severity(StrEnum):
+    """How loudly ``verify`` reports the objects a migration concerns.
+
+    Attributes:
+        SUGGESTION: Reported as a suggestion.
+        WARNING: Reported as a warning (the default).
+        CRITICAL: Objects it leaves to an administrator's hands block the upgrade.
+    """
+
     SUGGESTION = "suggestion"
     WARNING = "warning"
     CRITICAL = "critical"
@@ -40,7 +65,24 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True)
 class ObjectMigration:
-    """One declared change to documents of ``type`` written by versions below ``since``."""
+    """One declared change to documents of ``type`` written by versions below ``since``.
+
+    Attributes:
+        number: Its position in the catalog, for a stable order and for messages.
+        type: The object type it concerns.
+        since: The first release that writes the new shape; objects written by an older
+            release (or by an unknown one) are migrated.
+        op: What it does.
+        path: The key path it reads (and, but for a move or a rename, changes).
+        to: A rename's new key name, or a move's destination path.
+        transition: Whether it is applied while parsing or left to an administrator.
+        severity: How ``verify`` reports objects it leaves to an administrator.
+        subtype: Only objects whose subtype value is this one; None for every object.
+        note: The catalog's explanation, shown in ``verify`` findings and release notes.
+        handler_name: A transform's handler, ``module:function``.
+        source: The catalog file that declares it.
+        handler: The transform's handler, resolved when the catalog loads.
+    """
 
     number: int  # position in the catalog, for stable ordering and messages
     type: str
@@ -63,9 +105,11 @@ class ObjectMigration:
 
     @property
     def label(self) -> str:
+        """``type#number``, naming the migration in messages."""
         return f"{self.type}#{self.number}"
 
     def describe(self) -> str:
+        """The migration in one line: type, release, what it does, transition and severity."""
         path = ".".join(self.path)
         what = {
             Op.RENAME: f"rename {path} to {'.'.join(self.to)}",
@@ -86,7 +130,14 @@ class ObjectMigration:
         return self.to if self.op == Op.MOVE else ()
 
     def concerns(self, type_: str, subtype: object, written_by: Version | None) -> bool:
-        """Whether this migration is due for an object of ``type_`` written by ``written_by``."""
+        """Whether this migration is due for an object of ``type_`` written by ``written_by``.
+
+        Args:
+            type_: The object's type.
+            subtype: The object's subtype value (anything for a migration without a subtype).
+            written_by: The release that wrote the object; None when unknown, which makes
+                every migration of the type due.
+        """
         if type_ != self.type or (self.subtype is not None and subtype != self.subtype):
             return False
         return written_by is None or written_by < self.since
@@ -99,6 +150,9 @@ def reused_paths(
 
     Reading an object whose writer is unknown runs every migration again; a path reused this way
     would then lose the new value to the old migration. Each pair is a catalog error.
+
+    Args:
+        migrations: The catalog's object migrations, in their running order.
     """
     found = []
     for index, later in enumerate(migrations):

@@ -55,7 +55,9 @@ def encode(document: Document) -> str:
 
 
 class ObjectStore:
-    """Reads, migrates on read, and writes back objects of one table (DESIGN MP-9)."""
+    """Reads, migrates on read, and writes back objects of one table: an object whatever
+    release wrote it is served in the running release's shape, and a stale one is written back
+    migrated (at once by ``get``, in batches by the bulk rewrite)."""
 
     def __init__(self, engine: Engine, spec: ObjectsModel, migrator: Migrator, current: str):
         self.engine = engine

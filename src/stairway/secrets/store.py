@@ -107,12 +107,30 @@ def _decrypt(key: bytes, sealed: bytes, label: str) -> bytes:
 
 
 class SecretStore:
-    """What a product uses: ``put``, ``get``, ``delete``, ``names``."""
+    """What a product uses: ``put``, ``get``, ``delete``, ``names``.
+
+    Args:
+        engine: The engine of the site database, which holds the sealed secrets.
+        keys: Where this host's site key ring comes from (the key file, or the
+            ``STAIRWAY_SITE_KEY`` environment variable).
+    """
 
     def __init__(self, engine: Engine, keys: KeySource) -> None:
         self.engine, self.keys = engine, keys
 
     def put(self, name: str, value: str | bytes, actor: str = "stairway") -> None:
+        """Seal ``value`` under the current site key and store it as ``name``, replacing any.
+
+        The audit log records the name and the key id, never the value.
+
+        Args:
+            name: Up to 200 printable characters.
+            value: The secret; text is stored as UTF-8.
+            actor: Who set it, for the audit log.
+
+        Raises:
+            SecretError: The name is not a valid secret name, or no site key can be read.
+        """
         raw = value.encode() if isinstance(value, str) else value
         _check_name(name)
         sealed = seal(self.keys.ring().current, name, raw)
@@ -122,6 +140,19 @@ class SecretStore:
             audit.append(conn, "secret.set", {"name": name, "key": sealed.key_id}, actor=actor)
 
     def get(self, name: str) -> bytes:
+        """The value of secret ``name``, unsealed.
+
+        A secret sealed under a key this process has not read yet (the key was rotated since)
+        makes it read the key file again first.
+
+        Args:
+            name: The secret's name.
+
+        Raises:
+            SecretError: There is no such secret, no site key can be read, this host lacks
+                the site key that seals it, or its sealed value was changed or copied from
+                another secret.
+        """
         with self.engine.connect() as conn:
             sealed = _read(conn, name)
         if sealed is None:
@@ -132,6 +163,15 @@ class SecretStore:
         return unseal(ring, name, sealed)
 
     def delete(self, name: str, actor: str = "stairway") -> None:
+        """Remove secret ``name``; the audit log records it.
+
+        Args:
+            name: The secret's name.
+            actor: Who removed it, for the audit log.
+
+        Raises:
+            SecretError: There is no such secret.
+        """
         with self.engine.begin() as conn:
             ensure_table(conn)
             gone = conn.execute(secrets_table.delete().where(secrets_table.c.name == name))
@@ -196,6 +236,14 @@ def upsert(conn: Connection, name: str, sealed: Sealed) -> None:
 
 @dataclass(frozen=True)
 class Rekeyed:
+    """What a rotation of the site key did.
+
+    Attributes:
+        old: The ids of the site keys retired.
+        new: The id of the new current site key.
+        secrets: How many data keys were re-sealed under the new key.
+    """
+
     old: tuple[str, ...]  # the key ids retired
     new: str
     secrets: int  # data keys re-sealed
@@ -207,7 +255,23 @@ def rekey(
     """Rotate the site key with products running: (1) the key file gets a new current key and
     keeps the old ones, so every reader can open every secret; (2) each data key is re-sealed
     by the new key, a batch per transaction; (3) once none is left under an old key, the old
-    keys leave the file. A rotation cut short is finished by running it again."""
+    keys leave the file. A rotation cut short is finished by running it again.
+
+    Retired keys are kept in a file beside the key file (``retired_file``): backups taken before
+    the rotation need them.
+
+    Args:
+        engine: The engine of the site database.
+        keys: The site's key source; it must come from a key file.
+        progress: Called after each batch with the number of data keys re-sealed so far.
+
+    Returns:
+        The retired key ids, the new key's id and how many data keys were re-sealed.
+
+    Raises:
+        SecretError: The key comes from the environment, which cannot be rewritten, or a
+            secret is sealed under a key the key file does not hold.
+    """
     if not keys.writable:
         raise SecretError(
             "the site key comes from the environment, which `rekey` cannot rewrite",
