@@ -67,8 +67,8 @@ def peek_object(store: ObjectStore, oid: str) -> StoredObject:
 
 
 def apply_deltas(ctx: Context, dry_run: bool = False) -> DeltaReport:
-    """Apply the deltas of every release up to the site's, after its schema changes (a delta may touch
-    what a change of its release creates)."""
+    """Apply the deltas of every release up to the site's, after its schema changes (a delta
+    may touch what a change of its release creates)."""
     with changing(ctx, unless=dry_run):
         return _apply_deltas(ctx, dry_run)
 
