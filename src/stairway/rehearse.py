@@ -27,6 +27,7 @@ from psycopg import sql
 from sqlalchemy import Engine, make_url
 
 from stairway import context, operations
+from stairway.backup import database
 from stairway.backup.manifest import BackupManifest
 from stairway.backup.reading import open_backup, unpack
 from stairway.context import Context
@@ -165,8 +166,6 @@ def _copy_releases(releases: Path | None, root: Path) -> Path | None:
 
 
 def _load_database(engine: Engine, manifest: BackupManifest, dump: Path, root: Path) -> None:
-    from stairway.backup import database
-
     if manifest.engine != database.engine_kind(engine):
         raise UsageRefused(
             f"backup {manifest.id} holds a {manifest.engine} database and the scratch one is "

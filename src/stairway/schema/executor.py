@@ -144,8 +144,6 @@ def refuse_data_loss(changes: Sequence[Change], allow_data_loss: bool) -> None:
 
 def _run_up(conn: Connection, change: Change) -> None:
     if change.batches is not None:
-        from stairway.schema import background
-
         background.queue(conn, change)  # its batches run while the product serves
     elif change.kind == Kind.PYTHON:
         _call(conn, change, "upgrade")

@@ -35,6 +35,8 @@ def main() -> None:
 
 
 def _serve(site: Path, port: int, version: str | None) -> None:
+    # Loaded here: the stop and status commands of the same entry point run often and should
+    # not pay for importing the web stack they never use.
     import uvicorn
 
     from stairway.examples.identity_sync.service import create_app
