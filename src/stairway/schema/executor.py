@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from stairway.errors import ChangeFailed, DataLossRefused, SchemaError
-from stairway.schema import recorder
+from stairway.schema import background, recorder
 from stairway.schema.change import Change, Kind
 from stairway.schema.sqltext import Statement
 
