@@ -20,16 +20,20 @@ from stairway.versions import Version
 
 @dataclass(frozen=True)
 class ConfigRun:
+    """Every config file an upgrade from ``current`` to ``target`` migrates, in memory."""
+
     current: Version
     target: Version
     outcomes: tuple[FileOutcome, ...]
 
     @property
     def attention(self) -> tuple[Attention, ...]:
+        """What every file's migrations leave for the operator, file by file."""
         return tuple(a for o in self.outcomes for a in o.attention)
 
     @property
     def changed(self) -> tuple[FileOutcome, ...]:
+        """The outcomes whose migrated bytes differ from the original."""
         return tuple(o for o in self.outcomes if o.changed)
 
 
@@ -70,6 +74,7 @@ def write_config_files(run: ConfigRun) -> list[Path]:
 
 
 def backup_name(path: Path, target: Version) -> Path:
+    """Where the original of ``path`` is kept: ``<name>.before-<target>`` beside it."""
     return path.with_name(f"{path.name}.before-{target}")
 
 

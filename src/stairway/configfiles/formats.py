@@ -31,19 +31,27 @@ from stairway.parsing import number_problem
 
 
 class KeyedFormat(Shape, Protocol):
-    def load(self, text: str) -> MutableMapping[str, Any]: ...
+    """A round-trip reader and writer for one keyed format, and its ``Shape``."""
 
-    def dump(self, document: MutableMapping[str, Any]) -> str: ...
+    def load(self, text: str) -> MutableMapping[str, Any]:
+        """Parse ``text`` into a mutable document; raises ``Unreadable`` with a line if known."""
 
-    def value(self, value: object) -> object: ...
+    def dump(self, document: MutableMapping[str, Any]) -> str:
+        """The document as text again, in the layout ``load`` found."""
+
+    def value(self, value: object) -> object:
+        """``value`` as this format stores it in a document (a tomlkit item for TOML)."""
 
 
 class JsonFile(PlainDicts):
+    """JSON as plain dicts, keeping key order, indentation and the final newline."""
+
     def __init__(self) -> None:
         self._indent: int | str | None = 2
         self._newline = True
 
     def load(self, text: str) -> MutableMapping[str, Any]:
+        """Parse strict JSON whose top level is an object, remembering its layout."""
         document = strict_loads(text)
         if not isinstance(document, dict):
             raise Unreadable("the top level is not an object", 1)
@@ -52,6 +60,7 @@ class JsonFile(PlainDicts):
         return document
 
     def dump(self, document: MutableMapping[str, Any]) -> str:
+        """The document in the indentation read; raises ``Unrepresentable`` for NaN or infinity."""
         try:
             text = json.dumps(document, indent=self._indent, ensure_ascii=False, allow_nan=False)
         except ValueError as err:  # NaN or infinity, from a migration's value
@@ -59,6 +68,7 @@ class JsonFile(PlainDicts):
         return text + "\n" if self._newline else text
 
     def value(self, value: object) -> object:
+        """The value unchanged: JSON documents hold plain values."""
         return value
 
 
@@ -72,7 +82,10 @@ def _json_indent(text: str) -> int | str | None:
 
 
 class TomlFile:
+    """TOML through tomlkit, keeping comments, key order, quoting and layout."""
+
     def load(self, text: str) -> MutableMapping[str, Any]:
+        """Parse ``text`` as a tomlkit document; raises ``Unreadable`` with the line if known."""
         try:
             document: MutableMapping[str, Any] = tomlkit.parse(text)
             return document
@@ -82,12 +95,15 @@ class TomlFile:
             raise Unreadable(str(err), _toml_line(text)) from None
 
     def dump(self, document: MutableMapping[str, Any]) -> str:
+        """The document as TOML text, with the comments and layout it was read with."""
         return tomlkit.dumps(document)
 
     def table(self) -> MutableMapping[str, Any]:
+        """A new, empty TOML table."""
         return tomlkit.table()
 
     def value(self, value: object) -> object:
+        """``value`` as a tomlkit item."""
         return tomlkit.item(value)
 
     def moved(self, value: object, old: Key, new: Key) -> None:
@@ -128,10 +144,17 @@ def _toml_line(text: str) -> int | None:
 
 
 class YamlFile:
+    """YAML through ruamel.yaml in round-trip mode, keeping comments and indentation."""
+
     def __init__(self) -> None:
         self._yaml = _round_trip()
 
     def load(self, text: str) -> MutableMapping[str, Any]:
+        """Parse ``text`` with the indentation it uses; an empty file is an empty mapping.
+
+        Raises:
+            Unreadable: The text does not parse, or its top level is not a mapping.
+        """
         try:
             _, indent, offset = load_yaml_guess_indent(text)
             # A dash is followed by one space: the item's content sits two past the dash.
@@ -153,14 +176,17 @@ class YamlFile:
         return found
 
     def dump(self, document: MutableMapping[str, Any]) -> str:
+        """The document as YAML text, indented as it was read and never re-wrapped."""
         out = io.StringIO()
         self._yaml.dump(document, out)
         return out.getvalue()
 
     def table(self) -> MutableMapping[str, Any]:
+        """A new, empty YAML mapping that can carry comments."""
         return CommentedMap()
 
     def value(self, value: object) -> object:
+        """The value unchanged: ruamel.yaml writes plain values as they are."""
         return value
 
     def moved(self, value: object, old: Key, new: Key) -> None:

@@ -18,6 +18,8 @@ Mapping = MutableMapping[str, Any]
 
 
 class Edit(Enum):
+    """What one keyed edit did to a document."""
+
     APPLIED = "applied"
     NOTHING = "nothing"  # already in the new shape, or nothing to do: the migration is idempotent
     CONFLICT = "conflict"  # both shapes present, or the way is blocked by a non-table value
@@ -38,11 +40,13 @@ def holder(
 
 
 def has(document: Mapping, key: Key) -> bool:
+    """Whether the document holds ``key``."""
     found = holder(document, key)
     return found is not None and key[-1] in found
 
 
 def remove(document: Mapping, key: Key) -> Edit:
+    """Delete ``key`` if it is there; NOTHING when it is not."""
     found = holder(document, key)
     if found is None or key[-1] not in found:
         return Edit.NOTHING
@@ -51,6 +55,10 @@ def remove(document: Mapping, key: Key) -> Edit:
 
 
 def set_default(document: Mapping, key: Key, value: object, shape: Shape) -> Edit:
+    """Set ``key`` to ``value`` only where it is absent, making tables on the way.
+
+    CONFLICT when a value that is not a table stands on the way.
+    """
     if has(document, key):
         return Edit.NOTHING
     found = holder(document, key, shape.table)
@@ -63,23 +71,28 @@ def set_default(document: Mapping, key: Key, value: object, shape: Shape) -> Edi
 class Shape(Protocol):
     """What a format must say about its mappings for keys to be moved about in them."""
 
-    def table(self) -> Mapping: ...
+    def table(self) -> Mapping:
+        """A new, empty table to hold keys on the way to a new one."""
 
-    def moved(self, value: object, old: Key, new: Key) -> None: ...
+    def moved(self, value: object, old: Key, new: Key) -> None:
+        """Adjust a value moved from ``old`` to ``new`` where it repeats its own path."""
 
-    def rename_in_place(self, mapping: Mapping, old: str, new: str) -> None: ...
+    def rename_in_place(self, mapping: Mapping, old: str, new: str) -> None:
+        """Rename ``old`` to ``new`` in ``mapping``, keeping its position and comment."""
 
 
 class PlainDicts:
     """Plain dicts (JSON, and the reference model in tests)."""
 
     def table(self) -> Mapping:
+        """A new, empty dict."""
         return {}
 
     def moved(self, value: object, old: Key, new: Key) -> None:
         """Nothing in a plain value repeats its own path."""
 
     def rename_in_place(self, mapping: Mapping, old: str, new: str) -> None:
+        """Rename ``old`` to ``new``, keeping the key's position in the dict."""
         items = [(new if k == old else k, v) for k, v in mapping.items()]
         mapping.clear()
         mapping.update(items)

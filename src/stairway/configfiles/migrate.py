@@ -32,12 +32,15 @@ class Attention:
     reason: str
 
     def describe(self) -> str:
+        """The migration, why it needs the operator, and its note, on one line."""
         note = f": {self.migration.note}" if self.migration.note else ""
         return f"{self.migration.describe()} — {self.reason}{note}"
 
 
 @dataclass(frozen=True)
 class FileOutcome:
+    """One config file before and after its due migrations, with what needs a hand."""
+
     path: Path
     before: bytes
     after: bytes
@@ -46,6 +49,7 @@ class FileOutcome:
 
     @property
     def changed(self) -> bool:
+        """Whether the migrations changed the file's bytes."""
         return self.before != self.after
 
     def diff(self) -> str:

@@ -16,6 +16,8 @@ _SEGMENT = re.compile(r'"((?:[^"\\]|\\.)*)"|([^."]+)')
 
 
 class Format(StrEnum):
+    """The formats config-file migrations read and write."""
+
     JSON = "json"
     TOML = "toml"
     YAML = "yaml"
@@ -29,6 +31,8 @@ class Format(StrEnum):
 
 
 class ConfigOp(StrEnum):
+    """What a config-file migration does; which formats allow each is noted per member."""
+
     RENAME = "rename"  # keyed formats: the value moves to `to` (another name or another table)
     REMOVE = "remove"  # keyed formats: a key; XML: every element or attribute the XPath selects
     SET_DEFAULT = "set-default"  # keyed formats: set `value` only where the key is absent
@@ -41,6 +45,8 @@ XML_OPS = frozenset({ConfigOp.REMOVE, ConfigOp.SET_ATTRIBUTE, ConfigOp.SET_TEXT}
 
 
 class ConfigTransition(StrEnum):
+    """Whether a migration is applied by Stairway or left to the operator."""
+
     AUTOMATIC = "automatic"  # applied by `config migrate` and by the upgrade
     MANUAL = "manual"  # never applied: reported wherever it would change the file
 
@@ -70,6 +76,7 @@ def parse_key(text: str) -> Key:
 
 
 def show_key(key: Key) -> str:
+    """The inverse of ``parse_key``: parts joined by dots, quoted where they need it."""
     return ".".join(f'"{k}"' if "." in k or not k else k for k in key)
 
 
@@ -94,9 +101,14 @@ class ConfigMigration:
 
     @property
     def label(self) -> str:
+        """The file pattern and the migration's number, as in ``app.toml#3``."""
         return f"{self.file}#{self.number}"
 
     def matches(self, path: Path) -> bool:
+        """Whether ``path`` is one of the files this migration is for.
+
+        A pattern with a slash matches the whole path (or its tail); one without, the name.
+        """
         if "/" in self.file:
             return fnmatch(str(path), self.file) or fnmatch(str(path), f"*/{self.file}")
         return fnmatch(path.name, self.file)
@@ -112,6 +124,7 @@ class ConfigMigration:
         }[self.op]
 
     def describe(self) -> str:
+        """The file, the release and the action on one line; manual ones are marked."""
         manual = " [manual]" if self.transition == ConfigTransition.MANUAL else ""
         return f"{self.file} since {self.since}: {self.action()}{manual}"
 

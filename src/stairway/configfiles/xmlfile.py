@@ -50,6 +50,7 @@ class XmlFile:
         self._prolog, self._epilog = _frame(raw)
 
     def dump(self) -> bytes:
+        """The document in its own encoding, with the text around the root as it was."""
         if self._prolog is None or self._epilog is None:  # unusual framing: let lxml write it
             whole = etree.tostring(
                 self.root.getroottree(), encoding=self.encoding, xml_declaration=True
@@ -61,10 +62,15 @@ class XmlFile:
         return self._prolog + body + self._epilog
 
     def select(self, migration: ConfigMigration) -> list[Any]:
+        """The elements, attributes or values the migration's XPath selects."""
         found = self.root.xpath(migration.xpath, namespaces=dict(migration.namespaces))
         return found if isinstance(found, list) else []
 
     def apply(self, migration: ConfigMigration) -> Edit:
+        """Carry out the migration on every node its XPath selects.
+
+        NOTHING when none was selected or each already has the value.
+        """
         hits = self.select(migration)
         if migration.op == ConfigOp.REMOVE:
             return _remove_all(hits)
