@@ -45,6 +45,8 @@ FOREIGN = (
 
 @dataclass(frozen=True)
 class Member:
+    """One file in a backup archive: its name in the archive, size and SHA-256."""
+
     name: str
     size: int
     sha256: str
@@ -58,6 +60,12 @@ class ArchiveWriter:
         self.members: list[Member] = []
 
     def add_file(self, name: str, source: Path) -> Member:
+        """Copy ``source`` into the archive as ``name``, hashing it on the way.
+
+        Raises:
+            BackupError: The name is not one a backup may hold, or the file changed size while it
+                was copied (the product was still writing).
+        """
         info = tarfile.TarInfo(checked_name(name))
         stat = source.stat()
         info.size, info.mtime, info.mode = stat.st_size, int(stat.st_mtime), stat.st_mode & 0o777
@@ -74,11 +82,13 @@ class ArchiveWriter:
         return member
 
     def add_directory(self, name: str) -> None:
+        """Add an empty directory ``name`` to the archive."""
         info = tarfile.TarInfo(checked_name(name))
         info.type, info.mode = tarfile.DIRTYPE, 0o755
         self._tar.addfile(info)
 
     def add_bytes(self, name: str, data: bytes) -> None:
+        """Add ``data`` as the member ``name``; it is not listed in ``members``."""
         info = tarfile.TarInfo(name)
         info.size, info.mode = len(data), 0o600
         self._tar.addfile(info, io.BytesIO(data))
@@ -323,15 +333,18 @@ class _HashingReader(io.RawIOBase):
         self.read_bytes = 0
 
     def read(self, size: int = -1) -> bytes:
+        """Read from the file, hashing and counting what is read."""
         data = self._handle.read(size)
         self._digest.update(data)
         self.read_bytes += len(data)
         return data
 
     def readable(self) -> bool:
+        """Always true: the wrapper is read from."""
         return True
 
     def hexdigest(self) -> str:
+        """The SHA-256 of everything read so far."""
         return self._digest.hexdigest()
 
 
@@ -345,6 +358,7 @@ class _Bounded(io.RawIOBase):
         self._read = 0
 
     def read(self, size: int = -1) -> bytes:
+        """Read decompressed bytes; raises BackupError once past the limit."""
         data = self._stream.read(size)
         self._read += len(data)
         if self._read > self._limit:
@@ -356,4 +370,5 @@ class _Bounded(io.RawIOBase):
         return data
 
     def readable(self) -> bool:
+        """Always true: the stream is read from."""
         return True

@@ -40,6 +40,10 @@ def dump_sqlite(engine: Engine, target: Path) -> None:
 
 
 def check_sqlite(path: Path) -> None:
+    """Open the SQLite file at ``path`` read-only and run its quick check.
+
+    Raises BackupError when it does not open or the check finds damage.
+    """
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             result = db.execute("PRAGMA quick_check").fetchone()
@@ -283,4 +287,5 @@ def _run(command: list[str], env: dict[str, str], name: str) -> None:
 
 
 def engine_kind(engine: Engine) -> str:
+    """``sqlite`` or ``postgresql``: the engine name a backup manifest records."""
     return "sqlite" if engine.dialect.name == "sqlite" else "postgresql"

@@ -14,6 +14,8 @@ FORMAT: Literal[1] = 1
 
 
 class MemberModel(BaseModel):
+    """An archive member's size and SHA-256, as the manifest lists them."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     size: Annotated[int, Field(ge=0)]
@@ -21,6 +23,8 @@ class MemberModel(BaseModel):
 
 
 class ConfigFileModel(BaseModel):
+    """A config file in the backup: its archive member and its path on the site."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     member: str
@@ -37,10 +41,13 @@ class AuditHeadModel(BaseModel):
 
     @classmethod
     def empty(cls) -> AuditHeadModel:
+        """The head of an empty audit log."""
         return cls(id=0, hash="0" * 64)
 
 
 class BackupManifest(BaseModel):
+    """What a backup holds and where it came from: the archive's last member."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal[1] = FORMAT
@@ -60,13 +67,16 @@ class BackupManifest(BaseModel):
 
     @property
     def size(self) -> int:
+        """The bytes of all members together, uncompressed."""
         return sum(m.size for m in self.members.values())
 
     @property
     def sizes(self) -> dict[str, int]:
+        """Each member's size in bytes, by name."""
         return {name: m.size for name, m in self.members.items()}
 
     def encode(self) -> bytes:
+        """The manifest as indented JSON bytes, as it is stored in the archive."""
         return orjson.dumps(self.model_dump(), option=orjson.OPT_INDENT_2)
 
     def check(self, found: dict[str, Member]) -> None:
@@ -92,6 +102,10 @@ class BackupManifest(BaseModel):
 
 
 def parse_manifest(raw: bytes, name: str) -> BackupManifest:
+    """Read and validate a manifest; ``name`` is the backup it came from, for messages.
+
+    Raises BackupError when it is not JSON or not a manifest this version reads.
+    """
     try:
         return BackupManifest.model_validate(orjson.loads(raw))
     except orjson.JSONDecodeError as err:

@@ -48,6 +48,8 @@ def space_margin(staged: int) -> int:
 
 @dataclass(frozen=True)
 class RestoreTarget:
+    """The site a backup is restored into, and the hooks that run on the way."""
+
     product: str
     engine: Engine
     data_dir: Path | None

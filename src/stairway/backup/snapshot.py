@@ -48,11 +48,14 @@ class SiteParts:
 
 @dataclass(frozen=True)
 class Backup:
+    """A backup archive on disk and its manifest."""
+
     path: Path
     manifest: BackupManifest
 
     @property
     def id(self) -> str:
+        """The backup's id, which also names its file."""
         return self.manifest.id
 
 
@@ -162,6 +165,10 @@ def list_backups(backup_dir: Path) -> list[Backup]:
 
 
 def find_backup(backup_dir: Path, backup_id: str) -> Path:
+    """The archive of the backup ``backup_id`` in ``backup_dir``.
+
+    Raises BackupError, naming the latest backups, when there is none by that id.
+    """
     path = backup_dir / f"{backup_id}{SUFFIX}"
     if "/" in backup_id or backup_id.startswith(".") or not path.is_file():  # ids name files
         known = ", ".join(b.id for b in list_backups(backup_dir)[-5:]) or "none"
