@@ -28,18 +28,23 @@ chunks_table = Table(
 
 @dataclass
 class ChunkTally:
+    """What one chunk (or a sum of chunks) held: objects per type read and stored, and outcomes."""
+
     types: dict[str, list[int]] = field(default_factory=dict)
     imported: int = 0
     present: int = 0
     rejected: int = 0
 
     def saw(self, type_: object) -> None:
+        """Count one object record of ``type_`` read from the file."""
         self.types.setdefault(str(type_), [0, 0])[0] += 1
 
     def stored(self, type_: str) -> None:
+        """Count one object of ``type_`` that is now in the site, new or already there."""
         self.types.setdefault(type_, [0, 0])[1] += 1
 
     def add(self, other: ChunkTally) -> None:
+        """Add ``other``'s counts to this tally."""
         for type_, (read, stored) in other.types.items():
             mine = self.types.setdefault(type_, [0, 0])
             mine[0] += read
@@ -50,10 +55,12 @@ class ChunkTally:
 
 
 def ensure_table(conn: Connection) -> None:
+    """Create ``stairway_import_chunks`` unless it exists."""
     metadata.create_all(conn, checkfirst=True)
 
 
 def record_chunk(conn: Connection, import_id: str, chunk: int, tally: ChunkTally) -> None:
+    """Record chunk ``chunk`` of the import as in, with its tally; in the chunk's transaction."""
     conn.execute(
         insert(chunks_table).values(
             import_id=import_id,
@@ -67,6 +74,7 @@ def record_chunk(conn: Connection, import_id: str, chunk: int, tally: ChunkTally
 
 
 def recorded(conn: Connection, import_id: str) -> set[int]:
+    """The numbers of the chunks of ``import_id`` already in, from any run or machine."""
     query = select(chunks_table.c.chunk).where(chunks_table.c.import_id == import_id)
     return {int(n) for n in conn.execute(query).scalars()}
 

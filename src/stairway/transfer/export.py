@@ -53,11 +53,14 @@ class _Part:
 
     @property
     def objects(self) -> int:
+        """The objects written to this part so far."""
         return sum(self.counts.values())
 
 
 @dataclass(frozen=True)
 class ExportReport:
+    """What ``export_objects`` wrote: the file, its objects per type and its chunks."""
+
     path: Path
     objects: int
     chunks: int  # every checked chunk of the file, the audit log's included

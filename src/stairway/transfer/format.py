@@ -38,24 +38,31 @@ FORMAT = 1
 
 
 def line(record: dict[str, Any]) -> bytes:
+    """``record`` as one NDJSON line, newline included."""
     return orjson.dumps(record) + b"\n"
 
 
 def digest(chunk_hashes: list[str]) -> str:
+    """The trailer's digest: the SHA-256 of every chunk's SHA-256 in order."""
     return hashlib.sha256("".join(chunk_hashes).encode()).hexdigest()
 
 
 @dataclass
 class Problem:
+    """One thing wrong with an export file, at a line."""
+
     line: int
     reason: str
 
     def describe(self) -> str:
+        """The problem with its line number."""
         return f"line {self.line}: {self.reason}"
 
 
 @dataclass
 class ExportSummary:
+    """What ``check`` found in an export: header, counts per type, chunks and problems."""
+
     header: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     chunks: int = 0
@@ -66,6 +73,7 @@ class ExportSummary:
 
     @property
     def ok(self) -> bool:
+        """Whether the file is whole (a trailer that matched) and nothing is wrong."""
         return self.complete and not self.problems
 
 
@@ -138,6 +146,7 @@ class _Check:
         self.last = 0
 
     def feed(self, number: int, text: bytes) -> None:
+        """Check line ``number`` of the export, holding ``text``, in file order."""
         self.last = number
         try:
             record = orjson.loads(text)

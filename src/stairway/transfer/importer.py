@@ -40,6 +40,8 @@ Progress = Callable[[int, int], None]  # (objects done, objects expected)
 
 @dataclass
 class TypeCount:
+    """Objects of one type: as the header announces them, as read and as stored."""
+
     header: int  # objects of this type the header announces
     read: int  # object records of this type in the chunks that are in
     stored: int  # of those, now in the site (new or already there)
@@ -47,6 +49,8 @@ class TypeCount:
 
 @dataclass
 class ImportReport:
+    """What an import did, and once every chunk is in, whether the counts match the header."""
+
     header: dict[str, Any] = field(default_factory=dict)
     imported: int = 0
     present: int = 0
@@ -61,6 +65,7 @@ class ImportReport:
 
     @property
     def counts(self) -> dict[str, int]:
+        """Object records read per type, over every chunk that is in."""
         return {name: found.read for name, found in self.types.items()}
 
 
@@ -73,6 +78,27 @@ def import_objects(
     workers: int = 1,
     shard: Shard = WHOLE,
 ) -> ImportReport:
+    """Import an export file into the site's objects, resuming after its last recorded chunk.
+
+    The file is checked whole before anything is written. Objects from an older release are
+    migrated to the site's; records that cannot be taken go to ``<file>.rejects.ndjson``.
+
+    Args:
+        store: The site's object store.
+        path: The export file.
+        product: The site's product; an export of another product is refused.
+        max_errors: Rejected records allowed before the import stops.
+        progress: Called with (objects done, objects expected).
+        workers: Processes on this machine, each taking its share of the chunks.
+        shard: This machine's share when several import the same file.
+
+    Returns:
+        The counts, and the problems found; ``complete`` once every chunk is in.
+
+    Raises:
+        TransferError: The file fails its check, is of another product or of a newer release,
+            ``workers`` is below 1, or more than ``max_errors`` records were rejected.
+    """
     if workers < 1:
         raise TransferError(f"--workers must be at least 1 (got {workers})", hint="")
     header, raw = _read_header(path)
@@ -120,6 +146,7 @@ class _Job:
     counter: Any = field(default_factory=shared_counter)
 
     def scan(self, part: Part, done: set[int], progress: Tick, alive: Alive) -> ScanReport:
+        """Import the chunks ``part`` owns, skipping those in ``done``; runs in a worker process."""
         if part.workers > 1:
             self.store.engine.dispose(close=False)  # the parent's pooled connections stay its own
         rejects = Rejects(self.rejects, self.max_errors, self.counter)

@@ -43,12 +43,15 @@ class Part:
     workers: int = 1
 
     def owns(self, chunk: int) -> bool:
+        """Whether chunk ``chunk`` (1-based) is this process's to import."""
         k = chunk - 1
         return k % self.shards == self.shard and (k // self.shards) % self.workers == self.worker
 
 
 @dataclass
 class ScanReport:
+    """What one process's pass over an export found and imported."""
+
     imported: int = 0  # objects inserted by this run
     present: int = 0  # objects already there (an earlier run, or the same file twice)
     migrated: int = 0
@@ -59,12 +62,15 @@ class ScanReport:
     problems: list[str] = field(default_factory=list)
 
     def merge(self, other: ScanReport) -> None:
+        """Add another process's imported, present, migrated and skipped counts to these."""
         for name in ("imported", "present", "migrated", "owned", "skipped_chunks"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
 class Scan:
+    """One process's pass over an export file, importing the chunks of its part."""
+
     store: ObjectStore
     import_id: str
     part: Part
@@ -77,6 +83,7 @@ class Scan:
     _pending: list[tuple[int, bytes]] = field(default_factory=list)
 
     def run(self, path: Path) -> ScanReport:
+        """Read the whole file at ``path`` and import this part's chunks; returns the report."""
         for number, raw in records(path):
             if number == 1:
                 continue  # the header, read and checked before any process started

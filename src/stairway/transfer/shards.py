@@ -20,6 +20,7 @@ class Shard:
 
     @classmethod
     def parse(cls, text: str) -> Shard:
+        """Read ``--shard i/N``; raises TransferError unless 1 <= i <= N."""
         number, _, count = text.partition("/")
         if not (number.isdigit() and count.isdigit() and 1 <= int(number) <= int(count)):
             raise TransferError(
