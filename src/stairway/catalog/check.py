@@ -41,12 +41,15 @@ class Problem:
 
     @classmethod
     def of(cls, error: CatalogError) -> Problem:
+        """The problem a CatalogError reports, as an error."""
         return cls(error.path, error.line, error.cause, error.hint)
 
     def where(self) -> str:
+        """``path:line``, or the path alone when the line is not known."""
         return f"{self.path}:{self.line}" if self.line else self.path
 
     def as_json(self) -> dict[str, object]:
+        """The problem as ``stairway check --json`` prints it."""
         return {
             "file": self.path,
             "line": self.line,
@@ -65,13 +68,16 @@ class Report:
 
     @property
     def errors(self) -> list[Problem]:
+        """The problems that stop the catalog from loading."""
         return [p for p in self.problems if p.severity == "error"]
 
     @property
     def warnings(self) -> list[Problem]:
+        """The problems reported that still let the catalog load."""
         return [p for p in self.problems if p.severity == "warning"]
 
     def add(self, errors: Iterable[CatalogError]) -> None:
+        """Keep every problem each error reports, its ``others`` included."""
         for error in errors:
             self.problems.extend(Problem.of(e) for e in (error, *error.others))
 

@@ -30,6 +30,8 @@ DOC = "docs/config-files.md"
 
 
 class ConfigMigrationModel(BaseModel):
+    """One ``[[migration]]`` of ``config.toml``, as written by the vendor."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     file: Annotated[str, Field(min_length=1)]
@@ -47,6 +49,10 @@ class ConfigMigrationModel(BaseModel):
 
     @property
     def resolved_format(self) -> Format:
+        """The ``format`` given, or the one the file's extension says.
+
+        Raises ValueError when neither says one.
+        """
         found = self.format or Format.of(Path(self.file))
         if found is None:
             raise ValueError(f"cannot tell the format of {self.file!r}: add format = ...")
@@ -109,6 +115,8 @@ def _forbids(*pairs: tuple[str, object]) -> None:
 
 
 class ConfigFile(BaseModel):
+    """The whole of ``config.toml``: its list of config-file migrations."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     migration: list[ConfigMigrationModel] = []

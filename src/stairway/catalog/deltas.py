@@ -18,6 +18,8 @@ PathText = Annotated[str, Field(pattern=r"^[^.]+(\.[^.]+)*$")]
 
 
 class SetModel(BaseModel):
+    """One ``[[delta.set]]``: a path in the object and its value before and after."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: PathText
@@ -32,6 +34,8 @@ class SetModel(BaseModel):
 
 
 class DeltaModel(BaseModel):
+    """One ``[[delta]]`` of a release's delta file, as written by the vendor."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Annotated[str, Field(pattern=r"^[\w.:-]+$")]
@@ -57,6 +61,8 @@ class DeltaModel(BaseModel):
 
 
 class DeltasFile(BaseModel):
+    """One ``deltas/<version>/*.toml`` file: its list of deltas."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     delta: list[DeltaModel] = []

@@ -28,6 +28,8 @@ MANIFEST = "stairway.toml"
 
 @dataclass(frozen=True)
 class Catalog:
+    """A product's catalog as loaded and checked: releases, schema changes, migrations, deltas."""
+
     root: Path
     product: str
     releases: tuple[Release, ...]
@@ -40,9 +42,11 @@ class Catalog:
 
     @property
     def latest(self) -> Release:
+        """The newest release, listed last."""
         return self.releases[-1]
 
     def release(self, version: Version | str) -> Release:
+        """The release of ``version``; raises PlanError when the catalog has none."""
         wanted = version if isinstance(version, Version) else Version.parse(version)
         return find_release(self.releases, wanted)
 
@@ -64,12 +68,20 @@ class Catalog:
 
     @cached_property
     def warnings(self) -> dict[int, list[PhaseFinding]]:
+        """Non-blocking phase findings of each mainline change, by change number."""
         # keyed by mainline number; a patch change's findings are reported by `stairway check`
         found = {c.number: check_phase(c.statements, c.phase) for c in self.changes if not c.patch}
         return {n: [f for f in fs if not f.blocking] for n, fs in found.items() if fs}
 
 
 def load_catalog(root: Path | str) -> Catalog:
+    """Load the catalog in ``root`` and check it whole.
+
+    Raises:
+        CatalogError: The first problem found: no directory, a file that does not read, or a
+            rule broken between files (release order, schema levels, patches, migrations,
+            deltas). ``stairway check`` lists them all.
+    """
     root = Path(root)
     if not root.is_dir():
         raise CatalogError(
@@ -110,10 +122,12 @@ def raise_first(problems: Iterable[CatalogError]) -> None:
 
 
 def releases_of(manifest: Manifest) -> tuple[Release, ...]:
+    """The manifest's releases as ``Release`` values, in the order listed."""
     return tuple(_release(model) for model in manifest.release)
 
 
 def release_problems(releases: Sequence[Release], path: Path) -> Iterator[CatalogError]:
+    """Releases out of order or listed twice, and ``requires`` naming no older release."""
     for before, after in pairwise(releases):
         if after.version <= before.version:
             word = "duplicated" if after.version == before.version else "out of order"
@@ -308,6 +322,7 @@ def change_problems(change: Change) -> Iterator[CatalogError]:
 def schema_level_problems(
     releases: Sequence[Release], shipped: int, path: Path
 ) -> Iterator[CatalogError]:
+    """A release whose schema level is below an older one's, or above the ``shipped`` changes."""
     for before, after in pairwise(releases):
         if after.schema < before.schema:
             yield CatalogError(
@@ -332,6 +347,7 @@ def object_migration_problems(
     migrations: Sequence[ObjectMigration],
     root: Path,
 ) -> Iterator[CatalogError]:
+    """Object migrations without ``[objects]``, since no release, or reusing a path taken away."""
     if migrations:
         yield from _require_objects(manifest, root, "object migrations are declared")
     for earlier, later in reused_paths(migrations):
@@ -354,6 +370,7 @@ def object_migration_problems(
 def config_migration_problems(
     releases: Sequence[Release], migrations: Sequence[ConfigMigration]
 ) -> Iterator[CatalogError]:
+    """Config-file migrations that undo each other, or are since no release."""
     for earlier, later in unsettled_pairs(migrations):
         yield CatalogError(
             f"config-file migration {later.label} ({later.describe()}) undoes "
@@ -376,6 +393,7 @@ def config_migration_problems(
 def delta_problems(
     manifest: Manifest, releases: Sequence[Release], deltas: Sequence[Delta], root: Path
 ) -> Iterator[CatalogError]:
+    """Deltas without ``[objects]``, or in a directory named after no release."""
     if deltas:
         yield from _require_objects(manifest, root, "configuration deltas are shipped")
     for delta in deltas:

@@ -21,10 +21,14 @@ class _Strict(BaseModel):
 
 
 class ProductModel(_Strict):
+    """``[product]``: the product's name."""
+
     name: Annotated[str, Field(min_length=1)]
 
 
 class ReleaseModel(_Strict):
+    """One ``[[release]]`` of ``stairway.toml``."""
+
     version: str
     schema_: Annotated[int, Field(alias="schema", ge=0)]
     lts: bool = False
@@ -52,6 +56,7 @@ class ReleaseModel(_Strict):
 
     @property
     def patch_keys(self) -> tuple[tuple[int, int], ...]:
+        """The patch changes this release carries, as sorted (number, patch) pairs."""
         return tuple(sorted(parse_patch(code) for code in self.patches))
 
 
@@ -124,6 +129,8 @@ class ReferenceModel(_Strict):
 
 
 class Manifest(_Strict):
+    """The whole of ``stairway.toml``."""
+
     product: ProductModel
     objects: ObjectsModel | None = None
     release: Annotated[list[ReleaseModel], Field(min_length=1)]
@@ -135,6 +142,7 @@ class Manifest(_Strict):
 
 
 def load_manifest(path: Path) -> Manifest:
+    """Read and validate ``stairway.toml``; raises CatalogError with the line."""
     return read_model(path, Manifest)
 
 

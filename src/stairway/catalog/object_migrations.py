@@ -19,6 +19,8 @@ PathText = Annotated[str, Field(pattern=r"^[^.]+(\.[^.]+)*$")]
 
 
 class MigrationModel(BaseModel):
+    """One ``[[migration]]`` of the object migrations, as written by the vendor."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Annotated[str, Field(min_length=1)]
@@ -48,6 +50,8 @@ class MigrationModel(BaseModel):
 
 
 class ObjectsFile(BaseModel):
+    """One object-migration file: its list of migrations."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     migration: list[MigrationModel] = []
