@@ -40,6 +40,8 @@ rewrites_table = Table(
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """Where one bulk rewrite got to: the last id done and the objects read and rewritten."""
+
     job: str
     last_id: object
     scanned: int
@@ -48,14 +50,17 @@ class Checkpoint:
 
     @property
     def started(self) -> bool:
+        """Whether any batch of the pass has committed."""
         return self.last_id is not None
 
 
 def ensure_table(conn: Connection) -> None:
+    """Create ``stairway_rewrites`` unless it exists."""
     metadata.create_all(conn, checkfirst=True)
 
 
 def load(conn: Connection, job: str) -> Checkpoint | None:
+    """The checkpoint of ``job``, or None when it never started."""
     row = conn.execute(select(rewrites_table).where(rewrites_table.c.job == job)).first()
     if row is None:
         return None
@@ -72,6 +77,7 @@ def begin(conn: Connection, job: str) -> Checkpoint:
 
 
 def advance(conn: Connection, done: Checkpoint) -> None:
+    """Record ``done`` as where ``job`` got to; in the transaction of the batch it follows."""
     conn.execute(
         update(rewrites_table)
         .where(rewrites_table.c.job == done.job)

@@ -29,17 +29,22 @@ deltas_table = Table(
 
 
 class Outcome(StrEnum):
+    """What became of a delta on this site."""
+
     APPLIED = "applied"  # done (or found already in place): never looked at again
     REPORTED = "reported"  # target missing or changed by an operator: judged again next run
     SKIPPED = "skipped"  # an operator chose to keep their version: never looked at again
 
     @property
     def settled(self) -> bool:
+        """Whether the delta is done with: applied or skipped, never judged again."""
         return self != Outcome.REPORTED
 
 
 @dataclass(frozen=True)
 class Entry:
+    """A delta's row in ``stairway_deltas``: its release, outcome and why."""
+
     id: str
     release: str
     outcome: Outcome
@@ -48,15 +53,18 @@ class Entry:
 
 
 def ensure_table(conn: Connection) -> None:
+    """Create ``stairway_deltas`` unless it exists."""
     metadata.create_all(conn, checkfirst=True)
 
 
 def entries(conn: Connection) -> dict[str, Entry]:
+    """Every recorded delta, by id."""
     rows = conn.execute(select(deltas_table))
     return {r.id: Entry(r.id, r.release, Outcome(r.outcome), r.reason, r.recorded_at) for r in rows}
 
 
 def record(conn: Connection, delta: Delta, outcome: Outcome, reason: str) -> None:
+    """Record ``delta``'s outcome, replacing an earlier one; in the transaction of its objects."""
     values = {
         "release": str(delta.release),
         "op": str(delta.op),

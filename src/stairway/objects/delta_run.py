@@ -20,12 +20,15 @@ from stairway.objects.store import ObjectStore, StoredObject
 
 @dataclass(frozen=True)
 class DeltaResult:
+    """What one run judged of one delta, and how many objects it wrote."""
+
     delta: Delta
     verdict: Verdict | None  # None: settled by an earlier run
     reason: str
     objects: int = 0  # objects it wrote (or would write, in a dry run)
 
     def describe(self) -> str:
+        """The delta's id, its verdict and the reason, on one line."""
         state = "settled earlier" if self.verdict is None else str(self.verdict)
         why = f": {self.reason}" if self.reason else ""
         return f"{self.delta.id} [{state}]{why}"
@@ -33,14 +36,18 @@ class DeltaResult:
 
 @dataclass(frozen=True)
 class DeltaReport:
+    """Every delta's result from one run; ``written`` is false for a dry run."""
+
     results: tuple[DeltaResult, ...]
     written: bool
 
     def having(self, verdict: Verdict | None) -> tuple[DeltaResult, ...]:
+        """The results with ``verdict``; None gives those settled by an earlier run."""
         return tuple(r for r in self.results if r.verdict == verdict)
 
     @property
     def reported(self) -> tuple[DeltaResult, ...]:
+        """The deltas left for the operator: target missing or changed by hand."""
         return self.having(Verdict.REPORT)
 
 

@@ -25,6 +25,7 @@ _SIMPLE_OPS = (Op.RENAME, Op.MOVE, Op.REMOVE)
 
 
 def compilable(migrations: Sequence[ObjectMigration]) -> bool:
+    """Whether every migration is an applied rename, move or remove, written out as one function."""
     return all(m.op in _SIMPLE_OPS and m.transition.applied for m in migrations)
 
 

@@ -27,6 +27,7 @@ def parent(document: Document, path: tuple[str, ...]) -> dict[str, object] | Non
 
 
 def contains(document: Document, path: tuple[str, ...]) -> bool:
+    """Whether ``document`` has a value at ``path``."""
     holder = parent(document, path)
     return holder is not None and path[-1] in holder
 

@@ -22,6 +22,8 @@ Progress = Callable[[Checkpoint, int], None]  # after each batch: where we are, 
 
 @dataclass(frozen=True)
 class RewriteReport:
+    """What one bulk rewrite did: objects read, rewritten, and where it resumed."""
+
     job: str
     scanned: int
     rewritten: int
@@ -29,6 +31,7 @@ class RewriteReport:
     seconds: float
 
     def describe(self) -> str:
+        """The counts, the time taken and where it resumed, on one line."""
         resumed = f", resumed after {self.resumed_at:,}" if self.resumed_at else ""
         return (
             f"{self.scanned:,} objects read, {self.rewritten:,} rewritten "
@@ -111,6 +114,7 @@ class _Throttle:
         self.started = time.monotonic()
 
     def wait(self, done: int) -> None:
+        """Sleep until ``done`` objects are within the rate since the start."""
         if not self.rate:
             return
         ahead = done / self.rate - (time.monotonic() - self.started)

@@ -15,6 +15,8 @@ from stairway.objects.migration import Document, ObjectMigration, Op
 
 
 class Result(IntEnum):
+    """What one step found or did in a document."""
+
     ABSENT = 0  # the path is not there: nothing to do or report
     APPLIED = 1
     TARGET_SET = 2  # rename/move: the new path already holds a value
@@ -26,6 +28,11 @@ Step = Callable[[Document], Result]
 
 
 def compile_step(migration: ObjectMigration) -> Step:
+    """The step that carries out ``migration``, or only checks the path is present.
+
+    Manual and dead-end migrations and transforms are only checked here: a transform's
+    handler runs in ``migrate``.
+    """
     if not migration.transition.applied:
         return _present(migration.path)
     if migration.op == Op.REMOVE:

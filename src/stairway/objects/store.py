@@ -40,6 +40,8 @@ from stairway.versions import Version
 
 @dataclass(frozen=True)
 class StoredObject:
+    """One object as read: its id, type, the release that wrote it, and its outcome."""
+
     id: object
     type: str
     written_by: Version | None
@@ -47,10 +49,12 @@ class StoredObject:
 
     @property
     def document(self) -> Document:
+        """The object's body in the running release's shape."""
         return self.outcome.document
 
 
 def encode(document: Document) -> str:
+    """``document`` as the JSON text stored in the body column."""
     return orjson.dumps(document).decode()
 
 
@@ -68,6 +72,7 @@ class ObjectStore:
 
     @property
     def id_column(self) -> ColumnElement[Any]:
+        """The table's id column, as ``[objects]`` names it."""
         return self.table.c[self.spec.id]
 
     def selection(self) -> list[ColumnElement[Any]]:
@@ -152,6 +157,7 @@ class ObjectStore:
         conn.execute(insert(self.table).values(**values), {"_body": encode(document)})
 
     def counts(self) -> dict[str, int]:
+        """Objects in the table per type."""
         type_ = self.table.c[self.spec.type]
         with self.engine.connect() as conn:
             rows = conn.execute(select(type_, func.count()).group_by(type_))
