@@ -14,6 +14,7 @@ from stairway.secrets.store import key_ids, retired_file
 
 
 def sealed_with(engine: Engine) -> dict[str, int]:
+    """How many of the site's secrets each site key seals, by key id."""
     with engine.begin() as conn:
         return key_ids(conn)
 

@@ -32,6 +32,13 @@ PRIVATE, PUBLIC = "host.key", "host.pub"
 
 
 def make_host_key(folder: Path) -> tuple[Path, Path]:
+    """Make this host's key pair in ``folder``; returns the private and public paths.
+
+    The private half is written 0600, the public half 0644.
+
+    Raises:
+        SecretError: A private host key is in ``folder`` already.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     private, public = folder / PRIVATE, folder / PUBLIC
     if private.exists():
@@ -50,11 +57,27 @@ def make_host_key(folder: Path) -> tuple[Path, Path]:
 
 @dataclass(frozen=True)
 class Moved:
+    """The secrets a bundle moved, by name, and the host key they were sealed to."""
+
     names: tuple[str, ...]
     recipient: str  # the fingerprint of the host key they were sealed to
 
 
 def export_bundle(engine: Engine, keys: KeySource, host_public: Path, out: Path) -> Moved:
+    """Seal every secret of the site to another host's public key, in a bundle file.
+
+    Each secret is opened with the site key ring and sealed with HPKE to ``host_public``; the
+    export is recorded in the audit log.
+
+    Args:
+        engine: The site's database.
+        keys: The site key ring the secrets are sealed under now.
+        host_public: The public half of the new host's key (``host.pub``).
+        out: The bundle file to write.
+
+    Raises:
+        SecretError: The public key does not read, or a secret does not open with the ring.
+    """
     recipient = _read_public(host_public)
     ring = keys.ring()
     entries, names = [], []

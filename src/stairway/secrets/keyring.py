@@ -25,18 +25,23 @@ KEY_BYTES = 32
 
 @dataclass(frozen=True)
 class SiteKey:
+    """One site key: its id (the start of its SHA-256) and its 32 bytes."""
+
     id: str
     material: bytes
 
     @classmethod
     def generate(cls) -> SiteKey:
+        """A new random site key."""
         return cls.of(secrets.token_bytes(KEY_BYTES))
 
     @classmethod
     def of(cls, material: bytes) -> SiteKey:
+        """The site key of ``material``, with the id derived from it."""
         return cls(hashlib.sha256(material).hexdigest()[:16], material)
 
     def line(self) -> str:
+        """The key as a key file holds it: ``<id> <base64 key>``."""
         return f"{self.id} {base64.b64encode(self.material).decode()}"
 
     def __repr__(self) -> str:  # never the material, in a traceback or a log
@@ -45,20 +50,32 @@ class SiteKey:
 
 @dataclass(frozen=True)
 class KeyRing:
+    """The site keys a host holds: the current key, and during a rotation older ones."""
+
     keys: tuple[SiteKey, ...]  # the current key first
 
     @property
     def current(self) -> SiteKey:
+        """The key new secrets are sealed with."""
         return self.keys[0]
 
     def find(self, key_id: str) -> SiteKey | None:
+        """The key with id ``key_id``, or None when the ring lacks it."""
         return next((k for k in self.keys if k.id == key_id), None)
 
     def encode(self) -> bytes:
+        """The ring as a key file's bytes, one key a line, the current key first."""
         return "".join(f"{k.line()}\n" for k in self.keys).encode()
 
     @classmethod
     def parse(cls, text: str, where: str) -> KeyRing:
+        """Read key lines (newline- or ``;``-separated); ``where`` names the source in errors.
+
+        Blank lines and ``#`` comments are skipped.
+
+        Raises:
+            SecretError: A line is not a site key or does not match its id, or no key is given.
+        """
         keys = []
         for number, line in enumerate(text.replace(";", "\n").splitlines(), 1):
             if not line.strip() or line.lstrip().startswith("#"):
@@ -101,11 +118,13 @@ class KeySource:
     _stamp: tuple[int, int] | None = None
 
     def ring(self) -> KeyRing:
+        """The key ring, read again when the key file has changed since it was last read."""
         if self._ring is None or self._changed():
             self._ring = self._load()
         return self._ring
 
     def reload(self) -> KeyRing:
+        """The key ring, read afresh from the environment or the key file."""
         self._ring = self._load()
         return self._ring
 
@@ -138,6 +157,10 @@ class KeySource:
 
 
 def read_key_file(path: Path) -> KeyRing:
+    """The key ring in the key file at ``path``.
+
+    Raises SecretError when it is missing, unreadable, not key lines, or readable by others.
+    """
     try:
         mode = path.stat().st_mode
         text = path.read_text("utf-8")
