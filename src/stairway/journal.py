@@ -52,6 +52,8 @@ CUT = b"~ the line above was cut short and is not a record"
 
 @dataclass(frozen=True)
 class Record:
+    """One record of the journal after its plan: an event, the step it is about, and its data."""
+
     event: str  # plan | begin | done | failed | rollback-begin | rolled-back | finished
     step: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -70,10 +72,12 @@ class JournalState:
 
     @property
     def done(self) -> set[int]:
+        """The steps recorded as done."""
         return {r.step for r in self.records if r.event == "done" and r.step is not None}
 
     @property
     def ended(self) -> str | None:
+        """``finished`` or ``rolled-back`` when the last record ends the upgrade, else None."""
         last = self.records[-1].event if self.records else None
         return last if last in ("finished", "rolled-back") else None
 
@@ -84,6 +88,8 @@ class JournalState:
 
 
 class Journal:
+    """The upgrade journal in ``backup_dir``: the active one and the history of finished ones."""
+
     def __init__(self, backup_dir: Path) -> None:
         self.directory = backup_dir
         self.path = backup_dir / ACTIVE
@@ -103,6 +109,10 @@ class Journal:
         return self._move(f"{stamp}{TORN}")
 
     def start(self, upgrade_id: str, plan: dict[str, Any]) -> None:
+        """Open a journal for ``upgrade_id`` with its plan as the first record.
+
+        Raises UpgradeError when an interrupted upgrade's journal is open.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.active() is not None:
             raise UpgradeError(
@@ -111,12 +121,15 @@ class Journal:
         self._append({"event": "plan", "upgrade": upgrade_id, "plan": plan})
 
     def begin(self, step: int) -> None:
+        """Record that ``step`` is starting."""
         self._append({"event": "begin", "step": step})
 
     def done(self, step: int, **data: Any) -> None:
+        """Record that ``step`` ended, with what a resume or rollback needs, such as a backup id."""
         self._append({"event": "done", "step": step, **data})
 
     def record(self, event: str, step: int | None = None, **data: Any) -> None:
+        """Append a record of ``event``, about ``step`` if given, with ``data``."""
         self._append({"event": event, "step": step, **data})
 
     def close(self, upgrade_id: str) -> Path:
@@ -130,6 +143,7 @@ class Journal:
         history.record(event)
 
     def history(self) -> list[JournalState]:
+        """Every finished upgrade's journal, oldest first."""
         folder = self.directory / HISTORY
         found = [read(p) for p in sorted(folder.glob("*.journal"))] if folder.is_dir() else []
         return found
@@ -197,6 +211,10 @@ def append_line(path: Path, line: bytes) -> None:
 
 
 def read(path: Path) -> JournalState:
+    """The journal at ``path``; torn and damaged lines are counted, not read.
+
+    Raises UpgradeError when its first readable record is not a plan.
+    """
     found = scan(path.read_bytes())
     entries = found.entries
     if not entries or entries[0].get("event") != "plan":
@@ -223,6 +241,7 @@ class Scan:
 
 
 def scan(data: bytes) -> Scan:
+    """Split journal bytes into records, torn lines and damaged lines."""
     lines = data.split(b"\n")
     entries: list[dict[str, Any]] = []
     torn, damaged = 0, []

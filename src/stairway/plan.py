@@ -14,21 +14,27 @@ from stairway.versions import Release, Version, upgrade_path
 
 @dataclass(frozen=True)
 class PlanStep:
+    """One step of an upgrade: from ``source`` to ``release``, with the changes it runs."""
+
     source: Version
     release: Release
     changes: tuple[Change, ...]
 
     @property
     def online(self) -> bool:
+        """Whether every change of the step can run while the product serves."""
         return all(c.phase.online for c in self.changes)
 
     def describe(self) -> str:
+        """The step's versions and each change's phase, on one line."""
         phases = ", ".join(c.describe() for c in self.changes) or "no schema changes"
         return f"{self.source} -> {self.release.version}: {phases}"
 
 
 @dataclass(frozen=True)
 class UpgradePlan:
+    """The path from ``current`` to ``target`` through required stops, step by step."""
+
     current: Version
     target: Version
     level: int
@@ -36,6 +42,7 @@ class UpgradePlan:
 
     @property
     def changes(self) -> tuple[Change, ...]:
+        """Every change the plan runs, in order."""
         return tuple(c for step in self.steps for c in step.changes)
 
     @property
@@ -55,9 +62,11 @@ class UpgradePlan:
 
     @property
     def rolling_safe(self) -> bool:
+        """Whether the whole path can be done one instance at a time, without downtime."""
         return bool(self.steps) and not self.blocking_rolling and self.steps[-1].release.rolling
 
     def describe(self) -> str:
+        """The path through its releases, and whether it needs downtime."""
         path = " -> ".join([str(self.current), *(str(s.release.version) for s in self.steps)])
         return f"{path} ({'rolling-safe' if self.rolling_safe else 'needs downtime'})"
 

@@ -19,6 +19,8 @@ class _Strict(BaseModel):
 
 
 class SiteSection(_Strict):
+    """``[site]``: the database URL and the site's directories and files."""
+
     database: Annotated[str, Field(min_length=1)]
     data_dir: Path | None = None
     config_files: list[Path] = []
@@ -30,6 +32,8 @@ class SiteSection(_Strict):
 
 
 class ServiceSection(_Strict):
+    """``[service]``: how Stairway stops, starts and health-checks the product."""
+
     stop: str | None = None
     start: str | None = None
     run: str | None = None  # without start/stop: Stairway runs this command itself
@@ -47,6 +51,8 @@ class ServiceSection(_Strict):
 
 
 class FleetSection(_Strict):
+    """``[fleet]``: the control plane's agent builds and timings."""
+
     builds: Path | None = None  # published agent builds, served to agents
     public_url: str | None = None  # how agents reach the control plane (for build URLs)
     heartbeat: Annotated[float, Field(gt=0)] = 10.0  # seconds between an agent's heartbeats
@@ -54,14 +60,20 @@ class FleetSection(_Strict):
 
 
 class SecretsSection(_Strict):
+    """``[secrets]``: where the site key is kept."""
+
     key_file: Path | None = None  # the site key (mode 0600); STAIRWAY_SITE_KEY overrides it
 
 
 class LicenceSection(_Strict):
+    """``[licence]``: where the product's licence file is."""
+
     file: Path | None = None  # the product's signed licence file
 
 
 class Site(_Strict):
+    """The whole of ``site.toml``, with ``path`` the file it was read from."""
+
     site: SiteSection
     service: ServiceSection | None = None
     fleet: FleetSection = FleetSection()
@@ -71,16 +83,24 @@ class Site(_Strict):
 
     @property
     def database(self) -> str:
+        """The database URL of ``[site]``."""
         return self.site.database
 
 
 def site_path(given: Path | None) -> Path:
+    """The site file given, else ``$STAIRWAY_SITE``, else ``site.toml`` here."""
     if given is not None:
         return given
     return Path(os.environ.get("STAIRWAY_SITE", DEFAULT_SITE))
 
 
 def load_site(given: Path | None) -> Site:
+    """Read and validate the site file, resolving its paths against the file's directory.
+
+    Raises:
+        SiteError: The file is missing or not valid TOML, a key is wrong, or the backup
+            directory and the data directory (or SQLite file) lie one inside the other.
+    """
     path = site_path(given)
     data = _parse(path, _read(path))
     try:
