@@ -40,6 +40,8 @@ QUICK = frozenset(
 
 @dataclass(frozen=True)
 class Limits:
+    """The limits an operator sets on an upgrade, in seconds; None sets no limit."""
+
     window: float | None = None  # seconds the product may be down
     probe: float | None = None  # a startup probe: a step that migrates on start must fit
     transaction: float | None = None  # the longest a transaction may run
@@ -48,6 +50,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class OperationEstimate:
+    """One operation of a change's statements, the table it touches and its predicted time."""
+
     operation: Operation
     size: TableSize | None
     seconds: float | None  # None: not known (a statement sqlglot cannot read)
@@ -55,6 +59,8 @@ class OperationEstimate:
 
 @dataclass(frozen=True)
 class ChangeEstimate:
+    """A schema change's predicted time, where it comes from, and its operations."""
+
     change: Change
     seconds: float | None
     basis: str  # "measured" | "calibration" | "unknown"
@@ -62,17 +68,21 @@ class ChangeEstimate:
 
     @property
     def lock(self) -> str | None:
+        """The lock of the first operation that blocks the product's writes, if any."""
         held = [o.operation.lock for o in self.operations if o.operation.blocks_writes]
         return held[0] if held else None
 
     @property
     def table(self) -> str | None:
+        """The first table the change's operations touch, if any."""
         tables = [o.operation.table for o in self.operations if o.operation.table]
         return tables[0] if tables else None
 
 
 @dataclass
 class StepEstimate:
+    """One step of the upgrade with its predicted time and the limits it would break."""
+
     kind: str
     label: str  # the step as the upgrade describes it
     seconds: float | None
@@ -83,15 +93,19 @@ class StepEstimate:
 
     @property
     def lock(self) -> str | None:
+        """The first write-blocking lock any of the step's changes takes, if any."""
         return next((c.lock for c in self.changes if c.lock), None)
 
     @property
     def table(self) -> str | None:
+        """The first table any of the step's changes touches, if any."""
         return next((c.table for c in self.changes if c.table), None)
 
 
 @dataclass(frozen=True)
 class Estimate:
+    """Every step's prediction, the limits checked, and where the rates came from."""
+
     steps: tuple[StepEstimate, ...]
     limits: Limits
     rates_from: str
@@ -108,6 +122,7 @@ class Estimate:
 
     @property
     def known_downtime(self) -> float:
+        """The predicted time of the steps while the product is down, those with a basis."""
         return sum(s.seconds or 0.0 for s in self.steps if s.downtime)
 
     @property
@@ -122,6 +137,7 @@ class Estimate:
 
     @property
     def flags(self) -> list[str]:
+        """Each step's broken limits, led by the downtime window when the steps exceed it."""
         found = [f"{s.label}: {flag}" for s in self.steps for flag in s.flags]
         window = self.limits.window
         down = self.known_downtime  # with steps unknown, at least this long
@@ -136,6 +152,8 @@ class Estimate:
 
 @dataclass(frozen=True)
 class SiteFacts:
+    """What estimates read from the site: table sizes, objects per type, data bytes."""
+
     sizes: dict[str, TableSize]
     objects_by_type: dict[str, int]
     data_bytes: int
@@ -145,6 +163,7 @@ class SiteFacts:
 def site_facts(
     engine: Engine, catalog: Catalog, sizes: dict[str, TableSize], data: Path | None
 ) -> SiteFacts:
+    """Count the site's objects per type and the bytes of its data directory."""
     counts: dict[str, int] = {}
     model = catalog.objects
     if model is not None and model.table in sizes:
@@ -297,6 +316,7 @@ def _say(seconds: float) -> str:
 
 
 def say_duration(seconds: float | None) -> str:
+    """``seconds`` for a person to read, or ``unknown``."""
     return "unknown" if seconds is None else _say(seconds)
 
 

@@ -27,6 +27,8 @@ BACKUP_BYTES_PER_S = 50e6  # built-in: dump and zstd of the database and data di
 
 @dataclass
 class Rates:
+    """The calibration's costs per operation kind and what this site last measured."""
+
     engine: str
     costs: dict[str, Cost]  # operation kind -> cost
     calibrated: str  # when
@@ -37,16 +39,19 @@ class Rates:
     measured_by: str | None = None  # "rehearsal <id>" or "upgrade <id>"
 
     def as_json(self) -> bytes:
+        """The rates as the indented JSON of the rates file."""
         return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
 
     @classmethod
     def parse(cls, raw: bytes) -> Rates:
+        """Rates from the file's bytes; raises ValueError, TypeError or KeyError when damaged."""
         data: dict[str, Any] = orjson.loads(raw)
         data["costs"] = {k: Cost(**v) for k, v in data["costs"].items()}
         return cls(**data)
 
 
 def rates_path(backup_dir: Path | None) -> Path | None:
+    """Where the rates file is kept: beside the backups, or nowhere without them."""
     return backup_dir / FILE if backup_dir else None
 
 
@@ -64,6 +69,10 @@ def load_rates(engine: Engine, backup_dir: Path | None, recalibrate: bool = Fals
 
 
 def read_rates(backup_dir: Path | None, engine_kind: str) -> Rates | None:
+    """The rates kept for this site, or None when there are none for ``engine_kind``.
+
+    A damaged file is ignored, to be measured again.
+    """
     path = rates_path(backup_dir)
     if path is None or not path.is_file():
         return None
@@ -99,6 +108,7 @@ def record_measured(
 
 
 def save_rates(backup_dir: Path | None, rates: Rates) -> None:
+    """Write the rates file atomically; without a backup directory, nothing is kept."""
     path = rates_path(backup_dir)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

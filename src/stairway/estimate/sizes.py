@@ -17,12 +17,15 @@ AVERAGE_ROW = 100  # bytes, when SQLite cannot say
 
 @dataclass(frozen=True)
 class TableSize:
+    """A table's rows, heap bytes and number of indexes."""
+
     rows: int
     bytes: int
     indexes: int
 
 
 def table_sizes(engine: Engine) -> dict[str, TableSize]:
+    """The size of every table of the site's database, by name."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             return _postgres(conn)
