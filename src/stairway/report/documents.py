@@ -30,6 +30,7 @@ def predicted(ctx: Context, to: str | None) -> Estimate | None:
 
 
 def verify_document(ctx: Context, report: Report, estimate: Estimate | None) -> Document:
+    """The report of ``verify``: the plan to the report's target, its estimate and findings."""
     plan = operations.plan(ctx, str(report.target))
     return _document("verify", ctx, plan, report, estimate, None, None)
 
@@ -43,6 +44,17 @@ def upgrade_document(
     failure: str | None,
     findings: Report | None = None,
 ) -> Document:
+    """The report of an upgrade, finished or failed.
+
+    Args:
+        ctx: The site context.
+        plan: The plan the upgrade ran.
+        estimate: The prediction to set each step's time against, if one was made.
+        clock: The timings of the steps the upgrade began.
+        outcome: What the upgrade did; None when it raised.
+        failure: Why it failed, or None.
+        findings: The pre-upgrade findings, if verify ran.
+    """
     done = outcome.done if outcome else ()
     backup = next((d.get("backup") for s, d in done if str(s.kind) == "backup"), None)
     run = Run(clock.durations(), failure)
@@ -52,6 +64,7 @@ def upgrade_document(
 def rehearsal_document(
     ctx: Context, plan: UpgradePlan, estimate: Estimate | None, rehearsal: Rehearsal
 ) -> Document:
+    """The report of a rehearsal: its timed steps, findings and the state the scratch ended in."""
     run = Run(rehearsal.steps, rehearsal.failure)
     end = rehearsal.end
     state = (

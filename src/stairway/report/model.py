@@ -16,6 +16,8 @@ SEVERITIES = ("critical", "warning", "suggestion", "info")
 
 @dataclass(frozen=True)
 class StepRow:
+    """One step's row in a report: its phase and lock, predicted and actual time, status."""
+
     label: str
     kind: str
     phase: str  # the schema changes' phases, for a schema step
@@ -27,12 +29,16 @@ class StepRow:
 
 @dataclass(frozen=True)
 class Stair:
+    """One release on the report's path: where the site is, a required stop, or the target."""
+
     version: str
     role: str  # current | stop | target
 
 
 @dataclass(frozen=True)
 class Document:
+    """Everything a report shows, ready to render as HTML or Markdown."""
+
     kind: str  # upgrade | rehearsal | verify
     product: str
     current: str
@@ -49,6 +55,7 @@ class Document:
 
     @property
     def title(self) -> str:
+        """The product, the versions and the kind of report, for the heading."""
         return f"{self.product} {self.current} → {self.target}: {self.kind}"
 
 
@@ -63,9 +70,11 @@ class StepClock:
         self.begun.append((step, time.monotonic()))
 
     def stop(self) -> None:
+        """Mark the end of the last step begun."""
         self.ended = time.monotonic()
 
     def durations(self) -> list[tuple[Step, float]]:
+        """Each step begun with its seconds: until the next began, or until the end."""
         end = self.ended or time.monotonic()
         return [
             (step, (self.begun[i + 1][1] if i + 1 < len(self.begun) else end) - began)
@@ -93,6 +102,20 @@ def build_document(
     releases: bool,
     end_state: str | None = None,
 ) -> Document:
+    """Gather a report from the plan, the estimate, what ran and the findings.
+
+    Args:
+        kind: ``upgrade``, ``rehearsal`` or ``verify``.
+        product: The product's name.
+        plan: The upgrade plan.
+        findings: The pre-upgrade findings, if any; blocking ones make the report not ok.
+        estimate: Predicted times per step, if any.
+        run: The timed steps and the failure; None when nothing ran (verify).
+        backup: The id of the backup taken, if any.
+        notes: The release notes of the path, in Markdown.
+        releases: Whether the site switches release directories, which adds that step.
+        end_state: How the site ended, for a rehearsal.
+    """
     steps = plan_steps(plan, releases)
     planned = {step.describe() for step in steps}
     if run is not None and any(step.describe() not in planned for step, _ in run.timed):

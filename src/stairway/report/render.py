@@ -25,6 +25,8 @@ BAR_W, BAR_ROW = 520, 22
 
 @dataclass(frozen=True)
 class Bar:
+    """One step's bar in the timing chart: widths in pixels for the actual and predicted time."""
+
     label: str
     y: int
     actual: float  # width in pixels
@@ -44,6 +46,7 @@ def write_report(document: Document, path: Path) -> list[Path]:
 
 
 def render_html(document: Document) -> str:
+    """The report as one HTML page, with inline CSS and SVG drawings."""
     return _ENV.get_template("report.html").render(
         doc=document,
         stairs=_stairs(document),
@@ -86,6 +89,7 @@ def _bars(document: Document) -> list[Bar]:
 
 
 def render_markdown(document: Document) -> str:
+    """The report as Markdown: the path, the steps table and the findings."""
     lines = [f"# {document.title}", "", f"**{document.outcome}** — {document.generated}", ""]
     path = " → ".join(
         f"{s.version} (required stop)" if s.role == "stop" else s.version for s in document.stairs
