@@ -27,6 +27,8 @@ from stairway.versions import Version
 
 @dataclass(frozen=True)
 class Context:
+    """The operator's site, its catalog and its database engine, opened once per command."""
+
     site: Site
     catalog: Catalog
     engine: Engine
@@ -81,6 +83,10 @@ def changing(ctx: Context, unless: bool = False) -> Iterator[None]:
 
 
 def current_version(ctx: Context) -> Version:
+    """The release the site's database is at.
+
+    Raises SiteError when the database holds no Stairway site.
+    """
     release = migrator.site_release(ctx.engine)
     if release is None:
         raise SiteError(
@@ -91,6 +97,7 @@ def current_version(ctx: Context) -> Version:
 
 
 def backup_dir(ctx: Context) -> Path:
+    """The site's backup directory; raises BackupError when site.toml names none."""
     where = ctx.site.site.backup_dir
     if where is None:
         raise BackupError(
@@ -100,4 +107,5 @@ def backup_dir(ctx: Context) -> Path:
 
 
 def secret_keys(ctx: Context) -> KeySource:
+    """Where the site key ring comes from: the environment or ``[secrets] key_file``."""
     return KeySource(ctx.site.secrets.key_file)

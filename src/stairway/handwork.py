@@ -13,14 +13,18 @@ from stairway.errors import ManualStepNeeded
 
 @dataclass(frozen=True)
 class HandItem:
+    """One thing an upgrade leaves for the operator: what, why, and the command that settles it."""
+
     what: str  # "delta policy-password-2.0", "config file /srv/app/etc/app.toml"
     reason: str
     command: str  # what settles it
 
     def describe(self) -> str:
+        """The item, why it needs a hand, and how to settle it, on one line."""
         return f"{self.what}: {self.reason}; to settle it: {self.command}"
 
     def as_json(self) -> dict[str, str]:
+        """The item as a plain dict, for ``--json``."""
         return asdict(self)
 
 

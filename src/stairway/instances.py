@@ -19,18 +19,23 @@ TEMPLATED = ("stop", "start", "health", "drain")
 
 @dataclass(frozen=True)
 class Instance:
+    """One instance of the product: its number from 1 and its URL."""
+
     number: int
     url: str
 
     @property
     def port(self) -> str:
+        """The port of the instance's URL, or an empty string when it names none."""
         return str(urlsplit(self.url).port or "")
 
     def fill(self, template: str) -> str:
+        """``template`` with ``{instance}``, ``{port}`` and ``{url}`` filled in for this one."""
         return template.format(instance=self.number, port=self.port, url=self.url.rstrip("/"))
 
 
 def instances_of(section: ServiceSection | None) -> list[Instance]:
+    """The instances ``[service] instances`` names, numbered from 1; none without it."""
     urls = section.instances if section else []
     return [Instance(n, url) for n, url in enumerate(urls, 1)]
 

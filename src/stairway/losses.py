@@ -39,10 +39,13 @@ SHOWN_ACTIONS = 5
 
 @dataclass(frozen=True)
 class FileChange:
+    """A file of the data directory or a config file that changed since the backup."""
+
     path: str  # data/<relative path>, or a config file's path
     kind: Literal["added", "changed", "removed"]  # since the backup
 
     def describe(self) -> str:
+        """The file, how it changed, and what a restore does to it."""
         undo = {"added": "it goes", "changed": "it goes back", "removed": "it comes back"}
         return f"file {self.path}: {self.kind} since ({undo[self.kind]})"
 
@@ -63,9 +66,11 @@ class LossReport:
 
     @property
     def nothing_lost(self) -> bool:
+        """Whether no table row or file would be lost, as far as they could be compared."""
         return not (self.tables or self.files or self.tables_note)
 
     def describe(self) -> list[str]:
+        """The report as the lines a rollback or restore shows before it runs."""
         lines = [f"this puts back backup {self.backup} (taken {self.taken}); lost with it:"]
         if self.tables_note:
             lines.append(f"  tables: not known, {self.tables_note}")
@@ -91,6 +96,7 @@ class LossReport:
         )
 
     def as_json(self) -> dict[str, Any]:
+        """The report as plain values, for ``--json``."""
         return asdict(self)
 
 

@@ -22,13 +22,20 @@ Update = Callable[[int, int], None]  # (done, total)
 
 
 class RateColumn(ProgressColumn):
+    """A progress column showing items per second."""
+
     def render(self, task: Task) -> Text:
+        """The task's speed as a number per second, or nothing before there is one."""
         speed = task.finished_speed or task.speed
         return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
 
 
 @contextmanager
 def meter(console: Console, label: str) -> Iterator[Update]:
+    """Show a progress bar labelled ``label`` while the block runs; yields its update function.
+
+    The function takes (done, total); a total of 0 leaves the bar without one.
+    """
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

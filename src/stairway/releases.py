@@ -33,6 +33,8 @@ MARKER = ".stairway-release.json"
 
 @dataclass(frozen=True)
 class ReleaseManifest:
+    """What a release manifest says of its artifact: product, version, file, SHA-256, size."""
+
     product: str
     version: str
     artifact: str  # file name, beside the manifest
@@ -40,10 +42,12 @@ class ReleaseManifest:
     size: int
 
     def encode(self) -> bytes:
+        """The manifest as compact JSON with sorted keys: the bytes its signature covers."""
         return orjson.dumps(self.__dict__, option=orjson.OPT_SORT_KEYS)
 
 
 def manifest_path(artifacts: Path, version: str) -> Path:
+    """Where the manifest of release ``version`` lies among the artifacts."""
     return artifacts / f"release-{version}.json"
 
 
@@ -171,6 +175,7 @@ def install_release(artifacts: Path, releases_dir: Path, manifest: ReleaseManife
 
 
 def current_release(releases_dir: Path) -> str | None:
+    """The version ``current`` points at, or None when there is no link."""
     link = releases_dir / CURRENT
     return os.readlink(link) if link.is_symlink() else None
 
@@ -227,6 +232,7 @@ def _unpack(artifact: Path, target: Path) -> None:
 
 
 def sha256_of(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, read in chunks."""
     return _sha256(path)
 
 

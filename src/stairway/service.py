@@ -104,6 +104,7 @@ def stop(service: ServiceSection | None, held: Held) -> bool:
 
 
 def start(service: ServiceSection | None, home: Path | None) -> bool:
+    """Run the ``start`` command for every instance; False when the site declares none."""
     before, after = faults.around("service-start")
     faults.point(before)
     ran = run_command(service, "start", home)
@@ -207,9 +208,11 @@ class Answer:
 
     @property
     def ok(self) -> bool:
+        """Whether the health URL answered 2xx."""
         return self.status is not None and 200 <= self.status < 300
 
     def json(self) -> Any:
+        """The body parsed as JSON, or None when it is not JSON."""
         try:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError:

@@ -66,14 +66,17 @@ class Holder:
     host: str = ""
 
     def describe(self) -> str:
+        """The holder's pid, command and start time, for the message that it is busy."""
         started = self.since[11:19] if len(self.since) >= 19 else self.since
         return f"pid {self.pid}, `{self.command}`, since {started} UTC"
 
     def encode(self) -> bytes:
+        """The holder as the JSON line written into the lock files."""
         return orjson.dumps(self.__dict__) + b"\n"
 
     @classmethod
     def decode(cls, data: bytes) -> Holder | None:
+        """The holder a lock file names, or None when it is empty or being written."""
         try:
             value = orjson.loads(data)
             return cls(int(value["pid"]), str(value["command"]), str(value["since"]), value["host"])
@@ -85,10 +88,12 @@ class SiteContext(Protocol):
     """What the lock needs of a command's context (``context.Context`` is one)."""
 
     @property
-    def site(self) -> Site: ...
+    def site(self) -> Site:
+        """The operator's site."""
 
     @property
-    def engine(self) -> Engine: ...
+    def engine(self) -> Engine:
+        """The engine of the site's database."""
 
 
 @dataclass
