@@ -19,11 +19,14 @@ KEY = "maintenance"
 
 @dataclass(frozen=True)
 class Maintenance:
+    """Maintenance mode as switched on: why, and since when (ISO 8601, UTC)."""
+
     reason: str
     since: str
 
 
 def switch_on(engine: Engine, reason: str) -> None:
+    """Switch maintenance mode on, with ``reason``, for every instance of the product."""
     value = {"reason": reason, "since": datetime.now(UTC).isoformat(timespec="seconds")}
     with engine.begin() as conn:
         recorder.ensure_tables(conn)
@@ -31,15 +34,18 @@ def switch_on(engine: Engine, reason: str) -> None:
 
 
 def switch_off(engine: Engine) -> None:
+    """Switch maintenance mode off."""
     with engine.begin() as conn:
         recorder.delete_meta(conn, KEY)
 
 
 def read(conn: Connection) -> Maintenance | None:
+    """Maintenance mode as recorded, or None when it is off."""
     raw = recorder.get_meta(conn, KEY)
     return None if raw is None else parse(raw)
 
 
 def parse(raw: str) -> Maintenance:
+    """The stored flag's JSON as a value."""
     value = orjson.loads(raw)
     return Maintenance(str(value.get("reason", "")), str(value.get("since", "")))

@@ -41,6 +41,7 @@ SWAP = "release-swap"
 
 
 def home(ctx: Context) -> Path:
+    """The directory of the site file, where Stairway's own runner keeps its files."""
     return ctx.site.path.resolve().parent
 
 
@@ -176,6 +177,7 @@ class _Attempt:
     command: str
 
     def again(self, ctx: Context) -> str:
+        """The command that does it again, for this site."""
         return f"`stairway {self.command} --site {ctx.site.path}`"
 
 
@@ -298,6 +300,7 @@ def _restore_back(ctx: Context, state: JournalState, backup_id: str | None, whol
 
 
 def hops(state: JournalState) -> list[str]:
+    """The releases the journal's plan steps through, sorted."""
     return sorted({s["release"] for s in state.plan["steps"] if s.get("release")})
 
 
@@ -317,6 +320,7 @@ def note(
 
 
 def closed(journal: Journal, upgrade_id: str) -> BaseException | None:
+    """Move the journal into the history; returns the OSError that stopped it, if any."""
     try:
         journal.close(upgrade_id)
     except OSError as err:

@@ -76,6 +76,7 @@ def refusals(ctx: Context, plan: UpgradePlan) -> list[str]:
 
 
 def rolling_steps(plan: UpgradePlan, instances: list[Instance], with_releases: bool) -> list[Step]:
+    """The steps of a rolling upgrade along ``plan``: expand, then each instance, then contract."""
     steps = [Step(Kind.BACKUP)]
     for hop in plan.steps:
         release, source = str(hop.release.version), str(hop.source)
@@ -90,6 +91,7 @@ def rolling_steps(plan: UpgradePlan, instances: list[Instance], with_releases: b
 
 
 def check(ctx: Context, plan: UpgradePlan) -> None:
+    """Refuse a rolling upgrade along ``plan`` with UpgradeError naming every reason."""
     refused = refusals(ctx, plan)
     if refused:
         raise UpgradeError(
@@ -126,6 +128,7 @@ def _schema_before(ctx: Context, version: Version) -> int:
 
 
 def instance(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+    """Drain, stop and start the step's instance, and wait until it serves the target release."""
     section = ctx.site.service
     assert section is not None and step.source is not None
     instance = next(i for i in instances_of(section) if i.url == step.source)
@@ -177,6 +180,7 @@ def _wait_release(section: ServiceSection, instance: Instance, target: str) -> N
 
 
 def contract(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+    """Run the target's deferred contract changes once no older release serves; record the site."""
     target = state.plan["to"]
     waited = wait_for_old(ctx, target, OLD_WAIT)
     release = ctx.catalog.release(target)
@@ -186,6 +190,10 @@ def contract(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
 
 
 def wait_for_old(ctx: Context, target: str, limit: float) -> float:
+    """Wait until no instance or agent of an older release than ``target`` serves; returns seconds.
+
+    Raises UpgradeError naming them when they are still there after ``limit`` seconds.
+    """
     started = time.monotonic()
     while True:
         remaining = old_ones(ctx, target)

@@ -43,6 +43,7 @@ Runner = Callable[[Context, Step, JournalState], dict[str, Any]]
 
 
 def timed_backup(ctx: Context) -> tuple[Backup, float]:
+    """Take a backup of the site; returns it and the seconds it took."""
     started = time.monotonic()
     return take_backup(ctx), time.monotonic() - started
 

@@ -48,6 +48,8 @@ from stairway.verify import verify
 
 @dataclass(frozen=True)
 class UpgradeReport:
+    """What an upgrade did: its id, the versions, and each step done with what it recorded."""
+
     upgrade_id: str | None  # None: nothing to do
     current: str
     target: str

@@ -67,6 +67,7 @@ def _audit_head(ctx: Context) -> AuditHeadModel:
 
 
 def backups(ctx: Context) -> list[Backup]:
+    """The site's backups, oldest first."""
     return list_backups(backup_dir(ctx))
 
 

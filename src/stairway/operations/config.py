@@ -16,6 +16,8 @@ from stairway.targets import starting_version, target_version
 
 @dataclass(frozen=True)
 class ConfigResult:
+    """The site's config files migrated, the originals kept, and whether anything was written."""
+
     run: ConfigRun
     kept: tuple[Path, ...]  # originals saved beside the files that changed
     written: bool

@@ -48,6 +48,17 @@ def object_store(ctx: Context, version: str | None = None) -> ObjectStore:
 def rewrite_objects(
     ctx: Context, batch: int, rate: float | None, progress: RewriteProgress | None = None
 ) -> RewriteReport:
+    """Rewrite every stale object in batches, resuming an interrupted rewrite.
+
+    Args:
+        ctx: The site context.
+        batch: Objects read, migrated and written back per transaction.
+        rate: At most this many objects per second, so a live product keeps its database.
+        progress: Called after each batch.
+
+    Raises:
+        ObjectMigrationError: ``batch`` is below 1 or ``rate`` not above 0.
+    """
     if batch < 1 or (rate is not None and rate <= 0):
         raise ObjectMigrationError(
             f"--batch must be at least 1 and --rate above 0 (got {batch} and {rate})",

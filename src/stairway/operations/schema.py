@@ -29,6 +29,8 @@ from stairway.versions import Release, check_hop
 
 @dataclass(frozen=True)
 class Status:
+    """Where a site's schema stands: its release, the changes applied and those pending."""
+
     product: str
     release: str | None
     state: SchemaState
@@ -48,6 +50,7 @@ class Status:
 
 
 def status(ctx: Context) -> Status:
+    """The site's release, schema state, pending changes and phase warnings."""
     state = migrator.read_state(ctx.engine, ctx.catalog)
     release = migrator.site_release(ctx.engine)
     at = ctx.catalog.release(release) if release else None
@@ -64,6 +67,11 @@ def status(ctx: Context) -> Status:
 
 
 def plan(ctx: Context, to: str | None) -> UpgradePlan:
+    """The plan from the site's release to ``to`` (the latest when None).
+
+    Raises PlanError when ``to`` names no release or none it can reach, and SchemaError when
+    the database holds a patch change this catalog does not ship.
+    """
     target = target_version(ctx.catalog, to)
     state = migrator.read_state(ctx.engine, ctx.catalog)
     state.refuse_unknown_patch()
@@ -72,6 +80,8 @@ def plan(ctx: Context, to: str | None) -> UpgradePlan:
 
 @dataclass(frozen=True)
 class MigrateRequest:
+    """What ``migrate`` is asked for: a release, one phase only, how long to wait for locks."""
+
     to: str | None = None
     only: Phase | None = None
     lock_timeout: float = 30.0
@@ -89,6 +99,7 @@ def migrate_target(ctx: Context, request: MigrateRequest) -> tuple[int, str | No
 
 
 def pending_changes(ctx: Context, request: MigrateRequest) -> list[Change]:
+    """The changes ``migrate`` would run for ``request``, in order, applying none."""
     level, version = migrate_target(ctx, request)
     state = migrator.read_state(ctx.engine, ctx.catalog)
     state.refuse_unsafe()
@@ -108,6 +119,11 @@ def _target_release(ctx: Context, version: str | None) -> Release | None:
 def migrate(
     ctx: Context, request: MigrateRequest, progress: Progress | None = None
 ) -> list[Applied]:
+    """Apply the pending changes up to the requested release, and record the site at it.
+
+    Contract changes alone (``only=contract``) are refused while an instance or agent of an older
+    release still serves, since they remove what it uses.
+    """
     level, version = migrate_target(ctx, request)
     if request.only == Phase.CONTRACT:
         _refuse_old_ones(ctx, pending_changes(ctx, request))
@@ -142,6 +158,11 @@ def _refuse_old_ones(ctx: Context, changes: list[Change]) -> None:
 def downgrade(
     ctx: Context, to: int, allow_data_loss: bool, progress: Progress | None = None
 ) -> list[Applied]:
+    """Revert the applied changes above level ``to``, newest first.
+
+    Raises PlanError when the site's release needs a change it would revert, and SchemaError
+    for a change that loses data unless ``allow_data_loss``.
+    """
     release = migrator.site_release(ctx.engine)
     if release and to < ctx.catalog.release(release).schema:
         raise PlanError(
@@ -157,6 +178,10 @@ def downgrade(
 
 @changes_site
 def baseline(ctx: Context, at: int, version: str | None, force: bool = False) -> int:
+    """Record changes 1..``at`` as present in a database Stairway never migrated; returns ``at``.
+
+    The site is recorded at ``version``, or at the release whose schema level is ``at``.
+    """
     done = migrator.baseline(ctx.engine, ctx.catalog, at, force=force)
     release = named_release(ctx.catalog, version, "--version") if version else None
     release = release or ctx.catalog.release_of(at)
@@ -167,6 +192,7 @@ def baseline(ctx: Context, at: int, version: str | None, force: bool = False) ->
 
 @changes_site
 def repair(ctx: Context) -> list[str]:
+    """Record the current text of drifted changes as applied; returns their labels."""
     return migrator.repair(ctx.engine, ctx.catalog)
 
 
