@@ -46,6 +46,8 @@ audit_table = Table(
 
 @dataclass(frozen=True)
 class Entry:
+    """One entry of the audit log as stored: who did what when, and its chain hashes."""
+
     id: int
     at: str
     actor: str
@@ -73,6 +75,7 @@ class Head:
 
 
 def ensure_table(conn: Connection) -> None:
+    """Create ``stairway_audit`` unless it exists."""
     # has_table is one catalog query; create_all would first build an inspector on each append
     if not conn.dialect.has_table(conn, audit_table.name):
         metadata.create_all(conn, checkfirst=True)
@@ -137,6 +140,7 @@ def head(conn: Connection) -> Head | None:
 
 
 def entries(conn: Connection) -> list[Entry]:
+    """Every entry of the log, oldest first; creates the table if it is missing."""
     ensure_table(conn)
     rows = conn.execute(select(audit_table).order_by(audit_table.c.id))
     return [

@@ -57,6 +57,7 @@ class Pending:
 
     @property
     def actions(self) -> list[str]:
+        """The action of each entry written since the backup, in order."""
         return [str(r.action) for r in self.rows]
 
 
@@ -143,6 +144,7 @@ def carry_over(conn: Connection, pending: Pending) -> dict[str, Any]:
 
 
 def not_carried(pending: Pending) -> str:
+    """The warning that the entries since the backup were not carried over, and why."""
     return (
         "the audit entries written since the backup could not be carried over: the live log "
         f"did not read ({pending.unreadable})"

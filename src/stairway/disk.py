@@ -37,6 +37,7 @@ class DiskTrouble:
 
     @property
     def said(self) -> str:
+        """The system's words for the error, such as ``No space left on device``."""
         return os.strerror(self.code)
 
     def where(self, fallback: Path | str) -> str:

@@ -41,6 +41,7 @@ def remove_stale_temporaries(path: Path) -> None:
 
 
 def sync_directory(directory: Path) -> None:
+    """fsync ``directory``, so the names created or replaced in it survive a crash."""
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)

@@ -18,11 +18,14 @@ DELETED = " (deleted)"
 
 @dataclass(frozen=True)
 class Holder:
+    """A process holding a file open: its pid, command name and the path it holds."""
+
     pid: int
     command: str
     path: str  # what it holds, " (deleted)" when it was replaced since
 
     def describe(self) -> str:
+        """The process and the file it holds, for a refusal message."""
         return f"pid {self.pid} ({self.command}) holds {self.path}"
 
 

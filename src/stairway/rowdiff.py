@@ -40,6 +40,7 @@ class TableChange:
 
     @property
     def differs(self) -> bool:
+        """Whether the table differs at all from the copy."""
         if self.kind in ("created", "dropped"):
             return True
         return bool(
@@ -51,6 +52,7 @@ class TableChange:
         )
 
     def describe(self) -> str:
+        """The table's difference as a loss report line: what goes or comes back."""
         if self.kind == "created":
             return f"table {self.table}: created since ({_rows(self.rows_now)}); it goes"
         if self.kind == "dropped":
