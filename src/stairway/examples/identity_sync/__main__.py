@@ -17,6 +17,7 @@ from pathlib import Path
 
 
 def main() -> None:
+    """Serve identity-sync in the foreground, or start or stop it in the background."""
     parser = argparse.ArgumentParser(prog="identity-sync")
     parser.add_argument("action", choices=["serve", "start", "stop"])
     parser.add_argument("--site", type=Path, required=True)

@@ -63,6 +63,8 @@ http {{
 
 @dataclass
 class Cluster:
+    """Two running instances of identity-sync and the nginx in front of them."""
+
     root: Path
     site: Path
     ports: tuple[int, int]
@@ -72,9 +74,11 @@ class Cluster:
 
     @property
     def url(self) -> str:
+        """The address of nginx, which balances the two instances."""
         return f"http://127.0.0.1:{self.front}"
 
     def product(self, action: str, instance: int) -> None:
+        """Run the product's ``start`` or ``stop`` for instance 1 or 2; raises if it fails."""
         command = [sys.executable, "-m", "stairway.examples.identity_sync", action]
         command += ["--site", str(self.site), "--instance", str(instance)]
         command += ["--port", str(self.ports[instance - 1])]
@@ -82,6 +86,7 @@ class Cluster:
 
 
 def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -89,6 +94,17 @@ def free_port() -> int:
 
 @contextmanager
 def build_cluster(root: Path, database_url: str, redis_url: str, prefix: str) -> Iterator[Cluster]:
+    """Run identity-sync as two instances behind nginx for the block; stop them after.
+
+    Args:
+        root: A directory for the site, nginx's configuration and its logs.
+        database_url: The site's database.
+        redis_url: The Redis that holds the sessions.
+        prefix: The session keys' prefix, so that runs sharing a Redis stay apart.
+
+    Raises:
+        RuntimeError: An instance or nginx did not answer its health URL within 30 seconds.
+    """
     demo = write_site(root / "site")
     ports = (free_port(), free_port())
     env = {"IDENTITY_SYNC_REDIS": redis_url, "IDENTITY_SYNC_SESSION_PREFIX": prefix}
@@ -150,6 +166,7 @@ def _install(site: Path) -> None:
 
 
 def status_of(url: str) -> int:
+    """The HTTP status ``url`` answers with, or 0 when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=5) as answer:
             return int(answer.status)
@@ -170,6 +187,8 @@ def _wait(url: str, what: str) -> None:
 
 @dataclass
 class Client:
+    """One logged-in user with its cookies, and what it saw: failures, releases, latencies."""
+
     name: str
     opener: urllib.request.OpenerDirector
     failures: list[str] = field(default_factory=list)
@@ -177,6 +196,7 @@ class Client:
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (when, seconds)
 
     def call(self, url: str, body: dict[str, str] | None = None) -> dict[str, object] | None:
+        """GET ``url``, or POST ``body`` as JSON; the answer, or None after recording a failure."""
         data = orjson.dumps(body) if body is not None else None
         request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
         began = time.monotonic()
@@ -202,6 +222,10 @@ class Crowd:
     threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
+        """Log every client in and start each asking ``/me`` in a thread of its own.
+
+        Raises RuntimeError when a client cannot log in.
+        """
         for n in range(self.size):
             jar = http.cookiejar.CookieJar()
             opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
@@ -216,6 +240,7 @@ class Crowd:
             self.threads.append(thread)
 
     def finish(self) -> None:
+        """Stop the clients and wait for their threads."""
         self.stop.set()
         for thread in self.threads:
             thread.join(timeout=40)
@@ -231,7 +256,9 @@ class Crowd:
 
     @property
     def failures(self) -> list[str]:
+        """Every client's failures: requests unanswered, and sessions lost."""
         return [f for c in self.clients for f in c.failures]
 
     def latencies(self, since: float = 0.0, until: float = float("inf")) -> list[float]:
+        """The seconds of every request begun between ``since`` and ``until`` (monotonic)."""
         return [s for c in self.clients for when, s in c.latencies if since <= when < until]

@@ -36,6 +36,7 @@ def spool_writable(home: Path) -> bool:
 
 
 def main(version: str, protocol: int, argv: list[str]) -> int:
+    """Run the relay agent with its home from ``--home DIR``; returns its exit code."""
     if len(argv) != 2 or argv[0] != "--home":
         print("usage: relay.pyz --home DIR", file=sys.stderr)
         return EXIT_REFUSED
@@ -47,6 +48,7 @@ def main(version: str, protocol: int, argv: list[str]) -> int:
 
 
 def build(version: str, protocol: int, out: Path) -> Path:
+    """Write a relay build to ``out``: a zipapp with ``version`` and ``protocol`` baked in."""
     with tempfile.TemporaryDirectory() as source:
         (Path(source) / "__main__.py").write_text(
             MAIN.format(version=version, protocol=protocol), "utf-8"

@@ -34,6 +34,7 @@ def add_roles(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def session_store(release: str) -> SessionStore | None:
+    """The Redis session store in this release's format, or None without Redis."""
     url = os.environ.get("IDENTITY_SYNC_REDIS")
     if not url:
         return None
@@ -44,15 +45,20 @@ def session_store(release: str) -> SessionStore | None:
 
 @dataclass
 class Traffic:
+    """An instance's requests in flight, and whether it is draining."""
+
     in_flight: int = 0
     draining: bool = False
 
 
 class Login(BaseModel):
+    """The body of ``POST /login``."""
+
     user: str
 
 
 def install(app: FastAPI, release: str) -> Traffic:
+    """Add draining, ``/login`` and ``/me`` to ``app``; returns the instance's traffic."""
     traffic = Traffic()
     store = session_store(release)
 

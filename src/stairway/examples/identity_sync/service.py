@@ -28,6 +28,7 @@ ADMIN_TOKEN_HEADER = "x-admin"
 
 
 def running_release(site_file: Path) -> str:
+    """The release the site's ``current`` link names; exits when there is none."""
     site = load_site(site_file)
     releases = site.site.releases_dir
     if releases is not None and (releases / "current").is_symlink():
@@ -39,6 +40,7 @@ BIND_PASSWORD = "connector/1/bind-password"  # the LDAP connector's, sealed in t
 
 
 def create_app(site_file: Path, version: str | None = None) -> FastAPI:
+    """The identity-sync web app for the site, serving ``version`` or the current release."""
     site = load_site(site_file)
     release = version or running_release(site_file)
     catalog = site.site.catalog
