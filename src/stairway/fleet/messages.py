@@ -36,12 +36,18 @@ class Close(IntEnum):
     INTERNAL = 1011  # the server failed while handling the message; the agent reconnects
 
 
-class _Message(BaseModel):
+class WireMessage(BaseModel):
+    """What every message shares: frozen, and sent as JSON without its unset fields."""
+
     model_config = ConfigDict(frozen=True, extra="ignore")  # newer fields are not an error
 
     def wire(self) -> str:
         """The JSON text sent on the socket; fields left unset are left out."""
         return self.model_dump_json(by_alias=True, exclude_none=True)
+
+    def fields(self) -> dict[str, Any]:
+        """The same as a JSON-ready dict, to be carried inside another message."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 class RolledBack(BaseModel):
@@ -53,7 +59,7 @@ class RolledBack(BaseModel):
     reason: str | None = None
 
 
-class Hello(_Message):
+class Hello(WireMessage):
     type: Literal["hello"] = "hello"
     agent_id: str = Field(min_length=1, max_length=200)
     version: Annotated[str, Field(strict=True, min_length=1, max_length=64)]
@@ -61,22 +67,22 @@ class Hello(_Message):
     rolled_back: RolledBack | None = None
 
 
-class Welcome(_Message):
+class Welcome(WireMessage):
     type: Literal["welcome"] = "welcome"
     server_version: str
     heartbeat: float = 10.0
 
 
-class Refused(_Message):
+class Refused(WireMessage):
     type: Literal["refused"] = "refused"
     reason: str
 
 
-class Heartbeat(_Message):
+class Heartbeat(WireMessage):
     type: Literal["heartbeat"] = "heartbeat"
 
 
-class Upgrade(_Message):
+class Upgrade(WireMessage):
     """An offer of a build: its URL and its signed release manifest, checked by the agent."""
 
     type: Literal["upgrade"] = "upgrade"
@@ -85,7 +91,7 @@ class Upgrade(_Message):
     signature: str
 
 
-class UpgradeFailed(_Message):
+class UpgradeFailed(WireMessage):
     """The agent could not take the build: ``download`` (it cannot reach the URL) or
     ``verify`` (it refused what it got)."""
 
