@@ -71,13 +71,21 @@ async def run(fleet: Fleet) -> None:
     await leading(fleet)
     last = time.monotonic()
     while True:
-        policy = await fleet.db(store.read_policy)
-        due = last + policy.interval
+        due = last + await _interval(fleet)
         if await _woken(fleet, max(0.0, min(due - time.monotonic(), 1.0))):
             last = time.monotonic()
         elif time.monotonic() >= due and await leading(fleet):
             await _survive(fleet)
             last = time.monotonic()
+
+
+async def _interval(fleet: Fleet) -> float:
+    """The policy's interval; a second while the policy cannot be read (the loop goes on)."""
+    try:
+        return (await fleet.db(store.read_policy)).interval
+    except Exception:
+        log.exception("the evaluator cannot read the policy; trying again in a second")
+        return 1.0
 
 
 async def _woken(fleet: Fleet, wait: float) -> bool:
