@@ -256,3 +256,30 @@ class SecretError(StairwayError):
 
 class LicenceError(StairwayError):
     """The licence file is missing, unsigned, tampered, expired or does not cover the release."""
+
+
+class FleetError(StairwayError):
+    """The control plane or an agent met something the fleet's protocol does not allow."""
+
+
+class TransitionRefused(FleetError):
+    """An agent's state cannot change this way: the change was not applied."""
+
+    def __init__(self, agent_id: str, state: str, event: str) -> None:
+        super().__init__(
+            f"agent {agent_id} is {state}: {event} cannot happen in that state",
+            hint="the agent's row was left as it was; look at its last hello and messages",
+        )
+        self.agent_id = agent_id
+        self.state = state
+        self.event = event
+
+
+class MessageRefused(FleetError):
+    """A websocket message is malformed, of an unknown type, or out of order. ``close`` is the
+    websocket close code the receiving end answers it with."""
+
+    def __init__(self, message: str, *, close: int) -> None:
+        hint = "the two ends speak different protocols: compare the agent build with the server's"
+        super().__init__(message, hint=hint)
+        self.close = close

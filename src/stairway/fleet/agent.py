@@ -15,6 +15,7 @@ previous build and the agent's next hello says why.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import ssl
@@ -26,18 +27,32 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from stairway.errors import ReleaseError
+from stairway.errors import MessageRefused, ReleaseError
 from stairway.files import sync_directory, write_atomic
 from stairway.fleet.builds import build_name, check_offer
+from stairway.fleet.messages import (
+    PATH,
+    Close,
+    Heartbeat,
+    Hello,
+    Message,
+    Refused,
+    RolledBack,
+    Upgrade,
+    UpgradeFailed,
+    Welcome,
+    parse,
+)
 from stairway.fleet.tls import AgentTLS, client_context
 from stairway.releases import sha256_of
 
+log = logging.getLogger(__name__)
 EXIT_REFUSED = 2  # the server refused this agent: retrying would not help
 DEADLINE = 60.0  # seconds a new build has to be welcomed before it is rolled back
 
@@ -152,43 +167,51 @@ class Agent:
             try:
                 await self._connection()
             except (OSError, websockets.WebSocketException, TimeoutError) as err:
-                print(f"agent {self.config.agent_id}: {err}; retrying", file=sys.stderr)
+                log.warning("agent %s: %s; retrying", self.config.agent_id, err)
             if self.refused is None:
                 await asyncio.sleep(self.backoff.next())
-        print(f"agent {self.config.agent_id} refused: {self.refused}", file=sys.stderr)
+        log.error("agent %s refused: %s", self.config.agent_id, self.refused)
         return EXIT_REFUSED
 
     async def _connection(self) -> None:
         headers = {"Authorization": f"Bearer {self.config.credential}"}
-        url = self.config.server.rstrip("/") + "/agent/v1"
+        url = self.config.server.rstrip("/") + PATH
         tls = client_context(url, self.config.tls)
         async with connect(url, additional_headers=headers, open_timeout=10, ssl=tls) as socket:
-            await socket.send(orjson.dumps(self._hello()).decode())
-            welcome = orjson.loads(await asyncio.wait_for(socket.recv(), timeout=30))
-            if welcome.get("type") != "welcome":
-                self.refused = str(welcome.get("reason", welcome))
-                return
-            self._welcomed()
-            beat = asyncio.create_task(_heartbeats(socket, float(welcome.get("heartbeat", 10))))
             try:
-                async for raw in socket:
-                    message = orjson.loads(raw)
-                    if isinstance(message, dict) and message.get("type") == "upgrade":
-                        await self._upgrade(socket, message)
-            finally:
-                beat.cancel()
+                await self._session(socket)
+            except MessageRefused as err:
+                log.warning("agent %s: %s; closing with %d", self.config.agent_id, err, err.close)
+                await socket.close(code=err.close, reason=err.message[:120])
 
-    def _hello(self) -> dict[str, Any]:
-        hello: dict[str, Any] = {
-            "type": "hello",
-            "agent_id": self.config.agent_id,
-            "version": self.version,
-            "protocol": self.protocol,
-        }
+    async def _session(self, socket: ClientConnection) -> None:
+        """Hello, then the server's welcome or refusal, then its upgrade offers."""
+        await socket.send(self._hello().wire())
+        answer = parse(await asyncio.wait_for(socket.recv(), timeout=30))
+        if isinstance(answer, Refused):
+            self.refused = answer.reason
+            return
+        if not isinstance(answer, Welcome):
+            raise _out_of_order(answer, "the welcome")
+        self._welcomed()
+        beat = asyncio.create_task(_heartbeats(socket, answer.heartbeat))
+        try:
+            async for raw in socket:
+                message = parse(raw)
+                if not isinstance(message, Upgrade):
+                    raise _out_of_order(message, "an upgrade")
+                await self._upgrade(socket, message)
+        finally:
+            beat.cancel()
+
+    def _hello(self) -> Hello:
         rolled_back = read_state(self.home).get("rolled_back")
-        if rolled_back:
-            hello["rolled_back"] = rolled_back
-        return hello
+        return Hello(
+            agent_id=self.config.agent_id,
+            version=self.version,
+            protocol=self.protocol,
+            rolled_back=RolledBack.model_validate(rolled_back) if rolled_back else None,
+        )
 
     def _welcomed(self) -> None:
         """The server took our hello: a trial of this build ends well, a rollback is told."""
@@ -198,19 +221,21 @@ class Agent:
         if confirmed or state.get("rolled_back"):
             write_state(self.home, {})
 
-    async def _upgrade(self, socket: ClientConnection, offer: dict[str, Any]) -> None:
-        version = str(offer.get("manifest", {}).get("version"))
+    async def _upgrade(self, socket: ClientConnection, offer: Upgrade) -> None:
+        version = str(offer.manifest.get("version"))
+        log.info("agent %s: offered %s", self.config.agent_id, version)
         try:
             build = await asyncio.to_thread(self._fetch, offer)
         except _Failure as failure:
-            report = {"type": "upgrade_failed", "version": version, **failure.__dict__}
-            await socket.send(orjson.dumps(report).decode())
+            log.warning("agent %s: %s (%s)", self.config.agent_id, failure.reason, failure.stage)
+            report = UpgradeFailed(version=version, stage=failure.stage, reason=failure.reason)
+            await socket.send(report.wire())
             return
         self._start_trial(build, version)
         await socket.close()
         reexecute(build, self.home)
 
-    def _fetch(self, offer: dict[str, Any]) -> Path:
+    def _fetch(self, offer: Upgrade) -> Path:
         try:
             manifest = check_offer(self.config.key, offer, self.config.product)
         except ReleaseError as err:
@@ -222,7 +247,7 @@ class Agent:
         temporary = Path(name)
         try:
             with os.fdopen(handle, "wb") as out:
-                url = str(offer.get("url"))
+                url = offer.url
                 _download(url, self.config.credential, out, client_context(url, self.config.tls))
                 out.flush()
                 os.fsync(out.fileno())
@@ -249,8 +274,13 @@ class Agent:
 
 @dataclass
 class _Failure(Exception):
-    stage: str  # "download": the URL cannot be reached (pending); "verify": refused (failed)
+    stage: Literal["download", "verify"]  # unreachable (pending), or refused (failed)
     reason: str
+
+
+def _out_of_order(message: Message, expected: str) -> MessageRefused:
+    said = f"the server sent {message.type} where {expected} comes"
+    return MessageRefused(said, close=Close.OUT_OF_ORDER)
 
 
 def _download(url: str, credential: str, out: Any, tls: ssl.SSLContext | None) -> None:
@@ -271,7 +301,7 @@ def _download(url: str, credential: str, out: Any, tls: ssl.SSLContext | None) -
 async def _heartbeats(socket: ClientConnection, every: float) -> None:
     while True:
         await asyncio.sleep(every)
-        await socket.send('{"type":"heartbeat"}')
+        await socket.send(Heartbeat().wire())
 
 
 # --- the home directory ----------------------------------------------------------------------
@@ -317,9 +347,10 @@ def main(version: str, protocol: int, argv: list[str] | None = None) -> int:
         The process's exit code: 2 when the arguments are wrong or the server refused the
             agent.
     """
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 2 or args[0] != "--home":
-        print("usage: agent.pyz --home DIR", file=sys.stderr)
+        log.error("usage: agent.pyz --home DIR")
         return EXIT_REFUSED
     home = Path(args[1])
     agent = Agent(home, version, protocol, AgentConfig.load(home))

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from stairway.errors import ReleaseError
+from stairway.fleet.messages import Upgrade
 from stairway.releases import ReleaseManifest, manifest_path, sign_release, verify_signature
 
 
@@ -26,14 +27,13 @@ class Build:
     manifest: ReleaseManifest
     signature: str  # base64, over manifest.encode()
 
-    def offer(self, base_url: str) -> dict[str, Any]:
+    def offer(self, base_url: str) -> Upgrade:
         """The upgrade message for this build."""
-        return {
-            "type": "upgrade",
-            "url": f"{base_url.rstrip('/')}/artifacts/{self.manifest.artifact}",
-            "manifest": orjson.loads(self.manifest.encode()),
-            "signature": self.signature,
-        }
+        return Upgrade(
+            url=f"{base_url.rstrip('/')}/artifacts/{self.manifest.artifact}",
+            manifest=orjson.loads(self.manifest.encode()),
+            signature=self.signature,
+        )
 
 
 def build_name(version: str) -> str:
@@ -65,12 +65,13 @@ def find(builds: Path | None, version: str) -> Build | None:
     return Build(manifest, signature.read_text().strip())
 
 
-def check_offer(key_file: Path, offer: dict[str, Any], product: str) -> ReleaseManifest:
+def check_offer(key_file: Path, offer: Upgrade | dict[str, Any], product: str) -> ReleaseManifest:
     """The manifest of an upgrade message, once its signature and product check out."""
     try:
-        manifest = ReleaseManifest(**offer["manifest"])
-        signature = base64.b64decode(str(offer["signature"]), validate=True)
-    except (KeyError, TypeError, ValueError):
+        upgrade = offer if isinstance(offer, Upgrade) else Upgrade.model_validate(offer)
+        manifest = ReleaseManifest(**upgrade.manifest)
+        signature = base64.b64decode(upgrade.signature, validate=True)
+    except (TypeError, ValueError):  # pydantic's ValidationError is a ValueError
         raise ReleaseError("the upgrade message is malformed", hint="") from None
     verify_signature(key_file, manifest.encode(), base64.b64encode(signature), "the agent build")
     if manifest.product != f"{product}-agent":

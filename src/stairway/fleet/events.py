@@ -1,122 +1,154 @@
 """What the control plane records when agents speak: hello, failure, silence, disconnect.
 
 Each function runs in one transaction and writes the audit entry that goes with the change.
+Every state change goes through the transition table of ``stairway.fleet.states``: a change it
+does not allow raises ``TransitionRefused`` (one agent) or leaves that agent out (many at once),
+and nothing is written for it.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, case
 
 from stairway import audit
-from stairway.fleet import store
-from stairway.fleet.policy import State
+from stairway.errors import TransitionRefused
+from stairway.fleet import states, store
+from stairway.fleet.messages import Hello
+from stairway.fleet.states import Event, State
 from stairway.fleet.tables import agents_table
 from stairway.fleet.tokens import now
 
+log = logging.getLogger(__name__)
+TRYING = (State.UPGRADING, State.NO_SIGNAL)  # states whose hello on the target ends an upgrade
 
-def hello(
-    conn: Connection,
-    agent_id: str,
-    version: str,
-    protocol: int,
-    replica: str,
-    rolled_back: dict[str, Any] | None,
-) -> str:
-    """Record a hello; returns the agent's state after it."""
-    row = store.agent(conn, agent_id) or {}
-    state = State(row.get("state") or State.OFFLINE)
+
+@dataclass(frozen=True)
+class Moved:
+    """One agent's change of state, and what it means for the upgrade it was in."""
+
+    event: Event
+    before: State
+    after: State
+
+    @property
+    def upgraded(self) -> bool:
+        return self.event == Event.ARRIVED and self.before in TRYING
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.event == Event.ROLLED_BACK
+
+
+def hello(conn: Connection, said: Hello, replica: str) -> Moved:
+    """Record a hello: online, back from an upgrade, or back on the previous build."""
+    row = _locked(conn, said.agent_id, Event.HELLO)
     values: dict[str, Any] = {
-        "version": version,
-        "protocol": protocol,
+        "version": said.version,
+        "protocol": said.protocol,
         "connected": True,
         "replica": replica,
         "last_seen": now().isoformat(),
     }
-    if rolled_back:
-        failed = str(rolled_back.get("to") or row.get("target"))
-        reason = str(rolled_back.get("reason") or "the new build did not come up")
-        values |= {"state": State.FAILED, "failed_version": failed, "message": reason}
-        audit.append(
-            conn,
-            "agent.upgrade_failed",
-            {"agent": agent_id, "from": version, "to": failed, "reason": reason},
-        )
-    elif state in (State.UPGRADING, State.NO_SIGNAL) and version == row.get("target"):
-        values |= {"state": State.ONLINE, "message": ""}
-        audit.append(
-            conn,
-            "agent.upgrade",
-            {
-                "agent": agent_id,
-                "from": row.get("version"),
-                "to": version,
-                "artifact": f"agent-{version}.pyz",
-            },
-        )
-    elif state in (State.OFFLINE, State.ONLINE, State.REFUSED) or (
-        state == State.PENDING and version == row.get("target")
-    ):
-        values |= {"state": State.ONLINE, "message": ""}
-    store.change(conn, agent_id, **values)
-    return str(values.get("state", state))
+    if said.rolled_back:
+        event = Event.ROLLED_BACK
+        values |= _rolled_back(conn, said, row)
+    else:
+        event = Event.ARRIVED if said.version == row.get("target") else Event.HELLO
+    moved = _move(conn, row, event, values)
+    if moved.upgraded:
+        data = {"agent": said.agent_id, "from": row.get("version"), "to": said.version}
+        audit.append(conn, "agent.upgrade", data | {"artifact": f"agent-{said.version}.pyz"})
+    return moved
+
+
+def _rolled_back(conn: Connection, said: Hello, row: dict[str, Any]) -> dict[str, Any]:
+    assert said.rolled_back is not None
+    failed = str(said.rolled_back.to or row.get("target"))
+    reason = str(said.rolled_back.reason or "the new build did not come up")
+    data = {"agent": said.agent_id, "from": said.version, "to": failed, "reason": reason}
+    audit.append(conn, "agent.upgrade_failed", data)
+    return {"failed_version": failed, "message": reason}
 
 
 def refused(conn: Connection, agent_id: str, version: str, protocol: int, why: str) -> None:
-    store.change(
-        conn,
-        agent_id,
-        version=version,
-        protocol=protocol,
-        state=State.REFUSED,
-        connected=False,
-        message=why,
-        last_seen=now().isoformat(),
-    )
+    row = _locked(conn, agent_id, Event.PROTOCOL_REFUSED)
+    values = {"version": version, "protocol": protocol, "connected": False, "message": why}
+    _move(conn, row, Event.PROTOCOL_REFUSED, values | {"last_seen": now().isoformat()})
 
 
 def upgrade_sent(
     conn: Connection, agent_ids: list[str], target: str, actor: str, replica: str
-) -> None:
-    """The agents sent an upgrade, all in one update and one append."""
+) -> list[str]:
+    """The agents sent an upgrade, all in one update and one append; returns those whose state
+    allows it (the others are left as they are and must not be sent it)."""
     if not agent_ids:
-        return
-    store.change_many(
+        return []
+    moved = store.move_many(
         conn,
         agent_ids,
+        states.sources(Event.UPGRADE_SENT),
         state=State.UPGRADING,
         target=target,
         attempt_started=now().isoformat(),
         message=f"upgrade to {target} sent",
     )
-    entries = [
-        ("agent.upgrade_run", {"agent": a, "to": target, "replica": replica}) for a in agent_ids
-    ]
+    _left_out(agent_ids, moved, Event.UPGRADE_SENT)
+    entries = [("agent.upgrade_run", {"agent": a, "to": target, "replica": replica}) for a in moved]
     audit.append_many(conn, entries, actor=actor)
+    return moved
 
 
-def failure(conn: Connection, agent_id: str, stage: str, version: str, reason: str) -> None:
+def failure(conn: Connection, agent_id: str, stage: str, version: str, reason: str) -> Moved:
     """An agent says it could not take the build: unreachable (pending) or refused (failed)."""
     if stage == "download":
-        store.change(conn, agent_id, state=State.PENDING, message=reason)
-        return
-    store.change(conn, agent_id, state=State.FAILED, failed_version=version, message=reason)
-    audit.append(
-        conn,
-        "agent.upgrade_failed",
-        {"agent": agent_id, "to": version, "stage": stage, "reason": reason},
-    )
+        row = _locked(conn, agent_id, Event.UNREACHABLE)
+        return _move(conn, row, Event.UNREACHABLE, {"message": reason})
+    row = _locked(conn, agent_id, Event.BUILD_REFUSED)
+    moved = _move(conn, row, Event.BUILD_REFUSED, {"failed_version": version, "message": reason})
+    data = {"agent": agent_id, "to": version, "stage": stage, "reason": reason}
+    audit.append(conn, "agent.upgrade_failed", data)
+    return moved
 
 
-def silent(conn: Connection, agent_id: str, target: str) -> None:
+def silent(conn: Connection, agent_ids: list[str], target: str) -> list[str]:
+    """Upgrades past their deadline with no hello on the target: ``no signal``."""
     message = f"no hello on {target} before the deadline"
-    store.change(conn, agent_id, state=State.NO_SIGNAL, message=message)
+    sources = states.sources(Event.SILENT)
+    moved = store.move_many(conn, agent_ids, sources, state=State.NO_SIGNAL, message=message)
+    _left_out(agent_ids, moved, Event.SILENT)
+    return moved
 
 
 def gone(conn: Connection, agent_id: str, seen: str | None) -> None:
-    """Disconnected: an online agent goes offline, any other state (upgrading...) stays."""
+    """Disconnected: each state becomes what the table says a disconnect leads to."""
     state = agents_table.c.state
-    offline = case((state == State.ONLINE.value, State.OFFLINE.value), else_=state)
+    leads = states.TRANSITIONS[Event.GONE].items()
+    after = case(*[(state == a.value, b.value) for a, b in leads if a != b], else_=state)
     last_seen = seen or now().isoformat()
-    store.change(conn, agent_id, connected=False, last_seen=last_seen, state=offline)
+    store.change(conn, agent_id, connected=False, last_seen=last_seen, state=after)
+
+
+def _locked(conn: Connection, agent_id: str, event: Event) -> dict[str, Any]:
+    row = store.agent(conn, agent_id, lock=True)
+    if row is None:
+        raise TransitionRefused(agent_id, "not enrolled", event.value)
+    return row
+
+
+def _move(conn: Connection, row: dict[str, Any], event: Event, values: dict[str, Any]) -> Moved:
+    agent_id, before = str(row["agent_id"]), State(row["state"])
+    after = states.after(agent_id, before, event)
+    if after == State.ONLINE:
+        values = values | {"message": ""}
+    store.change(conn, agent_id, state=after.value, **values)
+    return Moved(event, before, after)
+
+
+def _left_out(asked: list[str], moved: list[str], event: Event) -> None:
+    if len(moved) < len(asked):
+        skipped = sorted(set(asked) - set(moved))
+        log.warning("%s: not applied to %s: their state does not allow it", event, skipped)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from stairway.fleet.states import State
 from stairway.versions import Version
 
 
@@ -25,16 +26,6 @@ class Mode(StrEnum):
     MANUAL = "manual"
     AUTO = "auto"
     STAGED = "staged"
-
-
-class State(StrEnum):
-    ONLINE = "online"  # connected, said hello
-    OFFLINE = "offline"
-    UPGRADING = "upgrading"  # an upgrade was sent; waiting for hello with the target
-    PENDING = "pending upgrade"  # cannot reach the artifact URL: upgrade it by hand
-    FAILED = "failed"  # the agent refused the build or went back to its previous one
-    NO_SIGNAL = "no signal"  # silent past the deadline: neither success nor failure
-    REFUSED = "refused"  # its protocol lies outside the release's range
 
 
 @dataclass(frozen=True)

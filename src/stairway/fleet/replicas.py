@@ -11,8 +11,7 @@ neither is needed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sys
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,10 +19,14 @@ import orjson
 import psycopg
 from sqlalchemy import Engine
 
+from stairway.errors import MessageRefused
+from stairway.fleet.messages import WireMessage, parse
+
 CHANNEL = "stairway_fleet"
 EVALUATOR_LOCK = 0x5374_6169_7277_6179  # "Stairway": one evaluator per database
 RETRY = 1.0
-Deliver = Callable[[str, dict[str, Any]], Awaitable[bool]]
+Deliver = Callable[[str, WireMessage], Awaitable[bool]]
+log = logging.getLogger(__name__)
 
 
 def conninfo(engine: Engine) -> str | None:
@@ -52,7 +55,7 @@ class Replicas:
                 row = await found.fetchone()
                 self.leader = bool(row and row[0])
             except psycopg.OperationalError as err:
-                print(f"replica {self.replica}: evaluator lock: {err}", file=sys.stderr)
+                log.warning("replica %s: evaluator lock: %s", self.replica, err)
                 self._lock = None
             if not self.leader:
                 await asyncio.sleep(RETRY)
@@ -68,8 +71,8 @@ class Replicas:
             self.leader, self._lock = False, None
         return self.leader
 
-    async def publish(self, replica: str, agent_id: str, message: dict[str, Any]) -> None:
-        payload = orjson.dumps({"replica": replica, "agent": agent_id, "message": message})
+    async def publish(self, replica: str, agent_id: str, message: WireMessage) -> None:
+        payload = orjson.dumps({"replica": replica, "agent": agent_id, "message": message.fields()})
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload.decode()))
 
@@ -82,14 +85,16 @@ class Replicas:
                 async for note in self._notify.notifies():
                     await self._deliver(note.payload, deliver)
             except psycopg.OperationalError as err:
-                print(f"replica {self.replica}: listening: {err}", file=sys.stderr)
+                log.warning("replica %s: listening: %s; again in %s s", self.replica, err, RETRY)
                 await asyncio.sleep(RETRY)
 
     async def _deliver(self, payload: str, deliver: Deliver) -> None:
-        with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+        try:
             note = orjson.loads(payload)
             if note["replica"] == self.replica:
-                await deliver(str(note["agent"]), dict(note["message"]))
+                await deliver(str(note["agent"]), parse(orjson.dumps(note["message"])))
+        except (orjson.JSONDecodeError, KeyError, TypeError, MessageRefused) as err:
+            log.warning("replica %s: a notification it cannot deliver: %s", self.replica, err)
 
     async def close(self) -> None:
         for conn in (self._lock, self._notify):

@@ -6,9 +6,10 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
-from stairway.fleet.policy import AgentRow, Mode, Policy, State
+from stairway.fleet.policy import AgentRow, Mode, Policy
+from stairway.fleet.states import State
 from stairway.fleet.tables import agents_table, policy_table
 from stairway.fleet.tokens import now
 
@@ -40,8 +41,11 @@ def write_policy(conn: Connection, policy: Policy) -> None:
         conn.execute(insert(policy_table).values(id=POLICY_ID, **values))
 
 
-def agent(conn: Connection, agent_id: str) -> dict[str, Any] | None:
-    row = conn.execute(select(agents_table).where(agents_table.c.agent_id == agent_id)).first()
+def agent(conn: Connection, agent_id: str, lock: bool = False) -> dict[str, Any] | None:
+    """The agent's row; with ``lock``, held until the transaction ends (PostgreSQL), so that a
+    state read here is still the state when the change is written."""
+    query = select(agents_table).where(agents_table.c.agent_id == agent_id)
+    row = conn.execute(query.with_for_update() if lock else query).first()
     return None if row is None else row._asdict()
 
 
@@ -65,14 +69,25 @@ def enroll(conn: Connection, agent_id: str, group: str | None) -> None:
 
 
 def change(conn: Connection, agent_id: str, **values: Any) -> None:
+    """Columns of one agent's row. Its state changes only through ``stairway.fleet.events``,
+    which checks each change against the transition table."""
     conn.execute(update(agents_table).where(agents_table.c.agent_id == agent_id).values(**values))
 
 
-def change_many(conn: Connection, agent_ids: list[str], **values: Any) -> None:
+def move_many(
+    conn: Connection, agent_ids: list[str], sources: list[State], **values: Any
+) -> list[str]:
+    """Update the agents whose state is one of ``sources``, in one statement per thousand
+    (checked in the same statement, so a change made meanwhile is not overwritten); returns
+    the ids updated."""
     c = agents_table.c
-    for start in range(0, len(agent_ids), 1000):  # SQLite takes a bounded number of parameters
+    allowed = c.state.in_([state.value for state in sources])
+    moved: list[str] = []
+    for start in range(0, len(agent_ids), 1000):
         chunk = agent_ids[start : start + 1000]
-        conn.execute(update(agents_table).where(c.agent_id.in_(chunk)).values(**values))
+        query = update(agents_table).where(c.agent_id.in_(chunk), allowed).values(**values)
+        moved += conn.execute(query.returning(c.agent_id)).scalars().all()
+    return moved
 
 
 def seen_many(conn: Connection, seen: dict[str, str]) -> None:
@@ -143,3 +158,10 @@ def connected_versions(conn: Connection) -> list[tuple[str, str | None]]:
         agents_table.c.connected.is_(True)
     )
     return [(r.agent_id, r.version) for r in conn.execute(query)]
+
+
+def census(conn: Connection) -> list[tuple[str, str, int]]:
+    """How many agents are in each state on each version (no version yet: "")."""
+    c = agents_table.c
+    query = select(c.state, c.version, func.count()).group_by(c.state, c.version)
+    return sorted((str(state), version or "", int(n)) for state, version, n in conn.execute(query))

@@ -9,6 +9,7 @@ An agent the server refused (exit 2) is not restarted; other exits are, with bac
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from stairway.fleet.agent import EXIT_REFUSED, Backoff, point_current, read_state, write_state
+
+log = logging.getLogger(__name__)
 
 
 def supervise(home: Path, poll: float = 0.2) -> int:
@@ -68,4 +71,4 @@ def _roll_back(home: Path, trial: dict[str, Any], reason: str) -> None:
         point_current(home, Path(previous))
     rolled_back = {"from": trial.get("from"), "to": trial.get("to"), "reason": reason}
     write_state(home, {"rolled_back": rolled_back})
-    print(f"agent upgrade to {trial.get('to')} rolled back: {reason}", file=sys.stderr)
+    log.warning("agent upgrade to %s rolled back: %s", trial.get("to"), reason)

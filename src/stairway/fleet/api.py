@@ -1,0 +1,95 @@
+"""The admin API under ``/api``, health, Prometheus metrics and the agents' build downloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import Connection
+
+from stairway import audit
+from stairway.fleet import evaluator, store, tokens
+from stairway.fleet.auth import Admin, Downloader, Enroller, FleetDep
+from stairway.fleet.inputs import EnrollIn, PolicyIn
+from stairway.fleet.policy import Policy, drifted
+from stairway.fleet.tokens import Kind
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(fleet: FleetDep) -> dict[str, str]:
+    return {"status": "ok", "version": fleet.config.version, "replica": fleet.config.replica}
+
+
+@router.get("/metrics")
+async def metrics(fleet: FleetDep, _token: Admin) -> Response:
+    """Prometheus' text format; an admin token, as any other read of the fleet's state."""
+    body = await anyio.to_thread.run_sync(fleet.metrics.exposition)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/agents")
+async def agents(fleet: FleetDep, _token: Admin) -> list[dict[str, Any]]:
+    rows = await fleet.db(store.all_agents)
+    for row, evaluable in zip(rows, store.rows_from(rows), strict=True):
+        row["drifted"] = drifted(evaluable, fleet.config.version)
+    return rows
+
+
+@router.post("/api/agents/{agent_id}/upgrade")
+async def upgrade_one(agent_id: str, fleet: FleetDep, token: Admin) -> dict[str, str]:
+    row = await fleet.db(lambda c: store.agent(c, agent_id))
+    if row is None:
+        raise HTTPException(404, f"no agent {agent_id}")
+    return {"result": await fleet.upgrade(agent_id, f"admin:{token.label}")}
+
+
+@router.get("/api/policy")
+async def get_policy(fleet: FleetDep, _token: Admin) -> dict[str, Any]:
+    policy = await fleet.db(store.read_policy)
+    return _shown(policy) | {"note": fleet.last_note}
+
+
+@router.put("/api/policy")
+async def put_policy(body: PolicyIn, fleet: FleetDep, token: Admin) -> dict[str, Any]:
+    return _shown(await fleet.set_policy(body, f"admin:{token.label}"))
+
+
+@router.post("/api/policy/run")
+async def run_now(fleet: FleetDep, token: Admin) -> dict[str, str]:
+    return {"note": await evaluator.run_now(fleet, f"admin:{token.label}")}
+
+
+@router.post("/api/enroll")
+async def enroll(body: EnrollIn, fleet: FleetDep, token: Enroller) -> dict[str, str]:
+    def issue(conn: Connection) -> str:
+        tokens.spend(conn, token)
+        store.enroll(conn, body.agent_id, body.group)
+        tokens.revoke_agent(conn, body.agent_id)  # one live credential per agent
+        credential = tokens.issue(conn, Kind.AGENT, body.agent_id, agent_id=body.agent_id)
+        audit.append(conn, "agent.enroll", {"agent": body.agent_id}, actor=token.label)
+        return credential
+
+    return {"agent_id": body.agent_id, "credential": await fleet.db(issue)}
+
+
+@router.get("/api/audit")
+async def audit_log(fleet: FleetDep, _token: Admin) -> list[dict[str, Any]]:
+    return [entry.__dict__ for entry in await fleet.db(audit.entries)]
+
+
+@router.get("/artifacts/{name}")
+async def artifact(name: str, fleet: FleetDep, _token: Downloader) -> FileResponse:
+    folder = fleet.config.builds
+    path = folder / name if folder else None
+    if path is None or "/" in name or name.startswith(".") or not path.is_file():
+        raise HTTPException(404, "no such build")
+    return FileResponse(path)
+
+
+def _shown(policy: Policy) -> dict[str, Any]:
+    return {**policy.__dict__, "mode": policy.mode.value}

@@ -1,0 +1,160 @@
+"""The control plane's state: its configuration, its database, the agents connected to this
+replica, and sending them upgrades. The endpoint, the admin API, the evaluator and the web UI
+all act through one ``Fleet``."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+from fastapi import WebSocket
+from sqlalchemy import Connection, Engine
+
+from stairway import audit
+from stairway.database import serialised
+from stairway.fleet import builds, events, states, store
+from stairway.fleet.inputs import PolicyIn
+from stairway.fleet.messages import WireMessage
+from stairway.fleet.metrics import Metrics
+from stairway.fleet.policy import Policy
+from stairway.fleet.replicas import Replicas, conninfo
+from stairway.fleet.requests import logger
+from stairway.fleet.states import Event, State
+
+T = TypeVar("T")
+log = logger(__name__)
+
+
+@dataclass
+class FleetConfig:
+    """What the control plane serves: the product, its release and the site's ``[fleet]``.
+
+    Attributes:
+        product: The product whose agents connect.
+        version: The server's release: the version agents are upgraded to.
+        protocol: The lowest and highest agent protocol this release accepts; None accepts
+            any.
+        builds: The directory of published agent builds; None when there is none.
+        public_url: How agents reach this server, for the URLs of builds (with the mount
+            prefix of a product that mounts the app).
+        schema_level: The site database's schema level, shown on the web UI's dashboard.
+        heartbeat: Seconds between an agent's heartbeats.
+        deadline: Seconds an upgraded agent has to say hello on the target version.
+        replica: This replica's id, random per process, by which other replicas reach the
+            agents connected to it.
+    """
+
+    product: str
+    version: str  # the server's release: the version agents are upgraded to
+    protocol: tuple[int, int] | None  # agent protocols this release accepts
+    builds: Path | None  # published agent builds
+    public_url: str  # how agents reach this server, for artifact URLs
+    schema_level: int | None = None
+    heartbeat: float = 10.0
+    deadline: float = 120.0  # seconds for an upgraded agent to say hello on the target
+    replica: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+class Hub:
+    """The agents connected to this replica."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[str, WebSocket] = {}
+        self.seen: dict[str, str] = {}
+
+    async def send(self, agent_id: str, message: WireMessage) -> bool:
+        socket = self.sockets.get(agent_id)
+        if socket is None:
+            return False
+        try:
+            await socket.send_text(message.wire())
+        except Exception:  # a connection that is going away fails in its own ways
+            log.debug("%s: the message was not delivered", agent_id, exc_info=True)
+            return False
+        return True
+
+
+class Fleet:
+    """The app's state: configuration, database, connected agents, metrics."""
+
+    def __init__(self, engine: Engine, config: FleetConfig) -> None:
+        self.engine, self.config, self.hub = serialised(engine), config, Hub()
+        url = conninfo(engine)
+        self.replicas = Replicas(url, config.replica) if url else None
+        self.metrics = Metrics(self.engine)
+        self.wake = asyncio.Event()  # the policy changed here: evaluate without waiting
+        self.last_note = ""
+
+    async def db(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in one transaction, on a worker thread."""
+
+        def run() -> T:
+            with self.engine.begin() as conn:
+                return work(conn)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def upgrade(self, agent_id: str, actor: str) -> str:
+        """Send the server's build to one connected agent; a sentence saying what happened."""
+        target = self.config.version
+        build = builds.find(self.config.builds, target)
+        if build is None:
+            return f"no agent build is published for {target}"
+        row = await self.db(lambda c: store.agent(c, agent_id)) or {}
+        if not (agent_id in self.hub.sockets or (row.get("connected") and self.replicas)):
+            return f"{agent_id} is not connected"
+        state = State(row["state"])
+        if not states.allowed(state, Event.UPGRADE_SENT):
+            return f"{agent_id} is {state}: an upgrade cannot be sent to it"
+        replica = self.config.replica
+        chosen = await self.db(lambda c: events.upgrade_sent(c, [agent_id], target, actor, replica))
+        sent = chosen and await self.deliver(build, [(agent_id, row.get("replica"))])
+        return f"upgrade to {target} sent to {agent_id}" if sent else f"{agent_id} is not connected"
+
+    async def deliver(self, build: builds.Build, agents: list[tuple[str, str | None]]) -> int:
+        """Send the offer to every agent at once, here or through its replica; those that
+        cannot be reached are marked gone. Returns how many were sent."""
+        offer = build.offer(self.config.public_url)
+
+        async def one(agent_id: str, replica: str | None) -> bool:
+            if await self.hub.send(agent_id, offer):
+                return True
+            if self.replicas and replica and replica != self.config.replica:
+                await self.replicas.publish(replica, agent_id, offer)
+                return True
+            await self.db(lambda c: events.gone(c, agent_id, None))
+            return False
+
+        done = sum(await asyncio.gather(*(one(agent_id, where) for agent_id, where in agents)))
+        self.metrics.sent.inc(done)
+        return done
+
+    async def set_policy(self, body: PolicyIn, actor: str) -> Policy:
+        """The operator's policy; a halted rollout resumes (its failures stay pinned)."""
+
+        def write(conn: Connection) -> Policy:
+            new = replace(store.read_policy(conn), **body.model_dump(), halted=None)
+            store.resume_after_halt(conn)
+            store.write_policy(conn, new)
+            data = {**body.model_dump(), "mode": body.mode.value}
+            audit.append(conn, "agent.upgrade_policy", data, actor=actor)
+            return new
+
+        policy = await self.db(write)
+        self.wake.set()
+        return policy
+
+    async def flush_seen(self) -> None:
+        """Heartbeats update memory; the database hears of them in one batch every few
+        seconds."""
+        while True:
+            await asyncio.sleep(max(1.0, self.config.heartbeat / 2))
+            seen, self.hub.seen = self.hub.seen, {}
+            if seen:
+                await self.db(functools.partial(store.seen_many, seen=seen))

@@ -1,0 +1,185 @@
+"""The agent listener, ``/agent/v1``: a websocket per agent, its session as explicit phases.
+
+An agent connects with its credential as a bearer token and says hello first; the server
+records it and welcomes it, then takes heartbeats and upgrade failure reports. Each message is
+parsed by ``stairway.fleet.messages``; one that is malformed, of an unknown type or out of order
+for the session's phase (or for the agent's state, such as a failure report for no upgrade)
+closes the connection with its ``Close`` code. A refusal before the welcome is also said in a
+``refused`` message, which tells the agent not to try again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from enum import StrEnum
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from stairway.errors import MessageRefused, TransitionRefused
+from stairway.fleet import events, tokens
+from stairway.fleet.auth import bearer, denied, fleet_of
+from stairway.fleet.control import Fleet, FleetConfig
+from stairway.fleet.messages import (
+    HELLO_SHAPE,
+    PATH,
+    Close,
+    Heartbeat,
+    Hello,
+    Message,
+    Refused,
+    UpgradeFailed,
+    Welcome,
+    parse,
+)
+from stairway.fleet.requests import logger
+from stairway.fleet.tokens import Forbidden, Kind, Token, Unauthorized
+
+router = APIRouter()
+log = logger(__name__)
+HELLO_WAIT = 30.0  # seconds a connection may stay silent before its hello
+
+
+class Phase(StrEnum):
+    HELLO = "waiting for hello"
+    WELCOMED = "welcomed"
+
+
+@dataclass
+class Session:
+    fleet: Fleet
+    socket: WebSocket
+    token: Token
+    phase: Phase = Phase.HELLO
+
+
+@router.websocket(PATH)
+async def agent_socket(socket: WebSocket) -> None:
+    fleet = fleet_of(socket)
+    await socket.accept()
+    token = await _credential(fleet, socket)
+    if token is None:
+        return
+    session = Session(fleet, socket, token)
+    try:
+        await _session(session)
+    except WebSocketDisconnect:
+        pass
+    except MessageRefused as err:
+        agent, phase = token.agent_id, session.phase
+        log.warning("agent %s (%s): %s; closing with %d", agent, phase, err.message, err.close)
+        await _refuse(socket, err.close, err.message, tell=phase == Phase.HELLO)
+    except Exception:
+        log.exception("agent %s: the session failed", token.agent_id)
+        await _refuse(socket, Close.INTERNAL, "internal error", tell=False)
+
+
+async def _credential(fleet: Fleet, socket: WebSocket) -> Token | None:
+    presented = bearer(socket.headers.get("authorization"))
+    try:
+        return await fleet.db(lambda c: tokens.check(c, presented, {Kind.AGENT}))
+    except (Unauthorized, Forbidden) as err:
+        close = Close.UNAUTHORIZED if isinstance(err, Unauthorized) else Close.FORBIDDEN
+        await denied(fleet, PATH, str(err), socket.client)
+        reason = "unauthorized" if close == Close.UNAUTHORIZED else "forbidden"
+        await _refuse(socket, close, reason, tell=True)
+        return None
+
+
+async def _session(session: Session) -> None:
+    fleet, socket = session.fleet, session.socket
+    said = await _hello(socket, session.token)
+    refusal = protocol_refusal(fleet.config, said.protocol)
+    if refusal:
+        agent_id, version, protocol = said.agent_id, said.version, said.protocol
+        await fleet.db(lambda c: events.refused(c, agent_id, version, protocol, refusal))
+        raise MessageRefused(refusal, close=Close.PROTOCOL_REFUSED)
+    moved = await fleet.db(lambda c: events.hello(c, said, fleet.config.replica))
+    if moved.upgraded:
+        fleet.metrics.succeeded.inc()
+        log.info("agent %s upgraded to %s", said.agent_id, said.version)
+    if moved.rolled_back:
+        fleet.metrics.failed.labels("rolled_back").inc()
+        log.info("agent %s rolled back to %s", said.agent_id, said.version)
+    fleet.hub.sockets[said.agent_id] = socket
+    welcome = Welcome(server_version=fleet.config.version, heartbeat=fleet.config.heartbeat)
+    await socket.send_text(welcome.wire())
+    session.phase = Phase.WELCOMED
+    try:
+        await _listen(fleet, socket, said.agent_id)
+    finally:
+        await _gone(fleet, socket, said.agent_id)
+
+
+async def _hello(socket: WebSocket, token: Token) -> Hello:
+    try:
+        said = await asyncio.wait_for(_receive(socket), timeout=HELLO_WAIT)
+    except TimeoutError:
+        raise MessageRefused(f"say hello first: {HELLO_SHAPE}", close=Close.HELLO_TIMEOUT) from None
+    if not isinstance(said, Hello):
+        raise MessageRefused(f"say hello first: {HELLO_SHAPE}", close=Close.OUT_OF_ORDER)
+    if said.agent_id != token.agent_id:
+        refusal = f"this credential belongs to {token.agent_id}, not {said.agent_id!r}"
+        raise MessageRefused(refusal, close=Close.BAD_HELLO)
+    return said
+
+
+async def _listen(fleet: Fleet, socket: WebSocket, agent_id: str) -> None:
+    while True:
+        message = await _receive(socket)
+        if isinstance(message, Heartbeat):
+            fleet.hub.seen[agent_id] = tokens.now().isoformat()
+        elif isinstance(message, UpgradeFailed):
+            await _failed(fleet, agent_id, message)
+        else:
+            said = f"{message.type} cannot come from an agent once it is welcomed"
+            raise MessageRefused(said, close=Close.OUT_OF_ORDER)
+
+
+async def _failed(fleet: Fleet, agent_id: str, report: UpgradeFailed) -> None:
+    stage, version, reason = report.stage, report.version, report.reason
+    try:
+        await fleet.db(lambda c: events.failure(c, agent_id, stage, version, reason))
+    except TransitionRefused as err:
+        said = f"upgrade_failed for no upgrade in flight: {err.message}"
+        raise MessageRefused(said, close=Close.OUT_OF_ORDER) from None
+    fleet.metrics.failed.labels(stage).inc()
+    log.info("agent %s could not take %s (%s): %s", agent_id, version, stage, reason)
+
+
+async def _gone(fleet: Fleet, socket: WebSocket, agent_id: str) -> None:
+    if fleet.hub.sockets.get(agent_id) is socket:  # not when a newer connection replaced it
+        del fleet.hub.sockets[agent_id]
+        seen = fleet.hub.seen.pop(agent_id, None)
+        await fleet.db(lambda c: events.gone(c, agent_id, seen))
+
+
+async def _receive(socket: WebSocket) -> Message:
+    message = await socket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    return parse(text if text is not None else message.get("bytes") or b"")
+
+
+def protocol_refusal(config: FleetConfig, protocol: int) -> str | None:
+    """Why an agent speaking ``protocol`` is refused by this release; None when it is not."""
+    if config.protocol is None:
+        return None
+    low, high = config.protocol
+    if low <= protocol <= high:
+        return None
+    return (
+        f"agent protocol {protocol} is not accepted by {config.product} {config.version}: "
+        f"it accepts protocols {low} to {high}; install an agent build of a release that "
+        "speaks one of them"
+    )
+
+
+async def _refuse(socket: WebSocket, code: int, reason: str, tell: bool) -> None:
+    """Close with ``code``; before the welcome, say why in a ``refused`` message first."""
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        if tell:
+            await socket.send_text(Refused(reason=reason).wire())
+        await socket.close(code=code, reason=reason[:120])

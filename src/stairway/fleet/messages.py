@@ -1,0 +1,127 @@
+"""The agent protocol: every message either end sends, as validated values, and one parser.
+
+The protocol's wire version is the path agents connect to (``/agent/v1``); within it, an agent
+says which product protocol it speaks in its hello and the server accepts it or refuses it with
+the accepted range. Messages are JSON objects told apart by ``type``. A message that is not
+JSON, does not fit its type, names a type this version does not have, or comes out of order is
+answered by closing the websocket with one of the ``Close`` codes. Imports nothing of ours but
+``stairway.errors``: the server and the agent both build on it.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from stairway.errors import MessageRefused
+
+PATH = "/agent/v1"
+HELLO_SHAPE = "{type: hello, agent_id, version, protocol}"
+
+
+class Close(IntEnum):
+    """Websocket close codes (4000-4999 are the application's own), named by their cause."""
+
+    BAD_HELLO = 4400  # a hello naming another agent than the credential's
+    UNAUTHORIZED = 4401  # no credential, or an unknown, revoked or expired one
+    FORBIDDEN = 4403  # a valid token that is not an agent's credential
+    UNKNOWN_TYPE = 4404  # a ``type`` this protocol version does not have
+    HELLO_TIMEOUT = 4408  # no hello within 30 seconds of connecting
+    OUT_OF_ORDER = 4409  # a known message where it cannot come: not hello first, a second
+    # hello, a message only the other end sends, a failure report for no upgrade
+    MALFORMED = 4422  # not a JSON object, or its fields do not fit its type
+    PROTOCOL_REFUSED = 4426  # the agent's protocol lies outside the release's range
+    INTERNAL = 1011  # the server failed while handling the message; the agent reconnects
+
+
+class WireMessage(BaseModel):
+    """What every message shares: frozen, and sent as JSON without its unset fields."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")  # newer fields are not an error
+
+    def wire(self) -> str:
+        """The JSON text sent on the socket; fields left unset are left out."""
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+    def fields(self) -> dict[str, Any]:
+        """The same as a JSON-ready dict, to be carried inside another message."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class RolledBack(BaseModel):
+    """Why the previous build is running again, carried by its next hello."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    reason: str | None = None
+
+
+class Hello(WireMessage):
+    type: Literal["hello"] = "hello"
+    agent_id: str = Field(min_length=1, max_length=200)
+    version: Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+    protocol: Annotated[int, Field(strict=True)]
+    rolled_back: RolledBack | None = None
+
+
+class Welcome(WireMessage):
+    type: Literal["welcome"] = "welcome"
+    server_version: str
+    heartbeat: float = 10.0
+
+
+class Refused(WireMessage):
+    type: Literal["refused"] = "refused"
+    reason: str
+
+
+class Heartbeat(WireMessage):
+    type: Literal["heartbeat"] = "heartbeat"
+
+
+class Upgrade(WireMessage):
+    """An offer of a build: its URL and its signed release manifest, checked by the agent."""
+
+    type: Literal["upgrade"] = "upgrade"
+    url: str
+    manifest: dict[str, Any]
+    signature: str
+
+
+class UpgradeFailed(WireMessage):
+    """The agent could not take the build: ``download`` (it cannot reach the URL) or
+    ``verify`` (it refused what it got)."""
+
+    type: Literal["upgrade_failed"] = "upgrade_failed"
+    version: str = Field(max_length=64)
+    stage: Literal["download", "verify"]
+    reason: Annotated[str, AfterValidator(lambda text: text[:2000])]  # shown, not parsed
+
+
+Message = Annotated[
+    Hello | Welcome | Refused | Heartbeat | Upgrade | UpgradeFailed, Field(discriminator="type")
+]
+TYPES = frozenset({"hello", "welcome", "refused", "heartbeat", "upgrade", "upgrade_failed"})
+_adapter: TypeAdapter[Message] = TypeAdapter(Message)
+
+
+def parse(raw: str | bytes) -> Message:
+    """The message in ``raw``; ``MessageRefused`` with its close code when it is not one."""
+    try:
+        return _adapter.validate_json(raw)
+    except ValidationError as err:
+        raise _refusal(err) from None
+
+
+def _refusal(err: ValidationError) -> MessageRefused:
+    problem = err.errors()[0]
+    if problem["type"] == "union_tag_invalid":
+        kind = problem["ctx"]["tag"]
+        known = ", ".join(sorted(TYPES))
+        said = f"unknown message type {kind}: this protocol has {known}"
+        return MessageRefused(said, close=Close.UNKNOWN_TYPE)
+    where = ".".join(str(part) for part in problem["loc"]) or "the message"
+    return MessageRefused(f"malformed message: {where}: {problem['msg']}", close=Close.MALFORMED)
