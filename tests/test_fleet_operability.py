@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from fleet_harness import Fleet, answers, fleet_site, free_port, make_build, wait_until
-from stairway import commands
+from stairway import context
 from stairway.database import dispose_all
 from stairway.errors import TransitionRefused
 from stairway.fleet import events, states, store
@@ -134,7 +134,7 @@ def get(url: str, token: str, request_id: str | None = None) -> tuple[int, Any, 
 
 
 def test_an_error_in_a_request_is_logged_with_its_traceback_and_request_id(fleet: Fleet) -> None:
-    with commands.open_context(fleet.site, None).engine.begin() as conn:
+    with context.open_context(fleet.site, None).engine.begin() as conn:
         ensure_tables(conn)
         store.enroll(conn, "relay-x", None)
         conn.execute(text("UPDATE stairway_agents SET state = 'no such state'"))
@@ -261,7 +261,7 @@ def test_the_transition_table_refuses_what_cannot_happen() -> None:
 
 
 def test_the_recorder_applies_only_what_the_table_allows(tmp_path: Path, database_url: str) -> None:
-    engine = commands.open_context(fleet_site_free(tmp_path, database_url), None).engine
+    engine = context.open_context(fleet_site_free(tmp_path, database_url), None).engine
     with engine.begin() as conn:
         ensure_tables(conn)
         for agent_id in ("on", "off"):

@@ -22,7 +22,9 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'stairway' has no attribute {name!r}")
+if not TYPE_CHECKING:  # hidden from type checkers: `from stairway import typo` must fail there
+
+    def __getattr__(name: str) -> Any:
+        if name in _LAZY:
+            return getattr(importlib.import_module(_LAZY[name]), name)
+        raise AttributeError(f"module 'stairway' has no attribute {name!r}")

@@ -18,13 +18,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from stairway import audit, background
+from stairway import audit
 from stairway.fleet import evaluator, store, tokens
 from stairway.fleet.auth import FleetDep, fleet_of
 from stairway.fleet.control import Fleet
 from stairway.fleet.inputs import PolicyIn
 from stairway.fleet.policy import drifted
 from stairway.fleet.tokens import Forbidden, Kind, Token, Unauthorized
+from stairway.schema import background
 
 COOKIE = "stairway_admin"
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
