@@ -10,8 +10,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from stairway.fleet.commands import control_plane
 from stairway.fleet.server import running
+from stairway.operations.fleet import control_plane
 
 
 def make() -> FastAPI:

@@ -26,10 +26,10 @@ from stairway import context
 from stairway.database import dispose_all
 from stairway.errors import TransitionRefused
 from stairway.fleet import events, states, store
-from stairway.fleet.commands import control_plane
 from stairway.fleet.messages import Close, Hello
 from stairway.fleet.states import Event, State
 from stairway.fleet.tables import ensure_tables
+from stairway.operations.fleet import control_plane
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -40,8 +40,8 @@ def serve(
 
     import uvicorn
 
-    from stairway.fleet import commands as fleet
     from stairway.fleet.server import create_app
+    from stairway.operations import fleet
 
     _check_tls(tls_cert, tls_key, client_ca)
     ctx = context.open_context(site, catalog)
@@ -83,7 +83,7 @@ def tokens_create(
     json: JsonOpt = False,
 ) -> None:
     """A new token, printed once: only its hash is kept."""
-    from stairway.fleet import commands as fleet
+    from stairway.operations import fleet
 
     ctx = context.open_context(site, catalog)
     token = fleet.create_token(ctx, kind, label, uses, hours)
@@ -101,7 +101,7 @@ def tokens_revoke(
     json: JsonOpt = False,
 ) -> None:
     """Revoke a token at once."""
-    from stairway.fleet import commands as fleet
+    from stairway.operations import fleet
 
     fleet.revoke_token(context.open_context(site, catalog), token_id)
     say(json, {"revoked": token_id}, f"token {token_id} revoked")
@@ -133,8 +133,8 @@ def agent_enroll(
     json: JsonOpt = False,
 ) -> None:
     """Get this agent's credential and set up its home."""
-    from stairway.fleet import commands as fleet
     from stairway.fleet import tls
+    from stairway.operations import fleet
 
     asked = fleet.Enrollment(
         server,
@@ -170,7 +170,7 @@ def agent_publish(
     json: JsonOpt = False,
 ) -> None:
     """Sign an agent build and put it where the control plane offers it to agents."""
-    from stairway.fleet import commands as fleet
+    from stairway.operations import fleet
 
     found = fleet.publish_build(context.open_context(site, catalog), build, version, key)
     said = f"published {found.manifest.artifact} (sha256 {found.manifest.sha256})"
@@ -186,7 +186,7 @@ def agent_install(
     json: JsonOpt = False,
 ) -> None:
     """Upgrade an agent by hand (when it cannot reach the server's build URL)."""
-    from stairway.fleet import commands as fleet
+    from stairway.operations import fleet
 
     target = fleet.install(home, source, version, product)
     said = f"{target.name} checked and made current; restart the agent"

@@ -1,4 +1,5 @@
-"""The fleet's commands, between the CLI and the control plane, agents and tokens."""
+"""The fleet's operations over a site: its control plane (also mounted by a product), agent
+tokens and published agent builds."""
 
 from __future__ import annotations
 
