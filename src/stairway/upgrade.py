@@ -183,7 +183,8 @@ def _run(
             data["seconds"] = round(time.monotonic() - started, 3)
             journal.done(index, **data)
         except (Exception, KeyboardInterrupt) as err:
-            log.error("step %d/%d failed: %s", index + 1, len(steps), step.describe(), exc_info=err)
+            # INFO like the rest: the command reports the failure itself; its trace is for -v
+            log.info("step %d/%d failed: %s", index + 1, len(steps), step.describe(), exc_info=err)
             _failed(ctx, journal, state, step, index, err)
         log.info(
             "step %d/%d done in %.3f s: %s", index + 1, len(steps), data["seconds"], step.describe()
@@ -240,18 +241,18 @@ def _roll_back(
     backup_id = state.value("backup")
     changed = changed_site(state)
     note(journal, "rollback-begin", backup=backup_id)
-    log.warning("rollback to %s begun (backup %s)", origin, backup_id, exc_info=error)
+    log.info("rollback to %s begun (backup %s)", origin, backup_id, exc_info=error)
     try:
         recovery.put_back(ctx, state, changed)
     except Exception as failure:
-        log.error("rollback to %s failed", origin, exc_info=failure)
+        log.info("rollback to %s failed", origin, exc_info=failure)
         note(journal, "rollback-failed", error=str(failure))
         raise RollbackFailed(
             f"{step.describe()} failed ({in_words(error)}) and so did the rollback "
             f"({in_words(failure)}); {maintenance_said(ctx)}",
             hint=_manual_rollback(ctx, backup_id, failure),
         ) from failure
-    log.warning("rollback to %s finished: the site serves it again", origin)
+    log.info("rollback to %s finished: the site serves it again", origin)
     kept = f"from backup {backup_id}" if changed else "before anything was changed"
     unrecorded = note(journal, "rolled-back") or closed(journal, state.upgrade_id)
     if unrecorded is not None:
