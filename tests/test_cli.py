@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,22 @@ def test_down_migration_through_the_cli(initialised: Path) -> None:
     assert code == 0, err  # 0004 declares LOSES = "nothing"
     code, _, err = stairway("migrate", "--down-to", "2", "--site", str(initialised))
     assert code == 2 and "schema-only rollback" in err
+
+
+def test_version_prints_the_installed_version() -> None:
+    code, out, _ = stairway("--version")
+    assert code == 0 and re.fullmatch(r"stairway \d+\.\d+\.\d+\S*\n", out)
+
+
+@pytest.mark.parametrize("words", [(), ("plan",), ("secrets", "set"), ("export", "verify")])
+def test_h_is_help_and_flags_show_no_type(words: tuple[str, ...]) -> None:
+    code, out, _ = stairway(*words, "-h")
+    assert code == 0 and "Usage:" in out and "--help" in out
+    assert "<bool>" not in out
+
+
+def test_the_root_help_offers_shell_completion_and_logging() -> None:
+    code, out, _ = stairway("--help")
+    assert code == 0
+    for option in ("--install-completion", "--show-completion", "--verbose", "--log-format"):
+        assert option in out

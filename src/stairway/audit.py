@@ -19,6 +19,7 @@ import orjson
 from sqlalchemy import (
     Column,
     Connection,
+    Engine,
     Integer,
     MetaData,
     String,
@@ -146,6 +147,27 @@ def entries(conn: Connection) -> list[Entry]:
     return [
         Entry(r.id, r.at, r.actor, r.action, orjson.loads(r.data), r.previous, r.hash) for r in rows
     ]
+
+
+def read(engine: Engine) -> list[Entry]:
+    """Every entry of the site's log, oldest first."""
+    with engine.begin() as conn:
+        return entries(conn)
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """The whole log checked: its breaks as sentences (none when whole) and its length."""
+
+    problems: list[str]
+    entries: int
+
+
+def check(engine: Engine) -> ChainCheck:
+    """The site's log checked from the first entry to the last."""
+    with engine.begin() as conn:
+        ensure_table(conn)
+        return ChainCheck(verify(conn), len(entries(conn)))
 
 
 def verify(conn: Connection) -> list[str]:

@@ -12,6 +12,7 @@ weaker check than the key was made for. The vendor's public key ships with the c
 from __future__ import annotations
 
 import base64
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -202,6 +203,20 @@ def _kind(key: PublicKey) -> str:
 
 
 # --- issuing (the vendor's side) ---------------------------------------------------------------
+
+
+def new_terms(
+    product: str, customer: str, versions: str, expires: str, licence_id: str | None = None
+) -> dict[str, Any]:
+    """The terms of a licence issued today, under ``licence_id`` or a new random id."""
+    return {
+        "id": licence_id or uuid.uuid4().hex[:12],
+        "product": product,
+        "customer": customer,
+        "issued": datetime.now(UTC).date().isoformat(),
+        "expires": expires,
+        "versions": versions,
+    }
 
 
 def issue(private_key: Path, terms: dict[str, Any], out: Path) -> Terms:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import shutil
 import socket
 import sys
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,11 +23,11 @@ from secrets import token_urlsafe
 import orjson
 from sqlalchemy import Connection, column, func, insert, select, table, text
 
-from stairway import context, releases
+from stairway import context, releases, service
 from stairway.catalog import load_catalog
 from stairway.database import engine_for
 from stairway.errors import SiteError
-from stairway.examples.identity_sync.service import BIND_PASSWORD
+from stairway.examples.identity_sync import BIND_PASSWORD
 from stairway.secrets import KeyRing, SecretStore, SiteKey
 from stairway.secrets.keyring import write_key_file
 from stairway.site import load_site
@@ -177,3 +179,25 @@ def migrated_users(ctx: context.Context) -> int:
     with ctx.engine.connect() as conn:
         query = select(func.count()).select_from(users).where(users.c.display_name.is_not(None))
         return int(conn.execute(query).scalar_one())
+
+
+@contextmanager
+def serving(ctx: context.Context) -> Iterator[None]:
+    """The demo's service started and healthy for the block, and stopped however it ends."""
+    try:  # a start that fails half way is stopped too
+        service.run_command(ctx.site.service, "start")
+        service.wait_healthy(ctx.site.service)
+        yield
+    finally:
+        service.run_command(ctx.site.service, "stop")
+
+
+def answer(url: str) -> str:
+    """What the demo's service answers at ``url``."""
+    with urllib.request.urlopen(url, timeout=5) as said:
+        return str(said.read().decode())
+
+
+def credential_url(demo: DemoSite) -> str:
+    """Where the demo's service says what it reads of the LDAP connector's sealed password."""
+    return demo.health_url.replace("/health", "/connectors/1/credential")

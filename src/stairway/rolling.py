@@ -24,6 +24,7 @@ use ``{url}``.
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -47,6 +48,7 @@ from stairway.site import ServiceSection
 from stairway.steps import Kind, Step
 from stairway.versions import Version
 
+log = logging.getLogger(__name__)
 PAST_RETURN = (Kind.CONTRACT, Kind.AUDIT)  # the old release cannot run on what they leave
 OLD_WAIT = 300.0  # seconds the contract step waits for the last old instance or agent
 
@@ -132,10 +134,12 @@ def instance(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
     section = ctx.site.service
     assert section is not None and step.source is not None
     instance = next(i for i in instances_of(section) if i.url == step.source)
+    log.info("instance %d (%s): draining", instance.number, instance.url)
     drained = _drain(section, instance)
     _command(section, "stop", instance)
     _command(section, "start", instance)
     _wait_release(section, instance, state.plan["to"])
+    log.info("instance %d (%s) serves %s", instance.number, instance.url, state.plan["to"])
     return {"instance": instance.url, "drained": drained}
 
 

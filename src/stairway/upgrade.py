@@ -10,6 +10,7 @@ The steps are values (``stairway.steps``); what runs each kind is one table
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,6 +45,8 @@ from stairway.sitelock import changes_site
 from stairway.steps import Kind, Step, changed_site, plan_steps
 from stairway.targets import named_release
 from stairway.verify import verify
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ def _run(
             continue
         if progress:
             progress(index, len(steps), step)
+        log.info("step %d/%d begun: %s", index + 1, len(steps), step.describe())
         try:
             journal.begin(index)
             started = time.monotonic()
@@ -181,7 +185,12 @@ def _run(
             data["seconds"] = round(time.monotonic() - started, 3)
             journal.done(index, **data)
         except (Exception, KeyboardInterrupt) as err:
+            # INFO like the rest: the command reports the failure itself; its trace is for -v
+            log.info("step %d/%d failed: %s", index + 1, len(steps), step.describe(), exc_info=err)
             _failed(ctx, journal, state, step, index, err)
+        log.info(
+            "step %d/%d done in %.3f s: %s", index + 1, len(steps), data["seconds"], step.describe()
+        )
         done.append((step, data))
     try:
         journal.record("finished")
@@ -234,15 +243,18 @@ def _roll_back(
     backup_id = state.value("backup")
     changed = changed_site(state)
     note(journal, "rollback-begin", backup=backup_id)
+    log.info("rollback to %s begun (backup %s)", origin, backup_id, exc_info=error)
     try:
         recovery.put_back(ctx, state, changed)
     except Exception as failure:
+        log.info("rollback to %s failed", origin, exc_info=failure)
         note(journal, "rollback-failed", error=str(failure))
         raise RollbackFailed(
             f"{step.describe()} failed ({in_words(error)}) and so did the rollback "
             f"({in_words(failure)}); {maintenance_said(ctx)}",
             hint=_manual_rollback(ctx, backup_id, failure),
         ) from failure
+    log.info("rollback to %s finished: the site serves it again", origin)
     kept = f"from backup {backup_id}" if changed else "before anything was changed"
     unrecorded = note(journal, "rolled-back") or closed(journal, state.upgrade_id)
     if unrecorded is not None:

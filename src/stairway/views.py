@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from stairway.backup import Backup
+from stairway.estimate.predict import say_duration
 from stairway.objects.delta_run import DeltaReport
 from stairway.objects.store import StoredObject
 from stairway.operations import ConfigResult, Status
@@ -311,20 +312,20 @@ def whole_column(table: Table, header: str, values: Iterable[str]) -> None:
 
 
 def backups_table(found: list[Backup]) -> Table:
+    """One backup a row; the id whole, the rest folded onto lines of their own so that the
+    table stays readable in 80 columns."""
     table = Table(title="backups")
     whole_column(table, "id", (b.manifest.id for b in found))
-    for column in ("created", "version", "schema", "engine", "size", "compressed"):
+    for column in ("created", "release", "size"):
         table.add_column(column, overflow="fold")
     for backup in found:
         manifest = backup.manifest
+        day, _, time = manifest.created.replace("+00:00", "").partition("T")
         table.add_row(
             manifest.id,
-            manifest.created.replace("T", " ").replace("+00:00", " UTC"),  # wraps at spaces
-            manifest.version,
-            str(manifest.schema_level),
-            manifest.engine,
-            f"{manifest.size / 1e6:,.1f} MB",
-            f"{backup.path.stat().st_size / 1e6:,.1f} MB",
+            f"{day}\n{time[:5]} UTC",
+            f"{manifest.version}\nschema {manifest.schema_level}\n{manifest.engine}",
+            f"{manifest.size / 1e6:,.1f} MB\n{backup.path.stat().st_size / 1e6:,.1f} MB zst",
         )
     return table
 
@@ -367,8 +368,6 @@ def import_summary(report: ImportReport, shard: Shard) -> str:
 
 
 def rehearsal_table(found: Rehearsal, estimate: Estimate | None) -> Table:
-    from stairway.estimate.predict import say_duration
-
     guesses = {s.label: s.seconds for s in estimate.steps} if estimate else {}
     title = f"rehearsal on {found.scratch_database} from backup {found.backup_id}"
     table = Table(title=title)

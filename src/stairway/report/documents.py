@@ -3,6 +3,9 @@ ran, how long each step took against its prediction, how it ended)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from sqlalchemy.exc import SQLAlchemyError
 
 from stairway import operations
@@ -13,8 +16,9 @@ from stairway.notes import release_notes
 from stairway.plan import UpgradePlan
 from stairway.rehearse import Rehearsal
 from stairway.report.model import Document, Run, StepClock, build_document
-from stairway.upgrade import UpgradeReport
-from stairway.verify import Report
+from stairway.report.render import write_report
+from stairway.upgrade import Progress, UpgradeReport, upgrade
+from stairway.verify import Report, verify
 
 
 def predicted(ctx: Context, to: str | None) -> Estimate | None:
@@ -59,6 +63,35 @@ def upgrade_document(
     backup = next((d.get("backup") for s, d in done if str(s.kind) == "backup"), None)
     run = Run(clock.durations(), failure)
     return _document("upgrade", ctx, plan, findings, estimate, run, backup)
+
+
+def reported_upgrade(
+    ctx: Context,
+    to: str | None,
+    resume: bool,
+    progress: Progress,
+    clock: StepClock,
+    where: Path,
+    written: Callable[[list[Path]], None],
+    rolling: bool = False,
+) -> UpgradeReport:
+    """The upgrade with its report written to ``where`` however it ends; ``written`` is told
+    the files before a failure is raised on."""
+    plan = operations.plan(ctx, to)
+    estimate = predicted(ctx, to)
+    findings = verify(ctx, to) if not resume else None  # as the upgrade's own verify sees it
+    try:
+        report = upgrade(ctx, to, resume, progress, rolling)
+    except StairwayError as failure:
+        clock.stop()
+        failed = upgrade_document(ctx, plan, estimate, clock, None, failure.message, findings)
+        written(write_report(failed, where))
+        raise
+    clock.stop()
+    written(
+        write_report(upgrade_document(ctx, plan, estimate, clock, report, None, findings), where)
+    )
+    return report
 
 
 def rehearsal_document(

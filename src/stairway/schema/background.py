@@ -14,6 +14,7 @@ An upgrade past a release that queued a migration refuses to start until it is f
 from __future__ import annotations
 
 import importlib.util
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from stairway import faults
 from stairway.errors import ChangeFailed, UsageRefused
 from stairway.schema.change import Change
 
+log = logging.getLogger(__name__)
 metadata = MetaData()
 jobs_table = Table(
     "stairway_background",
@@ -232,6 +234,14 @@ def _run_job(
         took = time.monotonic() - began
         if outcome is None:
             return False  # paused meanwhile
+        log.info(
+            "%s: batch %d done in %.3f s, %s",
+            change.label,
+            outcome.batches,
+            took,
+            outcome.describe(),
+            extra={"change": change.number, "cursor": outcome.cursor},
+        )
         if progress:
             progress(outcome)
         if outcome.state == "done":

@@ -17,7 +17,7 @@ from sqlalchemy import text
 import stairway
 from stairway.database import engine_for
 from stairway.errors import SecretError
-from stairway.examples.identity_sync import rolling
+from stairway.examples.identity_sync import BIND_PASSWORD, rolling
 from stairway.maintenance import read as read_maintenance
 from stairway.secrets import KeySource, SecretStore
 from stairway.site import load_site
@@ -34,9 +34,6 @@ def running_release(site_file: Path) -> str:
     if releases is not None and (releases / "current").is_symlink():
         return (releases / "current").readlink().name
     raise SystemExit("no current release: pass --version")
-
-
-BIND_PASSWORD = "connector/1/bind-password"  # the LDAP connector's, sealed in the database
 
 
 def create_app(site_file: Path, version: str | None = None) -> FastAPI:

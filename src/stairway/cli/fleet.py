@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from stairway import context
+from stairway.errors import UsageRefused
+from stairway.fleet import tls
 from stairway.fleet.tokens import Kind
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, say
 
+# The control plane's modules load FastAPI, uvicorn and websockets; the commands below import
+# them when they run, so that `stairway --help` and every other command start without them.
+
+app = typer.Typer()
 tokens_app = typer.Typer(help="Admin and enrollment tokens for the control plane.")
 agent_app = typer.Typer(help="The agent runtime: enroll, run, publish builds, install by hand.")
 PEM = {"exists": True, "dir_okay": False, "readable": True}  # a PEM file option's checks
 
 
+@app.command("serve")
 def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8700,
@@ -36,12 +44,10 @@ def serve(
     catalog: CatalogOpt = None,
 ) -> None:
     """The control plane: agent listener, admin API and upgrade policy evaluator."""
-    import ssl
+    import uvicorn  # lazily: see above
 
-    import uvicorn
-
-    from stairway.fleet.server import create_app
-    from stairway.operations import fleet
+    from stairway.fleet.server import create_app  # lazily: FastAPI
+    from stairway.operations import fleet  # lazily: FastAPI
 
     _check_tls(tls_cert, tls_key, client_ca)
     ctx = context.open_context(site, catalog)
@@ -58,8 +64,6 @@ def serve(
 
 
 def _check_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:
-    from stairway.errors import UsageRefused
-
     if (cert is None) != (key is None):
         raise UsageRefused(
             "--tls-cert and --tls-key go together",
@@ -83,7 +87,7 @@ def tokens_create(
     json: JsonOpt = False,
 ) -> None:
     """A new token, printed once: only its hash is kept."""
-    from stairway.operations import fleet
+    from stairway.operations import fleet  # lazily: FastAPI
 
     ctx = context.open_context(site, catalog)
     token = fleet.create_token(ctx, kind, label, uses, hours)
@@ -101,7 +105,7 @@ def tokens_revoke(
     json: JsonOpt = False,
 ) -> None:
     """Revoke a token at once."""
-    from stairway.operations import fleet
+    from stairway.operations import fleet  # lazily: FastAPI
 
     fleet.revoke_token(context.open_context(site, catalog), token_id)
     say(json, {"revoked": token_id}, f"token {token_id} revoked")
@@ -133,8 +137,7 @@ def agent_enroll(
     json: JsonOpt = False,
 ) -> None:
     """Get this agent's credential and set up its home."""
-    from stairway.fleet import tls
-    from stairway.operations import fleet
+    from stairway.operations import fleet  # lazily: FastAPI
 
     asked = fleet.Enrollment(
         server,
@@ -155,7 +158,7 @@ def agent_enroll(
 @agent_app.command("run")
 def agent_run(home: Annotated[Path, typer.Option("--home", help="the agent's directory")]) -> None:
     """Run the current build; an upgrade that does not come up is rolled back by itself."""
-    from stairway.fleet.supervisor import supervise
+    from stairway.fleet.supervisor import supervise  # lazily: websockets
 
     raise typer.Exit(supervise(home))
 
@@ -170,7 +173,7 @@ def agent_publish(
     json: JsonOpt = False,
 ) -> None:
     """Sign an agent build and put it where the control plane offers it to agents."""
-    from stairway.operations import fleet
+    from stairway.operations import fleet  # lazily: FastAPI
 
     found = fleet.publish_build(context.open_context(site, catalog), build, version, key)
     said = f"published {found.manifest.artifact} (sha256 {found.manifest.sha256})"
@@ -186,7 +189,7 @@ def agent_install(
     json: JsonOpt = False,
 ) -> None:
     """Upgrade an agent by hand (when it cannot reach the server's build URL)."""
-    from stairway.operations import fleet
+    from stairway.operations import fleet  # lazily: FastAPI
 
     target = fleet.install(home, source, version, product)
     said = f"{target.name} checked and made current; restart the agent"

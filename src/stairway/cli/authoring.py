@@ -11,11 +11,13 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from stairway.authoring.newchange import write_change
 from stairway.catalog.check import Problem, Report, check_catalog
 from stairway.errors import ExitCode, SiteError
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, err, out
 from stairway.site import load_site
 
+app = typer.Typer()
 new_app = typer.Typer(help="Start a new file of the catalog.", no_args_is_help=True)
 
 
@@ -32,6 +34,7 @@ def catalog_root(site: Path | None, catalog: Path | None) -> Path:
     return root
 
 
+@app.command("check")
 def check(catalog: CatalogOpt = None, site: SiteOpt = None, json: JsonOpt = False) -> None:
     """Check the whole catalog, reporting every problem of every file (exit 2 when any)."""
     report = check_catalog(catalog_root(site, catalog))
@@ -83,8 +86,6 @@ def new_change(
     json: JsonOpt = False,
 ) -> None:
     """Write the next numbered SQL change file with its header; print its path."""
-    from stairway.authoring.newchange import write_change
-
     root = catalog_root(site, catalog)
     change = write_change(root, name, phase, patch_of)
     path = root / "schema" / change.file_name
@@ -98,9 +99,3 @@ def new_change(
             "(docs/catalog.md: patch releases of an LTS line)",
             highlight=False,
         )
-
-
-def register(app: typer.Typer) -> None:
-    """Add the authoring commands to the ``stairway`` command line."""
-    app.command("check")(check)
-    app.add_typer(new_app, name="new")

@@ -16,6 +16,10 @@ import typer
 from stairway import context, operations
 from stairway.errors import SecretError
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, say
+from stairway.secrets import SecretStore
+from stairway.secrets.hosts import export_bundle, import_bundle, make_host_key
+from stairway.secrets.keyring import KeyRing, SiteKey, write_key_file
+from stairway.secrets.store import retired_file
 
 secrets_app = typer.Typer(help="Secrets encrypted at rest in the site database.")
 NameArg = Annotated[str, typer.Argument(help="the secret's name, e.g. connector/ldap/password")]
@@ -24,8 +28,6 @@ NameArg = Annotated[str, typer.Argument(help="the secret's name, e.g. connector/
 @secrets_app.command("init")
 def secrets_init(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Create the site key file that site.toml names as secrets.key_file (mode 0600)."""
-    from stairway.secrets.keyring import KeyRing, SiteKey, write_key_file
-
     ctx = context.open_context(site, catalog)
     where = ctx.site.secrets.key_file
     if where is None:
@@ -55,8 +57,6 @@ def secrets_set(
     json: JsonOpt = False,
 ) -> None:
     """Store a secret; the value is read from standard input."""
-    from stairway.secrets import SecretStore
-
     value = _value(from_env)
     ctx = context.open_context(site, catalog)
     with context.changing(ctx):
@@ -84,8 +84,6 @@ def _value(from_env: str | None) -> bytes:
 @secrets_app.command("get")
 def secrets_get(name: NameArg, site: SiteOpt = None, catalog: CatalogOpt = None) -> None:
     """Print a secret's value to standard output."""
-    from stairway.secrets import SecretStore
-
     ctx = context.open_context(site, catalog)
     value = SecretStore(ctx.engine, context.secret_keys(ctx)).get(name)
     sys.stdout.buffer.write(value)
@@ -95,8 +93,6 @@ def secrets_get(name: NameArg, site: SiteOpt = None, catalog: CatalogOpt = None)
 @secrets_app.command("list")
 def secrets_list(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Every secret's name, the site key sealing it and when it was set: never a value."""
-    from stairway.secrets import SecretStore
-
     ctx = context.open_context(site, catalog)
     found = SecretStore(ctx.engine, context.secret_keys(ctx)).names()
     if json:
@@ -113,8 +109,6 @@ def secrets_delete(
     name: NameArg, site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False
 ) -> None:
     """Remove a secret."""
-    from stairway.secrets import SecretStore
-
     ctx = context.open_context(site, catalog)
     with context.changing(ctx):
         SecretStore(ctx.engine, context.secret_keys(ctx)).delete(name, actor="cli")
@@ -124,8 +118,6 @@ def secrets_delete(
 @secrets_app.command("rekey")
 def secrets_rekey(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Rotate the site key while the product runs; run again to finish one cut short."""
-    from stairway.secrets.store import retired_file
-
     ctx = context.open_context(site, catalog)
     keys = context.secret_keys(ctx)
     done = operations.rekey_secrets(ctx)
@@ -154,8 +146,6 @@ def secrets_host_key(
     json: JsonOpt = False,
 ) -> None:
     """On a new host: a key pair to receive secrets; give host.pub to the old host."""
-    from stairway.secrets.hosts import make_host_key
-
     private, public = make_host_key(out_dir)
     said = f"{private} (keep here, 0600) and {public} (give to the old host)"
     say(json, {"private": str(private), "public": str(public)}, said)
@@ -170,8 +160,6 @@ def secrets_export(
     json: JsonOpt = False,
 ) -> None:
     """Seal every secret to the new host's key: only that host can open the bundle."""
-    from stairway.secrets.hosts import export_bundle
-
     ctx = context.open_context(site, catalog)
     moved = export_bundle(ctx.engine, context.secret_keys(ctx), to_host, to)
     said = f"{len(moved.names)} secret(s) sealed for host key {moved.recipient} in {to}"
@@ -187,8 +175,6 @@ def secrets_import(
     json: JsonOpt = False,
 ) -> None:
     """Open a bundle sealed for this host and store its secrets under this site's key."""
-    from stairway.secrets.hosts import import_bundle
-
     ctx = context.open_context(site, catalog)
     with context.changing(ctx):
         moved = import_bundle(ctx.engine, context.secret_keys(ctx), bundle, host_key)

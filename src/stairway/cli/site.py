@@ -1,0 +1,240 @@
+"""A site's schema: ``init``, ``status``, ``plan``, ``migrate`` (and its ``--down-to``),
+``baseline`` and ``repair``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from stairway import context as site_context
+from stairway import operations, views
+from stairway.cli.output import applying
+from stairway.errors import ExitCode, ManualStepNeeded, UsageRefused
+from stairway.estimate import Limits, estimate_upgrade
+from stairway.estimate.predict import parse_duration
+from stairway.estimate_views import estimate_json, estimate_summary, estimate_table
+from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out
+from stairway.release_source import install_first
+from stairway.schema import background
+from stairway.schema.change import Phase
+from stairway.site import load_site
+
+app = typer.Typer()
+
+
+@app.command()
+def init(
+    version: Annotated[str, typer.Option("--version", help="release to create the site at")],
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create a new site at release VERSION: its schema changes and initial objects.
+
+    With releases_dir in site.toml, the verified release is installed and made current first."""
+    installed = install_first(load_site(site).site, version)
+    if installed is not None and not json:
+        out.print(f"release {version} verified, installed in {installed} and made current")
+    ctx = site_context.open_context(site, catalog, version)
+    done = operations.init(ctx, version, progress=applying(json))
+    if json:
+        emit_json({"release": version, "applied": views.applied_json(done)})
+        return
+    out.print(f"[green]site created at {version}[/green] ({len(done)} changes applied)")
+
+
+@app.command()
+def status(
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="exit 3 on drifted, pending or unknown changes (scripts)"),
+    ] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Site version, schema level, applied, pending and drifted changes, background migrations;
+    exit 0 whatever they are, unless --strict."""
+    ctx = site_context.open_context(site, catalog)
+    report = operations.status(ctx)
+    running = background.jobs(ctx.engine)
+    if json:
+        jobs = [
+            {"change": j.label, "state": j.state, "fraction": j.fraction, "eta_s": j.eta()}
+            for j in running
+        ]
+        emit_json({**views.status_json(report), "background": jobs})
+    else:
+        out.print(views.status_table(report))
+        if report.adopt:
+            out.print(f"[yellow]{escape(report.adopt)}[/yellow]", highlight=False)
+        for job in running:
+            out.print(f"background migration {job.describe()}", highlight=False)
+    if strict and report.troubles:
+        raise ManualStepNeeded(
+            "the site is not in order: " + "; ".join(report.troubles),
+            hint="`stairway repair` re-records drifted changes once checked, `stairway migrate` "
+            "applies pending ones; changes not in the catalog mean the catalog is older than "
+            "the database",
+        )
+
+
+@app.command()
+def plan(
+    to: Annotated[str | None, typer.Option("--to", help="target release [default: latest]")] = None,
+    rolling: Annotated[
+        bool, typer.Option("--rolling", help="exit 3 unless the path is rolling-safe")
+    ] = False,
+    estimate: Annotated[
+        bool, typer.Option("--estimate", help="locks, table sizes and predicted time per step")
+    ] = False,
+    window: Annotated[
+        str | None, typer.Option("--window", help="with --estimate: downtime allowed, e.g. 30m")
+    ] = None,
+    probe: Annotated[
+        str | None, typer.Option("--probe", help="with --estimate: a startup probe, e.g. 60s")
+    ] = None,
+    transaction_limit: Annotated[
+        str | None, typer.Option("--transaction-limit", help="with --estimate: e.g. 5m")
+    ] = None,
+    lock_limit: Annotated[
+        str | None, typer.Option("--lock-limit", help="with --estimate: writes may wait, e.g. 5s")
+    ] = None,
+    recalibrate: Annotated[
+        bool, typer.Option("--recalibrate", help="with --estimate: measure the rates again")
+    ] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """The path through required stops, each step's changes and phases, and rolling safety;
+    with --estimate, each step's lock and predicted time, and exit 3 when a limit is broken."""
+    ctx = site_context.open_context(site, catalog, to)
+    if estimate:
+        limits = _limits(window, probe, transaction_limit, lock_limit)
+        _estimate(ctx, to, limits, recalibrate, json)
+        return
+    value = operations.plan(ctx, to)
+    if json:
+        emit_json(views.plan_json(value, ctx.catalog.warnings))
+    else:
+        out.print(views.plan_table(value, ctx.catalog.warnings))
+        blockers = ", ".join(c.label for c in value.blocking_rolling)
+        out.print(
+            f"rolling-safe: {'yes' if value.rolling_safe else 'no'}"
+            + (f" (blocked by {blockers})" if blockers else "")
+        )
+    if rolling and not value.rolling_safe:
+        raise typer.Exit(ExitCode.NEEDS_OPERATOR)
+
+
+def _limits(*given: str | None) -> Limits:
+    names = ("--window", "--probe", "--transaction-limit", "--lock-limit")
+    values = []
+    for name, value in zip(names, given, strict=True):
+        try:
+            values.append(parse_duration(value) if value else None)
+        except ValueError as problem:
+            raise UsageRefused(f"{name}: {problem}", hint="e.g. 90s, 15m or 2h") from None
+    return Limits(*values)
+
+
+def _estimate(
+    ctx: site_context.Context, to: str | None, limits: Limits, again: bool, json: bool
+) -> None:
+    found = estimate_upgrade(ctx, to, limits, again)
+    if json:
+        emit_json(estimate_json(found))
+    else:
+        out.print(estimate_table(found))
+        out.print(estimate_summary(found), highlight=False)
+        for flag in found.flags:
+            out.print(f"[yellow]over a limit:[/yellow] {escape(flag)}", highlight=False)
+    if found.flags:
+        raise typer.Exit(ExitCode.NEEDS_OPERATOR)
+
+
+@app.command()
+def migrate(
+    to: Annotated[str | None, typer.Option("--to", help="release whose schema to reach")] = None,
+    phase: Annotated[
+        Phase | None, typer.Option("--phase", help="apply only the leading run of this phase")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the SQL, change nothing")
+    ] = False,
+    down_to: Annotated[
+        int | None, typer.Option("--down-to", help="revert changes above this number")
+    ] = None,
+    allow_data_loss: Annotated[
+        bool, typer.Option("--allow-data-loss", help="accept what the down direction loses")
+    ] = False,
+    lock_timeout: Annotated[
+        float, typer.Option("--lock-timeout", help="seconds to wait for another migrator")
+    ] = 30.0,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Only the schema: apply pending changes (or, with --down-to, revert declared ones)."""
+    ctx = site_context.open_context(site, catalog, to)
+    if down_to is not None:
+        done = operations.downgrade(ctx, down_to, allow_data_loss, applying(json))
+        _report_applied(done, json, "reverted")
+        return
+    request = operations.MigrateRequest(to=to, only=phase, lock_timeout=lock_timeout)
+    if dry_run:
+        pending = operations.pending_changes(ctx, request)
+        if json:
+            emit_json(
+                {
+                    "pending": [views.change_json(c) for c in pending],
+                    "sql": operations.render_sql(pending),
+                }
+            )
+        else:
+            out.print(operations.render_sql(pending) or "-- nothing to apply", highlight=False)
+        return
+    _report_applied(operations.migrate(ctx, request, applying(json)), json, "applied")
+
+
+def _report_applied(done: list[Any], json: bool, verb: str) -> None:
+    if json:
+        emit_json({verb: views.applied_json(done)})
+    elif done:
+        out.print(f"[green]{verb} {len(done)} change(s)[/green]")
+    else:
+        out.print("nothing to do: the schema is up to date")
+
+
+@app.command()
+def baseline(
+    at: Annotated[int, typer.Option("--at", help="number of the last change already present")],
+    version: Annotated[
+        str | None, typer.Option("--version", help="release the database is at")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="skip the check that the tables of 1..N are there")
+    ] = False,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Adopt an existing database: record changes 1..N as present without running them."""
+    done = operations.baseline(site_context.open_context(site, catalog), at, version, force)
+    if json:
+        emit_json({"baseline": done})
+    else:
+        out.print(f"[green]baselined at change {done}[/green]")
+
+
+@app.command()
+def repair(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
+    """Accept the current text of drifted changes after checking the database matches them."""
+    fixed = operations.repair(site_context.open_context(site, catalog))
+    if json:
+        emit_json({"repaired": fixed})
+    else:
+        out.print(f"re-recorded: {', '.join(fixed)}" if fixed else "no drift to repair")
