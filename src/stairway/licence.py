@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,16 @@ class Terms(BaseModel):
         return SpecifierSet(self.versions).contains(str(version), prereleases=True)
 
 
+class ProblemSeverity(StrEnum):
+    """Whether a licence problem stops an upgrade (critical) or only warns."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+
+
 @dataclass(frozen=True)
 class Problem:
-    severity: str  # critical | warning
+    severity: ProblemSeverity
     message: str
     hint: str
 
@@ -69,13 +77,13 @@ def check(
     try:
         terms = read_verified(licence_file, key_file)
     except LicenceError as err:
-        return None, [Problem("critical", err.message, err.hint)]
+        return None, [Problem(ProblemSeverity.CRITICAL, err.message, err.hint)]
     today = today or datetime.now(UTC).date()
     found = []
     if terms.product != product:
         found.append(
             Problem(
-                "critical",
+                ProblemSeverity.CRITICAL,
                 f"the licence {terms.id} is for {terms.product}, not {product}",
                 "install the licence issued for this product",
             )
@@ -83,7 +91,7 @@ def check(
     if terms.expires < today:
         found.append(
             Problem(
-                "critical",
+                ProblemSeverity.CRITICAL,
                 f"the licence {terms.id} expired on {terms.expires}",
                 "ask the vendor for a renewed licence and put it at the licence file's path",
             )
@@ -91,7 +99,7 @@ def check(
     elif (terms.expires - today).days < warn_days:
         found.append(
             Problem(
-                "warning",
+                ProblemSeverity.WARNING,
                 f"the licence {terms.id} expires on {terms.expires}, in "
                 f"{(terms.expires - today).days} day(s)",
                 "renew it before it lapses",
@@ -100,7 +108,7 @@ def check(
     if not terms.covers(version):
         found.append(
             Problem(
-                "critical",
+                ProblemSeverity.CRITICAL,
                 f"the licence {terms.id} covers versions {terms.versions}, not {version}",
                 f"ask the vendor for a licence that covers {version} before upgrading",
             )

@@ -9,9 +9,7 @@ from datetime import UTC, datetime
 from stairway.estimate.predict import Estimate
 from stairway.plan import UpgradePlan
 from stairway.steps import Step, plan_steps
-from stairway.verify import Finding, Report
-
-SEVERITIES = ("critical", "warning", "suggestion", "info")
+from stairway.verify import Finding, FindingSeverity, Report
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class Document:
     ok: bool
     stairs: tuple[Stair, ...]
     steps: tuple[StepRow, ...]
-    findings: dict[str, tuple[Finding, ...]]
+    findings: dict[FindingSeverity, tuple[Finding, ...]]
     backup: str | None
     notes: str  # Markdown
     end_state: str | None = None
@@ -171,5 +169,7 @@ def _status(label: str, run: Run | None, actual: dict[str, float], failed_at: st
     return "done" if label in actual else "not run"
 
 
-def _by_severity(findings: tuple[Finding, ...] | list[Finding]) -> dict[str, tuple[Finding, ...]]:
-    return {s: tuple(f for f in findings if f.severity == s) for s in SEVERITIES}
+def _by_severity(
+    findings: tuple[Finding, ...] | list[Finding],
+) -> dict[FindingSeverity, tuple[Finding, ...]]:
+    return {s: tuple(f for f in findings if f.severity == s) for s in FindingSeverity}
