@@ -13,6 +13,7 @@ from stairway.notes import release_notes
 from stairway.plan import UpgradePlan
 from stairway.rehearse import Rehearsal
 from stairway.report.model import Document, Run, StepClock, build_document
+from stairway.steps import StepKind
 from stairway.upgrade import UpgradeReport
 from stairway.verify import Report
 
@@ -44,7 +45,7 @@ def upgrade_document(
     findings: Report | None = None,
 ) -> Document:
     done = outcome.done if outcome else ()
-    backup = next((d.get("backup") for s, d in done if str(s.kind) == "backup"), None)
+    backup = next((d.get("backup") for s, d in done if s.kind == StepKind.BACKUP), None)
     run = Run(clock.durations(), failure)
     return _document("upgrade", ctx, plan, findings, estimate, run, backup)
 

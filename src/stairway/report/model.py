@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from stairway.estimate.predict import Estimate
 from stairway.plan import UpgradePlan
-from stairway.steps import Step, plan_steps
+from stairway.steps import Step, StepKind, plan_steps
 from stairway.verify import Finding, FindingSeverity, Report
 
 
@@ -145,7 +145,7 @@ def _rows(
     for step in steps:
         label = step.describe()
         guess = predicted.get(label)
-        hop = hops.get(step.release or "") if step.kind == "schema" else None
+        hop = hops.get(step.release or "") if step.kind == StepKind.SCHEMA else None
         phases = sorted({c.phase.value for c in hop.changes}) if hop else []
         rows.append(
             StepRow(

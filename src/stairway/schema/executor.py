@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from stairway.errors import ChangeFailed, DataLossRefused, SchemaError
 from stairway.schema import recorder
-from stairway.schema.change import Change, Kind
+from stairway.schema.change import Change, ChangeKind
 from stairway.schema.sqltext import Statement
 
 Progress = Callable[[Change], None]
@@ -71,7 +71,11 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
     started = time.perf_counter()
     if lock_ms is not None:
         engine = engine.execution_options(stairway_lock_timeout_ms=lock_ms)
-    if engine.dialect.name == "postgresql" and change.kind == Kind.SQL and change.transactional:
+    if (
+        engine.dialect.name == "postgresql"
+        and change.kind == ChangeKind.SQL
+        and change.transactional
+    ):
         _apply_postgres_sql(engine, change, release, started)
     elif change.transactional or engine.dialect.name != "postgresql":
         with engine.begin() as conn:
@@ -119,7 +123,7 @@ def revert(engine: Engine, change: Change) -> Applied:
     """Run a change's declared down direction and forget it, in one transaction."""
     started = time.perf_counter()
     with engine.begin() as conn:
-        if change.kind == Kind.PYTHON:
+        if change.kind == ChangeKind.PYTHON:
             _call(conn, change, "downgrade")
         else:
             _run_statements(conn, change, change.down or ())
@@ -147,7 +151,7 @@ def _run_up(conn: Connection, change: Change) -> None:
         from stairway.schema import background
 
         background.queue(conn, change)  # its batches run while the product serves
-    elif change.kind == Kind.PYTHON:
+    elif change.kind == ChangeKind.PYTHON:
         _call(conn, change, "upgrade")
     else:
         _run_statements(conn, change, change.statements)
