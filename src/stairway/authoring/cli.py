@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from stairway.catalog.check import Problem, Report, check_catalog
+from stairway.catalog.check import CatalogSeverity, Problem, Report, check_catalog
 from stairway.errors import ExitCode, SiteError
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, err, out
 from stairway.site import load_site
@@ -58,8 +58,9 @@ def _show(report: Report) -> None:
 
 
 def _show_problem(problem: Problem) -> None:
-    colour = "red" if problem.severity == "error" else "yellow"
-    console = err if problem.severity == "error" else out
+    error = problem.severity is CatalogSeverity.ERROR
+    colour = "red" if error else "yellow"
+    console = err if error else out
     console.print(
         f"{escape(problem.where())}: [{colour}]{problem.severity}:[/{colour}] "
         f"{escape(problem.cause)}",

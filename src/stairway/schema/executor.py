@@ -82,7 +82,7 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
             if lock_ms is not None:
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_ms)}")
             _run_up(conn, change)
-            recorder.record(conn, change, release, _since(started), "applied")
+            recorder.record(conn, change, release, _since(started), recorder.RecordKind.APPLIED)
     else:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             if lock_ms is not None:
@@ -91,7 +91,7 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
             if lock_ms is not None:
                 conn.exec_driver_sql("RESET lock_timeout")
         with engine.begin() as conn:
-            recorder.record(conn, change, release, _since(started), "applied")
+            recorder.record(conn, change, release, _since(started), recorder.RecordKind.APPLIED)
     return Applied(change, _since(started))
 
 
@@ -112,7 +112,9 @@ def _apply_postgres_sql(engine: Engine, change: Change, release: str, started: f
                 for index, statement in enumerate(change.statements):
                     _execute(cursor, change, statement, begin if index == 0 else "")
                 begin = "" if change.statements else "BEGIN;\n"
-                insert = recorder.record_sql(change, release, _since(started), "applied")
+                insert = recorder.record_sql(
+                    change, release, _since(started), recorder.RecordKind.APPLIED
+                )
                 cursor.execute(begin + insert.as_string(pg) + ";\nCOMMIT")
             finally:
                 if pg.info.transaction_status != TransactionStatus.IDLE:
