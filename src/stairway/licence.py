@@ -218,7 +218,11 @@ def issue(private_key: Path, terms: dict[str, Any], out: Path) -> Terms:
         checked = Terms.model_validate(terms)
         SpecifierSet(checked.versions)
     except ValidationError as err:
-        raise LicenceError(f"not valid licence terms: {err.errors()[0]['msg']}", hint="") from None
+        raise LicenceError(
+            f"not valid licence terms: {err.errors()[0]['msg']}",
+            hint="give every term: id, customer, product, issued, expires (YYYY-MM-DD) and "
+            "versions",
+        ) from None
     except InvalidSpecifier as err:
         raise LicenceError(
             f"--versions: {err}", hint='a version specifier, e.g. ">=2.0,<3"'
@@ -231,7 +235,11 @@ def issue(private_key: Path, terms: dict[str, Any], out: Path) -> Terms:
         pss = padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.MAX_LENGTH)
         algorithm, signature = "rsa-pss-sha256", key.sign(signed_bytes(body), pss, hashes.SHA256())
     else:
-        raise LicenceError(f"{private_key} is neither an Ed25519 nor an RSA key", hint="")
+        raise LicenceError(
+            f"{private_key} is neither an Ed25519 nor an RSA key",
+            hint="sign with the vendor's PEM private key, Ed25519 or RSA (`openssl genpkey "
+            "-algorithm ed25519`)",
+        )
     document = {"licence": body, "algorithm": algorithm, "signature": _b64(signature)}
     write_atomic(out, orjson.dumps(document, option=orjson.OPT_INDENT_2))
     return checked

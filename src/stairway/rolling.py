@@ -98,6 +98,8 @@ def check(ctx: Context, plan: UpgradePlan) -> None:
         raise UpgradeError(
             f"a rolling upgrade to {plan.target} is refused: " + "; ".join(refused),
             hint="upgrade without --rolling in a maintenance window, or fix the site as said",
+            current=str(plan.current),
+            target=str(plan.target),
         )
 
 
@@ -176,6 +178,7 @@ def _wait_release(section: ServiceSection, instance: Instance, target: str) -> N
         f"instance {instance.number} ({instance.url}) did not come back on {target} within "
         f"{section.health_timeout:.0f} s ({last})",
         hint="check the instance's log",
+        target=target,
     )
 
 
@@ -198,6 +201,7 @@ def wait_for_old(ctx: Context, target: str, limit: float) -> float:
             raise UpgradeError(
                 f"the contract changes of {target} wait for: {'; '.join(remaining)}",
                 hint="upgrade or stop them, then `stairway upgrade --resume`",
+                target=target,
             )
         time.sleep(0.5)
 

@@ -277,6 +277,7 @@ def _batch(engine: Engine, change: Change, module: ModuleType) -> Job | None:
                 f"background change {change.label} failed on keys {low} to {high - 1}: {err}",
                 hint="the batch was rolled back and the cursor stays before it; fix the change "
                 "and run again",
+                change=change.number,
             ) from err
         done = high >= row.high
         values = {

@@ -55,6 +55,7 @@ def apply(engine: Engine, change: Change, release: str) -> Applied:
                         f"of {DDL_LOCK_TIMEOUT_MS} ms: long transactions hold the table",
                         hint="find them in pg_stat_activity (state 'idle in transaction' or "
                         "long queries), end them, and migrate again",
+                        change=change.number,
                     ) from failure
                 raise
             time.sleep(DDL_BACKOFF * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
@@ -177,6 +178,8 @@ def _execute(cursor: object, change: Change, statement: Statement, prefix: str =
             f"change {change.label} failed at {change.path.name}:{statement.line} "
             f"({statement.describe()}): {_reason(err)}",
             hint="the change was rolled back; fix it in a new release of the catalog",
+            change=change.number,
+            line=statement.line,
         ) from err
 
 
@@ -188,11 +191,13 @@ def _call(conn: Connection, change: Change, function: str) -> None:
         raise ChangeFailed(
             f"change {change.label} failed in {function}(): {_reason(err.orig or err)}",
             hint="the change was rolled back; fix it in a new release of the catalog",
+            change=change.number,
         ) from err
     except Exception as err:
         raise ChangeFailed(
             f"change {change.label} raised {type(err).__name__} in {function}(): {err}",
             hint="the change was rolled back; fix it in a new release of the catalog",
+            change=change.number,
         ) from err
 
 
@@ -200,7 +205,10 @@ def _load(change: Change) -> ModuleType:
     name = f"stairway_change_{change.number}_{change.patch}_{change.checksum[:12]}"
     spec = importlib.util.spec_from_file_location(name, change.path)
     if spec is None or spec.loader is None:
-        raise SchemaError(f"cannot load {change.path}")
+        raise SchemaError(
+            f"cannot load {change.path}",
+            hint="a Python change must be a readable .py file in the catalog's schema directory",
+        )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

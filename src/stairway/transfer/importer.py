@@ -74,7 +74,10 @@ def import_objects(
     shard: Shard = WHOLE,
 ) -> ImportReport:
     if workers < 1:
-        raise TransferError(f"--workers must be at least 1 (got {workers})", hint="")
+        raise TransferError(
+            f"--workers must be at least 1 (got {workers})",
+            hint="pass --workers 1, or up to the number of CPU cores",
+        )
     header, raw = _read_header(path)
     _check_header(store, header, path, product)
     _check_whole(path)
