@@ -8,7 +8,7 @@ import pytest
 
 from stairway.catalog import load_catalog
 from stairway.errors import CatalogError
-from stairway.schema.change import Kind, Phase
+from stairway.schema.change import ChangeKind, Phase
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -31,7 +31,7 @@ def test_the_shop_catalog_loads(shop_catalog: Path) -> None:
     assert catalog.changes[0].phase == Phase.OFFLINE  # no header: offline
     assert catalog.changes[2].phase == Phase.EXPAND
     assert catalog.changes[2].down is not None and catalog.changes[2].loses
-    assert catalog.changes[3].kind == Kind.PYTHON and catalog.changes[3].has_python_down
+    assert catalog.changes[3].kind == ChangeKind.PYTHON and catalog.changes[3].has_python_down
     assert len(catalog.changes[0].statements) == 2
     assert str(catalog.release("2.0.0").requires) == "1.0.4"
 

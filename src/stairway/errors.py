@@ -77,7 +77,24 @@ class SiteError(StairwayError):
 
 
 class PlanError(StairwayError):
-    """No safe path leads from the site's version to the target."""
+    """No safe path leads from the site's version to the target.
+
+    Attributes:
+        current: The version the site is at, where the refusal concerns one.
+        target: The version asked for, where the refusal concerns one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str = "",
+        current: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.current = current
+        self.target = target
 
 
 class SchemaError(StairwayError):
@@ -89,17 +106,54 @@ class PhaseError(SchemaError):
 
 
 class DriftError(SchemaError):
-    """An applied change's file no longer matches the checksum recorded when it ran."""
+    """An applied change's file no longer matches the checksum recorded when it ran.
+
+    Attributes:
+        changes: The number of every drifted change, in order.
+        change: The first of them.
+    """
+
+    def __init__(self, message: str, *, hint: str = "", changes: tuple[int, ...] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.changes = changes
+        self.change = changes[0] if changes else None
 
 
 class ChangeFailed(SchemaError):
-    """A change failed while running; its transaction was rolled back (exit code 1)."""
+    """A change failed while running; its transaction was rolled back (exit code 1).
+
+    Attributes:
+        change: The number of the change that failed.
+        line: The line of its file where the failing statement starts, where known.
+    """
 
     exit_code = ExitCode.FAILED
 
+    def __init__(
+        self, message: str, *, hint: str = "", change: int | None = None, line: int | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.change = change
+        self.line = line
+
 
 class LockTimeout(SchemaError):
-    """Another migrator holds the lock and did not release it in time."""
+    """Another migrator holds the lock and did not release it in time.
+
+    The lock covers the whole database, not one change, so the error names who holds it
+    rather than a change number.
+
+    Attributes:
+        holder: Who holds the lock, as far as the database says.
+        waited: The seconds waited before giving up.
+    """
+
+    def __init__(
+        self, message: str, *, hint: str = "", holder: str = "", waited: float = 0.0
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.holder = holder
+        self.waited = waited
 
 
 class DataLossRefused(SchemaError):
@@ -142,7 +196,15 @@ class AuditBroken(StairwayError):
 
 
 class BackupError(StairwayError):
-    """A backup could not be taken, read or restored; the live site was left as it was."""
+    """A backup could not be taken, read or restored; the live site was left as it was.
+
+    Attributes:
+        path: The file or directory at fault, where one is known.
+    """
+
+    def __init__(self, message: str, *, hint: str = "", path: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
 
 
 class StagingFailed(BackupError):
@@ -156,7 +218,7 @@ class StagingFailed(BackupError):
     """
 
     def __init__(self, message: str, *, hint: str = "", code: int, where: str) -> None:
-        super().__init__(message, hint=hint)
+        super().__init__(message, hint=hint, path=where)
         self.code = code  # the errno of the failed write
         self.where = where
 
@@ -170,7 +232,24 @@ class TransferError(StairwayError):
 
 
 class UpgradeError(StairwayError):
-    """The upgrade cannot start or continue as asked; nothing was changed by this call."""
+    """The upgrade cannot start or continue as asked; nothing was changed by this call.
+
+    Attributes:
+        current: The version the site is at, where the refusal concerns a hop.
+        target: The version the upgrade goes to, where the refusal concerns a hop.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str = "",
+        current: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.current = current
+        self.target = target
 
 
 class UpgradeFailed(StairwayError):
@@ -283,3 +362,25 @@ class MessageRefused(FleetError):
         hint = "the two ends speak different protocols: compare the agent build with the server's"
         super().__init__(message, hint=hint)
         self.close = close
+
+
+class SessionError(StairwayError):
+    """A session in the store that old and new instances share cannot be used by this one."""
+
+
+class SessionUnreadable(SessionError):
+    """The entry under a session's key is not a stamped session (or holds no data)."""
+
+
+class SessionTooNew(SessionError):
+    """The session was written by a newer release than this instance runs; it is left as is.
+
+    Attributes:
+        found: The session format the entry is stamped with.
+        reads: The newest format this instance reads.
+    """
+
+    def __init__(self, message: str, *, hint: str = "", found: int, reads: int) -> None:
+        super().__init__(message, hint=hint)
+        self.found = found
+        self.reads = reads

@@ -15,6 +15,7 @@ import base64
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,16 @@ class Terms(BaseModel):
         return SpecifierSet(self.versions).contains(str(version), prereleases=True)
 
 
+class ProblemSeverity(StrEnum):
+    """Whether a licence problem stops an upgrade (critical) or only warns."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+
+
 @dataclass(frozen=True)
 class Problem:
-    severity: str  # critical | warning
+    severity: ProblemSeverity
     message: str
     hint: str
 
@@ -70,13 +78,13 @@ def check(
     try:
         terms = read_verified(licence_file, key_file)
     except LicenceError as err:
-        return None, [Problem("critical", err.message, err.hint)]
+        return None, [Problem(ProblemSeverity.CRITICAL, err.message, err.hint)]
     today = today or datetime.now(UTC).date()
     found = []
     if terms.product != product:
         found.append(
             Problem(
-                "critical",
+                ProblemSeverity.CRITICAL,
                 f"the licence {terms.id} is for {terms.product}, not {product}",
                 "install the licence issued for this product",
             )
@@ -84,7 +92,7 @@ def check(
     if terms.expires < today:
         found.append(
             Problem(
-                "critical",
+                ProblemSeverity.CRITICAL,
                 f"the licence {terms.id} expired on {terms.expires}",
                 "ask the vendor for a renewed licence and put it at the licence file's path",
             )
@@ -92,7 +100,7 @@ def check(
     elif (terms.expires - today).days < warn_days:
         found.append(
             Problem(
-                "warning",
+                ProblemSeverity.WARNING,
                 f"the licence {terms.id} expires on {terms.expires}, in "
                 f"{(terms.expires - today).days} day(s)",
                 "renew it before it lapses",
@@ -101,7 +109,7 @@ def check(
     if not terms.covers(version):
         found.append(
             Problem(
-                "critical",
+                ProblemSeverity.CRITICAL,
                 f"the licence {terms.id} covers versions {terms.versions}, not {version}",
                 f"ask the vendor for a licence that covers {version} before upgrading",
             )
@@ -225,7 +233,11 @@ def issue(private_key: Path, terms: dict[str, Any], out: Path) -> Terms:
         checked = Terms.model_validate(terms)
         SpecifierSet(checked.versions)
     except ValidationError as err:
-        raise LicenceError(f"not valid licence terms: {err.errors()[0]['msg']}", hint="") from None
+        raise LicenceError(
+            f"not valid licence terms: {err.errors()[0]['msg']}",
+            hint="give every term: id, customer, product, issued, expires (YYYY-MM-DD) and "
+            "versions",
+        ) from None
     except InvalidSpecifier as err:
         raise LicenceError(
             f"--versions: {err}", hint='a version specifier, e.g. ">=2.0,<3"'
@@ -238,7 +250,11 @@ def issue(private_key: Path, terms: dict[str, Any], out: Path) -> Terms:
         pss = padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.MAX_LENGTH)
         algorithm, signature = "rsa-pss-sha256", key.sign(signed_bytes(body), pss, hashes.SHA256())
     else:
-        raise LicenceError(f"{private_key} is neither an Ed25519 nor an RSA key", hint="")
+        raise LicenceError(
+            f"{private_key} is neither an Ed25519 nor an RSA key",
+            hint="sign with the vendor's PEM private key, Ed25519 or RSA (`openssl genpkey "
+            "-algorithm ed25519`)",
+        )
     document = {"licence": body, "algorithm": algorithm, "signature": _b64(signature)}
     write_atomic(out, orjson.dumps(document, option=orjson.OPT_INDENT_2))
     return checked

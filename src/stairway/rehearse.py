@@ -75,7 +75,7 @@ def rehearse(
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     done = found.report.done if found.report else ()
-    measured = [(str(step.kind), data) for step, data in done]
+    measured = [(step.kind, data) for step, data in done]
     by = f"rehearsal of {manifest.id}"
     record_measured(context.backup_dir(ctx), ctx.engine.dialect.name, measured, by, False)
     return found

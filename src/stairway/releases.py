@@ -183,7 +183,10 @@ def current_release(releases_dir: Path) -> str | None:
 def switch_current(releases_dir: Path, version: str) -> str | None:
     """Point ``current`` at ``version`` with one rename; returns what it pointed at before."""
     if not (releases_dir / version).is_dir():
-        raise ReleaseError(f"release {version} is not installed in {releases_dir}", hint="")
+        raise ReleaseError(
+            f"release {version} is not installed in {releases_dir}",
+            hint=f"install it first: `stairway release fetch {version}`",
+        )
     previous = current_release(releases_dir)
     temporary = releases_dir / f".{CURRENT}.new"
     temporary.unlink(missing_ok=True)

@@ -45,11 +45,11 @@ from stairway.recovery import closed, in_words, maintenance_said, note, then
 from stairway.schema import migrator
 from stairway.serving import health_of, old_ones
 from stairway.site import ServiceSection
-from stairway.steps import Kind, Step
+from stairway.steps import Step, StepKind
 from stairway.versions import Version
 
 log = logging.getLogger(__name__)
-PAST_RETURN = (Kind.CONTRACT, Kind.AUDIT)  # the old release cannot run on what they leave
+PAST_RETURN = (StepKind.CONTRACT, StepKind.AUDIT)  # the old release cannot run on what they leave
 OLD_WAIT = 300.0  # seconds the contract step waits for the last old instance or agent
 
 
@@ -79,16 +79,19 @@ def refusals(ctx: Context, plan: UpgradePlan) -> list[str]:
 
 def rolling_steps(plan: UpgradePlan, instances: list[Instance], with_releases: bool) -> list[Step]:
     """The steps of a rolling upgrade along ``plan``: expand, then each instance, then contract."""
-    steps = [Step(Kind.BACKUP)]
+    steps = [Step(StepKind.BACKUP)]
     for hop in plan.steps:
         release, source = str(hop.release.version), str(hop.source)
-        steps += [Step(Kind.EXPAND, release, source), Step(Kind.CONFIG_FILES, release, source)]
+        steps += [
+            Step(StepKind.EXPAND, release, source),
+            Step(StepKind.CONFIG_FILES, release, source),
+        ]
     if with_releases:
-        steps.append(Step(Kind.RELEASE, str(plan.target), str(plan.current)))
-    steps += [Step(Kind.INSTANCE, str(plan.target), i.url) for i in instances]
+        steps.append(Step(StepKind.RELEASE, str(plan.target), str(plan.current)))
+    steps += [Step(StepKind.INSTANCE, str(plan.target), i.url) for i in instances]
     for hop in plan.steps:
-        steps.append(Step(Kind.DELTAS, str(hop.release.version), str(hop.source)))
-    steps += [Step(Kind.CONTRACT, str(plan.target)), Step(Kind.AUDIT)]
+        steps.append(Step(StepKind.DELTAS, str(hop.release.version), str(hop.source)))
+    steps += [Step(StepKind.CONTRACT, str(plan.target)), Step(StepKind.AUDIT)]
     return steps
 
 
@@ -99,6 +102,8 @@ def check(ctx: Context, plan: UpgradePlan) -> None:
         raise UpgradeError(
             f"a rolling upgrade to {plan.target} is refused: " + "; ".join(refused),
             hint="upgrade without --rolling in a maintenance window, or fix the site as said",
+            current=str(plan.current),
+            target=str(plan.target),
         )
 
 
@@ -180,6 +185,7 @@ def _wait_release(section: ServiceSection, instance: Instance, target: str) -> N
         f"instance {instance.number} ({instance.url}) did not come back on {target} within "
         f"{section.health_timeout:.0f} s ({last})",
         hint="check the instance's log",
+        target=target,
     )
 
 
@@ -207,6 +213,7 @@ def wait_for_old(ctx: Context, target: str, limit: float) -> float:
             raise UpgradeError(
                 f"the contract changes of {target} wait for: {'; '.join(remaining)}",
                 hint="upgrade or stop them, then `stairway upgrade --resume`",
+                target=target,
             )
         time.sleep(0.5)
 
@@ -295,7 +302,7 @@ def already_back(ctx: Context, state: JournalState) -> bool:
 def _touched(ctx: Context, state: JournalState, failing: Step) -> list[Instance]:
     """The instances already on the new release, and the one that failed on its way there."""
     steps = [Step.from_json(s) for s in state.plan["steps"]]
-    urls = {steps[i].source for i in state.done if steps[i].kind == Kind.INSTANCE}
-    if failing.kind == Kind.INSTANCE:
+    urls = {steps[i].source for i in state.done if steps[i].kind == StepKind.INSTANCE}
+    if failing.kind == StepKind.INSTANCE:
         urls.add(failing.source)
     return [i for i in instances_of(ctx.site.service) if i.url in urls]

@@ -14,14 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.sql import sqltypes
 
 BATCH = 2_000
-Kind = Literal["rows", "counted", "created", "dropped"]
 Keyed = Iterator[tuple[tuple[Any, ...], Any]]
+
+
+class TableChangeKind(StrEnum):
+    """How a table was compared, which says which of a ``TableChange``'s counts mean something."""
+
+    ROWS = "rows"  # row by row, by primary key
+    COUNTED = "counted"  # only counted on both sides
+    CREATED = "created"  # only now
+    DROPPED = "dropped"  # only then
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,7 @@ class TableChange:
     """One table's difference since the copy; ``kind`` says which counts mean something."""
 
     table: str
-    kind: Kind
+    kind: TableChangeKind
     added: int = 0
     removed: int = 0
     changed: int = 0
@@ -41,7 +50,7 @@ class TableChange:
     @property
     def differs(self) -> bool:
         """Whether the table differs at all from the copy."""
-        if self.kind in ("created", "dropped"):
+        if self.kind in (TableChangeKind.CREATED, TableChangeKind.DROPPED):
             return True
         return bool(
             self.added
@@ -53,11 +62,11 @@ class TableChange:
 
     def describe(self) -> str:
         """The table's difference as a loss report line: what goes or comes back."""
-        if self.kind == "created":
+        if self.kind is TableChangeKind.CREATED:
             return f"table {self.table}: created since ({_rows(self.rows_now)}); it goes"
-        if self.kind == "dropped":
+        if self.kind is TableChangeKind.DROPPED:
             return f"table {self.table}: dropped since ({_rows(self.rows_then)}); it comes back"
-        if self.kind == "counted":
+        if self.kind is TableChangeKind.COUNTED:
             return (
                 f"table {self.table} ({self.note}): {_rows(self.rows_then)} then, "
                 f"{self.rows_now} now"
@@ -79,9 +88,13 @@ def compare(
     ``count_only`` names tables whose rows need no merge (they are counted)."""
     tables_now = set(inspect(now).get_table_names())
     tables_then = set(inspect(then).get_table_names())
-    found = [TableChange(t, "created", rows_now=_count(now, t)) for t in tables_now - tables_then]
+    found = [
+        TableChange(t, TableChangeKind.CREATED, rows_now=_count(now, t))
+        for t in tables_now - tables_then
+    ]
     found += [
-        TableChange(t, "dropped", rows_then=_count(then, t)) for t in tables_then - tables_now
+        TableChange(t, TableChangeKind.DROPPED, rows_then=_count(then, t))
+        for t in tables_then - tables_now
     ]
     for table in tables_now & tables_then:
         if count_only(table):
@@ -112,7 +125,7 @@ def _table(now: Connection, then: Connection, table: str) -> TableChange:
         )
     except (_Unordered, TypeError):  # keys Python does not order as the database did
         return _counted(now, then, table, "its keys do not compare row by row")
-    return TableChange(table, "rows", added, removed, changed, new_columns=new)
+    return TableChange(table, TableChangeKind.ROWS, added, removed, changed, new_columns=new)
 
 
 def _held(conn: Connection, table: str, column: str) -> int:
@@ -124,7 +137,11 @@ def _held(conn: Connection, table: str, column: str) -> int:
 
 def _counted(now: Connection, then: Connection, table: str, note: str) -> TableChange:
     return TableChange(
-        table, "counted", rows_then=_count(then, table), rows_now=_count(now, table), note=note
+        table,
+        TableChangeKind.COUNTED,
+        rows_then=_count(then, table),
+        rows_now=_count(now, table),
+        note=note,
     )
 
 

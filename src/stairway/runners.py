@@ -35,7 +35,7 @@ from stairway.operations.backups import backup as take_backup
 from stairway.operations.config import migrate_config
 from stairway.operations.objects import apply_deltas, object_store
 from stairway.operations.schema import MigrateRequest
-from stairway.steps import Kind, Step
+from stairway.steps import Step, StepKind
 from stairway.verify import licence_findings
 from stairway.versions import Version
 
@@ -190,27 +190,27 @@ def _json(items: Iterable[HandItem]) -> list[dict[str, str]]:
 
 
 # In the order an upgrade runs them; a rolling upgrade's own kinds where they fall in its run.
-RUNNERS: dict[Kind, Runner] = {
-    Kind.BACKUP: _backup,
-    Kind.MAINTENANCE_ON: _maintenance_on,
-    Kind.STOP: _stop,
-    Kind.INTERRUPT_JOBS: _interrupt_jobs,
-    Kind.EXPAND: rolling.expand,
-    Kind.SCHEMA: _schema,
-    Kind.OBJECTS: _objects,
-    Kind.DELTAS: _deltas,
-    Kind.CONFIG_FILES: _config_files,
-    Kind.RELEASE: _release,
-    Kind.INSTANCE: rolling.instance,
-    Kind.START: _start,
-    Kind.HEALTH: _health,
-    Kind.SMOKE: _smoke,
-    Kind.CONTRACT: rolling.contract,
-    Kind.MAINTENANCE_OFF: _maintenance_off,
-    Kind.AUDIT: _audit,
+RUNNERS: dict[StepKind, Runner] = {
+    StepKind.BACKUP: _backup,
+    StepKind.MAINTENANCE_ON: _maintenance_on,
+    StepKind.STOP: _stop,
+    StepKind.INTERRUPT_JOBS: _interrupt_jobs,
+    StepKind.EXPAND: rolling.expand,
+    StepKind.SCHEMA: _schema,
+    StepKind.OBJECTS: _objects,
+    StepKind.DELTAS: _deltas,
+    StepKind.CONFIG_FILES: _config_files,
+    StepKind.RELEASE: _release,
+    StepKind.INSTANCE: rolling.instance,
+    StepKind.START: _start,
+    StepKind.HEALTH: _health,
+    StepKind.SMOKE: _smoke,
+    StepKind.CONTRACT: rolling.contract,
+    StepKind.MAINTENANCE_OFF: _maintenance_off,
+    StepKind.AUDIT: _audit,
 }
 
 
-def with_early_backup(taken: Future[tuple[Backup, float]]) -> dict[Kind, Runner]:
+def with_early_backup(taken: Future[tuple[Backup, float]]) -> dict[StepKind, Runner]:
     """The table for a run whose backup was started early."""
-    return {**RUNNERS, Kind.BACKUP: _early(taken)}
+    return {**RUNNERS, StepKind.BACKUP: _early(taken)}

@@ -23,18 +23,13 @@ from typing import Any
 import orjson
 import redis
 
-from stairway.errors import StairwayError
+from stairway.errors import SessionError, SessionTooNew, SessionUnreadable
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]  # format N -> format N + 1
 TTL = 8 * 3600
 
 
-class SessionTooNew(StairwayError):
-    """The session was written by a newer release than this instance runs."""
-
-
-class SessionError(StairwayError):
-    """A session entry cannot be read as one."""
+__all__ = ["Migration", "SessionError", "SessionStore", "SessionTooNew", "SessionUnreadable"]
 
 
 @dataclass
@@ -89,7 +84,7 @@ class SessionStore:
 
         Raises:
             SessionTooNew: A newer release wrote the session; it is left as it is.
-            SessionError: The entry under the key is not a stamped session.
+            SessionUnreadable: The entry under the key is not a stamped session.
         """
         key = self.key(session_id)
         with self.client.pipeline() as pipe:
@@ -119,7 +114,7 @@ class SessionStore:
 
         Raises:
             SessionTooNew: A newer release has taken the session over; it is left as it is.
-            SessionError: The entry under the key is not a stamped session.
+            SessionUnreadable: The entry under the key is not a stamped session.
         """
         key = self.key(session_id)
         with self.client.pipeline() as pipe:
@@ -148,12 +143,14 @@ class SessionStore:
             entry = orjson.loads(raw)
             version, data = int(entry["v"]), entry["data"]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise SessionError(
+            raise SessionUnreadable(
                 f"session {session_id[:6]}... is not a stamped session entry",
                 hint="it was written by something else under this prefix: log in again",
             ) from None
         if not isinstance(data, dict):
-            raise SessionError(f"session {session_id[:6]}... holds no data", hint="log in again")
+            raise SessionUnreadable(
+                f"session {session_id[:6]}... holds no data", hint="log in again"
+            )
         self._check_not_newer(version, session_id)
         return version, data
 
@@ -164,6 +161,8 @@ class SessionStore:
                 f"{self.version}",
                 hint="send the client to log in again or to an instance of the newer release; "
                 "the session was left as it is",
+                found=version,
+                reads=self.version,
             )
 
     def _migrate(self, version: int, data: dict[str, Any]) -> dict[str, Any]:

@@ -199,7 +199,10 @@ def _schema_of(
     for model in _manifest(Path(catalog)).release:
         if Version(model.version) == wanted:
             return model.schema_, model.patch_keys
-    raise GuardRefused(f"release {version} is not in the catalog at {catalog}")
+    raise GuardRefused(
+        f"release {version} is not in the catalog at {catalog}",
+        hint="start the product with the catalog of the release it runs, or a newer one",
+    )
 
 
 def _manifest(root: Path) -> Manifest:

@@ -12,7 +12,7 @@ from stairway.journal import JournalState
 from stairway.plan import UpgradePlan
 
 
-class Kind(StrEnum):
+class StepKind(StrEnum):
     BACKUP = "backup"
     MAINTENANCE_ON = "maintenance-on"
     STOP = "stop"
@@ -32,12 +32,12 @@ class Kind(StrEnum):
     CONTRACT = "contract"  # rolling: the deferred contract changes, once no old one is left
 
 
-HOP = (Kind.SCHEMA, Kind.OBJECTS, Kind.DELTAS, Kind.CONFIG_FILES)
+HOP = (StepKind.SCHEMA, StepKind.OBJECTS, StepKind.DELTAS, StepKind.CONFIG_FILES)
 
 
 @dataclass(frozen=True)
 class Step:
-    kind: Kind
+    kind: StepKind
     release: str | None = None  # the release a hop step moves to
     source: str | None = None  # the release that hop starts from
 
@@ -49,33 +49,39 @@ class Step:
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Step:
-        return cls(Kind(value["kind"]), value.get("release"), value.get("source"))
+        return cls(StepKind(value["kind"]), value.get("release"), value.get("source"))
 
 
 def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
-    steps = [Step(Kind.BACKUP), Step(Kind.MAINTENANCE_ON), Step(Kind.STOP)]
-    steps.append(Step(Kind.INTERRUPT_JOBS))
+    steps = [Step(StepKind.BACKUP), Step(StepKind.MAINTENANCE_ON), Step(StepKind.STOP)]
+    steps.append(Step(StepKind.INTERRUPT_JOBS))
     for hop in plan.steps:
         release, source = str(hop.release.version), str(hop.source)
         steps += [Step(kind, release, source) for kind in HOP]
     if releases:
-        steps.append(Step(Kind.RELEASE, str(plan.target), str(plan.current)))
-    finish = [Kind.START, Kind.HEALTH, Kind.SMOKE, Kind.MAINTENANCE_OFF, Kind.AUDIT]
+        steps.append(Step(StepKind.RELEASE, str(plan.target), str(plan.current)))
+    finish = [
+        StepKind.START,
+        StepKind.HEALTH,
+        StepKind.SMOKE,
+        StepKind.MAINTENANCE_OFF,
+        StepKind.AUDIT,
+    ]
     return [*steps, *(Step(kind) for kind in finish)]
 
 
 # Steps after which the site no longer is what the backup holds: undoing them means a restore.
 CHANGING = {
-    Kind.INTERRUPT_JOBS,
-    Kind.SCHEMA,
-    Kind.OBJECTS,
-    Kind.DELTAS,
-    Kind.CONFIG_FILES,
-    Kind.RELEASE,
-    Kind.START,
-    Kind.EXPAND,
-    Kind.INSTANCE,
-    Kind.CONTRACT,
+    StepKind.INTERRUPT_JOBS,
+    StepKind.SCHEMA,
+    StepKind.OBJECTS,
+    StepKind.DELTAS,
+    StepKind.CONFIG_FILES,
+    StepKind.RELEASE,
+    StepKind.START,
+    StepKind.EXPAND,
+    StepKind.INSTANCE,
+    StepKind.CONTRACT,
 }
 
 

@@ -42,7 +42,7 @@ from stairway.operations import schema as site_schema
 from stairway.plan import UpgradePlan
 from stairway.recovery import closed, in_words, maintenance_said, note, then
 from stairway.sitelock import changes_site
-from stairway.steps import Kind, Step, changed_site, plan_steps
+from stairway.steps import Step, StepKind, changed_site, plan_steps
 from stairway.targets import named_release
 from stairway.verify import verify
 
@@ -167,7 +167,7 @@ def _run(
     journal: Journal,
     state: JournalState,
     progress: Progress | None,
-    table: Mapping[Kind, runners.Runner] = runners.RUNNERS,
+    table: Mapping[StepKind, runners.Runner] = runners.RUNNERS,
 ) -> UpgradeReport:
     steps = [Step.from_json(s) for s in state.plan["steps"]]
     done: list[tuple[Step, dict[str, Any]]] = []
@@ -230,7 +230,7 @@ def _reread(journal: Journal, fallback: JournalState) -> JournalState:
 
 def _keep_rates(ctx: Context, done: list[tuple[Step, dict[str, Any]]], by: str) -> None:
     """What this run measured, for the next estimate; never a reason to fail a finished run."""
-    measured = [(str(step.kind), data) for step, data in done]
+    measured = [(step.kind, data) for step, data in done]
     with contextlib.suppress(OSError):
         record_measured(backup_dir(ctx), ctx.engine.dialect.name, measured, by)
 

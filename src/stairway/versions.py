@@ -145,6 +145,8 @@ def upgrade_path(releases: Sequence[Release], current: Version, target: Version)
         raise PlanError(
             f"{target} is older than the site's {current}: downgrades are refused",
             hint="restore a backup taken before the upgrade instead",
+            current=str(current),
+            target=str(target),
         )
     find_release(releases, current)
     goal = find_release(releases, target)
@@ -201,6 +203,8 @@ def check_hop(releases: Sequence[Release], current: Version, target: Version) ->
         raise PlanError(
             f"{current} -> {target} skips required stops: the path is {current} -> {stops}",
             hint="go step by step through each stop (`stairway plan --to` lists them)",
+            current=str(current),
+            target=str(target),
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -29,6 +30,13 @@ from stairway.versions import Release
 T = TypeVar("T")
 
 
+class CatalogSeverity(StrEnum):
+    """Whether a catalog problem keeps the catalog from loading."""
+
+    ERROR = "error"  # the catalog does not load
+    WARNING = "warning"  # reported, but the catalog still loads
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong (or, for a warning, worth knowing) in one file of the catalog."""
@@ -37,7 +45,7 @@ class Problem:
     line: int | None
     cause: str
     fix: str
-    severity: str = "error"  # or "warning": reported, but the catalog still loads
+    severity: CatalogSeverity = CatalogSeverity.ERROR
 
     @classmethod
     def of(cls, error: CatalogError) -> Problem:
@@ -69,12 +77,12 @@ class Report:
     @property
     def errors(self) -> list[Problem]:
         """The problems that stop the catalog from loading."""
-        return [p for p in self.problems if p.severity == "error"]
+        return [p for p in self.problems if p.severity is CatalogSeverity.ERROR]
 
     @property
     def warnings(self) -> list[Problem]:
         """The problems reported that still let the catalog load."""
-        return [p for p in self.problems if p.severity == "warning"]
+        return [p for p in self.problems if p.severity is CatalogSeverity.WARNING]
 
     def add(self, errors: Iterable[CatalogError]) -> None:
         """Keep every problem each error reports, its ``others`` included."""
@@ -131,7 +139,7 @@ def _check_changes(directory: Path, report: Report) -> list[tuple[int, int]]:
 def _warnings(change: Change) -> list[Problem]:
     findings = check_phase(change.statements, change.phase)
     return [
-        Problem(str(change.path), f.line, f"[{f.rule}] {f.message}", "", "warning")
+        Problem(str(change.path), f.line, f"[{f.rule}] {f.message}", "", CatalogSeverity.WARNING)
         for f in findings
         if not f.blocking
     ]

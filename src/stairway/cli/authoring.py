@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from stairway.authoring.newchange import write_change
-from stairway.catalog.check import Problem, Report, check_catalog
+from stairway.catalog.check import CatalogSeverity, Problem, Report, check_catalog
 from stairway.errors import ExitCode, SiteError
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, err, out
 from stairway.site import load_site
@@ -61,8 +61,9 @@ def _show(report: Report) -> None:
 
 
 def _show_problem(problem: Problem) -> None:
-    colour = "red" if problem.severity == "error" else "yellow"
-    console = err if problem.severity == "error" else out
+    error = problem.severity is CatalogSeverity.ERROR
+    colour = "red" if error else "yellow"
+    console = err if error else out
     console.print(
         f"{escape(problem.where())}: [{colour}]{problem.severity}:[/{colour}] "
         f"{escape(problem.cause)}",

@@ -18,7 +18,7 @@ def estimate_upgrade(
     plan = site_schema.plan(ctx, to)
     steps = plan_steps(plan, releases=ctx.site.site.releases_dir is not None)
     hops = {str(h.release.version): h for h in plan.steps}
-    described = [(str(s.kind), s.describe(), hops.get(s.release or "")) for s in steps]
+    described = [(s.kind, s.describe(), hops.get(s.release or "")) for s in steps]
     sizes = table_sizes(ctx.engine)
     facts = site_facts(ctx.engine, ctx.catalog, sizes, ctx.site.site.data_dir)
     rates = load_rates(ctx.engine, ctx.site.site.backup_dir, recalibrate)

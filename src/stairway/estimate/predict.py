@@ -19,21 +19,21 @@ from stairway.estimate.operations import Operation, OpKind, operations
 from stairway.estimate.rates import BACKUP_BYTES_PER_S, OBJECTS_PER_S, Rates
 from stairway.estimate.sizes import TableSize
 from stairway.plan import PlanStep, UpgradePlan
-from stairway.schema.change import Change
-from stairway.schema.change import Kind as ChangeKind
+from stairway.schema.change import Change, ChangeKind
+from stairway.steps import StepKind
 
 CONCURRENT_PASSES = 2.0  # CREATE INDEX CONCURRENTLY scans the table twice
 # Steps whose time does not grow with the site: a flag, a link, a few rows or files.
 QUICK = frozenset(
     {
-        "maintenance-on",
-        "maintenance-off",
-        "audit",
-        "interrupt-jobs",
-        "deltas",
-        "config-files",
-        "release",
-        "smoke-checks",
+        StepKind.MAINTENANCE_ON,
+        StepKind.MAINTENANCE_OFF,
+        StepKind.AUDIT,
+        StepKind.INTERRUPT_JOBS,
+        StepKind.DELTAS,
+        StepKind.CONFIG_FILES,
+        StepKind.RELEASE,
+        StepKind.SMOKE,
     }
 )
 
@@ -83,7 +83,7 @@ class ChangeEstimate:
 class StepEstimate:
     """One step of the upgrade with its predicted time and the limits it would break."""
 
-    kind: str
+    kind: StepKind
     label: str  # the step as the upgrade describes it
     seconds: float | None
     basis: str
@@ -178,7 +178,7 @@ def site_facts(
 
 def estimate(
     plan: UpgradePlan,
-    step_kinds: list[tuple[str, str, PlanStep | None]],
+    step_kinds: list[tuple[StepKind, str, PlanStep | None]],
     catalog: Catalog,
     facts: SiteFacts,
     rates: Rates,
@@ -188,20 +188,25 @@ def estimate(
     steps = []
     down = False
     for kind, label, hop in step_kinds:
-        down = down or kind == "stop"
+        down = down or kind == StepKind.STOP
         found = _step(kind, label, hop, catalog, facts, rates)
-        found.downtime = down and kind not in ("backup", "maintenance-on")
+        found.downtime = down and kind not in (StepKind.BACKUP, StepKind.MAINTENANCE_ON)
         _flag(found, limits)
         steps.append(found)
-        down = down and kind not in ("start",)
+        down = down and kind != StepKind.START
     basis = rates.measured_by or f"calibration of {rates.calibrated}"
     return Estimate(tuple(steps), limits, basis)
 
 
 def _step(
-    kind: str, label: str, hop: PlanStep | None, catalog: Catalog, facts: SiteFacts, rates: Rates
+    kind: StepKind,
+    label: str,
+    hop: PlanStep | None,
+    catalog: Catalog,
+    facts: SiteFacts,
+    rates: Rates,
 ) -> StepEstimate:
-    if kind == "schema" and hop is not None:
+    if kind == StepKind.SCHEMA and hop is not None:
         changes = tuple(_change(c, facts, rates) for c in hop.changes)
         known = [c.seconds for c in changes if c.seconds is not None]
         unknown = len(known) < len(changes)
@@ -211,11 +216,11 @@ def _step(
         return StepEstimate(
             kind, label, sum(known), "measured" if measured else "calibration", changes
         )
-    if kind == "objects" and hop is not None:
+    if kind == StepKind.OBJECTS and hop is not None:
         count = _objects_to_rewrite(catalog, facts, hop)
         rate = rates.objects_per_s or OBJECTS_PER_S
         return StepEstimate(kind, label, count / rate, _basis(rates.objects_per_s))
-    if kind == "backup":
+    if kind == StepKind.BACKUP:
         size = sum(s.bytes for s in facts.sizes.values()) + facts.data_bytes
         rate = rates.backup_bytes_per_s or BACKUP_BYTES_PER_S
         return StepEstimate(kind, label, size / rate, _basis(rates.backup_bytes_per_s))
@@ -269,7 +274,7 @@ def _flag(step: StepEstimate, limits: Limits) -> None:
         return
     if (
         limits.probe is not None
-        and step.kind in ("schema", "objects")
+        and step.kind in (StepKind.SCHEMA, StepKind.OBJECTS)
         and step.seconds > limits.probe
     ):
         step.flags.append(

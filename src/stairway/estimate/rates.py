@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from stairway import faults
 from stairway.estimate.calibration import Cost, calibrate
 from stairway.files import write_atomic
+from stairway.steps import StepKind
 
 FILE = "stairway-rates.json"
 OBJECTS_PER_S = 20_000.0  # built-in: one JSON document read, migrated and written
@@ -86,7 +87,7 @@ def read_rates(backup_dir: Path | None, engine_kind: str) -> Rates | None:
 def record_measured(
     backup_dir: Path | None,
     engine_kind: str,
-    done: list[tuple[str, dict[str, Any]]],
+    done: list[tuple[StepKind, dict[str, Any]]],
     by: str,
     service: bool = True,
 ) -> None:
@@ -96,13 +97,13 @@ def record_measured(
     for kind, data in done:
         seconds = float(data.get("seconds", 0.0))
         rates.changes.update({k: v / 1000 for k, v in data.get("ms", {}).items()})
-        if kind == "objects" and data.get("rewritten", 0) >= 1000 and seconds > 0:
+        if kind == StepKind.OBJECTS and data.get("rewritten", 0) >= 1000 and seconds > 0:
             rates.objects_per_s = data["rewritten"] / seconds
         took = float(data.get("took", seconds))  # the backup ran beside verify
-        if kind == "backup" and data.get("bytes") and took > 0:
+        if kind == StepKind.BACKUP and data.get("bytes") and took > 0:
             rates.backup_bytes_per_s = data["bytes"] / took
-        if service and kind in ("stop", "start", "health"):
-            rates.steps[kind] = seconds
+        if service and kind in (StepKind.STOP, StepKind.START, StepKind.HEALTH):
+            rates.steps[kind.value] = seconds  # a plain str: the rates file's keys are JSON
     rates.measured_by = by
     save_rates(backup_dir, rates)
 

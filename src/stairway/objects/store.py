@@ -235,4 +235,7 @@ def _version(value: object) -> Version | None:
 def _text(body: object) -> bytes | str:
     if isinstance(body, bytes | str):
         return body
-    raise ObjectMigrationError(f"an object body is {type(body).__name__}, not JSON text")
+    raise ObjectMigrationError(
+        f"an object body is {type(body).__name__}, not JSON text",
+        hint="point the catalog's [objects] body column at the column holding the JSON text",
+    )

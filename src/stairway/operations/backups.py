@@ -55,6 +55,7 @@ def backup(ctx: Context) -> Backup:
         raise BackupError(
             f"cannot write the backup in {parts.backup_dir}: {found.said}",
             hint=f"{found.advice(parts.backup_dir)}, then back up again; the site was not changed",
+            path=str(parts.backup_dir),
         ) from error
 
 

@@ -35,7 +35,10 @@ def export(
     if chunk < 1:
         raise TransferError(f"--chunk must be at least 1 (got {chunk})", hint="for example 10000")
     if workers < 1:
-        raise TransferError(f"--workers must be at least 1 (got {workers})", hint="")
+        raise TransferError(
+            f"--workers must be at least 1 (got {workers})",
+            hint="pass --workers 1, or up to the number of CPU cores",
+        )
     state = migrator.read_state(ctx.engine, ctx.catalog)
     header = {
         "product": ctx.catalog.product,
@@ -72,6 +75,9 @@ def _import_file(
     if not path.is_file():
         raise TransferError(f"{path} does not exist", hint="give the export file's path")
     if max_errors < 0:
-        raise TransferError(f"--max-errors must be 0 or more (got {max_errors})", hint="")
+        raise TransferError(
+            f"--max-errors must be 0 or more (got {max_errors})",
+            hint="pass --max-errors 0 to stop at the first bad object, or how many to skip",
+        )
     store = object_store(ctx)
     return import_objects(store, path, ctx.catalog.product, max_errors, progress, workers, shard)

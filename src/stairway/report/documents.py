@@ -17,6 +17,7 @@ from stairway.plan import UpgradePlan
 from stairway.rehearse import Rehearsal
 from stairway.report.model import Document, Run, StepClock, build_document
 from stairway.report.render import write_report
+from stairway.steps import StepKind
 from stairway.upgrade import Progress, UpgradeReport, upgrade
 from stairway.verify import Report, verify
 
@@ -60,7 +61,7 @@ def upgrade_document(
         findings: The pre-upgrade findings, if verify ran.
     """
     done = outcome.done if outcome else ()
-    backup = next((d.get("backup") for s, d in done if str(s.kind) == "backup"), None)
+    backup = next((d.get("backup") for s, d in done if s.kind == StepKind.BACKUP), None)
     run = Run(clock.durations(), failure)
     return _document("upgrade", ctx, plan, findings, estimate, run, backup)
 

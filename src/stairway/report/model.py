@@ -8,10 +8,8 @@ from datetime import UTC, datetime
 
 from stairway.estimate.predict import Estimate
 from stairway.plan import UpgradePlan
-from stairway.steps import Step, plan_steps
-from stairway.verify import Finding, Report
-
-SEVERITIES = ("critical", "warning", "suggestion", "info")
+from stairway.steps import Step, StepKind, plan_steps
+from stairway.verify import Finding, FindingSeverity, Report
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ class Document:
     ok: bool
     stairs: tuple[Stair, ...]
     steps: tuple[StepRow, ...]
-    findings: dict[str, tuple[Finding, ...]]
+    findings: dict[FindingSeverity, tuple[Finding, ...]]
     backup: str | None
     notes: str  # Markdown
     end_state: str | None = None
@@ -170,7 +168,7 @@ def _rows(
     for step in steps:
         label = step.describe()
         guess = predicted.get(label)
-        hop = hops.get(step.release or "") if step.kind == "schema" else None
+        hop = hops.get(step.release or "") if step.kind == StepKind.SCHEMA else None
         phases = sorted({c.phase.value for c in hop.changes}) if hop else []
         rows.append(
             StepRow(
@@ -194,5 +192,7 @@ def _status(label: str, run: Run | None, actual: dict[str, float], failed_at: st
     return "done" if label in actual else "not run"
 
 
-def _by_severity(findings: tuple[Finding, ...] | list[Finding]) -> dict[str, tuple[Finding, ...]]:
-    return {s: tuple(f for f in findings if f.severity == s) for s in SEVERITIES}
+def _by_severity(
+    findings: tuple[Finding, ...] | list[Finding],
+) -> dict[FindingSeverity, tuple[Finding, ...]]:
+    return {s: tuple(f for f in findings if f.severity == s) for s in FindingSeverity}

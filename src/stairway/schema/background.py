@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from types import ModuleType
 
 from sqlalchemy import (
@@ -50,7 +51,7 @@ jobs_table = Table(
     metadata,
     Column("number", Integer, primary_key=True),  # the change's number
     Column("label", String(200), nullable=False),
-    Column("state", String(16), nullable=False),  # queued | running | paused | done
+    Column("state", String(16), nullable=False),  # a JobState
     Column("low", BigInteger, nullable=False),  # the key range when it was queued
     Column("high", BigInteger, nullable=False),  # exclusive
     Column("cursor", BigInteger, nullable=False),  # every key below it is done
@@ -63,11 +64,20 @@ jobs_table = Table(
 )
 
 
+class JobState(StrEnum):
+    """Where a background migration is; stored in ``stairway_background.state`` as its value."""
+
+    QUEUED = "queued"  # waiting for a run
+    RUNNING = "running"  # a run has done at least one batch and not all
+    PAUSED = "paused"  # an operator paused it: runs skip it until resumed
+    DONE = "done"  # every key done
+
+
 @dataclass(frozen=True)
 class Job:
     number: int
     label: str
-    state: str
+    state: JobState
     low: int
     high: int
     cursor: int
@@ -78,12 +88,12 @@ class Job:
     @property
     def fraction(self) -> float:
         span = self.high - self.low
-        return 1.0 if span <= 0 or self.state == "done" else (self.cursor - self.low) / span
+        return 1.0 if span <= 0 or self.state is JobState.DONE else (self.cursor - self.low) / span
 
     def eta(self, now: datetime | None = None) -> float | None:
         """Seconds left at the rate so far; None before the first batch."""
-        if self.started is None or self.state == "done" or self.cursor <= self.low:
-            return None if self.state != "done" else 0.0
+        if self.started is None or self.state is JobState.DONE or self.cursor <= self.low:
+            return None if self.state is not JobState.DONE else 0.0
         elapsed = (
             (now or datetime.now(UTC)) - datetime.fromisoformat(self.started)
         ).total_seconds()
@@ -113,7 +123,7 @@ def queue(conn: Connection, change: Change) -> None:
         jobs_table.insert().values(
             number=change.number,
             label=change.label,
-            state="queued" if high > low else "done",
+            state=(JobState.QUEUED if high > low else JobState.DONE).value,
             low=low,
             high=high,
             cursor=low,
@@ -130,13 +140,23 @@ def jobs(engine: Engine) -> list[Job]:
             return []
         rows = conn.execute(select(jobs_table).order_by(jobs_table.c.number)).all()
     return [
-        Job(r.number, r.label, r.state, r.low, r.high, r.cursor, r.batches, r.throttled, r.started)
+        Job(
+            r.number,
+            r.label,
+            JobState(r.state),
+            r.low,
+            r.high,
+            r.cursor,
+            r.batches,
+            r.throttled,
+            r.started,
+        )
         for r in rows
     ]
 
 
 def unfinished(engine: Engine) -> list[Job]:
-    return [job for job in jobs(engine) if job.state != "done"]
+    return [job for job in jobs(engine) if job.state is not JobState.DONE]
 
 
 def set_paused(engine: Engine, number: int, paused: bool) -> Job:
@@ -145,10 +165,10 @@ def set_paused(engine: Engine, number: int, paused: bool) -> Job:
     if job is None:
         known = ", ".join(str(n) for n in found) or "none"
         raise UsageRefused(f"no background migration {number}", hint=f"known: {known}")
-    if job.state == "done":
+    if job.state is JobState.DONE:
         raise UsageRefused(f"{job.label} is finished", hint="nothing to pause or resume")
     with engine.begin() as conn:
-        state = "paused" if paused else "queued"
+        state = (JobState.PAUSED if paused else JobState.QUEUED).value
         conn.execute(update(jobs_table).where(jobs_table.c.number == number).values(state=state))
     return next(j for j in jobs(engine) if j.number == number)
 
@@ -195,7 +215,7 @@ def run(
     throttle = throttle or Throttle()
     deadline = time.monotonic() + max_seconds if max_seconds else None
     for job in unfinished(engine):
-        if job.state == "paused":
+        if job.state is JobState.PAUSED:
             continue
         change = changes.get(job.number)
         if change is None or change.batches is None:
@@ -244,7 +264,7 @@ def _run_job(
         )
         if progress:
             progress(outcome)
-        if outcome.state == "done":
+        if outcome.state is JobState.DONE:
             return True
         time.sleep(max(throttle.pause, took * throttle.rest))
 
@@ -257,7 +277,7 @@ def _batch(engine: Engine, change: Change, module: ModuleType) -> Job | None:
         if engine.dialect.name == "postgresql":
             query = query.with_for_update()  # one runner per migration at a time
         row = conn.execute(query).one()
-        if row.state == "paused":
+        if JobState(row.state) is JobState.PAUSED:
             return None
         low, high = row.cursor, min(row.cursor + change.batches.size, row.high)
         try:
@@ -267,12 +287,13 @@ def _batch(engine: Engine, change: Change, module: ModuleType) -> Job | None:
                 f"background change {change.label} failed on keys {low} to {high - 1}: {err}",
                 hint="the batch was rolled back and the cursor stays before it; fix the change "
                 "and run again",
+                change=change.number,
             ) from err
         done = high >= row.high
         values = {
             "cursor": high,
             "batches": row.batches + 1,
-            "state": "done" if done else "running",
+            "state": (JobState.DONE if done else JobState.RUNNING).value,
         }
         if done:
             values["finished"] = _now()

@@ -21,7 +21,7 @@ class Phase(StrEnum):
         return self in (Phase.EXPAND, Phase.BACKGROUND)
 
 
-class Kind(StrEnum):
+class ChangeKind(StrEnum):
     SQL = "sql"
     PYTHON = "python"
 
@@ -43,7 +43,7 @@ class Change:
     number: int
     name: str
     path: Path
-    kind: Kind
+    kind: ChangeKind
     phase: Phase
     checksum: str
     transactional: bool = True

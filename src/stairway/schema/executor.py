@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from stairway.errors import ChangeFailed, DataLossRefused, SchemaError
 from stairway.schema import background, recorder
-from stairway.schema.change import Change, Kind
+from stairway.schema.change import Change, ChangeKind
 from stairway.schema.sqltext import Statement
 
 Progress = Callable[[Change], None]
@@ -55,6 +55,7 @@ def apply(engine: Engine, change: Change, release: str) -> Applied:
                         f"of {DDL_LOCK_TIMEOUT_MS} ms: long transactions hold the table",
                         hint="find them in pg_stat_activity (state 'idle in transaction' or "
                         "long queries), end them, and migrate again",
+                        change=change.number,
                     ) from failure
                 raise
             time.sleep(DDL_BACKOFF * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
@@ -71,14 +72,18 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
     started = time.perf_counter()
     if lock_ms is not None:
         engine = engine.execution_options(stairway_lock_timeout_ms=lock_ms)
-    if engine.dialect.name == "postgresql" and change.kind == Kind.SQL and change.transactional:
+    if (
+        engine.dialect.name == "postgresql"
+        and change.kind == ChangeKind.SQL
+        and change.transactional
+    ):
         _apply_postgres_sql(engine, change, release, started)
     elif change.transactional or engine.dialect.name != "postgresql":
         with engine.begin() as conn:
             if lock_ms is not None:
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_ms)}")
             _run_up(conn, change)
-            recorder.record(conn, change, release, _since(started), "applied")
+            recorder.record(conn, change, release, _since(started), recorder.RecordKind.APPLIED)
     else:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             if lock_ms is not None:
@@ -87,7 +92,7 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
             if lock_ms is not None:
                 conn.exec_driver_sql("RESET lock_timeout")
         with engine.begin() as conn:
-            recorder.record(conn, change, release, _since(started), "applied")
+            recorder.record(conn, change, release, _since(started), recorder.RecordKind.APPLIED)
     return Applied(change, _since(started))
 
 
@@ -108,7 +113,9 @@ def _apply_postgres_sql(engine: Engine, change: Change, release: str, started: f
                 for index, statement in enumerate(change.statements):
                     _execute(cursor, change, statement, begin if index == 0 else "")
                 begin = "" if change.statements else "BEGIN;\n"
-                insert = recorder.record_sql(change, release, _since(started), "applied")
+                insert = recorder.record_sql(
+                    change, release, _since(started), recorder.RecordKind.APPLIED
+                )
                 cursor.execute(begin + insert.as_string(pg) + ";\nCOMMIT")
             finally:
                 if pg.info.transaction_status != TransactionStatus.IDLE:
@@ -119,7 +126,7 @@ def revert(engine: Engine, change: Change) -> Applied:
     """Run a change's declared down direction and forget it, in one transaction."""
     started = time.perf_counter()
     with engine.begin() as conn:
-        if change.kind == Kind.PYTHON:
+        if change.kind == ChangeKind.PYTHON:
             _call(conn, change, "downgrade")
         else:
             _run_statements(conn, change, change.down or ())
@@ -145,7 +152,7 @@ def refuse_data_loss(changes: Sequence[Change], allow_data_loss: bool) -> None:
 def _run_up(conn: Connection, change: Change) -> None:
     if change.batches is not None:
         background.queue(conn, change)  # its batches run while the product serves
-    elif change.kind == Kind.PYTHON:
+    elif change.kind == ChangeKind.PYTHON:
         _call(conn, change, "upgrade")
     else:
         _run_statements(conn, change, change.statements)
@@ -169,6 +176,8 @@ def _execute(cursor: object, change: Change, statement: Statement, prefix: str =
             f"change {change.label} failed at {change.path.name}:{statement.line} "
             f"({statement.describe()}): {_reason(err)}",
             hint="the change was rolled back; fix it in a new release of the catalog",
+            change=change.number,
+            line=statement.line,
         ) from err
 
 
@@ -180,11 +189,13 @@ def _call(conn: Connection, change: Change, function: str) -> None:
         raise ChangeFailed(
             f"change {change.label} failed in {function}(): {_reason(err.orig or err)}",
             hint="the change was rolled back; fix it in a new release of the catalog",
+            change=change.number,
         ) from err
     except Exception as err:
         raise ChangeFailed(
             f"change {change.label} raised {type(err).__name__} in {function}(): {err}",
             hint="the change was rolled back; fix it in a new release of the catalog",
+            change=change.number,
         ) from err
 
 
@@ -192,7 +203,10 @@ def _load(change: Change) -> ModuleType:
     name = f"stairway_change_{change.number}_{change.patch}_{change.checksum[:12]}"
     spec = importlib.util.spec_from_file_location(name, change.path)
     if spec is None or spec.loader is None:
-        raise SchemaError(f"cannot load {change.path}")
+        raise SchemaError(
+            f"cannot load {change.path}",
+            hint="a Python change must be a readable .py file in the catalog's schema directory",
+        )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

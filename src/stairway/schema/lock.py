@@ -95,9 +95,12 @@ def _wait(attempt: Callable[[], bool], timeout: float, holder: Callable[[], str]
     deadline = time.monotonic() + timeout
     while not attempt():
         if time.monotonic() >= deadline:
+            who = holder()
             raise LockTimeout(
-                f"{holder()} is migrating this database; gave up after {timeout:g} s",
+                f"{who} is migrating this database; gave up after {timeout:g} s",
                 hint="wait for it to finish, or raise --lock-timeout; a crashed migrator "
                 "releases the lock by itself",
+                holder=who,
+                waited=timeout,
             )
         time.sleep(POLL_SECONDS)

@@ -120,7 +120,9 @@ def baseline(
             adoption.refuse_unlike(engine, catalog, at)
         with engine.begin() as conn:
             for change in catalog.changes_between(0, at):
-                recorder.record(conn, change, _release_label(catalog, change), 0, "baseline")
+                recorder.record(
+                    conn, change, _release_label(catalog, change), 0, recorder.RecordKind.BASELINE
+                )
     return at
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from stairway.errors import CatalogError
-from stairway.schema.change import Batches, Change, Kind, Phase
+from stairway.schema.change import Batches, Change, ChangeKind, Phase
 from stairway.schema.sqltext import SqlSyntaxError, Statement, checksum, split_statements, tokenize
 
 T = TypeVar("T")
@@ -122,7 +122,7 @@ def _read_sql(file: ChangeFile, text: str) -> tuple[Change | None, list[CatalogE
         patch=file.patch,
         name=file.name,
         path=file.path,
-        kind=Kind.SQL,
+        kind=ChangeKind.SQL,
         phase=phase,
         checksum=checksum(text),
         transactional=transactional,
@@ -273,7 +273,7 @@ def _read_python(file: ChangeFile, text: str) -> Change:
         patch=file.patch,
         name=file.name,
         path=file.path,
-        kind=Kind.PYTHON,
+        kind=ChangeKind.PYTHON,
         phase=phase,
         checksum=checksum(text),
         has_python_down=has_down,
@@ -309,7 +309,7 @@ def _read_background(
         patch=file.patch,
         name=file.name,
         path=file.path,
-        kind=Kind.PYTHON,
+        kind=ChangeKind.PYTHON,
         phase=Phase.BACKGROUND,
         checksum=checksum(text),
         description=" ".join((ast.get_docstring(tree) or "").split()),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from psycopg import sql
 from sqlalchemy import (
@@ -50,7 +51,7 @@ changes_table = Table(
     Column("release", String(64), nullable=False),
     Column("applied_at", DateTime(timezone=True), nullable=False),
     Column("duration_ms", Integer, nullable=False),
-    Column("kind", String(20), nullable=False),  # applied | baseline
+    Column("kind", String(20), nullable=False),  # a RecordKind
 )
 
 patches_table = Table(
@@ -69,6 +70,13 @@ meta_table = Table(
 )
 
 
+class RecordKind(StrEnum):
+    """How a change came to be recorded: stored in the ``kind`` column as its value."""
+
+    APPLIED = "applied"  # Stairway ran it
+    BASELINE = "baseline"  # found in place when an existing database was adopted
+
+
 @dataclass(frozen=True)
 class AppliedChange:
     number: int
@@ -79,7 +87,7 @@ class AppliedChange:
     release: str
     applied_at: datetime
     duration_ms: int
-    kind: str
+    kind: RecordKind
     patch: int = 0
 
     @property
@@ -132,6 +140,7 @@ def applied(conn: Connection) -> list[AppliedChange]:
 def _applied(row: object) -> AppliedChange:
     values = dict(row)  # type: ignore[call-overload]
     values["phase"] = Phase(values["phase"])
+    values["kind"] = RecordKind(values["kind"])
     return AppliedChange(**values)
 
 
@@ -140,12 +149,16 @@ def table_of(change: Change) -> Table:
     return patches_table if change.patch else changes_table
 
 
-def record(conn: Connection, change: Change, release: str, duration_ms: int, kind: str) -> None:
+def record(
+    conn: Connection, change: Change, release: str, duration_ms: int, kind: RecordKind
+) -> None:
     row = record_row(change, release, duration_ms, kind)
     conn.execute(insert(table_of(change)).values(**row))
 
 
-def record_row(change: Change, release: str, duration_ms: int, kind: str) -> dict[str, object]:
+def record_row(
+    change: Change, release: str, duration_ms: int, kind: RecordKind
+) -> dict[str, object]:
     """The ``stairway_changes`` row that says ``change`` is present."""
     patch = {"patch": change.patch} if change.patch else {}
     return {
@@ -158,11 +171,11 @@ def record_row(change: Change, release: str, duration_ms: int, kind: str) -> dic
         "release": release,
         "applied_at": datetime.now(UTC),
         "duration_ms": duration_ms,
-        "kind": kind,
+        "kind": kind.value,
     }
 
 
-def record_sql(change: Change, release: str, duration_ms: int, kind: str) -> sql.Composed:
+def record_sql(change: Change, release: str, duration_ms: int, kind: RecordKind) -> sql.Composed:
     """The same row as :func:`record` writes, as one PostgreSQL ``INSERT`` that a caller sends
     together with its ``COMMIT`` (one round trip fewer per change)."""
     row = record_row(change, release, duration_ms, kind)

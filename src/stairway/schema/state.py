@@ -69,6 +69,7 @@ class SchemaState:
                 f"drift: {lines}",
                 hint="restore the file as it was applied, or record the new text with "
                 "`stairway repair` after checking the database really matches it",
+                changes=tuple(d.applied.number for d in self.drifted),
             )
 
     def refuse_unknown_patch(self) -> None:
@@ -113,4 +114,5 @@ def refuse_uncarried(
         f"database holds (applied by {patch.release}): {release.version} was published "
         "before that patch",
         hint=f"{where}; a database never moves to a release that lacks one of its changes",
+        target=str(release.version),
     )

@@ -100,7 +100,10 @@ def import_objects(
             ``workers`` is below 1, or more than ``max_errors`` records were rejected.
     """
     if workers < 1:
-        raise TransferError(f"--workers must be at least 1 (got {workers})", hint="")
+        raise TransferError(
+            f"--workers must be at least 1 (got {workers})",
+            hint="pass --workers 1, or up to the number of CPU cores",
+        )
     header, raw = _read_header(path)
     _check_header(store, header, path, product)
     _check_whole(path)

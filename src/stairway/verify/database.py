@@ -1,0 +1,98 @@
+"""Findings on the database and the plan: a database this catalog cannot know, drifted changes,
+the path of releases, pending schema changes, and unfinished background migrations."""
+
+from __future__ import annotations
+
+from stairway.context import Context
+from stairway.plan import UpgradePlan
+from stairway.schema import background
+from stairway.schema.state import SchemaState
+from stairway.verify.findings import Finding, FindingSeverity, Topic
+from stairway.versions import Version
+
+
+def database_findings(ctx: Context, state: SchemaState, current: Version) -> list[Finding]:
+    """A database newer than the catalog, and every applied change whose file drifted."""
+    found = []
+    if state.unknown or current > ctx.catalog.latest.version:
+        found.append(
+            Finding(
+                Topic.DATABASE,
+                FindingSeverity.CRITICAL,
+                f"the database is newer than this catalog (site {current}, schema level "
+                f"{state.level}; the catalog ends at {ctx.catalog.latest.version})",
+                blocking=True,
+                hint="use the catalog of the release the site runs or a newer one",
+            )
+        )
+    found += [
+        Finding(
+            Topic.SCHEMA,
+            FindingSeverity.CRITICAL,
+            d.describe(),
+            blocking=True,
+            hint="restore the file as applied, or `stairway repair` after checking the database",
+        )
+        for d in state.drifted
+    ]
+    return found
+
+
+def path_findings(plan: UpgradePlan) -> list[Finding]:
+    """The releases the upgrade passes through."""
+    if not plan.steps:
+        return [
+            Finding(
+                Topic.PATH, FindingSeverity.INFO, f"already at {plan.target}: nothing to upgrade"
+            )
+        ]
+    stops = [str(s.release.version) for s in plan.steps[:-1]]
+    via = f" through the required stop(s) {', '.join(stops)}" if stops else ""
+    return [Finding(Topic.PATH, FindingSeverity.INFO, f"{plan.describe()}{via}")]
+
+
+def schema_findings(plan: UpgradePlan, state: SchemaState) -> list[Finding]:
+    """The schema changes still to apply, and those that need the product stopped."""
+    done = {a.key for a in state.applied}
+    pending = [c for c in plan.changes if c.key not in done]
+    downtime = [c for c in pending if not c.phase.online]
+    found = (
+        [
+            Finding(
+                Topic.SCHEMA,
+                FindingSeverity.INFO,
+                f"{len(pending)} pending change(s): " + ", ".join(c.describe() for c in pending),
+                count=len(pending),
+            )
+        ]
+        if pending
+        else []
+    )
+    if downtime:
+        found.append(
+            Finding(
+                Topic.SCHEMA,
+                FindingSeverity.WARNING,
+                f"{len(downtime)} change(s) need the product stopped: "
+                + ", ".join(c.label for c in downtime),
+                count=len(downtime),
+                hint="plan a maintenance window, or choose a rolling-safe target",
+            )
+        )
+    return found
+
+
+def background_findings(ctx: Context) -> list[Finding]:
+    """GitLab's rule: a background migration queued by an earlier upgrade must be finished
+    before the next one starts, since the releases after it count on its data."""
+    return [
+        Finding(
+            Topic.BACKGROUND,
+            FindingSeverity.CRITICAL,
+            f"background migration {job.describe()}",
+            blocking=True,
+            hint="let it finish (`stairway background run`, `stairway background status`), "
+            "then upgrade",
+        )
+        for job in background.unfinished(ctx.engine)
+    ]
