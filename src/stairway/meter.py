@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-Update = Callable[[int, int], None]  # (done, total)
+from stairway import progress
 
 
 class RateColumn(ProgressColumn):
@@ -31,10 +31,10 @@ class RateColumn(ProgressColumn):
 
 
 @contextmanager
-def meter(console: Console, label: str) -> Iterator[Update]:
+def meter(console: Console, label: str) -> Iterator[progress.Progress[None]]:
     """Show a progress bar labelled ``label`` while the block runs; yields its update function.
 
-    The function takes (done, total); a total of 0 leaves the bar without one.
+    A total of 0 or None leaves the bar without one.
     """
     columns = (
         TextColumn("{task.description}"),
@@ -47,4 +47,8 @@ def meter(console: Console, label: str) -> Iterator[Update]:
     )
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total or None)
+
+        def update(done: int, total: int | None, _item: None, /) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        yield update

@@ -35,8 +35,9 @@ from stairway.database import dispose_all, engine_for
 from stairway.errors import StairwayError, UsageRefused
 from stairway.estimate.rates import record_measured
 from stairway.operations import Status
+from stairway.progress import Progress
 from stairway.steps import Step
-from stairway.upgrade import Progress, UpgradeReport, upgrade
+from stairway.upgrade import UpgradeReport, upgrade
 from stairway.verify import Report, verify
 
 
@@ -59,7 +60,7 @@ def rehearse(
     to: str | None,
     scratch_url: str | None = None,
     keep: bool = False,
-    progress: Progress | None = None,
+    progress: Progress[Step] | None = None,
 ) -> Rehearsal:
     backup_path, manifest, taken = _latest_backup(ctx)
     root = context.backup_dir(ctx) / f"rehearsal-{manifest.id}-{uuid.uuid4().hex[:6]}"
@@ -81,11 +82,13 @@ def rehearse(
     return found
 
 
-def _run(scratch: Context, to: str | None, found: Rehearsal, progress: Progress | None) -> None:
+def _run(
+    scratch: Context, to: str | None, found: Rehearsal, progress: Progress[Step] | None
+) -> None:
     found.findings = verify(scratch, to)
     clock: list[tuple[Step, float]] = []
 
-    def timed(index: int, total: int, step: Step) -> None:
+    def timed(index: int, total: int | None, step: Step, /) -> None:
         clock.append((step, time.monotonic()))
         if progress:
             progress(index, total, step)

@@ -40,6 +40,7 @@ from stairway.journal import Journal, JournalState
 from stairway.losses import LossReport, losses_since
 from stairway.operations import schema as site_schema
 from stairway.plan import UpgradePlan
+from stairway.progress import Progress
 from stairway.recovery import closed, in_words, maintenance_said, note, then
 from stairway.sitelock import changes_site
 from stairway.steps import Step, StepKind, changed_site, plan_steps
@@ -65,15 +66,12 @@ class UpgradeReport:
         return handwork.recorded(data for _, data in self.done)
 
 
-Progress = Callable[[int, int, Step], None]
-
-
 @changes_site  # held for the whole run: resume, rollback or restore beside it are refused
 def upgrade(
     ctx: Context,
     to: str | None,
     resume: bool = False,
-    progress: Progress | None = None,
+    progress: Progress[Step] | None = None,
     rolling: bool = False,
 ) -> UpgradeReport:
     """Upgrade the site to ``to`` (default: latest), or finish an interrupted upgrade;
@@ -144,7 +142,7 @@ def _discard(early: Future[tuple[Backup, float]]) -> None:
 
 
 def _resume(
-    ctx: Context, journal: Journal, active: JournalState, progress: Progress | None
+    ctx: Context, journal: Journal, active: JournalState, progress: Progress[Step] | None
 ) -> UpgradeReport:
     if any(r.event.startswith("rollback") for r in active.records):
         raise UpgradeError(
@@ -166,7 +164,7 @@ def _run(
     ctx: Context,
     journal: Journal,
     state: JournalState,
-    progress: Progress | None,
+    progress: Progress[Step] | None,
     table: Mapping[StepKind, runners.Runner] = runners.RUNNERS,
 ) -> UpgradeReport:
     steps = [Step.from_json(s) for s in state.plan["steps"]]

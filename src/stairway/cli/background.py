@@ -34,8 +34,8 @@ def background_run(
     """Run queued background migrations until they finish; safe to stop and run again."""
     ctx = site_context.open_context(site, catalog)
 
-    def say(job: background.Job) -> None:
-        if not json and (job.batches % 100 == 0 or job.state == "done"):
+    def say(_done: int, _total: int | None, job: background.Job, /) -> None:
+        if not json and (job.batches % 100 == 0 or job.state is background.JobState.DONE):
             out.print(job.describe(), highlight=False)
 
     found = operations.run_background(ctx, background.Throttle(probe_ms, pause), max_seconds, say)

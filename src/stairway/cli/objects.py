@@ -35,8 +35,8 @@ def objects_rewrite(
     with Progress(*Progress.get_default_columns(), console=out) as bar:
         task = bar.add_task("rewriting objects", total=None)
 
-        def advance(point: Checkpoint, total: int) -> None:
-            bar.update(task, completed=point.scanned, total=total)
+        def advance(scanned: int, total: int | None, _point: Checkpoint, /) -> None:
+            bar.update(task, completed=scanned, total=total)
 
         report = operations.rewrite_objects(ctx, batch, rate, advance)
     out.print(f"[green]done:[/green] {report.describe()}")

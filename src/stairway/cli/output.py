@@ -13,35 +13,32 @@ from stairway.audit_carry import restore_warning
 from stairway.context import Context
 from stairway.errors import UsageRefused
 from stairway.options import err, out
+from stairway.progress import Progress, silent
 from stairway.schema.change import Change
 from stairway.steps import Step
-from stairway.upgrade import Progress
 from stairway.views import phase_text
 
 PASS_YES = "pass --yes to confirm"
 
 
-def announce(change: Change) -> None:
+def announce(_done: int, _total: int | None, change: Change, /) -> None:
+    """Each change as it is applied."""
     out.print(f"  applying {change.label} [{phase_text(change)}]")
 
 
-def quiet(_change: Change) -> None:
-    """Progress sink for --json runs: nothing but the JSON goes to stdout."""
+def applying(json: bool) -> Progress[Change]:
+    """Each change as it is applied, or nothing with --json (only the JSON goes to stdout)."""
+    return silent if json else announce
 
 
-def applying(json: bool) -> Callable[[Change], None]:
-    """Each change as it is applied, or nothing with --json."""
-    return quiet if json else announce
+def say_step(index: int, total: int | None, step: Step, /) -> None:
+    """Each step of an upgrade as it begins."""
+    out.print(f"  [{index + 1}/{total}] {step.describe()}")
 
 
-def steps(json: bool) -> Progress:
+def steps(json: bool) -> Progress[Step]:
     """Each step of an upgrade as it begins, or nothing with --json."""
-
-    def say(index: int, total: int, step: Step) -> None:
-        if not json:
-            out.print(f"  [{index + 1}/{total}] {step.describe()}")
-
-    return say
+    return silent if json else say_step
 
 
 def confirm(question: str, refused: str = "restore replaces the live site") -> bool:

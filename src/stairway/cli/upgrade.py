@@ -92,7 +92,7 @@ def upgrade_command(
         clock = StepClock()
         say = steps(json)
 
-        def timed(index: int, total: int, step: Step) -> None:
+        def timed(index: int, total: int | None, step: Step, /) -> None:
             clock(index, total, step)
             say(index, total, step)
 

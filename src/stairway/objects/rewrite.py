@@ -8,7 +8,6 @@ database; a kill loses at most the batch in flight, which the next run does agai
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, select
@@ -16,8 +15,7 @@ from sqlalchemy import Connection, select
 from stairway.objects import checkpoints
 from stairway.objects.checkpoints import Checkpoint
 from stairway.objects.store import ObjectStore, StoredObject
-
-Progress = Callable[[Checkpoint, int], None]  # after each batch: where we are, total objects
+from stairway.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ def rewrite_all(
     *,
     batch: int = 1000,
     rate: float | None = None,
-    progress: Progress | None = None,
+    progress: Progress[Checkpoint] | None = None,
 ) -> RewriteReport:
     """Rewrite every object whose stored form is stale; resumes an interrupted pass."""
     started = time.monotonic()
@@ -56,7 +54,7 @@ def rewrite_all(
         point = _batch(store, point, batch)
         throttle.wait(point.scanned - resumed_at)
         if progress:
-            progress(point, total)
+            progress(point.scanned, total, point)  # after each batch
     seconds = time.monotonic() - started
     return RewriteReport(job, point.scanned, point.rewritten, resumed_at, seconds)
 

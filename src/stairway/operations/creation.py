@@ -5,15 +5,16 @@ from __future__ import annotations
 from stairway.context import Context
 from stairway.errors import SchemaError
 from stairway.operations.objects import apply_deltas
+from stairway.progress import Progress
 from stairway.schema import migrator
+from stairway.schema.change import Change
 from stairway.schema.executor import Applied
-from stairway.schema.migrator import Progress
 from stairway.sitelock import changes_site
 from stairway.targets import named_release
 
 
 @changes_site
-def init(ctx: Context, version: str, progress: Progress | None = None) -> list[Applied]:
+def init(ctx: Context, version: str, progress: Progress[Change] | None = None) -> list[Applied]:
     """Create a new site at release ``version``: apply its changes and record it."""
     release = named_release(ctx.catalog, version, "--version")
     if migrator.read_state(ctx.engine, ctx.catalog).applied:

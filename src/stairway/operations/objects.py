@@ -15,14 +15,15 @@ from stairway.errors import (
     ObjectMigrationError,
 )
 from stairway.objects import delta_run
+from stairway.objects.checkpoints import Checkpoint
 from stairway.objects.delta import Delta
 from stairway.objects.delta_run import DeltaReport
 from stairway.objects.migrate import Migrator
 from stairway.objects.paths import parse_path
-from stairway.objects.rewrite import Progress as RewriteProgress
 from stairway.objects.rewrite import RewriteReport, rewrite_all
 from stairway.objects.store import ObjectStore, StoredObject
 from stairway.operations.schema import status
+from stairway.progress import Progress
 from stairway.sitelock import changes_site
 from stairway.versions import Version
 
@@ -46,7 +47,7 @@ def object_store(ctx: Context, version: str | None = None) -> ObjectStore:
 
 @changes_site
 def rewrite_objects(
-    ctx: Context, batch: int, rate: float | None, progress: RewriteProgress | None = None
+    ctx: Context, batch: int, rate: float | None, progress: Progress[Checkpoint] | None = None
 ) -> RewriteReport:
     """Rewrite every stale object in batches, resuming an interrupted rewrite.
 

@@ -14,11 +14,11 @@ from stairway.errors import (
     SchemaError,
 )
 from stairway.plan import UpgradePlan, make_plan
+from stairway.progress import Progress
 from stairway.schema import migrator, recorder
 from stairway.schema.adoption import adoption_hint
 from stairway.schema.change import Change, Phase
 from stairway.schema.executor import Applied
-from stairway.schema.migrator import Progress
 from stairway.schema.phases import PhaseFinding
 from stairway.schema.state import SchemaState
 from stairway.serving import old_ones
@@ -117,7 +117,7 @@ def _target_release(ctx: Context, version: str | None) -> Release | None:
 
 @changes_site
 def migrate(
-    ctx: Context, request: MigrateRequest, progress: Progress | None = None
+    ctx: Context, request: MigrateRequest, progress: Progress[Change] | None = None
 ) -> list[Applied]:
     """Apply the pending changes up to the requested release, and record the site at it.
 
@@ -156,7 +156,7 @@ def _refuse_old_ones(ctx: Context, changes: list[Change]) -> None:
 
 @changes_site
 def downgrade(
-    ctx: Context, to: int, allow_data_loss: bool, progress: Progress | None = None
+    ctx: Context, to: int, allow_data_loss: bool, progress: Progress[Change] | None = None
 ) -> list[Applied]:
     """Revert the applied changes above level ``to``, newest first.
 

@@ -13,12 +13,11 @@ from stairway.errors import (
     TransferError,
 )
 from stairway.operations.objects import object_store
+from stairway.progress import Progress
 from stairway.schema import migrator
 from stairway.sitelock import site_lock
 from stairway.transfer.export import ExportReport, export_objects
-from stairway.transfer.export import Progress as ExportProgress
 from stairway.transfer.importer import ImportReport, import_objects
-from stairway.transfer.importer import Progress as ImportProgress
 from stairway.transfer.shards import WHOLE, Shard
 
 
@@ -26,7 +25,7 @@ def export(
     ctx: Context,
     path: Path,
     chunk: int,
-    progress: ExportProgress | None = None,
+    progress: Progress[None] | None = None,
     workers: int = 1,
     shard: Shard = WHOLE,
 ) -> ExportReport:
@@ -55,7 +54,7 @@ def import_file(
     ctx: Context,
     path: Path,
     max_errors: int,
-    progress: ImportProgress | None = None,
+    progress: Progress[None] | None = None,
     workers: int = 1,
     shard: Shard = WHOLE,
 ) -> ImportReport:
@@ -68,7 +67,7 @@ def _import_file(
     ctx: Context,
     path: Path,
     max_errors: int,
-    progress: ImportProgress | None,
+    progress: Progress[None] | None,
     workers: int,
     shard: Shard,
 ) -> ImportReport:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from stairway.context import (
     Context,
     secret_keys,
 )
+from stairway.progress import Progress
 from stairway.schema import background
 from stairway.schema.background import Job, Throttle
 from stairway.secrets import rekey
@@ -26,7 +25,7 @@ def run_background(
     ctx: Context,
     throttle: Throttle,
     max_seconds: float | None = None,
-    report: Callable[[Job], None] | None = None,
+    report: Progress[Job] | None = None,
 ) -> list[Job]:
     """Run the queued background migrations (``schema.background.run``) under the site lock."""
     changes = {c.number: c for c in ctx.catalog.changes if not c.patch}

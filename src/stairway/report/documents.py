@@ -14,11 +14,12 @@ from stairway.errors import StairwayError
 from stairway.estimate import Estimate, Limits, estimate_upgrade
 from stairway.notes import release_notes
 from stairway.plan import UpgradePlan
+from stairway.progress import Progress
 from stairway.rehearse import Rehearsal
 from stairway.report.model import Document, Run, StepClock, build_document
 from stairway.report.render import write_report
-from stairway.steps import StepKind
-from stairway.upgrade import Progress, UpgradeReport, upgrade
+from stairway.steps import Step, StepKind
+from stairway.upgrade import UpgradeReport, upgrade
 from stairway.verify import Report, verify
 
 
@@ -70,7 +71,7 @@ def reported_upgrade(
     ctx: Context,
     to: str | None,
     resume: bool,
-    progress: Progress,
+    progress: Progress[Step],
     clock: StepClock,
     where: Path,
     written: Callable[[list[Path]], None],

@@ -64,7 +64,7 @@ class StepClock:
         self.begun: list[tuple[Step, float]] = []
         self.ended: float | None = None
 
-    def __call__(self, _index: int, _total: int, step: Step) -> None:
+    def __call__(self, _index: int, _total: int | None, step: Step, /) -> None:
         self.begun.append((step, time.monotonic()))
 
     def stop(self) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -42,6 +41,7 @@ from sqlalchemy import (
 
 from stairway import faults
 from stairway.errors import ChangeFailed, UsageRefused
+from stairway.progress import Progress
 from stairway.schema.change import Change
 
 log = logging.getLogger(__name__)
@@ -201,15 +201,12 @@ class Throttle:
         return waiting > 0 or (time.perf_counter() - started) * 1000 > self.probe_ms
 
 
-Progress = Callable[[Job], None]
-
-
 def run(
     engine: Engine,
     changes: dict[int, Change],
     throttle: Throttle | None = None,
     max_seconds: float | None = None,
-    progress: Progress | None = None,
+    progress: Progress[Job] | None = None,
 ) -> list[Job]:
     """Run queued migrations, oldest first, until done, paused, or ``max_seconds`` have passed."""
     throttle = throttle or Throttle()
@@ -233,7 +230,7 @@ def _run_job(
     change: Change,
     throttle: Throttle,
     deadline: float | None,
-    progress: Progress | None,
+    progress: Progress[Job] | None,
 ) -> bool:
     """True when the job finished; False when paused or out of time."""
     module = _load(change)
@@ -263,7 +260,7 @@ def _run_job(
             extra={"change": change.number, "cursor": outcome.cursor},
         )
         if progress:
-            progress(outcome)
+            progress(outcome.cursor - outcome.low, outcome.high - outcome.low, outcome)
         if outcome.state is JobState.DONE:
             return True
         time.sleep(max(throttle.pause, took * throttle.rest))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -18,8 +18,6 @@ from stairway.errors import ChangeFailed, DataLossRefused, SchemaError
 from stairway.schema import background, recorder
 from stairway.schema.change import Change, ChangeKind
 from stairway.schema.sqltext import Statement
-
-Progress = Callable[[Change], None]
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,13 @@ ahead of the catalog, and only then changes anything.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import Engine
 
 from stairway.errors import SchemaError
+from stairway.progress import Progress
 from stairway.schema import adoption, recorder
 from stairway.schema import state as state_rules
 from stairway.schema.change import Change, Phase
@@ -20,8 +21,6 @@ from stairway.schema.lock import migration_lock
 from stairway.schema.source import ChangeSource
 from stairway.schema.state import SchemaState, compare
 from stairway.versions import Release
-
-Progress = Callable[[Change], None]
 
 
 def read_state(engine: Engine, catalog: ChangeSource) -> SchemaState:
@@ -83,7 +82,7 @@ def migrate(
     *,
     only: Phase | None = None,
     lock_timeout: float = 30.0,
-    progress: Progress | None = None,
+    progress: Progress[Change] | None = None,
     release: Release | None = None,
 ) -> list[Applied]:
     """Apply the changes up to ``target``; with ``release``, also the patch changes it carries,
@@ -92,9 +91,10 @@ def migrate(
         if release is not None:
             refuse_uncarried(state, catalog, release)
         done: list[Applied] = []
-        for change in pending(state, catalog, target, only, release):
+        todo = pending(state, catalog, target, only, release)
+        for index, change in enumerate(todo):
             if progress:
-                progress(change)
+                progress(index, len(todo), change)
             done.append(apply(engine, change, _release_label(catalog, change)))
         return done
 
@@ -133,16 +133,16 @@ def downgrade(
     *,
     allow_data_loss: bool,
     lock_timeout: float = 30.0,
-    progress: Progress | None = None,
+    progress: Progress[Change] | None = None,
 ) -> list[Applied]:
     with locked_state(engine, catalog, lock_timeout) as state:
         held = {a.key for a in state.applied}
         changes = [c for c in reversed(catalog.changes) if to < c.number and c.key in held]
         refuse_data_loss(changes, allow_data_loss)
         done: list[Applied] = []
-        for change in changes:
+        for index, change in enumerate(changes):
             if progress:
-                progress(change)
+                progress(index, len(changes), change)
             done.append(revert(engine, change))
         return done
 

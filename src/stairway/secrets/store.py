@@ -12,7 +12,7 @@ read: a product that meets a key id it does not know reloads the key file first.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ from sqlalchemy import Column, Connection, Engine, LargeBinary, MetaData, String
 
 from stairway import audit, faults
 from stairway.errors import SecretError
+from stairway.progress import Progress
 from stairway.secrets.keyring import KeyRing, KeySource, SiteKey, read_key_file, write_key_file
 
 NONCE = 12
@@ -249,9 +250,7 @@ class Rekeyed:
     secrets: int  # data keys re-sealed
 
 
-def rekey(
-    engine: Engine, keys: KeySource, progress: Callable[[int], None] | None = None
-) -> Rekeyed:
+def rekey(engine: Engine, keys: KeySource, progress: Progress[None] | None = None) -> Rekeyed:
     """Rotate the site key with products running: (1) the key file gets a new current key and
     keeps the old ones, so every reader can open every secret; (2) each data key is re-sealed
     by the new key, a batch per transaction; (3) once none is left under an old key, the old
@@ -263,7 +262,7 @@ def rekey(
     Args:
         engine: The engine of the site database.
         keys: The site's key source; it must come from a key file.
-        progress: Called after each batch with the number of data keys re-sealed so far.
+        progress: Told after each batch how many data keys are re-sealed so far.
 
     Returns:
         The retired key ids, the new key's id and how many data keys were re-sealed.
@@ -288,7 +287,7 @@ def rekey(
         done += _rewrap_batch(engine, ring, batch)
         _fault("rekey:batch")
         if progress:
-            progress(done)
+            progress(done, None, None)
     retired = tuple(k.id for k in ring.keys[1:])
     _keep_retired(keys.key_file, ring.keys[1:])
     write_key_file(keys.key_file, KeyRing((ring.current,)))

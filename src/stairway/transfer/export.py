@@ -16,7 +16,6 @@ import functools
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +28,10 @@ from sqlalchemy import ColumnElement, func, select
 from stairway.errors import TransferError
 from stairway.files import sync_directory, write_atomic
 from stairway.objects.store import ObjectStore
+from stairway.progress import Progress
 from stairway.transfer.format import FORMAT, digest, line
 from stairway.transfer.shards import WHOLE, Shard
 from stairway.transfer.workers import Alive, Task, Tick, run_all
-
-Progress = Callable[[int, int], None]  # (objects done, objects in all)
 
 
 @dataclass
@@ -74,7 +72,7 @@ def export_objects(
     path: Path,
     header: dict[str, Any],
     chunk: int = 10_000,
-    progress: Progress | None = None,
+    progress: Progress[None] | None = None,
     workers: int = 1,
     shard: Shard = WHOLE,
     audit: list[dict[str, Any]] | None = None,
@@ -99,15 +97,15 @@ def export_objects(
     )
 
 
-def _ticker(progress: Progress | None, done: int, total: int) -> Tick | None:
+def _ticker(progress: Progress[None] | None, done: int, total: int) -> Tick | None:
     if progress is None:
         return None
-    progress(done, total)
+    progress(done, total, None)
 
     def tick(count: int) -> None:
         nonlocal done
         done += count
-        progress(done, total)
+        progress(done, total, None)
 
     return tick
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import orjson
 from stairway import audit
 from stairway.errors import TransferError
 from stairway.objects.store import ObjectStore
+from stairway.progress import Progress
 from stairway.transfer import checkpoint
 from stairway.transfer.format import FORMAT, check, records
 from stairway.transfer.rejects import Rejects, shared_counter
@@ -34,8 +34,6 @@ from stairway.transfer.scan import Part, Scan, ScanReport
 from stairway.transfer.shards import WHOLE, Shard
 from stairway.transfer.workers import Alive, Task, Tick, run_all
 from stairway.versions import Version
-
-Progress = Callable[[int, int], None]  # (objects done, objects expected)
 
 
 @dataclass
@@ -74,7 +72,7 @@ def import_objects(
     path: Path,
     product: str,
     max_errors: int = 0,
-    progress: Progress | None = None,
+    progress: Progress[None] | None = None,
     workers: int = 1,
     shard: Shard = WHOLE,
 ) -> ImportReport:
@@ -203,7 +201,7 @@ def _check_counts(job: _Job, report: ImportReport) -> None:
             )
 
 
-def _ticker(progress: Progress | None, expected: int) -> Tick | None:
+def _ticker(progress: Progress[None] | None, expected: int) -> Tick | None:
     """Chunks report how many objects they held; the bar wants the running total."""
     if progress is None:
         return None
@@ -212,7 +210,7 @@ def _ticker(progress: Progress | None, expected: int) -> Tick | None:
     def tick(count: int) -> None:
         nonlocal done
         done += count
-        progress(done, max(expected, done))
+        progress(done, max(expected, done), None)
 
     return tick
 

@@ -28,7 +28,7 @@ from stairway.transfer.rejects import Rejects
 
 CHUNK_PREFIX = b'{"kind":"chunk"'
 TRAILER_PREFIX = b'{"kind":"trailer"'
-Progress = Callable[[int], None]
+Counted = Callable[[int], None]  # lines scanned so far, for the importer's own ticker
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Scan:
     part: Part
     done: set[int]  # chunks recorded by earlier runs
     rejects: Rejects
-    progress: Progress | None = None
+    progress: Counted | None = None
     alive: Callable[[], bool] = lambda: True  # a worker stops when its parent is gone
     report: ScanReport = field(default_factory=ScanReport)
     _hashes: list[str] = field(default_factory=list)
