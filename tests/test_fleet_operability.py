@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -281,3 +283,32 @@ def fleet_site_free(root: Path, database: str) -> Path:
     """A site of the people catalog at 2.0.0, with no server."""
     with fleet_site(root, database) as fleet:
         return fleet.site
+
+
+def test_serve_with_json_logs_writes_only_json_lines_on_stderr_uvicorn_s_included(
+    tmp_path: Path,
+) -> None:
+    """An operator shipping the server's logs as JSON gets every line as JSON: uvicorn's own
+    records go through the same handler, and an answered request carries its request id."""
+    with fleet_site(tmp_path, f"sqlite:///{tmp_path / 'site.db'}") as fleet:
+        port = free_port()
+        command = [sys.executable, "-m", "stairway", "-v", "--log-format", "json", "serve"]
+        server = subprocess.Popen(
+            [*command, "--port", str(port), "--site", str(fleet.site)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_until(lambda: answers(f"http://127.0.0.1:{port}/health"), 30, "the server")
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/agents", headers={"X-Request-ID": "probe-42"}
+            )
+            with pytest.raises(urllib.error.HTTPError):  # no token: refused, and logged
+                urllib.request.urlopen(request, timeout=10)
+        finally:
+            server.terminate()
+            _, err = server.communicate(timeout=30)
+    lines = [json.loads(line) for line in err.decode().splitlines() if line.strip()]
+    assert lines, "-v logs the server's start"
+    assert any(line["logger"].startswith("uvicorn") for line in lines), "uvicorn's lines too"
+    assert any(line.get("request_id") == "probe-42" for line in lines), lines

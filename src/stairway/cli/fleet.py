@@ -60,7 +60,9 @@ def serve(
         if client_ca:
             extra |= {"ssl_ca_certs": str(client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
     out.print(f"control plane for {config.product} {config.version} on {scheme}://{host}:{port}")
-    uvicorn.run(app, host=host, port=port, log_level="warning", **extra)  # type: ignore[arg-type]
+    # log_config=None: uvicorn's records go through the handler -v/--log-format set up, at its
+    # level and in its format, instead of uvicorn's own text handler
+    uvicorn.run(app, host=host, port=port, log_config=None, **extra)  # type: ignore[arg-type]
 
 
 def _check_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:

@@ -12,9 +12,11 @@ from fastapi import Depends, HTTPException, Request
 from starlette.requests import HTTPConnection
 
 from stairway import audit
-from stairway.fleet import tokens
+from stairway.fleet import requests, tokens
 from stairway.fleet.control import Fleet
 from stairway.fleet.tokens import Forbidden, Kind, Token, Unauthorized
+
+log = requests.logger(__name__)
 
 
 def fleet_of(connection: HTTPConnection) -> Fleet:
@@ -45,6 +47,7 @@ async def authenticate(request: Request, allowed: set[Kind]) -> Token:
 async def denied(fleet: Fleet, path: str, reason: str, client: Any) -> None:
     where = f"{client.host}" if client else "unknown"
     data = {"path": path, "reason": reason, "from": where}
+    log.info("refused %s from %s: %s", path, where, reason, extra={"path": path})
     await fleet.db(lambda c: audit.append(c, "auth.denied", data, actor="anonymous"))
 
 
