@@ -123,7 +123,7 @@ def _enroll(site: Path, count: int) -> list[tuple[str, str]]:
         for n in range(count):
             agent_id = f"light-{n:05d}"
             store.enroll(conn, agent_id, None)
-            found.append((agent_id, tokens.issue(conn, tokens.Kind.AGENT, agent_id, agent_id)))
+            found.append((agent_id, tokens.issue(conn, tokens.TokenKind.AGENT, agent_id, agent_id)))
     dispose_all()
     return found
 
@@ -163,7 +163,7 @@ def _upgrade(
 def _admin_token(site: Path) -> str:
     ctx = context.open_context(site, None)
     with ctx.engine.begin() as conn:
-        token = tokens.issue(conn, tokens.Kind.ADMIN, "bench")
+        token = tokens.issue(conn, tokens.TokenKind.ADMIN, "bench")
     dispose_all()
     return token
 

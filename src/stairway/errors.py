@@ -341,6 +341,20 @@ class FleetError(StairwayError):
     """The control plane or an agent met something the fleet's protocol does not allow."""
 
 
+class Unauthorized(FleetError):
+    """No token, or one that is malformed, unknown, revoked, expired or used up: HTTP 401."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, hint="present a valid token: `stairway tokens create` issues one")
+
+
+class Forbidden(FleetError):
+    """A valid token of the wrong kind for what it asks: HTTP 403."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, hint="use a token of the kind this needs: admin, enroll or agent")
+
+
 class TransitionRefused(FleetError):
     """An agent's state cannot change this way: the change was not applied."""
 

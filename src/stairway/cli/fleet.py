@@ -11,7 +11,7 @@ import typer
 from stairway import context
 from stairway.errors import UsageRefused
 from stairway.fleet import tls
-from stairway.fleet.tokens import Kind
+from stairway.fleet.tokens import TokenKind
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, say
 
 # The control plane's modules load FastAPI, uvicorn and websockets; the commands below import
@@ -80,7 +80,7 @@ def _check_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> N
 
 @tokens_app.command("create")
 def tokens_create(
-    kind: Annotated[Kind, typer.Option("--kind", help="admin or enroll")],
+    kind: Annotated[TokenKind, typer.Option("--kind", help="admin or enroll")],
     label: Annotated[str, typer.Option("--label", help="who or what it is for")],
     uses: Annotated[int | None, typer.Option("--uses", help="enrollments it allows", min=1)] = None,
     hours: Annotated[float | None, typer.Option("--hours", help="valid for", min=0.01)] = None,

@@ -15,7 +15,7 @@ from stairway.fleet import evaluator, store, tokens
 from stairway.fleet.auth import Admin, Downloader, Enroller, FleetDep
 from stairway.fleet.inputs import EnrollIn, PolicyIn
 from stairway.fleet.policy import Policy, drifted
-from stairway.fleet.tokens import Kind
+from stairway.fleet.tokens import TokenKind
 
 router = APIRouter()
 
@@ -70,7 +70,7 @@ async def enroll(body: EnrollIn, fleet: FleetDep, token: Enroller) -> dict[str, 
         tokens.spend(conn, token)
         store.enroll(conn, body.agent_id, body.group)
         tokens.revoke_agent(conn, body.agent_id)  # one live credential per agent
-        credential = tokens.issue(conn, Kind.AGENT, body.agent_id, agent_id=body.agent_id)
+        credential = tokens.issue(conn, TokenKind.AGENT, body.agent_id, agent_id=body.agent_id)
         audit.append(conn, "agent.enroll", {"agent": body.agent_id}, actor=token.label)
         return credential
 

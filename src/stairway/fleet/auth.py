@@ -12,9 +12,10 @@ from fastapi import Depends, HTTPException, Request
 from starlette.requests import HTTPConnection
 
 from stairway import audit
+from stairway.errors import Forbidden, Unauthorized
 from stairway.fleet import requests, tokens
 from stairway.fleet.control import Fleet
-from stairway.fleet.tokens import Forbidden, Kind, Token, Unauthorized
+from stairway.fleet.tokens import Token, TokenKind
 
 log = requests.logger(__name__)
 
@@ -31,16 +32,16 @@ def bearer(header: str | None) -> str | None:
     return None
 
 
-async def authenticate(request: Request, allowed: set[Kind]) -> Token:
+async def authenticate(request: Request, allowed: set[TokenKind]) -> Token:
     fleet = fleet_of(request)
     presented = bearer(request.headers.get("authorization"))
     try:
         return await fleet.db(lambda c: tokens.check(c, presented, allowed))
     except Unauthorized as err:
-        await denied(fleet, request.url.path, str(err), request.client)
+        await denied(fleet, request.url.path, err.message, request.client)
         raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"}) from None
     except Forbidden as err:
-        await denied(fleet, request.url.path, str(err), request.client)
+        await denied(fleet, request.url.path, err.message, request.client)
         raise HTTPException(403, "forbidden") from None
 
 
@@ -52,15 +53,15 @@ async def denied(fleet: Fleet, path: str, reason: str, client: Any) -> None:
 
 
 async def _admin(request: Request) -> Token:
-    return await authenticate(request, {Kind.ADMIN})
+    return await authenticate(request, {TokenKind.ADMIN})
 
 
 async def _enroller(request: Request) -> Token:
-    return await authenticate(request, {Kind.ENROLL})
+    return await authenticate(request, {TokenKind.ENROLL})
 
 
 async def _downloader(request: Request) -> Token:
-    return await authenticate(request, {Kind.AGENT, Kind.ADMIN})
+    return await authenticate(request, {TokenKind.AGENT, TokenKind.ADMIN})
 
 
 # FastAPI reads these annotations by name from the module: they must live at module level.

@@ -72,7 +72,10 @@ def check_offer(key_file: Path, offer: Upgrade | dict[str, Any], product: str) -
         manifest = ReleaseManifest(**upgrade.manifest)
         signature = base64.b64decode(upgrade.signature, validate=True)
     except (TypeError, ValueError):  # pydantic's ValidationError is a ValueError
-        raise ReleaseError("the upgrade message is malformed", hint="") from None
+        raise ReleaseError(
+            "the upgrade message is malformed",
+            hint="the server and this agent speak different protocols: compare their builds",
+        ) from None
     verify_signature(key_file, manifest.encode(), base64.b64encode(signature), "the agent build")
     if manifest.product != f"{product}-agent":
         raise ReleaseError(

@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from stairway.errors import MessageRefused, TransitionRefused
+from stairway.errors import Forbidden, MessageRefused, TransitionRefused, Unauthorized
 from stairway.fleet import events, tokens
 from stairway.fleet.auth import bearer, denied, fleet_of
 from stairway.fleet.control import Fleet, FleetConfig
@@ -34,7 +34,7 @@ from stairway.fleet.messages import (
     parse,
 )
 from stairway.fleet.requests import logger
-from stairway.fleet.tokens import Forbidden, Kind, Token, Unauthorized
+from stairway.fleet.tokens import Token, TokenKind
 
 router = APIRouter()
 log = logger(__name__)
@@ -78,10 +78,10 @@ async def agent_socket(socket: WebSocket) -> None:
 async def _credential(fleet: Fleet, socket: WebSocket) -> Token | None:
     presented = bearer(socket.headers.get("authorization"))
     try:
-        return await fleet.db(lambda c: tokens.check(c, presented, {Kind.AGENT}))
+        return await fleet.db(lambda c: tokens.check(c, presented, {TokenKind.AGENT}))
     except (Unauthorized, Forbidden) as err:
         close = Close.UNAUTHORIZED if isinstance(err, Unauthorized) else Close.FORBIDDEN
-        await denied(fleet, PATH, str(err), socket.client)
+        await denied(fleet, PATH, err.message, socket.client)
         reason = "unauthorized" if close == Close.UNAUTHORIZED else "forbidden"
         await _refuse(socket, close, reason, tell=True)
         return None

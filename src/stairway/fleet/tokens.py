@@ -17,34 +17,27 @@ from enum import StrEnum
 
 from sqlalchemy import Connection, insert, select, update
 
+from stairway.errors import Forbidden, Unauthorized
 from stairway.fleet.tables import tokens_table
 
 
-class Kind(StrEnum):
+class TokenKind(StrEnum):
     ADMIN = "admin"
     ENROLL = "enroll"
     AGENT = "agent"
 
 
-class Unauthorized(Exception):
-    """No token, or one that is malformed, unknown, revoked, expired or wrong: 401."""
-
-
-class Forbidden(Exception):
-    """A valid token of the wrong kind for what it asks: 403."""
-
-
 @dataclass(frozen=True)
 class Token:
     id: str
-    kind: Kind
+    kind: TokenKind
     label: str
     agent_id: str | None
 
 
 def issue(
     conn: Connection,
-    kind: Kind,
+    kind: TokenKind,
     label: str,
     agent_id: str | None = None,
     uses: int | None = None,
@@ -69,7 +62,7 @@ def issue(
     return f"swt_{kind.value}_{token_id}.{secret}"
 
 
-def check(conn: Connection, presented: str | None, allowed: set[Kind]) -> Token:
+def check(conn: Connection, presented: str | None, allowed: set[TokenKind]) -> Token:
     """The token behind ``presented``, or Unauthorized / Forbidden."""
     token_id, secret = _split(presented)
     row = conn.execute(select(tokens_table).where(tokens_table.c.id == token_id)).first()
@@ -81,9 +74,9 @@ def check(conn: Connection, presented: str | None, allowed: set[Kind]) -> Token:
         raise Unauthorized("expired token")
     if row.uses_left is not None and row.uses_left <= 0:
         raise Unauthorized("used-up token")
-    if Kind(row.kind) not in allowed:
+    if TokenKind(row.kind) not in allowed:
         raise Forbidden(f"a {row.kind} token cannot do this")
-    return Token(row.id, Kind(row.kind), row.label, row.agent_id)
+    return Token(row.id, TokenKind(row.kind), row.label, row.agent_id)
 
 
 def spend(conn: Connection, token: Token) -> None:

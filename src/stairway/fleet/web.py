@@ -19,12 +19,13 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from stairway import audit
+from stairway.errors import Forbidden, Unauthorized
 from stairway.fleet import evaluator, store, tokens
 from stairway.fleet.auth import FleetDep, fleet_of
 from stairway.fleet.control import Fleet
 from stairway.fleet.inputs import PolicyIn
 from stairway.fleet.policy import drifted
-from stairway.fleet.tokens import Forbidden, Kind, Token, Unauthorized
+from stairway.fleet.tokens import Token, TokenKind
 from stairway.schema import background
 
 COOKIE = "stairway_admin"
@@ -41,7 +42,7 @@ async def _operator(request: Request) -> Token | None:
     if not presented:
         return None
     try:
-        return await fleet_of(request).db(lambda c: tokens.check(c, presented, {Kind.ADMIN}))
+        return await fleet_of(request).db(lambda c: tokens.check(c, presented, {TokenKind.ADMIN}))
     except (Unauthorized, Forbidden):
         return None
 
@@ -71,9 +72,9 @@ async def login_form(request: Request, failed: bool = False) -> HTMLResponse:
 @router.post("/login")
 async def login(request: Request, fleet: FleetDep, token: str = Form(...)) -> Response:
     try:
-        await fleet.db(lambda c: tokens.check(c, token, {Kind.ADMIN}))
+        await fleet.db(lambda c: tokens.check(c, token, {TokenKind.ADMIN}))
     except (Unauthorized, Forbidden) as err:
-        data = {"path": "/ui/login", "reason": str(err)}
+        data = {"path": "/ui/login", "reason": err.message}
         await fleet.db(lambda c: audit.append(c, "auth.denied", data, actor="anonymous"))
         return go(request, "/ui/login?failed=true")
     response = go(request, "/ui/")

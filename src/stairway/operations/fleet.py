@@ -49,9 +49,9 @@ def control_plane(site: Path | None, public_url: str) -> FastAPI:
 
 
 def create_token(
-    ctx: Context, kind: tokens.Kind, label: str, uses: int | None, hours: float | None
+    ctx: Context, kind: tokens.TokenKind, label: str, uses: int | None, hours: float | None
 ) -> str:
-    if kind == tokens.Kind.AGENT:
+    if kind == tokens.TokenKind.AGENT:
         raise UsageRefused(
             "agent credentials are not created by hand",
             hint="create an enrollment token and run `stairway agent enroll` on the agent's host",
