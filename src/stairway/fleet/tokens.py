@@ -21,6 +21,8 @@ from stairway.fleet.tables import tokens_table
 
 
 class Kind(StrEnum):
+    """What a token may do: administer the fleet, enroll an agent, or be one agent's credential."""
+
     ADMIN = "admin"
     ENROLL = "enroll"
     AGENT = "agent"
@@ -36,6 +38,8 @@ class Forbidden(Exception):
 
 @dataclass(frozen=True)
 class Token:
+    """A token that was checked: its id, kind and label, and the agent it belongs to, if any."""
+
     id: str
     kind: Kind
     label: str
@@ -97,6 +101,7 @@ def spend(conn: Connection, token: Token) -> None:
 
 
 def revoke(conn: Connection, token_id: str) -> bool:
+    """Revoke the token ``token_id``; False when there is no such token."""
     done = conn.execute(
         update(tokens_table).where(tokens_table.c.id == token_id).values(revoked=True)
     )
@@ -104,11 +109,13 @@ def revoke(conn: Connection, token_id: str) -> bool:
 
 
 def revoke_agent(conn: Connection, agent_id: str) -> None:
+    """Revoke every credential of ``agent_id``."""
     c = tokens_table.c
     conn.execute(update(tokens_table).where(c.agent_id == agent_id).values(revoked=True))
 
 
 def now() -> datetime:
+    """Now, in UTC: the clock every timestamp in the fleet's tables is taken from."""
     return datetime.now(UTC)
 
 
