@@ -1,3 +1,5 @@
+"""``python -m stairway``: the same command line as ``stairway``."""
+
 from stairway.cli import main
 
 main()

@@ -11,6 +11,9 @@ from stairway.views import whole_column
 
 
 def estimate_table(found: Estimate) -> Table:
+    """The estimate as a table: each step with its lock, table, predicted time, basis and flags,
+    and the step's changes indented under it.
+    """
     table = Table(title=f"Estimate (rates: {found.rates_from})")
     labels = [c.change.label for s in found.steps for c in s.changes]
     whole_column(table, "step", [f"  {label}" for label in labels])  # change labels stay whole
@@ -57,6 +60,9 @@ def _s(seconds: float) -> str:
 
 
 def estimate_json(found: Estimate) -> dict[str, Any]:
+    """The estimate as ``--json`` prints it: totals, the steps with no basis, then every step with
+    its changes and their operations; a duration is null where it is not known.
+    """
     return {
         "rates_from": found.rates_from,
         "total_s": found.total,  # null: a step has no basis, see unknown_steps

@@ -35,6 +35,8 @@ ALGORITHMS = ("ed25519", "rsa-pss-sha256", "rsa-pkcs1v15-sha256")
 
 
 class Terms(BaseModel):
+    """A licence's signed terms: who holds it, for which product and versions, and until when."""
+
     model_config = ConfigDict(extra="allow", frozen=True)  # features etc. ride along, signed
 
     id: str
@@ -45,6 +47,7 @@ class Terms(BaseModel):
     versions: str  # a version specifier: ">=2.0,<3" covers every 2.x
 
     def covers(self, version: Version) -> bool:
+        """Whether the licence allows running ``version`` (pre-releases included)."""
         return SpecifierSet(self.versions).contains(str(version), prereleases=True)
 
 
@@ -57,12 +60,15 @@ class ProblemSeverity(StrEnum):
 
 @dataclass(frozen=True)
 class Problem:
+    """One thing wrong with a licence, how serious it is, and what to do about it."""
+
     severity: ProblemSeverity
     message: str
     hint: str
 
 
 def signed_bytes(terms: dict[str, Any]) -> bytes:
+    """The bytes a licence's signature covers: ``terms`` as JSON with sorted keys and no spaces."""
     return orjson.dumps(terms, option=orjson.OPT_SORT_KEYS)
 
 
@@ -118,6 +124,12 @@ def check(
 
 
 def read_verified(licence_file: Path, key_file: Path) -> Terms:
+    """The terms of ``licence_file``, checked against the vendor's public key in ``key_file``.
+
+    Raises:
+        LicenceError: the file is not a licence, its algorithm is unknown or does not fit the
+            key, its signature does not verify, or its terms are malformed.
+    """
     document = _read_document(licence_file)
     if set(document) != {"licence", "algorithm", "signature"}:
         raise LicenceError(

@@ -30,6 +30,7 @@ class JsonFormatter(logging.Formatter):
     one, the formatted exception when it carries one, and every ``extra=`` field."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
         line: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
@@ -51,6 +52,7 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of text."""
         said = super().format(record)
         request = getattr(record, "request_id", None)
         return f"{said} [request {request}]" if request else said
@@ -61,6 +63,7 @@ class StderrHandler(logging.Handler):
     forked child that swaps the stream still gets the lines."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Write the record to the current ``sys.stderr``."""
         try:
             sys.stderr.write(self.format(record) + "\n")
             sys.stderr.flush()

@@ -37,6 +37,7 @@ ShardOpt = Annotated[
 
 
 def emit_json(value: Any) -> None:
+    """Print ``value`` on stdout as indented JSON."""
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 

@@ -38,21 +38,26 @@ RELEASES = ("1.0.0", "1.0.4", "2.0.0", "2.1.0")
 
 
 def example_dir() -> Path:
+    """The bundled identity-sync product, as installed with Stairway."""
     return Path(str(resources.files("stairway") / "examples" / "identity_sync"))
 
 
 def demo_catalog() -> Path:
+    """The identity-sync product's upgrade catalog."""
     return example_dir() / "upgrades"
 
 
 @dataclass(frozen=True)
 class DemoSite:
+    """A demo site on disk: its directory, its site.toml and the port its service listens on."""
+
     directory: Path
     site_file: Path
     port: int
 
     @property
     def health_url(self) -> str:
+        """Where the demo's service answers its health check."""
         return f"http://127.0.0.1:{self.port}/health"
 
 
@@ -115,6 +120,7 @@ def _free_port() -> int:
 
 
 def open_demo(demo: DemoSite) -> context.Context:
+    """The site context of a demo site: its site, the identity-sync catalog and its database."""
     site = load_site(demo.site_file)
     return context.Context(site, load_catalog(demo_catalog()), engine_for(site.database))
 

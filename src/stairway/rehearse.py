@@ -43,6 +43,10 @@ from stairway.verify import Report, verify
 
 @dataclass
 class Rehearsal:
+    """What a rehearsal found: the verify findings, the upgrade's report or failure, each step begun
+    with its time, and the end state of the scratch copy.
+    """
+
     backup_id: str
     backup_taken: bool  # there was none: one was taken for the rehearsal
     scratch_dir: Path
@@ -62,6 +66,19 @@ def rehearse(
     keep: bool = False,
     progress: Progress[Step] | None = None,
 ) -> Rehearsal:
+    """Rehearse the upgrade to ``to`` (default: latest) on a scratch copy of the latest backup.
+
+    A failed upgrade is part of what the rehearsal found, not an error; the measured step times
+    are kept for later estimates.
+
+    Args:
+        ctx: The live site; only its backups are read, and one is taken when there is none.
+        to: The target version.
+        scratch_url: Where to make the scratch database on PostgreSQL, instead of the site's
+            server.
+        keep: Leave the scratch database and directory in place afterwards.
+        progress: Told of every step the upgrade begins.
+    """
     backup_path, manifest, taken = _latest_backup(ctx)
     root = context.backup_dir(ctx) / f"rehearsal-{manifest.id}-{uuid.uuid4().hex[:6]}"
     root.mkdir(parents=True)

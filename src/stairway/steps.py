@@ -13,6 +13,8 @@ from stairway.plan import UpgradePlan
 
 
 class StepKind(StrEnum):
+    """What an upgrade step does; the journal records each by its value."""
+
     BACKUP = "backup"
     MAINTENANCE_ON = "maintenance-on"
     STOP = "stop"
@@ -37,22 +39,33 @@ HOP = (StepKind.SCHEMA, StepKind.OBJECTS, StepKind.DELTAS, StepKind.CONFIG_FILES
 
 @dataclass(frozen=True)
 class Step:
+    """One step of an upgrade: its kind and, for a hop's step, the releases it moves between."""
+
     kind: StepKind
     release: str | None = None  # the release a hop step moves to
     source: str | None = None  # the release that hop starts from
 
     def describe(self) -> str:
+        """The step as plans and logs show it: ``schema 1.0.4 -> 2.0.0``, or its kind alone."""
         return f"{self.kind} {self.source} -> {self.release}" if self.release else str(self.kind)
 
     def as_json(self) -> dict[str, Any]:
+        """The step as the journal's plan record holds it."""
         return {"kind": str(self.kind), "release": self.release, "source": self.source}
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Step:
+        """The step the journal wrote as ``value``."""
         return cls(StepKind(value["kind"]), value.get("release"), value.get("source"))
 
 
 def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
+    """Every step of ``plan``, in the order the upgrade runs them.
+
+    The product is backed up and stopped first; each hop then moves schema, objects, deltas and
+    config files; with ``releases`` the ``current`` link moves to the target; the product is then
+    started, checked and audited.
+    """
     steps = [Step(StepKind.BACKUP), Step(StepKind.MAINTENANCE_ON), Step(StepKind.STOP)]
     steps.append(Step(StepKind.INTERRUPT_JOBS))
     for hop in plan.steps:

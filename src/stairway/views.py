@@ -33,12 +33,14 @@ PHASE_STYLE = {"expand": "green", "background": "cyan", "contract": "yellow", "o
 
 
 def phase_text(change: Change) -> str:
+    """The change's phase, coloured, with ``(no tx)`` when it runs outside a transaction."""
     style = PHASE_STYLE.get(change.phase.value, "white")
     tx = "" if change.transactional else " (no tx)"
     return f"[{style}]{change.phase.value}[/{style}]{tx}"
 
 
 def plan_table(plan: UpgradePlan, warnings: Warnings) -> Table:
+    """The upgrade plan as a table: each hop with its changes, their phases and phase warnings."""
     table = Table(title=f"Upgrade plan: {plan.describe()}")
     table.add_column("step", overflow="fold")
     whole_column(table, "change", (c.label for s in plan.steps for c in s.changes))
@@ -55,6 +57,9 @@ def plan_table(plan: UpgradePlan, warnings: Warnings) -> Table:
 
 
 def plan_json(plan: UpgradePlan, warnings: Warnings) -> dict[str, Any]:
+    """The upgrade plan as ``--json`` prints it: the versions, whether it may run rolling, and
+    each hop with its changes and their phase warnings.
+    """
     return {
         "from": str(plan.current),
         "to": str(plan.target),
@@ -78,6 +83,7 @@ def plan_json(plan: UpgradePlan, warnings: Warnings) -> dict[str, Any]:
 
 
 def change_json(change: Change) -> dict[str, Any]:
+    """A change as JSON: its number (and patch code), name, phase, transaction and checksum."""
     return {
         "number": change.number,
         **({"patch": change.code} if change.patch else {}),
@@ -89,10 +95,14 @@ def change_json(change: Change) -> dict[str, Any]:
 
 
 def applied_json(done: list[Applied]) -> list[dict[str, Any]]:
+    """The changes applied, each as ``change_json`` with how long it took."""
     return [{**change_json(a.change), "duration_ms": a.duration_ms} for a in done]
 
 
 def status_table(status: Status) -> Table:
+    """The site's schema status as a two-column table: level, latest release, applied, pending,
+    drifted and unknown changes.
+    """
     state = status.state
     table = Table(title=f"{status.product} at {status.release or 'no release'}", show_header=False)
     table.add_column("what", overflow="fold")
@@ -119,6 +129,9 @@ def _labels(items: Any) -> str:
 
 
 def status_json(status: Status) -> dict[str, Any]:
+    """The site's schema status as ``--json`` prints it: every applied change, the pending, the
+    drifted and the unknown, and how to adopt a database Stairway has not recorded.
+    """
     state = status.state
     return {
         "product": status.product,
@@ -146,6 +159,7 @@ def status_json(status: Status) -> dict[str, Any]:
 
 
 def object_json(found: StoredObject) -> dict[str, Any]:
+    """A stored object as JSON: the document as it reads now and the migrations that made it so."""
     return {
         "id": found.id,
         "type": found.type,
@@ -158,6 +172,9 @@ def object_json(found: StoredObject) -> dict[str, Any]:
 
 
 def object_panel(found: StoredObject) -> Panel:
+    """A stored object as a panel: the migrated document, then what was applied and what needs
+    attention.
+    """
     lines = [orjson.dumps(found.document, option=orjson.OPT_INDENT_2).decode()]
     lines += [f"[green]applied[/green] {m.describe()}" for m in found.outcome.applied]
     lines += [f"[yellow]attention[/yellow] {a.describe()}" for a in found.outcome.attention]
@@ -169,6 +186,7 @@ SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "suggestion": "cy
 
 
 def verify_table(report: Report) -> Table:
+    """The verify report as a table, most severe first, with the objects found and what to do."""
     table = Table(title=f"verify {report.current} -> {report.target}", show_lines=False)
     ids = [e + "," for f in report.findings for e in f.examples]
     for column in ("severity", "topic", "finding"):
@@ -198,6 +216,9 @@ def _hits(finding: Finding) -> str:
 
 
 def verify_json(report: Report) -> dict[str, Any]:
+    """The verify report as ``--json`` prints it: whether it blocks, what needs an operator, and
+    every finding.
+    """
     return {
         "current": str(report.current),
         "target": str(report.target),
@@ -208,6 +229,9 @@ def verify_json(report: Report) -> dict[str, Any]:
 
 
 def config_table(result: ConfigResult) -> Table:
+    """The config-file migration as a table: each file, what was applied, what needs a hand and
+    where its original was kept.
+    """
     run = result.run
     table = Table(title=f"config files {run.current} -> {run.target}")
     for column in ("file", "applied", "needs a hand", "original kept as"):
@@ -224,6 +248,7 @@ def config_table(result: ConfigResult) -> Table:
 
 
 def config_json(result: ConfigResult) -> dict[str, Any]:
+    """The config-file migration as ``--json`` prints it: each file's changes and its diff."""
     run = result.run
     return {
         "current": str(run.current),
@@ -244,6 +269,9 @@ def config_json(result: ConfigResult) -> dict[str, Any]:
 
 
 def deltas_table(report: DeltaReport) -> Table:
+    """The configuration deltas as a table: each delta, what it does and its outcome; the title
+    says when it was a dry run.
+    """
     title = "configuration deltas" + ("" if report.written else " (dry run: nothing written)")
     table = Table(title=title)
     table.add_column("release", overflow="fold")
@@ -264,6 +292,7 @@ def deltas_table(report: DeltaReport) -> Table:
 
 
 def deltas_json(report: DeltaReport) -> dict[str, Any]:
+    """The configuration deltas as ``--json`` prints them, each with its outcome and why."""
     return {
         "written": report.written,
         "deltas": [
@@ -284,6 +313,7 @@ def deltas_json(report: DeltaReport) -> dict[str, Any]:
 
 
 def backup_json(backup: Backup) -> dict[str, Any]:
+    """A backup as JSON: its manifest's facts and its size before and after compression."""
     manifest = backup.manifest
     return {
         "id": manifest.id,
@@ -331,6 +361,9 @@ def backups_table(found: list[Backup]) -> Table:
 
 
 def upgrade_json(report: Any) -> dict[str, Any]:
+    """An upgrade's report as ``--json`` prints it: each step done with what it recorded, and what
+    was left for an operator.
+    """
     return {
         "upgrade": report.upgrade_id,
         "from": report.current,
@@ -352,6 +385,7 @@ def import_table(report: ImportReport) -> Table:
 
 
 def import_summary(report: ImportReport, shard: Shard) -> str:
+    """What an import did, in a sentence or two; for a shard of several, how many chunks are in."""
     done = (
         f"imported {report.imported:,} objects ({report.migrated:,} migrated, "
         f"{report.present:,} already there, {report.rejected:,} rejected)"
@@ -368,6 +402,7 @@ def import_summary(report: ImportReport, shard: Shard) -> str:
 
 
 def rehearsal_table(found: Rehearsal, estimate: Estimate | None) -> Table:
+    """A rehearsal's steps as a table: the time each took beside the time the estimate predicted."""
     guesses = {s.label: s.seconds for s in estimate.steps} if estimate else {}
     title = f"rehearsal on {found.scratch_database} from backup {found.backup_id}"
     table = Table(title=title)
@@ -380,6 +415,9 @@ def rehearsal_table(found: Rehearsal, estimate: Estimate | None) -> Table:
 
 
 def rehearsal_json(found: Rehearsal) -> dict[str, Any]:
+    """A rehearsal as ``--json`` prints it: the scratch copy, the failure if any, the timed steps,
+    the findings and the end state.
+    """
     end = found.end
     return {
         "backup": found.backup_id,

@@ -33,14 +33,17 @@ class NewChange:
 
     @property
     def file_name(self) -> str:
+        """The file's name: ``0007_add_email.sql``, or ``0003.1_name.sql`` for a patch change."""
         suffix = f".{self.patch}" if self.patch else ""
         return f"{self.number:04d}{suffix}_{self.name}.sql"
 
     @property
     def code(self) -> str:
+        """The change as messages name it: ``7``, or ``3.1`` for a patch change."""
         return f"{self.number}.{self.patch}" if self.patch else str(self.number)
 
     def text(self) -> str:
+        """The file's opening lines: a title made from the name, then the phase header."""
         title = self.name.replace("_", " ").capitalize()
         return f"-- {title}.\n-- phase: {self.phase}\n\n"
 
@@ -57,6 +60,11 @@ def check_name(name: str) -> str:
 
 
 def check_phase_name(phase: str) -> Phase:
+    """The phase named ``phase`` (any case) that a new SQL change may have; refused otherwise.
+
+    Raises:
+        UsageRefused: ``phase`` is unknown, or ``background`` (a background change is Python).
+    """
     for known in NEW_PHASES:
         if phase.lower() == known.value:
             return known

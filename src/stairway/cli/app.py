@@ -41,6 +41,8 @@ app = typer.Typer(
 
 
 class LogFormat(StrEnum):
+    """How log lines are written to stderr: text lines for people or JSON lines for machines."""
+
     text = "text"
     json = "json"
 

@@ -15,6 +15,11 @@ __all__ = ["Estimate", "Limits", "estimate_upgrade"]
 def estimate_upgrade(
     ctx: Context, to: str | None, limits: Limits, recalibrate: bool = False
 ) -> Estimate:
+    """Predict each step of the upgrade to ``to`` (default: latest) from the site's table sizes.
+
+    Nothing is run on the site's tables. The server's rates are measured the first time, and again
+    when ``recalibrate`` is set.
+    """
     plan = site_schema.plan(ctx, to)
     steps = plan_steps(plan, releases=ctx.site.site.releases_dir is not None)
     hops = {str(h.release.version): h for h in plan.steps}

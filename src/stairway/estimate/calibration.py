@@ -45,10 +45,13 @@ SQLITE_WORK = {
 
 @dataclass(frozen=True)
 class Cost:
+    """What one kind of operation costs on this server: seconds per row plus seconds per byte."""
+
     per_row: float  # seconds
     per_byte: float
 
     def seconds(self, rows: int, size: int, indexes: int = 1) -> float:
+        """Predicted seconds for ``rows`` rows of ``size`` bytes in all and ``indexes`` indexes."""
         # the calibration table has one index (its primary key); each further index is
         # maintained by updates and rebuilt by rewrites: about a third more each
         return (self.per_row * rows + self.per_byte * size) * (1 + 0.3 * max(0, indexes - 1))

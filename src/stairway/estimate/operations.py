@@ -26,6 +26,8 @@ from stairway.schema.phases import column_rewrites, parse_statement
 
 
 class OpKind(StrEnum):
+    """What a statement does to its table, which says what its time grows with."""
+
     REWRITE = "rewrite"
     UPDATE = "update"
     DELETE = "delete"
@@ -47,6 +49,8 @@ BLOCKING = frozenset({ACCESS_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE})
 
 @dataclass(frozen=True)
 class Operation:
+    """One statement's work: its kind, table and lock, and a few words for the report."""
+
     kind: OpKind
     table: str | None  # as PostgreSQL folds it (lower case unless quoted)
     lock: str | None
@@ -54,10 +58,16 @@ class Operation:
 
     @property
     def blocks_writes(self) -> bool:
+        """Whether the lock it holds stops the product's writes (or reads) on the table."""
         return self.lock in BLOCKING
 
 
 def operations(text: str) -> list[Operation]:
+    """What each statement of ``text`` does, in order.
+
+    A statement sqlglot cannot read is one operation: a constraint validation, ``VACUUM FULL`` or
+    ``CLUSTER`` when its words say so, ``unknown`` otherwise.
+    """
     trees = parse_statement(text)
     if trees is None:
         return [_unparsed(text)]

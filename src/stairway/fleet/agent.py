@@ -308,6 +308,9 @@ async def _heartbeats(socket: ClientConnection, every: float) -> None:
 
 
 def read_state(home: Path) -> dict[str, Any]:
+    """What the agent remembers across restarts (a trial of a build, a rollback to report); empty
+    when nothing is recorded.
+    """
     path = home / "state.json"
     if not path.is_file():
         return {}
@@ -316,6 +319,7 @@ def read_state(home: Path) -> dict[str, Any]:
 
 
 def write_state(home: Path, state: dict[str, Any]) -> None:
+    """Replace what the agent remembers across restarts with ``state``, atomically."""
     write_atomic(home / "state.json", orjson.dumps(state))
 
 

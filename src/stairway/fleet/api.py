@@ -22,6 +22,7 @@ router = APIRouter()
 
 @router.get("/health")
 async def health(fleet: FleetDep) -> dict[str, str]:
+    """``GET /health``: the server's release and replica; anyone may ask."""
     return {"status": "ok", "version": fleet.config.version, "replica": fleet.config.replica}
 
 
@@ -34,6 +35,7 @@ async def metrics(fleet: FleetDep, _token: Admin) -> Response:
 
 @router.get("/api/agents")
 async def agents(fleet: FleetDep, _token: Admin) -> list[dict[str, Any]]:
+    """``GET /api/agents``: every enrolled agent, each marked whether it is drifted; admin token."""
     rows = await fleet.db(store.all_agents)
     for row, evaluable in zip(rows, store.rows_from(rows), strict=True):
         row["drifted"] = drifted(evaluable, fleet.config.version)
@@ -42,6 +44,9 @@ async def agents(fleet: FleetDep, _token: Admin) -> list[dict[str, Any]]:
 
 @router.post("/api/agents/{agent_id}/upgrade")
 async def upgrade_one(agent_id: str, fleet: FleetDep, token: Admin) -> dict[str, str]:
+    """``POST /api/agents/{agent_id}/upgrade``: send the server's build to one agent now; admin
+    token. Answers what happened, or 404 for an unknown agent.
+    """
     row = await fleet.db(lambda c: store.agent(c, agent_id))
     if row is None:
         raise HTTPException(404, f"no agent {agent_id}")
@@ -50,22 +55,30 @@ async def upgrade_one(agent_id: str, fleet: FleetDep, token: Admin) -> dict[str,
 
 @router.get("/api/policy")
 async def get_policy(fleet: FleetDep, _token: Admin) -> dict[str, Any]:
+    """``GET /api/policy``: the upgrade policy and what the last tick did; admin token."""
     policy = await fleet.db(store.read_policy)
     return _shown(policy) | {"note": fleet.last_note}
 
 
 @router.put("/api/policy")
 async def put_policy(body: PolicyIn, fleet: FleetDep, token: Admin) -> dict[str, Any]:
+    """``PUT /api/policy``: replace the upgrade policy (a halted rollout resumes); admin token."""
     return _shown(await fleet.set_policy(body, f"admin:{token.label}"))
 
 
 @router.post("/api/policy/run")
 async def run_now(fleet: FleetDep, token: Admin) -> dict[str, str]:
+    """``POST /api/policy/run``: run one tick of the policy at once; admin token."""
     return {"note": await evaluator.run_now(fleet, f"admin:{token.label}")}
 
 
 @router.post("/api/enroll")
 async def enroll(body: EnrollIn, fleet: FleetDep, token: Enroller) -> dict[str, str]:
+    """``POST /api/enroll``: enroll an agent and answer its credential; an enrollment token.
+
+    The agent's earlier credentials are revoked: one credential is live per agent.
+    """
+
     def issue(conn: Connection) -> str:
         tokens.spend(conn, token)
         store.enroll(conn, body.agent_id, body.group)
@@ -79,11 +92,13 @@ async def enroll(body: EnrollIn, fleet: FleetDep, token: Enroller) -> dict[str, 
 
 @router.get("/api/audit")
 async def audit_log(fleet: FleetDep, _token: Admin) -> list[dict[str, Any]]:
+    """``GET /api/audit``: every entry of the audit log, oldest first; admin token."""
     return [entry.__dict__ for entry in await fleet.db(audit.entries)]
 
 
 @router.get("/artifacts/{name}")
 async def artifact(name: str, fleet: FleetDep, _token: Downloader) -> FileResponse:
+    """``GET /artifacts/{name}``: a published agent build, or 404; an agent or admin token."""
     folder = fleet.config.builds
     path = folder / name if folder else None
     if path is None or "/" in name or name.startswith(".") or not path.is_file():

@@ -27,12 +27,19 @@ def fleet_of(connection: HTTPConnection) -> Fleet:
 
 
 def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer`` header; None without one."""
     if header and header.lower().startswith("bearer "):
         return header[7:].strip()
     return None
 
 
 async def authenticate(request: Request, allowed: set[TokenKind]) -> Token:
+    """The caller's token if it is one of the ``allowed`` kinds.
+
+    Raises:
+        HTTPException: 401 for a missing or wrong token, 403 for a token of another kind; either
+            way the refusal is audited first.
+    """
     fleet = fleet_of(request)
     presented = bearer(request.headers.get("authorization"))
     try:
@@ -46,6 +53,7 @@ async def authenticate(request: Request, allowed: set[TokenKind]) -> Token:
 
 
 async def denied(fleet: Fleet, path: str, reason: str, client: Any) -> None:
+    """Audit a refused request to ``path`` (``auth.denied``): why, and the address it came from."""
     where = f"{client.host}" if client else "unknown"
     data = {"path": path, "reason": reason, "from": where}
     log.info("refused %s from %s: %s", path, where, reason, extra={"path": path})

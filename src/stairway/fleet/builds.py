@@ -24,6 +24,8 @@ from stairway.releases import ReleaseManifest, manifest_path, sign_release, veri
 
 @dataclass(frozen=True)
 class Build:
+    """A published agent build: its release manifest and the signature over it."""
+
     manifest: ReleaseManifest
     signature: str  # base64, over manifest.encode()
 
@@ -37,10 +39,23 @@ class Build:
 
 
 def build_name(version: str) -> str:
+    """The file name of the agent build of ``version``."""
     return f"agent-{version}.pyz"
 
 
 def publish(builds: Path, key_file: Path, build_file: Path, product: str, version: str) -> Build:
+    """Copy ``build_file`` into ``builds`` as the agent build of ``version`` and sign it.
+
+    Args:
+        builds: The directory of published builds; made if missing.
+        key_file: The product's Ed25519 release key.
+        build_file: The agent build to publish.
+        product: The product, whose agent builds are named ``<product>-agent``.
+        version: The build's version.
+
+    Raises:
+        ReleaseError: ``build_file`` does not exist.
+    """
     if not build_file.is_file():
         raise ReleaseError(f"{build_file} does not exist", hint="give the agent build's path")
     builds.mkdir(parents=True, exist_ok=True)
@@ -55,6 +70,7 @@ def publish(builds: Path, key_file: Path, build_file: Path, product: str, versio
 
 
 def find(builds: Path | None, version: str) -> Build | None:
+    """The published and signed build of ``version``; None if there is none."""
     if builds is None:
         return None
     path = manifest_path(builds, version)

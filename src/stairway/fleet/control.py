@@ -69,6 +69,7 @@ class Hub:
         self.seen: dict[str, str] = {}
 
     async def send(self, agent_id: str, message: WireMessage) -> bool:
+        """Send ``message`` to an agent connected here; False if it is not, or the send failed."""
         socket = self.sockets.get(agent_id)
         if socket is None:
             return False

@@ -42,12 +42,16 @@ HELLO_WAIT = 30.0  # seconds a connection may stay silent before its hello
 
 
 class Phase(StrEnum):
+    """Where an agent's session is: waiting for its hello, or welcomed."""
+
     HELLO = "waiting for hello"
     WELCOMED = "welcomed"
 
 
 @dataclass
 class Session:
+    """One agent's connection: its socket, the credential it presented and its phase."""
+
     fleet: Fleet
     socket: WebSocket
     token: Token
@@ -56,6 +60,11 @@ class Session:
 
 @router.websocket(PATH)
 async def agent_socket(socket: WebSocket) -> None:
+    """The websocket of ``/agent/v1``: one connected agent's session, from its hello to its close.
+
+    An agent credential is required. A refused message closes the connection with its ``Close``
+    code; the refusals before the welcome are also told to the agent.
+    """
     fleet = fleet_of(socket)
     await socket.accept()
     token = await _credential(fleet, socket)

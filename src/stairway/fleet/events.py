@@ -36,10 +36,12 @@ class Moved:
 
     @property
     def upgraded(self) -> bool:
+        """Whether this move ended an upgrade: a hello on the target from an agent trying it."""
         return self.event == Event.ARRIVED and self.before in TRYING
 
     @property
     def rolled_back(self) -> bool:
+        """Whether the agent came back on its previous build after a failed upgrade."""
         return self.event == Event.ROLLED_BACK
 
 
@@ -75,6 +77,7 @@ def _rolled_back(conn: Connection, said: Hello, row: dict[str, Any]) -> dict[str
 
 
 def refused(conn: Connection, agent_id: str, version: str, protocol: int, why: str) -> None:
+    """Record an agent refused for its protocol: disconnected, with its version and ``why``."""
     row = _locked(conn, agent_id, Event.PROTOCOL_REFUSED)
     values = {"version": version, "protocol": protocol, "connected": False, "message": why}
     _move(conn, row, Event.PROTOCOL_REFUSED, values | {"last_seen": now().isoformat()})

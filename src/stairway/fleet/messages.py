@@ -60,6 +60,10 @@ class RolledBack(BaseModel):
 
 
 class Hello(WireMessage):
+    """Agent to server, first: who it is, the build it runs and the protocol it speaks, with the
+    failed upgrade it came back from, if any.
+    """
+
     type: Literal["hello"] = "hello"
     agent_id: str = Field(min_length=1, max_length=200)
     version: Annotated[str, Field(strict=True, min_length=1, max_length=64)]
@@ -68,17 +72,23 @@ class Hello(WireMessage):
 
 
 class Welcome(WireMessage):
+    """Server to agent, answering a hello it accepts: the server's release and heartbeat period."""
+
     type: Literal["welcome"] = "welcome"
     server_version: str
     heartbeat: float = 10.0
 
 
 class Refused(WireMessage):
+    """Server to agent, before closing: why it was refused; the agent does not try again."""
+
     type: Literal["refused"] = "refused"
     reason: str
 
 
 class Heartbeat(WireMessage):
+    """Agent to server, every heartbeat period: still here."""
+
     type: Literal["heartbeat"] = "heartbeat"
 
 

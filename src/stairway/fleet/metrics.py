@@ -65,9 +65,11 @@ class DatabaseCollector(Collector):
         self.engine = engine
 
     def describe(self) -> list[Metric]:
+        """Nothing: what the database holds is read at scrape time only."""
         return []  # read at scrape time only: describing would query the database on register
 
     def collect(self) -> Iterator[Metric]:
+        """Agents by state and version, background migrations' progress, and audit entries."""
         yield self._agents()
         yield self._background()
         yield self._audit()

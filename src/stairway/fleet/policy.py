@@ -23,6 +23,8 @@ from stairway.versions import Version
 
 
 class Mode(StrEnum):
+    """Who starts upgrades: the operator one by one, or the evaluator all at once or in waves."""
+
     MANUAL = "manual"
     AUTO = "auto"
     STAGED = "staged"
@@ -30,6 +32,8 @@ class Mode(StrEnum):
 
 @dataclass(frozen=True)
 class Policy:
+    """The upgrade policy, with the rollout under way: its target, its size and why it halted."""
+
     mode: Mode = Mode.MANUAL
     percent: int = 10
     interval: float = 60.0
@@ -42,6 +46,8 @@ class Policy:
 
 @dataclass(frozen=True)
 class AgentRow:
+    """What the evaluator knows of one agent: its version, state, group and upgrade in progress."""
+
     agent_id: str
     version: str | None
     state: State
@@ -55,6 +61,8 @@ class AgentRow:
 
 @dataclass
 class Decision:
+    """What a tick decided: the policy to keep, the agents to upgrade and those gone silent."""
+
     policy: Policy
     upgrade: list[str] = field(default_factory=list)  # agent ids to send the upgrade to
     silent: list[str] = field(default_factory=list)  # attempts past their deadline
@@ -69,6 +77,11 @@ def drifted(agent: AgentRow, target: str) -> bool:
 def evaluate(
     policy: Policy, agents: list[AgentRow], target: str, now: datetime, deadline: timedelta
 ) -> Decision:
+    """What the tick at ``now`` does for ``agents`` on their way to ``target``.
+
+    An agent upgrading for longer than ``deadline`` has gone silent. A manual or halted policy
+    upgrades nobody; a staged one waits for its wave to settle; a canary group goes first.
+    """
     silent = [
         a.agent_id
         for a in agents

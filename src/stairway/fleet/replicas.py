@@ -37,6 +37,8 @@ def conninfo(engine: Engine) -> str | None:
 
 
 class Replicas:
+    """This replica among the others on one database: the evaluator lock and the notifications."""
+
     def __init__(self, url: str, replica: str) -> None:
         self.url, self.replica = url, replica
         self.leader = False
@@ -72,6 +74,7 @@ class Replicas:
         return self.leader
 
     async def publish(self, replica: str, agent_id: str, message: WireMessage) -> None:
+        """Ask ``replica`` to send ``message`` to ``agent_id``, which is connected to it."""
         payload = orjson.dumps({"replica": replica, "agent": agent_id, "message": message.fields()})
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload.decode()))
@@ -97,6 +100,7 @@ class Replicas:
             log.warning("replica %s: a notification it cannot deliver: %s", self.replica, err)
 
     async def close(self) -> None:
+        """Close the lock's and the listener's connections, which frees the evaluator lock."""
         for conn in (self._lock, self._notify):
             if conn is not None and not conn.closed:
                 await conn.close()

@@ -27,6 +27,7 @@ class RequestIdFilter(logging.Filter):
     """Puts the request id of the request being handled, if any, on each record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Set ``record.request_id``; every record passes."""
         record.request_id = current.get()
         return True
 
@@ -59,6 +60,7 @@ class RequestIds:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle a request or websocket with its id; other scopes (lifespan) pass through."""
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return

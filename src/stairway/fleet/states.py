@@ -17,6 +17,8 @@ from stairway.errors import TransitionRefused
 
 
 class State(StrEnum):
+    """Where an agent is, as the operator sees it on the Agents page."""
+
     ONLINE = "online"  # connected, said hello
     OFFLINE = "offline"
     UPGRADING = "upgrading"  # an upgrade was sent; waiting for hello with the target
@@ -27,6 +29,8 @@ class State(StrEnum):
 
 
 class Event(StrEnum):
+    """What happened to an agent, which moves it from one state to the next."""
+
     HELLO = "hello"  # a hello on a version that completes no upgrade
     ARRIVED = "hello on the target"  # a hello on the version it was being upgraded to
     ROLLED_BACK = "hello after a rollback"  # the previous build is back and says why
@@ -72,6 +76,7 @@ TRANSITIONS: Mapping[Event, Mapping[State, State]] = MappingProxyType(
 
 
 def allowed(state: State, event: Event) -> bool:
+    """Whether ``event`` may happen to an agent in ``state``."""
     return state in TRANSITIONS[event]
 
 

@@ -27,6 +27,7 @@ def one_tick_at_a_time(conn: Connection) -> None:
 
 
 def read_policy(conn: Connection) -> Policy:
+    """The upgrade policy; the default (manual) before one is written."""
     row = conn.execute(select(policy_table).where(policy_table.c.id == POLICY_ID)).first()
     if row is None:
         return Policy()
@@ -35,6 +36,7 @@ def read_policy(conn: Connection) -> Policy:
 
 
 def write_policy(conn: Connection, policy: Policy) -> None:
+    """Write ``policy`` as the one policy row, with now as its ``last_tick``."""
     values = asdict(policy) | {"mode": policy.mode.value, "last_tick": now().isoformat()}
     done = conn.execute(update(policy_table).where(policy_table.c.id == POLICY_ID).values(**values))
     if not done.rowcount:
@@ -50,11 +52,13 @@ def agent(conn: Connection, agent_id: str, lock: bool = False) -> dict[str, Any]
 
 
 def all_agents(conn: Connection) -> list[dict[str, Any]]:
+    """Every enrolled agent's row, by agent id."""
     rows = conn.execute(select(agents_table).order_by(agents_table.c.agent_id))
     return [row._asdict() for row in rows]
 
 
 def enroll(conn: Connection, agent_id: str, group: str | None) -> None:
+    """Add ``agent_id`` as an offline agent in ``group``; one already enrolled is left as it is."""
     if agent(conn, agent_id) is None:
         conn.execute(
             insert(agents_table).values(
@@ -116,6 +120,7 @@ def rows_for_evaluator(conn: Connection) -> list[AgentRow]:
 
 
 def rows_from(rows: list[dict[str, Any]]) -> list[AgentRow]:
+    """The agent rows as the evaluator takes them."""
     return [
         AgentRow(
             agent_id=row["agent_id"],

@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 
 
 def supervise(home: Path, poll: float = 0.2) -> int:
+    """Run the agent's ``current`` build until SIGTERM, rolling back a trial that fails.
+
+    Returns:
+        The exit status: 0 when stopped or when the agent exited cleanly, ``EXIT_REFUSED``
+        when the server refused it; other exits are restarted with backoff.
+    """
     backoff = Backoff()
     stopping = False
 

@@ -55,4 +55,5 @@ policy_table = Table(
 
 
 def ensure_tables(conn: Connection) -> None:
+    """Create the fleet's tables that do not exist yet."""
     metadata.create_all(conn, checkfirst=True)

@@ -22,12 +22,15 @@ KEY_FILE = "client.key"
 
 @dataclass(frozen=True)
 class AgentTLS:
+    """The agent's TLS files: the CA to trust and its own certificate and key, each optional."""
+
     ca: Path | None = None  # PEM bundle the server's certificate must chain to; None: system CAs
     cert: Path | None = None  # the agent's certificate, for a server that requires one
     key: Path | None = None  # its private key
 
     @property
     def configured(self) -> bool:
+        """Whether a CA or a certificate is given, which needs a ``wss://`` server."""
         return bool(self.ca or self.cert)
 
     def context(self) -> ssl.SSLContext:

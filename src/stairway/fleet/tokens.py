@@ -22,6 +22,8 @@ from stairway.fleet.tables import tokens_table
 
 
 class TokenKind(StrEnum):
+    """What a token may do: administer the fleet, enroll an agent, or be one agent's credential."""
+
     ADMIN = "admin"
     ENROLL = "enroll"
     AGENT = "agent"
@@ -29,6 +31,8 @@ class TokenKind(StrEnum):
 
 @dataclass(frozen=True)
 class Token:
+    """A token that was checked: its id, kind and label, and the agent it belongs to, if any."""
+
     id: str
     kind: TokenKind
     label: str
@@ -90,6 +94,7 @@ def spend(conn: Connection, token: Token) -> None:
 
 
 def revoke(conn: Connection, token_id: str) -> bool:
+    """Revoke the token ``token_id``; False when there is no such token."""
     done = conn.execute(
         update(tokens_table).where(tokens_table.c.id == token_id).values(revoked=True)
     )
@@ -97,11 +102,13 @@ def revoke(conn: Connection, token_id: str) -> bool:
 
 
 def revoke_agent(conn: Connection, agent_id: str) -> None:
+    """Revoke every credential of ``agent_id``."""
     c = tokens_table.c
     conn.execute(update(tokens_table).where(c.agent_id == agent_id).values(revoked=True))
 
 
 def now() -> datetime:
+    """Now, in UTC: the clock every timestamp in the fleet's tables is taken from."""
     return datetime.now(UTC)
 
 

@@ -58,6 +58,7 @@ Operator = Annotated[Token, Depends(_signed_in)]
 
 
 def page(request: Request, name: str, **values: Any) -> HTMLResponse:
+    """Render template ``name`` with ``values``, the product and release, and the UI's own URL."""
     fleet = fleet_of(request)
     values |= {"version": fleet.config.version, "product": fleet.config.product}
     values["ui"] = request.scope.get("root_path", "") + "/ui"  # mounted under a prefix
@@ -66,11 +67,16 @@ def page(request: Request, name: str, **values: Any) -> HTMLResponse:
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request, failed: bool = False) -> HTMLResponse:
+    """``GET /ui/login``: the sign-in form, which says when the last try failed; anyone may ask."""
     return page(request, "login.html", failed=failed)
 
 
 @router.post("/login")
 async def login(request: Request, fleet: FleetDep, token: str = Form(...)) -> Response:
+    """``POST /ui/login``: sign in with an admin token, kept in a cookie; anyone may post.
+
+    A wrong token is audited (``auth.denied``) and sent back to the form.
+    """
     try:
         await fleet.db(lambda c: tokens.check(c, token, {TokenKind.ADMIN}))
     except (Unauthorized, Forbidden) as err:
@@ -84,6 +90,9 @@ async def login(request: Request, fleet: FleetDep, token: str = Form(...)) -> Re
 
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(request: Request, fleet: FleetDep, _token: Operator) -> Response:
+    """``GET /ui/``: the dashboard: agents by version and by state, drift, background migrations;
+    a signed-in operator.
+    """
     rows = _with_drift(fleet, await fleet.db(store.all_agents))
     jobs = await anyio.to_thread.run_sync(background.jobs, fleet.engine)
     return page(
@@ -100,6 +109,9 @@ async def dashboard(request: Request, fleet: FleetDep, _token: Operator) -> Resp
 
 @router.get("/agents", response_class=HTMLResponse)
 async def agents(request: Request, fleet: FleetDep, _token: Operator, said: str = "") -> Response:
+    """``GET /ui/agents``: the agents and the policy panel, with ``said`` from the last form posted;
+    a signed-in operator.
+    """
     policy = await fleet.db(store.read_policy)
     rows = _with_drift(fleet, await fleet.db(store.all_agents))
     return page(request, "agents.html", policy=policy, agents=rows, said=said)
@@ -107,6 +119,9 @@ async def agents(request: Request, fleet: FleetDep, _token: Operator, said: str 
 
 @router.get("/agents/table", response_class=HTMLResponse)
 async def agents_table(request: Request, fleet: FleetDep) -> Response:
+    """``GET /ui/agents/table``: the agents table alone, which the Agents page refreshes every two
+    seconds; a signed-in operator, 401 otherwise (a fragment does not redirect).
+    """
     if await _operator(request) is None:  # a fragment: no redirect to a whole page
         raise HTTPException(401, "unauthorized")
     rows = _with_drift(fleet, await fleet.db(store.all_agents))
@@ -124,6 +139,9 @@ async def policy(
     max_failures: int = Form(0),
     canary: bool = Form(False),
 ) -> Response:
+    """``POST /ui/policy``: save the upgrade policy from the Agents page, as ``PUT /api/policy``
+    does; a signed-in operator. A value out of range is said on the page and nothing is saved.
+    """
     values = {"mode": mode, "percent": percent, "interval": interval, "canary": canary}
     try:
         body = PolicyIn.model_validate(values | {"max_failures": max_failures})
@@ -136,18 +154,25 @@ async def policy(
 
 @router.post("/run")
 async def run(request: Request, fleet: FleetDep, token: Operator) -> Response:
+    """``POST /ui/run``: run one tick of the policy at once; a signed-in operator."""
     note = await evaluator.run_now(fleet, f"admin:{token.label}")
     return go(request, f"/ui/agents?said=run now: {note}")
 
 
 @router.post("/agents/{agent_id}/upgrade")
 async def upgrade(request: Request, agent_id: str, fleet: FleetDep, token: Operator) -> Response:
+    """``POST /ui/agents/{agent_id}/upgrade``: send the server's build to one agent; a signed-in
+    operator.
+    """
     said = await fleet.upgrade(agent_id, f"admin:{token.label}")
     return go(request, f"/ui/agents?said={said}")
 
 
 @router.get("/audit", response_class=HTMLResponse)
 async def audit_page(request: Request, fleet: FleetDep, _token: Operator) -> Response:
+    """``GET /ui/audit``: the audit log, newest first, and where its hash chain breaks, if it does;
+    a signed-in operator.
+    """
     entries = await fleet.db(audit.entries)
     broken = await fleet.db(audit.verify)
     return page(request, "audit.html", entries=list(reversed(entries)), broken=broken)

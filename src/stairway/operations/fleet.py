@@ -26,6 +26,10 @@ from stairway.schema import migrator
 
 
 def fleet_config(ctx: Context, public_url: str) -> FleetConfig:
+    """The control plane's configuration for the site's current release and its ``[fleet]`` section.
+
+    ``public_url`` is how agents reach the server when the site does not say.
+    """
     version = current_version(ctx)
     release = ctx.catalog.release(version)
     section = ctx.site.fleet
@@ -51,6 +55,11 @@ def control_plane(site: Path | None, public_url: str) -> FastAPI:
 def create_token(
     ctx: Context, kind: tokens.TokenKind, label: str, uses: int | None, hours: float | None
 ) -> str:
+    """A new admin or enrollment token, shown once; limited to ``uses`` and to ``hours`` if given.
+
+    Raises:
+        UsageRefused: ``kind`` is an agent credential, which only enrollment issues.
+    """
     if kind == tokens.TokenKind.AGENT:
         raise UsageRefused(
             "agent credentials are not created by hand",
@@ -63,6 +72,7 @@ def create_token(
 
 
 def revoke_token(ctx: Context, token_id: str) -> None:
+    """Revoke the token ``token_id``; refused when there is no such token."""
     with ctx.engine.begin() as conn:
         ensure_tables(conn)
         if not tokens.revoke(conn, token_id):
@@ -70,6 +80,12 @@ def revoke_token(ctx: Context, token_id: str) -> None:
 
 
 def publish_build(ctx: Context, build_file: Path, version: str, key: Path) -> Build:
+    """Publish ``build_file`` as the agent build of ``version``, signed with the release ``key``.
+
+    Raises:
+        UsageRefused: site.toml names no directory for agent builds.
+        ReleaseError: ``build_file`` does not exist.
+    """
     folder = ctx.site.fleet.builds
     if folder is None:
         raise UsageRefused(
@@ -81,6 +97,10 @@ def publish_build(ctx: Context, build_file: Path, version: str, key: Path) -> Bu
 
 @dataclass(frozen=True)
 class Enrollment:
+    """What ``stairway agent enroll`` was given: the server, the enrollment token, the agent's id
+    and home, the product's release key and the build to start with.
+    """
+
     server: str  # ws://host:port or wss://host:port
     token: str
     agent_id: str

@@ -65,6 +65,7 @@ class StepClock:
         self.ended: float | None = None
 
     def __call__(self, _index: int, _total: int | None, step: Step, /) -> None:
+        """Note the time ``step`` begins."""
         self.begun.append((step, time.monotonic()))
 
     def stop(self) -> None:

@@ -43,11 +43,13 @@ class ShapeDiff:
 
     @property
     def matches(self) -> bool:
+        """Whether the tables and columns are exactly those the changes create."""
         return not (
             self.missing_tables or self.missing_columns or self.extra_tables or self.extra_columns
         )
 
     def describe(self) -> str:
+        """What differs, as one sentence; empty when nothing does."""
         parts = [
             _listed("missing tables", self.missing_tables),
             _listed("missing columns", self.missing_columns),
@@ -184,6 +186,9 @@ def suggestion(guess: tuple[int, int]) -> str:
 
 
 def survey(live: Engine, catalog: ChangeSource) -> Survey:
+    """The live database's tables and columns beside those after each change of ``catalog``,
+    found by applying the changes to a scratch database.
+    """
     return Survey(tuple(shapes_by_change(live, catalog)), shape_of(live))
 
 

@@ -75,6 +75,10 @@ class JobState(StrEnum):
 
 @dataclass(frozen=True)
 class Job:
+    """A background migration as ``stairway_background`` records it: its state, its key range, the
+    cursor below which every key is done, and the batches run and throttled.
+    """
+
     number: int
     label: str
     state: JobState
@@ -87,6 +91,7 @@ class Job:
 
     @property
     def fraction(self) -> float:
+        """How much of the key range is done, from 0.0 to 1.0."""
         span = self.high - self.low
         return 1.0 if span <= 0 or self.state is JobState.DONE else (self.cursor - self.low) / span
 
@@ -100,12 +105,14 @@ class Job:
         return elapsed * (self.high - self.cursor) / (self.cursor - self.low)
 
     def describe(self) -> str:
+        """The migration, its state, how much is done and, while it runs, the time left."""
         eta = self.eta()
         left = f", about {eta:.0f} s left" if eta else ""
         return f"{self.label}: {self.state}, {self.fraction:.0%} done{left}"
 
 
 def ensure_table(conn: Connection) -> None:
+    """Create ``stairway_background`` if it does not exist yet."""
     metadata.create_all(conn, checkfirst=True)
 
 
@@ -135,6 +142,7 @@ def queue(conn: Connection, change: Change) -> None:
 
 
 def jobs(engine: Engine) -> list[Job]:
+    """Every background migration ever queued, by change number; none before the first."""
     with engine.connect() as conn:
         if not conn.dialect.has_table(conn, jobs_table.name):
             return []
@@ -156,10 +164,16 @@ def jobs(engine: Engine) -> list[Job]:
 
 
 def unfinished(engine: Engine) -> list[Job]:
+    """The background migrations not yet done, paused ones included."""
     return [job for job in jobs(engine) if job.state is not JobState.DONE]
 
 
 def set_paused(engine: Engine, number: int, paused: bool) -> Job:
+    """Pause the background migration of change ``number``, or resume it; the job as it is now.
+
+    Raises:
+        UsageRefused: there is no such migration, or it is finished.
+    """
     found = {job.number: job for job in jobs(engine)}
     job = found.get(number)
     if job is None:
@@ -187,6 +201,9 @@ class Throttle:
     waited: float = 0.0
 
     def busy(self, engine: Engine) -> bool:
+        """Whether the database is busy: the probe query is slow, or (on PostgreSQL) sessions
+        wait for a lock.
+        """
         started = time.perf_counter()
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -10,6 +10,8 @@ from stairway.schema.sqltext import Statement
 
 
 class Phase(StrEnum):
+    """When a change may run, judged by which releases of the product keep working after it."""
+
     EXPAND = "expand"  # old and new code both work after it
     CONTRACT = "contract"  # only new code works after it
     OFFLINE = "offline"  # needs the product stopped
@@ -22,6 +24,8 @@ class Phase(StrEnum):
 
 
 class ChangeKind(StrEnum):
+    """What a change file is written in: SQL statements or a Python module."""
+
     SQL = "sql"
     PYTHON = "python"
 
@@ -62,17 +66,21 @@ class Change:
 
     @property
     def code(self) -> str:
+        """The change as messages name it: ``3``, or ``3.1`` for a patch change."""
         return change_code(self.number, self.patch)
 
     @property
     def label(self) -> str:
+        """The change as lists show it: its file name without suffix, such as ``0003_add_email``."""
         return change_label(self.number, self.patch, self.name)
 
     @property
     def reversible(self) -> bool:
+        """Whether the change can be undone: it declares a down direction, in SQL or in Python."""
         return self.down is not None or self.has_python_down
 
     def describe(self) -> str:
+        """The change and its phase, and whether it runs outside a transaction."""
         tx = "" if self.transactional else ", outside a transaction"
         return f"{self.label} [{self.phase}{tx}]"
 
@@ -83,4 +91,5 @@ def change_code(number: int, patch: int) -> str:
 
 
 def change_label(number: int, patch: int, name: str) -> str:
+    """``0003_name`` for a mainline change, ``0003.1_name`` for a patch change."""
     return f"{number:04d}.{patch}_{name}" if patch else f"{number:04d}_{name}"

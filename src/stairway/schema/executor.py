@@ -22,6 +22,8 @@ from stairway.schema.sqltext import Statement
 
 @dataclass(frozen=True)
 class Applied:
+    """A change applied or reverted, and how long it took."""
+
     change: Change
     duration_ms: int
 
@@ -133,6 +135,12 @@ def revert(engine: Engine, change: Change) -> Applied:
 
 
 def refuse_data_loss(changes: Sequence[Change], allow_data_loss: bool) -> None:
+    """Refuse to take ``changes`` down if one cannot be undone or, unless allowed, would lose data.
+
+    Raises:
+        SchemaError: a change declares no down direction.
+        DataLossRefused: a change's ``loses`` says it loses data and ``allow_data_loss`` is false.
+    """
     irreversible = [c.label for c in changes if not c.reversible]
     if irreversible:
         raise SchemaError(

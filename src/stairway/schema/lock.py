@@ -27,6 +27,13 @@ POLL_SECONDS = 0.1
 
 @contextmanager
 def migration_lock(engine: Engine, timeout: float = 30.0) -> Iterator[None]:
+    """Hold the migration lock of the engine's database for the ``with`` block.
+
+    An in-memory SQLite database has no lock: no other migrator can reach it.
+
+    Raises:
+        LockTimeout: another migrator still holds it after ``timeout`` seconds; names the holder.
+    """
     if engine.dialect.name == "postgresql":
         with _advisory_lock(engine, timeout):
             yield

@@ -24,16 +24,19 @@ from stairway.versions import Release
 
 
 def read_state(engine: Engine, catalog: ChangeSource) -> SchemaState:
+    """What the database records as applied, compared with the catalog's changes."""
     with engine.connect() as conn:
         return compare(recorder.applied(conn), catalog.changes)
 
 
 def site_release(engine: Engine) -> str | None:
+    """The release the site was last moved to; None before Stairway recorded one."""
     with engine.connect() as conn:
         return recorder.get_meta(conn, "release")
 
 
 def set_site_release(engine: Engine, catalog: ChangeSource, version: str) -> None:
+    """Record that the site runs ``version`` of the catalog's product."""
     with engine.begin() as conn:
         recorder.set_meta(conn, "product", catalog.product)
         recorder.set_meta(conn, "release", version)
@@ -135,6 +138,12 @@ def downgrade(
     lock_timeout: float = 30.0,
     progress: Progress[Change] | None = None,
 ) -> list[Applied]:
+    """Revert, newest first, the applied changes above ``to``, each in its own transaction.
+
+    Raises:
+        SchemaError: a change to revert declares no down direction.
+        DataLossRefused: reverting would lose data and ``allow_data_loss`` is false.
+    """
     with locked_state(engine, catalog, lock_timeout) as state:
         held = {a.key for a in state.applied}
         changes = [c for c in reversed(catalog.changes) if to < c.number and c.key in held]
@@ -164,5 +173,6 @@ def _release_label(catalog: ChangeSource, change: Change) -> str:
 
 
 def changes_for(catalog: ChangeSource, numbers: Sequence[int]) -> list[Change]:
+    """The catalog's changes numbered in ``numbers``, in catalog order (patch changes included)."""
     wanted = set(numbers)
     return [c for c in catalog.changes if c.number in wanted]

@@ -74,6 +74,7 @@ class PhaseFinding:
     message: str
 
     def describe(self) -> str:
+        """The finding as one line: its line, ``error`` or ``warning``, its rule and its message."""
         level = "error" if self.blocking else "warning"
         return f"line {self.line}: {level} [{self.rule}] {self.message}"
 

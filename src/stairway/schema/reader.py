@@ -29,6 +29,8 @@ DOWN_MARKER = "-- down:"
 
 @dataclass(frozen=True)
 class ChangeFile:
+    """A change file found by its name: the change's number, name and path, and its patch number."""
+
     number: int
     name: str
     path: Path
@@ -36,6 +38,7 @@ class ChangeFile:
 
     @property
     def key(self) -> tuple[int, int]:
+        """Where the change sorts: a patch N.K after N, before N+1."""
         return (self.number, self.patch)
 
 
@@ -65,6 +68,11 @@ def parse_file_name(path: Path) -> ChangeFile | None:
 
 
 def read_text(path: Path) -> str:
+    """The text of a change file.
+
+    Raises:
+        CatalogError: the file cannot be read or is not UTF-8; says the line of the first bad byte.
+    """
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
@@ -82,6 +90,11 @@ def read_text(path: Path) -> str:
 
 
 def read_change(file: ChangeFile) -> Change:
+    """The change ``file`` holds.
+
+    Raises:
+        CatalogError: the first problem found reading it.
+    """
     change, problems = read_change_problems(file)
     if change is None:
         raise problems[0]

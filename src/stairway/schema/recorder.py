@@ -79,6 +79,10 @@ class RecordKind(StrEnum):
 
 @dataclass(frozen=True)
 class AppliedChange:
+    """A change as the bookkeeping tables record it: its checksum then, the release that applied it,
+    when, how long it took, and whether it ran or was adopted by a baseline.
+    """
+
     number: int
     name: str
     checksum: str
@@ -92,18 +96,22 @@ class AppliedChange:
 
     @property
     def key(self) -> tuple[int, int]:
+        """Where the change sorts: a patch N.K after N, before N+1."""
         return (self.number, self.patch)
 
     @property
     def code(self) -> str:
+        """The change as messages name it: ``3``, or ``3.1`` for a patch change."""
         return change_code(self.number, self.patch)
 
     @property
     def label(self) -> str:
+        """The change as lists show it: ``0003_add_email``, or ``0003.1_fix_index`` for a patch."""
         return change_label(self.number, self.patch, self.name)
 
 
 def exists(conn: Connection) -> bool:
+    """Whether Stairway has set up its bookkeeping tables in this database."""
     return inspect(conn).has_table("stairway_meta")
 
 
@@ -152,6 +160,7 @@ def table_of(change: Change) -> Table:
 def record(
     conn: Connection, change: Change, release: str, duration_ms: int, kind: RecordKind
 ) -> None:
+    """Record ``change`` as present: applied for ``release`` in ``duration_ms`` (0: a baseline)."""
     row = record_row(change, release, duration_ms, kind)
     conn.execute(insert(table_of(change)).values(**row))
 
@@ -187,6 +196,7 @@ def record_sql(change: Change, release: str, duration_ms: int, kind: RecordKind)
 
 
 def forget(conn: Connection, change: Change) -> None:
+    """Remove the record of ``change``, which was reverted."""
     conn.execute(delete(table_of(change)).where(*_is(change)))
 
 
@@ -202,6 +212,7 @@ def _is(change: Change) -> list[ColumnElement[bool]]:
 
 
 def get_meta(conn: Connection, key: str) -> str | None:
+    """The value of ``key`` in ``stairway_meta``; None when unset or before the table exists."""
     if not exists(conn):
         return None
     value = conn.execute(select(meta_table.c.value).where(meta_table.c.key == key)).scalar()
@@ -209,6 +220,7 @@ def get_meta(conn: Connection, key: str) -> str | None:
 
 
 def delete_meta(conn: Connection, key: str) -> None:
+    """Remove ``key`` from ``stairway_meta``, if it is there."""
     if exists(conn):
         conn.execute(delete(meta_table).where(meta_table.c.key == key))
 
@@ -225,6 +237,7 @@ def guard_rows(conn: Connection, flag: str, with_patches: bool) -> list[tuple[in
 
 
 def set_meta(conn: Connection, key: str, value: str) -> None:
+    """Set ``key`` to ``value`` in ``stairway_meta``."""
     found = conn.execute(update(meta_table).where(meta_table.c.key == key).values(value=value))
     if found.rowcount == 0:
         conn.execute(insert(meta_table).values(key=key, value=value))

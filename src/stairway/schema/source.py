@@ -14,10 +14,12 @@ class ChangeSource(Protocol):
     """A product's schema changes in order, and which release ships or carries each."""
 
     @property
-    def product(self) -> str: ...
+    def product(self) -> str:
+        """The product the changes belong to."""
 
     @property
-    def changes(self) -> Sequence[Change]: ...
+    def changes(self) -> Sequence[Change]:
+        """Every change, mainline and patch, in the order they apply."""
 
     def changes_between(self, low: int, high: int) -> list[Change]:
         """Mainline changes numbered low+1 .. high (no patch changes)."""

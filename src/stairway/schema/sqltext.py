@@ -26,17 +26,25 @@ class Statement:
     line: int
 
     def describe(self) -> str:
+        """The statement's first line, cut to 72 characters, for messages."""
         first = self.text.strip().splitlines()[0] if self.text.strip() else ""
         return first if len(first) <= 72 else first[:69] + "..."
 
 
 class SqlSyntaxError(ValueError):
+    """SQL the tokenizer cannot read (an unterminated string or comment), with its 1-based line."""
+
     def __init__(self, message: str, line: int) -> None:
         super().__init__(message)
         self.line = line
 
 
 def tokenize(text: str) -> list[Token]:
+    """The PostgreSQL tokens of ``text``.
+
+    Raises:
+        SqlSyntaxError: ``text`` cannot be tokenized.
+    """
     try:
         return list(Postgres().tokenize(text))
     except TokenError as err:
@@ -98,4 +106,5 @@ def normalise(text: str) -> str:
 
 
 def checksum(text: str) -> str:
+    """The SHA-256 of ``text`` normalised: line endings and trailing whitespace do not count."""
     return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()

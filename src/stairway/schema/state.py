@@ -13,10 +13,13 @@ from stairway.versions import Release
 
 @dataclass(frozen=True)
 class Drift:
+    """An applied change whose file differs from what was applied: both checksums."""
+
     applied: AppliedChange
     change: Change
 
     def describe(self) -> str:
+        """The change and the start of both checksums, for an error message."""
         return (
             f"{self.change.label}: file changed since it was applied "
             f"(recorded {self.applied.checksum[:12]}, now {self.change.checksum[:12]})"
@@ -25,6 +28,10 @@ class Drift:
 
 @dataclass(frozen=True)
 class SchemaState:
+    """What the database records beside the catalog: every applied change, those whose files
+    changed since, and those the catalog does not ship.
+    """
+
     applied: tuple[AppliedChange, ...]
     drifted: tuple[Drift, ...]
     unknown: tuple[AppliedChange, ...]  # applied here, but not shipped by this catalog
@@ -36,6 +43,7 @@ class SchemaState:
 
     @property
     def patches(self) -> tuple[AppliedChange, ...]:
+        """The applied patch changes N.K."""
         return tuple(a for a in self.applied if a.patch)
 
     def pending(
@@ -86,6 +94,7 @@ class SchemaState:
 
 
 def compare(applied: Sequence[AppliedChange], changes: Sequence[Change]) -> SchemaState:
+    """The state of a database that records ``applied``, beside the catalog's ``changes``."""
     shipped = {c.key: c for c in changes}
     drifted = tuple(
         Drift(a, shipped[a.key])

@@ -42,23 +42,35 @@ secrets_table = Table(
 
 
 def ensure_table(conn: Connection) -> None:
+    """Create ``stairway_secrets`` if it does not exist yet."""
     metadata.create_all(conn, checkfirst=True)
 
 
 @dataclass(frozen=True)
 class Sealed:
+    """A secret as the database holds it: the id of the site key that seals its data key, the
+    sealed data key and the sealed value.
+    """
+
     key_id: str
     data_key: bytes
     value: bytes
 
 
 def seal(site_key: SiteKey, name: str, value: bytes) -> Sealed:
+    """Seal ``value`` with a new data key, itself sealed by ``site_key``; both bound to ``name``."""
     data_key = AESGCM.generate_key(bit_length=256)
     sealed_value = _encrypt(data_key, value, f"value:{name}")
     return Sealed(site_key.id, _wrap(site_key, name, data_key), sealed_value)
 
 
 def unseal(ring: KeyRing, name: str, sealed: Sealed) -> bytes:
+    """The plain value of secret ``name``.
+
+    Raises:
+        SecretError: ``ring`` lacks the site key that sealed it, or it does not decrypt (it was
+            changed, or copied from another secret's row).
+    """
     site_key = ring.find(sealed.key_id)
     if site_key is None:
         raise SecretError(
@@ -219,6 +231,7 @@ def _read(conn: Connection, name: str) -> Sealed | None:
 
 
 def upsert(conn: Connection, name: str, sealed: Sealed) -> None:
+    """Write ``sealed`` as secret ``name``, replacing its sealed value if it has one."""
     values = {
         "key_id": sealed.key_id,
         "data_key": sealed.data_key,

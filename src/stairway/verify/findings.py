@@ -59,6 +59,7 @@ class Finding:
     needs_hand: bool = False  # the upgrade will leave it for an operator (and exit 3)
 
     def describe(self) -> str:
+        """The finding as one line: severity, topic, message and the first examples."""
         shown = f" (first: {', '.join(self.examples)})" if self.examples else ""
         return f"[{self.severity}] {self.topic}: {self.message}{shown}"
 
@@ -73,10 +74,12 @@ class Report:
 
     @property
     def blocking(self) -> tuple[Finding, ...]:
+        """The findings that stop the upgrade."""
         return tuple(f for f in self.findings if f.blocking)
 
     @property
     def by_hand(self) -> tuple[Finding, ...]:
+        """The findings the upgrade will leave for an operator."""
         return tuple(f for f in self.findings if f.needs_hand)
 
 
