@@ -228,16 +228,28 @@ def injected_points(ending: Ends) -> list[str]:
     first of each run of file writes (a release unpacked, config files, rates), the archive's
     write and the backup taken. A failure at a step's start is the full-disk test's part."""
     points = ending.points
-    around = zip(["", *points[:-1]], points, [*points[1:], ""], strict=True)
-    kept = [p for before, p, after in around if _telling(before, p, after, ending)]
+    kept = [
+        p
+        for i, p in enumerate(points)
+        if _telling(points[i - 1] if i else "", p, _record_after(points, i), ending)
+    ]
     return list(dict.fromkeys(kept))
 
 
-def _telling(before: str, point: str, after: str, ending: Ends) -> bool:
+def _record_after(points: list[str], index: int) -> str:
+    """The journal record a write at ``index`` makes: the next record point, not the next point
+    (the early backup's own points run in a thread beside the journal's and may fall between)."""
+    return next((p for p in points[index + 1 :] if RECORD.match(p)), "")
+
+
+RECORD = re.compile(r"^(None|\d+):[a-z-]+#")  # "<step>:<event>#n", as the journal names them
+
+
+def _telling(before: str, point: str, record: str, ending: Ends) -> bool:
     name = point.split("#")[0]
     if name == "before:journal-write":  # a begin record's write fails like the step it begins
-        ended, _, record = after.split("#")[0].partition(":")
-        return record != "begin" and (ended == "None" or int(ended) in ending.firsts)
+        ended, _, event = record.split("#")[0].partition(":")
+        return event != "begin" and (ended == "None" or int(ended) in ending.firsts)
     return name in WRITES and before.split("#")[0] != name  # the next of a run adds nothing
 
 
