@@ -21,6 +21,7 @@ from stairway.errors import (
     StairwayError,
 )
 from stairway.schema import migrator
+from stairway.targets import named_release
 from stairway.versions import Release, Version, check_hop, upgrade_path
 
 SRC = Path(errors.__file__).parent
@@ -176,3 +177,9 @@ def test_a_session_too_new_carries_both_formats() -> None:
     with pytest.raises(errors.SessionTooNew) as raised:
         sessions.SessionStore(None, "p", version=1)._check_not_newer(3, "abcdefgh")  # type: ignore[arg-type]
     assert (raised.value.found, raised.value.reads) == (3, 1)
+
+
+def test_an_unknown_target_release_carries_the_version_asked_for(shop_catalog: Path) -> None:
+    with pytest.raises(PlanError) as refused:
+        named_release(load_catalog(shop_catalog), "9.9.9")
+    assert refused.value.target == "9.9.9" and refused.value.current is None

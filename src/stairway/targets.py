@@ -24,6 +24,7 @@ def named_release(catalog: Catalog, given: str, option: str = "--to") -> Release
                 if option == "--to"
                 else ""
             ),
+            target=str(wanted),
         )
     return found
 

@@ -121,6 +121,8 @@ def upgrade(
             f"cannot write the upgrade journal in {journal.directory}: {err.strerror or err}",
             hint="free space (or fix permissions) there, then run the upgrade again; "
             "nothing was changed",
+            current=str(plan.current),
+            target=str(plan.target),
         ) from None
     active = journal.active()
     assert active is not None  # just started

@@ -170,6 +170,7 @@ def downgrade(
             f"going down to {to} would leave it without its changes",
             hint="roll the release back together with the schema; a schema-only rollback "
             "breaks the running binary",
+            current=release,
         )
     return migrator.downgrade(
         ctx.engine, ctx.catalog, to, allow_data_loss=allow_data_loss, progress=progress
