@@ -40,10 +40,10 @@ def app(builds: Path, version: str, port: int) -> FastAPI:
     async def upgrade_all() -> dict[str, int]:
         build = find(builds, version)
         assert build is not None
-        offer = build.offer(f"http://127.0.0.1:{port}")
+        offer = build.offer(f"http://127.0.0.1:{port}").wire()
         sent = 0
         for socket in list(sockets.values()):
-            await socket.send_json(offer)
+            await socket.send_text(offer)
             sent += 1
         return {"sent": sent}
 
