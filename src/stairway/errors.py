@@ -76,13 +76,8 @@ class SiteError(StairwayError):
     """The operator's site.toml is missing or malformed."""
 
 
-class PlanError(StairwayError):
-    """No safe path leads from the site's version to the target.
-
-    Attributes:
-        current: The version the site is at, where the refusal concerns one.
-        target: The version asked for, where the refusal concerns one.
-    """
+class HopRefused(StairwayError):
+    """A refusal that may concern one hop: the versions it goes from and to travel with it."""
 
     def __init__(
         self,
@@ -95,6 +90,15 @@ class PlanError(StairwayError):
         super().__init__(message, hint=hint)
         self.current = current
         self.target = target
+
+
+class PlanError(HopRefused):
+    """No safe path leads from the site's version to the target.
+
+    Attributes:
+        current: The version the site is at, where the refusal concerns one.
+        target: The version asked for, where the refusal concerns one.
+    """
 
 
 class SchemaError(StairwayError):
@@ -231,25 +235,13 @@ class TransferError(StairwayError):
     """An export or import could not be written, read or checked."""
 
 
-class UpgradeError(StairwayError):
+class UpgradeError(HopRefused):
     """The upgrade cannot start or continue as asked; nothing was changed by this call.
 
     Attributes:
         current: The version the site is at, where the refusal concerns a hop.
         target: The version the upgrade goes to, where the refusal concerns a hop.
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        hint: str = "",
-        current: str | None = None,
-        target: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.current = current
-        self.target = target
 
 
 class UpgradeFailed(StairwayError):
