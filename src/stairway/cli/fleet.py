@@ -11,6 +11,7 @@ import typer
 from stairway import context
 from stairway.errors import UsageRefused
 from stairway.fleet import tls
+from stairway.fleet.messages import MESSAGE_LIMIT
 from stairway.fleet.tokens import TokenKind
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, say
 
@@ -40,6 +41,10 @@ def serve(
         Path | None,
         typer.Option("--client-ca", help="PEM CA: require agents' certificates (mTLS)", **PEM),
     ] = None,
+    max_body: Annotated[
+        int,
+        typer.Option("--max-body", help="largest request body, in bytes (413 past it)", min=1024),
+    ] = 64 * 1024,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
 ) -> None:
@@ -53,7 +58,7 @@ def serve(
     ctx = context.open_context(site, catalog)
     scheme = "https" if tls_cert else "http"
     config = fleet.fleet_config(ctx, public_url or f"{scheme}://{host}:{port}")
-    app = create_app(ctx.engine, config)
+    app = create_app(ctx.engine, config, max_body=max_body)
     extra: dict[str, object] = {}
     if tls_cert:
         extra = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}
@@ -62,7 +67,9 @@ def serve(
     out.print(f"control plane for {config.product} {config.version} on {scheme}://{host}:{port}")
     # log_config=None: uvicorn's records go through the handler -v/--log-format set up, at its
     # level and in its format, instead of uvicorn's own text handler
-    uvicorn.run(app, host=host, port=port, log_config=None, **extra)  # type: ignore[arg-type]
+    # ws_max_size: a larger agent message is refused by the server before it is buffered whole
+    limits = {"ws_max_size": MESSAGE_LIMIT, "h11_max_incomplete_event_size": 64 * 1024}
+    uvicorn.run(app, host=host, port=port, log_config=None, **limits, **extra)  # type: ignore[arg-type]
 
 
 def _check_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:
@@ -111,6 +118,25 @@ def tokens_revoke(
 
     fleet.revoke_token(context.open_context(site, catalog), token_id)
     say(json, {"revoked": token_id}, f"token {token_id} revoked")
+
+
+@tokens_app.command("reissue")
+def tokens_reissue(
+    agent_id: Annotated[str, typer.Argument(help="the enrolled agent's id")],
+    label: Annotated[str, typer.Option("--label", help="who is re-enrolling it")] = "cli",
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """A new credential for an enrolled agent; its old ones are revoked and their connections
+    closed. The credential is shown once: enroll the agent with it as --token."""
+    from stairway.operations import fleet  # lazily: FastAPI
+
+    credential = fleet.reissue(context.open_context(site, catalog), agent_id, label)
+    if json:
+        emit_json({"agent_id": agent_id, "credential": credential})
+    else:
+        out.print(credential, highlight=False, soft_wrap=True)
 
 
 @agent_app.command("enroll")

@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from stairway import audit
+from stairway.errors import Unauthorized
 from stairway.fleet import evaluator, store, tokens
-from stairway.fleet.auth import Admin, Downloader, Enroller, FleetDep
+from stairway.fleet.auth import Admin, AgentOrAdmin, Enroller, FleetDep, denied
 from stairway.fleet.inputs import EnrollIn, PolicyIn
 from stairway.fleet.policy import Policy, drifted
 from stairway.fleet.tokens import TokenKind
@@ -73,21 +75,68 @@ async def run_now(fleet: FleetDep, token: Admin) -> dict[str, str]:
 
 
 @router.post("/api/enroll")
-async def enroll(body: EnrollIn, fleet: FleetDep, token: Enroller) -> dict[str, str]:
-    """``POST /api/enroll``: enroll an agent and answer its credential; an enrollment token.
+async def enroll(
+    body: EnrollIn, request: Request, fleet: FleetDep, token: Enroller
+) -> dict[str, str]:
+    """``POST /api/enroll``: enroll a new agent and answer its credential; an enrollment token.
 
-    The agent's earlier credentials are revoked: one credential is live per agent.
+    Each use of the token is taken atomically: a token with N uses enrolls N agents, however
+    many ask at once. An agent id already enrolled is refused (409): an enrollment token
+    creates agents, it does not take one over (``POST /api/agents/{agent_id}/credential``).
     """
 
     def issue(conn: Connection) -> str:
         tokens.spend(conn, token)
-        store.enroll(conn, body.agent_id, body.group)
-        tokens.revoke_agent(conn, body.agent_id)  # one live credential per agent
+        if not store.enroll(conn, body.agent_id, body.group):
+            raise AgentExists(body.agent_id)
         credential = tokens.issue(conn, TokenKind.AGENT, body.agent_id, agent_id=body.agent_id)
         audit.append(conn, "agent.enroll", {"agent": body.agent_id}, actor=token.label)
         return credential
 
-    return {"agent_id": body.agent_id, "credential": await fleet.db(issue)}
+    try:
+        credential = await fleet.db(issue)
+    except Unauthorized as err:  # used up while this request waited its turn
+        await denied(fleet, request.url.path, err.message, request.client)
+        raise HTTPException(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"}) from None
+    except (AgentExists, IntegrityError):
+        said = (
+            f"agent {body.agent_id} is already enrolled: an enrollment token enrolls new agents "
+            "only; re-enroll it with its own credential, or have an administrator issue one"
+        )
+        raise HTTPException(409, said) from None
+    return {"agent_id": body.agent_id, "credential": credential}
+
+
+@router.post("/api/agents/{agent_id}/credential")
+async def reenroll(
+    agent_id: str, request: Request, fleet: FleetDep, token: AgentOrAdmin
+) -> dict[str, str]:
+    """``POST /api/agents/{agent_id}/credential``: a new credential for an enrolled agent, its
+    earlier ones revoked and their connections closed; the agent's own credential, or an admin
+    token. Audited as ``agent.reenroll``.
+    """
+    if token.kind == TokenKind.AGENT and token.agent_id != agent_id:
+        reason = f"the credential of {token.agent_id} cannot re-enroll {agent_id}"
+        await denied(fleet, request.url.path, reason, request.client)
+        raise HTTPException(403, "forbidden")
+    actor = agent_id if token.kind == TokenKind.AGENT else f"admin:{token.label}"
+
+    def reissue(conn: Connection) -> str | None:
+        if store.agent(conn, agent_id) is None:
+            return None
+        tokens.revoke_agent(conn, agent_id)  # one live credential per agent
+        credential = tokens.issue(conn, TokenKind.AGENT, agent_id, agent_id=agent_id)
+        audit.append(conn, "agent.reenroll", {"agent": agent_id}, actor=actor)
+        return credential
+
+    credential = await fleet.db(reissue)
+    if credential is None:
+        raise HTTPException(404, f"no agent {agent_id}")
+    return {"agent_id": agent_id, "credential": credential}
+
+
+class AgentExists(Exception):
+    """The agent id asked for is enrolled already."""
 
 
 @router.get("/api/audit")
@@ -97,7 +146,7 @@ async def audit_log(fleet: FleetDep, _token: Admin) -> list[dict[str, Any]]:
 
 
 @router.get("/artifacts/{name}")
-async def artifact(name: str, fleet: FleetDep, _token: Downloader) -> FileResponse:
+async def artifact(name: str, fleet: FleetDep, _token: AgentOrAdmin) -> FileResponse:
     """``GET /artifacts/{name}``: a published agent build, or 404; an agent or admin token."""
     folder = fleet.config.builds
     path = folder / name if folder else None

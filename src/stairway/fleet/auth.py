@@ -1,7 +1,9 @@
 """Who is asking: bearer tokens checked against ``stairway_tokens``, as FastAPI dependencies.
 
-A wrong or missing token gets 401 (403 for a valid token of the wrong kind), an ``auth.denied``
-audit entry, and a body that says nothing more.
+A wrong or missing token gets 401 (403 for a valid token of the wrong kind) and a body that
+says nothing more; the refusal is tallied for its source (``stairway.fleet.refusals``), which
+writes one ``auth.denied`` audit entry per source and minute, and answers 429 to a source past
+its limit before its token is looked up.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from starlette.requests import HTTPConnection
 
-from stairway import audit
 from stairway.errors import Forbidden, Unauthorized
 from stairway.fleet import requests, tokens
 from stairway.fleet.control import Fleet
@@ -41,6 +42,10 @@ async def authenticate(request: Request, allowed: set[TokenKind]) -> Token:
             way the refusal is audited first.
     """
     fleet = fleet_of(request)
+    if fleet.refusals.over(source(request.client)):
+        await denied(fleet, request.url.path, "too many refused requests", request.client)
+        wait = {"Retry-After": "60"}
+        raise HTTPException(429, "too many refused requests", headers=wait)
     presented = bearer(request.headers.get("authorization"))
     try:
         return await fleet.db(lambda c: tokens.check(c, presented, allowed))
@@ -53,11 +58,18 @@ async def authenticate(request: Request, allowed: set[TokenKind]) -> Token:
 
 
 async def denied(fleet: Fleet, path: str, reason: str, client: Any) -> None:
-    """Audit a refused request to ``path`` (``auth.denied``): why, and the address it came from."""
-    where = f"{client.host}" if client else "unknown"
-    data = {"path": path, "reason": reason, "from": where}
-    log.info("refused %s from %s: %s", path, where, reason, extra={"path": path})
-    await fleet.db(lambda c: audit.append(c, "auth.denied", data, actor="anonymous"))
+    """Tally a refused request to ``path`` for the address it came from, and why; the audit
+    log hears of it in that source's entry for the minute."""
+    where = source(client)
+    limited = reason == "too many refused requests"
+    fleet.refusals.refused(where, path, reason, limited)
+    if not limited:  # a flood past its limit is counted, not logged line by line
+        log.info("refused %s from %s: %s", path[:200], where, reason, extra={"path": path[:200]})
+
+
+def source(client: Any) -> str:
+    """The address a request came from, by which refusals are counted."""
+    return f"{client.host}" if client else "unknown"
 
 
 async def _admin(request: Request) -> Token:
@@ -68,12 +80,12 @@ async def _enroller(request: Request) -> Token:
     return await authenticate(request, {TokenKind.ENROLL})
 
 
-async def _downloader(request: Request) -> Token:
+async def _agent_or_admin(request: Request) -> Token:
     return await authenticate(request, {TokenKind.AGENT, TokenKind.ADMIN})
 
 
 # FastAPI reads these annotations by name from the module: they must live at module level.
 Admin = Annotated[Token, Depends(_admin)]
 Enroller = Annotated[Token, Depends(_enroller)]
-Downloader = Annotated[Token, Depends(_downloader)]
+AgentOrAdmin = Annotated[Token, Depends(_agent_or_admin)]
 FleetDep = Annotated[Fleet, Depends(fleet_of)]

@@ -5,7 +5,9 @@ all act through one ``Fleet``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,16 +20,21 @@ from sqlalchemy import Connection, Engine
 
 from stairway import audit
 from stairway.database import serialised
-from stairway.fleet import builds, events, states, store
+from stairway.fleet import builds, events, revocations, states, store
 from stairway.fleet.inputs import PolicyIn
-from stairway.fleet.messages import WireMessage
+from stairway.fleet.messages import Close, WireMessage
 from stairway.fleet.metrics import Metrics
 from stairway.fleet.policy import Policy
+from stairway.fleet.refusals import Refusals
 from stairway.fleet.replicas import Replicas, conninfo
 from stairway.fleet.requests import logger
+from stairway.fleet.revocations import Revocation
 from stairway.fleet.states import Event, State
 
 T = TypeVar("T")
+REVOCATION_POLL = 0.5  # seconds between reads of the revocations: closed within a second
+REFUSALS_FLUSH = 5.0  # seconds between writes of the minutes of refusals that are over
+REVOKED_MEMORY = 10.0  # seconds a revocation is remembered for agents still saying hello
 log = logger(__name__)
 
 
@@ -67,6 +74,37 @@ class Hub:
     def __init__(self) -> None:
         self.sockets: dict[str, WebSocket] = {}
         self.seen: dict[str, str] = {}
+        self.credentials: dict[str, str] = {}  # agent id -> the token its connection presented
+        self.revoked: dict[str, float] = {}  # token ids revoked lately -> when read
+
+    def join(self, agent_id: str, token_id: str, socket: WebSocket) -> bool:
+        """Hold ``socket`` as the agent's connection; False when its credential was revoked
+        while it said hello (a revocation read before the agent was held here)."""
+        if token_id in self.revoked:
+            return False
+        self.sockets[agent_id], self.credentials[agent_id] = socket, token_id
+        return True
+
+    def leave(self, agent_id: str, socket: WebSocket) -> bool:
+        """Let go of the agent's connection, unless a newer one replaced it; whether it did."""
+        if self.sockets.get(agent_id) is not socket:
+            return False
+        del self.sockets[agent_id]
+        self.credentials.pop(agent_id, None)
+        return True
+
+    async def close_revoked(self, found: list[Revocation]) -> list[str]:
+        """Close the connections made with the tokens ``found`` revokes, with 4401; the agents
+        closed."""
+        moment = time.monotonic()
+        self.revoked = {k: t for k, t in self.revoked.items() if moment - t < REVOKED_MEMORY}
+        self.revoked |= {revocation.token_id: moment for revocation in found}
+        hit = [agent for agent, token in self.credentials.items() if token in self.revoked]
+        for agent_id in hit:
+            socket = self.sockets[agent_id]
+            with contextlib.suppress(Exception):  # already going away: closed all the same
+                await socket.close(code=Close.UNAUTHORIZED, reason="credential revoked")
+        return hit
 
     async def send(self, agent_id: str, message: WireMessage) -> bool:
         """Send ``message`` to an agent connected here; False if it is not, or the send failed."""
@@ -90,6 +128,8 @@ class Fleet:
         self.replicas = Replicas(url, config.replica) if url else None
         self.metrics = Metrics(self.engine)
         self.wake = asyncio.Event()  # the policy changed here: evaluate without waiting
+        self.revoked_wake = asyncio.Event()  # a replica was told of a revocation: read it now
+        self.refusals = Refusals()
         self.last_note = ""
 
     async def db(self, work: Callable[[Connection], T]) -> T:
@@ -150,6 +190,33 @@ class Fleet:
         policy = await self.db(write)
         self.wake.set()
         return policy
+
+    async def watch_revocations(self) -> None:
+        """Close the connections of revoked credentials within a second of the revocation,
+        whichever replica or command revoked them."""
+        seen = await self.db(revocations.last)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.revoked_wake.wait(), REVOCATION_POLL)
+            self.revoked_wake.clear()
+            found = await self.db(functools.partial(revocations.since, seq=seen))
+            if found:
+                seen = found[-1].seq
+                for agent_id in await self.hub.close_revoked(found):
+                    log.info("agent %s: credential revoked; connection closed", agent_id)
+
+    async def flush_refusals(self, everything: bool = False) -> None:
+        """Write the refused requests of the minutes that are over to the audit log, one entry
+        per source and minute; every minute's when the server stops."""
+        items = [("auth.denied", data) for data in self.refusals.due(everything)]
+        if items:
+            await self.db(lambda c: audit.append_many(c, items, actor="anonymous"))
+
+    async def audit_refusals(self) -> None:
+        """``flush_refusals`` every few seconds, while the server runs."""
+        while True:
+            await asyncio.sleep(REFUSALS_FLUSH)
+            await self.flush_refusals()
 
     async def flush_seen(self) -> None:
         """Heartbeats update memory; the database hears of them in one batch every few

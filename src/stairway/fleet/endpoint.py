@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from sqlalchemy import Connection
 
 from stairway.errors import Forbidden, MessageRefused, TransitionRefused, Unauthorized
 from stairway.fleet import events, tokens
-from stairway.fleet.auth import bearer, denied, fleet_of
+from stairway.fleet.auth import bearer, denied, fleet_of, source
 from stairway.fleet.control import Fleet, FleetConfig
 from stairway.fleet.messages import (
     HELLO_SHAPE,
+    MESSAGE_LIMIT,
     PATH,
     Close,
     Heartbeat,
@@ -39,6 +43,7 @@ from stairway.fleet.tokens import Token, TokenKind
 router = APIRouter()
 log = logger(__name__)
 HELLO_WAIT = 30.0  # seconds a connection may stay silent before its hello
+T = TypeVar("T")
 
 
 class Phase(StrEnum):
@@ -85,6 +90,10 @@ async def agent_socket(socket: WebSocket) -> None:
 
 
 async def _credential(fleet: Fleet, socket: WebSocket) -> Token | None:
+    if fleet.refusals.over(source(socket.client)):
+        await denied(fleet, PATH, "too many refused requests", socket.client)
+        await _refuse(socket, Close.TOO_MANY, "too many refused requests", tell=True)
+        return None
     presented = bearer(socket.headers.get("authorization"))
     try:
         return await fleet.db(lambda c: tokens.check(c, presented, {TokenKind.AGENT}))
@@ -104,19 +113,21 @@ async def _session(session: Session) -> None:
         agent_id, version, protocol = said.agent_id, said.version, said.protocol
         await fleet.db(lambda c: events.refused(c, agent_id, version, protocol, refusal))
         raise MessageRefused(refusal, close=Close.PROTOCOL_REFUSED)
-    moved = await fleet.db(lambda c: events.hello(c, said, fleet.config.replica))
+    token, replica = session.token, fleet.config.replica
+    moved = await fleet.db(lambda c: _recorded(c, token, lambda: events.hello(c, said, replica)))
     if moved.upgraded:
         fleet.metrics.succeeded.inc()
         log.info("agent %s upgraded to %s", said.agent_id, said.version)
     if moved.rolled_back:
         fleet.metrics.failed.labels("rolled_back").inc()
         log.info("agent %s rolled back to %s", said.agent_id, said.version)
-    fleet.hub.sockets[said.agent_id] = socket
+    if not fleet.hub.join(said.agent_id, token.id, socket):
+        raise MessageRefused("credential revoked", close=Close.UNAUTHORIZED)
     welcome = Welcome(server_version=fleet.config.version, heartbeat=fleet.config.heartbeat)
     await socket.send_text(welcome.wire())
     session.phase = Phase.WELCOMED
     try:
-        await _listen(fleet, socket, said.agent_id)
+        await _listen(session, said.agent_id)
     finally:
         await _gone(fleet, socket, said.agent_id)
 
@@ -134,22 +145,28 @@ async def _hello(socket: WebSocket, token: Token) -> Hello:
     return said
 
 
-async def _listen(fleet: Fleet, socket: WebSocket, agent_id: str) -> None:
+async def _listen(session: Session, agent_id: str) -> None:
+    fleet = session.fleet
     while True:
-        message = await _receive(socket)
+        message = await _receive(session.socket)
         if isinstance(message, Heartbeat):
             fleet.hub.seen[agent_id] = tokens.now().isoformat()
         elif isinstance(message, UpgradeFailed):
-            await _failed(fleet, agent_id, message)
+            await _failed(session, agent_id, message)
         else:
             said = f"{message.type} cannot come from an agent once it is welcomed"
             raise MessageRefused(said, close=Close.OUT_OF_ORDER)
 
 
-async def _failed(fleet: Fleet, agent_id: str, report: UpgradeFailed) -> None:
+async def _failed(session: Session, agent_id: str, report: UpgradeFailed) -> None:
+    fleet, token = session.fleet, session.token
     stage, version, reason = report.stage, report.version, report.reason
     try:
-        await fleet.db(lambda c: events.failure(c, agent_id, stage, version, reason))
+        await fleet.db(
+            lambda c: _recorded(
+                c, token, lambda: events.failure(c, agent_id, stage, version, reason)
+            )
+        )
     except TransitionRefused as err:
         said = f"upgrade_failed for no upgrade in flight: {err.message}"
         raise MessageRefused(said, close=Close.OUT_OF_ORDER) from None
@@ -157,9 +174,16 @@ async def _failed(fleet: Fleet, agent_id: str, report: UpgradeFailed) -> None:
     log.info("agent %s could not take %s (%s): %s", agent_id, version, stage, reason)
 
 
+def _recorded(conn: Connection, token: Token, record: Callable[[], T]) -> T:
+    """``record`` what the session said, in the transaction that first checks its credential
+    still stands: a revoked session's messages are refused, never recorded."""
+    if not tokens.still_valid(conn, token):
+        raise MessageRefused("credential revoked", close=Close.UNAUTHORIZED)
+    return record()
+
+
 async def _gone(fleet: Fleet, socket: WebSocket, agent_id: str) -> None:
-    if fleet.hub.sockets.get(agent_id) is socket:  # not when a newer connection replaced it
-        del fleet.hub.sockets[agent_id]
+    if fleet.hub.leave(agent_id, socket):  # not when a newer connection replaced it
         seen = fleet.hub.seen.pop(agent_id, None)
         await fleet.db(lambda c: events.gone(c, agent_id, seen))
 
@@ -169,7 +193,11 @@ async def _receive(socket: WebSocket) -> Message:
     if message["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(message.get("code", 1000))
     text = message.get("text")
-    return parse(text if text is not None else message.get("bytes") or b"")
+    raw = text if text is not None else message.get("bytes") or b""
+    if len(raw) > MESSAGE_LIMIT:  # also when a host app's server lets larger frames through
+        said = f"a message of {len(raw)} bytes: the limit is {MESSAGE_LIMIT}"
+        raise MessageRefused(said, close=Close.TOO_BIG)
+    return parse(raw)
 
 
 def protocol_refusal(config: FleetConfig, protocol: int) -> str | None:

@@ -18,6 +18,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 from stairway.errors import MessageRefused
 
 PATH = "/agent/v1"
+MESSAGE_LIMIT = 64 * 1024  # bytes of one message; the server closes with 1009 past it
+TEXT_LIMIT = 2000  # characters of free text (a reason) kept, a mark saying it was cut included
 HELLO_SHAPE = "{type: hello, agent_id, version, protocol}"
 
 
@@ -33,6 +35,8 @@ class Close(IntEnum):
     # hello, a message only the other end sends, a failure report for no upgrade
     MALFORMED = 4422  # not a JSON object, or its fields do not fit its type
     PROTOCOL_REFUSED = 4426  # the agent's protocol lies outside the release's range
+    TOO_MANY = 4429  # its address had too many refused connections this minute
+    TOO_BIG = 1009  # a message over ``MESSAGE_LIMIT``
     INTERNAL = 1011  # the server failed while handling the message; the agent reconnects
 
 
@@ -50,13 +54,27 @@ class WireMessage(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def cut(text: str) -> str:
+    """Free text an agent sends, kept to ``TEXT_LIMIT`` characters and marked when cut: it is
+    shown and audited, never parsed, and the sender chooses its length."""
+    if len(text) <= TEXT_LIMIT:
+        return text
+    marker = f"… [cut: {len(text)} characters in all]"  # the whole stays within the limit
+    return text[: TEXT_LIMIT - len(marker)] + marker
+
+
+AgentId = Annotated[str, Field(min_length=1, max_length=200)]
+Version = Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+Reason = Annotated[str, AfterValidator(cut)]
+
+
 class RolledBack(BaseModel):
     """Why the previous build is running again, carried by its next hello."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
-    from_: str | None = Field(default=None, alias="from")
-    to: str | None = None
-    reason: str | None = None
+    from_: Version | None = Field(default=None, alias="from")
+    to: Version | None = None
+    reason: Reason | None = None
 
 
 class Hello(WireMessage):
@@ -65,9 +83,9 @@ class Hello(WireMessage):
     """
 
     type: Literal["hello"] = "hello"
-    agent_id: str = Field(min_length=1, max_length=200)
-    version: Annotated[str, Field(strict=True, min_length=1, max_length=64)]
-    protocol: Annotated[int, Field(strict=True)]
+    agent_id: AgentId
+    version: Version
+    protocol: Annotated[int, Field(strict=True, ge=0, le=1_000_000)]
     rolled_back: RolledBack | None = None
 
 
@@ -106,9 +124,9 @@ class UpgradeFailed(WireMessage):
     ``verify`` (it refused what it got)."""
 
     type: Literal["upgrade_failed"] = "upgrade_failed"
-    version: str = Field(max_length=64)
+    version: Version
     stage: Literal["download", "verify"]
-    reason: Annotated[str, AfterValidator(lambda text: text[:2000])]  # shown, not parsed
+    reason: Reason
 
 
 Message = Annotated[

@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 
 from stairway.errors import MessageRefused
 from stairway.fleet.messages import WireMessage, parse
+from stairway.fleet.revocations import CHANNEL, WAKE
 
-CHANNEL = "stairway_fleet"
 EVALUATOR_LOCK = 0x5374_6169_7277_6179  # "Stairway": one evaluator per database
 RETRY = 1.0
 Deliver = Callable[[str, WireMessage], Awaitable[bool]]
@@ -79,14 +79,18 @@ class Replicas:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload.decode()))
 
-    async def listen(self, deliver: Deliver) -> None:
-        """Deliver what other replicas address to agents connected here; reconnects."""
+    async def listen(self, deliver: Deliver, revoked: Callable[[], None]) -> None:
+        """Deliver what other replicas address to agents connected here, and call ``revoked``
+        when a credential was revoked anywhere; reconnects."""
         while True:
             try:
                 self._notify = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
                 await self._notify.execute(f"LISTEN {CHANNEL}")
                 async for note in self._notify.notifies():
-                    await self._deliver(note.payload, deliver)
+                    if note.payload == WAKE:
+                        revoked()
+                    else:
+                        await self._deliver(note.payload, deliver)
             except psycopg.OperationalError as err:
                 log.warning("replica %s: listening: %s; again in %s s", self.replica, err, RETRY)
                 await asyncio.sleep(RETRY)

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from stairway.fleet import api, endpoint, evaluator, store, web
 from stairway.fleet.control import Fleet, FleetConfig
+from stairway.fleet.limits import BODY_LIMIT, BodyLimit
 from stairway.fleet.messages import PATH
 from stairway.fleet.requests import RequestIds
 from stairway.fleet.tables import ensure_tables
@@ -27,7 +28,7 @@ __all__ = ["PROTOCOL_PATH", "FleetConfig", "create_app", "running"]
 PROTOCOL_PATH = PATH
 
 
-def create_app(engine: Engine, config: FleetConfig) -> FastAPI:
+def create_app(engine: Engine, config: FleetConfig, max_body: int = BODY_LIMIT) -> FastAPI:
     """The control plane's FastAPI app: agent listener, admin API, artifacts and web UI.
 
     Its lifespan creates the fleet's tables, records that no agent is connected to this
@@ -39,6 +40,7 @@ def create_app(engine: Engine, config: FleetConfig) -> FastAPI:
         engine: The engine of the site database, which holds tokens, agents, the policy and
             the audit log; on PostgreSQL several replicas share it.
         config: What it serves.
+        max_body: The largest request body accepted, in bytes; larger ones get 413 unread.
     """
     fleet = Fleet(engine, config)
     app = FastAPI(title="Stairway control plane", lifespan=_lifespan(fleet))
@@ -48,6 +50,7 @@ def create_app(engine: Engine, config: FleetConfig) -> FastAPI:
     app.include_router(web.router)
     app.add_exception_handler(HTTPException, _plain)
     app.add_exception_handler(web.SignIn, web.sign_in)
+    app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(RequestIds)
     return app
 
@@ -57,14 +60,22 @@ def _lifespan(fleet: Fleet) -> Callable[[FastAPI], contextlib.AbstractAsyncConte
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await fleet.db(ensure_tables)
         await fleet.db(lambda c: store.disconnect_replica(c, fleet.config.replica))
-        tasks = [asyncio.create_task(evaluator.run(fleet)), asyncio.create_task(fleet.flush_seen())]
+        work = [
+            evaluator.run(fleet),
+            fleet.flush_seen(),
+            fleet.watch_revocations(),
+            fleet.audit_refusals(),
+        ]
         if fleet.replicas:
-            tasks.append(asyncio.create_task(fleet.replicas.listen(fleet.hub.send)))
+            work.append(fleet.replicas.listen(fleet.hub.send, fleet.revoked_wake.set))
+        tasks = [asyncio.create_task(job) for job in work]
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
+            with contextlib.suppress(Exception):  # a database gone at shutdown: nothing to do
+                await fleet.flush_refusals(everything=True)
             if fleet.replicas:
                 await fleet.replicas.close()
 

@@ -57,19 +57,25 @@ def all_agents(conn: Connection) -> list[dict[str, Any]]:
     return [row._asdict() for row in rows]
 
 
-def enroll(conn: Connection, agent_id: str, group: str | None) -> None:
-    """Add ``agent_id`` as an offline agent in ``group``; one already enrolled is left as it is."""
-    if agent(conn, agent_id) is None:
-        conn.execute(
-            insert(agents_table).values(
-                agent_id=agent_id,
-                state=State.OFFLINE.value,
-                connected=False,
-                group=group,
-                message="",
-                enrolled=now().isoformat(),
-            )
+def enroll(conn: Connection, agent_id: str, group: str | None) -> bool:
+    """Add ``agent_id`` as an offline agent in ``group``; False when it is enrolled already.
+
+    Two enrollments of one new id racing on PostgreSQL: the second's insert fails on the
+    primary key once the first commits (``IntegrityError``), which its caller also refuses.
+    """
+    if agent(conn, agent_id) is not None:
+        return False
+    conn.execute(
+        insert(agents_table).values(
+            agent_id=agent_id,
+            state=State.OFFLINE.value,
+            connected=False,
+            group=group,
+            message="",
+            enrolled=now().isoformat(),
         )
+    )
+    return True
 
 
 def change(conn: Connection, agent_id: str, **values: Any) -> None:

@@ -1,4 +1,5 @@
-"""The fleet's tables in the site database: tokens, agents, and the upgrade policy."""
+"""The fleet's tables in the site database: tokens, agents, the upgrade policy, and the
+revocations every replica reads to close the connections of a revoked credential."""
 
 from __future__ import annotations
 
@@ -51,6 +52,15 @@ policy_table = Table(
     Column("rollout_size", Integer),  # drifted agents when the rollout began
     Column("halted", Text),  # why the rollout stopped, or NULL
     Column("last_tick", String(40)),
+)
+
+revocations_table = Table(
+    "stairway_revocations",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),  # replicas read past theirs
+    Column("token_id", String(32), nullable=False),
+    Column("agent_id", String(200)),  # whose credential it was, if an agent's
+    Column("at", String(40), nullable=False),
 )
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 
 from stairway.errors import Forbidden, Unauthorized
+from stairway.fleet import revocations
 from stairway.fleet.tables import tokens_table
 
 
@@ -79,32 +80,61 @@ def check(conn: Connection, presented: str | None, allowed: set[TokenKind]) -> T
     if row.uses_left is not None and row.uses_left <= 0:
         raise Unauthorized("used-up token")
     if TokenKind(row.kind) not in allowed:
-        raise Forbidden(f"a {row.kind} token cannot do this")
+        raise Forbidden(f"an {row.kind} token cannot do this")  # admin, enroll, agent
     return Token(row.id, TokenKind(row.kind), row.label, row.agent_id)
 
 
 def spend(conn: Connection, token: Token) -> None:
-    """One use of a limited enrollment token."""
+    """One use of an enrollment token, taken atomically: of N concurrent requests holding a
+    token with one use left, exactly one gets it and the others Unauthorized.
+
+    The check and the decrement are one conditional UPDATE: PostgreSQL re-reads the row's
+    ``uses_left`` once a concurrent spender commits, and SQLite's writers run one at a time,
+    so the count never goes below zero.
+    """
     c = tokens_table.c
-    conn.execute(
+    spent = conn.execute(
         update(tokens_table)
-        .where(c.id == token.id, c.uses_left.is_not(None))
-        .values(uses_left=c.uses_left - 1)
+        .where(c.id == token.id, c.revoked.is_(False))
+        .where(or_(c.uses_left.is_(None), c.uses_left > 0))
+        .values(uses_left=c.uses_left - 1)  # NULL (unlimited) stays NULL
     )
+    if spent.rowcount != 1:
+        raise Unauthorized("used-up token")
+
+
+def still_valid(conn: Connection, token: Token) -> bool:
+    """Whether ``token`` was neither revoked nor expired since it was checked: what a live
+    session asks before anything it says is recorded."""
+    row = conn.execute(
+        select(tokens_table.c.revoked, tokens_table.c.expires).where(tokens_table.c.id == token.id)
+    ).first()
+    if row is None or row.revoked:
+        return False
+    return not (row.expires and datetime.fromisoformat(row.expires) < now())
 
 
 def revoke(conn: Connection, token_id: str) -> bool:
-    """Revoke the token ``token_id``; False when there is no such token."""
-    done = conn.execute(
-        update(tokens_table).where(tokens_table.c.id == token_id).values(revoked=True)
-    )
-    return bool(done.rowcount)
+    """Revoke the token ``token_id``; False when there is no such token. Every replica closes
+    the connections made with it (``stairway.fleet.revocations``)."""
+    c = tokens_table.c
+    found = conn.execute(select(c.agent_id).where(c.id == token_id)).first()
+    if found is None:
+        return False
+    conn.execute(update(tokens_table).where(c.id == token_id).values(revoked=True))
+    revocations.record(conn, [token_id], found.agent_id)
+    return True
 
 
 def revoke_agent(conn: Connection, agent_id: str) -> None:
-    """Revoke every credential of ``agent_id``."""
+    """Revoke every credential ``agent_id`` holds now; every replica closes their connections
+    (a credential issued after this one is not touched)."""
     c = tokens_table.c
-    conn.execute(update(tokens_table).where(c.agent_id == agent_id).values(revoked=True))
+    live = select(c.id).where(c.agent_id == agent_id, c.revoked.is_(False))
+    ids = list(conn.execute(live).scalars())
+    if ids:
+        conn.execute(update(tokens_table).where(c.id.in_(ids)).values(revoked=True))
+        revocations.record(conn, ids, agent_id)
 
 
 def now() -> datetime:

@@ -9,13 +9,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI
 
+from stairway import audit
 from stairway.context import Context, current_version, open_context
 from stairway.errors import ReleaseError, UsageRefused
 from stairway.files import write_atomic
-from stairway.fleet import builds, tokens
+from stairway.fleet import builds, store, tokens
 from stairway.fleet.agent import point_current, write_state
 from stairway.fleet.builds import Build
 from stairway.fleet.server import FleetConfig, create_app
@@ -137,8 +139,11 @@ def enroll(asked: Enrollment) -> None:
 def _credential(asked: Enrollment) -> str:
     body = json.dumps({"agent_id": asked.agent_id, "group": asked.group}).encode()
     url = asked.server.replace("ws://", "http://").replace("wss://", "https://").rstrip("/")
+    # an enrollment token enrolls a new agent; the agent's own credential re-enrolls it
+    again = asked.token.startswith(f"swt_{tokens.TokenKind.AGENT.value}_")
+    path = f"/api/agents/{quote(asked.agent_id, safe='')}/credential" if again else "/api/enroll"
     request = urllib.request.Request(
-        f"{url}/api/enroll",
+        f"{url}{path}",
         data=body,
         headers={"Authorization": f"Bearer {asked.token}", "Content-Type": "application/json"},
     )
@@ -147,10 +152,7 @@ def _credential(asked: Enrollment) -> str:
         with urllib.request.urlopen(request, timeout=30, context=context) as response:
             return str(json.loads(response.read())["credential"])
     except urllib.error.HTTPError as err:
-        raise UsageRefused(
-            f"the server refused the enrollment ({err.code})",
-            hint="check the enrollment token: it may be wrong, used up, expired or revoked",
-        ) from None
+        raise _enrollment_refused(err) from None
     except (urllib.error.URLError, OSError) as err:
         hint = "check --server"
         if url.startswith("https://"):
@@ -170,3 +172,44 @@ def install(home: Path, source: Path, version: str, product: str) -> Path:
     point_current(home, target)
     write_state(home, {})
     return target
+
+
+def _enrollment_refused(err: urllib.error.HTTPError) -> UsageRefused:
+    if err.code == 409:  # the id is taken: the server's sentence says what to do
+        said = str(_detail(err))
+        return UsageRefused(
+            f"the server refused the enrollment: {said}",
+            hint="run `stairway agent enroll` with this agent's own credential as --token, or "
+            "ask an administrator for one (`stairway tokens reissue`); or choose another --id",
+        )
+    return UsageRefused(
+        f"the server refused the enrollment ({err.code})",
+        hint="check the token: it may be wrong, used up, expired or revoked",
+    )
+
+
+def _detail(err: urllib.error.HTTPError) -> object:
+    try:
+        return json.loads(err.read(4096)).get("detail", "")
+    except (ValueError, AttributeError, OSError):
+        return ""
+
+
+def reissue(ctx: Context, agent_id: str, label: str) -> str:
+    """A new credential for the enrolled agent ``agent_id``, its earlier ones revoked (every
+    replica closes their connections); an administrator's re-enrollment, audited.
+
+    Raises:
+        UsageRefused: no agent ``agent_id`` is enrolled.
+    """
+    with ctx.engine.begin() as conn:
+        ensure_tables(conn)
+        if store.agent(conn, agent_id) is None:
+            raise UsageRefused(
+                f"no agent {agent_id} is enrolled",
+                hint="new agents enroll with an enrollment token (`stairway agent enroll`)",
+            )
+        tokens.revoke_agent(conn, agent_id)
+        credential = tokens.issue(conn, tokens.TokenKind.AGENT, agent_id, agent_id=agent_id)
+        audit.append(conn, "agent.reenroll", {"agent": agent_id}, actor=f"admin:{label}")
+        return credential
