@@ -1,4 +1,5 @@
-"""The fleet's tables in the site database: tokens, agents, and the upgrade policy."""
+"""The fleet's tables in the site database: tokens, agents, the upgrade policy, and the web UI's
+sessions."""
 
 from __future__ import annotations
 
@@ -51,6 +52,17 @@ policy_table = Table(
     Column("rollout_size", Integer),  # drifted agents when the rollout began
     Column("halted", Text),  # why the rollout stopped, or NULL
     Column("last_tick", String(40)),
+)
+
+ui_sessions_table = Table(
+    "stairway_ui_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # SHA-256 of the session id; never the id
+    Column("token_id", String(32), nullable=False),  # the admin token it was opened with
+    Column("created", String(40), nullable=False),
+    Column("last_seen", String(40), nullable=False),
+    Column("expires", String(40), nullable=False),  # the absolute end, however busy it is
+    Column("csrf", String(64), nullable=False),  # the forms' token: useless without the id
 )
 
 
