@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Select, delete, or_, select, update
@@ -98,7 +98,7 @@ def find(
             .values(last_seen=stamp(at))
         )
     token = Token(row.id, TokenKind(row.kind), row.label, row.agent_id)
-    return Session(row.id_hash, token, row.csrf, datetime.fromisoformat(row.expires))
+    return Session(row.id_hash, token, row.csrf, _moment(row.expires))
 
 
 def end(conn: Connection, session: Session) -> None:
@@ -148,10 +148,20 @@ def _joined() -> Select[Any]:
 
 def _alive(row: Any, at: datetime, limits: Limits) -> bool:
     token_valid = not row.revoked and row.kind == TokenKind.ADMIN.value
-    if row.token_expires and datetime.fromisoformat(row.token_expires) < at:
+    if row.token_expires and _moment(row.token_expires) < at:
         token_valid = False
-    last_seen, expires = datetime.fromisoformat(row.last_seen), datetime.fromisoformat(row.expires)
+    last_seen, expires = _moment(row.last_seen), _moment(row.expires)
     return token_valid and at < expires and at < last_seen + limits.idle
+
+
+def _moment(text: str) -> datetime:
+    """A stored timestamp; one without a zone is UTC, one that cannot be read is long past (a
+    session is rather ended than kept on a row that says nothing sure)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _hash(session_id: str) -> str:

@@ -15,6 +15,7 @@ template, which does not count as activity.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections import Counter
 from pathlib import Path
@@ -47,6 +48,8 @@ _loader = jinja2.FileSystemLoader(Path(__file__).parent / "templates")
 # autoescape on for every template, whatever its name: everything shown comes from agents or
 # the database
 templates = Jinja2Templates(env=jinja2.Environment(loader=_loader, autoescape=True))
+# JSON as text, escaped like any other (``tojson`` writes < as \u003c, which hides what was said)
+templates.env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False)
 router = APIRouter(prefix="/ui")
 
 
