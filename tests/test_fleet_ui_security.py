@@ -224,11 +224,20 @@ def test_a_form_without_the_sessions_csrf_token_or_from_elsewhere_changes_nothin
     fleet.api("PUT", "/api/policy", {"mode": "manual"})
 
 
-def test_the_sign_in_form_needs_its_own_cookie(fleet: Fleet, server: Server) -> None:
+def test_the_sign_in_form_needs_its_own_cookie_and_a_wrong_token_is_audited(
+    fleet: Fleet, server: Server, database: str
+) -> None:
     form = {"token": fleet.admin, "csrf": "chosen-by-another-site"}
     assert server.call("POST", "/ui/login", form).status == 403
     forged = server.call("POST", "/ui/login", form, cookies={SIGNIN: "something-else"})
     assert forged.status == 403 and forged.cookie(SESSION) is None
+    nonce = {"csrf": "n0nce"}
+    wrong = server.call("POST", "/ui/login", nonce | {"token": "swt_admin_x.y"}, {SIGNIN: "n0nce"})
+    assert (wrong.status, wrong.location) == (303, "/ui/login?failed=true")
+    assert wrong.cookie(SESSION) is None
+    with engine_for(database).connect() as conn:
+        last = audit.entries(conn)[-1]
+    assert (last.action, last.data["path"]) == ("auth.denied", "/ui/login")
 
 
 def test_sign_out_ends_the_session(fleet: Fleet, server: Server) -> None:
@@ -261,6 +270,9 @@ def test_a_session_past_its_lifetime_or_idle_too_long_goes_to_sign_in(
         conn.execute(update(table).where(table.c.id_hash == ours).values({column: "2001-01-01"}))
     assert operator.get("/ui/").location == "/ui/login"
     assert operator.get("/ui/agents/table").status == 401
+    with engine_for(database).connect() as conn:
+        stale = select(table).where(getattr(table.c, column) < "2002")
+        assert conn.execute(stale).first() is None, "the dead session was deleted"
 
 
 def test_a_session_opened_on_one_replica_works_on_another(fleet: Fleet, server: Server) -> None:
