@@ -45,10 +45,14 @@ def serve(
         int,
         typer.Option("--max-body", help="largest request body, in bytes (413 past it)", min=1024),
     ] = 64 * 1024,
+    docs: Annotated[
+        bool,
+        typer.Option("--docs", help="serve /docs, /redoc and /openapi.json (admin token only)"),
+    ] = False,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
 ) -> None:
-    """The control plane: agent listener, admin API and upgrade policy evaluator."""
+    """The control plane: agent listener, admin API, web UI and upgrade policy evaluator."""
     import uvicorn  # lazily: see above
 
     from stairway.fleet.server import create_app  # lazily: FastAPI
@@ -58,7 +62,7 @@ def serve(
     ctx = context.open_context(site, catalog)
     scheme = "https" if tls_cert else "http"
     config = fleet.fleet_config(ctx, public_url or f"{scheme}://{host}:{port}")
-    app = create_app(ctx.engine, config, max_body=max_body)
+    app = create_app(ctx.engine, config, max_body=max_body, docs=docs)
     extra: dict[str, object] = {}
     if tls_cert:
         extra = {"ssl_certfile": str(tls_cert), "ssl_keyfile": str(tls_key)}

@@ -29,6 +29,7 @@ from stairway.fleet.refusals import Refusals
 from stairway.fleet.replicas import Replicas, conninfo
 from stairway.fleet.requests import logger
 from stairway.fleet.revocations import Revocation
+from stairway.fleet.signin import Limits
 from stairway.fleet.states import Event, State
 
 T = TypeVar("T")
@@ -55,6 +56,7 @@ class FleetConfig:
         deadline: Seconds an upgraded agent has to say hello on the target version.
         replica: This replica's id, random per process, by which other replicas reach the
             agents connected to it.
+        ui_sessions: How long a web UI session lives idle, and at most.
     """
 
     product: str
@@ -66,6 +68,7 @@ class FleetConfig:
     heartbeat: float = 10.0
     deadline: float = 120.0  # seconds for an upgraded agent to say hello on the target
     replica: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    ui_sessions: Limits = field(default_factory=Limits)
 
 
 class Hub:

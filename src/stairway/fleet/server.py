@@ -17,7 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from stairway.fleet import api, endpoint, evaluator, store, web
+from stairway.fleet import api, apidocs, endpoint, evaluator, store, web
 from stairway.fleet.control import Fleet, FleetConfig
 from stairway.fleet.limits import BODY_LIMIT, BodyLimit
 from stairway.fleet.messages import PATH
@@ -28,7 +28,9 @@ __all__ = ["PROTOCOL_PATH", "FleetConfig", "create_app", "running"]
 PROTOCOL_PATH = PATH
 
 
-def create_app(engine: Engine, config: FleetConfig, max_body: int = BODY_LIMIT) -> FastAPI:
+def create_app(
+    engine: Engine, config: FleetConfig, max_body: int = BODY_LIMIT, docs: bool = False
+) -> FastAPI:
     """The control plane's FastAPI app: agent listener, admin API, artifacts and web UI.
 
     Its lifespan creates the fleet's tables, records that no agent is connected to this
@@ -41,15 +43,26 @@ def create_app(engine: Engine, config: FleetConfig, max_body: int = BODY_LIMIT) 
             the audit log; on PostgreSQL several replicas share it.
         config: What it serves.
         max_body: The largest request body accepted, in bytes; larger ones get 413 unread.
+        docs: Serve ``/docs``, ``/redoc`` and ``/openapi.json``, to admin tokens only; without
+            it they are not there.
     """
     fleet = Fleet(engine, config)
-    app = FastAPI(title="Stairway control plane", lifespan=_lifespan(fleet))
+    app = FastAPI(
+        title="Stairway control plane",
+        lifespan=_lifespan(fleet),
+        docs_url=None,  # served by apidocs, behind an admin token, with docs=True
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.fleet = fleet
     app.include_router(api.router)
     app.include_router(endpoint.router)
     app.include_router(web.router)
+    if docs:
+        app.include_router(apidocs.router)
     app.add_exception_handler(HTTPException, _plain)
     app.add_exception_handler(web.SignIn, web.sign_in)
+    app.add_exception_handler(web.Refused, web.refused)
     app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(RequestIds)
     return app

@@ -1,5 +1,6 @@
-"""The fleet's tables in the site database: tokens, agents, the upgrade policy, and the
-revocations every replica reads to close the connections of a revoked credential."""
+"""The fleet's tables in the site database: tokens, agents, the upgrade policy, the web UI's
+sessions, and the revocations every replica reads to close the connections of a revoked
+credential."""
 
 from __future__ import annotations
 
@@ -61,6 +62,17 @@ revocations_table = Table(
     Column("token_id", String(32), nullable=False),
     Column("agent_id", String(200)),  # whose credential it was, if an agent's
     Column("at", String(40), nullable=False),
+)
+
+ui_sessions_table = Table(
+    "stairway_ui_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # SHA-256 of the session id; never the id
+    Column("token_id", String(32), nullable=False),  # the admin token it was opened with
+    Column("created", String(40), nullable=False),
+    Column("last_seen", String(40), nullable=False),
+    Column("expires", String(40), nullable=False),  # the absolute end, however busy it is
+    Column("csrf", String(64), nullable=False),  # the forms' token: useless without the id
 )
 
 

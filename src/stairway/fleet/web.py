@@ -1,18 +1,29 @@
 """The web UI under ``/ui``: Dashboard, Agents (policy panel, Run now, Upgrade), Audit.
 
-Server-rendered with Jinja2, no build step and no external assets. An operator signs in with an
-admin token, kept in an HttpOnly, SameSite=Strict cookie; every change is a form POST that goes
-through the same code as the admin API (and the same audit entries), then redirects back. The
-agents table refreshes itself every two seconds from a fragment of the same template.
+Server-rendered with Jinja2 (autoescaped: agent ids, versions, messages and audit data are shown
+as text), no build step and no external assets. An operator signs in with an admin token, which
+opens a session (``signin``): the cookie holds only the session's random id, HttpOnly,
+SameSite=Strict, on the UI's path, and Secure over TLS. A session ends idle, at its lifetime,
+on Sign out, or when its admin token is revoked. Every change is a form POST that carries the
+session's CSRF token and comes from this server's origin (or says no origin), goes through the
+same code as the admin API (and the same audit entries), then redirects back; a form that fails
+those checks gets a 403 page and changes nothing. The sign-in form itself carries a token that
+must match a cookie set with the form (a double submit), so that another site cannot sign a
+browser in. The agents table refreshes itself every two seconds from a fragment of the same
+template, which does not count as activity.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
 
 import anyio
+import jinja2
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -20,16 +31,25 @@ from pydantic import ValidationError
 
 from stairway import audit
 from stairway.errors import Forbidden, Unauthorized
-from stairway.fleet import evaluator, store, tokens
-from stairway.fleet.auth import FleetDep, fleet_of
+from stairway.fleet import evaluator, requests, signin, store, tokens
+from stairway.fleet.auth import FleetDep, denied, fleet_of
 from stairway.fleet.control import Fleet
 from stairway.fleet.inputs import PolicyIn
 from stairway.fleet.policy import drifted
-from stairway.fleet.tokens import Token, TokenKind
+from stairway.fleet.signin import Session
+from stairway.fleet.tokens import TokenKind
 from stairway.schema import background
 
-COOKIE = "stairway_admin"
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+SESSION_COOKIE = "stairway_session"
+LOGIN_COOKIE = "stairway_signin"  # the sign-in form's double-submit token
+OLD_COOKIE = "stairway_admin"  # releases before sessions kept the admin token itself in it
+log = requests.logger(__name__)
+_loader = jinja2.FileSystemLoader(Path(__file__).parent / "templates")
+# autoescape on for every template, whatever its name: everything shown comes from agents or
+# the database
+templates = Jinja2Templates(env=jinja2.Environment(loader=_loader, autoescape=True))
+# JSON as text, escaped like any other (``tojson`` writes < as \u003c, which hides what was said)
+templates.env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False)
 router = APIRouter(prefix="/ui")
 
 
@@ -37,59 +57,135 @@ class SignIn(Exception):
     """No operator is signed in: the page sends the browser to the login form."""
 
 
-async def _operator(request: Request) -> Token | None:
-    presented = request.cookies.get(COOKIE)
-    if not presented:
-        return None
-    try:
-        return await fleet_of(request).db(lambda c: tokens.check(c, presented, {TokenKind.ADMIN}))
-    except (Unauthorized, Forbidden):
-        return None
+class Refused(Exception):
+    """A form failed the CSRF or origin check and did nothing: a 403 page that says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-async def _signed_in(request: Request) -> Token:
-    token = await _operator(request)
-    if token is None:
+async def _session(request: Request, touch: bool) -> Session | None:
+    fleet = fleet_of(request)
+    presented, limits = request.cookies.get(SESSION_COOKIE), fleet.config.ui_sessions
+    return await fleet.db(lambda c: signin.find(c, presented, limits, touch))
+
+
+async def _signed_in(request: Request) -> Session:
+    session = await _session(request, touch=True)
+    if session is None:
         raise SignIn
-    return token
+    return session
 
 
-Operator = Annotated[Token, Depends(_signed_in)]
+async def _form_checked(
+    request: Request, session: Annotated[Session, Depends(_signed_in)], csrf: str = Form("")
+) -> Session:
+    same_origin(request)
+    if not session.csrf_matches(csrf):
+        raise Refused("the form's CSRF token is missing or is not this session's")
+    return session
 
 
-def page(request: Request, name: str, **values: Any) -> HTMLResponse:
-    """Render template ``name`` with ``values``, the product and release, and the UI's own URL."""
+Operator = Annotated[Session, Depends(_signed_in)]  # a page: a signed-in operator
+Posted = Annotated[Session, Depends(_form_checked)]  # a form: signed in, CSRF and origin checked
+
+
+def same_origin(request: Request) -> None:
+    """Refuse a POST whose ``Origin`` header names another origin than this server's (as it is
+    reached, or its public URL). A request without the header is left to the CSRF token."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    own = {_origin(str(request.base_url)), _origin(fleet_of(request).config.public_url)}
+    if origin.rstrip("/") not in own:
+        raise Refused(f"the form was sent from {origin}, not from this server")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}"
+
+
+def page(
+    request: Request, name: str, session: Session | None, status: int = 200, **values: Any
+) -> HTMLResponse:
+    """Render template ``name`` with ``values``, the product and release, the UI's own URL and,
+    for a signed-in operator, the session's CSRF token that every form carries."""
     fleet = fleet_of(request)
     values |= {"version": fleet.config.version, "product": fleet.config.product}
-    values["ui"] = request.scope.get("root_path", "") + "/ui"  # mounted under a prefix
-    return templates.TemplateResponse(request, name, values)
+    values |= {"ui": _root(request) + "/ui", "csrf": session.csrf if session else None}
+    return templates.TemplateResponse(request, name, values, status_code=status)
 
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request, failed: bool = False) -> HTMLResponse:
-    """``GET /ui/login``: the sign-in form, which says when the last try failed; anyone may ask."""
-    return page(request, "login.html", failed=failed)
-
-
-@router.post("/login")
-async def login(request: Request, fleet: FleetDep, token: str = Form(...)) -> Response:
-    """``POST /ui/login``: sign in with an admin token, kept in a cookie; anyone may post.
-
-    A wrong token is audited (``auth.denied``) and sent back to the form.
-    """
-    try:
-        await fleet.db(lambda c: tokens.check(c, token, {TokenKind.ADMIN}))
-    except (Unauthorized, Forbidden) as err:
-        data = {"path": "/ui/login", "reason": err.message}
-        await fleet.db(lambda c: audit.append(c, "auth.denied", data, actor="anonymous"))
-        return go(request, "/ui/login?failed=true")
-    response = go(request, "/ui/")
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+    """``GET /ui/login``: the sign-in form, which says when the last try failed; anyone may ask.
+    It sets the cookie whose value the form's hidden ``csrf`` field must repeat."""
+    nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
+    response = page(request, "login.html", None, failed=failed, signin_csrf=nonce)
+    _set_cookie(request, response, LOGIN_COOKIE, nonce, "/ui/login")
     return response
 
 
+@router.post("/login")
+async def login(
+    request: Request, fleet: FleetDep, token: str = Form(""), csrf: str = Form("")
+) -> Response:
+    """``POST /ui/login``: sign in with an admin token, which opens a session; anyone may post
+    the form served with its cookie. A wrong token is audited (``auth.denied``) and sent back
+    to the form.
+    """
+    same_origin(request)
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not signin.same(expected, csrf):
+        raise Refused("the sign-in form was not the one this server gave this browser")
+    try:
+        checked = await fleet.db(lambda c: tokens.check(c, token, {TokenKind.ADMIN}))
+    except (Unauthorized, Forbidden) as err:
+        await denied(fleet, "/ui/login", err.message, request.client)
+        return go(request, "/ui/login?failed=true")
+    limits = fleet.config.ui_sessions
+    opened = await fleet.db(lambda c: signin.open_session(c, checked, limits))
+    log.info("signed in to the web UI with the admin token %s", checked.label)
+    response = go(request, "/ui/")
+    _set_cookie(request, response, SESSION_COOKIE, opened.session_id, "/ui")
+    _clear_cookie(request, response, LOGIN_COOKIE, "/ui/login")
+    response.delete_cookie(OLD_COOKIE)  # the raw admin token, if an older release set it
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, fleet: FleetDep, session: Posted) -> Response:
+    """``POST /ui/logout``: sign out: the session ends here and on every replica; the form of a
+    signed-in operator."""
+    await fleet.db(lambda c: signin.end(c, session))
+    response = go(request, "/ui/login")
+    _clear_cookie(request, response, SESSION_COOKIE, "/ui")
+    response.delete_cookie(OLD_COOKIE)
+    return response
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, path: str) -> None:
+    response.set_cookie(
+        name,
+        value,
+        path=_root(request) + path,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def _clear_cookie(request: Request, response: Response, name: str, path: str) -> None:
+    secure = request.url.scheme == "https"
+    path = _root(request) + path
+    response.delete_cookie(name, path=path, httponly=True, samesite="strict", secure=secure)
+
+
 @router.get("/", response_class=HTMLResponse)
-async def dashboard(request: Request, fleet: FleetDep, _token: Operator) -> Response:
+async def dashboard(request: Request, fleet: FleetDep, session: Operator) -> Response:
     """``GET /ui/``: the dashboard: agents by version and by state, drift, background migrations;
     a signed-in operator.
     """
@@ -98,6 +194,7 @@ async def dashboard(request: Request, fleet: FleetDep, _token: Operator) -> Resp
     return page(
         request,
         "dashboard.html",
+        session,
         background=jobs,
         schema_level=fleet.config.schema_level,
         by_version=sorted(Counter(str(r["version"]) for r in rows).items()),
@@ -108,31 +205,33 @@ async def dashboard(request: Request, fleet: FleetDep, _token: Operator) -> Resp
 
 
 @router.get("/agents", response_class=HTMLResponse)
-async def agents(request: Request, fleet: FleetDep, _token: Operator, said: str = "") -> Response:
+async def agents(request: Request, fleet: FleetDep, session: Operator, said: str = "") -> Response:
     """``GET /ui/agents``: the agents and the policy panel, with ``said`` from the last form posted;
     a signed-in operator.
     """
     policy = await fleet.db(store.read_policy)
     rows = _with_drift(fleet, await fleet.db(store.all_agents))
-    return page(request, "agents.html", policy=policy, agents=rows, said=said)
+    return page(request, "agents.html", session, policy=policy, agents=rows, said=said)
 
 
 @router.get("/agents/table", response_class=HTMLResponse)
 async def agents_table(request: Request, fleet: FleetDep) -> Response:
     """``GET /ui/agents/table``: the agents table alone, which the Agents page refreshes every two
-    seconds; a signed-in operator, 401 otherwise (a fragment does not redirect).
+    seconds; a signed-in operator, 401 otherwise (a fragment does not redirect). It does not
+    count as activity: an Agents page left open still goes idle.
     """
-    if await _operator(request) is None:  # a fragment: no redirect to a whole page
+    session = await _session(request, touch=False)
+    if session is None:  # a fragment: no redirect to a whole page
         raise HTTPException(401, "unauthorized")
     rows = _with_drift(fleet, await fleet.db(store.all_agents))
-    return page(request, "agents_table.html", agents=rows)
+    return page(request, "agents_table.html", session, agents=rows)
 
 
 @router.post("/policy")
 async def policy(
     request: Request,
     fleet: FleetDep,
-    token: Operator,
+    session: Posted,
     mode: str = Form(...),
     percent: int = Form(10),
     interval: float = Form(60.0),
@@ -140,42 +239,42 @@ async def policy(
     canary: bool = Form(False),
 ) -> Response:
     """``POST /ui/policy``: save the upgrade policy from the Agents page, as ``PUT /api/policy``
-    does; a signed-in operator. A value out of range is said on the page and nothing is saved.
+    does; the form of a signed-in operator. A value out of range is said on the page and
+    nothing is saved.
     """
     values = {"mode": mode, "percent": percent, "interval": interval, "canary": canary}
     try:
         body = PolicyIn.model_validate(values | {"max_failures": max_failures})
     except ValidationError as err:
         problem = err.errors()[0]
-        return go(request, f"/ui/agents?said=not saved: {problem['loc'][0]}: {problem['msg']}")
-    await fleet.set_policy(body, f"admin:{token.label}")
-    return go(request, "/ui/agents?said=policy saved")
+        return said(request, f"not saved: {problem['loc'][0]}: {problem['msg']}")
+    await fleet.set_policy(body, f"admin:{session.token.label}")
+    return said(request, "policy saved")
 
 
 @router.post("/run")
-async def run(request: Request, fleet: FleetDep, token: Operator) -> Response:
-    """``POST /ui/run``: run one tick of the policy at once; a signed-in operator."""
-    note = await evaluator.run_now(fleet, f"admin:{token.label}")
-    return go(request, f"/ui/agents?said=run now: {note}")
+async def run(request: Request, fleet: FleetDep, session: Posted) -> Response:
+    """``POST /ui/run``: run one tick of the policy at once; the form of a signed-in operator."""
+    note = await evaluator.run_now(fleet, f"admin:{session.token.label}")
+    return said(request, f"run now: {note}")
 
 
 @router.post("/agents/{agent_id}/upgrade")
-async def upgrade(request: Request, agent_id: str, fleet: FleetDep, token: Operator) -> Response:
-    """``POST /ui/agents/{agent_id}/upgrade``: send the server's build to one agent; a signed-in
-    operator.
+async def upgrade(request: Request, agent_id: str, fleet: FleetDep, session: Posted) -> Response:
+    """``POST /ui/agents/{agent_id}/upgrade``: send the server's build to one agent; the form of
+    a signed-in operator.
     """
-    said = await fleet.upgrade(agent_id, f"admin:{token.label}")
-    return go(request, f"/ui/agents?said={said}")
+    return said(request, await fleet.upgrade(agent_id, f"admin:{session.token.label}"))
 
 
 @router.get("/audit", response_class=HTMLResponse)
-async def audit_page(request: Request, fleet: FleetDep, _token: Operator) -> Response:
+async def audit_page(request: Request, fleet: FleetDep, session: Operator) -> Response:
     """``GET /ui/audit``: the audit log, newest first, and where its hash chain breaks, if it does;
     a signed-in operator.
     """
     entries = await fleet.db(audit.entries)
     broken = await fleet.db(audit.verify)
-    return page(request, "audit.html", entries=list(reversed(entries)), broken=broken)
+    return page(request, "audit.html", session, entries=list(reversed(entries)), broken=broken)
 
 
 async def sign_in(request: Request, _err: Exception) -> Response:
@@ -183,9 +282,25 @@ async def sign_in(request: Request, _err: Exception) -> Response:
     return go(request, "/ui/login")
 
 
+async def refused(request: Request, err: Exception) -> Response:
+    """The handler of ``Refused``: a 403 page that says why, with the way back."""
+    assert isinstance(err, Refused)
+    log.warning("refused a form posted to %s: %s", request.url.path, err.reason)
+    return page(request, "refused.html", None, status=403, reason=err.reason)
+
+
 def go(request: Request, path: str) -> RedirectResponse:
     """A redirect after a form, kept under the prefix the app is mounted at, if any."""
-    return RedirectResponse(request.scope.get("root_path", "") + path, status_code=303)
+    return RedirectResponse(_root(request) + path, status_code=303)
+
+
+def said(request: Request, sentence: str) -> RedirectResponse:
+    """Back to the Agents page, which shows ``sentence`` (an agent id in it may be any text)."""
+    return go(request, "/ui/agents?said=" + quote(sentence, safe=""))
+
+
+def _root(request: Request) -> str:
+    return str(request.scope.get("root_path", ""))  # the prefix the app is mounted at, if any
 
 
 def _with_drift(fleet: Fleet, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

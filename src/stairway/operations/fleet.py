@@ -47,11 +47,12 @@ def fleet_config(ctx: Context, public_url: str) -> FleetConfig:
     )
 
 
-def control_plane(site: Path | None, public_url: str) -> FastAPI:
+def control_plane(site: Path | None, public_url: str, docs: bool = False) -> FastAPI:
     """The app ``stairway serve`` runs, for a product to mount in its own (see ``running``);
-    ``public_url`` includes the mount prefix, so build URLs reach it."""
+    ``public_url`` includes the mount prefix, so build URLs reach it. With ``docs`` it serves
+    ``/docs``, ``/redoc`` and ``/openapi.json`` to admin tokens."""
     ctx = open_context(site, None)
-    return create_app(ctx.engine, fleet_config(ctx, public_url))
+    return create_app(ctx.engine, fleet_config(ctx, public_url), docs=docs)
 
 
 def create_token(
