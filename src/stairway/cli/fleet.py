@@ -53,6 +53,7 @@ def serve(
     ctx = context.open_context(site, catalog)
     scheme = "https" if tls_cert else "http"
     config = fleet.fleet_config(ctx, public_url or f"{scheme}://{host}:{port}")
+    config.anchor = context.anchor(ctx)  # checkpoints of the audit log while it serves
     app = create_app(ctx.engine, config)
     extra: dict[str, object] = {}
     if tls_cert:

@@ -17,6 +17,7 @@ from fastapi import WebSocket
 from sqlalchemy import Connection, Engine
 
 from stairway import audit
+from stairway.audit_anchor import Anchor
 from stairway.database import serialised
 from stairway.fleet import builds, events, states, store
 from stairway.fleet.inputs import PolicyIn
@@ -48,6 +49,8 @@ class FleetConfig:
         deadline: Seconds an upgraded agent has to say hello on the target version.
         replica: This replica's id, random per process, by which other replicas reach the
             agents connected to it.
+        anchor: Where the site's audit log is anchored: the server signs checkpoints of it
+            while it runs; None signs none.
     """
 
     product: str
@@ -59,6 +62,7 @@ class FleetConfig:
     heartbeat: float = 10.0
     deadline: float = 120.0  # seconds for an upgraded agent to say hello on the target
     replica: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    anchor: Anchor | None = None
 
 
 class Hub:
