@@ -118,7 +118,9 @@ def test_backup_then_restore_gives_back_every_row_and_file(site: Path) -> None:
         logged = audit.entries(conn)
     assert [(e.action, e.data["backup"]) for e in logged] == [("site.restore", taken["id"])]
     leftovers = [p.name for p in site.parent.iterdir() if p.name.startswith(".")]
-    assert leftovers == [], "no staging directory is left behind"
+    # .stairway holds the audit key and witness: the restore's signed checkpoint re-bases there
+    assert leftovers == [".stairway"], "no staging directory is left behind"
+    assert b'"reason":"restore"' in (site.parent / ".stairway" / "site.audit.witness").read_bytes()
 
     code, out, _ = stairway("backups", "--site", str(site), "--json")
     assert [b["id"] for b in orjson.loads(out)] == [taken["id"]]

@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import context, operations
+from stairway import audit_anchor, context, operations
 from stairway.database import dispose_all
 from stairway.errors import TransferError
 from stairway.transfer.format import digest, line, records
 from stairway.transfer.shards import Shard
+from stairway.transfer.trust import AuditTrust
 
 CATALOG = Path(__file__).parent / "catalogs" / "people"
 
@@ -65,7 +66,9 @@ def test_round_trip_sqlite_postgres_sqlite_gives_identical_objects(
     for source, target, name in ((first, middle, "one.zst"), (middle, last, "two.zst")):
         out = tmp_path / name
         operations.export(context.open_context(source, None), out, 500)
-        code, said, err = stairway("import", str(out), "--site", str(target))
+        key = tmp_path / f"{name}.pub"  # the second export carries the first import's entry
+        assert stairway("audit", "key", "--out", str(key), "--site", str(source))[0] == 0
+        code, said, err = stairway("import", str(out), "--trust", str(key), "--site", str(target))
         assert code == 0 and "imported 1,200 objects" in said, err
     assert objects(last) == objects(first)
 
@@ -405,8 +408,10 @@ def test_the_source_audit_log_joins_the_target_log_once(
     tctx = context.open_context(target, None)
     with tctx.engine.begin() as conn:
         audit.append(conn, "site.init", {"version": "1.0.0"})
+    trust = AuditTrust(audit_anchor.public_key(ctx.engine, context.anchor(ctx)))
     for _ in range(2):  # the second import finds every chunk in: nothing is added twice
-        report = operations.import_file(context.open_context(target, None), out, 0, workers=2)
+        tctx = context.open_context(target, None)
+        report = operations.import_file(tctx, out, 0, workers=2, trust=trust)
         assert report.complete, report.problems
     with tctx.engine.connect() as conn:
         entries = audit.entries(conn)

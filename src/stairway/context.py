@@ -4,18 +4,24 @@ and handed to every operation and orchestration below the command line."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from stairway import audit_anchor
 from stairway.backup.database import settle_renamed
 from stairway.catalog import Catalog, load_catalog
 from stairway.database import connected, engine_for
 from stairway.errors import (
     BackupError,
     SiteError,
+    StairwayError,
 )
 from stairway.release_source import catalog_of
 from stairway.schema import migrator
@@ -23,6 +29,14 @@ from stairway.secrets.keyring import KeySource
 from stairway.site import Site, load_site
 from stairway.sitelock import site_lock
 from stairway.versions import Version
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+# The sites this process opened, by site file: the command line checkpoints each one's audit
+# log when its command ends (``checkpoint_opened``), whichever command it was, without every
+# command having to remember to. Keyed by file, so a long-running process holds one per site.
+_opened: dict[Path, Context] = {}
 
 
 @dataclass(frozen=True)
@@ -47,7 +61,9 @@ def open_context(
             "no catalog given",
             hint="pass --catalog DIR or set `catalog = ...` in the [site] table of site.toml",
         )
-    return Context(site, load_catalog(root), _reachable(site.database))
+    ctx = Context(site, load_catalog(root), _reachable(site.database))
+    _opened[site.path.resolve()] = ctx
+    return ctx
 
 
 def _reachable(url: str) -> Engine:
@@ -109,3 +125,46 @@ def backup_dir(ctx: Context) -> Path:
 def secret_keys(ctx: Context) -> KeySource:
     """Where the site key ring comes from: the environment or ``[secrets] key_file``."""
     return KeySource(ctx.site.secrets.key_file)
+
+
+def anchor(ctx: Context) -> audit_anchor.Anchor:
+    """Where the site's audit log is anchored: its audit key and witness file."""
+    return audit_anchor.anchor_of(ctx.site)
+
+
+def checkpoint(ctx: Context) -> audit_anchor.Checkpoint | None:
+    """Sign the site's committed audit head if it moved; a failure is logged, never raised:
+    the work it follows is done, and ``stairway audit verify`` names what is wrong."""
+    try:
+        return audit_anchor.checkpoint(ctx.engine, anchor(ctx))
+    except (StairwayError, OSError, SQLAlchemyError) as err:
+        log.warning("no audit checkpoint for %s: %s", ctx.site.path, err)
+        return None
+
+
+def checkpointed(
+    work: Callable[Concatenate[Context, P], R],
+) -> Callable[Concatenate[Context, P], R]:
+    """``work`` on a site, then a checkpoint of its audit log, whether it succeeded or not (a
+    failed upgrade logs its rollback)."""
+
+    @functools.wraps(work)
+    def run(ctx: Context, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return work(ctx, *args, **kwargs)
+        finally:
+            checkpoint(ctx)
+
+    return run
+
+
+def checkpoint_opened() -> None:
+    """A checkpoint of every site opened since the last call (``forget_opened``)."""
+    for ctx in list(_opened.values()):
+        checkpoint(ctx)
+    forget_opened()
+
+
+def forget_opened() -> None:
+    """Start afresh: no site opened."""
+    _opened.clear()

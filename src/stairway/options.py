@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,6 +10,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 out = Console()
 err = Console(stderr=True)
@@ -47,3 +49,18 @@ def say(json: bool, value: Any, text: str) -> None:
         emit_json(value)
     else:
         out.print(text, highlight=False)
+
+
+_UNSEEN = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(text: str) -> str:
+    """``text`` from outside (audit entries, exports, agents) made safe to print with Rich:
+    control characters (ANSI escapes, carriage returns, bidi overrides) shown escaped, as
+    ``\\x1b``, and Rich markup escaped, so it reads as written and cannot restyle a terminal."""
+    return escape(_UNSEEN.sub(_escaped, text))
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -65,6 +65,14 @@ class SecretsSection(_Strict):
     key_file: Path | None = None  # the site key (mode 0600); STAIRWAY_SITE_KEY overrides it
 
 
+class AuditSection(_Strict):
+    """``[audit]``: where the audit log is anchored, outside the database and the backups."""
+
+    key_file: Path | None = None  # the audit signing key (mode 0600); see stairway.audit_anchor
+    witness: Path | None = None  # the append-only file of signed checkpoints
+    syslog: bool = False  # each checkpoint also to syslog (/dev/log)
+
+
 class LicenceSection(_Strict):
     """``[licence]``: where the product's licence file is."""
 
@@ -79,6 +87,7 @@ class Site(_Strict):
     fleet: FleetSection = FleetSection()
     secrets: SecretsSection = SecretsSection()
     licence: LicenceSection = LicenceSection()
+    audit: AuditSection = AuditSection()
     path: Path = Path(DEFAULT_SITE)
 
     @property
@@ -158,12 +167,19 @@ def _resolved(site: Site, path: Path) -> Site:
     fleet = site.fleet.model_copy(update={"builds": _under(base, site.fleet.builds)})
     secrets = SecretsSection(key_file=_under(base, site.secrets.key_file))
     licence = LicenceSection(file=_under(base, site.licence.file))
+    audit = site.audit.model_copy(
+        update={
+            "key_file": _under(base, site.audit.key_file),
+            "witness": _under(base, site.audit.witness),
+        }
+    )
     return site.model_copy(
         update={
             "site": fixed,
             "fleet": fleet,
             "secrets": secrets,
             "licence": licence,
+            "audit": audit,
             "path": path,
         }
     )

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from stairway import disk, faults, handwork, recovery, releases, runners
 from stairway import rolling as roll
 from stairway.backup import Backup
-from stairway.context import Context, backup_dir
+from stairway.context import Context, backup_dir, checkpointed
 from stairway.errors import (
     ManualStepNeeded,
     ReleaseError,
@@ -66,6 +66,7 @@ class UpgradeReport:
         return handwork.recorded(data for _, data in self.done)
 
 
+@checkpointed  # once the lock is let go, as at the end of any command
 @changes_site  # held for the whole run: resume, rollback or restore beside it are refused
 def upgrade(
     ctx: Context,
@@ -318,6 +319,7 @@ def _manual_rollback(ctx: Context, backup_id: str | None, failure: BaseException
     return f"{retry}: it retries the restore; or by hand: {by_hand}"
 
 
+@checkpointed
 @changes_site
 def rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None = None) -> str:
     """Undo the interrupted upgrade, or the last finished one; returns the version restored.

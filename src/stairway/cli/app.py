@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperOption
 
-from stairway import disk, logs
+from stairway import context, disk, logs
 from stairway.errors import ManualStepNeeded, StairwayError, UsageRefused
 from stairway.options import err
 
@@ -97,7 +97,17 @@ def stairway(
 
 
 def run(entry: Callable[[], Any]) -> int:
-    """Call the Typer app, mapping Stairway errors to the exit codes of the design."""
+    """Call the Typer app, mapping Stairway errors to the exit codes of the design; then sign
+    the audit log of each site the command opened (``context.checkpoint_opened``), whatever
+    the command and however it ended."""
+    context.forget_opened()
+    try:
+        return _run(entry)
+    finally:
+        context.checkpoint_opened()
+
+
+def _run(entry: Callable[[], Any]) -> int:
     try:
         entry()
     except StairwayError as error:

@@ -62,6 +62,7 @@ def serve(
     ctx = context.open_context(site, catalog)
     scheme = "https" if tls_cert else "http"
     config = fleet.fleet_config(ctx, public_url or f"{scheme}://{host}:{port}")
+    config.anchor = context.anchor(ctx)  # checkpoints of the audit log while it serves
     app = create_app(ctx.engine, config, max_body=max_body, docs=docs)
     extra: dict[str, object] = {}
     if tls_cert:

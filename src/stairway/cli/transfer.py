@@ -4,6 +4,7 @@ and audit log in one checked file."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from stairway.meter import meter
 from stairway.options import CatalogOpt, JsonOpt, ShardOpt, SiteOpt, WorkersOpt, emit_json, out
 from stairway.transfer.format import check
 from stairway.transfer.shards import WHOLE, Shard
+from stairway.transfer.trust import AuditTrust, read_trusted
 
 app = typer.Typer()
 export_app = typer.Typer(
@@ -63,18 +65,21 @@ def export_verify(
     if not export_file.is_file():
         raise UsageRefused(f"{export_file} does not exist", hint="give the export file's path")
     summary = check(export_file)
+    problems = [p.describe() for p in summary.problems]
+    problems += [f"the exported audit log: {doubt}" for doubt in summary.audit_doubts]
     if json:
         emit_json(
             {
-                "ok": summary.ok,
+                "ok": not problems and summary.ok,
                 "objects": summary.objects,
                 "chunks": summary.chunks,
                 "counts": summary.counts,
-                "problems": [p.describe() for p in summary.problems],
+                "problems": problems,
+                "audit_signed": summary.checkpoint is not None and not summary.audit_doubts,
             }
         )
-    if not summary.ok:
-        shown = "; ".join(p.describe() for p in summary.problems[:5])
+    if problems or not summary.ok:
+        shown = "; ".join(problems[:5])
         raise TransferError(
             f"{export_file} does not check out: {shown}",
             hint="export again; an interrupted export resumes with the same --out",
@@ -96,19 +101,36 @@ def import_command(
     ] = 0,
     workers: WorkersOpt = 1,
     shard: ShardOpt = None,
+    trust: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust",
+            help="the exporting site's audit public key (PEM, from `stairway audit key`): "
+            "its audit entries are imported only when signed with it",
+        ),
+    ] = None,
+    untrusted_audit: Annotated[
+        bool,
+        typer.Option(
+            "--untrusted-audit", help="import audit entries that cannot be checked, marked so"
+        ),
+    ] = False,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Import an export, migrating old objects while parsing; resumable and idempotent."""
+    """Import an export, migrating old objects while parsing; resumable and idempotent. Its
+    audit entries need --trust (or --untrusted-audit)."""
     part = Shard.parse(shard) if shard else WHOLE
+    believed = AuditTrust(read_trusted(trust) if trust else None, untrusted_audit)
     ctx = site_context.open_context(site, catalog)
+    import_file = functools.partial(operations.import_file, trust=believed)
     if json:
-        report = operations.import_file(ctx, export_file, max_errors, None, workers, part)
+        report = import_file(ctx, export_file, max_errors, None, workers, part)
         emit_json({**dataclasses.asdict(report), "counts": report.counts})
     else:
         with meter(out, "importing objects") as update:
-            report = operations.import_file(ctx, export_file, max_errors, update, workers, part)
+            report = import_file(ctx, export_file, max_errors, update, workers, part)
         out.print(views.import_table(report))
         out.print(views.import_summary(report, part))
     if report.problems or report.rejected:

@@ -19,6 +19,7 @@ from fastapi import WebSocket
 from sqlalchemy import Connection, Engine
 
 from stairway import audit
+from stairway.audit_anchor import Anchor
 from stairway.database import serialised
 from stairway.fleet import builds, events, revocations, states, store
 from stairway.fleet.inputs import PolicyIn
@@ -57,6 +58,8 @@ class FleetConfig:
         replica: This replica's id, random per process, by which other replicas reach the
             agents connected to it.
         ui_sessions: How long a web UI session lives idle, and at most.
+        anchor: Where the site's audit log is anchored: the server signs checkpoints of it
+            while it runs; None signs none.
     """
 
     product: str
@@ -69,6 +72,7 @@ class FleetConfig:
     deadline: float = 120.0  # seconds for an upgraded agent to say hello on the target
     replica: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     ui_sessions: Limits = field(default_factory=Limits)
+    anchor: Anchor | None = None
 
 
 class Hub:

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 
+import anyio
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
+from stairway import audit_anchor
+from stairway.audit_anchor import Anchor
 from stairway.fleet import api, apidocs, endpoint, evaluator, store, web
 from stairway.fleet.control import Fleet, FleetConfig
 from stairway.fleet.limits import BODY_LIMIT, BodyLimit
 from stairway.fleet.messages import PATH
-from stairway.fleet.requests import RequestIds
+from stairway.fleet.requests import RequestIds, logger
 from stairway.fleet.tables import ensure_tables
 
 __all__ = ["PROTOCOL_PATH", "FleetConfig", "create_app", "running"]
 PROTOCOL_PATH = PATH
+POLL = 5.0  # seconds between looks at the audit log's head
+log = logger(__name__)
 
 
 def create_app(
@@ -81,6 +87,8 @@ def _lifespan(fleet: Fleet) -> Callable[[FastAPI], contextlib.AbstractAsyncConte
         ]
         if fleet.replicas:
             work.append(fleet.replicas.listen(fleet.hub.send, fleet.revoked_wake.set))
+        if fleet.config.anchor:
+            work.append(_anchoring(fleet.engine, fleet.config.anchor))
         tasks = [asyncio.create_task(job) for job in work]
         try:
             yield
@@ -91,8 +99,38 @@ def _lifespan(fleet: Fleet) -> Callable[[FastAPI], contextlib.AbstractAsyncConte
                 await fleet.flush_refusals(everything=True)
             if fleet.replicas:
                 await fleet.replicas.close()
+            if fleet.config.anchor:  # what was logged since the last checkpoint
+                await _checkpoint(fleet.engine, fleet.config.anchor)
 
     return lifespan
+
+
+async def _anchoring(engine: Engine, anchor: Anchor) -> None:
+    """Sign the audit log's committed head after every ``EVERY`` entries, and at least every
+    minute while entries are written; the head is polled, which costs one indexed query."""
+    signed, at = await _checkpoint(engine, anchor), time.monotonic()
+    while True:
+        await asyncio.sleep(POLL)
+        head = await anyio.to_thread.run_sync(audit_anchor.committed_head, engine)
+        moved = head.id - signed if head else 0
+        if audit_anchor.due(abs(moved), time.monotonic() - at):
+            signed, at = await _checkpoint(engine, anchor), time.monotonic()
+
+
+async def _checkpoint(engine: Engine, anchor: Anchor) -> int:
+    """A checkpoint, on a worker thread; the head's id it saw. A failure is logged: the
+    control plane keeps serving, and ``stairway audit verify`` names what is wrong."""
+
+    def run() -> int:
+        audit_anchor.checkpoint(engine, anchor)
+        head = audit_anchor.committed_head(engine)
+        return head.id if head else 0
+
+    try:
+        return await anyio.to_thread.run_sync(run)
+    except Exception:  # a database or disk failure must not stop the control plane
+        log.warning("no audit checkpoint was written", exc_info=True)
+        return 0
 
 
 @contextlib.asynccontextmanager

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
-from stairway import audit, audit_carry, disk
+from stairway import audit, audit_anchor, audit_carry, disk
 from stairway.backup import (
     AuditHeadModel,
     Backup,
@@ -18,16 +19,20 @@ from stairway.backup import (
 )
 from stairway.context import (
     Context,
+    anchor,
     backup_dir,
     current_version,
     secret_keys,
 )
 from stairway.errors import (
     BackupError,
+    StairwayError,
 )
 from stairway.schema import migrator
 from stairway.secrets import backups as secret_backups
 from stairway.sitelock import changes_site
+
+log = logging.getLogger(__name__)
 
 
 @changes_site
@@ -46,6 +51,7 @@ def backup(ctx: Context) -> Backup:
         audit_head=_audit_head(ctx),
     )
     secret_backups.keep_key_out(ctx.site.secrets.key_file, parts.data_dir, parts.config_files)
+    audit_anchor.keep_out(anchor(ctx), parts.data_dir, parts.config_files)
     try:
         return take_backup(parts)
     except Exception as error:  # pg_dump's words for a full disk do not say which
@@ -127,4 +133,14 @@ def restore(
         data = {"backup": backup_id, "version": manifest.version, **said}
         audit.append(conn, "site.restore", data)
     carry.unlink(missing_ok=True)
+    _rebase(ctx, backup_id)
     return manifest
+
+
+def _rebase(ctx: Context, backup_id: str) -> None:
+    """The log was replaced: a signed checkpoint says so, and the log is judged from it on.
+    The restore is done whatever happens here; ``audit verify`` names a missing anchor."""
+    try:
+        audit_anchor.rebase(ctx.engine, anchor(ctx), "restore", backup_id)
+    except (StairwayError, OSError) as err:
+        log.warning("the restored audit log was not anchored: %s", err)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from stairway import audit
+from stairway import audit, audit_anchor
 from stairway.context import (
     Context,
+    anchor,
+    checkpointed,
     current_version,
 )
 from stairway.errors import (
@@ -19,6 +22,7 @@ from stairway.sitelock import site_lock
 from stairway.transfer.export import ExportReport, export_objects
 from stairway.transfer.importer import ImportReport, import_objects
 from stairway.transfer.shards import WHOLE, Shard
+from stairway.transfer.trust import NO_TRUST, AuditTrust
 
 
 def export(
@@ -44,12 +48,24 @@ def export(
         "version": str(current_version(ctx)),
         "schema_level": state.level,
     }
+    signed = audit_anchor.signed_head(ctx.engine, anchor(ctx))
     with ctx.engine.connect() as conn:  # every shard's file carries the whole log
         log = audit.raw_rows(conn)
+    if signed is not None:  # what the checkpoint covers, no later entry that it does not
+        log = [row for row in log if row["id"] <= signed.point.seq]
     store = object_store(ctx)
+    header |= _signature(signed)
     return export_objects(store, path, header, chunk, progress, workers, shard, log)
 
 
+def _signature(signed: audit_anchor.Signed | None) -> dict[str, Any]:
+    """The header's audit checkpoint and public key, by which an import checks the log."""
+    if signed is None:
+        return {}
+    return {"audit_checkpoint": signed.point.fields(), "audit_key": signed.key.pem()}
+
+
+@checkpointed
 def import_file(
     ctx: Context,
     path: Path,
@@ -57,10 +73,12 @@ def import_file(
     progress: Progress[None] | None = None,
     workers: int = 1,
     shard: Shard = WHOLE,
+    trust: AuditTrust = NO_TRUST,
 ) -> ImportReport:
-    """Import an export into the site, migrating each object into the site's release."""
+    """Import an export into the site, migrating each object into the site's release; its
+    audit entries are checked against ``trust`` (the exporting site's audit public key)."""
     with site_lock(ctx, shared=shard != WHOLE):  # the shards of one import load together
-        return _import_file(ctx, path, max_errors, progress, workers, shard)
+        return _import_file(ctx, path, max_errors, progress, workers, shard, trust)
 
 
 def _import_file(
@@ -70,6 +88,7 @@ def _import_file(
     progress: Progress[None] | None,
     workers: int,
     shard: Shard,
+    trust: AuditTrust,
 ) -> ImportReport:
     if not path.is_file():
         raise TransferError(f"{path} does not exist", hint="give the export file's path")
@@ -79,4 +98,5 @@ def _import_file(
             hint="pass --max-errors 0 to stop at the first bad object, or how many to skip",
         )
     store = object_store(ctx)
-    return import_objects(store, path, ctx.catalog.product, max_errors, progress, workers, shard)
+    product = ctx.catalog.product
+    return import_objects(store, path, product, max_errors, progress, workers, shard, trust)

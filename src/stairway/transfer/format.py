@@ -7,7 +7,9 @@ concatenate, so an interrupted export is resumed by cutting the file after its l
 
 Records (one JSON object per line):
     {"kind": "header", "format": 1, "product", "version", "schema_level", "counts",
-     ["shard": {"index", "of", "from", "to"}], "created", "audit_entries"}
+     ["shard": {"index", "of", "from", "to"}], "created", "audit_entries",
+     ["audit_checkpoint": {"seq", "hash", "at", "key", "reason", ["backup"], "sig"},
+      "audit_key": "<PEM of the exporting site's audit public key>"]}
     {"kind": "object", "id", "type", "written_by", "data"}
     {"kind": "chunk", "number", "count", "last_id", "sha256"}   (number: within its part)
     {"kind": "audit", "id", "at", "actor", "action", "data", "previous", "hash"}
@@ -16,7 +18,10 @@ Records (one JSON object per line):
      "manifest": [{"count", "sha256"} of every chunk], "digest"}
 
 The audit entries are the site's log as stored (``data`` is the hashed text), so the check
-verifies their chain too.
+verifies their chain too. The exporting site signed the last of them (``audit_checkpoint``,
+a witness line of ``stairway.audit_anchor``): the check verifies that signature with the
+header's own ``audit_key`` and that the entries end where it says; an import trusts them only
+when that key is the one it was given (``--trust``), so recomputed hashes do not pass.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ import orjson
 import zstandard
 
 from stairway import audit
-from stairway.errors import TransferError
+from stairway.audit_anchor import Checkpoint, PublicKey
+from stairway.errors import AuditBroken, TransferError
 
 FORMAT = 1
 
@@ -69,7 +75,19 @@ class ExportSummary:
     objects: int = 0
     problems: list[Problem] = field(default_factory=list)
     audit_entries: int = 0
+    audit_head: tuple[int, str] | None = None  # the last audit entry's id and hash
+    # the header's signed checkpoint does not match the audit entries: ``export verify`` says
+    # so; an import judges it (``transfer.trust``), as --untrusted-audit may take them anyway
+    audit_doubts: list[str] = field(default_factory=list)
     complete: bool = False  # a trailer was found and matched
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The header's signed audit checkpoint; None when it has none (or an unreadable one)."""
+        try:
+            return Checkpoint.parse(self.header.get("audit_checkpoint"))
+        except ValueError:
+            return None
 
     @property
     def ok(self) -> bool:
@@ -227,8 +245,29 @@ class _Check:
             broken = [f"unreadable ({err})"]
         for problem in broken:
             self._problem(number, f"the exported audit log: {problem}")
+        self.summary.audit_doubts = self._signature()
         self.summary.audit_entries = len(self.audit)
+        if self.audit:
+            last = self.audit[-1]
+            self.summary.audit_head = (last.id, last.hash)
         self.summary.complete = True
+
+    def _signature(self) -> list[str]:
+        """The header's checkpoint, when there is one, signed by the header's key and naming
+        the last entry; whether that key is to be trusted is the importer's question."""
+        if "audit_checkpoint" not in self.summary.header:
+            return []
+        point = self.summary.checkpoint
+        try:
+            key = PublicKey.parse(str(self.summary.header.get("audit_key")), "audit_key")
+        except AuditBroken:
+            return ["the header's audit_key is not an audit public key"]
+        if point is None or not key.signed(point):
+            return ["its checkpoint's signature does not check out"]
+        last = (self.audit[-1].id, self.audit[-1].hash) if self.audit else (0, audit.GENESIS)
+        if last != (point.seq, point.hash):
+            return [f"it does not end at entry {point.seq}, the one its checkpoint signed"]
+        return []
 
     def _problem(self, number: int, reason: str) -> None:
         self.summary.problems.append(Problem(number, reason))

@@ -28,10 +28,11 @@ from stairway.errors import TransferError
 from stairway.objects.store import ObjectStore
 from stairway.progress import Progress
 from stairway.transfer import checkpoint
-from stairway.transfer.format import FORMAT, check, records
+from stairway.transfer.format import FORMAT, ExportSummary, check, records
 from stairway.transfer.rejects import Rejects, shared_counter
 from stairway.transfer.scan import Part, Scan, ScanReport
 from stairway.transfer.shards import WHOLE, Shard
+from stairway.transfer.trust import NO_TRUST, AuditTrust, judge
 from stairway.transfer.workers import Alive, Task, Tick, run_all
 from stairway.versions import Version
 
@@ -75,6 +76,7 @@ def import_objects(
     progress: Progress[None] | None = None,
     workers: int = 1,
     shard: Shard = WHOLE,
+    trust: AuditTrust = NO_TRUST,
 ) -> ImportReport:
     """Import an export file into the site's objects, resuming after its last recorded chunk.
 
@@ -89,13 +91,17 @@ def import_objects(
         progress: Called with (objects done, objects expected).
         workers: Processes on this machine, each taking its share of the chunks.
         shard: This machine's share when several import the same file.
+        trust: The exporting site's audit public key, by which its audit entries are checked;
+            entries not signed with it are refused, or with ``untrusted`` imported marked
+            ``unverified``.
 
     Returns:
         The counts, and the problems found; ``complete`` once every chunk is in.
 
     Raises:
         TransferError: The file fails its check, is of another product or of a newer release,
-            ``workers`` is below 1, or more than ``max_errors`` records were rejected.
+            ``workers`` is below 1, its audit entries are not signed with the trusted key
+            (unless ``trust.untrusted``), or more than ``max_errors`` records were rejected.
     """
     if workers < 1:
         raise TransferError(
@@ -104,11 +110,11 @@ def import_objects(
         )
     header, raw = _read_header(path)
     _check_header(store, header, path, product)
-    _check_whole(path)
+    verified = judge(_check_whole(path), trust, path)
     with store.engine.begin() as conn:
         checkpoint.ensure_table(conn)
     import_id = hashlib.sha256(raw + store.spec.table.encode()).hexdigest()  # per file and table
-    job = _Job(store, path, import_id, _rejects_path(path), max_errors)
+    job = _Job(store, path, import_id, _rejects_path(path), max_errors, not verified)
     with store.engine.connect() as conn:
         done = checkpoint.recorded(conn, job.import_id)
     parts = [Part(shard.index, shard.of, worker, workers) for worker in range(workers)]
@@ -144,6 +150,7 @@ class _Job:
     import_id: str
     rejects: Path
     max_errors: int
+    unverified: bool  # the audit entries are taken marked unverified
     counter: Any = field(default_factory=shared_counter)
 
     def scan(self, part: Part, done: set[int], progress: Tick, alive: Alive) -> ScanReport:
@@ -152,6 +159,7 @@ class _Job:
             self.store.engine.dispose(close=False)  # the parent's pooled connections stay its own
         rejects = Rejects(self.rejects, self.max_errors, self.counter)
         scan = Scan(self.store, self.import_id, part, done, rejects, progress, alive)
+        scan.unverified = self.unverified
         try:
             return scan.run(self.path)
         finally:
@@ -250,14 +258,14 @@ def _check_header(store: ObjectStore, header: dict[str, Any], path: Path, produc
         )
 
 
-def _check_whole(path: Path) -> None:
+def _check_whole(path: Path) -> ExportSummary:
     """The checks of ``export verify``, before anything is written: a damaged, truncated or
     edited file (a chunk, its record, the trailer's manifest or digest) is refused whole, so
     an import never stops half-way on a file that was wrong from the start. It costs one more
     pass of decompressing and hashing, small beside migrating and loading the objects."""
     summary = check(path)
     if summary.ok:
-        return
+        return summary
     first, more = summary.problems[0], len(summary.problems) - 1
     also = f" (and {more} more)" if more else ""
     raise TransferError(

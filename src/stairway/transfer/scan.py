@@ -79,6 +79,7 @@ class Scan:
     progress: Counted | None = None
     alive: Callable[[], bool] = lambda: True  # a worker stops when its parent is gone
     report: ScanReport = field(default_factory=ScanReport)
+    unverified: bool = False  # the audit entries' signature was not checked: they say so
     _hashes: list[str] = field(default_factory=list)
     _pending: list[tuple[int, bytes]] = field(default_factory=list)
 
@@ -138,7 +139,7 @@ class Scan:
             rows = [row for item in objects if (row := self._row(item, tally)) is not None]
             entries = [record for _, _, record in objects if record.get("kind") == "audit"]
         with self.store.engine.begin() as conn:
-            _append_audit(conn, entries)
+            _append_audit(conn, entries, self.unverified)
             tally.imported = load(conn, self.store, rows)
             tally.present = len(rows) - tally.imported
             record_chunk(conn, self.import_id, chunk, tally)
@@ -214,9 +215,11 @@ class Scan:
             )
 
 
-def _append_audit(conn: Connection, entries: list[dict[str, Any]]) -> None:
+def _append_audit(conn: Connection, entries: list[dict[str, Any]], unverified: bool) -> None:
     """The source site's log joins this site's, each entry kept with when, who and what, and
-    the id and hash it had there (the export's own chain was checked with its chunk)."""
+    the id and hash it had there (the export's own chain was checked with its chunk, its head
+    against the exporting site's signature unless ``unverified``, which each entry then says)."""
+    mark = {"unverified": True} if unverified else {}
     for entry in entries:
         try:
             data = orjson.loads(entry["data"])
@@ -224,7 +227,7 @@ def _append_audit(conn: Connection, entries: list[dict[str, Any]]) -> None:
             audit.append(
                 conn,
                 str(entry["action"]),
-                {**data, "source": source},
+                {**data, "source": source, **mark},
                 str(entry["actor"]),
                 str(entry["at"]),
             )

@@ -1,0 +1,494 @@
+"""The audit log anchored outside the database: signed checkpoints in a witness file.
+
+The hash chain of ``stairway_audit`` shows an entry edited in place, but not a log cut short,
+recomputed over edited entries, emptied or dropped: whoever can write the database can rebuild a
+whole chain. So the head of the log (its last entry's id and hash) is signed now and then with
+the site's audit key (Ed25519) and the signature appended to the witness file, both kept outside
+the database and outside backups. ``stairway audit verify`` then checks the log against every
+checkpoint since the last re-base: the entry each names must be there, with the hash signed.
+
+A witness line is one JSON object (``Checkpoint``)::
+
+    {"seq": 120, "hash": "<sha256>", "at": "<iso time>", "key": "<key id>",
+     "reason": "checkpoint", "sig": "<base64 Ed25519 signature>"}
+
+``reason`` is ``anchored`` for the first checkpoint of a site, ``restore`` (with ``backup``)
+after a restore or rollback replaced the log, ``checkpoint`` otherwise; the first two re-base
+the chain. The signature covers every other field, serialised with sorted keys after
+``SIGNED_AS``. Checkpoints cover committed entries only: they read the head on a connection
+of their own, after the transactions that appended.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import logging.handlers
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Engine, select
+
+from stairway import audit
+from stairway.audit import Head, audit_table
+from stairway.errors import AuditBroken, BackupError
+from stairway.files import write_atomic
+from stairway.site import Site
+
+log = logging.getLogger(__name__)
+SIGNED_AS = b"stairway-audit-checkpoint/1\n"
+BASES = ("anchored", "restore")  # reasons that start the chain afresh
+EVERY = 100  # entries between checkpoints of a long-running process
+MINUTE = 60.0  # seconds: at most this long between checkpoints while entries are written
+SYSLOG = Path("/dev/log")
+
+
+# --- where: the site's settings -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """Where a site's audit key and witness file are, and whether checkpoints go to syslog."""
+
+    key_file: Path
+    witness: Path
+    syslog: bool = False
+
+
+def anchor_of(site: Site) -> Anchor:
+    """``[audit]`` of the site file; by default ``.stairway/<site file stem>.audit.key`` and
+    ``.audit.witness`` beside the site file (outside the data directory and the backups)."""
+    base = site.path.resolve().parent / ".stairway"
+    stem = site.path.stem
+    return Anchor(
+        site.audit.key_file or base / f"{stem}.audit.key",
+        site.audit.witness or base / f"{stem}.audit.witness",
+        site.audit.syslog,
+    )
+
+
+def keep_out(anchor: Anchor, data_dir: Path | None, config: Sequence[Path]) -> None:
+    """Refuse a backup that would carry the audit key or witness: a restore would put back an
+    older witness, and whoever holds a backup could sign checkpoints."""
+    for path in (anchor.key_file, anchor.witness):
+        inside = data_dir is not None and path.resolve().is_relative_to(data_dir.resolve())
+        if inside or any(path.resolve() == p.resolve() for p in config):
+            raise BackupError(
+                f"{path} would be in every backup (it is inside the data directory or a "
+                "config file): the audit anchor must live apart from what it anchors",
+                hint="set [audit] key_file and witness in site.toml to a place outside the "
+                "data directory and the backups",
+            )
+
+
+# --- the key --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """The audit key's public half: what checks a checkpoint, here or on another site."""
+
+    key: Ed25519PublicKey
+
+    @property
+    def id(self) -> str:
+        """The start of the SHA-256 of the raw public key."""
+        raw = self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return hashlib.sha256(raw).hexdigest()[:16]
+
+    def pem(self) -> str:
+        """The public key as PEM (SubjectPublicKeyInfo), what ``stairway audit key`` prints."""
+        spki = serialization.PublicFormat.SubjectPublicKeyInfo
+        return self.key.public_bytes(serialization.Encoding.PEM, spki).decode()
+
+    def signed(self, point: Checkpoint) -> bool:
+        """Whether ``point`` was signed with this key."""
+        try:
+            self.key.verify(base64.b64decode(point.sig, validate=True), point.signed_body())
+        except (InvalidSignature, ValueError):
+            return False
+        return point.key == self.id
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> PublicKey:
+        """A PEM public key; raises AuditBroken naming ``where`` when it is not an Ed25519 one."""
+        try:
+            key = serialization.load_pem_public_key(text.encode())
+        except ValueError:
+            key = None
+        if not isinstance(key, Ed25519PublicKey):
+            raise AuditBroken(
+                f"{where} is not an Ed25519 audit public key",
+                hint="give the PEM that `stairway audit key` prints on the exporting site",
+            )
+        return cls(key)
+
+    def __repr__(self) -> str:
+        return f"PublicKey({self.id})"
+
+
+def load_key(path: Path) -> Ed25519PrivateKey:
+    """The audit key in ``path``; AuditBroken when it is unreadable or readable by others."""
+    try:
+        mode = path.stat().st_mode
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as err:
+        raise AuditBroken(
+            f"cannot read the audit key {path}: {err}",
+            hint="restore the key file from where it is kept safe",
+        ) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise AuditBroken(
+            f"the audit key {path} can be read by others (mode {stat.S_IMODE(mode):o})",
+            hint=f"chmod 600 {path}: only the site's user may sign checkpoints",
+        )
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AuditBroken(f"{path} is not an Ed25519 key", hint="restore the audit key file")
+    return key
+
+
+def new_key(path: Path) -> Ed25519PrivateKey:
+    """A new audit key, written 0600 (``write_atomic``'s temporary file is) to ``path``."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(path, pem)
+    return key
+
+
+def public_key(engine: Engine, anchor: Anchor) -> PublicKey:
+    """The site's audit public key; a site without one is anchored now (key and witness)."""
+    if anchor.key_file.exists():
+        return PublicKey(load_key(anchor.key_file).public_key())
+    return PublicKey(_anchor_anew(anchor, committed_head(engine)).public_key())
+
+
+# --- checkpoints and the witness file -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One signed statement: the log had reached entry ``seq``, whose hash was ``hash``."""
+
+    seq: int
+    hash: str
+    at: str
+    key: str
+    reason: str = "checkpoint"
+    backup: str | None = None
+    sig: str = ""
+
+    def signed_body(self) -> bytes:
+        """What the signature covers: every field but the signature, keys sorted."""
+        fields = {k: v for k, v in asdict(self).items() if k != "sig" and v is not None}
+        return SIGNED_AS + orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+
+    def fields(self) -> dict[str, Any]:
+        """The checkpoint as JSON: a witness line, or an export header's ``audit_checkpoint``."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def line(self) -> bytes:
+        """The checkpoint as a witness line, newline included."""
+        return orjson.dumps(self.fields()) + b"\n"
+
+    @property
+    def rebases(self) -> bool:
+        """Whether the log is judged from this checkpoint on (the first, or after a restore)."""
+        return self.reason in BASES
+
+    def describe(self) -> str:
+        """The checkpoint in a few words."""
+        why = f", {self.reason} of backup {self.backup}" if self.backup else f", {self.reason}"
+        return f"entry {self.seq} at {self.at}{why}"
+
+    @classmethod
+    def parse(cls, record: Any) -> Checkpoint:
+        """A witness line's JSON; ValueError when it is not a checkpoint."""
+        try:
+            point = cls(**record)
+        except TypeError as err:
+            raise ValueError(str(err)) from None
+        if not isinstance(point.seq, int) or not isinstance(point.hash, str):
+            raise ValueError("seq and hash of the wrong type")
+        return point
+
+
+def sign(key: Ed25519PrivateKey, head: Head, reason: str, backup: str | None) -> Checkpoint:
+    """A checkpoint of ``head``, signed."""
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    point = Checkpoint(head.id, head.hash, at, PublicKey(key.public_key()).id, reason, backup)
+    return replace(point, sig=base64.b64encode(key.sign(point.signed_body())).decode())
+
+
+@dataclass(frozen=True)
+class Witness:
+    """The witness file as read: its checkpoints, and its lines that are not valid ones."""
+
+    points: tuple[Checkpoint, ...] = ()
+    problems: tuple[str, ...] = ()
+    lines: int = 0
+
+    @property
+    def since_base(self) -> tuple[Checkpoint, ...]:
+        """The checkpoints from the last re-base on: the ones the log must match."""
+        bases = [n for n, p in enumerate(self.points) if p.rebases]
+        return self.points[bases[-1] :] if bases else self.points
+
+
+def read_witness(path: Path, key: PublicKey | None) -> Witness:
+    """The witness at ``path`` checked line by line with ``key`` (None: the key is missing,
+    no line can be trusted)."""
+    try:
+        text = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return Witness()
+    points, problems = [], []
+    for number, raw in enumerate(text, 1):
+        try:
+            point = Checkpoint.parse(orjson.loads(raw))
+        except ValueError:
+            problems.append(f"witness line {number} is not a checkpoint")
+            continue
+        if key is not None and not key.signed(point):
+            problems.append(f"witness line {number} ({point.describe()}) has a bad signature")
+        else:
+            points.append(point)
+    return Witness(tuple(points), tuple(problems), len(text))
+
+
+def append_witness(anchor: Anchor, point: Checkpoint) -> None:
+    """Append ``point`` to the witness, fsynced; and to syslog when the site asks for it."""
+    anchor.witness.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with anchor.witness.open("ab") as out:
+        out.write(point.line())
+        out.flush()
+        os.fsync(out.fileno())
+    if anchor.syslog and SYSLOG.exists():
+        _to_syslog(point)
+
+
+def _to_syslog(point: Checkpoint) -> None:
+    handler = logging.handlers.SysLogHandler(address=str(SYSLOG))
+    try:
+        record = logging.LogRecord(
+            "stairway.audit", logging.INFO, __file__, 0, "stairway-audit %s", (point.line(),), None
+        )
+        handler.emit(record)
+    finally:
+        handler.close()
+
+
+# --- writing checkpoints --------------------------------------------------------------------------
+
+
+def committed_head(engine: Engine) -> Head | None:
+    """The last committed entry: read on a connection of its own, outside any open
+    transaction, so an entry a transaction may still roll back is never signed."""
+    with engine.connect() as conn:
+        return audit.head(conn)
+
+
+def checkpoint(engine: Engine, anchor: Anchor) -> Checkpoint | None:
+    """Sign the committed head when it moved since the last checkpoint; the checkpoint written,
+    or None. A site never anchored is anchored now. Nothing is signed over a log that no
+    longer matches the last checkpoint, or a witness that lost lines or its key: the evidence
+    stays as found, for ``stairway audit verify`` to name."""
+    head = committed_head(engine)
+    if head is None and not anchor.key_file.exists():
+        return None  # nothing to anchor yet
+    if not anchor.key_file.exists():
+        if _witnessed(anchor):
+            log.warning("the audit key %s is missing: no checkpoint written", anchor.key_file)
+            return None
+        _anchor_anew(anchor, head)
+        return read_witness(anchor.witness, None).points[-1]
+    head = head or Head(0, audit.GENESIS)
+    key = load_key(anchor.key_file)
+    witness = read_witness(anchor.witness, PublicKey(key.public_key()))
+    if not witness.points or witness.problems:
+        log.warning(
+            "the audit witness %s is damaged or gone: no checkpoint written", anchor.witness
+        )
+        return None
+    last = witness.points[-1]
+    if (last.seq, last.hash) == (head.id, head.hash):
+        return None
+    problems = _since(engine, last, head)
+    if problems:
+        log.warning("the audit log no longer matches its witness: %s", "; ".join(problems))
+        return None
+    return _write(anchor, key, head, "checkpoint")
+
+
+@dataclass(frozen=True)
+class Signed:
+    """The log's last signed checkpoint and the key that signed it: what an export carries."""
+
+    point: Checkpoint
+    key: PublicKey
+
+
+def signed_head(engine: Engine, anchor: Anchor) -> Signed | None:
+    """The committed head signed now (if it moved), then the witness's last checkpoint with
+    its key; None when the site has no log, or its witness or key is not whole."""
+    checkpoint(engine, anchor)
+    if not anchor.key_file.exists():
+        return None
+    key = PublicKey(load_key(anchor.key_file).public_key())
+    witness = read_witness(anchor.witness, key)
+    if witness.problems or not witness.points:
+        return None
+    return Signed(witness.points[-1], key)
+
+
+def rebase(engine: Engine, anchor: Anchor, reason: str, backup: str | None) -> Checkpoint | None:
+    """After a restore replaced the log: a checkpoint from which the log is judged afresh."""
+    head = committed_head(engine)
+    if head is None:
+        return None
+    if anchor.key_file.exists():
+        key = load_key(anchor.key_file)
+    elif _witnessed(anchor):
+        log.warning("the audit key %s is missing: the restore was not anchored", anchor.key_file)
+        return None
+    else:
+        key = new_key(anchor.key_file)
+    return _write(anchor, key, head, reason, backup)
+
+
+def _witnessed(anchor: Anchor) -> bool:
+    return anchor.witness.exists() and anchor.witness.stat().st_size > 0
+
+
+def _anchor_anew(anchor: Anchor, head: Head | None) -> Ed25519PrivateKey:
+    """A new key, and at once its first checkpoint (of the empty log, when it is): a key
+    never exists without a witness line, so a witness found missing beside it was removed."""
+    key = new_key(anchor.key_file)
+    _write(anchor, key, head or Head(0, audit.GENESIS), "anchored")
+    return key
+
+
+def due(moved: int, waited: float) -> bool:
+    """Whether a long-running process checkpoints now: ``moved`` entries were committed since
+    its last checkpoint, ``waited`` seconds ago."""
+    return moved >= EVERY or (moved > 0 and waited >= MINUTE)
+
+
+def _write(
+    anchor: Anchor, key: Ed25519PrivateKey, head: Head, reason: str, backup: str | None = None
+) -> Checkpoint:
+    point = sign(key, head, reason, backup)
+    append_witness(anchor, point)
+    return point
+
+
+def _since(engine: Engine, last: Checkpoint, head: Head) -> list[str]:
+    """The log from ``last`` to ``head`` checked: ``last`` still there, the rest chained on."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(audit_table).where(audit_table.c.id >= last.seq).order_by(audit_table.c.id)
+        ).all()
+    if last.seq == 0:
+        return audit.verify_rows(rows)
+    if not rows or rows[0].id != last.seq or rows[0].hash != last.hash:
+        return [f"entry {last.seq} is not the one the witness signed"]
+    return audit.verify_rows(rows[1:], last.hash, last.seq + 1)
+
+
+# --- judging the log against the witness ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnchorCheck:
+    """The log judged against the witness: problems as sentences, the last checkpoint seen."""
+
+    problems: list[str]
+    anchored: bool
+    last: Checkpoint | None = None
+    key: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """What ``audit verify --json`` says of the anchor."""
+        seen = asdict(self.last) if self.last else None
+        return {"anchored": self.anchored, "checkpoint": seen, "key": self.key}
+
+
+def judge(points: Sequence[Checkpoint], hashes: Mapping[int, str], head: Head | None) -> list[str]:
+    """Pure: the log (``hashes`` of the entries the checkpoints name, and its ``head``; None
+    when it is empty) against the checkpoints since the last re-base."""
+    reached = max((p.seq for p in points), default=0)
+    if reached == 0:
+        return []  # anchored while the log was empty, and nothing signed since
+    if head is None:
+        return [
+            f"every entry is gone: entries 1..{reached} are missing (the witness saw the log "
+            f"reach {reached})"
+        ]
+    problems = []
+    if head.id < reached:
+        problems.append(
+            f"entries {head.id + 1}..{reached} are missing: the witness saw the log reach {reached}"
+        )
+    for point in points:
+        found = hashes.get(point.seq)
+        if found is not None and found != point.hash:
+            problems.append(f"entry {point.seq}'s hash differs from the one the witness signed")
+        elif found is None and point.seq <= head.id:
+            problems.append(f"entry {point.seq} is missing: the witness signed it")
+    return list(dict.fromkeys(problems))
+
+
+def check_anchor(engine: Engine, anchor: Anchor) -> AnchorCheck:
+    """The site's log judged against its witness."""
+    try:
+        key = PublicKey(load_key(anchor.key_file).public_key())
+    except AuditBroken as err:
+        key, unreadable = None, err.message
+    else:
+        unreadable = ""
+    witness = read_witness(anchor.witness, key)
+    if not witness.lines:
+        if key is not None:
+            gone = f"the witness {anchor.witness} is missing or empty, yet the audit key exists"
+            return AnchorCheck([gone + ": its checkpoints were removed"], True, None, key.id)
+        return AnchorCheck([], False)
+    if key is None:
+        return AnchorCheck([f"{unreadable}: the witness cannot be checked"], True)
+    points = witness.since_base
+    table, hashes, head = _log_at(engine, [p.seq for p in points])
+    problems = list(witness.problems)
+    if not table and any(p.seq for p in points):
+        problems.append(
+            f"the audit table is gone: the witness saw the log reach {max(p.seq for p in points)}"
+        )
+    else:
+        problems += judge(points, hashes, head)
+    return AnchorCheck(problems, True, witness.points[-1] if witness.points else None, key.id)
+
+
+def _log_at(engine: Engine, seqs: Sequence[int]) -> tuple[bool, dict[int, str], Head | None]:
+    with engine.connect() as conn:
+        if not conn.dialect.has_table(conn, audit_table.name):
+            return False, {}, None
+        hashes: dict[int, str] = {}
+        wanted = sorted(set(seqs))
+        for start in range(0, len(wanted), 500):  # SQLite bounds a statement's parameters
+            query = select(audit_table.c.id, audit_table.c.hash).where(
+                audit_table.c.id.in_(wanted[start : start + 500])
+            )
+            hashes.update((int(i), str(h)) for i, h in conn.execute(query))
+        return True, hashes, audit.head(conn)
