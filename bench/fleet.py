@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -257,9 +258,13 @@ def _call(port: int, method: str, path: str, body: Any, token: str | None) -> An
 
 
 def _answers(port: int) -> bool:
+    """Whether the server answers HTTP at all: the bare server has no ``/health``, and any
+    status, a 404 included, says it is up."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=2):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
             return True
+    except urllib.error.HTTPError:
+        return True
     except OSError:
         return False
 

@@ -73,8 +73,7 @@ def serve(
     # log_config=None: uvicorn's records go through the handler -v/--log-format set up, at its
     # level and in its format, instead of uvicorn's own text handler
     # ws_max_size: a larger agent message is refused by the server before it is buffered whole
-    limits = {"ws_max_size": MESSAGE_LIMIT, "h11_max_incomplete_event_size": 64 * 1024}
-    uvicorn.run(app, host=host, port=port, log_config=None, **limits, **extra)  # type: ignore[arg-type]
+    uvicorn.run(app, host=host, port=port, log_config=None, ws_max_size=MESSAGE_LIMIT, **extra)  # type: ignore[arg-type]
 
 
 def _check_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> None:
