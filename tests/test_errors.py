@@ -19,6 +19,7 @@ from stairway.errors import (
     PlanError,
     SessionError,
     StairwayError,
+    UsageRefused,
 )
 from stairway.schema import migrator
 from stairway.targets import named_release
@@ -183,3 +184,16 @@ def test_an_unknown_target_release_carries_the_version_asked_for(shop_catalog: P
     with pytest.raises(PlanError) as refused:
         named_release(load_catalog(shop_catalog), "9.9.9")
     assert refused.value.target == "9.9.9" and refused.value.current is None
+
+
+def test_an_error_quoting_outside_text_shows_its_control_characters_and_markup_as_written(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from stairway.cli.app import _failed
+
+    quoted = "agent relay-1 runs 1.0\x1b[2J[red]x[/red]\rfake"
+    code = _failed(UsageRefused(f"waits for: {quoted}\nand more", hint="stop \x1b[5mit"))
+    shown = capsys.readouterr().err
+    assert code == 2 and "\x1b" not in shown and "\r" not in shown
+    assert "\\x1b[2J[red]x[/red]\\x0dfake" in shown and "\nand more" in shown
+    assert "stop \\x1b[5mit" in shown

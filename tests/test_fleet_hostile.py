@@ -193,10 +193,19 @@ def test_a_revoked_credential_is_closed_within_a_second_on_any_replica(fleet: Fl
         assert close_code(socket, 3) == Close.UNAUTHORIZED
         assert time.monotonic() - revoked_at < 1.0
     assert refused(port, credential, "relay-r") == Close.UNAUTHORIZED
-    renewed = json.loads(fleet.cli("tokens", "reissue", "relay-r", "--json"))["credential"]
-    with welcomed(fleet.port, renewed, "relay-r") as socket:  # on the API's replica
-        post(fleet, "/api/agents/relay-r/credential", {}, fleet.admin, port=port)
-        assert close_code(socket, 3) == Close.UNAUTHORIZED
+    revokers = [
+        lambda: post(fleet, "/api/agents/relay-r/credential", {}, fleet.admin, port=port),
+        lambda: fleet.api("DELETE", "/api/agents/relay-r/credential", port=port),
+        lambda: fleet.cli("tokens", "revoke", "--agent", "relay-r"),
+    ]
+    for revoke in revokers:  # a re-enrollment, the API's revoke, the command line's
+        renewed = json.loads(fleet.cli("tokens", "reissue", "relay-r", "--json"))["credential"]
+        with welcomed(fleet.port, renewed, "relay-r") as socket:  # on the API's replica
+            revoke()
+            assert close_code(socket, 3) == Close.UNAUTHORIZED
+    actions = Counter(e.action for e in site_entries(fleet))
+    assert actions["agent.revoke"] == 2 and actions["token.revoke"] == 1
+    assert actions["agent.reenroll"] == 4
 
 
 def test_what_a_revoked_session_says_before_it_is_closed_is_refused_not_recorded(

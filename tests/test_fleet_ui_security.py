@@ -220,8 +220,17 @@ def test_a_form_without_the_sessions_csrf_token_or_from_elsewhere_changes_nothin
     assert operator.get("/ui/").status == 200, "a refused sign-out signed nobody out"
     same_origin = {"Origin": server.url}
     saved = operator.post("/ui/policy", auto | {"csrf": operator.csrf}, **same_origin)
-    assert (saved.status, saved.location) == (303, "/ui/agents?said=policy%20saved")
+    assert saved.status == 303
+    assert saved.location.startswith("/ui/agents?said=policy%20saved&seal=")
     assert read_policy(fleet) == "auto"
+    assert "policy saved" in operator.get(saved.location).body
+    forged = "/ui/agents?said=call%20555-0100%20to%20verify%20your%20token"
+    for link in (forged, forged + "&seal=" + "0" * 32):
+        assert "555-0100" not in operator.get(link).body, "a link made elsewhere says nothing"
+    tampered = saved.location.replace("said=policy", "said=no%20policy")
+    assert "no policy saved" not in operator.get(tampered).body
+    other = sign_in(server, fleet.admin)
+    assert "policy saved" not in other.get(saved.location).body, "sealed for one session only"
     fleet.api("PUT", "/api/policy", {"mode": "manual"})
 
 

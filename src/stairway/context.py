@@ -14,7 +14,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from stairway import audit_anchor
+from stairway import audit_anchor, audit_witness
 from stairway.backup.database import settle_renamed
 from stairway.catalog import Catalog, load_catalog
 from stairway.database import connected, engine_for
@@ -127,12 +127,12 @@ def secret_keys(ctx: Context) -> KeySource:
     return KeySource(ctx.site.secrets.key_file)
 
 
-def anchor(ctx: Context) -> audit_anchor.Anchor:
+def anchor(ctx: Context) -> audit_witness.Anchor:
     """Where the site's audit log is anchored: its audit key and witness file."""
-    return audit_anchor.anchor_of(ctx.site)
+    return audit_witness.anchor_of(ctx.site)
 
 
-def checkpoint(ctx: Context) -> audit_anchor.Checkpoint | None:
+def checkpoint(ctx: Context) -> audit_witness.Checkpoint | None:
     """Sign the site's committed audit head if it moved; a failure is logged, never raised:
     the work it follows is done, and ``stairway audit verify`` names what is wrong."""
     try:

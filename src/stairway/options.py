@@ -52,13 +52,16 @@ def say(json: bool, value: Any, text: str) -> None:
 
 
 _UNSEEN = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNSEEN_IN_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
-def plain(text: str) -> str:
+def plain(text: str, lines: bool = False) -> str:
     """``text`` from outside (audit entries, exports, agents) made safe to print with Rich:
     control characters (ANSI escapes, carriage returns, bidi overrides) shown escaped, as
-    ``\\x1b``, and Rich markup escaped, so it reads as written and cannot restyle a terminal."""
-    return escape(_UNSEEN.sub(_escaped, text))
+    ``\\x1b``, and Rich markup escaped, so it reads as written and cannot restyle a terminal.
+    With ``lines``, newlines and tabs are kept (a message of several lines)."""
+    unseen = _UNSEEN_IN_LINES if lines else _UNSEEN
+    return escape(unseen.sub(_escaped, text))
 
 
 def _escaped(found: re.Match[str]) -> str:

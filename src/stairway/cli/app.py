@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from typer.core import TyperOption
 
 from stairway import context, disk, logs
 from stairway.errors import ManualStepNeeded, StairwayError, UsageRefused
-from stairway.options import err
+from stairway.options import err, plain
 
 
 def _flags_take_no_value() -> None:
@@ -123,8 +122,9 @@ def _run(entry: Callable[[], Any]) -> int:
 
 
 def _failed(error: StairwayError) -> int:
-    # a message names TOML tables ("[site]") that Rich would take for markup
-    said, hint = escape(error.message), escape(error.hint)
+    # a message names TOML tables ("[site]") that Rich would take for markup, and may quote
+    # what an agent, a health URL or a file said: control characters are shown, not obeyed
+    said, hint = plain(error.message, lines=True), plain(error.hint, lines=True)
     err.print(f"[red]error:[/red] {said}", highlight=False, soft_wrap=True)
     if error.hint:
         err.print(f"[yellow]hint:[/yellow] {hint}", highlight=False, soft_wrap=True)

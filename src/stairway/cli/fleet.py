@@ -112,15 +112,30 @@ def tokens_create(
 
 @tokens_app.command("revoke")
 def tokens_revoke(
-    token_id: Annotated[str, typer.Argument(help="the id: the part after swt_KIND_")],
+    token_id: Annotated[str | None, typer.Argument(help="the id: the part after swt_KIND_")] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="revoke every credential of this agent instead")
+    ] = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Revoke a token at once."""
+    """Revoke a token, or every credential of an agent, at once: the connections made with them
+    close within a second on every replica."""
     from stairway.operations import fleet  # lazily: FastAPI
 
-    fleet.revoke_token(context.open_context(site, catalog), token_id)
+    if (token_id is None) == (agent is None):
+        raise UsageRefused(
+            "name one token id, or --agent and an agent id",
+            hint="stairway tokens revoke ID, or stairway tokens revoke --agent AGENT_ID",
+        )
+    ctx = context.open_context(site, catalog)
+    if agent is not None:
+        count = fleet.revoke_agent(ctx, agent)
+        say(json, {"agent": agent, "revoked": count}, f"{count} credential(s) of {agent} revoked")
+        return
+    assert token_id is not None
+    fleet.revoke_token(ctx, token_id)
     say(json, {"revoked": token_id}, f"token {token_id} revoked")
 
 

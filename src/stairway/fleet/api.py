@@ -135,6 +135,27 @@ async def reenroll(
     return {"agent_id": agent_id, "credential": credential}
 
 
+@router.delete("/api/agents/{agent_id}/credential")
+async def revoke(agent_id: str, fleet: FleetDep, token: Admin) -> dict[str, Any]:
+    """``DELETE /api/agents/{agent_id}/credential``: revoke every credential of an agent; its
+    connections close within a second on every replica; admin token. Audited as
+    ``agent.revoke``; 404 for an unknown agent.
+    """
+
+    def revoke_all(conn: Connection) -> int | None:
+        if store.agent(conn, agent_id) is None:
+            return None
+        count = tokens.revoke_agent(conn, agent_id)
+        data = {"agent": agent_id, "credentials": count}
+        audit.append(conn, "agent.revoke", data, actor=f"admin:{token.label}")
+        return count
+
+    count = await fleet.db(revoke_all)
+    if count is None:
+        raise HTTPException(404, f"no agent {agent_id}")
+    return {"agent_id": agent_id, "revoked": count}
+
+
 class AgentExists(Exception):
     """The agent id asked for is enrolled already."""
 

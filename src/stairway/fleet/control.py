@@ -19,7 +19,7 @@ from fastapi import WebSocket
 from sqlalchemy import Connection, Engine
 
 from stairway import audit
-from stairway.audit_anchor import Anchor
+from stairway.audit_witness import Anchor
 from stairway.database import serialised
 from stairway.fleet import builds, events, revocations, states, store
 from stairway.fleet.inputs import PolicyIn

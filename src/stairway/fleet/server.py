@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from stairway import audit_anchor
-from stairway.audit_anchor import Anchor
+from stairway.audit_witness import Anchor
 from stairway.fleet import api, apidocs, endpoint, evaluator, store, web
 from stairway.fleet.control import Fleet, FleetConfig
 from stairway.fleet.limits import BODY_LIMIT, BodyLimit

@@ -44,6 +44,15 @@ class Session:
     csrf: str
     expires: datetime
 
+    def seal(self, sentence: str) -> str:
+        """A MAC of ``sentence`` under this session's secret: the page after a form shows a
+        sentence only with its seal, so a link made elsewhere cannot put words on it."""
+        return hmac.new(self.csrf.encode(), sentence.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def sealed(self, sentence: str, seal: str) -> bool:
+        """Whether ``seal`` is this session's seal of ``sentence``."""
+        return same(self.seal(sentence), seal)
+
     def csrf_matches(self, presented: str) -> bool:
         """Whether a form's ``presented`` CSRF token is this session's (in constant time)."""
         return same(self.csrf, presented)

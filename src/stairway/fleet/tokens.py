@@ -126,15 +126,16 @@ def revoke(conn: Connection, token_id: str) -> bool:
     return True
 
 
-def revoke_agent(conn: Connection, agent_id: str) -> None:
-    """Revoke every credential ``agent_id`` holds now; every replica closes their connections
-    (a credential issued after this one is not touched)."""
+def revoke_agent(conn: Connection, agent_id: str) -> int:
+    """Revoke every credential ``agent_id`` holds now; how many. Every replica closes their
+    connections (a credential issued after this one is not touched)."""
     c = tokens_table.c
     live = select(c.id).where(c.agent_id == agent_id, c.revoked.is_(False))
     ids = list(conn.execute(live).scalars())
     if ids:
         conn.execute(update(tokens_table).where(c.id.in_(ids)).values(revoked=True))
         revocations.record(conn, ids, agent_id)
+    return len(ids)
 
 
 def now() -> datetime:

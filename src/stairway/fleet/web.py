@@ -205,13 +205,16 @@ async def dashboard(request: Request, fleet: FleetDep, session: Operator) -> Res
 
 
 @router.get("/agents", response_class=HTMLResponse)
-async def agents(request: Request, fleet: FleetDep, session: Operator, said: str = "") -> Response:
-    """``GET /ui/agents``: the agents and the policy panel, with ``said`` from the last form posted;
-    a signed-in operator.
+async def agents(
+    request: Request, fleet: FleetDep, session: Operator, said: str = "", seal: str = ""
+) -> Response:
+    """``GET /ui/agents``: the agents and the policy panel, with ``said`` from the last form posted
+    when ``seal`` shows this session's form said it; a signed-in operator.
     """
     policy = await fleet.db(store.read_policy)
     rows = _with_drift(fleet, await fleet.db(store.all_agents))
-    return page(request, "agents.html", session, policy=policy, agents=rows, said=said)
+    shown = said if said and session.sealed(said, seal) else ""
+    return page(request, "agents.html", session, policy=policy, agents=rows, said=shown)
 
 
 @router.get("/agents/table", response_class=HTMLResponse)
@@ -247,16 +250,16 @@ async def policy(
         body = PolicyIn.model_validate(values | {"max_failures": max_failures})
     except ValidationError as err:
         problem = err.errors()[0]
-        return said(request, f"not saved: {problem['loc'][0]}: {problem['msg']}")
+        return said(request, session, f"not saved: {problem['loc'][0]}: {problem['msg']}")
     await fleet.set_policy(body, f"admin:{session.token.label}")
-    return said(request, "policy saved")
+    return said(request, session, "policy saved")
 
 
 @router.post("/run")
 async def run(request: Request, fleet: FleetDep, session: Posted) -> Response:
     """``POST /ui/run``: run one tick of the policy at once; the form of a signed-in operator."""
     note = await evaluator.run_now(fleet, f"admin:{session.token.label}")
-    return said(request, f"run now: {note}")
+    return said(request, session, f"run now: {note}")
 
 
 @router.post("/agents/{agent_id}/upgrade")
@@ -264,7 +267,7 @@ async def upgrade(request: Request, agent_id: str, fleet: FleetDep, session: Pos
     """``POST /ui/agents/{agent_id}/upgrade``: send the server's build to one agent; the form of
     a signed-in operator.
     """
-    return said(request, await fleet.upgrade(agent_id, f"admin:{session.token.label}"))
+    return said(request, session, await fleet.upgrade(agent_id, f"admin:{session.token.label}"))
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -294,9 +297,11 @@ def go(request: Request, path: str) -> RedirectResponse:
     return RedirectResponse(_root(request) + path, status_code=303)
 
 
-def said(request: Request, sentence: str) -> RedirectResponse:
-    """Back to the Agents page, which shows ``sentence`` (an agent id in it may be any text)."""
-    return go(request, "/ui/agents?said=" + quote(sentence, safe=""))
+def said(request: Request, session: Session, sentence: str) -> RedirectResponse:
+    """Back to the Agents page, which shows ``sentence`` (an agent id in it may be any text),
+    sealed for this session so that no link made elsewhere can put words on the page."""
+    query = f"said={quote(sentence, safe='')}&seal={session.seal(sentence)}"
+    return go(request, f"/ui/agents?{query}")
 
 
 def _root(request: Request) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from stairway import audit, audit_anchor, audit_carry, disk
+from stairway import audit, audit_anchor, audit_carry, audit_witness, disk
 from stairway.backup import (
     AuditHeadModel,
     Backup,
@@ -51,7 +51,7 @@ def backup(ctx: Context) -> Backup:
         audit_head=_audit_head(ctx),
     )
     secret_backups.keep_key_out(ctx.site.secrets.key_file, parts.data_dir, parts.config_files)
-    audit_anchor.keep_out(anchor(ctx), parts.data_dir, parts.config_files)
+    audit_witness.keep_out(anchor(ctx), parts.data_dir, parts.config_files)
     try:
         return take_backup(parts)
     except Exception as error:  # pg_dump's words for a full disk do not say which

@@ -80,6 +80,27 @@ def revoke_token(ctx: Context, token_id: str) -> None:
         ensure_tables(conn)
         if not tokens.revoke(conn, token_id):
             raise UsageRefused(f"no token {token_id}", hint="the id is the part after swt_KIND_")
+        audit.append(conn, "token.revoke", {"token": token_id}, actor="cli")
+
+
+def revoke_agent(ctx: Context, agent_id: str) -> int:
+    """Revoke every credential of the enrolled agent ``agent_id``; how many were live. Its
+    connections close on every replica; it can come back only re-enrolled by an administrator
+    (``reissue``).
+
+    Raises:
+        UsageRefused: no agent ``agent_id`` is enrolled.
+    """
+    with ctx.engine.begin() as conn:
+        ensure_tables(conn)
+        if store.agent(conn, agent_id) is None:
+            raise UsageRefused(
+                f"no agent {agent_id} is enrolled",
+                hint="the enrolled agents are on the web UI's Agents page and at GET /api/agents",
+            )
+        count = tokens.revoke_agent(conn, agent_id)
+        audit.append(conn, "agent.revoke", {"agent": agent_id, "credentials": count}, actor="cli")
+        return count
 
 
 def publish_build(ctx: Context, build_file: Path, version: str, key: Path) -> Build:

@@ -37,7 +37,7 @@ import orjson
 import zstandard
 
 from stairway import audit
-from stairway.audit_anchor import Checkpoint, PublicKey
+from stairway.audit_witness import Checkpoint, PublicKey
 from stairway.errors import AuditBroken, TransferError
 
 FORMAT = 1

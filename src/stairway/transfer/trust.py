@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stairway.audit_anchor import PublicKey
+from stairway.audit_witness import PublicKey
 from stairway.errors import TransferError
 from stairway.transfer.format import ExportSummary
 
