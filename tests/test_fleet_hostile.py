@@ -37,6 +37,10 @@ def fleet(tmp_path: Path, database_url: str) -> Iterator[Fleet]:
         yield running
 
 
+# What is decided before the database is asked (sizes, the flood) runs on SQLite alone.
+before_the_database = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 def post(fleet: Fleet, path: str, body: Any, token: str, port: int | None = None) -> Any:
     """``fleet.api`` that answers ``(status, body)`` for a refusal too."""
     try:
@@ -162,6 +166,7 @@ def test_an_enrollment_token_cannot_take_over_an_enrolled_agent(fleet: Fleet) ->
     assert sum(1 for e in site_entries(fleet) if e.action == "agent.enroll") == 2
 
 
+@before_the_database
 def test_the_agent_cli_re_enrolls_with_its_own_credential_and_says_why_an_id_is_taken(
     fleet: Fleet,
 ) -> None:
@@ -234,6 +239,7 @@ def test_what_a_revoked_session_says_before_it_is_closed_is_refused_not_recorded
 # --- sizes --------------------------------------------------------------------------------------
 
 
+@before_the_database
 def test_oversized_bodies_are_refused_unread_and_the_server_stays_small(fleet: Fleet) -> None:
     fleet.start_server()
     assert fleet.server is not None
@@ -271,6 +277,7 @@ def test_oversized_bodies_are_refused_unread_and_the_server_stays_small(fleet: F
     assert all(len(json.dumps(e.data)) < 10_000 for e in site_entries(fleet))
 
 
+@before_the_database
 def test_free_text_an_agent_sends_is_cut_to_a_stated_length(fleet: Fleet) -> None:
     fleet.start_server()
     credential = enrolled(fleet, "relay-t")
@@ -290,7 +297,10 @@ def test_free_text_an_agent_sends_is_cut_to_a_stated_length(fleet: Fleet) -> Non
 # --- the flood ----------------------------------------------------------------------------------
 
 
-def test_an_unauthenticated_flood_is_answered_429_and_audited_in_aggregate(fleet: Fleet) -> None:
+@before_the_database
+def test_an_unauthenticated_flood_is_answered_429_and_audited_in_aggregate(
+    fleet: Fleet,
+) -> None:
     fleet.start_server()
     statuses: Counter[int] = Counter()
     lock = threading.Lock()

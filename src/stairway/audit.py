@@ -30,6 +30,10 @@ from sqlalchemy import (
 )
 
 GENESIS = "0" * 64
+# The databases this process appended entries to, by URL: a command signs a checkpoint of a
+# site's log at its end only when it wrote to it (``stairway.context.checkpoint_opened``), so
+# a command that only reads, or a rehearsal, leaves the site's files as they were.
+appended_to: set[str] = set()
 APPEND_LOCK = 0x5374_6169_7277_6181  # serialises appends: each reads the last entry first
 metadata = MetaData()
 audit_table = Table(
@@ -128,7 +132,13 @@ def append_drafts(conn: Connection, drafts: Sequence[Draft], at: str | None = No
     if made:
         rows = [e.__dict__ | {"data": _canonical(e.data)} for e in made]
         conn.execute(insert(audit_table), rows)
+        appended_to.add(database_of(conn.engine))
     return made
+
+
+def database_of(engine: Engine) -> str:
+    """The engine's database, as ``appended_to`` names it."""
+    return engine.url.render_as_string(hide_password=True)
 
 
 def head(conn: Connection) -> Head | None:

@@ -14,7 +14,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from stairway import audit_anchor, audit_witness
+from stairway import audit, audit_anchor, audit_witness
 from stairway.backup.database import settle_renamed
 from stairway.catalog import Catalog, load_catalog
 from stairway.database import connected, engine_for
@@ -159,12 +159,15 @@ def checkpointed(
 
 
 def checkpoint_opened() -> None:
-    """A checkpoint of every site opened since the last call (``forget_opened``)."""
+    """A checkpoint of every site opened since the last call (``forget_opened``) whose audit
+    log this process wrote to: a command that only read a site leaves its files alone."""
     for ctx in list(_opened.values()):
-        checkpoint(ctx)
+        if audit.database_of(ctx.engine) in audit.appended_to:
+            checkpoint(ctx)
     forget_opened()
 
 
 def forget_opened() -> None:
-    """Start afresh: no site opened."""
+    """Start afresh: no site opened, no log written."""
     _opened.clear()
+    audit.appended_to.clear()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
@@ -133,6 +135,23 @@ def serialised(engine: Engine) -> Engine:
     event.listen(other, "connect", _sqlite_connect)
     event.listen(other, "begin", lambda c: c.exec_driver_sql("BEGIN IMMEDIATE"))
     return other
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """One transaction that writes, beside a running server: on SQLite it takes the write lock
+    at BEGIN and waits its turn, where one that read first would fail with "database is
+    locked" once the server wrote in between. Other engines: ``engine.begin()``."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    other = serialised(engine)
+    try:
+        with other.begin() as conn:
+            yield conn
+    finally:
+        other.dispose()
 
 
 def sqlite_path(engine: Engine) -> Path | None:

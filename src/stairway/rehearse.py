@@ -36,6 +36,7 @@ from stairway.errors import StairwayError, UsageRefused
 from stairway.estimate.rates import record_measured
 from stairway.operations import Status
 from stairway.progress import Progress
+from stairway.site import AuditSection
 from stairway.steps import Step
 from stairway.upgrade import UpgradeReport, upgrade
 from stairway.verify import Report, verify
@@ -161,6 +162,10 @@ def _restore(ctx: Context, path: Path, manifest: BackupManifest, root: Path, url
                 }
             ),
             "service": None,  # the live product's commands: never run by a rehearsal
+            # the copy's log is signed with a key of its own: the live witness never hears of it
+            "audit": AuditSection(
+                key_file=root / "audit" / "audit.key", witness=root / "audit" / "audit.witness"
+            ),
         }
     )
     return Context(site, ctx.catalog, engine)

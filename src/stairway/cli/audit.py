@@ -44,7 +44,8 @@ def _shown(entry: audit.Entry) -> str:
 @app.command("verify")
 def audit_verify(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False) -> None:
     """Check the chain, and the log against the signed checkpoints of its witness: an entry
-    changed or removed, a log cut short, recomputed, emptied or dropped is named; exit 2."""
+    changed or removed, a log cut short, recomputed, emptied or dropped is named; exit 2. A
+    log found whole is signed as it stands."""
     ctx = site_context.open_context(site, catalog)
     # the witness first: checking the chain creates a missing table, which would hide its drop
     anchored = audit_anchor.check_anchor(ctx.engine, site_context.anchor(ctx))
@@ -58,6 +59,7 @@ def audit_verify(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt
             "the audit log was tampered with: " + "; ".join(problems),
             hint="restore the log from a backup and find out who changed it",
         )
+    site_context.checkpoint(ctx)  # a log found whole is signed as it stands now
     if not json:
         out.print(
             f"[green]the audit log is whole[/green] ({found.entries} entries){_seen(anchored)}"
@@ -79,13 +81,18 @@ def audit_key(
     ] = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """The site's audit public key (PEM): give it to `stairway import --trust` on another site
     to check the audit entries this site exports."""
     ctx = site_context.open_context(site, catalog)
     key = audit_anchor.public_key(ctx.engine, site_context.anchor(ctx))
-    if out_file is None:
+    if out_file is not None:
+        write_atomic(out_file, key.pem().encode())
+    if json:
+        written = str(out_file) if out_file else None
+        emit_json({"key": key.id, "pem": key.pem(), "written": written})
+    elif out_file is None:
         typer.echo(key.pem(), nl=False)
-        return
-    write_atomic(out_file, key.pem().encode())
-    out.print(f"audit public key {key.id} written to {out_file}", highlight=False)
+    else:
+        out.print(f"audit public key {key.id} written to {out_file}", highlight=False)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from stairway import audit
 from stairway.context import Context, current_version, open_context
+from stairway.database import writing
 from stairway.errors import ReleaseError, UsageRefused
 from stairway.files import write_atomic
 from stairway.fleet import builds, store, tokens
@@ -69,14 +70,14 @@ def create_token(
             hint="create an enrollment token and run `stairway agent enroll` on the agent's host",
         )
     valid = timedelta(hours=hours) if hours else None
-    with ctx.engine.begin() as conn:
+    with writing(ctx.engine) as conn:  # beside a running server
         ensure_tables(conn)
         return tokens.issue(conn, kind, label, uses=uses, valid_for=valid)
 
 
 def revoke_token(ctx: Context, token_id: str) -> None:
     """Revoke the token ``token_id``; refused when there is no such token."""
-    with ctx.engine.begin() as conn:
+    with writing(ctx.engine) as conn:  # beside a running server
         ensure_tables(conn)
         if not tokens.revoke(conn, token_id):
             raise UsageRefused(f"no token {token_id}", hint="the id is the part after swt_KIND_")
@@ -91,7 +92,7 @@ def revoke_agent(ctx: Context, agent_id: str) -> int:
     Raises:
         UsageRefused: no agent ``agent_id`` is enrolled.
     """
-    with ctx.engine.begin() as conn:
+    with writing(ctx.engine) as conn:  # beside a running server
         ensure_tables(conn)
         if store.agent(conn, agent_id) is None:
             raise UsageRefused(
@@ -224,7 +225,7 @@ def reissue(ctx: Context, agent_id: str, label: str) -> str:
     Raises:
         UsageRefused: no agent ``agent_id`` is enrolled.
     """
-    with ctx.engine.begin() as conn:
+    with writing(ctx.engine) as conn:  # beside a running server
         ensure_tables(conn)
         if store.agent(conn, agent_id) is None:
             raise UsageRefused(

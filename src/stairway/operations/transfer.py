@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,4 +100,14 @@ def _import_file(
         )
     store = object_store(ctx)
     product = ctx.catalog.product
+    trust = _own_key_by_default(ctx, trust)
     return import_objects(store, path, product, max_errors, progress, workers, shard, trust)
+
+
+def _own_key_by_default(ctx: Context, trust: AuditTrust) -> AuditTrust:
+    """Without ``--trust``, the site's own audit key: an export taken here comes back without
+    being told whose it is; another site's still needs its key."""
+    own = anchor(ctx).key_file
+    if trust.key is not None or not own.exists():
+        return trust
+    return replace(trust, key=audit_anchor.public_key(ctx.engine, anchor(ctx)), own=True)

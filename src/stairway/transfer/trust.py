@@ -18,6 +18,7 @@ class AuditTrust:
 
     key: PublicKey | None = None
     untrusted: bool = False
+    own: bool = False  # ``key`` is the importing site's own, taken when none was given
 
 
 NO_TRUST = AuditTrust()  # no key given: an export with audit entries is refused
@@ -35,7 +36,7 @@ def judge(summary: ExportSummary, trust: AuditTrust, path: Path) -> bool:
     """
     if summary.audit_entries == 0:
         return True  # nothing to believe or not
-    doubt = _doubt(summary, trust.key)
+    doubt = _doubt(summary, trust.key, trust.own)
     if doubt is None:
         return True
     if trust.untrusted:
@@ -44,13 +45,13 @@ def judge(summary: ExportSummary, trust: AuditTrust, path: Path) -> bool:
         f"{path}: its {summary.audit_entries} audit entries are not taken, nothing was "
         f"imported: {doubt}",
         hint=_HOW
-        if trust.key is None
+        if trust.key is None or trust.own
         else "export again from the site that key belongs to, "
         "or pass --untrusted-audit to import the entries marked unverified",
     )
 
 
-def _doubt(summary: ExportSummary, key: PublicKey | None) -> str | None:
+def _doubt(summary: ExportSummary, key: PublicKey | None, own: bool) -> str | None:
     """Why the entries cannot be believed; None when the trusted key signed their head."""
     if key is None:
         return "no trusted audit key was given to check them"
@@ -58,7 +59,8 @@ def _doubt(summary: ExportSummary, key: PublicKey | None) -> str | None:
     if point is None:
         return "the export carries no signed audit checkpoint"
     if point.key != key.id:
-        return f"they were signed with audit key {point.key}, not the trusted {key.id}"
+        whose = f"this site's {key.id}" if own else f"the trusted {key.id}"
+        return f"they were signed with audit key {point.key}, not {whose}"
     if not key.signed(point):
         return "the checkpoint's signature does not check out: the file was forged"
     if summary.audit_head != (point.seq, point.hash) or point.seq == 0:
