@@ -132,15 +132,18 @@ def restore(
         said = audit_carry.carry_over(conn, pending[0])
         data = {"backup": backup_id, "version": manifest.version, **said}
         audit.append(conn, "site.restore", data)
+    _rebase(ctx, backup_id)  # before the saved entries go: a restore run again re-bases too
     carry.unlink(missing_ok=True)
-    _rebase(ctx, backup_id)
     return manifest
 
 
 def _rebase(ctx: Context, backup_id: str) -> None:
     """The log was replaced: a signed checkpoint says so, and the log is judged from it on.
-    The restore is done whatever happens here; ``audit verify`` names a missing anchor."""
+
+    A witness that cannot be written (a full disk) fails the restore, which is then run again:
+    without the checkpoint, the restored log would read as tampered with. A damaged audit key
+    is only logged: running again would not mend it, and ``audit verify`` names it."""
     try:
         audit_anchor.rebase(ctx.engine, anchor(ctx), "restore", backup_id)
-    except (StairwayError, OSError) as err:
+    except StairwayError as err:
         log.warning("the restored audit log was not anchored: %s", err)
