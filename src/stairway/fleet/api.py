@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from stairway import audit
 from stairway.errors import Unauthorized
-from stairway.fleet import evaluator, store, tokens
+from stairway.fleet import credentials, evaluator, store, tokens
 from stairway.fleet.auth import Admin, AgentOrAdmin, Enroller, FleetDep, denied
 from stairway.fleet.inputs import EnrollIn, PolicyIn
 from stairway.fleet.policy import Policy, drifted
@@ -120,16 +120,7 @@ async def reenroll(
         await denied(fleet, request.url.path, reason, request.client)
         raise HTTPException(403, "forbidden")
     actor = agent_id if token.kind == TokenKind.AGENT else f"admin:{token.label}"
-
-    def reissue(conn: Connection) -> str | None:
-        if store.agent(conn, agent_id) is None:
-            return None
-        tokens.revoke_agent(conn, agent_id)  # one live credential per agent
-        credential = tokens.issue(conn, TokenKind.AGENT, agent_id, agent_id=agent_id)
-        audit.append(conn, "agent.reenroll", {"agent": agent_id}, actor=actor)
-        return credential
-
-    credential = await fleet.db(reissue)
+    credential = await fleet.db(lambda conn: credentials.reissue(conn, agent_id, actor))
     if credential is None:
         raise HTTPException(404, f"no agent {agent_id}")
     return {"agent_id": agent_id, "credential": credential}
@@ -141,16 +132,8 @@ async def revoke(agent_id: str, fleet: FleetDep, token: Admin) -> dict[str, Any]
     connections close within a second on every replica; admin token. Audited as
     ``agent.revoke``; 404 for an unknown agent.
     """
-
-    def revoke_all(conn: Connection) -> int | None:
-        if store.agent(conn, agent_id) is None:
-            return None
-        count = tokens.revoke_agent(conn, agent_id)
-        data = {"agent": agent_id, "credentials": count}
-        audit.append(conn, "agent.revoke", data, actor=f"admin:{token.label}")
-        return count
-
-    count = await fleet.db(revoke_all)
+    actor = f"admin:{token.label}"
+    count = await fleet.db(lambda conn: credentials.revoke_all(conn, agent_id, actor))
     if count is None:
         raise HTTPException(404, f"no agent {agent_id}")
     return {"agent_id": agent_id, "revoked": count}

@@ -18,7 +18,7 @@ from stairway.context import Context, current_version, open_context
 from stairway.database import writing
 from stairway.errors import ReleaseError, UsageRefused
 from stairway.files import write_atomic
-from stairway.fleet import builds, store, tokens
+from stairway.fleet import builds, credentials, tokens
 from stairway.fleet.agent import point_current, write_state
 from stairway.fleet.builds import Build
 from stairway.fleet.server import FleetConfig, create_app
@@ -94,13 +94,12 @@ def revoke_agent(ctx: Context, agent_id: str) -> int:
     """
     with writing(ctx.engine) as conn:  # beside a running server
         ensure_tables(conn)
-        if store.agent(conn, agent_id) is None:
+        count = credentials.revoke_all(conn, agent_id, actor="cli")
+        if count is None:
             raise UsageRefused(
                 f"no agent {agent_id} is enrolled",
                 hint="the enrolled agents are on the web UI's Agents page and at GET /api/agents",
             )
-        count = tokens.revoke_agent(conn, agent_id)
-        audit.append(conn, "agent.revoke", {"agent": agent_id, "credentials": count}, actor="cli")
         return count
 
 
@@ -227,12 +226,10 @@ def reissue(ctx: Context, agent_id: str, label: str) -> str:
     """
     with writing(ctx.engine) as conn:  # beside a running server
         ensure_tables(conn)
-        if store.agent(conn, agent_id) is None:
+        credential = credentials.reissue(conn, agent_id, actor=f"admin:{label}")
+        if credential is None:
             raise UsageRefused(
                 f"no agent {agent_id} is enrolled",
                 hint="new agents enroll with an enrollment token (`stairway agent enroll`)",
             )
-        tokens.revoke_agent(conn, agent_id)
-        credential = tokens.issue(conn, tokens.TokenKind.AGENT, agent_id, agent_id=agent_id)
-        audit.append(conn, "agent.reenroll", {"agent": agent_id}, actor=f"admin:{label}")
         return credential
