@@ -197,8 +197,11 @@ def _schema_of(
         return release.schema, release.patches
     wanted = Version.parse(version)
     for model in _manifest(Path(catalog)).release:
-        if Version(model.version) == wanted:
+        if Version(model.version) == wanted and isinstance(model.schema_, int):
             return model.schema_, model.patch_keys
+        if Version(model.version) == wanted:  # an adopted history's identifier: read the history
+            release = load_catalog(catalog).release(version)
+            return release.schema, release.patches
     raise GuardRefused(
         f"release {version} is not in the catalog at {catalog}",
         hint="start the product with the catalog of the release it runs, or a newer one",

@@ -19,6 +19,7 @@ from typing import TypeVar
 from stairway.catalog import loader
 from stairway.catalog.config_migrations import load_config_migrations
 from stairway.catalog.deltas import read_deltas
+from stairway.catalog.history import adopted_changes, identifiers
 from stairway.catalog.manifest import Manifest, load_manifest
 from stairway.catalog.object_migrations import read_object_migrations
 from stairway.errors import CatalogError
@@ -104,11 +105,19 @@ def check_catalog(root: Path) -> Report:
     if not root.is_dir():
         report.add([CatalogError("no catalog directory here", path=str(root), hint=_WHERE)])
         return report
-    manifest = report.attempt(lambda: load_manifest(root / loader.MANIFEST))
-    releases = loader.releases_of(manifest) if manifest else None
+    path = root / loader.MANIFEST
+    manifest = report.attempt(lambda: load_manifest(path))
+    adopted = report.attempt(lambda: adopted_changes(root, manifest, path)) if manifest else None
+    idents = identifiers(adopted or ())
+    releases = (
+        report.attempt(lambda: loader.releases_of(manifest, idents, path)) if manifest else None
+    )
     if releases is not None:
         report.add(loader.release_problems(releases, root / loader.MANIFEST))
-    shipped = _check_changes(root / "schema", report)
+    if manifest is not None and manifest.history is not None:
+        shipped = _check_adopted(adopted or (), report)
+    else:
+        shipped = _check_changes(root / "schema", report)
     if releases is not None:
         mainline = sum(1 for key in shipped if not key[1])
         report.add(loader.schema_level_problems(releases, mainline, root / loader.MANIFEST))
@@ -134,6 +143,14 @@ def _check_changes(directory: Path, report: Report) -> list[tuple[int, int]]:
             report.add(loader.change_problems(change))
             report.problems.extend(_warnings(change))
     return sorted({f.key for f in files})
+
+
+def _check_adopted(changes: tuple[Change, ...], report: Report) -> list[tuple[int, int]]:
+    """Problems of every change of an adopted history (its reading stopped at the first)."""
+    for change in changes:
+        report.add(loader.change_problems(change))
+        report.problems.extend(_warnings(change))
+    return [c.key for c in changes]
 
 
 def _warnings(change: Change) -> list[Problem]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from stairway.catalog.config_migrations import load_config_migrations
 from stairway.catalog.deltas import load_deltas
+from stairway.catalog.history import adopted_changes, identifiers, schema_level
 from stairway.catalog.manifest import Manifest, ReleaseModel, load_manifest
 from stairway.catalog.object_migrations import load_object_migrations
 from stairway.configfiles.migration import ConfigMigration, show_key, unsettled_pairs
@@ -90,9 +91,10 @@ def load_catalog(root: Path | str) -> Catalog:
             hint="pass --catalog DIR (the directory holding stairway.toml) or set it in site.toml",
         )
     manifest = load_manifest(root / MANIFEST)
-    releases = releases_of(manifest)
+    adopted = adopted_changes(root, manifest, root / MANIFEST)
+    changes = _changes(root / "schema") if adopted is None else adopted
+    releases = releases_of(manifest, identifiers(changes), root / MANIFEST)
     raise_first(release_problems(releases, root / MANIFEST))
-    changes = _changes(root / "schema")
     shipped = sum(1 for c in changes if not c.patch)
     raise_first(schema_level_problems(releases, shipped, root / MANIFEST))
     raise_first(patch_problems(releases, [c.key for c in changes], root / MANIFEST))
@@ -121,9 +123,10 @@ def raise_first(problems: Iterable[CatalogError]) -> None:
         raise problem
 
 
-def releases_of(manifest: Manifest) -> tuple[Release, ...]:
-    """The manifest's releases as ``Release`` values, in the order listed."""
-    return tuple(_release(model) for model in manifest.release)
+def releases_of(manifest: Manifest, idents: Mapping[str, int], path: Path) -> tuple[Release, ...]:
+    """The manifest's releases as ``Release`` values, in the order listed; a ``schema`` given
+    as an adopted history's identifier is its change number (``idents``)."""
+    return tuple(_release(model, schema_level(model, idents, path)) for model in manifest.release)
 
 
 def release_problems(releases: Sequence[Release], path: Path) -> Iterator[CatalogError]:
@@ -140,10 +143,10 @@ def release_problems(releases: Sequence[Release], path: Path) -> Iterator[Catalo
         yield from _requires_problems(releases, release, path)
 
 
-def _release(model: ReleaseModel) -> Release:
+def _release(model: ReleaseModel, schema: int) -> Release:
     return Release(
         version=Version(model.version),
-        schema=model.schema_,
+        schema=schema,
         lts=model.lts,
         rolling=model.rolling,
         requires=Version(model.requires) if model.requires else None,

@@ -30,7 +30,10 @@ class ReleaseModel(_Strict):
     """One ``[[release]]`` of ``stairway.toml``."""
 
     version: str
-    schema_: Annotated[int, Field(alias="schema", ge=0)]
+    # the last change's number, or (an adopted history) its own identifier, e.g. "v3.0.0.a"
+    schema_: Annotated[
+        Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)], Field(alias="schema")
+    ]
     lts: bool = False
     rolling: bool = False
     requires: str | None = None
@@ -128,6 +131,28 @@ class ReferenceModel(_Strict):
     kind: Annotated[str, Field(min_length=1)]
 
 
+class HistoryModel(_Strict):
+    """``[history]``: the schema comes from another tool's migration history, read where it lies
+    (docs/adopting.md) instead of ``schema/``."""
+
+    tool: Literal["alembic", "flyway", "golang-migrate", "dbmate"]
+    path: str | None = None  # the directory, relative to the catalog
+    package: str | None = None  # or "package:directory" inside an installed package
+    table: str | None = None  # the tool's bookkeeping table, when not the tool's default
+    phases: dict[str, Literal["expand", "contract", "offline"]] = {}  # by the tool's identifier
+    fresh: str | None = None  # "module:callable" building a fresh database (docs/adopting.md)
+
+    @model_validator(mode="after")
+    def _one_place(self) -> HistoryModel:
+        if (self.path is None) == (self.package is None):
+            raise ValueError("give either `path` or `package`")
+        if self.package is not None and ":" not in self.package:
+            raise ValueError('`package` is "package:directory", e.g. "myapp.db:migrations"')
+        if self.fresh is not None and (":" not in self.fresh or self.tool != "alembic"):
+            raise ValueError('`fresh` is "module:callable", for an alembic history')
+        return self
+
+
 class Manifest(_Strict):
     """The whole of ``stairway.toml``."""
 
@@ -139,6 +164,7 @@ class Manifest(_Strict):
     reference: list[ReferenceModel] = []
     smoke: list[SmokeModel] = []
     licence: LicenceModel | None = None
+    history: HistoryModel | None = None
 
 
 def load_manifest(path: Path) -> Manifest:

@@ -28,6 +28,36 @@ class ChangeKind(StrEnum):
 
     SQL = "sql"
     PYTHON = "python"
+    ALEMBIC = "alembic"  # an Alembic revision module, run through Alembic's own runtime
+
+
+class HistoryTool(StrEnum):
+    """The tool whose migration history a catalog's changes come from (docs/adopting.md)."""
+
+    STAIRWAY = "stairway"  # schema/NNNN_name.sql|py, Stairway's own layout
+    ALEMBIC = "alembic"
+    FLYWAY = "flyway"
+    GOLANG_MIGRATE = "golang-migrate"
+    DBMATE = "dbmate"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a change adopted from another tool's history comes from, and what that tool's own
+    bookkeeping table says once it has run, so the tool keeps working after Stairway.
+
+    ``heads_before`` and ``heads_after`` are the rows of the tool's version table before and after
+    the change (Alembic's ``alembic_version`` holds one row per head; golang-migrate's
+    ``schema_migrations`` one version)."""
+
+    tool: HistoryTool
+    ident: str  # the tool's own identifier: Alembic revision, Flyway version, file version
+    table: str  # the tool's bookkeeping table
+    heads_before: tuple[str, ...] = ()
+    heads_after: tuple[str, ...] = ()
+    script: str = ""  # the file name as the tool records it (Flyway's ``script`` column)
+    description: str = ""  # the tool's description of it (Flyway's ``description`` column)
+    checksum: int | None = None  # the tool's own checksum of it (Flyway's CRC32), when it keeps one
 
 
 @dataclass(frozen=True)
@@ -58,6 +88,8 @@ class Change:
     description: str = ""  # the header's prose (SQL) or the docstring (Python): release notes
     batches: Batches | None = None  # a background change: run in batches while serving
     patch: int = 0  # K of a patch change N.K (docs/catalog.md, "Patch releases of an LTS line")
+    origin: Origin | None = None  # a change of an adopted history (docs/adopting.md)
+    opaque: str = ""  # why its effect cannot be read as SQL, so an expand label cannot be proven
 
     @property
     def key(self) -> tuple[int, int]:
@@ -82,7 +114,15 @@ class Change:
     def describe(self) -> str:
         """The change and its phase, and whether it runs outside a transaction."""
         tx = "" if self.transactional else ", outside a transaction"
-        return f"{self.label} [{self.phase}{tx}]"
+        return f"{self.label}{self.ident_note} [{self.phase}{tx}]"
+
+    @property
+    def ident_note(self) -> str:
+        """`` (alembic v3.0.0.a)``: the adopted history's own identifier, unless the label
+        already shows it; empty for Stairway's own changes."""
+        if self.origin is None or self.origin.ident in self.name:
+            return ""
+        return f" ({self.origin.tool} {self.origin.ident})"
 
 
 def change_code(number: int, patch: int) -> str:

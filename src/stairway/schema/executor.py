@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from stairway.errors import ChangeFailed, DataLossRefused, SchemaError
 from stairway.schema import background, recorder
 from stairway.schema.change import Change, ChangeKind
+from stairway.schema.histories import alembic_runtime, ledger
 from stairway.schema.sqltext import Statement
 
 
@@ -76,6 +77,7 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
         engine.dialect.name == "postgresql"
         and change.kind == ChangeKind.SQL
         and change.transactional
+        and change.origin is None  # an adopted history's table is written in the same transaction
     ):
         _apply_postgres_sql(engine, change, release, started)
     elif change.transactional or engine.dialect.name != "postgresql":
@@ -83,7 +85,7 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
             if lock_ms is not None:
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_ms)}")
             _run_up(conn, change)
-            recorder.record(conn, change, release, _since(started), recorder.RecordKind.APPLIED)
+            _record(conn, change, release, started)
     else:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             if lock_ms is not None:
@@ -92,8 +94,13 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
             if lock_ms is not None:
                 conn.exec_driver_sql("RESET lock_timeout")
         with engine.begin() as conn:
-            recorder.record(conn, change, release, _since(started), recorder.RecordKind.APPLIED)
+            _record(conn, change, release, started)
     return Applied(change, _since(started))
+
+
+def _record(conn: Connection, change: Change, release: str, started: float) -> None:
+    recorder.record(conn, change, release, _since(started), recorder.RecordKind.APPLIED)
+    ledger.after_apply(conn, change, _since(started))
 
 
 def _apply_postgres_sql(engine: Engine, change: Change, release: str, started: float) -> None:
@@ -128,9 +135,12 @@ def revert(engine: Engine, change: Change) -> Applied:
     with engine.begin() as conn:
         if change.kind == ChangeKind.PYTHON:
             _call(conn, change, "downgrade")
+        elif change.kind == ChangeKind.ALEMBIC:
+            alembic_runtime.run(conn, change, "downgrade")
         else:
             _run_statements(conn, change, change.down or ())
         recorder.forget(conn, change)
+        ledger.after_revert(conn, change)
     return Applied(change, _since(started))
 
 
@@ -160,6 +170,8 @@ def _run_up(conn: Connection, change: Change) -> None:
         background.queue(conn, change)  # its batches run while the product serves
     elif change.kind == ChangeKind.PYTHON:
         _call(conn, change, "upgrade")
+    elif change.kind == ChangeKind.ALEMBIC:
+        alembic_runtime.run(conn, change, "upgrade")
     else:
         _run_statements(conn, change, change.statements)
 

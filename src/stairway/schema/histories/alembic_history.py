@@ -1,0 +1,222 @@
+"""Reading an Alembic history where it lies: its revisions, loaded by Alembic's own
+``ScriptDirectory``, become changes numbered in one order (``linear.py``).
+
+A revision's phase is declared by the vendor: in ``stairway.toml`` (``[history] phases``, by
+revision id, for files the vendor does not edit), or in the revision file by a module-level
+``STAIRWAY_PHASE = "expand"`` or a comment line ``# stairway: phase expand``. Undeclared is
+offline. An expand revision is proven by the SQL Alembic renders for it offline
+(``alembic_render.py``); one whose effect cannot be rendered is refused as expand.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stairway.errors import CatalogError
+from stairway.schema.change import Change, ChangeKind, HistoryTool, Origin, Phase
+from stairway.schema.dataloss import loses_data
+from stairway.schema.histories.alembic_render import render
+from stairway.schema.histories.linear import NoSingleOrder, heads_after, linearise
+from stairway.schema.histories.spec import HistorySpec
+from stairway.schema.sqltext import checksum
+
+if TYPE_CHECKING:
+    from alembic.script import Script, ScriptDirectory
+
+_PHASE_COMMENT = re.compile(r"^#\s*stairway:\s*phase\s+(\w+)\s*$", re.MULTILINE)
+
+
+def read(spec: HistorySpec) -> tuple[Change, ...]:
+    """The revisions of the Alembic history in ``spec.directory``, in Stairway's order.
+
+    Raises:
+        CatalogError: a revision that does not import, a revision named but missing, two
+            heads, a cycle: the message names the file.
+    """
+    scripts = _scripts(spec)
+    by_id = {s.revision: s for s in scripts}
+    try:
+        order = linearise({s.revision: s._all_down_revisions for s in scripts})
+    except NoSingleOrder as err:
+        raise _graph_error(spec, err, by_id) from None
+    revises = {s.revision: s._versioned_down_revisions for s in scripts}
+    heads = heads_after(order, revises)
+    changes: list[Change] = []
+    for number, revision in enumerate(order, start=1):
+        before = heads[number - 2] if number > 1 else ()
+        changes.append(_change(spec, number, by_id[revision], before, heads[number - 1]))
+    return tuple(changes)
+
+
+def script_directory(spec: HistorySpec) -> ScriptDirectory:
+    """Alembic's ``ScriptDirectory`` of the history: the directory holding ``versions/``, or
+    the versions directory itself."""
+    from alembic.script import ScriptDirectory
+
+    directory = spec.directory
+    if (directory / "versions").is_dir():
+        return ScriptDirectory(str(directory))
+    return ScriptDirectory(str(directory), version_locations=[str(directory)])
+
+
+def _scripts(spec: HistorySpec) -> list[Script]:
+    script = script_directory(spec)
+    with _loading(spec):
+        scripts = list(script.revision_map._revision_map.values())
+    return [s for s in scripts if s is not None]  # type: ignore[misc]
+
+
+@contextmanager
+def _loading(spec: HistorySpec) -> Iterator[None]:
+    """Alembic's loading, with its failures and warnings turned into errors naming the file."""
+    from alembic.util import CommandError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except CommandError as err:
+            raise CatalogError(
+                f"Alembic cannot read the history: {err}",
+                path=str(spec.directory),
+                hint="fix the revision files; nothing was applied",
+            ) from None
+        except Exception as err:  # the product's revision module raised while importing
+            raise _import_error(spec, err) from None
+    for warning in caught:
+        text = str(warning.message)
+        if "is not present" in text or "more than once" in text:
+            raise CatalogError(
+                f"Alembic: {text}",
+                path=str(_file_named(spec, text) or spec.directory),
+                hint="every down_revision must name a revision of the history, once",
+            )
+
+
+def _import_error(spec: HistorySpec, err: Exception) -> CatalogError:
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if _inside(spec, f.filename)]
+    where = frames[-1] if frames else None
+    return CatalogError(
+        f"the revision does not import: {type(err).__name__}: {err}",
+        path=where.filename if where else str(spec.directory),
+        line=where.lineno if where else None,
+        hint="fix the revision (or install what it imports); nothing was applied",
+    )
+
+
+def _inside(spec: HistorySpec, filename: str) -> bool:
+    try:
+        return Path(filename).resolve().is_relative_to(spec.directory)
+    except OSError:
+        return False
+
+
+def _file_named(spec: HistorySpec, text: str) -> Path | None:
+    for word in re.findall(r"[\w.-]+", text):
+        for path in sorted(spec.directory.rglob("*.py")):
+            if _revision_of(path) == word:
+                return path
+    return None
+
+
+def _revision_of(path: Path) -> str | None:
+    match = re.search(r"^revision\s*(?::\s*str\s*)?=\s*['\"]([^'\"]+)['\"]", path.read_text(), re.M)
+    return match.group(1) if match else None
+
+
+def _graph_error(spec: HistorySpec, err: NoSingleOrder, by_id: dict[str, Script]) -> CatalogError:
+    files = [Path(by_id[r].path).name for r in err.revisions if r in by_id]
+    first = by_id.get(err.revisions[0]) if err.revisions else None
+    return CatalogError(
+        f"{err} ({', '.join(files[:6])}): the history has no single order",
+        path=str(Path(first.path)) if first else str(spec.directory),
+        hint="merge the heads with `alembic merge`, or fix the down_revision that is wrong; "
+        "nothing was applied",
+    )
+
+
+def _change(
+    spec: HistorySpec,
+    number: int,
+    script: Script,
+    before: tuple[str, ...],
+    after: tuple[str, ...],
+) -> Change:
+    path = Path(script.path)
+    text = path.read_text(encoding="utf-8")
+    phase = _phase(spec, script.revision, path, text)
+    statements, opaque = render(spec, script, "upgrade")
+    has_down = _has_down(_functions(text, path))
+    return Change(
+        number=number,
+        name=path.stem,
+        path=path,
+        kind=ChangeKind.ALEMBIC,
+        phase=phase,
+        checksum=checksum(text),
+        statements=statements,
+        has_python_down=has_down,
+        loses=_loses(spec, script) if has_down else None,
+        description=" ".join((script.doc or "").split()),
+        origin=Origin(HistoryTool.ALEMBIC, script.revision, spec.table, before, after),
+        opaque=opaque,
+    )
+
+
+def _loses(spec: HistorySpec, script: Script) -> str | None:
+    """What the revision's ``downgrade()`` loses, read from its rendered SQL (docs/catalog.md's
+    rules); unknown, and so treated as a loss, when it cannot be rendered."""
+    statements, opaque = render(spec, script, "downgrade")
+    if opaque:
+        return f"unknown: {opaque}"
+    losing = loses_data(statements)
+    return f"its downgrade() runs {losing.describe()}" if losing else None
+
+
+def _phase(spec: HistorySpec, revision: str, path: Path, text: str) -> Phase:
+    if revision in spec.phases:
+        return spec.phases[revision]
+    declared = _declared_phase(text)
+    if declared is None:
+        return Phase.OFFLINE
+    try:
+        phase = Phase(declared)
+    except ValueError:
+        phase = None
+    if phase is None or phase == Phase.BACKGROUND:
+        raise CatalogError(
+            f"phase {declared!r} is not one a revision can declare",
+            path=str(path),
+            hint="declare expand, contract or offline",
+        )
+    return phase
+
+
+def _declared_phase(text: str) -> str | None:
+    match = re.search(r"^STAIRWAY_PHASE\s*=\s*['\"](\w+)['\"]", text, re.MULTILINE)
+    if match is None:
+        match = _PHASE_COMMENT.search(text)
+    return match.group(1) if match else None
+
+
+def _functions(text: str, path: Path) -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(text, filename=str(path))
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def _has_down(functions: dict[str, ast.FunctionDef]) -> bool:
+    """Whether ``downgrade()`` does something: Alembic writes ``pass`` into new revisions."""
+    down = functions.get("downgrade")
+    if down is None:
+        return False
+    body = [
+        n for n in down.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+    ]
+    return not all(isinstance(n, ast.Pass) for n in body)
