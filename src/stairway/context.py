@@ -103,7 +103,9 @@ def current_version(ctx: Context) -> Version:
 
     Raises SiteError when the database holds no Stairway site.
     """
-    release = migrator.site_release(ctx.engine)
+    release = migrator.site_release(ctx.engine) or migrator.adopted_release(
+        ctx.catalog, migrator.read_state(ctx.engine, ctx.catalog)
+    )
     if release is None:
         raise SiteError(
             f"{ctx.site.database} holds no Stairway site",

@@ -312,6 +312,12 @@ def change_problems(change: Change) -> Iterator[CatalogError]:
             line=finding.line,
             hint="label it `-- phase: contract` (or offline), or rewrite it as an expand change",
         )
+    if change.phase == Phase.EXPAND and change.opaque:
+        yield CatalogError(
+            f"labelled expand, but it cannot be proven expand: {change.opaque}",
+            path=str(change.path),
+            hint="declare it offline (or contract); only what renders as SQL can be checked",
+        )
     losing = loses_data(change.down) if change.down and not change.loses else None
     if losing is not None:
         yield CatalogError(

@@ -9,6 +9,7 @@ from stairway.progress import Progress
 from stairway.schema import migrator
 from stairway.schema.change import Change
 from stairway.schema.executor import Applied
+from stairway.schema.histories.fresh import fresh_install
 from stairway.sitelock import changes_site
 from stairway.targets import named_release
 
@@ -22,6 +23,7 @@ def init(ctx: Context, version: str, progress: Progress[Change] | None = None) -
             f"{ctx.site.database} already holds a Stairway site",
             hint="use `stairway status` to see it, `stairway migrate --to V` to move it",
         )
+    _fresh(ctx, release.schema)
     done = migrator.migrate(
         ctx.engine, ctx.catalog, release.schema, progress=progress, release=release
     )
@@ -29,3 +31,13 @@ def init(ctx: Context, version: str, progress: Progress[Change] | None = None) -
     if ctx.catalog.deltas:  # the initial objects of every release up to this one
         apply_deltas(ctx)
     return done
+
+
+def _fresh(ctx: Context, target: int) -> None:
+    """The product's own fresh install, when the catalog names one and it is not beyond the
+    release asked for; the history's changes after the revision it stamps then run as usual."""
+    history = ctx.catalog.manifest.history if ctx.catalog.manifest else None
+    if history is None or history.fresh is None:
+        return
+    build = fresh_install(ctx.catalog.root, history.fresh)
+    migrator.build_fresh(ctx.engine, ctx.catalog, build, target)

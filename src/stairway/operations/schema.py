@@ -52,7 +52,7 @@ class Status:
 def status(ctx: Context) -> Status:
     """The site's release, schema state, pending changes and phase warnings."""
     state = migrator.read_state(ctx.engine, ctx.catalog)
-    release = migrator.site_release(ctx.engine)
+    release = migrator.site_release(ctx.engine) or migrator.adopted_release(ctx.catalog, state)
     at = ctx.catalog.release(release) if release else None
     pending = tuple(state.pending(ctx.catalog.changes, at.schema, at.patches) if at else ())
     return Status(
@@ -62,7 +62,8 @@ def status(ctx: Context) -> Status:
         pending,
         str(ctx.catalog.latest.version),
         ctx.catalog.warnings,
-        adoption_hint(ctx.engine, ctx.catalog) if not (release or state.applied) else None,
+        state.recognised
+        or (adoption_hint(ctx.engine, ctx.catalog) if not (release or state.applied) else None),
     )
 
 

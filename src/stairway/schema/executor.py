@@ -133,10 +133,8 @@ def revert(engine: Engine, change: Change) -> Applied:
     """Run a change's declared down direction and forget it, in one transaction."""
     started = time.perf_counter()
     with engine.begin() as conn:
-        if change.kind == ChangeKind.PYTHON:
+        if change.kind in (ChangeKind.PYTHON, ChangeKind.ALEMBIC):
             _call(conn, change, "downgrade")
-        elif change.kind == ChangeKind.ALEMBIC:
-            alembic_runtime.run(conn, change, "downgrade")
         else:
             _run_statements(conn, change, change.down or ())
         recorder.forget(conn, change)
@@ -168,10 +166,8 @@ def refuse_data_loss(changes: Sequence[Change], allow_data_loss: bool) -> None:
 def _run_up(conn: Connection, change: Change) -> None:
     if change.batches is not None:
         background.queue(conn, change)  # its batches run while the product serves
-    elif change.kind == ChangeKind.PYTHON:
+    elif change.kind in (ChangeKind.PYTHON, ChangeKind.ALEMBIC):
         _call(conn, change, "upgrade")
-    elif change.kind == ChangeKind.ALEMBIC:
-        alembic_runtime.run(conn, change, "upgrade")
     else:
         _run_statements(conn, change, change.statements)
 
@@ -200,9 +196,13 @@ def _execute(cursor: object, change: Change, statement: Statement, prefix: str =
 
 
 def _call(conn: Connection, change: Change, function: str) -> None:
-    module = _load(change)
     try:
-        getattr(module, function)(conn)
+        if change.kind == ChangeKind.ALEMBIC:
+            alembic_runtime.run(conn, change, function)
+        else:
+            getattr(_load(change), function)(conn)
+    except SchemaError:
+        raise
     except DBAPIError as err:
         raise ChangeFailed(
             f"change {change.label} failed in {function}(): {_reason(err.orig or err)}",

@@ -6,10 +6,12 @@ ahead of the catalog, and only then changes anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from stairway.errors import SchemaError
 from stairway.progress import Progress
@@ -17,16 +19,37 @@ from stairway.schema import adoption, recorder
 from stairway.schema import state as state_rules
 from stairway.schema.change import Change, Phase
 from stairway.schema.executor import Applied, apply, refuse_data_loss, revert
+from stairway.schema.histories import recognition
 from stairway.schema.lock import migration_lock
 from stairway.schema.source import ChangeSource
+from stairway.schema.sqltext import CHECKSUM_ALGORITHM
 from stairway.schema.state import SchemaState, compare
 from stairway.versions import Release
 
+log = logging.getLogger(__name__)
+
 
 def read_state(engine: Engine, catalog: ChangeSource) -> SchemaState:
-    """What the database records as applied, compared with the catalog's changes."""
+    """What the database records as applied, compared with the catalog's changes.
+
+    A database Stairway has not recorded, whose adopted tool's table (``alembic_version`` ...)
+    names a point of the catalog's history, reads as holding the changes up to there; the next
+    command that migrates records them (``locked_state``)."""
     with engine.connect() as conn:
-        return compare(recorder.applied(conn), catalog.changes)
+        applied = recorder.applied(conn)
+        found = None if applied else recognition.recognise(conn, catalog.changes)
+    if found is None or not found.level:
+        return compare(applied, catalog.changes)
+    rows = [_baseline_row(catalog, c) for c in catalog.changes_between(0, found.level)]
+    return compare(rows, catalog.changes, found.describe())
+
+
+def adopted_release(catalog: ChangeSource, state: SchemaState) -> str | None:
+    """The release a recognised database runs: the newest whose changes it holds all of."""
+    if not state.recognised:
+        return None
+    held = [r for r in catalog.releases if r.schema <= state.level]
+    return str(held[-1].version) if held else None
 
 
 def site_release(engine: Engine) -> str | None:
@@ -69,8 +92,44 @@ def locked_state(engine: Engine, catalog: ChangeSource, timeout: float) -> Itera
         with engine.begin() as conn:
             recorder.ensure_tables(conn)
         state = read_state(engine, catalog)
+        if state.recognised:
+            _take_over(engine, catalog, state)
         state.refuse_unsafe()
         yield state
+
+
+def _take_over(engine: Engine, catalog: ChangeSource, state: SchemaState) -> None:
+    """Record a recognised database's changes as a baseline, once its tables are shown to be
+    those the changes create; the site is at the release they amount to."""
+    try:
+        adoption.refuse_unlike(engine, catalog, state.level)
+    except SchemaError as unlike:
+        raise SchemaError(
+            f"{state.recognised.split(':')[0]}, but {unlike.message}",
+            hint="the tool's table and the real schema disagree: repair the database with the "
+            "product's own tool, or adopt it by hand with `stairway baseline --at N --force`",
+        ) from None
+    release = adopted_release(catalog, state)
+    with engine.begin() as conn:
+        _record_baseline(conn, catalog, state.level)
+        if release and recorder.get_meta(conn, "release") is None:
+            recorder.set_meta(conn, "product", catalog.product)
+            recorder.set_meta(conn, "release", release)
+    log.info("adopted: %s", state.recognised)
+
+
+def _baseline_row(catalog: ChangeSource, change: Change) -> recorder.AppliedChange:
+    return recorder.AppliedChange(
+        change.number,
+        change.name,
+        change.checksum,
+        CHECKSUM_ALGORITHM,
+        change.phase,
+        _release_label(catalog, change),
+        datetime.now(UTC),
+        0,
+        recorder.RecordKind.BASELINE,
+    )
 
 
 def refuse_uncarried(state: SchemaState, catalog: ChangeSource, release: Release) -> None:
@@ -122,11 +181,58 @@ def baseline(
         if not force:
             adoption.refuse_unlike(engine, catalog, at)
         with engine.begin() as conn:
-            for change in catalog.changes_between(0, at):
-                recorder.record(
-                    conn, change, _release_label(catalog, change), 0, recorder.RecordKind.BASELINE
-                )
+            _record_baseline(conn, catalog, at)
     return at
+
+
+class _NotUsed(Exception):
+    """The fresh install stamped a revision beyond the target: roll it back, replay instead."""
+
+
+def build_fresh(
+    engine: Engine,
+    catalog: ChangeSource,
+    fresh: Callable[[Connection], object],
+    target: int,
+    lock_timeout: float = 30.0,
+) -> int | None:
+    """Build an empty database the product's way (``fresh``, in one transaction) and record
+    the changes up to the revision it stamps as a baseline; the level it stamped. None, with
+    nothing left of it, when it stamps beyond ``target``: an older release is replayed instead.
+
+    Raises:
+        SchemaError: the database is not empty, or the fresh install stamps no revision.
+    """
+    with migration_lock(engine, lock_timeout):
+        if adoption.product_tables(engine):
+            raise SchemaError(
+                "a fresh install needs an empty database; this one has tables",
+                hint="adopt it instead: `stairway upgrade` recognises the history's table",
+            )
+        try:
+            with engine.begin() as conn:
+                return _fresh_in(conn, catalog, fresh, target)
+        except _NotUsed:
+            return None
+
+
+def _fresh_in(
+    conn: Connection, catalog: ChangeSource, fresh: Callable[[Connection], object], target: int
+) -> int:
+    recorder.ensure_tables(conn)
+    fresh(conn)
+    found = recognition.recognise(conn, catalog.changes)
+    if found is None or not found.level:
+        raise SchemaError(
+            "the product's fresh install stamped no revision of its history",
+            hint="the [history] fresh callable must stamp the revision its tables stand at "
+            "(as `alembic stamp head` does)",
+        )
+    if found.level > target:
+        raise _NotUsed()
+    _record_baseline(conn, catalog, found.level)
+    log.info("fresh install at %s (change %d)", found.ident, found.level)
+    return found.level
 
 
 def downgrade(
@@ -164,6 +270,13 @@ def repair(engine: Engine, catalog: ChangeSource, lock_timeout: float = 30.0) ->
             for drift in state.drifted:
                 recorder.set_checksum(conn, drift.change)
         return [d.change.label for d in state.drifted]
+
+
+def _record_baseline(conn: Connection, catalog: ChangeSource, level: int) -> None:
+    """Record changes 1..level as found in place, not run."""
+    for change in catalog.changes_between(0, level):
+        label = _release_label(catalog, change)
+        recorder.record(conn, change, label, 0, recorder.RecordKind.BASELINE)
 
 
 def _release_label(catalog: ChangeSource, change: Change) -> str:

@@ -18,6 +18,10 @@ class ChangeSource(Protocol):
         """The product the changes belong to."""
 
     @property
+    def releases(self) -> Sequence[Release]:
+        """Every release, oldest first."""
+
+    @property
     def changes(self) -> Sequence[Change]:
         """Every change, mainline and patch, in the order they apply."""
 

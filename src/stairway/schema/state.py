@@ -35,6 +35,7 @@ class SchemaState:
     applied: tuple[AppliedChange, ...]
     drifted: tuple[Drift, ...]
     unknown: tuple[AppliedChange, ...]  # applied here, but not shipped by this catalog
+    recognised: str = ""  # an adopted tool's table read in place of Stairway's records
 
     @property
     def level(self) -> int:
@@ -93,8 +94,11 @@ class SchemaState:
             )
 
 
-def compare(applied: Sequence[AppliedChange], changes: Sequence[Change]) -> SchemaState:
-    """The state of a database that records ``applied``, beside the catalog's ``changes``."""
+def compare(
+    applied: Sequence[AppliedChange], changes: Sequence[Change], recognised: str = ""
+) -> SchemaState:
+    """The state of a database that records ``applied``, beside the catalog's ``changes``;
+    ``recognised`` says what an adopted tool's table said when ``applied`` comes from it."""
     shipped = {c.key: c for c in changes}
     drifted = tuple(
         Drift(a, shipped[a.key])
@@ -102,7 +106,7 @@ def compare(applied: Sequence[AppliedChange], changes: Sequence[Change]) -> Sche
         if a.key in shipped and a.checksum != shipped[a.key].checksum
     )
     unknown = tuple(a for a in applied if a.key not in shipped)
-    return SchemaState(tuple(applied), drifted, unknown)
+    return SchemaState(tuple(applied), drifted, unknown, recognised)
 
 
 def refuse_uncarried(

@@ -28,8 +28,32 @@ def run(conn: Connection, change: Change, direction: str) -> None:
     """Call the revision's ``upgrade()`` or ``downgrade()`` on ``conn``, in its transaction."""
     module = revision_module(change.path, change.checksum)
     table = change.origin.table if change.origin else "alembic_version"
-    with environment(change.path.parent, connection=conn, version_table=table):
+    with environment(change.path.parent, connection=conn, version_table=table) as context:
+        context.impl.memo.update(_types_present(conn))
         getattr(module, direction)()
+
+
+def _types_present(conn: Connection) -> dict[str, set[tuple[str | None, str]]]:
+    """PostgreSQL's enum and domain types already in the database, as SQLAlchemy's DDL memo.
+
+    ``alembic upgrade`` runs every pending revision on one ``MigrationContext``, whose memo
+    remembers the enum types an earlier revision created, so a later ``sa.Enum`` column reuses
+    the type instead of creating it again. Stairway runs each revision in its own transaction;
+    the memo is seeded with the types the database has, which is what one long run would know
+    (and a history resumed half-way, which ``alembic upgrade`` itself fails on, works too)."""
+    if conn.dialect.name != "postgresql":
+        return {}
+    rows = conn.exec_driver_sql(
+        "SELECT t.typtype, n.nspname, t.typname, n.nspname = current_schema() "
+        "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype IN ('e', 'd')"
+    )
+    memo: dict[str, set[tuple[str | None, str]]] = {"pg_enum": set(), "pg_domain": set()}
+    for kind, schema, name, current in rows:
+        names = memo["pg_enum" if kind == "e" else "pg_domain"]
+        names.add((schema, name))
+        if current:
+            names.add((None, name))
+    return memo
 
 
 def revision_module(path: Path, checksum: str) -> ModuleType:
