@@ -93,6 +93,8 @@ def load_catalog(root: Path | str) -> Catalog:
     manifest = load_manifest(root / MANIFEST)
     adopted = adopted_changes(root, manifest, root / MANIFEST)
     changes = _changes(root / "schema") if adopted is None else adopted
+    for change in adopted or ():
+        raise_first(change_problems(change))
     releases = releases_of(manifest, identifiers(changes), root / MANIFEST)
     raise_first(release_problems(releases, root / MANIFEST))
     shipped = sum(1 for c in changes if not c.patch)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from stairway import operations
 from stairway.audit_carry import restore_warning
 from stairway.context import Context
 from stairway.errors import UsageRefused
@@ -66,3 +67,10 @@ def reported(json: bool) -> Callable[[list[Path]], None]:
             out.print(f"report: {', '.join(str(p) for p in written)}")
 
     return say
+
+
+def say_adopting(ctx: Context, json: bool) -> None:
+    """Before a command that migrates: what it recognised of a database another tool migrated."""
+    found = operations.recognised(ctx)
+    if found and not json:
+        out.print(f"[yellow]adopting[/yellow] {escape(found)}", highlight=False)

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from stairway import context as site_context
 from stairway import operations, views
-from stairway.cli.output import applying
+from stairway.cli.output import applying, say_adopting
 from stairway.errors import ExitCode, ManualStepNeeded, UsageRefused
 from stairway.estimate import Limits, estimate_upgrade
 from stairway.estimate.predict import parse_duration
@@ -185,6 +185,7 @@ def migrate(
         _report_applied(done, json, "reverted")
         return
     request = operations.MigrateRequest(to=to, only=phase, lock_timeout=lock_timeout)
+    say_adopting(ctx, json)
     if dry_run:
         pending = operations.pending_changes(ctx, request)
         if json:

@@ -12,7 +12,14 @@ from stairway import context as site_context
 from stairway import operations, views
 from stairway import upgrade as upgrading
 from stairway import verify as checks
-from stairway.cli.output import PASS_YES, confirm, reported, steps, warn_of_restore
+from stairway.cli.output import (
+    PASS_YES,
+    confirm,
+    reported,
+    say_adopting,
+    steps,
+    warn_of_restore,
+)
 from stairway.errors import UpgradeFailed, UsageRefused, VerifyBlocked
 from stairway.handwork import left_for_operator, left_in_rehearsal
 from stairway.losses import LossReport
@@ -82,6 +89,7 @@ def upgrade_command(
     """The whole upgrade, journaled: verify, back up, migrate, restart; rolls back on failure
     (exit 1). Exit 3 when it finished but left deltas or config items for an operator."""
     ctx = site_context.open_context(site, catalog, to or (_interrupted(site) if resume else None))
+    say_adopting(ctx, json)
     if report_file is None:
         report = upgrading.upgrade(ctx, to, resume, steps(json), rolling)
     else:

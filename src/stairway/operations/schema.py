@@ -67,6 +67,12 @@ def status(ctx: Context) -> Status:
     )
 
 
+def recognised(ctx: Context) -> str:
+    """What an adopted tool's table says of a database Stairway has not recorded yet (the next
+    migrating command records it); empty otherwise."""
+    return migrator.read_state(ctx.engine, ctx.catalog).recognised
+
+
 def plan(ctx: Context, to: str | None) -> UpgradePlan:
     """The plan from the site's release to ``to`` (the latest when None).
 

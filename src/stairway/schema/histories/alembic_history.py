@@ -76,37 +76,44 @@ def _scripts(spec: HistorySpec) -> list[Script]:
 @contextmanager
 def _loading(spec: HistorySpec) -> Iterator[None]:
     """Alembic's loading, with its failures and warnings turned into errors naming the file."""
-    from alembic.util import CommandError
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             yield
-        except CommandError as err:
-            raise CatalogError(
-                f"Alembic cannot read the history: {err}",
-                path=str(spec.directory),
-                hint="fix the revision files; nothing was applied",
-            ) from None
-        except Exception as err:  # the product's revision module raised while importing
-            raise _import_error(spec, err) from None
+        except Exception as err:  # the product's module raised, or Alembic's graph did
+            raise _graph_warning(spec, caught) or _import_error(spec, err) from None
+    problem = _graph_warning(spec, caught)
+    if problem:
+        raise problem
+
+
+def _graph_warning(spec: HistorySpec, caught: list[warnings.WarningMessage]) -> CatalogError | None:
+    """Alembic only warns of a missing or repeated revision, then may fail elsewhere."""
     for warning in caught:
         text = str(warning.message)
         if "is not present" in text or "more than once" in text:
-            raise CatalogError(
+            return CatalogError(
                 f"Alembic: {text}",
                 path=str(_file_named(spec, text) or spec.directory),
-                hint="every down_revision must name a revision of the history, once",
+                hint="every down_revision must name a revision of the history, once; "
+                "nothing was applied",
             )
+    return None
 
 
 def _import_error(spec: HistorySpec, err: Exception) -> CatalogError:
     frames = [f for f in traceback.extract_tb(err.__traceback__) if _inside(spec, f.filename)]
     where = frames[-1] if frames else None
+    if where is None:
+        return CatalogError(
+            f"Alembic cannot read the history: {type(err).__name__}: {err}",
+            path=str(spec.directory),
+            hint="fix the revision files; nothing was applied",
+        )
     return CatalogError(
         f"the revision does not import: {type(err).__name__}: {err}",
-        path=where.filename if where else str(spec.directory),
-        line=where.lineno if where else None,
+        path=where.filename,
+        line=where.lineno,
         hint="fix the revision (or install what it imports); nothing was applied",
     )
 

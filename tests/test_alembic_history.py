@@ -1,0 +1,408 @@
+"""A real product's Alembic history, adopted where it lies: Optuna's, read from its installed
+wheel (never copied here), and small histories written per test for the graph and error rules.
+
+What counts is what the product sees: its own tool (``alembic`` with the product's env.py, and
+Optuna's own storage checks) must find the database at the revision Stairway says.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+
+from cli_runner import stairway
+from conftest import CATALOGS, PG_ADMIN
+from stairway.catalog import load_catalog
+from stairway.database import dispose_all, normalise_url
+from stairway.errors import CatalogError
+from stairway.schema import migrator
+from stairway.schema.change import Phase
+
+OPTUNA_RDB = Path(optuna.__file__).parent / "storages" / "_rdb"
+HEAD = "v3.2.0.a"
+
+
+def sa_url(url: str) -> str:
+    """The URL as SQLAlchemy outside Stairway reads it (psycopg 3 for PostgreSQL)."""
+    return normalise_url(url)
+
+
+def optuna_tool(url: str) -> Config:
+    """Optuna's own Alembic configuration: its alembic.ini and env.py, on ``url``."""
+    config = Config(str(OPTUNA_RDB / "alembic.ini"))
+    config.set_main_option("script_location", str(OPTUNA_RDB / "alembic"))
+    config.set_main_option("sqlalchemy.url", sa_url(url).replace("%", "%%"))
+    return config
+
+
+def heads(url: str) -> set[str]:
+    """What Alembic itself reads as the database's revisions."""
+    engine = create_engine(sa_url(url))
+    try:
+        with engine.connect() as conn:
+            return set(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        engine.dispose()
+
+
+def optuna_catalog(tmp_path: Path, smoke: str = "") -> Path:
+    target = tmp_path / "catalog"
+    shutil.copytree(CATALOGS / "optuna", target)
+    if smoke:
+        with (target / "stairway.toml").open("a", encoding="utf-8") as manifest:
+            manifest.write(smoke)
+    return target
+
+
+def site(tmp_path: Path, url: str, catalog: Path) -> Path:
+    path = tmp_path / "site.toml"
+    path.write_text(
+        f'[site]\ndatabase = "{url}"\ncatalog = "{catalog}"\nbackup_dir = "{tmp_path / "b"}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def schema_dump(url: str) -> list[str]:
+    """The schema without Stairway's tables, as sorted lines: ordering is noise, nothing else."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            rows = conn.execute(
+                "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'stairway_%' "
+                "AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        return sorted(f"{kind} {name}: {sql}" for kind, name, sql in rows)
+    dump = subprocess.run(
+        ["pg_dump", "--schema-only", "--no-owner", "-T", "stairway_*", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    noise = ("--", "\\restrict", "\\unrestrict", "SET ", "SELECT pg_catalog")
+    return sorted(line for line in dump.splitlines() if line and not line.startswith(noise))
+
+
+@pytest.fixture
+def other_database(tmp_path: Path, database_url: str) -> Iterator[str]:
+    """A second empty database of the same engine as ``database_url``."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'other.db'}"
+        return
+    name = f"{database_url.rsplit('/', 1)[1]}_other"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{database_url.rsplit('/', 1)[0]}/{name}"
+    dispose_all()
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_init_gives_exactly_the_schema_of_the_products_own_fresh_install(
+    tmp_path: Path, database_url: str, other_database: str
+) -> None:
+    optuna.storages.RDBStorage(sa_url(other_database)).engine.dispose()  # the product's own
+
+    catalog = optuna_catalog(tmp_path)
+    code, out, err = stairway(
+        "init", "--site", str(site(tmp_path, database_url, catalog)), "--version", "3.2.0"
+    )
+    assert code == 0, out + err
+    assert schema_dump(database_url) == schema_dump(other_database)
+    assert heads(database_url) == {HEAD}
+    dispose_all()
+
+
+def test_a_database_the_products_tool_migrated_is_adopted_and_upgraded(
+    tmp_path: Path, database_url: str
+) -> None:
+    command.upgrade(optuna_tool(database_url), "v1.3.0.a")
+    site_file = site(tmp_path, database_url, optuna_catalog(tmp_path))
+
+    code, out, err = stairway("status", "--site", str(site_file))
+    assert code == 0, out + err
+    assert "optuna at 1.3.0" in out
+    assert "alembic history in alembic_version at v1.3.0.a (change 3)" in " ".join(out.split())
+
+    code, out, err = stairway("upgrade", "--site", str(site_file))
+    assert code == 0, out + err
+    assert "upgraded 1.3.0 -> 3.2.0" in out
+    assert "adopting alembic history in alembic_version at v1.3.0.a" in " ".join(out.split())
+    dispose_all()
+
+    # the product's own check: Optuna refuses a storage whose schema is not its head
+    storage = optuna.storages.RDBStorage(sa_url(database_url))
+    assert storage.get_current_version() == storage.get_head_version() == HEAD
+    study = optuna.create_study(storage=storage)
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    assert len(study.trials) == 2
+    storage.engine.dispose()
+    assert heads(database_url) == {HEAD}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_replaying_the_history_gives_what_alembic_upgrade_gives(
+    database_url: str, other_database: str
+) -> None:
+    catalog = load_catalog(CATALOGS / "optuna")
+    command.upgrade(optuna_tool(other_database), "head")  # one run of the product's own tool
+    engine = create_engine(sa_url(database_url))
+    migrator.migrate(engine, catalog, len(catalog.changes))  # one transaction per revision
+    engine.dispose()
+    assert schema_dump(database_url) == schema_dump(other_database)
+    assert heads(database_url) == heads(other_database) == {HEAD}
+
+
+def test_down_is_the_revisions_downgrade_and_the_products_tool_goes_on_from_there(
+    sqlite_database: str,
+) -> None:
+    catalog = load_catalog(CATALOGS / "optuna")
+    engine = create_engine(sa_url(sqlite_database))
+    migrator.migrate(engine, catalog, 10)
+    assert "trials_study_id_key" in {i["name"] for i in inspect(engine).get_indexes("trials")}
+    migrator.downgrade(engine, catalog, 9, allow_data_loss=False)  # its downgrade drops an index
+    assert "trials_study_id_key" not in {i["name"] for i in inspect(engine).get_indexes("trials")}
+    engine.dispose()
+    assert heads(sqlite_database) == {"v3.0.0.d"}
+    command.upgrade(optuna_tool(sqlite_database), "head")  # the product's own tool, from there
+    assert heads(sqlite_database) == {HEAD}
+
+
+def test_a_failed_upgrade_puts_the_products_revision_back(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    command.upgrade(optuna_tool(sqlite_database), "v1.3.0.a")
+    smoke = '\n[[smoke]]\nname = "never"\nquery = "SELECT 1"\nexpect = 2\n'
+    site_file = site(tmp_path, sqlite_database, optuna_catalog(tmp_path, smoke))
+    code, out, err = stairway("upgrade", "--site", str(site_file))
+    assert code == 1, out + err
+    dispose_all()
+    assert heads(sqlite_database) == {"v1.3.0.a"}
+    assert (
+        "trial_intermediate_values"
+        not in inspect(create_engine(sa_url(sqlite_database))).get_table_names()
+    )
+
+
+# --- histories written per test -----------------------------------------------------------------
+
+ENV_PY = """
+from alembic import context
+from sqlalchemy import create_engine
+
+with create_engine(context.config.get_main_option("sqlalchemy.url")).connect() as conn:
+    context.configure(connection=conn)
+    with context.begin_transaction():
+        context.run_migrations()
+"""
+
+
+def revision_file(
+    revision: str,
+    down: str | tuple[str, ...] | None,
+    up: str = "pass",
+    down_body: str = "pass",
+    head: str = "",
+) -> str:
+    return (
+        f'"""{revision}"""\n{head}\nfrom alembic import op\nimport sqlalchemy as sa\n\n'
+        f"revision = {revision!r}\ndown_revision = {down!r}\nbranch_labels = None\n"
+        f"depends_on = None\n\n\ndef upgrade():\n    {up}\n\n\ndef downgrade():\n    {down_body}\n"
+    )
+
+
+def history(tmp_path: Path, files: dict[str, str], releases: str = "", extra: str = "") -> Path:
+    root = tmp_path / "catalog"
+    versions = root / "alembic" / "versions"
+    versions.mkdir(parents=True)
+    (root / "alembic" / "env.py").write_text(ENV_PY, encoding="utf-8")
+    for name, body in files.items():
+        (versions / f"{name}.py").write_text(body, encoding="utf-8")
+    manifest = f'[product]\nname = "p"\n\n[history]\ntool = "alembic"\npath = "alembic"\n{extra}\n'
+    manifest += releases or '[[release]]\nversion = "1.0.0"\nschema = 1\n'
+    (root / "stairway.toml").write_text(manifest, encoding="utf-8")
+    return root
+
+
+def releases(*schemas: str) -> str:
+    """Releases 1.0.0, 2.0.0 ... at the revisions named."""
+    return "".join(
+        f'[[release]]\nversion = "{n}.0.0"\nschema = "{rev}"\n\n'
+        for n, rev in enumerate(schemas, start=1)
+    )
+
+
+def their_tool(root: Path, url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(root / "alembic"))
+    config.set_main_option("sqlalchemy.url", sa_url(url))
+    return config
+
+
+CREATE_A = 'op.create_table("a", sa.Column("id", sa.Integer, primary_key=True))'
+
+
+def test_branches_run_in_one_documented_order_and_alembic_agrees_at_every_step(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    root = history(
+        tmp_path,
+        {
+            "base": revision_file("base", None, CREATE_A),
+            "a1": revision_file("a1", "base", 'op.add_column("a", sa.Column("x", sa.Integer))'),
+            "a2": revision_file("a2", "a1", 'op.add_column("a", sa.Column("y", sa.Integer))'),
+            "b1": revision_file("b1", "base", 'op.create_table("b", sa.Column("id", sa.Integer))'),
+            "m": revision_file("m", ("a2", "b1")),
+            "c": revision_file("c", "m", 'op.add_column("b", sa.Column("z", sa.Integer))'),
+        },
+        releases("a2", "c"),
+    )
+    catalog = load_catalog(root)
+    assert [c.origin.ident for c in catalog.changes if c.origin] == [
+        "base",
+        "a1",
+        "a2",
+        "b1",
+        "m",
+        "c",
+    ]
+    assert [r.schema for r in catalog.releases] == [3, 6]
+    engine = create_engine(sa_url(sqlite_database))
+    migrator.migrate(engine, catalog, 4)  # both branches open: two heads, as Alembic keeps them
+    engine.dispose()
+    assert heads(sqlite_database) == {"a2", "b1"}
+    command.upgrade(their_tool(root, sqlite_database), "heads")  # the product's tool goes on
+    assert heads(sqlite_database) == {"c"}
+
+
+BAD_HISTORIES = {
+    "a revision that does not import": (
+        {"r1": revision_file("r1", None, CREATE_A, head="import not_a_module_here")},
+        "r1.py",
+        "does not import",
+    ),
+    "a cycle": (
+        {"r1": revision_file("r1", "r2"), "r2": revision_file("r2", "r1")},
+        "r",
+        "",
+    ),
+    "two heads and no merge": (
+        {
+            "r1": revision_file("r1", None, CREATE_A),
+            "r2": revision_file("r2", "r1"),
+            "r3": revision_file("r3", "r1"),
+        },
+        "r",
+        "2 heads",
+    ),
+    "a missing down revision": (
+        {"r1": revision_file("r1", None, CREATE_A), "r2": revision_file("r2", "gone")},
+        "r2.py",
+        "gone",
+    ),
+    "a revision id twice": (
+        {"r1": revision_file("r1", None, CREATE_A), "r1_again": revision_file("r1", None)},
+        "r1",
+        "more than once",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HISTORIES))
+def test_a_broken_history_is_refused_naming_the_file_and_nothing_is_applied(
+    tmp_path: Path, sqlite_database: str, case: str
+) -> None:
+    files, named, said = BAD_HISTORIES[case]
+    root = history(tmp_path, files)
+    with pytest.raises(CatalogError) as raised:
+        load_catalog(root)
+    assert named in str(raised.value.path) + raised.value.message
+    assert said in raised.value.message
+    code, out, err = stairway(
+        "init", "--site", str(site(tmp_path, sqlite_database, root)), "--version", "1.0.0"
+    )
+    assert code == 2, out + err
+    assert "Traceback" not in out + err
+    assert inspect(create_engine(sa_url(sqlite_database))).get_table_names() == []
+
+
+def test_an_applied_revision_edited_afterwards_is_drift(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    root = history(
+        tmp_path,
+        {
+            "r1": revision_file("r1", None, CREATE_A),
+            "r2": revision_file("r2", "r1", 'op.add_column("a", sa.Column("x", sa.Integer))'),
+        },
+        releases("r1", "r2"),
+    )
+    site_file = site(tmp_path, sqlite_database, root)
+    assert stairway("init", "--site", str(site_file), "--version", "1.0.0")[0] == 0
+    r1 = root / "alembic" / "versions" / "r1.py"
+    r1.write_text(r1.read_text().replace('"a"', '"a_renamed"'), encoding="utf-8")
+    code, out, err = stairway("migrate", "--site", str(site_file), "--to", "2.0.0")
+    assert code == 2, out + err
+    assert "drift" in out + err and "r1" in out + err
+    assert heads(sqlite_database) == {"r1"}
+
+
+ADD_NULLABLE = 'op.add_column("a", sa.Column("note", sa.Text))'
+DROP_ID = 'op.drop_column("a", "id")'
+DATA = 'op.get_bind().execute(sa.text("UPDATE a SET id = id"))'
+
+
+@pytest.mark.parametrize(
+    ("how", "body", "refused"),
+    [
+        ("marker", ADD_NULLABLE, ""),
+        ("comment", ADD_NULLABLE, ""),
+        ("catalog", ADD_NULLABLE, ""),
+        ("marker", DROP_ID, "labelled expand, but"),
+        ("comment", DATA, "cannot be proven expand: upgrade() works on the rows"),
+    ],
+)
+def test_a_revision_declares_its_phase_and_expand_is_proven_from_its_rendered_sql(
+    tmp_path: Path, how: str, body: str, refused: str
+) -> None:
+    head = {"marker": 'STAIRWAY_PHASE = "expand"', "comment": "# stairway: phase expand"}.get(
+        how, ""
+    )
+    extra = 'phases = { r2 = "expand" }' if how == "catalog" else ""
+    root = history(
+        tmp_path,
+        {
+            "r1": revision_file("r1", None, CREATE_A),
+            "r2": revision_file("r2", "r1", body, head=head),
+        },
+        extra=extra,
+    )
+    if refused:
+        with pytest.raises(CatalogError) as raised:
+            load_catalog(root)
+        assert refused in raised.value.message
+        assert str(raised.value.path).endswith("r2.py")
+        return
+    change = load_catalog(root).changes[1]
+    assert change.phase == Phase.EXPAND
+    assert [s.text for s in change.statements] == ["ALTER TABLE a ADD COLUMN note TEXT"]
+    assert load_catalog(root).changes[0].phase == Phase.OFFLINE  # undeclared
+
+
+def test_the_history_can_be_named_inside_an_installed_package(tmp_path: Path) -> None:
+    catalog = load_catalog(CATALOGS / "optuna")
+    assert catalog.changes[-1].origin is not None
+    assert catalog.changes[-1].origin.ident == HEAD
+    assert Path(catalog.changes[0].path).is_relative_to(OPTUNA_RDB)
+    assert os.fspath(catalog.changes[0].path).endswith("v0.9.0.a.py")
