@@ -23,6 +23,7 @@ from stairway.errors import CatalogError
 from stairway.schema.change import Change, ChangeKind, HistoryTool, Origin, Phase
 from stairway.schema.dataloss import loses_data
 from stairway.schema.histories.alembic_render import render
+from stairway.schema.histories.alembic_runtime import remember
 from stairway.schema.histories.linear import NoSingleOrder, heads_after, linearise
 from stairway.schema.histories.spec import HistorySpec
 from stairway.schema.sqltext import checksum
@@ -161,6 +162,7 @@ def _change(
     phase = _phase(spec, script.revision, path, text)
     statements, opaque = render(spec, script, "upgrade")
     has_down = _has_down(_functions(text, path))
+    remember(path, checksum(text), script.module)
     return Change(
         number=number,
         name=path.stem,

@@ -72,6 +72,12 @@ def revision_module(path: Path, checksum: str) -> ModuleType:
     return _MODULES[key]
 
 
+def remember(path: Path, checksum: str, module: ModuleType) -> None:
+    """Keep the module Alembic loaded when the catalog was read, so running it does not import
+    the file a second time."""
+    _MODULES[(path, checksum)] = module
+
+
 @contextmanager
 def environment(versions: Path, **options: Any) -> Iterator[MigrationContext]:
     """Alembic's runtime around a revision call: ``alembic.context`` and ``alembic.op`` set up

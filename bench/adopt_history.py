@@ -1,0 +1,68 @@
+"""``adopt_history``: Stairway applying a real product's whole Alembic history (Optuna's, read
+from its installed wheel) versus the product's own ``alembic upgrade head`` (its alembic.ini and
+env.py), each on an empty PostgreSQL database, in one run.
+
+Stairway's time counts reading the catalog (Alembic's ScriptDirectory, every revision rendered
+offline for the phase and data-loss rules) and applying every revision in its own transaction
+with its bookkeeping; Alembic's counts loading the scripts and the run. Goal: ratio <= 1.0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from alembic import command
+from alembic.config import Config
+
+from bench.harness import Result, Sizes, median, temp_database, timed
+from stairway.catalog import load_catalog
+from stairway.database import dispose_all, engine_for
+from stairway.schema import migrator
+
+NAME = "adopt_history"
+GOAL = 1.0
+CATALOG = Path(__file__).parent.parent / "tests" / "catalogs" / "optuna"
+OPTUNA_RDB = Path(optuna.__file__).parent / "storages" / "_rdb"
+
+
+def _stairway_once() -> float:
+    with temp_database("adopt_stairway") as db:
+
+        def apply() -> None:
+            catalog = load_catalog(CATALOG)
+            migrator.migrate(engine_for(db.url), catalog, len(catalog.changes))
+
+        seconds = timed(apply)[1]
+        dispose_all()
+        return seconds
+
+
+def _alembic_once() -> float:
+    with temp_database("adopt_alembic") as db:
+        config = Config(str(OPTUNA_RDB / "alembic.ini"))
+        config.set_main_option("script_location", str(OPTUNA_RDB / "alembic"))
+        config.set_main_option("sqlalchemy.url", db.url)
+        return timed(lambda: command.upgrade(config, "head"))[1]
+
+
+def run(sizes: Sizes) -> Result:
+    stairway: list[float] = []
+    alembic: list[float] = []
+    for repeat in range(max(3, sizes.apply_repeats)):
+        # Alternate who goes first so that neither always meets a warmer server or cache.
+        order = ("stairway", "alembic") if repeat % 2 == 0 else ("alembic", "stairway")
+        for tool in order:
+            (stairway if tool == "stairway" else alembic).append(
+                _stairway_once() if tool == "stairway" else _alembic_once()
+            )
+    return Result(
+        name=NAME,
+        subject=f"Stairway: load the catalog + apply Optuna {optuna.__version__}'s history",
+        baseline="Optuna's own alembic upgrade head (its env.py)",
+        subject_seconds=median(stairway),
+        baseline_seconds=median(alembic),
+        goal=GOAL,
+        timings={"stairway_s": stairway, "alembic_s": alembic},
+        details={"revisions": len(load_catalog(CATALOG).changes), "repeats": len(stairway)},
+    )
