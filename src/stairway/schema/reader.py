@@ -114,17 +114,17 @@ def read_change_problems(file: ChangeFile) -> tuple[Change | None, list[CatalogE
 
 def _read_sql(file: ChangeFile, text: str) -> tuple[Change | None, list[CatalogError]]:
     up_text, down_text, down_line = _split_down(file, text)
-    headers = _headers(file, up_text)
+    headers = read_headers(file, up_text)
     problems: list[CatalogError] = []
-    phase = _kept(problems, partial(_phase, file, headers.get("phase", ("offline", 0))))
+    phase = _kept(problems, partial(parse_phase, file, headers.get("phase", ("offline", 0))))
     if phase == Phase.BACKGROUND:
         problems.append(_background_in_sql(file, headers["phase"][1]))
     transactional = _kept(
-        problems, partial(_transactional, file, headers.get("transaction", ("", 0)))
+        problems, partial(parse_transactional, file, headers.get("transaction", ("", 0)))
     )
-    up = _kept(problems, partial(_statements, file, up_text, 1))
+    up = _kept(problems, partial(parse_statements, file, up_text, 1))
     down = (
-        _kept(problems, partial(_statements, file, down_text, down_line))
+        _kept(problems, partial(parse_statements, file, down_text, down_line))
         if down_text is not None
         else None
     )
@@ -142,7 +142,7 @@ def _read_sql(file: ChangeFile, text: str) -> tuple[Change | None, list[CatalogE
         statements=tuple(up),
         down=tuple(down) if down is not None else None,
         loses=headers["loses"][0] if "loses" in headers else None,
-        description=_prose(up_text),
+        description=prose(up_text),
     ), []
 
 
@@ -165,7 +165,7 @@ def _background_in_sql(file: ChangeFile, line: int) -> CatalogError:
     )
 
 
-def _prose(text: str) -> str:
+def prose(text: str) -> str:
     """The header comment lines that are not ``key: value`` directives, joined."""
     words = []
     for raw in text.splitlines():
@@ -201,7 +201,7 @@ def _inside_token(file: ChangeFile, text: str, offset: int) -> bool:
     return any(t.start < offset <= t.end for t in tokens)
 
 
-def _headers(file: ChangeFile, text: str) -> dict[str, tuple[str, int]]:
+def read_headers(file: ChangeFile, text: str) -> dict[str, tuple[str, int]]:
     """``-- key: value`` comment lines before the first statement."""
     found: dict[str, tuple[str, int]] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -214,7 +214,8 @@ def _headers(file: ChangeFile, text: str) -> dict[str, tuple[str, int]]:
     return found
 
 
-def _phase(file: ChangeFile, value: tuple[str, int]) -> Phase:
+def parse_phase(file: ChangeFile, value: tuple[str, int]) -> Phase:
+    """The phase a header (value, line) names; CatalogError for an unknown one."""
     try:
         return Phase(value[0].lower())
     except ValueError:
@@ -227,7 +228,8 @@ def _phase(file: ChangeFile, value: tuple[str, int]) -> Phase:
         ) from None
 
 
-def _transactional(file: ChangeFile, value: tuple[str, int]) -> bool:
+def parse_transactional(file: ChangeFile, value: tuple[str, int]) -> bool:
+    """Whether a ``transaction`` header (value, line) lets the change run in a transaction."""
     if value[0].lower() in ("", "required"):
         return True
     if value[0].lower() == "none":
@@ -240,7 +242,9 @@ def _transactional(file: ChangeFile, value: tuple[str, int]) -> bool:
     )
 
 
-def _statements(file: ChangeFile, text: str, first_line: int) -> list[Statement]:
+def parse_statements(file: ChangeFile, text: str, first_line: int) -> list[Statement]:
+    """The statements of ``text``, which starts on ``first_line`` of the file; CatalogError,
+    with the file line, for SQL the tokenizer cannot read."""
     try:
         return split_statements(text, first_line=first_line)
     except SqlSyntaxError as err:
@@ -265,7 +269,7 @@ def _read_python(file: ChangeFile, text: str) -> Change:
         ) from None
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     constants = _constants(tree)
-    phase = _phase(file, (str(constants.get("PHASE", "offline")), 1))
+    phase = parse_phase(file, (str(constants.get("PHASE", "offline")), 1))
     if phase == Phase.BACKGROUND:
         return _read_background(file, text, tree, functions, constants)
     if "upgrade" not in functions:

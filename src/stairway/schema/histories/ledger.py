@@ -22,11 +22,13 @@ from stairway.schema.change import Change, HistoryTool
 class LedgerState:
     """What a tool's table says. ``heads``: the rows name the newest applied migrations (Alembic,
     golang-migrate); otherwise every applied one (Flyway, dbmate). ``problem``: the table says a
-    migration failed half-way (Flyway's ``success = false``, golang-migrate's ``dirty``)."""
+    migration failed half-way (Flyway's ``success = false``, golang-migrate's ``dirty``).
+    ``baseline``: Flyway's ``BASELINE`` row, which stands for every migration up to its version."""
 
     rows: tuple[str, ...]
     heads: bool
     problem: str | None = None
+    baseline: str | None = None
 
 
 class Ledger(Protocol):

@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from stairway.errors import SchemaError
 from stairway.schema.change import Change, HistoryTool
 from stairway.schema.histories import ledger
+from stairway.schema.histories.sql_names import flyway_key
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,17 @@ def _level(state: ledger.LedgerState, history: Sequence[Change]) -> int:
         )
     if state.heads:
         return _level_of_heads(state.rows, history)
-    return _level_of_applied(state.rows, idents)
+    return _level_of_applied(state.rows + _baselined(state, history), idents)
+
+
+def _baselined(state: ledger.LedgerState, history: Sequence[Change]) -> tuple[str, ...]:
+    """The migrations a Flyway ``BASELINE`` row stands for: every version up to its own."""
+    if state.baseline is None:
+        return ()
+    limit = flyway_key(state.baseline)
+    return tuple(
+        c.origin.ident for c in history if c.origin and flyway_key(c.origin.ident) <= limit
+    )
 
 
 def _level_of_heads(rows: tuple[str, ...], history: Sequence[Change]) -> int:
