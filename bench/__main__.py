@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from bench import (
+    adopt_history,
     backfill,
     fleet,
     guard_cost,
@@ -26,6 +27,7 @@ from bench.harness import Result, Sizes, leftover_databases, write_summary
 
 BENCHMARKS: dict[str, Callable[[Sizes], Result]] = {
     schema_apply.NAME: schema_apply.run,
+    adopt_history.NAME: adopt_history.run,
     guard_cost.NAME: guard_cost.run,
     object_parse.NAME: object_parse.run,
     object_rewrite.NAME: object_rewrite.run,

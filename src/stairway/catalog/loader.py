@@ -306,8 +306,11 @@ def change_problems(change: Change) -> Iterator[CatalogError]:
             line=change.statements[1].line,
             hint="give each statement that must run outside a transaction its own change",
         )
-    blocking = [f for f in check_phase(change.statements, change.phase) if f.blocking]
-    for finding in blocking if change.phase == Phase.EXPAND else []:
+    expand = change.phase == Phase.EXPAND  # only an expand label is checked, not trusted
+    blocking = (
+        [f for f in check_phase(change.statements, change.phase) if f.blocking] if expand else []
+    )
+    for finding in blocking:
         yield CatalogError(
             f"labelled expand, but {finding.message}",
             path=str(change.path),

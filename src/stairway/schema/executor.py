@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from stairway.errors import ChangeFailed, DataLossRefused, SchemaError
 from stairway.schema import background, recorder
 from stairway.schema.change import Change, ChangeKind
-from stairway.schema.histories import alembic_runtime, ledger
+from stairway.schema.histories import alembic_render, alembic_runtime, ledger
 from stairway.schema.sqltext import Statement
 
 
@@ -155,12 +155,21 @@ def refuse_data_loss(changes: Sequence[Change], allow_data_loss: bool) -> None:
             f"no down direction declared for {', '.join(irreversible)}",
             hint="restore a backup taken before the upgrade instead",
         )
-    losses = [f"{c.label}: {c.loses}" for c in changes if c.loses and c.loses != "nothing"]
+    said = {c.key: _loses(c) for c in changes}
+    losses = [f"{c.label}: {said[c.key]}" for c in changes if said[c.key] not in (None, "nothing")]
     if losses and not allow_data_loss:
         raise DataLossRefused(
             "going down loses data: " + "; ".join(losses),
             hint="take a backup, then add --allow-data-loss if this loss is acceptable",
         )
+
+
+def _loses(change: Change) -> str | None:
+    """What going down loses: declared, or, for an Alembic revision, read from its rendered
+    ``downgrade()``."""
+    if change.kind == ChangeKind.ALEMBIC and change.has_python_down:
+        return alembic_render.loses(change)
+    return change.loses
 
 
 def _run_up(conn: Connection, change: Change) -> None:

@@ -118,7 +118,7 @@ def exists(conn: Connection) -> bool:
 def ensure_tables(conn: Connection) -> None:
     """Create the bookkeeping tables on first use; refuse a format from a newer Stairway."""
     if not exists(conn):
-        metadata.create_all(conn)
+        metadata.create_all(conn, checkfirst=False)  # none of them is there yet
         conn.execute(insert(meta_table).values(key="format", value=str(FORMAT)))
         return
     found = int(get_meta(conn, "format") or 1)

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING
 
 from stairway.errors import CatalogError
 from stairway.schema.change import Change, ChangeKind, HistoryTool, Origin, Phase
-from stairway.schema.dataloss import loses_data
-from stairway.schema.histories.alembic_render import render
+from stairway.schema.histories.alembic_render import Functions, functions_of, render
 from stairway.schema.histories.alembic_runtime import remember
 from stairway.schema.histories.linear import NoSingleOrder, heads_after, linearise
 from stairway.schema.histories.spec import HistorySpec
@@ -160,8 +159,9 @@ def _change(
     path = Path(script.path)
     text = path.read_text(encoding="utf-8")
     phase = _phase(spec, script.revision, path, text)
-    statements, opaque = render(spec, script, "upgrade")
-    has_down = _has_down(_functions(text, path))
+    functions = functions_of(path)
+    statements, opaque = render(path, script.module, spec.table, "upgrade", functions)
+    has_down = _has_down(functions)
     remember(path, checksum(text), script.module)
     return Change(
         number=number,
@@ -171,22 +171,11 @@ def _change(
         phase=phase,
         checksum=checksum(text),
         statements=statements,
-        has_python_down=has_down,
-        loses=_loses(spec, script) if has_down else None,
+        has_python_down=has_down,  # what it loses is rendered when a downgrade is asked for
         description=" ".join((script.doc or "").split()),
         origin=Origin(HistoryTool.ALEMBIC, script.revision, spec.table, before, after),
         opaque=opaque,
     )
-
-
-def _loses(spec: HistorySpec, script: Script) -> str | None:
-    """What the revision's ``downgrade()`` loses, read from its rendered SQL (docs/catalog.md's
-    rules); unknown, and so treated as a loss, when it cannot be rendered."""
-    statements, opaque = render(spec, script, "downgrade")
-    if opaque:
-        return f"unknown: {opaque}"
-    losing = loses_data(statements)
-    return f"its downgrade() runs {losing.describe()}" if losing else None
 
 
 def _phase(spec: HistorySpec, revision: str, path: Path, text: str) -> Phase:
@@ -215,12 +204,7 @@ def _declared_phase(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _functions(text: str, path: Path) -> dict[str, ast.FunctionDef]:
-    tree = ast.parse(text, filename=str(path))
-    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-
-
-def _has_down(functions: dict[str, ast.FunctionDef]) -> bool:
+def _has_down(functions: Functions) -> bool:
     """Whether ``downgrade()`` does something: Alembic writes ``pass`` into new revisions."""
     down = functions.get("downgrade")
     if down is None:

@@ -3,6 +3,8 @@ row per head, in a table of that name with a primary key named ``<table>_pkc``."
 
 from __future__ import annotations
 
+import functools
+
 from sqlalchemy import (
     Column,
     Connection,
@@ -13,14 +15,17 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    update,
 )
 
 from stairway.schema.change import Change, HistoryTool
 from stairway.schema.histories.ledger import LedgerState
 
 
+@functools.cache
 def version_table(name: str) -> Table:
-    """The table as Alembic creates it."""
+    """The table as Alembic creates it (one object per name: SQLAlchemy caches what it compiles
+    per table object)."""
     return Table(
         name,
         MetaData(),
@@ -40,15 +45,24 @@ class AlembicLedger:
     def record(self, conn: Connection, change: Change, duration_ms: int) -> None:
         """The heads after ``change``."""
         assert change.origin is not None
-        self._write(conn, change.origin.table, change.origin.heads_after)
+        origin = change.origin
+        self._write(conn, origin.table, origin.heads_before, origin.heads_after)
 
     def forget(self, conn: Connection, change: Change) -> None:
         """The heads before ``change``: an empty table once the first revision is reverted."""
         assert change.origin is not None
-        self._write(conn, change.origin.table, change.origin.heads_before)
+        origin = change.origin
+        self._write(conn, origin.table, origin.heads_after, origin.heads_before)
 
-    def _write(self, conn: Connection, name: str, heads: tuple[str, ...]) -> None:
+    def _write(
+        self, conn: Connection, name: str, was: tuple[str, ...], heads: tuple[str, ...]
+    ) -> None:
         table = version_table(name)
+        if len(was) == 1 and len(heads) == 1:  # one head moves: Alembic's own UPDATE
+            column = table.c.version_num
+            moved = conn.execute(update(table).where(column == was[0]).values(version_num=heads[0]))
+            if moved.rowcount == 1:
+                return
         table.create(conn, checkfirst=True)
         conn.execute(delete(table))
         if heads:

@@ -12,37 +12,36 @@ from __future__ import annotations
 import ast
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
 
-from stairway.schema.histories.spec import HistorySpec
+from stairway.schema.change import Change
+from stairway.schema.dataloss import loses_data
 from stairway.schema.sqltext import SqlSyntaxError, Statement, split_statements
 
-if TYPE_CHECKING:
-    from alembic.script import Script
-
 Rendered = tuple[tuple[Statement, ...], str]  # the statements, or why there are none
+Functions = dict[str, ast.FunctionDef]  # the revision module's functions, by name
 
 
-def render_upgrade(spec: HistorySpec, script: Script) -> Rendered:
-    """The SQL of the revision's ``upgrade()``, or () and why it cannot be rendered."""
-    return render(spec, script, "upgrade")
+def functions_of(path: Path) -> Functions:
+    """The top-level functions of the revision file at ``path``, read without running it."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
 
 
-def render(spec: HistorySpec, script: Script, direction: str) -> Rendered:
-    """The SQL of ``direction()`` of the revision, rendered for PostgreSQL."""
+def render(
+    path: Path, module: ModuleType, table: str, direction: str, functions: Functions
+) -> Rendered:
+    """The SQL of ``direction()`` of the revision at ``path``, rendered for PostgreSQL."""
     from stairway.schema.histories.alembic_runtime import environment
 
-    path = Path(script.path)
-    reason = opaque_reason(path, direction)
+    reason = opaque_reason(functions, direction)
     if reason:
         return (), reason
     buffer = io.StringIO()
     options = {"as_sql": True, "output_buffer": buffer, "literal_binds": True}
     try:
-        with environment(
-            path.parent, dialect_name="postgresql", version_table=spec.table, **options
-        ):
-            getattr(script.module, direction)()
+        with environment(path.parent, dialect_name="postgresql", version_table=table, **options):
+            getattr(module, direction)()
     except Exception as err:  # the product's code, run in offline mode
         return (), f"rendering it as SQL failed ({type(err).__name__}: {err})"
     try:
@@ -51,13 +50,25 @@ def render(spec: HistorySpec, script: Script, direction: str) -> Rendered:
         return (), f"the SQL Alembic renders for it does not parse ({err})"
 
 
-def opaque_reason(path: Path, function: str) -> str:
-    """Why ``function`` of the revision at ``path`` does more than its operations say: rows
-    through the connection or an ORM session; empty when it does not."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    body = next(
-        (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function), None
-    )
+def loses(change: Change) -> str | None:
+    """What the revision's ``downgrade()`` loses, read from its rendered SQL (docs/catalog.md's
+    rules); unknown, and so treated as a loss, when it cannot be rendered. Rendered only when a
+    downgrade is asked for."""
+    from stairway.schema.histories.alembic_runtime import revision_module
+
+    table = change.origin.table if change.origin else "alembic_version"
+    module = revision_module(change.path, change.checksum)
+    statements, opaque = render(change.path, module, table, "downgrade", functions_of(change.path))
+    if opaque:
+        return f"unknown: {opaque}"
+    losing = loses_data(statements)
+    return f"its downgrade() runs {losing.describe()}" if losing else None
+
+
+def opaque_reason(functions: Functions, function: str) -> str:
+    """Why ``function`` of the revision does more than its operations say: rows through the
+    connection or an ORM session; empty when it does not."""
+    body = functions.get(function)
     if body is None:
         return ""
     for node in ast.walk(body):

@@ -7,6 +7,7 @@ own engine and transaction, and belongs to the product's process.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,9 @@ from stairway.errors import SchemaError
 from stairway.schema.change import Change
 
 if TYPE_CHECKING:
+    from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
 _MODULES: dict[tuple[Path, str], ModuleType] = {}
 
@@ -29,8 +32,16 @@ def run(conn: Connection, change: Change, direction: str) -> None:
     module = revision_module(change.path, change.checksum)
     table = change.origin.table if change.origin else "alembic_version"
     with environment(change.path.parent, connection=conn, version_table=table) as context:
-        context.impl.memo.update(_types_present(conn))
+        if _may_create_types(change, direction):
+            context.impl.memo.update(_types_present(conn))
         getattr(module, direction)()
+
+
+def _may_create_types(change: Change, direction: str) -> bool:
+    """Whether the call may create a named type: unknown unless its rendered SQL shows none."""
+    if direction != "upgrade" or change.opaque or not change.statements:
+        return True
+    return any("CREATE TYPE" in s.text or "CREATE DOMAIN" in s.text for s in change.statements)
 
 
 def _types_present(conn: Connection) -> dict[str, set[tuple[str | None, str]]]:
@@ -82,16 +93,23 @@ def remember(path: Path, checksum: str, module: ModuleType) -> None:
 def environment(versions: Path, **options: Any) -> Iterator[MigrationContext]:
     """Alembic's runtime around a revision call: ``alembic.context`` and ``alembic.op`` set up
     as ``alembic upgrade`` sets them, on Stairway's connection (or rendering SQL offline)."""
-    from alembic.config import Config
     from alembic.operations import Operations
     from alembic.runtime.environment import EnvironmentContext
-    from alembic.script import ScriptDirectory
 
-    script = ScriptDirectory(str(versions), version_locations=[str(versions)])
-    config = Config()
-    config.set_main_option("script_location", str(versions))
-    with EnvironmentContext(config, script) as env:
+    with EnvironmentContext(*_scripts(versions)) as env:
         env.configure(**options)
         context = env.get_context()
         with Operations.context(context):
             yield context
+
+
+@functools.cache
+def _scripts(versions: Path) -> tuple[Config, ScriptDirectory]:
+    """The configuration and script directory an ``EnvironmentContext`` is made of, once per
+    history: ``alembic.context.script`` and ``context.config`` answer as under ``alembic``."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(versions))
+    return config, ScriptDirectory(str(versions), version_locations=[str(versions)])
