@@ -406,3 +406,21 @@ def test_the_history_can_be_named_inside_an_installed_package(tmp_path: Path) ->
     assert catalog.changes[-1].origin.ident == HEAD
     assert Path(catalog.changes[0].path).is_relative_to(OPTUNA_RDB)
     assert os.fspath(catalog.changes[0].path).endswith("v0.9.0.a.py")
+
+
+def test_a_tool_table_that_disagrees_with_the_tables_is_refused_with_both_facts(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    command.upgrade(optuna_tool(sqlite_database), "v1.3.0.a")
+    command.stamp(optuna_tool(sqlite_database), "v3.0.0.a")  # says more than the tables hold
+    site_file = site(tmp_path, sqlite_database, optuna_catalog(tmp_path))
+    code, out, err = stairway("upgrade", "--site", str(site_file))
+    said = " ".join((out + err).split())
+    assert code == 2, said
+    assert "alembic_version at v3.0.0.a (change 6)" in said
+    assert "does not hold what changes 1..6 create" in said
+    assert "Traceback" not in said
+    dispose_all()
+    assert heads(sqlite_database) == {"v3.0.0.a"}  # nothing written, not even a baseline
+    tables = inspect(create_engine(sa_url(sqlite_database))).get_table_names()
+    assert not [t for t in tables if t.startswith("stairway_")]

@@ -62,9 +62,15 @@ def status(ctx: Context) -> Status:
         pending,
         str(ctx.catalog.latest.version),
         ctx.catalog.warnings,
-        state.recognised
+        _adopting(state.recognised)
         or (adoption_hint(ctx.engine, ctx.catalog) if not (release or state.applied) else None),
     )
+
+
+def _adopting(recognised: str) -> str | None:
+    if not recognised:
+        return None
+    return f"{recognised}: read as applied up to there; recorded when Stairway next migrates"
 
 
 def recognised(ctx: Context) -> str:

@@ -98,17 +98,26 @@ def locked_state(engine: Engine, catalog: ChangeSource, timeout: float) -> Itera
         yield state
 
 
-def _take_over(engine: Engine, catalog: ChangeSource, state: SchemaState) -> None:
-    """Record a recognised database's changes as a baseline, once its tables are shown to be
-    those the changes create; the site is at the release they amount to."""
+def refuse_unlike_recognised(engine: Engine, catalog: ChangeSource, state: SchemaState) -> None:
+    """Refuse a recognised database whose tables are not those its tool's table says it has.
+
+    Raises:
+        SchemaError: with both facts, what the tool's table says and what the tables are.
+    """
     try:
         adoption.refuse_unlike(engine, catalog, state.level)
     except SchemaError as unlike:
         raise SchemaError(
-            f"{state.recognised.split(':')[0]}, but {unlike.message}",
+            f"{state.recognised}, but {unlike.message}",
             hint="the tool's table and the real schema disagree: repair the database with the "
             "product's own tool, or adopt it by hand with `stairway baseline --at N --force`",
         ) from None
+
+
+def _take_over(engine: Engine, catalog: ChangeSource, state: SchemaState) -> None:
+    """Record a recognised database's changes as a baseline, once its tables are shown to be
+    those the changes create; the site is at the release they amount to."""
+    refuse_unlike_recognised(engine, catalog, state)
     release = adopted_release(catalog, state)
     with engine.begin() as conn:
         _record_baseline(conn, catalog, state.level)

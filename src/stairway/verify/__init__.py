@@ -16,6 +16,7 @@ from stairway.targets import target_version
 from stairway.verify.conditions import check_findings, job_findings
 from stairway.verify.config import config_findings, delta_findings
 from stairway.verify.database import (
+    adoption_findings,
     background_findings,
     database_findings,
     path_findings,
@@ -42,8 +43,8 @@ def verify(ctx: Context, to: str | None) -> Report:
     current = current_version(ctx)
     target = target_version(ctx.catalog, to)
     state = migrator.read_state(ctx.engine, ctx.catalog)
-    findings = database_findings(ctx, state, current)
-    if not findings:  # a database ahead of the catalog: the plan would be meaningless
+    findings = adoption_findings(ctx, state) + database_findings(ctx, state, current)
+    if not any(f.blocking for f in findings):  # else the plan would be meaningless
         plan = make_plan(ctx.catalog, current, state.level, target, state.patches)
         findings += path_findings(plan) + schema_findings(plan, state)
         findings += object_findings(ctx, plan) + check_findings(ctx, current, target)

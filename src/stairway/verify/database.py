@@ -4,8 +4,9 @@ the path of releases, pending schema changes, and unfinished background migratio
 from __future__ import annotations
 
 from stairway.context import Context
+from stairway.errors import SchemaError
 from stairway.plan import UpgradePlan
-from stairway.schema import background
+from stairway.schema import background, migrator
 from stairway.schema.state import SchemaState
 from stairway.verify.findings import Finding, FindingSeverity, Topic
 from stairway.versions import Version
@@ -36,6 +37,22 @@ def database_findings(ctx: Context, state: SchemaState, current: Version) -> lis
         for d in state.drifted
     ]
     return found
+
+
+def adoption_findings(ctx: Context, state: SchemaState) -> list[Finding]:
+    """What an adopted tool's table says, checked against the tables (read-only: the changes it
+    names are replayed in a scratch database)."""
+    if not state.recognised:
+        return []
+    try:
+        migrator.refuse_unlike_recognised(ctx.engine, ctx.catalog, state)
+    except SchemaError as unlike:
+        return [
+            Finding(
+                Topic.DATABASE, FindingSeverity.CRITICAL, unlike.message, True, hint=unlike.hint
+            )
+        ]
+    return [Finding(Topic.DATABASE, FindingSeverity.INFO, f"adopting: {state.recognised}")]
 
 
 def path_findings(plan: UpgradePlan) -> list[Finding]:

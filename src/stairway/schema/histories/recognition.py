@@ -34,10 +34,7 @@ class Recognised:
         """What was recognised, in one sentence."""
         if not self.level:
             return f"{self.tool} history table {self.table} is empty: no migration applied"
-        return (
-            f"{self.tool} history in {self.table} at {self.ident} (change {self.level}): "
-            "adopted as applied up to there"
-        )
+        return f"{self.tool} history in {self.table} at {self.ident} (change {self.level})"
 
 
 def adopted(changes: Sequence[Change]) -> list[Change]:
