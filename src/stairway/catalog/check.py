@@ -154,12 +154,13 @@ def _check_adopted(changes: tuple[Change, ...], report: Report) -> list[tuple[in
 
 
 def _warnings(change: Change) -> list[Problem]:
-    findings = check_phase(change.statements, change.phase)
-    return [
-        Problem(str(change.path), f.line, f"[{f.rule}] {f.message}", "", CatalogSeverity.WARNING)
-        for f in findings
-        if not f.blocking
-    ]
+    problems = []
+    for finding in check_phase(change.statements, change.phase):
+        if not finding.blocking:
+            line, where = loader.located(change, finding.line)
+            cause = f"[{finding.rule}] {finding.message}{where}"
+            problems.append(Problem(str(change.path), line, cause, "", CatalogSeverity.WARNING))
+    return problems
 
 
 def _check_the_rest(

@@ -18,7 +18,7 @@ from stairway.errors import CatalogError
 from stairway.objects.delta import Delta
 from stairway.objects.migration import ObjectMigration, reused_paths
 from stairway.objects.spec import ObjectsModel
-from stairway.schema.change import Change, Phase
+from stairway.schema.change import Change, ChangeKind, Phase
 from stairway.schema.dataloss import loses_data
 from stairway.schema.phases import PhaseFinding, check_phase
 from stairway.schema.reader import ChangeFile, parse_file_name, read_change
@@ -311,10 +311,11 @@ def change_problems(change: Change) -> Iterator[CatalogError]:
         [f for f in check_phase(change.statements, change.phase) if f.blocking] if expand else []
     )
     for finding in blocking:
+        line, where = located(change, finding.line)
         yield CatalogError(
-            f"labelled expand, but {finding.message}",
+            f"labelled expand, but {finding.message}{where}",
             path=str(change.path),
-            line=finding.line,
+            line=line,
             hint="label it `-- phase: contract` (or offline), or rewrite it as an expand change",
         )
     if change.phase == Phase.EXPAND and change.opaque:
@@ -331,6 +332,14 @@ def change_problems(change: Change) -> Iterator[CatalogError]:
             line=losing.line,
             hint="add a header line `-- loses: <what is lost>`",
         )
+
+
+def located(change: Change, line: int | None) -> tuple[int | None, str]:
+    """Where a finding on a change's SQL is in its file: the line, or, for SQL rendered from an
+    Alembic revision, no file line and a note of the rendered line."""
+    if change.kind != ChangeKind.ALEMBIC or line is None:
+        return line, ""
+    return None, f" (line {line} of the SQL Alembic renders for it)"
 
 
 def schema_level_problems(
