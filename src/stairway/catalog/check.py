@@ -26,6 +26,7 @@ from stairway.errors import CatalogError
 from stairway.schema.change import Change
 from stairway.schema.phases import check_phase
 from stairway.schema.reader import parse_file_name, read_change_problems
+from stairway.schema.sql_of import sql_of
 from stairway.versions import Release
 
 T = TypeVar("T")
@@ -155,7 +156,7 @@ def _check_adopted(changes: tuple[Change, ...], report: Report) -> list[tuple[in
 
 def _warnings(change: Change) -> list[Problem]:
     problems = []
-    for finding in check_phase(change.statements, change.phase):
+    for finding in check_phase(sql_of(change), change.phase):
         if not finding.blocking:
             line, where = loader.located(change, finding.line)
             cause = f"[{finding.rule}] {finding.message}{where}"

@@ -22,6 +22,7 @@ from stairway.schema.change import Change, ChangeKind, Phase
 from stairway.schema.dataloss import loses_data
 from stairway.schema.phases import PhaseFinding, check_phase
 from stairway.schema.reader import ChangeFile, parse_file_name, read_change
+from stairway.schema.sql_of import sql_of
 from stairway.versions import Release, Version, find_release
 
 MANIFEST = "stairway.toml"
@@ -71,7 +72,7 @@ class Catalog:
     def warnings(self) -> dict[int, list[PhaseFinding]]:
         """Non-blocking phase findings of each mainline change, by change number."""
         # keyed by mainline number; a patch change's findings are reported by `stairway check`
-        found = {c.number: check_phase(c.statements, c.phase) for c in self.changes if not c.patch}
+        found = {c.number: check_phase(sql_of(c), c.phase) for c in self.changes if not c.patch}
         return {n: [f for f in fs if not f.blocking] for n, fs in found.items() if fs}
 
 

@@ -19,7 +19,8 @@ from stairway.estimate.operations import Operation, OpKind, operations
 from stairway.estimate.rates import BACKUP_BYTES_PER_S, OBJECTS_PER_S, Rates
 from stairway.estimate.sizes import TableSize
 from stairway.plan import PlanStep, UpgradePlan
-from stairway.schema.change import Change, ChangeKind
+from stairway.schema.change import Change
+from stairway.schema.sql_of import opaque_sql, sql_of
 from stairway.steps import StepKind
 
 CONCURRENT_PASSES = 2.0  # CREATE INDEX CONCURRENTLY scans the table twice
@@ -237,12 +238,12 @@ def _basis(measured: float | None) -> str:
 def _change(change: Change, facts: SiteFacts, rates: Rates) -> ChangeEstimate:
     found = tuple(
         _operation(op if facts.postgres else replace(op, lock=None), facts.sizes, rates)
-        for statement in change.statements
+        for statement in sql_of(change)
         for op in operations(statement.text)
     )
     if change.label in rates.changes:
         return ChangeEstimate(change, rates.changes[change.label], "measured", found)
-    if change.kind != ChangeKind.SQL or any(o.seconds is None for o in found):
+    if opaque_sql(change) or change.batches or any(o.seconds is None for o in found):
         return ChangeEstimate(change, None, "unknown", found)
     return ChangeEstimate(change, sum(o.seconds or 0.0 for o in found), "calibration", found)
 

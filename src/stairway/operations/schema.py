@@ -17,9 +17,10 @@ from stairway.plan import UpgradePlan, make_plan
 from stairway.progress import Progress
 from stairway.schema import migrator, recorder
 from stairway.schema.adoption import adoption_hint
-from stairway.schema.change import Change, Phase
+from stairway.schema.change import Change, ChangeKind, Phase
 from stairway.schema.executor import Applied
 from stairway.schema.phases import PhaseFinding
+from stairway.schema.sql_of import opaque_sql, sql_of
 from stairway.schema.state import SchemaState
 from stairway.serving import old_ones
 from stairway.sitelock import changes_site
@@ -215,9 +216,14 @@ def render_sql(changes: list[Change]) -> str:
     parts: list[str] = []
     for change in changes:
         parts.append(f"-- {change.describe()}")
-        if not change.statements:
+        statements = sql_of(change)
+        if change.kind == ChangeKind.ALEMBIC:
+            parts.append(f"-- Alembic revision: runs upgrade() of {change.path.name}")
+        elif not statements:
             parts.append(f"-- Python change: runs upgrade(conn) from {change.path.name}")
-        parts.extend(f"{s.text};" for s in change.statements)
+        if opaque_sql(change) and change.kind == ChangeKind.ALEMBIC:
+            parts.append(f"-- its SQL cannot be shown: {opaque_sql(change)}")
+        parts.extend(f"{s.text};" for s in statements)
         table = recorder.table_of(change).name
         parts.append(f"-- then record change {change.code} in {table}\n")
     return "\n".join(parts)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import psycopg
+from psycopg import sql
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -17,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from stairway.errors import ChangeFailed, DataLossRefused, SchemaError
 from stairway.schema import background, recorder
 from stairway.schema.change import Change, ChangeKind
-from stairway.schema.histories import alembic_render, alembic_runtime, ledger
+from stairway.schema.histories import alembic_ledger, alembic_render, alembic_runtime, ledger
 from stairway.schema.sqltext import Statement
 
 
@@ -99,8 +100,24 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
 
 
 def _record(conn: Connection, change: Change, release: str, started: float) -> None:
+    if conn.dialect.name == "postgresql" and change.kind == ChangeKind.ALEMBIC:
+        _record_alembic_postgres(conn, change, release, started)
+        return
     recorder.record(conn, change, release, _since(started), recorder.RecordKind.APPLIED)
     ledger.after_apply(conn, change, _since(started))
+
+
+def _record_alembic_postgres(
+    conn: Connection, change: Change, release: str, started: float
+) -> None:
+    """Stairway's record and ``alembic_version`` in one round trip: the same rows as the
+    generic path, in the same transaction."""
+    pg = conn.connection.dbapi_connection
+    assert isinstance(pg, psycopg.Connection)
+    row = recorder.record_sql(change, release, _since(started), recorder.RecordKind.APPLIED)
+    statements = sql.SQL(";\n").join([row, alembic_ledger.after_sql(change)])
+    with pg.cursor() as cursor:
+        cursor.execute(statements)
 
 
 def _apply_postgres_sql(engine: Engine, change: Change, release: str, started: float) -> None:

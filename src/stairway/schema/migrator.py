@@ -19,7 +19,7 @@ from stairway.schema import adoption, recorder
 from stairway.schema import state as state_rules
 from stairway.schema.change import Change, Phase
 from stairway.schema.executor import Applied, apply, refuse_data_loss, revert
-from stairway.schema.histories import recognition
+from stairway.schema.histories import alembic_runtime, recognition
 from stairway.schema.lock import migration_lock
 from stairway.schema.source import ChangeSource
 from stairway.schema.sqltext import CHECKSUM_ALGORITHM
@@ -163,10 +163,11 @@ def migrate(
             refuse_uncarried(state, catalog, release)
         done: list[Applied] = []
         todo = pending(state, catalog, target, only, release)
-        for index, change in enumerate(todo):
-            if progress:
-                progress(index, len(todo), change)
-            done.append(apply(engine, change, _release_label(catalog, change)))
+        with alembic_runtime.one_run():
+            for index, change in enumerate(todo):
+                if progress:
+                    progress(index, len(todo), change)
+                done.append(apply(engine, change, _release_label(catalog, change)))
         return done
 
 

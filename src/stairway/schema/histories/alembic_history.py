@@ -160,7 +160,11 @@ def _change(
     text = path.read_text(encoding="utf-8")
     phase = _phase(spec, script.revision, path, text)
     functions = functions_of(path)
-    statements, opaque = render(path, script.module, spec.table, "upgrade", functions)
+    # an expand label is proven now; other revisions' SQL is rendered when asked for (sql_of)
+    rendered = phase == Phase.EXPAND
+    statements, opaque = (
+        render(path, script.module, spec.table, "upgrade", functions) if rendered else ((), "")
+    )
     has_down = _has_down(functions)
     remember(path, checksum(text), script.module)
     return Change(

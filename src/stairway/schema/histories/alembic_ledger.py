@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+from psycopg import sql
 from sqlalchemy import (
     Column,
     Connection,
@@ -70,3 +71,19 @@ class AlembicLedger:
 
 
 LEDGERS = {HistoryTool.ALEMBIC: AlembicLedger()}
+
+
+def after_sql(change: Change) -> sql.Composed:
+    """What :meth:`AlembicLedger.record` writes, as PostgreSQL statements a caller sends in one
+    round trip with Stairway's own record of the change."""
+    assert change.origin is not None
+    table = sql.Identifier(change.origin.table)
+    create = sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (version_num VARCHAR(32) NOT NULL, "
+        "CONSTRAINT {} PRIMARY KEY (version_num));\nDELETE FROM {}"
+    ).format(table, sql.Identifier(f"{change.origin.table}_pkc"), table)
+    rows = [
+        sql.SQL("INSERT INTO {} (version_num) VALUES ({})").format(table, sql.Literal(head))
+        for head in change.origin.heads_after
+    ]
+    return sql.SQL(";\n").join([create, *rows])

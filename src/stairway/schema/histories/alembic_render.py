@@ -10,6 +10,7 @@ needs the connection, which is what marks the revision.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +49,16 @@ def render(
         return tuple(split_statements(buffer.getvalue())), ""
     except SqlSyntaxError as err:
         return (), f"the SQL Alembic renders for it does not parse ({err})"
+
+
+@functools.cache
+def upgrade_sql(change: Change) -> Rendered:
+    """The SQL of the revision's ``upgrade()``, rendered on first use."""
+    from stairway.schema.histories.alembic_runtime import revision_module
+
+    table = change.origin.table if change.origin else "alembic_version"
+    module = revision_module(change.path, change.checksum)
+    return render(change.path, module, table, "upgrade", functions_of(change.path))
 
 
 def loses(change: Change) -> str | None:

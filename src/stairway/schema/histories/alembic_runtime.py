@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -27,14 +28,45 @@ if TYPE_CHECKING:
 _MODULES: dict[tuple[Path, str], ModuleType] = {}
 
 
+Memo = dict[str, set[tuple[str | None, str]]]
+_RUN: ContextVar[Memo | None] = ContextVar("stairway_alembic_run", default=None)
+
+
+@contextmanager
+def one_run() -> Iterator[None]:
+    """The revisions applied inside share one DDL memo, as under one ``alembic upgrade``: it is
+    read from the database at the first revision, and SQLAlchemy adds the types they create."""
+    token = _RUN.set({})
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+
+
 def run(conn: Connection, change: Change, direction: str) -> None:
     """Call the revision's ``upgrade()`` or ``downgrade()`` on ``conn``, in its transaction."""
     module = revision_module(change.path, change.checksum)
     table = change.origin.table if change.origin else "alembic_version"
     with environment(change.path.parent, connection=conn, version_table=table) as context:
-        if _may_create_types(change, direction):
-            context.impl.memo.update(_types_present(conn))
-        getattr(module, direction)()
+        memo = _memo(conn, change, direction)
+        kept = {kind: set(names) for kind, names in memo.items()}
+        context.impl.memo = memo
+        try:
+            getattr(module, direction)()
+        except BaseException:
+            memo.clear()  # rolled back: what it created is not there
+            memo.update(kept)
+            raise
+
+
+def _memo(conn: Connection, change: Change, direction: str) -> Memo:
+    shared = _RUN.get()
+    if shared is None:  # a revision on its own
+        return _types_present(conn) if _may_create_types(change, direction) else {}
+    if not shared:
+        shared.update(_types_present(conn))
+        shared.setdefault("pg_enum", set())
+    return shared
 
 
 def _may_create_types(change: Change, direction: str) -> bool:
@@ -53,7 +85,7 @@ def _types_present(conn: Connection) -> dict[str, set[tuple[str | None, str]]]:
     the memo is seeded with the types the database has, which is what one long run would know
     (and a history resumed half-way, which ``alembic upgrade`` itself fails on, works too)."""
     if conn.dialect.name != "postgresql":
-        return {}
+        return {"pg_enum": set()}
     rows = conn.exec_driver_sql(
         "SELECT t.typtype, n.nspname, t.typname, n.nspname = current_schema() "
         "FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype IN ('e', 'd')"
