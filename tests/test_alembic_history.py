@@ -119,6 +119,7 @@ def test_init_gives_exactly_the_schema_of_the_products_own_fresh_install(
         "init", "--site", str(site(tmp_path, database_url, catalog)), "--version", "3.2.0"
     )
     assert code == 0, out + err
+    assert "changes 1..10 built by the product's own fresh install" in " ".join(out.split())
     assert schema_dump(database_url) == schema_dump(other_database)
     assert heads(database_url) == {HEAD}
     dispose_all()
@@ -424,3 +425,20 @@ def test_a_tool_table_that_disagrees_with_the_tables_is_refused_with_both_facts(
     assert heads(sqlite_database) == {"v3.0.0.a"}  # nothing written, not even a baseline
     tables = inspect(create_engine(sa_url(sqlite_database))).get_table_names()
     assert not [t for t in tables if t.startswith("stairway_")]
+
+
+def test_a_database_a_newer_release_migrated_is_refused_naming_the_revision(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    files = {
+        "r1": revision_file("r1", None, CREATE_A),
+        "r2": revision_file("r2", "r1", 'op.add_column("a", sa.Column("x", sa.Integer))'),
+    }
+    newer = history(tmp_path / "newer", files, releases("r1", "r2"))
+    command.upgrade(their_tool(newer, sqlite_database), "head")  # the product's own tool
+    older = history(tmp_path / "older", {"r1": files["r1"]}, releases("r1"))
+    code, out, err = stairway("status", "--site", str(site(tmp_path, sqlite_database, older)))
+    said = " ".join((out + err).split())
+    assert code == 2, said
+    assert "names r2, which this catalog's history does not ship" in said
+    assert heads(sqlite_database) == {"r2"}

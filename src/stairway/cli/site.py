@@ -42,7 +42,9 @@ def init(
     if json:
         emit_json({"release": version, "applied": views.applied_json(done)})
         return
-    out.print(f"[green]site created at {version}[/green] ({len(done)} changes applied)")
+    built = operations.built_fresh(ctx)
+    fresh = f", changes 1..{built} built by the product's own fresh install" if built else ""
+    out.print(f"[green]site created at {version}[/green] ({len(done)} changes applied{fresh})")
 
 
 @app.command()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from stairway.operations.backups import CARRIED, backup, backups, restore
 from stairway.operations.config import ConfigResult, migrate_config
-from stairway.operations.creation import init
+from stairway.operations.creation import built_fresh, init
 from stairway.operations.notes import notes
 from stairway.operations.objects import (
     apply_deltas,
@@ -44,6 +44,7 @@ __all__ = [
     "backup",
     "backups",
     "baseline",
+    "built_fresh",
     "downgrade",
     "export",
     "import_file",

@@ -10,6 +10,7 @@ from stairway.schema import migrator
 from stairway.schema.change import Change
 from stairway.schema.executor import Applied
 from stairway.schema.histories.fresh import fresh_install
+from stairway.schema.recorder import RecordKind
 from stairway.sitelock import changes_site
 from stairway.targets import named_release
 
@@ -41,3 +42,10 @@ def _fresh(ctx: Context, target: int) -> None:
         return
     build = fresh_install(ctx.catalog.root, history.fresh)
     migrator.build_fresh(ctx.engine, ctx.catalog, build, target)
+
+
+def built_fresh(ctx: Context) -> int:
+    """How many changes the product's fresh install stands for (recorded as a baseline by
+    ``init``); 0 when the site's changes all ran."""
+    applied = migrator.read_state(ctx.engine, ctx.catalog).applied
+    return sum(1 for a in applied if a.kind == RecordKind.BASELINE)
