@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from stairway.errors import ChangeFailed, DataLossRefused, SchemaError
 from stairway.schema import background, recorder
 from stairway.schema.change import Change, ChangeKind
-from stairway.schema.histories import alembic_ledger, alembic_render, alembic_runtime, ledger
+from stairway.schema.histories import alembic_runtime, ledger
 from stairway.schema.sqltext import Statement
 
 
@@ -115,7 +115,9 @@ def _record_alembic_postgres(
     pg = conn.connection.dbapi_connection
     assert isinstance(pg, psycopg.Connection)
     row = recorder.record_sql(change, release, _since(started), recorder.RecordKind.APPLIED)
-    statements = sql.SQL(";\n").join([row, alembic_ledger.after_sql(change)])
+    from stairway.schema.histories.alembic_ledger import after_sql  # only Alembic's revisions
+
+    statements = sql.SQL(";\n").join([row, after_sql(change)])
     with pg.cursor() as cursor:
         cursor.execute(statements)
 
@@ -185,7 +187,9 @@ def _loses(change: Change) -> str | None:
     """What going down loses: declared, or, for an Alembic revision, read from its rendered
     ``downgrade()``."""
     if change.kind == ChangeKind.ALEMBIC and change.has_python_down:
-        return alembic_render.loses(change)
+        from stairway.schema.histories.alembic_render import loses  # renders: Alembic only
+
+        return loses(change)
     return change.loses
 
 
