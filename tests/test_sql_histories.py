@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, inspect, text
 
+from cli_runner import stairway
 from stairway.catalog import load_catalog
 from stairway.database import engine_for
 from stairway.errors import CatalogError, DriftError, SchemaError
@@ -468,3 +469,29 @@ def test_half_applied_or_foreign_tables_are_refused(
     by_hand(engine, root, 0, sql, [])
     with engine.connect() as conn, pytest.raises(SchemaError, match=re.escape(message)):
         recognise(conn, load_catalog(root).changes)
+
+
+def test_stairway_upgrade_adopts_a_database_golang_migrate_migrated(
+    sqlite_database: str, tmp_path: Path
+) -> None:
+    root = golang_catalog(tmp_path / "catalog")
+    last = int(GOLANG_VERSIONS[-1])  # a release names its last migration by its version
+    manifest_text = manifest("golang-migrate", schema=7)
+    manifest_text += f'\n[[release]]\nversion = "2.0.0"\nschema = "{last}"\n'
+    write(root / "stairway.toml", manifest_text)
+    engine = engine_for(sqlite_database)
+    insert = f"INSERT INTO schema_migrations VALUES ({GOLANG_VERSIONS[6]}, false)"
+    by_hand(engine, root, 7, [GOLANG_TABLE], [insert])
+    site = write(
+        tmp_path / "site.toml",
+        f'[site]\ndatabase = "{sqlite_database}"\ncatalog = "{root}"\n'
+        f'backup_dir = "{tmp_path / "backups"}"\n',
+    )
+    code, out, err = stairway("upgrade", "--site", str(site))
+    said = " ".join((out + err).split())
+    assert code == 0, said
+    ident = str(int(GOLANG_VERSIONS[6]))
+    assert f"adopting golang-migrate history in schema_migrations at {ident} (change 7)" in said
+    assert "upgraded 1.0.0 -> 2.0.0" in said
+    assert ledger_rows(engine, HistoryTool.GOLANG_MIGRATE) == [(last, False)]
+    assert migrator.read_state(engine, load_catalog(root)).level == N
