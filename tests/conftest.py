@@ -10,6 +10,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -47,9 +48,9 @@ def _pg_url(name: str) -> str:
     return f"postgresql://{base.split('://', 1)[1]}/{name}"
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database; its URL."""
+@contextmanager
+def new_pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards; its URL."""
     require_postgres()
     name = f"stairway_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -58,6 +59,13 @@ def pg_database() -> Iterator[str]:
     dispose_all()
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database; its URL."""
+    with new_pg_database() as url:
+        yield url
 
 
 @pytest.fixture

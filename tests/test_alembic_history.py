@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
-import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -23,7 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from cli_runner import stairway
-from conftest import CATALOGS, PG_ADMIN
+from conftest import CATALOGS, new_pg_database
 from stairway.catalog import load_catalog
 from stairway.database import dispose_all, normalise_url
 from stairway.errors import CatalogError
@@ -100,13 +99,8 @@ def other_database(tmp_path: Path, database_url: str) -> Iterator[str]:
     if database_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'other.db'}"
         return
-    name = f"{database_url.rsplit('/', 1)[1]}_other"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{database_url.rsplit('/', 1)[0]}/{name}"
-    dispose_all()
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_pg_database() as url:
+        yield url
 
 
 def test_init_gives_exactly_the_schema_of_the_products_own_fresh_install(

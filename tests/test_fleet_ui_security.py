@@ -19,7 +19,6 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
@@ -27,12 +26,11 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import insert, select, update
 from websockets.sync.client import connect
 
-from conftest import PG_ADMIN, require_postgres
+from conftest import new_pg_database
 from fleet_harness import Fleet, answers, fleet_site, free_port, wait_until
 from stairway import audit
 from stairway.database import dispose_all, engine_for
@@ -138,14 +136,8 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'app.db'}"
         dispose_all()
         return
-    require_postgres()
-    name = f"stairway_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
-    dispose_all()
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

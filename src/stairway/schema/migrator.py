@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine
 
@@ -22,7 +21,6 @@ from stairway.schema.executor import Applied, apply, refuse_data_loss, revert
 from stairway.schema.histories import alembic_runtime, recognition
 from stairway.schema.lock import migration_lock
 from stairway.schema.source import ChangeSource
-from stairway.schema.sqltext import CHECKSUM_ALGORITHM
 from stairway.schema.state import SchemaState, compare
 from stairway.versions import Release
 
@@ -40,7 +38,9 @@ def read_state(engine: Engine, catalog: ChangeSource) -> SchemaState:
         found = None if applied else recognition.recognise(conn, catalog.changes)
     if found is None or not found.level:
         return compare(applied, catalog.changes)
-    rows = [_baseline_row(catalog, c) for c in catalog.changes_between(0, found.level)]
+    kind = recorder.RecordKind.BASELINE
+    changes = catalog.changes_between(0, found.level)
+    rows = [recorder.as_applied(c, _release_label(catalog, c), kind) for c in changes]
     return compare(rows, catalog.changes, found.describe())
 
 
@@ -125,20 +125,6 @@ def _take_over(engine: Engine, catalog: ChangeSource, state: SchemaState) -> Non
             recorder.set_meta(conn, "product", catalog.product)
             recorder.set_meta(conn, "release", release)
     log.info("adopted: %s", state.recognised)
-
-
-def _baseline_row(catalog: ChangeSource, change: Change) -> recorder.AppliedChange:
-    return recorder.AppliedChange(
-        change.number,
-        change.name,
-        change.checksum,
-        CHECKSUM_ALGORITHM,
-        change.phase,
-        _release_label(catalog, change),
-        datetime.now(UTC),
-        0,
-        recorder.RecordKind.BASELINE,
-    )
 
 
 def refuse_uncarried(state: SchemaState, catalog: ChangeSource, release: Release) -> None:

@@ -184,6 +184,11 @@ def record_row(
     }
 
 
+def as_applied(change: Change, release: str, kind: RecordKind) -> AppliedChange:
+    """The record of ``change`` as :func:`record` would write it, without writing it."""
+    return _applied(record_row(change, release, 0, kind))
+
+
 def record_sql(change: Change, release: str, duration_ms: int, kind: RecordKind) -> sql.Composed:
     """The same row as :func:`record` writes, as one PostgreSQL ``INSERT`` that a caller sends
     together with its ``COMMIT`` (one round trip fewer per change)."""

@@ -16,7 +16,6 @@ from sqlalchemy import (
     delete,
     insert,
     select,
-    update,
 )
 
 from stairway.schema.change import Change, HistoryTool
@@ -46,24 +45,15 @@ class AlembicLedger:
     def record(self, conn: Connection, change: Change, duration_ms: int) -> None:
         """The heads after ``change``."""
         assert change.origin is not None
-        origin = change.origin
-        self._write(conn, origin.table, origin.heads_before, origin.heads_after)
+        self._write(conn, change.origin.table, change.origin.heads_after)
 
     def forget(self, conn: Connection, change: Change) -> None:
         """The heads before ``change``: an empty table once the first revision is reverted."""
         assert change.origin is not None
-        origin = change.origin
-        self._write(conn, origin.table, origin.heads_after, origin.heads_before)
+        self._write(conn, change.origin.table, change.origin.heads_before)
 
-    def _write(
-        self, conn: Connection, name: str, was: tuple[str, ...], heads: tuple[str, ...]
-    ) -> None:
+    def _write(self, conn: Connection, name: str, heads: tuple[str, ...]) -> None:
         table = version_table(name)
-        if len(was) == 1 and len(heads) == 1:  # one head moves: Alembic's own UPDATE
-            column = table.c.version_num
-            moved = conn.execute(update(table).where(column == was[0]).values(version_num=heads[0]))
-            if moved.rowcount == 1:
-                return
         table.create(conn, checkfirst=True)
         conn.execute(delete(table))
         if heads:
