@@ -11,7 +11,9 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
@@ -436,3 +438,25 @@ def test_a_database_a_newer_release_migrated_is_refused_naming_the_revision(
     assert code == 2, said
     assert "names r2, which this catalog's history does not ship" in said
     assert heads(sqlite_database) == {"r2"}
+
+
+def test_two_migrations_at_once_adopt_the_database_once(sqlite_database: str) -> None:
+    command.upgrade(optuna_tool(sqlite_database), "v1.3.0.a")
+    catalog = load_catalog(CATALOGS / "optuna")
+
+    def migrate() -> int:
+        engine = create_engine(sa_url(sqlite_database))
+        try:
+            return len(migrator.migrate(engine, catalog, 10, lock_timeout=60))
+        finally:
+            engine.dispose()
+
+    with ThreadPoolExecutor(2) as pool:
+        ran = sorted(pool.map(lambda _: migrate(), range(2)))
+    assert ran == [0, 7]  # one adopted and ran 4..10, the other found nothing left
+    engine = create_engine(sa_url(sqlite_database))
+    state = migrator.read_state(engine, catalog)
+    engine.dispose()
+    kinds = Counter(a.kind.value for a in state.applied)
+    assert kinds == {"baseline": 3, "applied": 7}
+    assert heads(sqlite_database) == {HEAD}
