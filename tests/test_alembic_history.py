@@ -8,9 +8,6 @@ Optuna's own storage checks) must find the database at the revision Stairway say
 from __future__ import annotations
 
 import os
-import shutil
-import sqlite3
-import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,79 +17,25 @@ import optuna
 import pytest
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from cli_runner import stairway
 from conftest import CATALOGS, new_pg_database
+from optuna_sites import (
+    HEAD,
+    OPTUNA_RDB,
+    heads,
+    optuna_catalog,
+    optuna_tool,
+    sa_url,
+    schema_dump,
+    site,
+)
 from stairway.catalog import load_catalog
-from stairway.database import dispose_all, normalise_url
+from stairway.database import dispose_all
 from stairway.errors import CatalogError
 from stairway.schema import migrator
 from stairway.schema.change import Phase
-
-OPTUNA_RDB = Path(optuna.__file__).parent / "storages" / "_rdb"
-HEAD = "v3.2.0.a"
-
-
-def sa_url(url: str) -> str:
-    """The URL as SQLAlchemy outside Stairway reads it (psycopg 3 for PostgreSQL)."""
-    return normalise_url(url)
-
-
-def optuna_tool(url: str) -> Config:
-    """Optuna's own Alembic configuration: its alembic.ini and env.py, on ``url``."""
-    config = Config(str(OPTUNA_RDB / "alembic.ini"))
-    config.set_main_option("script_location", str(OPTUNA_RDB / "alembic"))
-    config.set_main_option("sqlalchemy.url", sa_url(url).replace("%", "%%"))
-    return config
-
-
-def heads(url: str) -> set[str]:
-    """What Alembic itself reads as the database's revisions."""
-    engine = create_engine(sa_url(url))
-    try:
-        with engine.connect() as conn:
-            return set(MigrationContext.configure(conn).get_current_heads())
-    finally:
-        engine.dispose()
-
-
-def optuna_catalog(tmp_path: Path, smoke: str = "") -> Path:
-    target = tmp_path / "catalog"
-    shutil.copytree(CATALOGS / "optuna", target)
-    if smoke:
-        with (target / "stairway.toml").open("a", encoding="utf-8") as manifest:
-            manifest.write(smoke)
-    return target
-
-
-def site(tmp_path: Path, url: str, catalog: Path) -> Path:
-    path = tmp_path / "site.toml"
-    path.write_text(
-        f'[site]\ndatabase = "{url}"\ncatalog = "{catalog}"\nbackup_dir = "{tmp_path / "b"}"\n',
-        encoding="utf-8",
-    )
-    return path
-
-
-def schema_dump(url: str) -> list[str]:
-    """The schema without Stairway's tables, as sorted lines: ordering is noise, nothing else."""
-    if url.startswith("sqlite"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-            rows = conn.execute(
-                "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'stairway_%' "
-                "AND name NOT LIKE 'sqlite_%'"
-            ).fetchall()
-        return sorted(f"{kind} {name}: {sql}" for kind, name, sql in rows)
-    dump = subprocess.run(
-        ["pg_dump", "--schema-only", "--no-owner", "-T", "stairway_*", url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    noise = ("--", "\\restrict", "\\unrestrict", "SET ", "SELECT pg_catalog")
-    return sorted(line for line in dump.splitlines() if line and not line.startswith(noise))
 
 
 @pytest.fixture

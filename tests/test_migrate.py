@@ -73,11 +73,35 @@ def test_failing_python_change_rolls_back(database_url: str, shop_catalog: Path)
     )
     catalog = load_catalog(shop_catalog)
     engine = engine_for(database_url)
+    migrator.migrate(engine, catalog, 3)
     with pytest.raises(ChangeFailed, match="raised RuntimeError in upgrade"):
         migrator.migrate(engine, catalog, 4)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT email FROM customers")).scalar() is None
     assert migrator.read_state(engine, catalog).level == 3
+
+
+def test_a_failure_on_a_database_that_records_nothing_leaves_it_empty(
+    database_url: str, shop_catalog: Path
+) -> None:
+    """A new database's changes run in one transaction: a failure leaves nothing to resume."""
+    path = shop_catalog / "schema" / "0004_backfill_email.py"
+    source = path.read_text(encoding="utf-8")
+    path.write_text(
+        source.replace(
+            "    conn.execute(text(BACKFILL))\n",
+            "    conn.execute(text(BACKFILL))\n    raise RuntimeError('boom')\n",
+        ),
+        encoding="utf-8",
+    )
+    catalog = load_catalog(shop_catalog)
+    engine = engine_for(database_url)
+    with pytest.raises(ChangeFailed, match="rolled back with it") as failed:
+        migrator.migrate(engine, catalog, 4)
+    assert failed.value.change == 4
+    assert migrator.read_state(engine, catalog).level == 0
+    tables = set(inspect(engine).get_table_names())
+    assert "customers" not in tables and "orders" not in tables
 
 
 def test_drift_is_reported_and_stops_the_run(database_url: str, shop_catalog: Path) -> None:

@@ -1,11 +1,13 @@
-"""Applying and reverting changes: each change in its own transaction, under the migration lock."""
+"""Applying and reverting changes under the migration lock: each change in its own transaction,
+or, on a database that records none yet, every transactional change in one."""
 
 from __future__ import annotations
 
 import importlib.util
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -16,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from stairway.errors import ChangeFailed, DataLossRefused, SchemaError
+from stairway.progress import Progress
 from stairway.schema import background, recorder
 from stairway.schema.change import Change, ChangeKind
 from stairway.schema.histories import alembic_runtime, ledger
@@ -64,6 +67,69 @@ def apply(engine: Engine, change: Change, release: str) -> Applied:
     raise AssertionError("unreachable")
 
 
+def apply_together(
+    engine: Engine, changes: Sequence[tuple[Change, str]], progress: Progress[Change] | None = None
+) -> list[Applied]:
+    """Run ``(change, release)`` pairs and their records in one transaction: all or none.
+
+    For a database that records no change yet: a failure leaves it as it was, with nothing to
+    resume and nothing to restore, and the run costs one commit instead of one per change (as
+    ``alembic upgrade`` and Flyway's ``group`` run). Every change must be transactional."""
+    done: list[Applied] = []
+    try:
+        with transaction(engine, [change for change, _ in changes]) as conn:
+            for index, (change, release) in enumerate(changes):
+                if progress:
+                    progress(index, len(changes), change)
+                started = time.perf_counter()
+                _run_up(conn, change)
+                _record(conn, change, release, started)
+                done.append(Applied(change, _since(started)))
+    except ChangeFailed as failure:
+        raise ChangeFailed(
+            f"{failure.message}; the changes before it in this run were rolled back with it",
+            hint="the database is as it was before the run; fix the change in a new release of "
+            "the catalog",
+            change=failure.change,
+            line=failure.line,
+        ) from failure.__cause__
+    return done
+
+
+@contextmanager
+def transaction(engine: Engine, changes: Sequence[Change]) -> Iterator[Connection]:
+    """``engine.begin()``, except for Alembic revisions on SQLite: they run with foreign keys
+    off, as under ``alembic upgrade`` (batch mode rebuilds a table by copy, drop and rename,
+    which a referenced table does not survive with them on), and the references are checked
+    before the commit instead, as SQLite's own procedure for altering a table does."""
+    if engine.dialect.name != "sqlite" or all(c.kind != ChangeKind.ALEMBIC for c in changes):
+        with engine.begin() as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        sqlite = conn.connection.dbapi_connection
+        assert sqlite is not None
+        sqlite.execute("PRAGMA foreign_keys = OFF")  # only outside a transaction does it count
+        try:
+            with conn.begin():
+                yield conn
+                _refuse_broken_references(conn, changes)
+        finally:
+            sqlite.execute("PRAGMA foreign_keys = ON")
+
+
+def _refuse_broken_references(conn: Connection, changes: Sequence[Change]) -> None:
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = sorted({str(row[0]) for row in broken})
+        raise ChangeFailed(
+            f"{', '.join(c.label for c in changes)} left {len(broken)} rows of "
+            f"{', '.join(tables)} referring to rows that do not exist",
+            hint="the change was rolled back; fix it in a new release of the catalog",
+            change=changes[-1].number,
+        )
+
+
 def _lock_not_available(failure: ChangeFailed) -> bool:
     cause = failure.__cause__
     cause = getattr(cause, "orig", None) or cause
@@ -82,7 +148,7 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
     ):
         _apply_postgres_sql(engine, change, release, started)
     elif change.transactional or engine.dialect.name != "postgresql":
-        with engine.begin() as conn:
+        with transaction(engine, [change]) as conn:
             if lock_ms is not None:
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(lock_ms)}")
             _run_up(conn, change)
@@ -151,7 +217,7 @@ def _apply_postgres_sql(engine: Engine, change: Change, release: str, started: f
 def revert(engine: Engine, change: Change) -> Applied:
     """Run a change's declared down direction and forget it, in one transaction."""
     started = time.perf_counter()
-    with engine.begin() as conn:
+    with transaction(engine, [change]) as conn:
         if change.kind in (ChangeKind.PYTHON, ChangeKind.ALEMBIC):
             _call(conn, change, "downgrade")
         else:

@@ -12,12 +12,13 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 
+from stairway import faults
 from stairway.errors import SchemaError
 from stairway.progress import Progress
 from stairway.schema import adoption, recorder
 from stairway.schema import state as state_rules
 from stairway.schema.change import Change, Phase
-from stairway.schema.executor import Applied, apply, refuse_data_loss, revert
+from stairway.schema.executor import Applied, apply, apply_together, refuse_data_loss, revert
 from stairway.schema.histories import alembic_runtime, recognition
 from stairway.schema.lock import migration_lock
 from stairway.schema.source import ChangeSource
@@ -124,6 +125,7 @@ def _take_over(engine: Engine, catalog: ChangeSource, state: SchemaState) -> Non
         if release and recorder.get_meta(conn, "release") is None:
             recorder.set_meta(conn, "product", catalog.product)
             recorder.set_meta(conn, "release", release)
+    faults.point("after:take-over")  # the tool's table and Stairway's records both say it
     log.info("adopted: %s", state.recognised)
 
 
@@ -150,10 +152,14 @@ def migrate(
         done: list[Applied] = []
         todo = pending(state, catalog, target, only, release)
         with alembic_runtime.one_run():
+            if not state.applied and all(c.transactional for c in todo):
+                labelled = [(c, _release_label(catalog, c)) for c in todo]
+                return apply_together(engine, labelled, progress)
             for index, change in enumerate(todo):
                 if progress:
                     progress(index, len(todo), change)
                 done.append(apply(engine, change, _release_label(catalog, change)))
+                faults.point("after:schema-change")  # committed: the next change not begun
         return done
 
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql.elements import ColumnElement
 
 from stairway.errors import SchemaError
@@ -118,8 +119,7 @@ def exists(conn: Connection) -> bool:
 def ensure_tables(conn: Connection) -> None:
     """Create the bookkeeping tables on first use; refuse a format from a newer Stairway."""
     if not exists(conn):
-        metadata.create_all(conn, checkfirst=False)  # none of them is there yet
-        conn.execute(insert(meta_table).values(key="format", value=str(FORMAT)))
+        _create_tables(conn)
         return
     found = int(get_meta(conn, "format") or 1)
     if found > FORMAT:
@@ -131,6 +131,18 @@ def ensure_tables(conn: Connection) -> None:
     if found < 2:  # format 1 had no patch changes
         patches_table.create(conn, checkfirst=True)
         set_meta(conn, "format", str(FORMAT))
+
+
+def _create_tables(conn: Connection) -> None:
+    """The bookkeeping tables and the format row; none of them is there yet."""
+    if conn.dialect.name != "postgresql":
+        metadata.create_all(conn, checkfirst=False)
+        conn.execute(insert(meta_table).values(key="format", value=str(FORMAT)))
+        return
+    # One round trip instead of one per table: it is the first thing every new site does.
+    tables = [str(CreateTable(t).compile(dialect=conn.dialect)) for t in metadata.sorted_tables]
+    row = f"INSERT INTO {meta_table.name} (key, value) VALUES ('format', '{FORMAT}')"
+    conn.exec_driver_sql(";\n".join([*tables, row]))
 
 
 def applied(conn: Connection) -> list[AppliedChange]:

@@ -10,18 +10,18 @@ offline. An expand revision is proven by the SQL Alembic renders for it offline
 
 from __future__ import annotations
 
-import ast
 import re
 import traceback
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from stairway.errors import CatalogError
 from stairway.schema.change import Change, ChangeKind, HistoryTool, Origin, Phase
-from stairway.schema.histories.alembic_render import Functions, functions_of, render
+from stairway.schema.histories.alembic_render import functions_of, render
 from stairway.schema.histories.alembic_runtime import remember
 from stairway.schema.histories.linear import NoSingleOrder, heads_after, linearise
 from stairway.schema.histories.spec import HistorySpec
@@ -159,13 +159,13 @@ def _change(
     path = Path(script.path)
     text = path.read_text(encoding="utf-8")
     phase = _phase(spec, script.revision, path, text)
-    functions = functions_of(path)
     # an expand label is proven now; other revisions' SQL is rendered when asked for (sql_of)
-    rendered = phase == Phase.EXPAND
     statements, opaque = (
-        render(path, script.module, spec.table, "upgrade", functions) if rendered else ((), "")
+        render(path, script.module, spec.table, "upgrade", functions_of(path))
+        if phase == Phase.EXPAND
+        else ((), "")
     )
-    has_down = _has_down(functions)
+    has_down = _has_down(script.module)
     remember(path, checksum(text), script.module)
     return Change(
         number=number,
@@ -208,12 +208,23 @@ def _declared_phase(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _has_down(functions: Functions) -> bool:
-    """Whether ``downgrade()`` does something: Alembic writes ``pass`` into new revisions."""
-    down = functions.get("downgrade")
-    if down is None:
+def _has_down(module: ModuleType) -> bool:
+    """Whether ``downgrade()`` does something: Alembic writes ``pass`` into new revisions.
+
+    Read from the loaded function's code, not by parsing the file again: a body of ``pass``
+    (with or without a docstring) names nothing, holds no constant but ``None`` and its
+    docstring, and is as short as :func:`_does_nothing`."""
+    down = getattr(module, "downgrade", None)
+    code = getattr(down, "__code__", None)
+    if code is None:
         return False
-    body = [
-        n for n in down.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
-    ]
-    return not all(isinstance(n, ast.Pass) for n in body)
+    trivial = (None, getattr(down, "__doc__", None))
+    return (
+        bool(code.co_names)
+        or any(constant not in trivial for constant in code.co_consts)
+        or len(code.co_code) > len(_does_nothing.__code__.co_code)
+    )
+
+
+def _does_nothing() -> None:
+    """A docstring is not code."""
