@@ -11,7 +11,7 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +68,8 @@ class Result:
     measure: str = "time"
     # Further results of the same run worth a line each (secondary ratios, extrapolations).
     notes: list[str] = field(default_factory=list)
+    # Records too long for ``details`` (lists of migrations), written to the JSON summary as is.
+    records: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     # Goals stated in absolute terms (agents held, seconds): label -> (value, ">=" or "<=", goal);
     # the result is met only when these hold too.
     absolute: dict[str, tuple[float, str, float]] = field(default_factory=dict)
@@ -92,6 +94,18 @@ class Result:
         record.update(ratio=self.ratio, goal=self.goal, goal_text=f"{sign} {self.goal:g}")
         record["met"] = self.met
         return record
+
+
+class NotRun(Exception):
+    """A benchmark that cannot run on this machine: why, and what would let it run."""
+
+    def __init__(self, reason: str, hint: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+    def to_json(self, name: str) -> dict[str, object]:
+        return {"name": name, "not_run": self.reason, "hint": self.hint, "met": False}
 
 
 def conninfo(database: str) -> str:
@@ -162,13 +176,16 @@ def best(values: Sequence[float]) -> float:
     return min(values)
 
 
-def write_summary(results: Sequence[Result], quick: bool) -> Path:
+def write_summary(
+    results: Sequence[Result], quick: bool, not_run: Mapping[str, NotRun] | None = None
+) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / "summary.json"
+    skipped = [reason.to_json(name) for name, reason in (not_run or {}).items()]
     summary = {
         "quick": quick,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "benchmarks": [r.to_json() for r in results],
+        "benchmarks": [r.to_json() for r in results] + skipped,
     }
     path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return path
