@@ -120,7 +120,7 @@ def sqlalchemy_url(database: str) -> str:
     return f"postgresql+psycopg://{USER}@{HOST}:{PORT}/{database}"
 
 
-def _admin(statement: sql.Composable) -> None:
+def _admin(statement: sql.Composed) -> None:
     # CREATE/DROP DATABASE refuse to run inside a transaction block.
     with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
         conn.execute(statement)
