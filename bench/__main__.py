@@ -79,10 +79,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _line(result: Result) -> str:
     verdict = "met" if result.met else "MISSED"
-    sign = ">=" if result.measure == "throughput" else "<="
     return (
         (
-            f"  {result.name}: ratio {result.ratio:.2f} (goal {sign} {result.goal:g}, {verdict})\n"
+            f"  {result.name}: ratio {result.ratio:.2f} (goal {result.goal_text}, {verdict})\n"
             f"    subject  {result.subject}: {result.subject_seconds * 1000:.3f} ms\n"
             f"    baseline {result.baseline}: {result.baseline_seconds * 1000:.3f} ms"
         )

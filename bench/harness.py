@@ -53,14 +53,18 @@ class Sizes:
 
 @dataclass
 class Result:
-    """One benchmark's outcome: ``ratio`` = subject / baseline, met when ratio <= goal."""
+    """One benchmark's outcome: ``ratio`` = subject / baseline, met when ratio <= goal.
+
+    A ``goal`` of None reports the ratio without judging it: the result is met on its
+    ``absolute`` goals alone (a benchmark whose goal is not a speed).
+    """
 
     name: str
     subject: str
     baseline: str
     subject_seconds: float
     baseline_seconds: float
-    goal: float
+    goal: float | None
     timings: dict[str, list[float]]
     details: dict[str, float | int | str] = field(default_factory=dict)
     # "time": ratio = subject / baseline seconds, met at or under the goal; "throughput": ratio =
@@ -81,17 +85,28 @@ class Result:
         return self.subject_seconds / self.baseline_seconds
 
     @property
+    def goal_text(self) -> str:
+        if self.goal is None:
+            return "none (reported only)"
+        return f"{'>=' if self.measure == 'throughput' else '<='} {self.goal:g}"
+
+    @property
     def met(self) -> bool:
-        ratio = self.ratio >= self.goal if self.measure == "throughput" else self.ratio <= self.goal
-        return ratio and all(
+        return self._ratio_met() and all(
             value >= goal if sign == ">=" else value <= goal
             for value, sign, goal in self.absolute.values()
         )
 
+    def _ratio_met(self) -> bool:
+        if self.goal is None:
+            return True
+        if self.measure == "throughput":
+            return self.ratio >= self.goal
+        return self.ratio <= self.goal
+
     def to_json(self) -> dict[str, object]:
         record = asdict(self)
-        sign = ">=" if self.measure == "throughput" else "<="
-        record.update(ratio=self.ratio, goal=self.goal, goal_text=f"{sign} {self.goal:g}")
+        record.update(ratio=self.ratio, goal=self.goal, goal_text=self.goal_text)
         record["met"] = self.met
         return record
 
