@@ -21,9 +21,10 @@ from psycopg import sql
 
 from bench.harness import HOST, PORT, USER, NotRun, admin_conninfo
 from bench.phase_corpus.environment import CorpusVenv, home, pins_key
+from stairway.schema.sqltext import SqlSyntaxError, split_statements
 
 RENDERER = Path(__file__).with_name("render_revisions.py")
-PROJECTS = ("prefect", "dagster")
+PROJECTS = ("prefect", "dagster", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,31 @@ class Migration:
         return (self.project, self.revision)
 
     @property
+    def emptiness(self) -> str:
+        """Why the text is no PostgreSQL migration at all ("" when it is one).
+
+        A revision for other databases, or one whose guards find no table on a scratch database,
+        renders empty; a data migration there reads rows it then finds none of, and renders only
+        SELECTs. Either would count as a safe migration that nothing was ever asked to judge.
+        """
+        if self.method == "failed":
+            return ""
+        if not self.sql.strip():
+            return "rendered empty"
+        return "renders only SELECTs" if _only_reads(self.sql) else ""
+
+    @property
     def digest(self) -> str:
         """A short sha256 of the text: a label records it, so a changed render is noticed."""
         return text_digest(self.sql)
+
+
+def _only_reads(sql: str) -> bool:
+    try:
+        statements = split_statements(sql)
+    except SqlSyntaxError:
+        return False  # unreadable text is left for the judges to refuse
+    return all(statement.text.lstrip().upper().startswith("SELECT") for statement in statements)
 
 
 def text_digest(text: str) -> str:

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from bench.harness import NotRun
 
-PINS = ("prefect==3.9.1", "dagster==1.13.29", "squawk-cli==2.70.0", "psycopg2-binary")
+# mlflow-skinny carries mlflow's migrations byte for byte without mlflow's ML stack; mlflow 3.18.0
+# itself needs an mlflow-tracing release a PyPI mirror may lack.
+PINS = (
+    "prefect==3.9.1",
+    "dagster==1.13.29",
+    "mlflow-skinny==3.18.0",
+    "squawk-cli==2.70.0",
+    "psycopg2-binary",
+)
 HOME_ENV = "STAIRWAY_PHASE_CORPUS_HOME"
 _DEFAULT_HOME = Path.home() / ".cache" / "stairway-bench" / "phase-corpus"
 

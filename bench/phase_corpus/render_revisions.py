@@ -1,8 +1,8 @@
-"""Render every PostgreSQL revision of two real Alembic histories to SQL, one text per revision.
+"""Render every PostgreSQL revision of three real Alembic histories to SQL, one per revision.
 
-Run by the corpus venv's Python (which has prefect, dagster and Alembic), never imported by the
-benchmark: ``python render_revisions.py OUTPUT.json POSTGRES_URL``. It imports nothing of
-Stairway's so that it runs with the projects' own pins.
+Run by the corpus venv's Python (which has prefect, dagster, mlflow and Alembic), never imported
+by the benchmark: ``python render_revisions.py OUTPUT.json PROJECT=POSTGRES_URL ...``. It imports
+nothing of Stairway's so that it runs with the projects' own pins.
 
 A revision is rendered offline (Alembic's ``as_sql`` mode) when it can be. One that inspects the
 database first (``op.get_bind()``) cannot; for those the whole history is applied online to a
@@ -15,6 +15,7 @@ import io
 import json
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -32,6 +33,11 @@ _CATALOG_READ = re.compile(
     r"version\(\)|standard_conforming_strings|transaction isolation)",
     re.IGNORECASE | re.DOTALL,
 )
+
+
+# A revision that stamps rows with the current time (mlflow's dc11669786a5 does) would render a
+# different text, and so stale its label, on every run: the online run reads this clock instead.
+_FROZEN_EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,29 @@ def _dagster() -> ScriptDirectory:
     return ScriptDirectory(str(Path(storage.__file__).parent / "alembic"))
 
 
-PROJECTS: dict[str, Callable[[], ScriptDirectory]] = {"prefect": _prefect, "dagster": _dagster}
+def _mlflow() -> ScriptDirectory:
+    import mlflow.store.db_migrations as migrations  # type: ignore[import-not-found]
+
+    return ScriptDirectory(str(Path(migrations.__file__).parent))
+
+
+def _mlflow_initial_tables(engine: sa.Engine) -> None:
+    # mlflow's first revision alters tables it never creates: mlflow builds them from its
+    # initial models before upgrading from base, and so does this run.
+    from mlflow.store.tracking.dbmodels.initial_models import (  # type: ignore[import-not-found]
+        Base,
+    )
+
+    Base.metadata.create_all(engine)
+
+
+PROJECTS: dict[str, Callable[[], ScriptDirectory]] = {
+    "prefect": _prefect,
+    "dagster": _dagster,
+    "mlflow": _mlflow,
+}
+# What a project's own runner does to an empty database before its first revision.
+PREPARE: dict[str, Callable[[sa.Engine], None]] = {"mlflow": _mlflow_initial_tables}
 
 
 def in_order(scripts: ScriptDirectory) -> list[Script]:
@@ -106,7 +134,9 @@ def _captured(connection: sa.Connection) -> Iterator[list[str]]:
         sa.event.remove(connection, "before_cursor_execute", record)
 
 
-def render_online(scripts: list[Script], url: str) -> dict[str, str | Exception]:
+def render_online(
+    scripts: list[Script], url: str, prepare: Callable[[sa.Engine], None] | None = None
+) -> dict[str, str | Exception]:
     """Apply every revision in order, each in its own transaction; what each one executed.
 
     A revision that fails is rolled back and recorded as its error; the run goes on, so one bad
@@ -115,6 +145,8 @@ def render_online(scripts: list[Script], url: str) -> dict[str, str | Exception]
     texts: dict[str, str | Exception] = {}
     engine = sa.create_engine(url)
     try:
+        if prepare is not None:
+            prepare(engine)
         with engine.connect() as connection:
             for script in scripts:
                 texts[script.revision] = _apply(connection, script, autocommit=False)
@@ -131,12 +163,22 @@ def _needs_autocommit(outcome: str | Exception) -> bool:
     return isinstance(outcome, Exception) and "cannot run inside a transaction" in str(outcome)
 
 
+@contextmanager
+def _frozen_clock() -> Iterator[None]:
+    real = time.time
+    time.time = lambda: _FROZEN_EPOCH
+    try:
+        yield
+    finally:
+        time.time = real
+
+
 def _apply(connection: sa.Connection, script: Script, autocommit: bool) -> str | Exception:
     if autocommit:
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
     context = MigrationContext.configure(connection=connection)
     try:
-        with _captured(connection) as statements, Operations.context(context):
+        with _captured(connection) as statements, Operations.context(context), _frozen_clock():
             if autocommit:
                 script.module.upgrade()
             else:
@@ -156,7 +198,8 @@ def render_project(project: str, url: str) -> list[Rendered]:
             offline[script.revision] = render_offline(script)
         except Exception:  # any failure means it needs a database
             continue
-    online = render_online(scripts, url) if len(offline) < len(scripts) else {}
+    needs_database = len(offline) < len(scripts)
+    online = render_online(scripts, url, PREPARE.get(project)) if needs_database else {}
     return [_result(project, script, offline, online) for script in scripts]
 
 
