@@ -11,7 +11,7 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,14 +53,18 @@ class Sizes:
 
 @dataclass
 class Result:
-    """One benchmark's outcome: ``ratio`` = subject / baseline, met when ratio <= goal."""
+    """One benchmark's outcome: ``ratio`` = subject / baseline, met when ratio <= goal.
+
+    A ``goal`` of None reports the ratio without judging it: the result is met on its
+    ``absolute`` goals alone (a benchmark whose goal is not a speed).
+    """
 
     name: str
     subject: str
     baseline: str
     subject_seconds: float
     baseline_seconds: float
-    goal: float
+    goal: float | None
     timings: dict[str, list[float]]
     details: dict[str, float | int | str] = field(default_factory=dict)
     # "time": ratio = subject / baseline seconds, met at or under the goal; "throughput": ratio =
@@ -68,6 +72,8 @@ class Result:
     measure: str = "time"
     # Further results of the same run worth a line each (secondary ratios, extrapolations).
     notes: list[str] = field(default_factory=list)
+    # Records too long for ``details`` (lists of migrations), written to the JSON summary as is.
+    records: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     # Goals stated in absolute terms (agents held, seconds): label -> (value, ">=" or "<=", goal);
     # the result is met only when these hold too.
     absolute: dict[str, tuple[float, str, float]] = field(default_factory=dict)
@@ -79,19 +85,42 @@ class Result:
         return self.subject_seconds / self.baseline_seconds
 
     @property
+    def goal_text(self) -> str:
+        if self.goal is None:
+            return "none (reported only)"
+        return f"{'>=' if self.measure == 'throughput' else '<='} {self.goal:g}"
+
+    @property
     def met(self) -> bool:
-        ratio = self.ratio >= self.goal if self.measure == "throughput" else self.ratio <= self.goal
-        return ratio and all(
+        return self._ratio_met() and all(
             value >= goal if sign == ">=" else value <= goal
             for value, sign, goal in self.absolute.values()
         )
 
+    def _ratio_met(self) -> bool:
+        if self.goal is None:
+            return True
+        if self.measure == "throughput":
+            return self.ratio >= self.goal
+        return self.ratio <= self.goal
+
     def to_json(self) -> dict[str, object]:
         record = asdict(self)
-        sign = ">=" if self.measure == "throughput" else "<="
-        record.update(ratio=self.ratio, goal=self.goal, goal_text=f"{sign} {self.goal:g}")
+        record.update(ratio=self.ratio, goal=self.goal, goal_text=self.goal_text)
         record["met"] = self.met
         return record
+
+
+class NotRun(Exception):
+    """A benchmark that cannot run on this machine: why, and what would let it run."""
+
+    def __init__(self, reason: str, hint: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+    def to_json(self, name: str) -> dict[str, object]:
+        return {"name": name, "not_run": self.reason, "hint": self.hint, "met": False}
 
 
 def conninfo(database: str) -> str:
@@ -106,7 +135,7 @@ def sqlalchemy_url(database: str) -> str:
     return f"postgresql+psycopg://{USER}@{HOST}:{PORT}/{database}"
 
 
-def _admin(statement: sql.Composable) -> None:
+def _admin(statement: sql.Composed) -> None:
     # CREATE/DROP DATABASE refuse to run inside a transaction block.
     with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
         conn.execute(statement)
@@ -162,13 +191,16 @@ def best(values: Sequence[float]) -> float:
     return min(values)
 
 
-def write_summary(results: Sequence[Result], quick: bool) -> Path:
+def write_summary(
+    results: Sequence[Result], quick: bool, not_run: Mapping[str, NotRun] | None = None
+) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / "summary.json"
+    skipped = [reason.to_json(name) for name, reason in (not_run or {}).items()]
     summary = {
         "quick": quick,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "benchmarks": [r.to_json() for r in results],
+        "benchmarks": [r.to_json() for r in results] + skipped,
     }
     path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return path

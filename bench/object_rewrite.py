@@ -17,7 +17,7 @@ from bench.harness import Result, Sizes, TempDatabase, conninfo, temp_database
 from stairway.database import engine_for
 from stairway.objects.migrate import Migrator
 from stairway.objects.migration import ObjectMigration, Op
-from stairway.objects.rewrite import rewrite_all
+from stairway.objects.rewrite import RewriteReport, rewrite_all
 from stairway.objects.spec import ObjectsModel
 from stairway.objects.store import ObjectStore
 from stairway.versions import Version
@@ -89,7 +89,7 @@ def _timed_sql(db: TempDatabase, sql: str) -> float:
         return time.perf_counter() - started
 
 
-def _rewrite(db: TempDatabase) -> tuple[float, object]:
+def _rewrite(db: TempDatabase) -> tuple[float, RewriteReport]:
     spec = ObjectsModel(table="subject", version="written_by")
     store = ObjectStore(engine_for(db.url), spec, Migrator([RENAME]), "2.0.0")
     started = time.perf_counter()
