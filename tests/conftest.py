@@ -49,10 +49,10 @@ def _pg_url(name: str) -> str:
 
 
 @contextmanager
-def new_pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards; its URL."""
+def new_pg_database(prefix: str = "stairway_t") -> Iterator[str]:
+    """A fresh PostgreSQL database named ``prefix_<random>``, dropped afterwards; its URL."""
     require_postgres()
-    name = f"stairway_t_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield _pg_url(name)
