@@ -121,8 +121,8 @@ def _inspect(text: str, line: int, scope: Scope) -> list[Hit]:
 def _do(text: str, line: int, scope: Scope) -> list[Hit]:
     block = do_block(text)
     if block is None or not block.readable:
-        language = f"in {block.language} " if block else ""
-        return [hits.unreadable_hit(f"this DO block {language}")]
+        language = f" in {block.language}" if block else ""
+        return [hits.unreadable_hit(f"this DO block{language}")]
     inner = plpgsql_statements(block.body)
     if inner is None:
         return [hits.unreadable_hit("this DO block")]
