@@ -176,7 +176,7 @@ def test_statements_that_lose_no_data(sql: str) -> None:
 
 def _down(shop_catalog: Path, down: str) -> Path:
     (shop_catalog / "schema" / "0007_index.sql").write_text(
-        "-- phase: expand\nCREATE INDEX customers_name_idx ON customers (name);\n"
+        "-- phase: contract\nCREATE INDEX customers_name_idx ON customers (name);\n"
         f"-- down:\n{down}\n",
         encoding="utf-8",
     )

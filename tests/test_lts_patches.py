@@ -35,7 +35,7 @@ CHANGES = {
 }
 # Not idempotent on purpose: running it a second time fails (the index exists).
 PATCH = {
-    "0003.1_fix_email_index.sql": "-- phase: expand\nCREATE INDEX users_email ON users (email);\n"
+    "0003.1_fix_email_index.sql": "-- phase: offline\nCREATE INDEX users_email ON users (email);\n"
 }
 
 LTS = [("1.0.0", 3, [], True), ("1.0.4", 3, [], False)]
@@ -308,7 +308,7 @@ def test_release_notes_name_the_patch_where_a_site_first_gets_it(
 ) -> None:
     catalog = load_catalog(catalogs["1.1.1"])
     notes = release_notes(catalog, Version("1.1.0"), Version("1.1.1"))
-    assert "`0003.1_fix_email_index` (expand)" in notes.split("## 1.1.1", 1)[1]
+    assert "`0003.1_fix_email_index` (offline)" in notes.split("## 1.1.1", 1)[1]
     notes = release_notes(catalog, Version("1.0.4"), Version("1.1.1"))
     assert notes.count("0003.1_fix_email_index") == 1
     assert "0003.1_fix_email_index" in notes.split("## 1.0.5", 1)[1].split("## 1.1.0")[0]

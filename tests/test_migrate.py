@@ -179,7 +179,7 @@ def test_down_without_declared_inverse_is_refused(database_url: str, shop_catalo
 
 def test_percent_signs_reach_the_database_unchanged(database_url: str, shop_catalog: Path) -> None:
     (shop_catalog / "schema" / "0006_order_status.sql").write_text(
-        "-- phase: expand\n"
+        "-- phase: contract\n"
         "UPDATE customers SET \"full name\" = 'Ada 100%' WHERE \"full name\" LIKE 'A%';\n",
         encoding="utf-8",
     )

@@ -46,13 +46,21 @@ BLOCKING = [
     ("constraint-without-not-valid", "ALTER TABLE orders ADD COLUMN a int REFERENCES accounts"),
     ("truncate", "TRUNCATE orders"),
     ("delete-without-where", "DELETE FROM orders"),
+    ("data-change", "DELETE FROM orders WHERE id < 1000"),
+    ("drop", "DO $$ BEGIN DROP TABLE scratch; ALTER TABLE a RENAME TO b; END $$"),
+    (
+        "concurrently-in-transaction",
+        "CREATE INDEX CONCURRENTLY accounts_email_idx ON accounts (email)",
+    ),
     (
         "delete-without-where",
         "WITH gone AS (DELETE FROM orders RETURNING id) SELECT count(*) FROM gone",
     ),
 ]
 
-WARNINGS = [
+# Errors for expand (they stop the product for a time that grows with the table), warnings in
+# every other phase.
+LOCKS = [
     ("index-without-concurrently", "CREATE INDEX orders_ref_idx ON orders (ref)"),
     ("index-without-concurrently", "CREATE UNIQUE INDEX ON orders (ref)"),
     ("table-rewrite", "ALTER TABLE orders ADD COLUMN seen timestamptz DEFAULT clock_timestamp()"),
@@ -74,8 +82,6 @@ SAFE_EXPAND = [
     "ALTER TABLE accounts ADD COLUMN created timestamptz NOT NULL DEFAULT now()",
     "ALTER TABLE accounts ALTER COLUMN email DROP NOT NULL",
     "ALTER TABLE accounts ALTER COLUMN plan SET DEFAULT 'free'",
-    "CREATE INDEX CONCURRENTLY accounts_email_idx ON accounts (email)",
-    "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS accounts_ref_idx ON accounts (ref)",
     "ALTER TABLE orders ADD CONSTRAINT orders_account_fk "
     "FOREIGN KEY (account_id) REFERENCES accounts (id) NOT VALID",
     "ALTER TABLE orders ADD CONSTRAINT positive CHECK (n > 0) NOT VALID",
@@ -83,17 +89,25 @@ SAFE_EXPAND = [
     "ALTER TABLE orders ADD CONSTRAINT orders_ref_key UNIQUE USING INDEX orders_ref_idx",
     "ALTER TABLE orders ADD CONSTRAINT orders_pkey PRIMARY KEY USING INDEX orders_id_idx",
     "COMMENT ON TABLE orders IS 'drop me later; rename too'",
-    "DELETE FROM orders WHERE id < 1000",
     "VACUUM orders",
-    "DO $$ BEGIN DROP TABLE scratch; ALTER TABLE a RENAME TO b; END $$",
+    "DO $$ BEGIN RAISE NOTICE 'drop table scratch; rename a'; END $$",
     "CREATE FUNCTION purge() RETURNS void AS $$ DROP TABLE scratch $$ LANGUAGE sql",
     "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $body$\n"
     "BEGIN\n  DROP TABLE scratch;\n  RETURN NEW;\nEND\n$body$",
 ]
 
 
-def check(sql: str, phase: Phase = Phase.EXPAND, dialect: str = "postgres") -> list[PhaseFinding]:
-    return check_phase(split_statements(sql), phase, dialect)
+# Each runs alone in a change marked `-- transaction: none`.
+SAFE_OUTSIDE_A_TRANSACTION = [
+    "CREATE INDEX CONCURRENTLY accounts_email_idx ON accounts (email)",
+    "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS accounts_ref_idx ON accounts (ref)",
+]
+
+
+def check(
+    sql: str, phase: Phase = Phase.EXPAND, dialect: str = "postgres", *, transactional: bool = True
+) -> list[PhaseFinding]:
+    return check_phase(split_statements(sql), phase, dialect, transactional=transactional)
 
 
 def rules(findings: list[PhaseFinding], *, blocking: bool) -> set[str]:
@@ -111,10 +125,15 @@ def test_blocking_rule_is_not_reported_for_other_phases(rule: str, sql: str, pha
     assert not any(finding.blocking for finding in check(sql, phase))
 
 
-@pytest.mark.parametrize("phase", list(Phase))
-@pytest.mark.parametrize(("rule", "sql"), WARNINGS)
-def test_lock_warnings_are_reported_in_every_phase(rule: str, sql: str, phase: Phase) -> None:
+@pytest.mark.parametrize("phase", NOT_EXPAND)
+@pytest.mark.parametrize(("rule", "sql"), LOCKS)
+def test_lock_warnings_are_reported_in_every_other_phase(rule: str, sql: str, phase: Phase) -> None:
     assert rule in rules(check(sql, phase), blocking=False)
+
+
+@pytest.mark.parametrize(("rule", "sql"), LOCKS)
+def test_long_locks_contradict_expand(rule: str, sql: str) -> None:
+    assert rule in rules(check(sql), blocking=True)
 
 
 @pytest.mark.parametrize("sql", SAFE_EXPAND)
@@ -122,11 +141,16 @@ def test_compatible_statements_pass_as_expand(sql: str) -> None:
     assert check(sql) == []
 
 
+@pytest.mark.parametrize("sql", SAFE_OUTSIDE_A_TRANSACTION)
+def test_concurrent_index_builds_pass_as_expand_outside_a_transaction(sql: str) -> None:
+    assert check(sql, transactional=False) == []
+
+
 def test_type_change_is_blocking_and_a_rewrite_warning() -> None:
     sql = "ALTER TABLE accounts ALTER COLUMN id TYPE bigint"
     assert [(f.rule, f.blocking) for f in check(sql)] == [
         ("type-change", True),
-        ("table-rewrite", False),
+        ("table-rewrite", True),
     ]
     assert [(f.rule, f.blocking) for f in check(sql, Phase.CONTRACT)] == [("table-rewrite", False)]
 
@@ -134,7 +158,7 @@ def test_type_change_is_blocking_and_a_rewrite_warning() -> None:
 def test_stable_default_is_not_a_rewrite_but_a_volatile_one_is() -> None:
     assert check("ALTER TABLE t ADD COLUMN at timestamptz DEFAULT CURRENT_TIMESTAMP") == []
     assert rules(
-        check("ALTER TABLE t ADD COLUMN at timestamptz DEFAULT clock_timestamp()"), blocking=False
+        check("ALTER TABLE t ADD COLUMN at timestamptz DEFAULT clock_timestamp()"), blocking=True
     ) == {"table-rewrite"}
 
 
@@ -193,7 +217,11 @@ ALTER TABLE invoices ADD CONSTRAINT fk FOREIGN KEY (account_id) REFERENCES accou
 CREATE INDEX invoices_account_idx ON invoices (account_id);
 CREATE INDEX accounts_plan_idx ON accounts (plan);
 """
-    assert [(f.rule, f.line) for f in check(sql)] == [("index-without-concurrently", 5)]
+    # Line 5 also runs under the SHARE ROW EXCLUSIVE lock line 3's foreign key took on accounts.
+    assert [(f.rule, f.line) for f in check(sql)] == [
+        ("index-without-concurrently", 5),
+        ("held-lock", 5),
+    ]
 
 
 def test_multi_statement_file_reports_each_statement_line() -> None:
@@ -211,11 +239,16 @@ CREATE INDEX accounts_last_idx
 """
     findings = check(sql)
     assert [(f.rule, f.blocking, f.line) for f in findings] == [
+        ("concurrently-in-transaction", True, 4),
+        ("drop", True, 6),
         ("drop", True, 8),
-        ("index-without-concurrently", False, 10),
+        ("index-without-concurrently", True, 10),
+        ("held-lock", True, 10),
     ]
     assert [(f.rule, f.line) for f in check(sql, Phase.CONTRACT)] == [
-        ("index-without-concurrently", 10)
+        ("concurrently-in-transaction", 4),
+        ("index-without-concurrently", 10),
+        ("held-lock", 10),
     ]
 
 

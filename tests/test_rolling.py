@@ -77,7 +77,7 @@ def test_contract_changes_refuse_while_an_old_instance_serves_and_name_it(
     assert code == 0, err
     code, _out, err = stairway("migrate", "--to", "2.1.0", "--phase", "contract", "--site", site)
     assert code != 0
-    assert "contract change 0010_drop_connector_type of 2.1.0 waits for" in err
+    assert "contract change 0011_drop_connector_type of 2.1.0 waits for" in err
     assert f"instance 1 (http://127.0.0.1:{rolling_site.ports[0]}) runs 2.0.0" in err
 
 

@@ -105,7 +105,8 @@ def flyway_catalog(root: Path) -> Path:
     write(root / "stairway.toml", manifest("flyway", 'phases = { "1.1" = "expand" }\n'))
     for (name, up, down), version, sub in zip(STEPS, FLYWAY_VERSIONS, FLYWAY_DIRS, strict=True):
         where = root / "migrations" / sub
-        header = "-- phase: expand\n" if version == "2.0.1" else ""
+        # a plain index on an existing table stops writes while it builds: not an expand change
+        header = "-- phase: contract\n" if version == "2.0.1" else ""
         write(where / f"V{version}__{name}.sql", f"-- {name}\r\n{header}{up}\r\n")
         write(where / f"U{version}__{name}.sql", f"{down}\n")
     write(root / "migrations" / "README.md", "Not a migration.\n")
@@ -237,7 +238,7 @@ def test_flyway_files_read_as_flyway_reads_them(tmp_path: Path) -> None:
     assert idents == [v.replace("_", ".") for v in FLYWAY_VERSIONS]
     by_ident = {c.origin.ident: c for c in catalog.changes if c.origin}
     assert by_ident["1.1"].phase == Phase.EXPAND  # from [history] phases
-    assert by_ident["2.0.1"].phase == Phase.EXPAND  # from the file's header
+    assert by_ident["2.0.1"].phase == Phase.CONTRACT  # from the file's header
     assert by_ident["2.0.1"].origin.script == "sub/deeper/V2.0.1__orders_user_index.sql"  # type: ignore[union-attr]
     assert by_ident["1"].phase == Phase.OFFLINE
     assert by_ident["1"].loses and "DROP TABLE users" in by_ident["1"].loses

@@ -156,7 +156,7 @@ def _check_adopted(changes: tuple[Change, ...], report: Report) -> list[tuple[in
 
 def _warnings(change: Change) -> list[Problem]:
     problems = []
-    for finding in check_phase(sql_of(change), change.phase):
+    for finding in check_phase(sql_of(change), change.phase, transactional=change.transactional):
         if not finding.blocking:
             line, where = loader.located(change, finding.line)
             cause = f"[{finding.rule}] {finding.message}{where}"

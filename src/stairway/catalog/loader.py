@@ -72,7 +72,11 @@ class Catalog:
     def warnings(self) -> dict[int, list[PhaseFinding]]:
         """Non-blocking phase findings of each mainline change, by change number."""
         # keyed by mainline number; a patch change's findings are reported by `stairway check`
-        found = {c.number: check_phase(sql_of(c), c.phase) for c in self.changes if not c.patch}
+        found = {
+            c.number: check_phase(sql_of(c), c.phase, transactional=c.transactional)
+            for c in self.changes
+            if not c.patch
+        }
         return {n: [f for f in fs if not f.blocking] for n, fs in found.items() if fs}
 
 
@@ -308,9 +312,7 @@ def change_problems(change: Change) -> Iterator[CatalogError]:
             hint="give each statement that must run outside a transaction its own change",
         )
     expand = change.phase == Phase.EXPAND  # only an expand label is checked, not trusted
-    blocking = (
-        [f for f in check_phase(change.statements, change.phase) if f.blocking] if expand else []
-    )
+    blocking = [f for f in _phase_findings(change) if f.blocking] if expand else []
     for finding in blocking:
         line, where = located(change, finding.line)
         yield CatalogError(
@@ -333,6 +335,10 @@ def change_problems(change: Change) -> Iterator[CatalogError]:
             line=losing.line,
             hint="add a header line `-- loses: <what is lost>`",
         )
+
+
+def _phase_findings(change: Change) -> list[PhaseFinding]:
+    return check_phase(change.statements, change.phase, transactional=change.transactional)
 
 
 def located(change: Change, line: int | None) -> tuple[int | None, str]:

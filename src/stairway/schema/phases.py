@@ -1,571 +1,365 @@
 """Checking a change's declared phase against what its statements actually do.
 
-An ``expand`` change must leave the running release working, so statements that remove, rename
-or tighten what that release uses contradict the label: those findings are blocking. Statements
-that are compatible but hold heavy PostgreSQL locks are reported as warnings in every phase.
+An ``expand`` change must leave the running release working: statements that remove, rename or
+tighten what that release uses, or change the rows it reads, contradict the label. It must also
+not stop that release's queries for a time that grows with a table: PostgreSQL statements that
+hold a lock blocking writes (or reads) while they scan, rewrite or index a table are errors for
+``expand`` and warnings in every other phase. See ``phase_findings.Weight``.
 
 Statements are read with sqlglot's parser. What it cannot parse (it falls back to ``Command``)
-is read from its token stream instead, so strings and dollar-quoted bodies are never looked into.
+is read from its token stream instead, so strings are never looked into; the body of a ``DO``
+block is read as the PL/pgSQL it is (``plpgsql``). In a change that runs as one transaction,
+the locks each statement takes are kept in a ledger (``phase_locks``), because they are held
+until the change commits.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.dialects.postgres import Postgres
-from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
-from sqlglot.tokenizer_core import Token, TokenType
+from sqlglot.tokenizer_core import Token
 
+from stairway.schema import phase_findings as hits
 from stairway.schema.change import Phase
+from stairway.schema.loosening import loose_index
+from stairway.schema.phase_alter import (
+    alter,
+    alter_piece,
+    column_rewrites,
+    scan_words,
+    table_actions,
+)
+from stairway.schema.phase_findings import Hit, PhaseFinding, Weight
+from stairway.schema.phase_locks import Held, LockLedger, LockMode, held_lock_message
+from stairway.schema.phase_scope import (
+    Effects,
+    Scope,
+    column_key,
+    keyword,
+    named_table,
+    parse_tokens,
+    sql_names,
+    summary,
+    table_key,
+    token_list,
+    top_level_words,
+)
+from stairway.schema.plpgsql import PlKind, do_block
+from stairway.schema.plpgsql import statements as plpgsql_statements
 from stairway.schema.sqltext import Statement
 
-_NOT_KEYWORDS = frozenset(
-    {
-        TokenType.STRING,
-        TokenType.IDENTIFIER,
-        TokenType.HEREDOC_STRING,
-        TokenType.NATIONAL_STRING,
-        TokenType.RAW_STRING,
-        TokenType.BIT_STRING,
-        TokenType.HEX_STRING,
-        TokenType.BYTE_STRING,
-        TokenType.UNICODE_STRING,
-    }
-)
-# PostgreSQL functions marked VOLATILE: a column default calling one is evaluated per row, so
-# ADD COLUMN must rewrite the table. now() and CURRENT_TIMESTAMP are STABLE and do not.
-_VOLATILE_FUNCTIONS = frozenset(
-    {
-        "clock_timestamp",
-        "timeofday",
-        "random",
-        "random_normal",
-        "gen_random_uuid",
-        "uuid_generate_v1",
-        "uuid_generate_v1mc",
-        "uuid_generate_v4",
-        "uuidv4",
-        "uuidv7",
-        "nextval",
-    }
-)
-_VOLATILE_NODES = (exp.Rand, exp.Randn, exp.Uuid)
-_SERIAL_TYPES = frozenset(
-    {exp.DataType.Type.SERIAL, exp.DataType.Type.BIGSERIAL, exp.DataType.Type.SMALLSERIAL}
-)
-_GENERATED = (exp.GeneratedAsIdentityColumnConstraint, exp.ComputedColumnConstraint)
-_VALIDATED = (exp.ForeignKey, exp.Reference, exp.CheckColumnConstraint)
-_INDEXED = (exp.UniqueColumnConstraint, exp.PrimaryKey, exp.PrimaryKeyColumnConstraint)
-
-
-@dataclass(frozen=True)
-class PhaseFinding:
-    """What one statement does that its change's phase does not allow (or should know about)."""
-
-    rule: str
-    blocking: bool
-    line: int
-    message: str
-
-    def describe(self) -> str:
-        """The finding as one line: its line, ``error`` or ``warning``, its rule and its message."""
-        level = "error" if self.blocking else "warning"
-        return f"line {self.line}: {level} [{self.rule}] {self.message}"
-
-
-@dataclass(frozen=True)
-class _Hit:
-    rule: str
-    blocking: bool
-    message: str
-
-
-@dataclass
-class _Scope:
-    dialect: str
-    postgres: bool
-    # Tables created earlier in the same change: the running release cannot be using them yet.
-    created: set[str] = field(default_factory=set)
-    statement: str = ""  # the statement (or ALTER TABLE action) being read, for messages
+__all__ = ["PhaseFinding", "check_phase", "column_rewrites", "parse_statement"]
 
 
 def check_phase(
-    statements: Sequence[Statement], phase: Phase, dialect: str = "postgres"
+    statements: Sequence[Statement],
+    phase: Phase,
+    dialect: str = "postgres",
+    *,
+    transactional: bool = True,
 ) -> list[PhaseFinding]:
-    """Findings for ``statements`` labelled ``phase``; blocking ones only for ``expand``."""
+    """Findings for ``statements`` labelled ``phase``; blocking ones only for ``expand``.
+
+    ``transactional`` says whether the change runs as one transaction (the default), in which
+    case the locks of earlier statements are still held while later ones run.
+    """
     name = "postgres" if dialect == "postgresql" else dialect
-    scope = _Scope(name, postgres=isinstance(Dialect.get_or_raise(name), Postgres))
+    postgres = isinstance(Dialect.get_or_raise(name), Postgres)
+    scope = Scope(name, postgres, transactional)
     findings: list[PhaseFinding] = []
     for statement in statements:
-        for hit in _inspect(statement.text, scope):
-            if hit.blocking and phase != Phase.EXPAND:
-                continue
-            findings.append(PhaseFinding(hit.rule, hit.blocking, statement.line, hit.message))
+        if not transactional:
+            scope.ledger = LockLedger()  # each statement commits on its own
+        for hit in _statement(statement.text, statement.line, scope):
+            finding = hit.finding(phase, statement.line)
+            findings += [finding] if finding else []
     return findings
 
 
-def _inspect(text: str, scope: _Scope) -> list[_Hit]:
-    tokens = _tokens(text, scope.dialect)
+def _statement(text: str, line: int, scope: Scope) -> list[Hit]:
+    """The hits of one statement, then its locks entered in the ledger."""
+    outer, scope.effects = scope.effects, Effects()
+    found = _inspect(text, line, scope)
+    found += _held_locks(summary(text), scope)
+    for table, mode in scope.effects.locks:
+        scope.ledger.take(Held(table, mode, summary(text), line))
+    scope.effects = outer
+    return found
+
+
+def _held_locks(statement: str, scope: Scope) -> list[Hit]:
+    held = scope.ledger.stopping_the_product()
+    if not (scope.postgres and scope.effects.grows and held):
+        return []
+    message = held_lock_message(statement, scope.effects.grows, held)
+    return [Hit("held-lock", Weight.STALLS, message)]
+
+
+def _inspect(text: str, line: int, scope: Scope) -> list[Hit]:
+    tokens = token_list(text, scope.dialect)
     if not tokens:
         return []
-    scope.statement = _summary(text)
-    if _keyword(tokens[0]) in ("VACUUM", "CLUSTER"):
+    scope.statement = summary(text)
+    lead = keyword(tokens[0])
+    if lead in ("VACUUM", "CLUSTER"):
         return _maintenance(tokens, scope)
-    trees = _parse(text, tokens, scope.dialect)
+    if scope.postgres and lead in _BY_WORDS:
+        return _BY_WORDS[lead](text, line, scope)
+    trees = parse_tokens(text, tokens, scope.dialect)
     if trees is None or any(isinstance(tree, exp.Command) for tree in trees):
         return _fallback(text, tokens, scope)
     return [hit for tree in trees for hit in _tree(tree, scope)]
 
 
-@contextmanager
-def _quiet_sqlglot() -> Iterator[None]:
-    # DO blocks and function bodies routinely fall back to Command, and the token fallback
-    # handles them; sqlglot would log a warning for each one.
-    logger = logging.getLogger("sqlglot")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
+# --- DO blocks: the statements their PL/pgSQL body runs ------------------------------------
 
 
-def _parse(text: str, tokens: list[Token], dialect: str) -> list[exp.Expression] | None:
-    # The tokens are already at hand: tokenizing the text again would double the cost.
-    try:
-        with _quiet_sqlglot():
-            trees = Dialect.get_or_raise(dialect).parser().parse(tokens, text)
-    except SqlglotError:
-        return None
-    return [tree for tree in trees if isinstance(tree, exp.Expression)]
-
-
-def _tokens(text: str, dialect: str) -> list[Token]:
-    try:
-        return list(Dialect.get_or_raise(dialect).tokenize(text))
-    except SqlglotError:
-        return []
-
-
-def _keyword(token: Token) -> str:
-    """The token as an upper-case word, or "" for strings and quoted identifiers."""
-    return "" if token.token_type in _NOT_KEYWORDS else token.text.upper()
-
-
-def _depths(tokens: Sequence[Token]) -> list[int]:
-    """Parenthesis depth at each token: actions and options live at depth 0."""
-    depths, depth = [], 0
-    for token in tokens:
-        depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(token.token_type, 0)
-        depths.append(depth)
-    return depths
-
-
-def _top_level_words(tokens: Sequence[Token]) -> list[str]:
-    return [_keyword(t) for t, depth in zip(tokens, _depths(tokens), strict=True) if depth == 0]
+def _do(text: str, line: int, scope: Scope) -> list[Hit]:
+    block = do_block(text)
+    if block is None or not block.readable:
+        language = f" in {block.language}" if block else ""
+        return [hits.unreadable_hit(f"this DO block{language}")]
+    inner = plpgsql_statements(block.body)
+    if inner is None:
+        return [hits.unreadable_hit("this DO block")]
+    transactional, scope.transactional = scope.transactional, True  # a DO block is atomic
+    found: list[Hit] = []
+    for statement in inner:
+        at = line + text.count("\n", 0, block.offset + statement.offset)
+        if statement.kind is PlKind.DYNAMIC:
+            found.append(replace(hits.unreadable_hit(f"EXECUTE {statement.text}"), line=at))
+        else:
+            found += [replace(h, line=h.line or at) for h in _statement(statement.text, at, scope)]
+    scope.transactional = transactional
+    return found
 
 
 # --- statements sqlglot parses -------------------------------------------------------------
 
 
-def _tree(tree: exp.Expression, scope: _Scope) -> list[_Hit]:
-    deletes = [node for node in tree.find_all(exp.Delete) if not node.args.get("where")]
-    hits = [_delete_all(delete, scope) for delete in deletes]
+def _tree(tree: exp.Expression, scope: Scope) -> list[Hit]:
+    found = _row_changes(tree, scope)
     if isinstance(tree, exp.Drop):
-        hits += _drop(tree, scope)
+        found += _drop(tree, scope)
     elif isinstance(tree, exp.Alter):
-        hits += _alter(tree, scope)
+        found += alter(tree, scope)
     elif isinstance(tree, exp.TruncateTable):
-        hits.append(_truncate(tree, scope))
+        found.append(_truncate(tree, scope))
     elif isinstance(tree, exp.Create):
-        hits += _create(tree, scope)
-    return hits
+        found += _create(tree, scope)
+    elif isinstance(tree, exp.Insert):
+        _insert(tree, scope)
+    return found
 
 
-def _table_key(node: exp.Expression | None, scope: _Scope) -> str:
-    if isinstance(node, exp.Schema):
-        node = node.this
-    if not isinstance(node, exp.Table):
-        return ""
-    return str(normalize_identifiers(node.copy(), dialect=scope.dialect).sql(scope.dialect))
+def _row_changes(tree: exp.Expression, scope: Scope) -> list[Hit]:
+    """UPDATE and DELETE anywhere in the statement (a WITH query too)."""
+    found = [hit for update in tree.find_all(exp.Update) for hit in _update(update, scope)]
+    for delete in tree.find_all(exp.Delete):
+        found += _delete(delete, scope)
+    return found
 
 
-def _names(nodes: Sequence[exp.Expression], scope: _Scope) -> str:
-    return ", ".join(node.sql(scope.dialect) for node in nodes)
+def _update(update: exp.Update, scope: Scope) -> list[Hit]:
+    key, table = table_key(update.this, scope), update.this.sql(scope.dialect)
+    scope.grow(f"updates rows of {table}")
+    if not key or key in scope.created:
+        return []
+    targets = [eq.this for eq in update.expressions if isinstance(eq, exp.EQ)]
+    columns = sql_names(targets, scope)
+    if targets and {column_key(t, scope) for t in targets} <= scope.added.get(key, set()):
+        return [hits.backfill_hit(table, columns)]
+    return [hits.update_hit(table, columns)]
 
 
-def _drop(tree: exp.Drop, scope: _Scope) -> list[_Hit]:
+def _delete(delete: exp.Delete, scope: Scope) -> list[Hit]:
+    table = delete.this.sql(scope.dialect)
+    scope.grow(f"deletes rows of {table}")
+    if not delete.args.get("where"):
+        return [hits.delete_all_hit(table)]
+    return [] if table_key(delete.this, scope) in scope.created else [hits.delete_hit(table)]
+
+
+def _insert(insert: exp.Insert, scope: Scope) -> None:
+    """INSERT ... SELECT FROM a table copies rows: its time grows with them. VALUES does not."""
+    sources = _source_tables(insert.expression)
+    if not sources:
+        return
+    scope.grow(f"copies rows from {sql_names(sources, scope)}")
+    target = table_key(insert.this, scope)
+    if target in scope.created:
+        scope.filled.add(target)
+
+
+def _source_tables(query: exp.Expression | exp.Query | None) -> list[exp.Table]:
+    """The tables a query reads in its own FROM and JOINs (not in its subqueries)."""
+    if isinstance(query, exp.SetOperation):
+        return _source_tables(query.left) + _source_tables(query.right)
+    if not isinstance(query, exp.Select):
+        return []
+    sources = [query.args.get("from_"), *(query.args.get("joins") or [])]
+    return [s.this for s in sources if s is not None and isinstance(s.this, exp.Table)]
+
+
+def _drop(tree: exp.Drop, scope: Scope) -> list[Hit]:
     tables = list(tree.args.get("tables") or [])
     kind = str(tree.args.get("kind") or "").upper()
-    if kind == "TABLE" and tables and all(_table_key(t, scope) in scope.created for t in tables):
+    if kind == "INDEX":
+        return _drop_index(tree, tables, scope)
+    if kind == "TABLE" and tables and all(table_key(t, scope) in scope.created for t in tables):
         return []
-    return [_drop_hit(f"DROP {kind} {_names(tables, scope)}".strip())]
+    for table in tables if kind == "TABLE" else []:
+        scope.lock(table_key(table, scope), LockMode.ACCESS_EXCLUSIVE)
+    return [hits.drop_hit(f"DROP {kind} {sql_names(tables, scope)}".strip())]
 
 
-def _drop_hit(what: str) -> _Hit:
-    return _Hit(
-        "drop",
-        True,
-        f"{what} removes something the running release may still use; stop using it in the "
-        "code first, then drop it in a contract change",
-    )
+def _drop_index(tree: exp.Drop, indexes: Sequence[exp.Expression], scope: Scope) -> list[Hit]:
+    """Dropping an index that enforces nothing only loosens the schema (see ``loosening``)."""
+    names = sql_names(indexes, scope)
+    concurrently = bool(tree.args.get("concurrently"))
+    found = []
+    if scope.postgres and concurrently and scope.transactional:
+        found.append(hits.concurrently_in_transaction_hit("DROP INDEX CONCURRENTLY"))
+    if scope.postgres and not concurrently:
+        found.append(hits.drop_index_hit(names))
+    keys = [table_key(index, scope) for index in indexes]
+    if not all(key in scope.indexes or loose_index(key) for key in keys):
+        found.insert(0, hits.drop_hit(f"DROP INDEX {names}"))
+    return found
 
 
-def _truncate(tree: exp.TruncateTable, scope: _Scope) -> _Hit:
-    return _Hit(
-        "truncate",
-        True,
-        f"TRUNCATE {_names(tree.expressions, scope)} deletes every row the running release may "
-        "still read; remove data in a contract change once no code needs it",
-    )
+def _truncate(tree: exp.TruncateTable, scope: Scope) -> Hit:
+    for table in tree.expressions:
+        scope.lock(table_key(table, scope), LockMode.ACCESS_EXCLUSIVE)
+    return hits.truncate_hit(f"TRUNCATE {sql_names(tree.expressions, scope)}")
 
 
-def _delete_all(delete: exp.Delete, scope: _Scope) -> _Hit:
-    return _Hit(
-        "delete-without-where",
-        True,
-        f"DELETE FROM {delete.this.sql(scope.dialect)} without WHERE deletes every row the "
-        "running release may still read; delete only the rows meant, with a WHERE clause, in "
-        "a background change, or remove the data in a contract change",
-    )
-
-
-def _create(tree: exp.Create, scope: _Scope) -> list[_Hit]:
+def _create(tree: exp.Create, scope: Scope) -> list[Hit]:
     kind = str(tree.args.get("kind") or "").upper()
     if kind == "TABLE":
-        scope.created.add(_table_key(tree.this, scope))
-        return []
-    if kind != "INDEX" or tree.args.get("concurrently") or not scope.postgres:
-        return []
-    table = tree.this.args.get("table") if isinstance(tree.this, exp.Index) else None
-    if _table_key(table, scope) in scope.created:
-        return []
-    return [_index_hit(table.sql(scope.dialect) if table else "its table")]
-
-
-def _index_hit(table: str) -> _Hit:
-    return _Hit(
-        "index-without-concurrently",
-        False,
-        f"CREATE INDEX without CONCURRENTLY holds a SHARE lock on {table}, blocking writes for "
-        "the whole build; use CREATE INDEX CONCURRENTLY, alone in a change marked "
-        "`-- transaction: none`",
-    )
-
-
-def _alter(tree: exp.Alter, scope: _Scope) -> list[_Hit]:
-    kind = str(tree.args.get("kind") or "").upper()
-    if kind == "TABLE" and _table_key(tree.this, scope) in scope.created:
-        return []
-    table = tree.this.sql(scope.dialect) if tree.this else ""
-    hits: list[_Hit] = []
-    for action in tree.args.get("actions") or []:
-        hits += _action(action, table, bool(tree.args.get("not_valid")), scope)
-    return hits
-
-
-def _action(action: exp.Expression, table: str, not_valid: bool, scope: _Scope) -> list[_Hit]:
-    if isinstance(action, exp.Drop):
-        kind = str(action.args.get("kind") or "").upper()
-        return [_drop_hit(f"DROP {kind} {_names(action.args.get('tables') or [], scope)}")]
-    if isinstance(action, (exp.AlterRename, exp.RenameColumn)):
-        return [_rename_hit(scope.statement)]
-    if isinstance(action, exp.AlterColumn):
-        return _alter_column(action, table, scope)
-    if isinstance(action, exp.ColumnDef):
-        return _add_column(action, table, scope)
-    if isinstance(action, exp.AddConstraint) and scope.postgres:
-        return _add_constraint(action, table, not_valid, scope)
+        _create_table(tree, scope)
+    elif kind == "TRIGGER":
+        trigger = tree.find(exp.TriggerProperties)
+        table = trigger.args.get("table") if trigger else None
+        scope.lock(table_key(table, scope), LockMode.SHARE_ROW_EXCLUSIVE)
+    elif kind == "INDEX" and isinstance(tree.this, exp.Index):
+        return _create_index(tree, tree.this, scope)
     return []
 
 
-def _rename_hit(what: str) -> _Hit:
-    return _Hit(
-        "rename",
-        True,
-        f"{what} renames something the running release still uses by its old name; add the "
-        "new name alongside the old one (a new column kept in sync, or a view), move the code "
-        "to it, and remove the old name in a contract change",
-    )
+def _create_table(tree: exp.Create, scope: Scope) -> None:
+    """A new table; its foreign keys lock the tables they reference (SHARE ROW EXCLUSIVE)."""
+    key = table_key(tree.this, scope)
+    for reference in tree.find_all(exp.Reference):
+        scope.lock(table_key(reference.this, scope), LockMode.SHARE_ROW_EXCLUSIVE)
+    sources = _source_tables(tree.expression)
+    if sources:
+        scope.grow(f"copies rows from {sql_names(sources, scope)}")
+        scope.filled.add(key)
+    scope.created.add(key)
 
 
-def _alter_column(action: exp.AlterColumn, table: str, scope: _Scope) -> list[_Hit]:
-    column = action.this.sql(scope.dialect)
-    if action.args.get("dtype"):
-        rewrite = _rewrite_if(scope, f"changing the type of {table}.{column}", _TYPE_INSTEAD)
-        return [_type_hit(column, table), *rewrite]
-    if action.args.get("allow_null") is False:
-        return [_set_not_null_hit(column, table)]
-    if action.args.get("drop") and action.args.get("allow_null") is None:
-        return [_drop_default_hit(column, table)]
-    return []
-
-
-def _type_hit(column: str, table: str) -> _Hit:
-    return _Hit(
-        "type-change",
-        True,
-        f"changing the type of {table}.{column} changes what the running release reads and "
-        "writes; add a column of the new type, backfill it in a background change, move the "
-        "code to it, then drop the old column in a contract change",
-    )
-
-
-def _set_not_null_hit(column: str, table: str) -> _Hit:
-    return _Hit(
-        "set-not-null",
-        True,
-        f"SET NOT NULL on {table}.{column} makes inserts from the running release fail when they "
-        "omit the column, and scans the table under ACCESS EXCLUSIVE; backfill, then SET NOT "
-        "NULL in a contract change (a validated CHECK (column IS NOT NULL) lets PostgreSQL 12+ "
-        "skip the scan)",
-    )
-
-
-def _drop_default_hit(column: str, table: str) -> _Hit:
-    return _Hit(
-        "drop",
-        True,
-        f"DROP DEFAULT on {table}.{column} changes what the running release gets when it omits "
-        "the column (NULL, or a failed insert); drop the default in a contract change",
-    )
-
-
-def _add_column(column: exp.ColumnDef, table: str, scope: _Scope) -> list[_Hit]:
-    kinds = [c.args.get("kind") for c in column.args.get("constraints") or []]
-    name, hits = column.this.sql(scope.dialect), []
-    if _not_null(kinds) and not _has_value(column, kinds):
-        hits.append(_not_null_hit(name, table))
-    if scope.postgres and any(isinstance(kind, _VALIDATED + _INDEXED) for kind in kinds):
-        hits.append(_inline_constraint_hit(name, table))
-    if _rewrites(column, kinds):
-        hits += _rewrite_if(scope, f"adding {name} with a value computed per row", _ADD_INSTEAD)
-    return hits
-
-
-def _not_null(kinds: Sequence[exp.Expression | None]) -> bool:
-    return any(
-        isinstance(kind, exp.PrimaryKeyColumnConstraint)
-        or (isinstance(kind, exp.NotNullColumnConstraint) and not kind.args.get("allow_null"))
-        for kind in kinds
-    )
-
-
-def _has_value(column: exp.ColumnDef, kinds: Sequence[exp.Expression | None]) -> bool:
-    """Whether existing rows and inserts that omit the column get a non-null value."""
-    if _serial(column) or any(isinstance(kind, _GENERATED) for kind in kinds):
-        return True
-    return any(
-        isinstance(kind, exp.DefaultColumnConstraint) and not isinstance(kind.this, exp.Null)
-        for kind in kinds
-    )
-
-
-def _serial(column: exp.ColumnDef) -> bool:
-    dtype = column.args.get("kind")
-    return isinstance(dtype, exp.DataType) and dtype.this in _SERIAL_TYPES
-
-
-def column_rewrites(column: exp.ColumnDef) -> bool:
-    """Whether adding ``column`` makes PostgreSQL rewrite the table (a value computed per row)."""
-    return _rewrites(column, [c.args.get("kind") for c in column.args.get("constraints") or []])
+def _create_index(tree: exp.Create, index: exp.Index, scope: Scope) -> list[Hit]:
+    if index.this:
+        scope.indexes.add(table_key(exp.to_table(index.this.sql(scope.dialect)), scope))
+    if not scope.postgres:
+        return []
+    if tree.args.get("concurrently"):
+        what = "CREATE INDEX CONCURRENTLY"
+        return [hits.concurrently_in_transaction_hit(what)] if scope.transactional else []
+    table = index.args.get("table")
+    key = table_key(table, scope)
+    scope.lock(key, LockMode.SHARE)
+    if key in scope.created and key not in scope.filled:
+        return []  # an index on an empty table is built at once
+    name = table.sql(scope.dialect) if table else "its table"
+    scope.grow(f"builds an index over {name}")
+    return [] if key in scope.created else [hits.index_hit("CREATE INDEX", name)]
 
 
 def parse_statement(text: str, dialect: str = "postgres") -> list[exp.Expression] | None:
     """sqlglot's trees for one statement; None when it cannot read it as SQL."""
-    tokens = _tokens(text, dialect)
-    trees = _parse(text, tokens, dialect) if tokens else None
+    tokens = token_list(text, dialect)
+    trees = parse_tokens(text, tokens, dialect) if tokens else None
     if trees is None or any(isinstance(tree, exp.Command) for tree in trees):
         return None
     return trees
 
 
-def _rewrites(column: exp.ColumnDef, kinds: Sequence[exp.Expression | None]) -> bool:
-    if _serial(column) or any(isinstance(kind, _GENERATED) for kind in kinds):
-        return True
-    return any(
-        isinstance(kind, exp.DefaultColumnConstraint) and _volatile(kind.this) for kind in kinds
-    )
-
-
-def _volatile(node: exp.Expression) -> bool:
-    return any(
-        isinstance(child, _VOLATILE_NODES)
-        or (isinstance(child, exp.Anonymous) and child.name.lower() in _VOLATILE_FUNCTIONS)
-        for child in node.walk()
-    )
-
-
-def _not_null_hit(column: str, table: str) -> _Hit:
-    return _Hit(
-        "not-null-without-default",
-        True,
-        f"ADD COLUMN {column} NOT NULL without a DEFAULT fails on a non-empty {table} and breaks "
-        "inserts from the running release, which does not know the column; add the column "
-        "nullable, backfill, then SET NOT NULL in a contract change (or give it a DEFAULT)",
-    )
-
-
-def _inline_constraint_hit(column: str, table: str) -> _Hit:
-    return _Hit(
-        "constraint-without-not-valid",
-        True,
-        f"ADD COLUMN {column} with an inline constraint creates the constraint under the ACCESS "
-        f"EXCLUSIVE lock of ADD COLUMN on {table}; add the column alone, then add the "
-        "constraint in a later change (NOT VALID and VALIDATE, or USING INDEX for a unique one)",
-    )
-
-
-_TYPE_INSTEAD = (
-    "no rewrite happens only when the old type is binary-coercible to the new one (varchar(n) "
-    "to text or to a longer varchar); otherwise add a new column and backfill it in batches"
-)
-_ADD_INSTEAD = (
-    "add the column without a default (or with a constant one), then set the default and "
-    "backfill existing rows in batches in a background change"
-)
-
-
-def _rewrite_if(scope: _Scope, what: str, instead: str) -> list[_Hit]:
-    if not scope.postgres:
-        return []
-    message = (
-        f"{what} rewrites the table and its indexes under ACCESS EXCLUSIVE, blocking reads and "
-        f"writes until it ends; {instead}"
-    )
-    return [_Hit("table-rewrite", False, message)]
-
-
-def _add_constraint(
-    action: exp.AddConstraint, table: str, not_valid: bool, scope: _Scope
-) -> list[_Hit]:
-    hits: list[_Hit] = []
-    for item in action.expressions:
-        what = _summary(f"ADD {item.sql(scope.dialect)}")
-        for kind in item.expressions if isinstance(item, exp.Constraint) else [item]:
-            hit = _constraint_hit(kind, what, table, not_valid)
-            hits += [hit] if hit else []
-    return hits
-
-
-def _constraint_hit(kind: exp.Expression, what: str, table: str, not_valid: bool) -> _Hit | None:
-    rule = "constraint-without-not-valid"
-    if isinstance(kind, _INDEXED):
-        return _Hit(rule, True, _UNIQUE.format(what=what, table=table))
-    if isinstance(kind, exp.ExcludeColumnConstraint):
-        return _Hit(rule, True, _EXCLUDE.format(what=what, table=table))
-    if isinstance(kind, _VALIDATED) and not not_valid:
-        return _Hit(rule, True, _NOT_VALID.format(what=what, table=table))
-    return None
-
-
-_NOT_VALID = (
-    "{what} on {table} checks every existing row while holding a lock that blocks writes "
-    "(ACCESS EXCLUSIVE for a check, SHARE ROW EXCLUSIVE on both tables for a foreign key); "
-    "add the constraint NOT VALID and VALIDATE it in a later change"
-)
-_UNIQUE = (
-    "{what} on {table} builds a unique index under ACCESS EXCLUSIVE, blocking reads and "
-    "writes; a UNIQUE or PRIMARY KEY constraint cannot be NOT VALID: build the index first with "
-    "CREATE UNIQUE INDEX CONCURRENTLY, then ADD CONSTRAINT ... UNIQUE USING INDEX (or PRIMARY "
-    "KEY USING INDEX)"
-)
-_EXCLUDE = (
-    "{what} on {table} builds an exclusion index under ACCESS EXCLUSIVE, and an exclusion "
-    "constraint can be neither NOT VALID nor built from an existing index; put it in an "
-    "offline change"
-)
-
-
-# --- statements sqlglot cannot parse: leading keywords of the token stream -----------------
-
-
-def _fallback(text: str, tokens: Sequence[Token], scope: _Scope) -> list[_Hit]:
-    words = _top_level_words(tokens)
+def _fallback(text: str, tokens: Sequence[Token], scope: Scope) -> list[Hit]:
+    words = top_level_words(tokens)
     if words[0] in ("DROP", "TRUNCATE"):
-        return _scan(words, scope.statement)
+        return scan_words(words, scope.statement)
     if words[0] != "ALTER":
         return []
     if len(words) > 1 and words[1] == "TABLE":
-        return [hit for piece in _table_actions(text, tokens) for hit in _piece(piece, scope)]
-    return _scan(words, scope.statement)
+        return [hit for piece in table_actions(text, tokens) for hit in alter_piece(piece, scope)]
+    return scan_words(words, scope.statement)
 
 
-def _summary(text: str) -> str:
-    words = " ".join(text.split())
-    return words if len(words) <= 60 else words[:57] + "..."
-
-
-def _scan(words: Sequence[str], what: str) -> list[_Hit]:
-    """DROP, RENAME or TRUNCATE among top-level words; DROP NOT NULL relaxes and is fine."""
-    if words[0] == "TRUNCATE":
-        return [_Hit("truncate", True, f"{what} deletes every row the running release may read")]
-    if "RENAME" in words:
-        return [_rename_hit(what)]
-    drops = [i for i, word in enumerate(words) if word == "DROP"]
-    if any(words[i + 1 : i + 3] != ["NOT", "NULL"] for i in drops):
-        return [_drop_hit(what)]
-    return []
-
-
-def _table_actions(text: str, tokens: Sequence[Token]) -> list[str]:
-    """``ALTER TABLE name action`` for each comma-separated action, so each parses on its own."""
-    start = _after_table_name(tokens)
-    if start >= len(tokens):
-        return [text]
-    header, depths = text[: tokens[start].start], _depths(tokens)
-    commas = [i for i in range(start, len(tokens)) if _is_comma(tokens[i]) and not depths[i]]
-    firsts, lasts = [start, *(c + 1 for c in commas)], [*(c - 1 for c in commas), len(tokens) - 1]
-    spans = zip(firsts, lasts, strict=True)
-    return [header + text[tokens[a].start : tokens[b].end + 1] for a, b in spans if a <= b]
-
-
-def _is_comma(token: Token) -> bool:
-    return bool(token.token_type == TokenType.COMMA)
-
-
-def _after_table_name(tokens: Sequence[Token]) -> int:
-    index = 2
-    if index < len(tokens) and _keyword(tokens[index]) == "IF":
-        index += 2
-    if index < len(tokens) and _keyword(tokens[index]) == "ONLY":
-        index += 1
-    index += 1
-    while index + 1 < len(tokens) and tokens[index].token_type == TokenType.DOT:
-        index += 2
-    if index < len(tokens) and tokens[index].token_type == TokenType.STAR:
-        index += 1
-    return index
-
-
-def _piece(text: str, scope: _Scope) -> list[_Hit]:
-    scope.statement = _summary(text)
-    trees = _parse(text, _tokens(text, scope.dialect), scope.dialect)
-    if trees and isinstance(trees[0], exp.Alter):
-        return _alter(trees[0], scope)
-    return _scan(_top_level_words(_tokens(text, scope.dialect)), scope.statement)
-
-
-def _maintenance(tokens: Sequence[Token], scope: _Scope) -> list[_Hit]:
+def _maintenance(tokens: Sequence[Token], scope: Scope) -> list[Hit]:
     if not scope.postgres:
         return []
-    lead = _keyword(tokens[0])
+    lead = keyword(tokens[0])
     # sqlglot keeps everything after VACUUM as one string token; its options are inside it.
-    options = _tokens(tokens[1].text, scope.dialect) if len(tokens) > 1 else []
-    if lead == "VACUUM" and "FULL" not in [_keyword(option) for option in options]:
+    options = token_list(tokens[1].text, scope.dialect) if len(tokens) > 1 else []
+    if lead == "VACUUM" and "FULL" not in [keyword(option) for option in options]:
         return []
     what = "VACUUM FULL" if lead == "VACUUM" else "CLUSTER"
+    scope.grow("rewrites the table")
     return [
-        _Hit(
+        Hit(
             "table-rewrite",
-            False,
+            Weight.STALLS,
             f"{what} rewrites the table under ACCESS EXCLUSIVE, blocking reads and writes for "
             "the whole rewrite; use plain VACUUM, or run it in an offline change",
         )
     ]
+
+
+def _rest_words(text: str, scope: Scope) -> tuple[str, list[Token]]:
+    """The text after a statement's first word, and its tokens (sqlglot keeps the words after
+    LOCK, and after words it does not know, as one string)."""
+    rest = text.lstrip()
+    rest = rest[len(rest.split(maxsplit=1)[0]) :]
+    return rest, token_list(rest, scope.dialect)
+
+
+def _lock_table(text: str, line: int, scope: Scope) -> list[Hit]:
+    """``LOCK [TABLE] [ONLY] name [, ...] [IN mode MODE] [NOWAIT]``: the mode, on each table."""
+    rest, tokens = _rest_words(text, scope)
+    words = [keyword(t) for t in tokens]
+    stop = next((i for i, w in enumerate(words) if w in ("IN", "NOWAIT")), len(words))
+    mode = LockMode.ACCESS_EXCLUSIVE
+    if "MODE" in words[stop:]:
+        mode = LockMode.named(" ".join(words[stop + 1 : words.index("MODE")])) or mode
+    first = next((i for i, w in enumerate(words[:stop]) if w not in ("TABLE", "ONLY")), stop)
+    names = rest[tokens[first].start : tokens[stop - 1].end + 1] if first < stop else ""
+    for name in filter(str.strip, names.split(",")):
+        scope.lock(named_table(name, scope), mode)
+    return []
+
+
+def _reindex(text: str, line: int, scope: Scope) -> list[Hit]:
+    """``REINDEX`` builds every index again under SHARE, like CREATE INDEX."""
+    rest, tokens = _rest_words(text, scope)
+    words = [keyword(t) for t in tokens]
+    if "CONCURRENTLY" in words:
+        what = "REINDEX CONCURRENTLY"
+        return [hits.concurrently_in_transaction_hit(what)] if scope.transactional else []
+    target = next((i for i, w in enumerate(words) if w in _REINDEX_TARGETS), len(words))
+    name = rest[tokens[target + 1].start :].strip() if target + 1 < len(tokens) else ""
+    key = named_table(name, scope) if words[target : target + 1] == ["TABLE"] else ""
+    if key and key in scope.created:
+        return []
+    scope.lock(key, LockMode.SHARE)
+    scope.grow(f"rebuilds the indexes of {name or 'the table'}")
+    return [hits.index_hit(summary(text), name or "the table")]
+
+
+_REINDEX_TARGETS = frozenset({"INDEX", "TABLE", "SCHEMA", "DATABASE", "SYSTEM"})
+_BY_WORDS = {"DO": _do, "LOCK": _lock_table, "REINDEX": _reindex}

@@ -84,7 +84,7 @@ def _change(spec: HistorySpec, number: int, found: Found, previous: str | None) 
     statements = _statements(number, found, up)
     down_statements = _statements(number, found, down) if down else ()
     phase = _phase(spec, found, file, headers.get("phase", ("offline", 0)))
-    _refuse_false_expand(found, phase, statements)
+    _refuse_false_expand(found, phase, statements, transactional=transaction and up.transactional)
     return Change(
         number=number,
         name=found.name,
@@ -229,8 +229,11 @@ def _phase(spec: HistorySpec, found: Found, file: ChangeFile, header: tuple[str,
     return phase
 
 
-def _refuse_false_expand(found: Found, phase: Phase, statements: Sequence[Statement]) -> None:
-    blocking = [f for f in check_phase(statements, phase) if f.blocking]
+def _refuse_false_expand(
+    found: Found, phase: Phase, statements: Sequence[Statement], *, transactional: bool
+) -> None:
+    findings = check_phase(statements, phase, transactional=transactional)
+    blocking = [f for f in findings if f.blocking]
     if phase == Phase.EXPAND and blocking:
         raise CatalogError(
             f"declared expand, but {blocking[0].message}",
