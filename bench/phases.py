@@ -78,7 +78,7 @@ def run(sizes: Sizes) -> Result:
         raise NotRun("no labelled migration matches the rendered corpus", hint="relabel")
     keys = {label.key for label in labels}
     judged = [m for m in corpus if m.key in keys]
-    ours = judges.stairway(judged)
+    ours = judges.stairway(judged, corpus)
     theirs = judges.squawk(venv.squawk, judged)
     fairer = judges.squawk(venv.squawk, judged, exclude=judges.TIMEOUT_RULES)
     mine = Score.of(ours.flagged, labels)

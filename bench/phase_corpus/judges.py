@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from bench.harness import timed
 from bench.phase_corpus.corpus import Migration
 from stairway.schema.change import Phase
 from stairway.schema.phases import check_phase
+from stairway.schema.shape import Shape
 from stairway.schema.sqltext import SqlSyntaxError, split_statements
 
 
@@ -28,21 +29,55 @@ class Verdicts:
     seconds: float
 
 
-def refused_as_expand(sql: str) -> bool:
-    """Whether Stairway refuses ``sql`` declared as expand (any blocking finding)."""
+def refused_as_expand(sql: str, earlier: Callable[[], Shape] | None = None) -> bool:
+    """Whether Stairway refuses ``sql`` declared as expand (any blocking finding), after the
+    schema ``earlier`` gives."""
     try:
         statements = split_statements(sql)
     except SqlSyntaxError:
         return True  # a change Stairway cannot read is refused before it runs
-    findings = check_phase(statements, Phase.EXPAND, dialect="postgres")
+    findings = check_phase(statements, Phase.EXPAND, dialect="postgres", earlier=earlier)
     return any(finding.blocking for finding in findings)
 
 
-def stairway(migrations: Sequence[Migration]) -> Verdicts:
-    """Stairway's verdict on every migration."""
+class _History:
+    """One project's migrations before the one judged, replayed only when a rule asks, as a
+    catalog's earlier changes are (stairway.schema.earlier)."""
+
+    def __init__(self) -> None:
+        self._shape = Shape.empty()
+        self._pending: list[Migration] = []
+
+    def add(self, migration: Migration) -> None:
+        self._pending.append(migration)
+
+    def shape(self) -> Shape:
+        for migration in self._pending:
+            try:
+                self._shape = self._shape.after(migration.sql)
+            except SqlSyntaxError:
+                self._shape = Shape.empty()  # what it did is not known
+            if migration.method == "failed":
+                self._shape = Shape.empty()
+        self._pending.clear()
+        return self._shape
+
+
+def stairway(migrations: Sequence[Migration], corpus: Sequence[Migration]) -> Verdicts:
+    """Stairway's verdict on every migration of ``migrations``; ``corpus`` is every rendered
+    migration of each project in its history's order, so each is judged on the schema the
+    ones before it left."""
+    wanted = {m.key for m in migrations}
 
     def judge() -> frozenset[tuple[str, str]]:
-        return frozenset(m.key for m in migrations if refused_as_expand(m.sql))
+        histories: dict[str, _History] = {}
+        flagged = set()
+        for migration in corpus:
+            history = histories.setdefault(migration.project, _History())
+            if migration.key in wanted and refused_as_expand(migration.sql, history.shape):
+                flagged.add(migration.key)
+            history.add(migration)
+        return frozenset(flagged)
 
     flagged, seconds = timed(judge)
     return Verdicts(flagged, seconds)

@@ -24,9 +24,8 @@ from stairway.catalog.manifest import Manifest, load_manifest
 from stairway.catalog.object_migrations import read_object_migrations
 from stairway.errors import CatalogError
 from stairway.schema.change import Change
-from stairway.schema.phases import check_phase
+from stairway.schema.earlier import Earlier
 from stairway.schema.reader import parse_file_name, read_change_problems
-from stairway.schema.sql_of import sql_of
 from stairway.versions import Release
 
 T = TypeVar("T")
@@ -137,30 +136,36 @@ def _check_changes(directory: Path, report: Report) -> list[tuple[int, int]]:
     paths = sorted(directory.iterdir())
     files = [f for p in paths if (f := report.attempt(partial(parse_file_name, p)))]
     report.add(loader.numbering_problems(files))
+    earlier = Earlier()
     for file in sorted(files, key=lambda f: f.key):
         change, problems = read_change_problems(file)
         report.add(problems)
         if change is not None:
-            report.add(loader.change_problems(change))
-            report.problems.extend(_warnings(change))
+            _check_change(change, earlier, report)
     return sorted({f.key for f in files})
 
 
 def _check_adopted(changes: tuple[Change, ...], report: Report) -> list[tuple[int, int]]:
     """Problems of every change of an adopted history (its reading stopped at the first)."""
+    earlier = Earlier()
     for change in changes:
-        report.add(loader.change_problems(change))
-        report.problems.extend(_warnings(change))
+        _check_change(change, earlier, report)
     return [c.key for c in changes]
 
 
-def _warnings(change: Change) -> list[Problem]:
+def _check_change(change: Change, earlier: Earlier, report: Report) -> None:
+    """One change's problems and warnings, after the changes in ``earlier``; then it joins them."""
+    report.add(loader.change_problems(change, earlier))
+    report.problems.extend(_warnings(change, earlier))
+    earlier.add(change)
+
+
+def _warnings(change: Change, earlier: Earlier) -> list[Problem]:
     problems = []
-    for finding in check_phase(sql_of(change), change.phase, transactional=change.transactional):
-        if not finding.blocking:
-            line, where = loader.located(change, finding.line)
-            cause = f"[{finding.rule}] {finding.message}{where}"
-            problems.append(Problem(str(change.path), line, cause, "", CatalogSeverity.WARNING))
+    for finding in loader.warning_findings(change, earlier):
+        line, where = loader.located(change, finding.line)
+        cause = f"[{finding.rule}] {finding.message}{where}"
+        problems.append(Problem(str(change.path), line, cause, "", CatalogSeverity.WARNING))
     return problems
 
 

@@ -20,6 +20,7 @@ from stairway.objects.migration import ObjectMigration, reused_paths
 from stairway.objects.spec import ObjectsModel
 from stairway.schema.change import Change, ChangeKind, Phase
 from stairway.schema.dataloss import loses_data
+from stairway.schema.earlier import Earlier
 from stairway.schema.phases import PhaseFinding, check_phase
 from stairway.schema.reader import ChangeFile, parse_file_name, read_change
 from stairway.schema.sql_of import sql_of
@@ -72,12 +73,12 @@ class Catalog:
     def warnings(self) -> dict[int, list[PhaseFinding]]:
         """Non-blocking phase findings of each mainline change, by change number."""
         # keyed by mainline number; a patch change's findings are reported by `stairway check`
-        found = {
-            c.number: check_phase(sql_of(c), c.phase, transactional=c.transactional)
-            for c in self.changes
-            if not c.patch
-        }
-        return {n: [f for f in fs if not f.blocking] for n, fs in found.items() if fs}
+        found, earlier = {}, Earlier()
+        for change in self.changes:
+            if not change.patch:
+                found[change.number] = warning_findings(change, earlier)
+            earlier.add(change)
+        return {n: fs for n, fs in found.items() if fs}
 
 
 def load_catalog(root: Path | str) -> Catalog:
@@ -98,8 +99,10 @@ def load_catalog(root: Path | str) -> Catalog:
     manifest = load_manifest(root / MANIFEST)
     adopted = adopted_changes(root, manifest, root / MANIFEST)
     changes = _changes(root / "schema") if adopted is None else adopted
+    earlier = Earlier()
     for change in adopted or ():
-        raise_first(change_problems(change))
+        raise_first(change_problems(change, earlier))
+        earlier.add(change)
     releases = releases_of(manifest, identifiers(changes), root / MANIFEST)
     raise_first(release_problems(releases, root / MANIFEST))
     shipped = sum(1 for c in changes if not c.patch)
@@ -189,8 +192,10 @@ def _changes(directory: Path) -> tuple[Change, ...]:
     files = [f for p in sorted(directory.iterdir()) if (f := parse_file_name(p))]
     raise_first(numbering_problems(files))
     changes = tuple(read_change(f) for f in sorted(files, key=lambda f: f.key))
+    earlier = Earlier()
     for change in changes:
-        raise_first(change_problems(change))
+        raise_first(change_problems(change, earlier))
+        earlier.add(change)
     return changes
 
 
@@ -294,8 +299,9 @@ def _carried_problems(
         )
 
 
-def change_problems(change: Change) -> Iterator[CatalogError]:
-    """Every rule one change breaks: transaction mode, its expand label, its ``loses``."""
+def change_problems(change: Change, earlier: Earlier | None = None) -> Iterator[CatalogError]:
+    """Every rule one change breaks: transaction mode, its expand label, its ``loses``;
+    ``earlier`` holds the changes that run before it."""
     if change.patch and change.batches is not None:
         yield CatalogError(
             f"patch change {change.code} is a background change: a patch of an LTS line runs "
@@ -312,7 +318,7 @@ def change_problems(change: Change) -> Iterator[CatalogError]:
             hint="give each statement that must run outside a transaction its own change",
         )
     expand = change.phase == Phase.EXPAND  # only an expand label is checked, not trusted
-    blocking = [f for f in _phase_findings(change) if f.blocking] if expand else []
+    blocking = [f for f in phase_findings(change, earlier) if f.blocking] if expand else []
     for finding in blocking:
         line, where = located(change, finding.line)
         yield CatalogError(
@@ -337,8 +343,22 @@ def change_problems(change: Change) -> Iterator[CatalogError]:
         )
 
 
-def _phase_findings(change: Change) -> list[PhaseFinding]:
-    return check_phase(change.statements, change.phase, transactional=change.transactional)
+def warning_findings(change: Change, earlier: Earlier) -> list[PhaseFinding]:
+    """The non-blocking findings on the SQL ``change`` amounts to (rendered if need be)."""
+    found = check_phase(
+        sql_of(change), change.phase, transactional=change.transactional, earlier=earlier.shape
+    )
+    return [f for f in found if not f.blocking]
+
+
+def phase_findings(change: Change, earlier: Earlier | None = None) -> list[PhaseFinding]:
+    """The phase rules' findings on ``change``, after the changes in ``earlier``."""
+    return check_phase(
+        change.statements,
+        change.phase,
+        transactional=change.transactional,
+        earlier=earlier.shape if earlier else None,
+    )
 
 
 def located(change: Change, line: int | None) -> tuple[int | None, str]:

@@ -26,6 +26,7 @@ from stairway.schema.phase_scope import (
     token_list,
     top_level_words,
 )
+from stairway.schema.shape import set_not_null_is_noop, type_change_is_safe
 
 _VOLATILE_FUNCTIONS = frozenset(
     {
@@ -107,14 +108,38 @@ def _drop_action(action: exp.Drop, scope: Scope) -> list[Hit]:
 def _alter_column(action: exp.AlterColumn, table: str, scope: Scope) -> list[Hit]:
     column = action.this.sql(scope.dialect)
     if action.args.get("dtype"):
+        if _only_widens(action, scope):
+            return []
         rewrite = _rewrite_if(scope, f"changing the type of {table}.{column}", _TYPE_INSTEAD)
         return [hits.type_hit(column, table), *rewrite]
     if action.args.get("allow_null") is False:
+        if _not_null_already(action, scope):
+            return []
         scope.grow(f"scans {table} to check {column}")
         return [hits.set_not_null_hit(column, table)]
     if action.args.get("drop") and action.args.get("allow_null") is None:
         return [hits.drop_default_hit(column, table)]
     return []
+
+
+def _only_widens(action: exp.AlterColumn, scope: Scope) -> bool:
+    """Whether the new type only widens the column as earlier changes left it (or is the type
+    it has): PostgreSQL then changes the catalog alone, and every value reads as before."""
+    shape = scope.shape()
+    dtype = action.args.get("dtype")
+    if shape is None or not isinstance(dtype, exp.DataType):
+        return False
+    # sqlglot leaves False, not None, where the statement has no USING or COLLATE
+    using, collate = action.args.get("using") or None, action.args.get("collate") or None
+    return type_change_is_safe(shape, scope.table, action.this, dtype, using=using, collate=collate)
+
+
+def _not_null_already(action: exp.AlterColumn, scope: Scope) -> bool:
+    """Whether earlier changes left the column NOT NULL: SET NOT NULL then checks nothing."""
+    shape = scope.shape()
+    return shape is not None and set_not_null_is_noop(
+        shape, scope.table, column_key(action.this, scope)
+    )
 
 
 def _add_column(column: exp.ColumnDef, table: str, scope: Scope) -> list[Hit]:

@@ -4,7 +4,7 @@ sqlglot helpers every rule reads a statement with."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -15,6 +15,7 @@ from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.tokenizer_core import Token, TokenType
 
 from stairway.schema.phase_locks import LockLedger, LockMode
+from stairway.schema.shape import Shape
 
 _NOT_KEYWORDS = frozenset(
     {
@@ -59,6 +60,16 @@ class Scope:
     effects: Effects = field(default_factory=Effects)
     statement: str = ""  # the statement (or ALTER TABLE action) being read, for messages
     table: str = ""  # the key of the table the ALTER TABLE being read alters
+    # The schema as the catalog's earlier changes left it, replayed only when a rule asks.
+    earlier: Callable[[], Shape] | None = None
+    read: list[str] = field(default_factory=list)  # this change's statements read so far
+
+    def shape(self) -> Shape | None:
+        """The schema the statement being read finds (earlier changes, then this change's
+        statements before it); None when the catalog's history was not given."""
+        if self.earlier is None or not self.postgres:
+            return None
+        return self.earlier().after(self.read)
 
     def lock(self, table: str, mode: LockMode) -> None:
         """The statement takes ``mode`` on ``table``; only existing tables matter."""

@@ -15,7 +15,7 @@ until the change commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from sqlglot import exp
@@ -50,6 +50,7 @@ from stairway.schema.phase_scope import (
 )
 from stairway.schema.plpgsql import PlKind, do_block
 from stairway.schema.plpgsql import statements as plpgsql_statements
+from stairway.schema.shape import Shape
 from stairway.schema.sqltext import Statement
 
 __all__ = ["PhaseFinding", "check_phase", "column_rewrites", "parse_statement"]
@@ -61,15 +62,18 @@ def check_phase(
     dialect: str = "postgres",
     *,
     transactional: bool = True,
+    earlier: Callable[[], Shape] | None = None,
 ) -> list[PhaseFinding]:
     """Findings for ``statements`` labelled ``phase``; blocking ones only for ``expand``.
 
     ``transactional`` says whether the change runs as one transaction (the default), in which
-    case the locks of earlier statements are still held while later ones run.
+    case the locks of earlier statements are still held while later ones run. ``earlier``
+    gives the schema as the catalog's earlier changes left it: with it, a type change that
+    only widens a column and a NOT NULL the column already has are known to be harmless.
     """
     name = "postgres" if dialect == "postgresql" else dialect
     postgres = isinstance(Dialect.get_or_raise(name), Postgres)
-    scope = Scope(name, postgres, transactional)
+    scope = Scope(name, postgres, transactional, earlier=earlier)
     findings: list[PhaseFinding] = []
     for statement in statements:
         if not transactional:
@@ -77,6 +81,7 @@ def check_phase(
         for hit in _statement(statement.text, statement.line, scope):
             finding = hit.finding(phase, statement.line)
             findings += [finding] if finding else []
+        scope.read.append(statement.text)
     return findings
 
 

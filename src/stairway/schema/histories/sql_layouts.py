@@ -19,6 +19,7 @@ from pathlib import Path
 from stairway.errors import CatalogError
 from stairway.schema.change import Change, ChangeKind, HistoryTool, Origin, Phase
 from stairway.schema.dataloss import loses_data
+from stairway.schema.earlier import Earlier
 from stairway.schema.histories.spec import HistorySpec
 from stairway.schema.histories.sql_names import Found, find
 from stairway.schema.phases import check_phase
@@ -60,10 +61,10 @@ def read(spec: HistorySpec) -> tuple[Change, ...]:
     """
     found = find(spec.tool, spec.directory)
     previous = [None, *(f.ident for f in found)]
-    return tuple(
-        _change(spec, number, migration, previous[number - 1])
-        for number, migration in enumerate(found, start=1)
-    )
+    earlier = Earlier()  # an expand label is judged on the schema the earlier files left
+    for number, migration in enumerate(found, start=1):
+        earlier.add(_change(spec, number, migration, previous[number - 1], earlier))
+    return earlier.changes
 
 
 def flyway_checksum(text: str) -> int:
@@ -76,7 +77,9 @@ def flyway_checksum(text: str) -> int:
     return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
-def _change(spec: HistorySpec, number: int, found: Found, previous: str | None) -> Change:
+def _change(
+    spec: HistorySpec, number: int, found: Found, previous: str | None, earlier: Earlier
+) -> Change:
     file = ChangeFile(number, found.name, found.up)
     whole, up, down = _sections(spec.tool, found)
     headers = read_headers(file, whole if spec.tool == HistoryTool.DBMATE else up.text)
@@ -84,7 +87,8 @@ def _change(spec: HistorySpec, number: int, found: Found, previous: str | None) 
     statements = _statements(number, found, up)
     down_statements = _statements(number, found, down) if down else ()
     phase = _phase(spec, found, file, headers.get("phase", ("offline", 0)))
-    _refuse_false_expand(found, phase, statements, transactional=transaction and up.transactional)
+    transactional = transaction and up.transactional
+    _refuse_false_expand(found, phase, statements, transactional, earlier)
     return Change(
         number=number,
         name=found.name,
@@ -230,9 +234,13 @@ def _phase(spec: HistorySpec, found: Found, file: ChangeFile, header: tuple[str,
 
 
 def _refuse_false_expand(
-    found: Found, phase: Phase, statements: Sequence[Statement], *, transactional: bool
+    found: Found,
+    phase: Phase,
+    statements: Sequence[Statement],
+    transactional: bool,
+    earlier: Earlier,
 ) -> None:
-    findings = check_phase(statements, phase, transactional=transactional)
+    findings = check_phase(statements, phase, transactional=transactional, earlier=earlier.shape)
     blocking = [f for f in findings if f.blocking]
     if phase == Phase.EXPAND and blocking:
         raise CatalogError(
