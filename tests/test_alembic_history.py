@@ -8,6 +8,7 @@ Optuna's own storage checks) must find the database at the revision Stairway say
 from __future__ import annotations
 
 import os
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,9 @@ import optuna
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
+import prestarted
 from cli_runner import stairway
 from conftest import CATALOGS, new_pg_database
 from optuna_sites import (
@@ -139,9 +141,10 @@ def test_a_failed_upgrade_puts_the_products_revision_back(
 
 ENV_PY = """
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, pool
 
-with create_engine(context.config.get_main_option("sqlalchemy.url")).connect() as conn:
+url = context.config.get_main_option("sqlalchemy.url")
+with create_engine(url, poolclass=pool.NullPool).connect() as conn:
     context.configure(connection=conn)
     with context.begin_transaction():
         context.run_migrations()
@@ -403,3 +406,153 @@ def test_two_migrations_at_once_adopt_the_database_once(sqlite_database: str) ->
     kinds = Counter(a.kind.value for a in state.applied)
     assert kinds == {"baseline": 3, "applied": 7}
     assert heads(sqlite_database) == {HEAD}
+
+
+# --- revisions with an autocommit block ---------------------------------------------------------
+
+
+def autocommit_block(statement: str) -> str:
+    """Alembic's way to run ``statement`` outside the revision's transaction (committing what ran
+    before it), as a line of ``upgrade()``."""
+    return f"with op.get_context().autocommit_block():\n        {statement}"
+
+
+ADD_NAME = 'op.add_column("a", sa.Column("name", sa.Text))'
+CONCURRENT_INDEX = 'op.create_index("a_name", "a", ["name"], postgresql_concurrently=True)'
+DROP_CONCURRENTLY = 'op.drop_index("a_name", table_name="a", postgresql_concurrently=True)'
+
+
+def index_state(url: str, name: str) -> tuple[bool, bool] | None:
+    """Whether index ``name`` exists and, on PostgreSQL, is valid (a failed concurrent build
+    leaves an invalid one behind); None when there is none."""
+    engine = create_engine(sa_url(url))
+    with engine.connect() as conn:
+        if url.startswith("sqlite"):
+            query = "SELECT 1, 1 FROM sqlite_master WHERE type = 'index' AND name = :name"
+        else:
+            query = (
+                "SELECT true, i.indisvalid FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = :name"
+            )
+        row = conn.execute(text(query), {"name": name}).first()
+    engine.dispose()
+    return (bool(row[0]), bool(row[1])) if row else None
+
+
+def recorded(url: str, catalog_root: Path) -> list[str]:
+    """The revisions Stairway's records say are applied."""
+    engine = create_engine(sa_url(url))
+    state = migrator.read_state(engine, load_catalog(catalog_root))
+    engine.dispose()
+    return [a.name for a in state.applied]
+
+
+def test_a_revision_with_an_autocommit_block_runs_and_goes_down_as_alembic_runs_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    up = f"{ADD_NAME}\n    {autocommit_block(CONCURRENT_INDEX)}"
+    down = f'{autocommit_block(DROP_CONCURRENTLY)}\n    op.drop_column("a", "name")'
+    root = history(
+        tmp_path,
+        {
+            "r1": revision_file("r1", None, CREATE_A),
+            "r2": revision_file("r2", "r1", up, down, head="# stairway: phase expand"),
+        },
+        releases("r1", "r2"),
+    )
+    catalog = load_catalog(root)
+    assert [c.transactional for c in catalog.changes] == [True, False]
+    assert catalog.changes[1].describe() == "0002_r2 [expand, in parts]"
+    site_file = site(tmp_path, database_url, root)
+
+    code, out, err = stairway("init", "--site", str(site_file), "--version", "2.0.0")
+    assert code == 0, out + err
+    assert index_state(database_url, "a_name") == (True, True)
+    assert heads(database_url) == {"r2"}
+    assert recorded(database_url, root) == ["r1", "r2"]
+    # Alembic's own tool finds nothing to do: another ADD COLUMN name would fail
+    command.upgrade(their_tool(root, database_url), "heads")
+    assert heads(database_url) == {"r2"}
+
+    engine = create_engine(sa_url(database_url))
+    migrator.downgrade(engine, catalog, 1, allow_data_loss=True)
+    engine.dispose()
+    assert index_state(database_url, "a_name") is None
+    assert heads(database_url) == {"r1"}
+    assert recorded(database_url, root) == ["r1"]
+    command.upgrade(their_tool(root, database_url), "heads")  # and goes on from there
+    assert index_state(database_url, "a_name") == (True, True)
+
+
+def test_a_failure_in_an_autocommit_block_leaves_what_alembic_leaves_and_a_rerun_completes(
+    tmp_path: Path, database_url: str
+) -> None:
+    before = 'op.execute("CREATE TABLE IF NOT EXISTS b (id INTEGER PRIMARY KEY, name TEXT)")'
+    index = 'op.create_index("b_name", "b", ["{}"], postgresql_concurrently=True)'
+    broken = f"{before}\n    {autocommit_block(index.format('nosuch'))}"
+    root = history(
+        tmp_path,
+        {
+            "r1": revision_file("r1", None, CREATE_A),
+            "r2": revision_file("r2", "r1", broken),
+        },
+        releases("r1", "r2"),
+    )
+    site_file = site(tmp_path, database_url, root)
+    assert stairway("init", "--site", str(site_file), "--version", "1.0.0")[0] == 0
+
+    code, out, err = stairway("migrate", "--site", str(site_file), "--to", "2.0.0")
+    said = " ".join((out + err).split())
+    assert code == 1, said
+    assert "change 0002_r2 failed in upgrade()" in said
+    assert "committed before it (the part before its autocommit block) stays" in said
+    assert "Traceback" not in said
+    dispose_all()
+    engine = create_engine(sa_url(database_url))
+    assert "b" in inspect(engine).get_table_names()  # committed before the block
+    engine.dispose()
+    assert index_state(database_url, "b_name") is None
+    assert heads(database_url) == {"r1"}
+    assert recorded(database_url, root) == ["r1"]
+
+    r2 = root / "alembic" / "versions" / "r2.py"
+    r2.write_text(r2.read_text().replace('["nosuch"]', '["name"]'), encoding="utf-8")
+    code, out, err = stairway("migrate", "--site", str(site_file), "--to", "2.0.0")
+    assert code == 0, out + err
+    assert index_state(database_url, "b_name") == (True, True)
+    assert heads(database_url) == {"r2"}
+    assert recorded(database_url, root) == ["r1", "r2"]
+
+
+def test_killed_inside_an_autocommit_block_the_next_run_runs_the_revision_from_the_start(
+    tmp_path: Path, database_url: str
+) -> None:
+    before = 'op.execute("CREATE TABLE IF NOT EXISTS b (id INTEGER PRIMARY KEY, name TEXT)")'
+    die = 'os.environ.get("DIE_IN_BLOCK") and os.kill(os.getpid(), signal.SIGKILL)'
+    index = 'op.create_index("b_name", "b", ["name"], postgresql_concurrently=True)'
+    block = autocommit_block(f"{die}\n        {index}")
+    root = history(
+        tmp_path,
+        {
+            "r1": revision_file("r1", None, CREATE_A),
+            "r2": revision_file("r2", "r1", f"{before}\n    {block}", head="import os, signal"),
+        },
+        releases("r1", "r2"),
+    )
+    site_file = site(tmp_path, database_url, root)
+    assert stairway("init", "--site", str(site_file), "--version", "1.0.0")[0] == 0
+    args = ["migrate", "--to", "2.0.0", "--site", str(site_file)]
+
+    killed = prestarted.run(args, {**os.environ, "DIE_IN_BLOCK": "1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    engine = create_engine(sa_url(database_url))
+    assert "b" in inspect(engine).get_table_names()  # the part before the block committed
+    engine.dispose()
+    assert heads(database_url) == {"r1"}
+    assert recorded(database_url, root) == ["r1"]
+
+    again = prestarted.run(args, dict(os.environ))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert index_state(database_url, "b_name") == (True, True)
+    assert heads(database_url) == {"r2"}
+    assert recorded(database_url, root) == ["r1", "r2"]

@@ -33,9 +33,10 @@ PHASE_STYLE = {"expand": "green", "background": "cyan", "contract": "yellow", "o
 
 
 def phase_text(change: Change) -> str:
-    """The change's phase, coloured, with ``(no tx)`` when it runs outside a transaction."""
+    """The change's phase, coloured, with ``(no tx)`` when it runs outside a transaction and
+    ``(in parts)`` when it commits part-way."""
     style = PHASE_STYLE.get(change.phase.value, "white")
-    tx = "" if change.transactional else " (no tx)"
+    tx = "" if change.transactional else " (in parts)" if change.in_parts else " (no tx)"
     return f"[{style}]{change.phase.value}[/{style}]{tx}"
 
 

@@ -309,7 +309,8 @@ def change_problems(change: Change, earlier: Earlier | None = None) -> Iterator[
             path=str(change.path),
             hint="write the fix as a SQL or Python change with phase expand, contract or offline",
         )
-    if not change.transactional and len(change.statements) > 1:
+    # an Alembic revision's parts each run in a transaction of their own; only the block does not
+    if not change.transactional and not change.in_parts and len(change.statements) > 1:
         yield CatalogError(
             f"`transaction: none` with {len(change.statements)} statements: a failure between "
             "them could not be rolled back",

@@ -111,10 +111,16 @@ class Change:
         """Whether the change can be undone: it declares a down direction, in SQL or in Python."""
         return self.down is not None or self.has_python_down
 
+    @property
+    def in_parts(self) -> bool:
+        """Whether the change commits part-way, as an Alembic revision with an autocommit block
+        does: not all-or-none, recorded with its last part."""
+        return self.kind == ChangeKind.ALEMBIC and not self.transactional
+
     def describe(self) -> str:
-        """The change and its phase, and whether it runs outside a transaction."""
-        tx = "" if self.transactional else ", outside a transaction"
-        return f"{self.label}{self.ident_note} [{self.phase}{tx}]"
+        """The change and its phase, and whether it runs outside a transaction or in parts."""
+        tx = ", in parts" if self.in_parts else ", outside a transaction"
+        return f"{self.label}{self.ident_note} [{self.phase}{'' if self.transactional else tx}]"
 
     @property
     def ident_note(self) -> str:

@@ -1,12 +1,13 @@
 """Applying and reverting changes under the migration lock: each change in its own transaction,
-or, on a database that records none yet, every transactional change in one."""
+or, on a database that records none yet, every transactional change in one. An Alembic revision
+with an autocommit block runs in parts, as Alembic runs it, recorded with its last part."""
 
 from __future__ import annotations
 
 import importlib.util
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
@@ -102,8 +103,17 @@ def transaction(engine: Engine, changes: Sequence[Change]) -> Iterator[Connectio
     off, as under ``alembic upgrade`` (batch mode rebuilds a table by copy, drop and rename,
     which a referenced table does not survive with them on), and the references are checked
     before the commit instead, as SQLite's own procedure for altering a table does."""
-    if engine.dialect.name != "sqlite" or all(c.kind != ChangeKind.ALEMBIC for c in changes):
-        with engine.begin() as conn:
+    with _connection(engine, changes) as conn, conn.begin():
+        yield conn
+        _refuse_broken_references(conn, changes)
+
+
+@contextmanager
+def _connection(engine: Engine, changes: Sequence[Change]) -> Iterator[Connection]:
+    """A connection outside any transaction for ``changes``; for Alembic revisions on SQLite,
+    with foreign keys off (see ``transaction``) until it is given back."""
+    if not _references_off(engine.dialect.name, changes):
+        with engine.connect() as conn:
             yield conn
         return
     with engine.connect() as conn:
@@ -111,21 +121,27 @@ def transaction(engine: Engine, changes: Sequence[Change]) -> Iterator[Connectio
         assert sqlite is not None
         sqlite.execute("PRAGMA foreign_keys = OFF")  # only outside a transaction does it count
         try:
-            with conn.begin():
-                yield conn
-                _refuse_broken_references(conn, changes)
+            yield conn
         finally:
             sqlite.execute("PRAGMA foreign_keys = ON")
 
 
+def _references_off(dialect: str, changes: Sequence[Change]) -> bool:
+    return dialect == "sqlite" and any(c.kind == ChangeKind.ALEMBIC for c in changes)
+
+
 def _refuse_broken_references(conn: Connection, changes: Sequence[Change]) -> None:
+    """Refuse, before the commit, rows that ``changes`` left referring to nothing while their
+    foreign keys were off (see ``_connection``)."""
+    if not _references_off(conn.dialect.name, changes):
+        return
     broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if broken:
         tables = sorted({str(row[0]) for row in broken})
         raise ChangeFailed(
             f"{', '.join(c.label for c in changes)} left {len(broken)} rows of "
             f"{', '.join(tables)} referring to rows that do not exist",
-            hint="the change was rolled back; fix it in a new release of the catalog",
+            hint=_failed_hint(changes[-1]),
             change=changes[-1].number,
         )
 
@@ -140,7 +156,9 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
     started = time.perf_counter()
     if lock_ms is not None:
         engine = engine.execution_options(stairway_lock_timeout_ms=lock_ms)
-    if (
+    if change.in_parts:
+        _apply_in_parts(engine, change, release, started)
+    elif (
         engine.dialect.name == "postgresql"
         and change.kind == ChangeKind.SQL
         and change.transactional
@@ -163,6 +181,20 @@ def _apply_once(engine: Engine, change: Change, release: str, lock_ms: int | Non
         with engine.begin() as conn:
             _record(conn, change, release, started)
     return Applied(change, _since(started))
+
+
+def _apply_in_parts(engine: Engine, change: Change, release: str, started: float) -> None:
+    """An Alembic revision with an autocommit block, run as ``alembic upgrade`` runs it: the
+    part before the block commits, the block runs in autocommit, and the rest commits with
+    Stairway's record and ``alembic_version``: the revision is recorded when its last part
+    commits, and until then the next run runs it again from the start."""
+    with _connection(engine, [change]) as conn:
+
+        def record() -> None:
+            _record(conn, change, release, started)
+            _refuse_broken_references(conn, [change])
+
+        _call(conn, change, "upgrade", record)
 
 
 def _record(conn: Connection, change: Change, release: str, started: float) -> None:
@@ -215,16 +247,36 @@ def _apply_postgres_sql(engine: Engine, change: Change, release: str, started: f
 
 
 def revert(engine: Engine, change: Change) -> Applied:
-    """Run a change's declared down direction and forget it, in one transaction."""
+    """Run a change's declared down direction and forget it, in one transaction (in parts, the
+    last one forgetting it, for an Alembic revision with an autocommit block)."""
     started = time.perf_counter()
+    if change.in_parts:
+        _revert_in_parts(engine, change)
+        return Applied(change, _since(started))
     with transaction(engine, [change]) as conn:
         if change.kind in (ChangeKind.PYTHON, ChangeKind.ALEMBIC):
             _call(conn, change, "downgrade")
         else:
             _run_statements(conn, change, change.down or ())
-        recorder.forget(conn, change)
-        ledger.after_revert(conn, change)
+        _forget(conn, change)
     return Applied(change, _since(started))
+
+
+def _revert_in_parts(engine: Engine, change: Change) -> None:
+    """``downgrade()`` of a revision with an autocommit block, as ``_apply_in_parts`` runs its
+    ``upgrade()``: it is forgotten when its last part commits."""
+    with _connection(engine, [change]) as conn:
+
+        def forget() -> None:
+            _forget(conn, change)
+            _refuse_broken_references(conn, [change])
+
+        _call(conn, change, "downgrade", forget)
+
+
+def _forget(conn: Connection, change: Change) -> None:
+    recorder.forget(conn, change)
+    ledger.after_revert(conn, change)
 
 
 def refuse_data_loss(changes: Sequence[Change], allow_data_loss: bool) -> None:
@@ -291,9 +343,15 @@ def _execute(cursor: object, change: Change, statement: Statement, prefix: str =
         ) from err
 
 
-def _call(conn: Connection, change: Change, function: str) -> None:
+def _call(
+    conn: Connection, change: Change, function: str, last: Callable[[], None] | None = None
+) -> None:
+    """Call ``function`` of a Python change or Alembic revision on ``conn``, in its transaction;
+    with ``last``, an Alembic revision in parts (``alembic_runtime.run_in_parts``)."""
     try:
-        if change.kind == ChangeKind.ALEMBIC:
+        if last is not None:
+            alembic_runtime.run_in_parts(conn, change, function, last)
+        elif change.kind == ChangeKind.ALEMBIC:
             alembic_runtime.run(conn, change, function)
         else:
             getattr(_load(change), function)(conn)
@@ -302,15 +360,26 @@ def _call(conn: Connection, change: Change, function: str) -> None:
     except DBAPIError as err:
         raise ChangeFailed(
             f"change {change.label} failed in {function}(): {_reason(err.orig or err)}",
-            hint="the change was rolled back; fix it in a new release of the catalog",
+            hint=_failed_hint(change),
             change=change.number,
         ) from err
     except Exception as err:
         raise ChangeFailed(
             f"change {change.label} raised {type(err).__name__} in {function}(): {err}",
-            hint="the change was rolled back; fix it in a new release of the catalog",
+            hint=_failed_hint(change),
             change=change.number,
         ) from err
+
+
+def _failed_hint(change: Change) -> str:
+    if change.transactional:
+        return "the change was rolled back; fix it in a new release of the catalog"
+    return (
+        "the part that failed was rolled back, but what the revision committed before it (the "
+        "part before its autocommit block) stays, as alembic upgrade leaves it; the revision is "
+        "not recorded and runs again from the start: make it re-runnable (IF NOT EXISTS) and fix "
+        "it in a new release of the catalog"
+    )
 
 
 def _load(change: Change) -> ModuleType:

@@ -6,6 +6,9 @@ revision id, for files the vendor does not edit), or in the revision file by a m
 ``STAIRWAY_PHASE = "expand"`` or a comment line ``# stairway: phase expand``. Undeclared is
 offline. An expand revision is proven by the SQL Alembic renders for it offline
 (``alembic_render.py``); one whose effect cannot be rendered is refused as expand.
+
+A revision whose code opens an autocommit block is not transactional: it runs in parts, as
+Alembic runs it (``executor.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from stairway.errors import CatalogError
 from stairway.schema.change import Change, ChangeKind, HistoryTool, Origin, Phase
-from stairway.schema.histories.alembic_render import functions_of, render
+from stairway.schema.histories.alembic_render import autocommits, functions_of, render
 from stairway.schema.histories.alembic_runtime import remember
 from stairway.schema.histories.linear import NoSingleOrder, heads_after, linearise
 from stairway.schema.histories.spec import HistorySpec
@@ -174,6 +177,7 @@ def _change(
         kind=ChangeKind.ALEMBIC,
         phase=phase,
         checksum=checksum(text),
+        transactional=not autocommits(path, text),  # runs in parts, as Alembic runs it
         statements=statements,
         has_python_down=has_down,  # what it loses is rendered when a downgrade is asked for
         description=" ".join((script.doc or "").split()),

@@ -76,6 +76,17 @@ def loses(change: Change) -> str | None:
     return f"its downgrade() runs {losing.describe()}" if losing else None
 
 
+def autocommits(path: Path, text: str) -> bool:
+    """Whether the revision's code opens an autocommit block
+    (``op.get_context().autocommit_block()``), which commits part-way: such a revision cannot
+    run as one transaction. ``text`` is the file's text; it is parsed only when it names one."""
+    if "autocommit_block" not in text:
+        return False
+    tree = ast.parse(text, filename=str(path))
+    nodes = ast.walk(tree)
+    return any(isinstance(n, ast.Attribute) and n.attr == "autocommit_block" for n in nodes)
+
+
 def opaque_reason(functions: Functions, function: str) -> str:
     """Why ``function`` of the revision does more than its operations say: rows through the
     connection or an ORM session; empty when it does not."""

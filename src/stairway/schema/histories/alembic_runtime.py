@@ -3,12 +3,16 @@ migration lock, through Alembic's own runtime (``EnvironmentContext`` + ``Migrat
 ``Operations``): ``from alembic import op`` and ``from alembic import context`` inside the
 revision work as under ``alembic upgrade``. The product's ``env.py`` is not run: it opens its
 own engine and transaction, and belongs to the product's process.
+
+A revision with an autocommit block commits part-way, so it cannot run inside Stairway's
+transaction: it gets the context's own transaction instead, as ``alembic upgrade`` gives it
+(``run_in_parts``), and Stairway writes its records in the last part.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -45,18 +49,47 @@ def one_run() -> Iterator[None]:
 
 def run(conn: Connection, change: Change, direction: str) -> None:
     """Call the revision's ``upgrade()`` or ``downgrade()`` on ``conn``, in its transaction."""
-    module = revision_module(change.path, change.checksum)
+    with _context(conn, change) as context:
+        _call(conn, context, change, direction)
+
+
+def run_in_parts(
+    conn: Connection, change: Change, direction: str, last: Callable[[], None]
+) -> None:
+    """Call ``direction()`` of a revision with an autocommit block as ``alembic upgrade`` calls
+    it (``transaction_per_migration``): ``conn``, outside any transaction, gets the context's own
+    one, which the block commits before it runs in autocommit and begins again after. ``last()``
+    runs in the final transaction before it commits, so what it writes commits with the last
+    part; a failure rolls back only the part it happens in."""
+    # a connection already in a transaction would make the context's transaction a no-op and
+    # the block's commit of it fail; ``_per_migration`` is how run_migrations begins each one
+    assert not conn.in_transaction(), "a revision in parts needs a connection outside one"
+    with (
+        _context(conn, change, transaction_per_migration=True) as context,
+        context.begin_transaction(_per_migration=True),
+    ):
+        _call(conn, context, change, direction)
+        last()
+
+
+@contextmanager
+def _context(conn: Connection, change: Change, **options: Any) -> Iterator[MigrationContext]:
     table = change.origin.table if change.origin else "alembic_version"
-    with environment(change.path.parent, connection=conn, version_table=table) as context:
-        memo = _memo(conn, change, direction)
-        kept = {kind: set(names) for kind, names in memo.items()}
-        context.impl.memo = memo
-        try:
-            getattr(module, direction)()
-        except BaseException:
-            memo.clear()  # rolled back: what it created is not there
-            memo.update(kept)
-            raise
+    with environment(change.path.parent, connection=conn, version_table=table, **options) as ctx:
+        yield ctx
+
+
+def _call(conn: Connection, context: MigrationContext, change: Change, direction: str) -> None:
+    module = revision_module(change.path, change.checksum)
+    memo = _memo(conn, change, direction)
+    kept = {kind: set(names) for kind, names in memo.items()}
+    context.impl.memo = memo
+    try:
+        getattr(module, direction)()
+    except BaseException:
+        memo.clear()  # rolled back: what it created is not there
+        memo.update(kept)
+        raise
 
 
 def _memo(conn: Connection, change: Change, direction: str) -> Memo:
