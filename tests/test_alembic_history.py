@@ -556,3 +556,32 @@ def test_killed_inside_an_autocommit_block_the_next_run_runs_the_revision_from_t
     assert index_state(database_url, "b_name") == (True, True)
     assert heads(database_url) == {"r2"}
     assert recorded(database_url, root) == ["r1", "r2"]
+
+
+def test_an_init_that_stopped_in_an_autocommit_block_is_finished_by_running_it_again(
+    tmp_path: Path, database_url: str
+) -> None:
+    before = 'op.execute("CREATE TABLE IF NOT EXISTS b (id INTEGER PRIMARY KEY, name TEXT)")'
+    index = 'op.create_index("b_name", "b", ["{}"], postgresql_concurrently=True)'
+    root = history(
+        tmp_path,
+        {
+            "r1": revision_file("r1", None, CREATE_A),
+            "r2": revision_file("r2", "r1", f"{before}\n    {autocommit_block(index)}"),
+        },
+        releases("r1", "r2"),
+    )
+    r2 = root / "alembic" / "versions" / "r2.py"
+    r2.write_text(r2.read_text().replace('["{}"]', '["nosuch"]'), encoding="utf-8")
+    site_file = site(tmp_path, database_url, root)
+    code, out, err = stairway("init", "--site", str(site_file), "--version", "2.0.0")
+    assert code == 1, out + err
+    assert recorded(database_url, root) == ["r1"]  # r1 committed before r2 began
+
+    r2.write_text(r2.read_text().replace('["nosuch"]', '["name"]'), encoding="utf-8")
+    code, out, err = stairway("init", "--site", str(site_file), "--version", "2.0.0")
+    assert code == 0, out + err
+    assert recorded(database_url, root) == ["r1", "r2"]
+    assert heads(database_url) == {"r2"}
+    code, out, err = stairway("init", "--site", str(site_file), "--version", "2.0.0")
+    assert code == 2 and "already holds a Stairway site" in out + err

@@ -19,12 +19,15 @@ from stairway.targets import named_release
 def init(ctx: Context, version: str, progress: Progress[Change] | None = None) -> list[Applied]:
     """Create a new site at release ``version``: apply its changes and record it."""
     release = named_release(ctx.catalog, version, "--version")
-    if migrator.read_state(ctx.engine, ctx.catalog).applied:
+    if not migrator.read_state(ctx.engine, ctx.catalog).applied:
+        _fresh(ctx, release.schema)
+    elif migrator.site_release(ctx.engine) is not None:
         raise SchemaError(
             f"{ctx.site.database} already holds a Stairway site",
             hint="use `stairway status` to see it, `stairway migrate --to V` to move it",
         )
-    _fresh(ctx, release.schema)
+    # else an init that stopped part-way (a change run outside a transaction failed or was
+    # killed after others committed): its recorded changes stand, and the rest run now
     done = migrator.migrate(
         ctx.engine, ctx.catalog, release.schema, progress=progress, release=release
     )
