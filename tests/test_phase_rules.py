@@ -299,3 +299,104 @@ def test_dropping_a_unique_or_unknown_index_is_refused() -> None:
 def test_dropping_an_index_created_in_the_same_change_passes() -> None:
     sql = "CREATE TABLE t (a int); CREATE UNIQUE INDEX t_a ON t (a); DROP INDEX t_a"
     assert errors(sql) == set()
+
+
+# --- transaction boundaries inside a change ---------------------------------------------------
+
+AUTOCOMMIT_BLOCK = """ALTER TABLE runs ADD COLUMN state_name text;
+COMMIT;
+CREATE INDEX CONCURRENTLY ix_runs_state_name ON runs (state_name);
+BEGIN;
+"""
+
+
+def test_concurrently_between_commit_and_begin_passes_in_a_transactional_change() -> None:
+    assert check(AUTOCOMMIT_BLOCK) == []
+    assert check("END; CREATE INDEX CONCURRENTLY ix_a ON a (x); START TRANSACTION") == []
+
+
+def test_concurrently_without_the_commit_is_refused() -> None:
+    sql = AUTOCOMMIT_BLOCK.replace("COMMIT;\n", "")
+    assert errors(sql) == {"concurrently-in-transaction"}
+    after_begin = AUTOCOMMIT_BLOCK + "CREATE INDEX CONCURRENTLY ix_b ON runs (b)"
+    assert errors(after_begin) == {"concurrently-in-transaction"}
+    chained = "COMMIT AND CHAIN; CREATE INDEX CONCURRENTLY ix_a ON a (x)"
+    assert errors(chained) == {"concurrently-in-transaction"}
+
+
+def test_begin_opens_a_transaction_in_a_change_outside_one() -> None:
+    sql = "BEGIN; CREATE INDEX CONCURRENTLY ix_a ON a (x); COMMIT"
+    assert errors(sql, transactional=False) == {"concurrently-in-transaction"}
+
+
+def test_a_lock_taken_before_commit_is_not_held_after_it() -> None:
+    sql = "ALTER TABLE runs ADD COLUMN note text; COMMIT; INSERT INTO archive SELECT * FROM runs"
+    assert errors(sql) == set()
+
+
+def test_a_lock_taken_after_begin_is_held() -> None:
+    sql = (
+        "COMMIT; BEGIN; ALTER TABLE runs ADD COLUMN note text; "
+        "INSERT INTO archive SELECT * FROM runs"
+    )
+    assert errors(sql) == {"held-lock"}
+
+
+# --- index renames ----------------------------------------------------------------------------
+
+
+def test_renaming_an_index_passes() -> None:
+    assert check("ALTER INDEX ix_concurrency_limit__tag RENAME TO uq_concurrency_limit__tag") == []
+    assert check("ALTER INDEX IF EXISTS app.runs_state_idx RENAME TO runs_status_idx") == []
+
+
+def test_renaming_a_column_or_an_index_backing_a_constraint_is_refused() -> None:
+    assert errors("ALTER TABLE runs RENAME COLUMN state TO status") == {"rename"}
+    assert errors("ALTER INDEX runs_ref_key RENAME TO runs_reference_key") == {"rename"}
+
+
+# --- filling NULLs ------------------------------------------------------------------------------
+
+NULL_FILL = """WITH batch AS (SELECT id FROM runs WHERE state_name IS NULL LIMIT 500)
+UPDATE runs SET state_name = s.name FROM states s, batch
+WHERE runs.state_id = s.id AND runs.id = batch.id"""
+
+
+def test_update_filling_only_nulls_through_a_batch_query_is_a_backfill_warning() -> None:
+    (finding,) = check(NULL_FILL)
+    assert (finding.rule, finding.blocking) == ("backfill", False)
+    assert check(NULL_FILL, Phase.CONTRACT) == []
+
+
+def test_update_filling_only_nulls_is_recognised_in_where_and_in_subqueries() -> None:
+    assert errors("UPDATE runs SET note = '' WHERE note IS NULL AND id < 10") == set()
+    in_batch = (
+        "UPDATE runs SET note = '' WHERE runs.id IN "
+        "(SELECT id FROM runs WHERE (note IS NULL) LIMIT 500)"
+    )
+    assert warnings(in_batch) == {"backfill"}
+    inline = (
+        "UPDATE runs r SET note = '' FROM (SELECT id FROM runs WHERE note IS NULL LIMIT 9) b "
+        "WHERE r.id = b.id"
+    )
+    assert warnings(inline) == {"backfill"}
+
+
+def test_update_without_the_null_restriction_is_refused() -> None:
+    assert errors(NULL_FILL.replace("state_name IS NULL", "state_id > 0")) == {"data-change"}
+    assert errors(NULL_FILL.replace("IS NULL", "IS NOT NULL")) == {"data-change"}
+    assert errors(NULL_FILL.replace("runs.id = batch.id", "runs.state_id = batch.id")) == {
+        "data-change"
+    }
+
+
+def test_update_restricting_only_some_of_its_columns_or_by_or_is_refused() -> None:
+    both = "UPDATE runs SET note = '', state = 'x' WHERE note IS NULL"
+    assert errors(both) == {"data-change"}
+    either = "UPDATE runs SET note = '' WHERE note IS NULL OR id < 10"
+    assert errors(either) == {"data-change"}
+    other_table = (
+        "WITH batch AS (SELECT id FROM notes WHERE note IS NULL) "
+        "UPDATE runs SET note = '' FROM batch WHERE runs.id = batch.id"
+    )
+    assert errors(other_table) == {"data-change"}

@@ -26,7 +26,7 @@ BLOCKING = [
     ("rename", "ALTER TABLE accounts RENAME TO users"),
     ("rename", "ALTER TABLE accounts RENAME COLUMN email TO mail"),
     ("rename", "ALTER TABLE accounts RENAME email TO mail"),
-    ("rename", "ALTER INDEX accounts_email_idx RENAME TO accounts_mail_idx"),
+    ("rename", "ALTER INDEX accounts_email_key RENAME TO accounts_mail_key"),
     ("rename", "ALTER TABLE accounts RENAME CONSTRAINT a_key TO b_key"),
     ("rename", "ALTER SEQUENCE accounts_id_seq RENAME TO users_id_seq"),
     ("rename", "ALTER TYPE mood RENAME VALUE 'sad' TO 'blue'"),

@@ -118,11 +118,21 @@ def _literal(cursor: Any, statement: str, row: Any) -> str:
 
 @contextmanager
 def _captured(connection: sa.Connection) -> Iterator[list[str]]:
+    """The statements run on ``connection``, with its transaction boundaries marked.
+
+    Offline, Alembic writes ``COMMIT;`` where an ``autocommit_block()`` starts and ``BEGIN;``
+    where it ends; online the block only switches the driver to autocommit. The driver's switch
+    is read at each statement and written as the same two lines, so a text captured online says
+    which statements ran outside a transaction, as an offline one does. A run starts inside the
+    runner's transaction; one that ends in autocommit gets its ``BEGIN;`` as the block would.
+    """
     statements: list[str] = []
+    outside = [False]  # whether the last statement ran outside a transaction
 
     def record(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if _CATALOG_READ.match(statement):
             return
+        _mark_boundary(statements, outside, bool(cursor.connection.autocommit))
         rows = parameters if isinstance(parameters, list) else [parameters]
         for row in rows:
             statements.append(_literal(cursor, statement, row))
@@ -132,6 +142,13 @@ def _captured(connection: sa.Connection) -> Iterator[list[str]]:
         yield statements
     finally:
         sa.event.remove(connection, "before_cursor_execute", record)
+        _mark_boundary(statements, outside, False)
+
+
+def _mark_boundary(statements: list[str], outside: list[bool], autocommit: bool) -> None:
+    if autocommit != outside[0]:
+        statements.append("COMMIT" if autocommit else "BEGIN")
+        outside[0] = autocommit
 
 
 def render_online(

@@ -29,6 +29,11 @@ def _unique_by_name(name: str) -> bool:
     return any(marker in name for marker in _UNIQUE_MARKERS)
 
 
+def unique_by_name(name: str) -> bool:
+    """Whether ``name`` may be a unique or primary key constraint's (or its index's)."""
+    return _unique_by_name(_bare(name))
+
+
 def loose_constraint(name: str) -> bool:
     """Whether constraint ``name`` is named as a foreign key or a check constraint."""
     bare = _bare(name)

@@ -167,6 +167,17 @@ def backfill_hit(table: str, columns: str) -> Hit:
     )
 
 
+def null_fill_hit(table: str, columns: str) -> Hit:
+    """An UPDATE that sets its columns only on rows where they are NULL."""
+    return Hit(
+        "backfill",
+        Weight.ADVISES,
+        f"UPDATE {table} SET {columns} only fills values that are NULL, leaving every value the "
+        "running release wrote as it was, but locks every row it changes until its transaction "
+        "commits, and on a large table runs for long; backfill in batches in a background change",
+    )
+
+
 def truncate_hit(what: str) -> Hit:
     """A TRUNCATE of a table the running release reads."""
     return Hit(

@@ -8,10 +8,16 @@ remembers the strongest lock each statement took on each existing table, so the 
 grows with the data can be told which earlier statement makes it stop the product.
 
 The modes and their order are PostgreSQL's (explicit-locking, "Table-Level Lock Modes").
+
+A ``COMMIT`` among a change's statements ends its transaction and releases every lock: the
+statements after it run each on its own (autocommit) until a ``BEGIN`` opens a new transaction.
+That is how Alembic renders an ``autocommit_block()`` in offline SQL, the way to run ``CREATE
+INDEX CONCURRENTLY`` in a revision that otherwise runs in a transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -93,3 +99,21 @@ def held_lock_message(statement: str, grows: str, held: list[Held]) -> str:
         "takes; put the statement that grows with the data in a change of its own (a "
         "background change for a backfill)"
     )
+
+
+_ENDS = frozenset({"COMMIT", "END", "ROLLBACK", "ABORT"})
+
+
+def transaction_control(words: Sequence[str]) -> bool | None:
+    """Whether a transaction is open after the statement of ``words`` (its keywords, upper
+    case): True after ``BEGIN`` or ``START TRANSACTION``, False after ``COMMIT``, ``END``,
+    ``ROLLBACK`` or ``ABORT``; None for a statement that controls no transaction.
+
+    ``COMMIT AND CHAIN`` ends one transaction and opens the next at once: its locks go, but the
+    statements after it are still in a transaction. ``ROLLBACK TO SAVEPOINT`` ends nothing.
+    """
+    if words[:1] == ["BEGIN"] or words[:2] == ["START", "TRANSACTION"]:
+        return True
+    if words[:1] and words[0] in _ENDS and "TO" not in words and "PREPARED" not in words:
+        return "CHAIN" in words and "NO" not in words
+    return None

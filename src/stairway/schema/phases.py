@@ -8,9 +8,9 @@ hold a lock blocking writes (or reads) while they scan, rewrite or index a table
 
 Statements are read with sqlglot's parser. What it cannot parse (it falls back to ``Command``)
 is read from its token stream instead, so strings are never looked into; the body of a ``DO``
-block is read as the PL/pgSQL it is (``plpgsql``). In a change that runs as one transaction,
-the locks each statement takes are kept in a ledger (``phase_locks``), because they are held
-until the change commits.
+block is read as the PL/pgSQL it is (``plpgsql``). While a change runs in a transaction, the
+locks each statement takes are kept in a ledger (``phase_locks``), because they are held until
+that transaction ends.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlglot.tokenizer_core import Token
 
 from stairway.schema import phase_findings as hits
 from stairway.schema.change import Phase
-from stairway.schema.loosening import loose_index
+from stairway.schema.loosening import loose_index, unique_by_name
 from stairway.schema.phase_alter import (
     alter,
     alter_piece,
@@ -33,8 +33,15 @@ from stairway.schema.phase_alter import (
     scan_words,
     table_actions,
 )
+from stairway.schema.phase_fills import null_filled
 from stairway.schema.phase_findings import Hit, PhaseFinding, Weight
-from stairway.schema.phase_locks import Held, LockLedger, LockMode, held_lock_message
+from stairway.schema.phase_locks import (
+    Held,
+    LockLedger,
+    LockMode,
+    held_lock_message,
+    transaction_control,
+)
 from stairway.schema.phase_scope import (
     Effects,
     Scope,
@@ -66,23 +73,41 @@ def check_phase(
 ) -> list[PhaseFinding]:
     """Findings for ``statements`` labelled ``phase``; blocking ones only for ``expand``.
 
-    ``transactional`` says whether the change runs as one transaction (the default), in which
-    case the locks of earlier statements are still held while later ones run. ``earlier``
-    gives the schema as the catalog's earlier changes left it: with it, a type change that
-    only widens a column and a NOT NULL the column already has are known to be harmless.
+    ``transactional`` says whether the change starts in a transaction (the default), in which
+    case the locks of earlier statements are still held while later ones run. A ``COMMIT`` among
+    the statements ends that transaction, and a ``BEGIN`` starts one (``transaction_control``):
+    Alembic's ``autocommit_block()`` renders as ``COMMIT`` ... ``BEGIN``. ``earlier`` gives the
+    schema as the catalog's earlier changes left it: with it, a type change that only widens a
+    column and a NOT NULL the column already has are known to be harmless.
     """
     name = "postgres" if dialect == "postgresql" else dialect
     postgres = isinstance(Dialect.get_or_raise(name), Postgres)
     scope = Scope(name, postgres, transactional, earlier=earlier)
     findings: list[PhaseFinding] = []
     for statement in statements:
-        if not transactional:
+        opens = _transaction_control(statement.text, name)
+        if opens is not None:
+            scope.transactional, scope.ledger = opens, LockLedger()
+            continue
+        if not scope.transactional:
             scope.ledger = LockLedger()  # each statement commits on its own
         for hit in _statement(statement.text, statement.line, scope):
             finding = hit.finding(phase, statement.line)
             findings += [finding] if finding else []
         scope.read.append(statement.text)
     return findings
+
+
+_CONTROLS = frozenset({"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"})
+
+
+def _transaction_control(text: str, dialect: str) -> bool | None:
+    """``transaction_control`` of the statement, tokenized only when its first word may be
+    one (tokenizing every statement twice would double the check's cost)."""
+    first = text.split(None, 1)[:1]
+    if not first or first[0].rstrip(";").upper() not in _CONTROLS:
+        return None
+    return transaction_control([keyword(t) for t in token_list(text, dialect)])
 
 
 def _statement(text: str, line: int, scope: Scope) -> list[Hit]:
@@ -150,7 +175,7 @@ def _tree(tree: exp.Expression, scope: Scope) -> list[Hit]:
     found = _row_changes(tree, scope)
     if isinstance(tree, exp.Drop):
         found += _drop(tree, scope)
-    elif isinstance(tree, exp.Alter):
+    elif isinstance(tree, exp.Alter) and not _index_rename(tree):
         found += alter(tree, scope)
     elif isinstance(tree, exp.TruncateTable):
         found.append(_truncate(tree, scope))
@@ -159,6 +184,22 @@ def _tree(tree: exp.Expression, scope: Scope) -> list[Hit]:
     elif isinstance(tree, exp.Insert):
         _insert(tree, scope)
     return found
+
+
+def _index_rename(tree: exp.Alter) -> bool:
+    """``ALTER INDEX ... RENAME TO`` of an index that backs no constraint.
+
+    Queries name tables and columns, not indexes, so the running release does not notice; since
+    PostgreSQL 12 the rename takes only SHARE UPDATE EXCLUSIVE. An index backing a unique or
+    primary key constraint is renamed with its constraint, which ``ON CONFLICT ON CONSTRAINT``
+    names: a name that may be one (``uq_``, ``_key``, ``_pkey`` ...) stays a rename.
+    """
+    kind = str(tree.args.get("kind") or "").upper()
+    actions = list(tree.args.get("actions") or [])
+    if kind != "INDEX" or not actions or not isinstance(tree.this, exp.Table):
+        return False
+    renames = all(isinstance(action, exp.AlterRename) for action in actions)
+    return renames and not unique_by_name(tree.this.name)
 
 
 def _row_changes(tree: exp.Expression, scope: Scope) -> list[Hit]:
@@ -175,9 +216,12 @@ def _update(update: exp.Update, scope: Scope) -> list[Hit]:
     if not key or key in scope.created:
         return []
     targets = [eq.this for eq in update.expressions if isinstance(eq, exp.EQ)]
-    columns = sql_names(targets, scope)
-    if targets and {column_key(t, scope) for t in targets} <= scope.added.get(key, set()):
+    columns, keys = sql_names(targets, scope), {column_key(t, scope) for t in targets}
+    added = scope.added.get(key, set())
+    if targets and keys <= added:
         return [hits.backfill_hit(table, columns)]
+    if targets and keys <= added | null_filled(update, scope):
+        return [hits.null_fill_hit(table, columns)]
     return [hits.update_hit(table, columns)]
 
 
