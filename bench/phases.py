@@ -143,6 +143,7 @@ def _details(
         "rendered_offline": sum(m.method == "offline" for m in corpus),
         "rendered_online": sum(m.method == "online" for m in corpus),
         "render_failed": sum(m.method == "failed" for m in corpus),
+        "initial_schemas": sum(m.method == "initial" for m in corpus),
         "excluded_empty": sum(m.emptiness == "rendered empty" for m in corpus),
         "excluded_only_selects": sum(m.emptiness == "renders only SELECTs" for m in corpus),
         "excluded_why": "no PostgreSQL migration: revisions for SQLite/MySQL only or whose "
@@ -154,7 +155,8 @@ def _details(
 
 
 def _judgeable(migration: Migration) -> bool:
-    return migration.method != "failed" and not migration.emptiness
+    # an initial schema is what a history starts from, read for the shape, never judged
+    return migration.method not in ("failed", "initial") and not migration.emptiness
 
 
 def _rates(mine: Score, squawks: Score, fairer: Score) -> dict[str, float | int | str]:

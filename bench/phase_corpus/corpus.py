@@ -29,7 +29,8 @@ PROJECTS = ("prefect", "dagster", "mlflow")
 
 @dataclass(frozen=True)
 class Migration:
-    """One revision's rendered upgrade; ``method`` is offline, online or failed."""
+    """One revision's rendered upgrade; ``method`` is offline, online or failed;
+    ``initial`` for the schema a project's runner builds before its first revision."""
 
     project: str
     revision: str

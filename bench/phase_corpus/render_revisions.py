@@ -26,6 +26,8 @@ import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateTable
 
 # Reads SQLAlchemy and the inspector issue while a revision looks around: not the revision's work.
 _CATALOG_READ = re.compile(
@@ -72,14 +74,31 @@ def _mlflow() -> ScriptDirectory:
     return ScriptDirectory(str(Path(migrations.__file__).parent))
 
 
-def _mlflow_initial_tables(engine: sa.Engine) -> None:
-    # mlflow's first revision alters tables it never creates: mlflow builds them from its
-    # initial models before upgrading from base, and so does this run.
+def _mlflow_initial_metadata() -> sa.MetaData:
     from mlflow.store.tracking.dbmodels.initial_models import (  # type: ignore[import-not-found]
         Base,
     )
 
-    Base.metadata.create_all(engine)
+    metadata: sa.MetaData = Base.metadata
+    return metadata
+
+
+def _mlflow_initial_tables(engine: sa.Engine) -> None:
+    # mlflow's first revision alters tables it never creates: mlflow builds them from its
+    # initial models before upgrading from base, and so does this run.
+    _mlflow_initial_metadata().create_all(engine)
+
+
+def _initial_schema(project: str) -> list[Rendered]:
+    """The schema a project's history starts from when its runner builds one before the first
+    revision, as PostgreSQL DDL: not a migration (never labelled or scored), but what the
+    migrations after it alter, so a check that follows earlier changes knows those tables."""
+    if project != "mlflow":
+        return []
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    tables = _mlflow_initial_metadata().sorted_tables
+    ddl = "".join(f"{str(CreateTable(t).compile(dialect=dialect)).strip()};\n\n" for t in tables)
+    return [Rendered(project, INITIAL, "", "initial", ddl)]
 
 
 PROJECTS: dict[str, Callable[[], ScriptDirectory]] = {
@@ -89,6 +108,9 @@ PROJECTS: dict[str, Callable[[], ScriptDirectory]] = {
 }
 # What a project's own runner does to an empty database before its first revision.
 PREPARE: dict[str, Callable[[sa.Engine], None]] = {"mlflow": _mlflow_initial_tables}
+
+
+INITIAL = "(initial schema)"  # the revision id of a project's initial schema
 
 
 def in_order(scripts: ScriptDirectory) -> list[Script]:
@@ -217,7 +239,8 @@ def render_project(project: str, url: str) -> list[Rendered]:
             continue
     needs_database = len(offline) < len(scripts)
     online = render_online(scripts, url, PREPARE.get(project)) if needs_database else {}
-    return [_result(project, script, offline, online) for script in scripts]
+    rendered = [_result(project, script, offline, online) for script in scripts]
+    return _initial_schema(project) + rendered
 
 
 def _result(
