@@ -25,7 +25,6 @@ from sqlalchemy import (
     Text,
     delete,
     insert,
-    inspect,
     literal,
     select,
     union_all,
@@ -113,7 +112,7 @@ class AppliedChange:
 
 def exists(conn: Connection) -> bool:
     """Whether Stairway has set up its bookkeeping tables in this database."""
-    return inspect(conn).has_table("stairway_meta")
+    return conn.dialect.has_table(conn, "stairway_meta")  # no inspector: one catalog query
 
 
 def ensure_tables(conn: Connection) -> None:
@@ -151,7 +150,7 @@ def applied(conn: Connection) -> list[AppliedChange]:
         return []
     rows = conn.execute(select(changes_table).order_by(changes_table.c.number))
     found = [_applied(row._mapping) for row in rows]
-    if inspect(conn).has_table(patches_table.name):
+    if conn.dialect.has_table(conn, patches_table.name):
         rows = conn.execute(select(patches_table))
         found += [_applied(row._mapping) for row in rows]
     return sorted(found, key=lambda a: a.key)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Protocol
 
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection
 
 from stairway.schema.change import Change, HistoryTool
 
@@ -65,7 +65,7 @@ def ledger_of(tool: HistoryTool) -> Ledger:
 
 def read(conn: Connection, tool: HistoryTool, table: str) -> LedgerState | None:
     """What ``tool``'s ``table`` says; None when the database has no such table."""
-    if not inspect(conn).has_table(table):
+    if not conn.dialect.has_table(conn, table):
         return None
     return ledger_of(tool).read(conn, table)
 

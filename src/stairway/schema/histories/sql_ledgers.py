@@ -91,7 +91,7 @@ def dbmate_table(name: str) -> Table:
 
 def _create(conn: Connection, name: str, ddl: list[str]) -> None:
     """Create the table with the tool's own statements, unless it is there."""
-    if inspect(conn).has_table(name):
+    if conn.dialect.has_table(conn, name):
         return
     quote = conn.dialect.identifier_preparer.quote
     for statement in ddl:
