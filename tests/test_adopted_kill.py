@@ -1,7 +1,7 @@
 """The kill matrix for an adopted history: a database Optuna's own tool brought to 1.3.0,
 upgraded by ``stairway upgrade`` to 3.2.0 (the take-over, then one transaction per revision),
-killed with SIGKILL right after the plan, the take-over and each revision's commit, then recovered by ``upgrade --resume``
-and by ``rollback``. On SQLite and PostgreSQL.
+killed with SIGKILL right after the plan, the take-over and each revision's commit, then
+recovered by ``upgrade --resume`` and by ``rollback``. On SQLite and PostgreSQL.
 
 After each recovery the database must be wholly old or wholly new as the product sees it: its
 schema, the revision its own tool reads from ``alembic_version``, and its rows.
