@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
@@ -15,7 +16,9 @@ from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.tokenizer_core import Token, TokenType
 
 from stairway.schema.phase_locks import LockLedger, LockMode
-from stairway.schema.shape import Shape
+
+if TYPE_CHECKING:  # replay reads statements with parse_tokens: a run-time import would cycle
+    from stairway.schema.shape import Shape
 
 _NOT_KEYWORDS = frozenset(
     {

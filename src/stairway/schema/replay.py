@@ -8,18 +8,15 @@ is never judged safe, so losing track only ever costs an allowance.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 
 from sqlglot import exp
-from sqlglot.dialects.postgres import Postgres
-from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.tokenizer_core import Token, TokenType
 
 from stairway.schema.coercion import column_type
+from stairway.schema.phase_scope import parse_tokens
 from stairway.schema.relations import (
     ColumnShape,
     Key,
@@ -85,26 +82,11 @@ def apply(tables: Tables, text: str) -> None:
         _follow(tables, tree)
 
 
-@contextmanager
-def _quiet_sqlglot() -> Iterator[None]:
-    # Function bodies and DO blocks routinely fall back to Command; sqlglot warns for each.
-    logger = logging.getLogger("sqlglot")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-
-
 def _parse(text: str, tokens: list[Token]) -> list[exp.Expression] | None:
-    try:
-        with _quiet_sqlglot():
-            trees = Postgres().parser().parse(tokens, text)
-    except SqlglotError:
+    found = parse_tokens(text, tokens, "postgres")
+    if found is None or any(isinstance(tree, exp.Command) for tree in found):
         return None
-    found = [tree for tree in trees if isinstance(tree, exp.Expression)]
-    return None if any(isinstance(tree, exp.Command) for tree in found) else found
+    return found
 
 
 # --- names ---------------------------------------------------------------------------------
