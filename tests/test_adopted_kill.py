@@ -47,7 +47,7 @@ class Databases:
     def __init__(self, kind: str, root: Path) -> None:
         self.kind, self.root = kind, root
         self.made: list[str] = []
-        self.template = self._empty("template")
+        self.template = self.empty("template")
         command.upgrade(optuna_tool(self.template), OLD)
         engine = create_engine(sa_url(self.template))
         with engine.begin() as conn:  # a study as Optuna 1.3 kept it: the rows must survive
@@ -56,7 +56,7 @@ class Databases:
             )
         engine.dispose()
 
-    def _empty(self, name: str) -> str:
+    def empty(self, name: str) -> str:
         if self.kind == "sqlite":
             return f"sqlite:///{self.root / f'{name}.db'}"
         database = f"stairway_k_{uuid.uuid4().hex[:12]}"
@@ -179,3 +179,31 @@ def test_an_adopted_history_killed_anywhere_resumes_or_rolls_back_whole(
     with capsys.disabled():
         print(f"\n  adopted kill matrix ({databases.kind}): {len(points)} points, {len(jobs)} runs")
     assert not problems, problems
+
+
+def test_a_first_install_killed_inside_its_transaction_leaves_nothing(
+    databases: Databases, tmp_path: Path
+) -> None:
+    """A new database's revisions run in one transaction: killed between two of them, or with
+    all run and their records not yet written, nothing of them is left, and the next ``init``
+    builds the whole schema the product's tool reads as head."""
+    catalog = optuna_catalog(tmp_path)
+    manifest = catalog / "stairway.toml"  # replayed: not the product's own fresh install
+    manifest.write_text(
+        "".join(
+            line
+            for line in manifest.read_text("utf-8").splitlines(keepends=True)
+            if not line.startswith("fresh =")
+        ),
+        encoding="utf-8",
+    )
+    site_file = site(tmp_path, databases.empty(f"first-{uuid.uuid4().hex[:8]}"), catalog)
+    for point in ("after:grouped-change#4", "after:grouped-change#10"):
+        code, said = cli(site_file, "init", "--version", "3.2.0", STAIRWAY_FAULT=point)
+        assert code == -9, said
+        schema, revisions = seen(site_file)
+        assert (schema, revisions) == ([], set()), point
+    code, said = cli(site_file, "init", "--version", "3.2.0")
+    assert code == 0, said
+    assert seen(site_file)[1] == {HEAD}
+    assert studies(site_file) == 0

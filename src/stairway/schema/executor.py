@@ -18,6 +18,7 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from stairway import faults
 from stairway.errors import ChangeFailed, DataLossRefused, SchemaError
 from stairway.progress import Progress
 from stairway.schema import background, recorder
@@ -79,13 +80,16 @@ def apply_together(
     done: list[Applied] = []
     try:
         with transaction(engine, [change for change, _ in changes]) as conn:
+            records = _GroupRecords(conn)
             for index, (change, release) in enumerate(changes):
                 if progress:
                     progress(index, len(changes), change)
                 started = time.perf_counter()
                 _run_up(conn, change)
-                _record(conn, change, release, started)
+                records.add(change, release, started)
                 done.append(Applied(change, _since(started)))
+                faults.point("after:grouped-change")  # run, not committed: a kill loses it all
+            records.write()
     except ChangeFailed as failure:
         raise ChangeFailed(
             f"{failure.message}; the changes before it in this run were rolled back with it",
@@ -218,6 +222,41 @@ def _record_alembic_postgres(
     statements = sql.SQL(";\n").join([row, after_sql(change)])
     with pg.cursor() as cursor:
         cursor.execute(statements)
+
+
+class _GroupRecords:
+    """The records of a run in one transaction. On PostgreSQL, Stairway's rows and each adopted
+    Alembic table as the last revision leaves it go in one round trip before the commit (no
+    one outside the transaction sees the difference); elsewhere, and for other adopted tools,
+    each change is recorded as it runs."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._rows: list[sql.Composed] = []
+        self._heads: dict[str, Change] = {}  # version table -> the last revision recorded in it
+
+    def add(self, change: Change, release: str, started: float) -> None:
+        """Record ``change``, now or at :meth:`write`."""
+        alembic = change.kind == ChangeKind.ALEMBIC
+        if self._conn.dialect.name != "postgresql" or (change.origin is not None and not alembic):
+            _record(self._conn, change, release, started)
+            return
+        kind = recorder.RecordKind.APPLIED
+        self._rows.append(recorder.record_sql(change, release, _since(started), kind))
+        if change.origin is not None:
+            self._heads[change.origin.table] = change
+
+    def write(self) -> None:
+        """Send what :meth:`add` kept."""
+        from stairway.schema.histories.alembic_ledger import after_sql  # Alembic's tables only
+
+        statements = [*self._rows, *(after_sql(change) for change in self._heads.values())]
+        if not statements:
+            return
+        pg = self._conn.connection.dbapi_connection
+        assert isinstance(pg, psycopg.Connection)
+        with pg.cursor() as cursor:
+            cursor.execute(sql.SQL(";\n").join(statements))
 
 
 def _apply_postgres_sql(engine: Engine, change: Change, release: str, started: float) -> None:

@@ -35,8 +35,13 @@ def read_state(engine: Engine, catalog: ChangeSource) -> SchemaState:
     names a point of the catalog's history, reads as holding the changes up to there; the next
     command that migrates records them (``locked_state``)."""
     with engine.connect() as conn:
-        applied = recorder.applied(conn)
-        found = None if applied else recognition.recognise(conn, catalog.changes)
+        return _state_on(conn, catalog, recorder.applied(conn))
+
+
+def _state_on(
+    conn: Connection, catalog: ChangeSource, applied: list[recorder.AppliedChange]
+) -> SchemaState:
+    found = None if applied else recognition.recognise(conn, catalog.changes)
     if found is None or not found.level:
         return compare(applied, catalog.changes)
     kind = recorder.RecordKind.BASELINE
@@ -91,8 +96,9 @@ def locked_state(engine: Engine, catalog: ChangeSource, timeout: float) -> Itera
     """The state under the migration lock, with bookkeeping tables present and no drift."""
     with migration_lock(engine, timeout):
         with engine.begin() as conn:
-            recorder.ensure_tables(conn)
-        state = read_state(engine, catalog)
+            # tables it has just created record nothing: no need to ask them
+            created = recorder.ensure_tables(conn)
+            state = _state_on(conn, catalog, [] if created else recorder.applied(conn))
         if state.recognised:
             _take_over(engine, catalog, state)
         state.refuse_unsafe()
@@ -151,8 +157,9 @@ def migrate(
             refuse_uncarried(state, catalog, release)
         done: list[Applied] = []
         todo = pending(state, catalog, target, only, release)
-        with alembic_runtime.one_run():
-            if not state.applied and all(c.transactional for c in todo):
+        together = not state.applied and all(c.transactional for c in todo)
+        with alembic_runtime.one_run(empty=together and not state.recognised):
+            if together:
                 labelled = [(c, _release_label(catalog, c)) for c in todo]
                 return apply_together(engine, labelled, progress)
             for index, change in enumerate(todo):

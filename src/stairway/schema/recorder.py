@@ -115,11 +115,12 @@ def exists(conn: Connection) -> bool:
     return conn.dialect.has_table(conn, "stairway_meta")  # no inspector: one catalog query
 
 
-def ensure_tables(conn: Connection) -> None:
-    """Create the bookkeeping tables on first use; refuse a format from a newer Stairway."""
+def ensure_tables(conn: Connection) -> bool:
+    """Create the bookkeeping tables on first use (True when it did); refuse a format from a
+    newer Stairway."""
     if not exists(conn):
         _create_tables(conn)
-        return
+        return True
     found = int(get_meta(conn, "format") or 1)
     if found > FORMAT:
         raise SchemaError(
@@ -130,6 +131,7 @@ def ensure_tables(conn: Connection) -> None:
     if found < 2:  # format 1 had no patch changes
         patches_table.create(conn, checkfirst=True)
         set_meta(conn, "format", str(FORMAT))
+    return False
 
 
 def _create_tables(conn: Connection) -> None:

@@ -26,6 +26,7 @@ from stairway.schema.change import Change
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
@@ -33,14 +34,39 @@ _MODULES: dict[tuple[Path, str], ModuleType] = {}
 
 
 Memo = dict[str, set[tuple[str | None, str]]]
-_RUN: ContextVar[Memo | None] = ContextVar("stairway_alembic_run", default=None)
+
+
+class _Run:
+    """What the revisions of one run share, as under one ``alembic upgrade``: the DDL memo, and
+    the configured runtime of the connection they run on (configuring it per revision cost
+    more than some revisions)."""
+
+    def __init__(self, empty: bool) -> None:
+        # An empty database has no types to read: the memo starts as alembic upgrade starts it.
+        self.memo: Memo = {"pg_enum": set(), "pg_domain": set()} if empty else {}
+        self._key: tuple[Connection, Path, str] | None = None
+        self._runtime: tuple[EnvironmentContext, MigrationContext] | None = None
+
+    def runtime(
+        self, conn: Connection, change: Change
+    ) -> tuple[EnvironmentContext, MigrationContext]:
+        """The environment and migration context for ``change`` on ``conn``, configured once
+        while the run stays on that connection and history."""
+        key = (conn, change.path.parent, _table(change))
+        if self._runtime is None or key != self._key:
+            self._key, self._runtime = key, _configured(conn, change)
+        return self._runtime
+
+
+_RUN: ContextVar[_Run | None] = ContextVar("stairway_alembic_run", default=None)
 
 
 @contextmanager
-def one_run() -> Iterator[None]:
+def one_run(*, empty: bool = False) -> Iterator[None]:
     """The revisions applied inside share one DDL memo, as under one ``alembic upgrade``: it is
-    read from the database at the first revision, and SQLAlchemy adds the types they create."""
-    token = _RUN.set({})
+    read from the database at the first revision (``empty``: the database has none to read),
+    and SQLAlchemy adds the types they create."""
+    token = _RUN.set(_Run(empty))
     try:
         yield
     finally:
@@ -74,9 +100,31 @@ def run_in_parts(
 
 @contextmanager
 def _context(conn: Connection, change: Change, **options: Any) -> Iterator[MigrationContext]:
-    table = change.origin.table if change.origin else "alembic_version"
-    with environment(change.path.parent, connection=conn, version_table=table, **options) as ctx:
-        yield ctx
+    shared = _RUN.get()
+    if shared is None or options:
+        table = _table(change)
+        with environment(change.path.parent, connection=conn, version_table=table, **options) as c:
+            yield c
+        return
+    from alembic.operations import Operations
+
+    # ``alembic.context`` and ``alembic.op`` are module globals another runtime may have
+    # replaced since: installed again for each call, removed after it, as a fresh one would be
+    env, context = shared.runtime(conn, change)
+    with env, Operations.context(context):
+        yield context
+
+
+def _table(change: Change) -> str:
+    return change.origin.table if change.origin else "alembic_version"
+
+
+def _configured(conn: Connection, change: Change) -> tuple[EnvironmentContext, MigrationContext]:
+    from alembic.runtime.environment import EnvironmentContext
+
+    env = EnvironmentContext(*_scripts(change.path.parent))
+    env.configure(connection=conn, version_table=_table(change))
+    return env, env.get_context()
 
 
 def _call(conn: Connection, context: MigrationContext, change: Change, direction: str) -> None:
@@ -93,13 +141,13 @@ def _call(conn: Connection, context: MigrationContext, change: Change, direction
 
 
 def _memo(conn: Connection, change: Change, direction: str) -> Memo:
-    shared = _RUN.get()
-    if shared is None:  # a revision on its own
+    run = _RUN.get()
+    if run is None:  # a revision on its own
         return _types_present(conn) if _may_create_types(change, direction) else {}
-    if not shared:
-        shared.update(_types_present(conn))
-        shared.setdefault("pg_enum", set())
-    return shared
+    if not run.memo:
+        run.memo.update(_types_present(conn))
+        run.memo.setdefault("pg_enum", set())
+    return run.memo
 
 
 def _may_create_types(change: Change, direction: str) -> bool:
