@@ -176,9 +176,16 @@ def _copy_limited(stream: BinaryIO, out: BinaryIO, size: int) -> tuple[int, str]
     return copied, digest.hexdigest()
 
 
-def _read(source: str, name: str, limit: int) -> bytes:
+def read_capped(source: str, name: str, limit: int) -> bytes:
+    """``name`` under ``source`` (http(s) URL or directory), read no further than one byte
+    past ``limit``: a longer answer is cut there, for the caller to refuse as too large."""
     with _open(source, name) as stream:
         body: bytes = stream.read(limit + 1)
+    return body
+
+
+def _read(source: str, name: str, limit: int) -> bytes:
+    body = read_capped(source, name, limit)
     if len(body) > limit:
         raise ReleaseError(
             f"{name} from {source} is larger than {limit} bytes: it is not a release manifest",
@@ -210,5 +217,6 @@ def _open(source: str, name: str) -> BinaryIO:
     except OSError as err:
         raise ReleaseError(
             f"cannot read {path}: {err.strerror or err}",
-            hint="name the directory holding release-V.json, its .sig and the artifact",
+            hint="name the directory holding the published files (release-V.json, its .sig "
+            "and the artifact; or release-index.json and its .sig)",
         ) from None

@@ -72,17 +72,23 @@ def generate_key(directory: Path) -> tuple[Path, Path]:
 
 def sign_release(key_file: Path, artifact: Path, product: str, version: str) -> Path:
     """Write the release manifest beside ``artifact`` and its signature; returns the manifest."""
-    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ReleaseError(f"{key_file} is not an Ed25519 private key", hint="use release keygen")
+    key = load_private_key(key_file)
     manifest = ReleaseManifest(
         product, version, artifact.name, _sha256(artifact), artifact.stat().st_size
     )
     path = manifest_path(artifact.parent, version)
     body = manifest.encode()
     write_atomic(path, body)
-    write_atomic(path.with_name(path.name + ".sig"), base64.b64encode(key.sign(body)) + b"\n")
+    write_atomic(path.with_name(path.name + ".sig"), sign_bytes(key, body))
     return path
+
+
+def load_private_key(key_file: Path) -> Ed25519PrivateKey:
+    """The publisher's signing key from its PEM file (``release keygen`` writes one)."""
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ReleaseError(f"{key_file} is not an Ed25519 private key", hint="use release keygen")
+    return key
 
 
 def pack_release(tree: Path, artifact: Path) -> None:
@@ -146,13 +152,25 @@ def parse_manifest(body: bytes, name: str) -> ReleaseManifest:
 
 def verify_signature(key_file: Path, body: bytes, signature: bytes, what: str) -> None:
     """Raises ReleaseError unless ``signature`` (base64) is ``key_file``'s over ``body``."""
-    try:
-        _public_key(key_file).verify(base64.b64decode(signature.strip()), body)
-    except (InvalidSignature, ValueError):
+    if not signature_holds(load_public_key(key_file), body, signature):
         raise ReleaseError(
             f"the signature of {what} does not verify with {key_file}",
             hint="it was not signed by the key this site trusts: do not install it",
-        ) from None
+        )
+
+
+def signature_holds(key: Ed25519PublicKey, body: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` (base64, as the publisher writes it) is ``key``'s over ``body``."""
+    try:
+        key.verify(base64.b64decode(signature.strip(), validate=True), body)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def sign_bytes(key: Ed25519PrivateKey, body: bytes) -> bytes:
+    """The detached signature of ``body`` as the publisher writes it: base64 and a newline."""
+    return base64.b64encode(key.sign(body)) + b"\n"
 
 
 def install_release(artifacts: Path, releases_dir: Path, manifest: ReleaseManifest) -> Path:
@@ -196,7 +214,8 @@ def switch_current(releases_dir: Path, version: str) -> str | None:
     return previous
 
 
-def _public_key(key_file: Path) -> Ed25519PublicKey:
+def load_public_key(key_file: Path) -> Ed25519PublicKey:
+    """The public release key a site trusts (``[site] release_key``: base64 of the raw key)."""
     try:
         return Ed25519PublicKey.from_public_bytes(base64.b64decode(key_file.read_bytes().strip()))
     except (OSError, ValueError) as err:

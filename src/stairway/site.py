@@ -28,6 +28,7 @@ class SiteSection(_Strict):
     releases_dir: Path | None = None  # releases/<version>/ and the `current` link
     artifacts: Path | None = None  # where release artifacts and their signed manifests are
     release_key: Path | None = None  # the product's release.pub this site trusts
+    release_index: str | None = None  # URL or directory of the product's signed release index
     catalog: Path | None = None
 
 
@@ -161,6 +162,7 @@ def _resolved(site: Site, path: Path) -> Site:
             "releases_dir": _under(base, section.releases_dir),
             "artifacts": _under(base, section.artifacts),
             "release_key": _under(base, section.release_key),
+            "release_index": _place(base, section.release_index),
             "catalog": _under(base, section.catalog),
         }
     )
@@ -187,6 +189,13 @@ def _resolved(site: Site, path: Path) -> Site:
 
 def _under(base: Path, value: Path | None) -> Path | None:
     return None if value is None else base / value
+
+
+def _place(base: Path, value: str | None) -> str | None:
+    """A URL as it is; a directory relative to the site file, as every path of it is."""
+    if value is None or "://" in value:
+        return value
+    return str(base / value)
 
 
 def _resolve_sqlite(url: str, base: Path) -> str:

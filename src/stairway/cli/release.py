@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from stairway import releases
+from stairway import context as site_context
+from stairway import release_feed, releases
+from stairway.context import current_version
 from stairway.errors import UsageRefused
-from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out
+from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
+from stairway.release_index import INDEX_FILE
 from stairway.release_source import catalog_product, fetch
 from stairway.site import load_site
 
@@ -116,3 +120,69 @@ def release_fetch(
         emit_json({"release": version, "installed": str(installed)})
         return
     out.print(f"[green]release {version} verified[/green] and installed in {installed}")
+
+
+@app.command("publish-index")
+def release_publish_index(
+    listing: Annotated[Path, typer.Argument(help="TOML file listing the releases to offer")],
+    key: Annotated[Path, typer.Option("--key", help="release.key")],
+    out_dir: Annotated[Path, typer.Option("--out", help="directory sites fetch the index from")],
+    days: Annotated[
+        int, typer.Option("--valid-days", min=1, max=3660, help="days until the index expires")
+    ] = 30,
+    index_version: Annotated[
+        int | None,
+        typer.Option(
+            "--index-version", min=1, help="[default: one above the index already in --out]"
+        ),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Write release-index.json (releases, artifact digests, expiry) and its signature; publish
+    it again before it expires."""
+    index = release_feed.publish(listing, key, out_dir, timedelta(days=days), index_version)
+    if json:
+        emit_json(
+            {
+                "index": str(out_dir / INDEX_FILE),
+                "index_version": index.index_version,
+                "expires": index.expires.isoformat(),
+                "releases": [r.version for r in index.releases],
+            }
+        )
+        return
+    out.print(
+        f"index version {index.index_version} of {len(index.releases)} release(s), "
+        f"expires {index.expires:%Y-%m-%d %H:%M} UTC: {out_dir / INDEX_FILE} and its .sig",
+        highlight=False,
+    )
+
+
+@app.command("check")
+def release_check(
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="URL or directory publishing release-index.json and its .sig "
+            "[default: the site's release_index]",
+        ),
+    ] = None,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Verify the product's signed release index and say whether a newer release is offered,
+    with the path to it; exit 2 when the index is refused (nothing is remembered then)."""
+    ctx = site_context.open_context(site, catalog)
+    found = release_feed.check(
+        ctx.site, current_version(ctx), ctx.catalog.releases, ctx.catalog.product, source
+    )
+    if json:
+        emit_json(found.as_json())
+        return
+    out.print(plain(found.describe()), highlight=False)
+    if found.newest is not None:
+        if found.newest.notes:
+            out.print(f"notes: {plain(found.newest.notes)}", highlight=False)
+        out.print(f"next: {release_feed.next_steps(found.newest.version)}", highlight=False)

@@ -9,13 +9,13 @@ import typer
 from rich.markup import escape
 
 from stairway import context as site_context
-from stairway import operations, views
+from stairway import operations, release_feed, views
 from stairway.cli.output import applying, say_adopting
 from stairway.errors import ExitCode, ManualStepNeeded, UsageRefused
 from stairway.estimate import Limits, estimate_upgrade
 from stairway.estimate.predict import parse_duration
 from stairway.estimate_views import estimate_json, estimate_summary, estimate_table
-from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out
+from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
 from stairway.release_source import install_first
 from stairway.schema import background
 from stairway.schema.change import Phase
@@ -67,19 +67,38 @@ def status(
             {"change": j.label, "state": j.state, "fraction": j.fraction, "eta_s": j.eta()}
             for j in running
         ]
-        emit_json({**views.status_json(report), "background": jobs})
+        newer = release_feed.newer_than_site(release_feed.last_check(ctx.site), report.release)
+        emit_json(
+            {
+                **views.status_json(report),
+                "background": jobs,
+                "newer_release": newer.model_dump(mode="json") if newer else None,
+            }
+        )
     else:
         out.print(views.status_table(report))
         if report.adopt:
             out.print(f"[yellow]{escape(report.adopt)}[/yellow]", highlight=False)
         for job in running:
             out.print(f"background migration {job.describe()}", highlight=False)
+        _say_newer(ctx, report.release)
     if strict and report.troubles:
         raise ManualStepNeeded(
             "the site is not in order: " + "; ".join(report.troubles),
             hint="`stairway repair` re-records drifted changes once checked, `stairway migrate` "
             "applies pending ones; changes not in the catalog mean the catalog is older than "
             "the database",
+        )
+
+
+def _say_newer(ctx: site_context.Context, release: str | None) -> None:
+    """One line when the last release check (no network here) found a newer release."""
+    newer = release_feed.newer_than_site(release_feed.last_check(ctx.site), release)
+    if newer is not None:
+        out.print(
+            f"[cyan]{plain(newer.describe())} is available[/cyan]: "
+            f"{plain(release_feed.next_steps(newer.version))}",
+            highlight=False,
         )
 
 

@@ -1,0 +1,313 @@
+"""The signed release index: a product publishes it, a site checks it from a URL (a real HTTP
+server on 127.0.0.1) or a directory, and refuses an index that is expired, replayed, re-signed
+with other content under the same index version, signed by another key, changed, oversized or
+malformed, remembering nothing then; `status` says, from the last check alone, that a newer
+release is there and what to run."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from cli_runner import stairway
+from stairway import release_feed, release_index, releases
+from stairway.errors import ReleaseError
+from stairway.release_index import INDEX_FILE, SIGNATURE_FILE, ReleaseIndex, Seen, verify_index
+from stairway.site import load_site
+from stairway.versions import Release, Version
+
+NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+KEY = Ed25519PrivateKey.generate()
+OTHER_KEY = Ed25519PrivateKey.generate()
+DIGEST = "ab" * 32
+
+
+def index(number: int = 3, expires: datetime = NOW + timedelta(days=30), **extra: object) -> bytes:
+    """An index of three releases, 2.0.0 behind the required stop 1.1.0 (LTS)."""
+    entries = [
+        {"version": "1.0.0"},
+        {"version": "1.1.0", "lts": True},
+        {
+            "version": "2.0.0",
+            "requires": "1.1.0",
+            "notes": "https://example.org/helpdesk/2.0.0",
+            "artifacts": {"helpdesk-2.0.0.tar.zst": {"sha256": DIGEST, "size": 1234}},
+        },
+    ]
+    data = {"product": "helpdesk", "index_version": number, "expires": expires}
+    parsed = ReleaseIndex.model_validate({**data, "releases": entries, **extra}, strict=False)
+    return parsed.encode()
+
+
+def signed(body: bytes, key: Ed25519PrivateKey = KEY) -> tuple[bytes, bytes]:
+    return body, releases.sign_bytes(key, body)
+
+
+def verify(body: bytes, signature: bytes, seen: Seen | None = None) -> release_index.Verified:
+    return verify_index(body, signature, KEY.public_key(), NOW, seen, "helpdesk")
+
+
+def refused(body: bytes, signature: bytes, seen: Seen | None = None) -> str:
+    with pytest.raises(ReleaseError) as caught:
+        verify(body, signature, seen)
+    assert caught.value.hint
+    return caught.value.message
+
+
+# --- the verification, pure ----------------------------------------------------------------------
+
+
+def test_a_good_index_is_accepted_and_remembered_by_number_and_digest() -> None:
+    accepted = verify(*signed(index(3)))
+    assert accepted.seen.index_version == 3 and len(accepted.seen.sha256) == 64
+    assert [r.version for r in accepted.index.releases] == ["1.0.0", "1.1.0", "2.0.0"]
+    assert verify(*signed(index(3)), seen=accepted.seen).seen == accepted.seen, "same again"
+    assert verify(*signed(index(4)), seen=accepted.seen).seen.index_version == 4
+
+
+def test_an_expired_index_is_refused_naming_its_expiry_and_now() -> None:
+    said = refused(*signed(index(expires=NOW - timedelta(seconds=1))))
+    assert "expired at 2030-06-01T11:59:59+00:00" in said and "2030-06-01T12:00:00+00:00" in said
+
+
+def test_an_older_index_is_refused_as_a_replay_naming_both_versions() -> None:
+    said = refused(*signed(index(2)), seen=verify(*signed(index(5))).seen)
+    assert "index version 2" in said and "5" in said and "replayed" in said
+
+
+def test_the_same_index_version_with_other_content_is_refused() -> None:
+    seen = verify(*signed(index(5))).seen
+    said = refused(*signed(index(5, expires=NOW + timedelta(days=60))), seen=seen)
+    assert "index version 5" in said and "other content" in said
+
+
+def test_another_key_and_changed_bytes_are_refused() -> None:
+    assert "does not verify" in refused(*signed(index(), key=OTHER_KEY))
+    body, signature = signed(index())
+    assert "does not verify" in refused(body.replace(b"1234", b"1235"), signature)
+    assert "does not verify" in refused(body, b"not base64!\n")
+
+
+def test_an_oversized_index_is_refused_before_its_signature_is_checked() -> None:
+    body = index()[:-1] + b" " * release_index.SIZE_LIMIT + b"}"
+    assert "larger than 1048576 bytes" in refused(*signed(body))
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"index_version": "3"}, "index_version"),
+        ({"index_version": 0}, "index_version"),
+        ({"expires": "2030-07-01T00:00:00"}, "expires"),
+        ({"releases": [{"version": "not a version"}]}, "releases.0.version"),
+        ({"releases": [{"version": "2.0.0", "notes": "javascript:alert(1)"}]}, "releases.0.notes"),
+        (
+            {
+                "releases": [
+                    {"version": "2.0.0", "artifacts": {"../x": {"sha256": DIGEST, "size": 1}}}
+                ]
+            },
+            "releases.0.artifacts.../x.[key]",
+        ),
+        (
+            {"releases": [{"version": "2.0.0", "artifacts": {"a": {"sha256": "x", "size": 1}}}]},
+            "releases.0.artifacts.a.sha256",
+        ),
+        ({"releases": [{"version": "1.0"}, {"version": "1.0.0"}]}, "twice"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_malformed_fields_are_refused_naming_the_field(
+    change: dict[str, object], field: str
+) -> None:
+    data = {**orjson.loads(index()), **change}
+    said = refused(*signed(orjson.dumps(data)))
+    assert "is not a release index" in said and field in said
+
+
+def test_signed_bytes_that_are_not_json_are_refused() -> None:
+    assert "is not a release index" in refused(*signed(b"{not json"))
+
+
+def test_an_index_of_another_product_is_refused() -> None:
+    data = {**orjson.loads(index()), "product": "billing"}
+    assert "'billing'" in refused(*signed(orjson.dumps(data)))
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.data())
+def test_any_change_to_the_signed_bytes_is_refused(data: st.DataObject) -> None:
+    body, signature = signed(index())
+    position = data.draw(st.integers(0, len(body) - 1))
+    replacement = data.draw(st.binary(min_size=0, max_size=3))
+    changed = body[:position] + replacement + body[position + 1 :]
+    assume(changed != body)
+    with pytest.raises(ReleaseError, match="does not verify"):
+        verify(changed, signature)
+
+
+def test_the_path_goes_through_the_required_stop_and_the_catalog_s_releases() -> None:
+    parsed = release_index.parse_index(index())
+    known = [Release(Version("1.0.0"), schema=1)]
+    found = release_index.availability(parsed, known, Version("1.0.0"), NOW)
+    assert found.describe() == "2.0.0 available, path 1.0.0 → 1.1.0 → 2.0.0"
+    at_top = release_index.availability(parsed, known, Version("2.0.0"), NOW)
+    assert at_top.describe().startswith("up to date")
+    assert release_index.Availability.from_json(found.as_json()) == found
+
+
+# --- publishing, fetching, the CLI ---------------------------------------------------------------
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A helpdesk site at 1.0.0 trusting ``keys/release.pub``; the vendor's release.key beside."""
+    releases.generate_key(tmp_path / "keys")
+    catalog = tmp_path / "catalog"
+    (catalog / "schema").mkdir(parents=True)
+    (catalog / "stairway.toml").write_text(
+        '[product]\nname = "helpdesk"\n\n[[release]]\nversion = "1.0.0"\nschema = 1\n', "utf-8"
+    )
+    (catalog / "schema" / "0001_tickets.sql").write_text(
+        "CREATE TABLE tickets (id INTEGER PRIMARY KEY);\n", "utf-8"
+    )
+    site = tmp_path / "site.toml"
+    site.write_text(
+        f'[site]\ndatabase = "sqlite:///{tmp_path / "helpdesk.db"}"\ncatalog = "catalog"\n'
+        'release_key = "keys/release.pub"\nrelease_index = "published"\n',
+        "utf-8",
+    )
+    code, _, err = stairway("init", "--version", "1.0.0", "--site", str(site))
+    assert code == 0, err
+    return site
+
+
+def publish(site: Path, *extra: str) -> tuple[int, str, str]:
+    """The vendor's index of 1.0.0, 1.1.0 (LTS) and 2.0.0 (after 1.1.0, with its artifact)."""
+    root = site.parent
+    (root / "dist").mkdir(exist_ok=True)
+    (root / "dist" / "helpdesk-2.0.0.tar.zst").write_bytes(b"the 2.0.0 artifact")
+    listing = root / "releases.toml"
+    listing.write_text(
+        'product = "helpdesk"\n\n[[release]]\nversion = "1.0.0"\n\n'
+        '[[release]]\nversion = "1.1.0"\nlts = true\n\n'
+        '[[release]]\nversion = "2.0.0"\nrequires = "1.1.0"\n'
+        'notes = "https://example.org/helpdesk/2.0.0"\n'
+        'artifacts = ["dist/helpdesk-2.0.0.tar.zst"]\n',
+        "utf-8",
+    )
+    key = root / "keys" / "release.key"
+    out = root / "published"
+    return stairway(
+        "release", "publish-index", str(listing), "--key", str(key), "--out", str(out), *extra
+    )
+
+
+@pytest.fixture
+def served(site: Path) -> Iterator[str]:
+    """The site's ``published`` directory over HTTP on 127.0.0.1."""
+    (site.parent / "published").mkdir(exist_ok=True)
+    handler = functools.partial(Quiet, directory=str(site.parent / "published"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_published_index_is_checked_over_http_and_status_says_what_to_run(
+    site: Path, served: str
+) -> None:
+    code, said, err = publish(site)
+    assert code == 0, err
+    assert "index version 1 of 3 release(s)" in said
+    published = orjson.loads((site.parent / "published" / INDEX_FILE).read_bytes())
+    assert published["releases"][2]["artifacts"]["helpdesk-2.0.0.tar.zst"] == {
+        "sha256": releases.sha256_of(site.parent / "dist" / "helpdesk-2.0.0.tar.zst"),
+        "size": len(b"the 2.0.0 artifact"),
+    }
+    code, said, err = stairway("release", "check", "--from", served, "--site", str(site))
+    assert code == 0, err
+    assert "2.0.0 available, path 1.0.0 → 1.1.0 → 2.0.0" in said
+    assert "stairway upgrade --to 2.0.0" in said
+    code, said, err = stairway("status", "--site", str(site))
+    assert code == 0, err
+    assert "2.0.0 is available" in said and "stairway release fetch 2.0.0" in said
+    status = orjson.loads(stairway("status", "--json", "--site", str(site))[1])
+    assert status["newer_release"]["version"] == "2.0.0"
+
+
+def test_check_from_the_site_s_directory_with_json(site: Path) -> None:
+    assert publish(site)[0] == 0
+    code, said, err = stairway("release", "check", "--json", "--site", str(site))
+    assert code == 0, err
+    found = orjson.loads(said)
+    assert found["newest"]["version"] == "2.0.0" and found["path"] == ["1.1.0", "2.0.0"]
+    assert found["index_version"] == 1
+    assert publish(site)[0] == 0, "the next index counts on by itself"
+    assert (
+        orjson.loads(stairway("release", "check", "--json", "--site", str(site))[1])[
+            "index_version"
+        ]
+        == 2
+    )
+
+
+def test_publishing_an_index_version_not_above_the_last_is_refused(site: Path) -> None:
+    assert publish(site, "--index-version", "4")[0] == 0
+    code, _, err = publish(site, "--index-version", "4")
+    assert code == 2 and "not above it" in err and "hint:" in err
+
+
+def test_a_refused_index_exits_2_and_leaves_the_remembered_version_alone(
+    site: Path, served: str
+) -> None:
+    published = site.parent / "published"
+    assert publish(site, "--index-version", "5")[0] == 0
+    assert stairway("release", "check", "--from", served, "--site", str(site))[0] == 0
+    state = release_feed.state_file(load_site(site))
+    remembered = state.read_bytes()
+    older_body, older_signature = signed(index(2), key=vendor_key(site))
+    cases = {
+        "replayed": (older_body, older_signature),
+        "does not verify": (published.joinpath(INDEX_FILE).read_bytes()[:-2] + b"}}", None),
+        "expired": signed(
+            index(9, expires=datetime.now(UTC) - timedelta(hours=1)), vendor_key(site)
+        ),
+    }
+    for expected, (body, signature) in cases.items():
+        published.joinpath(INDEX_FILE).write_bytes(body)
+        if signature is not None:
+            published.joinpath(SIGNATURE_FILE).write_bytes(signature)
+        code, _, err = stairway("release", "check", "--from", served, "--site", str(site))
+        assert code == 2, (expected, err)
+        assert "error:" in err and "hint:" in err and expected in err
+        assert state.read_bytes() == remembered, expected
+
+
+def test_no_source_configured_is_refused_with_a_hint(tmp_path: Path, site: Path) -> None:
+    text = site.read_text("utf-8").replace('release_index = "published"\n', "")
+    site.write_text(text, "utf-8")
+    code, _, err = stairway("release", "check", "--site", str(site))
+    assert code == 2 and "release_index" in err and "hint:" in err
+
+
+def vendor_key(site: Path) -> Ed25519PrivateKey:
+    return releases.load_private_key(site.parent / "keys" / "release.key")
