@@ -2,9 +2,11 @@
 from its installed wheel) versus the product's own ``alembic upgrade head`` (its alembic.ini and
 env.py), each on an empty PostgreSQL database, in one run.
 
-Stairway's time counts reading the catalog (Alembic's ScriptDirectory, every revision rendered
-offline for the phase and data-loss rules) and applying every revision in its own transaction
-with its bookkeeping; Alembic's counts loading the scripts and the run. Goal: ratio <= 1.0.
+Stairway's time counts reading the catalog (Alembic's ScriptDirectory and the checksums of the
+revision files; SQL is rendered only when a phase or data-loss rule asks for it) and applying
+the history under the migration lock, in one transaction with its bookkeeping, as a database
+that records no change gets it; Alembic's counts loading the scripts and the run, also in one
+transaction. Goal: ratio <= 1.0.
 """
 
 from __future__ import annotations
