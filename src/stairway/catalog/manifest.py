@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,6 +40,7 @@ class ReleaseModel(_Strict):
     agent_protocol: tuple[int, int] | None = None
     provides: dict[str, list[str]] = {}  # plug-in kind -> the type names this release ships
     patches: list[str] = []  # patch changes "N.K" of an LTS line this release carries
+    clear: list[str] = []  # transient paths of the data directory removed before it starts
 
     @field_validator("version", "requires")
     @classmethod
@@ -57,10 +58,37 @@ class ReleaseModel(_Strict):
             raise ValueError("a patch is listed twice")
         return value
 
+    @field_validator("clear")
+    @classmethod
+    def _are_inside(cls, value: list[str]) -> list[str]:
+        cleared = [inside_path(path) for path in value]
+        if len(set(cleared)) != len(cleared):
+            raise ValueError("a path is listed twice")
+        return cleared
+
     @property
     def patch_keys(self) -> tuple[tuple[int, int], ...]:
         """The patch changes this release carries, as sorted (number, patch) pairs."""
         return tuple(sorted(parse_patch(code) for code in self.patches))
+
+
+def inside_path(path: str) -> str:
+    """A path relative to the site's data directory that stays in it, written the one way
+    (``"tx-object-store"``, ``"cache/sessions"``); a ValueError (reported by pydantic with its
+    key) for an absolute path, a ``..`` step, or the data directory itself."""
+    pure = PurePosixPath(path)
+    if "\x00" in path:
+        raise ValueError(f"{path!r} holds a NUL character")
+    if "\\" in path or pure.is_absolute() or path.startswith("~"):
+        raise ValueError(
+            f"{path!r} is not a relative path: name it from the data directory, "
+            'e.g. "tx-object-store"'
+        )
+    if ".." in pure.parts:
+        raise ValueError(f"{path!r} leaves the data directory: a path may not contain '..'")
+    if not pure.parts or pure == PurePosixPath("."):
+        raise ValueError(f"{path!r} is the data directory itself: name what lies inside it")
+    return pure.as_posix()
 
 
 def parse_patch(code: str) -> tuple[int, int]:
