@@ -13,10 +13,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import text
 
 from cli_runner import stairway
 from stairway import clearing, context, faults
+from stairway.catalog.manifest import ReleaseModel
 from stairway.database import dispose_all
 from stairway.journal import ACTIVE
 from test_upgrade import build_site
@@ -147,29 +149,37 @@ def test_a_kill_halfway_through_the_clear_step_is_resumed(site: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("entry", "message"),
+    ("paths", "message"),
     [
-        ('clear = ["/var/lib/app/tx"]', "is not a relative path"),
-        ('clear = ["~/tx"]', "is not a relative path"),
-        ('clear = ["../tx-object-store"]', "leaves the data directory"),
-        ('clear = ["cache/../../etc"]', "leaves the data directory"),
-        ('clear = ["."]', "is the data directory itself"),
-        ('clear = [""]', "is the data directory itself"),
-        ('clear = ["a\\\\b"]', "is not a relative path"),
-        ('clear = ["tx", "./tx"]', "listed twice"),
+        (["/var/lib/app/tx"], "is not a relative path"),
+        (["~/tx"], "is not a relative path"),
+        (["../tx-object-store"], "leaves the data directory"),
+        (["cache/../../etc"], "leaves the data directory"),
+        (["."], "is the data directory itself"),
+        ([""], "is the data directory itself"),
+        (["a\\b"], "is not a relative path"),
+        (["tx\x00"], "NUL"),
+        (["tx", "./tx"], "listed twice"),
     ],
 )
-def test_a_path_that_could_leave_the_data_directory_is_refused_at_load(
-    shop_catalog: Path, entry: str, message: str
+def test_a_path_that_could_leave_the_data_directory_is_refused(
+    paths: list[str], message: str
 ) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ReleaseModel.model_validate({"version": "2.0.0", "schema": 1, "clear": paths})
+
+
+def test_the_catalog_check_names_each_release_with_a_hostile_path(shop_catalog: Path) -> None:
     manifest = shop_catalog / "stairway.toml"
     body = manifest.read_text("utf-8")
-    manifest.write_text(
-        body.replace('version = "2.0.0"\n', f'version = "2.0.0"\n{entry}\n'), "utf-8"
-    )
-    code, out, err = stairway("check", "--catalog", str(shop_catalog))
-    assert code == 2 and message in out + err and "release[4].clear" in out + err
-    assert "Traceback" not in out + err
+    for version, entry in (("2.0.0", '["../tx"]'), ("2.1.0", '["/etc"]')):
+        body = body.replace(f'version = "{version}"\n', f'version = "{version}"\nclear = {entry}\n')
+    manifest.write_text(body, "utf-8")
+    code, out, err = stairway("check", "--catalog", str(shop_catalog), "--json")
+    assert code == 2 and "Traceback" not in out + err
+    causes = [p["cause"] for p in orjson.loads(out)["problems"]]
+    assert any("release[4].clear" in c and "leaves the data directory" in c for c in causes)
+    assert any("release[5].clear" in c and "is not a relative path" in c for c in causes)
 
 
 @pytest.mark.parametrize("link", ["tx-object-store", "cache.lock"])
