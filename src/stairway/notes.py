@@ -66,7 +66,7 @@ def _needs_a_hand(catalog: Catalog, releases: Sequence[Release]) -> Iterator[str
     for check in catalog.manifest.check if catalog.manifest else []:
         if check.before is not None and Version(check.before) in versions:
             hint = f" — {check.hint}" if check.hint else ""
-            yield f"- {check.before}: {check.name} must be {check.expect!r}{hint}"
+            yield f"- {check.before}: {check.name} {check.requirement()}{hint}"
 
 
 def _release(

@@ -59,6 +59,10 @@ def refusals(ctx: Context, plan: UpgradePlan) -> list[str]:
     if plan.blocking_rolling:
         changes = ", ".join(c.describe() for c in plan.blocking_rolling)
         found.append(f"these changes need the product stopped: {changes}")
+    clears = [s.release for s in plan.steps if s.release.clear]
+    if clears:
+        shown = "; ".join(f"{r.version} clears {', '.join(r.clear)}" for r in clears)
+        found.append(f"clearing data-directory paths needs the product stopped: {shown}")
     if plan.steps and not plan.steps[-1].release.rolling:
         found.append(f"release {plan.target} is not marked rolling in the catalog")
     section = ctx.site.service

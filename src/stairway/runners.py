@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from stairway import (
     audit,
+    clearing,
     faults,
     handwork,
     maintenance,
@@ -149,6 +150,20 @@ def _interrupt_jobs(ctx: Context, _step: Step, _state: JournalState) -> dict[str
     return {"interrupted": marked}
 
 
+def _clear(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+    """The release's transient paths removed, only once a backup that holds them is recorded:
+    a rollback restores them from it."""
+    paths = ctx.catalog.release(step.release or "").clear
+    data_dir = ctx.site.site.data_dir
+    if data_dir is None or state.value("backup") is None:
+        raise UpgradeError(
+            f"release {step.release} clears {', '.join(paths)} from the data directory, but "
+            "there is no data_dir in site.toml or no backup recorded to restore them from",
+            hint="set data_dir in the [site] table (`stairway verify` checks it)",
+        )
+    return {"cleared": clearing.clear(data_dir, paths)}
+
+
 def _schema(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
     done = site_schema.migrate(ctx, MigrateRequest(to=step.release))
     return {
@@ -195,6 +210,7 @@ RUNNERS: dict[StepKind, Runner] = {
     StepKind.MAINTENANCE_ON: _maintenance_on,
     StepKind.STOP: _stop,
     StepKind.INTERRUPT_JOBS: _interrupt_jobs,
+    StepKind.CLEAR: _clear,
     StepKind.EXPAND: rolling.expand,
     StepKind.SCHEMA: _schema,
     StepKind.OBJECTS: _objects,

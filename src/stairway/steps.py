@@ -19,6 +19,7 @@ class StepKind(StrEnum):
     MAINTENANCE_ON = "maintenance-on"
     STOP = "stop"
     INTERRUPT_JOBS = "interrupt-jobs"
+    CLEAR = "clear"  # a release's transient paths removed from the data directory
     SCHEMA = "schema"
     OBJECTS = "objects"
     DELTAS = "deltas"
@@ -62,12 +63,18 @@ class Step:
 def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
     """Every step of ``plan``, in the order the upgrade runs them.
 
-    The product is backed up and stopped first; each hop then moves schema, objects, deltas and
+    The product is backed up and stopped first; the transient paths of each release on the path
+    that lists some (``clear``) are removed; each hop then moves schema, objects, deltas and
     config files; with ``releases`` the ``current`` link moves to the target; the product is then
     started, checked and audited.
     """
     steps = [Step(StepKind.BACKUP), Step(StepKind.MAINTENANCE_ON), Step(StepKind.STOP)]
     steps.append(Step(StepKind.INTERRUPT_JOBS))
+    steps += [
+        Step(StepKind.CLEAR, str(hop.release.version), str(hop.source))
+        for hop in plan.steps
+        if hop.release.clear
+    ]
     for hop in plan.steps:
         release, source = str(hop.release.version), str(hop.source)
         steps += [Step(kind, release, source) for kind in HOP]
@@ -86,6 +93,7 @@ def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
 # Steps after which the site no longer is what the backup holds: undoing them means a restore.
 CHANGING = {
     StepKind.INTERRUPT_JOBS,
+    StepKind.CLEAR,
     StepKind.SCHEMA,
     StepKind.OBJECTS,
     StepKind.DELTAS,

@@ -64,6 +64,8 @@ class Release:
             no agents.
         patches: The patch changes ``(number, patch)`` of an LTS line it carries besides
             changes 1 to ``schema``.
+        clear: Transient paths of the data directory (relative to it) that an upgrade to it
+            removes after the backup and before the product starts.
     """
 
     version: Version
@@ -73,6 +75,7 @@ class Release:
     requires: Version | None = None
     agent_protocol: tuple[int, int] | None = None
     patches: tuple[tuple[int, int], ...] = ()  # patch changes N.K it carries besides 1..schema
+    clear: tuple[str, ...] = ()  # data-directory paths removed before it starts
 
     def carries(self, number: int, patch: int) -> bool:
         """Whether the release needs change ``number`` (``patch`` > 0: the patch number.patch).
@@ -89,6 +92,8 @@ class Release:
         extra = f" requires {self.requires}" if self.requires else ""
         if self.patches:
             extra += " patches " + ", ".join(f"{n}.{k}" for n, k in self.patches)
+        if self.clear:
+            extra += " clears " + ", ".join(self.clear)
         shown = "".join(f", {flag}" for flag in flags)
         return f"{self.version} (schema {self.schema}{shown}){extra}"
 

@@ -51,6 +51,9 @@ def plan_table(plan: UpgradePlan, warnings: Warnings) -> Table:
         label = f"{step.source} -> {step.release.version}"
         if not step.changes:
             table.add_row(label, "[dim]no schema changes[/dim]", "", "")
+        if step.release.clear:
+            cleared = ", ".join(step.release.clear)
+            table.add_row("", f"clears from the data directory: {cleared}", "", "")
         for index, change in enumerate(step.changes):
             notes = "\n".join(w.describe() for w in warnings.get(change.number, []))
             table.add_row(label if index == 0 else "", change.label, phase_text(change), notes)
@@ -70,6 +73,7 @@ def plan_json(plan: UpgradePlan, warnings: Warnings) -> dict[str, Any]:
             {
                 "from": str(s.source),
                 "to": str(s.release.version),
+                "clear": list(s.release.clear),
                 "changes": [
                     {
                         **change_json(c),

@@ -162,6 +162,7 @@ def _release(model: ReleaseModel, schema: int) -> Release:
         requires=Version(model.requires) if model.requires else None,
         agent_protocol=model.agent_protocol,
         patches=model.patch_keys,
+        clear=tuple(model.clear),
     )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+import shlex
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, TypeVar
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
@@ -40,6 +43,7 @@ class ReleaseModel(_Strict):
     agent_protocol: tuple[int, int] | None = None
     provides: dict[str, list[str]] = {}  # plug-in kind -> the type names this release ships
     patches: list[str] = []  # patch changes "N.K" of an LTS line this release carries
+    clear: list[str] = []  # transient paths of the data directory removed before it starts
 
     @field_validator("version", "requires")
     @classmethod
@@ -57,10 +61,37 @@ class ReleaseModel(_Strict):
             raise ValueError("a patch is listed twice")
         return value
 
+    @field_validator("clear")
+    @classmethod
+    def _are_inside(cls, value: list[str]) -> list[str]:
+        cleared = [inside_path(path) for path in value]
+        if len(set(cleared)) != len(cleared):
+            raise ValueError("a path is listed twice")
+        return cleared
+
     @property
     def patch_keys(self) -> tuple[tuple[int, int], ...]:
         """The patch changes this release carries, as sorted (number, patch) pairs."""
         return tuple(sorted(parse_patch(code) for code in self.patches))
+
+
+def inside_path(path: str) -> str:
+    """A path relative to the site's data directory that stays in it, written the one way
+    (``"tx-object-store"``, ``"cache/sessions"``); a ValueError (reported by pydantic with its
+    key) for an absolute path, a ``..`` step, or the data directory itself."""
+    pure = PurePosixPath(path)
+    if "\x00" in path:
+        raise ValueError(f"{path!r} holds a NUL character")
+    if "\\" in path or pure.is_absolute() or path.startswith("~"):
+        raise ValueError(
+            f"{path!r} is not a relative path: name it from the data directory, "
+            'e.g. "tx-object-store"'
+        )
+    if ".." in pure.parts:
+        raise ValueError(f"{path!r} leaves the data directory: a path may not contain '..'")
+    if not pure.parts or pure == PurePosixPath("."):
+        raise ValueError(f"{path!r} is the data directory itself: name what lies inside it")
+    return pure.as_posix()
 
 
 def parse_patch(code: str) -> tuple[int, int]:
@@ -71,12 +102,31 @@ def parse_patch(code: str) -> tuple[int, int]:
     return int(number), int(patch)
 
 
+CheckKind = Literal["query", "command", "memory", "disk", "database"]
+PROBES: tuple[CheckKind, ...] = ("query", "command", "memory", "disk", "database")
+ENGINES = ("postgresql", "sqlite")
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
 class CheckModel(_Strict):
-    """A pre-upgrade data condition: ``query``'s first value must equal ``expect``."""
+    """A pre-upgrade condition, of one kind by the key that names its probe: ``query`` (its first
+    value must equal ``expect``), or the environment: ``command`` (the first version in its
+    output must meet the ``version`` specifier), ``memory`` or ``disk`` (at ``path``) free at
+    least, ``database`` (the engine must be listed, its version meet the engine's specifier)."""
 
     name: Annotated[str, Field(min_length=1)]
-    query: Annotated[str, Field(min_length=1)]
-    expect: str | int | float | bool
+    query: Annotated[str, Field(min_length=1)] | None = None
+    expect: str | int | float | bool | None = None
+    command: (
+        Annotated[str, Field(min_length=1)] | Annotated[list[str], Field(min_length=1)] | None
+    ) = None  # run without a shell: a string is split as a shell would split it
+    version: str | None = None  # a PEP 440 specifier, e.g. ">=17,<22"
+    timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    memory: int | str | None = None  # bytes, or "2GiB", "512MB"
+    disk: int | str | None = None
+    path: str | None = None  # where ``disk`` is measured; relative: to the site's data_dir
+    database: dict[Literal["postgresql", "sqlite"], str] | None = None  # engine -> specifier
     before: str | None = None  # only for upgrades that reach this release from below it
     severity: Literal["critical", "warning"] = "critical"
     hint: str = ""
@@ -87,6 +137,94 @@ class CheckModel(_Strict):
         if value is not None:
             Version(value)
         return value
+
+    @field_validator("version")
+    @classmethod
+    def _is_specifier(cls, value: str | None) -> str | None:
+        if value is not None:
+            specifier(value)
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _are_specifiers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and not value:
+            raise ValueError(f"name at least one engine: {', '.join(ENGINES)}")
+        for spec in (value or {}).values():
+            specifier(spec)
+        return value
+
+    @field_validator("memory", "disk")
+    @classmethod
+    def _is_size(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            parse_size(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> CheckModel:
+        given = [k for k in PROBES if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(PROBES)}")
+        kind = given[0]
+        for key, owner in (("expect", "query"), ("version", "command"), ("path", "disk")):
+            if getattr(self, key) is not None and kind != owner:
+                raise ValueError(f"`{key}` applies to a `{owner}` check")
+        if kind == "query" and self.expect is None:
+            raise ValueError("a `query` check needs `expect`")
+        if kind == "command" and self.version is None:
+            raise ValueError('a `command` check needs `version`, a specifier such as ">=17"')
+        if self.path is not None and "\x00" in self.path:
+            raise ValueError("`path` holds a NUL character")
+        return self
+
+    @property
+    def kind(self) -> CheckKind:
+        """The check's probe: the data (``query``) or a part of the environment."""
+        return next(k for k in PROBES if getattr(self, k) is not None)
+
+    @property
+    def argv(self) -> list[str]:
+        """The command as its program and arguments."""
+        if isinstance(self.command, str):
+            return shlex.split(self.command)
+        return list(self.command or [])
+
+    def requirement(self) -> str:
+        """What the check needs, in words: ``must be 'ALTERNATIVE'``, ``java: >=17``."""
+        if self.kind == "query":
+            return f"must be {self.expect!r}"
+        if self.kind == "command":
+            return f"{self.argv[0]} {self.version}"
+        if self.kind == "database":
+            engines = (f"{e} {s}".strip() for e, s in (self.database or {}).items())
+            return "database " + " or ".join(engines)
+        size = parse_size((self.memory if self.kind == "memory" else self.disk) or 0)
+        where = f" at {self.path}" if self.path else ""
+        return f"{size / 1e9:,.1f} GB of free {self.kind}{where} at least"
+
+
+def specifier(text: str) -> SpecifierSet:
+    """``text`` as a PEP 440 version specifier (``""``: any version); a ValueError otherwise."""
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier:
+        raise ValueError(
+            f'{text!r} is not a version specifier: write e.g. ">=17" or ">=11,<18"'
+        ) from None
+
+
+def parse_size(value: int | str) -> int:
+    """A size in bytes: an integer, or a number with a unit (``"2GiB"``, ``"512 MB"``)."""
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise ValueError(f'{value!r} is not a size: write bytes or e.g. "2GiB"')
+    if isinstance(value, int):
+        return value
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+    unit = found.group(2).lower() if found else ""
+    if found is None or unit not in UNITS:
+        raise ValueError(f'{value!r} is not a size: write bytes or e.g. "2GiB", "512MB"')
+    return int(float(found.group(1)) * UNITS[unit])
 
 
 class JobModel(_Strict):

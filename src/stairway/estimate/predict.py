@@ -31,6 +31,7 @@ QUICK = frozenset(
         StepKind.MAINTENANCE_OFF,
         StepKind.AUDIT,
         StepKind.INTERRUPT_JOBS,
+        StepKind.CLEAR,
         StepKind.DELTAS,
         StepKind.CONFIG_FILES,
         StepKind.RELEASE,

@@ -4,7 +4,7 @@ what would stop an upgrade halfway is found while the site still runs the releas
 Each check returns findings; nothing here writes. A finding that blocks makes the command exit 2
 so that the upgrade never starts on a site that needs a hand first. One module per family of
 checks: the database and the plan, stored objects, declared conditions and running jobs, config
-files and deltas, disk space, the licence.
+files and deltas, paths cleared from the data directory, disk space, the licence.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from stairway.context import Context, current_version
 from stairway.plan import make_plan
 from stairway.schema import migrator
 from stairway.targets import target_version
+from stairway.verify.cleared import clear_findings
 from stairway.verify.conditions import check_findings, job_findings
 from stairway.verify.config import config_findings, delta_findings
 from stairway.verify.database import (
@@ -46,7 +47,7 @@ def verify(ctx: Context, to: str | None) -> Report:
     findings = adoption_findings(ctx, state) + database_findings(ctx, state, current)
     if not any(f.blocking for f in findings):  # else the plan would be meaningless
         plan = make_plan(ctx.catalog, current, state.level, target, state.patches)
-        findings += path_findings(plan) + schema_findings(plan, state)
+        findings += path_findings(plan) + schema_findings(plan, state) + clear_findings(ctx, plan)
         findings += object_findings(ctx, plan) + check_findings(ctx, current, target)
         findings += job_findings(ctx) + config_findings(ctx, current, target)
         findings += delta_findings(ctx, target) + disk_findings(ctx)

@@ -1,5 +1,6 @@
-"""Findings from the database as it runs: the catalog's declared data conditions and the jobs
-that are running now. Every query runs in a transaction that is rolled back."""
+"""Findings from the site as it runs: the catalog's declared conditions (on the data, and on the
+environment: ``stairway.verify.environment``) and the jobs that are running now. Every query
+runs in a transaction that is rolled back."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from sqlalchemy import Connection, text
 
 from stairway.catalog.manifest import CheckModel, JobModel
 from stairway.context import Context
+from stairway.verify.environment import environment_finding
 from stairway.verify.findings import EXAMPLES, Finding, FindingSeverity, Topic
 from stairway.versions import Version
 
 
 def check_findings(ctx: Context, current: Version, target: Version) -> list[Finding]:
-    """Every declared check due between ``current`` and ``target`` that the data fails."""
+    """Every declared data check due between ``current`` and ``target`` that the data fails,
+    and what every environment check due found."""
     manifest = ctx.catalog.manifest
     due = [
         c
@@ -20,12 +23,13 @@ def check_findings(ctx: Context, current: Version, target: Version) -> list[Find
         if c.before is None or current < Version(c.before) <= target
     ]
     with _read_only(ctx) as conn:
-        return [f for check in due if (f := _check(conn, check)) is not None]
+        found = [f for c in due if c.kind == "query" and (f := _check(conn, c)) is not None]
+    return found + [environment_finding(ctx, c) for c in due if c.kind != "query"]
 
 
 def _check(conn: Connection, check: CheckModel) -> Finding | None:
     try:
-        row = conn.execute(text(check.query)).first()
+        row = conn.execute(text(check.query or "")).first()
     except Exception as err:
         conn.rollback()
         return Finding(

@@ -40,6 +40,8 @@ class Topic(StrEnum):
     CHECKS = "checks"
     JOBS = "jobs"
     DISK = "disk"
+    DATA = "data"
+    ENVIRONMENT = "environment"
     CONFIG = "config"
     DELTAS = "deltas"
     LICENCE = "licence"
