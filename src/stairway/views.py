@@ -405,10 +405,14 @@ def import_summary(report: ImportReport, shard: Shard) -> str:
 def rehearsal_table(found: Rehearsal, estimate: Estimate | None) -> Table:
     """A rehearsal's steps as a table: the time each took beside the time the estimate predicted."""
     guesses = {s.label: s.seconds for s in estimate.steps} if estimate else {}
-    title = f"rehearsal on {found.scratch_database} from backup {found.backup_id}"
+    title = (
+        f"rehearsal on {found.scratch_database} from backup {found.backup_id} "
+        f"(release {found.backup_release})"
+    )
     table = Table(title=title)
-    for column in ("step", "took", "predicted"):
-        table.add_column(column)
+    whole_column(table, "step", (step.describe() for step, _ in found.steps))
+    for column in ("took", "predicted"):
+        table.add_column(column, no_wrap=True)
     for step, seconds in found.steps:
         label = step.describe()
         table.add_row(label, say_duration(seconds), say_duration(guesses.get(label)))
@@ -422,7 +426,11 @@ def rehearsal_json(found: Rehearsal) -> dict[str, Any]:
     end = found.end
     return {
         "backup": found.backup_id,
+        "backup_release": found.backup_release,
+        "backup_level": found.backup_level,
         "backup_taken": found.backup_taken,
+        "backup_reason": found.backup_reason,
+        "path": found.path,
         "scratch_database": found.scratch_database,
         "scratch_dir": str(found.scratch_dir),
         "kept": found.kept,
