@@ -60,3 +60,52 @@ def test_a_rehearsal_reuses_a_backup_of_the_live_release_and_names_it(
     assert code == 0, err
     said = " ".join(out.split())
     assert f"rehearsed 1.0.0 -> 2.0.0 from backup {latest} (release 1.0.0)" in said
+
+
+def shop_with_a_2_1_0_change(site_file: Path, catalog: Path, phase: str) -> None:
+    """The shop at 2.0.0, its 2.1.0 (marked rolling) given a change 0007 of ``phase``."""
+    manifest = catalog / "stairway.toml"
+    said = manifest.read_text("utf-8")
+    manifest.write_text(said.replace("schema = 6\nrolling = true", "schema = 7\nrolling = true"))
+    change = f"-- phase: {phase}\nALTER TABLE customers DROP COLUMN email;\n"
+    (catalog / "schema" / "0007_drop_email.sql").write_text(change, "utf-8")
+    operations.init(context.open_context(site_file, None), "2.0.0")
+    dispose_all()
+
+
+def rolling_as_said(site_file: Path) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """What ``plan`` and ``verify`` say of the upgrade to 2.1.0, as JSON."""
+    code, out, err = stairway("plan", "--to", "2.1.0", "--json", "--site", str(site_file))
+    assert code == 0, err
+    plan = orjson.loads(out)
+    code, out, err = stairway("verify", "--to", "2.1.0", "--json", "--site", str(site_file))
+    assert code == 0, err
+    return plan, orjson.loads(out)["findings"]
+
+
+def test_plan_and_verify_agree_a_path_with_an_offline_change_is_not_rolling_safe(
+    site_file: Path, shop_catalog: Path
+) -> None:
+    shop_with_a_2_1_0_change(site_file, shop_catalog, "offline")
+    plan, findings = rolling_as_said(site_file)
+    assert plan["rolling_safe"] is False and plan["blocking_rolling"] == ["0007_drop_email"]
+    warned = [f for f in findings if f["severity"] == "warning" and f["topic"] == "schema"]
+    assert [f["message"] for f in warned] == [
+        "rolling-safe: no (these changes need the product stopped: 0007_drop_email [offline])"
+    ]
+    code, out, _ = stairway("plan", "--to", "2.1.0", "--rolling", "--site", str(site_file))
+    assert code == 3 and "rolling-safe: no (these changes need the product stopped" in out
+
+
+def test_plan_and_verify_agree_a_deferred_contract_change_keeps_the_path_rolling_safe(
+    site_file: Path, shop_catalog: Path
+) -> None:
+    shop_with_a_2_1_0_change(site_file, shop_catalog, "contract")
+    plan, findings = rolling_as_said(site_file)
+    assert plan["rolling_safe"] is True and plan["blocking_rolling"] == []
+    schema = [f for f in findings if f["topic"] == "schema"]
+    assert not [f for f in schema if f["severity"] != "info"], schema
+    said = "rolling-safe: yes (0007_drop_email deferred until no older instance is left)"
+    assert said in [f["message"] for f in schema]
+    code, out, _ = stairway("plan", "--to", "2.1.0", "--site", str(site_file))
+    assert code == 0 and said in " ".join(out.split())
