@@ -62,13 +62,15 @@ def test_a_rehearsal_reuses_a_backup_of_the_live_release_and_names_it(
     assert f"rehearsed 1.0.0 -> 2.0.0 from backup {latest} (release 1.0.0)" in said
 
 
-def shop_with_a_2_1_0_change(site_file: Path, catalog: Path, phase: str) -> None:
+def shop_with_a_2_1_0_change(
+    site_file: Path, catalog: Path, phase: str, name: str = "0007_drop_email"
+) -> None:
     """The shop at 2.0.0, its 2.1.0 (marked rolling) given a change 0007 of ``phase``."""
     manifest = catalog / "stairway.toml"
     said = manifest.read_text("utf-8")
     manifest.write_text(said.replace("schema = 6\nrolling = true", "schema = 7\nrolling = true"))
     change = f"-- phase: {phase}\nALTER TABLE customers DROP COLUMN email;\n"
-    (catalog / "schema" / "0007_drop_email.sql").write_text(change, "utf-8")
+    (catalog / "schema" / f"{name}.sql").write_text(change, "utf-8")
     operations.init(context.open_context(site_file, None), "2.0.0")
     dispose_all()
 
@@ -109,3 +111,26 @@ def test_plan_and_verify_agree_a_deferred_contract_change_keeps_the_path_rolling
     assert said in [f["message"] for f in schema]
     code, out, _ = stairway("plan", "--to", "2.1.0", "--site", str(site_file))
     assert code == 0 and said in " ".join(out.split())
+
+
+LONG = "0007_drop_the_email_address_of_every_customer"
+
+
+def whole_on_one_line(text: str, word: str) -> bool:
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, "drawn wider than 80 columns"
+    return any(word in line for line in lines)
+
+
+def test_plan_and_verify_keep_a_change_label_whole_at_80_columns(
+    site_file: Path, shop_catalog: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stairway.options import out
+
+    monkeypatch.setattr(out, "_width", 80)
+    shop_with_a_2_1_0_change(site_file, shop_catalog, "offline", LONG)
+    for command in ("plan", "verify"):
+        code, said, err = stairway(command, "--to", "2.1.0", "--site", str(site_file))
+        assert code == 0, err
+        assert whole_on_one_line(said, LONG), said
+        assert f"{LONG} [offline]" in said, "a phase in brackets is text, not markup"

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -187,23 +188,34 @@ SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "suggestion": "cy
 
 
 def verify_table(report: Report) -> Table:
-    """The verify report as a table, most severe first, with the objects found and what to do."""
+    """The verify report as a table, most severe first. Each finding's cell holds its prose, the
+    objects found and what to do, one under another, so that it is wide enough at 80 columns to
+    keep a change label, an id or a path whole; the prose wraps between words."""
     table = Table(title=f"verify {report.current} -> {report.target}", show_lines=False)
-    ids = [e + "," for f in report.findings for e in f.examples]
-    for column in ("severity", "topic", "finding"):
-        table.add_column(column, overflow="fold")
-    table.add_column("objects / first ids", overflow="fold", min_width=_widest(ids))
-    table.add_column("what to do", overflow="fold")
+    table.add_column("severity", overflow="fold")
+    table.add_column("topic", no_wrap=True)
+    words = [w for f in report.findings for w in _finding_cell(f).split()]
+    table.add_column("finding", overflow="fold", min_width=min(_widest(words), FINDING_WIDEST))
     for severity, findings in group(report.findings).items():
         for finding in findings:
             table.add_row(
                 f"[{SEVERITY_STYLE[severity]}]{severity}{' (blocks)' if finding.blocking else ''}",
-                finding.topic,
-                finding.message,
-                _hits(finding),
-                finding.hint,
+                escape(finding.topic),
+                _finding_cell(finding),
             )
     return table
+
+
+FINDING_WIDEST = 52  # the finding column's room at 80 columns, beside severity and topic
+
+
+def _finding_cell(finding: Finding) -> str:
+    lines = [escape(finding.message)]
+    if finding.examples:
+        lines.append(f"[dim]objects / first ids:[/dim] {escape(_hits(finding))}")
+    if finding.hint:
+        lines.append(f"[dim]what to do:[/dim] {escape(finding.hint)}")
+    return "\n".join(lines)
 
 
 def _hits(finding: Finding) -> str:

@@ -123,7 +123,8 @@ def plan(
         emit_json(views.plan_json(value, ctx.catalog.warnings))
     else:
         out.print(views.plan_table(value, ctx.catalog.warnings))
-        out.print(f"rolling-safe: {value.rolling_safety().describe()}", highlight=False)
+        said = f"rolling-safe: {value.rolling_safety().describe()}"
+        out.print(said, highlight=False, markup=False)
     if rolling and not value.rolling_safe:
         raise typer.Exit(ExitCode.NEEDS_OPERATOR)
 
