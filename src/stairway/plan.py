@@ -32,6 +32,50 @@ class PlanStep:
 
 
 @dataclass(frozen=True)
+class RollingSafety:
+    """Whether a path can be done one instance at a time, without downtime, and why not: the one
+    answer ``plan``, ``verify`` and ``upgrade --rolling`` all give."""
+
+    blocking: tuple[Change, ...]  # changes the old release cannot run on, not deferred
+    deferred: tuple[Change, ...]  # the target's contract changes, run once no old instance is left
+    target: Version
+    marked: bool  # the target release is marked ``rolling`` in the catalog
+    moves: bool  # the path has a step at all
+    clears: tuple[Release, ...] = ()  # releases that clear data-directory paths before starting
+
+    @property
+    def safe(self) -> bool:
+        """Yes only for a path to a release marked rolling whose every change keeps the old
+        release working (the target's contract changes excepted: they wait), and that clears no
+        path the running release may be using."""
+        return self.moves and self.marked and not self.blocking and not self.clears
+
+    def reasons(self) -> list[str]:
+        """Why the path is not rolling-safe; empty when it is."""
+        found = []
+        if self.blocking:
+            found.append(
+                "these changes need the product stopped: "
+                + ", ".join(c.describe() for c in self.blocking)
+            )
+        if self.clears:
+            shown = "; ".join(f"{r.version} clears {', '.join(r.clear)}" for r in self.clears)
+            found.append(f"clearing data-directory paths needs the product stopped: {shown}")
+        if self.moves and not self.marked:
+            found.append(f"release {self.target} is not marked rolling in the catalog")
+        if not self.moves:
+            found.append(f"already at {self.target}: nothing to upgrade")
+        return found
+
+    def describe(self) -> str:
+        """``yes``, with the changes that wait for the old instances, or ``no``, with why."""
+        if not self.safe:
+            return "no (" + "; ".join(self.reasons()) + ")"
+        waits = ", ".join(c.label for c in self.deferred)
+        return "yes" + (f" ({waits} deferred until no older instance is left)" if waits else "")
+
+
+@dataclass(frozen=True)
 class UpgradePlan:
     """The path from ``current`` to ``target`` through required stops, step by step."""
 
@@ -54,16 +98,24 @@ class UpgradePlan:
             return ()
         return tuple(c for c in self.steps[-1].changes if c.phase == Phase.CONTRACT)
 
+    def rolling_safety(self) -> RollingSafety:
+        """Whether the path can be done without downtime, and why not: the one owner of that
+        answer."""
+        deferred = self.deferred_contract
+        blocking = tuple(c for c in self.changes if not c.phase.online and c not in deferred)
+        marked = bool(self.steps) and self.steps[-1].release.rolling
+        clears = tuple(s.release for s in self.steps if s.release.clear)
+        return RollingSafety(blocking, deferred, self.target, marked, bool(self.steps), clears)
+
     @property
     def blocking_rolling(self) -> tuple[Change, ...]:
         """Changes that stop the path from being done without downtime."""
-        deferred = self.deferred_contract
-        return tuple(c for c in self.changes if not c.phase.online and c not in deferred)
+        return self.rolling_safety().blocking
 
     @property
     def rolling_safe(self) -> bool:
         """Whether the whole path can be done one instance at a time, without downtime."""
-        return bool(self.steps) and not self.blocking_rolling and self.steps[-1].release.rolling
+        return self.rolling_safety().safe
 
     def describe(self) -> str:
         """The path through its releases, and whether it needs downtime."""

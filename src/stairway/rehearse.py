@@ -1,7 +1,7 @@
 """``rehearse --to V``: the whole upgrade on a scratch copy of the site, timed, with nothing live
 touched.
 
-The latest backup (one is taken when there is none) is restored into a scratch database (on
+The latest backup is restored into a scratch database (on
 PostgreSQL a new database on the same server, or at ``--scratch-url``; on SQLite a file) and a
 scratch directory holding the data directory, the config files (at their live paths mirrored
 under ``config/``, so path-matched migrations still match), the backups and the releases. The
@@ -9,6 +9,11 @@ scratch site has no service: stopping or starting the product would touch the li
 upgrade then runs there as ``upgrade`` runs it, every step timed; the findings, the step times
 and the end state are reported, and the times kept for ``plan --estimate``. The scratch copy is
 removed afterwards unless asked to keep it.
+
+A rehearsal rehearses the upgrade the live site would run: the latest backup is used only when it
+holds the release and schema level the site is at now. When there is none, or the latest is older
+(the one an earlier upgrade took before it began, say), a fresh backup is taken first and the
+rehearsal says why; it never walks a path the live site would not.
 """
 
 from __future__ import annotations
@@ -30,14 +35,16 @@ from stairway import context, operations
 from stairway.backup import database
 from stairway.backup.manifest import BackupManifest
 from stairway.backup.reading import open_backup, unpack
-from stairway.context import Context
+from stairway.context import Context, current_version
 from stairway.database import dispose_all, engine_for
 from stairway.errors import StairwayError, UsageRefused
 from stairway.estimate.rates import record_measured
 from stairway.operations import Status
+from stairway.plan import UpgradePlan
 from stairway.progress import Progress
+from stairway.schema import migrator
 from stairway.site import AuditSection
-from stairway.steps import Step
+from stairway.steps import Step, path_of
 from stairway.upgrade import UpgradeReport, upgrade
 from stairway.verify import Report, verify
 
@@ -49,7 +56,9 @@ class Rehearsal:
     """
 
     backup_id: str
-    backup_taken: bool  # there was none: one was taken for the rehearsal
+    backup_release: str  # the release the backup holds, where the scratch copy starts
+    backup_level: int  # and its schema level
+    backup_reason: str | None  # why a backup was taken for the rehearsal; None: the latest was used
     scratch_dir: Path
     scratch_database: str  # without a password
     findings: Report | None = None
@@ -58,6 +67,22 @@ class Rehearsal:
     end: Status | None = None
     steps: list[tuple[Step, float]] = field(default_factory=list)  # every step begun, timed
     kept: bool = False
+    plan: UpgradePlan | None = None  # the scratch copy's plan, as its upgrade ran it
+
+    @property
+    def backup_taken(self) -> bool:
+        """Whether a backup was taken for the rehearsal (none held the live release)."""
+        return self.backup_reason is not None
+
+    @property
+    def path(self) -> list[str]:
+        """The releases the rehearsal's steps walked through, or those it planned to walk."""
+        walked = path_of(step for step, _ in self.steps)
+        if walked and not self.failure:
+            return walked
+        if self.plan is not None:
+            return [str(self.plan.current), *(str(s.release.version) for s in self.plan.steps)]
+        return walked or [self.backup_release]
 
 
 def rehearse(
@@ -80,13 +105,15 @@ def rehearse(
         keep: Leave the scratch database and directory in place afterwards.
         progress: Told of every step the upgrade begins.
     """
-    backup_path, manifest, taken = _latest_backup(ctx)
+    backup_path, manifest, reason = _backup_of_live(ctx)
     root = context.backup_dir(ctx) / f"rehearsal-{manifest.id}-{uuid.uuid4().hex[:6]}"
     root.mkdir(parents=True)
     try:
         with _scratch_database(ctx.engine, scratch_url, root, keep) as url:
             shown = make_url(url).render_as_string(hide_password=True)
-            found = Rehearsal(manifest.id, taken, root, shown, kept=keep)
+            found = Rehearsal(
+                manifest.id, manifest.version, manifest.schema_level, reason, root, shown, kept=keep
+            )
             scratch = _restore(ctx, backup_path, manifest, root, url)
             _run(scratch, to, found, progress)
     finally:
@@ -104,6 +131,7 @@ def _run(
     scratch: Context, to: str | None, found: Rehearsal, progress: Progress[Step] | None
 ) -> None:
     found.findings = verify(scratch, to)
+    found.plan = operations.plan(scratch, to)
     clock: list[tuple[Step, float]] = []
 
     def timed(index: int, total: int | None, step: Step, /) -> None:
@@ -123,12 +151,24 @@ def _run(
     found.end = operations.status(scratch)
 
 
-def _latest_backup(ctx: Context) -> tuple[Path, BackupManifest, bool]:
+def _backup_of_live(ctx: Context) -> tuple[Path, BackupManifest, str | None]:
+    """The latest backup when it holds the live release and schema level; else a fresh one, with
+    why it was taken."""
     found = operations.backups(ctx)
-    if found:
-        return found[-1].path, found[-1].manifest, False
+    release = str(current_version(ctx))
+    level = migrator.read_state(ctx.engine, ctx.catalog).level
+    if not found:
+        reason = "there was no backup"
+    else:
+        latest = found[-1].manifest
+        if (latest.version, latest.schema_level) == (release, level):
+            return found[-1].path, latest, None
+        reason = (
+            f"the latest backup, {latest.id}, holds {latest.version} at schema level "
+            f"{latest.schema_level} and the site runs {release} at schema level {level}"
+        )
     taken = operations.backup(ctx)
-    return taken.path, taken.manifest, True
+    return taken.path, taken.manifest, reason
 
 
 def _restore(ctx: Context, path: Path, manifest: BackupManifest, root: Path, url: str) -> Context:

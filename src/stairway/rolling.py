@@ -55,16 +55,8 @@ OLD_WAIT = 300.0  # seconds the contract step waits for the last old instance or
 
 def refusals(ctx: Context, plan: UpgradePlan) -> list[str]:
     """Why this upgrade cannot be rolling; empty when it can."""
-    found = []
-    if plan.blocking_rolling:
-        changes = ", ".join(c.describe() for c in plan.blocking_rolling)
-        found.append(f"these changes need the product stopped: {changes}")
-    clears = [s.release for s in plan.steps if s.release.clear]
-    if clears:
-        shown = "; ".join(f"{r.version} clears {', '.join(r.clear)}" for r in clears)
-        found.append(f"clearing data-directory paths needs the product stopped: {shown}")
-    if plan.steps and not plan.steps[-1].release.rolling:
-        found.append(f"release {plan.target} is not marked rolling in the catalog")
+    safety = plan.rolling_safety()
+    found = [r for r in safety.reasons() if safety.moves]  # nothing to do is not a refusal
     section = ctx.site.service
     if len(instances_of(section)) < 2:
         found.append(

@@ -4,6 +4,7 @@ before anything runs and written as the journal's first record. What runs each k
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -88,6 +89,20 @@ def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
         StepKind.AUDIT,
     ]
     return [*steps, *(Step(kind) for kind in finish)]
+
+
+def path_of(steps: Iterable[Step]) -> list[str]:
+    """The releases a run of ``steps`` walked through: the first hop's source, then each hop's
+    release in turn; empty when no hop began."""
+    path: list[str] = []
+    for step in steps:
+        if step.kind not in (*HOP, StepKind.EXPAND) or step.release is None:
+            continue
+        if not path and step.source is not None:
+            path.append(step.source)
+        if not path or path[-1] != step.release:
+            path.append(step.release)
+    return path
 
 
 # Steps after which the site no longer is what the backup holds: undoing them means a restore.

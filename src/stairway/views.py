@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -191,23 +192,34 @@ SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "suggestion": "cy
 
 
 def verify_table(report: Report) -> Table:
-    """The verify report as a table, most severe first, with the objects found and what to do."""
+    """The verify report as a table, most severe first. Each finding's cell holds its prose, the
+    objects found and what to do, one under another, so that it is wide enough at 80 columns to
+    keep a change label, an id or a path whole; the prose wraps between words."""
     table = Table(title=f"verify {report.current} -> {report.target}", show_lines=False)
-    ids = [e + "," for f in report.findings for e in f.examples]
-    for column in ("severity", "topic", "finding"):
-        table.add_column(column, overflow="fold")
-    table.add_column("objects / first ids", overflow="fold", min_width=_widest(ids))
-    table.add_column("what to do", overflow="fold")
+    table.add_column("severity", overflow="fold")
+    table.add_column("topic", no_wrap=True)
+    words = [w for f in report.findings for w in _finding_cell(f).split()]
+    table.add_column("finding", overflow="fold", min_width=min(_widest(words), FINDING_WIDEST))
     for severity, findings in group(report.findings).items():
         for finding in findings:
             table.add_row(
                 f"[{SEVERITY_STYLE[severity]}]{severity}{' (blocks)' if finding.blocking else ''}",
-                finding.topic,
-                finding.message,
-                _hits(finding),
-                finding.hint,
+                escape(finding.topic),
+                _finding_cell(finding),
             )
     return table
+
+
+FINDING_WIDEST = 52  # the finding column's room at 80 columns, beside severity and topic
+
+
+def _finding_cell(finding: Finding) -> str:
+    lines = [escape(finding.message)]
+    if finding.examples:
+        lines.append(f"[dim]objects / first ids:[/dim] {escape(_hits(finding))}")
+    if finding.hint:
+        lines.append(f"[dim]what to do:[/dim] {escape(finding.hint)}")
+    return "\n".join(lines)
 
 
 def _hits(finding: Finding) -> str:
@@ -409,10 +421,14 @@ def import_summary(report: ImportReport, shard: Shard) -> str:
 def rehearsal_table(found: Rehearsal, estimate: Estimate | None) -> Table:
     """A rehearsal's steps as a table: the time each took beside the time the estimate predicted."""
     guesses = {s.label: s.seconds for s in estimate.steps} if estimate else {}
-    title = f"rehearsal on {found.scratch_database} from backup {found.backup_id}"
+    title = (
+        f"rehearsal on {found.scratch_database} from backup {found.backup_id} "
+        f"(release {found.backup_release})"
+    )
     table = Table(title=title)
-    for column in ("step", "took", "predicted"):
-        table.add_column(column)
+    whole_column(table, "step", (step.describe() for step, _ in found.steps))
+    for column in ("took", "predicted"):
+        table.add_column(column, no_wrap=True)
     for step, seconds in found.steps:
         label = step.describe()
         table.add_row(label, say_duration(seconds), say_duration(guesses.get(label)))
@@ -426,7 +442,11 @@ def rehearsal_json(found: Rehearsal) -> dict[str, Any]:
     end = found.end
     return {
         "backup": found.backup_id,
+        "backup_release": found.backup_release,
+        "backup_level": found.backup_level,
         "backup_taken": found.backup_taken,
+        "backup_reason": found.backup_reason,
+        "path": found.path,
         "scratch_database": found.scratch_database,
         "scratch_dir": str(found.scratch_dir),
         "kept": found.kept,

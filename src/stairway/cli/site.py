@@ -142,11 +142,8 @@ def plan(
         emit_json(views.plan_json(value, ctx.catalog.warnings))
     else:
         out.print(views.plan_table(value, ctx.catalog.warnings))
-        blockers = ", ".join(c.label for c in value.blocking_rolling)
-        out.print(
-            f"rolling-safe: {'yes' if value.rolling_safe else 'no'}"
-            + (f" (blocked by {blockers})" if blockers else "")
-        )
+        said = f"rolling-safe: {value.rolling_safety().describe()}"
+        out.print(said, highlight=False, markup=False)
     if rolling and not value.rolling_safe:
         raise typer.Exit(ExitCode.NEEDS_OPERATOR)
 

@@ -136,7 +136,8 @@ def rehearse_command(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """The whole upgrade on a scratch copy restored from the latest backup; nothing live moves."""
+    """The whole upgrade on a scratch copy restored from the latest backup (a fresh one when the
+    latest does not hold the live release and schema level); nothing live moves."""
     # the report's templates (Jinja2) load with the estimate the rehearsal is shown against
     from stairway.report import write_report
     from stairway.report.documents import predicted, rehearsal_document
@@ -145,6 +146,8 @@ def rehearse_command(
     plan = operations.plan(ctx, to)
     estimate = predicted(ctx, to)
     found = rehearse(ctx, to, scratch_url, keep, steps(json))
+    if found.backup_reason and not json:
+        out.print(f"backup {found.backup_id} taken: {found.backup_reason}", highlight=False)
     if report_file:
         document = rehearsal_document(ctx, plan, estimate, found)
         reported(json)(write_report(document, report_file))
@@ -163,7 +166,9 @@ def rehearse_command(
     if left:
         raise left_in_rehearsal(str(plan.target), left)
     if not json:
-        out.print(f"[green]rehearsed[/green] {plan.current} -> {plan.target}: the upgrade works")
+        walked = " -> ".join(found.path)
+        backup = f"from backup {found.backup_id} (release {found.backup_release})"
+        out.print(f"[green]rehearsed[/green] {walked} {backup}: the upgrade works", highlight=False)
 
 
 @app.command("rollback")

@@ -99,7 +99,9 @@ def reported_upgrade(
 def rehearsal_document(
     ctx: Context, plan: UpgradePlan, estimate: Estimate | None, rehearsal: Rehearsal
 ) -> Document:
-    """The report of a rehearsal: its timed steps, findings and the state the scratch ended in."""
+    """The report of a rehearsal: its timed steps along the scratch copy's own plan (``plan``,
+    the live one, only when the rehearsal failed before making one), its findings, the backup
+    it restored and the state the scratch copy ended in."""
     run = Run(rehearsal.steps, rehearsal.failure)
     end = rehearsal.end
     state = (
@@ -108,9 +110,25 @@ def rehearsal_document(
         if end
         else None
     )
+    note = ("Restored backup", restored_detail(rehearsal))
     return _document(
-        "rehearsal", ctx, plan, rehearsal.findings, estimate, run, rehearsal.backup_id, state
+        "rehearsal",
+        ctx,
+        rehearsal.plan or plan,
+        rehearsal.findings,
+        estimate,
+        run,
+        rehearsal.backup_id,
+        state,
+        note,
     )
+
+
+def restored_detail(rehearsal: Rehearsal) -> str:
+    """After the restored backup's id: the release it holds, and why it was taken if it was."""
+    held = f"release {rehearsal.backup_release}, schema level {rehearsal.backup_level}"
+    reason = rehearsal.backup_reason
+    return f" ({held})" + (f"; taken for this rehearsal: {reason}" if reason else "")
 
 
 def _document(
@@ -122,9 +140,20 @@ def _document(
     run: Run | None,
     backup: str | None,
     end_state: str | None = None,
+    backup_said: tuple[str, str] = ("Backup taken:", ""),
 ) -> Document:
     notes = release_notes(ctx.catalog, plan.current, plan.target)
     releases = ctx.site.site.releases_dir is not None
     return build_document(
-        kind, ctx.catalog.product, plan, findings, estimate, run, backup, notes, releases, end_state
+        kind,
+        ctx.catalog.product,
+        plan,
+        findings,
+        estimate,
+        run,
+        backup,
+        notes,
+        releases,
+        end_state,
+        backup_said,
     )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from stairway.estimate.predict import Estimate
 from stairway.plan import UpgradePlan
-from stairway.steps import Step, StepKind, plan_steps
+from stairway.steps import Step, StepKind, path_of, plan_steps
 from stairway.verify import Finding, FindingSeverity, Report
 
 
@@ -49,6 +49,8 @@ class Document:
     backup: str | None
     notes: str  # Markdown
     end_state: str | None = None
+    backup_lead: str = "Backup taken:"  # what the backup is to this run: taken, or restored
+    backup_detail: str = ""  # after its id: the release it holds, why it was taken
     generated: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -100,8 +102,11 @@ def build_document(
     notes: str,
     releases: bool,
     end_state: str | None = None,
+    backup_said: tuple[str, str] = ("Backup taken:", ""),
 ) -> Document:
-    """Gather a report from the plan, the estimate, what ran and the findings.
+    """Gather a report from the plan, the estimate, what ran and the findings. The path, the
+    title and the outcome are those of the steps that ran when the run finished; of the plan
+    when nothing ran or the run failed part way.
 
     Args:
         kind: ``upgrade``, ``rehearsal`` or ``verify``.
@@ -114,6 +119,8 @@ def build_document(
         notes: The release notes of the path, in Markdown.
         releases: Whether the site switches release directories, which adds that step.
         end_state: How the site ended, for a rehearsal.
+        backup_said: What the backup is to this run, before and after its id (default: the
+            one it took).
     """
     steps = plan_steps(plan, releases)
     planned = {step.describe() for step in steps}
@@ -122,40 +129,47 @@ def build_document(
     rows = _rows(steps, plan, estimate, run)
     ok = run is None or run.failure is None
     blocking = [f for f in findings.findings if f.blocking] if findings else []
-    outcome = _outcome(kind, run, blocking, plan)
+    stairs = _stairs(_path(plan, run))
+    outcome = _outcome(kind, run, blocking, stairs)
     return Document(
         kind,
         product,
-        str(plan.current),
-        str(plan.target),
+        stairs[0].version,
+        stairs[-1].version,
         outcome,
         ok and not blocking,
-        _stairs(plan),
+        stairs,
         tuple(rows),
         _by_severity(findings.findings if findings else ()),
         backup,
         notes,
         end_state,
+        *backup_said,
     )
 
 
-def _outcome(kind: str, run: Run | None, blocking: list[Finding], plan: UpgradePlan) -> str:
+def _path(plan: UpgradePlan, run: Run | None) -> list[str]:
+    """The releases walked: by the steps that ran, if the run finished; else by the plan."""
+    walked = path_of(step for step, _ in run.timed) if run and not run.failure else []
+    return walked or [str(plan.current), *(str(hop.release.version) for hop in plan.steps)]
+
+
+def _outcome(kind: str, run: Run | None, blocking: list[Finding], stairs: tuple[Stair, ...]) -> str:
+    target = stairs[-1].version
     if run is not None and run.failure:
         return f"failed: {run.failure}"
     if blocking:
-        return f"{len(blocking)} finding(s) block the upgrade to {plan.target}"
+        return f"{len(blocking)} finding(s) block the upgrade to {target}"
     if run is None:
-        return f"nothing blocks the upgrade to {plan.target}"
+        return f"nothing blocks the upgrade to {target}"
     done = "rehearsed" if kind == "rehearsal" else "upgraded"
-    return f"{done} {plan.current} → {plan.target}"
+    return f"{done} {stairs[0].version} → {target}"
 
 
-def _stairs(plan: UpgradePlan) -> tuple[Stair, ...]:
-    stairs = [Stair(str(plan.current), "current")]
-    for index, hop in enumerate(plan.steps):
-        last = index == len(plan.steps) - 1
-        stairs.append(Stair(str(hop.release.version), "target" if last else "stop"))
-    return tuple(stairs)
+def _stairs(path: list[str]) -> tuple[Stair, ...]:
+    last = len(path) - 1
+    roles = ["current", *("target" if i == last else "stop" for i in range(1, len(path)))]
+    return tuple(Stair(version, role) for version, role in zip(path, roles, strict=True))
 
 
 def _rows(

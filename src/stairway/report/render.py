@@ -96,7 +96,7 @@ def render_markdown(document: Document) -> str:
     )
     lines += [f"Path: {path}", ""]
     if document.backup:
-        lines += [f"Backup: `{document.backup}`", ""]
+        lines += [f"{document.backup_lead} `{document.backup}`{document.backup_detail}", ""]
     lines += ["## Steps", "", "| step | phase | lock | predicted | actual | status |"]
     lines += ["|---|---|---|---|---|---|"]
     for row in document.steps:

@@ -69,34 +69,33 @@ def path_findings(plan: UpgradePlan) -> list[Finding]:
 
 
 def schema_findings(plan: UpgradePlan, state: SchemaState) -> list[Finding]:
-    """The schema changes still to apply, and those that need the product stopped."""
+    """The schema changes still to apply, and whether they can run without downtime, as
+    ``plan`` says it (``UpgradePlan.rolling_safety``)."""
     done = {a.key for a in state.applied}
     pending = [c for c in plan.changes if c.key not in done]
-    downtime = [c for c in pending if not c.phase.online]
-    found = (
-        [
-            Finding(
-                Topic.SCHEMA,
-                FindingSeverity.INFO,
-                f"{len(pending)} pending change(s): " + ", ".join(c.describe() for c in pending),
-                count=len(pending),
-            )
-        ]
-        if pending
-        else []
+    if not pending:
+        return []
+    said = f"{len(pending)} pending change(s): " + ", ".join(c.describe() for c in pending)
+    return [
+        Finding(Topic.SCHEMA, FindingSeverity.INFO, said, count=len(pending)),
+        rolling_finding(plan),
+    ]
+
+
+def rolling_finding(plan: UpgradePlan) -> Finding:
+    """Whether the path is rolling-safe, in ``plan``'s words: a warning naming the changes that
+    need the product stopped, else a note."""
+    safety = plan.rolling_safety()
+    said = f"rolling-safe: {safety.describe()}"
+    if not safety.blocking:
+        return Finding(Topic.SCHEMA, FindingSeverity.INFO, said)
+    return Finding(
+        Topic.SCHEMA,
+        FindingSeverity.WARNING,
+        said,
+        count=len(safety.blocking),
+        hint="plan a maintenance window: the upgrade stops the product for these changes",
     )
-    if downtime:
-        found.append(
-            Finding(
-                Topic.SCHEMA,
-                FindingSeverity.WARNING,
-                f"{len(downtime)} change(s) need the product stopped: "
-                + ", ".join(c.label for c in downtime),
-                count=len(downtime),
-                hint="plan a maintenance window, or choose a rolling-safe target",
-            )
-        )
-    return found
 
 
 def background_findings(ctx: Context) -> list[Finding]:
