@@ -183,6 +183,7 @@ def test_tokens_are_stored_hashed(tmp_path: Path, database_url: str) -> None:
         dispose_all()
 
 
+@pytest.mark.heavy  # a minute or more: started first, not left for the end
 def test_two_replicas_one_evaluator_reaching_agents_through_notify_and_a_takeover(
     tmp_path: Path, pg_database: str
 ) -> None:
@@ -225,6 +226,7 @@ def test_two_replicas_one_evaluator_reaching_agents_through_notify_and_a_takeove
         assert sorted(done) == names
 
 
+@pytest.mark.heavy  # a minute or more: started first, not left for the end
 def test_the_identity_sync_relay_embeds_the_agent_and_is_upgraded_by_the_control_plane(
     tmp_path: Path, sqlite_database: str
 ) -> None:

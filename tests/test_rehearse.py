@@ -128,6 +128,7 @@ def test_a_scratch_url_that_is_the_live_database_is_refused(
     assert code == 2 and "the scratch database is the live one" in err
 
 
+@pytest.mark.heavy  # a minute or more: started first, not left for the end
 def test_the_report_opens_in_chromium_without_console_errors_and_shows_every_step(
     demo: Path, tmp_path: Path
 ) -> None:
