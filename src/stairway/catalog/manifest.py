@@ -40,6 +40,7 @@ class ReleaseModel(_Strict):
     agent_protocol: tuple[int, int] | None = None
     provides: dict[str, list[str]] = {}  # plug-in kind -> the type names this release ships
     patches: list[str] = []  # patch changes "N.K" of an LTS line this release carries
+    snapshot: str | None = None  # its schema snapshot's directory, relative to the catalog
 
     @field_validator("version", "requires")
     @classmethod

@@ -24,6 +24,7 @@ from stairway.cli import (
     secrets,
     service,
     site,
+    snapshots,
     transfer,
     upgrade,
 )
@@ -39,6 +40,7 @@ for commands in (
     transfer.app,
     fleet.app,
     authoring.app,
+    snapshots.app,
 ):
     app.add_typer(commands)
 for name, group in (
