@@ -154,6 +154,14 @@ class HistoryModel(_Strict):
         return self
 
 
+class PathTestsModel(_Strict):
+    """``[test_paths]``: what ``stairway test-paths`` loads into each scratch site."""
+
+    # "module:function" or "file.py:function" beside stairway.toml, called with a SQLAlchemy
+    # Connection and the release the scratch site is at, before it is upgraded
+    fixtures: Annotated[str, Field(pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+
+
 class Manifest(_Strict):
     """The whole of ``stairway.toml``."""
 
@@ -166,6 +174,7 @@ class Manifest(_Strict):
     smoke: list[SmokeModel] = []
     licence: LicenceModel | None = None
     history: HistoryModel | None = None
+    test_paths: PathTestsModel | None = None
 
 
 def load_manifest(path: Path) -> Manifest:

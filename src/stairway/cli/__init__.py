@@ -19,6 +19,7 @@ from stairway.cli import (
     fleet,
     licence,
     objects,
+    paths,
     quickstart,
     release,
     secrets,
@@ -41,6 +42,7 @@ for commands in (
     fleet.app,
     authoring.app,
     snapshots.app,
+    paths.app,
 ):
     app.add_typer(commands)
 for name, group in (

@@ -115,7 +115,7 @@ def _refuse_unlike_history(ctx: Context, release: Release) -> None:
     found = differences(_replayed(ctx, release), inventory_of(ctx.engine))
     if not found:
         return
-    shown = "; ".join(d.describe("replayed", "site's") for d in found[:5])
+    shown = "; ".join(d.describe("replayed schema", "site's schema") for d in found[:5])
     more = f" and {len(found) - 5} more" if len(found) > 5 else ""
     raise SchemaError(
         f"the site's schema is not what changes 1..{release.schema} create: {shown}{more}",

@@ -54,9 +54,9 @@ class Difference:
     def describe(self, expected_as: str = "expected", actual_as: str = "actual") -> str:
         """One line naming the object and, for a changed one, both definitions."""
         if self.kind is DifferenceKind.MISSING:
-            return f"{self.name}: only in the {expected_as} schema ({self.expected})"
+            return f"{self.name}: only in the {expected_as}: {self.expected}"
         if self.kind is DifferenceKind.EXTRA:
-            return f"{self.name}: only in the {actual_as} schema ({self.actual})"
+            return f"{self.name}: only in the {actual_as}: {self.actual}"
         return f"{self.name}: {expected_as} {self.expected}, {actual_as} {self.actual}"
 
 
