@@ -91,7 +91,8 @@ def swap_sqlite(engine: Engine, beside: Path) -> None:
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 
-def _tool(name: str, engine: Engine) -> str:
+def client_tool(name: str, engine: Engine) -> str:
+    """The PostgreSQL client tool ``name`` on PATH, refused when older than the server."""
     found = shutil.which(name)
     if found is None:
         raise BackupError(
@@ -112,7 +113,7 @@ def _tool(name: str, engine: Engine) -> str:
     return found
 
 
-def _libpq(url: URL) -> tuple[str, dict[str, str]]:
+def libpq_of(url: URL) -> tuple[str, dict[str, str]]:
     """A libpq connection string without the password, and the environment carrying it."""
     plain = url.set(drivername="postgresql", password=None)
     env = dict(os.environ)
@@ -123,15 +124,15 @@ def _libpq(url: URL) -> tuple[str, dict[str, str]]:
 
 def dump_postgres(engine: Engine, target: Path) -> None:
     """``pg_dump -Fc``: one consistent snapshot (a single repeatable-read transaction)."""
-    pg_dump = _tool("pg_dump", engine)
-    conninfo, env = _libpq(engine.url)
+    pg_dump = client_tool("pg_dump", engine)
+    conninfo, env = libpq_of(engine.url)
     _run([pg_dump, "--format=custom", f"--file={target}", f"--dbname={conninfo}"], env, "pg_dump")
 
 
 def stage_postgres(engine: Engine, dump: Path, suffix: str) -> None:
     """Restore ``dump`` into a new database beside the live one (dropped again if that fails);
     the live database is untouched until :func:`swap_postgres`."""
-    pg_restore = _tool("pg_restore", engine)
+    pg_restore = client_tool("pg_restore", engine)
     live = str(engine.url.database)
     side, old = _side_names(live, suffix)
     dispose_all()
@@ -147,7 +148,7 @@ def stage_postgres(engine: Engine, dump: Path, suffix: str) -> None:
         )
     try:
         faults.point("before:stage-write")
-        conninfo, env = _libpq(engine.url.set(database=side))
+        conninfo, env = libpq_of(engine.url.set(database=side))
         _run([pg_restore, "--exit-on-error", f"--dbname={conninfo}", str(dump)], env, "pg_restore")
     except BaseException:
         drop_staged_postgres(engine, suffix)
@@ -179,8 +180,8 @@ def swap_postgres(engine: Engine, suffix: str) -> None:
 
 def restore_into(engine: Engine, dump: Path) -> None:
     """``pg_restore`` into the empty database ``engine`` names (a rehearsal's scratch one)."""
-    pg_restore = _tool("pg_restore", engine)
-    conninfo, env = _libpq(engine.url)
+    pg_restore = client_tool("pg_restore", engine)
+    conninfo, env = libpq_of(engine.url)
     _run(
         [pg_restore, "--exit-on-error", "--no-owner", f"--dbname={conninfo}", str(dump)],
         env,
@@ -270,7 +271,7 @@ def _side_names(live: str, suffix: str) -> tuple[str, str]:
 @contextmanager
 def _admin(url: URL) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """An autocommit connection to the server's maintenance database."""
-    conninfo, _ = _libpq(url.set(database="postgres"))
+    conninfo, _ = libpq_of(url.set(database="postgres"))
     password = str(url.password) if url.password else None
     with psycopg.connect(conninfo, password=password, autocommit=True) as conn:
         yield conn

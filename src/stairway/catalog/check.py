@@ -22,6 +22,7 @@ from stairway.catalog.deltas import read_deltas
 from stairway.catalog.history import adopted_changes, identifiers
 from stairway.catalog.manifest import Manifest, load_manifest
 from stairway.catalog.object_migrations import read_object_migrations
+from stairway.catalog.snapshots import read_snapshots
 from stairway.errors import CatalogError
 from stairway.schema.change import Change
 from stairway.schema.earlier import Earlier
@@ -183,3 +184,4 @@ def _check_the_rest(
     if config is not None:
         report.add(loader.config_migration_problems(releases, config))
     report.add(loader.delta_problems(manifest, releases, deltas, root))
+    report.add(read_snapshots(root, manifest, releases)[1])

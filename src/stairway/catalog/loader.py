@@ -13,6 +13,7 @@ from stairway.catalog.deltas import load_deltas
 from stairway.catalog.history import adopted_changes, identifiers, schema_level
 from stairway.catalog.manifest import Manifest, ReleaseModel, load_manifest
 from stairway.catalog.object_migrations import load_object_migrations
+from stairway.catalog.snapshots import Snapshot, newest_at_or_below, read_snapshots
 from stairway.configfiles.migration import ConfigMigration, show_key, unsettled_pairs
 from stairway.errors import CatalogError
 from stairway.objects.delta import Delta
@@ -42,6 +43,11 @@ class Catalog:
     config_migrations: tuple[ConfigMigration, ...] = ()
     deltas: tuple[Delta, ...] = ()
     manifest: Manifest | None = field(default=None, compare=False, repr=False)
+    snapshots: tuple[Snapshot, ...] = ()
+
+    def snapshot_for(self, level: int, dialect: str) -> Snapshot | None:
+        """The newest snapshot of ``dialect`` standing for at most changes 1..``level``."""
+        return newest_at_or_below(self.snapshots, level, dialect)
 
     @property
     def latest(self) -> Release:
@@ -114,6 +120,8 @@ def load_catalog(root: Path | str) -> Catalog:
     raise_first(config_migration_problems(releases, config))
     deltas = load_deltas(root)
     raise_first(delta_problems(manifest, releases, deltas, root))
+    snapshots, problems = read_snapshots(root, manifest, releases)
+    raise_first(problems)
     return Catalog(
         root,
         manifest.product.name,
@@ -124,6 +132,7 @@ def load_catalog(root: Path | str) -> Catalog:
         config,
         deltas,
         manifest,
+        snapshots,
     )
 
 

@@ -44,6 +44,7 @@ class ReleaseModel(_Strict):
     provides: dict[str, list[str]] = {}  # plug-in kind -> the type names this release ships
     patches: list[str] = []  # patch changes "N.K" of an LTS line this release carries
     clear: list[str] = []  # transient paths of the data directory removed before it starts
+    snapshot: str | None = None  # its schema snapshot's directory, relative to the catalog
 
     @field_validator("version", "requires")
     @classmethod
@@ -291,6 +292,14 @@ class HistoryModel(_Strict):
         return self
 
 
+class PathTestsModel(_Strict):
+    """``[test_paths]``: what ``stairway test-paths`` loads into each scratch site."""
+
+    # "module:function" or "file.py:function" beside stairway.toml, called with a SQLAlchemy
+    # Connection and the release the scratch site is at, before it is upgraded
+    fixtures: Annotated[str, Field(pattern=r"^[^:]+:[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+
+
 class Manifest(_Strict):
     """The whole of ``stairway.toml``."""
 
@@ -303,6 +312,7 @@ class Manifest(_Strict):
     smoke: list[SmokeModel] = []
     licence: LicenceModel | None = None
     history: HistoryModel | None = None
+    test_paths: PathTestsModel | None = None
 
 
 def load_manifest(path: Path) -> Manifest:

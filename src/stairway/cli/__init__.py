@@ -19,11 +19,13 @@ from stairway.cli import (
     fleet,
     licence,
     objects,
+    paths,
     quickstart,
     release,
     secrets,
     service,
     site,
+    snapshots,
     transfer,
     upgrade,
 )
@@ -39,6 +41,8 @@ for commands in (
     transfer.app,
     fleet.app,
     authoring.app,
+    snapshots.app,
+    paths.app,
 ):
     app.add_typer(commands)
 for name, group in (

@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from stairway import context as site_context
 from stairway import operations, release_feed, views
+from stairway.catalog.snapshots import Snapshot
 from stairway.cli.output import applying, say_adopting
 from stairway.errors import ExitCode, ManualStepNeeded, UsageRefused
 from stairway.estimate import Limits, estimate_upgrade
@@ -27,24 +28,51 @@ app = typer.Typer()
 @app.command()
 def init(
     version: Annotated[str, typer.Option("--version", help="release to create the site at")],
+    replay: Annotated[
+        bool,
+        typer.Option("--replay", help="replay every change, even where a schema snapshot ships"),
+    ] = False,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Create a new site at release VERSION: its schema changes and initial objects.
 
-    With releases_dir in site.toml, the verified release is installed and made current first."""
+    The newest schema snapshot at or below the release builds the schema when the catalog ships
+    one (then the changes after it run); --replay runs every change instead. With releases_dir
+    in site.toml, the verified release is installed and made current first."""
     installed = install_first(load_site(site).site, version)
     if installed is not None and not json:
         out.print(f"release {version} verified, installed in {installed} and made current")
     ctx = site_context.open_context(site, catalog, version)
-    done = operations.init(ctx, version, progress=applying(json))
-    if json:
-        emit_json({"release": version, "applied": views.applied_json(done)})
-        return
+    done = operations.init(ctx, version, progress=applying(json), replay=replay)
     built = operations.built_fresh(ctx)
-    fresh = f", changes 1..{built} built by the product's own fresh install" if built else ""
-    out.print(f"[green]site created at {version}[/green] ({len(done)} changes applied{fresh})")
+    snapshot = None if replay else operations.snapshot_for(ctx, ctx.catalog.release(version))
+    used = snapshot if snapshot is not None and built == snapshot.level else None
+    if json:
+        emit_json(
+            {
+                "release": version,
+                "applied": views.applied_json(done),
+                "built_from": _built_from(used, built),
+            }
+        )
+        return
+    if used is not None:
+        how = f", changes 1..{built} built from the snapshot of {used.release}"
+    elif built:
+        how = f", changes 1..{built} built by the product's own fresh install"
+    else:
+        how = ", every change replayed"
+    out.print(f"[green]site created at {version}[/green] ({len(done)} changes applied{how})")
+
+
+def _built_from(used: Snapshot | None, built: int) -> dict[str, object]:
+    if used is not None:
+        return {"kind": "snapshot", "release": str(used.release), "level": built}
+    if built:
+        return {"kind": "fresh-install", "level": built}
+    return {"kind": "replay", "level": 0}
 
 
 @app.command()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from stairway.operations.backups import CARRIED, backup, backups, restore
 from stairway.operations.config import ConfigResult, migrate_config
-from stairway.operations.creation import built_fresh, init
+from stairway.operations.creation import built_fresh, init, snapshot_for
 from stairway.operations.notes import notes
 from stairway.operations.objects import (
     apply_deltas,
@@ -32,6 +32,7 @@ from stairway.operations.schema import (
     repair,
     status,
 )
+from stairway.operations.snapshots import SnapshotWritten, take_snapshot
 from stairway.operations.transfer import export, import_file
 from stairway.operations.upkeep import rekey_secrets, run_background
 
@@ -39,6 +40,7 @@ __all__ = [
     "CARRIED",
     "ConfigResult",
     "MigrateRequest",
+    "SnapshotWritten",
     "Status",
     "apply_deltas",
     "backup",
@@ -66,5 +68,7 @@ __all__ = [
     "rewrite_objects",
     "run_background",
     "skip_delta",
+    "snapshot_for",
     "status",
+    "take_snapshot",
 ]

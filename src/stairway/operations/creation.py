@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
+
+from stairway.catalog.snapshots import Snapshot
 from stairway.context import Context
 from stairway.errors import SchemaError
 from stairway.operations.objects import apply_deltas
 from stairway.progress import Progress
 from stairway.schema import migrator
 from stairway.schema.change import Change
+from stairway.schema.ddl_replay import replay_ddl
 from stairway.schema.executor import Applied
 from stairway.schema.histories.fresh import fresh_install
 from stairway.schema.recorder import RecordKind
 from stairway.sitelock import changes_site
 from stairway.targets import named_release
+from stairway.versions import Release
 
 
 @changes_site
-def init(ctx: Context, version: str, progress: Progress[Change] | None = None) -> list[Applied]:
-    """Create a new site at release ``version``: apply its changes and record it."""
+def init(
+    ctx: Context, version: str, progress: Progress[Change] | None = None, replay: bool = False
+) -> list[Applied]:
+    """Create a new site at release ``version``: build it from the newest schema snapshot at or
+    below its level (unless ``replay``), or the product's fresh install, then apply the changes
+    after it and record the site."""
     release = named_release(ctx.catalog, version, "--version")
     if not migrator.read_state(ctx.engine, ctx.catalog).applied:
-        _fresh(ctx, release.schema)
+        if replay or not _from_snapshot(ctx, release):
+            _fresh(ctx, release.schema)
     elif migrator.site_release(ctx.engine) is not None:
         raise SchemaError(
             f"{ctx.site.database} already holds a Stairway site",
@@ -37,6 +47,27 @@ def init(ctx: Context, version: str, progress: Progress[Change] | None = None) -
     return done
 
 
+def snapshot_for(ctx: Context, release: Release) -> Snapshot | None:
+    """The snapshot ``init`` builds a new site at ``release`` from: the newest of the site's
+    dialect at or below the release's level; None when there is none."""
+    return ctx.catalog.snapshot_for(release.schema, ctx.engine.dialect.name)
+
+
+def _from_snapshot(ctx: Context, release: Release) -> bool:
+    """Build the empty database from its snapshot in one transaction, recording changes
+    1..level as a baseline; False when there is no snapshot to build from."""
+    snapshot = snapshot_for(ctx, release)
+    if snapshot is None:
+        return False
+    ddl = snapshot.ddl()
+
+    def build(conn: Connection) -> None:
+        replay_ddl(conn, ddl, snapshot.ddl_path)
+
+    migrator.build_fresh(ctx.engine, ctx.catalog, build, release.schema, level=snapshot.level)
+    return True
+
+
 def _fresh(ctx: Context, target: int) -> None:
     """The product's own fresh install, when the catalog names one and it is not beyond the
     release asked for; the history's changes after the revision it stamps then run as usual."""
@@ -48,7 +79,7 @@ def _fresh(ctx: Context, target: int) -> None:
 
 
 def built_fresh(ctx: Context) -> int:
-    """How many changes the product's fresh install stands for (recorded as a baseline by
-    ``init``); 0 when the site's changes all ran."""
+    """How many changes the product's fresh install or a schema snapshot stands for (recorded
+    as a baseline by ``init``); 0 when the site's changes all ran."""
     applied = migrator.read_state(ctx.engine, ctx.catalog).applied
     return sum(1 for a in applied if a.kind == RecordKind.BASELINE)

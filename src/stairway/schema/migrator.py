@@ -204,10 +204,12 @@ def build_fresh(
     fresh: Callable[[Connection], object],
     target: int,
     lock_timeout: float = 30.0,
+    level: int | None = None,
 ) -> int | None:
     """Build an empty database the product's way (``fresh``, in one transaction) and record
     the changes up to the revision it stamps as a baseline; the level it stamped. None, with
     nothing left of it, when it stamps beyond ``target``: an older release is replayed instead.
+    With ``level`` (a schema snapshot, which stamps nothing), that is the level it stands for.
 
     Raises:
         SchemaError: the database is not empty, or the fresh install stamps no revision.
@@ -216,20 +218,31 @@ def build_fresh(
         if adoption.product_tables(engine):
             raise SchemaError(
                 "a fresh install needs an empty database; this one has tables",
-                hint="adopt it instead: `stairway upgrade` recognises the history's table",
+                hint="adopt it instead: `stairway baseline --at N`, or `stairway upgrade` when "
+                "a history tool's table names its revision",
             )
         try:
             with engine.begin() as conn:
-                return _fresh_in(conn, catalog, fresh, target)
+                return _fresh_in(conn, catalog, fresh, target, level)
         except _NotUsed:
             return None
 
 
 def _fresh_in(
-    conn: Connection, catalog: ChangeSource, fresh: Callable[[Connection], object], target: int
+    conn: Connection,
+    catalog: ChangeSource,
+    fresh: Callable[[Connection], object],
+    target: int,
+    level: int | None,
 ) -> int:
     recorder.ensure_tables(conn)
     fresh(conn)
+    if level is not None:
+        if level > target:
+            raise _NotUsed()
+        _record_baseline(conn, catalog, level)
+        log.info("fresh install from a schema snapshot (change %d)", level)
+        return level
     found = recognition.recognise(conn, catalog.changes)
     if found is None or not found.level:
         raise SchemaError(

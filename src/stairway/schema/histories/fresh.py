@@ -18,7 +18,7 @@ from stairway.errors import CatalogError
 FreshInstall = Callable[[Connection], Any]
 
 
-def fresh_install(root: Path, named: str) -> FreshInstall:
+def fresh_install(root: Path, named: str, key: str = "[history] fresh") -> FreshInstall:
     """The callable ``named`` ("module:callable", or "file.py:callable" relative to the catalog
     ``root``); it takes a SQLAlchemy ``Connection`` inside Stairway's transaction.
 
@@ -31,14 +31,14 @@ def fresh_install(root: Path, named: str) -> FreshInstall:
         found = getattr(module, name)
     except Exception as err:  # the product's module raised while importing
         raise CatalogError(
-            f"[history] fresh = {named!r} cannot be loaded: {type(err).__name__}: {err}",
+            f"{key} = {named!r} cannot be loaded: {type(err).__name__}: {err}",
             path=str(root / "stairway.toml"),
             hint='name "module:callable" of an installed package, or "file.py:callable" beside '
             "stairway.toml",
         ) from None
     if not callable(found):
         raise CatalogError(
-            f"[history] fresh = {named!r} is not callable",
+            f"{key} = {named!r} is not callable",
             path=str(root / "stairway.toml"),
             hint="name a function taking a SQLAlchemy Connection",
         )

@@ -1,0 +1,175 @@
+"""Schema snapshots a release ships: its schema as it stands, so that ``init`` builds a site at
+a late release from one file instead of replaying every change (Rails' ``schema.rb``, GitLab's
+``structure.sql``, Flyway's baseline migrations).
+
+A release names a directory (``snapshot = "snapshots/2.1.0"``) holding, per dialect, the DDL
+(``postgresql.sql``, ``sqlite.sql``) and a manifest beside it (``postgresql.toml``,
+``sqlite.toml``) giving the release, the change level the DDL stands for and its SHA-256. A
+manifest that does not match its release or its file is refused when the catalog loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from stairway.catalog.manifest import Manifest, read_model
+from stairway.errors import CatalogError
+from stairway.versions import Release, Version
+
+DIALECTS: tuple[str, ...] = ("postgresql", "sqlite")
+_DOC = "docs/catalog.md"
+
+
+class SnapshotManifest(BaseModel):
+    """``<dialect>.toml`` beside a snapshot's DDL: what the DDL stands for and its digest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    release: str
+    level: Annotated[int, Field(ge=1)]  # the release's schema: changes 1..level
+    dialect: Literal["postgresql", "sqlite"]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+    @field_validator("release")
+    @classmethod
+    def _is_version(cls, value: str) -> str:
+        Version(value)  # InvalidVersion is a ValueError: reported with its key
+        return value
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One dialect's snapshot of a release, as checked when the catalog loaded."""
+
+    release: Version
+    level: int
+    dialect: str
+    ddl_path: Path
+    sha256: str
+
+    def ddl(self) -> str:
+        """The DDL's text (checked against its digest when the catalog loaded)."""
+        return self.ddl_path.read_bytes().decode("utf-8")
+
+    def describe(self) -> str:
+        """``the snapshot of 2.1.0 (changes 1..11)``."""
+        return f"the snapshot of {self.release} (changes 1..{self.level})"
+
+
+def ddl_name(dialect: str) -> str:
+    """The DDL file of ``dialect`` in a snapshot directory."""
+    return f"{dialect}.sql"
+
+
+def manifest_name(dialect: str) -> str:
+    """The manifest of ``dialect``'s DDL in a snapshot directory."""
+    return f"{dialect}.toml"
+
+
+def digest(data: bytes) -> str:
+    """The SHA-256 a manifest records, of the DDL file's bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def newest_at_or_below(snapshots: Sequence[Snapshot], level: int, dialect: str) -> Snapshot | None:
+    """The snapshot of ``dialect`` with the highest level not above ``level``; None if none."""
+    fitting = [s for s in snapshots if s.dialect == dialect and s.level <= level]
+    return max(fitting, key=lambda s: (s.level, s.release), default=None)
+
+
+def read_snapshots(
+    root: Path, manifest: Manifest, releases: Sequence[Release]
+) -> tuple[tuple[Snapshot, ...], list[CatalogError]]:
+    """Every snapshot the releases name, and the problems of those that do not check out."""
+    found: list[Snapshot] = []
+    problems: list[CatalogError] = []
+    for model, release in zip(manifest.release, releases, strict=True):
+        if model.snapshot is None:
+            continue
+        for item in _release_snapshots(root, manifest, release, model.snapshot):
+            if isinstance(item, CatalogError):
+                problems.append(item)
+            else:
+                found.append(item)
+    return tuple(found), problems
+
+
+def _release_snapshots(
+    root: Path, manifest: Manifest, release: Release, named: str
+) -> Iterator[Snapshot | CatalogError]:
+    toml = str(root / "stairway.toml")
+    directory = (root / named).resolve()
+    if not directory.is_relative_to(root.resolve()):
+        yield CatalogError(
+            f"release {release.version}: snapshot {named!r} lies outside the catalog",
+            path=toml,
+            hint="name a directory inside the catalog, e.g. snapshots/" + str(release.version),
+        )
+        return
+    if manifest.history is not None or release.patches:
+        why = "an adopted history" if manifest.history else "a release carrying patch changes"
+        yield CatalogError(
+            f"release {release.version}: a snapshot of {why} is not supported",
+            path=toml,
+            hint="remove `snapshot` from this release: init replays its changes",
+        )
+        return
+    dialects = [d for d in DIALECTS if (directory / manifest_name(d)).is_file()]
+    if not dialects:
+        yield CatalogError(
+            f"release {release.version}: {named} holds no snapshot "
+            f"({' or '.join(manifest_name(d) for d in DIALECTS)})",
+            path=toml,
+            hint=f"write one with `stairway snapshot --release {release.version}`",
+        )
+    for dialect in dialects:
+        yield _one(directory, release, dialect)
+
+
+def _one(directory: Path, release: Release, dialect: str) -> Snapshot | CatalogError:
+    path = directory / manifest_name(dialect)
+    try:
+        said = read_model(path, SnapshotManifest, _DOC)
+    except CatalogError as error:
+        return error
+    redo = f"write it again with `stairway snapshot --release {release.version}`"
+    if said.dialect != dialect or Version(said.release) != release.version:
+        return CatalogError(
+            f"the manifest is of release {said.release} ({said.dialect}), beside "
+            f"release {release.version}'s {dialect} snapshot",
+            path=str(path),
+            hint=redo,
+        )
+    if said.level != release.schema:
+        return CatalogError(
+            f"the snapshot says it stands for changes 1..{said.level}, but release "
+            f"{release.version} needs changes 1..{release.schema}",
+            path=str(path),
+            hint=redo,
+        )
+    return _checked(directory / ddl_name(dialect), path, release, said, redo)
+
+
+def _checked(
+    ddl: Path, path: Path, release: Release, said: SnapshotManifest, redo: str
+) -> Snapshot | CatalogError:
+    try:
+        actual = digest(ddl.read_bytes())
+    except OSError as err:
+        return CatalogError(
+            f"cannot read {ddl.name}: {err.strerror or err}", path=str(path), hint=redo
+        )
+    if actual != said.sha256:
+        return CatalogError(
+            f"{ddl.name} does not match its manifest (SHA-256 {actual[:12]}..., the manifest "
+            f"says {said.sha256[:12]}...): the DDL was edited or replaced",
+            path=str(path),
+            hint=redo,
+        )
+    return Snapshot(release.version, said.level, said.dialect, ddl, actual)

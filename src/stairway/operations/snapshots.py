@@ -1,0 +1,192 @@
+"""``stairway snapshot``: a release's schema as one DDL file per dialect and its manifest, taken
+from a site at that release whose schema is exactly what the release's changes create.
+
+Before writing, the site's changes 1..N are replayed into an empty scratch database and the two
+schemas compared object by object (:mod:`stairway.schema.inventory`): a snapshot of a site
+someone altered by hand would hand that alteration to every new site. The DDL file is written
+first and the manifest, which carries its digest, last: each file is replaced whole, and a DDL
+left without its new manifest is refused when the catalog loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import Engine, literal, select, table
+
+from stairway.catalog.snapshots import DIALECTS, ddl_name, digest, manifest_name
+from stairway.context import Context
+from stairway.errors import SchemaError, UsageRefused
+from stairway.files import write_atomic
+from stairway.operations.ddl import schema_ddl
+from stairway.schema import migrator
+from stairway.schema.adoption import product_tables
+from stairway.schema.inventory import Inventory, differences, inventory_of
+from stairway.scratch import scratch_engine
+from stairway.targets import named_release
+from stairway.versions import Release, Version
+
+
+@dataclass(frozen=True)
+class SnapshotWritten:
+    """What ``stairway snapshot`` wrote."""
+
+    release: str
+    level: int
+    dialect: str
+    ddl: Path
+    manifest: Path
+    sha256: str
+    statements: int
+    declared: bool  # the release names this directory as its snapshot already
+
+    def as_json(self) -> dict[str, object]:
+        """The result as ``stairway snapshot --json`` prints it."""
+        return {
+            "release": self.release,
+            "level": self.level,
+            "dialect": self.dialect,
+            "ddl": str(self.ddl),
+            "manifest": str(self.manifest),
+            "sha256": self.sha256,
+            "statements": self.statements,
+            "declared": self.declared,
+        }
+
+
+def take_snapshot(ctx: Context, version: str, out: Path | None = None) -> SnapshotWritten:
+    """Write the snapshot of release ``version`` from the site, which must be at it, with no
+    drift; into ``out`` (default: ``snapshots/<version>`` in the catalog)."""
+    release = named_release(ctx.catalog, version, "--release")
+    dialect = ctx.engine.dialect.name
+    if dialect not in DIALECTS:
+        raise UsageRefused(f"no snapshot of a {dialect} database", hint="PostgreSQL or SQLite")
+    _refuse_unfit(ctx, release)
+    _refuse_unlike_history(ctx, release)
+    statements = schema_ddl(ctx.engine)
+    directory = out or ctx.catalog.root / "snapshots" / str(release.version)
+    ddl = _render(ctx.catalog.product, release, dialect, statements).encode("utf-8")
+    _write(directory, release, dialect, ddl)
+    return SnapshotWritten(
+        str(release.version),
+        release.schema,
+        dialect,
+        directory / ddl_name(dialect),
+        directory / manifest_name(dialect),
+        digest(ddl),
+        len(statements),
+        _declared(ctx, release, directory),
+    )
+
+
+def _refuse_unfit(ctx: Context, release: Release) -> None:
+    """The site must be at ``release``, with every change it needs applied as shipped."""
+    again = (
+        f"take it from a site at {release.version}: `stairway init --version {release.version} "
+        "--replay` on an empty database"
+    )
+    at = migrator.site_release(ctx.engine)
+    if at != str(release.version):
+        where = f"at {at}" if at else "not a Stairway site"
+        raise SchemaError(f"the site is {where}, not at release {release.version}", hint=again)
+    if ctx.catalog.manifest and ctx.catalog.manifest.history is not None:
+        raise UsageRefused(
+            "a catalog with [history] ships no snapshots: its product builds new sites itself",
+            hint="use `[history] fresh` (docs/adopting.md)",
+        )
+    if release.patches:
+        raise UsageRefused(
+            f"release {release.version} carries patch changes: it ships no snapshot",
+            hint="snapshot a release of the main line",
+        )
+    state = migrator.read_state(ctx.engine, ctx.catalog)
+    state.refuse_unsafe()  # drift, or changes this catalog does not ship
+    if state.pending(ctx.catalog.changes, release.schema) or state.patches:
+        raise SchemaError(
+            f"the site does not hold exactly changes 1..{release.schema} of {release.version}",
+            hint="`stairway status` shows what is pending; " + again,
+        )
+
+
+def _refuse_unlike_history(ctx: Context, release: Release) -> None:
+    """The live schema must be what changes 1..N create, object by object."""
+    found = differences(_replayed(ctx, release), inventory_of(ctx.engine))
+    if not found:
+        return
+    shown = "; ".join(d.describe("replayed schema", "site's schema") for d in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    raise SchemaError(
+        f"the site's schema is not what changes 1..{release.schema} create: {shown}{more}",
+        hint="a snapshot hands its schema to every new site: take it from a site built by "
+        f"`stairway init --version {release.version} --replay`",
+    )
+
+
+def _replayed(ctx: Context, release: Release) -> Inventory:
+    """The inventory of changes 1..N replayed into an empty scratch database."""
+    try:
+        with scratch_engine(ctx.engine, "snapshot") as scratch:
+            migrator.migrate(scratch, ctx.catalog, release.schema, release=release)
+            _refuse_rows(scratch, release)
+            return inventory_of(scratch)
+    except psycopg.Error as err:
+        raise SchemaError(
+            f"cannot replay the changes into a scratch database: {str(err).strip()}",
+            hint="grant the site's user CREATEDB",
+        ) from None
+
+
+def _refuse_rows(scratch: Engine, release: Release) -> None:
+    """A snapshot holds no rows: changes that insert some (seed data) cannot be snapshotted."""
+    seeded = [t for t in product_tables(scratch) if _has_rows(scratch, t)]
+    if seeded:
+        raise SchemaError(
+            f"changes 1..{release.schema} insert rows into {', '.join(seeded)}, and a schema "
+            "snapshot holds no rows",
+            hint="ship the seed data as deltas (docs/deltas.md), or leave this release without "
+            "a snapshot",
+        )
+
+
+def _has_rows(engine: Engine, name: str) -> bool:
+    with engine.connect() as conn:
+        return (
+            conn.execute(select(literal(1)).select_from(table(name)).limit(1)).first() is not None
+        )
+
+
+def _render(product: str, release: Release, dialect: str, statements: list[str]) -> str:
+    head = (
+        f"-- The schema of {product} {release.version} (changes 1..{release.schema}), "
+        f"{dialect}: written by `stairway snapshot`.\n"
+        "-- Do not edit: its manifest carries its SHA-256, checked when the catalog loads.\n\n"
+    )
+    return head + "".join(f"{statement};\n\n" for statement in statements)
+
+
+def _write(directory: Path, release: Release, dialect: str, ddl: bytes) -> None:
+    manifest = (
+        "# written by `stairway snapshot`: what the DDL beside it stands for\n"
+        f'release = "{release.version}"\n'
+        f"level = {release.schema}\n"
+        f'dialect = "{dialect}"\n'
+        f'sha256 = "{digest(ddl)}"\n'
+    )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        write_atomic(directory / ddl_name(dialect), ddl)
+        write_atomic(directory / manifest_name(dialect), manifest.encode("utf-8"))
+    except OSError as err:
+        raise UsageRefused(
+            f"cannot write the snapshot in {directory}: {err.strerror or err}",
+            hint="pass --out DIR, a directory you can write",
+        ) from None
+
+
+def _declared(ctx: Context, release: Release, directory: Path) -> bool:
+    """Whether the release's ``snapshot`` names ``directory`` already."""
+    models = ctx.catalog.manifest.release if ctx.catalog.manifest else []
+    named = next((m.snapshot for m in models if Version(m.version) == release.version), None)
+    return named is not None and (ctx.catalog.root / named).resolve() == directory.resolve()
