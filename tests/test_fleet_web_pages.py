@@ -1,0 +1,126 @@
+"""The web UI's pages as HTML, in process (FastAPI's TestClient on SQLite): what each form said
+and in which box, titles, phone layout, empty tables, time zones and per-agent actions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import lxml.html
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, delete, insert
+
+from stairway.fleet import store, tokens
+from stairway.fleet.policy import Mode
+from stairway.fleet.server import FleetConfig, create_app
+from stairway.fleet.tables import agents_table
+
+PAGES = ("/ui/", "/ui/agents", "/ui/audit")
+
+
+@dataclass
+class UI:
+    """A browser signed in to the web UI: its client, the session's CSRF token, the database."""
+
+    client: TestClient
+    csrf: str
+    engine: Engine
+
+    def html(self, path: str) -> Any:
+        answer = self.client.get(path)
+        assert answer.status_code == 200, answer.text
+        return lxml.html.fromstring(answer.text)
+
+    def post(self, path: str, **form: str) -> Any:
+        answer = self.client.post(path, data=form | {"csrf": self.csrf})
+        assert answer.status_code == 200, answer.text
+        return lxml.html.fromstring(answer.text)
+
+    def agents(self, *rows: dict[str, Any]) -> None:
+        """The agents table holds exactly ``rows`` (over an online agent on 1.0.0)."""
+        base = {"state": "online", "connected": True, "version": "1.0.0", "message": ""}
+        with self.engine.begin() as conn:
+            conn.execute(delete(agents_table))
+            for row in rows:
+                conn.execute(insert(agents_table).values(base | {"enrolled": "2024"} | row))
+
+    def policy(self, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            store.write_policy(conn, replace(store.read_policy(conn), **values))
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UI]:
+    where: Path = tmp_path_factory.mktemp("ui")
+    engine = create_engine(f"sqlite:///{where / 'app.db'}")
+    config = FleetConfig("people", "2.0.0", None, None, "http://testserver")
+    with TestClient(create_app(engine, config)) as client:
+        with engine.begin() as conn:
+            admin = tokens.issue(conn, tokens.TokenKind.ADMIN, "pages")
+        client.get("/ui/login")
+        nonce = client.cookies["stairway_signin"]
+        client.post("/ui/login", data={"token": admin, "csrf": nonce})
+        page = client.get("/ui/agents").text
+        found = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert found, page
+        yield UI(client, found.group(1), engine)
+    engine.dispose()
+
+
+def _text(element: Any) -> str:
+    return " ".join(element.text_content().split())
+
+
+def _alert(page: Any) -> str:
+    alerts = page.xpath('//*[@role="alert"]')
+    assert len(alerts) == 1, lxml.html.tostring(page)
+    assert not page.xpath('//*[contains(@class, "said")]'), "an error is not said in the ok box"
+    return _text(alerts[0])
+
+
+def test_an_upgrade_without_a_published_build_is_an_error_that_says_how_to_publish(
+    ui: UI,
+) -> None:
+    ui.agents({"agent_id": "relay-a"})
+    said = _alert(ui.post("/ui/agents/relay-a/upgrade"))
+    assert "no agent build is published for 2.0.0" in said
+    assert "stairway agent publish agent-2.0.0.pyz --version 2.0.0 --key release.key" in said
+
+
+def test_a_policy_out_of_range_is_an_error_that_names_the_setting(ui: UI) -> None:
+    form = {"mode": "auto", "percent": "0", "interval": "60", "max_failures": "0"}
+    said = _alert(ui.post("/ui/policy", **form))
+    assert "not saved: percent" in said and "change Percent per tick" in said
+    saved = ui.post("/ui/policy", **form | {"percent": "10", "mode": "manual"})
+    assert _text(saved.get_element_by_id("said")) == "policy saved"
+    assert saved.get_element_by_id("said").get("class") == "said"
+    assert not saved.xpath('//*[@role="alert"]')
+
+
+def test_a_halt_is_shown_as_an_alert_that_says_how_to_resume(ui: UI) -> None:
+    halted = "canary agent relay-a did not come back on 2.0.0"
+    ui.policy(mode=Mode.AUTO, rollout_target="2.0.0", halted=halted)
+    try:
+        page = ui.html("/ui/agents")
+        halted = page.get_element_by_id("halted")
+        assert halted.get("role") == "alert"
+        assert "did not come back" in _text(halted) and "Save policy" in _text(halted)
+        ran = ui.post("/ui/run")
+        said = ran.get_element_by_id("said")
+        assert said.get("role") == "alert" and "rollout halted" in _text(said)
+    finally:
+        ui.policy(mode=Mode.MANUAL, halted=None)
+
+
+def test_a_notice_whose_kind_was_changed_in_the_link_is_not_shown(ui: UI) -> None:
+    answer = ui.client.post(
+        "/ui/agents/nobody/upgrade", data={"csrf": ui.csrf}, follow_redirects=False
+    )
+    link = answer.headers["location"]
+    assert "kind=error" in link
+    assert "no agent build" in ui.client.get(link).text
+    assert "no agent build" not in ui.client.get(link.replace("kind=error", "kind=ok")).text
