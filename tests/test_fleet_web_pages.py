@@ -124,3 +124,34 @@ def test_a_notice_whose_kind_was_changed_in_the_link_is_not_shown(ui: UI) -> Non
     assert "kind=error" in link
     assert "no agent build" in ui.client.get(link).text
     assert "no agent build" not in ui.client.get(link.replace("kind=error", "kind=ok")).text
+
+
+def _refused(ui: UI) -> Any:
+    answer = ui.client.post("/ui/run", data={"csrf": "forged"})
+    assert answer.status_code == 403
+    return lxml.html.fromstring(answer.text)
+
+
+def _login(ui: UI) -> Any:
+    return lxml.html.fromstring(ui.client.get("/ui/login").text)
+
+
+def test_every_page_has_a_plain_text_title(ui: UI) -> None:
+    pages = [ui.html(path) for path in PAGES] + [_login(ui), _refused(ui)]
+    titles = [page.xpath("//title")[0] for page in pages]
+    for title in titles:
+        assert len(title) == 0 and "<" not in title.text, lxml.html.tostring(title)
+    names = [title.text.split(" · ")[0] for title in titles]
+    assert names == ["Dashboard", "Agents", "Audit", "Sign in", "Refused"]
+    assert all(title.text.endswith(" · people 2.0.0") for title in titles)
+
+
+def test_every_page_fits_a_phone_and_its_tables_scroll_in_their_box(ui: UI) -> None:
+    ui.agents({"agent_id": "relay-a"})
+    for page in [ui.html(path) for path in PAGES] + [_login(ui), _refused(ui)]:
+        viewport = page.xpath('//meta[@name="viewport"]/@content')
+        assert viewport == ["width=device-width, initial-scale=1"]
+        for table in page.xpath("//table"):
+            assert "scroll" in table.getparent().get("class", "").split(), table.get("id")
+    style = ui.html("/ui/").xpath("//style")[0].text
+    assert re.search(r"\.scroll \{[^}]*overflow-x: auto", style)

@@ -109,12 +109,19 @@ def _origin(url: str) -> str:
     return f"{scheme}://{parts.netloc}"
 
 
+# each page's title, plain text: the <title> is filled from here, never from a template block,
+# so no markup of a page can end up in it
+TITLES = {"dashboard.html": "Dashboard", "agents.html": "Agents", "audit.html": "Audit"}
+TITLES |= {"login.html": "Sign in", "refused.html": "Refused"}
+
+
 def page(
     request: Request, name: str, session: Session | None, status: int = 200, **values: Any
 ) -> HTMLResponse:
-    """Render template ``name`` with ``values``, the product and release, the UI's own URL and,
-    for a signed-in operator, the session's CSRF token that every form carries."""
+    """Render template ``name`` with ``values``, its title, the product and release, the UI's
+    own URL and, for a signed-in operator, the session's CSRF token that every form carries."""
     fleet = fleet_of(request)
+    values |= {"title": TITLES.get(name, "Stairway")}
     values |= {"version": fleet.config.version, "product": fleet.config.product}
     values |= {"ui": _root(request) + "/ui", "csrf": session.csrf if session else None}
     return templates.TemplateResponse(request, name, values, status_code=status)
