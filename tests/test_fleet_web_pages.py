@@ -155,3 +155,35 @@ def test_every_page_fits_a_phone_and_its_tables_scroll_in_their_box(ui: UI) -> N
             assert "scroll" in table.getparent().get("class", "").split(), table.get("id")
     style = ui.html("/ui/").xpath("//style")[0].text
     assert re.search(r"\.scroll \{[^}]*overflow-x: auto", style)
+
+
+def test_empty_tables_say_what_to_do(ui: UI) -> None:
+    ui.agents()
+    rows = ui.html("/ui/agents").xpath('//table[@id="agents-table"]//tr[@class="empty"]')
+    assert len(rows) == 1 and "stairway tokens create --kind enroll" in _text(rows[0])
+    dashboard = ui.html("/ui/")
+    assert len(dashboard.xpath('//tr[@class="empty"]')) == 2
+    assert "No background migration is running" in _text(dashboard)
+
+
+def test_times_are_shown_with_their_zone(ui: UI) -> None:
+    ui.agents({"agent_id": "relay-a", "last_seen": "2024-05-01T12:30:05.123+02:00"})
+    seen = ui.html("/ui/agents").xpath('//td[@class="seen"]')
+    assert [_text(cell) for cell in seen] == ["2024-05-01 10:30:05 UTC"]
+    stamps = ui.html("/ui/audit").xpath("//table//tr/td[2]")
+    assert stamps and all(_text(cell).endswith(" UTC") for cell in stamps)
+
+
+def test_upgrade_is_offered_only_to_an_agent_behind_and_asks_first(ui: UI) -> None:
+    ui.agents({"agent_id": "relay-a"}, {"agent_id": "relay-b", "version": "2.0.0"})
+    table = ui.html("/ui/agents").get_element_by_id("agents-table")
+    offered = {row.get("data-agent"): row.xpath('.//td[@class="action"]//a') for row in table}
+    offered = {agent: links for agent, links in offered.items() if agent}
+    assert [_text(a) for a in offered["relay-a"]] == ["Upgrade to 2.0.0…"]
+    assert offered["relay-b"] == [] and not table.xpath(".//form")
+    ask = ui.html(offered["relay-a"][0].get("href"))
+    assert "It runs 1.0.0" in _text(ask.get_element_by_id("confirm"))
+    assert ask.xpath('//form[@id="confirm"]/@method') == ["post"]
+    assert "nothing to upgrade" in _text(ui.html("/ui/agents/relay-b/upgrade"))
+    refused = _alert(ui.post("/ui/agents/relay-b/upgrade"))
+    assert "relay-b runs 2.0.0: nothing to upgrade" in refused

@@ -26,7 +26,7 @@ from stairway.fleet.inputs import PolicyIn
 from stairway.fleet.messages import Close, WireMessage
 from stairway.fleet.metrics import Metrics
 from stairway.fleet.notices import Notice
-from stairway.fleet.policy import Policy
+from stairway.fleet.policy import Policy, drifted
 from stairway.fleet.refusals import Refusals
 from stairway.fleet.replicas import Replicas, conninfo
 from stairway.fleet.requests import logger
@@ -157,10 +157,12 @@ class Fleet:
         """Send the server's build to one connected agent; what happened, and what to do when
         nothing was sent."""
         target = self.config.version
+        row = await self.db(lambda c: store.agent(c, agent_id)) or {}
+        if row and not drifted(store.rows_from([row])[0], target):
+            return notices.error(f"{agent_id} runs {row['version']}: nothing to upgrade")
         build = builds.find(self.config.builds, target)
         if build is None:
             return notices.no_build(target)
-        row = await self.db(lambda c: store.agent(c, agent_id)) or {}
         if not (agent_id in self.hub.sockets or (row.get("connected") and self.replicas)):
             return _not_connected(agent_id)
         state = State(row["state"])

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -51,6 +52,7 @@ _loader = jinja2.FileSystemLoader(Path(__file__).parent / "templates")
 templates = Jinja2Templates(env=jinja2.Environment(loader=_loader, autoescape=True))
 # JSON as text, escaped like any other (``tojson`` writes < as \u003c, which hides what was said)
 templates.env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False)
+templates.env.filters["when"] = lambda text: when(text)
 router = APIRouter(prefix="/ui")
 
 
@@ -112,7 +114,7 @@ def _origin(url: str) -> str:
 # each page's title, plain text: the <title> is filled from here, never from a template block,
 # so no markup of a page can end up in it
 TITLES = {"dashboard.html": "Dashboard", "agents.html": "Agents", "audit.html": "Audit"}
-TITLES |= {"login.html": "Sign in", "refused.html": "Refused"}
+TITLES |= {"login.html": "Sign in", "refused.html": "Refused", "confirm.html": "Upgrade"}
 
 
 def page(
@@ -303,6 +305,20 @@ async def run(request: Request, fleet: FleetDep, session: Posted) -> Response:
     return said(request, session, notices.ok(f"run now: {note}"))
 
 
+@router.get("/agents/{agent_id}/upgrade", response_class=HTMLResponse)
+async def confirm_upgrade(
+    request: Request, agent_id: str, fleet: FleetDep, session: Operator
+) -> Response:
+    """``GET /ui/agents/{agent_id}/upgrade``: the step before an upgrade of one agent: what it
+    runs, what it would be sent, and the form that sends it; a signed-in operator."""
+    rows = _with_drift(
+        fleet, [row for row in [await fleet.db(lambda c: store.agent(c, agent_id))] if row]
+    )
+    return page(
+        request, "confirm.html", session, agent_id=agent_id, agent=rows[0] if rows else None
+    )
+
+
 @router.post("/agents/{agent_id}/upgrade")
 async def upgrade(request: Request, agent_id: str, fleet: FleetDep, session: Posted) -> Response:
     """``POST /ui/agents/{agent_id}/upgrade``: send the server's build to one agent; the form of
@@ -346,6 +362,19 @@ def said(request: Request, session: Session, notice: Notice) -> RedirectResponse
     parts = {"said": notice.sentence, "kind": kind, "then": notice.action}
     query = "&".join(f"{k}={quote(v, safe='')}" for k, v in parts.items() if v)
     return go(request, f"/ui/agents?{query}&seal={session.seal(notice.sealed_text())}")
+
+
+def when(text: str | None) -> str:
+    """A stored ISO timestamp shown to the second in UTC, saying so (one without a zone was
+    written in UTC); empty for none, and the text itself when it is not a timestamp."""
+    if not text:
+        return ""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _root(request: Request) -> str:
