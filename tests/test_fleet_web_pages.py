@@ -187,3 +187,12 @@ def test_upgrade_is_offered_only_to_an_agent_behind_and_asks_first(ui: UI) -> No
     assert "nothing to upgrade" in _text(ui.html("/ui/agents/relay-b/upgrade"))
     refused = _alert(ui.post("/ui/agents/relay-b/upgrade"))
     assert "relay-b runs 2.0.0: nothing to upgrade" in refused
+
+
+def test_the_agents_page_has_a_live_banner_for_a_refresh_that_failed(ui: UI) -> None:
+    page = ui.html("/ui/agents")
+    banner = page.get_element_by_id("contact")
+    assert banner.get("aria-live") == "polite" and banner.get("hidden") is not None
+    script = page.xpath("//main//script")[0].text
+    assert "lost contact — data as of" in script and '"signed out"' in script
+    assert "replaceWith" in script and "innerHTML" not in script, "rows are updated in place"
