@@ -177,8 +177,8 @@ def test_times_are_shown_with_their_zone(ui: UI) -> None:
 def test_upgrade_is_offered_only_to_an_agent_behind_and_asks_first(ui: UI) -> None:
     ui.agents({"agent_id": "relay-a"}, {"agent_id": "relay-b", "version": "2.0.0"})
     table = ui.html("/ui/agents").get_element_by_id("agents-table")
-    offered = {row.get("data-agent"): row.xpath('.//td[@class="action"]//a') for row in table}
-    offered = {agent: links for agent, links in offered.items() if agent}
+    rows = table.xpath(".//tr[@data-agent]")
+    offered = {row.get("data-agent"): row.xpath('.//td[@class="action"]//a') for row in rows}
     assert [_text(a) for a in offered["relay-a"]] == ["Upgrade to 2.0.0…"]
     assert offered["relay-b"] == [] and not table.xpath(".//form")
     ask = ui.html(offered["relay-a"][0].get("href"))
