@@ -4,7 +4,9 @@ agents reach the server's version. A screenshot is saved to ``artifacts/screensh
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,44 @@ def test_the_agents_page_changes_the_policy_runs_now_and_shows_the_upgrade(
             browser.close()
         assert shot.stat().st_size > 10_000
         assert errors == [], errors
+
+
+def test_the_agents_page_fits_a_phone_and_says_when_it_lost_contact(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    from stairway.database import engine_for
+    from stairway.fleet.tables import agents_table
+
+    with fleet_site(tmp_path, sqlite_database) as fleet:
+        fleet.start_server()
+        row = {"agent_id": "relay-a", "version": "1.0.0", "state": "online", "connected": True}
+        with engine_for(sqlite_database).begin() as conn:
+            conn.execute(agents_table.insert().values(row | {"message": "", "enrolled": "2024"}))
+        with sync_playwright() as driver:
+            browser = driver.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"]
+            )
+            page = browser.new_page(viewport={"width": 390, "height": 800})
+            page.goto(f"{fleet.url}/ui/login")
+            page.fill("input[name=token]", fleet.admin)
+            page.click("button[type=submit]")
+            for path in ("/ui/", "/ui/audit", "/ui/agents"):
+                page.goto(f"{fleet.url}{path}")
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= 390, (path, width)
+            link = page.locator("#agents-table a", has_text="Upgrade to 2.0.0")
+            link.focus()
+            page.wait_for_timeout(2500)  # refreshed once, in place: the link keeps its focus
+            assert page.evaluate("document.activeElement.textContent").startswith("Upgrade")
+            assert fleet.server is not None
+            fleet.server.send_signal(signal.SIGTERM)
+            fleet.server.wait(timeout=15)
+            banner = page.locator("#contact")
+            expect(banner).to_contain_text("lost contact — data as of", timeout=5_000)
+            expect(banner).to_have_attribute("aria-live", "polite")
+            expect(page.locator("#agents")).to_have_class(re.compile(r"\bstale\b"))
+            expect(page.locator("#agents-table tr[data-agent]")).to_have_count(1)
+            browser.close()

@@ -21,11 +21,12 @@ from sqlalchemy import Connection, Engine
 from stairway import audit
 from stairway.audit_witness import Anchor
 from stairway.database import serialised
-from stairway.fleet import builds, events, revocations, states, store
+from stairway.fleet import builds, events, notices, revocations, states, store
 from stairway.fleet.inputs import PolicyIn
 from stairway.fleet.messages import Close, WireMessage
 from stairway.fleet.metrics import Metrics
-from stairway.fleet.policy import Policy
+from stairway.fleet.notices import Notice
+from stairway.fleet.policy import Policy, drifted
 from stairway.fleet.refusals import Refusals
 from stairway.fleet.replicas import Replicas, conninfo
 from stairway.fleet.requests import logger
@@ -150,20 +151,30 @@ class Fleet:
 
     async def upgrade(self, agent_id: str, actor: str) -> str:
         """Send the server's build to one connected agent; a sentence saying what happened."""
+        return (await self.upgrade_one(agent_id, actor)).sentence
+
+    async def upgrade_one(self, agent_id: str, actor: str) -> Notice:
+        """Send the server's build to one connected agent; what happened, and what to do when
+        nothing was sent."""
         target = self.config.version
+        row = await self.db(lambda c: store.agent(c, agent_id)) or {}
+        if row and not drifted(store.rows_from([row])[0], target):
+            return notices.error(f"{agent_id} runs {row['version']}: nothing to upgrade")
         build = builds.find(self.config.builds, target)
         if build is None:
-            return f"no agent build is published for {target}"
-        row = await self.db(lambda c: store.agent(c, agent_id)) or {}
+            return notices.no_build(target)
         if not (agent_id in self.hub.sockets or (row.get("connected") and self.replicas)):
-            return f"{agent_id} is not connected"
+            return _not_connected(agent_id)
         state = State(row["state"])
         if not states.allowed(state, Event.UPGRADE_SENT):
-            return f"{agent_id} is {state}: an upgrade cannot be sent to it"
+            said = f"{agent_id} is {state}: an upgrade cannot be sent to it"
+            return notices.error(said, "wait until it is online again")
         replica = self.config.replica
         chosen = await self.db(lambda c: events.upgrade_sent(c, [agent_id], target, actor, replica))
         sent = chosen and await self.deliver(build, [(agent_id, row.get("replica"))])
-        return f"upgrade to {target} sent to {agent_id}" if sent else f"{agent_id} is not connected"
+        if not sent:
+            return _not_connected(agent_id)
+        return notices.ok(f"upgrade to {target} sent to {agent_id}")
 
     async def deliver(self, build: builds.Build, agents: list[tuple[str, str | None]]) -> int:
         """Send the offer to every agent at once, here or through its replica; those that
@@ -233,3 +244,9 @@ class Fleet:
             seen, self.hub.seen = self.hub.seen, {}
             if seen:
                 await self.db(functools.partial(store.seen_many, seen=seen))
+
+
+def _not_connected(agent_id: str) -> Notice:
+    return notices.error(
+        f"{agent_id} is not connected", "start its agent: stairway agent run --home AGENT_HOME"
+    )

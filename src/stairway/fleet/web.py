@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -31,10 +32,11 @@ from pydantic import ValidationError
 
 from stairway import audit
 from stairway.errors import Forbidden, Unauthorized
-from stairway.fleet import evaluator, requests, signin, store, tokens
+from stairway.fleet import builds, evaluator, notices, requests, signin, store, tokens
 from stairway.fleet.auth import FleetDep, denied, fleet_of
 from stairway.fleet.control import Fleet
 from stairway.fleet.inputs import PolicyIn
+from stairway.fleet.notices import Notice
 from stairway.fleet.policy import drifted
 from stairway.fleet.signin import Session
 from stairway.fleet.tokens import TokenKind
@@ -50,6 +52,7 @@ _loader = jinja2.FileSystemLoader(Path(__file__).parent / "templates")
 templates = Jinja2Templates(env=jinja2.Environment(loader=_loader, autoescape=True))
 # JSON as text, escaped like any other (``tojson`` writes < as \u003c, which hides what was said)
 templates.env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False)
+templates.env.filters["when"] = lambda text: when(text)
 router = APIRouter(prefix="/ui")
 
 
@@ -108,12 +111,19 @@ def _origin(url: str) -> str:
     return f"{scheme}://{parts.netloc}"
 
 
+# each page's title, plain text: the <title> is filled from here, never from a template block,
+# so no markup of a page can end up in it
+TITLES = {"dashboard.html": "Dashboard", "agents.html": "Agents", "audit.html": "Audit"}
+TITLES |= {"login.html": "Sign in", "refused.html": "Refused", "confirm.html": "Upgrade"}
+
+
 def page(
     request: Request, name: str, session: Session | None, status: int = 200, **values: Any
 ) -> HTMLResponse:
-    """Render template ``name`` with ``values``, the product and release, the UI's own URL and,
-    for a signed-in operator, the session's CSRF token that every form carries."""
+    """Render template ``name`` with ``values``, its title, the product and release, the UI's
+    own URL and, for a signed-in operator, the session's CSRF token that every form carries."""
     fleet = fleet_of(request)
+    values |= {"title": TITLES.get(name, "Stairway")}
     values |= {"version": fleet.config.version, "product": fleet.config.product}
     values |= {"ui": _root(request) + "/ui", "csrf": session.csrf if session else None}
     return templates.TemplateResponse(request, name, values, status_code=status)
@@ -206,15 +216,33 @@ async def dashboard(request: Request, fleet: FleetDep, session: Operator) -> Res
 
 @router.get("/agents", response_class=HTMLResponse)
 async def agents(
-    request: Request, fleet: FleetDep, session: Operator, said: str = "", seal: str = ""
+    request: Request,
+    fleet: FleetDep,
+    session: Operator,
+    said: str = "",
+    kind: str = "ok",
+    then: str = "",
+    seal: str = "",
 ) -> Response:
-    """``GET /ui/agents``: the agents and the policy panel, with ``said`` from the last form posted
-    when ``seal`` shows this session's form said it; a signed-in operator.
+    """``GET /ui/agents``: the agents and the policy panel, with what the last form posted said
+    (``said``, its ``kind`` and what to do ``then``) when ``seal`` shows this session's form
+    said it; a signed-in operator.
     """
     policy = await fleet.db(store.read_policy)
     rows = _with_drift(fleet, await fleet.db(store.all_agents))
-    shown = said if said and session.sealed(said, seal) else ""
-    return page(request, "agents.html", session, policy=policy, agents=rows, said=shown)
+    notice = _unsealed(session, said, kind, then, seal)
+    halt = notices.halted(policy.halted) if policy.halted else None
+    return page(
+        request, "agents.html", session, policy=policy, agents=rows, notice=notice, halt=halt
+    )
+
+
+def _unsealed(session: Session, said: str, kind: str, then: str, seal: str) -> Notice | None:
+    """The notice a link carries, if this session's form sealed it; None otherwise."""
+    if not said or kind not in notices.KINDS:
+        return None
+    notice = Notice(kind, said, then)  # kind is one of KINDS: checked above
+    return notice if session.sealed(notice.sealed_text(), seal) else None
 
 
 @router.get("/agents/table", response_class=HTMLResponse)
@@ -249,17 +277,46 @@ async def policy(
     try:
         body = PolicyIn.model_validate(values | {"max_failures": max_failures})
     except ValidationError as err:
-        problem = err.errors()[0]
-        return said(request, session, f"not saved: {problem['loc'][0]}: {problem['msg']}")
+        return said(request, session, _not_saved(err))
     await fleet.set_policy(body, f"admin:{session.token.label}")
-    return said(request, session, "policy saved")
+    return said(request, session, notices.ok("policy saved"))
+
+
+FIELDS = {"mode": "Mode", "percent": "Percent per tick", "interval": "Every", "canary": "canary"}
+FIELDS |= {"max_failures": "Max failures"}  # each policy field's label on the Agents page
+
+
+def _not_saved(err: ValidationError) -> Notice:
+    problem = err.errors()[0]
+    name = str(problem["loc"][0])
+    label = FIELDS.get(name, name)
+    return notices.error(f"not saved: {name}: {problem['msg']}", f"change {label} and save again")
 
 
 @router.post("/run")
 async def run(request: Request, fleet: FleetDep, session: Posted) -> Response:
     """``POST /ui/run``: run one tick of the policy at once; the form of a signed-in operator."""
     note = await evaluator.run_now(fleet, f"admin:{session.token.label}")
-    return said(request, session, f"run now: {note}")
+    policy = await fleet.db(store.read_policy)
+    if policy.halted:
+        return said(request, session, notices.halted(policy.halted))
+    if builds.find(fleet.config.builds, fleet.config.version) is None:
+        return said(request, session, notices.no_build(fleet.config.version))
+    return said(request, session, notices.ok(f"run now: {note}"))
+
+
+@router.get("/agents/{agent_id}/upgrade", response_class=HTMLResponse)
+async def confirm_upgrade(
+    request: Request, agent_id: str, fleet: FleetDep, session: Operator
+) -> Response:
+    """``GET /ui/agents/{agent_id}/upgrade``: the step before an upgrade of one agent: what it
+    runs, what it would be sent, and the form that sends it; a signed-in operator."""
+    rows = _with_drift(
+        fleet, [row for row in [await fleet.db(lambda c: store.agent(c, agent_id))] if row]
+    )
+    return page(
+        request, "confirm.html", session, agent_id=agent_id, agent=rows[0] if rows else None
+    )
 
 
 @router.post("/agents/{agent_id}/upgrade")
@@ -267,7 +324,7 @@ async def upgrade(request: Request, agent_id: str, fleet: FleetDep, session: Pos
     """``POST /ui/agents/{agent_id}/upgrade``: send the server's build to one agent; the form of
     a signed-in operator.
     """
-    return said(request, session, await fleet.upgrade(agent_id, f"admin:{session.token.label}"))
+    return said(request, session, await fleet.upgrade_one(agent_id, f"admin:{session.token.label}"))
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -297,11 +354,27 @@ def go(request: Request, path: str) -> RedirectResponse:
     return RedirectResponse(_root(request) + path, status_code=303)
 
 
-def said(request: Request, session: Session, sentence: str) -> RedirectResponse:
-    """Back to the Agents page, which shows ``sentence`` (an agent id in it may be any text),
-    sealed for this session so that no link made elsewhere can put words on the page."""
-    query = f"said={quote(sentence, safe='')}&seal={session.seal(sentence)}"
-    return go(request, f"/ui/agents?{query}")
+def said(request: Request, session: Session, notice: Notice) -> RedirectResponse:
+    """Back to the Agents page, which shows ``notice`` (an agent id in it may be any text) in
+    the box of its kind, sealed for this session so that no link made elsewhere can put words
+    on the page."""
+    kind = "" if notice.kind == "ok" else notice.kind  # the page's default
+    parts = {"said": notice.sentence, "kind": kind, "then": notice.action}
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in parts.items() if v)
+    return go(request, f"/ui/agents?{query}&seal={session.seal(notice.sealed_text())}")
+
+
+def when(text: str | None) -> str:
+    """A stored ISO timestamp shown to the second in UTC, saying so (one without a zone was
+    written in UTC); empty for none, and the text itself when it is not a timestamp."""
+    if not text:
+        return ""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _root(request: Request) -> str:
