@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stairway.errors import StairwayError
+    from stairway.reconcile import Reconciled, reconcile_jobs
     from stairway.startup import GuardResult, guard
 
-__all__ = ["GuardResult", "StairwayError", "guard"]
+__all__ = ["GuardResult", "Reconciled", "StairwayError", "guard", "reconcile_jobs"]
 __version__ = "0.1.0"
 
 # Imported on first use: the CLI, the example product's start and stop commands and every other
@@ -19,6 +20,8 @@ _LAZY = {
     "guard": "stairway.startup",
     "GuardResult": "stairway.startup",
     "StairwayError": "stairway.errors",
+    "reconcile_jobs": "stairway.reconcile",
+    "Reconciled": "stairway.reconcile",
 }
 
 

@@ -2,7 +2,8 @@
 
 The release it runs is the name of the ``current`` release directory (or ``--version``); at start
 it calls ``stairway.guard()``, which refuses a database newer than the release or missing its
-changes, and reports maintenance mode, during which only administrators are served.
+changes, and reports maintenance mode, during which only administrators are served; then
+``stairway.reconcile_jobs()``, which puts the sync runs an upgrade interrupted back in the queue.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def create_app(site_file: Path, version: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state["guard"] = stairway.guard(site.database, catalog, release)
+        stairway.reconcile_jobs(engine, catalog)  # the sync runs an upgrade interrupted
         yield
 
     app = FastAPI(title="identity-sync", version=release, lifespan=lifespan)
