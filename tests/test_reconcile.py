@@ -120,6 +120,17 @@ def test_a_malformed_declaration_is_refused_with_its_line(tmp_path: Path) -> Non
         stairway.reconcile_jobs(f"sqlite:///{tmp_path / 'x.db'}", tmp_path)
 
 
+def test_a_table_the_database_lacks_is_refused_and_nothing_changes(sqlite_database: str) -> None:
+    with engine_for(sqlite_database).begin() as conn:
+        conn.execute(text(TABLES[0]))
+        conn.execute(text("INSERT INTO imports VALUES (1, 'interrupted')"))
+    with pytest.raises(JobsError) as raised:
+        stairway.reconcile_jobs(sqlite_database, JOBS)
+    assert "cannot reconcile the jobs in reports: no such table: reports" in raised.value.message
+    assert "nothing was changed" in raised.value.hint
+    assert _rows(sqlite_database, "imports") == {1: ("interrupted",)}
+
+
 # The real upgrade on SQLite only: the statements it runs at start are the ones tested on both
 # engines above.
 @pytest.fixture(params=["sqlite"], scope="module")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from stairway.catalog import Catalog
 from stairway.catalog.manifest import JobModel, ReconcileModel, load_manifest
@@ -62,7 +63,8 @@ def reconcile_jobs(database: Engine | str, catalog: Declared) -> list[Reconciled
             jobs this call settled (none when another process or an earlier start did).
 
     Raises:
-        JobsError: A handler could not be imported, or raised; nothing was changed.
+        JobsError: A handler could not be imported, or raised, or a declared table or column
+            is not in the database; nothing was changed.
     """
     jobs = [job for job in _declared(catalog) if job.reconcile is not None]
     if not jobs:
@@ -103,7 +105,15 @@ def _claim(conn: Connection, spec: ReconcileModel) -> tuple[object, ...]:
         f"UPDATE {quote(spec.table)} SET {sets} WHERE {quote(spec.state)} = :interrupted "
         f"RETURNING {quote(spec.key)}"
     )
-    return tuple(sorted(conn.execute(text(statement), values).scalars()))
+    try:
+        return tuple(sorted(conn.execute(text(statement), values).scalars()))
+    except DBAPIError as err:
+        said = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+        raise JobsError(
+            f"cannot reconcile the jobs in {spec.table}: {said}",
+            hint="make [job.reconcile] name the table and columns the release's schema has; "
+            "nothing was changed",
+        ) from None
 
 
 def _call(handler: Handler, conn: Connection, job: JobModel, key: object) -> None:
