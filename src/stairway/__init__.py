@@ -7,9 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from stairway.errors import StairwayError
-    from stairway.startup import GuardResult, guard
+    from stairway.reconcile import Reconciled, reconcile_jobs
+    from stairway.startup import GuardResult, guard, maintenance_flag
 
-__all__ = ["GuardResult", "StairwayError", "guard"]
+__all__ = [
+    "GuardResult",
+    "Reconciled",
+    "StairwayError",
+    "guard",
+    "maintenance_flag",
+    "reconcile_jobs",
+]
 __version__ = "0.1.0"
 
 # Imported on first use: the CLI, the example product's start and stop commands and every other
@@ -18,7 +26,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "guard": "stairway.startup",
     "GuardResult": "stairway.startup",
+    "maintenance_flag": "stairway.startup",
     "StairwayError": "stairway.errors",
+    "reconcile_jobs": "stairway.reconcile",
+    "Reconciled": "stairway.reconcile",
 }
 
 

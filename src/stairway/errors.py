@@ -168,6 +168,10 @@ class GuardRefused(SchemaError):
     """The product must not start against this database."""
 
 
+class JobsError(StairwayError):
+    """The product's interrupted jobs could not be reconciled at start; they stay interrupted."""
+
+
 class ObjectMigrationError(StairwayError):
     """A stored object could not be read or migrated, or an object migration is malformed."""
 

@@ -24,19 +24,35 @@ class Maintenance:
     reason: str
     since: str
 
+    def describe(self) -> str:
+        """The flag on one line, as the command line and the web UI show it."""
+        return f"maintenance is on since {self.since}: {self.reason}"
+
 
 def switch_on(engine: Engine, reason: str) -> None:
     """Switch maintenance mode on, with ``reason``, for every instance of the product."""
-    value = {"reason": reason, "since": datetime.now(UTC).isoformat(timespec="seconds")}
     with engine.begin() as conn:
-        recorder.ensure_tables(conn)
-        recorder.set_meta(conn, KEY, orjson.dumps(value).decode())
+        turn_on(conn, reason)
 
 
 def switch_off(engine: Engine) -> None:
     """Switch maintenance mode off."""
     with engine.begin() as conn:
-        recorder.delete_meta(conn, KEY)
+        turn_off(conn)
+
+
+def turn_on(conn: Connection, reason: str) -> Maintenance:
+    """Maintenance on, with ``reason`` (the message the product shows), in ``conn``'s
+    transaction; returns the flag as recorded."""
+    flag = Maintenance(reason, datetime.now(UTC).isoformat(timespec="seconds"))
+    recorder.ensure_tables(conn)
+    recorder.set_meta(conn, KEY, orjson.dumps({"reason": reason, "since": flag.since}).decode())
+    return flag
+
+
+def turn_off(conn: Connection) -> None:
+    """Maintenance off, in ``conn``'s transaction."""
+    recorder.delete_meta(conn, KEY)
 
 
 def read(conn: Connection) -> Maintenance | None:

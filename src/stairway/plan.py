@@ -117,8 +117,15 @@ class UpgradePlan:
         """Whether the whole path can be done one instance at a time, without downtime."""
         return self.rolling_safety().safe
 
+    @property
+    def nothing_to_do(self) -> bool:
+        """Whether the site is at the target already: no step, so no downtime either."""
+        return not self.steps
+
     def describe(self) -> str:
         """The path through its releases, and whether it needs downtime."""
+        if self.nothing_to_do:
+            return f"nothing to do: the site is at {self.current}"
         path = " -> ".join([str(self.current), *(str(s.release.version) for s in self.steps)])
         return f"{path} ({'rolling-safe' if self.rolling_safe else 'needs downtime'})"
 

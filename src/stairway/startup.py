@@ -110,6 +110,16 @@ def guard(
     return _auto_migrate(database_url, catalog, version, needed)
 
 
+def maintenance_flag(database_url: str) -> Maintenance | None:
+    """The site's maintenance flag now (None when it is off): ``guard()``'s answer kept fresh
+    while the product serves. One indexed read on an engine cached per URL, cheap enough for
+    every request; while it is on, the product answers 503 with its ``reason`` to everyone but
+    administrators (``stairway maintenance on --message TEXT`` sets it, as does an upgrade).
+    """
+    with engine_for(database_url).connect() as conn:
+        return maintenance.read(conn)
+
+
 def _applied_rows(database_url: str) -> tuple[list[Row], Maintenance | None]:
     """Applied changes (mainline and patches) and the maintenance flag, in one round trip."""
     try:

@@ -68,6 +68,7 @@ def plan_json(plan: UpgradePlan, warnings: Warnings) -> dict[str, Any]:
     return {
         "from": str(plan.current),
         "to": str(plan.target),
+        "nothing_to_do": plan.nothing_to_do,
         "rolling_safe": plan.rolling_safe,
         "blocking_rolling": [c.label for c in plan.blocking_rolling],
         "steps": [

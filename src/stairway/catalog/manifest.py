@@ -228,12 +228,48 @@ def parse_size(value: int | str) -> int:
     return int(float(found.group(1)) * UNITS[unit])
 
 
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+RECONCILED_STATE = {"requeue": "queued", "fail": "failed", "handler": "reconciled"}
+
+
+class ReconcileModel(_Strict):
+    """``[job.reconcile]``: what the product does at start with the jobs an upgrade marked
+    interrupted (``stairway.reconcile_jobs``): requeue them, fail them with a reason, or hand
+    each to a function."""
+
+    table: Identifier
+    key: Identifier = "id"
+    state: Identifier = "state"  # the column holding the job's state
+    interrupted: Annotated[str, Field(min_length=1)] = "interrupted"  # as `interrupt` writes it
+    action: Literal["requeue", "fail", "handler"]
+    to: Annotated[str, Field(min_length=1)] | None = None  # default: queued, failed, reconciled
+    reason: Annotated[str, Field(min_length=1)] | None = None  # fail: the text recorded ...
+    reason_column: Identifier | None = None  # ... in this column
+    handler: str | None = None  # handler: "module:function", called per job
+
+    @model_validator(mode="after")
+    def _action_keys(self) -> ReconcileModel:
+        if (self.action == "fail") != (self.reason is not None and self.reason_column is not None):
+            raise ValueError('`reason` and `reason_column` go with action = "fail", and only')
+        if (self.action == "handler") != (self.handler is not None):
+            raise ValueError('`handler` goes with action = "handler", and only with it')
+        if self.handler is not None and not re.fullmatch(r"[\w.]+:\w+", self.handler):
+            raise ValueError('`handler` is "module:function", e.g. "myapp.jobs:resume"')
+        return self
+
+    @property
+    def target_state(self) -> str:
+        """The state the reconciled jobs are left in (a handler may change it further)."""
+        return self.to or RECONCILED_STATE[self.action]
+
+
 class JobModel(_Strict):
     """Work the product may have running: its rows are interrupted by an offline upgrade."""
 
     name: Annotated[str, Field(min_length=1)]
     query: Annotated[str, Field(min_length=1)]  # the running ones: id first, a label second
     interrupt: str | None = None  # marks them Interrupted, so the product reconciles on start
+    reconcile: ReconcileModel | None = None  # how the product reconciles them on start
 
 
 class SmokeModel(_Strict):

@@ -18,6 +18,7 @@ from stairway.cli import (
     deltas,
     fleet,
     licence,
+    maintenance,
     objects,
     paths,
     quickstart,
@@ -58,6 +59,7 @@ for name, group in (
     ("agent", fleet.agent_app),
     ("secrets", secrets.secrets_app),
     ("service", service.service_app),
+    ("maintenance", maintenance.app),
     ("new", authoring.new_app),
 ):
     app.add_typer(group, name=name)

@@ -29,7 +29,11 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8700,
     public_url: Annotated[
-        str | None, typer.Option("--public-url", help="how agents reach this server")
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="how agents reach this server; beats site.toml's [fleet] public_url",
+        ),
     ] = None,
     tls_cert: Annotated[
         Path | None, typer.Option("--tls-cert", help="PEM certificate: serve TLS", **PEM)
@@ -61,7 +65,7 @@ def serve(
     _check_tls(tls_cert, tls_key, client_ca)
     ctx = context.open_context(site, catalog)
     scheme = "https" if tls_cert else "http"
-    config = fleet.fleet_config(ctx, public_url or f"{scheme}://{host}:{port}")
+    config = fleet.fleet_config(ctx, f"{scheme}://{host}:{port}", given=public_url)
     config.anchor = context.anchor(ctx)  # checkpoints of the audit log while it serves
     app = create_app(ctx.engine, config, max_body=max_body, docs=docs)
     extra: dict[str, object] = {}

@@ -32,6 +32,16 @@ def applying(json: bool) -> Progress[Change]:
     return silent if json else announce
 
 
+def announce_revert(_done: int, _total: int | None, change: Change, /) -> None:
+    """Each change as its down direction runs."""
+    out.print(f"  reverting {change.label} [{phase_text(change)}]")
+
+
+def reverting(json: bool) -> Progress[Change]:
+    """Each change as it is reverted, or nothing with --json."""
+    return silent if json else announce_revert
+
+
 def say_step(index: int, total: int | None, step: Step, /) -> None:
     """Each step of an upgrade as it begins."""
     out.print(f"  [{index + 1}/{total}] {step.describe()}")

@@ -11,7 +11,7 @@ from rich.markup import escape
 from stairway import context as site_context
 from stairway import operations, release_feed, views
 from stairway.catalog.snapshots import Snapshot
-from stairway.cli.output import applying, say_adopting
+from stairway.cli.output import applying, reverting, say_adopting
 from stairway.errors import ExitCode, ManualStepNeeded, UsageRefused
 from stairway.estimate import Limits, estimate_upgrade
 from stairway.estimate.predict import parse_duration
@@ -168,11 +168,14 @@ def plan(
     value = operations.plan(ctx, to)
     if json:
         emit_json(views.plan_json(value, ctx.catalog.warnings))
+    elif value.nothing_to_do:
+        out.print(value.describe(), highlight=False)
+        return
     else:
         out.print(views.plan_table(value, ctx.catalog.warnings))
         said = f"rolling-safe: {value.rolling_safety().describe()}"
         out.print(said, highlight=False, markup=False)
-    if rolling and not value.rolling_safe:
+    if rolling and not value.rolling_safe and not value.nothing_to_do:
         raise typer.Exit(ExitCode.NEEDS_OPERATOR)
 
 
@@ -227,7 +230,7 @@ def migrate(
     """Only the schema: apply pending changes (or, with --down-to, revert declared ones)."""
     ctx = site_context.open_context(site, catalog, to)
     if down_to is not None:
-        done = operations.downgrade(ctx, down_to, allow_data_loss, applying(json))
+        done = operations.downgrade(ctx, down_to, allow_data_loss, reverting(json))
         _report_applied(done, json, "reverted")
         return
     request = operations.MigrateRequest(to=to, only=phase, lock_timeout=lock_timeout)
@@ -252,6 +255,8 @@ def _report_applied(done: list[Any], json: bool, verb: str) -> None:
         emit_json({verb: views.applied_json(done)})
     elif done:
         out.print(f"[green]{verb} {len(done)} change(s)[/green]")
+    elif verb == "reverted":
+        out.print("nothing to revert: no applied change is above that number")
     else:
         out.print("nothing to do: the schema is up to date")
 

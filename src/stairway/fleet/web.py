@@ -1,4 +1,5 @@
-"""The web UI under ``/ui``: Dashboard, Agents (policy panel, Run now, Upgrade), Audit.
+"""The web UI under ``/ui``: Dashboard, Agents (policy panel, Run now, Upgrade), Audit; each page
+shows a banner with its message while the site is in maintenance.
 
 Server-rendered with Jinja2 (autoescaped: agent ids, versions, messages and audit data are shown
 as text), no build step and no external assets. An operator signs in with an admin token, which
@@ -30,7 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from stairway import audit
+from stairway import audit, maintenance
 from stairway.errors import Forbidden, Unauthorized
 from stairway.fleet import builds, evaluator, notices, requests, signin, store, tokens
 from stairway.fleet.auth import FleetDep, denied, fleet_of
@@ -205,6 +206,7 @@ async def dashboard(request: Request, fleet: FleetDep, session: Operator) -> Res
         request,
         "dashboard.html",
         session,
+        maintenance=await fleet.db(maintenance.read),
         background=jobs,
         schema_level=fleet.config.schema_level,
         by_version=sorted(Counter(str(r["version"]) for r in rows).items()),
@@ -232,9 +234,9 @@ async def agents(
     rows = _with_drift(fleet, await fleet.db(store.all_agents))
     notice = _unsealed(session, said, kind, then, seal)
     halt = notices.halted(policy.halted) if policy.halted else None
-    return page(
-        request, "agents.html", session, policy=policy, agents=rows, notice=notice, halt=halt
-    )
+    flag = await fleet.db(maintenance.read)
+    values: dict[str, Any] = {"policy": policy, "agents": rows, "notice": notice, "halt": halt}
+    return page(request, "agents.html", session, maintenance=flag, **values)
 
 
 def _unsealed(session: Session, said: str, kind: str, then: str, seal: str) -> Notice | None:
@@ -334,7 +336,9 @@ async def audit_page(request: Request, fleet: FleetDep, session: Operator) -> Re
     """
     entries = await fleet.db(audit.entries)
     broken = await fleet.db(audit.verify)
-    return page(request, "audit.html", session, entries=list(reversed(entries)), broken=broken)
+    flag = await fleet.db(maintenance.read)
+    values: dict[str, Any] = {"entries": list(reversed(entries)), "broken": broken}
+    return page(request, "audit.html", session, maintenance=flag, **values)
 
 
 async def sign_in(request: Request, _err: Exception) -> Response:

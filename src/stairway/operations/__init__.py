@@ -9,6 +9,7 @@ from __future__ import annotations
 from stairway.operations.backups import CARRIED, backup, backups, restore
 from stairway.operations.config import ConfigResult, migrate_config
 from stairway.operations.creation import built_fresh, init, snapshot_for
+from stairway.operations.maintenance import maintenance_off, maintenance_on, maintenance_status
 from stairway.operations.notes import notes
 from stairway.operations.objects import (
     apply_deltas,
@@ -52,6 +53,9 @@ __all__ = [
     "import_file",
     "init",
     "lifecycle_path",
+    "maintenance_off",
+    "maintenance_on",
+    "maintenance_status",
     "migrate",
     "migrate_config",
     "migrate_target",

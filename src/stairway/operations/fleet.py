@@ -28,10 +28,11 @@ from stairway.releases import check_release
 from stairway.schema import migrator
 
 
-def fleet_config(ctx: Context, public_url: str) -> FleetConfig:
+def fleet_config(ctx: Context, public_url: str, given: str | None = None) -> FleetConfig:
     """The control plane's configuration for the site's current release and its ``[fleet]`` section.
 
-    ``public_url`` is how agents reach the server when the site does not say.
+    How agents reach the server: ``given`` (an operator's ``--public-url``) when there is one,
+    else the site's ``public_url``, else ``public_url`` (where the server listens).
     """
     version = current_version(ctx)
     release = ctx.catalog.release(version)
@@ -41,7 +42,7 @@ def fleet_config(ctx: Context, public_url: str) -> FleetConfig:
         version=str(version),
         protocol=release.agent_protocol,
         builds=section.builds,
-        public_url=section.public_url or public_url,
+        public_url=given or section.public_url or public_url,
         schema_level=migrator.read_state(ctx.engine, ctx.catalog).level,
         heartbeat=section.heartbeat,
         deadline=section.deadline,

@@ -2,16 +2,20 @@
 
 The release it runs is the name of the ``current`` release directory (or ``--version``); at start
 it calls ``stairway.guard()``, which refuses a database newer than the release or missing its
-changes, and reports maintenance mode, during which only administrators are served.
+changes, and reports maintenance mode, during which only administrators are served (the rest
+get 503 and the flag's message: ``stairway.maintenance_flag()`` on each request); then
+``stairway.reconcile_jobs()``, which puts the sync runs an upgrade interrupted back in the queue.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Header, HTTPException, Response
+import anyio
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 import stairway
@@ -47,11 +51,24 @@ def create_app(site_file: Path, version: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         state["guard"] = stairway.guard(site.database, catalog, release)
+        stairway.reconcile_jobs(engine, catalog)  # the sync runs an upgrade interrupted
         yield
 
     app = FastAPI(title="identity-sync", version=release, lifespan=lifespan)
     engine = engine_for(site.database)
     traffic = rolling.install(app, release)
+
+    @app.middleware("http")
+    async def maintenance_mode(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """While maintenance is on, everyone but administrators gets 503 and its message; the
+        health check still answers, for the upgrade and the operator to see it serve."""
+        if request.url.path != "/health" and request.headers.get(ADMIN_TOKEN_HEADER) != "yes":
+            flag = await anyio.to_thread.run_sync(stairway.maintenance_flag, site.database)
+            if flag is not None:
+                return JSONResponse({"detail": flag.reason}, 503, {"Retry-After": "60"})
+        return await call_next(request)
 
     @app.get("/health")
     def health(response: Response) -> dict[str, object]:
@@ -69,10 +86,8 @@ def create_app(site_file: Path, version: str | None = None) -> FastAPI:
         }
 
     @app.get("/users/{user_id}")
-    def user(user_id: int, x_admin: str | None = Header(default=None)) -> dict[str, object]:
+    def user(user_id: int) -> dict[str, object]:
         with engine.connect() as conn:
-            if read_maintenance(conn) is not None and x_admin != "yes":
-                raise HTTPException(503, "identity-sync is being upgraded: administrators only")
             column = "display_name" if Version(release) >= Version("2.0.0") else "full_name"
             row = conn.execute(
                 text(f"SELECT id, username, {column} FROM users WHERE id = :id"), {"id": user_id}
@@ -83,8 +98,6 @@ def create_app(site_file: Path, version: str | None = None) -> FastAPI:
 
     def rows(query: str) -> list[dict[str, object]]:
         with engine.connect() as conn:
-            if read_maintenance(conn) is not None:
-                raise HTTPException(503, "identity-sync is being upgraded")
             return [dict(r._mapping) for r in conn.execute(text(query))]
 
     @app.get("/roles")
