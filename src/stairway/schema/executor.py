@@ -70,7 +70,10 @@ def apply(engine: Engine, change: Change, release: str) -> Applied:
 
 
 def apply_together(
-    engine: Engine, changes: Sequence[tuple[Change, str]], progress: Progress[Change] | None = None
+    engine: Engine,
+    changes: Sequence[tuple[Change, str]],
+    progress: Progress[Change] | None = None,
+    on: Connection | None = None,
 ) -> list[Applied]:
     """Run ``(change, release)`` pairs and their records in one transaction: all or none.
 
@@ -79,7 +82,7 @@ def apply_together(
     ``alembic upgrade`` and Flyway's ``group`` run). Every change must be transactional."""
     done: list[Applied] = []
     try:
-        with transaction(engine, [change for change, _ in changes]) as conn:
+        with transaction(engine, [change for change, _ in changes], on) as conn:
             records = _GroupRecords(conn)
             for index, (change, release) in enumerate(changes):
                 if progress:
@@ -102,20 +105,28 @@ def apply_together(
 
 
 @contextmanager
-def transaction(engine: Engine, changes: Sequence[Change]) -> Iterator[Connection]:
+def transaction(
+    engine: Engine, changes: Sequence[Change], on: Connection | None = None
+) -> Iterator[Connection]:
     """``engine.begin()``, except for Alembic revisions on SQLite: they run with foreign keys
     off, as under ``alembic upgrade`` (batch mode rebuilds a table by copy, drop and rename,
     which a referenced table does not survive with them on), and the references are checked
     before the commit instead, as SQLite's own procedure for altering a table does."""
-    with _connection(engine, changes) as conn, conn.begin():
+    with _connection(engine, changes, on) as conn, conn.begin():
         yield conn
         _refuse_broken_references(conn, changes)
 
 
 @contextmanager
-def _connection(engine: Engine, changes: Sequence[Change]) -> Iterator[Connection]:
-    """A connection outside any transaction for ``changes``; for Alembic revisions on SQLite,
-    with foreign keys off (see ``transaction``) until it is given back."""
+def _connection(
+    engine: Engine, changes: Sequence[Change], on: Connection | None = None
+) -> Iterator[Connection]:
+    """A connection outside any transaction for ``changes`` (``on``, when the caller lends
+    one); for Alembic revisions on SQLite, with foreign keys off (see ``transaction``) until it
+    is given back."""
+    if on is not None and not _references_off(engine.dialect.name, changes):
+        yield on
+        return
     if not _references_off(engine.dialect.name, changes):
         with engine.connect() as conn:
             yield conn

@@ -26,8 +26,9 @@ POLL_SECONDS = 0.1
 
 
 @contextmanager
-def migration_lock(engine: Engine, timeout: float = 30.0) -> Iterator[None]:
-    """Hold the migration lock of the engine's database for the ``with`` block.
+def migration_lock(engine: Engine, timeout: float = 30.0) -> Iterator[Connection | None]:
+    """Hold the migration lock of the engine's database for the ``with`` block; on PostgreSQL,
+    the connection that holds it (in autocommit: lend it with :func:`working`).
 
     An in-memory SQLite database has no lock: no other migrator can reach it.
 
@@ -35,23 +36,46 @@ def migration_lock(engine: Engine, timeout: float = 30.0) -> Iterator[None]:
         LockTimeout: another migrator still holds it after ``timeout`` seconds; names the holder.
     """
     if engine.dialect.name == "postgresql":
-        with _advisory_lock(engine, timeout):
-            yield
+        with _advisory_lock(engine, timeout) as conn:
+            yield conn
         return
     path = sqlite_path(engine)
     if path is None:
-        yield
+        yield None
         return
     with _file_lock(path.with_name(path.name + ".stairway-lock"), timeout):
-        yield
+        yield None
 
 
 @contextmanager
-def _advisory_lock(engine: Engine, timeout: float) -> Iterator[None]:
+def working(engine: Engine, held: Connection | None) -> Iterator[Connection]:
+    """A connection to work on under the lock: the lock's own when it has one, out of autocommit
+    until it is given back (a command that needs one connection then opens one, not two, and
+    the server one backend); otherwise a new one from the engine. The lock's connection is
+    never left inside a transaction: a ``CREATE INDEX CONCURRENTLY`` elsewhere would wait on it.
+    """
+    if held is None:
+        with engine.connect() as conn:
+            yield conn
+        return
+    if held.in_transaction():  # autobegun by the lock's queries; in autocommit, nothing to end
+        held.commit()
+    level = engine.get_execution_options().get("isolation_level")
+    held.execution_options(isolation_level=level or held.dialect.default_isolation_level)
+    try:
+        yield held
+    finally:
+        if held.in_transaction():
+            held.rollback()
+        held.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextmanager
+def _advisory_lock(engine: Engine, timeout: float) -> Iterator[Connection]:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         _wait(lambda: _try_advisory(conn), timeout, lambda: _advisory_holder(conn))
         try:
-            yield
+            yield conn
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_KEY})
 

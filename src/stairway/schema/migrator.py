@@ -20,7 +20,7 @@ from stairway.schema import state as state_rules
 from stairway.schema.change import Change, Phase
 from stairway.schema.executor import Applied, apply, apply_together, refuse_data_loss, revert
 from stairway.schema.histories import alembic_runtime, recognition
-from stairway.schema.lock import migration_lock
+from stairway.schema.lock import migration_lock, working
 from stairway.schema.source import ChangeSource
 from stairway.schema.state import SchemaState, compare
 from stairway.versions import Release
@@ -94,15 +94,24 @@ def pending(
 @contextmanager
 def locked_state(engine: Engine, catalog: ChangeSource, timeout: float) -> Iterator[SchemaState]:
     """The state under the migration lock, with bookkeeping tables present and no drift."""
-    with migration_lock(engine, timeout):
-        with engine.begin() as conn:
+    with _locked(engine, catalog, timeout) as (state, _):
+        yield state
+
+
+@contextmanager
+def _locked(
+    engine: Engine, catalog: ChangeSource, timeout: float
+) -> Iterator[tuple[SchemaState, Connection | None]]:
+    """:func:`locked_state`, and the connection holding the lock where it has one."""
+    with migration_lock(engine, timeout) as held:
+        with working(engine, held) as conn, conn.begin():
             # tables it has just created record nothing: no need to ask them
             created = recorder.ensure_tables(conn)
             state = _state_on(conn, catalog, [] if created else recorder.applied(conn))
         if state.recognised:
             _take_over(engine, catalog, state)
         state.refuse_unsafe()
-        yield state
+        yield state, held
 
 
 def refuse_unlike_recognised(engine: Engine, catalog: ChangeSource, state: SchemaState) -> None:
@@ -152,7 +161,7 @@ def migrate(
 ) -> list[Applied]:
     """Apply the changes up to ``target``; with ``release``, also the patch changes it carries,
     after refusing a database holding a patch it does not carry."""
-    with locked_state(engine, catalog, lock_timeout) as state:
+    with _locked(engine, catalog, lock_timeout) as (state, held):
         if release is not None:
             refuse_uncarried(state, catalog, release)
         done: list[Applied] = []
@@ -161,7 +170,10 @@ def migrate(
         with alembic_runtime.one_run(empty=together and not state.recognised):
             if together:
                 labelled = [(c, _release_label(catalog, c)) for c in todo]
-                return apply_together(engine, labelled, progress)
+                if held is None:
+                    return apply_together(engine, labelled, progress)
+                with working(engine, held) as conn:  # one session for the lock and the run
+                    return apply_together(engine, labelled, progress, conn)
             for index, change in enumerate(todo):
                 if progress:
                     progress(index, len(todo), change)
