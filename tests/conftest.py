@@ -7,7 +7,9 @@ CI (CI=true) a missing server fails the run: it is never a silent skip.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +50,54 @@ def _pg_url(name: str) -> str:
     return f"postgresql://{base.split('://', 1)[1]}/{name}"
 
 
+class _Graveyard:
+    """Test databases to drop, dropped by a thread of their own.
+
+    ``DROP DATABASE`` waits for a checkpoint (a second or more on a busy server), which no test
+    needs to wait for: the drops run beside the next tests, and the worker waits for the last
+    of them when its session ends (``pytest_sessionfinish``).
+    """
+
+    def __init__(self) -> None:
+        self._names: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.failed: list[str] = []
+
+    def bury(self, name: str) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drop_all, daemon=True)
+            self._thread.start()
+        self._names.put(name)
+
+    def drain(self) -> None:
+        if self._thread is not None:
+            self._names.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _drop_all(self) -> None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            while (name := self._names.get()) is not None:
+                try:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                except psycopg.Error as err:
+                    self.failed.append(f"{name}: {err}")
+
+
+GRAVEYARD = _Graveyard()
+
+
+def drop_later(name: str) -> None:
+    """Drop the test database ``name`` once the drops queued before it are done."""
+    GRAVEYARD.bury(name)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    GRAVEYARD.drain()
+    if GRAVEYARD.failed:  # left on the server: say so rather than let them pile up unseen
+        print("\ntest databases not dropped:", *GRAVEYARD.failed, sep="\n  ")
+
+
 @contextmanager
 def new_pg_database(prefix: str = "stairway_t") -> Iterator[str]:
     """A fresh PostgreSQL database named ``prefix_<random>``, dropped afterwards; its URL."""
@@ -57,8 +107,7 @@ def new_pg_database(prefix: str = "stairway_t") -> Iterator[str]:
         conn.execute(f'CREATE DATABASE "{name}"')
     yield _pg_url(name)
     dispose_all()
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_later(name)
 
 
 @pytest.fixture

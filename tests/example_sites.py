@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import text
 
 import prestarted
-from conftest import PG_ADMIN, _pg_url, require_postgres
+from conftest import PG_ADMIN, _pg_url, drop_later, require_postgres
 from stairway import context, operations, service
 from stairway.database import dispose_all
 from stairway.holders import DELETED, holders, sqlite_files
@@ -217,7 +217,7 @@ class ExampleSites:
                     "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{name}%",)
                 ).fetchall()
                 for (found,) in rows:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{found}" WITH (FORCE)')
+                    drop_later(found)
 
 
 def _replace(path: Path, old: str, new: str) -> None:

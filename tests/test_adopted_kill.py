@@ -23,7 +23,7 @@ from alembic import command
 from sqlalchemy import create_engine, text
 
 import prestarted
-from conftest import PG_ADMIN, _pg_url, require_postgres
+from conftest import PG_ADMIN, _pg_url, drop_later, require_postgres
 from optuna_sites import HEAD, heads, optuna_catalog, optuna_tool, sa_url, schema_dump, site
 from stairway.database import dispose_all
 from stairway.faults import TRACE
@@ -86,9 +86,8 @@ class Databases:
     def close(self) -> None:
         dispose_all()
         if self.kind == "postgresql":
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                for database in self.made:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            for database in self.made:
+                drop_later(database)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], scope="module")
