@@ -17,7 +17,7 @@ import optuna
 from alembic import command
 from alembic.config import Config
 
-from bench.harness import Result, Sizes, median, temp_database, timed
+from bench.harness import MIN_REPEATS, Result, Sizes, alternate, temp_database, timed
 from stairway.catalog import load_catalog
 from stairway.database import dispose_all, engine_for
 from stairway.schema import migrator
@@ -49,23 +49,14 @@ def _alembic_once() -> float:
 
 
 def run(sizes: Sizes) -> Result:
-    stairway: list[float] = []
-    alembic: list[float] = []
     _stairway_once(), _alembic_once()  # warm both: imports and the server's caches
-    for repeat in range(max(5, sizes.apply_repeats)):
-        # Alternate who goes first so that neither always meets a warmer server or cache.
-        order = ("stairway", "alembic") if repeat % 2 == 0 else ("alembic", "stairway")
-        for tool in order:
-            (stairway if tool == "stairway" else alembic).append(
-                _stairway_once() if tool == "stairway" else _alembic_once()
-            )
+    runs = alternate(_stairway_once, _alembic_once, max(5, MIN_REPEATS, sizes.apply_repeats))
     return Result(
         name=NAME,
         subject=f"Stairway: load the catalog + apply Optuna {optuna.__version__}'s history",
         baseline="Optuna's own alembic upgrade head (its env.py)",
-        subject_seconds=median(stairway),
-        baseline_seconds=median(alembic),
+        runs=runs,
         goal=GOAL,
-        timings={"stairway_s": stairway, "alembic_s": alembic},
-        details={"revisions": len(load_catalog(CATALOG).changes), "repeats": len(stairway)},
+        timings={"stairway_s": list(runs.subject), "alembic_s": list(runs.baseline)},
+        details={"revisions": len(load_catalog(CATALOG).changes), "repeats": len(runs.subject)},
     )

@@ -7,20 +7,34 @@ Measured in one run:
   ratio to its longest wait over the same time without them (goal: at most 2);
 - the backfill's rows/s (``stairway background run``'s batches, throttle on) against one plain
   ``UPDATE`` of the same rows (noted; a batched backfill trades speed for short transactions).
+
+The site at 1.0.0 is built once; every run works on a fresh copy of it (``CREATE DATABASE ...
+TEMPLATE``), vacuumed and checkpointed before its clock starts. A baseline run lasts as long as
+the last migration did. ``MIN_REPEATS`` runs of each, alternating who goes first.
 """
 
 from __future__ import annotations
 
 import itertools
+import statistics
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from sqlalchemy import create_engine, text
 
-from bench.harness import Result, Sizes, TempDatabase, temp_database
+from bench.harness import (
+    MIN_REPEATS,
+    Paired,
+    Result,
+    Sizes,
+    TempDatabase,
+    alternate,
+    temp_database,
+)
 from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.operations import MigrateRequest
@@ -42,53 +56,85 @@ CATALOG = {
 }
 
 
+@dataclass(frozen=True)
+class Writing:
+    """One run: the writer's longest and 99th-percentile wait, and how long the work took."""
+
+    longest: float
+    p99: float
+    seconds: float
+
+
 def run(sizes: Sizes) -> Result:
     rows = min(sizes.objects, 1_000_000)
-    with temp_database("backfill") as db, TemporaryDirectory() as scratch:
-        site = _site(Path(scratch), db, rows)
-        # both runs start from a settled database (no autovacuum or checkpoint owed), and the
-        # quiet one lasts about as long as the migration will, so both maxima cover as much
-        _settle(db)
-        quiet_wait, quiet_s = _with_writer(db, rows, lambda: time.sleep(max(2.0, rows / 60_000)))
-        _settle(db)
-        busy_wait, busy_s = _with_writer(db, rows, lambda: _migrate(site))
-        update_s = _plain_update(db)
-        dispose_all()
-    quiet_p99, busy_p99 = (_p99(_WAITS[k]) for k in sorted(_WAITS)[-2:])
+    busy: list[Writing] = []
+    quiet: list[Writing] = []
+    updates: list[float] = []
+    with temp_database("backfill_template") as template, TemporaryDirectory() as scratch:
+        catalog = _template(Path(scratch), template, rows)
+
+        def subject() -> float:
+            with temp_database("backfill", template=template) as db:
+                site = _site(Path(scratch), catalog, db)
+                busy.append(_with_writer(db, rows, lambda: _migrate(site)))
+                updates.append(_plain_update(db))
+            return busy[-1].longest
+
+        def baseline() -> float:
+            window = busy[-1].seconds if busy else max(2.0, rows / 60_000)
+            with temp_database("backfill_quiet", template=template) as db:
+                quiet.append(_with_writer(db, rows, lambda: time.sleep(window)))
+            return quiet[-1].longest
+
+        runs = alternate(subject, baseline, MIN_REPEATS)
+    return _result(rows, runs, busy, quiet, updates)
+
+
+def _result(
+    rows: int, runs: Paired, busy: list[Writing], quiet: list[Writing], updates: list[float]
+) -> Result:
+    busy_s = statistics.median(w.seconds for w in busy)
     backfill_rate = rows / max(busy_s, 1e-9)
-    update_rate = rows / max(update_s, 1e-9)
+    update_rate = rows / max(statistics.median(updates), 1e-9)
+    busy_p99 = statistics.median(w.p99 for w in busy)
+    quiet_p99 = statistics.median(w.p99 for w in quiet)
     return Result(
         name=NAME,
         subject=f"writer's longest wait during expand + background backfill of {rows:,} rows",
         baseline="the same writer's longest wait with no migration",
-        subject_seconds=busy_wait,
-        baseline_seconds=quiet_wait,
+        runs=runs,
         goal=GOAL,
-        timings={"busy_wait_s": [busy_wait], "quiet_wait_s": [quiet_wait]},
+        timings={
+            "busy_wait_s": list(runs.subject),
+            "quiet_wait_s": list(runs.baseline),
+            "migration_s": [w.seconds for w in busy],
+            "quiet_s": [w.seconds for w in quiet],
+            "busy_p99_s": [w.p99 for w in busy],
+            "quiet_p99_s": [w.p99 for w in quiet],
+            "plain_update_s": updates,
+        },
         details={
             "rows": rows,
-            "migration_s": busy_s,
+            "migration_median_s": busy_s,
             "backfill_rows_per_s": backfill_rate,
             "plain_update_rows_per_s": update_rate,
         },
         notes=[
             f"backfill {backfill_rate:,.0f} rows/s = {backfill_rate / update_rate:.2f} of one "
             f"plain UPDATE ({update_rate:,.0f} rows/s), in batches of 1,000 with the throttle on",
-            f"writer: longest wait {busy_wait * 1000:.1f} ms during the migration "
-            f"({busy_s:.1f} s), {quiet_wait * 1000:.1f} ms without it ({quiet_s:.1f} s); "
-            f"99th percentile {busy_p99 * 1000:.1f} ms against {quiet_p99 * 1000:.1f} ms",
+            f"writer's 99th percentile wait (median of runs) {busy_p99 * 1000:.1f} ms during "
+            f"the migration against {quiet_p99 * 1000:.1f} ms without it",
         ],
     )
 
 
-def _site(root: Path, db: TempDatabase, rows: int) -> Path:
+def _template(root: Path, db: TempDatabase, rows: int) -> Path:
+    """The catalog, and ``db`` made the site at 1.0.0 with ``rows`` orders."""
     for name, body in CATALOG.items():
         path = root / "catalog" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(body, "utf-8")
-    site = root / "site.toml"
-    site.write_text(f'[site]\ndatabase = "{db.url}"\ncatalog = "{root / "catalog"}"\n', "utf-8")
-    ctx = context.open_context(site, None)
+    ctx = context.open_context(_site(root, root / "catalog", db), None)
     operations.init(ctx, "1.0.0")
     with ctx.engine.begin() as conn:
         conn.execute(
@@ -97,8 +143,13 @@ def _site(root: Path, db: TempDatabase, rows: int) -> Path:
             ),
             {"n": rows},
         )
-        conn.execute(text("ANALYZE orders"))
     dispose_all()
+    return root / "catalog"
+
+
+def _site(root: Path, catalog: Path, db: TempDatabase) -> Path:
+    site = root / f"site-{db.name}.toml"
+    site.write_text(f'[site]\ndatabase = "{db.url}"\ncatalog = "{catalog}"\n', "utf-8")
     return site
 
 
@@ -112,15 +163,15 @@ def _migrate(site: Path) -> None:
 # The writer's new ids go down from -1: never one of the table's, never one of an earlier run's,
 # and only a few hundred below the key range the backfill takes when it is queued.
 _ids = (-n for n in itertools.count(1))
-_WAITS: dict[int, list[float]] = {}  # every statement's wait, per writer run, for percentiles
 
 
-def _with_writer(db: TempDatabase, rows: int, work: Callable[[], None]) -> tuple[float, float]:
-    """The writer's longest single statement while ``work`` runs, and how long it ran."""
+def _with_writer(db: TempDatabase, rows: int, work: Callable[[], None]) -> Writing:
+    """The writer's waits while ``work`` runs on a settled database, and how long it ran."""
+    _settle(db)
     engine = create_engine(db.url)
     stop, warm = threading.Event(), threading.Event()
     longest = [0.0]
-    waits = _WAITS.setdefault(len(_WAITS), [])
+    waits: list[float] = []
 
     def write() -> None:
         with engine.connect() as conn:
@@ -150,7 +201,7 @@ def _with_writer(db: TempDatabase, rows: int, work: Callable[[], None]) -> tuple
         stop.set()
         writer.join()
         engine.dispose()
-    return longest[0], took
+    return Writing(longest[0], _p99(waits), took)
 
 
 def _p99(values: list[float]) -> float:

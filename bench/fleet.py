@@ -10,6 +10,10 @@ and the SHA-256 check of a 1 MB build, then a reconnect on the new version. Meas
   agent welcomed on 2.0.0 (goal: under 60 s), against the bare server sending every agent the
   same offer at once (no credentials, database, policy or audit: the least the work can cost).
   The ratio's bar (at most 3) is Stairway's own; the two absolute goals are the fleet's.
+
+The upgrade runs ``MIN_REPEATS`` times on each server, alternating who goes first; before each
+of Stairway's runs the policy is set back to manual, so the agents start on 1.0.0 unoffered.
+Holding is measured once on each server (its figure is a count and a memory, not a time).
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Result, Sizes, TempDatabase, temp_database
+from bench.harness import MIN_REPEATS, Result, Sizes, TempDatabase, alternate, temp_database
 from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.fleet import builds, store, tokens
+from stairway.fleet.policy import Policy
 from stairway.fleet.tables import ensure_tables
 from stairway.releases import generate_key
 
@@ -65,17 +70,21 @@ def run(sizes: Sizes) -> Result:
         credentials = _enroll(site, held_count)
         held, memory = _held(root, site, key, credentials)
         bare_held, bare_memory = _held(root, site, key, credentials, bare=True)
-        upgrade_s = _upgrade(root, site, key, credentials[:upgrade_count])
-        bare_s = _upgrade(root, site, key, credentials[:upgrade_count], bare=True)
+        agents = credentials[:upgrade_count]
+        runs = alternate(
+            lambda: _upgrade(root, site, key, agents),
+            lambda: _upgrade(root, site, key, agents, bare=True),
+            MIN_REPEATS,
+        )
         dispose_all()
+    upgrade_s = max(runs.subject)
     return Result(
         name=NAME,
         subject=f"stairway serve: {upgrade_count:,} agents upgraded in auto mode",
         baseline=f"a bare websocket server sending the same {upgrade_count:,} agents the offer",
-        subject_seconds=upgrade_s,
-        baseline_seconds=bare_s,
+        runs=runs,
         goal=RATIO_GOAL,
-        timings={"upgrade_s": [upgrade_s], "bare_upgrade_s": [bare_s]},
+        timings={"upgrade_s": list(runs.subject), "bare_upgrade_s": list(runs.baseline)},
         details={
             "agents_held": held,
             "bare_agents_held": bare_held,
@@ -89,7 +98,11 @@ def run(sizes: Sizes) -> Result:
         ],
         absolute={
             "agents held": (float(held), ">=", float(held_count)),
-            f"seconds to upgrade {upgrade_count:,} agents": (upgrade_s, "<=", UPGRADE_GOAL_S),
+            f"seconds to upgrade {upgrade_count:,} agents (slowest run)": (
+                upgrade_s,
+                "<=",
+                UPGRADE_GOAL_S,
+            ),
         },
     )
 
@@ -145,6 +158,8 @@ def _held(
 def _upgrade(
     root: Path, site: Path, key: Path, credentials: list[tuple[str, str]], bare: bool = False
 ) -> float:
+    if not bare:
+        _manual(site)
     with (
         _server(root, site, bare) as (port, _pid),
         _clients(root, port, key, credentials, "1.0.0") as tallies,
@@ -159,6 +174,15 @@ def _upgrade(
             _call(port, "PUT", "/api/policy", body, admin)
         _wait(lambda: _on_target(tallies) >= len(credentials), 600)
         return time.perf_counter() - started
+
+
+def _manual(site: Path) -> None:
+    """The policy back to its default (manual, no rollout), as before the first run."""
+    ctx = context.open_context(site, None)
+    with ctx.engine.begin() as conn:
+        ensure_tables(conn)
+        store.write_policy(conn, Policy())
+    dispose_all()
 
 
 def _admin_token(site: Path) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 import stairway
-from bench.harness import Result, Sizes, median, temp_database
+from bench.harness import Paired, Result, Sizes, alternate, median, temp_database
 from stairway.catalog import load_catalog
 from stairway.database import dispose_all, engine_for
 from stairway.schema import migrator
@@ -29,7 +29,9 @@ VERSION = "2.1.0"
 SCHEMA = 6
 # ``stairway.guard`` is the function; the module behind it holds the manifest cache.
 guard_module = importlib.import_module("stairway.startup")
-BLOCKS = 10  # guard and SELECT 1 take turns in blocks, so drift on the machine hits both
+# guard and SELECT 1 take turns in blocks, so drift on the machine hits both; a block is a run,
+# its figure the median per call within it
+BLOCKS = 10
 
 
 def copy_shop(tmp: Path) -> Path:
@@ -81,32 +83,29 @@ def _measure(url: str, catalog_dir: Path, sizes: Sizes) -> Result:
 
     guard()  # warm-up: the engine, a pooled connection and the cached manifest exist after it
     baseline()
-    guard_times, select_times = _interleaved(guard, baseline, sizes.guard_calls)
-    cold_guard = [cold(guard) for _ in range(sizes.cold_repeats)]
-    cold_select = [cold(baseline) for _ in range(sizes.cold_repeats)]
-    return _result(sizes, guard_times, select_times, cold_guard, cold_select)
-
-
-def _interleaved(
-    guard: Callable[[], None], baseline: Callable[[], None], calls: int
-) -> tuple[list[float], list[float]]:
     guard_times: list[float] = []
     select_times: list[float] = []
-    block = max(1, calls // BLOCKS)
-    for turn, start in enumerate(range(0, calls, block)):
-        size = min(block, calls - start)
-        # Alternate who goes first in each block, so neither always runs right after the other.
-        if turn % 2 == 0:
-            guard_times += per_call(guard, size)
-            select_times += per_call(baseline, size)
-        else:
-            select_times += per_call(baseline, size)
-            guard_times += per_call(guard, size)
-    return guard_times, select_times
+    block = max(1, sizes.guard_calls // BLOCKS)
+
+    def guard_block() -> float:
+        times = per_call(guard, block)
+        guard_times.extend(times)
+        return median(times)
+
+    def select_block() -> float:
+        times = per_call(baseline, block)
+        select_times.extend(times)
+        return median(times)
+
+    runs = alternate(guard_block, select_block, BLOCKS)
+    cold_guard = [cold(guard) for _ in range(sizes.cold_repeats)]
+    cold_select = [cold(baseline) for _ in range(sizes.cold_repeats)]
+    return _result(sizes, runs, guard_times, select_times, cold_guard, cold_select)
 
 
 def _result(
     sizes: Sizes,
+    runs: Paired,
     guard_times: list[float],
     select_times: list[float],
     cold_guard: list[float],
@@ -114,10 +113,9 @@ def _result(
 ) -> Result:
     return Result(
         name=NAME,
-        subject=f"stairway.guard() x {sizes.guard_calls}, per call (median)",
+        subject=f"stairway.guard() x {sizes.guard_calls}, per call (median of a block)",
         baseline=f"SELECT 1 via engine.connect() x {sizes.guard_calls}, per call (median)",
-        subject_seconds=median(guard_times),
-        baseline_seconds=median(select_times),
+        runs=runs,
         goal=GOAL,
         timings={
             "guard_call_s": guard_times,
@@ -127,6 +125,9 @@ def _result(
         },
         details={
             "calls": sizes.guard_calls,
+            "blocks": BLOCKS,
+            "guard_call_median_s": median(guard_times),
+            "select1_call_median_s": median(select_times),
             "guard_total_s": sum(guard_times),
             "select1_total_s": sum(select_times),
             "total_ratio": sum(guard_times) / sum(select_times),

@@ -9,7 +9,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import platform
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,6 +36,9 @@ T = TypeVar("T")
 _counter = itertools.count(1)
 
 
+MIN_REPEATS = 3  # every benchmark: at least this many alternating runs of each side
+
+
 @dataclass(frozen=True)
 class Sizes:
     """How big a run is; ``--quick`` shrinks everything to a smoke check."""
@@ -45,25 +52,75 @@ class Sizes:
     @classmethod
     def choose(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(changes=50, apply_repeats=1, guard_calls=200, cold_repeats=3, objects=20_000)
+            return cls(changes=50, apply_repeats=3, guard_calls=200, cold_repeats=3, objects=20_000)
         return cls(
-            changes=500, apply_repeats=3, guard_calls=2000, cold_repeats=5, objects=1_000_000
+            changes=500, apply_repeats=5, guard_calls=2000, cold_repeats=5, objects=1_000_000
         )
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Both sides' figures, one per run, and which side went first in each round."""
+
+    subject: tuple[float, ...]
+    baseline: tuple[float, ...]
+    first: tuple[str, ...]
+
+    @property
+    def ratios(self) -> tuple[float, ...]:
+        """Subject over baseline, round by round: how much the ratio itself moves."""
+        return tuple(
+            s / b if b else float("inf") for s, b in zip(self.subject, self.baseline, strict=True)
+        )
+
+
+def alternate(subject: Callable[[], float], baseline: Callable[[], float], repeats: int) -> Paired:
+    """Run each side ``repeats`` times, taking turns at going first.
+
+    Round 0 runs subject then baseline, round 1 baseline then subject, and so on, so neither
+    side always meets the warmer cache or the busier machine. Each callable does one run and
+    returns its own figure (usually the seconds of just the part it measures; setup it does
+    before its clock starts is not counted).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1 (got {repeats})")
+    sides: dict[str, tuple[Callable[[], float], list[float]]] = {
+        "subject": (subject, []),
+        "baseline": (baseline, []),
+    }
+    first: list[str] = []
+    for round_ in range(repeats):
+        order = ("subject", "baseline") if round_ % 2 == 0 else ("baseline", "subject")
+        first.append(order[0])
+        for side in order:
+            action, figures = sides[side]
+            figures.append(action())
+    return Paired(tuple(sides["subject"][1]), tuple(sides["baseline"][1]), tuple(first))
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median, min and max of a side's runs, and how many there were."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": len(values),
+    }
 
 
 @dataclass
 class Result:
     """One benchmark's outcome: ``ratio`` = subject / baseline, met when ratio <= goal.
 
-    A ``goal`` of None reports the ratio without judging it: the result is met on its
-    ``absolute`` goals alone (a benchmark whose goal is not a speed).
+    ``runs`` holds every run of both sides; the ratio is the subject's median over the
+    baseline's. A ``goal`` of None reports the ratio without judging it: the result is met on
+    its ``absolute`` goals alone (a benchmark whose goal is not a speed).
     """
 
     name: str
     subject: str
     baseline: str
-    subject_seconds: float
-    baseline_seconds: float
+    runs: Paired
     goal: float | None
     timings: dict[str, list[float]]
     details: dict[str, float | int | str] = field(default_factory=dict)
@@ -77,12 +134,29 @@ class Result:
     # Goals stated in absolute terms (agents held, seconds): label -> (value, ">=" or "<=", goal);
     # the result is met only when these hold too.
     absolute: dict[str, tuple[float, str, float]] = field(default_factory=dict)
+    # What the figures are: seconds unless a benchmark counts something else.
+    unit: str = "s"
+
+    @property
+    def subject_seconds(self) -> float:
+        return statistics.median(self.runs.subject)
+
+    @property
+    def baseline_seconds(self) -> float:
+        return statistics.median(self.runs.baseline)
 
     @property
     def ratio(self) -> float:
         if self.measure == "throughput":
             return self.baseline_seconds / self.subject_seconds
         return self.subject_seconds / self.baseline_seconds
+
+    @property
+    def round_ratios(self) -> tuple[float, ...]:
+        """The ratio of each round alone, the same way round as ``ratio``: how much it moves."""
+        if self.measure == "throughput":
+            return tuple(1 / r if r else float("inf") for r in self.runs.ratios)
+        return self.runs.ratios
 
     @property
     def goal_text(self) -> str:
@@ -106,8 +180,19 @@ class Result:
 
     def to_json(self) -> dict[str, object]:
         record = asdict(self)
-        record.update(ratio=self.ratio, goal=self.goal, goal_text=self.goal_text)
-        record["met"] = self.met
+        del record["runs"]
+        record.update(
+            subject_seconds=self.subject_seconds,
+            baseline_seconds=self.baseline_seconds,
+            subject_runs=spread(self.runs.subject) | {"each": list(self.runs.subject)},
+            baseline_runs=spread(self.runs.baseline) | {"each": list(self.runs.baseline)},
+            first=list(self.runs.first),
+            ratio=self.ratio,
+            ratio_runs=spread(self.round_ratios) | {"each": list(self.round_ratios)},
+            goal=self.goal,
+            goal_text=self.goal_text,
+            met=self.met,
+        )
         return record
 
 
@@ -121,6 +206,17 @@ class NotRun(Exception):
 
     def to_json(self, name: str) -> dict[str, object]:
         return {"name": name, "not_run": self.reason, "hint": self.hint, "met": False}
+
+
+def require_tool(name: str, package: str, fallback: str | None = None) -> str:
+    """The path of an external program a benchmark needs, or ``NotRun`` saying how to get it."""
+    found = shutil.which(name) or (fallback if fallback and os.path.exists(fallback) else None)
+    if found is None:
+        raise NotRun(
+            f"{name} is not installed (not on PATH{f' nor at {fallback}' if fallback else ''})",
+            hint=f"apt-get install {package}",
+        )
+    return found
 
 
 def conninfo(database: str) -> str:
@@ -157,10 +253,27 @@ class TempDatabase:
 
 
 @contextmanager
-def temp_database(label: str) -> Iterator[TempDatabase]:
-    """A fresh, empty database for one measurement; always dropped afterwards."""
+def temp_database(label: str, template: TempDatabase | None = None) -> Iterator[TempDatabase]:
+    """A fresh database for one measurement, empty or a copy of ``template``; always dropped.
+
+    Raises:
+        NotRun: PostgreSQL does not answer at ``BENCH_PGHOST``:``BENCH_PGPORT``.
+    """
     name = f"bench_{label}_{os.getpid()}_{next(_counter)}"
-    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        dispose_all()  # a template may have no other connection while it is copied
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template.name)
+        )
+    try:
+        _admin(create)
+    except psycopg.OperationalError as error:
+        raise NotRun(
+            f"PostgreSQL does not answer at {HOST}:{PORT}: {str(error).strip()}",
+            hint="start PostgreSQL (trust auth for the user), or point BENCH_PGHOST, "
+            "BENCH_PGPORT, BENCH_PGUSER and BENCH_PGDATABASE at one",
+        ) from error
     try:
         yield TempDatabase(name)
     finally:
@@ -191,16 +304,60 @@ def best(values: Sequence[float]) -> float:
     return min(values)
 
 
+def machine() -> dict[str, object]:
+    """What the figures were measured on, so two summaries can be told apart."""
+    return {
+        "cores": os.cpu_count(),
+        "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "postgresql": _server_version(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": _commit(),
+    }
+
+
+def _server_version() -> str:
+    try:
+        with psycopg.connect(admin_conninfo(), connect_timeout=5) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            return "unknown" if row is None else str(row[0])
+    except psycopg.Error as error:
+        return f"unreachable: {error}".strip()
+
+
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=Path(__file__).resolve().parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
 def write_summary(
-    results: Sequence[Result], quick: bool, not_run: Mapping[str, NotRun] | None = None
+    results: Sequence[Result],
+    sizes: Sizes,
+    quick: bool,
+    not_run: Mapping[str, NotRun] | None = None,
+    failed: Mapping[str, str] | None = None,
 ) -> Path:
+    """The JSON summary: the machine, the sizes, every result with all its runs and goals."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / "summary.json"
     skipped = [reason.to_json(name) for name, reason in (not_run or {}).items()]
+    broken = [{"name": n, "failed": why, "met": False} for n, why in (failed or {}).items()]
     summary = {
+        "format": 2,
         "quick": quick,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "benchmarks": [r.to_json() for r in results] + skipped,
+        "argv": sys.argv[1:],
+        "machine": machine(),
+        "sizes": asdict(sizes),
+        "benchmarks": [r.to_json() for r in results] + skipped + broken,
     }
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
     return path

@@ -7,11 +7,12 @@ Goal: migrating while parsing costs at most 1.5 times the bare parse.
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import orjson
 
-from bench.harness import Result, Sizes, median
+from bench.harness import Result, Sizes, alternate
 from stairway.objects.migrate import Migrator
 from stairway.objects.migration import ObjectMigration, Op
 from stairway.versions import Version
@@ -49,30 +50,24 @@ def run(sizes: Sizes) -> Result:
     count = sizes.guard_calls * 25  # 50,000 documents in a full run
     raw = [document(n) for n in range(count)]
     migrator = Migrator(MIGRATIONS)
-    subject: list[float] = []
-    baseline: list[float] = []
-    for round_ in range(ROUNDS):
-        pair = [("subject", subject), ("baseline", baseline)]
-        for which, times in pair if round_ % 2 == 0 else pair[::-1]:
-            times.append(_parse(raw, migrator) if which == "subject" else _bare(raw))
+    runs = alternate(lambda: parse_all(raw, migrator), lambda: _bare(raw), ROUNDS)
     _check(raw[0], migrator)
     return Result(
         name=NAME,
         subject=f"Migrator.parse, 3 migrations hitting each of {count:,} 1 KB documents",
         baseline=f"orjson.loads of the same {count:,} documents",
-        subject_seconds=median(subject),
-        baseline_seconds=median(baseline),
+        runs=runs,
         goal=GOAL,
-        timings={"parse_migrate_s": subject, "orjson_s": baseline},
+        timings={"parse_migrate_s": list(runs.subject), "orjson_s": list(runs.baseline)},
         details={
             "documents": count,
             "document_bytes": len(raw[0]),
-            "documents_per_s": count / median(subject),
+            "documents_per_s": count / statistics.median(runs.subject),
         },
     )
 
 
-def _parse(raw: list[bytes], migrator: Migrator) -> float:
+def parse_all(raw: list[bytes], migrator: Migrator) -> float:
     started = time.perf_counter()
     for body in raw:
         migrator.parse("User", body, WRITTEN_BY)

@@ -14,10 +14,10 @@ reported with no goal.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench.harness import NotRun, Result, Sizes
+from bench.harness import MIN_REPEATS, NotRun, Result, Sizes, alternate
 from bench.phase_corpus import environment, judges
 from bench.phase_corpus.corpus import PROJECTS, Migration, load_corpus
 from bench.phase_corpus.labels import Label, load_labels
@@ -78,8 +78,18 @@ def run(sizes: Sizes) -> Result:
         raise NotRun("no labelled migration matches the rendered corpus", hint="relabel")
     keys = {label.key for label in labels}
     judged = [m for m in corpus if m.key in keys]
-    ours = judges.stairway(judged, corpus)
-    theirs = judges.squawk(venv.squawk, judged)
+    verdicts: dict[str, judges.Verdicts] = {}
+
+    def judge(name: str, run: Callable[[], judges.Verdicts]) -> float:
+        verdicts[name] = run()
+        return verdicts[name].seconds
+
+    runs = alternate(
+        lambda: judge("stairway", lambda: judges.stairway(judged, corpus)),
+        lambda: judge("squawk", lambda: judges.squawk(venv.squawk, judged)),
+        MIN_REPEATS,
+    )
+    ours, theirs = verdicts["stairway"], verdicts["squawk"]
     fairer = judges.squawk(venv.squawk, judged, exclude=judges.TIMEOUT_RULES)
     mine = Score.of(ours.flagged, labels)
     squawks = Score.of(theirs.flagged, labels)
@@ -91,12 +101,11 @@ def run(sizes: Sizes) -> Result:
         name=NAME,
         subject="Stairway: check_phase(expand) on every labelled migration",
         baseline="squawk --assume-in-transaction (default rules) on the same files",
-        subject_seconds=ours.seconds,
-        baseline_seconds=theirs.seconds,
+        runs=runs,
         goal=None,
         timings={
-            "stairway_s": [ours.seconds],
-            "squawk_s": [theirs.seconds],
+            "stairway_s": list(runs.subject),
+            "squawk_s": list(runs.baseline),
             "squawk_without_timeout_rules_s": [fairer.seconds],
         },
         details=details,

@@ -1,7 +1,8 @@
-"""``--profile``: where Stairway's time goes in ``schema_apply``, when its goal is missed.
+"""``--profile``: where Stairway's time goes on the subject side of a benchmark.
 
-Runs the Stairway side once under cProfile on a fresh database, saves the raw profile beside the
-summary (open it with ``python -m pstats`` or snakeviz) and prints the top functions.
+Runs the subject side of each profiled benchmark once more under cProfile, outside the measured
+runs, saves the raw profile (open it with ``python -m pstats`` or snakeviz) and the top
+functions as text beside the summary, and returns the text.
 """
 
 from __future__ import annotations
@@ -10,25 +11,55 @@ import cProfile
 import io
 import pstats
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from bench import object_parse
 from bench.harness import RESULTS_DIR, Sizes, temp_database
 from bench.schema_apply import generate_changes, run_stairway, write_catalog
+from stairway.objects.migrate import Migrator
 
 TOP = 20
+Subject = Callable[[], object]
 
 
-def profile_schema_apply(sizes: Sizes) -> str:
-    """The top functions by cumulative and by own time, as text; the .prof file is kept."""
+@contextmanager
+def _schema_apply(sizes: Sizes) -> Iterator[Subject]:
     changes = generate_changes(sizes.changes)
-    profiler = cProfile.Profile()
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         catalog_dir = write_catalog(Path(tmp) / "catalog", changes)
         with temp_database("profile") as db:
-            profiler.runcall(run_stairway, catalog_dir, db.url, sizes.changes)
+            yield lambda: run_stairway(catalog_dir, db.url, sizes.changes)
+
+
+@contextmanager
+def _object_parse(sizes: Sizes) -> Iterator[Subject]:
+    raw = [object_parse.document(n) for n in range(sizes.guard_calls * 25)]
+    migrator = Migrator(object_parse.MIGRATIONS)
+    yield lambda: object_parse.parse_all(raw, migrator)
+
+
+# A benchmark's subject side, set up and ready to call once.
+PROFILED: dict[str, Callable[[Sizes], AbstractContextManager[Subject]]] = {
+    "schema_apply": _schema_apply,
+    "object_parse": _object_parse,
+}
+
+
+def profile(name: str, sizes: Sizes) -> str:
+    """The top functions of ``name``'s subject by cumulative and by own time, as text.
+
+    ``<name>.prof`` and ``<name>.profile.txt`` are written beside the summary.
+    """
+    profiler = cProfile.Profile()
+    with PROFILED[name](sizes) as subject:
+        profiler.runcall(subject)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    profiler.dump_stats(RESULTS_DIR / "schema_apply.prof")
-    return _report(profiler)
+    profiler.dump_stats(RESULTS_DIR / f"{name}.prof")
+    text = _report(profiler)
+    (RESULTS_DIR / f"{name}.profile.txt").write_text(text, encoding="utf-8")
+    return f"profile of {name} (subject side): {RESULTS_DIR / f'{name}.prof'}\n{text}"
 
 
 def _report(profiler: cProfile.Profile) -> str:

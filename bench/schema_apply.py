@@ -14,7 +14,17 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from bench.harness import Result, Sizes, TempDatabase, median, temp_database, timed
+from bench.harness import (
+    MIN_REPEATS,
+    Paired,
+    Result,
+    Sizes,
+    TempDatabase,
+    alternate,
+    median,
+    temp_database,
+    timed,
+)
 from stairway.catalog import load_catalog
 from stairway.database import engine_for
 from stairway.schema import migrator
@@ -155,49 +165,47 @@ def run(sizes: Sizes) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-schema-") as tmp:
         catalog_dir = write_catalog(Path(tmp) / "catalog", changes)
         script_dir = write_alembic(Path(tmp) / "alembic", changes)
-        stairway, alembic, tables = _measure(catalog_dir, script_dir, sizes)
-    return _result(sizes, stairway, alembic, tables)
+        stairway, runs, tables = _measure(catalog_dir, script_dir, sizes)
+    return _result(sizes, stairway, runs, tables)
 
 
 def _measure(
     catalog_dir: Path, script_dir: Path, sizes: Sizes
-) -> tuple[list[StairwayTiming], list[float], set[int]]:
+) -> tuple[list[StairwayTiming], Paired, set[int]]:
     stairway: list[StairwayTiming] = []
-    alembic: list[float] = []
     tables: set[int] = set()
-    for repeat in range(sizes.apply_repeats):
-        # Alternate who goes first so that neither always meets a warmer server or cache.
-        for tool in ("stairway", "alembic") if repeat % 2 == 0 else ("alembic", "stairway"):
-            if tool == "stairway":
-                timing, count = _stairway_once(catalog_dir, sizes.changes)
-                stairway.append(timing)
-            else:
-                seconds, count = _alembic_once(script_dir)
-                alembic.append(seconds)
-            tables.add(count)
-    return stairway, alembic, tables
+
+    def subject() -> float:
+        timing, count = _stairway_once(catalog_dir, sizes.changes)
+        stairway.append(timing)
+        tables.add(count)
+        return timing.total
+
+    def baseline() -> float:
+        seconds, count = _alembic_once(script_dir)
+        tables.add(count)
+        return seconds
+
+    runs = alternate(subject, baseline, max(MIN_REPEATS, sizes.apply_repeats))
+    return stairway, runs, tables
 
 
-def _result(
-    sizes: Sizes, stairway: list[StairwayTiming], alembic: list[float], tables: set[int]
-) -> Result:
-    totals = [t.total for t in stairway]
+def _result(sizes: Sizes, stairway: list[StairwayTiming], runs: Paired, tables: set[int]) -> Result:
     return Result(
         name=NAME,
         subject=f"Stairway: load + migrate {sizes.changes} changes",
         baseline=f"Alembic: upgrade head, {sizes.changes} revisions",
-        subject_seconds=median(totals),
-        baseline_seconds=median(alembic),
+        runs=runs,
         goal=GOAL,
         timings={
-            "stairway_total_s": totals,
+            "stairway_total_s": list(runs.subject),
             "stairway_load_s": [t.load for t in stairway],
             "stairway_apply_s": [t.apply for t in stairway],
-            "alembic_total_s": alembic,
+            "alembic_total_s": list(runs.baseline),
         },
         details={
             "changes": sizes.changes,
-            "repeats": sizes.apply_repeats,
+            "repeats": len(runs.subject),
             "stairway_load_median_s": median([t.load for t in stairway]),
             "stairway_apply_median_s": median([t.apply for t in stairway]),
             "tables_created": ",".join(str(n) for n in sorted(tables)),
