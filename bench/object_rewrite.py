@@ -35,7 +35,7 @@ from stairway.objects.store import ObjectStore
 from stairway.versions import Version
 
 NAME = "object_rewrite"
-GOAL = 0.3
+GOAL = 0.5  # of one UPDATE ... jsonb_set
 BATCH = 5000
 RENAME = ObjectMigration(1, "User", Version("2.0.0"), Op.RENAME, ("fullName",), to=("displayName",))
 

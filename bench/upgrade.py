@@ -43,7 +43,7 @@ from stairway.database import dispose_all
 from stairway.journal import Journal
 
 NAME = "upgrade"
-GOAL = 1.2
+GOAL = 1.1  # of the honest by-hand sum
 CHANGE = "ALTER TABLE objects ADD COLUMN note TEXT;"
 TABLE = (
     "CREATE TABLE objects (oid TEXT PRIMARY KEY, type TEXT NOT NULL, data JSONB NOT NULL,\n"
