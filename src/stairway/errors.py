@@ -199,6 +199,22 @@ class UsageRefused(StairwayError):
     """The command was asked for something it will not do as asked."""
 
 
+class TaskFailed(StairwayError):
+    """A release's post-upgrade task (a reindex, a product command) failed (exit code 1).
+
+    Attributes:
+        task: The task's name.
+        release: The release that declares it.
+    """
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, message: str, *, hint: str = "", task: str = "", release: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.task = task
+        self.release = release
+
+
 class AuditBroken(StairwayError):
     """The audit log's hash chain is broken: an entry was changed or removed."""
 

@@ -7,6 +7,7 @@ from typing import Any
 from rich.table import Table
 
 from stairway.estimate.predict import Estimate, say_duration
+from stairway.tasks import Task
 from stairway.views import whole_column
 
 
@@ -16,6 +17,7 @@ def estimate_table(found: Estimate) -> Table:
     """
     table = Table(title=f"Estimate (rates: {found.rates_from})")
     labels = [c.change.label for s in found.steps for c in s.changes]
+    labels += [task_words(s.task) for s in found.steps if s.task]
     whole_column(table, "step", [f"  {label}" for label in labels])  # change labels stay whole
     for column in ("lock", "table"):
         table.add_column(column, overflow="fold")
@@ -30,6 +32,8 @@ def estimate_table(found: Estimate) -> Table:
             step.basis,
             "\n".join(step.flags),
         )
+        if step.task is not None:
+            table.add_row(f"  {task_words(step.task)}", "", "", "", "", "")
         for change in step.changes:
             table.add_row(
                 f"  {change.change.label}",
@@ -40,6 +44,11 @@ def estimate_table(found: Estimate) -> Table:
                 "",
             )
     return table
+
+
+def task_words(task: Task) -> str:
+    """A task's kind and when it runs, under its step: ``reindex ix_email, serving``."""
+    return f"{task.what()}, {'serving' if task.serving else 'offline'}"
 
 
 def estimate_summary(found: Estimate) -> str:
@@ -81,6 +90,7 @@ def estimate_json(found: Estimate) -> dict[str, Any]:
                 "table": s.table,
                 "downtime": s.downtime,
                 "flags": s.flags,
+                "task": _task_json(s.task) if s.task else None,
                 "changes": [
                     {
                         "change": c.change.label,
@@ -104,4 +114,14 @@ def estimate_json(found: Estimate) -> dict[str, Any]:
             }
             for s in found.steps
         ],
+    }
+
+
+def _task_json(task: Task) -> dict[str, Any]:
+    return {
+        "name": task.name,
+        "release": task.release,
+        "kind": str(task.kind),
+        "serving": task.serving,
+        "runs": task.what(),
     }

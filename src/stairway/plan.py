@@ -9,6 +9,7 @@ from stairway.catalog import Catalog
 from stairway.schema.change import Change, Phase
 from stairway.schema.recorder import AppliedChange
 from stairway.schema.state import refuse_uncarried
+from stairway.tasks import Task, on_path
 from stairway.versions import Release, Version, upgrade_path
 
 
@@ -42,13 +43,20 @@ class RollingSafety:
     marked: bool  # the target release is marked ``rolling`` in the catalog
     moves: bool  # the path has a step at all
     clears: tuple[Release, ...] = ()  # releases that clear data-directory paths before starting
+    offline_tasks: tuple[Task, ...] = ()  # post-upgrade tasks that need the product stopped
 
     @property
     def safe(self) -> bool:
         """Yes only for a path to a release marked rolling whose every change keeps the old
         release working (the target's contract changes excepted: they wait), and that clears no
         path the running release may be using."""
-        return self.moves and self.marked and not self.blocking and not self.clears
+        return (
+            self.moves
+            and self.marked
+            and not self.blocking
+            and not self.clears
+            and not self.offline_tasks
+        )
 
     def reasons(self) -> list[str]:
         """Why the path is not rolling-safe; empty when it is."""
@@ -61,6 +69,9 @@ class RollingSafety:
         if self.clears:
             shown = "; ".join(f"{r.version} clears {', '.join(r.clear)}" for r in self.clears)
             found.append(f"clearing data-directory paths needs the product stopped: {shown}")
+        if self.offline_tasks:
+            shown = "; ".join(t.describe() for t in self.offline_tasks)
+            found.append(f"these tasks need the product stopped: {shown}")
         if self.moves and not self.marked:
             found.append(f"release {self.target} is not marked rolling in the catalog")
         if not self.moves:
@@ -105,7 +116,15 @@ class UpgradePlan:
         blocking = tuple(c for c in self.changes if not c.phase.online and c not in deferred)
         marked = bool(self.steps) and self.steps[-1].release.rolling
         clears = tuple(s.release for s in self.steps if s.release.clear)
-        return RollingSafety(blocking, deferred, self.target, marked, bool(self.steps), clears)
+        offline = tuple(t for t in self.tasks if not t.serving)
+        moves = bool(self.steps)
+        return RollingSafety(blocking, deferred, self.target, marked, moves, clears, offline)
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        """The post-upgrade tasks of the releases on the path, each name once (a later release
+        that declares a task of the same name replaces it)."""
+        return tuple(on_path((str(s.release.version), s.release.tasks) for s in self.steps))
 
     @property
     def blocking_rolling(self) -> tuple[Change, ...]:

@@ -45,7 +45,7 @@ from stairway.recovery import closed, in_words, maintenance_said, note, then
 from stairway.schema import migrator
 from stairway.serving import health_of, old_ones
 from stairway.site import ServiceSection
-from stairway.steps import Step, StepKind
+from stairway.steps import Step, StepKind, task_steps
 from stairway.versions import Version
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,9 @@ def refusals(ctx: Context, plan: UpgradePlan) -> list[str]:
 
 
 def rolling_steps(plan: UpgradePlan, instances: list[Instance], with_releases: bool) -> list[Step]:
-    """The steps of a rolling upgrade along ``plan``: expand, then each instance, then contract."""
+    """The steps of a rolling upgrade along ``plan``: expand, then each instance, then contract,
+    then the releases' post-upgrade tasks (a path with a task that needs the product stopped is
+    refused by ``check``)."""
     steps = [Step(StepKind.BACKUP)]
     for hop in plan.steps:
         release, source = str(hop.release.version), str(hop.source)
@@ -87,8 +89,8 @@ def rolling_steps(plan: UpgradePlan, instances: list[Instance], with_releases: b
     steps += [Step(StepKind.INSTANCE, str(plan.target), i.url) for i in instances]
     for hop in plan.steps:
         steps.append(Step(StepKind.DELTAS, str(hop.release.version), str(hop.source)))
-    steps += [Step(StepKind.CONTRACT, str(plan.target)), Step(StepKind.AUDIT)]
-    return steps
+    steps.append(Step(StepKind.CONTRACT, str(plan.target)))
+    return [*steps, *task_steps(plan, serving=True), Step(StepKind.AUDIT)]
 
 
 def check(ctx: Context, plan: UpgradePlan) -> None:

@@ -6,6 +6,7 @@ two of its side effects leaves the site for ``upgrade --resume`` or ``rollback``
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -27,19 +28,23 @@ from stairway import (
 )
 from stairway.backup import Backup
 from stairway.context import Context, backup_dir
-from stairway.errors import UpgradeError
+from stairway.errors import TaskFailed, UpgradeError
 from stairway.handwork import HandItem
 from stairway.journal import Journal, JournalState
 from stairway.objects.rewrite import rewrite_all
 from stairway.operations import schema as site_schema
+from stairway.operations import tasks as run_tasks
 from stairway.operations.backups import backup as take_backup
 from stairway.operations.config import migrate_config
 from stairway.operations.objects import apply_deltas, object_store
 from stairway.operations.schema import MigrateRequest
+from stairway.operations.tasks import find_task
 from stairway.steps import Step, StepKind
+from stairway.tasks import Task
 from stairway.verify import licence_findings
 from stairway.versions import Version
 
+log = logging.getLogger(__name__)
 Runner = Callable[[Context, Step, JournalState], dict[str, Any]]
 
 
@@ -200,6 +205,49 @@ def _config_files(ctx: Context, step: Step, _state: JournalState) -> dict[str, A
     }
 
 
+def _task(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
+    """A release's post-upgrade task. One the product serves during that fails is left for the
+    operator, with the command that runs it again: the release is live, nothing is undone."""
+    task = find_task(ctx.catalog, step.task or "", step.release)
+    try:
+        return _run_once(ctx, task, state)
+    except TaskFailed as failed:
+        if not task.serving:
+            raise  # the product is stopped: the upgrade rolls back as for any step
+        log.warning("task %s failed after the start: %s", task.name, failed.message)
+        item = HandItem(f"task {task.name} ({task.release})", failed.message, task.rerun_command())
+        return {"task": task.name, "failed": failed.message, "hand": _json([item])}
+
+
+def _run_once(ctx: Context, task: Task, state: JournalState) -> dict[str, Any]:
+    """A reindex, or a command declared idempotent, runs again on a resume; any other command
+    has its start and its end journaled, and is never run twice: one that ended is not run
+    again, one a crash cut short (its end unrecorded) is a failure for an operator to judge."""
+    if task.rerunnable:
+        return run_tasks.run_task(ctx, task)
+    said = {r.data.get("action") for r in state.records if _about(r.data, task)}
+    if "ran" in said:
+        return {"task": task.name, "kind": str(task.kind), "ran_before": True}
+    if "begun" in said:
+        raise TaskFailed(
+            f"task {task.name} of release {task.release}: {task.what()} was started by the "
+            "interrupted run and its end was not recorded; it is not declared idempotent, so "
+            "it is not run again",
+            hint=f"check what it did, then `{task.rerun_command()}` if it must run again",
+            task=task.name,
+            release=task.release,
+        )
+    journal = Journal(backup_dir(ctx))
+    journal.record("task", action="begun", task=task.name, release=task.release)
+    data = run_tasks.run_task(ctx, task)
+    journal.record("task", action="ran", task=task.name, release=task.release)
+    return data
+
+
+def _about(data: dict[str, Any], task: Task) -> bool:
+    return data.get("task") == task.name and data.get("release") == task.release
+
+
 def _json(items: Iterable[HandItem]) -> list[dict[str, str]]:
     return [item.as_json() for item in items]
 
@@ -223,6 +271,7 @@ RUNNERS: dict[StepKind, Runner] = {
     StepKind.SMOKE: _smoke,
     StepKind.CONTRACT: rolling.contract,
     StepKind.MAINTENANCE_OFF: _maintenance_off,
+    StepKind.TASK: _task,
     StepKind.AUDIT: _audit,
 }
 

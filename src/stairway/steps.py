@@ -34,6 +34,7 @@ class StepKind(StrEnum):
     EXPAND = "expand"  # rolling: a hop's changes but the target's deferred contract ones
     INSTANCE = "instance"  # rolling: one instance drained, restarted on the new release
     CONTRACT = "contract"  # rolling: the deferred contract changes, once no old one is left
+    TASK = "task"  # a release's post-upgrade task: a reindex or a product command
 
 
 HOP = (StepKind.SCHEMA, StepKind.OBJECTS, StepKind.DELTAS, StepKind.CONFIG_FILES)
@@ -46,19 +47,25 @@ class Step:
     kind: StepKind
     release: str | None = None  # the release a hop step moves to
     source: str | None = None  # the release that hop starts from
+    task: str | None = None  # a task step: the task's name (of ``release``)
 
     def describe(self) -> str:
-        """The step as plans and logs show it: ``schema 1.0.4 -> 2.0.0``, or its kind alone."""
+        """The step as plans and logs show it: ``schema 1.0.4 -> 2.0.0``, ``task rebuild
+        (2.0.0)``, or its kind alone."""
+        if self.task is not None:
+            return f"{self.kind} {self.task} ({self.release})"
         return f"{self.kind} {self.source} -> {self.release}" if self.release else str(self.kind)
 
     def as_json(self) -> dict[str, Any]:
         """The step as the journal's plan record holds it."""
-        return {"kind": str(self.kind), "release": self.release, "source": self.source}
+        found = {"kind": str(self.kind), "release": self.release, "source": self.source}
+        return found | ({"task": self.task} if self.task is not None else {})
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Step:
         """The step the journal wrote as ``value``."""
-        return cls(StepKind(value["kind"]), value.get("release"), value.get("source"))
+        kind, release, source = StepKind(value["kind"]), value.get("release"), value.get("source")
+        return cls(kind, release, source, value.get("task"))
 
 
 def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
@@ -67,7 +74,9 @@ def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
     The product is backed up and stopped first; the transient paths of each release on the path
     that lists some (``clear``) are removed; each hop then moves schema, objects, deltas and
     config files; with ``releases`` the ``current`` link moves to the target; the product is then
-    started, checked and audited.
+    started, checked and audited. The releases' post-upgrade tasks (``stairway.tasks``) run
+    after the last hop: those declared ``serving = false`` before the start, the others once
+    the product serves again, after its checks and before the audit.
     """
     steps = [Step(StepKind.BACKUP), Step(StepKind.MAINTENANCE_ON), Step(StepKind.STOP)]
     steps.append(Step(StepKind.INTERRUPT_JOBS))
@@ -81,14 +90,16 @@ def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
         steps += [Step(kind, release, source) for kind in HOP]
     if releases:
         steps.append(Step(StepKind.RELEASE, str(plan.target), str(plan.current)))
-    finish = [
-        StepKind.START,
-        StepKind.HEALTH,
-        StepKind.SMOKE,
-        StepKind.MAINTENANCE_OFF,
-        StepKind.AUDIT,
-    ]
-    return [*steps, *(Step(kind) for kind in finish)]
+    steps += task_steps(plan, serving=False)
+    finish = [StepKind.START, StepKind.HEALTH, StepKind.SMOKE, StepKind.MAINTENANCE_OFF]
+    steps += [Step(kind) for kind in finish]
+    return [*steps, *task_steps(plan, serving=True), Step(StepKind.AUDIT)]
+
+
+def task_steps(plan: UpgradePlan, serving: bool) -> list[Step]:
+    """A step for each task of the path that runs while the product serves, or does not."""
+    tasks = [task for task in plan.tasks if task.serving == serving]
+    return [Step(StepKind.TASK, task.release, None, task.name) for task in tasks]
 
 
 def path_of(steps: Iterable[Step]) -> list[str]:
@@ -118,6 +129,7 @@ CHANGING = {
     StepKind.EXPAND,
     StepKind.INSTANCE,
     StepKind.CONTRACT,
+    StepKind.TASK,
 }
 
 

@@ -20,6 +20,7 @@ from packaging.version import InvalidVersion
 from packaging.version import Version as _PkgVersion
 
 from stairway.errors import PlanError
+from stairway.tasks import Task
 
 
 class Version(_PkgVersion):
@@ -66,6 +67,8 @@ class Release:
             changes 1 to ``schema``.
         clear: Transient paths of the data directory (relative to it) that an upgrade to it
             removes after the backup and before the product starts.
+        tasks: Post-upgrade tasks (a reindex, a product command) an upgrade to it runs after
+            its schema and objects.
     """
 
     version: Version
@@ -76,6 +79,7 @@ class Release:
     agent_protocol: tuple[int, int] | None = None
     patches: tuple[tuple[int, int], ...] = ()  # patch changes N.K it carries besides 1..schema
     clear: tuple[str, ...] = ()  # data-directory paths removed before it starts
+    tasks: tuple[Task, ...] = ()  # post-upgrade tasks, in the catalog's order
 
     def carries(self, number: int, patch: int) -> bool:
         """Whether the release needs change ``number`` (``patch`` > 0: the patch number.patch).

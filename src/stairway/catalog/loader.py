@@ -172,6 +172,7 @@ def _release(model: ReleaseModel, schema: int) -> Release:
         agent_protocol=model.agent_protocol,
         patches=model.patch_keys,
         clear=tuple(model.clear),
+        tasks=tuple(task.task(str(Version(model.version))) for task in model.task),
     )
 
 

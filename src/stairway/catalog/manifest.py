@@ -8,12 +8,21 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, TypeVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from stairway.errors import CatalogError
 from stairway.objects.spec import ObjectsModel
 from stairway.parsing import toml_document
+from stairway.tasks import Task, TaskKind
 from stairway.versions import Version
 
 M = TypeVar("M", bound=BaseModel)
@@ -27,6 +36,63 @@ class ProductModel(_Strict):
     """``[product]``: the product's name."""
 
     name: Annotated[str, Field(min_length=1)]
+
+
+def _plain_name(value: str) -> str:
+    if any(ord(c) < 32 for c in value):
+        raise ValueError(f"{value!r} holds a control character: name the index or table")
+    return value
+
+
+# An index or table name as the database knows it; quoted by the dialect when it is run.
+SqlName = Annotated[str, Field(min_length=1, max_length=63), AfterValidator(_plain_name)]
+
+
+class TaskModel(_Strict):
+    """One ``[[release.task]]``: a reindex (an index, or every index of a table) or a product
+    command, run after the upgrade's schema and objects; ``serving`` says whether the product
+    serves meanwhile."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,79}$")]
+    serving: bool
+    reindex: SqlName | None = None  # an index
+    reindex_table: SqlName | None = None  # every index of a table
+    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = (
+        None  # the program and its arguments, run without a shell
+    )
+    timeout: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0  # a command's, in seconds
+    idempotent: bool = False  # a command that may run again after a crash cut it short
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TaskModel:
+        given = [k for k in ("reindex", "reindex_table", "command") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `reindex`, `reindex_table` or `command`")
+        if self.command is None and "timeout" in self.model_fields_set:
+            raise ValueError("`timeout` applies to a `command` task")
+        if self.command is None and "idempotent" in self.model_fields_set:
+            raise ValueError("`idempotent` applies to a `command` task (a reindex always is)")
+        if self.command is not None and any("\x00" in arg for arg in self.command):
+            raise ValueError("`command` holds a NUL character")
+        return self
+
+    def task(self, release: str) -> Task:
+        """The task as a value, declared by ``release``."""
+        if self.command is not None:
+            argv = tuple(self.command)
+            return Task(
+                self.name,
+                release,
+                TaskKind.COMMAND,
+                self.serving,
+                argv=argv,
+                timeout=self.timeout,
+                idempotent=self.idempotent,
+            )
+        kind = TaskKind.REINDEX_INDEX if self.reindex else TaskKind.REINDEX_TABLE
+        return Task(
+            self.name, release, kind, self.serving, target=self.reindex or self.reindex_table or ""
+        )
 
 
 class ReleaseModel(_Strict):
@@ -45,6 +111,7 @@ class ReleaseModel(_Strict):
     patches: list[str] = []  # patch changes "N.K" of an LTS line this release carries
     clear: list[str] = []  # transient paths of the data directory removed before it starts
     snapshot: str | None = None  # its schema snapshot's directory, relative to the catalog
+    task: list[TaskModel] = []  # post-upgrade tasks: a reindex or a product command
 
     @field_validator("version", "requires")
     @classmethod
@@ -69,6 +136,15 @@ class ReleaseModel(_Strict):
         if len(set(cleared)) != len(cleared):
             raise ValueError("a path is listed twice")
         return cleared
+
+    @field_validator("task")
+    @classmethod
+    def _named_once(cls, value: list[TaskModel]) -> list[TaskModel]:
+        names = [task.name for task in value]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"task {twice[0]!r} is declared twice: give each a name of its own")
+        return value
 
     @property
     def patch_keys(self) -> tuple[tuple[int, int], ...]:

@@ -27,6 +27,7 @@ from stairway.cli import (
     service,
     site,
     snapshots,
+    tasks,
     transfer,
     upgrade,
 )
@@ -60,6 +61,7 @@ for name, group in (
     ("secrets", secrets.secrets_app),
     ("service", service.service_app),
     ("maintenance", maintenance.app),
+    ("tasks", tasks.app),
     ("new", authoring.new_app),
 ):
     app.add_typer(group, name=name)

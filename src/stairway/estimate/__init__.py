@@ -24,7 +24,9 @@ def estimate_upgrade(
     steps = plan_steps(plan, releases=ctx.site.site.releases_dir is not None)
     hops = {str(h.release.version): h for h in plan.steps}
     described = [(s.kind, s.describe(), hops.get(s.release or "")) for s in steps]
+    named = {t.name: t for t in plan.tasks}
+    tasks = {s.describe(): named[s.task] for s in steps if s.task in named}
     sizes = table_sizes(ctx.engine)
     facts = site_facts(ctx.engine, ctx.catalog, sizes, ctx.site.site.data_dir)
     rates = load_rates(ctx.engine, ctx.site.site.backup_dir, recalibrate)
-    return estimate(plan, described, ctx.catalog, facts, rates, limits)
+    return estimate(plan, described, ctx.catalog, facts, rates, limits, tasks)

@@ -9,19 +9,26 @@ hop migrates; the backup is the database and data directory at the measured or b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import Engine, text
 
 from stairway.catalog import Catalog
-from stairway.estimate.operations import Operation, OpKind, operations
+from stairway.estimate.operations import (
+    SHARE_UPDATE_EXCLUSIVE,
+    Operation,
+    OpKind,
+    operations,
+)
 from stairway.estimate.rates import BACKUP_BYTES_PER_S, OBJECTS_PER_S, Rates
 from stairway.estimate.sizes import TableSize
 from stairway.plan import PlanStep, UpgradePlan
 from stairway.schema.change import Change
 from stairway.schema.sql_of import opaque_sql, sql_of
 from stairway.steps import StepKind
+from stairway.tasks import Task, TaskKind
 
 CONCURRENT_PASSES = 2.0  # CREATE INDEX CONCURRENTLY scans the table twice
 # Steps whose time does not grow with the site: a flag, a link, a few rows or files.
@@ -92,6 +99,7 @@ class StepEstimate:
     changes: tuple[ChangeEstimate, ...] = ()
     flags: list[str] = field(default_factory=list)
     downtime: bool = True  # between stop and start: the product is not serving
+    task: Task | None = None  # a task step's task
 
     @property
     def lock(self) -> str | None:
@@ -160,6 +168,7 @@ class SiteFacts:
     objects_by_type: dict[str, int]
     data_bytes: int
     postgres: bool = True  # locks are PostgreSQL's; SQLite locks the whole database to write
+    index_tables: dict[str, str] = field(default_factory=dict)  # index name -> its table
 
 
 def site_facts(
@@ -175,7 +184,19 @@ def site_facts(
             )
             counts = {str(t): int(n) for t, n in rows}
     size = sum(p.stat().st_size for p in data.rglob("*") if p.is_file()) if data else 0
-    return SiteFacts(sizes, counts, size, engine.dialect.name == "postgresql")
+    postgres = engine.dialect.name == "postgresql"
+    return SiteFacts(sizes, counts, size, postgres, index_tables(engine))
+
+
+def index_tables(engine: Engine) -> dict[str, str]:
+    """Each index of the site's database with the table it indexes (for reindex tasks)."""
+    query = (
+        "SELECT indexname, tablename FROM pg_indexes WHERE schemaname = current_schema()"
+        if engine.dialect.name == "postgresql"
+        else "SELECT name, tbl_name FROM sqlite_master WHERE type = 'index'"
+    )
+    with engine.connect() as conn:
+        return {str(index): str(table) for index, table in conn.execute(text(query))}
 
 
 def estimate(
@@ -185,13 +206,19 @@ def estimate(
     facts: SiteFacts,
     rates: Rates,
     limits: Limits,
+    tasks: Mapping[str, Task] | None = None,
 ) -> Estimate:
-    """``step_kinds``: (kind, label, hop) for every step of the upgrade, in order."""
+    """``step_kinds``: (kind, label, hop) for every step of the upgrade, in order; ``tasks``:
+    the task of each task step, by its label."""
     steps = []
     down = False
     for kind, label, hop in step_kinds:
         down = down or kind == StepKind.STOP
-        found = _step(kind, label, hop, catalog, facts, rates)
+        task = (tasks or {}).get(label)
+        if task is not None:
+            found = _task(kind, label, task, facts, rates)
+        else:
+            found = _step(kind, label, hop, catalog, facts, rates)
         found.downtime = down and kind not in (StepKind.BACKUP, StepKind.MAINTENANCE_ON)
         _flag(found, limits)
         steps.append(found)
@@ -230,6 +257,25 @@ def _step(
         return StepEstimate(kind, label, rates.steps[kind], "measured")
     quick = kind in QUICK
     return StepEstimate(kind, label, 0.0 if quick else None, "built-in" if quick else "unknown")
+
+
+def _task(kind: StepKind, label: str, task: Task, facts: SiteFacts, rates: Rates) -> StepEstimate:
+    """What this site last measured for the task; else, for a reindex, an index build on its
+    table at the calibration's rate; a command's time is unknown until measured."""
+    if task.name in rates.tasks:
+        return StepEstimate(kind, label, rates.tasks[task.name], "measured", task=task)
+    if not task.reindex:
+        return StepEstimate(kind, label, None, "unknown", task=task)
+    table = task.target if task.kind is TaskKind.REINDEX_TABLE else None
+    table = table or facts.index_tables.get(task.target)
+    concurrently = OpKind.INDEX_CONCURRENTLY if facts.postgres else OpKind.INDEX
+    lock = SHARE_UPDATE_EXCLUSIVE if facts.postgres else None
+    found = _operation(Operation(concurrently, table, lock, "reindex"), facts.sizes, rates)
+    sizes = facts.sizes.get(table or "")
+    count = sizes.indexes if sizes and task.kind is TaskKind.REINDEX_TABLE else 1
+    seconds = None if found.seconds is None else found.seconds * count
+    basis = "calibration" if seconds is not None else "unknown"
+    return StepEstimate(kind, label, seconds, basis, task=task)
 
 
 def _basis(measured: float | None) -> str:

@@ -35,6 +35,7 @@ class Rates:
     calibrated: str  # when
     changes: dict[str, float] = field(default_factory=dict)  # change label -> seconds measured
     steps: dict[str, float] = field(default_factory=dict)  # step kind -> seconds measured
+    tasks: dict[str, float] = field(default_factory=dict)  # task name -> seconds measured
     objects_per_s: float | None = None  # measured
     backup_bytes_per_s: float | None = None  # measured
     measured_by: str | None = None  # "rehearsal <id>" or "upgrade <id>"
@@ -102,6 +103,8 @@ def record_measured(
         took = float(data.get("took", seconds))  # the backup ran beside verify
         if kind == StepKind.BACKUP and data.get("bytes") and took > 0:
             rates.backup_bytes_per_s = data["bytes"] / took
+        if kind == StepKind.TASK and data.get("ran_s") is not None:
+            rates.tasks[str(data["task"])] = float(data["ran_s"])
         if service and kind in (StepKind.STOP, StepKind.START, StepKind.HEALTH):
             rates.steps[kind.value] = seconds  # a plain str: the rates file's keys are JSON
     rates.measured_by = by

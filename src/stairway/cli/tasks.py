@@ -1,0 +1,37 @@
+"""``stairway tasks``: a release's post-upgrade tasks, run again by hand."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from stairway import context as site_context
+from stairway.operations import tasks
+from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out
+
+app = typer.Typer(help="Post-upgrade tasks of a release: a reindex or a product command.")
+
+
+@app.command("run")
+def tasks_run(
+    name: Annotated[str, typer.Argument(help="the task's name, as the catalog declares it")],
+    release: Annotated[
+        str | None,
+        typer.Option(
+            "--release",
+            help="the release that declares it (default: the newest "
+            "release up to the site's that does)",
+        ),
+    ] = None,
+    site: SiteOpt = None,
+    catalog: CatalogOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Run a task again, such as one an upgrade reported as failed after the product started."""
+    ctx = site_context.open_context(site, catalog)
+    done = tasks.run_by_hand(ctx, name, release)
+    if json:
+        emit_json(done)
+        return
+    out.print(f"task {name} done in {done['ran_s']:.1f} s ({done['kind']})", highlight=False)

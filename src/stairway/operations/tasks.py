@@ -1,0 +1,156 @@
+"""Running a release's post-upgrade task (``stairway.tasks``): a reindex on the site's database
+or a product command, run by the upgrade's task steps and by ``stairway tasks run``.
+
+A reindex on PostgreSQL is ``REINDEX ... CONCURRENTLY``, outside a transaction: the product keeps
+reading and writing the table meanwhile. A crash part-way leaves an invalid ``<index>_ccnew``
+copy behind; the next run drops it first, so running a reindex again is always safe. A command
+runs without a shell, in the site file's directory, with a timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from stairway import faults
+from stairway.catalog import Catalog
+from stairway.context import Context, backup_dir, current_version
+from stairway.errors import TaskFailed, UpgradeError, UsageRefused
+from stairway.journal import Journal
+from stairway.sitelock import changes_site
+from stairway.tasks import Task, TaskKind, reindex_statement
+from stairway.versions import Version
+
+OUTPUT_TAIL = 600  # characters of a failed command's output shown with its error
+
+_LEFTOVERS = """
+SELECT c.relname FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT i.indisvalid AND n.nspname = current_schema()
+  AND (c.relname LIKE :pattern ESCAPE '!'
+       OR (:table AND i.indrelid = to_regclass(:target) AND c.relname LIKE '%!_ccnew%' ESCAPE '!'))
+"""
+
+
+def find_task(catalog: Catalog, name: str, release: str | None, at: Version | None = None) -> Task:
+    """The task ``name`` of ``release``; without a release, that of the newest release at or
+    below ``at`` that declares it. Raises UsageRefused naming the tasks there are."""
+    releases = [catalog.release(release)] if release else catalog.releases
+    candidates = [r for r in releases if at is None or release or r.version <= at]
+    for found in reversed(candidates):
+        for task in found.tasks:
+            if task.name == name:
+                return task
+    known = sorted({f"{t.name} ({t.release})" for r in candidates for t in r.tasks})
+    raise UsageRefused(
+        f"no task {name!r} is declared by "
+        + (f"release {release}" if release else "the releases up to the site's"),
+        hint=f"the tasks there are: {', '.join(known)}" if known else "the catalog declares none",
+    )
+
+
+def run_task(ctx: Context, task: Task) -> dict[str, Any]:
+    """Run ``task`` once on the site; returns what the journal records of it.
+
+    Raises TaskFailed naming the task, with the command that runs it again.
+    """
+    started = time.monotonic()
+    if task.reindex:
+        _reindex(ctx, task)
+    else:
+        _command(ctx, task)
+    return {
+        "task": task.name,
+        "kind": str(task.kind),
+        "ran_s": round(time.monotonic() - started, 3),
+    }
+
+
+@changes_site
+def run_by_hand(ctx: Context, name: str, release: str | None) -> dict[str, Any]:
+    """``stairway tasks run``: run a task again, typically one an upgrade reported as failed
+    after the product started. Refused while an upgrade is interrupted."""
+    active = Journal(backup_dir(ctx)).active()
+    if active is not None:
+        raise UpgradeError(
+            f"upgrade {active.upgrade_id} was interrupted: its tasks run when it is finished",
+            hint="`stairway upgrade --resume` finishes it, `stairway rollback` undoes it",
+        )
+    task = find_task(ctx.catalog, name, release, current_version(ctx))
+    return run_task(ctx, task)
+
+
+def _reindex(ctx: Context, task: Task) -> None:
+    dialect = ctx.engine.dialect
+    statement = reindex_statement(task, dialect.name, dialect.identifier_preparer.quote)
+    before, after = faults.around("task-reindex")
+    try:
+        with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if dialect.name == "postgresql":
+                _drop_leftovers(conn, task)
+            faults.point(before)
+            conn.execute(text(statement))
+            faults.point(after)
+    except Exception as err:
+        if isinstance(err, OSError):
+            raise
+        raise _failed(task, f"{statement} failed: {_first_line(err)}") from err
+
+
+def _drop_leftovers(conn: Connection, task: Task) -> None:
+    """Invalid ``_ccnew`` copies a reindex cut short left behind (PostgreSQL keeps them)."""
+    escaped = task.target.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    found = conn.execute(
+        text(_LEFTOVERS),
+        {
+            "pattern": f"{escaped}!_ccnew%",
+            "table": task.kind is TaskKind.REINDEX_TABLE,
+            "target": conn.dialect.identifier_preparer.quote(task.target),
+        },
+    ).scalars()
+    quote = conn.dialect.identifier_preparer.quote
+    for name in list(found):
+        conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}"))
+
+
+def _command(ctx: Context, task: Task) -> None:
+    env = {**os.environ, "STAIRWAY_TASK": task.name, "STAIRWAY_RELEASE": task.release}
+    before, after = faults.around("task-command")
+    faults.point(before)
+    try:
+        done = subprocess.run(
+            task.argv,
+            cwd=ctx.site.path.resolve().parent,
+            env=env,
+            capture_output=True,
+            timeout=task.timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise _failed(task, f"{task.what()} did not finish in {task.timeout:g} s") from None
+    except OSError as err:
+        raise _failed(task, f"cannot run {task.argv[0]}: {err.strerror or err}") from None
+    faults.point(after)
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout).decode("utf-8", "replace").strip()
+        said = f": {output[-OUTPUT_TAIL:]}" if output else ""
+        raise _failed(task, f"{task.what()} exited with {done.returncode}{said}")
+
+
+def _failed(task: Task, message: str) -> TaskFailed:
+    return TaskFailed(
+        f"task {task.name} of release {task.release}: {message}",
+        hint=f"fix the cause, then `{task.rerun_command()}`",
+        task=task.name,
+        release=task.release,
+    )
+
+
+def _first_line(err: Exception) -> str:
+    cause = getattr(err, "orig", None) or err
+    return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__

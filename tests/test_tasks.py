@@ -1,0 +1,208 @@
+"""Post-upgrade tasks of a release: validated when the catalog loads, run as journaled steps
+(offline before the start, serving after it), rolled back or reported when they fail, never run
+twice by a resume, and shown by plan --estimate and verify."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import inspect, text
+
+from cli_runner import stairway
+from stairway import context, operations
+from stairway.database import dispose_all
+from stairway.journal import ACTIVE
+
+TASKS = """
+[[release.task]]
+name = "orders-index"
+reindex = "orders_customer"
+serving = {serving}
+
+[[release.task]]
+name = "marker"
+command = [{python}, "-c", "{code}"]
+serving = false
+"""
+WRITE = "open('marker', 'a').write('x')"
+FAIL = "import sys; sys.exit(4)"
+
+
+def with_tasks(catalog: Path, body: str) -> None:
+    """Declare ``body``'s tasks on release 2.0.0 of the shop catalog."""
+    manifest = catalog / "stairway.toml"
+    text_ = manifest.read_text("utf-8")
+    head, tail = text_.split('[[release]]\nversion = "2.1.0"')
+    manifest.write_text(head + body + '\n[[release]]\nversion = "2.1.0"' + tail, "utf-8")
+
+
+def tasks(serving: str = "true", code: str = WRITE) -> str:
+    return TASKS.format(serving=serving, python=orjson.dumps(sys.executable).decode(), code=code)
+
+
+@pytest.fixture
+def site(site_file: Path, shop_catalog: Path) -> Path:
+    text_ = site_file.read_text("utf-8") + 'data_dir = "data"\nbackup_dir = "backups"\n'
+    site_file.write_text(text_, "utf-8")
+    (site_file.parent / "data").mkdir()
+    operations.init(context.open_context(site_file, None), "1.0.0")
+    dispose_all()
+    return site_file
+
+
+def marks(site: Path) -> str:
+    path = site.parent / "marker"
+    return path.read_text() if path.exists() else ""
+
+
+@pytest.mark.parametrize(
+    ("entry", "cause"),
+    [
+        ('name = "t"\nserving = true\nreindex = "ix"\ncommand = ["a"]', "exactly one of"),
+        ('name = "t"\nserving = true', "exactly one of"),
+        ('name = "t"\nserving = true\nreindex = "ix"\nshell = "x"', "unknown key"),
+        ('name = "t"\nserving = true\nreindex = "ix"\ntimeout = 5', "applies to a `command`"),
+        ('name = "t"\nreindex = "ix"', "missing key"),
+        ('name = "T x"\nserving = true\nreindex = "ix"', "release[4].task[1].name"),
+        ('name = "t"\nserving = true\ncommand = []', "release[4].task[1].command"),
+        ('name = "t"\nserving = true\nreindex = "ix\\u0001"', "control character"),
+    ],
+)
+def test_a_malformed_task_is_refused_naming_file_and_key(
+    shop_catalog: Path, entry: str, cause: str
+) -> None:
+    with_tasks(shop_catalog, f"\n[[release.task]]\n{entry}\n")
+    code, out, err = stairway("check", "--catalog", str(shop_catalog), "--json")
+    assert code == 2 and "Traceback" not in out + err
+    problems = orjson.loads(out)["problems"]
+    assert any(cause in p["cause"] and "release[4].task" in p["cause"] for p in problems), problems
+    assert all(p["file"].endswith("stairway.toml") and p["fix"] for p in problems)
+
+
+def test_a_task_named_twice_is_refused(shop_catalog: Path) -> None:
+    twice = '\n[[release.task]]\nname = "t"\nserving = true\nreindex = "ix"\n' * 2
+    with_tasks(shop_catalog, twice)
+    code, out, _ = stairway("check", "--catalog", str(shop_catalog), "--json")
+    assert code == 2 and "declared twice" in out
+
+
+def test_the_upgrade_runs_both_tasks_as_journaled_steps(site: Path, shop_catalog: Path) -> None:
+    with_tasks(shop_catalog, tasks(serving="true"))
+    code, out, err = stairway("upgrade", "--to", "2.0.0", "--site", str(site), "--json")
+    assert code == 0, err
+    steps = [s["step"] for s in orjson.loads(out)["steps"]]
+    assert steps.index("task marker (2.0.0)") < steps.index("start")
+    assert steps.index("maintenance-off") < steps.index("task orders-index (2.0.0)")
+    assert steps[-1] == "audit" and marks(site) == "x"
+    journal = next((site.parent / "backups" / "upgrades").glob("*.journal")).read_text()
+    assert '"task":"orders-index","kind":"reindex"' in journal
+    ctx = context.open_context(site, None)
+    with ctx.engine.connect() as conn:
+        if ctx.engine.dialect.name == "postgresql":
+            valid = conn.execute(
+                text(
+                    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "WHERE c.relname LIKE 'orders_customer%'"
+                )
+            ).scalars()
+            assert list(valid) == [True], "one index, valid, and no leftover copy"
+        else:
+            assert conn.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+    dispose_all()
+
+
+def test_a_failing_offline_task_rolls_the_site_back_whole(site: Path, shop_catalog: Path) -> None:
+    with_tasks(shop_catalog, tasks(serving="false", code=FAIL))
+    code, _, err = stairway("upgrade", "--to", "2.0.0", "--site", str(site))
+    assert code == 1, err
+    assert "task marker of release 2.0.0" in err and "exited with 4" in err
+    assert "Rolled back" in err
+    ctx = context.open_context(site, None)
+    assert str(context.current_version(ctx)) == "1.0.0"
+    columns = [c["name"] for c in inspect(ctx.engine).get_columns("customers")]
+    dispose_all()
+    assert "email" not in columns and "note" in columns
+    assert not (site.parent / "backups" / ACTIVE).exists()
+
+
+@pytest.fixture
+def sqlite_site(tmp_path: Path, sqlite_database: str, shop_catalog: Path) -> Path:
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(
+        f'[site]\ndatabase = "{sqlite_database}"\ncatalog = "{shop_catalog}"\n'
+        'data_dir = "data"\nbackup_dir = "backups"\n',
+        "utf-8",
+    )
+    (tmp_path / "data").mkdir()
+    operations.init(context.open_context(site_file, None), "1.0.0")
+    dispose_all()
+    return site_file
+
+
+def test_a_failing_serving_task_is_reported_with_the_command_to_rerun_it(
+    sqlite_site: Path, shop_catalog: Path
+) -> None:
+    body = tasks().replace('reindex = "orders_customer"', 'reindex = "no_such_index"')
+    with_tasks(shop_catalog, body)
+    code, _, err = stairway("upgrade", "--to", "2.0.0", "--site", str(sqlite_site))
+    assert code == 3, err
+    assert "complete and kept" in err and "task orders-index (2.0.0)" in err
+    assert "stairway tasks run orders-index --release 2.0.0" in err
+    ctx = context.open_context(sqlite_site, None)
+    assert str(context.current_version(ctx)) == "2.0.0", "the release is live: not rolled back"
+    dispose_all()
+    code, _, err = stairway("tasks", "run", "orders-index", "--site", str(sqlite_site))
+    assert code == 1 and "no_such_index" in err and "hint:" in err
+
+
+@pytest.mark.parametrize("point", ["after:task", "None:task#2"])
+def test_a_kill_in_the_command_step_resumes_without_running_it_twice(
+    sqlite_site: Path, shop_catalog: Path, point: str
+) -> None:
+    with_tasks(shop_catalog, tasks(serving="true"))
+    command = [sys.executable, "-m", "stairway", "upgrade", "--to", "2.0.0"]
+    env = {**os.environ, "STAIRWAY_FAULT": point}
+    killed = subprocess.run([*command, "--site", str(sqlite_site)], env=env, check=False)
+    assert killed.returncode == -9
+    assert marks(sqlite_site) == "x"
+    code, _, err = stairway("upgrade", "--resume", "--site", str(sqlite_site))
+    assert code == 0, err
+    assert marks(sqlite_site) == "x", "the command ran once"
+
+
+def test_a_kill_while_the_command_ran_is_not_run_again_blindly(
+    sqlite_site: Path, shop_catalog: Path
+) -> None:
+    with_tasks(shop_catalog, tasks(serving="true"))
+    command = [sys.executable, "-m", "stairway", "upgrade", "--to", "2.0.0"]
+    env = {**os.environ, "STAIRWAY_FAULT": "after:task-command"}
+    assert subprocess.run([*command, "--site", str(sqlite_site)], env=env).returncode == -9
+    code, _, err = stairway("upgrade", "--resume", "--site", str(sqlite_site))
+    assert code == 1 and "not declared idempotent" in err and "Rolled back" in err
+    assert marks(sqlite_site) == "x"
+
+
+def test_plan_estimate_and_verify_show_the_tasks(sqlite_site: Path, shop_catalog: Path) -> None:
+    with_tasks(shop_catalog, tasks(serving="true"))
+    code, out, err = stairway(
+        "plan", "--to", "2.0.0", "--estimate", "--site", str(sqlite_site), "--json"
+    )
+    assert code == 0, err
+    found = [s for s in orjson.loads(out)["steps"] if s["kind"] == "task"]
+    assert [(s["task"]["name"], s["task"]["kind"], s["task"]["serving"]) for s in found] == [
+        ("marker", "command", False),
+        ("orders-index", "reindex", True),
+    ]
+    assert found[0]["basis"] == "unknown" and found[1]["basis"] == "calibration"
+    assert found[1]["downtime"] is False
+    code, out, _ = stairway("plan", "--to", "2.0.0", "--estimate", "--site", str(sqlite_site))
+    assert "reindex orders_customer, serving" in out
+    code, out, err = stairway("verify", "--to", "2.0.0", "--site", str(sqlite_site), "--json")
+    assert code == 0, err
+    said = [f["message"] for f in orjson.loads(out)["findings"] if f["topic"] == "tasks"]
+    assert len(said) == 2 and "reindex orders_customer after the start" in said[0]
