@@ -21,7 +21,7 @@ from stairway.estimate.sizes import TableSize
 from stairway.plan import PlanStep, UpgradePlan
 from stairway.schema.change import Change
 from stairway.schema.sql_of import opaque_sql, sql_of
-from stairway.steps import StepKind
+from stairway.steps import StepKind, serving_down
 
 CONCURRENT_PASSES = 2.0  # CREATE INDEX CONCURRENTLY scans the table twice
 # Steps whose time does not grow with the site: a flag, a link, a few rows or files.
@@ -188,14 +188,12 @@ def estimate(
 ) -> Estimate:
     """``step_kinds``: (kind, label, hop) for every step of the upgrade, in order."""
     steps = []
-    down = False
-    for kind, label, hop in step_kinds:
-        down = down or kind == StepKind.STOP
+    down = serving_down(kind for kind, _, _ in step_kinds)
+    for (kind, label, hop), downtime in zip(step_kinds, down, strict=True):
         found = _step(kind, label, hop, catalog, facts, rates)
-        found.downtime = down and kind not in (StepKind.BACKUP, StepKind.MAINTENANCE_ON)
+        found.downtime = downtime
         _flag(found, limits)
         steps.append(found)
-        down = down and kind != StepKind.START
     basis = rates.measured_by or f"calibration of {rates.calibrated}"
     return Estimate(tuple(steps), limits, basis)
 
