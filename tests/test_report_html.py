@@ -1,6 +1,7 @@
 """The HTML report's layout and legibility, from a document made here: its charts scale to
-their box, its tables scroll in theirs, the totals come first, the findings table has
-headers, and its text colours reach 4.5:1 contrast on their background."""
+their box and print with their headings, its tables scroll in theirs and have column headers,
+the totals come first and the release notes are Markdown shown without their HTML. Its
+colours' contrast is tested with the web UI's, in test_contrast."""
 
 from __future__ import annotations
 
