@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stairway.fleet.policy import AgentRow, Mode, Policy, State, evaluate
+from stairway.fleet.policy import AgentRow, Mode, Policy, State, evaluate, wave
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 DEADLINE = timedelta(seconds=120)
@@ -121,3 +121,26 @@ def test_canaries_go_first_alone_and_a_failed_canary_halts() -> None:
     failed = settle(agents, first.upgrade, fails={"c2"})
     halted = evaluate(first.policy, failed, TARGET, NOW, DEADLINE)
     assert halted.upgrade == [] and "canary agent c2" in str(halted.policy.halted)
+
+
+def test_a_staged_rollout_begun_before_any_agent_enrolled_grows_as_they_enroll() -> None:
+    policy = Policy(mode=Mode.STAGED, percent=20, canary=True)
+    empty = evaluate(policy, [], TARGET, NOW, DEADLINE)
+    assert empty.upgrade == [] and empty.policy.rollout_size == 0
+    enrolled = [
+        *fleet_of(3),
+        *[AgentRow(f"c{n}", "1.0.0", State.ONLINE, True, group="canary") for n in (1, 2)],
+    ]
+    canaries = evaluate(empty.policy, enrolled, TARGET, NOW, DEADLINE)
+    assert canaries.policy.rollout_size == 5 and wave(canaries.policy) == 1
+    assert canaries.upgrade == ["c1"]
+    assert canaries.note == "canary agents first: 1 agent(s) sent the upgrade"
+
+
+def test_agents_enrolling_mid_rollout_join_it_and_upgraded_ones_stay_counted() -> None:
+    policy = Policy(mode=Mode.STAGED, percent=50)
+    first = evaluate(policy, fleet_of(4), TARGET, NOW, DEADLINE)
+    agents = settle(fleet_of(4), first.upgrade)
+    later = [*agents, AgentRow("late-1", "1.0.0", State.ONLINE, True)]
+    second = evaluate(first.policy, later, TARGET, NOW, DEADLINE)
+    assert second.policy.rollout_size == 5 and len(second.upgrade) == 3

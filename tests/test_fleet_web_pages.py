@@ -200,3 +200,18 @@ def test_the_agents_page_has_a_live_banner_for_a_refresh_that_failed(ui: UI) -> 
     script = page.xpath("//main//script")[0].text
     assert "lost contact — data as of" in script and '"signed out"' in script
     assert "replaceWith" in script and "innerHTML" not in script, "rows are updated in place"
+
+
+def test_a_staged_rollout_says_how_many_agents_its_wave_holds_as_agents_enroll(ui: UI) -> None:
+    ui.agents()
+    ui.policy(mode=Mode.STAGED, percent=20, canary=True, rollout_target="2.0.0", rollout_size=0)
+    try:
+        empty = _text(ui.html("/ui/agents").get_element_by_id("wave"))
+        assert "no agent to upgrade yet" in empty
+        ui.agents(*({"agent_id": f"relay-{n}"} for n in range(5)))
+        said = _text(ui.html("/ui/agents").get_element_by_id("wave"))
+        assert "5 agent(s) in it; the current wave holds 1 agent(s)" in said
+        assert "canary group first" in said
+    finally:
+        ui.policy(mode=Mode.MANUAL, canary=False, rollout_target=None, rollout_size=None)
+        ui.agents()

@@ -102,6 +102,17 @@ def task_steps(plan: UpgradePlan, serving: bool) -> list[Step]:
     return [Step(StepKind.TASK, task.release, None, task.name) for task in tasks]
 
 
+def serving_down(kinds: Iterable[StepKind]) -> list[bool]:
+    """For each step kind in the order they run, whether the product is not serving during it:
+    from the stop through the start. A backup or maintenance mode switched on is not downtime."""
+    down, result = False, []
+    for kind in kinds:
+        down = down or kind == StepKind.STOP
+        result.append(down and kind not in (StepKind.BACKUP, StepKind.MAINTENANCE_ON))
+        down = down and kind != StepKind.START
+    return result
+
+
 def path_of(steps: Iterable[Step]) -> list[str]:
     """The releases a run of ``steps`` walked through: the first hop's source, then each hop's
     release in turn; empty when no hop began."""

@@ -27,7 +27,7 @@ from stairway.estimate.sizes import TableSize
 from stairway.plan import PlanStep, UpgradePlan
 from stairway.schema.change import Change
 from stairway.schema.sql_of import opaque_sql, sql_of
-from stairway.steps import StepKind
+from stairway.steps import StepKind, serving_down
 from stairway.tasks import Task, TaskKind
 
 CONCURRENT_PASSES = 2.0  # CREATE INDEX CONCURRENTLY scans the table twice
@@ -211,18 +211,16 @@ def estimate(
     """``step_kinds``: (kind, label, hop) for every step of the upgrade, in order; ``tasks``:
     the task of each task step, by its label."""
     steps = []
-    down = False
-    for kind, label, hop in step_kinds:
-        down = down or kind == StepKind.STOP
+    down = serving_down(kind for kind, _, _ in step_kinds)
+    for (kind, label, hop), downtime in zip(step_kinds, down, strict=True):
         task = (tasks or {}).get(label)
         if task is not None:
             found = _task(kind, label, task, facts, rates)
         else:
             found = _step(kind, label, hop, catalog, facts, rates)
-        found.downtime = down and kind not in (StepKind.BACKUP, StepKind.MAINTENANCE_ON)
+        found.downtime = downtime
         _flag(found, limits)
         steps.append(found)
-        down = down and kind != StepKind.START
     basis = rates.measured_by or f"calibration of {rates.calibrated}"
     return Estimate(tuple(steps), limits, basis)
 

@@ -140,7 +140,8 @@ class Agent:
         protocol: The agent protocol the running build speaks.
         config: The agent's configuration, read from its home.
         healthy: The product's own readiness check; a trial of a new build ends well only
-            when it answers True once the server welcomed the build.
+            when it answers True once the server welcomed the build. When it answers False or
+            raises, what it said is recorded with the trial, so that a rollback names it.
         backoff: The waits between reconnects.
         refused: Why the server refused the agent; None while it has not.
     """
@@ -214,11 +215,20 @@ class Agent:
         )
 
     def _welcomed(self) -> None:
-        """The server took our hello: a trial of this build ends well, a rollback is told."""
+        """The server took our hello: a trial of this build ends well when its readiness check
+        passes (what the check said is recorded with the trial when it does not); a rollback
+        is told."""
         self.backoff.attempt = 0
         state = read_state(self.home)
-        confirmed = state.get("trial", {}).get("to") == self.version and self.healthy()
-        if confirmed or state.get("rolled_back"):
+        trial: dict[str, Any] = state.get("trial") or {}
+        if trial.get("to") == self.version:
+            failed = readiness(self.healthy)
+            if failed is not None:
+                log.warning("agent %s: %s", self.config.agent_id, failed)
+                write_state(self.home, {"trial": trial | {"welcomed": True, "readiness": failed}})
+                return
+            write_state(self.home, {})
+        elif state.get("rolled_back"):
             write_state(self.home, {})
 
     async def _upgrade(self, socket: ClientConnection, offer: Upgrade) -> None:
@@ -270,6 +280,16 @@ class Agent:
         }
         write_state(self.home, {"trial": trial})
         point_current(self.home, build)
+
+
+def readiness(check: Callable[[], bool]) -> str | None:
+    """Run the product's readiness check: None when it passes, else what it said: that it
+    answered False, or the error it raised."""
+    try:
+        ready = check()
+    except Exception as err:  # the product's own code: whatever it raises is its answer
+        return f"the readiness check failed: {type(err).__name__}: {err}"
+    return None if ready else "the readiness check answered that the build is not ready"
 
 
 @dataclass

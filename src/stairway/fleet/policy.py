@@ -1,8 +1,9 @@
 """The upgrade policy and its evaluator: which agents to upgrade on this tick, and why not.
 
 Modes: ``manual`` (only the operator's per-agent Upgrade), ``auto`` (every drifted agent at
-once) and ``staged`` (each tick, ``percent`` of the agents that were drifted when the rollout
-began, so a rollout ends in a known number of ticks; a wave starts only when the one before it
+once) and ``staged`` (each tick, ``percent`` of the agents in the rollout: those drifted when it
+began, and those that enrolled drifted since, so a rollout ends in a known number of ticks and
+one that began before any agent enrolled still moves; a wave starts only when the one before it
 has settled). With ``canary`` the agents of the canary group go first, alone, and the rest wait
 until every canary runs the target. Waves are health-gated: when more than ``max_failures``
 percent of the agents tried in this rollout failed or went silent, the rollout halts, with the
@@ -88,7 +89,7 @@ def evaluate(
         if a.state == State.UPGRADING and a.attempt_started and now - a.attempt_started > deadline
     ]
     agents = [replace(a, state=State.NO_SIGNAL) if a.agent_id in silent else a for a in agents]
-    policy = _rollout(policy, agents, target)
+    policy = rollout(policy, agents, target)
     decision = Decision(policy, silent=silent)
     if policy.mode == Mode.MANUAL:
         decision.note = "manual: agents are upgraded one by one from the Agents page"
@@ -102,24 +103,30 @@ def evaluate(
         decision.note = "waiting for the current wave to settle"
         return decision
     ready = [a for a in agents if _candidate(a, target)]
+    waiting = False
     if policy.canary:
         ready, waiting = _canary_first(agents, ready, target)
-        if waiting:
-            decision.note = "canary agents first"
-    size = len(ready)
-    if policy.mode == Mode.STAGED:
-        size = math.ceil((policy.rollout_size or 0) * policy.percent / 100)
+    size = wave(policy) if policy.mode == Mode.STAGED else len(ready)
     decision.upgrade = [a.agent_id for a in sorted(ready, key=lambda a: a.agent_id)[:size]]
-    decision.note = decision.note or f"{len(decision.upgrade)} agent(s) sent the upgrade"
+    sent = f"{len(decision.upgrade)} agent(s) sent the upgrade"
+    decision.note = f"canary agents first: {sent}" if waiting else sent
     return decision
 
 
-def _rollout(policy: Policy, agents: list[AgentRow], target: str) -> Policy:
-    """A new target starts a new rollout: its size is the agents drifted at that moment."""
-    if policy.rollout_target == target:
-        return policy
-    size = sum(1 for a in agents if drifted(a, target))
-    return replace(policy, rollout_target=target, rollout_size=size, halted=None)
+def rollout(policy: Policy, agents: list[AgentRow], target: str) -> Policy:
+    """The rollout to ``target`` as ``agents`` stand: a new target starts a new one. Its size
+    is the agents it holds, drifted or tried on the target; it grows as drifted agents enroll
+    and never shrinks as they upgrade, so that the waves keep their size."""
+    held = sum(1 for a in agents if drifted(a, target) or a.target == target)
+    if policy.rollout_target != target:
+        return replace(policy, rollout_target=target, rollout_size=held, halted=None)
+    return replace(policy, rollout_size=max(policy.rollout_size or 0, held))
+
+
+def wave(policy: Policy) -> int:
+    """How many agents a staged wave sends the upgrade to: ``percent`` of the rollout's size,
+    at least one while the rollout holds any."""
+    return math.ceil((policy.rollout_size or 0) * policy.percent / 100)
 
 
 def _candidate(agent: AgentRow, target: str) -> bool:

@@ -1,9 +1,10 @@
 """``stairway agent run``: keeps the current agent build running and rolls back a bad upgrade.
 
 The supervisor starts ``current`` and watches it. While a trial is open (an upgrade the new
-build has not yet confirmed by being welcomed by the server), a build that exits, or one still
-unconfirmed at the trial's deadline, is stopped; ``current`` goes back to the previous build,
-which is started again and tells the server, in its next hello, which version failed and why.
+build has not yet confirmed by being welcomed by the server and passing its readiness check), a
+build that exits, or one still unconfirmed at the trial's deadline, is stopped; ``current`` goes
+back to the previous build, which is started again and tells the server, in its next hello,
+which version failed and why: the server never welcomed it, or its readiness check failed.
 An agent the server refused (exit 2) is not restarted; other exits are, with backoff.
 """
 
@@ -44,8 +45,7 @@ def supervise(home: Path, poll: float = 0.2) -> int:
             return 0
         trial = read_state(home).get("trial")
         if trial:
-            why = f"the new build exited with status {code} before it was welcomed"
-            _roll_back(home, trial, why)
+            _roll_back(home, trial, trial_failure(trial, code))
             continue
         if code in (0, EXIT_REFUSED):
             return code
@@ -65,10 +65,22 @@ def _watch(home: Path, child: subprocess.Popen[bytes], poll: float, stopping: An
                 child.kill()
                 child.wait()
             if late and not stopping():
-                reason = "the new build was not welcomed by the server within the deadline"
-                _roll_back(home, trial, reason)
+                _roll_back(home, trial, trial_failure(trial, None))
                 return -1
     return code
+
+
+def trial_failure(trial: dict[str, Any], code: int | None) -> str:
+    """Why a trial failed, from what the new build recorded: ``code`` is its exit status, or
+    None when the deadline passed with it running."""
+    checked = trial.get("readiness")
+    if code is None and checked:
+        return f"the new build was welcomed by the server but not ready by the deadline: {checked}"
+    if code is None:
+        return "the new build was not welcomed by the server within the deadline"
+    if checked:
+        return f"the new build exited with status {code} after it was welcomed; {checked}"
+    return f"the new build exited with status {code} before it was welcomed"
 
 
 def _roll_back(home: Path, trial: dict[str, Any], reason: str) -> None:

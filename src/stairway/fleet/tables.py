@@ -50,7 +50,7 @@ policy_table = Table(
     Column("canary", Boolean, nullable=False),
     Column("max_failures", Integer, nullable=False),  # percent of a wave that may fail
     Column("rollout_target", String(64)),
-    Column("rollout_size", Integer),  # drifted agents when the rollout began
+    Column("rollout_size", Integer),  # agents in the rollout: drifted or tried on its target
     Column("halted", Text),  # why the rollout stopped, or NULL
     Column("last_tick", String(40)),
 )

@@ -38,7 +38,7 @@ from stairway.fleet.auth import FleetDep, denied, fleet_of
 from stairway.fleet.control import Fleet
 from stairway.fleet.inputs import PolicyIn
 from stairway.fleet.notices import Notice
-from stairway.fleet.policy import drifted
+from stairway.fleet.policy import drifted, rollout, wave
 from stairway.fleet.signin import Session
 from stairway.fleet.tokens import TokenKind
 from stairway.schema import background
@@ -235,7 +235,9 @@ async def agents(
     notice = _unsealed(session, said, kind, then, seal)
     halt = notices.halted(policy.halted) if policy.halted else None
     flag = await fleet.db(maintenance.read)
+    current = rollout(policy, store.rows_from(rows), fleet.config.version)  # as agents stand now
     values: dict[str, Any] = {"policy": policy, "agents": rows, "notice": notice, "halt": halt}
+    values |= {"held": current.rollout_size or 0, "wave": wave(current)}
     return page(request, "agents.html", session, maintenance=flag, **values)
 
 

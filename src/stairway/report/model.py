@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from stairway.estimate.predict import Estimate
+from stairway.estimate.predict import Estimate, say_duration
 from stairway.plan import UpgradePlan
-from stairway.steps import Step, StepKind, path_of, plan_steps
+from stairway.steps import Step, StepKind, path_of, plan_steps, serving_down
 from stairway.verify import Finding, FindingSeverity, Report
 
 
@@ -23,6 +24,50 @@ class StepRow:
     predicted: float | None
     actual: float | None
     status: str  # done | failed | not run | planned
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A report's totals: the wall time of its steps and how long the product was not serving.
+
+    Measured from the steps that ran when any did; predicted from the estimate otherwise.
+    """
+
+    total: float | None  # None: a step's time is unknown
+    downtime: float | None
+    measured: bool
+    down_at_end: bool  # the run ended after the stop and before the start was done
+
+    def describe(self) -> tuple[str, str]:
+        """The total and the downtime, each as a person reads it."""
+        total = "unknown" if self.total is None else say_duration(self.total)
+        if self.downtime is None:
+            return total, "unknown"
+        if self.downtime == 0 and not self.down_at_end:
+            return total, "none: the product kept serving"
+        down = say_duration(self.downtime)
+        if self.down_at_end:
+            return total, f"at least {down}: the run ended before the product was started again"
+        return total, down
+
+
+def timing(rows: Sequence[StepRow]) -> Timing:
+    """The totals of ``rows``: the sum of the steps' times (the steps run one after another,
+    each timed until the next began) and the sum of those from the stop through the start."""
+    measured = any(row.actual is not None for row in rows)
+    if measured:
+        seconds: list[float | None] = [row.actual or 0.0 for row in rows]
+    else:
+        seconds = [row.predicted for row in rows]
+    down = serving_down(StepKind(row.kind) for row in rows)
+    while_down = [s for s, d in zip(seconds, down, strict=True) if d]
+    started = any(row.kind == StepKind.START and row.status == "done" for row in rows)
+    stopped = any(d and row.actual is not None for row, d in zip(rows, down, strict=True))
+    return Timing(_sum(seconds), _sum(while_down), measured, measured and stopped and not started)
+
+
+def _sum(seconds: list[float | None]) -> float | None:
+    return None if None in seconds else sum(s or 0.0 for s in seconds)
 
 
 @dataclass(frozen=True)
@@ -52,6 +97,11 @@ class Document:
     backup_lead: str = "Backup taken:"  # what the backup is to this run: taken, or restored
     backup_detail: str = ""  # after its id: the release it holds, why it was taken
     generated: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def timing(self) -> Timing:
+        """The total time and the downtime, from the steps' records."""
+        return timing(self.steps)
 
     @property
     def title(self) -> str:

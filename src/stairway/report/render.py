@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 from stairway.estimate.predict import say_duration
 from stairway.files import write_atomic
@@ -18,6 +20,10 @@ _ENV = Environment(
     lstrip_blocks=True,
 )
 _ENV.filters["duration"] = say_duration
+# CommonMark with tables; raw HTML in the notes is shown as text, never passed through, and
+# markdown-it refuses javascript:, vbscript: and data: links of its own accord
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+NOTES_LEVEL = 3  # the notes' own headings sit under the report's <h1> and its sections' <h2>
 
 STAIR_W, STAIR_H = 120, 34
 BAR_W, BAR_ROW = 520, 22
@@ -54,7 +60,22 @@ def render_html(document: Document) -> str:
         bars=_bars(document),
         bars_height=BAR_ROW * len(document.steps) + 30,
         bar_width=BAR_W,
+        notes=notes_html(document.notes),
     )
+
+
+def notes_html(markdown: str) -> Markup:
+    """Release notes in Markdown as HTML: any HTML they hold is escaped, their headings start
+    at ``<h3>`` so that they sit under the report's own, and their tables' headers are
+    column headers, like the report's."""
+    tokens = _MARKDOWN.parse(markdown)
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1:]) + NOTES_LEVEL - 1)}"
+        elif token.type == "th_open":
+            token.attrSet("scope", "col")
+    # safe to mark: markdown-it escaped any HTML the notes held (the "html" option is off)
+    return Markup(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, {}))
 
 
 def _stairs(document: Document) -> list[dict[str, object]]:
@@ -97,6 +118,9 @@ def render_markdown(document: Document) -> str:
     lines += [f"Path: {path}", ""]
     if document.backup:
         lines += [f"{document.backup_lead} `{document.backup}`{document.backup_detail}", ""]
+    total, down = document.timing.describe()
+    said = "measured" if document.timing.measured else "predicted"
+    lines += [f"Total time ({said}): {total}. Downtime: {down}.", ""]
     lines += ["## Steps", "", "| step | phase | lock | predicted | actual | status |"]
     lines += ["|---|---|---|---|---|---|"]
     for row in document.steps:

@@ -25,14 +25,16 @@ sys.exit(main({version!r}, {protocol}, sys.argv[1:]))
 
 
 def spool_writable(home: Path) -> bool:
-    """The relay's readiness: its spool directory exists and takes a file."""
+    """The relay's readiness: its spool directory exists and takes a file.
+
+    Raises:
+        OSError: It does not; the error names the directory and why, and the agent reports it
+            when it rolls the build back.
+    """
     spool = home / "spool"
-    try:
-        spool.mkdir(exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=spool):
-            return True
-    except OSError:
-        return False
+    spool.mkdir(exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=spool):
+        return True
 
 
 def main(version: str, protocol: int, argv: list[str]) -> int:
