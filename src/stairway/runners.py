@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import text
 
 from stairway import (
+    agents_back,
     audit,
     clearing,
     faults,
@@ -127,6 +128,10 @@ def _smoke(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
     return {"passed": [c.name for c in checks]}
 
 
+def _agents_back(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    return agents_back.run(ctx, state.plan.get("agents", []))
+
+
 def _audit(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
     data = {
         "upgrade": state.upgrade_id,
@@ -223,6 +228,7 @@ RUNNERS: dict[StepKind, Runner] = {
     StepKind.SMOKE: _smoke,
     StepKind.CONTRACT: rolling.contract,
     StepKind.MAINTENANCE_OFF: _maintenance_off,
+    StepKind.AGENTS: _agents_back,
     StepKind.AUDIT: _audit,
 }
 

@@ -30,6 +30,7 @@ class StepKind(StrEnum):
     HEALTH = "health"
     SMOKE = "smoke-checks"
     MAINTENANCE_OFF = "maintenance-off"
+    AGENTS = "agents-back"  # the agents connected before the upgrade are connected again
     AUDIT = "audit"
     EXPAND = "expand"  # rolling: a hop's changes but the target's deferred contract ones
     INSTANCE = "instance"  # rolling: one instance drained, restarted on the new release
@@ -61,13 +62,14 @@ class Step:
         return cls(StepKind(value["kind"]), value.get("release"), value.get("source"))
 
 
-def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
+def plan_steps(plan: UpgradePlan, releases: bool = False, agents: bool = False) -> list[Step]:
     """Every step of ``plan``, in the order the upgrade runs them.
 
     The product is backed up and stopped first; the transient paths of each release on the path
     that lists some (``clear``) are removed; each hop then moves schema, objects, deltas and
     config files; with ``releases`` the ``current`` link moves to the target; the product is then
-    started, checked and audited.
+    started, checked and audited; with ``agents`` (some were connected to the site's control
+    plane) it then waits for them to come back.
     """
     steps = [Step(StepKind.BACKUP), Step(StepKind.MAINTENANCE_ON), Step(StepKind.STOP)]
     steps.append(Step(StepKind.INTERRUPT_JOBS))
@@ -86,6 +88,7 @@ def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
         StepKind.HEALTH,
         StepKind.SMOKE,
         StepKind.MAINTENANCE_OFF,
+        *([StepKind.AGENTS] if agents else []),
         StepKind.AUDIT,
     ]
     return [*steps, *(Step(kind) for kind in finish)]

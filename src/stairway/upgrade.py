@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from stairway import disk, faults, handwork, recovery, releases, runners
+from stairway import agents_back, disk, faults, handwork, recovery, releases, runners
 from stairway import rolling as roll
 from stairway.backup import Backup
 from stairway.context import Context, backup_dir, checkpointed
@@ -103,16 +103,18 @@ def upgrade(
     except BaseException:
         _discard(early)
         raise
+    agents = agents_back.connected_before(ctx)
     if rolling:
         steps = roll.rolling_steps(plan, instances_of(ctx.site.service), releases)
     else:
-        steps = plan_steps(plan, releases)
+        steps = plan_steps(plan, releases, agents=bool(agents))
     upgrade_id = f"{ctx.catalog.product}-{plan.current}-to-{plan.target}-{_stamp()}"
     record = {
         "from": str(plan.current),
         "to": str(plan.target),
         "steps": [s.as_json() for s in steps],
         "rolling": rolling,
+        "agents": agents,  # connected to the control plane now: checked back after the start
     }
     try:
         journal.start(upgrade_id, record)
