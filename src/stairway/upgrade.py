@@ -132,6 +132,36 @@ def upgrade(
     return _run(ctx, journal, active, progress, runners.with_early_backup(early))
 
 
+@dataclass(frozen=True)
+class Interrupted:
+    """An upgrade that stopped part way: its id, the step it got to and what settles it."""
+
+    upgrade_id: str
+    where: str  # "step 7 of 15: schema 1.0.4 -> 2.0.0"
+    settle: str  # the commands that settle it, in words
+
+    def describe(self) -> str:
+        """The interrupted upgrade in one line, with what to run."""
+        return f"upgrade {self.upgrade_id} was interrupted at {self.where}; {self.settle}"
+
+
+def interrupted(ctx: Context) -> Interrupted | None:
+    """The site's interrupted upgrade, if its journal holds one (for ``stairway status``); none
+    on a site without a backup directory, where no upgrade can run."""
+    if ctx.site.site.backup_dir is None:
+        return None
+    active = Journal(backup_dir(ctx)).active()
+    if active is None:
+        return None
+    if any(r.event.startswith("rollback") for r in active.records):
+        settle = "its rollback was under way: `stairway rollback` finishes it"
+    elif active.damaged:
+        settle = "its journal is damaged: `stairway rollback` puts the site back"
+    else:
+        settle = "`stairway upgrade --resume` finishes it, `stairway rollback` undoes it"
+    return Interrupted(active.upgrade_id, _where(active), settle)
+
+
 def _early_backup(ctx: Context) -> Future[tuple[Backup, float]]:
     """A backup taken while verify reads (both only read: overlapping them saves its time)."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stairway-backup")
