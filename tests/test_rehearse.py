@@ -62,14 +62,16 @@ def test_a_rehearsal_of_the_example_product_leaves_the_live_site_byte_identical(
     assert all(s["basis"] == "measured" for s in schema)
 
 
-def test_a_kept_rehearsal_stays_and_a_second_one_restores_the_latest_backup(demo: Path) -> None:
+def test_a_kept_rehearsal_stays_and_a_second_one_reuses_its_backup_when_asked(demo: Path) -> None:
     code, out, err = stairway("rehearse", "--keep", "--json", "--site", str(demo))
     assert code == 0, err
     kept = orjson.loads(out)
     assert Path(kept["scratch_dir"]).is_dir()
     scratch = kept["scratch_database"].removeprefix("sqlite:///")
     assert Path(scratch).is_file()
-    code, out, err = stairway("rehearse", "--json", "--site", str(demo))
+    assert kept["backup_taken"], "a fresh backup by default"
+    reuse = ("--from-backup", kept["backup"])
+    code, out, err = stairway("rehearse", *reuse, "--json", "--site", str(demo))
     assert code == 0, err
     again = orjson.loads(out)
     assert not again["backup_taken"] and again["backup"] == kept["backup"]

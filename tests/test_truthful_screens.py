@@ -38,7 +38,12 @@ def test_a_rehearsal_after_an_upgrade_rehearses_from_the_live_release_and_says_s
     said = orjson.loads(out)
     assert said["backup"] != stale.id and said["backup_taken"]
     assert said["backup_release"] == "2.0.0" and said["path"] == ["2.0.0", "3.0.0"]
-    assert "1.0.0" in said["backup_reason"] and stale.id in said["backup_reason"]
+    assert "fresh backup" in said["backup_reason"]
+    refusals = ((stale.id, f"backup {stale.id} holds 1.0.0 at schema level"), ("x", "no backup x"))
+    for named, why in refusals:
+        code, out, err = stairway("rehearse", "--from-backup", named, "--site", str(site))
+        assert code == 2 and f"error: {why}" in err, err
+        assert "hint:" in err and "Traceback" not in err
     steps = [s["step"] for s in said["steps"]]
     assert "schema 2.0.0 -> 3.0.0" in steps and not any("1.0.0 ->" in s for s in steps)
     html = report.read_text()

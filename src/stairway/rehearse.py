@@ -1,7 +1,7 @@
 """``rehearse --to V``: the whole upgrade on a scratch copy of the site, timed, with nothing live
 touched.
 
-The latest backup is restored into a scratch database (on
+A fresh backup of the live site is restored into a scratch database (on
 PostgreSQL a new database on the same server, or at ``--scratch-url``; on SQLite a file) and a
 scratch directory holding the data directory, the config files (at their live paths mirrored
 under ``config/``, so path-matched migrations still match), the backups and the releases. The
@@ -10,10 +10,10 @@ upgrade then runs there as ``upgrade`` runs it, every step timed; the findings, 
 and the end state are reported, and the times kept for ``plan --estimate``. The scratch copy is
 removed afterwards unless asked to keep it.
 
-A rehearsal rehearses the upgrade the live site would run: the latest backup is used only when it
-holds the release and schema level the site is at now. When there is none, or the latest is older
-(the one an earlier upgrade took before it began, say), a fresh backup is taken first and the
-rehearsal says why; it never walks a path the live site would not.
+A rehearsal rehearses the upgrade the live site would run, on the site as it is now: by default
+it takes a fresh backup first. ``from_backup`` reuses a backup on purpose (saving its time), and
+only one that holds the release and schema level the site is at now: a rehearsal never walks a
+path the live site would not.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Rehearsal:
     backup_id: str
     backup_release: str  # the release the backup holds, where the scratch copy starts
     backup_level: int  # and its schema level
-    backup_reason: str | None  # why a backup was taken for the rehearsal; None: the latest was used
+    backup_reason: str | None  # why a backup was taken for the rehearsal; None: one was reused
     scratch_dir: Path
     scratch_database: str  # without a password
     findings: Report | None = None
@@ -71,7 +71,7 @@ class Rehearsal:
 
     @property
     def backup_taken(self) -> bool:
-        """Whether a backup was taken for the rehearsal (none held the live release)."""
+        """Whether a backup was taken for the rehearsal (none was named to reuse)."""
         return self.backup_reason is not None
 
     @property
@@ -91,21 +91,27 @@ def rehearse(
     scratch_url: str | None = None,
     keep: bool = False,
     progress: Progress[Step] | None = None,
+    from_backup: str | None = None,
 ) -> Rehearsal:
-    """Rehearse the upgrade to ``to`` (default: latest) on a scratch copy of the latest backup.
+    """Rehearse the upgrade to ``to`` (default: latest) on a scratch copy of a fresh backup.
 
     A failed upgrade is part of what the rehearsal found, not an error; the measured step times
     are kept for later estimates.
 
     Args:
-        ctx: The live site; only its backups are read, and one is taken when there is none.
+        ctx: The live site; a backup of it is taken (unless ``from_backup``), nothing else.
         to: The target version.
         scratch_url: Where to make the scratch database on PostgreSQL, instead of the site's
             server.
         keep: Leave the scratch database and directory in place afterwards.
         progress: Told of every step the upgrade begins.
+        from_backup: The id of a backup of the live release and schema level to start from
+            instead of a fresh one.
+
+    Raises:
+        UsageRefused: ``from_backup`` names no backup, or one of another release or level.
     """
-    backup_path, manifest, reason = _backup_of_live(ctx)
+    backup_path, manifest, reason = _backup_of_live(ctx, from_backup)
     root = context.backup_dir(ctx) / f"rehearsal-{manifest.id}-{uuid.uuid4().hex[:6]}"
     root.mkdir(parents=True)
     try:
@@ -151,24 +157,33 @@ def _run(
     found.end = operations.status(scratch)
 
 
-def _backup_of_live(ctx: Context) -> tuple[Path, BackupManifest, str | None]:
-    """The latest backup when it holds the live release and schema level; else a fresh one, with
-    why it was taken."""
-    found = operations.backups(ctx)
+def _backup_of_live(
+    ctx: Context, from_backup: str | None
+) -> tuple[Path, BackupManifest, str | None]:
+    """A fresh backup, with why it was taken; or the backup ``from_backup`` names, checked to
+    hold the live release and schema level."""
+    if from_backup is None:
+        taken = operations.backup(ctx)
+        reason = "a rehearsal starts from a fresh backup (`--from-backup ID` reuses one)"
+        return taken.path, taken.manifest, reason
+    named = [b for b in operations.backups(ctx) if b.manifest.id == from_backup]
+    if not named:
+        raise UsageRefused(
+            f"no backup {from_backup}",
+            hint="`stairway backups` lists them; or rehearse without --from-backup to take a "
+            "fresh one",
+        )
     release = str(current_version(ctx))
     level = migrator.read_state(ctx.engine, ctx.catalog).level
-    if not found:
-        reason = "there was no backup"
-    else:
-        latest = found[-1].manifest
-        if (latest.version, latest.schema_level) == (release, level):
-            return found[-1].path, latest, None
-        reason = (
-            f"the latest backup, {latest.id}, holds {latest.version} at schema level "
-            f"{latest.schema_level} and the site runs {release} at schema level {level}"
+    held = named[0].manifest
+    if (held.version, held.schema_level) != (release, level):
+        raise UsageRefused(
+            f"backup {from_backup} holds {held.version} at schema level {held.schema_level}; "
+            f"the site runs {release} at schema level {level}",
+            hint="a rehearsal starts from the live release: name a backup of it, or rehearse "
+            "without --from-backup to take a fresh one",
         )
-    taken = operations.backup(ctx)
-    return taken.path, taken.manifest, reason
+    return named[0].path, held, None
 
 
 def _restore(ctx: Context, path: Path, manifest: BackupManifest, root: Path, url: str) -> Context:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import text
 
 from stairway import (
+    agents_back,
     audit,
     clearing,
     faults,
@@ -130,6 +131,10 @@ def _smoke(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
         if finding.blocking:
             raise UpgradeError(f"smoke check licence: {finding.message}", hint=finding.hint)
     return {"passed": [c.name for c in checks]}
+
+
+def _agents_back(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    return agents_back.run(ctx, state.plan.get("agents", []))
 
 
 def _audit(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
@@ -272,6 +277,7 @@ RUNNERS: dict[StepKind, Runner] = {
     StepKind.CONTRACT: rolling.contract,
     StepKind.MAINTENANCE_OFF: _maintenance_off,
     StepKind.TASK: _task,
+    StepKind.AGENTS: _agents_back,
     StepKind.AUDIT: _audit,
 }
 

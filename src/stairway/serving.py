@@ -30,6 +30,14 @@ def old_ones(ctx: Context, target: str) -> list[str]:
     return found
 
 
+def agents_by_version(ctx: Context) -> list[tuple[str, int, int]] | None:
+    """The agents enrolled with the site's control plane by release: (release, enrolled,
+    connected), oldest first ("" for an agent not heard from yet); None when the site has no
+    control plane's tables."""
+    with ctx.engine.connect() as conn:
+        return fleet_store.by_version(conn)
+
+
 def _old_agents(ctx: Context, wanted: Version) -> list[tuple[str, str]]:
     with ctx.engine.connect() as conn:
         agents = fleet_store.connected_versions(conn)

@@ -30,6 +30,7 @@ class StepKind(StrEnum):
     HEALTH = "health"
     SMOKE = "smoke-checks"
     MAINTENANCE_OFF = "maintenance-off"
+    AGENTS = "agents-back"  # the agents connected before the upgrade are connected again
     AUDIT = "audit"
     EXPAND = "expand"  # rolling: a hop's changes but the target's deferred contract ones
     INSTANCE = "instance"  # rolling: one instance drained, restarted on the new release
@@ -68,7 +69,7 @@ class Step:
         return cls(kind, release, source, value.get("task"))
 
 
-def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
+def plan_steps(plan: UpgradePlan, releases: bool = False, agents: bool = False) -> list[Step]:
     """Every step of ``plan``, in the order the upgrade runs them.
 
     The product is backed up and stopped first; the transient paths of each release on the path
@@ -76,7 +77,8 @@ def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
     config files; with ``releases`` the ``current`` link moves to the target; the product is then
     started, checked and audited. The releases' post-upgrade tasks (``stairway.tasks``) run
     after the last hop: those declared ``serving = false`` before the start, the others once
-    the product serves again, after its checks and before the audit.
+    the product serves again, after its checks (and, with ``agents``: some were connected to
+    the site's control plane, after waiting for them to come back) and before the audit.
     """
     steps = [Step(StepKind.BACKUP), Step(StepKind.MAINTENANCE_ON), Step(StepKind.STOP)]
     steps.append(Step(StepKind.INTERRUPT_JOBS))
@@ -92,6 +94,7 @@ def plan_steps(plan: UpgradePlan, releases: bool = False) -> list[Step]:
         steps.append(Step(StepKind.RELEASE, str(plan.target), str(plan.current)))
     steps += task_steps(plan, serving=False)
     finish = [StepKind.START, StepKind.HEALTH, StepKind.SMOKE, StepKind.MAINTENANCE_OFF]
+    finish += [StepKind.AGENTS] if agents else []
     steps += [Step(kind) for kind in finish]
     return [*steps, *task_steps(plan, serving=True), Step(StepKind.AUDIT)]
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from stairway import disk, faults, handwork, recovery, releases, runners
+from stairway import agents_back, disk, faults, handwork, recovery, releases, runners
 from stairway import rolling as roll
 from stairway.backup import Backup
 from stairway.context import Context, backup_dir, checkpointed
@@ -103,16 +103,18 @@ def upgrade(
     except BaseException:
         _discard(early)
         raise
+    agents = agents_back.connected_before(ctx)
     if rolling:
         steps = roll.rolling_steps(plan, instances_of(ctx.site.service), releases)
     else:
-        steps = plan_steps(plan, releases)
+        steps = plan_steps(plan, releases, agents=bool(agents))
     upgrade_id = f"{ctx.catalog.product}-{plan.current}-to-{plan.target}-{_stamp()}"
     record = {
         "from": str(plan.current),
         "to": str(plan.target),
         "steps": [s.as_json() for s in steps],
         "rolling": rolling,
+        "agents": agents,  # connected to the control plane now: checked back after the start
     }
     try:
         journal.start(upgrade_id, record)
@@ -128,6 +130,36 @@ def upgrade(
     active = journal.active()
     assert active is not None  # just started
     return _run(ctx, journal, active, progress, runners.with_early_backup(early))
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """An upgrade that stopped part way: its id, the step it got to and what settles it."""
+
+    upgrade_id: str
+    where: str  # "step 7 of 15: schema 1.0.4 -> 2.0.0"
+    settle: str  # the commands that settle it, in words
+
+    def describe(self) -> str:
+        """The interrupted upgrade in one line, with what to run."""
+        return f"upgrade {self.upgrade_id} was interrupted at {self.where}; {self.settle}"
+
+
+def interrupted(ctx: Context) -> Interrupted | None:
+    """The site's interrupted upgrade, if its journal holds one (for ``stairway status``); none
+    on a site without a backup directory, where no upgrade can run."""
+    if ctx.site.site.backup_dir is None:
+        return None
+    active = Journal(backup_dir(ctx)).active()
+    if active is None:
+        return None
+    if any(r.event.startswith("rollback") for r in active.records):
+        settle = "its rollback was under way: `stairway rollback` finishes it"
+    elif active.damaged:
+        settle = "its journal is damaged: `stairway rollback` puts the site back"
+    else:
+        settle = "`stairway upgrade --resume` finishes it, `stairway rollback` undoes it"
+    return Interrupted(active.upgrade_id, _where(active), settle)
 
 
 def _early_backup(ctx: Context) -> Future[tuple[Backup, float]]:

@@ -51,6 +51,32 @@ class Version(_PkgVersion):
 
 
 @dataclass(frozen=True)
+class AgentWindow:
+    """Which agent releases a release accepts, besides their protocol (``agents`` in the
+    catalog).
+
+    Attributes:
+        minors_behind: How many minor series an agent may lag behind the server's release,
+            counted over the catalog's releases (0: only the server's own series); None
+            accepts any older release.
+        ahead: Whether an agent on a newer release than the server's is accepted (and shown as
+            ``ahead``) rather than refused.
+    """
+
+    minors_behind: int | None = None
+    ahead: bool = False
+
+    def describe(self) -> str:
+        """The window in words, as refusals say it."""
+        behind = (
+            "any older release"
+            if self.minors_behind is None
+            else f"releases up to {self.minors_behind} minor series older"
+        )
+        return f"{behind}; {'newer releases too' if self.ahead else 'no newer release'}"
+
+
+@dataclass(frozen=True)
 class Release:
     """A release of the product as the catalog declares it.
 
@@ -63,6 +89,8 @@ class Release:
         requires: A release every path to this one must stop at; None when there is none.
         agent_protocol: The lowest and highest agent protocol it accepts; None when it has
             no agents.
+        agents: The agent releases it accepts; None accepts every release (an agent on a
+            newer one is still shown as ``ahead``).
         patches: The patch changes ``(number, patch)`` of an LTS line it carries besides
             changes 1 to ``schema``.
         clear: Transient paths of the data directory (relative to it) that an upgrade to it
@@ -77,6 +105,7 @@ class Release:
     rolling: bool = False
     requires: Version | None = None
     agent_protocol: tuple[int, int] | None = None
+    agents: AgentWindow | None = None
     patches: tuple[tuple[int, int], ...] = ()  # patch changes N.K it carries besides 1..schema
     clear: tuple[str, ...] = ()  # data-directory paths removed before it starts
     tasks: tuple[Task, ...] = ()  # post-upgrade tasks, in the catalog's order

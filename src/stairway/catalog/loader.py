@@ -25,7 +25,7 @@ from stairway.schema.earlier import Earlier
 from stairway.schema.phases import PhaseFinding, check_phase
 from stairway.schema.reader import ChangeFile, parse_file_name, read_change
 from stairway.schema.sql_of import sql_of
-from stairway.versions import Release, Version, find_release
+from stairway.versions import AgentWindow, Release, Version, find_release
 
 MANIFEST = "stairway.toml"
 
@@ -170,10 +170,16 @@ def _release(model: ReleaseModel, schema: int) -> Release:
         rolling=model.rolling,
         requires=Version(model.requires) if model.requires else None,
         agent_protocol=model.agent_protocol,
+        agents=_window(model),
         patches=model.patch_keys,
         clear=tuple(model.clear),
         tasks=tuple(task.task(str(Version(model.version))) for task in model.task),
     )
+
+
+def _window(model: ReleaseModel) -> AgentWindow | None:
+    said = model.agents
+    return None if said is None else AgentWindow(said.minors_behind, said.ahead)
 
 
 def _requires_problems(

@@ -95,6 +95,14 @@ class TaskModel(_Strict):
         )
 
 
+class AgentsModel(_Strict):
+    """``agents = { minors_behind = 1, ahead = false }`` of a ``[[release]]``: the agent releases
+    it accepts."""
+
+    minors_behind: Annotated[int, Field(ge=0)] | None = None
+    ahead: bool = False
+
+
 class ReleaseModel(_Strict):
     """One ``[[release]]`` of ``stairway.toml``."""
 
@@ -107,6 +115,7 @@ class ReleaseModel(_Strict):
     rolling: bool = False
     requires: str | None = None
     agent_protocol: tuple[int, int] | None = None
+    agents: AgentsModel | None = None  # the agent releases it accepts
     provides: dict[str, list[str]] = {}  # plug-in kind -> the type names this release ships
     patches: list[str] = []  # patch changes "N.K" of an LTS line this release carries
     clear: list[str] = []  # transient paths of the data directory removed before it starts

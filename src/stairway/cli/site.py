@@ -20,7 +20,9 @@ from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
 from stairway.release_source import install_first
 from stairway.schema import background
 from stairway.schema.change import Phase
+from stairway.serving import agents_by_version
 from stairway.site import load_site
+from stairway.upgrade import Interrupted, interrupted
 
 app = typer.Typer()
 
@@ -90,6 +92,8 @@ def status(
     ctx = site_context.open_context(site, catalog)
     report = operations.status(ctx)
     running = background.jobs(ctx.engine)
+    stopped = interrupted(ctx)
+    agents = agents_by_version(ctx)
     if json:
         jobs = [
             {"change": j.label, "state": j.state, "fraction": j.fraction, "eta_s": j.eta()}
@@ -100,6 +104,8 @@ def status(
             {
                 **views.status_json(report),
                 "background": jobs,
+                "interrupted_upgrade": _interrupted_json(stopped),
+                "agents": _agents_json(agents),
                 "newer_release": newer.model_dump(mode="json") if newer else None,
             }
         )
@@ -107,8 +113,12 @@ def status(
         out.print(views.status_table(report))
         if report.adopt:
             out.print(f"[yellow]{escape(report.adopt)}[/yellow]", highlight=False)
+        if stopped is not None:
+            out.print(f"[yellow]{plain(stopped.describe())}[/yellow]", highlight=False)
         for job in running:
             out.print(f"background migration {job.describe()}", highlight=False)
+        if agents is not None:
+            out.print(plain(_agents_line(agents)), highlight=False)
         _say_newer(ctx, report.release)
     if strict and report.troubles:
         raise ManualStepNeeded(
@@ -117,6 +127,26 @@ def status(
             "applies pending ones; changes not in the catalog mean the catalog is older than "
             "the database",
         )
+
+
+def _interrupted_json(stopped: Interrupted | None) -> dict[str, str] | None:
+    if stopped is None:
+        return None
+    return {"upgrade_id": stopped.upgrade_id, "at": stopped.where, "settle": stopped.settle}
+
+
+def _agents_json(agents: list[tuple[str, int, int]] | None) -> list[dict[str, Any]] | None:
+    if agents is None:
+        return None
+    return [{"version": v or None, "enrolled": n, "connected": on} for v, n, on in agents]
+
+
+def _agents_line(agents: list[tuple[str, int, int]]) -> str:
+    """``agents by version: 1.0.0: 1 (0 connected), 2.0.0: 3 (3 connected)``."""
+    if not agents:
+        return "agents by version: none enrolled"
+    shown = [f"{v or 'not heard from'}: {n} ({on} connected)" for v, n, on in agents]
+    return "agents by version: " + ", ".join(shown)
 
 
 def _say_newer(ctx: site_context.Context, release: str | None) -> None:

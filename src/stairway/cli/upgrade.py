@@ -131,13 +131,21 @@ def rehearse_command(
         typer.Option("--scratch-url", help="a database to create for the rehearsal"),
     ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="keep the scratch copy afterwards")] = False,
+    from_backup: Annotated[
+        str | None,
+        typer.Option(
+            "--from-backup",
+            metavar="ID",
+            help="reuse this backup of the live release instead of taking a fresh one",
+        ),
+    ] = None,
     report_file: ReportOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """The whole upgrade on a scratch copy restored from the latest backup (a fresh one when the
-    latest does not hold the live release and schema level); nothing live moves."""
+    """The whole upgrade on a scratch copy restored from a fresh backup (or, with --from-backup,
+    one of the live release and schema level); nothing live moves."""
     # the report's templates (Jinja2) load with the estimate the rehearsal is shown against
     from stairway.report import write_report
     from stairway.report.documents import predicted, rehearsal_document
@@ -145,7 +153,7 @@ def rehearse_command(
     ctx = site_context.open_context(site, catalog, to)
     plan = operations.plan(ctx, to)
     estimate = predicted(ctx, to)
-    found = rehearse(ctx, to, scratch_url, keep, steps(json))
+    found = rehearse(ctx, to, scratch_url, keep, steps(json), from_backup)
     if found.backup_reason and not json:
         out.print(f"backup {found.backup_id} taken: {found.backup_reason}", highlight=False)
     if report_file:

@@ -17,6 +17,7 @@ from stairway.fleet import credentials, evaluator, store, tokens
 from stairway.fleet.auth import Admin, AgentOrAdmin, Enroller, FleetDep, denied
 from stairway.fleet.inputs import EnrollIn, PolicyIn
 from stairway.fleet.policy import Policy, drifted
+from stairway.fleet.skew import skew
 from stairway.fleet.tokens import TokenKind
 
 router = APIRouter()
@@ -37,10 +38,12 @@ async def metrics(fleet: FleetDep, _token: Admin) -> Response:
 
 @router.get("/api/agents")
 async def agents(fleet: FleetDep, _token: Admin) -> list[dict[str, Any]]:
-    """``GET /api/agents``: every enrolled agent, each marked whether it is drifted; admin token."""
+    """``GET /api/agents``: every enrolled agent, each marked whether it is drifted and where its
+    release stands against the server's (``skew``: same, behind, ahead); admin token."""
     rows = await fleet.db(store.all_agents)
     for row, evaluable in zip(rows, store.rows_from(rows), strict=True):
         row["drifted"] = drifted(evaluable, fleet.config.version)
+        row["skew"] = skew(row["version"], fleet.config.version) if row["version"] else None
     return rows
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine
 from stairway import audit
 from stairway.audit_witness import Anchor
 from stairway.database import serialised
-from stairway.fleet import builds, events, notices, revocations, states, store
+from stairway.fleet import builds, events, notices, revocations, skew, states, store
 from stairway.fleet.inputs import PolicyIn
 from stairway.fleet.messages import Close, WireMessage
 from stairway.fleet.metrics import Metrics
@@ -32,7 +32,9 @@ from stairway.fleet.replicas import Replicas, conninfo
 from stairway.fleet.requests import logger
 from stairway.fleet.revocations import Revocation
 from stairway.fleet.signin import Limits
+from stairway.fleet.skew import Verdict
 from stairway.fleet.states import Event, State
+from stairway.versions import AgentWindow
 
 T = TypeVar("T")
 REVOCATION_POLL = 0.5  # seconds between reads of the revocations: closed within a second
@@ -61,6 +63,8 @@ class FleetConfig:
         ui_sessions: How long a web UI session lives idle, and at most.
         anchor: Where the site's audit log is anchored: the server signs checkpoints of it
             while it runs; None signs none.
+        agents: The agent releases this release accepts; None accepts every one.
+        series: The catalog's minor series, by which an agent's lag is counted.
     """
 
     product: str
@@ -74,6 +78,12 @@ class FleetConfig:
     replica: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     ui_sessions: Limits = field(default_factory=Limits)
     anchor: Anchor | None = None
+    agents: AgentWindow | None = None
+    series: tuple[tuple[int, int], ...] = ()
+
+    def judge(self, agent_version: str) -> Verdict:
+        """Whether this release accepts an agent on ``agent_version``, and its skew."""
+        return skew.judge(agent_version, self.version, self.agents, self.series)
 
 
 class Hub:

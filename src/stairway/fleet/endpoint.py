@@ -38,6 +38,7 @@ from stairway.fleet.messages import (
     parse,
 )
 from stairway.fleet.requests import logger
+from stairway.fleet.states import Event
 from stairway.fleet.tokens import Token, TokenKind
 
 router = APIRouter()
@@ -108,13 +109,11 @@ async def _credential(fleet: Fleet, socket: WebSocket) -> Token | None:
 async def _session(session: Session) -> None:
     fleet, socket = session.fleet, session.socket
     said = await _hello(socket, session.token)
-    refusal = protocol_refusal(fleet.config, said.protocol)
-    if refusal:
-        agent_id, version, protocol = said.agent_id, said.version, said.protocol
-        await fleet.db(lambda c: events.refused(c, agent_id, version, protocol, refusal))
-        raise MessageRefused(refusal, close=Close.PROTOCOL_REFUSED)
-    token, replica = session.token, fleet.config.replica
-    moved = await fleet.db(lambda c: _recorded(c, token, lambda: events.hello(c, said, replica)))
+    await _admitted(fleet, said)
+    token, replica, server = session.token, fleet.config.replica, fleet.config.version
+    moved = await fleet.db(
+        lambda c: _recorded(c, token, lambda: events.hello(c, said, replica, server))
+    )
     if moved.upgraded:
         fleet.metrics.succeeded.inc()
         log.info("agent %s upgraded to %s", said.agent_id, said.version)
@@ -130,6 +129,21 @@ async def _session(session: Session) -> None:
         await _listen(session, said.agent_id)
     finally:
         await _gone(fleet, socket, said.agent_id)
+
+
+async def _admitted(fleet: Fleet, said: Hello) -> None:
+    """Refuse (and record why) an agent whose protocol or release this release does not
+    accept."""
+    agent_id, version, protocol = said.agent_id, said.version, said.protocol
+    refusal = protocol_refusal(fleet.config, protocol)
+    if refusal:
+        await fleet.db(lambda c: events.refused(c, agent_id, version, protocol, refusal))
+        raise MessageRefused(refusal, close=Close.PROTOCOL_REFUSED)
+    verdict = fleet.config.judge(version)
+    if verdict.refusal:
+        why, event = verdict.refusal, Event.RELEASE_REFUSED
+        await fleet.db(lambda c: events.refused(c, agent_id, version, protocol, why, event))
+        raise MessageRefused(why, close=Close.RELEASE_REFUSED)
 
 
 async def _hello(socket: WebSocket, token: Token) -> Hello:

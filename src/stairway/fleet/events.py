@@ -18,6 +18,7 @@ from stairway import audit
 from stairway.errors import TransitionRefused
 from stairway.fleet import states, store
 from stairway.fleet.messages import Hello
+from stairway.fleet.skew import Skew, skew
 from stairway.fleet.states import Event, State
 from stairway.fleet.tables import agents_table
 from stairway.fleet.tokens import now
@@ -45,8 +46,9 @@ class Moved:
         return self.event == Event.ROLLED_BACK
 
 
-def hello(conn: Connection, said: Hello, replica: str) -> Moved:
-    """Record a hello: online, back from an upgrade, or back on the previous build."""
+def hello(conn: Connection, said: Hello, replica: str, server: str | None = None) -> Moved:
+    """Record a hello: online, back from an upgrade, back on the previous build, or ahead of
+    the server's release ``server`` (flagged, with a message saying so)."""
     row = _locked(conn, said.agent_id, Event.HELLO)
     values: dict[str, Any] = {
         "version": said.version,
@@ -58,8 +60,13 @@ def hello(conn: Connection, said: Hello, replica: str) -> Moved:
     if said.rolled_back:
         event = Event.ROLLED_BACK
         values |= _rolled_back(conn, said, row)
+    elif said.version == row.get("target"):
+        event = Event.ARRIVED
+    elif server is not None and skew(said.version, server) == Skew.AHEAD:
+        event = Event.AHEAD
+        values["message"] = f"runs {said.version}, newer than the server's {server}"
     else:
-        event = Event.ARRIVED if said.version == row.get("target") else Event.HELLO
+        event = Event.HELLO
     moved = _move(conn, row, event, values)
     if moved.upgraded:
         data = {"agent": said.agent_id, "from": row.get("version"), "to": said.version}
@@ -76,11 +83,19 @@ def _rolled_back(conn: Connection, said: Hello, row: dict[str, Any]) -> dict[str
     return {"failed_version": failed, "message": reason}
 
 
-def refused(conn: Connection, agent_id: str, version: str, protocol: int, why: str) -> None:
-    """Record an agent refused for its protocol: disconnected, with its version and ``why``."""
-    row = _locked(conn, agent_id, Event.PROTOCOL_REFUSED)
+def refused(
+    conn: Connection,
+    agent_id: str,
+    version: str,
+    protocol: int,
+    why: str,
+    event: Event = Event.PROTOCOL_REFUSED,
+) -> None:
+    """Record an agent refused for its protocol or its release (``event``): disconnected, with
+    its version and ``why``."""
+    row = _locked(conn, agent_id, event)
     values = {"version": version, "protocol": protocol, "connected": False, "message": why}
-    _move(conn, row, Event.PROTOCOL_REFUSED, values | {"last_seen": now().isoformat()})
+    _move(conn, row, event, values | {"last_seen": now().isoformat()})
 
 
 def upgrade_sent(

@@ -35,6 +35,7 @@ class Close(IntEnum):
     # hello, a message only the other end sends, a failure report for no upgrade
     MALFORMED = 4422  # not a JSON object, or its fields do not fit its type
     PROTOCOL_REFUSED = 4426  # the agent's protocol lies outside the release's range
+    RELEASE_REFUSED = 4427  # the agent's release lies outside the releases the server accepts
     TOO_MANY = 4429  # its address had too many refused connections this minute
     TOO_BIG = 1009  # a message over ``MESSAGE_LIMIT``
     INTERNAL = 1011  # the server failed while handling the message; the agent reconnects

@@ -25,7 +25,8 @@ class State(StrEnum):
     PENDING = "pending upgrade"  # cannot reach the artifact URL: upgrade it by hand
     FAILED = "failed"  # the agent refused the build or went back to its previous one
     NO_SIGNAL = "no signal"  # silent past the deadline: neither success nor failure
-    REFUSED = "refused"  # its protocol lies outside the release's range
+    REFUSED = "refused"  # its protocol or release lies outside what the release accepts
+    AHEAD = "ahead"  # connected on a newer release than the server's, which accepts it
 
 
 class Event(StrEnum):
@@ -34,7 +35,9 @@ class Event(StrEnum):
     HELLO = "hello"  # a hello on a version that completes no upgrade
     ARRIVED = "hello on the target"  # a hello on the version it was being upgraded to
     ROLLED_BACK = "hello after a rollback"  # the previous build is back and says why
+    AHEAD = "hello on a newer release than the server's"
     PROTOCOL_REFUSED = "a protocol outside the release's range"
+    RELEASE_REFUSED = "a release outside the agent releases the server accepts"
     UPGRADE_SENT = "an upgrade sent"
     UNREACHABLE = "an upgrade it cannot download"
     BUILD_REFUSED = "an upgrade it refused"
@@ -44,6 +47,7 @@ class Event(StrEnum):
 
 _ANY = tuple(State)
 _TRYING = (State.UPGRADING, State.NO_SIGNAL, State.PENDING)  # an upgrade is on its way
+_IDLE = (State.OFFLINE, State.ONLINE, State.REFUSED, State.AHEAD)  # no upgrade under way
 
 
 def _all(to: State, sources: tuple[State, ...] = _ANY) -> dict[State, State]:
@@ -57,19 +61,21 @@ def _stay(*states: State) -> dict[State, State]:
 TRANSITIONS: Mapping[Event, Mapping[State, State]] = MappingProxyType(
     {
         # a plain hello brings an idle agent online; one that is mid-upgrade or failed stays so
-        Event.HELLO: _all(State.ONLINE, (State.OFFLINE, State.ONLINE, State.REFUSED))
-        | _stay(*_TRYING, State.FAILED),
-        Event.ARRIVED: _all(State.ONLINE, (State.OFFLINE, State.ONLINE, State.REFUSED, *_TRYING))
+        Event.HELLO: _all(State.ONLINE, _IDLE) | _stay(*_TRYING, State.FAILED),
+        Event.ARRIVED: _all(State.ONLINE, (*_IDLE, *_TRYING))
         | _stay(State.FAILED),  # a failed version stays pinned until the operator resends it
+        # an agent newer than the server is flagged, never taken for an online one
+        Event.AHEAD: _all(State.AHEAD, _IDLE) | _stay(*_TRYING, State.FAILED),
         Event.ROLLED_BACK: _all(State.FAILED),
         Event.PROTOCOL_REFUSED: _all(State.REFUSED),
+        Event.RELEASE_REFUSED: _all(State.REFUSED),
         # the operator may resend to an agent that failed, went silent or could not download
         Event.UPGRADE_SENT: _all(State.UPGRADING, (State.ONLINE, State.FAILED, *_TRYING)),
         Event.UNREACHABLE: _all(State.PENDING, _TRYING),
         Event.BUILD_REFUSED: _all(State.FAILED, _TRYING),
         Event.SILENT: _all(State.NO_SIGNAL, (State.UPGRADING,)),
         # only an online agent goes offline: an upgrade in flight disconnects by design
-        Event.GONE: _all(State.OFFLINE, (State.ONLINE,))
+        Event.GONE: _all(State.OFFLINE, (State.ONLINE, State.AHEAD))
         | _stay(*_TRYING, State.FAILED, State.OFFLINE, State.REFUSED),
     }
 )

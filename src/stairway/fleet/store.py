@@ -6,12 +6,14 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from packaging.version import InvalidVersion
+from sqlalchemy import Connection, bindparam, case, func, insert, select, update
 
 from stairway.fleet.policy import AgentRow, Mode, Policy
 from stairway.fleet.states import State
 from stairway.fleet.tables import agents_table, policy_table
 from stairway.fleet.tokens import now
+from stairway.versions import Version
 
 POLICY_ID = 1
 STATES = {state.value: state for state in State}
@@ -176,3 +178,22 @@ def census(conn: Connection) -> list[tuple[str, str, int]]:
     c = agents_table.c
     query = select(c.state, c.version, func.count()).group_by(c.state, c.version)
     return sorted((str(state), version or "", int(n)) for state, version, n in conn.execute(query))
+
+
+def by_version(conn: Connection) -> list[tuple[str, int, int]] | None:
+    """How many agents run each release, and how many of them are connected, oldest release
+    first (none heard from yet: ""); None before the fleet's tables exist."""
+    if not conn.dialect.has_table(conn, agents_table.name):
+        return None
+    c = agents_table.c
+    connected = func.sum(case((c.connected.is_(True), 1), else_=0))
+    query = select(c.version, func.count(), connected).group_by(c.version)
+    found = [(version or "", int(n), int(on or 0)) for version, n, on in conn.execute(query)]
+    return sorted(found, key=lambda row: _order(row[0]))
+
+
+def _order(version: str) -> tuple[int, Version | str]:
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)  # no version, or one that is not a version: first

@@ -1,0 +1,90 @@
+"""Version skew between the control plane and its agents: which agent releases a server accepts.
+
+A release may declare the agent releases it accepts (``agents`` in the catalog): how many
+minor series an agent may lag behind, and whether one on a newer release is accepted. An
+agent inside that window connects; one ahead of the server, when accepted, is shown as
+``ahead`` rather than silently online; one outside is refused with a reason that names both
+releases and what to do. Pure: a function of version strings and the catalog's series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from packaging.version import InvalidVersion
+
+from stairway.versions import AgentWindow, Version
+
+Series = tuple[int, int]
+
+
+class Skew(StrEnum):
+    """Where an agent's release stands against the server's."""
+
+    SAME = "same"
+    BEHIND = "behind"
+    AHEAD = "ahead"
+    UNKNOWN = "unknown"  # not a version: shown, never compared
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An agent's skew, and why it is refused (None: accepted)."""
+
+    skew: Skew
+    refusal: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the agent may connect."""
+        return self.refusal is None
+
+
+def skew(agent: str, server: str) -> Skew:
+    """Whether ``agent``'s release is the server's, older or newer."""
+    try:
+        mine, theirs = Version(agent), Version(server)
+    except InvalidVersion:
+        return Skew.UNKNOWN
+    if mine == theirs:
+        return Skew.SAME
+    return Skew.BEHIND if mine < theirs else Skew.AHEAD
+
+
+def lag(agent: str, server: str, series: Iterable[Series] = ()) -> int:
+    """How many minor series the agent lags: the series newer than the agent's, up to and with
+    the server's, among ``series`` (the catalog's releases) and the server's own; 0 when the
+    agent is in the server's series or ahead of it."""
+    mine, theirs = Version(agent).series, Version(server).series
+    known = {*series, theirs}
+    return sum(1 for one in known if mine < one <= theirs)
+
+
+def judge(
+    agent: str, server: str, window: AgentWindow | None, series: Iterable[Series] = ()
+) -> Verdict:
+    """Whether a server on ``server`` accepts an agent on ``agent`` under ``window`` (None:
+    every release is accepted); an agent ahead of it is accepted only when the window allows."""
+    found = skew(agent, server)
+    if window is None:
+        return Verdict(found)
+    if found == Skew.UNKNOWN:
+        return Verdict(found, f"agent release {agent!r} is not a version; {_fix(server)}")
+    if found == Skew.AHEAD and not window.ahead:
+        said = f"agent release {agent} is newer than the server's {server}, which accepts"
+        return Verdict(found, f"{said} {window.describe()}; {_fix(server)}")
+    behind = lag(agent, server, series)
+    if window.minors_behind is not None and behind > window.minors_behind:
+        said = f"agent release {agent} is {behind} minor series behind the server's {server}"
+        limit = f"it accepts at most {window.minors_behind}"
+        return Verdict(found, f"{said}; {limit}; {_fix(server)}")
+    return Verdict(found)
+
+
+def _fix(server: str) -> str:
+    return (
+        f"install the agent build of {server} on its host "
+        f"(`stairway agent install DIR --version {server} --home AGENT_HOME --product NAME`)"
+    )
