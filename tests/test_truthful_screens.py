@@ -54,14 +54,15 @@ def test_a_rehearsal_after_an_upgrade_rehearses_from_the_live_release_and_says_s
     assert "Path: 2.0.0 → 3.0.0" in markdown
 
 
-def test_a_rehearsal_reuses_a_backup_of_the_live_release_and_names_it(
+def test_a_rehearsal_from_a_chosen_backup_of_the_live_release_names_it(
     tmp_path: Path, sqlite_database: str, no_estimate: None
 ) -> None:
     site = build_site(tmp_path, sqlite_database, service=False)
     code, out, err = stairway("backup", "--json", "--site", str(site))
     assert code == 0, err
     latest = orjson.loads(out)["id"]
-    code, out, err = stairway("rehearse", "--to", "2.0.0", "--site", str(site))
+    args = ("rehearse", "--to", "2.0.0", "--from-backup", latest, "--site", str(site))
+    code, out, err = stairway(*args)
     assert code == 0, err
     said = " ".join(out.split())
     assert f"rehearsed 1.0.0 -> 2.0.0 from backup {latest} (release 1.0.0)" in said
