@@ -45,6 +45,7 @@ class Topic(StrEnum):
     CONFIG = "config"
     DELTAS = "deltas"
     LICENCE = "licence"
+    SESSIONS = "sessions"
 
 
 @dataclass(frozen=True)
