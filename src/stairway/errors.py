@@ -168,6 +168,21 @@ class GuardRefused(SchemaError):
     """The product must not start against this database."""
 
 
+class MigrateOnStartFailed(GuardRefused):
+    """Migrating at start failed; the database was put back from the backup taken just before
+    (unless the message says the restore failed too). The product must exit.
+
+    Attributes:
+        backup: The id of the backup taken before migrating.
+    """
+
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, message: str, *, hint: str = "", backup: str) -> None:
+        super().__init__(message, hint=hint)
+        self.backup = backup
+
+
 class JobsError(StairwayError):
     """The product's interrupted jobs could not be reconciled at start; they stay interrupted."""
 

@@ -11,12 +11,16 @@ other's format.
 A product gives its format version and one function per step up::
 
     store = SessionStore(redis, "identity-sync", version=2, migrations={1: add_roles})
+
+Before an offline upgrade the open sessions are counted, waited for, or ended with a notice the
+product shows (``SessionKeys``, which ``SessionStore.keys`` gives): every key is
+``PREFIX:session:ID`` and the notice is ``PREFIX:notice``.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +33,79 @@ Migration = Callable[[dict[str, Any]], dict[str, Any]]  # format N -> format N +
 TTL = 8 * 3600
 
 
-__all__ = ["Migration", "SessionError", "SessionStore", "SessionTooNew", "SessionUnreadable"]
+__all__ = [
+    "Migration",
+    "SessionError",
+    "SessionKeys",
+    "SessionStore",
+    "SessionTooNew",
+    "SessionUnreadable",
+]
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """Where a product's sessions and its notice to their users are kept, whatever their format.
+
+    Attributes:
+        client: The Redis connection.
+        prefix: The first part of every key, usually the product's name.
+        pattern: The keys that are sessions (a Redis glob); ``PREFIX:session:*`` unless given.
+    """
+
+    client: redis.Redis
+    prefix: str
+    pattern: str = ""
+
+    @property
+    def glob(self) -> str:
+        """The Redis glob that matches every session key."""
+        return self.pattern or f"{self.prefix}:session:*"
+
+    @property
+    def notice_key(self) -> str:
+        """The key holding the notice a product shows its signed-in users."""
+        return f"{self.prefix}:notice"
+
+    def key(self, session_id: str) -> str:
+        """The Redis key that holds session ``session_id``."""
+        return f"{self.prefix}:session:{session_id}"
+
+    def count(self) -> int:
+        """How many sessions are open now (expired ones are gone from Redis)."""
+        return sum(1 for _ in self.client.scan_iter(match=self.glob, count=500))
+
+    def end_all(self) -> int:
+        """Delete every session (their users must log in again); how many were deleted."""
+        ended = 0
+        for batch in _batches(self.client.scan_iter(match=self.glob, count=500)):
+            ended += int(self.client.delete(*batch))
+        return ended
+
+    def post_notice(self, message: str, ttl: int = 3600) -> None:
+        """Publish ``message`` for the product to show every signed-in user (an hour by
+        default)."""
+        self.client.set(self.notice_key, message, ex=ttl)
+
+    def notice(self) -> str | None:
+        """The notice published now, or None."""
+        raw = self.client.get(self.notice_key)
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    def withdraw_notice(self) -> None:
+        """Remove the notice: what it announced is not going to happen."""
+        self.client.delete(self.notice_key)
+
+
+def _batches(keys: Iterable[Any], size: int = 500) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @dataclass
@@ -59,9 +135,14 @@ class SessionStore:
         if missing:
             raise ValueError(f"no session migration from format {missing[0]} to {missing[0] + 1}")
 
+    @property
+    def keys(self) -> SessionKeys:
+        """The store's keys: how many sessions are open, the notice to their users."""
+        return SessionKeys(self.client, self.prefix)
+
     def key(self, session_id: str) -> str:
         """The Redis key that holds session ``session_id``."""
-        return f"{self.prefix}:session:{session_id}"
+        return self.keys.key(session_id)
 
     def create(self, data: dict[str, Any]) -> str:
         """Store a new session of this release's format and return its new random id.

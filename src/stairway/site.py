@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from stairway.errors import SiteError
 from stairway.parsing import toml_document
@@ -51,6 +51,31 @@ class ServiceSection(_Strict):
     drain_timeout: Annotated[float, Field(gt=0)] = 60.0
 
 
+HOOK = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"  # "module:function"
+
+
+class SessionsSection(_Strict):
+    """``[sessions]``: where the product's user sessions are, for an offline upgrade to count,
+    wait for or end them (``stairway.open_sessions``)."""
+
+    redis: str | None = None  # the Redis URL of the session store
+    prefix: str | None = None  # the store's key prefix; the product's name unless given
+    pattern: str | None = None  # the session keys as a Redis glob; "PREFIX:session:*" unless given
+    count: Annotated[str | None, Field(pattern=HOOK)] = None  # "module:function" -> open sessions
+    end: Annotated[str | None, Field(pattern=HOOK)] = None  # "module:function"(notice) -> ended
+    notice: Annotated[str, Field(min_length=1)] = (
+        "This service is being upgraded: please save your work and sign out."
+    )
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> SessionsSection:
+        if self.redis is None and self.count is None:
+            raise ValueError('name the session store (redis = "redis://...") or a count hook')
+        if self.redis is None and self.end is not None and self.count is None:
+            raise ValueError("an end hook needs a count hook")
+        return self
+
+
 class FleetSection(_Strict):
     """``[fleet]``: the control plane's agent builds and timings."""
 
@@ -89,6 +114,7 @@ class Site(_Strict):
     secrets: SecretsSection = SecretsSection()
     licence: LicenceSection = LicenceSection()
     audit: AuditSection = AuditSection()
+    sessions: SessionsSection | None = None
     path: Path = Path(DEFAULT_SITE)
 
     @property

@@ -7,6 +7,10 @@ previous release keep serving during a rolling upgrade.
 
 It is called on every start, so it reads only ``stairway.toml`` (cached by modification time)
 and runs one query on a cached engine.
+
+A single-binary product migrates at start: ``auto_migrate=True, backup_first=True`` backs the
+database up, applies every change the release needs, and on failure restores the backup and
+raises ``MigrateOnStartFailed``, so that the process exits on the database it found.
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from stairway import maintenance
+from stairway.backup import Backup, RestoreTarget, SiteParts, restore_backup, take_backup
 from stairway.catalog import Catalog, load_catalog
 from stairway.catalog.manifest import Manifest, load_manifest
-from stairway.database import engine_for
-from stairway.errors import GuardRefused
+from stairway.database import engine_for, sqlite_path
+from stairway.errors import GuardRefused, MigrateOnStartFailed
 from stairway.maintenance import Maintenance
 from stairway.schema import migrator, recorder
 from stairway.schema.change import Phase
@@ -39,9 +45,11 @@ class GuardResult:
         level: The database's schema level: the highest mainline change applied.
         ahead_by_expand: Expand changes the database holds beyond the release's schema, which
             a newer release applied during a rolling upgrade; the release serves with them.
-        applied_now: The expand changes ``guard`` applied itself (``auto_migrate=True``).
+        applied_now: The changes ``guard`` applied itself (``auto_migrate=True``).
         maintenance: The site's maintenance flag when it is on: the product admits
             administrators only; None when it is off.
+        backup: The backup taken before migrating (``backup_first=True``), kept in the backup
+            directory; None when none was taken.
     """
 
     version: str
@@ -49,6 +57,7 @@ class GuardResult:
     ahead_by_expand: tuple[int, ...] = ()
     applied_now: tuple[int, ...] = ()
     maintenance: Maintenance | None = None  # on: admit administrators only
+    backup: str | None = None
 
     @property
     def in_maintenance(self) -> bool:
@@ -60,7 +69,13 @@ Row = tuple[int, int, str]  # number, patch (0 for a mainline change), phase
 
 
 def guard(
-    database_url: str, catalog: Catalog | Path | str, version: str, *, auto_migrate: bool = False
+    database_url: str,
+    catalog: Catalog | Path | str,
+    version: str,
+    *,
+    auto_migrate: bool = False,
+    backup_first: bool = False,
+    backup_dir: Path | str | None = None,
 ) -> GuardResult:
     """Check that release ``version`` may start against ``database_url``.
 
@@ -77,15 +92,26 @@ def guard(
         version: The release starting, as the catalog names it (``"2.0.0"``).
         auto_migrate: Apply the release's pending changes first when every one of them is an
             expand change (a change of any other phase still refuses the start).
+        backup_first: With ``auto_migrate``: back the database up, then apply every pending
+            change of the release, whatever its phase (the process starting is the only one
+            using the database: a single-binary product), and record the release as the
+            site's; on failure restore the backup and raise ``MigrateOnStartFailed``.
+        backup_dir: Where that backup goes; beside a SQLite file (``FILE.backups``) unless
+            given, required for any other database.
 
     Returns:
-        The schema level, the expand changes the database is ahead by, those applied now, and
-            the maintenance flag.
+        The schema level, the expand changes the database is ahead by, those applied now, the
+            maintenance flag, and the backup taken.
 
     Raises:
         GuardRefused: The release must not start against this database; the message says why
             and the hint which command settles it.
+        MigrateOnStartFailed: Migrating at start failed; the database was restored from the
+            backup (the message says so, or that the restore failed too).
+        ValueError: ``backup_first`` without ``auto_migrate``.
     """
+    if backup_first and not auto_migrate:
+        raise ValueError("backup_first=True backs up before migrating: pass auto_migrate=True")
     needed, carried = _schema_of(catalog, version)
     rows, flag = _applied_rows(database_url)
     level = max((n for n, k, _ in rows if not k), default=0)
@@ -107,6 +133,9 @@ def guard(
             + (f" without {lacks}" if lacks else ""),
             hint="run `stairway migrate --to " + version + "` before starting this release",
         )
+    if backup_first:
+        where = _backups_of(database_url, backup_dir)
+        return _migrate_on_start(database_url, catalog, version, needed, where)
     return _auto_migrate(database_url, catalog, version, needed)
 
 
@@ -196,6 +225,63 @@ def _auto_migrate(
         )
     done = migrator.migrate(engine, full, needed, only=Phase.EXPAND, release=release)
     return GuardResult(version, needed, (), tuple(a.change.number for a in done))
+
+
+def _migrate_on_start(
+    url: str, catalog: Catalog | Path | str, version: str, needed: int, where: Path
+) -> GuardResult:
+    """Back up, apply every change the release needs, record it; on failure put back."""
+    full = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
+    engine = engine_for(url)
+    release = full.release(version)
+    level = migrator.read_state(engine, full).level
+    found = migrator.site_release(engine) or f"schema-{level}"
+    parts = SiteParts(full.product, found, level, engine, None, (), where, exact=True)
+    taken = take_backup(parts)
+    try:
+        done = migrator.migrate(engine, full, needed, release=release)
+        migrator.set_site_release(engine, full, version)
+    except Exception as error:
+        _put_back(RestoreTarget(full.product, engine, None, where), taken, version, error)
+    applied = tuple(a.change.number for a in done)
+    return GuardResult(version, needed, (), applied, backup=taken.id)
+
+
+def _put_back(target: RestoreTarget, taken: Backup, version: str, error: Exception) -> NoReturn:
+    """The migration failed: the database as the backup holds it, then an error to exit on."""
+    backup, archive = taken.id, taken.path
+    said = getattr(error, "message", None) or str(error).splitlines()[0]
+    try:
+        restore_backup(target, archive)
+    except Exception as failure:
+        raise MigrateOnStartFailed(
+            f"release {version} could not migrate the database at start ({said}), and "
+            f"restoring backup {backup} failed too ({failure}): the database may be half "
+            "migrated",
+            hint=f"restore it by hand (`stairway restore {backup} --yes`, archive {archive}), "
+            "then start the release the database was at",
+            backup=backup,
+        ) from failure
+    raise MigrateOnStartFailed(
+        f"release {version} could not migrate the database at start: {said}; the database "
+        f"was restored from backup {backup} as it was before",
+        hint="fix the cause and start again, or start the release the database is at; "
+        f"the backup stays in {target.backup_dir}",
+        backup=backup,
+    ) from error
+
+
+def _backups_of(url: str, given: Path | str | None) -> Path:
+    """The directory for the backup taken before migrating at start."""
+    if given is not None:
+        return Path(given)
+    live = sqlite_path(engine_for(url))
+    if live is None:
+        raise GuardRefused(
+            "backup_first=True needs backup_dir: the database is not a SQLite file",
+            hint="pass backup_dir, e.g. the site's backup_dir, to guard()",
+        )
+    return live.with_name(live.name + ".backups")
 
 
 def _schema_of(

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from stairway import agents_back, disk, faults, handwork, recovery, releases, runners
+from stairway import agents_back, disk, faults, handwork, open_sessions, recovery, releases, runners
 from stairway import rolling as roll
 from stairway.backup import Backup
 from stairway.context import Context, backup_dir, checkpointed
@@ -38,6 +38,7 @@ from stairway.handwork import HandItem
 from stairway.instances import instances_of
 from stairway.journal import Journal, JournalState
 from stairway.losses import LossReport, losses_since
+from stairway.open_sessions import LEAVE, SessionOutcome, SessionPolicy, SessionSource
 from stairway.operations import schema as site_schema
 from stairway.plan import UpgradePlan
 from stairway.progress import Progress
@@ -59,6 +60,7 @@ class UpgradeReport:
     target: str
     done: tuple[tuple[Step, dict[str, Any]], ...]
     resumed: bool = False
+    sessions: SessionOutcome | None = None  # what was done about open user sessions
 
     @property
     def attention(self) -> list[HandItem]:
@@ -74,9 +76,12 @@ def upgrade(
     resume: bool = False,
     progress: Progress[Step] | None = None,
     rolling: bool = False,
+    sessions: SessionPolicy = LEAVE,
 ) -> UpgradeReport:
     """Upgrade the site to ``to`` (default: latest), or finish an interrupted upgrade;
-    ``rolling``: instance by instance, without downtime (``stairway.rolling``)."""
+    ``rolling``: instance by instance, without downtime (``stairway.rolling``); ``sessions``:
+    wait for the open user sessions, or end them with notice, before the backup
+    (``stairway.open_sessions``)."""
     if to:
         named_release(ctx.catalog, to)  # an unknown target is refused before anything else
     journal = Journal(backup_dir(ctx))
@@ -89,6 +94,12 @@ def upgrade(
         )
     if active is None and resume:
         raise UpgradeError("there is no interrupted upgrade to resume", hint="`stairway status`")
+    if sessions.asked and (resume or rolling):
+        raise UpgradeError(
+            "--drain-sessions and --end-sessions are for an offline upgrade that starts now: "
+            + ("a rolling one keeps every session" if rolling else "this one is resumed"),
+            hint="run it again without them; nothing was changed",
+        )
     if active is not None:
         return _resume(ctx, journal, active, progress)
     plan = site_schema.plan(ctx, to)
@@ -96,12 +107,16 @@ def upgrade(
         return UpgradeReport(None, str(plan.current), str(plan.target), ())
     if rolling:
         roll.check(ctx, plan)
+    source, notice = _sessions_of(ctx, rolling)
+    drained = open_sessions.wait_before_upgrade(source, sessions, notice, str(plan.target))
     early = _early_backup(ctx)
     try:
         _verify(ctx, plan)
         releases = _prepare_release(ctx, str(plan.target))
+        ended = open_sessions.end_before_upgrade(source, sessions, notice, drained)
     except BaseException:
         _discard(early)
+        _withdraw(source)
         raise
     agents = agents_back.connected_before(ctx)
     if rolling:
@@ -116,6 +131,9 @@ def upgrade(
         "rolling": rolling,
         "agents": agents,  # connected to the control plane now: checked back after the start
     }
+    if ended is not None:
+        record["sessions"] = ended.as_json()
+        log.info("%s", ended.describe())
     try:
         journal.start(upgrade_id, record)
     except OSError as err:  # nothing has changed yet: a refusal, not a failure
@@ -162,6 +180,22 @@ def interrupted(ctx: Context) -> Interrupted | None:
     return Interrupted(active.upgrade_id, _where(active), settle)
 
 
+def _sessions_of(ctx: Context, rolling: bool) -> tuple[SessionSource | None, str]:
+    """Where the open sessions are, and the notice for their users; none for a rolling upgrade,
+    which keeps them."""
+    section = ctx.site.sessions
+    if section is None or rolling:
+        return None, ""
+    return open_sessions.source_for(section, ctx.catalog.product), section.notice
+
+
+def _withdraw(source: SessionSource | None) -> None:
+    """The upgrade did not start: the notice announcing it is taken back."""
+    if source is not None:
+        with contextlib.suppress(StairwayError):
+            source.withdraw()
+
+
 def _early_backup(ctx: Context) -> Future[tuple[Backup, float]]:
     """A backup taken while verify reads (both only read: overlapping them saves its time)."""
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stairway-backup")
@@ -192,7 +226,9 @@ def _resume(
             "whatever ran; then run the upgrade again",
         )
     report = _run(ctx, journal, active, progress)
-    return UpgradeReport(report.upgrade_id, report.current, report.target, report.done, True)
+    return UpgradeReport(
+        report.upgrade_id, report.current, report.target, report.done, True, report.sessions
+    )
 
 
 def _run(
@@ -235,7 +271,14 @@ def _run(
             hint=then(ctx, err, journal.directory, "upgrade --resume") + " records it",
         ) from None
     _keep_rates(ctx, done, f"upgrade {state.upgrade_id}")
-    return UpgradeReport(state.upgrade_id, state.plan["from"], state.plan["to"], tuple(done))
+    said = state.plan.get("sessions")
+    return UpgradeReport(
+        state.upgrade_id,
+        state.plan["from"],
+        state.plan["to"],
+        tuple(done),
+        sessions=SessionOutcome.from_json(said) if said else None,
+    )
 
 
 def _failed(

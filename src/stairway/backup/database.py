@@ -29,14 +29,22 @@ POSTGRES_MEMBER = "database/site.pgdump"
 # --- SQLite -----------------------------------------------------------------------------------
 
 
-def dump_sqlite(engine: Engine, target: Path) -> None:
-    """Copy the live SQLite database to ``target`` page by page, consistent at one instant."""
+def dump_sqlite(engine: Engine, target: Path, exact: bool = False) -> None:
+    """Copy the live SQLite database to ``target`` page by page, consistent at one instant;
+    ``exact``: the file byte for byte, writers held off while it is copied (SQLite's own copy
+    bumps the header's change counter, so a restore of it is equal but not identical)."""
     source = sqlite_path(engine)
     assert source is not None
     # closing(): a sqlite3 connection's own `with` commits but leaves the file open, and an
     # open handle on the live file is what a restore's holder check refuses to swap under.
-    with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(target)) as copy:
-        live.backup(copy)
+    with closing(sqlite3.connect(source, isolation_level=None)) as live:
+        if exact:
+            live.execute("BEGIN IMMEDIATE")  # no writer until the copy is whole
+            shutil.copyfile(source, target)
+            live.execute("ROLLBACK")
+            return
+        with closing(sqlite3.connect(target)) as copy:
+            live.backup(copy)
 
 
 def check_sqlite(path: Path) -> None:

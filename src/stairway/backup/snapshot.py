@@ -44,6 +44,7 @@ class SiteParts:
     backup_dir: Path
     secret_keys: dict[str, int] = field(default_factory=dict)  # recorded, never archived
     audit_head: AuditHeadModel | None = None  # read before the dump: the dump holds it
+    exact: bool = False  # a SQLite file byte for byte, writers held off while it is copied
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def _take(parts: SiteParts) -> Backup:
     with tempfile.TemporaryDirectory(dir=parts.backup_dir, prefix=".dump-") as scratch:
         dump = Path(scratch) / "dump"
         with writing(path) as archive:
-            member = _add_database(archive, parts.engine, dump)
+            member = _add_database(archive, parts.engine, dump, parts.exact)
             links = _add_data(archive, parts.data_dir)
             configs = _add_config(archive, parts.config_files)
             manifest = BackupManifest(
@@ -189,9 +190,9 @@ def _new_id(parts: SiteParts) -> str:
     return candidate
 
 
-def _add_database(archive: ArchiveWriter, engine: Engine, dump: Path) -> str:
+def _add_database(archive: ArchiveWriter, engine: Engine, dump: Path, exact: bool) -> str:
     if database.engine_kind(engine) == "sqlite":
-        database.dump_sqlite(engine, dump)
+        database.dump_sqlite(engine, dump, exact)
         return archive.add_file(database.SQLITE_MEMBER, dump).name
     database.dump_postgres(engine, dump)
     return archive.add_file(database.POSTGRES_MEMBER, dump).name

@@ -23,6 +23,7 @@ from stairway.cli.output import (
 from stairway.errors import UpgradeFailed, UsageRefused, VerifyBlocked
 from stairway.handwork import left_for_operator, left_in_rehearsal
 from stairway.losses import LossReport
+from stairway.open_sessions import SessionPolicy
 from stairway.options import CatalogOpt, JsonOpt, ReportOpt, SiteOpt, emit_json, out
 from stairway.rehearse import rehearse
 from stairway.release_source import interrupted_target
@@ -81,6 +82,20 @@ def upgrade_command(
         bool,
         typer.Option("--rolling", help="instance by instance, without downtime (expand only)"),
     ] = False,
+    drain_sessions: Annotated[
+        float | None,
+        typer.Option(
+            "--drain-sessions",
+            metavar="SECONDS",
+            min=0,
+            help="wait up to SECONDS for open user sessions to close, after a notice; "
+            "refuses (exit 2) when some are left, unless --end-sessions",
+        ),
+    ] = None,
+    end_sessions: Annotated[
+        bool,
+        typer.Option("--end-sessions", help="end the open user sessions, after a notice"),
+    ] = False,
     report_file: ReportOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
@@ -88,10 +103,11 @@ def upgrade_command(
 ) -> None:
     """The whole upgrade, journaled: verify, back up, migrate, restart; rolls back on failure
     (exit 1). Exit 3 when it finished but left deltas or config items for an operator."""
+    policy = SessionPolicy(drain_sessions, end_sessions)
     ctx = site_context.open_context(site, catalog, to or (_interrupted(site) if resume else None))
     say_adopting(ctx, json)
     if report_file is None:
-        report = upgrading.upgrade(ctx, to, resume, steps(json), rolling)
+        report = upgrading.upgrade(ctx, to, resume, steps(json), rolling, policy)
     else:
         # the report's templates (Jinja2) are loaded only when a report is asked for
         from stairway.report import StepClock
@@ -105,7 +121,7 @@ def upgrade_command(
             say(index, total, step)
 
         report = reported_upgrade(
-            ctx, to, resume, timed, clock, report_file, reported(json), rolling
+            ctx, to, resume, timed, clock, report_file, reported(json), rolling, policy
         )
     if json:
         emit_json(views.upgrade_json(report))
@@ -114,6 +130,8 @@ def upgrade_command(
     else:
         done = f"{report.current} -> {report.target} ({report.upgrade_id})"
         out.print(f"[green]upgraded[/green] {done}", highlight=False)
+    if report.sessions is not None and not json:
+        out.print(report.sessions.describe(), highlight=False)
     if report.attention:
         raise left_for_operator(report.target, report.attention)
 

@@ -13,6 +13,7 @@ from stairway.context import Context
 from stairway.errors import StairwayError
 from stairway.estimate import Estimate, Limits, estimate_upgrade
 from stairway.notes import release_notes
+from stairway.open_sessions import LEAVE, SessionPolicy
 from stairway.plan import UpgradePlan
 from stairway.progress import Progress
 from stairway.rehearse import Rehearsal
@@ -76,6 +77,7 @@ def reported_upgrade(
     where: Path,
     written: Callable[[list[Path]], None],
     rolling: bool = False,
+    sessions: SessionPolicy = LEAVE,
 ) -> UpgradeReport:
     """The upgrade with its report written to ``where`` however it ends; ``written`` is told
     the files before a failure is raised on."""
@@ -83,7 +85,7 @@ def reported_upgrade(
     estimate = predicted(ctx, to)
     findings = verify(ctx, to) if not resume else None  # as the upgrade's own verify sees it
     try:
-        report = upgrade(ctx, to, resume, progress, rolling)
+        report = upgrade(ctx, to, resume, progress, rolling, sessions)
     except StairwayError as failure:
         clock.stop()
         failed = upgrade_document(ctx, plan, estimate, clock, None, failure.message, findings)

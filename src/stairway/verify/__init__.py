@@ -26,6 +26,7 @@ from stairway.verify.database import (
 from stairway.verify.findings import Finding, FindingSeverity, Report, Topic, group
 from stairway.verify.licensing import licence_findings
 from stairway.verify.objects import object_findings
+from stairway.verify.sessions import session_findings
 from stairway.verify.space import disk_findings
 from stairway.verify.tasks import task_findings
 
@@ -54,4 +55,5 @@ def verify(ctx: Context, to: str | None) -> Report:
         findings += delta_findings(ctx, target) + disk_findings(ctx)
         findings += licence_findings(ctx, target) + background_findings(ctx)
         findings += task_findings(ctx, plan)
+        findings += session_findings(ctx)
     return Report(current, target, tuple(findings))

@@ -46,6 +46,7 @@ class Topic(StrEnum):
     DELTAS = "deltas"
     LICENCE = "licence"
     TASKS = "tasks"
+    SESSIONS = "sessions"
 
 
 @dataclass(frozen=True)

@@ -24,18 +24,23 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--version")
     parser.add_argument("--instance", help="one of several instances: its own pid and log")
+    parser.add_argument(
+        "--migrate-on-start",
+        action="store_true",
+        help="back up and migrate the database to this release at start; exit on failure",
+    )
     args = parser.parse_args()
     name = f"identity-sync.{args.instance}" if args.instance else "identity-sync"
     pid_file = args.site.parent / f"{name}.pid"
     if args.action == "serve":
-        _serve(args.site, args.port, args.version)
+        _serve(args.site, args.port, args.version, args.migrate_on_start)
     elif args.action == "start":
         _start(args, pid_file)
     else:
         _stop(pid_file)
 
 
-def _serve(site: Path, port: int, version: str | None) -> None:
+def _serve(site: Path, port: int, version: str | None, migrate_on_start: bool) -> None:
     # Loaded here: the stop and status commands of the same entry point run often and should
     # not pay for importing the web stack they never use.
     import uvicorn
@@ -43,7 +48,7 @@ def _serve(site: Path, port: int, version: str | None) -> None:
     from stairway.examples.identity_sync.service import create_app
 
     # SIGTERM lets requests in flight finish before the process ends
-    app = create_app(site, version)
+    app = create_app(site, version, migrate_on_start)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=30)
 
 
@@ -53,6 +58,7 @@ def _start(args: argparse.Namespace, pid_file: Path) -> None:
     command = [sys.executable, "-m", "stairway.examples.identity_sync", "serve"]
     command += ["--site", str(args.site), "--port", str(args.port)]
     command += ["--version", args.version] if args.version else []
+    command += ["--migrate-on-start"] if args.migrate_on_start else []
     log = pid_file.with_suffix(".log").open("ab")
     server = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
     try:

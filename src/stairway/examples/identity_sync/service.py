@@ -5,6 +5,9 @@ it calls ``stairway.guard()``, which refuses a database newer than the release o
 changes, and reports maintenance mode, during which only administrators are served (the rest
 get 503 and the flag's message: ``stairway.maintenance_flag()`` on each request); then
 ``stairway.reconcile_jobs()``, which puts the sync runs an upgrade interrupted back in the queue.
+With ``migrate_on_start`` (``serve --migrate-on-start``: one instance, the way a single binary
+runs) the guard backs the database up into the site's backup_dir and migrates it to the release
+itself; when that fails the database is restored and the process exits.
 """
 
 from __future__ import annotations
@@ -40,8 +43,11 @@ def running_release(site_file: Path) -> str:
     raise SystemExit("no current release: pass --version")
 
 
-def create_app(site_file: Path, version: str | None = None) -> FastAPI:
-    """The identity-sync web app for the site, serving ``version`` or the current release."""
+def create_app(
+    site_file: Path, version: str | None = None, migrate_on_start: bool = False
+) -> FastAPI:
+    """The identity-sync web app for the site, serving ``version`` or the current release;
+    ``migrate_on_start``: its database migrated at start, after a backup."""
     site = load_site(site_file)
     release = version or running_release(site_file)
     catalog = site.site.catalog
@@ -50,7 +56,14 @@ def create_app(site_file: Path, version: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        state["guard"] = stairway.guard(site.database, catalog, release)
+        state["guard"] = stairway.guard(
+            site.database,
+            catalog,
+            release,
+            auto_migrate=migrate_on_start,
+            backup_first=migrate_on_start,
+            backup_dir=site.site.backup_dir,
+        )
         stairway.reconcile_jobs(engine, catalog)  # the sync runs an upgrade interrupted
         yield
 
