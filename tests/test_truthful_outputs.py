@@ -32,6 +32,7 @@ TARGETED = [
     ("upgrade",),
     ("licence", "check"),
     ("notes",),
+    ("test-paths",),
 ]
 
 
