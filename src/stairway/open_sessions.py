@@ -12,7 +12,6 @@ Waiting is ``drain``, a plain loop over a count, a clock and a sleep: tested wit
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 import redis
 
 from stairway.errors import SessionError, UpgradeError
+from stairway.hooks import HookNotFound, find_hook
 from stairway.sessions import SessionKeys
 from stairway.site import SessionsSection
 
@@ -232,19 +232,15 @@ def _answered(call: Callable[[], T]) -> T:
 
 
 def _call(hook: str, *args: object) -> object:
-    module_name, function = hook.split(":")
     try:
-        found = getattr(importlib.import_module(module_name), function, None)
-    except Exception as err:
+        found = find_hook(hook)
+    except HookNotFound as err:
         raise OpenSessionsError(
-            f"the session hook {hook}: cannot import {module_name}: {err}",
-            hint="install the product's module, or fix [sessions] in site.toml",
+            f"the session hook {hook}: {err}",
+            hint="name a function of the product's module in [sessions] of site.toml"
+            if err.imports
+            else "install the product's module, or fix [sessions] in site.toml",
         ) from None
-    if not callable(found):
-        raise OpenSessionsError(
-            f"the session hook {hook}: {module_name} has no function {function}",
-            hint="name a function of the product's module in [sessions] of site.toml",
-        )
     try:
         return found(*args)
     except Exception as err:

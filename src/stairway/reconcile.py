@@ -12,8 +12,6 @@ finds nothing to do.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from stairway.catalog import Catalog
 from stairway.catalog.manifest import JobModel, ReconcileModel, load_manifest
 from stairway.database import engine_for, writing
 from stairway.errors import JobsError
+from stairway.hooks import HookNotFound, find_hook
 
 log = logging.getLogger(__name__)
 Handler = Callable[[Connection, object], object]
@@ -144,28 +143,12 @@ def _handler(job: JobModel, root: Path | None) -> Handler:
     """``module:function``: a module file inside the catalog first, then an importable module."""
     assert job.reconcile is not None and job.reconcile.handler is not None
     name = job.reconcile.handler
-    module_name, function = name.split(":")
-    local = root.joinpath(*module_name.split(".")).with_suffix(".py") if root else None
     try:
-        module = _load_local(local, module_name) if local and local.is_file() else None
-        found = getattr(module or importlib.import_module(module_name), function, None)
-    except Exception as err:
+        return find_hook(name, root)
+    except HookNotFound as err:
         raise JobsError(
-            f"the handler {name} of {job.name}: cannot import {module_name}: {err}",
-            hint="ship the module in the catalog or install it; nothing was changed",
+            f"the handler {name} of {job.name}: {err}",
+            hint="name a function taking (connection, job key); nothing was changed"
+            if err.imports
+            else "ship the module in the catalog or install it; nothing was changed",
         ) from None
-    if not callable(found):
-        raise JobsError(
-            f"the handler {name} of {job.name}: {module_name} has no function {function}",
-            hint="name a function taking (connection, job key); nothing was changed",
-        )
-    return found  # type: ignore[no-any-return]
-
-
-def _load_local(file: Path, module_name: str) -> object:
-    spec = importlib.util.spec_from_file_location(f"stairway_catalog_{module_name}", file)
-    if spec is None or spec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

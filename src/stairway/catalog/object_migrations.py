@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stairway.catalog.manifest import read_model
 from stairway.errors import CatalogError
+from stairway.hooks import HookNotFound, find_hook
 from stairway.objects.migration import Handler, ObjectMigration, Op, Severity, Transition
 from stairway.objects.paths import parse_path
 from stairway.versions import Version
@@ -117,31 +116,14 @@ def _migration(number: int, model: MigrationModel, root: Path, path: Path) -> Ob
 
 def _handler(name: str, root: Path, path: Path) -> Handler:
     """``module:function``: a module file inside the catalog first, then an importable module."""
-    module_name, function = name.split(":")
-    local = root.joinpath(*module_name.split(".")).with_suffix(".py")
     try:
-        module = _load_local(local, module_name) if local.is_file() else None
-        module = module or importlib.import_module(module_name)
-    except Exception as err:
+        return find_hook(name, root)  # type: ignore[return-value]
+    except HookNotFound as err:
+        local = root.joinpath(*name.split(":")[0].split(".")).with_suffix(".py")
         raise CatalogError(
-            f"handler {name}: cannot import {module_name}: {err}",
+            f"handler {name}: {err}",
             path=str(path),
-            hint=f"ship {local.relative_to(root)} in the catalog or install the module",
+            hint="name a function taking the document and returning it (or None)"
+            if err.imports
+            else f"ship {local.relative_to(root)} in the catalog or install the module",
         ) from None
-    found = getattr(module, function, None)
-    if not callable(found):
-        raise CatalogError(
-            f"handler {name}: {module_name} has no function {function}",
-            path=str(path),
-            hint="name a function taking the document and returning it (or None)",
-        )
-    return found  # type: ignore[no-any-return]
-
-
-def _load_local(file: Path, module_name: str) -> object:
-    spec = importlib.util.spec_from_file_location(f"stairway_catalog_{module_name}", file)
-    if spec is None or spec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
