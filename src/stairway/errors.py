@@ -191,6 +191,10 @@ class ObjectMigrationError(StairwayError):
     """A stored object could not be read or migrated, or an object migration is malformed."""
 
 
+class PluginError(StairwayError):
+    """A plug-in could not be found, snapshotted or rolled back; nothing was changed."""
+
+
 class DeltaError(StairwayError):
     """A configuration delta could not be read or applied."""
 

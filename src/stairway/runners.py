@@ -33,6 +33,7 @@ from stairway.errors import TaskFailed, UpgradeError
 from stairway.handwork import HandItem
 from stairway.journal import Journal, JournalState
 from stairway.objects.rewrite import rewrite_all
+from stairway.operations import plugins as site_plugins
 from stairway.operations import schema as site_schema
 from stairway.operations import tasks as run_tasks
 from stairway.operations.backups import backup as take_backup
@@ -40,7 +41,7 @@ from stairway.operations.config import migrate_config
 from stairway.operations.objects import apply_deltas, object_store
 from stairway.operations.schema import MigrateRequest
 from stairway.operations.tasks import find_task
-from stairway.steps import Step, StepKind
+from stairway.steps import Step, StepKind, path_of
 from stairway.tasks import Task
 from stairway.verify import licence_findings
 from stairway.versions import Version
@@ -182,11 +183,21 @@ def _schema(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
     }
 
 
+def _plugin_snapshot(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    """The directories of the plug-ins the path moves, kept for ``stairway plugin rollback``."""
+    path = path_of(Step.from_json(s) for s in state.plan["steps"])
+    return {"plugin_snapshots": site_plugins.snapshot_before(ctx, path)}
+
+
 def _objects(ctx: Context, step: Step, _state: JournalState) -> dict[str, Any]:
+    """Objects rewritten to the release's shape, then those naming a plug-in the hop moves
+    repointed to its new version (a failure restores them with the rest of the site)."""
     if ctx.catalog.objects is None:
         return {}
     report = rewrite_all(object_store(ctx, step.release))
-    return {"rewritten": report.rewritten}
+    assert step.release is not None and step.source is not None  # a hop's step
+    moved = site_plugins.move_for_upgrade(ctx, step.release, step.source)
+    return {"rewritten": report.rewritten} | ({"plugins": moved} if moved else {})
 
 
 def _deltas(ctx: Context, _step: Step, _state: JournalState) -> dict[str, Any]:
@@ -260,6 +271,7 @@ def _json(items: Iterable[HandItem]) -> list[dict[str, str]]:
 # In the order an upgrade runs them; a rolling upgrade's own kinds where they fall in its run.
 RUNNERS: dict[StepKind, Runner] = {
     StepKind.BACKUP: _backup,
+    StepKind.PLUGIN_SNAPSHOT: _plugin_snapshot,
     StepKind.MAINTENANCE_ON: _maintenance_on,
     StepKind.STOP: _stop,
     StepKind.INTERRUPT_JOBS: _interrupt_jobs,

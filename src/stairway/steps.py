@@ -17,6 +17,7 @@ class StepKind(StrEnum):
     """What an upgrade step does; the journal records each by its value."""
 
     BACKUP = "backup"
+    PLUGIN_SNAPSHOT = "plugin-snapshot"  # the directories of the plug-ins the path moves
     MAINTENANCE_ON = "maintenance-on"
     STOP = "stop"
     INTERRUPT_JOBS = "interrupt-jobs"
@@ -69,7 +70,9 @@ class Step:
         return cls(kind, release, source, value.get("task"))
 
 
-def plan_steps(plan: UpgradePlan, releases: bool = False, agents: bool = False) -> list[Step]:
+def plan_steps(
+    plan: UpgradePlan, releases: bool = False, agents: bool = False, plugins: bool = False
+) -> list[Step]:
     """Every step of ``plan``, in the order the upgrade runs them.
 
     The product is backed up and stopped first; the transient paths of each release on the path
@@ -78,9 +81,13 @@ def plan_steps(plan: UpgradePlan, releases: bool = False, agents: bool = False) 
     started, checked and audited. The releases' post-upgrade tasks (``stairway.tasks``) run
     after the last hop: those declared ``serving = false`` before the start, the others once
     the product serves again, after its checks (and, with ``agents``: some were connected to
-    the site's control plane, after waiting for them to come back) and before the audit.
+    the site's control plane, after waiting for them to come back) and before the audit. With
+    ``plugins`` (the path moves a plug-in to another version) the plug-ins' directories are
+    snapshotted right after the backup.
     """
-    steps = [Step(StepKind.BACKUP), Step(StepKind.MAINTENANCE_ON), Step(StepKind.STOP)]
+    steps = [Step(StepKind.BACKUP)]
+    steps += [Step(StepKind.PLUGIN_SNAPSHOT)] if plugins else []
+    steps += [Step(StepKind.MAINTENANCE_ON), Step(StepKind.STOP)]
     steps.append(Step(StepKind.INTERRUPT_JOBS))
     steps += [
         Step(StepKind.CLEAR, str(hop.release.version), str(hop.source))

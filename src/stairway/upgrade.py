@@ -39,6 +39,7 @@ from stairway.instances import instances_of
 from stairway.journal import Journal, JournalState
 from stairway.losses import LossReport, losses_since
 from stairway.open_sessions import LEAVE, SessionOutcome, SessionPolicy, SessionSource
+from stairway.operations import plugins as site_plugins
 from stairway.operations import schema as site_schema
 from stairway.plan import UpgradePlan
 from stairway.progress import Progress
@@ -122,7 +123,8 @@ def upgrade(
     if rolling:
         steps = roll.rolling_steps(plan, instances_of(ctx.site.service), releases)
     else:
-        steps = plan_steps(plan, releases, agents=bool(agents))
+        moves = site_plugins.path_moves(ctx, site_plugins.release_path(plan))
+        steps = plan_steps(plan, releases, agents=bool(agents), plugins=bool(moves))
     upgrade_id = f"{ctx.catalog.product}-{plan.current}-to-{plan.target}-{_stamp()}"
     record = {
         "from": str(plan.current),

@@ -391,6 +391,48 @@ class ReferenceModel(_Strict):
     kind: Annotated[str, Field(min_length=1)]
 
 
+_DOTTED = r"^[^.]+(\.[^.]+)*$"
+
+
+class PluginReferenceModel(_Strict):
+    """Where objects of ``type`` name a plug-in (``name``) and its version (``version``): dotted
+    paths into the object's JSON document."""
+
+    type: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(pattern=_DOTTED)]
+    version: Annotated[str, Field(pattern=_DOTTED)]
+
+
+class PluginModel(_Strict):
+    """One ``[[plugin]]``: a plug-in the product ships in versions, the directory it lives in
+    (relative to the site's ``data_dir``) and the objects that name its version."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    kind: Annotated[str, Field(min_length=1)]
+    directory: Annotated[str, Field(min_length=1)]
+    versions: dict[str, str]  # release -> the plug-in version it ships
+    reference: list[PluginReferenceModel] = []
+
+    @field_validator("directory")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        parts = PurePosixPath(value).parts
+        if value.startswith(("/", "\\")) or ".." in parts or parts in ((), (".",)):
+            raise ValueError(
+                "give a directory inside the site's data_dir, without '..' (e.g. "
+                '"connectors/ldap")'
+            )
+        return value
+
+    @field_validator("versions")
+    @classmethod
+    def _are_versions(cls, value: dict[str, str]) -> dict[str, str]:
+        for release, version in value.items():
+            Version(release)
+            Version(version)
+        return value
+
+
 class HistoryModel(_Strict):
     """``[history]``: the schema comes from another tool's migration history, read where it lies
     (docs/adopting.md) instead of ``schema/``."""
@@ -430,10 +472,26 @@ class Manifest(_Strict):
     check: list[CheckModel] = []
     job: list[JobModel] = []
     reference: list[ReferenceModel] = []
+    plugin: list[PluginModel] = []
     smoke: list[SmokeModel] = []
     licence: LicenceModel | None = None
     history: HistoryModel | None = None
     test_paths: PathTestsModel | None = None
+
+    @model_validator(mode="after")
+    def _plugins_known(self) -> Manifest:
+        releases = {Version(r.version) for r in self.release}
+        names = [p.name for p in self.plugin]
+        for plugin in self.plugin:
+            if names.count(plugin.name) > 1:
+                raise ValueError(f"plugin {plugin.name!r} is declared twice")
+            unknown = [r for r in plugin.versions if Version(r) not in releases]
+            if unknown:
+                raise ValueError(
+                    f"plugin {plugin.name!r}: versions names release {unknown[0]}, which is "
+                    "not a [[release]] of the catalog"
+                )
+        return self
 
 
 def load_manifest(path: Path) -> Manifest:

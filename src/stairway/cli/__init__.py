@@ -21,6 +21,7 @@ from stairway.cli import (
     maintenance,
     objects,
     paths,
+    plugins,
     quickstart,
     release,
     secrets,
@@ -49,6 +50,7 @@ for commands in (
     app.add_typer(commands)
 for name, group in (
     ("objects", objects.app),
+    ("plugin", plugins.app),
     ("config", config.app),
     ("deltas", deltas.deltas_app),
     ("export", transfer.export_app),

@@ -26,6 +26,7 @@ from stairway.verify.database import (
 from stairway.verify.findings import Finding, FindingSeverity, Report, Topic, group
 from stairway.verify.licensing import licence_findings
 from stairway.verify.objects import object_findings
+from stairway.verify.plugins import plugin_move_findings
 from stairway.verify.sessions import session_findings
 from stairway.verify.space import disk_findings
 from stairway.verify.tasks import task_findings
@@ -50,7 +51,8 @@ def verify(ctx: Context, to: str | None) -> Report:
     if not any(f.blocking for f in findings):  # else the plan would be meaningless
         plan = make_plan(ctx.catalog, current, state.level, target, state.patches)
         findings += path_findings(plan) + schema_findings(plan, state) + clear_findings(ctx, plan)
-        findings += object_findings(ctx, plan) + check_findings(ctx, current, target)
+        findings += object_findings(ctx, plan) + plugin_move_findings(ctx, plan)
+        findings += check_findings(ctx, current, target)
         findings += job_findings(ctx) + config_findings(ctx, current, target)
         findings += delta_findings(ctx, target) + disk_findings(ctx)
         findings += licence_findings(ctx, target) + background_findings(ctx)

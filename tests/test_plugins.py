@@ -1,0 +1,295 @@
+"""Plug-ins with versions on SQLite and PostgreSQL: an upgrade snapshots a moved plug-in's
+directory and repoints the objects naming it; ``plugin rollback`` puts one plug-in back on its
+own, refuses a hostile snapshot with nothing changed, and a kill in the middle leaves it
+wholly at one version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from cli_runner import stairway
+from stairway import audit, context, operations, plugin_snapshots
+from stairway.catalog.loader import load_catalog
+from stairway.catalog.manifest import PluginReferenceModel
+from stairway.database import dispose_all
+from stairway.errors import CatalogError, PluginError
+from stairway.plugin_moves import PluginMove, named_version, repoint
+from test_upgrade import build_site
+
+PLUGINS = """
+[[plugin]]
+name = "ldap"
+kind = "connector"
+directory = "connectors/ldap"
+versions = { "1.0.0" = "1.2.0", "2.0.0" = "1.2.0", "3.0.0" = "1.3.0" }
+[[plugin.reference]]
+type = "Connector"
+name = "connector.type"
+version = "connector.version"
+
+[[plugin]]
+name = "csv"
+kind = "connector"
+directory = "connectors/csv"
+versions = { "1.0.0" = "2.0.0", "3.0.0" = "2.1.0" }
+[[plugin.reference]]
+type = "Connector"
+name = "connector.type"
+version = "connector.version"
+"""
+CONNECTORS = [("c-1", "ldap", "1.2.0"), ("c-2", "ldap", "1.2.0"), ("c-3", "ldap", "1.2.0")]
+CONNECTORS += [("c-4", "ldap", "1.1.0"), ("c-5", "csv", "2.0.0"), ("c-6", "csv", "2.0.0")]
+
+
+def plugin_site(root: Path, database_url: str, version: str = "1.0.0") -> Path:
+    """The people site with two versioned connectors, their directories and their objects."""
+    site = build_site(root, database_url, service=False)
+    catalog = root / "catalog" / "stairway.toml"
+    catalog.write_text(catalog.read_text("utf-8") + PLUGINS, "utf-8")
+    ldap = root / "data" / "connectors" / "ldap"
+    (ldap / "lib").mkdir(parents=True)
+    (ldap / "ldap.jar").write_bytes(b"ldap 1.2.0" * 300)
+    (ldap / "lib" / "dep.jar").write_bytes(b"dependency")
+    (ldap / "current.jar").symlink_to("ldap.jar")
+    (root / "data" / "connectors" / "csv").mkdir()
+    (root / "data" / "connectors" / "csv" / "csv.jar").write_bytes(b"csv 2.0.0")
+    ctx = context.open_context(site, None)
+    with ctx.engine.begin() as conn:
+        for oid, name, at in CONNECTORS:
+            body = {"connector": {"type": name, "version": at}, "host": "ldap.example.org"}
+            conn.execute(
+                text("INSERT INTO objects VALUES (:o, 'Connector', :d, :v)"),
+                {"o": oid, "d": orjson.dumps(body).decode(), "v": version},
+            )
+    dispose_all()
+    return site
+
+
+def tree(directory: Path) -> dict[str, str]:
+    """Every entry below ``directory``: a file's digest, a link's target."""
+    found = {}
+    for path in sorted(directory.rglob("*")):
+        name = path.relative_to(directory).as_posix()
+        if path.is_symlink():
+            found[name] = "-> " + os.readlink(path)
+        elif path.is_file():
+            found[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def named(site: Path) -> dict[str, str]:
+    """Each connector object's ``type version``."""
+    ctx = context.open_context(site, None)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(text("SELECT oid, data FROM objects WHERE type = 'Connector'"))
+        found = {str(o): orjson.loads(d)["connector"] for o, d in rows}
+    dispose_all()
+    return {oid: f"{c['type']} {c['version']}" for oid, c in found.items()}
+
+
+def release_of(site: Path) -> str:
+    ctx = context.open_context(site, None)
+    found = str(context.current_version(ctx))
+    dispose_all()
+    return found
+
+
+@pytest.mark.heavy  # a whole upgrade through a required stop: about 30 s on PostgreSQL
+def test_upgrade_moves_objects_and_one_plugin_rolls_back_alone(
+    tmp_path: Path, database_url: str
+) -> None:
+    site = plugin_site(tmp_path, database_url)
+    connectors = tmp_path / "data" / "connectors"
+    old_ldap = tree(connectors / "ldap")
+    code, out, err = stairway("verify", "--to", "3.0.0", "--site", str(site))
+    assert "3 connector objects move ldap 1.2.0 -> 1.3.0" in out, out + err
+    code, out, err = stairway("upgrade", "--to", "3.0.0", "--site", str(site))
+    assert code == 0, out + err
+    after = named(site)
+    assert after == {
+        **{o: "ldap 1.3.0" for o in ("c-1", "c-2", "c-3")},
+        **{"c-4": "ldap 1.1.0", "c-5": "csv 2.1.0", "c-6": "csv 2.1.0"},
+    }
+    kept = plugin_snapshots.snapshots(tmp_path / "backups", "ldap")
+    assert [s.version for s in kept] == ["1.2.0"]
+    assert kept[0].links == {"current.jar": "ldap.jar"}
+    # the new release brings its connectors
+    (connectors / "ldap" / "ldap.jar").write_bytes(b"ldap 1.3.0")
+    (connectors / "ldap" / "new.jar").write_bytes(b"only in 1.3.0")
+    (connectors / "csv" / "csv.jar").write_bytes(b"csv 2.1.0")
+    new_csv = tree(connectors / "csv")
+
+    code, out, err = stairway("plugin", "rollback", "ldap", "--site", str(site), "--json")
+    assert code == 0, out + err
+    assert json.loads(out)["objects"] == 3
+    assert tree(connectors / "ldap") == old_ldap
+    assert tree(connectors / "csv") == new_csv
+    assert named(site) == after | {o: "ldap 1.2.0" for o in ("c-1", "c-2", "c-3")}
+    assert release_of(site) == "3.0.0"
+    assert sorted(p.name for p in connectors.iterdir()) == ["csv", "ldap"]  # nothing left over
+    ctx = context.open_context(site, None)
+    logged = [e for e in audit.read(ctx.engine) if e.action == "plugin.rollback"]
+    dispose_all()
+    assert [(e.data["plugin"], e.data["objects"]) for e in logged] == [("ldap", 3)]
+    code, out, _ = stairway("plugin", "list", "--site", str(site), "--json")
+    listed = {p["name"]: p for p in json.loads(out)["plugins"]}
+    assert listed["ldap"]["installed"] == "1.3.0"
+    assert listed["ldap"]["objects"] == {"1.2.0": 3, "1.1.0": 1}
+    assert listed["csv"]["objects"] == {"2.1.0": 2}
+
+
+@pytest.fixture
+def at_new(tmp_path: Path) -> Path:
+    """A SQLite site at 3.0.0 whose ldap objects and directory are at 1.3.0, with a snapshot
+    of ldap 1.2.0 kept."""
+    site = plugin_site(tmp_path, f"sqlite:///{tmp_path / 'app.db'}", "3.0.0")
+    ldap = tmp_path / "data" / "connectors" / "ldap"
+    plugin_snapshots.take(tmp_path / "backups", "ldap", "1.2.0", ldap)
+    (ldap / "ldap.jar").write_bytes(b"ldap 1.3.0")
+    ctx = context.open_context(site, None)
+    for stop in ("2.0.0", "3.0.0"):
+        operations.migrate(ctx, operations.MigrateRequest(to=stop))
+    with ctx.engine.begin() as conn:
+        conn.execute(text("UPDATE objects SET data = replace(data, '1.2.0', '1.3.0')"))
+    dispose_all()
+    return site
+
+
+def state(site: Path) -> tuple[dict[str, str], dict[str, str], str]:
+    return tree(site.parent / "data"), named(site), release_of(site)
+
+
+def _snapshot(site: Path) -> Path:
+    return plugin_snapshots.snapshots(site.parent / "backups", "ldap")[0].path
+
+
+def _tamper(site: Path) -> None:
+    (_snapshot(site) / "files" / "ldap.jar").write_bytes(b"evil")
+
+
+def _traverse(site: Path) -> None:
+    manifest = _snapshot(site) / "manifest.json"
+    data = json.loads(manifest.read_text("utf-8"))
+    data["files"]["../../../escape.jar"] = data["files"].pop("lib/dep.jar")
+    manifest.write_text(json.dumps(data), "utf-8")
+
+
+def _link_out(site: Path) -> None:
+    manifest = _snapshot(site) / "manifest.json"
+    data = json.loads(manifest.read_text("utf-8"))
+    data["links"]["current.jar"] = "../../../../etc/passwd"
+    manifest.write_text(json.dumps(data), "utf-8")
+
+
+def _swapped_for_link(site: Path) -> None:
+    target = _snapshot(site) / "files" / "lib" / "dep.jar"
+    target.unlink()
+    target.symlink_to("/etc/hostname")
+
+
+@pytest.mark.parametrize(
+    ("args", "spoil", "said"),
+    [
+        (["nosuch"], None, "declares no plug-in 'nosuch'"),
+        (["ldap", "--to", "0.9.0"], None, "no snapshot of plug-in ldap at version 0.9.0"),
+        (["csv"], None, "no snapshot of plug-in csv"),
+        (["ldap"], _tamper, "does not match its digest"),
+        (["ldap"], _traverse, "outside the plug-in directory"),
+        (["ldap"], _link_out, "points out of the plug-in directory"),
+        (["ldap"], _swapped_for_link, "is not a plain file"),
+    ],
+)
+def test_a_hostile_rollback_is_refused_with_nothing_changed(
+    at_new: Path, args: list[str], spoil: object, said: str
+) -> None:
+    if callable(spoil):
+        spoil(at_new)
+    before = state(at_new)
+    code, out, err = stairway("plugin", "rollback", *args, "--site", str(at_new))
+    assert code == 2, out + err
+    assert said in err and "hint:" in err and "Traceback" not in err
+    assert state(at_new) == before
+    assert not (at_new.parent / "backups" / "plugins" / "upgrade.journal").exists()
+
+
+@pytest.mark.parametrize(
+    ("point", "finished"),
+    [
+        ("between:plugin-swap", False),
+        ("before:plugin-commit", False),
+        ("after:plugin-commit", True),
+    ],
+)
+def test_a_kill_in_a_plugin_rollback_leaves_it_wholly_old_or_new(
+    at_new: Path, point: str, finished: bool
+) -> None:
+    new = state(at_new)
+    env = os.environ | {"STAIRWAY_FAULT": point, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    command = [sys.executable, "-m", "stairway", "plugin", "rollback", "ldap"]
+    killed = subprocess.run([*command, "--site", str(at_new)], env=env, capture_output=True)
+    assert killed.returncode == -9, killed.stderr
+    code, out, err = stairway("plugin", "list", "--site", str(at_new), "--json")
+    assert code == 0, out + err
+    assert ("finished" if finished else "undone") in json.loads(out)["settled"]
+    files, objects, release = state(at_new)
+    assert release == "3.0.0"
+    ldap = {k: v for k, v in files.items() if k.startswith("connectors/ldap/")}
+    named_ldap = {v for v in objects.values() if v.startswith("ldap 1.")} - {"ldap 1.1.0"}
+    if finished:
+        assert named_ldap == {"ldap 1.2.0"}
+        assert ldap["connectors/ldap/ldap.jar"] == hashlib.sha256(b"ldap 1.2.0" * 300).hexdigest()
+    else:
+        assert (files, objects) == new[:2]
+    assert sorted(p.name for p in (at_new.parent / "data" / "connectors").iterdir()) == [
+        "csv",
+        "ldap",
+    ]
+
+
+REFERENCE = PluginReferenceModel(type="Connector", name="c.type", version="c.version")
+MOVE = PluginMove("ldap", "connector", "1.2.0", "1.3.0")
+
+
+@given(
+    st.dictionaries(st.sampled_from(["type", "version", "x"]), st.sampled_from(["ldap", "1.2.0"]))
+)
+def test_repoint_moves_exactly_the_documents_naming_the_old_version(
+    inner: dict[str, str],
+) -> None:
+    document: dict[str, object] = {"c": dict(inner)}
+    names_old = inner.get("type") == "ldap" and inner.get("version") == "1.2.0"
+    assert repoint(document, REFERENCE, MOVE) == names_old
+    expected = (
+        "1.3.0" if names_old else (inner.get("version") if inner.get("type") == "ldap" else None)
+    )
+    assert named_version(document, REFERENCE, "ldap") == expected
+
+
+def test_a_snapshot_of_a_directory_with_a_link_out_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "out").symlink_to("../../secret")
+    with pytest.raises(PluginError, match="points out of the plug-in directory"):
+        plugin_snapshots.take(tmp_path / "backups", "p", "1.0.0", tmp_path / "plug")
+
+
+def test_the_catalog_refuses_a_plugin_of_an_unknown_release(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    shutil.copytree(Path(__file__).parent / "catalogs" / "people", catalog)
+    text_ = (catalog / "stairway.toml").read_text("utf-8")
+    spoiled = PLUGINS.replace('"3.0.0" = "1.3.0"', '"9.0.0" = "1.3.0"')
+    (catalog / "stairway.toml").write_text(text_ + spoiled, "utf-8")
+    with pytest.raises(CatalogError, match=r"versions names release 9\.0\.0") as refused:
+        load_catalog(catalog)
+    assert refused.value.hint
