@@ -118,7 +118,7 @@ def _maven_items(text: str) -> list[MavenItem]:
     for i, token in enumerate(tokens):
         before = tokens[i - 1] if i else "."
         # a dash, or a change between digits and letters inside one part, opens a nested list
-        if token == "-" or before not in ".-" and token not in ".-":
+        if token == "-" or (before not in ".-" and token not in ".-"):
             nested: list[MavenItem] = []
             current.append(nested)
             stack.append(current := nested)

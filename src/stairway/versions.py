@@ -96,14 +96,17 @@ class Version(_PkgVersion):
 
     @property
     def major(self) -> int:
+        """The first number."""
         return self.release[0] if self.release else 0
 
     @property
     def minor(self) -> int:
+        """The second number (0 when there is none)."""
         return self.release[1] if len(self.release) >= 2 else 0
 
     @property
     def micro(self) -> int:
+        """The third number (0 when there is none)."""
         return self.release[2] if len(self.release) >= 3 else 0
 
     def __str__(self) -> str:

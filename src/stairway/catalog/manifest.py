@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, TypeVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -18,7 +19,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from packaging.version import InvalidVersion
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from stairway.errors import CatalogError
