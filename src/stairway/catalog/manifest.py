@@ -58,7 +58,7 @@ def check_version(value: str | None, info: ValidationInfo) -> str | None:
     except InvalidVersion:
         raise PydanticCustomError(
             "version",
-            "{value!r} is not a version of the {grammar} grammar",
+            "'{value}' is not a version of the {grammar} grammar",
             {"value": value, "grammar": grammar, "hint": f"write {describe(grammar)}"},
         ) from None
     return value
