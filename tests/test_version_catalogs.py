@@ -109,3 +109,14 @@ def test_an_unknown_grammar_is_refused(tmp_path: Path) -> None:
     catalog = write_catalog(tmp_path / "catalog", "roman", [("1.0.0", 6)])
     code, out, err = stairway("check", "--catalog", str(catalog))
     assert code == 2 and "product.versions" in err and "fix:" in err, out + err
+
+
+def test_delta_directories_are_named_in_the_catalogs_grammar(tmp_path: Path) -> None:
+    catalog = write_catalog(tmp_path / "catalog", "maven", CASES["maven"][0])
+    (catalog / "deltas" / "4.4-SNAPSHOT").mkdir(parents=True)
+    code, out, err = stairway("check", "--catalog", str(catalog))
+    assert code == 0, out + err
+    (catalog / "deltas" / "4..4").mkdir()
+    code, out, err = stairway("check", "--catalog", str(catalog))
+    assert code == 2 and "'4..4' is not a release version" in err, out + err
+    assert "maven versions, e.g." in err
