@@ -111,7 +111,7 @@ def current_version(ctx: Context) -> Version:
             f"{ctx.site.database} holds no Stairway site",
             hint="create it with `stairway init --version V` or adopt it with `stairway baseline`",
         )
-    return Version.parse(release)
+    return ctx.catalog.version(release)
 
 
 def backup_dir(ctx: Context) -> Path:

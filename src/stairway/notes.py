@@ -64,7 +64,7 @@ def _needs_a_hand(catalog: Catalog, releases: Sequence[Release]) -> Iterator[str
         if item.since in versions and item.transition == ConfigTransition.MANUAL:
             yield f"- {item.since}: {_config_line(item)}"
     for check in catalog.manifest.check if catalog.manifest else []:
-        if check.before is not None and Version(check.before) in versions:
+        if check.before is not None and catalog.version(check.before) in versions:
             hint = f" — {check.hint}" if check.hint else ""
             yield f"- {check.before}: {check.name} {check.requirement()}{hint}"
 

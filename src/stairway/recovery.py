@@ -35,7 +35,6 @@ from stairway.holders import sqlite_files
 from stairway.journal import Journal, JournalState
 from stairway.schema import migrator
 from stairway.sitelock import changes_site
-from stairway.versions import Version
 
 SWAP = "release-swap"
 
@@ -268,7 +267,7 @@ def put_back(ctx: Context, state: JournalState, changed: bool, whole: bool = Fal
         audit.append(conn, "site.rollback", {"backup": backup_id, "releases": hops(state)})
     for path in ctx.site.site.config_files:
         for release in hops(state):  # the restored file is the original: a stale copy misleads
-            backup_name(path, Version.parse(release)).unlink(missing_ok=True)
+            backup_name(path, ctx.catalog.version(release)).unlink(missing_ok=True)
     start_and_check(ctx, origin)
 
 

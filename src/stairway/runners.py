@@ -44,7 +44,6 @@ from stairway.operations.tasks import find_task
 from stairway.steps import Step, StepKind, path_of
 from stairway.tasks import Task
 from stairway.verify import licence_findings
-from stairway.versions import Version
 
 log = logging.getLogger(__name__)
 Runner = Callable[[Context, Step, JournalState], dict[str, Any]]
@@ -127,7 +126,7 @@ def _smoke(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
     checks = ctx.catalog.manifest.smoke if ctx.catalog.manifest else []
     for check in checks:
         smoke.run_check(ctx.engine, check)
-    target = Version.parse(state.plan["to"])
+    target = ctx.catalog.version(state.plan["to"])
     for finding in licence_findings(ctx, target):  # the licence as the new release reads it
         if finding.blocking:
             raise UpgradeError(f"smoke check licence: {finding.message}", hint=finding.hint)

@@ -18,13 +18,13 @@ from stairway.versions import Version
 
 def old_ones(ctx: Context, target: str) -> list[str]:
     """Instances and connected agents still on a release older than ``target``."""
-    wanted = Version.parse(target)
+    wanted = ctx.catalog.version(target)
     found = []
     for instance in instances_of(ctx.site.service):
         health = instance.fill(ctx.site.service.health or "") if ctx.site.service else ""
         said = health_of(health) if health else None
         release = (said or {}).get("release")
-        if release is not None and Version.parse(str(release)) < wanted:
+        if release is not None and _older(str(release), wanted):
             found.append(f"instance {instance.number} ({instance.url}) runs {release}")
     found += [f"agent {a} runs {v}" for a, v in _old_agents(ctx, wanted)]
     return found
@@ -46,7 +46,7 @@ def _old_agents(ctx: Context, wanted: Version) -> list[tuple[str, str]]:
 
 def _older(version: str, wanted: Version) -> bool:
     try:
-        return Version.parse(version) < wanted
+        return Version.parse(version, wanted.grammar) < wanted
     except StairwayError:
         return False
 

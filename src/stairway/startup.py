@@ -291,11 +291,13 @@ def _schema_of(
     if isinstance(catalog, Catalog):
         release = catalog.release(version)
         return release.schema, release.patches
-    wanted = Version.parse(version)
-    for model in _manifest(Path(catalog)).release:
-        if Version(model.version) == wanted and isinstance(model.schema_, int):
+    manifest = _manifest(Path(catalog))
+    grammar = manifest.product.versions
+    wanted = Version.parse(version, grammar)
+    for model in manifest.release:
+        if Version(model.version, grammar) == wanted and isinstance(model.schema_, int):
             return model.schema_, model.patch_keys
-        if Version(model.version) == wanted:  # an adopted history's identifier: read the history
+        if Version(model.version, grammar) == wanted:  # an adopted history's identifier
             release = load_catalog(catalog).release(version)
             return release.schema, release.patches
     raise GuardRefused(

@@ -11,7 +11,7 @@ from stairway.versions import Release, Version
 
 def named_release(catalog: Catalog, given: str, option: str = "--to") -> Release:
     """The catalog's release ``given``; an unknown one is refused naming the known ones."""
-    wanted = Version.parse(given)
+    wanted = catalog.version(given)
     found = next((r for r in catalog.releases if r.version == wanted), None)
     if found is None:
         known = ", ".join(str(r.version) for r in catalog.releases)

@@ -15,39 +15,146 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from packaging.version import InvalidVersion
+from packaging.version import InvalidVersion, _BaseVersion
 from packaging.version import Version as _PkgVersion
 
 from stairway.errors import PlanError
 from stairway.tasks import Task
+from stairway.version_grammars import PARSERS, GrammarName, describe
 
 
 class Version(_PkgVersion):
-    """A PEP 440 version (semver strings such as 2.0.0 are valid PEP 440)."""
+    """A release's version in the grammar its catalog chose (``[product] versions``).
+
+    ``Version(text)`` is PEP 440, the default grammar; ``Version(text, "semver")`` (or
+    ``Catalog.version(text)``) reads it as the product writes it. A version of another grammar
+    prints as written and orders the way its ecosystem does; versions of two grammars never
+    compare: that raises PlanError.
+    """
+
+    def __init__(self, text: str, grammar: GrammarName = "pep440") -> None:
+        self._grammar = grammar
+        if grammar == "pep440":
+            super().__init__(text)
+            return
+        if not isinstance(text, str):
+            raise InvalidVersion(f"{text!r} is not a version")
+        try:
+            self._parsed = PARSERS[grammar](text)
+        except ValueError as err:
+            raise InvalidVersion(str(err)) from None
+        self._spelling = text
 
     @classmethod
-    def parse(cls, text: str) -> Version:
-        """The version ``text`` names.
+    def parse(cls, text: str, grammar: GrammarName = "pep440") -> Version:
+        """The version ``text`` names in ``grammar``.
 
         Args:
-            text: A PEP 440 or semver version, such as ``2.0.0`` or ``2.1.0rc1``.
+            text: A version as the product writes it, such as ``2.0.0`` or ``4.4-SNAPSHOT``.
+            grammar: The catalog's version grammar.
 
         Raises:
-            PlanError: ``text`` is not a version.
+            PlanError: ``text`` is not a version of that grammar; the hint names the grammar
+                and gives an example.
         """
         try:
-            return cls(text)
+            return cls(text, grammar)
         except InvalidVersion:
             raise PlanError(
-                f"{text!r} is not a version",
-                hint="write versions as PEP 440 / semver, e.g. 2.0.0 or 2.1.0rc1",
+                f"{text!r} is not a version of the {grammar} grammar",
+                hint=f"this catalog writes {describe(grammar)}",
             ) from None
 
     @property
+    def grammar(self) -> GrammarName:
+        """The grammar the version was read in."""
+        return self._grammar
+
+    @property
     def series(self) -> tuple[int, int]:
-        """The minor series, ``(major, minor)``: 2.1.4 is in series (2, 1)."""
+        """The minor series, ``(major, minor)``: 2.1.4 is in series (2, 1), 2024.10.1 in
+        (2024, 10)."""
         return (self.major, self.minor)
+
+    @property
+    def _key(self) -> Any:
+        if self._grammar == "pep440":
+            return super()._key
+        return self._parsed.key
+
+    @property
+    def release(self) -> tuple[int, ...]:
+        """The leading numbers: (major, minor, micro ...)."""
+        return super().release if self._grammar == "pep440" else self._parsed.release
+
+    @property
+    def is_prerelease(self) -> bool:
+        """Whether the version comes before its release (rc1, -rc.1, -SNAPSHOT ...)."""
+        return super().is_prerelease if self._grammar == "pep440" else self._parsed.prerelease
+
+    @property
+    def major(self) -> int:
+        """The first number."""
+        return self.release[0] if self.release else 0
+
+    @property
+    def minor(self) -> int:
+        """The second number (0 when there is none)."""
+        return self.release[1] if len(self.release) >= 2 else 0
+
+    @property
+    def micro(self) -> int:
+        """The third number (0 when there is none)."""
+        return self.release[2] if len(self.release) >= 3 else 0
+
+    def __str__(self) -> str:
+        return super().__str__() if self._grammar == "pep440" else self._spelling
+
+    def __repr__(self) -> str:
+        return f"<Version({str(self)!r}, {self._grammar!r})>"
+
+    def __reduce__(self) -> tuple[type[Version], tuple[str, GrammarName]]:
+        return (Version, (str(self), self._grammar))
+
+    def __hash__(self) -> int:
+        return hash((self._grammar, self._key))
+
+    def _same_grammar(self, other: object) -> bool:
+        """Whether ``other`` is a version to compare with; refuses one of another grammar."""
+        if not isinstance(other, _BaseVersion):
+            return False
+        theirs = other._grammar if isinstance(other, Version) else "pep440"
+        if theirs != self._grammar:
+            raise PlanError(
+                f"{self} ({self._grammar}) and {other} ({theirs}) are versions of different "
+                "grammars: they do not compare",
+                hint="read both through the catalog (its [product] versions grammar)",
+            )
+        return True
+
+    def __lt__(self, other: _BaseVersion) -> bool:
+        return self._key < other._key if self._same_grammar(other) else NotImplemented
+
+    def __le__(self, other: _BaseVersion) -> bool:
+        return self._key <= other._key if self._same_grammar(other) else NotImplemented
+
+    def __gt__(self, other: _BaseVersion) -> bool:
+        return self._key > other._key if self._same_grammar(other) else NotImplemented
+
+    def __ge__(self, other: _BaseVersion) -> bool:
+        return self._key >= other._key if self._same_grammar(other) else NotImplemented
+
+    def __eq__(self, other: object) -> bool:
+        if not self._same_grammar(other):
+            return NotImplemented
+        assert isinstance(other, _BaseVersion)
+        return bool(self._key == other._key)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return NotImplemented if equal is NotImplemented else not equal
 
 
 @dataclass(frozen=True)
@@ -163,8 +270,12 @@ def latest_maintenance(releases: Sequence[Release], version: Version) -> Release
     Raises:
         ValueError: No release is in the series.
     """
-    same = [r for r in releases if r.version.series == version.series]
-    return max(same, key=lambda r: r.version)
+    return _latest_in(releases, version.series)
+
+
+def _latest_in(releases: Sequence[Release], series: tuple[int, int]) -> Release:
+    """The highest release of ``series``; a ValueError when it has none."""
+    return max((r for r in releases if r.version.series == series), key=lambda r: r.version)
 
 
 def upgrade_path(releases: Sequence[Release], current: Version, target: Version) -> list[Release]:
@@ -273,4 +384,4 @@ def _next_hop(releases: Sequence[Release], here: Version, waypoint: Release) -> 
     next_series = min(r.version.series for r in ahead)
     if next_series == waypoint.version.series:
         return waypoint
-    return latest_maintenance(releases, Version(f"{next_series[0]}.{next_series[1]}"))
+    return _latest_in(releases, next_series)

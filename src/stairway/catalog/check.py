@@ -173,10 +173,11 @@ def _warnings(change: Change, earlier: Earlier) -> list[Problem]:
 def _check_the_rest(
     root: Path, manifest: Manifest | None, releases: tuple[Release, ...] | None, report: Report
 ) -> None:
-    migrations, problems = read_object_migrations(root)
+    grammar = manifest.product.versions if manifest else "pep440"
+    migrations, problems = read_object_migrations(root, grammar)
     report.add(problems)
-    config = report.attempt(lambda: load_config_migrations(root))
-    deltas, problems = read_deltas(root)
+    config = report.attempt(lambda: load_config_migrations(root, grammar))
+    deltas, problems = read_deltas(root, grammar)
     report.add(problems)
     if manifest is None or releases is None:
         return

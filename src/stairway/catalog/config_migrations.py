@@ -13,7 +13,7 @@ from pydantic import (
     model_validator,
 )
 
-from stairway.catalog.manifest import read_model
+from stairway.catalog.manifest import check_version, read_model
 from stairway.configfiles.migration import (
     KEYED_OPS,
     XML_OPS,
@@ -24,6 +24,7 @@ from stairway.configfiles.migration import (
     parse_key,
 )
 from stairway.configfiles.xmlfile import check_xpath
+from stairway.version_grammars import GrammarName
 from stairway.versions import Version
 
 DOC = "docs/config-files.md"
@@ -58,11 +59,7 @@ class ConfigMigrationModel(BaseModel):
             raise ValueError(f"cannot tell the format of {self.file!r}: add format = ...")
         return found
 
-    @field_validator("since")
-    @classmethod
-    def _is_version(cls, value: str) -> str:
-        Version(value)  # InvalidVersion is a ValueError: pydantic reports it with its key
-        return value
+    _is_version = field_validator("since")(check_version)
 
     @model_validator(mode="after")
     def _fits(self) -> ConfigMigrationModel:
@@ -122,26 +119,27 @@ class ConfigFile(BaseModel):
     migration: list[ConfigMigrationModel] = []
 
 
-def load_config_migrations(root: Path) -> tuple[ConfigMigration, ...]:
-    """The config-file migrations of the catalog at ``root``, in file order (none without one)."""
+def load_config_migrations(
+    root: Path, grammar: GrammarName = "pep440"
+) -> tuple[ConfigMigration, ...]:
+    """The config-file migrations of the catalog at ``root``, in file order (none without one),
+    ``since`` read in the catalog's version ``grammar``."""
     path = root / "config.toml"
     if not path.is_file():
         return ()
     return tuple(
-        _migration(number, model, path)
-        for number, model in enumerate(_read(path).migration, start=1)
+        _migration(number, model, path, grammar)
+        for number, model in enumerate(read_model(path, ConfigFile, DOC, grammar).migration, 1)
     )
 
 
-def _read(path: Path) -> ConfigFile:
-    return read_model(path, ConfigFile, DOC)
-
-
-def _migration(number: int, model: ConfigMigrationModel, path: Path) -> ConfigMigration:
+def _migration(
+    number: int, model: ConfigMigrationModel, path: Path, grammar: GrammarName
+) -> ConfigMigration:
     return ConfigMigration(
         number=number,
         file=model.file,
-        since=Version(model.since),
+        since=Version(model.since, grammar),
         op=model.op,
         format=model.resolved_format,
         key=parse_key(model.key) if model.key else (),

@@ -11,6 +11,7 @@ from stairway.catalog.manifest import read_model
 from stairway.errors import CatalogError
 from stairway.objects.delta import ABSENT, Delta, DeltaOp, DeltaSet
 from stairway.objects.paths import parse_path
+from stairway.version_grammars import GrammarName, describe
 from stairway.versions import Version
 
 DOC = "docs/deltas.md"
@@ -68,44 +69,48 @@ class DeltasFile(BaseModel):
     delta: list[DeltaModel] = []
 
 
-def load_deltas(root: Path) -> tuple[Delta, ...]:
-    """Every delta under ``root/deltas``, by release, then file name, then file order; raises
-    the first problem."""
-    found, problems = read_deltas(root)
+def load_deltas(root: Path, grammar: GrammarName = "pep440") -> tuple[Delta, ...]:
+    """Every delta under ``root/deltas``, by release (its directory's name, a version of the
+    catalog's ``grammar``), then file name, then file order; raises the first problem."""
+    found, problems = read_deltas(root, grammar)
     if problems:
         raise problems[0]
     return found
 
 
-def read_deltas(root: Path) -> tuple[tuple[Delta, ...], list[CatalogError]]:
+def read_deltas(
+    root: Path, grammar: GrammarName = "pep440"
+) -> tuple[tuple[Delta, ...], list[CatalogError]]:
     """The deltas that read, and the problem of every directory, file or id that does not
     (``stairway check`` reports them all)."""
     folder = root / "deltas"
     if not folder.is_dir():
         return (), []
     found: list[Delta] = []
-    releases, problems = _release_dirs(folder)
-    for release_dir in sorted(releases, key=lambda d: Version(d.name)):
+    releases, problems = _release_dirs(folder, grammar)
+    for release_dir in sorted(releases, key=lambda d: Version(d.name, grammar)):
+        release = Version(release_dir.name, grammar)
         for path in sorted(release_dir.glob("*.toml")):
             try:
-                found += [_delta(m, Version(release_dir.name), path) for m in _read(path).delta]
+                found += [_delta(m, release, path) for m in _read(path).delta]
             except CatalogError as problem:
                 problems.append(problem)
     return tuple(found), problems + _reused_ids(found)
 
 
-def _release_dirs(folder: Path) -> tuple[list[Path], list[CatalogError]]:
+def _release_dirs(folder: Path, grammar: GrammarName) -> tuple[list[Path], list[CatalogError]]:
     dirs, problems = [], []
     for directory in (d for d in folder.iterdir() if d.is_dir()):
         try:
-            Version(directory.name)
+            Version(directory.name, grammar)
             dirs.append(directory)
         except ValueError:
             problems.append(
                 CatalogError(
                     f"{directory.name!r} is not a release version",
                     path=str(directory),
-                    hint="deltas live in deltas/<version>/, e.g. deltas/2.0.0/roles.toml",
+                    hint="deltas live in deltas/<version>/, e.g. deltas/2.0.0/roles.toml; "
+                    f"this catalog writes {describe(grammar)}",
                 )
             )
     return dirs, problems

@@ -25,6 +25,7 @@ from stairway.schema.earlier import Earlier
 from stairway.schema.phases import PhaseFinding, check_phase
 from stairway.schema.reader import ChangeFile, parse_file_name, read_change
 from stairway.schema.sql_of import sql_of
+from stairway.version_grammars import GrammarName
 from stairway.versions import AgentWindow, Release, Version, find_release
 
 MANIFEST = "stairway.toml"
@@ -54,9 +55,19 @@ class Catalog:
         """The newest release, listed last."""
         return self.releases[-1]
 
+    @property
+    def versions(self) -> GrammarName:
+        """How the product writes its versions (``[product] versions``)."""
+        return self.manifest.product.versions if self.manifest else "pep440"
+
+    def version(self, text: str) -> Version:
+        """``text`` read in the catalog's version grammar: operator input and stored state go
+        through here. Raises PlanError naming the grammar when it is no such version."""
+        return Version.parse(text, self.versions)
+
     def release(self, version: Version | str) -> Release:
         """The release of ``version``; raises PlanError when the catalog has none."""
-        wanted = version if isinstance(version, Version) else Version.parse(version)
+        wanted = version if isinstance(version, Version) else self.version(version)
         return find_release(self.releases, wanted)
 
     def changes_between(self, low: int, high: int) -> list[Change]:
@@ -114,11 +125,12 @@ def load_catalog(root: Path | str) -> Catalog:
     shipped = sum(1 for c in changes if not c.patch)
     raise_first(schema_level_problems(releases, shipped, root / MANIFEST))
     raise_first(patch_problems(releases, [c.key for c in changes], root / MANIFEST))
-    migrations = load_object_migrations(root)
+    grammar = manifest.product.versions
+    migrations = load_object_migrations(root, grammar)
     raise_first(object_migration_problems(manifest, releases, migrations, root))
-    config = load_config_migrations(root)
+    config = load_config_migrations(root, grammar)
     raise_first(config_migration_problems(releases, config))
-    deltas = load_deltas(root)
+    deltas = load_deltas(root, grammar)
     raise_first(delta_problems(manifest, releases, deltas, root))
     snapshots, problems = read_snapshots(root, manifest, releases)
     raise_first(problems)
@@ -145,7 +157,10 @@ def raise_first(problems: Iterable[CatalogError]) -> None:
 def releases_of(manifest: Manifest, idents: Mapping[str, int], path: Path) -> tuple[Release, ...]:
     """The manifest's releases as ``Release`` values, in the order listed; a ``schema`` given
     as an adopted history's identifier is its change number (``idents``)."""
-    return tuple(_release(model, schema_level(model, idents, path)) for model in manifest.release)
+    grammar = manifest.product.versions
+    return tuple(
+        _release(model, schema_level(model, idents, path), grammar) for model in manifest.release
+    )
 
 
 def release_problems(releases: Sequence[Release], path: Path) -> Iterator[CatalogError]:
@@ -162,18 +177,18 @@ def release_problems(releases: Sequence[Release], path: Path) -> Iterator[Catalo
         yield from _requires_problems(releases, release, path)
 
 
-def _release(model: ReleaseModel, schema: int) -> Release:
+def _release(model: ReleaseModel, schema: int, grammar: GrammarName) -> Release:
     return Release(
-        version=Version(model.version),
+        version=Version(model.version, grammar),
         schema=schema,
         lts=model.lts,
         rolling=model.rolling,
-        requires=Version(model.requires) if model.requires else None,
+        requires=Version(model.requires, grammar) if model.requires else None,
         agent_protocol=model.agent_protocol,
         agents=_window(model),
         patches=model.patch_keys,
         clear=tuple(model.clear),
-        tasks=tuple(task.task(str(Version(model.version))) for task in model.task),
+        tasks=tuple(task.task(str(Version(model.version, grammar))) for task in model.task),
     )
 
 

@@ -8,21 +8,24 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, TypeVar
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from stairway.errors import CatalogError
 from stairway.objects.spec import ObjectsModel
 from stairway.parsing import toml_document
 from stairway.tasks import Task, TaskKind
+from stairway.version_grammars import GRAMMARS, GrammarName, describe
 from stairway.versions import Version
 
 M = TypeVar("M", bound=BaseModel)
@@ -36,6 +39,29 @@ class ProductModel(_Strict):
     """``[product]``: the product's name."""
 
     name: Annotated[str, Field(min_length=1)]
+    versions: GrammarName = "pep440"  # how the product writes its versions (docs/catalog.md)
+
+
+def grammar_of(info: ValidationInfo) -> GrammarName:
+    """The catalog's version grammar, which ``read_model`` passes as the validation context."""
+    grammar: GrammarName = (info.context or {}).get("versions", "pep440")
+    return grammar
+
+
+def check_version(value: str | None, info: ValidationInfo) -> str | None:
+    """``value`` as a version of the catalog's grammar; an error naming the grammar otherwise."""
+    if value is None:
+        return None
+    grammar = grammar_of(info)
+    try:
+        Version(value, grammar)
+    except InvalidVersion:
+        raise PydanticCustomError(
+            "version",
+            "'{value}' is not a version of the {grammar} grammar",
+            {"value": value, "grammar": grammar, "hint": f"write {describe(grammar)}"},
+        ) from None
+    return value
 
 
 def _plain_name(value: str) -> str:
@@ -122,12 +148,7 @@ class ReleaseModel(_Strict):
     snapshot: str | None = None  # its schema snapshot's directory, relative to the catalog
     task: list[TaskModel] = []  # post-upgrade tasks: a reindex or a product command
 
-    @field_validator("version", "requires")
-    @classmethod
-    def _is_version(cls, value: str | None) -> str | None:
-        if value is not None:
-            Version(value)  # InvalidVersion is a ValueError: pydantic reports it with its key
-        return value
+    _is_version = field_validator("version", "requires")(check_version)
 
     @field_validator("patches")
     @classmethod
@@ -217,12 +238,7 @@ class CheckModel(_Strict):
     severity: Literal["critical", "warning"] = "critical"
     hint: str = ""
 
-    @field_validator("before")
-    @classmethod
-    def _is_version(cls, value: str | None) -> str | None:
-        if value is not None:
-            Version(value)
-        return value
+    _is_version = field_validator("before")(check_version)
 
     @field_validator("version")
     @classmethod
@@ -496,17 +512,29 @@ class Manifest(_Strict):
 
 def load_manifest(path: Path) -> Manifest:
     """Read and validate ``stairway.toml``; raises CatalogError with the line."""
-    return read_model(path, Manifest)
+    return read_model(path, Manifest, grammar=None)
 
 
-def read_model(path: Path, model: type[M], doc: str = "docs/catalog.md") -> M:
-    """A catalog TOML file validated as ``model``; every failure is a CatalogError with its line."""
+def read_model(
+    path: Path, model: type[M], doc: str = "docs/catalog.md", grammar: str | None = "pep440"
+) -> M:
+    """A catalog TOML file validated as ``model``, its versions read in ``grammar`` (None: the
+    grammar its own ``[product] versions`` names); every failure is a CatalogError with its
+    line."""
     text = _read(path)
     data = _parse(path, text)
+    said = grammar or _said_grammar(data)
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"versions": said})
     except ValidationError as err:
         raise translate_error(err, path, text, doc) from None
+
+
+def _said_grammar(data: dict[str, Any]) -> str:
+    """The grammar ``[product] versions`` names; a wrong one is reported by its own key."""
+    product = data.get("product")
+    said = product.get("versions") if isinstance(product, dict) else None
+    return said if said in GRAMMARS else "pep440"
 
 
 def _parse(path: Path, text: str) -> dict[str, Any]:
@@ -564,11 +592,12 @@ def _translated(first: ErrorDetails, path: Path, text: str, doc: str) -> Catalog
             f"missing key {key!r}", path=str(path), line=line, hint=f"add {leaf} = ... ({doc})"
         )
     message = first["msg"].removeprefix("Value error, ")
+    said = first.get("ctx", {}).get("hint")
     return CatalogError(
         f"{key}: {message}" if key else message,
         path=str(path),
         line=line,
-        hint=f"fix the value ({doc} describes every key)",
+        hint=f"{said} ({doc})" if said else f"fix the value ({doc} describes every key)",
     )
 
 

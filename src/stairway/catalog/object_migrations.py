@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stairway.catalog.manifest import read_model
+from stairway.catalog.manifest import check_version, read_model
 from stairway.errors import CatalogError
 from stairway.hooks import HookNotFound, find_hook
 from stairway.objects.migration import Handler, ObjectMigration, Op, Severity, Transition
 from stairway.objects.paths import parse_path
+from stairway.version_grammars import GrammarName
 from stairway.versions import Version
 
 PathText = Annotated[str, Field(pattern=r"^[^.]+(\.[^.]+)*$")]
@@ -33,9 +34,10 @@ class MigrationModel(BaseModel):
     note: str = ""
     handler: Annotated[str, Field(pattern=r"^[\w.]+:\w+$")] | None = None
 
+    _is_version = field_validator("since")(check_version)
+
     @model_validator(mode="after")
     def _fits_op(self) -> MigrationModel:
-        Version(self.since)  # InvalidVersion is a ValueError: pydantic reports it
         needs_to = self.op in (Op.RENAME, Op.MOVE)
         if needs_to != (self.to is not None):
             raise ValueError(f"`to` is {'required' if needs_to else 'not allowed'} for {self.op}")
@@ -57,29 +59,33 @@ class ObjectsFile(BaseModel):
     kind: Literal["objects"] | None = None  # reserved so files can say what they are
 
 
-def load_object_migrations(root: Path) -> tuple[ObjectMigration, ...]:
-    """Every object migration of the catalog at ``root``, in file order, handlers resolved;
-    raises the first problem."""
-    found, problems = read_object_migrations(root)
+def load_object_migrations(
+    root: Path, grammar: GrammarName = "pep440"
+) -> tuple[ObjectMigration, ...]:
+    """Every object migration of the catalog at ``root``, in file order, handlers resolved,
+    ``since`` read in the catalog's version ``grammar``; raises the first problem."""
+    found, problems = read_object_migrations(root, grammar)
     if problems:
         raise problems[0]
     return found
 
 
-def read_object_migrations(root: Path) -> tuple[tuple[ObjectMigration, ...], list[CatalogError]]:
+def read_object_migrations(
+    root: Path, grammar: GrammarName = "pep440"
+) -> tuple[tuple[ObjectMigration, ...], list[CatalogError]]:
     """The object migrations that read, and the problem of every file or entry that does not
     (``stairway check`` reports them all)."""
     found: list[ObjectMigration] = []
     problems: list[CatalogError] = []
     for path in _files(root):
         try:
-            models = _read(path).migration
+            models = read_model(path, ObjectsFile, "docs/objects.md", grammar).migration
         except CatalogError as problem:
             problems.append(problem)
             continue
         for model in models:
             try:
-                found.append(_migration(len(found) + 1, model, root, path))
+                found.append(_migration(len(found) + 1, model, root, path, grammar))
             except CatalogError as problem:
                 problems.append(problem)
     return tuple(found), problems
@@ -92,15 +98,13 @@ def _files(root: Path) -> list[Path]:
     return files + (sorted(folder.glob("*.toml")) if folder.is_dir() else [])
 
 
-def _read(path: Path) -> ObjectsFile:
-    return read_model(path, ObjectsFile, "docs/objects.md")
-
-
-def _migration(number: int, model: MigrationModel, root: Path, path: Path) -> ObjectMigration:
+def _migration(
+    number: int, model: MigrationModel, root: Path, path: Path, grammar: GrammarName
+) -> ObjectMigration:
     return ObjectMigration(
         number=number,
         type=model.type,
-        since=Version(model.since),
+        since=Version(model.since, grammar),
         op=model.op,
         path=parse_path(model.path),
         to=parse_path(model.to) if model.to else (),

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stairway.catalog.manifest import Manifest, read_model
+from stairway.catalog.manifest import Manifest, check_version, read_model
 from stairway.errors import CatalogError
 from stairway.versions import Release, Version
 
@@ -36,11 +36,7 @@ class SnapshotManifest(BaseModel):
     dialect: Literal["postgresql", "sqlite"]
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
-    @field_validator("release")
-    @classmethod
-    def _is_version(cls, value: str) -> str:
-        Version(value)  # InvalidVersion is a ValueError: reported with its key
-        return value
+    _is_version = field_validator("release")(check_version)
 
 
 @dataclass(frozen=True)
@@ -135,11 +131,11 @@ def _release_snapshots(
 def _one(directory: Path, release: Release, dialect: str) -> Snapshot | CatalogError:
     path = directory / manifest_name(dialect)
     try:
-        said = read_model(path, SnapshotManifest, _DOC)
+        said = read_model(path, SnapshotManifest, _DOC, release.version.grammar)
     except CatalogError as error:
         return error
     redo = f"write it again with `stairway snapshot --release {release.version}`"
-    if said.dialect != dialect or Version(said.release) != release.version:
+    if said.dialect != dialect or Version(said.release, release.version.grammar) != release.version:
         return CatalogError(
             f"the manifest is of release {said.release} ({said.dialect}), beside "
             f"release {release.version}'s {dialect} snapshot",

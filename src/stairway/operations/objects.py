@@ -25,7 +25,6 @@ from stairway.objects.store import ObjectStore, StoredObject
 from stairway.operations.schema import status
 from stairway.progress import Progress
 from stairway.sitelock import changes_site
-from stairway.versions import Version
 
 
 def object_store(ctx: Context, version: str | None = None) -> ObjectStore:
@@ -39,7 +38,7 @@ def object_store(ctx: Context, version: str | None = None) -> ObjectStore:
             f"the {ctx.catalog.product} catalog declares no [objects] table",
             hint="this product keeps no documents for Stairway to migrate",
         )
-    running = Version.parse(version) if version else current_version(ctx)
+    running = ctx.catalog.version(version) if version else current_version(ctx)
     due = [m for m in ctx.catalog.object_migrations if m.since <= running]
     subtype = parse_path(spec.subtype) if spec.subtype else None
     return ObjectStore(ctx.engine, spec, Migrator(due, subtype), str(running))

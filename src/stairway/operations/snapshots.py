@@ -26,7 +26,7 @@ from stairway.schema.adoption import product_tables
 from stairway.schema.inventory import Inventory, differences, inventory_of
 from stairway.scratch import scratch_engine
 from stairway.targets import named_release
-from stairway.versions import Release, Version
+from stairway.versions import Release
 
 
 @dataclass(frozen=True)
@@ -188,5 +188,7 @@ def _write(directory: Path, release: Release, dialect: str, ddl: bytes) -> None:
 def _declared(ctx: Context, release: Release, directory: Path) -> bool:
     """Whether the release's ``snapshot`` names ``directory`` already."""
     models = ctx.catalog.manifest.release if ctx.catalog.manifest else []
-    named = next((m.snapshot for m in models if Version(m.version) == release.version), None)
+    named = next(
+        (m.snapshot for m in models if ctx.catalog.version(m.version) == release.version), None
+    )
     return named is not None and (ctx.catalog.root / named).resolve() == directory.resolve()

@@ -20,7 +20,7 @@ def check_findings(ctx: Context, current: Version, target: Version) -> list[Find
     due = [
         c
         for c in (manifest.check if manifest else ())
-        if c.before is None or current < Version(c.before) <= target
+        if c.before is None or current < ctx.catalog.version(c.before) <= target
     ]
     with _read_only(ctx) as conn:
         found = [f for c in due if c.kind == "query" and (f := _check(conn, c)) is not None]

@@ -121,7 +121,7 @@ def _kind(item: Attention) -> AttentionKind:
 def _provides(ctx: Context, target: Version) -> dict[str, set[str]]:
     manifest = ctx.catalog.manifest
     release = (
-        next((r for r in manifest.release if Version(r.version) == target), None)
+        next((r for r in manifest.release if ctx.catalog.version(r.version) == target), None)
         if manifest
         else None
     )
