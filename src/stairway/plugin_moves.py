@@ -18,6 +18,7 @@ from stairway.catalog.manifest import Manifest, PluginModel, PluginReferenceMode
 from stairway.objects import paths
 from stairway.objects.migration import Document
 from stairway.objects.store import ObjectStore
+from stairway.version_grammars import GrammarName
 from stairway.versions import Version
 
 
@@ -36,11 +37,16 @@ class PluginMove:
         return f"{count} {self.kind} objects move {move}" if count is not None else move
 
 
-def shipped(plugin: PluginModel, release: Version | str) -> str | None:
+def shipped(plugin: PluginModel, release: Version | str, grammar: GrammarName) -> str | None:
     """The version of ``plugin`` that ``release`` ships: the one listed for the newest release
-    up to it (a release not listed keeps its predecessor's); none before the first listed."""
-    wanted = Version(str(release))
-    listed = sorted((Version(r), v) for r, v in plugin.versions.items() if Version(r) <= wanted)
+    up to it (a release not listed keeps its predecessor's); none before the first listed.
+    Releases are read in the catalog's version ``grammar``."""
+    wanted = Version(str(release), grammar)
+    listed = sorted(
+        (Version(r, grammar), v)
+        for r, v in plugin.versions.items()
+        if Version(r, grammar) <= wanted
+    )
     return listed[-1][1] if listed else None
 
 
@@ -49,7 +55,8 @@ def moves_between(manifest: Manifest | None, source: str, target: str) -> list[P
     shipping one."""
     found = []
     for plugin in manifest.plugin if manifest else ():
-        old, new = shipped(plugin, source), shipped(plugin, target)
+        grammar = manifest.product.versions if manifest else "pep440"
+        old, new = shipped(plugin, source, grammar), shipped(plugin, target, grammar)
         if old is not None and new is not None and old != new:
             found.append(PluginMove(plugin.name, plugin.kind, old, new))
     return found

@@ -442,10 +442,10 @@ class PluginModel(_Strict):
 
     @field_validator("versions")
     @classmethod
-    def _are_versions(cls, value: dict[str, str]) -> dict[str, str]:
+    def _are_versions(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         for release, version in value.items():
-            Version(release)
-            Version(version)
+            check_version(release, info)
+            check_version(version, info)
         return value
 
 
@@ -496,12 +496,13 @@ class Manifest(_Strict):
 
     @model_validator(mode="after")
     def _plugins_known(self) -> Manifest:
-        releases = {Version(r.version) for r in self.release}
+        grammar = self.product.versions
+        releases = {Version(r.version, grammar) for r in self.release}
         names = [p.name for p in self.plugin]
         for plugin in self.plugin:
             if names.count(plugin.name) > 1:
                 raise ValueError(f"plugin {plugin.name!r} is declared twice")
-            unknown = [r for r in plugin.versions if Version(r) not in releases]
+            unknown = [r for r in plugin.versions if Version(r, grammar) not in releases]
             if unknown:
                 raise ValueError(
                     f"plugin {plugin.name!r}: versions names release {unknown[0]}, which is "

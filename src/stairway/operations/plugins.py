@@ -77,8 +77,8 @@ class PluginRollback:
 
 def plugin_list(ctx: Context) -> list[PluginState]:
     """Every plug-in the catalog declares, as the site has it."""
-    release = current_version(ctx)
-    return [_state(ctx, plugin, shipped(plugin, release)) for plugin in _plugins(ctx)]
+    release, grammar = current_version(ctx), ctx.catalog.versions
+    return [_state(ctx, plugin, shipped(plugin, release, grammar)) for plugin in _plugins(ctx)]
 
 
 def _state(ctx: Context, plugin: PluginModel, installed: str | None) -> PluginState:
@@ -170,7 +170,7 @@ def rollback_plugin(ctx: Context, name: str, to: str | None = None) -> PluginRol
     settle(ctx)
     plugin = _plugin(ctx, name)
     _live(ctx, plugin)  # no data_dir: refused before anything else
-    current = shipped(plugin, current_version(ctx))
+    current = shipped(plugin, current_version(ctx), ctx.catalog.versions)
     if current is None:
         raise PluginError(
             f"the site's release ships no version of plug-in {name}",
