@@ -179,7 +179,9 @@ def _release(model: ReleaseModel, schema: int) -> Release:
 
 def _window(model: ReleaseModel) -> AgentWindow | None:
     said = model.agents
-    return None if said is None else AgentWindow(said.minors_behind, said.ahead)
+    if said is None:
+        return None
+    return AgentWindow(said.minors_behind, said.ahead, hold=said.outside == "hold")
 
 
 def _requires_problems(
