@@ -120,7 +120,9 @@ def upgrade(
         raise
     agents = agents_back.connected_before(ctx)
     if rolling:
-        steps = roll.rolling_steps(plan, instances_of(ctx.site.service), releases)
+        steps = roll.rolling_steps(
+            plan, instances_of(ctx.site.service), releases, agents=bool(agents)
+        )
     else:
         steps = plan_steps(plan, releases, agents=bool(agents))
     upgrade_id = f"{ctx.catalog.product}-{plan.current}-to-{plan.target}-{_stamp()}"
