@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import insert
 from websockets.sync.client import ClientConnection
 
-from fleet_harness import CATALOG, Fleet, fleet_site
+from fleet_harness import CATALOG, Fleet, fleet_site, make_build
 from stairway import agents_back
 from stairway.catalog.loader import load_catalog
 from stairway.database import engine_for
@@ -100,11 +100,11 @@ def test_ahead_is_a_state_of_its_own_and_a_disconnect_takes_it_offline() -> None
 WINDOW = "agents = { minors_behind = 0, ahead = true }\n"
 
 
-def windowed(fleet: Fleet) -> None:
+def windowed(fleet: Fleet, window: str = WINDOW) -> None:
     manifest = fleet.root / "catalog" / "stairway.toml"
     text = manifest.read_text()
     manifest.write_text(
-        text.replace("agent_protocol = [1, 2]\n", f"agent_protocol = [1, 2]\n{WINDOW}")
+        text.replace("agent_protocol = [1, 2]\n", f"agent_protocol = [1, 2]\n{window}")
     )
 
 
@@ -138,6 +138,56 @@ def test_an_agent_ahead_is_flagged_and_one_outside_the_window_is_refused_with_th
     assert "newer than the server's 2.0.0" in new["message"] and not new["drifted"]
     assert old["state"] == "refused" and old["skew"] == "behind" and not old["connected"]
     assert "at most 0" in old["message"] and "stairway agent install" in old["message"]
+
+
+@contextmanager
+def said_hello(port: int, credential: str, release: str) -> Iterator[ClientConnection]:
+    """A connection of relay-old, enrolled with ``credential``, that said hello on ``release``."""
+    with session(port, credential) as socket:
+        socket.send(Hello(agent_id="relay-old", version=release, protocol=1).wire())
+        yield socket
+
+
+HOLD = 'agents = { minors_behind = 0, ahead = false, outside = "hold" }\n'
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_held_agent_stays_connected_gets_only_the_upgrade_into_the_window_then_is_online(
+    tmp_path: Path, database_url: str
+) -> None:
+    with fleet_site(tmp_path, database_url) as fleet:
+        windowed(fleet, HOLD)
+        fleet.publish(make_build(tmp_path, "2.0.0"), "2.0.0")
+        fleet.start_server()
+        credential = enrolled(fleet, "relay-old")
+        with said_hello(fleet.port, credential, "1.0.0") as held:
+            assert json.loads(held.recv(timeout=10))["type"] == "welcome"
+            row = fleet.agent_rows()["relay-old"]
+            with pytest.raises(TimeoutError):  # a manual policy: nothing comes down
+                held.recv(timeout=1.5)
+            status = fleet.cli("status")
+            sent = fleet.api("POST", "/api/agents/relay-old/upgrade")
+            offer = json.loads(held.recv(timeout=10))
+        with said_hello(fleet.port, credential, "2.0.0") as upgraded:
+            assert json.loads(upgraded.recv(timeout=10))["type"] == "welcome"
+            after = fleet.agent_rows()["relay-old"]
+    assert row["state"] == "held" and row["connected"] and row["skew"] == "behind"
+    assert "1 minor series behind the server's 2.0.0" in row["message"]
+    assert "1.0.0: 1 (1 connected, 1 held)" in status and "held: relay-old (held: agent" in status
+    assert sent["result"] == "upgrade to 2.0.0 sent to relay-old"
+    assert offer["type"] == "upgrade" and offer["manifest"]["version"] == "2.0.0"
+    assert after["state"] == "online" and after["message"] == ""
+
+
+def test_a_held_agent_may_only_be_upgraded_and_a_hello_inside_the_window_frees_it() -> None:
+    window = AgentWindow(minors_behind=0, hold=True)
+    verdict = judge("1.0.0", "2.0.0", window, SERIES)
+    assert verdict.accepted and verdict.held and "at most 0" in verdict.held
+    assert judge("2.0.0", "2.0.5", window, SERIES) == judge("2.0.0", "2.0.5", None, SERIES)
+    assert states.after("a", State.ONLINE, Event.HELD) == State.HELD
+    assert states.after("a", State.HELD, Event.HELLO) == State.ONLINE
+    assert states.after("a", State.HELD, Event.UPGRADE_SENT) == State.UPGRADING
+    assert states.after("a", State.HELD, Event.GONE) == State.OFFLINE
 
 
 def test_the_refusal_closes_with_its_own_code() -> None:

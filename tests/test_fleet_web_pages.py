@@ -193,6 +193,16 @@ def test_upgrade_is_offered_only_to_an_agent_behind_and_asks_first(ui: UI) -> No
     assert "relay-b runs 2.0.0: nothing to upgrade" in refused
 
 
+def test_a_held_agent_is_flagged_with_its_reason_and_offered_only_the_upgrade(ui: UI) -> None:
+    reason = "held: agent release 1.0.0 is 1 minor series behind the server's 2.0.0"
+    ui.agents({"agent_id": "relay-h", "state": "held", "message": reason})
+    table = ui.html("/ui/agents").get_element_by_id("agents-table")
+    (row,) = table.xpath('.//tr[@data-agent="relay-h"]')
+    assert "held outside the window of 2.0.0" in _text(row) and reason in _text(row)
+    assert row.xpath('.//td[contains(@class, "state-held")]')
+    assert [_text(a) for a in row.xpath('.//td[@class="action"]//a')] == ["Upgrade to 2.0.0…"]
+
+
 def test_the_agents_page_has_a_live_banner_for_a_refresh_that_failed(ui: UI) -> None:
     page = ui.html("/ui/agents")
     banner = page.get_element_by_id("contact")

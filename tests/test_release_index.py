@@ -311,3 +311,106 @@ def test_no_source_configured_is_refused_with_a_hint(tmp_path: Path, site: Path)
 
 def vendor_key(site: Path) -> Ed25519PrivateKey:
     return releases.load_private_key(site.parent / "keys" / "release.key")
+
+
+# --- upgrade --from-index: the release's catalog from its artifact in the index -----------------
+
+TREE_CATALOG = {
+    "stairway.toml": '[product]\nname = "helpdesk"\n\n[[release]]\nversion = "1.0.0"\nschema = 1\n'
+    '\n[[release]]\nversion = "2.0.0"\nschema = 2\n',
+    "schema/0001_tickets.sql": "CREATE TABLE tickets (id INTEGER PRIMARY KEY);\n",
+    "schema/0002_queues.sql": "-- phase: expand\nCREATE TABLE queues (id INTEGER PRIMARY KEY);\n",
+}
+
+
+def publish_tree(site: Path, files: dict[str, str] = TREE_CATALOG) -> Path:
+    """The 2.0.0 release tree (its catalog under ``upgrades/``) packed beside a signed index of
+    1.0.0 and 2.0.0 that lists it; returns the published artifact."""
+    root = site.parent
+    tree = root / "tree-2.0.0"
+    for name, text in files.items():
+        (tree / "upgrades" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / "upgrades" / name).write_text(text, "utf-8")
+    artifact = root / "published" / "helpdesk-2.0.0.tar.zst"
+    artifact.parent.mkdir(exist_ok=True)
+    releases.pack_release(tree, artifact)
+    listing = root / "releases.toml"
+    listing.write_text(
+        'product = "helpdesk"\n\n[[release]]\nversion = "1.0.0"\n\n'
+        '[[release]]\nversion = "2.0.0"\nartifacts = ["published/helpdesk-2.0.0.tar.zst"]\n',
+        "utf-8",
+    )
+    key = root / "keys" / "release.key"
+    code, _, err = stairway(
+        "release",
+        "publish-index",
+        str(listing),
+        "--key",
+        str(key),
+        "--out",
+        str(root / "published"),
+    )
+    assert code == 0, err
+    text = site.read_text("utf-8").replace("[site]\n", '[site]\nbackup_dir = "backups"\n')
+    site.write_text(text, "utf-8")
+    return artifact
+
+
+def site_release(site: Path, *catalog: str) -> str:
+    code, out, err = stairway("status", "--json", "--site", str(site), *catalog)
+    assert code == 0, err
+    return str(orjson.loads(out)["release"])
+
+
+def test_upgrade_takes_the_catalog_from_the_indexed_artifact_over_http(
+    site: Path, served: str
+) -> None:
+    publish_tree(site)
+    code, out, err = stairway(
+        "upgrade", "--to", "2.0.0", "--from-index", served, "--site", str(site)
+    )
+    assert code == 0, err + out
+    assert "upgraded 1.0.0 -> 2.0.0" in out and "catalog of 2.0.0 from the release index" in err
+    unpacked = site.parent / ".stairway" / "indexed" / "helpdesk-2.0.0" / "upgrades"
+    assert (unpacked / "schema" / "0002_queues.sql").is_file()
+    assert f'set `catalog = "{unpacked}"`' in " ".join(out.split())
+    assert site_release(site, "--catalog", str(unpacked)) == "2.0.0"
+
+
+def test_a_bad_artifact_or_index_exits_2_and_changes_nothing(site: Path, served: str) -> None:
+    artifact = publish_tree(site)
+    good = artifact.read_bytes()
+    published = site.parent / "published"
+    other = site.parent / "other-key"
+    releases.generate_key(other)
+    cases = {
+        "does not match its signed SHA-256": lambda: artifact.write_bytes(
+            good[:-1] + bytes([good[-1] ^ 1])
+        ),
+        "bytes it is signed for": lambda: artifact.write_bytes(good + b"more"),
+        "cannot": lambda: artifact.unlink(),
+        "signature": lambda: published.joinpath(SIGNATURE_FILE).write_bytes(
+            releases.sign_bytes(
+                releases.load_private_key(other / "release.key"),
+                published.joinpath(INDEX_FILE).read_bytes(),
+            )
+        ),
+    }
+    index_bytes = published.joinpath(SIGNATURE_FILE).read_bytes()
+    for expected, spoil in cases.items():
+        spoil()
+        source = str(published) if expected == "cannot" else served  # a directory, too
+        code, _, err = stairway(
+            "upgrade", "--to", "2.0.0", "--from-index", source, "--site", str(site)
+        )
+        assert code == 2, (expected, err)
+        assert expected in err and "error:" in err and "hint:" in err, (expected, err)
+        assert "Traceback" not in err
+        artifact.write_bytes(good)
+        published.joinpath(SIGNATURE_FILE).write_bytes(index_bytes)
+    assert not (site.parent / ".stairway" / "indexed").exists()
+    assert site_release(site) == "1.0.0"
+    code, _, err = stairway("upgrade", "--to", "3.0.0", "--from-index", served, "--site", str(site))
+    assert code == 2 and "lists no release 3.0.0" in err and "1.0.0, 2.0.0" in err
+    code, _, err = stairway("upgrade", "--from-index", served, "--site", str(site))
+    assert code == 2 and "needs --to" in err and "hint:" in err

@@ -119,6 +119,19 @@ def test_a_signed_artifact_with_a_link_or_escaping_name_is_not_unpacked(
     assert not (tmp_path / "evil").exists() and not (tmp_path / "releases" / "2.0.0").exists()
 
 
+def test_a_tree_unpacking_past_its_limit_is_refused(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "upgrades").mkdir(parents=True)
+    for name in ("a", "b"):
+        (tree / "upgrades" / name).write_bytes(b"x" * 100)
+    artifact = tmp_path / "tree.tar.zst"
+    releases.pack_release(tree, artifact)
+    releases.unpack(artifact, tmp_path / "whole", limit=200)
+    assert (tmp_path / "whole" / "upgrades" / "b").read_bytes() == b"x" * 100
+    with pytest.raises(ReleaseError, match="unpacks to more than 199 bytes"):
+        releases.unpack(artifact, tmp_path / "cut", limit=199)
+
+
 # --- in an upgrade ----------------------------------------------------------------------------
 
 

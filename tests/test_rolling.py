@@ -250,3 +250,38 @@ def test_rolling_back_a_rolling_upgrade_restarts_every_instance_on_the_old_relea
     assert (current, active, on) == ("2.0.0", False, False)
     assert "type" in columns and "kind" not in columns
     assert _serving(rolling_site) == ["2.0.0", "2.0.0"]
+
+
+@pytest.mark.heavy  # a real two-instance rolling upgrade: some forty seconds
+def test_after_its_last_instance_a_rolling_upgrade_checks_the_agents_came_back(
+    rolling_site: Cluster,
+) -> None:
+    from datetime import timedelta
+
+    from stairway.fleet import store
+    from stairway.fleet.tables import ensure_tables
+    from stairway.fleet.tokens import now
+
+    with rolling_site.site.open("a", encoding="utf-8") as site_file:
+        site_file.write("\n[fleet]\ndeadline = 1\n")
+    ctx = context.open_context(rolling_site.site, None)
+    with ctx.engine.begin() as conn:  # both on the target: the contract step waits for neither
+        ensure_tables(conn)
+        for agent, heard in (("relay-back", timedelta(hours=1)), ("relay-gone", -timedelta(1))):
+            store.enroll(conn, agent, None)
+            seen = (now() + heard).isoformat()  # relay-gone is not heard from again
+            store.change(conn, agent, version="2.1.0", connected=True, last_seen=seen)
+    dispose_all()
+    site = str(rolling_site.site)
+    code, out, err = stairway("upgrade", "--rolling", "--to", "2.1.0", "--site", site)
+    assert code == 3, err + out
+    assert "agent relay-gone" in err and "did not come back within 1 s" in err
+    assert "relay-back" not in err
+    (last,) = Journal(context.backup_dir(context.open_context(rolling_site.site, None))).history()[
+        -1:
+    ]
+    kinds = [s["kind"] for s in last.plan["steps"]]
+    back = kinds.index("agents-back")
+    assert kinds[back - 1] == "instance" and kinds.index("contract") > back
+    (result,) = [r.data for r in last.records if r.event == "done" and r.step == back]
+    assert result["said"] == "1 of 2 agents back (1 connected); not back: relay-gone"

@@ -96,25 +96,56 @@ def run_paths(
     postgres: str | None = None,
 ) -> PathsReport:
     """Run every path from ``sources`` to ``target`` on each of ``engines``."""
+    check_sources(sources, target)
+    runner = PathRunner(catalog, target, postgres)
+    try:
+        results = [runner.run(source, engine) for engine in engines for source in sources]
+    finally:
+        runner.close()
+    return PathsReport(tuple(results), runner.skipped_smoke)
+
+
+def check_sources(sources: Sequence[Version], target: Version) -> None:
+    """Refuse a source release that is not older than the target."""
     for source in sources:
         if source >= target:
             raise UsageRefused(
                 f"--from {source} is not older than the target {target}",
                 hint="name releases below the target, or leave --from out for the default ones",
             )
-    runnable, skipped = _without_command_smoke(catalog)
-    results: list[PathResult] = []
-    for engine in engines:
-        server = _server(engine, postgres)
-        with _site(runnable, server, "reference") as reference:
-            operations.init(reference, str(target))
-            expected = inventory_of(reference.engine)
-        for source in sources:
-            with _site(runnable, server, "path") as ctx:
-                found = _run_path(ctx, str(source), str(target), expected)
-            results.append(PathResult(str(source), str(target), engine, tuple(found)))
-        server.dispose()
-    return PathsReport(tuple(results), skipped)
+
+
+class PathRunner:
+    """Runs paths to one target one at a time (``test-paths`` and the pytest plugin), each
+    engine's reference schema (a new site at the target) made once, when first needed."""
+
+    def __init__(self, catalog: Catalog, target: Version, postgres: str | None = None) -> None:
+        self.catalog, self.skipped_smoke = _without_command_smoke(catalog)
+        self.target, self.postgres = str(target), postgres
+        self.servers: dict[str, Engine] = {}
+        self.expected: dict[str, Inventory] = {}
+
+    def run(self, source: Version, engine: str) -> PathResult:
+        """The path from ``source`` to the target on ``engine``, upgraded on a scratch site."""
+        expected = self._reference(engine)
+        with _site(self.catalog, self.servers[engine], "path") as ctx:
+            found = _run_path(ctx, str(source), self.target, expected)
+        return PathResult(str(source), self.target, engine, tuple(found))
+
+    def close(self) -> None:
+        """Let go of the servers' connections."""
+        for server in self.servers.values():
+            server.dispose()
+        self.servers.clear()
+
+    def _reference(self, engine: str) -> Inventory:
+        if engine not in self.expected:
+            server = self.servers.get(engine) or _server(engine, self.postgres)
+            self.servers[engine] = server
+            with _site(self.catalog, server, "reference") as reference:
+                operations.init(reference, self.target)
+                self.expected[engine] = inventory_of(reference.engine)
+        return self.expected[engine]
 
 
 def _run_path(ctx: Context, source: str, target: str, expected: Inventory) -> list[str]:

@@ -157,17 +157,29 @@ def check(
 
     Raises ReleaseError (nothing written) when the index is refused, SiteError when no key or
     source is configured."""
+    verified = fetch_index(site, product, source)
+    found = release_index.availability(verified.index, known, current, datetime.now(UTC))
+    _remember(state_file(site), verified.seen, found)
+    return found
+
+
+def fetch_index(
+    site: Site, product: str | None, source: str | None = None
+) -> release_index.Verified:
+    """Read the index and its signature from ``source`` (else ``[site] release_index``) and
+    verify them as ``check`` does, against the index version this site accepted last; nothing
+    is written. Raises ReleaseError when the index is refused."""
     where, key = _source(site, source), _key(site)
     body = read_capped(where, INDEX_FILE, release_index.SIZE_LIMIT)
     signature = read_capped(where, SIGNATURE_FILE, release_index.SIGNATURE_LIMIT)
-    now = datetime.now(UTC)
-    path = state_file(site)
-    verified = release_index.verify_index(
-        body, signature, releases.load_public_key(key), now, _seen(path), product
+    return release_index.verify_index(
+        body,
+        signature,
+        releases.load_public_key(key),
+        datetime.now(UTC),
+        _seen(state_file(site)),
+        product,
     )
-    found = release_index.availability(verified.index, known, current, now)
-    _remember(path, verified.seen, found)
-    return found
 
 
 def last_check(site: Site) -> Availability | None:

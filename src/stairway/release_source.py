@@ -128,13 +128,14 @@ def _download(source: str, artifacts: Path, key: Path, version: str) -> None:
             hint="name the source that publishes this release",
         )
     artifacts.mkdir(parents=True, exist_ok=True)
-    _copy_artifact(source, manifest, artifacts)
+    copy_artifact(source, manifest, artifacts)
     write_atomic(artifacts / (name + ".sig"), signature)
     write_atomic(artifacts / name, body)
 
 
-def _copy_artifact(source: str, manifest: ReleaseManifest, artifacts: Path) -> None:
-    """The artifact into ``artifacts`` only when its size and SHA-256 are the signed ones."""
+def copy_artifact(source: str, manifest: ReleaseManifest, artifacts: Path) -> None:
+    """The artifact into ``artifacts`` only when its size and SHA-256 are the signed ones (a
+    release manifest's, or the release index's); read no further than one byte past the size."""
     if Path(manifest.artifact).name != manifest.artifact or manifest.artifact.startswith("."):
         raise ReleaseError(
             f"the signed manifest names the artifact {manifest.artifact!r}, not a plain file name",
@@ -150,7 +151,7 @@ def _copy_artifact(source: str, manifest: ReleaseManifest, artifacts: Path) -> N
             raise ReleaseError(
                 f"{manifest.artifact} from {source} has "
                 f"{'more than' if copied > manifest.size else 'only'} the {manifest.size} bytes "
-                "its signed manifest says",
+                "it is signed for",
                 hint="download it again from a good source; nothing was installed",
             )
         if digest != manifest.sha256:
@@ -202,6 +203,8 @@ def _open(source: str, name: str) -> BinaryIO:
         try:
             return cast(BinaryIO, urllib.request.urlopen(url, timeout=TIMEOUT))
         except (urllib.error.URLError, OSError, ValueError) as err:
+            if isinstance(err, urllib.error.HTTPError):
+                err.close()  # an error answer holds its connection open until closed
             raise ReleaseError(
                 f"cannot download {url}: {getattr(err, 'reason', err)}",
                 hint="check the URL and that the release is published there",

@@ -183,7 +183,7 @@ def install_release(artifacts: Path, releases_dir: Path, manifest: ReleaseManife
     partial = releases_dir / f".{manifest.version}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     _check_artifact(artifacts / manifest.artifact, manifest)  # again: it may have changed since
-    _unpack(artifacts / manifest.artifact, partial)
+    unpack(artifacts / manifest.artifact, partial)
     write_atomic(partial / MARKER, manifest.encode())
     if target.exists():
         shutil.rmtree(target)
@@ -235,8 +235,12 @@ def _check_artifact(artifact: Path, manifest: ReleaseManifest) -> None:
         )
 
 
-def _unpack(artifact: Path, target: Path) -> None:
+def unpack(artifact: Path, target: Path, limit: int | None = None) -> None:
+    """A release tree (a zstd tar) unpacked into the new directory ``target``: plain files and
+    directories only, none leaving the tree; with ``limit``, refused once its files hold more
+    than ``limit`` bytes in all (a small artifact may expand without end)."""
     target.mkdir(parents=True)
+    total = 0
     with (
         artifact.open("rb") as raw,
         zstandard.ZstdDecompressor().stream_reader(raw) as stream,
@@ -249,6 +253,12 @@ def _unpack(artifact: Path, target: Path) -> None:
                     f"{artifact.name}: member {info.name!r} is refused (links, devices and "
                     "names leaving the tree are not unpacked)",
                     hint="rebuild the artifact from plain files",
+                )
+            total += info.size
+            if limit is not None and total > limit:
+                raise ReleaseError(
+                    f"{artifact.name} unpacks to more than {limit} bytes: refused",
+                    hint="a release tree is not that large; ask its publisher",
                 )
             tar.extract(info, target, filter="data")
 

@@ -10,7 +10,10 @@ The order, journaled like any upgrade:
 2. each instance in turn: drained (it stops taking new requests and finishes those in flight:
    the load balancer sends the rest elsewhere), stopped, started on the new release, and
    health-checked until it answers with the new version;
-3. the deltas, then the deferred contract changes, once no instance or connected agent of an
+3. when agents were connected to the site's control plane as it began, the ``agents-back``
+   check of an offline upgrade: each of them connected again, the missing ones left for the
+   operator (``stairway.agents_back``);
+4. the deltas, then the deferred contract changes, once no instance or connected agent of an
    older release is left (it waits for them, and says which it waits for), then the audit entry.
 
 A failure before the contract step puts every instance back on the old release (the expand
@@ -73,9 +76,12 @@ def refusals(ctx: Context, plan: UpgradePlan) -> list[str]:
     return found
 
 
-def rolling_steps(plan: UpgradePlan, instances: list[Instance], with_releases: bool) -> list[Step]:
-    """The steps of a rolling upgrade along ``plan``: expand, then each instance, then contract,
-    then the releases' post-upgrade tasks (a path with a task that needs the product stopped is
+def rolling_steps(
+    plan: UpgradePlan, instances: list[Instance], with_releases: bool, agents: bool = False
+) -> list[Step]:
+    """The steps of a rolling upgrade along ``plan``: expand, then each instance, then (when
+    ``agents`` were connected as it began) the check that they came back, then contract, then
+    the releases' post-upgrade tasks (a path with a task that needs the product stopped is
     refused by ``check``)."""
     steps = [Step(StepKind.BACKUP)]
     for hop in plan.steps:
@@ -87,6 +93,7 @@ def rolling_steps(plan: UpgradePlan, instances: list[Instance], with_releases: b
     if with_releases:
         steps.append(Step(StepKind.RELEASE, str(plan.target), str(plan.current)))
     steps += [Step(StepKind.INSTANCE, str(plan.target), i.url) for i in instances]
+    steps += [Step(StepKind.AGENTS)] if agents else []
     for hop in plan.steps:
         steps.append(Step(StepKind.DELTAS, str(hop.release.version), str(hop.source)))
     steps.append(Step(StepKind.CONTRACT, str(plan.target)))

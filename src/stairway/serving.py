@@ -38,6 +38,12 @@ def agents_by_version(ctx: Context) -> list[tuple[str, int, int]] | None:
         return fleet_store.by_version(conn)
 
 
+def held_agents(ctx: Context) -> list[tuple[str, str, str]]:
+    """The agents held outside the release's window of agent releases: (agent, release, why)."""
+    with ctx.engine.connect() as conn:
+        return fleet_store.held(conn)
+
+
 def _old_agents(ctx: Context, wanted: Version) -> list[tuple[str, str]]:
     with ctx.engine.connect() as conn:
         agents = fleet_store.connected_versions(conn)

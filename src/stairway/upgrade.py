@@ -121,7 +121,9 @@ def upgrade(
         raise
     agents = agents_back.connected_before(ctx)
     if rolling:
-        steps = roll.rolling_steps(plan, instances_of(ctx.site.service), releases)
+        steps = roll.rolling_steps(
+            plan, instances_of(ctx.site.service), releases, agents=bool(agents)
+        )
     else:
         moves = site_plugins.path_moves(ctx, site_plugins.release_path(plan))
         steps = plan_steps(plan, releases, agents=bool(agents), plugins=bool(moves))

@@ -168,10 +168,13 @@ class AgentWindow:
             accepts any older release.
         ahead: Whether an agent on a newer release than the server's is accepted (and shown as
             ``ahead``) rather than refused.
+        hold: Whether an agent outside the window is held (connected, shown as ``held``, sent
+            nothing but an upgrade into the window) rather than refused.
     """
 
     minors_behind: int | None = None
     ahead: bool = False
+    hold: bool = False
 
     def describe(self) -> str:
         """The window in words, as refusals say it."""
@@ -180,7 +183,8 @@ class AgentWindow:
             if self.minors_behind is None
             else f"releases up to {self.minors_behind} minor series older"
         )
-        return f"{behind}; {'newer releases too' if self.ahead else 'no newer release'}"
+        newer = "newer releases too" if self.ahead else "no newer release"
+        return f"{behind}; {newer}{'; others held' if self.hold else ''}"
 
 
 @dataclass(frozen=True)

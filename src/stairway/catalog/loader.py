@@ -194,7 +194,9 @@ def _release(model: ReleaseModel, schema: int, grammar: GrammarName) -> Release:
 
 def _window(model: ReleaseModel) -> AgentWindow | None:
     said = model.agents
-    return None if said is None else AgentWindow(said.minors_behind, said.ahead)
+    if said is None:
+        return None
+    return AgentWindow(said.minors_behind, said.ahead, hold=said.outside == "hold")
 
 
 def _requires_problems(

@@ -122,11 +122,12 @@ class TaskModel(_Strict):
 
 
 class AgentsModel(_Strict):
-    """``agents = { minors_behind = 1, ahead = false }`` of a ``[[release]]``: the agent releases
-    it accepts."""
+    """``agents = { minors_behind = 1, ahead = false, outside = "refuse" }`` of a ``[[release]]``:
+    the agent releases it accepts, and whether one outside them is refused or held."""
 
     minors_behind: Annotated[int, Field(ge=0)] | None = None
     ahead: bool = False
+    outside: Literal["refuse", "hold"] = "refuse"
 
 
 class ReleaseModel(_Strict):

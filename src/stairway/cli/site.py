@@ -20,7 +20,7 @@ from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
 from stairway.release_source import install_first
 from stairway.schema import background
 from stairway.schema.change import Phase
-from stairway.serving import agents_by_version
+from stairway.serving import agents_by_version, held_agents
 from stairway.site import load_site
 from stairway.upgrade import Interrupted, interrupted
 
@@ -94,6 +94,7 @@ def status(
     running = background.jobs(ctx.engine)
     stopped = interrupted(ctx)
     agents = agents_by_version(ctx)
+    held = held_agents(ctx) if agents is not None else []
     if json:
         jobs = [
             {"change": j.label, "state": j.state, "fraction": j.fraction, "eta_s": j.eta()}
@@ -106,6 +107,7 @@ def status(
                 "background": jobs,
                 "interrupted_upgrade": _interrupted_json(stopped),
                 "agents": _agents_json(agents),
+                "held_agents": [{"agent": a, "version": v, "reason": r} for a, v, r in held],
                 "newer_release": newer.model_dump(mode="json") if newer else None,
             }
         )
@@ -118,7 +120,7 @@ def status(
         for job in running:
             out.print(f"background migration {job.describe()}", highlight=False)
         if agents is not None:
-            out.print(plain(_agents_line(agents)), highlight=False)
+            out.print(plain(_agents_line(agents, held)), highlight=False)
         _say_newer(ctx, report.release)
     if strict and report.troubles:
         raise ManualStepNeeded(
@@ -141,12 +143,21 @@ def _agents_json(agents: list[tuple[str, int, int]] | None) -> list[dict[str, An
     return [{"version": v or None, "enrolled": n, "connected": on} for v, n, on in agents]
 
 
-def _agents_line(agents: list[tuple[str, int, int]]) -> str:
-    """``agents by version: 1.0.0: 1 (0 connected), 2.0.0: 3 (3 connected)``."""
+def _agents_line(agents: list[tuple[str, int, int]], held: list[tuple[str, str, str]]) -> str:
+    """``agents by version: 1.0.0: 1 (1 connected, 1 held), 2.0.0: 3 (3 connected); held:
+    relay-1 (held: agent release 1.0.0 is ...)``."""
     if not agents:
         return "agents by version: none enrolled"
-    shown = [f"{v or 'not heard from'}: {n} ({on} connected)" for v, n, on in agents]
-    return "agents by version: " + ", ".join(shown)
+    shown = [
+        f"{v or 'not heard from'}: {n} ({on} connected{_held(v, held)})" for v, n, on in agents
+    ]
+    reasons = "; held: " + ", ".join(f"{a} ({why})" for a, _, why in held) if held else ""
+    return "agents by version: " + ", ".join(shown) + reasons
+
+
+def _held(version: str, held: list[tuple[str, str, str]]) -> str:
+    count = sum(1 for _, v, _ in held if v == version)
+    return f", {count} held" if count else ""
 
 
 def _say_newer(ctx: site_context.Context, release: str | None) -> None:

@@ -22,9 +22,10 @@ from stairway.cli.output import (
 )
 from stairway.errors import UpgradeFailed, UsageRefused, VerifyBlocked
 from stairway.handwork import left_for_operator, left_in_rehearsal
+from stairway.indexed_release import catalog_from_index
 from stairway.losses import LossReport
 from stairway.open_sessions import SessionPolicy
-from stairway.options import CatalogOpt, JsonOpt, ReportOpt, SiteOpt, emit_json, out
+from stairway.options import CatalogOpt, JsonOpt, ReportOpt, SiteOpt, emit_json, err, out, plain
 from stairway.rehearse import rehearse
 from stairway.release_source import interrupted_target
 from stairway.site import load_site
@@ -96,6 +97,15 @@ def upgrade_command(
         bool,
         typer.Option("--end-sessions", help="end the open user sessions, after a notice"),
     ] = False,
+    from_index: Annotated[
+        str | None,
+        typer.Option(
+            "--from-index",
+            metavar="URL|DIR",
+            help="take the catalog of --to from its release artifact in the signed release "
+            "index there, verified as `release check` does and checked against its digest",
+        ),
+    ] = None,
     report_file: ReportOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
@@ -104,6 +114,8 @@ def upgrade_command(
     """The whole upgrade, journaled: verify, back up, migrate, restart; rolls back on failure
     (exit 1). Exit 3 when it finished but left deltas or config items for an operator."""
     policy = SessionPolicy(drain_sessions, end_sessions)
+    if from_index is not None:
+        catalog = _catalog_from_index(site, catalog, to, resume, from_index)
     ctx = site_context.open_context(site, catalog, to or (_interrupted(site) if resume else None))
     say_adopting(ctx, json)
     if report_file is None:
@@ -132,8 +144,31 @@ def upgrade_command(
         out.print(f"[green]upgraded[/green] {done}", highlight=False)
     if report.sessions is not None and not json:
         out.print(report.sessions.describe(), highlight=False)
+    if from_index is not None and catalog != ctx.site.site.catalog and not json:
+        said = (
+            f'the site now runs {report.target}: set `catalog = "{catalog}"` in the [site] '
+            "table of site.toml (or install the release), so that later commands read its "
+            "catalog"
+        )
+        out.print(plain(said), highlight=False, soft_wrap=True)
     if report.attention:
         raise left_for_operator(report.target, report.attention)
+
+
+def _catalog_from_index(
+    site: Path | None, catalog: Path | None, to: str | None, resume: bool, source: str
+) -> Path:
+    """The catalog of release ``to`` from the signed release index at ``source``."""
+    if to is None or resume or catalog is not None:
+        raise UsageRefused(
+            "--from-index takes the catalog of the release --to names: it needs --to, and "
+            "goes with neither --resume nor --catalog",
+            hint="run `stairway upgrade --to V --from-index URL|DIR`; to resume, pass "
+            "--catalog the catalog it unpacked (the upgrade names it)",
+        )
+    found = catalog_from_index(load_site(site), to, source)
+    err.print(plain(f"catalog of {to} from the release index: {found}"), highlight=False)
+    return found
 
 
 def _interrupted(site: Path | None) -> str | None:

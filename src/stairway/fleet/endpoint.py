@@ -109,10 +109,10 @@ async def _credential(fleet: Fleet, socket: WebSocket) -> Token | None:
 async def _session(session: Session) -> None:
     fleet, socket = session.fleet, session.socket
     said = await _hello(socket, session.token)
-    await _admitted(fleet, said)
+    held = await _admitted(fleet, said)
     token, replica, server = session.token, fleet.config.replica, fleet.config.version
     moved = await fleet.db(
-        lambda c: _recorded(c, token, lambda: events.hello(c, said, replica, server))
+        lambda c: _recorded(c, token, lambda: events.hello(c, said, replica, server, held))
     )
     if moved.upgraded:
         fleet.metrics.succeeded.inc()
@@ -131,9 +131,9 @@ async def _session(session: Session) -> None:
         await _gone(fleet, socket, said.agent_id)
 
 
-async def _admitted(fleet: Fleet, said: Hello) -> None:
+async def _admitted(fleet: Fleet, said: Hello) -> str | None:
     """Refuse (and record why) an agent whose protocol or release this release does not
-    accept."""
+    accept; why it is held when its release is outside the window but held there."""
     agent_id, version, protocol = said.agent_id, said.version, said.protocol
     refusal = protocol_refusal(fleet.config, protocol)
     if refusal:
@@ -144,6 +144,7 @@ async def _admitted(fleet: Fleet, said: Hello) -> None:
         why, event = verdict.refusal, Event.RELEASE_REFUSED
         await fleet.db(lambda c: events.refused(c, agent_id, version, protocol, why, event))
         raise MessageRefused(why, close=Close.RELEASE_REFUSED)
+    return verdict.held
 
 
 async def _hello(socket: WebSocket, token: Token) -> Hello:

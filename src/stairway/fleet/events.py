@@ -46,9 +46,16 @@ class Moved:
         return self.event == Event.ROLLED_BACK
 
 
-def hello(conn: Connection, said: Hello, replica: str, server: str | None = None) -> Moved:
-    """Record a hello: online, back from an upgrade, back on the previous build, or ahead of
-    the server's release ``server`` (flagged, with a message saying so)."""
+def hello(
+    conn: Connection,
+    said: Hello,
+    replica: str,
+    server: str | None = None,
+    held: str | None = None,
+) -> Moved:
+    """Record a hello: online, back from an upgrade, back on the previous build, held outside
+    the window (``held``: why), or ahead of the server's release ``server`` (flagged, with a
+    message saying so)."""
     row = _locked(conn, said.agent_id, Event.HELLO)
     values: dict[str, Any] = {
         "version": said.version,
@@ -62,6 +69,9 @@ def hello(conn: Connection, said: Hello, replica: str, server: str | None = None
         values |= _rolled_back(conn, said, row)
     elif said.version == row.get("target"):
         event = Event.ARRIVED
+    elif held is not None:
+        event = Event.HELD
+        values["message"] = f"held: {held}"
     elif server is not None and skew(said.version, server) == Skew.AHEAD:
         event = Event.AHEAD
         values["message"] = f"runs {said.version}, newer than the server's {server}"

@@ -133,7 +133,7 @@ def _candidate(agent: AgentRow, target: str) -> bool:
     return (
         agent.connected
         and drifted(agent, target)
-        and agent.state == State.ONLINE
+        and agent.state in (State.ONLINE, State.HELD)  # a held one only into the window
         and agent.failed_version != target
     )
 

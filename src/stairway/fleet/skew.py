@@ -4,7 +4,9 @@ A release may declare the agent releases it accepts (``agents`` in the catalog):
 minor series an agent may lag behind, and whether one on a newer release is accepted. An
 agent inside that window connects; one ahead of the server, when accepted, is shown as
 ``ahead`` rather than silently online; one outside is refused with a reason that names both
-releases and what to do. Pure: a function of version strings and the catalog's series.
+releases and what to do, or, when the window says ``outside = "hold"``, held: it stays
+connected, shown as ``held`` with that reason, and is sent nothing but an upgrade into the
+window. Pure: a function of version strings and the catalog's series.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ class Skew(StrEnum):
 
 @dataclass(frozen=True)
 class Verdict:
-    """An agent's skew, and why it is refused (None: accepted)."""
+    """An agent's skew, and why it is refused or held (None: inside the window)."""
 
     skew: Skew
     refusal: str | None = None
+    held: str | None = None  # outside the window, but kept connected under ``outside = "hold"``
 
     @property
     def accepted(self) -> bool:
@@ -66,21 +69,34 @@ def judge(
     agent: str, server: str, window: AgentWindow | None, series: Iterable[Series] = ()
 ) -> Verdict:
     """Whether a server on ``server`` accepts an agent on ``agent`` under ``window`` (None:
-    every release is accepted); an agent ahead of it is accepted only when the window allows."""
+    every release is accepted); an agent ahead of it is accepted only when the window allows.
+    One outside the window is refused, or held when the window says so."""
     found = skew(agent, server)
     if window is None:
         return Verdict(found)
+    why = outside(agent, server, window, series)
+    if why is None:
+        return Verdict(found)
+    return Verdict(found, held=why) if window.hold else Verdict(found, refusal=why)
+
+
+def outside(
+    agent: str, server: str, window: AgentWindow, series: Iterable[Series] = ()
+) -> str | None:
+    """Why ``agent``'s release lies outside ``window`` of the server on ``server``, naming both
+    releases and what to do; None when it lies inside."""
+    found = skew(agent, server)
     if found == Skew.UNKNOWN:
-        return Verdict(found, f"agent release {agent!r} is not a version; {_fix(server)}")
+        return f"agent release {agent!r} is not a version; {_fix(server)}"
     if found == Skew.AHEAD and not window.ahead:
         said = f"agent release {agent} is newer than the server's {server}, which accepts"
-        return Verdict(found, f"{said} {window.describe()}; {_fix(server)}")
+        return f"{said} {window.describe()}; {_fix(server)}"
     behind = lag(agent, server, series)
     if window.minors_behind is not None and behind > window.minors_behind:
         said = f"agent release {agent} is {behind} minor series behind the server's {server}"
         limit = f"it accepts at most {window.minors_behind}"
-        return Verdict(found, f"{said}; {limit}; {_fix(server)}")
-    return Verdict(found)
+        return f"{said}; {limit}; {_fix(server)}"
+    return None
 
 
 def _fix(server: str) -> str:

@@ -27,6 +27,7 @@ class State(StrEnum):
     NO_SIGNAL = "no signal"  # silent past the deadline: neither success nor failure
     REFUSED = "refused"  # its protocol or release lies outside what the release accepts
     AHEAD = "ahead"  # connected on a newer release than the server's, which accepts it
+    HELD = "held"  # connected outside the window under ``outside = "hold"``: only upgraded
 
 
 class Event(StrEnum):
@@ -36,6 +37,7 @@ class Event(StrEnum):
     ARRIVED = "hello on the target"  # a hello on the version it was being upgraded to
     ROLLED_BACK = "hello after a rollback"  # the previous build is back and says why
     AHEAD = "hello on a newer release than the server's"
+    HELD = "hello on a release outside the window, held"
     PROTOCOL_REFUSED = "a protocol outside the release's range"
     RELEASE_REFUSED = "a release outside the agent releases the server accepts"
     UPGRADE_SENT = "an upgrade sent"
@@ -47,7 +49,7 @@ class Event(StrEnum):
 
 _ANY = tuple(State)
 _TRYING = (State.UPGRADING, State.NO_SIGNAL, State.PENDING)  # an upgrade is on its way
-_IDLE = (State.OFFLINE, State.ONLINE, State.REFUSED, State.AHEAD)  # no upgrade under way
+_IDLE = (State.OFFLINE, State.ONLINE, State.REFUSED, State.AHEAD, State.HELD)  # none under way
 
 
 def _all(to: State, sources: tuple[State, ...] = _ANY) -> dict[State, State]:
@@ -66,16 +68,21 @@ TRANSITIONS: Mapping[Event, Mapping[State, State]] = MappingProxyType(
         | _stay(State.FAILED),  # a failed version stays pinned until the operator resends it
         # an agent newer than the server is flagged, never taken for an online one
         Event.AHEAD: _all(State.AHEAD, _IDLE) | _stay(*_TRYING, State.FAILED),
+        # an agent outside the window is kept, flagged; a hello inside it brings it online
+        Event.HELD: _all(State.HELD, _IDLE) | _stay(*_TRYING, State.FAILED),
         Event.ROLLED_BACK: _all(State.FAILED),
         Event.PROTOCOL_REFUSED: _all(State.REFUSED),
         Event.RELEASE_REFUSED: _all(State.REFUSED),
-        # the operator may resend to an agent that failed, went silent or could not download
-        Event.UPGRADE_SENT: _all(State.UPGRADING, (State.ONLINE, State.FAILED, *_TRYING)),
+        # the operator may resend to an agent that failed, went silent or could not download;
+        # a held agent is sent the server's release, which brings it into the window
+        Event.UPGRADE_SENT: _all(
+            State.UPGRADING, (State.ONLINE, State.HELD, State.FAILED, *_TRYING)
+        ),
         Event.UNREACHABLE: _all(State.PENDING, _TRYING),
         Event.BUILD_REFUSED: _all(State.FAILED, _TRYING),
         Event.SILENT: _all(State.NO_SIGNAL, (State.UPGRADING,)),
         # only an online agent goes offline: an upgrade in flight disconnects by design
-        Event.GONE: _all(State.OFFLINE, (State.ONLINE, State.AHEAD))
+        Event.GONE: _all(State.OFFLINE, (State.ONLINE, State.AHEAD, State.HELD))
         | _stay(*_TRYING, State.FAILED, State.OFFLINE, State.REFUSED),
     }
 )

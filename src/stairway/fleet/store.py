@@ -173,6 +173,16 @@ def connected_versions(conn: Connection) -> list[tuple[str, str | None]]:
     return [(r.agent_id, r.version) for r in conn.execute(query)]
 
 
+def held(conn: Connection) -> list[tuple[str, str, str]]:
+    """Each agent held outside the release's window: its id, release and why; none before the
+    fleet's tables exist."""
+    if not conn.dialect.has_table(conn, agents_table.name):
+        return []
+    c = agents_table.c
+    query = select(c.agent_id, c.version, c.message).where(c.state == State.HELD.value)
+    return [(r.agent_id, r.version or "", r.message or "") for r in conn.execute(query)]
+
+
 def census(conn: Connection) -> list[tuple[str, str, int]]:
     """How many agents are in each state on each version (no version yet: "")."""
     c = agents_table.c
