@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -217,6 +218,24 @@ def test_a_listen_address_is_a_host_and_a_port(text: str) -> None:
     else:
         with pytest.raises(FleetError, match="not a host and a port"):
             listening.Address.parse(text)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:0", "[::1]:0"])
+def test_a_build_with_nothing_passed_binds_its_address_and_names_it_for_the_next(
+    address: str,
+) -> None:
+    kept = dict(os.environ)
+    try:
+        bound = listening.listen(address)
+        assert bound is not None and bound.get_inheritable()
+        assert os.environ[listening.INHERITED] == str(bound.fileno())
+        os.environ.pop(listening.INHERITED)  # a second build that was passed nothing
+        taken = f"{address[:-1]}{bound.getsockname()[1]}"
+        with bound, pytest.raises(FleetError, match=re.escape(f"cannot listen on {taken}")):
+            listening.listen(taken)
+    finally:
+        os.environ.clear()
+        os.environ.update(kept)
 
 
 @pytest.mark.parametrize(

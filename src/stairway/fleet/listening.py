@@ -97,11 +97,12 @@ def listen(address: str | None, name: str | None = None) -> socket.socket | None
     if passed is not None or address is None:
         return passed
     where = Address.parse(address)
+    family = socket.AF_INET6 if ":" in where.host else socket.AF_INET
     try:
-        bound = socket.create_server((where.host, where.port), backlog=BACKLOG)
+        bound = socket.create_server((where.host, where.port), family=family, backlog=BACKLOG)
     except OSError as err:
         raise FleetError(
-            f"cannot listen on {address}: {err.strerror}",
+            f"cannot listen on {address}: {err.strerror or err}",
             hint="choose a free address, or stop what listens there",
         ) from None
     return keep_across_exec(bound)

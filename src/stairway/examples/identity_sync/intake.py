@@ -37,31 +37,36 @@ class Intake:
 
     version: str
     spool: Path
-    _accepting: asyncio.Task[None] | None = None
+    _listener: socket.socket | None = None
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
 
     def start(self, listener: socket.socket) -> None:
         """Accept connections on ``listener`` from now on."""
         listener.setblocking(False)
-        self._accepting = asyncio.create_task(self._accept(listener))
+        self._listener = listener
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept)
 
     async def stop(self) -> None:
         """Stop accepting (the socket stays open: the kernel keeps queueing connections) and
         return once the requests in flight are answered or ``STOP_LIMIT`` has passed."""
-        if self._accepting is not None:
-            self._accepting.cancel()  # a cancelled accept takes no connection from the queue
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._accepting
+        if self._listener is not None:
+            # synchronous: no accept can be under way, so no connection is taken and dropped
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener = None
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=STOP_LIMIT)
 
-    async def _accept(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            connection, _ = await loop.sock_accept(listener)
-            task = asyncio.create_task(self._serve(connection))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+    def _accept(self) -> None:
+        """One connection from the queue, served at once (the selector calls again while more
+        wait). Not ``loop.sock_accept``: cancelling it can drop a connection it just took."""
+        assert self._listener is not None
+        try:
+            connection, _ = self._listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another took it, or the client gave up while it queued
+        task = asyncio.create_task(self._serve(connection))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     async def _serve(self, connection: socket.socket) -> None:
         reader, writer = await asyncio.open_connection(sock=connection, limit=HEAD_LIMIT)
