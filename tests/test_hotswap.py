@@ -3,6 +3,7 @@ listening socket outlives its builds (``stairway.fleet.listening``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from cli_runner import stairway
 from fleet_harness import Fleet, fleet_site, free_port, wait_until
 from stairway.errors import FleetError
 from stairway.examples.identity_sync import relay
+from stairway.examples.identity_sync.intake import Intake
 from stairway.fleet import listening
 from stairway.fleet.agent import point_current, read_state, write_state
 
@@ -254,9 +256,6 @@ def test_enroll_refuses_a_bad_listen_address_or_deadline_before_writing(
 
 def test_the_intake_stops_without_closing_the_socket() -> None:
     """A stopped intake leaves connections in the backlog for whatever accepts next."""
-    import asyncio
-
-    from stairway.examples.identity_sync.intake import Intake
 
     async def scenario(listener: socket.socket, port: int) -> bytes:
         intake = Intake("1.0.4", Path("/nonexistent"))
@@ -275,3 +274,34 @@ def test_the_intake_stops_without_closing_the_socket() -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         answer = asyncio.run(scenario(listener, listener.getsockname()[1]))
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"version":"2.0.0"}')
+
+
+async def _ask(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), TIMEOUT)
+    writer.close()
+    return answer
+
+
+def test_the_intake_spools_a_posted_change_and_refuses_what_it_cannot_take(
+    tmp_path: Path,
+) -> None:
+    async def scenario(listener: socket.socket, port: int) -> list[bytes]:
+        intake = Intake("2.0.0", tmp_path / "spool")
+        intake.start(listener)
+        answers = [
+            await _ask(port, b"POST /changes HTTP/1.1\r\nContent-Length: 5\r\n\r\nuid=7"),
+            await _ask(port, b"POST /changes HTTP/1.1\r\n\r\n"),
+            await _ask(port, b"POST /changes HTTP/1.1\r\nContent-Length: 9999999\r\n\r\n"),
+            await _ask(port, b"GET /elsewhere HTTP/1.1\r\n\r\n"),
+        ]
+        await intake.stop()
+        return answers
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        answers = asyncio.run(scenario(listener, listener.getsockname()[1]))
+    assert [answer.split(b" ", 2)[1] for answer in answers] == [b"202", b"400", b"413", b"404"]
+    spooled = json.loads(answers[0].split(b"\r\n\r\n", 1)[1])["spooled"]
+    assert (tmp_path / "spool" / spooled).read_bytes() == b"uid=7"
