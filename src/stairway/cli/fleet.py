@@ -185,6 +185,17 @@ def agent_enroll(
     cert_key: Annotated[
         Path | None, typer.Option("--cert-key", help="its private key (PEM)", **PEM)
     ] = None,
+    listen: Annotated[
+        str | None,
+        typer.Option(
+            "--listen",
+            help="HOST:PORT where the agent serves connections; kept open across its builds",
+        ),
+    ] = None,
+    deadline: Annotated[
+        float | None,
+        typer.Option("--deadline", help="seconds a new build has to come up (default 60)"),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Get this agent's credential and set up its home."""
@@ -200,6 +211,8 @@ def agent_enroll(
         build,
         group,
         tls.checked(server, ca, cert, cert_key),
+        listen,
+        deadline,
     )
     fleet.enroll(asked)
     said = f"agent {agent_id} enrolled; start it with `stairway agent run --home {home}`"

@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -73,6 +73,9 @@ class AgentConfig:
         ca: The CA the server's certificate must chain to (``wss://``); None: the system CAs.
         cert: This agent's certificate, for mutual TLS.
         cert_key: The private key of ``cert``.
+        listen: ``host:port`` where the product's agent serves connections, when it does; the
+            supervisor binds it (unless systemd passed a socket) and hands the socket to every
+            build it starts, so a rollback keeps it open.
     """
 
     server: str  # ws://host:port or wss://host:port
@@ -84,6 +87,7 @@ class AgentConfig:
     ca: Path | None = None  # the CA the server's certificate must chain to (wss://)
     cert: Path | None = None  # this agent's certificate, for mutual TLS
     cert_key: Path | None = None
+    listen: str | None = None  # host:port the product's agent serves on
 
     @classmethod
     def load(cls, home: Path) -> AgentConfig:
@@ -142,6 +146,10 @@ class Agent:
         healthy: The product's own readiness check; a trial of a new build ends well only
             when it answers True once the server welcomed the build. When it answers False or
             raises, what it said is recorded with the trial, so that a rollback names it.
+        stop_serving: What a product that serves connections does before the agent
+            re-executes into a new build: stop accepting and finish the requests in flight.
+            Its listening socket stays open across the exec (``stairway.fleet.listening``),
+            so connections wait in the backlog instead of being refused.
         backoff: The waits between reconnects.
         refused: Why the server refused the agent; None while it has not.
     """
@@ -151,6 +159,7 @@ class Agent:
     protocol: int
     config: AgentConfig
     healthy: Callable[[], bool] = lambda: True  # the product's own readiness check
+    stop_serving: Callable[[], Awaitable[None]] = lambda: _nothing()
     backoff: Backoff = field(default_factory=Backoff)
     refused: str | None = None
 
@@ -243,6 +252,7 @@ class Agent:
             return
         self._start_trial(build, version)
         await socket.close()
+        await self.stop_serving()
         reexecute(build, self.home)
 
     def _fetch(self, offer: Upgrade) -> Path:
@@ -290,6 +300,10 @@ def readiness(check: Callable[[], bool]) -> str | None:
     except Exception as err:  # the product's own code: whatever it raises is its answer
         return f"the readiness check failed: {type(err).__name__}: {err}"
     return None if ready else "the readiness check answered that the build is not ready"
+
+
+async def _nothing() -> None:
+    """The agent serves no connections of its own: nothing to stop before an exec."""
 
 
 @dataclass

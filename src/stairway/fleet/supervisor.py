@@ -6,19 +6,34 @@ build that exits, or one still unconfirmed at the trial's deadline, is stopped; 
 back to the previous build, which is started again and tells the server, in its next hello,
 which version failed and why: the server never welcomed it, or its readiness check failed.
 An agent the server refused (exit 2) is not restarted; other exits are, with backoff.
+
+When the agent serves connections (systemd passed a socket, or ``agent.json`` names ``listen``),
+the supervisor holds the listening socket and hands it to every build it starts: a build it
+stops (SIGTERM: it stops accepting and finishes its requests) leaves the connections that
+arrive meanwhile in the socket's backlog for the build started next, the previous one after a
+rollback. A build that re-executes itself keeps the same socket across the exec.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from stairway.fleet.agent import EXIT_REFUSED, Backoff, point_current, read_state, write_state
+from stairway.fleet import listening
+from stairway.fleet.agent import (
+    EXIT_REFUSED,
+    AgentConfig,
+    Backoff,
+    point_current,
+    read_state,
+    write_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +44,13 @@ def supervise(home: Path, poll: float = 0.2) -> int:
     Returns:
         The exit status: 0 when stopped or when the agent exited cleanly, ``EXIT_REFUSED``
         when the server refused it; other exits are restarted with backoff.
+
+    Raises:
+        FleetError: The agent's ``listen`` address is malformed or cannot be bound, or a
+            passed socket is not a listening one.
     """
     backoff = Backoff()
+    listener = _listener(home)
     stopping = False
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -39,7 +59,7 @@ def supervise(home: Path, poll: float = 0.2) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     while True:
-        child = subprocess.Popen([sys.executable, str(home / "current"), "--home", str(home)])
+        child = _start(home, listener)
         code = _watch(home, child, poll, lambda: stopping)
         if stopping:
             return 0
@@ -50,6 +70,21 @@ def supervise(home: Path, poll: float = 0.2) -> int:
         if code in (0, EXIT_REFUSED):
             return code
         time.sleep(backoff.next())
+
+
+def _listener(home: Path) -> socket.socket | None:
+    try:
+        address = AgentConfig.load(home).listen
+    except (OSError, ValueError, TypeError):  # the build itself says what is wrong with its home
+        address = None
+    return listening.listen(address)
+
+
+def _start(home: Path, listener: socket.socket | None) -> subprocess.Popen[bytes]:
+    command = [sys.executable, str(home / "current"), "--home", str(home)]
+    environment = listening.child_environment(listener)
+    fds = () if listener is None else (listener.fileno(),)
+    return subprocess.Popen(command, env=environment, pass_fds=fds)
 
 
 def _watch(home: Path, child: subprocess.Popen[bytes], poll: float, stopping: Any) -> int:

@@ -18,7 +18,7 @@ from stairway.context import Context, current_version, open_context
 from stairway.database import writing
 from stairway.errors import ReleaseError, UsageRefused
 from stairway.files import write_atomic
-from stairway.fleet import builds, credentials, tokens
+from stairway.fleet import builds, credentials, listening, tokens
 from stairway.fleet.agent import point_current, write_state
 from stairway.fleet.builds import Build
 from stairway.fleet.server import FleetConfig, create_app
@@ -137,10 +137,30 @@ class Enrollment:
     build: Path  # the agent build to start with
     group: str | None = None  # e.g. "canary": upgraded before the rest
     tls: AgentTLS = field(default_factory=AgentTLS)
+    listen: str | None = None  # host:port the product's agent serves connections on
+    deadline: float | None = None  # seconds a new build has to be welcomed and ready
+
+
+def checked_trial_options(listen: str | None, deadline: float | None) -> None:
+    """Refuse a ``listen`` that is not ``host:port`` and a deadline that is not positive,
+    before anything is written.
+
+    Raises:
+        FleetError: ``listen`` is malformed.
+        UsageRefused: ``deadline`` is not a positive number of seconds.
+    """
+    if listen is not None:
+        listening.Address.parse(listen)
+    if deadline is not None and not deadline > 0:
+        raise UsageRefused(
+            f"--deadline {deadline}: not a positive number of seconds",
+            hint="give the seconds a new build has to come up, e.g. --deadline 60",
+        )
 
 
 def enroll(asked: Enrollment) -> None:
     """Exchange an enrollment token for this agent's credential and set up its home."""
+    checked_trial_options(asked.listen, asked.deadline)
     credential = _credential(asked)
     home = asked.home
     home.mkdir(parents=True, exist_ok=True)
@@ -155,6 +175,8 @@ def enroll(asked: Enrollment) -> None:
         "key": "release.pub",
         "product": asked.product,
         **install_files(asked.tls, home),
+        **({"listen": asked.listen} if asked.listen else {}),
+        **({"deadline": asked.deadline} if asked.deadline else {}),
     }
     write_atomic(home / "agent.json", json.dumps(config, indent=2).encode())
     point_current(home, installed)
