@@ -245,6 +245,11 @@ def _check_header(store: ObjectStore, header: dict[str, Any], path: Path, produc
             f"{path} is in export format {header.get('format')!r}; this Stairway reads {FORMAT}",
             hint="export it again with this Stairway",
         )
+    if "audit_after" in header:
+        raise TransferError(
+            f"{path} is an audit tail (`stairway audit export`), not an export of objects",
+            hint="import it with `stairway audit import FILE --trust KEY`",
+        )
     if header.get("product") != product:
         raise TransferError(
             f"the export is of {header.get('product')!r}, this site runs {product!r}",
