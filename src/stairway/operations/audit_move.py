@@ -78,7 +78,7 @@ def _between(ctx: Context, after: Head, signed: Signed) -> list[dict[str, Any]]:
         held = _hash_of(conn, after.id) if after.id else audit.GENESIS
         between = (audit_table.c.id > after.id) & (audit_table.c.id <= point.seq)
         query = select(audit_table).where(between).order_by(audit_table.c.id)
-        rows = [dict(row._mapping) for row in conn.execute(query)]
+        rows = [{str(k): v for k, v in row._mapping.items()} for row in conn.execute(query)]
     if held != after.hash:
         raise audit_tail.TailRefused(
             f"this log's entry {after.id} is not the one the target imported: expected hash "
