@@ -314,3 +314,22 @@ def test_an_import_killed_before_its_commit_leaves_the_target_as_it_was(
     assert code == 0 and "300 audit entries imported" in out, out + err
     dispose_all()
     assert len(imported(pair.target)) == 300
+
+
+def test_a_move_continues_where_a_full_import_left_off(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    source = make_site(tmp_path / "s", sqlite_database, "1.0.0")
+    target = make_site(tmp_path / "t", f"sqlite:///{tmp_path / 't.db'}", "1.0.0")
+    fill(sqlite_database, 20)
+    full, key = tmp_path / "full.zst", tmp_path / "source.pub"
+    assert stairway("export", "--out", str(full), "--site", str(source))[0] == 0
+    assert stairway("audit", "key", "--out", str(key), "--site", str(source))[0] == 0
+    assert stairway("import", str(full), "--trust", str(key), "--site", str(target))[0] == 0
+    dispose_all()
+    append(sqlite_database, 3)
+    code, out, err = stairway("audit", "move", "--to-site", str(target), "--site", str(source))
+    assert code == 0 and out.startswith("3 audit entries imported"), out + err
+    dispose_all()
+    assert [as_in_source(e) for e in imported(target)] == source_entries(source)
+    assert verify(target)[0] == 0
