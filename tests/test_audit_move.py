@@ -162,6 +162,10 @@ def test_a_log_moved_while_appended_to_ends_whole_with_exactly_the_source_entrie
     assert len(moves) == 3 and moves[-1].data["to"] == final  # the target's own entries
 
     held = logged(pair.target)
+    witnesses = [
+        site.parent / ".stairway" / "site.audit.witness" for site in (pair.source, pair.target)
+    ]
+    signed = [w.read_bytes() for w in witnesses]
     code, said = move(pair)  # run again: nothing to import, nothing written
     assert code == 0 and orjson.loads(said)["imported"]["imported"] == 0, said
     code, out, _ = stairway(
@@ -170,6 +174,7 @@ def test_a_log_moved_while_appended_to_ends_whole_with_exactly_the_source_entrie
     assert code == 0 and "nothing to import" in out, out
     dispose_all()
     assert logged(pair.target) == held
+    assert [w.read_bytes() for w in witnesses] == signed
 
 
 def test_export_position_and_import_by_hand_then_the_same_tail_twice(
@@ -264,24 +269,31 @@ def _rows(url: str) -> list[dict[str, object]]:
         return [{str(k): v for k, v in r._mapping.items()} for r in conn.execute(query)]
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("audit", "export", "--out", "x.zst", "--after", "12"),
-        ("audit", "export", "--out", "x.zst", "--after", "12:zz"),
-        ("audit", "export", "--out", "x.zst", "--after", f"9999:{'a' * 64}"),
-        ("audit", "export", "--out", "x.zst", "--after", f"3:{'a' * 64}"),
-        ("audit", "import", "missing.zst"),
-    ],
-)
-def test_bad_positions_and_files_are_refused_with_a_hint(
-    sqlite_pair: Pair, args: tuple[str, ...], tmp_path: Path
-) -> None:
+BAD = [
+    ("audit", "export", "--out", "x.zst", "--after", "12"),
+    ("audit", "export", "--out", "x.zst", "--after", "12:zz"),
+    ("audit", "export", "--out", "x.zst", "--after", f"9999:{'a' * 64}"),
+    ("audit", "export", "--out", "x.zst", "--after", f"3:{'a' * 64}"),
+    ("audit", "import", "missing.zst"),
+    ("audit", "export", "--out", "no-such-directory/x.zst"),
+    ("audit", "position", "--trust", "missing.pem"),
+    ("audit", "move", "--to-site", "missing.toml"),
+]
+
+
+def test_bad_positions_and_files_are_refused_with_a_hint(sqlite_pair: Pair, tmp_path: Path) -> None:
     pair = sqlite_pair
-    out = [str(tmp_path / a) if a.endswith(".zst") else a for a in args]
-    code, _, err = stairway(*out, "--site", str(pair.source))
-    assert code == 2 and "error:" in err and "hint:" in err and "Traceback" not in err, err
-    assert not (tmp_path / "x.zst").exists()
+    witness = pair.source.parent / ".stairway" / "site.audit.witness"
+    signed = witness.read_bytes()
+    append(pair.source_url, 1)  # a head a refused export must not sign
+    audit.appended_to.clear()  # written by the test, not by a command that ends signing it
+    for args in BAD:
+        out = [str(tmp_path / a) if a.endswith((".zst", ".pem", ".toml")) else a for a in args]
+        code, _, err = stairway(*out, "--site", str(pair.source))
+        assert code == 2 and "error:" in err and "hint:" in err, (args, err)
+        assert "Traceback" not in err and not (tmp_path / "x.zst").exists(), args
+        assert witness.read_bytes() == signed, args
+    assert witness.read_bytes() == signed, "a refused export signs nothing"
 
 
 def test_an_object_export_and_an_audit_tail_do_not_pass_for_each_other(

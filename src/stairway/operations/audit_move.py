@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from stairway import audit, audit_anchor, audit_tail
 from stairway.audit import Head, audit_table
 from stairway.audit_anchor import Signed
 from stairway.audit_witness import PublicKey
-from stairway.context import Context, anchor, checkpointed
+from stairway.context import Context, anchor, checkpoint
 from stairway.errors import TransferError
 from stairway.sitelock import site_lock
 from stairway.transfer import tail
@@ -51,8 +51,11 @@ def export_tail(ctx: Context, path: Path, after: Head = audit_tail.START) -> Tai
     """The site's audit entries after ``after`` up to a checkpoint signed now, to ``path``.
 
     Raises:
-        TransferError: The site cannot sign its log, or holds no entry ``after`` names.
+        TransferError: ``path`` cannot be written, the log is empty or cannot be signed, or
+            it holds no entry ``after`` names (``TailRefused``: another hash there).
     """
+    _writable(path)
+    _check_after(ctx, after)  # before signing: a refused export leaves the witness alone
     signed = audit_anchor.signed_head(ctx.engine, anchor(ctx))
     if signed is None:
         raise TransferError(
@@ -65,20 +68,30 @@ def export_tail(ctx: Context, path: Path, after: Head = audit_tail.START) -> Tai
     return TailExport(path, after, head, len(rows), signed.key.id)
 
 
-def _between(ctx: Context, after: Head, signed: Signed) -> list[dict[str, Any]]:
-    """The entries after ``after`` up to the signed one, read together with ``after`` itself
-    in one transaction, so they are one consistent part of the log."""
-    point = signed.point
-    if after.id > point.seq:
+def _writable(path: Path) -> None:
+    if path.is_dir() or not path.parent.is_dir():
         raise TransferError(
-            f"--after names entry {after.id}, past this log's signed head (entry {point.seq})",
+            f"cannot write the audit tail to {path}: not a file in an existing directory",
+            hint="give --out a file name in a directory that exists",
+        )
+
+
+def _check_after(ctx: Context, after: Head) -> None:
+    """This log holds the entry ``after`` names (entries are never changed once written,
+    so what is found now holds when the tail is read)."""
+    with ctx.engine.connect() as conn:
+        head = audit.head(conn)
+        held = _hash_of(conn, after.id) if after.id else audit.GENESIS
+    if head is None:
+        raise TransferError(
+            "this site's audit log is empty: there is nothing to move",
+            hint="check --site names the installation the log moves from",
+        )
+    if after.id > head.id:
+        raise TransferError(
+            f"--after names entry {after.id}, past this log's last entry ({head.id})",
             hint="give the position the target prints (`stairway audit position`)",
         )
-    with ctx.engine.begin() as conn:
-        held = _hash_of(conn, after.id) if after.id else audit.GENESIS
-        between = (audit_table.c.id > after.id) & (audit_table.c.id <= point.seq)
-        query = select(audit_table).where(between).order_by(audit_table.c.id)
-        rows = [{str(k): v for k, v in row._mapping.items()} for row in conn.execute(query)]
     if held != after.hash:
         raise audit_tail.TailRefused(
             f"this log's entry {after.id} is not the one the target imported: expected hash "
@@ -88,6 +101,21 @@ def _between(ctx: Context, after: Head, signed: Signed) -> list[dict[str, Any]]:
             expected=after.hash,
             got=str(held),
         )
+
+
+def _between(ctx: Context, after: Head, signed: Signed) -> list[dict[str, Any]]:
+    """The entries after ``after`` up to the signed one, in one read: the checkpoint bounds
+    them, so entries appended meanwhile wait for the next catch-up."""
+    point = signed.point
+    if after.id > point.seq:
+        raise TransferError(
+            f"--after names entry {after.id}, past the last signed one (entry {point.seq})",
+            hint="run `stairway audit verify` on this site: its witness stopped signing",
+        )
+    with ctx.engine.connect() as conn:
+        between = (audit_table.c.id > after.id) & (audit_table.c.id <= point.seq)
+        query = select(audit_table).where(between).order_by(audit_table.c.id)
+        rows = [{str(k): v for k, v in row._mapping.items()} for row in conn.execute(query)]
     last = (rows[-1]["id"], rows[-1]["hash"]) if rows else (after.id, after.hash)
     if last != (point.seq, point.hash):
         raise TransferError(
@@ -97,16 +125,18 @@ def _between(ctx: Context, after: Head, signed: Signed) -> list[dict[str, Any]]:
     return rows
 
 
-def _hash_of(conn: Any, number: int) -> str | None:
+def _hash_of(conn: Connection, number: int) -> str | None:
+    if not conn.dialect.has_table(conn, audit_table.name):
+        return None
     query = select(audit_table.c.hash).where(audit_table.c.id == number)
     found = conn.execute(query).scalar()
     return None if found is None else str(found)
 
 
-@checkpointed
 def import_tail(ctx: Context, path: Path, trust: PublicKey | None = None) -> TailImport:
     """The entries of the audit tail at ``path`` this site does not hold yet, appended in one
-    transaction; ``trust`` is the source's audit public key (default: this site's own)."""
+    transaction and signed; ``trust`` is the source's audit public key (default: this site's
+    own). A tail refused, or with nothing new, leaves the site's log and witness alone."""
     believed = _trusted(ctx, trust)
     found = tail.read(path, believed)
     if found.product not in (None, ctx.catalog.product):
@@ -115,7 +145,10 @@ def import_tail(ctx: Context, path: Path, trust: PublicKey | None = None) -> Tai
             hint="import it into the installation of the same product it was moved to",
         )
     with site_lock(ctx):
-        return tail.import_tail(ctx.engine, found, path.name)
+        done = tail.import_tail(ctx.engine, found, path.name)
+    if done.taken:
+        checkpoint(ctx)
+    return done
 
 
 def _trusted(ctx: Context, trust: PublicKey | None) -> AuditTrust:

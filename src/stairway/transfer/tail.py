@@ -84,7 +84,7 @@ def read(path: Path, trust: AuditTrust) -> Tail:
     after = summary.header["audit_after"]
     rows = tuple(_entries(path))
     key = point.key if point is not None else ""
-    return Tail(Head(after["seq"], after["hash"]), rows, key, summary.header.get("product"))
+    return Tail(Head(after["seq"], str(after["hash"])), rows, key, summary.header.get("product"))
 
 
 def _checked(path: Path) -> ExportSummary:
