@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,6 +99,13 @@ class Writer:
             self.written += 1
             self.stop.wait(0.003)
 
+    def more(self, count: int) -> None:
+        """Wait until the writer appended ``count`` more entries."""
+        wanted, deadline = self.written + count, time.monotonic() + 30
+        while self.written < wanted and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.written >= wanted, "the writer is stuck"
+
     def __enter__(self) -> Writer:
         self.thread.start()
         return self
@@ -141,15 +149,17 @@ def test_a_log_moved_while_appended_to_ends_whole_with_exactly_the_source_entrie
     pair: Pair,
 ) -> None:
     with Writer(pair.source_url) as writer:
-        before = head_of(pair.source_url)
+        writer.more(1)
+        before, written = head_of(pair.source_url), writer.written
         code, said = move(pair)  # the bulk move
         assert code == 0, said
         bulk = orjson.loads(said)
-        assert writer.written > 0 and bulk["exported"]["entries"] >= before
+        assert writer.written > written and bulk["exported"]["entries"] >= before
         code, said = move(pair)  # a catch-up, the writer still appending
         assert code == 0, said
         catch_up = orjson.loads(said)
         assert catch_up["imported"]["before"] == bulk["exported"]["head"]
+        writer.more(1)  # appended after the catch-up's checkpoint: for the next one
     final = head_of(pair.source_url)
     assert final > int(catch_up["exported"]["head"].split(":")[0]), "appended meanwhile"
     code, said = move(pair)  # the final catch-up, the writer stopped
