@@ -419,4 +419,5 @@ def test_the_source_audit_log_joins_the_target_log_once(
     copied = [e for e in entries if "source" in e.data]
     assert [e.action for e in copied] == ["site.upgrade", "agent.upgrade"]
     assert copied[1].actor == "ops" and copied[1].at == written.at
-    assert copied[1].data == {"agent": "a1", "source": {"id": 2, "hash": written.hash}}
+    source_of = {"id": 2, "hash": written.hash, "key": trust.key.id if trust.key else None}
+    assert copied[1].data == {"agent": "a1", "source": source_of}

@@ -64,11 +64,13 @@ class Entry:
 
 @dataclass(frozen=True)
 class Draft:
-    """An entry still to be appended, with its own actor (entries carried over keep theirs)."""
+    """An entry still to be appended, with its own actor (entries carried over keep theirs),
+    and its own time when it was copied from another site's log (an audit move)."""
 
     actor: str
     action: str
     data: dict[str, Any]
+    at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,7 @@ def append_many(
 
 def append_drafts(conn: Connection, drafts: Sequence[Draft], at: str | None = None) -> list[Entry]:
     """Entries chained in order after the last one, in one insert, each by its own actor."""
-    ensure_table(conn)
-    if conn.dialect.name == "postgresql":  # one appender at a time, until this one commits
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
+    lock_appends(conn)
     last = conn.execute(
         select(audit_table.c.id, audit_table.c.hash).order_by(audit_table.c.id.desc()).limit(1)
     ).first()
@@ -126,14 +126,23 @@ def append_drafts(conn: Connection, drafts: Sequence[Draft], at: str | None = No
     for draft in drafts:
         number += 1
         body = _canonical(draft.data)
-        digest = _hash(previous, number, at, draft.actor, draft.action, body)
-        made.append(Entry(number, at, draft.actor, draft.action, draft.data, previous, digest))
+        when = draft.at or at
+        digest = _hash(previous, number, when, draft.actor, draft.action, body)
+        made.append(Entry(number, when, draft.actor, draft.action, draft.data, previous, digest))
         previous = digest
     if made:
         rows = [e.__dict__ | {"data": _canonical(e.data)} for e in made]
         conn.execute(insert(audit_table), rows)
         appended_to.add(database_of(conn.engine))
     return made
+
+
+def lock_appends(conn: Connection) -> None:
+    """Hold off every other appender until ``conn``'s transaction ends: what it reads of the
+    log before appending (its last entry, the last entry imported) stays the last."""
+    ensure_table(conn)
+    if conn.dialect.name == "postgresql":  # SQLite has one writer at a time anyway
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})")
 
 
 def database_of(engine: Engine) -> str:

@@ -300,6 +300,13 @@ def _assemble(
     return chunks
 
 
+def write_log(path: Path, header: dict[str, Any], audit: list[dict[str, Any]]) -> int:
+    """A file of audit entries only (an audit tail): the header, one chunk with the entries,
+    the trailer, renamed into place whole. Returns the chunks written."""
+    head = {"kind": "header", "format": FORMAT} | header | {"counts": {}}
+    return _assemble(path, head, [], audit)
+
+
 def _load_part(path: Path, planned: _Part) -> _Part:
     saved = _part_progress(path, planned.number)
     return _Part(**orjson.loads(saved.read_bytes())) if saved.exists() else planned

@@ -8,6 +8,7 @@ concatenate, so an interrupted export is resumed by cutting the file after its l
 Records (one JSON object per line):
     {"kind": "header", "format": 1, "product", "version", "schema_level", "counts",
      ["shard": {"index", "of", "from", "to"}], "created", "audit_entries",
+     ["audit_after": {"seq", "hash"}],
      ["audit_checkpoint": {"seq", "hash", "at", "key", "reason", ["backup"], "sig"},
       "audit_key": "<PEM of the exporting site's audit public key>"]}
     {"kind": "object", "id", "type", "written_by", "data"}
@@ -22,6 +23,9 @@ verifies their chain too. The exporting site signed the last of them (``audit_ch
 a witness line of ``stairway.audit_anchor``): the check verifies that signature with the
 header's own ``audit_key`` and that the entries end where it says; an import trusts them only
 when that key is the one it was given (``--trust``), so recomputed hashes do not pass.
+
+An audit tail (``stairway audit export``) is such a file without objects whose entries start
+after the entry ``audit_after`` names: their chain is checked from that entry's hash on.
 """
 
 from __future__ import annotations
@@ -239,8 +243,9 @@ class _Check:
             self._problem(number, "the trailer's manifest of chunks differs from the chunks")
         if record.get("audit_entries", 0) != len(self.audit):
             self._problem(number, "the trailer's count of audit entries differs from the file's")
+        after = self._after()
         try:
-            broken = audit.verify_rows(self.audit)
+            broken = audit.verify_rows(self.audit, after.hash, after.id + 1)
         except (TypeError, ValueError) as err:
             broken = [f"unreadable ({err})"]
         for problem in broken:
@@ -264,10 +269,22 @@ class _Check:
             return ["the header's audit_key is not an audit public key"]
         if point is None or not key.signed(point):
             return ["its checkpoint's signature does not check out"]
-        last = (self.audit[-1].id, self.audit[-1].hash) if self.audit else (0, audit.GENESIS)
+        after = self._after()
+        last = (self.audit[-1].id, self.audit[-1].hash) if self.audit else (after.id, after.hash)
         if last != (point.seq, point.hash):
             return [f"it does not end at entry {point.seq}, the one its checkpoint signed"]
         return []
+
+    def _after(self) -> audit.Head:
+        """Where the audit entries start: after ``audit_after`` in an audit tail, else at the
+        first entry."""
+        after = self.summary.header.get("audit_after")
+        if after is None:
+            return audit.Head(0, audit.GENESIS)
+        if not isinstance(after, dict) or not isinstance(after.get("seq"), int):
+            self._problem(1, "the header's audit_after is not {seq, hash}")
+            return audit.Head(0, audit.GENESIS)
+        return audit.Head(after["seq"], str(after.get("hash")))
 
     def _problem(self, number: int, reason: str) -> None:
         self.summary.problems.append(Problem(number, reason))

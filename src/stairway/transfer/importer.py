@@ -110,11 +110,13 @@ def import_objects(
         )
     header, raw = _read_header(path)
     _check_header(store, header, path, product)
-    verified = judge(_check_whole(path), trust, path)
+    summary = _check_whole(path)
+    verified = judge(summary, trust, path)
+    signer = summary.checkpoint.key if verified and summary.checkpoint else None
     with store.engine.begin() as conn:
         checkpoint.ensure_table(conn)
     import_id = hashlib.sha256(raw + store.spec.table.encode()).hexdigest()  # per file and table
-    job = _Job(store, path, import_id, _rejects_path(path), max_errors, not verified)
+    job = _Job(store, path, import_id, _rejects_path(path), max_errors, not verified, signer)
     with store.engine.connect() as conn:
         done = checkpoint.recorded(conn, job.import_id)
     parts = [Part(shard.index, shard.of, worker, workers) for worker in range(workers)]
@@ -151,6 +153,7 @@ class _Job:
     rejects: Path
     max_errors: int
     unverified: bool  # the audit entries are taken marked unverified
+    signer: str | None  # the audit key id that signed them, kept with each
     counter: Any = field(default_factory=shared_counter)
 
     def scan(self, part: Part, done: set[int], progress: Tick, alive: Alive) -> ScanReport:
@@ -159,7 +162,7 @@ class _Job:
             self.store.engine.dispose(close=False)  # the parent's pooled connections stay its own
         rejects = Rejects(self.rejects, self.max_errors, self.counter)
         scan = Scan(self.store, self.import_id, part, done, rejects, progress, alive)
-        scan.unverified = self.unverified
+        scan.unverified, scan.signer = self.unverified, self.signer
         try:
             return scan.run(self.path)
         finally:
@@ -244,6 +247,11 @@ def _check_header(store: ObjectStore, header: dict[str, Any], path: Path, produc
         raise TransferError(
             f"{path} is in export format {header.get('format')!r}; this Stairway reads {FORMAT}",
             hint="export it again with this Stairway",
+        )
+    if "audit_after" in header:
+        raise TransferError(
+            f"{path} is an audit tail (`stairway audit export`), not an export of objects",
+            hint="import it with `stairway audit import FILE --trust KEY`",
         )
     if header.get("product") != product:
         raise TransferError(

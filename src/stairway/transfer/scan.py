@@ -80,6 +80,7 @@ class Scan:
     alive: Callable[[], bool] = lambda: True  # a worker stops when its parent is gone
     report: ScanReport = field(default_factory=ScanReport)
     unverified: bool = False  # the audit entries' signature was not checked: they say so
+    signer: str | None = None  # the audit key id that signed them, when it was checked
     _hashes: list[str] = field(default_factory=list)
     _pending: list[tuple[int, bytes]] = field(default_factory=list)
 
@@ -139,7 +140,7 @@ class Scan:
             rows = [row for item in objects if (row := self._row(item, tally)) is not None]
             entries = [record for _, _, record in objects if record.get("kind") == "audit"]
         with self.store.engine.begin() as conn:
-            _append_audit(conn, entries, self.unverified)
+            _append_audit(conn, entries, self.unverified, self.signer)
             tally.imported = load(conn, self.store, rows)
             tally.present = len(rows) - tally.imported
             record_chunk(conn, self.import_id, chunk, tally)
@@ -215,15 +216,19 @@ class Scan:
             )
 
 
-def _append_audit(conn: Connection, entries: list[dict[str, Any]], unverified: bool) -> None:
+def _append_audit(
+    conn: Connection, entries: list[dict[str, Any]], unverified: bool, signer: str | None
+) -> None:
     """The source site's log joins this site's, each entry kept with when, who and what, and
     the id and hash it had there (the export's own chain was checked with its chunk, its head
-    against the exporting site's signature unless ``unverified``, which each entry then says)."""
+    against the exporting site's signature unless ``unverified``, which each entry then says).
+    The key id that ``signer`` names is kept too: ``stairway audit move`` continues from it."""
     mark = {"unverified": True} if unverified else {}
+    signed = {"key": signer} if signer and not unverified else {}
     for entry in entries:
         try:
             data = orjson.loads(entry["data"])
-            source = {"id": entry["id"], "hash": entry["hash"]}
+            source = {"id": entry["id"], "hash": entry["hash"], **signed}
             audit.append(
                 conn,
                 str(entry["action"]),
