@@ -207,6 +207,7 @@ SCREENS: dict[str, Callable[[Stage, Any], None]] = {
     "confirm-unknown-agent": _visit("/ui/agents/nobody/upgrade"),
     "audit": _visit("/ui/audit"),
     "refused": _refused,
+    "bad_request": _visit("/ui/audit?before=nowhere"),
     "report-upgrade": _report("upgrade"),
     "report-rehearsal": _report("rehearsal"),
     "report-verify": _report("verify"),
