@@ -157,3 +157,10 @@ def test_a_cursor_is_taken_exactly_when_it_is_a_position_of_the_log(text: str, t
     else:
         assert not text or position
         assert page.below == (int(text) if text else total + 1)
+
+
+def test_the_page_says_which_entries_it_shows_of_how_many() -> None:
+    assert window("", 120).describe() == "Entries 120 down to 71 of 120, newest first."
+    assert window("2", 120).describe() == "Entry 1 of 120."
+    assert window("1", 120).describe() == "No entries here (the log has 120)."
+    assert window("", 0).describe() == "No entries here (the log has 0)."

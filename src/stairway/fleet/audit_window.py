@@ -61,6 +61,8 @@ class Window:
         """Which entries the page shows, of how many."""
         if self.newest < self.oldest:
             return f"No entries here (the log has {self.total})."
+        if self.newest == self.oldest:
+            return f"Entry {self.newest} of {self.total}."
         return f"Entries {self.newest} down to {self.oldest} of {self.total}, newest first."
 
 
