@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +13,12 @@ from pathlib import Path
 
 import orjson
 
+import stairway
+
+EXAMPLE_SCHEMA = (
+    Path(stairway.__file__).parent / "examples" / "identity_sync" / "upgrades" / "schema"
+)
+
 
 def test_quickstart_upgrades_the_example_product_end_to_end(tmp_path: Path) -> None:
     demo = tmp_path / "demo"
@@ -19,9 +27,18 @@ def test_quickstart_upgrades_the_example_product_end_to_end(tmp_path: Path) -> N
         capture_output=True,
         text=True,
         timeout=120,
+        env=os.environ | {"COLUMNS": "80"},  # the README's reader in a plain terminal
     )
     assert done.returncode == 0, done.stderr + done.stdout
     said = done.stdout
+    lines = said.splitlines()
+    assert max(len(line) for line in lines) <= 80, said
+    flat = re.sub(r"[\s│┃]+", "", said)  # every line and table border joined up
+    labels = {path.stem for path in EXAMPLE_SCHEMA.iterdir() if path.stem in flat}
+    assert len(labels) >= 8, "the plan and the status name the changes to 2.0.0"
+    assert {label for label in labels if not any(label in line for line in lines)} == set()
+    site_line = str(demo / "site.toml")
+    assert len(site_line) > 80 or any(site_line in line for line in lines), said
     assert "[5/18] schema 1.0.0 -> 1.0.4" in said, "the required stop is walked"
     assert '"release":"2.0.0"' in said.replace("\n", "") and "10,000 users" in said
     assert '"bind_password":"opens"' in said.replace("\n", ""), "the secret survives the upgrade"

@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     insert,
     select,
 )
@@ -163,9 +164,25 @@ def entries(conn: Connection) -> list[Entry]:
     """Every entry of the log, oldest first; creates the table if it is missing."""
     ensure_table(conn)
     rows = conn.execute(select(audit_table).order_by(audit_table.c.id))
-    return [
-        Entry(r.id, r.at, r.actor, r.action, orjson.loads(r.data), r.previous, r.hash) for r in rows
-    ]
+    return [_entry(r) for r in rows]
+
+
+def newest(conn: Connection, below: int, limit: int) -> list[Entry]:
+    """Up to ``limit`` entries numbered below ``below``, newest first: one page of the log,
+    read from the primary key's index however long the log is."""
+    ensure_table(conn)
+    query = select(audit_table).where(audit_table.c.id < below).order_by(audit_table.c.id.desc())
+    return [_entry(r) for r in conn.execute(query.limit(limit))]
+
+
+def count(conn: Connection) -> int:
+    """How many entries the log holds."""
+    ensure_table(conn)
+    return int(conn.execute(select(func.count()).select_from(audit_table)).scalar_one())
+
+
+def _entry(r: Any) -> Entry:
+    return Entry(r.id, r.at, r.actor, r.action, orjson.loads(r.data), r.previous, r.hash)
 
 
 def read(engine: Engine) -> list[Entry]:

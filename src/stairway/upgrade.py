@@ -161,6 +161,7 @@ class Interrupted:
     upgrade_id: str
     where: str  # "step 7 of 15: schema 1.0.4 -> 2.0.0"
     settle: str  # the commands that settle it, in words
+    command: str = "stairway upgrade --resume"  # the one to run first
 
     def describe(self) -> str:
         """The interrupted upgrade in one line, with what to run."""
@@ -181,7 +182,8 @@ def interrupted(ctx: Context) -> Interrupted | None:
         settle = "its journal is damaged: `stairway rollback` puts the site back"
     else:
         settle = "`stairway upgrade --resume` finishes it, `stairway rollback` undoes it"
-    return Interrupted(active.upgrade_id, _where(active), settle)
+        return Interrupted(active.upgrade_id, _where(active), settle)
+    return Interrupted(active.upgrade_id, _where(active), settle, "stairway rollback")
 
 
 def _sessions_of(ctx: Context, rolling: bool) -> tuple[SessionSource | None, str]:

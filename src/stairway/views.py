@@ -7,9 +7,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from rich.console import Group
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from stairway.backup import Backup
 from stairway.estimate.predict import say_duration
@@ -41,24 +43,34 @@ def phase_text(change: Change) -> str:
     return f"[{style}]{change.phase.value}[/{style}]{tx}"
 
 
-def plan_table(plan: UpgradePlan, warnings: Warnings) -> Table:
-    """The upgrade plan as a table: each hop with its changes, their phases and phase warnings."""
+def plan_table(plan: UpgradePlan, warnings: Warnings) -> Group:
+    """The upgrade plan as a table, each hop with its changes and their phases, then the phase
+    warnings, each under the label of its change. The warnings are prose below the table, not a
+    column of it: beside a long change label at 80 columns a column would be a few letters wide
+    and cut every word."""
     table = Table(title=f"Upgrade plan: {plan.describe()}")
-    table.add_column("step", overflow="fold")
+    hops = [f"{step.source} ->\n{step.release.version}" for step in plan.steps]
+    whole_column(table, "step", (line for hop in hops for line in hop.splitlines()))
     whole_column(table, "change", (c.label for s in plan.steps for c in s.changes))
-    for column in ("phase", "warnings"):
-        table.add_column(column, overflow="fold")
-    for step in plan.steps:
-        label = f"{step.source} -> {step.release.version}"
+    table.add_column("phase", overflow="fold", min_width=len("contract"))
+    for hop, step in zip(hops, plan.steps, strict=True):
         if not step.changes:
-            table.add_row(label, "[dim]no schema changes[/dim]", "", "")
+            table.add_row(hop, "[dim]no schema changes[/dim]", "")
         if step.release.clear:
             cleared = ", ".join(step.release.clear)
-            table.add_row("", f"clears from the data directory: {cleared}", "", "")
+            table.add_row("", f"clears from the data directory: {cleared}", "")
         for index, change in enumerate(step.changes):
-            notes = "\n".join(w.describe() for w in warnings.get(change.number, []))
-            table.add_row(label if index == 0 else "", change.label, phase_text(change), notes)
-    return table
+            table.add_row(hop if index == 0 else "", change.label, phase_text(change))
+    return Group(table, *_warned(plan, warnings))
+
+
+def _warned(plan: UpgradePlan, warnings: Warnings) -> list[Text]:
+    """Each change's phase warnings, the label first, for below the plan's table."""
+    said = []
+    for change in (c for s in plan.steps for c in s.changes):
+        for warning in warnings.get(change.number, []):
+            said.append(Text.assemble((change.label, "yellow"), ": ", warning.describe()))
+    return said
 
 
 def plan_json(plan: UpgradePlan, warnings: Warnings) -> dict[str, Any]:

@@ -9,14 +9,16 @@ import typer
 from rich.markup import escape
 
 from stairway import context as site_context
-from stairway import operations, release_feed, views
+from stairway import next_step, operations, release_feed, views
 from stairway.catalog.snapshots import Snapshot
 from stairway.cli.output import applying, reverting, say_adopting
 from stairway.errors import ExitCode, ManualStepNeeded, UsageRefused
 from stairway.estimate import Limits, estimate_upgrade
 from stairway.estimate.predict import parse_duration
 from stairway.estimate_views import estimate_json, estimate_summary, estimate_table
+from stairway.next_step import NextStep
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
+from stairway.release_index import IndexedRelease
 from stairway.release_source import install_first
 from stairway.schema import background
 from stairway.schema.change import Phase
@@ -87,20 +89,20 @@ def status(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Site version, schema level, applied, pending and drifted changes, background migrations;
-    exit 0 whatever they are, unless --strict."""
+    """Site version, schema level, applied, pending and drifted changes, background migrations,
+    then what to run next; exit 0 whatever they are, unless --strict."""
     ctx = site_context.open_context(site, catalog)
     report = operations.status(ctx)
     running = background.jobs(ctx.engine)
     stopped = interrupted(ctx)
     agents = agents_by_version(ctx)
     held = held_agents(ctx) if agents is not None else []
+    newer = release_feed.newer_than_site(release_feed.last_check(ctx.site), report.release)
     if json:
         jobs = [
             {"change": j.label, "state": j.state, "fraction": j.fraction, "eta_s": j.eta()}
             for j in running
         ]
-        newer = release_feed.newer_than_site(release_feed.last_check(ctx.site), report.release)
         emit_json(
             {
                 **views.status_json(report),
@@ -109,6 +111,7 @@ def status(
                 "agents": _agents_json(agents),
                 "held_agents": [{"agent": a, "version": v, "reason": r} for a, v, r in held],
                 "newer_release": newer.model_dump(mode="json") if newer else None,
+                "next": _next(report, stopped, newer).as_json(),
             }
         )
     else:
@@ -121,7 +124,8 @@ def status(
             out.print(f"background migration {job.describe()}", highlight=False)
         if agents is not None:
             out.print(plain(_agents_line(agents, held)), highlight=False)
-        _say_newer(ctx, report.release)
+        _say_newer(newer)
+        out.print(plain(_next(report, stopped, newer).describe()), highlight=False)
     if strict and report.troubles:
         raise ManualStepNeeded(
             "the site is not in order: " + "; ".join(report.troubles),
@@ -160,9 +164,26 @@ def _held(version: str, held: list[tuple[str, str, str]]) -> str:
     return f", {count} held" if count else ""
 
 
-def _say_newer(ctx: site_context.Context, release: str | None) -> None:
+def _next(
+    report: operations.Status, stopped: Interrupted | None, newer: IndexedRelease | None
+) -> NextStep:
+    """What to run next, from what the status found."""
+    state = report.state
+    site = next_step.Site(
+        report.release,
+        stopped.command if stopped else None,
+        unadopted=report.release is None and bool(report.adopt),
+        drifted=bool(state.drifted),
+        pending=bool(report.pending),
+        unknown=bool(state.unknown),
+        catalog_latest=report.latest,
+        index_newest=str(newer.version) if newer else None,
+    )
+    return next_step.next_step(site)
+
+
+def _say_newer(newer: IndexedRelease | None) -> None:
     """One line when the last release check (no network here) found a newer release."""
-    newer = release_feed.newer_than_site(release_feed.last_check(ctx.site), release)
     if newer is not None:
         out.print(
             f"[cyan]{plain(newer.describe())} is available[/cyan]: "

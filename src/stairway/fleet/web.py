@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from stairway import audit, maintenance
 from stairway.errors import Forbidden, Unauthorized
-from stairway.fleet import builds, evaluator, notices, requests, signin, store, tokens
+from stairway.fleet import audit_window, builds, evaluator, notices, requests, signin, store, tokens
 from stairway.fleet.auth import FleetDep, denied, fleet_of
 from stairway.fleet.control import Fleet
 from stairway.fleet.inputs import PolicyIn
@@ -116,6 +116,7 @@ def _origin(url: str) -> str:
 # so no markup of a page can end up in it
 TITLES = {"dashboard.html": "Dashboard", "agents.html": "Agents", "audit.html": "Audit"}
 TITLES |= {"login.html": "Sign in", "refused.html": "Refused", "confirm.html": "Upgrade"}
+TITLES |= {"bad_request.html": "Bad request"}
 
 
 def page(
@@ -332,14 +333,22 @@ async def upgrade(request: Request, agent_id: str, fleet: FleetDep, session: Pos
 
 
 @router.get("/audit", response_class=HTMLResponse)
-async def audit_page(request: Request, fleet: FleetDep, session: Operator) -> Response:
-    """``GET /ui/audit``: the audit log, newest first, and where its hash chain breaks, if it does;
-    a signed-in operator.
-    """
-    entries = await fleet.db(audit.entries)
+async def audit_page(
+    request: Request, fleet: FleetDep, session: Operator, before: str = ""
+) -> Response:
+    """``GET /ui/audit``: a page of the audit log, newest first, with links to the older and
+    newer pages (``before``: the number just above the page), and where its hash chain breaks,
+    if it does; a signed-in operator. A ``before`` that is not a position of the log is a 400
+    page that says which are."""
+    total = await fleet.db(audit.count)
+    try:
+        shown = audit_window.window(before, total)
+    except audit_window.CursorRefused as err:
+        return page(request, "bad_request.html", session, status=400, error=err, back="/audit")
+    entries = await fleet.db(lambda c: audit.newest(c, shown.below, shown.size))
     broken = await fleet.db(audit.verify)
     flag = await fleet.db(maintenance.read)
-    values: dict[str, Any] = {"entries": list(reversed(entries)), "broken": broken}
+    values: dict[str, Any] = {"entries": entries, "broken": broken, "window": shown}
     return page(request, "audit.html", session, maintenance=flag, **values)
 
 
