@@ -63,8 +63,13 @@ def options(command: click.Command) -> set[str]:
     return {name for p in command.params for name in p.opts}
 
 
+# `--to` of these names something other than a release: `plugin rollback --to` a plug-in's
+# version (tests/test_plugins.py tries an unknown one).
+NOT_A_RELEASE = {("plugin", "rollback")}
+
+
 def test_every_command_that_takes_a_target_is_tried_here() -> None:
-    taking = {path for path, c in every_command().items() if "--to" in options(c)}
+    taking = {path for path, c in every_command().items() if "--to" in options(c)} - NOT_A_RELEASE
     assert taking == {t[:2] if t[0] in ("config", "licence") else t[:1] for t in TARGETED}
 
 
