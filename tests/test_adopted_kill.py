@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 import prestarted
 from conftest import PG_ADMIN, _pg_url, drop_later, require_postgres
@@ -114,6 +114,16 @@ def seen(site_file: Path) -> tuple[list[str], set[str]]:
     return schema_dump(url), heads(url)
 
 
+def own_tables(site_file: Path) -> list[str]:
+    """Stairway's bookkeeping tables in the site's database."""
+    url = site_file.read_text("utf-8").split('database = "')[1].split('"')[0]
+    engine = create_engine(sa_url(url))
+    try:
+        return [t for t in inspect(engine).get_table_names() if t.startswith("stairway_")]
+    finally:
+        engine.dispose()
+
+
 def studies(site_file: Path) -> int:
     url = site_file.read_text("utf-8").split('database = "')[1].split('"')[0]
     engine = create_engine(sa_url(url))
@@ -183,9 +193,9 @@ def test_an_adopted_history_killed_anywhere_resumes_or_rolls_back_whole(
 def test_a_first_install_killed_inside_its_transaction_leaves_nothing(
     databases: Databases, tmp_path: Path
 ) -> None:
-    """A new database's revisions run in one transaction: killed between two of them, or with
-    all run and their records not yet written, nothing of them is left, and the next ``init``
-    builds the whole schema the product's tool reads as head."""
+    """A new database's revisions run in one transaction, with Stairway's own tables: killed
+    between two of them, or with all run and their records not yet written, nothing of them is
+    left, and the next ``init`` builds the whole schema the product's tool reads as head."""
     catalog = optuna_catalog(tmp_path)
     manifest = catalog / "stairway.toml"  # replayed: not the product's own fresh install
     manifest.write_text(
@@ -202,6 +212,7 @@ def test_a_first_install_killed_inside_its_transaction_leaves_nothing(
         assert code == -9, said
         schema, revisions = seen(site_file)
         assert (schema, revisions) == ([], set()), point
+        assert not own_tables(site_file), point  # created in the same transaction
     code, said = cli(site_file, "init", "--version", "3.2.0")
     assert code == 0, said
     assert seen(site_file)[1] == {HEAD}

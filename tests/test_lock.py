@@ -14,9 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from stairway.catalog import load_catalog
 from stairway.database import engine_for
-from stairway.schema import migrator
+from stairway.errors import LockTimeout
+from stairway.schema import migrator, recorder
+from stairway.schema.lock import migration_lock
 
 SLOW_CHANGE = '''"""Holds the migration lock long enough for a second migrator to arrive."""
 import time
@@ -120,3 +124,34 @@ def test_a_killed_migrator_leaves_no_stale_lock(
     assert again.returncode == 0, err
     assert "applied 1 change(s)" in out
     assert time.monotonic() - started < 10
+
+
+def lock_taken(engine: Engine) -> bool:
+    try:
+        with migration_lock(engine, timeout=0):
+            return False
+    except LockTimeout:
+        return True
+
+
+def test_two_first_migrations_of_an_empty_database_apply_each_change_once(
+    site_file: Path, shop_catalog: Path, database_url: str
+) -> None:
+    """A first run creates Stairway's own tables in its one transaction, so while it runs they
+    are not there to lock: the lock is the migrator's own, and the second migrator waits on it
+    and then finds every change recorded."""
+    add_slow_change(shop_catalog)
+    engine = engine_for(database_url)
+    first = start_migrator(site_file, seconds=2.5)
+    deadline = time.monotonic() + 30
+    while not lock_taken(engine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = start_migrator(site_file, seconds=2.5)  # it starts while the first sleeps
+    time.sleep(0.5)  # the first inside its slow change, in its one transaction
+    with engine.connect() as conn:
+        assert not recorder.exists(conn)  # nothing of the run is visible before its commit
+    outputs = [p.communicate(timeout=60) for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    assert [out.strip() for out, _ in outputs] == ["applied 7 change(s)", "nothing to do"]
+    state = migrator.read_state(engine, load_catalog(shop_catalog))
+    assert [a.number for a in state.applied] == [1, 2, 3, 4, 5, 6, 7]

@@ -61,7 +61,9 @@ def open_context(
             "no catalog given",
             hint="pass --catalog DIR or set `catalog = ...` in the [site] table of site.toml",
         )
-    ctx = Context(site, load_catalog(root), _reachable(site.database))
+    # an adopted Alembic history's SQL is rendered for the site's own database
+    catalog = load_catalog(root, engine_for(site.database).dialect.name)
+    ctx = Context(site, catalog, _reachable(site.database))
     _opened[site.path.resolve()] = ctx
     return ctx
 

@@ -212,8 +212,8 @@ def _awaits_only_its_contract(
 def _auto_migrate(
     url: str, catalog: Catalog | Path | str, version: str, needed: int
 ) -> GuardResult:
-    full = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     engine = engine_for(url)
+    full = catalog if isinstance(catalog, Catalog) else load_catalog(catalog, engine.dialect.name)
     state = migrator.read_state(engine, full)
     release = full.release(version)
     todo = state.pending(full.changes, needed, release.patches)
@@ -231,8 +231,8 @@ def _migrate_on_start(
     url: str, catalog: Catalog | Path | str, version: str, needed: int, where: Path
 ) -> GuardResult:
     """Back up, apply every change the release needs, record it; on failure put back."""
-    full = catalog if isinstance(catalog, Catalog) else load_catalog(catalog)
     engine = engine_for(url)
+    full = catalog if isinstance(catalog, Catalog) else load_catalog(catalog, engine.dialect.name)
     release = full.release(version)
     level = migrator.read_state(engine, full).level
     found = migrator.site_release(engine) or f"schema-{level}"

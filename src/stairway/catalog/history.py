@@ -14,9 +14,11 @@ from stairway.schema.histories.reading import read_history
 from stairway.schema.histories.spec import DEFAULT_TABLES, HistorySpec
 
 
-def history_spec(root: Path, model: HistoryModel, manifest: Path) -> HistorySpec:
+def history_spec(
+    root: Path, model: HistoryModel, manifest: Path, dialect: str = "postgresql"
+) -> HistorySpec:
     """The ``[history]`` table with its directory found (a path under the catalog, or inside an
-    installed package).
+    installed package), read for a site on ``dialect``.
 
     Raises:
         CatalogError: the directory or the package is not there.
@@ -29,11 +31,15 @@ def history_spec(root: Path, model: HistoryModel, manifest: Path) -> HistorySpec
         manifest=manifest,
         phases={ident: Phase(phase) for ident, phase in model.phases.items()},
         fresh=model.fresh,
+        dialect=dialect,
     )
 
 
-def adopted_changes(root: Path, manifest: Manifest, path: Path) -> tuple[Change, ...] | None:
-    """The changes of the catalog's ``[history]``; None when it keeps its own ``schema/``.
+def adopted_changes(
+    root: Path, manifest: Manifest, path: Path, dialect: str = "postgresql"
+) -> tuple[Change, ...] | None:
+    """The changes of the catalog's ``[history]``, for a site on ``dialect`` (an Alembic
+    revision's SQL is rendered for it); None when the catalog keeps its own ``schema/``.
 
     Raises:
         CatalogError: both are there, or the history does not read.
@@ -46,7 +52,7 @@ def adopted_changes(root: Path, manifest: Manifest, path: Path) -> tuple[Change,
             path=str(path),
             hint="keep one: schema/ for Stairway's own changes, [history] for an existing one",
         )
-    changes = read_history(history_spec(root, manifest.history, path))
+    changes = read_history(history_spec(root, manifest.history, path, dialect))
     _refuse_unknown_phases(manifest.history, changes, path)
     return changes
 

@@ -98,8 +98,10 @@ class Catalog:
         return {n: fs for n, fs in found.items() if fs}
 
 
-def load_catalog(root: Path | str) -> Catalog:
-    """Load the catalog in ``root`` and check it whole.
+def load_catalog(root: Path | str, dialect: str = "postgresql") -> Catalog:
+    """Load the catalog in ``root`` and check it whole, for a site whose database is
+    ``dialect``: an adopted Alembic history's expand labels are proven on the SQL Alembic renders
+    for it (``postgresql`` when no site is known).
 
     Raises:
         CatalogError: The first problem found: no directory, a file that does not read, or a
@@ -114,7 +116,7 @@ def load_catalog(root: Path | str) -> Catalog:
             hint="pass --catalog DIR (the directory holding stairway.toml) or set it in site.toml",
         )
     manifest = load_manifest(root / MANIFEST)
-    adopted = adopted_changes(root, manifest, root / MANIFEST)
+    adopted = adopted_changes(root, manifest, root / MANIFEST, dialect)
     changes = _changes(root / "schema") if adopted is None else adopted
     earlier = Earlier()
     for change in adopted or ():
@@ -381,7 +383,11 @@ def change_problems(change: Change, earlier: Earlier | None = None) -> Iterator[
 def warning_findings(change: Change, earlier: Earlier) -> list[PhaseFinding]:
     """The non-blocking findings on the SQL ``change`` amounts to (rendered if need be)."""
     found = check_phase(
-        sql_of(change), change.phase, transactional=change.transactional, earlier=earlier.shape
+        sql_of(change),
+        change.phase,
+        change.dialect,
+        transactional=change.transactional,
+        earlier=earlier.shape,
     )
     return [f for f in found if not f.blocking]
 
@@ -391,6 +397,7 @@ def phase_findings(change: Change, earlier: Earlier | None = None) -> list[Phase
     return check_phase(
         change.statements,
         change.phase,
+        change.dialect,
         transactional=change.transactional,
         earlier=earlier.shape if earlier else None,
     )

@@ -74,8 +74,10 @@ def apply_together(
     changes: Sequence[tuple[Change, str]],
     progress: Progress[Change] | None = None,
     on: Connection | None = None,
+    setup: Callable[[Connection], None] | None = None,
 ) -> list[Applied]:
-    """Run ``(change, release)`` pairs and their records in one transaction: all or none.
+    """Run ``(change, release)`` pairs and their records in one transaction: all or none;
+    ``setup`` (creating the bookkeeping tables) first, in the same transaction.
 
     For a database that records no change yet: a failure leaves it as it was, with nothing to
     resume and nothing to restore, and the run costs one commit instead of one per change (as
@@ -83,6 +85,8 @@ def apply_together(
     done: list[Applied] = []
     try:
         with transaction(engine, [change for change, _ in changes], on) as conn:
+            if setup is not None:
+                setup(conn)
             records = _GroupRecords(conn)
             for index, (change, release) in enumerate(changes):
                 if progress:

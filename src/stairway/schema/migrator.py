@@ -94,24 +94,49 @@ def pending(
 @contextmanager
 def locked_state(engine: Engine, catalog: ChangeSource, timeout: float) -> Iterator[SchemaState]:
     """The state under the migration lock, with bookkeeping tables present and no drift."""
-    with _locked(engine, catalog, timeout) as (state, _):
+    with _locked(engine, catalog, timeout) as (state, held, missing):
+        if missing:
+            _create_bookkeeping(engine, held)
         yield state
 
 
 @contextmanager
 def _locked(
     engine: Engine, catalog: ChangeSource, timeout: float
-) -> Iterator[tuple[SchemaState, Connection | None]]:
-    """:func:`locked_state`, and the connection holding the lock where it has one."""
+) -> Iterator[tuple[SchemaState, Connection | None, bool]]:
+    """The state under the migration lock, refused when unsafe; the connection holding the lock
+    where it has one; and whether the bookkeeping tables are still to be created (left to the
+    caller, so a first run can create them in its own transaction). The lock is not kept in
+    those tables: it guards a database that has none yet."""
     with migration_lock(engine, timeout) as held:
-        with working(engine, held) as conn, conn.begin():
-            # tables it has just created record nothing: no need to ask them
-            created = recorder.ensure_tables(conn)
-            state = _state_on(conn, catalog, [] if created else recorder.applied(conn))
+        with _reading(engine, held) as conn:
+            present = recorder.current_tables(conn)
+            state = _state_on(conn, catalog, recorder.applied(conn) if present else [])
+            if state.recognised and not present:  # its baseline is recorded at once
+                recorder.create_tables(conn)
+                present = True
         if state.recognised:
             _take_over(engine, catalog, state)
         state.refuse_unsafe()
-        yield state, held
+        yield state, held, not present
+
+
+@contextmanager
+def _reading(engine: Engine, held: Connection | None) -> Iterator[Connection]:
+    """Where the state is read under the lock: on the lock's own connection as it is, in
+    autocommit (two round trips fewer than a transaction of its own: each read sees what is
+    committed, as under read committed, and no other migrator writes while the lock is held);
+    without one, in a transaction on a new connection."""
+    if held is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    yield held
+
+
+def _create_bookkeeping(engine: Engine, held: Connection | None) -> None:
+    with working(engine, held) as conn, conn.begin():
+        recorder.create_tables(conn)
 
 
 def refuse_unlike_recognised(engine: Engine, catalog: ChangeSource, state: SchemaState) -> None:
@@ -161,25 +186,47 @@ def migrate(
 ) -> list[Applied]:
     """Apply the changes up to ``target``; with ``release``, also the patch changes it carries,
     after refusing a database holding a patch it does not carry."""
-    with _locked(engine, catalog, lock_timeout) as (state, held):
+    with _locked(engine, catalog, lock_timeout) as (state, held, missing):
         if release is not None:
             refuse_uncarried(state, catalog, release)
-        done: list[Applied] = []
         todo = pending(state, catalog, target, only, release)
         together = not state.applied and all(c.transactional for c in todo)
+        if missing and not together:
+            _create_bookkeeping(engine, held)
         with alembic_runtime.one_run(empty=together and not state.recognised):
             if together:
-                labelled = [(c, _release_label(catalog, c)) for c in todo]
-                if held is None:
-                    return apply_together(engine, labelled, progress)
-                with working(engine, held) as conn:  # one session for the lock and the run
-                    return apply_together(engine, labelled, progress, conn)
-            for index, change in enumerate(todo):
-                if progress:
-                    progress(index, len(todo), change)
-                done.append(apply(engine, change, _release_label(catalog, change)))
-                faults.point("after:schema-change")  # committed: the next change not begun
-        return done
+                return _apply_first(engine, catalog, todo, held, missing, progress)
+            return _apply_each(engine, catalog, todo, progress)
+
+
+def _apply_first(
+    engine: Engine,
+    catalog: ChangeSource,
+    todo: Sequence[Change],
+    held: Connection | None,
+    missing: bool,
+    progress: Progress[Change] | None,
+) -> list[Applied]:
+    """A database that records no change gets ``todo`` in one transaction, with the bookkeeping
+    tables when they are ``missing``: a failure or a kill leaves nothing of the run behind."""
+    labelled = [(c, _release_label(catalog, c)) for c in todo]
+    setup = recorder.create_tables if missing else None
+    if held is None:
+        return apply_together(engine, labelled, progress, setup=setup)
+    with working(engine, held) as conn:  # one session for the lock and the run
+        return apply_together(engine, labelled, progress, conn, setup)
+
+
+def _apply_each(
+    engine: Engine, catalog: ChangeSource, todo: Sequence[Change], progress: Progress[Change] | None
+) -> list[Applied]:
+    done: list[Applied] = []
+    for index, change in enumerate(todo):
+        if progress:
+            progress(index, len(todo), change)
+        done.append(apply(engine, change, _release_label(catalog, change)))
+        faults.point("after:schema-change")  # committed: the next change not begun
+    return done
 
 
 def baseline(

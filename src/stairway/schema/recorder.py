@@ -118,9 +118,21 @@ def exists(conn: Connection) -> bool:
 def ensure_tables(conn: Connection) -> bool:
     """Create the bookkeeping tables on first use (True when it did); refuse a format from a
     newer Stairway."""
+    if current_tables(conn):
+        return False
+    create_tables(conn)
+    return True
+
+
+def current_tables(conn: Connection) -> bool:
+    """Whether the bookkeeping tables are there, brought to this Stairway's format when they are;
+    False leaves the database untouched (``create_tables`` sets them up).
+
+    Raises:
+        SchemaError: the tables are in the format of a newer Stairway.
+    """
     if not exists(conn):
-        _create_tables(conn)
-        return True
+        return False
     found = int(get_meta(conn, "format") or 1)
     if found > FORMAT:
         raise SchemaError(
@@ -131,11 +143,11 @@ def ensure_tables(conn: Connection) -> bool:
     if found < 2:  # format 1 had no patch changes
         patches_table.create(conn, checkfirst=True)
         set_meta(conn, "format", str(FORMAT))
-    return False
+    return True
 
 
-def _create_tables(conn: Connection) -> None:
-    """The bookkeeping tables and the format row; none of them is there yet."""
+def create_tables(conn: Connection) -> None:
+    """The bookkeeping tables and the format row, on a database that has none of them yet."""
     if conn.dialect.name != "postgresql":
         metadata.create_all(conn, checkfirst=False)
         conn.execute(insert(meta_table).values(key="format", value=str(FORMAT)))

@@ -4,8 +4,8 @@
 A revision's phase is declared by the vendor: in ``stairway.toml`` (``[history] phases``, by
 revision id, for files the vendor does not edit), or in the revision file by a module-level
 ``STAIRWAY_PHASE = "expand"`` or a comment line ``# stairway: phase expand``. Undeclared is
-offline. An expand revision is proven by the SQL Alembic renders for it offline
-(``alembic_render.py``); one whose effect cannot be rendered is refused as expand.
+offline. An expand revision is proven by the SQL Alembic renders for it offline, for the site's
+database (``alembic_render.py``); one whose effect cannot be rendered is refused as expand.
 
 A revision whose code opens an autocommit block is not transactional: it runs in parts, as
 Alembic runs it (``executor.py``).
@@ -164,7 +164,7 @@ def _change(
     phase = _phase(spec, script.revision, path, text)
     # an expand label is proven now; other revisions' SQL is rendered when asked for (sql_of)
     statements, opaque = (
-        render(path, script.module, spec.table, "upgrade", functions_of(path))
+        render(path, script.module, spec.table, "upgrade", functions_of(path), spec.dialect)
         if phase == Phase.EXPAND
         else ((), "")
     )
@@ -183,6 +183,7 @@ def _change(
         description=" ".join((script.doc or "").split()),
         origin=Origin(HistoryTool.ALEMBIC, script.revision, spec.table, before, after),
         opaque=opaque,
+        dialect=spec.dialect,
     )
 
 

@@ -1,5 +1,11 @@
-"""The SQL an Alembic revision amounts to, rendered offline (``alembic upgrade --sql``) for
-PostgreSQL: what the phase rules, data-loss rules, estimates and dry runs read.
+"""The SQL an Alembic revision amounts to, rendered offline (``alembic upgrade --sql``) for the
+site's database (PostgreSQL or SQLite): what the phase rules, data-loss rules, estimates and dry
+runs read.
+
+On SQLite, Alembic's batch mode rebuilds a table it cannot alter in place: a copy is created and
+filled, the table dropped and the copy renamed. Rendered with the table given (``copy_from``),
+that is the SQL, whose ``DROP TABLE`` the phase rules refuse as expand; without it Alembic cannot
+render the rebuild offline, and the revision says it rebuilds the table.
 
 A revision whose effect is not all in its operations cannot be read this way: one that reads or
 writes rows through ``op.get_bind()`` or an ORM session says why, and its expand label cannot be
@@ -12,6 +18,7 @@ from __future__ import annotations
 import ast
 import functools
 import io
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -30,9 +37,14 @@ def functions_of(path: Path) -> Functions:
 
 
 def render(
-    path: Path, module: ModuleType, table: str, direction: str, functions: Functions
+    path: Path,
+    module: ModuleType,
+    table: str,
+    direction: str,
+    functions: Functions,
+    dialect: str = "postgresql",
 ) -> Rendered:
-    """The SQL of ``direction()`` of the revision at ``path``, rendered for PostgreSQL."""
+    """The SQL of ``direction()`` of the revision at ``path``, rendered for ``dialect``."""
     from stairway.schema.histories.alembic_runtime import environment
 
     reason = opaque_reason(functions, direction)
@@ -41,14 +53,38 @@ def render(
     buffer = io.StringIO()
     options = {"as_sql": True, "output_buffer": buffer, "literal_binds": True}
     try:
-        with environment(path.parent, dialect_name="postgresql", version_table=table, **options):
+        with environment(path.parent, dialect_name=dialect, version_table=table, **options):
             getattr(module, direction)()
     except Exception as err:  # the product's code, run in offline mode
-        return (), f"rendering it as SQL failed ({type(err).__name__}: {err})"
+        failed = f"rendering it as SQL failed ({type(err).__name__}: {err})"
+        return (), _rebuilds(err, direction) or failed
     try:
         return tuple(split_statements(buffer.getvalue())), ""
     except SqlSyntaxError as err:
         return (), f"the SQL Alembic renders for it does not parse ({err})"
+
+
+# Alembic's refusal to render a batch rebuild offline without the table (``copy_from``)
+_REBUILD = re.compile(
+    r"batch mode with dialect (\w+) requires a live database connection with "
+    r'which to reflect the table "([^"]+)"'
+)
+_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+
+def _rebuilds(err: Exception, direction: str) -> str:
+    """What the revision does when Alembic could not render its batch rebuild offline; empty
+    for any other failure."""
+    found = _REBUILD.search(str(err))
+    if found is None:
+        return ""
+    dialect, table = _NAMES.get(found.group(1), found.group(1)), found.group(2)
+    verdict = ": a rebuild is not expand" if direction == "upgrade" else ""
+    return (
+        f"on {dialect}, its batch operations rebuild table {table} (a copy created and filled, "
+        f"the table dropped, the copy renamed; Alembic renders that offline only when given "
+        f"the table as copy_from){verdict}"
+    )
 
 
 @functools.cache
@@ -58,7 +94,8 @@ def upgrade_sql(change: Change) -> Rendered:
 
     table = change.origin.table if change.origin else "alembic_version"
     module = revision_module(change.path, change.checksum)
-    return render(change.path, module, table, "upgrade", functions_of(change.path))
+    functions = functions_of(change.path)
+    return render(change.path, module, table, "upgrade", functions, change.dialect)
 
 
 def loses(change: Change) -> str | None:
@@ -69,7 +106,8 @@ def loses(change: Change) -> str | None:
 
     table = change.origin.table if change.origin else "alembic_version"
     module = revision_module(change.path, change.checksum)
-    statements, opaque = render(change.path, module, table, "downgrade", functions_of(change.path))
+    functions = functions_of(change.path)
+    statements, opaque = render(change.path, module, table, "downgrade", functions, change.dialect)
     if opaque:
         return f"unknown: {opaque}"
     losing = loses_data(statements)

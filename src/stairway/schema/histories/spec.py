@@ -29,3 +29,4 @@ class HistorySpec:
     manifest: Path  # stairway.toml, named by errors about the [history] table
     phases: Mapping[str, Phase] = field(default_factory=dict)
     fresh: str | None = None  # "module:callable" that builds a fresh database and stamps it
+    dialect: str = "postgresql"  # the site's database: what an Alembic revision renders for
