@@ -100,8 +100,8 @@ def test_loser_reports_the_lock_after_its_timeout(
     site_file: Path, shop_catalog: Path, database_url: str
 ) -> None:
     init_site(site_file, shop_catalog, database_url)
-    first = start_migrator(site_file, seconds=5)
-    time.sleep(1.0)
+    first = start_migrator(site_file, seconds=8)  # long enough for a loaded machine
+    wait_for_lock(engine_for(database_url))  # a loaded machine starts the first one late
     second = start_migrator(site_file, "--lock-timeout", "0.5")
     _, err = second.communicate(timeout=60)
     assert second.returncode == 2
@@ -115,15 +115,22 @@ def test_a_killed_migrator_leaves_no_stale_lock(
 ) -> None:
     init_site(site_file, shop_catalog, database_url)
     victim = start_migrator(site_file, seconds=30)
-    time.sleep(2.0)  # inside the slow change, holding the lock
+    wait_for_lock(engine_for(database_url))  # inside the slow change, holding the lock
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=30)
-    started = time.monotonic()
-    again = start_migrator(site_file, "--lock-timeout", "10", seconds=0)
-    out, err = again.communicate(timeout=60)
+    # A stale lock would outlast any timeout: the run would give up (exit 2) after 60 s.
+    again = start_migrator(site_file, "--lock-timeout", "60", seconds=0)
+    out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err
     assert "applied 1 change(s)" in out
-    assert time.monotonic() - started < 10
+
+
+def wait_for_lock(engine: Engine, within: float = 60.0) -> None:
+    """Until another process holds the migration lock."""
+    deadline = time.monotonic() + within
+    while not lock_taken(engine):
+        assert time.monotonic() < deadline, "the migrator never took the lock"
+        time.sleep(0.05)
 
 
 def lock_taken(engine: Engine) -> bool:
@@ -142,11 +149,9 @@ def test_two_first_migrations_of_an_empty_database_apply_each_change_once(
     and then finds every change recorded."""
     add_slow_change(shop_catalog)
     engine = engine_for(database_url)
-    first = start_migrator(site_file, seconds=2.5)
-    deadline = time.monotonic() + 30
-    while not lock_taken(engine) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    second = start_migrator(site_file, seconds=2.5)  # it starts while the first sleeps
+    first = start_migrator(site_file, seconds=8)  # long enough for a loaded machine
+    wait_for_lock(engine)
+    second = start_migrator(site_file, seconds=8)  # it starts while the first sleeps
     time.sleep(0.5)  # the first inside its slow change, in its one transaction
     with engine.connect() as conn:
         assert not recorder.exists(conn)  # nothing of the run is visible before its commit
