@@ -25,6 +25,7 @@ from stairway.catalog.loader import load_catalog
 from stairway.catalog.manifest import PluginReferenceModel
 from stairway.database import dispose_all
 from stairway.errors import CatalogError, PluginError
+from stairway.estimate.rates import OBJECTS_PER_S
 from stairway.plugin_moves import PluginMove, named_version, repoint
 from test_upgrade import build_site
 
@@ -293,3 +294,39 @@ def test_the_catalog_refuses_a_plugin_of_an_unknown_release(tmp_path: Path) -> N
     with pytest.raises(CatalogError, match=r"versions names release 9\.0\.0") as refused:
         load_catalog(catalog)
     assert refused.value.hint
+
+
+@pytest.fixture
+def at_old(tmp_path: Path) -> Path:
+    """A SQLite site at 1.0.0 with ldap 1.2.0 and csv 2.0.0 and their objects."""
+    return plugin_site(tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
+
+
+def test_plan_shows_the_plugin_moves_of_the_objects_step_as_verify_does(at_old: Path) -> None:
+    code, out, err = stairway("plan", "--to", "3.0.0", "--site", str(at_old))
+    assert code == 0, out + err
+    assert "plug-in: 3 connector objects move ldap 1.2.0 -> 1.3.0" in out
+    assert "plug-in: 2 connector objects move csv 2.0.0 -> 2.1.0" in out
+    code, out, err = stairway("plan", "--to", "3.0.0", "--site", str(at_old), "--json")
+    hops = {hop["to"]: hop["plugins"] for hop in json.loads(out)["steps"]}
+    assert hops["2.0.0"] == []
+    assert {(m["plugin"], m["from"], m["to"], m["objects"]) for m in hops["3.0.0"]} == {
+        ("ldap", "1.2.0", "1.3.0", 3),
+        ("csv", "2.0.0", "2.1.0", 2),
+    }
+
+
+def _objects_seconds(site: Path) -> float:
+    code, out, err = stairway("plan", "--to", "3.0.0", "--estimate", "--site", str(site), "--json")
+    assert code == 0, out + err
+    steps = json.loads(out)["steps"]
+    return float(next(s["seconds"] for s in steps if s["step"].startswith("objects 2.0.0")))
+
+
+def test_plan_estimate_counts_the_repointed_objects_in_the_objects_step(at_old: Path) -> None:
+    with_plugins = _objects_seconds(at_old)
+    ctx = context.open_context(at_old, None)
+    with ctx.engine.begin() as conn:  # the users stay: only the repointing goes
+        conn.execute(text("UPDATE objects SET data = '{}' WHERE type = 'Connector'"))
+    dispose_all()
+    assert (with_plugins - _objects_seconds(at_old)) * OBJECTS_PER_S == pytest.approx(5)

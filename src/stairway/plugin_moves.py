@@ -33,8 +33,8 @@ class PluginMove:
 
     def describe(self, count: int | None = None) -> str:
         """The move as plans and reports show it, with the objects it moves when counted."""
-        move = f"{self.plugin} {self.old} -> {self.new}"
-        return f"{count} {self.kind} objects move {move}" if count is not None else move
+        move = f" {self.plugin} {self.old} -> {self.new}"
+        return f"{count} {self.kind} objects move{move}" if count is not None else self.kind + move
 
 
 def shipped(plugin: PluginModel, release: Version | str, grammar: GrammarName) -> str | None:

@@ -69,9 +69,10 @@ class PluginRollback:
 
     def describe(self) -> str:
         """``ldap 1.3.0 -> 1.2.0 from snapshot ...: 3 connector objects moved back``."""
+        move = self.move
         return (
-            f"plug-in {self.move.describe()} from snapshot {self.snapshot}: {self.moved} "
-            f"{self.move.kind} objects moved back"
+            f"plug-in {move.plugin} {move.old} -> {move.new} from snapshot {self.snapshot}: "
+            f"{self.moved} {move.kind} objects moved back"
         )
 
 
@@ -145,13 +146,48 @@ def move_for_upgrade(ctx: Context, store_release: str, source: str) -> list[str]
     return said
 
 
-def counted_moves(ctx: Context, source: str, target: str) -> list[str]:
-    """The moves of an upgrade with the objects each would move (for verify and plan)."""
+@dataclass(frozen=True)
+class HopMove:
+    """A plug-in move on the hop to ``release``, with the objects it moves (None when the
+    catalog declares no objects table to count them in)."""
+
+    release: str
+    move: PluginMove
+    objects: int | None
+
+    def describe(self) -> str:
+        """``3 connector objects move ldap 1.2.0 -> 1.3.0``, or ``connector ldap ...``."""
+        return self.move.describe(self.objects)
+
+    def as_json(self) -> dict[str, Any]:
+        """The move as ``plan --json`` prints it under its hop."""
+        move = self.move
+        return {"plugin": move.plugin, "kind": move.kind, "from": move.old, "to": move.new} | {
+            "objects": self.objects
+        }
+
+
+def plan_moves(ctx: Context, plan: UpgradePlan) -> list[HopMove]:
+    """Every plug-in move on ``plan``'s path, hop by hop, with the objects each moves (for
+    verify, plan and its estimate)."""
+    found = []
+    for source, target in itertools.pairwise(release_path(plan)):
+        found += counted_moves(ctx, source, target)
+    return found
+
+
+def counted_moves(ctx: Context, source: str, target: str) -> list[HopMove]:
+    """The moves of the hop ``source`` -> ``target`` with the objects each would move."""
     found = []
     for move in upgrade_moves(ctx, source, target):
-        plugin = _plugin(ctx, move.plugin)
-        found.append(move.describe(_named(ctx, plugin)[move.old]))
+        named = _counted(ctx, _plugin(ctx, move.plugin))
+        found.append(HopMove(target, move, None if named is None else named[move.old]))
     return found
+
+
+def _counted(ctx: Context, plugin: PluginModel) -> Counter[str] | None:
+    """The objects naming each version of ``plugin``; None when there are none to read."""
+    return None if ctx.catalog.objects is None else _named(ctx, plugin)
 
 
 @checkpointed
