@@ -20,13 +20,16 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from cli_runner import stairway
-from stairway import audit, context, operations, plugin_snapshots
+from stairway import audit, context, operations, plugin_snapshots, rolling
 from stairway.catalog.loader import load_catalog
 from stairway.catalog.manifest import PluginReferenceModel
 from stairway.database import dispose_all
 from stairway.errors import CatalogError, PluginError
 from stairway.estimate.rates import OBJECTS_PER_S
+from stairway.instances import Instance
+from stairway.journal import JournalState
 from stairway.plugin_moves import PluginMove, named_version, repoint
+from stairway.steps import StepKind
 from test_upgrade import build_site
 
 PLUGINS = """
@@ -330,3 +333,29 @@ def test_plan_estimate_counts_the_repointed_objects_in_the_objects_step(at_old: 
         conn.execute(text("UPDATE objects SET data = '{}' WHERE type = 'Connector'"))
     dispose_all()
     assert (with_plugins - _objects_seconds(at_old)) * OBJECTS_PER_S == pytest.approx(5)
+
+
+def test_a_rolling_upgrade_snapshots_first_and_moves_objects_once_the_old_release_is_gone(
+    at_old: Path,
+) -> None:
+    ctx = context.open_context(at_old, None)
+    plan = operations.plan(ctx, "3.0.0")
+    two = [Instance(1, "http://10.0.0.1:8080"), Instance(2, "http://10.0.0.2:8080")]
+    steps = rolling.rolling_steps(plan, two, with_releases=False, plugins=True)
+    kinds = [s.kind for s in steps]
+    assert kinds[:2] == [StepKind.BACKUP, StepKind.PLUGIN_SNAPSHOT]
+    last_instance = max(i for i, k in enumerate(kinds) if k == StepKind.INSTANCE)
+    last_deltas = max(i for i, k in enumerate(kinds) if k == StepKind.DELTAS)
+    moved = kinds.index(StepKind.PLUGIN_OBJECTS)
+    assert last_instance < last_deltas < moved == kinds.index(StepKind.CONTRACT) - 1
+    assert StepKind.PLUGIN_OBJECTS in rolling.PAST_RETURN  # finished forward, never undone
+    assert StepKind.PLUGIN_OBJECTS not in {s.kind for s in rolling.rolling_steps(plan, two, False)}
+
+    state = JournalState("u", {"to": "3.0.0", "steps": [s.as_json() for s in steps]}, ())
+    done = rolling.plugin_objects(ctx, steps[moved], state)
+    dispose_all()
+    assert done["plugins"] == [
+        "3 connector objects move ldap 1.2.0 -> 1.3.0",
+        "2 connector objects move csv 2.0.0 -> 2.1.0",
+    ]
+    assert set(named(at_old).values()) == {"ldap 1.3.0", "ldap 1.1.0", "csv 2.1.0"}

@@ -18,11 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
 from stairway import audit, faults, plugin_snapshots
 from stairway.catalog.manifest import PluginModel
 from stairway.context import Context, backup_dir, checkpointed, current_version
 from stairway.errors import PluginError
 from stairway.journal import Journal, JournalState
+from stairway.objects.store import ObjectStore
 from stairway.operations.objects import object_store
 from stairway.plan import UpgradePlan
 from stairway.plugin_moves import (
@@ -138,11 +141,30 @@ def move_for_upgrade(ctx: Context, store_release: str, source: str) -> list[str]
     """The objects naming each plug-in that the hop ``source`` -> ``store_release`` moves, moved
     in one transaction; each move described with its count."""
     store = object_store(ctx, store_release)
+    with ctx.engine.begin() as conn:
+        return _move_hop(ctx, conn, store, source, store_release)
+
+
+def move_along(ctx: Context, path: list[str]) -> list[str]:
+    """The objects naming each plug-in the hops of ``path`` move, moved hop by hop in one
+    transaction (a rolling upgrade's, once the old release is gone); as ``move_for_upgrade``."""
+    if ctx.catalog.objects is None or len(path) < 2:
+        return []
+    store = object_store(ctx, path[-1])
     said = []
     with ctx.engine.begin() as conn:
-        for move in upgrade_moves(ctx, source, store_release):
-            moved = move_objects(conn, store, _plugin(ctx, move.plugin), move)
-            said.append(move.describe(len(moved)))
+        for source, target in itertools.pairwise(path):
+            said += _move_hop(ctx, conn, store, source, target)
+    return said
+
+
+def _move_hop(
+    ctx: Context, conn: Connection, store: ObjectStore, source: str, target: str
+) -> list[str]:
+    said = []
+    for move in upgrade_moves(ctx, source, target):
+        moved = move_objects(conn, store, _plugin(ctx, move.plugin), move)
+        said.append(move.describe(len(moved)))
     return said
 
 
