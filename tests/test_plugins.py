@@ -26,6 +26,8 @@ from stairway.catalog.manifest import PluginReferenceModel
 from stairway.database import dispose_all
 from stairway.errors import CatalogError, PluginError
 from stairway.estimate.rates import OBJECTS_PER_S
+from stairway.fleet import store as fleet_store
+from stairway.fleet.tables import ensure_tables
 from stairway.instances import Instance
 from stairway.journal import JournalState
 from stairway.plugin_moves import PluginMove, named_version, repoint
@@ -359,3 +361,26 @@ def test_a_rolling_upgrade_snapshots_first_and_moves_objects_once_the_old_releas
         "2 connector objects move csv 2.0.0 -> 2.1.0",
     ]
     assert set(named(at_old).values()) == {"ldap 1.3.0", "ldap 1.1.0", "csv 2.1.0"}
+
+
+def test_verify_warns_that_plugin_directories_on_agent_hosts_are_not_snapshotted(
+    at_old: Path,
+) -> None:
+    code, out, err = stairway("verify", "--to", "3.0.0", "--site", str(at_old), "--json")
+    assert code == 0, out + err
+    said = [f["message"] for f in json.loads(out)["findings"]]
+    assert not [m for m in said if "agent hosts" in m], said
+    ctx = context.open_context(at_old, None)
+    with ctx.engine.begin() as conn:
+        ensure_tables(conn)
+        fleet_store.enroll(conn, "edge-1", None)
+        fleet_store.enroll(conn, "edge-2", None)
+    dispose_all()
+    code, out, err = stairway("verify", "--to", "3.0.0", "--site", str(at_old), "--json")
+    found = [f for f in json.loads(out)["findings"] if "agent hosts" in f["message"]]
+    assert [f["severity"] for f in found] == ["warning"], out + err
+    assert "not snapshotted: 2 agents are enrolled and the upgrade moves csv, ldap" in str(found)
+    assert found[0]["hint"]
+    code, out, err = stairway("verify", "--to", "2.0.0", "--site", str(at_old), "--json")
+    assert code == 0, out + err
+    assert "agent hosts" not in out  # no plug-in moves on the way to 2.0.0
