@@ -30,8 +30,9 @@ from stairway.fleet import store as fleet_store
 from stairway.fleet.tables import ensure_tables
 from stairway.instances import Instance
 from stairway.journal import JournalState
-from stairway.plugin_moves import PluginMove, named_version, repoint
+from stairway.plugin_moves import PluginMove, catching_up, named_version, repoint
 from stairway.steps import StepKind
+from stairway.versions import Version
 from test_upgrade import build_site
 
 PLUGINS = """
@@ -121,12 +122,13 @@ def test_upgrade_moves_objects_and_one_plugin_rolls_back_alone(
     old_ldap = tree(connectors / "ldap")
     code, out, err = stairway("verify", "--to", "3.0.0", "--site", str(site))
     assert "3 connector objects move ldap 1.2.0 -> 1.3.0" in out, out + err
+    assert "1 connector object moves ldap 1.1.0 -> 1.3.0" in out, out + err
     code, out, err = stairway("upgrade", "--to", "3.0.0", "--site", str(site))
     assert code == 0, out + err
     after = named(site)
     assert after == {
-        **{o: "ldap 1.3.0" for o in ("c-1", "c-2", "c-3")},
-        **{"c-4": "ldap 1.1.0", "c-5": "csv 2.1.0", "c-6": "csv 2.1.0"},
+        **{o: "ldap 1.3.0" for o in ("c-1", "c-2", "c-3", "c-4")},
+        **{"c-5": "csv 2.1.0", "c-6": "csv 2.1.0"},
     }
     kept = plugin_snapshots.snapshots(tmp_path / "backups", "ldap")
     assert [s.version for s in kept] == ["1.2.0"]
@@ -139,20 +141,20 @@ def test_upgrade_moves_objects_and_one_plugin_rolls_back_alone(
 
     code, out, err = stairway("plugin", "rollback", "ldap", "--site", str(site), "--json")
     assert code == 0, out + err
-    assert json.loads(out)["objects"] == 3
+    assert json.loads(out)["objects"] == 4
     assert tree(connectors / "ldap") == old_ldap
     assert tree(connectors / "csv") == new_csv
-    assert named(site) == after | {o: "ldap 1.2.0" for o in ("c-1", "c-2", "c-3")}
+    assert named(site) == after | {o: "ldap 1.2.0" for o in ("c-1", "c-2", "c-3", "c-4")}
     assert release_of(site) == "3.0.0"
     assert sorted(p.name for p in connectors.iterdir()) == ["csv", "ldap"]  # nothing left over
     ctx = context.open_context(site, None)
     logged = [e for e in audit.read(ctx.engine) if e.action == "plugin.rollback"]
     dispose_all()
-    assert [(e.data["plugin"], e.data["objects"]) for e in logged] == [("ldap", 3)]
+    assert [(e.data["plugin"], e.data["objects"]) for e in logged] == [("ldap", 4)]
     code, out, _ = stairway("plugin", "list", "--site", str(site), "--json")
     listed = {p["name"]: p for p in json.loads(out)["plugins"]}
     assert listed["ldap"]["installed"] == "1.3.0"
-    assert listed["ldap"]["objects"] == {"1.2.0": 3, "1.1.0": 1}
+    assert listed["ldap"]["objects"] == {"1.2.0": 4}
     assert listed["csv"]["objects"] == {"2.1.0": 2}
 
 
@@ -317,6 +319,7 @@ def test_plan_shows_the_plugin_moves_of_the_objects_step_as_verify_does(at_old: 
     assert hops["2.0.0"] == []
     assert {(m["plugin"], m["from"], m["to"], m["objects"]) for m in hops["3.0.0"]} == {
         ("ldap", "1.2.0", "1.3.0", 3),
+        ("ldap", "1.1.0", "1.3.0", 1),
         ("csv", "2.0.0", "2.1.0", 2),
     }
 
@@ -334,7 +337,7 @@ def test_plan_estimate_counts_the_repointed_objects_in_the_objects_step(at_old: 
     with ctx.engine.begin() as conn:  # the users stay: only the repointing goes
         conn.execute(text("UPDATE objects SET data = '{}' WHERE type = 'Connector'"))
     dispose_all()
-    assert (with_plugins - _objects_seconds(at_old)) * OBJECTS_PER_S == pytest.approx(5)
+    assert (with_plugins - _objects_seconds(at_old)) * OBJECTS_PER_S == pytest.approx(6)
 
 
 def test_a_rolling_upgrade_snapshots_first_and_moves_objects_once_the_old_release_is_gone(
@@ -358,9 +361,10 @@ def test_a_rolling_upgrade_snapshots_first_and_moves_objects_once_the_old_releas
     dispose_all()
     assert done["plugins"] == [
         "3 connector objects move ldap 1.2.0 -> 1.3.0",
+        "1 connector object moves ldap 1.1.0 -> 1.3.0",
         "2 connector objects move csv 2.0.0 -> 2.1.0",
     ]
-    assert set(named(at_old).values()) == {"ldap 1.3.0", "ldap 1.1.0", "csv 2.1.0"}
+    assert set(named(at_old).values()) == {"ldap 1.3.0", "csv 2.1.0"}
 
 
 def test_verify_warns_that_plugin_directories_on_agent_hosts_are_not_snapshotted(
@@ -384,3 +388,51 @@ def test_verify_warns_that_plugin_directories_on_agent_hosts_are_not_snapshotted
     code, out, err = stairway("verify", "--to", "2.0.0", "--site", str(at_old), "--json")
     assert code == 0, out + err
     assert "agent hosts" not in out  # no plug-in moves on the way to 2.0.0
+
+
+def test_an_upgrade_moves_objects_a_plugin_rollback_left_at_an_older_version(
+    at_old: Path,
+) -> None:
+    ctx = context.open_context(at_old, None)
+    with ctx.engine.begin() as conn:  # one newer than the target, one that is no version
+        for oid, at in (("c-7", "1.4.0"), ("c-8", "nightly")):
+            body = orjson.dumps({"connector": {"type": "ldap", "version": at}}).decode()
+            conn.execute(
+                text("INSERT INTO objects VALUES (:o, 'Connector', :d, '1.0.0')"),
+                {"o": oid, "d": body},
+            )
+    dispose_all()
+    code, out, err = stairway("verify", "--to", "3.0.0", "--site", str(at_old), "--json")
+    said = [f["message"] for f in json.loads(out)["findings"] if f["topic"] == "plug-ins"]
+    assert [m.split(" (")[0] for m in said if "ldap" in m] == [
+        "3 connector objects move ldap 1.2.0 -> 1.3.0",
+        "1 connector object moves ldap 1.1.0 -> 1.3.0",
+    ], out + err
+    code, out, err = stairway("plan", "--to", "3.0.0", "--site", str(at_old), "--json")
+    assert code == 0, out + err
+    moved = [(m["from"], m["objects"]) for s in json.loads(out)["steps"] for m in s["plugins"]]
+    assert ("1.1.0", 1) in moved and ("1.2.0", 3) in moved
+
+    ctx = context.open_context(at_old, None)
+    said = operations.plugins.move_for_upgrade(ctx, "3.0.0", "2.0.0")
+    dispose_all()
+    assert "1 connector object moves ldap 1.1.0 -> 1.3.0" in said
+    assert named(at_old) == {
+        **{o: "ldap 1.3.0" for o in ("c-1", "c-2", "c-3", "c-4")},
+        **{"c-5": "csv 2.1.0", "c-6": "csv 2.1.0", "c-7": "ldap 1.4.0", "c-8": "ldap nightly"},
+    }
+
+
+VERSIONS = st.sampled_from(["0.9", "1.1.0", "1.2.0", "1.2.5", "1.3.0", "1.4.0", "rc", ""])
+
+
+@given(st.lists(VERSIONS, max_size=12))
+def test_catching_up_leaves_no_object_older_than_the_new_version(named_: list[str]) -> None:
+    after = list(named_)
+    moves = catching_up(MOVE, set(named_), "pep440")
+    assert moves[0] == MOVE and all(m.new == MOVE.new for m in moves)
+    for move in moves:
+        after = [move.new if v == move.old else v for v in after]
+    for before, now in zip(named_, after, strict=True):
+        older = before not in ("rc", "") and Version(before) < Version("1.3.0")
+        assert now == ("1.3.0" if older else before)

@@ -30,11 +30,13 @@ from stairway.operations.objects import object_store
 from stairway.plan import UpgradePlan
 from stairway.plugin_moves import (
     PluginMove,
+    catching_up,
     find_plugin,
     move_objects,
     moves_between,
     shipped,
     versions_named,
+    versions_named_in,
 )
 from stairway.plugin_snapshots import PluginSnapshot
 from stairway.sitelock import changes_site
@@ -162,9 +164,12 @@ def _move_hop(
     ctx: Context, conn: Connection, store: ObjectStore, source: str, target: str
 ) -> list[str]:
     said = []
-    for move in upgrade_moves(ctx, source, target):
-        moved = move_objects(conn, store, _plugin(ctx, move.plugin), move)
-        said.append(move.describe(len(moved)))
+    for shipped_move in upgrade_moves(ctx, source, target):
+        plugin = _plugin(ctx, shipped_move.plugin)
+        named = versions_named_in(conn, store, plugin)
+        for move in catching_up(shipped_move, named, ctx.catalog.versions):
+            moved = move_objects(conn, store, plugin, move)
+            said.append(move.describe(len(moved)))
     return said
 
 
@@ -191,19 +196,29 @@ class HopMove:
 
 def plan_moves(ctx: Context, plan: UpgradePlan) -> list[HopMove]:
     """Every plug-in move on ``plan``'s path, hop by hop, with the objects each moves (for
-    verify, plan and its estimate)."""
-    found = []
+    verify, plan and its estimate): the objects the site's plug-ins name now, carried along
+    the hops as the objects steps will move them."""
+    found: list[HopMove] = []
+    named: dict[str, Counter[str] | None] = {}
     for source, target in itertools.pairwise(release_path(plan)):
-        found += counted_moves(ctx, source, target)
+        for move in upgrade_moves(ctx, source, target):
+            if move.plugin not in named:
+                named[move.plugin] = _counted(ctx, _plugin(ctx, move.plugin))
+            found += _carried(ctx, target, move, named[move.plugin])
     return found
 
 
-def counted_moves(ctx: Context, source: str, target: str) -> list[HopMove]:
-    """The moves of the hop ``source`` -> ``target`` with the objects each would move."""
+def _carried(
+    ctx: Context, release: str, shipped_move: PluginMove, named: Counter[str] | None
+) -> list[HopMove]:
+    """The hop's moves of one plug-in with their counts; ``named`` left as after the hop."""
+    if named is None:  # not counted: the shipped move alone, as far as plan can say
+        return [HopMove(release, shipped_move, None)]
     found = []
-    for move in upgrade_moves(ctx, source, target):
-        named = _counted(ctx, _plugin(ctx, move.plugin))
-        found.append(HopMove(target, move, None if named is None else named[move.old]))
+    for move in catching_up(shipped_move, named, ctx.catalog.versions):
+        if move is shipped_move or named[move.old]:
+            found.append(HopMove(release, move, named[move.old]))
+        named[move.new] += named.pop(move.old, 0)
     return found
 
 
