@@ -436,3 +436,31 @@ def test_catching_up_leaves_no_object_older_than_the_new_version(named_: list[st
     for before, now in zip(named_, after, strict=True):
         older = before not in ("rc", "") and Version(before) < Version("1.3.0")
         assert now == ("1.3.0" if older else before)
+
+
+def test_a_snapshot_keeps_empty_directories_and_refuses_one_turned_into_a_link(
+    tmp_path: Path,
+) -> None:
+    plug = tmp_path / "plug"
+    (plug / "work" / "cache").mkdir(parents=True)
+    (plug / "logs").mkdir()
+    (plug / "lib").mkdir()
+    (plug / "lib" / "a.jar").write_bytes(b"a")
+    taken = plugin_snapshots.take(tmp_path / "backups", "p", "1.0.0", plug)
+    assert taken.dirs == ("logs", "work/cache")
+    manifest = json.loads((taken.path / "manifest.json").read_text("utf-8"))
+    assert manifest["dirs"] == ["logs", "work/cache"]
+    plugin_snapshots.check(taken)
+    plugin_snapshots.stage(taken, tmp_path / "staged")
+    assert (tmp_path / "staged" / "work" / "cache").is_dir()
+    assert (tmp_path / "staged" / "logs").is_dir()
+    assert tree(tmp_path / "staged") == tree(plug)
+
+    (taken.path / "files" / "extra").mkdir()
+    with pytest.raises(PluginError, match="extra is there but not in its manifest"):
+        plugin_snapshots.check(taken)
+    (taken.path / "files" / "extra").rmdir()
+    (taken.path / "files" / "logs").rmdir()
+    (taken.path / "files" / "logs").symlink_to("/etc")
+    with pytest.raises(PluginError, match="logs is not a directory inside the snapshot"):
+        plugin_snapshots.check(taken)
