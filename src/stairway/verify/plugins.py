@@ -30,8 +30,10 @@ def plugin_move_findings(ctx: Context, plan: UpgradePlan) -> list[Finding]:
 def _on_agent_hosts(ctx: Context, moves: list[HopMove]) -> list[Finding]:
     """The agents carry no file work but their own builds: a plug-in directory on an agent's
     host is neither snapshotted by the upgrade nor put back by ``plugin rollback``."""
+    if not moves:
+        return []
     enrolled = sum(n for _, n, _ in agents_by_version(ctx) or [])
-    if not moves or not enrolled:
+    if not enrolled:
         return []
     names = ", ".join(sorted({m.move.plugin for m in moves}))
     return [
