@@ -4,14 +4,17 @@ A ``[[plugin]]`` of the catalog says which version of it each release ships and 
 name that version (``[[plugin.reference]]``). Moving a plug-in from one version to another
 rewrites exactly the objects that name it at the old version; ``repoint`` is that rewrite on
 one document (pure), ``move_objects`` runs it over the objects table in the caller's
-transaction.
+transaction. An upgrade also catches up the objects a ``plugin rollback`` left at a version
+older still (``catching_up``): after it, no object names a version older than the new one.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from packaging.version import InvalidVersion
 from sqlalchemy import Connection
 
 from stairway.catalog.manifest import Manifest, PluginModel, PluginReferenceModel
@@ -33,8 +36,14 @@ class PluginMove:
 
     def describe(self, count: int | None = None) -> str:
         """The move as plans and reports show it, with the objects it moves when counted."""
-        move = f"{self.plugin} {self.old} -> {self.new}"
-        return f"{count} {self.kind} objects move {move}" if count is not None else move
+        move = f" {self.plugin} {self.old} -> {self.new}"
+        if count is None:
+            return self.kind + move
+        return (
+            f"1 {self.kind} object moves{move}"
+            if count == 1
+            else f"{count} {self.kind} objects move{move}"
+        )
 
 
 def shipped(plugin: PluginModel, release: Version | str, grammar: GrammarName) -> str | None:
@@ -60,6 +69,27 @@ def moves_between(manifest: Manifest | None, source: str, target: str) -> list[P
         if old is not None and new is not None and old != new:
             found.append(PluginMove(plugin.name, plugin.kind, old, new))
     return found
+
+
+def catching_up(move: PluginMove, named: Iterable[str], grammar: GrammarName) -> list[PluginMove]:
+    """``move``, then a move to its new version from each other version that objects name
+    (``named``) and that is older than the new one, oldest first: a plug-in rollback leaves
+    objects at such a version, and the upgrade must not leave them behind. A version that is
+    not one in the catalog's ``grammar`` is left alone: it cannot be ordered."""
+    new = Version(move.new, grammar)
+    older = sorted(
+        (found, version)
+        for version in set(named) - {move.old}
+        if (found := _version(version, grammar)) is not None and found < new
+    )
+    return [move, *(PluginMove(move.plugin, move.kind, v, move.new) for _, v in older)]
+
+
+def _version(text: str, grammar: GrammarName) -> Version | None:
+    try:
+        return Version(text, grammar)
+    except InvalidVersion:
+        return None
 
 
 def find_plugin(manifest: Manifest | None, name: str) -> PluginModel | None:
@@ -104,11 +134,16 @@ def move_objects(
 
 def versions_named(store: ObjectStore, plugin: PluginModel) -> Counter[str]:
     """How many objects name each version of ``plugin``."""
-    counted: Counter[str] = Counter()
     with store.engine.connect() as conn:
-        for reference in plugin.reference:
-            for found in store.find(conn, reference.type):
-                version = named_version(found.document, reference, plugin.name)
-                if version is not None:
-                    counted[version] += 1
+        return versions_named_in(conn, store, plugin)
+
+
+def versions_named_in(conn: Connection, store: ObjectStore, plugin: PluginModel) -> Counter[str]:
+    """``versions_named`` in ``conn``'s transaction (seeing what it wrote)."""
+    counted: Counter[str] = Counter()
+    for reference in plugin.reference:
+        for found in store.find(conn, reference.type):
+            version = named_version(found.document, reference, plugin.name)
+            if version is not None:
+                counted[version] += 1
     return counted

@@ -2,11 +2,13 @@
 manifest of their digests, checked before anything is put back.
 
 A snapshot is ``<backup_dir>/plugins/<name>/<id>/``: ``files/`` holds the directory's regular
-files and ``manifest.json`` their SHA-256 digests and the directory's links (each kept inside
-it). A snapshot is written under a temporary name and renamed into place, so a kill leaves
-none or a whole one. Before a restore every name is checked (relative, no ``..``), every file
-is a regular file whose digest matches, nothing is there that the manifest does not list, and
-every link stays inside the directory: a tampered snapshot is refused as a whole.
+files and empty directories, and ``manifest.json`` the files' SHA-256 digests, the empty
+directories (a product may expect one, e.g. a ``work/`` it writes into) and the directory's
+links (each kept inside it). A snapshot is written under a temporary name and renamed into
+place, so a kill leaves none or a whole one. Before a restore every name is checked (relative,
+no ``..``), every file is a regular file whose digest matches, every empty directory a real
+directory, nothing is there that the manifest does not list, and every link stays inside the
+directory: a tampered snapshot is refused as a whole.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class PluginSnapshot:
     files: dict[str, str]  # relative name -> sha256
     links: dict[str, str]  # relative name -> link target
     path: Path
+    dirs: tuple[str, ...] = ()  # relative names of the empty directories
 
     def describe(self) -> str:
         """``ldap 1.2.0 (snapshot 1.2.0-20260101T120000Z, 3 files)``."""
@@ -63,9 +66,12 @@ def take(backup_dir: Path, plugin: str, version: str, directory: Path) -> Plugin
     shutil.rmtree(partial, ignore_errors=True)
     (partial / FILES).mkdir(parents=True)
     files, links = _copy_in(directory, partial / FILES, plugin)
+    dirs = _empty_dirs(directory)
+    for name in dirs:
+        (partial / FILES / name).mkdir(parents=True, exist_ok=True)
     manifest: dict[str, object] = {"plugin": plugin, "version": version}
     manifest["taken"] = taken.isoformat()
-    manifest |= {"files": files, "links": links}
+    manifest |= {"files": files, "links": links, "dirs": dirs}
     write_atomic(partial / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     faults.point("before:plugin-snapshot")
     os.replace(partial, final)
@@ -84,6 +90,17 @@ def _copy_in(directory: Path, target: Path, plugin: str) -> tuple[dict[str, str]
             shutil.copy2(path, target / relative)
             files[relative] = digest(target / relative)
     return files, links
+
+
+def _empty_dirs(directory: Path) -> list[str]:
+    """The directories below ``directory`` that hold nothing (links not followed)."""
+    found = []
+    for root, dirs, _names in os.walk(directory):
+        for name in dirs:
+            path = Path(root, name)
+            if not path.is_symlink() and not any(path.iterdir()):
+                found.append(path.relative_to(directory).as_posix())
+    return sorted(found)
 
 
 def _walk(directory: Path) -> Iterator[tuple[Path, str]]:
@@ -126,6 +143,7 @@ def read(path: Path) -> PluginSnapshot:
             {str(k): str(v) for k, v in data["files"].items()},
             {str(k): str(v) for k, v in data["links"].items()},
             path,
+            tuple(str(d) for d in data.get("dirs", [])),  # none before empty ones were kept
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise _refused(path.name, f"its manifest is unreadable ({err})") from None
@@ -135,7 +153,7 @@ def check(snapshot: PluginSnapshot) -> None:
     """Refuse the snapshot unless every name is safe, every file matches its digest, nothing
     is unlisted and every link stays inside the directory."""
     top = snapshot.path / FILES
-    for name in [*snapshot.files, *snapshot.links]:
+    for name in [*snapshot.files, *snapshot.links, *snapshot.dirs]:
         _safe_name(snapshot, name)
     for name, pointee in snapshot.links.items():
         _inside(snapshot.plugin, name, pointee, snapshot.id)
@@ -145,8 +163,13 @@ def check(snapshot: PluginSnapshot) -> None:
             raise _refused(snapshot.id, f"{name} is not a plain file inside the snapshot")
         if digest(path) != expected:
             raise _refused(snapshot.id, f"{name} does not match its digest: it was changed")
+    for name in snapshot.dirs:
+        path = top / name
+        if path.is_symlink() or not path.is_dir() or _resolved(path) != _resolved(top) / name:
+            raise _refused(snapshot.id, f"{name} is not a directory inside the snapshot")
     present = {relative for path, relative in _walk(top) if not path.is_dir() or path.is_symlink()}
-    extra = sorted(present - set(snapshot.files))
+    present |= set(_empty_dirs(top))
+    extra = sorted(present - set(snapshot.files) - set(snapshot.dirs))
     if extra:
         raise _refused(snapshot.id, f"{extra[0]} is there but not in its manifest")
 
@@ -194,6 +217,8 @@ def stage(snapshot: PluginSnapshot, staging: Path) -> None:
     for name, pointee in snapshot.links.items():
         (staging / name).parent.mkdir(parents=True, exist_ok=True)
         (staging / name).symlink_to(pointee)
+    for name in snapshot.dirs:
+        (staging / name).mkdir(parents=True, exist_ok=True)
     faults.point("after:plugin-stage")
 
 

@@ -13,8 +13,14 @@ The order, journaled like any upgrade:
 3. when agents were connected to the site's control plane as it began, the ``agents-back``
    check of an offline upgrade: each of them connected again, the missing ones left for the
    operator (``stairway.agents_back``);
-4. the deltas, then the deferred contract changes, once no instance or connected agent of an
-   older release is left (it waits for them, and says which it waits for), then the audit entry.
+4. the deltas, then the objects naming a plug-in the path moves repointed to its new version,
+   then the deferred contract changes: both once no instance or connected agent of an older
+   release is left (it waits for them, and says which it waits for); then the audit entry.
+
+The plug-in objects wait as the contract does: an old instance has only the old version of the
+plug-in and could not load an object naming the new one. With the old release gone, old and new
+plug-in versions never serve side by side; the directories were snapshotted right after the
+backup, before the first instance moved.
 
 A failure before the contract step puts every instance back on the old release (the expand
 changes stay: the old release runs on them) and says so; nothing is restored from the backup,
@@ -43,16 +49,18 @@ from stairway.errors import (
 )
 from stairway.instances import Instance, filled, instances_of
 from stairway.journal import Journal, JournalState
+from stairway.operations import plugins as site_plugins
 from stairway.plan import UpgradePlan
 from stairway.recovery import closed, in_words, maintenance_said, note, then
 from stairway.schema import migrator
 from stairway.serving import health_of, old_ones
 from stairway.site import ServiceSection
-from stairway.steps import Step, StepKind, task_steps
+from stairway.steps import Step, StepKind, path_of, task_steps
 from stairway.versions import Version
 
 log = logging.getLogger(__name__)
-PAST_RETURN = (StepKind.CONTRACT, StepKind.AUDIT)  # the old release cannot run on what they leave
+# the old release cannot run on what they leave
+PAST_RETURN = (StepKind.PLUGIN_OBJECTS, StepKind.CONTRACT, StepKind.AUDIT)
 OLD_WAIT = 300.0  # seconds the contract step waits for the last old instance or agent
 
 
@@ -77,13 +85,19 @@ def refusals(ctx: Context, plan: UpgradePlan) -> list[str]:
 
 
 def rolling_steps(
-    plan: UpgradePlan, instances: list[Instance], with_releases: bool, agents: bool = False
+    plan: UpgradePlan,
+    instances: list[Instance],
+    with_releases: bool,
+    agents: bool = False,
+    plugins: bool = False,
 ) -> list[Step]:
     """The steps of a rolling upgrade along ``plan``: expand, then each instance, then (when
     ``agents`` were connected as it began) the check that they came back, then contract, then
     the releases' post-upgrade tasks (a path with a task that needs the product stopped is
-    refused by ``check``)."""
+    refused by ``check``). With ``plugins`` (the path moves a plug-in) their directories are
+    snapshotted after the backup and their objects repointed just before the contract."""
     steps = [Step(StepKind.BACKUP)]
+    steps += [Step(StepKind.PLUGIN_SNAPSHOT)] if plugins else []
     for hop in plan.steps:
         release, source = str(hop.release.version), str(hop.source)
         steps += [
@@ -96,6 +110,8 @@ def rolling_steps(
     steps += [Step(StepKind.AGENTS)] if agents else []
     for hop in plan.steps:
         steps.append(Step(StepKind.DELTAS, str(hop.release.version), str(hop.source)))
+    moved = Step(StepKind.PLUGIN_OBJECTS, str(plan.target), str(plan.current))
+    steps += [moved] if plugins else []
     steps.append(Step(StepKind.CONTRACT, str(plan.target)))
     return [*steps, *task_steps(plan, serving=True), Step(StepKind.AUDIT)]
 
@@ -202,6 +218,15 @@ def contract(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
     done = migrator.migrate(ctx.engine, ctx.catalog, release.schema, release=release)
     migrator.set_site_release(ctx.engine, ctx.catalog, target)
     return {"changes": [a.change.label for a in done], "waited": round(waited, 3)}
+
+
+def plugin_objects(ctx: Context, _step: Step, state: JournalState) -> dict[str, Any]:
+    """The objects naming a plug-in the path moves repointed to its new version, hop by hop in
+    one transaction, once no instance or agent of an older release is left."""
+    waited = wait_for_old(ctx, state.plan["to"], OLD_WAIT)
+    steps = [Step.from_json(s) for s in state.plan["steps"]]
+    path = path_of(s for s in steps if s.kind == StepKind.EXPAND)  # the deltas walk it again
+    return {"plugins": site_plugins.move_along(ctx, path), "waited": round(waited, 3)}
 
 
 def wait_for_old(ctx: Context, target: str, limit: float) -> float:

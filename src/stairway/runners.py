@@ -285,6 +285,7 @@ RUNNERS: dict[StepKind, Runner] = {
     StepKind.START: _start,
     StepKind.HEALTH: _health,
     StepKind.SMOKE: _smoke,
+    StepKind.PLUGIN_OBJECTS: rolling.plugin_objects,
     StepKind.CONTRACT: rolling.contract,
     StepKind.MAINTENANCE_OFF: _maintenance_off,
     StepKind.TASK: _task,

@@ -36,6 +36,7 @@ class StepKind(StrEnum):
     EXPAND = "expand"  # rolling: a hop's changes but the target's deferred contract ones
     INSTANCE = "instance"  # rolling: one instance drained, restarted on the new release
     CONTRACT = "contract"  # rolling: the deferred contract changes, once no old one is left
+    PLUGIN_OBJECTS = "plugin-objects"  # rolling: objects repointed to moved plug-ins, likewise
     TASK = "task"  # a release's post-upgrade task: a reindex or a product command
 
 
@@ -150,6 +151,7 @@ CHANGING = {
     StepKind.EXPAND,
     StepKind.INSTANCE,
     StepKind.CONTRACT,
+    StepKind.PLUGIN_OBJECTS,
     StepKind.TASK,
 }
 

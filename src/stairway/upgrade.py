@@ -120,13 +120,12 @@ def upgrade(
         _withdraw(source)
         raise
     agents = agents_back.connected_before(ctx)
+    moves = bool(site_plugins.path_moves(ctx, site_plugins.release_path(plan)))
     if rolling:
-        steps = roll.rolling_steps(
-            plan, instances_of(ctx.site.service), releases, agents=bool(agents)
-        )
+        instances = instances_of(ctx.site.service)
+        steps = roll.rolling_steps(plan, instances, releases, agents=bool(agents), plugins=moves)
     else:
-        moves = site_plugins.path_moves(ctx, site_plugins.release_path(plan))
-        steps = plan_steps(plan, releases, agents=bool(agents), plugins=bool(moves))
+        steps = plan_steps(plan, releases, agents=bool(agents), plugins=moves)
     upgrade_id = f"{ctx.catalog.product}-{plan.current}-to-{plan.target}-{_stamp()}"
     record = {
         "from": str(plan.current),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -18,6 +18,7 @@ from stairway.estimate.predict import say_duration
 from stairway.objects.delta_run import DeltaReport
 from stairway.objects.store import StoredObject
 from stairway.operations import ConfigResult, Status
+from stairway.operations.plugins import HopMove
 from stairway.plan import UpgradePlan
 from stairway.schema.change import Change
 from stairway.schema.executor import Applied
@@ -43,11 +44,11 @@ def phase_text(change: Change) -> str:
     return f"[{style}]{change.phase.value}[/{style}]{tx}"
 
 
-def plan_table(plan: UpgradePlan, warnings: Warnings) -> Group:
-    """The upgrade plan as a table, each hop with its changes and their phases, then the phase
-    warnings, each under the label of its change. The warnings are prose below the table, not a
-    column of it: beside a long change label at 80 columns a column would be a few letters wide
-    and cut every word."""
+def plan_table(plan: UpgradePlan, warnings: Warnings, plugins: Sequence[HopMove] = ()) -> Group:
+    """The upgrade plan as a table, each hop with its changes and their phases and the plug-in
+    moves of its objects step, then the phase warnings, each under the label of its change. The
+    warnings are prose below the table, not a column of it: beside a long change label at 80
+    columns a column would be a few letters wide and cut every word."""
     table = Table(title=f"Upgrade plan: {plan.describe()}")
     hops = [f"{step.source} ->\n{step.release.version}" for step in plan.steps]
     whole_column(table, "step", (line for hop in hops for line in hop.splitlines()))
@@ -61,7 +62,13 @@ def plan_table(plan: UpgradePlan, warnings: Warnings) -> Group:
             table.add_row("", f"clears from the data directory: {cleared}", "")
         for index, change in enumerate(step.changes):
             table.add_row(hop if index == 0 else "", change.label, phase_text(change))
+        for move in _of_hop(plugins, step.release.version):
+            table.add_row("", escape(f"plug-in: {move.describe()}"), "")
     return Group(table, *_warned(plan, warnings))
+
+
+def _of_hop(plugins: Sequence[HopMove], release: object) -> list[HopMove]:
+    return [move for move in plugins if move.release == str(release)]
 
 
 def _warned(plan: UpgradePlan, warnings: Warnings) -> list[Text]:
@@ -73,9 +80,11 @@ def _warned(plan: UpgradePlan, warnings: Warnings) -> list[Text]:
     return said
 
 
-def plan_json(plan: UpgradePlan, warnings: Warnings) -> dict[str, Any]:
+def plan_json(
+    plan: UpgradePlan, warnings: Warnings, plugins: Sequence[HopMove] = ()
+) -> dict[str, Any]:
     """The upgrade plan as ``--json`` prints it: the versions, whether it may run rolling, and
-    each hop with its changes and their phase warnings.
+    each hop with its changes and their phase warnings, and the plug-in moves of its objects.
     """
     return {
         "from": str(plan.current),
@@ -88,6 +97,7 @@ def plan_json(plan: UpgradePlan, warnings: Warnings) -> dict[str, Any]:
                 "from": str(s.source),
                 "to": str(s.release.version),
                 "clear": list(s.release.clear),
+                "plugins": [m.as_json() for m in _of_hop(plugins, s.release.version)],
                 "changes": [
                     {
                         **change_json(c),

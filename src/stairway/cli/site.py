@@ -17,6 +17,7 @@ from stairway.estimate import Limits, estimate_upgrade
 from stairway.estimate.predict import parse_duration
 from stairway.estimate_views import estimate_json, estimate_summary, estimate_table
 from stairway.next_step import NextStep
+from stairway.operations.plugins import plan_moves
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
 from stairway.release_index import IndexedRelease
 from stairway.release_source import install_first
@@ -228,13 +229,14 @@ def plan(
         _estimate(ctx, to, limits, recalibrate, json)
         return
     value = operations.plan(ctx, to)
+    moves = plan_moves(ctx, value)
     if json:
-        emit_json(views.plan_json(value, ctx.catalog.warnings))
+        emit_json(views.plan_json(value, ctx.catalog.warnings, moves))
     elif value.nothing_to_do:
         out.print(value.describe(), highlight=False)
         return
     else:
-        out.print(views.plan_table(value, ctx.catalog.warnings))
+        out.print(views.plan_table(value, ctx.catalog.warnings, moves))
         said = f"rolling-safe: {value.rolling_safety().describe()}"
         out.print(said, highlight=False, markup=False)
     if rolling and not value.rolling_safe and not value.nothing_to_do:

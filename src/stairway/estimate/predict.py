@@ -169,6 +169,7 @@ class SiteFacts:
     data_bytes: int
     postgres: bool = True  # locks are PostgreSQL's; SQLite locks the whole database to write
     index_tables: dict[str, str] = field(default_factory=dict)  # index name -> its table
+    plugin_objects: dict[str, int] = field(default_factory=dict)  # hop's release -> repointed
 
 
 def site_facts(
@@ -312,7 +313,9 @@ def _operation(op: Operation, sizes: dict[str, TableSize], rates: Rates) -> Oper
 def _objects_to_rewrite(catalog: Catalog, facts: SiteFacts, hop: PlanStep) -> int:
     source, target = hop.source, hop.release.version
     types = {m.type for m in catalog.object_migrations if source < m.since <= target}
-    return sum(n for t, n in facts.objects_by_type.items() if t in types)
+    rewritten = sum(n for t, n in facts.objects_by_type.items() if t in types)
+    # the objects naming a plug-in the hop moves are written again, in the same step
+    return rewritten + facts.plugin_objects.get(str(target), 0)
 
 
 def _flag(step: StepEstimate, limits: Limits) -> None:

@@ -18,20 +18,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
 from stairway import audit, faults, plugin_snapshots
 from stairway.catalog.manifest import PluginModel
 from stairway.context import Context, backup_dir, checkpointed, current_version
 from stairway.errors import PluginError
 from stairway.journal import Journal, JournalState
+from stairway.objects.store import ObjectStore
 from stairway.operations.objects import object_store
 from stairway.plan import UpgradePlan
 from stairway.plugin_moves import (
     PluginMove,
+    catching_up,
     find_plugin,
     move_objects,
     moves_between,
     shipped,
     versions_named,
+    versions_named_in,
 )
 from stairway.plugin_snapshots import PluginSnapshot
 from stairway.sitelock import changes_site
@@ -69,9 +74,10 @@ class PluginRollback:
 
     def describe(self) -> str:
         """``ldap 1.3.0 -> 1.2.0 from snapshot ...: 3 connector objects moved back``."""
+        move = self.move
         return (
-            f"plug-in {self.move.describe()} from snapshot {self.snapshot}: {self.moved} "
-            f"{self.move.kind} objects moved back"
+            f"plug-in {move.plugin} {move.old} -> {move.new} from snapshot {self.snapshot}: "
+            f"{self.moved} {move.kind} objects moved back"
         )
 
 
@@ -137,21 +143,88 @@ def move_for_upgrade(ctx: Context, store_release: str, source: str) -> list[str]
     """The objects naming each plug-in that the hop ``source`` -> ``store_release`` moves, moved
     in one transaction; each move described with its count."""
     store = object_store(ctx, store_release)
+    with ctx.engine.begin() as conn:
+        return _move_hop(ctx, conn, store, source, store_release)
+
+
+def move_along(ctx: Context, path: list[str]) -> list[str]:
+    """The objects naming each plug-in the hops of ``path`` move, moved hop by hop in one
+    transaction (a rolling upgrade's, once the old release is gone); as ``move_for_upgrade``."""
+    if ctx.catalog.objects is None or len(path) < 2:
+        return []
+    store = object_store(ctx, path[-1])
     said = []
     with ctx.engine.begin() as conn:
-        for move in upgrade_moves(ctx, source, store_release):
-            moved = move_objects(conn, store, _plugin(ctx, move.plugin), move)
+        for source, target in itertools.pairwise(path):
+            said += _move_hop(ctx, conn, store, source, target)
+    return said
+
+
+def _move_hop(
+    ctx: Context, conn: Connection, store: ObjectStore, source: str, target: str
+) -> list[str]:
+    said = []
+    for shipped_move in upgrade_moves(ctx, source, target):
+        plugin = _plugin(ctx, shipped_move.plugin)
+        named = versions_named_in(conn, store, plugin)
+        for move in catching_up(shipped_move, named, ctx.catalog.versions):
+            moved = move_objects(conn, store, plugin, move)
             said.append(move.describe(len(moved)))
     return said
 
 
-def counted_moves(ctx: Context, source: str, target: str) -> list[str]:
-    """The moves of an upgrade with the objects each would move (for verify and plan)."""
-    found = []
-    for move in upgrade_moves(ctx, source, target):
-        plugin = _plugin(ctx, move.plugin)
-        found.append(move.describe(_named(ctx, plugin)[move.old]))
+@dataclass(frozen=True)
+class HopMove:
+    """A plug-in move on the hop to ``release``, with the objects it moves (None when the
+    catalog declares no objects table to count them in)."""
+
+    release: str
+    move: PluginMove
+    objects: int | None
+
+    def describe(self) -> str:
+        """``3 connector objects move ldap 1.2.0 -> 1.3.0``, or ``connector ldap ...``."""
+        return self.move.describe(self.objects)
+
+    def as_json(self) -> dict[str, Any]:
+        """The move as ``plan --json`` prints it under its hop."""
+        move = self.move
+        return {"plugin": move.plugin, "kind": move.kind, "from": move.old, "to": move.new} | {
+            "objects": self.objects
+        }
+
+
+def plan_moves(ctx: Context, plan: UpgradePlan) -> list[HopMove]:
+    """Every plug-in move on ``plan``'s path, hop by hop, with the objects each moves (for
+    verify, plan and its estimate): the objects the site's plug-ins name now, carried along
+    the hops as the objects steps will move them."""
+    found: list[HopMove] = []
+    named: dict[str, Counter[str] | None] = {}
+    for source, target in itertools.pairwise(release_path(plan)):
+        for move in upgrade_moves(ctx, source, target):
+            if move.plugin not in named:
+                named[move.plugin] = _counted(ctx, _plugin(ctx, move.plugin))
+            found += _carried(ctx, target, move, named[move.plugin])
     return found
+
+
+def _carried(
+    ctx: Context, release: str, shipped_move: PluginMove, named: Counter[str] | None
+) -> list[HopMove]:
+    """The hop's moves of one plug-in with their counts; ``named`` left as after the hop."""
+    if named is None:  # not counted: the shipped move alone, as far as plan can say
+        return [HopMove(release, shipped_move, None)]
+    found = []
+    for move in catching_up(shipped_move, named, ctx.catalog.versions):
+        if move is shipped_move or named[move.old]:
+            found.append(HopMove(release, move, named[move.old]))
+        named[move.new] += named.pop(move.old, 0)
+    return found
+
+
+def _counted(ctx: Context, plugin: PluginModel) -> Counter[str] | None:
+    """The objects naming each version of ``plugin``; None when there are none to read."""
+    return None if ctx.catalog.objects is None else _named(ctx, plugin)
 
 
 @checkpointed
