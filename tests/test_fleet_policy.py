@@ -144,3 +144,14 @@ def test_agents_enrolling_mid_rollout_join_it_and_upgraded_ones_stay_counted() -
     later = [*agents, AgentRow("late-1", "1.0.0", State.ONLINE, True)]
     second = evaluate(first.policy, later, TARGET, NOW, DEADLINE)
     assert second.policy.rollout_size == 5 and len(second.upgrade) == 3
+
+
+def test_a_maven_rollout_reads_the_agents_versions_in_the_catalogs_grammar() -> None:
+    agents = [
+        AgentRow("snapshot", "4.4-SNAPSHOT", State.ONLINE, True),  # before 4.4 in Maven
+        AgentRow("same", "4.4.0", State.ONLINE, True),  # 4.4.0 is 4.4: trailing zeros drop
+        AgentRow("service-pack", "4.4-sp-1", State.ONLINE, True),  # after 4.4
+        AgentRow("unreadable", "4.4-", State.ONLINE, True),  # shown, never acted on
+    ]
+    sent = evaluate(Policy(mode=Mode.AUTO, max_failures=100), agents, "4.4", NOW, DEADLINE, "maven")
+    assert sent.upgrade == ["snapshot"] and sent.policy.rollout_size == 1

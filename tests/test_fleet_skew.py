@@ -30,6 +30,7 @@ from stairway.fleet.tables import agents_table, ensure_tables
 from stairway.fleet.tokens import now
 from stairway.plan import UpgradePlan
 from stairway.steps import StepKind, plan_steps
+from stairway.version_grammars import GrammarName
 from stairway.versions import AgentWindow, Version
 from test_fleet_hostile import close_code, enrolled, session
 
@@ -83,7 +84,34 @@ def test_a_lag_is_counted_over_the_catalogs_series_and_an_unreadable_release_ref
     window = AgentWindow(minors_behind=1)
     refused = judge("banana", "2.0.0", window, SERIES)
     assert refused.skew == Skew.UNKNOWN and refused.refusal and "not a version" in refused.refusal
-    assert judge("banana", "2.0.0", None, SERIES).accepted
+    assert not judge("banana", "2.0.0", None, SERIES).accepted  # no window: refused all the same
+
+
+PRE = st.lists(st.from_regex(r"(0|[1-9][0-9]{0,2}|[a-z][a-z0-9]{0,5})", fullmatch=True), min_size=1)
+
+
+@given(pre=PRE, behind=st.integers(0, 1))
+def test_a_semver_pre_release_is_behind_its_release_and_placed_in_its_series(
+    pre: list[str], behind: int
+) -> None:
+    agent = f"2.0.0-{'.'.join(pre)}" if not behind else f"1.2.0-{'.'.join(pre)}"
+    strict = AgentWindow(minors_behind=0)
+    verdict = judge(agent, "2.0.0", strict, SERIES, "semver")
+    assert verdict.skew == Skew.BEHIND and lag(agent, "2.0.0", SERIES, "semver") == behind
+    assert verdict.accepted == (not behind), verdict
+    assert judge(agent, "1.0.0", AgentWindow(ahead=True), SERIES, "semver").skew == Skew.AHEAD
+
+
+@pytest.mark.parametrize(
+    ("agent", "grammar"), [("2.0.0rc1", "semver"), ("2.0", "semver"), ("2.0.0-rc.1.", "semver")]
+)
+def test_an_agent_release_not_of_the_catalogs_grammar_is_refused_naming_it(
+    agent: str, grammar: GrammarName
+) -> None:
+    verdict = judge(agent, "2.0.0", None, SERIES, grammar)
+    assert verdict.skew == Skew.UNKNOWN and verdict.refusal
+    assert f"not a version of the catalog's {grammar} grammar" in verdict.refusal
+    assert "8.2.1-rc.1" in verdict.refusal and "install the agent build of 2.0.0" in verdict.refusal
 
 
 def test_ahead_is_a_state_of_its_own_and_a_disconnect_takes_it_offline() -> None:
@@ -177,6 +205,39 @@ def test_a_held_agent_stays_connected_gets_only_the_upgrade_into_the_window_then
     assert sent["result"] == "upgrade to 2.0.0 sent to relay-old"
     assert offer["type"] == "upgrade" and offer["manifest"]["version"] == "2.0.0"
     assert after["state"] == "online" and after["message"] == ""
+
+
+def semver_people(fleet: Fleet) -> None:
+    """The people catalog as a product writing SemVer, its 2.0.0 accepting only its series."""
+    manifest = fleet.root / "catalog" / "stairway.toml"
+    text = manifest.read_text().replace(
+        'name = "people"\n', 'name = "people"\nversions = "semver"\n'
+    )
+    manifest.write_text(text)
+    windowed(fleet, "agents = { minors_behind = 0 }\n")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_semver_catalogs_server_places_a_pre_release_agent_and_refuses_a_pep440_one(
+    tmp_path: Path, database_url: str
+) -> None:
+    with fleet_site(tmp_path, database_url) as fleet:
+        semver_people(fleet)
+        fleet.start_server()
+        with hello_from(fleet, "relay-rc", "2.0.0-rc.1") as candidate:
+            assert json.loads(candidate.recv(timeout=10))["type"] == "welcome"
+            with hello_from(fleet, "relay-x", "2.0.0-x.7.z") as other:  # not PEP 440 at all
+                assert json.loads(other.recv(timeout=10))["type"] == "welcome"
+                with hello_from(fleet, "relay-pep", "2.0.0rc1") as pep:
+                    answer = json.loads(pep.recv(timeout=10))
+                    assert close_code(pep, 10) == Close.RELEASE_REFUSED
+                rows = fleet.agent_rows()
+    assert answer["type"] == "refused"
+    assert "'2.0.0rc1' is not a version of the catalog's semver grammar" in answer["reason"]
+    for agent in ("relay-rc", "relay-x"):
+        assert rows[agent]["state"] == "online" and rows[agent]["connected"], rows[agent]
+        assert rows[agent]["skew"] == "behind" and rows[agent]["drifted"], rows[agent]
+    assert rows["relay-pep"]["state"] == "refused" and not rows["relay-pep"]["connected"]
 
 
 def test_a_held_agent_may_only_be_upgraded_and_a_hello_inside_the_window_frees_it() -> None:

@@ -421,3 +421,60 @@ def test_the_source_audit_log_joins_the_target_log_once(
     assert copied[1].actor == "ops" and copied[1].at == written.at
     source_of = {"id": 2, "hash": written.hash, "key": trust.key.id if trust.key else None}
     assert copied[1].data == {"agent": "a1", "source": source_of}
+
+
+SEMVER_TWO = "2.0.0-x.1"  # a SemVer pre-release PEP 440 cannot read
+
+
+def semver_site(root: Path, url: str, version: str) -> Path:
+    """A people site whose product writes SemVer, its second release being ``SEMVER_TWO``."""
+    root.mkdir(parents=True, exist_ok=True)
+    catalog = root / "catalog"
+    shutil.copytree(CATALOG, catalog, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("stairway.toml", "objects.toml", "config.toml"):
+        file = catalog / name
+        file.write_text(file.read_text().replace('"2.0.0"', f'"{SEMVER_TWO}"'))
+    manifest = catalog / "stairway.toml"
+    named = 'name = "people"\n'
+    manifest.write_text(manifest.read_text().replace(named, f'{named}versions = "semver"\n'))
+    path = root / "site.toml"
+    path.write_text(f'[site]\ndatabase = "{url}"\ncatalog = "{catalog}"\n', "utf-8")
+    operations.init(context.open_context(path, None), version)
+    dispose_all()
+    return path
+
+
+def test_an_export_between_two_semver_sites_is_read_in_their_grammar(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    old = semver_site(tmp_path / "old", sqlite_database, "1.0.0")
+    fill(old, 30)
+    out = tmp_path / "old.zst"
+    operations.export(context.open_context(old, None), out, 10)
+    new = semver_site(tmp_path / "new", f"sqlite:///{tmp_path / 'new.db'}", SEMVER_TWO)
+    code, said, err = stairway("import", str(out), "--site", str(new))
+    assert code == 0 and "imported 30 objects" in said, err
+    assert objects(new)["u00007"] == ("User", {"n": 7, "displayName": "User 7"}, SEMVER_TWO)
+    back = tmp_path / "new.zst"
+    operations.export(context.open_context(new, None), back, 10)
+    code, _, err = stairway("import", str(back), "--site", str(old))
+    assert code == 2 and f"made by release {SEMVER_TWO}, newer than this site's 1.0.0" in err
+    assert "Traceback" not in err
+
+
+def test_an_export_naming_a_release_not_of_the_grammar_is_refused_before_any_write(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    source = semver_site(tmp_path / "s", sqlite_database, "1.0.0")
+    fill(source, 3)
+    out = tmp_path / "e.zst"
+    operations.export(context.open_context(source, None), out, 100)
+    lines = [raw for _, raw in records(out)]
+    header = orjson.loads(lines[0])
+    header["version"] = "1.0.0rc1"  # PEP 440's spelling: no SemVer version
+    lines[0] = line(header).rstrip()
+    out.write_bytes(zstandard.ZstdCompressor().compress(b"\n".join(lines) + b"\n"))
+    target = semver_site(tmp_path / "t", f"sqlite:///{tmp_path / 't.db'}", SEMVER_TWO)
+    code, _, err = stairway("import", str(out), "--site", str(target))
+    assert code == 2 and "release '1.0.0rc1', not a version of this catalog's semver" in err
+    assert "hint:" in err and "Traceback" not in err and objects(target) == {}

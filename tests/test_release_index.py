@@ -24,6 +24,7 @@ from stairway import release_feed, release_index, releases
 from stairway.errors import ReleaseError
 from stairway.release_index import INDEX_FILE, SIGNATURE_FILE, ReleaseIndex, Seen, verify_index
 from stairway.site import load_site
+from stairway.version_grammars import GrammarName
 from stairway.versions import Release, Version
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
@@ -172,11 +173,18 @@ def test_the_path_goes_through_the_required_stop_and_the_catalog_s_releases() ->
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """A helpdesk site at 1.0.0 trusting ``keys/release.pub``; the vendor's release.key beside."""
+    return helpdesk_site(tmp_path, "1.0.0")
+
+
+def helpdesk_site(tmp_path: Path, version: str, grammar: str = "pep440") -> Path:
+    """A helpdesk site at ``version``, its product writing ``grammar`` versions."""
     releases.generate_key(tmp_path / "keys")
     catalog = tmp_path / "catalog"
     (catalog / "schema").mkdir(parents=True)
     (catalog / "stairway.toml").write_text(
-        '[product]\nname = "helpdesk"\n\n[[release]]\nversion = "1.0.0"\nschema = 1\n', "utf-8"
+        f'[product]\nname = "helpdesk"\nversions = "{grammar}"\n\n'
+        f'[[release]]\nversion = "{version}"\nschema = 1\n',
+        "utf-8",
     )
     (catalog / "schema" / "0001_tickets.sql").write_text(
         "CREATE TABLE tickets (id INTEGER PRIMARY KEY);\n", "utf-8"
@@ -187,7 +195,7 @@ def site(tmp_path: Path) -> Path:
         'release_key = "keys/release.pub"\nrelease_index = "published"\n',
         "utf-8",
     )
-    code, _, err = stairway("init", "--version", "1.0.0", "--site", str(site))
+    code, _, err = stairway("init", "--version", version, "--site", str(site))
     assert code == 0, err
     return site
 
@@ -414,3 +422,91 @@ def test_a_bad_artifact_or_index_exits_2_and_changes_nothing(site: Path, served:
     assert code == 2 and "lists no release 3.0.0" in err and "1.0.0, 2.0.0" in err
     code, _, err = stairway("upgrade", "--from-index", served, "--site", str(site))
     assert code == 2 and "needs --to" in err and "hint:" in err
+
+
+# --- a product writing CalVer -------------------------------------------------------------------
+
+CALVER = [
+    {"version": "2024.09"},
+    {"version": "2024.09.3", "lts": True},
+    {"version": "2024.10", "requires": "2024.09.3"},
+]
+
+
+def calver_index(releases: list[dict[str, object]] = CALVER, **extra: object) -> bytes:
+    data = {"product": "helpdesk", "index_version": 1, "expires": NOW + timedelta(days=1)}
+    fields = {**data, "releases": releases, **extra}
+    return ReleaseIndex.model_validate(fields, strict=False, context={"grammar": "calver"}).encode()
+
+
+def test_a_calver_index_is_read_in_the_catalogs_grammar_and_orders_as_calver() -> None:
+    body, signature = signed(calver_index())
+    verified = verify_index(body, signature, KEY.public_key(), NOW, None, "helpdesk", "calver")
+    current = Version("2024.09", "calver")
+    found = release_index.availability(verified.index, [Release(current, 1)], current, NOW)
+    assert found.describe() == "2024.10 available, path 2024.09 → 2024.09.3 → 2024.10"
+    assert release_index.Availability.from_json(found.as_json(), "calver") == found
+
+
+@pytest.mark.parametrize(
+    ("declared", "catalog", "said"),
+    [
+        ("semver", "calver", "declares semver versions, but this site's catalog writes calver"),
+        ("pep440", "maven", "declares pep440 versions, but this site's catalog writes maven"),
+    ],
+)
+def test_an_index_declaring_another_grammar_is_refused_naming_both(
+    declared: GrammarName, catalog: GrammarName, said: str
+) -> None:
+    entries = [{"version": "2024.10.1"}]  # a version of every grammar: only the names differ
+    body = ReleaseIndex.model_validate(
+        {"product": "helpdesk", "index_version": 1, "expires": NOW + timedelta(days=1)}
+        | {"releases": entries, "versions": declared},
+        strict=False,
+    ).encode()
+    body, signature = signed(body)
+    with pytest.raises(ReleaseError) as caught:
+        verify_index(body, signature, KEY.public_key(), NOW, None, "helpdesk", catalog)
+    assert said in caught.value.message and caught.value.hint
+    same = verify_index(body, signature, KEY.public_key(), NOW, None, "helpdesk", declared)
+    assert same.index.grammar == declared
+
+
+@given(month=st.integers(1, 30), micro=st.integers(0, 9))
+def test_an_index_version_not_of_the_catalogs_grammar_names_its_field(
+    month: int, micro: int
+) -> None:
+    assume(month > 12)  # no CalVer month: the index is not of a CalVer product
+    entries = [{"version": "2024.09"}, {"version": f"2024.{month}.{micro}"}]
+    body = orjson.dumps(
+        {"product": "helpdesk", "index_version": 1, "expires": (NOW + timedelta(days=1))}
+        | {"releases": entries, "format": 1}
+    )
+    with pytest.raises(ReleaseError) as caught:
+        release_index.parse_index(body, "calver")
+    assert "releases.1.version" in caught.value.message
+    assert release_index.parse_index(body).releases[1].at == Version(f"2024.{month}.{micro}")
+
+
+def test_a_calver_index_is_checked_and_shown_by_status(tmp_path: Path) -> None:
+    site = helpdesk_site(tmp_path, "2024.09", "calver")
+    root = site.parent
+    listing = root / "releases.toml"
+    listed = "".join(
+        f'\n[[release]]\nversion = "{v}"\n' for v in ("2024.09", "2024.09.3", "2024.10")
+    )
+    listing.write_text(f'product = "helpdesk"\nversions = "calver"\n{listed}', "utf-8")
+    key, out = root / "keys" / "release.key", root / "published"
+    code, _, err = stairway(
+        "release", "publish-index", str(listing), "--key", str(key), "--out", str(out)
+    )
+    assert code == 0, err
+    code, said, err = stairway("release", "check", "--site", str(site))
+    assert code == 0, err
+    assert "2024.10 available, path 2024.09 → 2024.09.3 → 2024.10" in said
+    code, said, err = stairway("status", "--site", str(site))
+    assert code == 0, err
+    assert "2024.10 is available" in said and "stairway upgrade --to 2024.10" in said
+    status = orjson.loads(stairway("status", "--json", "--site", str(site))[1])
+    assert status["newer_release"]["version"] == "2024.10"
+    assert status["next"]["commands"][-1] == "stairway upgrade --to 2024.10"

@@ -21,7 +21,7 @@ from stairway import release_feed, releases
 from stairway.errors import ReleaseError
 from stairway.files import write_atomic
 from stairway.release_index import Artifact, IndexedRelease, ReleaseIndex
-from stairway.release_source import catalog_product, copy_artifact
+from stairway.release_source import catalog_grammar, catalog_product, copy_artifact
 from stairway.releases import ReleaseManifest
 from stairway.site import Site
 from stairway.versions import Version
@@ -33,7 +33,9 @@ UNPACK_LIMIT = 1 << 30  # bytes a release tree may hold once unpacked
 def catalog_from_index(site: Site, version: str, source: str) -> Path:
     """The catalog release ``version`` ships, from its artifact the index at ``source`` (a URL
     or directory) lists, verified and unpacked; raises ReleaseError naming what is wrong."""
-    verified = release_feed.fetch_index(site, catalog_product(site.site.catalog), source)
+    catalog = site.site.catalog
+    grammar = catalog_grammar(catalog)
+    verified = release_feed.fetch_index(site, catalog_product(catalog), source, grammar)
     entry = _release(verified.index, version)
     name, signed = _tree_artifact(entry)
     manifest = ReleaseManifest(
@@ -46,7 +48,7 @@ def catalog_from_index(site: Site, version: str, source: str) -> Path:
 
 
 def _release(index: ReleaseIndex, version: str) -> IndexedRelease:
-    wanted = Version.parse(version)
+    wanted = Version.parse(version, index.grammar)
     for entry in index.releases:
         if entry.at == wanted:
             return entry

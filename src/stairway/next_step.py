@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stairway.version_grammars import GrammarName
 from stairway.versions import Version
 
 
@@ -23,6 +24,7 @@ class Site:
     unknown: bool = False  # applied changes this catalog does not ship
     catalog_latest: str | None = None
     index_newest: str | None = None  # the newest release the last release check found
+    versions: GrammarName = "pep440"  # the catalog's grammar, in which the releases are read
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,11 @@ def _in_order(site: Site) -> NextStep | None:
 
 
 def _newer(release: str, site: Site) -> NextStep | None:
-    if site.catalog_latest and Version(site.catalog_latest) > Version(release):
+    running = Version(release, site.versions)
+    if site.catalog_latest and Version(site.catalog_latest, site.versions) > running:
         target = site.catalog_latest
         return NextStep((f"stairway upgrade --to {target}",), f"the catalog has {target}")
-    if site.index_newest and Version(site.index_newest) > Version(release):
+    if site.index_newest and Version(site.index_newest, site.versions) > running:
         target = site.index_newest
         commands = (f"stairway release fetch {target}", f"stairway upgrade --to {target}")
         return NextStep(commands, f"the last release check found {target}")

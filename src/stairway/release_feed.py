@@ -34,6 +34,7 @@ from stairway.release_index import (
 )
 from stairway.release_source import read_capped
 from stairway.site import Site
+from stairway.version_grammars import GrammarName
 from stairway.versions import Release, Version
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     product: str
+    versions: GrammarName | None = None  # declared in the index: how the product writes them
     release: list[_SpecRelease]
 
 
@@ -104,6 +106,7 @@ def _first_field(err: ValidationError) -> str:
 def _index(spec: _Spec, base: Path, number: int, expires: datetime) -> ReleaseIndex:
     entries = [_entry(release, base) for release in spec.release]
     data = {"product": spec.product, "index_version": number, "expires": expires}
+    data |= {"versions": spec.versions} if spec.versions else {}
     try:
         return ReleaseIndex.model_validate({**data, "releases": tuple(entries)}, strict=False)
     except ValidationError as err:
@@ -153,22 +156,24 @@ def check(
     product: str | None,
     source: str | None = None,
 ) -> Availability:
-    """Fetch and verify the index, then remember it and what it offers the site at ``current``.
+    """Fetch and verify the index, its versions read in the grammar of ``current`` (the
+    catalog's), then remember it and what it offers the site at ``current``.
 
     Raises ReleaseError (nothing written) when the index is refused, SiteError when no key or
     source is configured."""
-    verified = fetch_index(site, product, source)
+    verified = fetch_index(site, product, source, current.grammar)
     found = release_index.availability(verified.index, known, current, datetime.now(UTC))
     _remember(state_file(site), verified.seen, found)
     return found
 
 
 def fetch_index(
-    site: Site, product: str | None, source: str | None = None
+    site: Site, product: str | None, source: str | None = None, grammar: GrammarName | None = None
 ) -> release_index.Verified:
     """Read the index and its signature from ``source`` (else ``[site] release_index``) and
-    verify them as ``check`` does, against the index version this site accepted last; nothing
-    is written. Raises ReleaseError when the index is refused."""
+    verify them as ``check`` does, against the index version this site accepted last, its
+    versions in the catalog's ``grammar`` (None: no catalog yet); nothing is written. Raises
+    ReleaseError when the index is refused."""
     where, key = _source(site, source), _key(site)
     body = read_capped(where, INDEX_FILE, release_index.SIZE_LIMIT)
     signature = read_capped(where, SIGNATURE_FILE, release_index.SIGNATURE_LIMIT)
@@ -179,15 +184,16 @@ def fetch_index(
         datetime.now(UTC),
         _seen(state_file(site)),
         product,
+        grammar,
     )
 
 
-def last_check(site: Site) -> Availability | None:
-    """What the last accepted check found; None when there was none or it cannot be read (the
-    next ``release check`` says why)."""
+def last_check(site: Site, grammar: GrammarName = "pep440") -> Availability | None:
+    """What the last accepted check found, read in the catalog's ``grammar``; None when there
+    was none or it cannot be read (the next ``release check`` says why)."""
     try:
         data = orjson.loads(state_file(site).read_bytes())
-        return Availability.from_json(data["last_check"])
+        return Availability.from_json(data["last_check"], grammar)
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -200,7 +206,7 @@ def newer_than_site(found: Availability | None, release: str | None) -> IndexedR
     have been upgraded since the check)."""
     if found is None or found.newest is None or release is None:
         return None
-    return found.newest if found.newest.at > Version(release) else None
+    return found.newest if found.newest.at > Version(release, found.current.grammar) else None
 
 
 def next_steps(version: str) -> str:

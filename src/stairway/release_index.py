@@ -8,6 +8,10 @@ an index only when the signature holds, the index has not expired (so a site can
 an old one), and its ``index_version`` is not below the one it accepted last, nor equal to it
 with other content (so an older one cannot be replayed). What the site remembers is a
 :class:`Seen`; reading and writing it is the adapter's part (``stairway.release_feed``).
+
+The versions are the product's, read in the grammar of the catalog the site uses (``[product]
+versions``). An index may declare its grammar (``versions``); one that declares another grammar
+than the catalog's is refused, naming both.
 """
 
 from __future__ import annotations
@@ -25,14 +29,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
-    field_validator,
+    ValidationInfo,
     model_validator,
 )
 
 from stairway.errors import PlanError, ReleaseError
 from stairway.releases import sign_bytes, signature_holds
+from stairway.version_grammars import GrammarName
 from stairway.versions import Release, Version, upgrade_path
 
 INDEX_FILE = "release-index.json"
@@ -65,22 +71,28 @@ class IndexedRelease(_Strict):
     requires: str | None = None  # a required stop, as the catalog's ``requires``
     notes: NotesUrl | None = None
     artifacts: dict[FileName, Artifact] = {}
+    _grammar: GrammarName = PrivateAttr(default="pep440")
 
-    @field_validator("version", "requires")
-    @classmethod
-    def _a_version(cls, text: str | None) -> str | None:
-        if text is not None:
-            Version(text)  # InvalidVersion is a ValueError: pydantic names the field
-        return text
+    def read_in(self, grammar: GrammarName) -> Self:
+        """The release with its versions read in ``grammar``; a ValueError naming the field
+        when one is not a version of it."""
+        stop = [("requires", self.requires)] if self.requires else []
+        for name, text in [("version", self.version), *stop]:
+            try:
+                Version(text, grammar)
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from None
+        self._grammar = grammar
+        return self
 
     @property
     def at(self) -> Version:
         """The release's version, ordered."""
-        return Version(self.version)
+        return Version(self.version, self._grammar)
 
     def as_release(self) -> Release:
         """The release for path planning (the index knows no schema levels)."""
-        requires = Version(self.requires) if self.requires else None
+        requires = Version(self.requires, self._grammar) if self.requires else None
         return Release(self.at, schema=0, lts=self.lts, requires=requires)
 
     def describe(self) -> str:
@@ -96,9 +108,22 @@ class ReleaseIndex(_Strict):
     index_version: Annotated[int, Field(ge=1, lt=1 << 63)]
     expires: AwareDatetime
     releases: tuple[IndexedRelease, ...]
+    versions: GrammarName | None = None  # the grammar the publisher declares, if it does
+    _grammar: GrammarName = PrivateAttr(default="pep440")
+
+    @property
+    def grammar(self) -> GrammarName:
+        """The grammar its versions were read in: the catalog's."""
+        return self._grammar
 
     @model_validator(mode="after")
-    def _one_entry_per_version(self) -> Self:
+    def _versions_of_one_grammar_listed_once(self, info: ValidationInfo) -> Self:
+        grammar = self._grammar = _grammar_for(self.versions, (info.context or {}).get("grammar"))
+        for number, release in enumerate(self.releases):
+            try:
+                release.read_in(grammar)
+            except ValueError as err:
+                raise ValueError(f"releases.{number}.{err}") from None
         versions = [r.at for r in self.releases]
         if len(set(versions)) != len(versions):
             raise ValueError("a version is listed twice")
@@ -106,7 +131,10 @@ class ReleaseIndex(_Strict):
 
     def encode(self) -> bytes:
         """Compact JSON with sorted keys: the bytes the signature covers."""
-        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        # an index that declares no grammar keeps the bytes it had before there was one
+        undeclared = {"versions"} if self.versions is None else None
+        data = self.model_dump(mode="json", exclude=undeclared)
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
     def newer_than(self, current: Version) -> tuple[IndexedRelease, ...]:
         """The releases above ``current``, oldest first."""
@@ -142,10 +170,11 @@ def verify_index(
     now: datetime,
     seen: Seen | None,
     product: str | None = None,
+    grammar: GrammarName | None = None,
 ) -> Verified:
     """The index ``body`` once every check passed; raises ReleaseError naming the first that
-    failed: size, signature, fields, product, expiry, replay (in that order, so nothing is
-    parsed before it is known to be signed)."""
+    failed: size, signature, fields (versions in the catalog's ``grammar``), product, expiry,
+    replay (in that order, so nothing is parsed before it is known to be signed)."""
     _refuse_oversized(body, signature)
     if not signature_holds(key, body, signature):
         raise ReleaseError(
@@ -153,7 +182,7 @@ def verify_index(
             hint="it was not signed by the key this site trusts (or was changed since): "
             "ignore it and check the source",
         )
-    index = parse_index(body)
+    index = parse_index(body, grammar)
     _refuse_other_product(index, product)
     _refuse_expired(index, now)
     accepted = Seen(index.index_version, hashlib.sha256(body).hexdigest())
@@ -161,10 +190,12 @@ def verify_index(
     return Verified(index, accepted)
 
 
-def parse_index(body: bytes) -> ReleaseIndex:
-    """The index's fields; raises ReleaseError naming the first field that is wrong."""
+def parse_index(body: bytes, grammar: GrammarName | None = None) -> ReleaseIndex:
+    """The index's fields, its versions read in the catalog's ``grammar`` (None: the one the
+    index declares, else PEP 440); raises ReleaseError naming the first field that is wrong,
+    or both grammars when the index declares another."""
     try:
-        return ReleaseIndex.model_validate_json(body)
+        return ReleaseIndex.model_validate_json(body, context={"grammar": grammar})
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "the document"
@@ -219,14 +250,15 @@ class Availability:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Availability:
-        """The value ``as_json`` wrote; raises ValueError (or KeyError, TypeError) otherwise."""
+    def from_json(cls, data: dict[str, Any], grammar: GrammarName = "pep440") -> Availability:
+        """The value ``as_json`` wrote, its versions read in ``grammar``; raises ValueError
+        (or KeyError, TypeError) otherwise."""
         newest = data["newest"]
         path = data["path"]
         return cls(
-            Version(data["current"]),
-            IndexedRelease.model_validate(newest) if newest is not None else None,
-            tuple(Version(v) for v in path) if path is not None else None,
+            Version(data["current"], grammar),
+            IndexedRelease.model_validate(newest).read_in(grammar) if newest else None,
+            tuple(Version(v, grammar) for v in path) if path is not None else None,
             int(data["index_version"]),
             datetime.fromisoformat(data["checked_at"]),
         )
@@ -240,6 +272,19 @@ def availability(
     newest = newer[-1] if newer else None
     path = path_to(index, known, current, newest.at) if newest else ()
     return Availability(current, newest, path, index.index_version, now)
+
+
+def _grammar_for(declared: GrammarName | None, catalog: GrammarName | None) -> GrammarName:
+    """The grammar the index's versions are read in: the catalog's. An index declaring
+    another is refused here, past pydantic (a ReleaseError is no ValueError), naming both."""
+    if declared is not None and catalog is not None and declared != catalog:
+        raise ReleaseError(
+            f"{INDEX_FILE} declares {declared} versions, but this site's catalog writes "
+            f"{catalog} versions: they do not compare",
+            hint="point the site at its own product's release index, or ask the publisher to "
+            f"publish the index with versions = {catalog!r}",
+        )
+    return catalog or declared or "pep440"
 
 
 def _refuse_oversized(body: bytes, signature: bytes) -> None:

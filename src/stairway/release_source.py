@@ -25,6 +25,7 @@ from stairway.errors import ReleaseError, SiteError, UpgradeError
 from stairway.files import write_atomic
 from stairway.releases import ReleaseManifest
 from stairway.site import SiteSection
+from stairway.version_grammars import GrammarName
 
 MANIFEST_LIMIT = 64 << 10  # a release manifest or signature larger than this is not one
 TIMEOUT = 60.0
@@ -49,6 +50,14 @@ def catalog_product(root: Path | None) -> str | None:
     if root is None or not (root / "stairway.toml").is_file():
         return None
     return load_catalog(root).product
+
+
+def catalog_grammar(root: Path | None) -> GrammarName | None:
+    """How the product of a catalog writes its versions; None when there is no catalog to read
+    yet (the index's own grammar is taken then)."""
+    if root is None or not (root / "stairway.toml").is_file():
+        return None
+    return load_catalog(root).versions
 
 
 def install_first(site: SiteSection, version: str) -> Path | None:

@@ -35,7 +35,7 @@ def agents_by_version(ctx: Context) -> list[tuple[str, int, int]] | None:
     connected), oldest first ("" for an agent not heard from yet); None when the site has no
     control plane's tables."""
     with ctx.engine.connect() as conn:
-        return fleet_store.by_version(conn)
+        return fleet_store.by_version(conn, ctx.catalog.versions)
 
 
 def held_agents(ctx: Context) -> list[tuple[str, str, str]]:

@@ -26,6 +26,7 @@ from stairway.schema.change import Phase
 from stairway.serving import agents_by_version, held_agents
 from stairway.site import load_site
 from stairway.upgrade import Interrupted, interrupted
+from stairway.version_grammars import GrammarName
 
 app = typer.Typer()
 
@@ -98,7 +99,10 @@ def status(
     stopped = interrupted(ctx)
     agents = agents_by_version(ctx)
     held = held_agents(ctx) if agents is not None else []
-    newer = release_feed.newer_than_site(release_feed.last_check(ctx.site), report.release)
+    newer = release_feed.newer_than_site(
+        release_feed.last_check(ctx.site, ctx.catalog.versions), report.release
+    )
+    following = _next(report, stopped, newer, ctx.catalog.versions)
     if json:
         jobs = [
             {"change": j.label, "state": j.state, "fraction": j.fraction, "eta_s": j.eta()}
@@ -112,7 +116,7 @@ def status(
                 "agents": _agents_json(agents),
                 "held_agents": [{"agent": a, "version": v, "reason": r} for a, v, r in held],
                 "newer_release": newer.model_dump(mode="json") if newer else None,
-                "next": _next(report, stopped, newer).as_json(),
+                "next": following.as_json(),
             }
         )
     else:
@@ -126,7 +130,7 @@ def status(
         if agents is not None:
             out.print(plain(_agents_line(agents, held)), highlight=False)
         _say_newer(newer)
-        out.print(plain(_next(report, stopped, newer).describe()), highlight=False)
+        out.print(plain(following.describe()), highlight=False)
     if strict and report.troubles:
         raise ManualStepNeeded(
             "the site is not in order: " + "; ".join(report.troubles),
@@ -166,9 +170,13 @@ def _held(version: str, held: list[tuple[str, str, str]]) -> str:
 
 
 def _next(
-    report: operations.Status, stopped: Interrupted | None, newer: IndexedRelease | None
+    report: operations.Status,
+    stopped: Interrupted | None,
+    newer: IndexedRelease | None,
+    versions: GrammarName,
 ) -> NextStep:
-    """What to run next, from what the status found."""
+    """What to run next, from what the status found; releases read in the catalog's
+    ``versions`` grammar."""
     state = report.state
     site = next_step.Site(
         report.release,
@@ -179,6 +187,7 @@ def _next(
         unknown=bool(state.unknown),
         catalog_latest=report.latest,
         index_newest=str(newer.version) if newer else None,
+        versions=versions,
     )
     return next_step.next_step(site)
 

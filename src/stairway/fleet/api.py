@@ -42,8 +42,11 @@ async def agents(fleet: FleetDep, _token: Admin) -> list[dict[str, Any]]:
     release stands against the server's (``skew``: same, behind, ahead); admin token."""
     rows = await fleet.db(store.all_agents)
     for row, evaluable in zip(rows, store.rows_from(rows), strict=True):
-        row["drifted"] = drifted(evaluable, fleet.config.version)
-        row["skew"] = skew(row["version"], fleet.config.version) if row["version"] else None
+        config = fleet.config
+        row["drifted"] = drifted(evaluable, config.version, config.grammar)
+        row["skew"] = (
+            skew(row["version"], config.version, config.grammar) if row["version"] else None
+        )
     return rows
 
 

@@ -34,6 +34,7 @@ from stairway.fleet.revocations import Revocation
 from stairway.fleet.signin import Limits
 from stairway.fleet.skew import Verdict
 from stairway.fleet.states import Event, State
+from stairway.version_grammars import GrammarName
 from stairway.versions import AgentWindow
 
 T = TypeVar("T")
@@ -65,6 +66,7 @@ class FleetConfig:
             while it runs; None signs none.
         agents: The agent releases this release accepts; None accepts every one.
         series: The catalog's minor series, by which an agent's lag is counted.
+        grammar: The catalog's version grammar, in which agents' releases are read.
     """
 
     product: str
@@ -80,10 +82,11 @@ class FleetConfig:
     anchor: Anchor | None = None
     agents: AgentWindow | None = None
     series: tuple[tuple[int, int], ...] = ()
+    grammar: GrammarName = "pep440"
 
     def judge(self, agent_version: str) -> Verdict:
         """Whether this release accepts an agent on ``agent_version``, and its skew."""
-        return skew.judge(agent_version, self.version, self.agents, self.series)
+        return skew.judge(agent_version, self.version, self.agents, self.series, self.grammar)
 
 
 class Hub:
@@ -168,7 +171,7 @@ class Fleet:
         nothing was sent."""
         target = self.config.version
         row = await self.db(lambda c: store.agent(c, agent_id)) or {}
-        if row and not drifted(store.rows_from([row])[0], target):
+        if row and not drifted(store.rows_from([row])[0], target, self.config.grammar):
             return notices.error(f"{agent_id} runs {row['version']}: nothing to upgrade")
         build = builds.find(self.config.builds, target)
         if build is None:

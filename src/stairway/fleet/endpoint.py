@@ -111,8 +111,9 @@ async def _session(session: Session) -> None:
     said = await _hello(socket, session.token)
     held = await _admitted(fleet, said)
     token, replica, server = session.token, fleet.config.replica, fleet.config.version
+    grammar = fleet.config.grammar
     moved = await fleet.db(
-        lambda c: _recorded(c, token, lambda: events.hello(c, said, replica, server, held))
+        lambda c: _recorded(c, token, lambda: events.hello(c, said, replica, server, held, grammar))
     )
     if moved.upgraded:
         fleet.metrics.succeeded.inc()

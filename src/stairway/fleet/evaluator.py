@@ -46,7 +46,7 @@ def _decide(fleet: Fleet, conn: Connection, published: bool) -> tuple[Chosen, st
     policy = store.read_policy(conn)
     rows = store.rows_for_evaluator(conn)
     deadline = timedelta(seconds=fleet.config.deadline)
-    decision = evaluate(policy, rows, target, tokens.now(), deadline)
+    decision = evaluate(policy, rows, target, tokens.now(), deadline, fleet.config.grammar)
     events.silent(conn, decision.silent, target)
     if decision.policy.halted and not policy.halted:
         audit.append(conn, "agent.upgrade_halted", {"reason": decision.policy.halted})

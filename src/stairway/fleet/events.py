@@ -22,6 +22,7 @@ from stairway.fleet.skew import Skew, skew
 from stairway.fleet.states import Event, State
 from stairway.fleet.tables import agents_table
 from stairway.fleet.tokens import now
+from stairway.version_grammars import GrammarName
 
 log = logging.getLogger(__name__)
 TRYING = (State.UPGRADING, State.NO_SIGNAL)  # states whose hello on the target ends an upgrade
@@ -52,10 +53,11 @@ def hello(
     replica: str,
     server: str | None = None,
     held: str | None = None,
+    grammar: GrammarName = "pep440",
 ) -> Moved:
     """Record a hello: online, back from an upgrade, back on the previous build, held outside
     the window (``held``: why), or ahead of the server's release ``server`` (flagged, with a
-    message saying so)."""
+    message saying so), releases read in the catalog's ``grammar``."""
     row = _locked(conn, said.agent_id, Event.HELLO)
     values: dict[str, Any] = {
         "version": said.version,
@@ -72,7 +74,7 @@ def hello(
     elif held is not None:
         event = Event.HELD
         values["message"] = f"held: {held}"
-    elif server is not None and skew(said.version, server) == Skew.AHEAD:
+    elif server is not None and skew(said.version, server, grammar) == Skew.AHEAD:
         event = Event.AHEAD
         values["message"] = f"runs {said.version}, newer than the server's {server}"
     else:

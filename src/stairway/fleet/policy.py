@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from stairway.fleet.states import State
+from stairway.version_grammars import GrammarName
 from stairway.versions import Version
 
 
@@ -70,15 +71,22 @@ class Decision:
     note: str = ""  # what the tick did, for the UI
 
 
-def drifted(agent: AgentRow, target: str) -> bool:
-    """Older than the server's release; an agent ahead of it is never upgraded down."""
-    return agent.version is not None and _older(agent.version, target)
+def drifted(agent: AgentRow, target: str, grammar: GrammarName = "pep440") -> bool:
+    """Older than the server's release, read in the catalog's ``grammar``; an agent ahead of
+    it is never upgraded down."""
+    return agent.version is not None and _older(agent.version, target, grammar)
 
 
 def evaluate(
-    policy: Policy, agents: list[AgentRow], target: str, now: datetime, deadline: timedelta
+    policy: Policy,
+    agents: list[AgentRow],
+    target: str,
+    now: datetime,
+    deadline: timedelta,
+    grammar: GrammarName = "pep440",
 ) -> Decision:
-    """What the tick at ``now`` does for ``agents`` on their way to ``target``.
+    """What the tick at ``now`` does for ``agents`` on their way to ``target``, their versions
+    read in the catalog's ``grammar``.
 
     An agent upgrading for longer than ``deadline`` has gone silent. A manual or halted policy
     upgrades nobody; a staged one waits for its wave to settle; a canary group goes first.
@@ -89,7 +97,7 @@ def evaluate(
         if a.state == State.UPGRADING and a.attempt_started and now - a.attempt_started > deadline
     ]
     agents = [replace(a, state=State.NO_SIGNAL) if a.agent_id in silent else a for a in agents]
-    policy = rollout(policy, agents, target)
+    policy = rollout(policy, agents, target, grammar)
     decision = Decision(policy, silent=silent)
     if policy.mode == Mode.MANUAL:
         decision.note = "manual: agents are upgraded one by one from the Agents page"
@@ -102,10 +110,10 @@ def evaluate(
     if policy.mode == Mode.STAGED and any(a.state == State.UPGRADING for a in agents):
         decision.note = "waiting for the current wave to settle"
         return decision
-    ready = [a for a in agents if _candidate(a, target)]
+    ready = [a for a in agents if _candidate(a, target, grammar)]
     waiting = False
     if policy.canary:
-        ready, waiting = _canary_first(agents, ready, target)
+        ready, waiting = _canary_first(agents, ready, target, grammar)
     size = wave(policy) if policy.mode == Mode.STAGED else len(ready)
     decision.upgrade = [a.agent_id for a in sorted(ready, key=lambda a: a.agent_id)[:size]]
     sent = f"{len(decision.upgrade)} agent(s) sent the upgrade"
@@ -113,11 +121,13 @@ def evaluate(
     return decision
 
 
-def rollout(policy: Policy, agents: list[AgentRow], target: str) -> Policy:
+def rollout(
+    policy: Policy, agents: list[AgentRow], target: str, grammar: GrammarName = "pep440"
+) -> Policy:
     """The rollout to ``target`` as ``agents`` stand: a new target starts a new one. Its size
     is the agents it holds, drifted or tried on the target; it grows as drifted agents enroll
     and never shrinks as they upgrade, so that the waves keep their size."""
-    held = sum(1 for a in agents if drifted(a, target) or a.target == target)
+    held = sum(1 for a in agents if drifted(a, target, grammar) or a.target == target)
     if policy.rollout_target != target:
         return replace(policy, rollout_target=target, rollout_size=held, halted=None)
     return replace(policy, rollout_size=max(policy.rollout_size or 0, held))
@@ -129,10 +139,10 @@ def wave(policy: Policy) -> int:
     return math.ceil((policy.rollout_size or 0) * policy.percent / 100)
 
 
-def _candidate(agent: AgentRow, target: str) -> bool:
+def _candidate(agent: AgentRow, target: str, grammar: GrammarName) -> bool:
     return (
         agent.connected
-        and drifted(agent, target)
+        and drifted(agent, target, grammar)
         and agent.state in (State.ONLINE, State.HELD)  # a held one only into the window
         and agent.failed_version != target
     )
@@ -155,18 +165,18 @@ def _failures(policy: Policy, agents: list[AgentRow], target: str) -> str | None
 
 
 def _canary_first(
-    agents: list[AgentRow], ready: list[AgentRow], target: str
+    agents: list[AgentRow], ready: list[AgentRow], target: str, grammar: GrammarName
 ) -> tuple[list[AgentRow], bool]:
     canaries = [a for a in agents if a.group == "canary"]
-    unfinished = [a for a in canaries if a.version is None or _older(a.version, target)]
+    unfinished = [a for a in canaries if a.version is None or _older(a.version, target, grammar)]
     if not unfinished:
         return ready, False
     return [a for a in ready if a.group == "canary"], True
 
 
 @functools.lru_cache(maxsize=4096)  # a fleet holds few versions and thousands of agents
-def _older(version: str, target: str) -> bool:
+def _older(version: str, target: str, grammar: GrammarName) -> bool:
     try:
-        return Version(version) < Version(target)
+        return Version(version, grammar) < Version(target, grammar)
     except ValueError:
         return False  # an unreadable version is shown, never acted on

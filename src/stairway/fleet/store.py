@@ -13,6 +13,7 @@ from stairway.fleet.policy import AgentRow, Mode, Policy
 from stairway.fleet.states import State
 from stairway.fleet.tables import agents_table, policy_table
 from stairway.fleet.tokens import now
+from stairway.version_grammars import GrammarName
 from stairway.versions import Version
 
 POLICY_ID = 1
@@ -190,20 +191,23 @@ def census(conn: Connection) -> list[tuple[str, str, int]]:
     return sorted((str(state), version or "", int(n)) for state, version, n in conn.execute(query))
 
 
-def by_version(conn: Connection) -> list[tuple[str, int, int]] | None:
+def by_version(
+    conn: Connection, grammar: GrammarName = "pep440"
+) -> list[tuple[str, int, int]] | None:
     """How many agents run each release, and how many of them are connected, oldest release
-    first (none heard from yet: ""); None before the fleet's tables exist."""
+    first in the catalog's ``grammar`` (none heard from yet, or not a version of it: ""
+    first); None before the fleet's tables exist."""
     if not conn.dialect.has_table(conn, agents_table.name):
         return None
     c = agents_table.c
     connected = func.sum(case((c.connected.is_(True), 1), else_=0))
     query = select(c.version, func.count(), connected).group_by(c.version)
     found = [(version or "", int(n), int(on or 0)) for version, n, on in conn.execute(query)]
-    return sorted(found, key=lambda row: _order(row[0]))
+    return sorted(found, key=lambda row: _order(row[0], grammar))
 
 
-def _order(version: str) -> tuple[int, Version | str]:
+def _order(version: str, grammar: GrammarName) -> tuple[int, Version | str]:
     try:
-        return (1, Version(version))
+        return (1, Version(version, grammar))
     except InvalidVersion:
         return (0, version)  # no version, or one that is not a version: first

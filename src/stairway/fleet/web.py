@@ -236,7 +236,10 @@ async def agents(
     notice = _unsealed(session, said, kind, then, seal)
     halt = notices.halted(policy.halted) if policy.halted else None
     flag = await fleet.db(maintenance.read)
-    current = rollout(policy, store.rows_from(rows), fleet.config.version)  # as agents stand now
+    config = fleet.config
+    current = rollout(
+        policy, store.rows_from(rows), config.version, config.grammar
+    )  # as they stand
     values: dict[str, Any] = {"policy": policy, "agents": rows, "notice": notice, "halt": halt}
     values |= {"held": current.rollout_size or 0, "wave": wave(current)}
     return page(request, "agents.html", session, maintenance=flag, **values)
@@ -398,5 +401,5 @@ def _root(request: Request) -> str:
 
 def _with_drift(fleet: Fleet, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row, evaluable in zip(rows, store.rows_from(rows), strict=True):
-        row["drifted"] = drifted(evaluable, fleet.config.version)
+        row["drifted"] = drifted(evaluable, fleet.config.version, fleet.config.grammar)
     return rows

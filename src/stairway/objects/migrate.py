@@ -19,6 +19,7 @@ from stairway.objects import fastpath, paths
 from stairway.objects.fastpath import Parser
 from stairway.objects.migration import Document, ObjectMigration, Op, Transition
 from stairway.objects.steps import Result, Step, compile_step
+from stairway.version_grammars import GrammarName
 from stairway.versions import Version
 
 REVIEW = "applied; an administrator should review it"
@@ -78,6 +79,8 @@ class Migrator:
             compared with; None when the catalog declares none.
         generate: Compile a specialised parser per type and writer where the migrations
             allow it; False always takes the general path.
+        grammar: The catalog's version grammar, in which stamps given as text are read; by
+            default that of the migrations' ``since`` (PEP 440 when there are none).
     """
 
     def __init__(
@@ -85,9 +88,12 @@ class Migrator:
         migrations: Iterable[ObjectMigration],
         subtype_path: tuple[str, ...] | None = None,
         generate: bool = True,
+        grammar: GrammarName | None = None,
     ) -> None:
+        ordered = sorted(migrations, key=lambda m: (m.since, m.number))
+        self.grammar: GrammarName = grammar or (ordered[0].since.grammar if ordered else "pep440")
         self._by_type: dict[str, list[tuple[ObjectMigration, Step]]] = {}
-        for migration in sorted(migrations, key=lambda m: (m.since, m.number)):
+        for migration in ordered:
             compiled = (migration, compile_step(migration))
             self._by_type.setdefault(migration.type, []).append(compiled)
         self._subtype_path = subtype_path
@@ -204,8 +210,8 @@ class Migrator:
     def _find_due(self, type_: str, subtype: object, written_by: Version | str | None) -> Due:
         key = (type_, subtype if isinstance(subtype, str) else None, written_by)
         found = self._due.get(key)
-        if found is None:
-            version = _version(written_by)
+        if found is None:  # once per distinct stamp: the stamp is parsed here only
+            version = stamp_version(written_by, self.grammar)
             candidates = self._by_type.get(type_, ())
             found = tuple(c for c in candidates if c[0].concerns(type_, key[1], version))
             self._due[key] = found
@@ -240,17 +246,21 @@ def migrate_document(
     Raises:
         ObjectMigrationError: A transform handler raised.
     """
-    version = Version(written_by) if isinstance(written_by, str) else written_by
-    return Migrator(migrations, subtype_path).migrate(type_, copy.deepcopy(document), version)
+    return Migrator(migrations, subtype_path).migrate(type_, copy.deepcopy(document), written_by)
 
 
-def _version(written_by: Version | str | None) -> Version | None:
-    if written_by is None or isinstance(written_by, Version):
+def stamp_version(written_by: object, grammar: GrammarName) -> Version | None:
+    """The release a stored object's stamp names, read in the catalog's ``grammar``; None when
+    there is no stamp or it is not a version of the grammar (unknown: every migration of the
+    object's type is considered, as for an object written before stamps)."""
+    if isinstance(written_by, Version):
         return written_by
+    if written_by is None or written_by == "":
+        return None
     try:
-        return Version(written_by)
+        return Version(str(written_by), grammar)
     except ValueError:
-        return None  # an unreadable stamp counts as unknown: every migration is considered
+        return None
 
 
 def _settle(

@@ -7,7 +7,6 @@ JSON or JSONB), so reading is the same on SQLite and PostgreSQL and costs one or
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import NoSuchTableError
 
 from stairway.errors import ObjectMigrationError
-from stairway.objects.migrate import Migrator, Outcome
+from stairway.objects.migrate import Migrator, Outcome, stamp_version
 from stairway.objects.migration import Document
 from stairway.objects.spec import ObjectsModel
 from stairway.versions import Version
@@ -69,6 +68,8 @@ class ObjectStore:
         self.migrator = migrator
         self.current = current
         self.table = _reflect(engine, spec)
+        # A table holds a few distinct stamps and millions of objects: each stamp is read once.
+        self._stamps: dict[object, Version | None] = {}
 
     @property
     def id_column(self) -> ColumnElement[Any]:
@@ -84,7 +85,10 @@ class ObjectStore:
     def materialise(self, row: Sequence[object]) -> StoredObject:
         """A row of ``selection()`` parsed and migrated."""
         oid, type_, body, written = row
-        written_by = _version(written)
+        try:
+            written_by = self._stamps[written]
+        except KeyError:
+            written_by = self._stamps[written] = stamp_version(written, self.migrator.grammar)
         stamp = written if isinstance(written, str) else None  # the migrator caches per stamp
         try:
             outcome = self.migrator.parse(str(type_), _text(body), stamp)
@@ -220,16 +224,6 @@ def _reflect(engine: Engine, spec: ObjectsModel) -> Table:
             hint="fix the column names in [objects] in stairway.toml",
         )
     return table
-
-
-@functools.lru_cache(maxsize=256)
-def _version(value: object) -> Version | None:
-    if value is None or value == "":
-        return None
-    try:
-        return Version(str(value))
-    except ValueError:
-        return None  # an unreadable stamp: treat as unknown, so every migration is considered
 
 
 def _text(body: object) -> bytes | str:

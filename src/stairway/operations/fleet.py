@@ -43,6 +43,7 @@ def fleet_config(ctx: Context, public_url: str, given: str | None = None) -> Fle
         protocol=release.agent_protocol,
         agents=release.agents,
         series=tuple(sorted({r.version.series for r in ctx.catalog.releases})),
+        grammar=ctx.catalog.versions,
         builds=section.builds,
         public_url=given or section.public_url or public_url,
         schema_level=migrator.read_state(ctx.engine, ctx.catalog).level,

@@ -41,7 +41,8 @@ def object_store(ctx: Context, version: str | None = None) -> ObjectStore:
     running = ctx.catalog.version(version) if version else current_version(ctx)
     due = [m for m in ctx.catalog.object_migrations if m.since <= running]
     subtype = parse_path(spec.subtype) if spec.subtype else None
-    return ObjectStore(ctx.engine, spec, Migrator(due, subtype), str(running))
+    migrator = Migrator(due, subtype, grammar=ctx.catalog.versions)
+    return ObjectStore(ctx.engine, spec, migrator, str(running))
 
 
 @changes_site

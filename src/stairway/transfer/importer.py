@@ -34,6 +34,7 @@ from stairway.transfer.scan import Part, Scan, ScanReport
 from stairway.transfer.shards import WHOLE, Shard
 from stairway.transfer.trust import NO_TRUST, AuditTrust, judge
 from stairway.transfer.workers import Alive, Task, Tick, run_all
+from stairway.version_grammars import GrammarName, describe
 from stairway.versions import Version
 
 
@@ -258,8 +259,20 @@ def _check_header(store: ObjectStore, header: dict[str, Any], path: Path, produc
             f"the export is of {header.get('product')!r}, this site runs {product!r}",
             hint="import it into a site of the same product",
         )
-    exported, running = header.get("version"), Version.parse(store.current)
-    if not isinstance(exported, str) or _newer(exported, running):
+    _check_release(store, header.get("version"))
+
+
+def _check_release(store: ObjectStore, exported: object) -> None:
+    """The export's release, read in the catalog's grammar, is no newer than the site's."""
+    grammar = store.migrator.grammar
+    running = Version.parse(store.current, grammar)
+    if not isinstance(exported, str) or _unreadable(exported, grammar):
+        raise TransferError(
+            f"the export names release {exported!r}, not a version of this catalog's "
+            f"{grammar} grammar",
+            hint=f"import it into a site of the product that made it ({describe(grammar)})",
+        )
+    if Version(exported, grammar) > running:
         raise TransferError(
             f"the export was made by release {exported}, newer than this site's {running}",
             hint="upgrade this site first: objects are never migrated backwards",
@@ -282,11 +295,12 @@ def _check_whole(path: Path) -> ExportSummary:
     )
 
 
-def _newer(exported: str, running: Version) -> bool:
+def _unreadable(exported: str, grammar: GrammarName) -> bool:
     try:
-        return Version(exported) > running
+        Version(exported, grammar)
     except ValueError:
-        return True  # an unreadable version cannot be trusted to be older
+        return True
+    return False
 
 
 def _rejects_path(path: Path) -> Path:
