@@ -496,3 +496,45 @@ def test_stairway_upgrade_adopts_a_database_golang_migrate_migrated(
     assert "upgraded 1.0.0 -> 2.0.0" in said
     assert ledger_rows(engine, HistoryTool.GOLANG_MIGRATE) == [(last, False)]
     assert migrator.read_state(engine, load_catalog(root)).level == N
+
+
+def bad_site(root: Path, case: str, database: str) -> Path:
+    """A site whose catalog ships the bad history of ``case``."""
+    tool, files, _ = BAD[case]
+    write(root / "catalog" / "stairway.toml", manifest(tool, schema=1))
+    for name, body in files.items():
+        write(root / "catalog" / "migrations" / name, body)
+    return write(
+        root / "site.toml",
+        f'[site]\ndatabase = "{database}"\ncatalog = "{root / "catalog"}"\n'
+        f'backup_dir = "{root / "backups"}"\n',
+    )
+
+
+def refused_by_the_cli(site: Path, case: str, command: list[str], database: str) -> None:
+    code, out, err = stairway(*command, "--site", str(site))
+    said = out + err
+    bad_file = re.split(r"[:\s]", BAD[case][2])[0]
+    assert code == 2, said
+    assert "Traceback" not in said
+    assert re.search(rf"^error: .*{re.escape(bad_file)}", said, re.MULTILINE), said
+    assert re.search(r"^hint: ", said, re.MULTILINE), said
+    engine = engine_for(database)
+    assert inspect(engine).get_table_names() == []
+
+
+@pytest.mark.parametrize("command", [["init", "--version", "1.0.0"], ["migrate"]], ids=str)
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_histories_are_refused_by_the_cli_before_anything_is_written(
+    tmp_path: Path, sqlite_database: str, case: str, command: list[str]
+) -> None:
+    site = bad_site(tmp_path, case, sqlite_database)
+    refused_by_the_cli(site, case, command, sqlite_database)
+
+
+def test_a_bad_history_leaves_a_postgresql_database_untouched(
+    tmp_path: Path, pg_database: str
+) -> None:
+    case = "golang commit inside"
+    site = bad_site(tmp_path, case, pg_database)
+    refused_by_the_cli(site, case, ["migrate"], pg_database)
