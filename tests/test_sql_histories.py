@@ -16,7 +16,7 @@ from cli_runner import stairway
 from stairway.catalog import load_catalog
 from stairway.database import engine_for
 from stairway.errors import CatalogError, DriftError, SchemaError
-from stairway.schema import migrator
+from stairway.schema import migrator, recorder
 from stairway.schema.change import HistoryTool, Phase
 from stairway.schema.histories.recognition import recognise
 from stairway.schema.histories.sql_layouts import flyway_checksum
@@ -298,10 +298,15 @@ BAD = {
         {"V1__a.sql": "SELECT 1;", "v2__b.sql": "SELECT 2;"},
         r"v2__b.sql is not named as a migration",
     ),
-    "flyway repeatable": (
+    "flyway repeatable with a version": (
         "flyway",
-        {"V1__a.sql": "SELECT 1;", "R__views.sql": "SELECT 2;"},
-        r"R__views.sql is a repeatable migration",
+        {"V1__a.sql": "SELECT 1;", "R1__views.sql": "SELECT 2;"},
+        r"R1__views.sql is not named as a migration",
+    ),
+    "flyway repeatable twice": (
+        "flyway",
+        {"V1__a.sql": "SELECT 1;", "R__views.sql": "SELECT 2;", "sub/R__views.sql": "SELECT 3;"},
+        r"the repeatable description 'views' is used twice",
     ),
     "flyway undo without version": (
         "flyway",
@@ -538,3 +543,106 @@ def test_a_bad_history_leaves_a_postgresql_database_untouched(
     case = "golang commit inside"
     site = bad_site(tmp_path, case, pg_database)
     refused_by_the_cli(site, case, ["migrate"], pg_database)
+
+
+# description -> body: Flyway applies them by description, whatever directory they lie in
+REPEATABLES = {
+    "sub/R__a_user_names.sql": "DROP VIEW IF EXISTS user_names;\n"
+    "CREATE VIEW user_names AS SELECT name FROM users;\n",
+    "R__b_tag_labels.sql": "DROP VIEW IF EXISTS tag_labels;\n"
+    "CREATE VIEW tag_labels AS SELECT label FROM tags;\n",
+}
+
+
+def repeatable_rows(engine: Engine) -> list[tuple[Any, ...]]:
+    return [r[2:6] for r in ledger_rows(engine, HistoryTool.FLYWAY) if r[1] is None]
+
+
+def with_repeatables(root: Path) -> Path:
+    flyway_catalog(root)
+    for name, body in REPEATABLES.items():
+        write(root / "migrations" / name, body)
+    return root
+
+
+def test_flyway_repeatables_run_after_the_versioned_ones_when_changed(
+    database_url: str, tmp_path: Path
+) -> None:
+    root = with_repeatables(tmp_path / "catalog")
+    engine = engine_for(database_url)
+    catalog = load_catalog(root)
+    assert [(r.description, r.phase) for r in catalog.repeatables] == [
+        ("a user names", Phase.OFFLINE),
+        ("b tag labels", Phase.OFFLINE),
+    ]
+    migrator.migrate(engine, catalog, N)
+    first = [
+        (
+            "a user names",
+            "SQL",
+            "sub/R__a_user_names.sql",
+            java_crc(REPEATABLES["sub/R__a_user_names.sql"]),
+        ),
+        (
+            "b tag labels",
+            "SQL",
+            "R__b_tag_labels.sql",
+            java_crc(REPEATABLES["R__b_tag_labels.sql"]),
+        ),
+    ]
+    assert repeatable_rows(engine) == first
+    assert ledger_rows(engine, HistoryTool.FLYWAY)[-3][1] == "12"  # after every versioned one
+    migrator.migrate(engine, load_catalog(root), N)
+    assert repeatable_rows(engine) == first  # unchanged: not run again
+    edited = (
+        "DROP VIEW IF EXISTS tag_labels;\nCREATE VIEW tag_labels AS SELECT id, label FROM tags;\n"
+    )
+    write(root / "migrations" / "R__b_tag_labels.sql", edited)
+    migrator.migrate(engine, load_catalog(root), N)  # a changed repeatable is no drift
+    assert repeatable_rows(engine) == [*first, (*first[1][:3], java_crc(edited))]
+    assert {c["name"] for c in inspect(engine).get_columns("tag_labels")} == {"id", "label"}
+    with pytest.raises(SchemaError, match="no down direction for the repeatable"):
+        migrator.downgrade(engine, load_catalog(root), 4, allow_data_loss=True)
+    assert migrator.read_state(engine, load_catalog(root)).level == N
+
+
+def test_a_false_expand_repeatable_is_refused(tmp_path: Path) -> None:
+    root = flyway_catalog(tmp_path / "catalog")
+    write(root / "migrations" / "R__drop.sql", "-- phase: expand\nDROP TABLE tags;\n")
+    with pytest.raises(CatalogError, match=r"R__drop.sql:.*declared expand, but"):
+        load_catalog(root)
+
+
+def test_a_database_flyway_migrated_with_repeatables_is_adopted(
+    database_url: str, tmp_path: Path
+) -> None:
+    root = with_repeatables(tmp_path / "catalog")
+    engine = engine_for(database_url)
+    catalog = load_catalog(root)
+    versions = [v.replace("_", ".") for v in FLYWAY_VERSIONS]
+    rows = [flyway_row(i + 1, versions[i]) for i in range(N)]
+    for rank, r in enumerate(catalog.repeatables, start=N + 1):
+        rows.append(
+            "INSERT INTO flyway_schema_history (installed_rank, version, description, type, "
+            "script, checksum, installed_by, execution_time, success) VALUES "
+            f"({rank}, NULL, '{r.description}', 'SQL', '{r.script}', {r.checksum}, 'me', 5, true)"
+        )
+    by_hand(engine, root, N, [FLYWAY_TABLE], rows)
+    with engine.begin() as conn:
+        for r in catalog.repeatables:
+            for statement in r.statements:
+                conn.exec_driver_sql(statement.text)
+    migrator.migrate(engine, catalog, N)
+    adopted = repeatable_rows(engine)
+    assert len(adopted) == 2  # recognised, baselined, nothing run again
+    assert [a.kind for a in migrator.read_state(engine, catalog).applied] == [
+        recorder.RecordKind.BASELINE
+    ] * N
+    write(root / "migrations" / "R__b_tag_labels.sql", "DROP VIEW IF EXISTS tag_labels;\n")
+    migrator.migrate(engine, load_catalog(root), N)
+    assert len(repeatable_rows(engine)) == 3
+    assert "tag_labels" not in inspect(engine).get_view_names()
+    edited = load_catalog(root).changes[1].path
+    edited.write_text(edited.read_text().replace("VARCHAR(200)", "VARCHAR(300)"), encoding="utf-8")
+    with pytest.raises(DriftError, match=r"drift: .*add_email"):
+        migrator.migrate(engine, load_catalog(root), N)

@@ -10,7 +10,9 @@ from pathlib import Path
 from stairway.catalog.manifest import HistoryModel, Manifest, ReleaseModel
 from stairway.errors import CatalogError
 from stairway.schema.change import Change, HistoryTool, Phase
+from stairway.schema.histories import repeatables
 from stairway.schema.histories.reading import read_history
+from stairway.schema.histories.repeatables import Repeatable
 from stairway.schema.histories.spec import DEFAULT_TABLES, HistorySpec
 
 
@@ -55,6 +57,20 @@ def adopted_changes(
     changes = read_history(history_spec(root, manifest.history, path, dialect))
     _refuse_unknown_phases(manifest.history, changes, path)
     return changes
+
+
+def adopted_repeatables(
+    root: Path, manifest: Manifest, path: Path, changes: tuple[Change, ...]
+) -> tuple[Repeatable, ...]:
+    """The Flyway repeatable migrations of the catalog's ``[history]``, judged on the schema
+    ``changes`` leave; none without a Flyway history.
+
+    Raises:
+        CatalogError: a repeatable misnamed, named twice, or labelled expand falsely.
+    """
+    if manifest.history is None:
+        return ()
+    return repeatables.read(history_spec(root, manifest.history, path), changes)
 
 
 def schema_level(model: ReleaseModel, idents: Mapping[str, int], path: Path) -> int:

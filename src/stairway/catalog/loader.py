@@ -10,7 +10,12 @@ from pathlib import Path
 
 from stairway.catalog.config_migrations import load_config_migrations
 from stairway.catalog.deltas import load_deltas
-from stairway.catalog.history import adopted_changes, identifiers, schema_level
+from stairway.catalog.history import (
+    adopted_changes,
+    adopted_repeatables,
+    identifiers,
+    schema_level,
+)
 from stairway.catalog.manifest import Manifest, ReleaseModel, load_manifest
 from stairway.catalog.object_migrations import load_object_migrations
 from stairway.catalog.snapshots import Snapshot, newest_at_or_below, read_snapshots
@@ -22,6 +27,7 @@ from stairway.objects.spec import ObjectsModel
 from stairway.schema.change import Change, ChangeKind, Phase
 from stairway.schema.dataloss import loses_data
 from stairway.schema.earlier import Earlier
+from stairway.schema.histories.repeatables import Repeatable
 from stairway.schema.phases import PhaseFinding, check_phase
 from stairway.schema.reader import ChangeFile, parse_file_name, read_change
 from stairway.schema.sql_of import sql_of
@@ -45,6 +51,7 @@ class Catalog:
     deltas: tuple[Delta, ...] = ()
     manifest: Manifest | None = field(default=None, compare=False, repr=False)
     snapshots: tuple[Snapshot, ...] = ()
+    repeatables: tuple[Repeatable, ...] = ()  # Flyway's R__ files, run after every migrate
 
     def snapshot_for(self, level: int, dialect: str) -> Snapshot | None:
         """The newest snapshot of ``dialect`` standing for at most changes 1..``level``."""
@@ -122,6 +129,7 @@ def load_catalog(root: Path | str, dialect: str = "postgresql") -> Catalog:
     for change in adopted or ():
         raise_first(change_problems(change, earlier))
         earlier.add(change)
+    repeatables = adopted_repeatables(root, manifest, root / MANIFEST, changes)
     releases = releases_of(manifest, identifiers(changes), root / MANIFEST)
     raise_first(release_problems(releases, root / MANIFEST))
     shipped = sum(1 for c in changes if not c.patch)
@@ -147,6 +155,7 @@ def load_catalog(root: Path | str, dialect: str = "postgresql") -> Catalog:
         deltas,
         manifest,
         snapshots,
+        repeatables,
     )
 
 

@@ -19,7 +19,8 @@ from stairway.schema import adoption, recorder
 from stairway.schema import state as state_rules
 from stairway.schema.change import Change, Phase
 from stairway.schema.executor import Applied, apply, apply_together, refuse_data_loss, revert
-from stairway.schema.histories import alembic_runtime, recognition
+from stairway.schema.histories import alembic_runtime, recognition, repeatable_runs
+from stairway.schema.histories.repeatables import Repeatable
 from stairway.schema.lock import migration_lock, working
 from stairway.schema.source import ChangeSource
 from stairway.schema.state import SchemaState, compare
@@ -162,6 +163,8 @@ def _take_over(engine: Engine, catalog: ChangeSource, state: SchemaState) -> Non
     release = adopted_release(catalog, state)
     with engine.begin() as conn:
         _record_baseline(conn, catalog, state.level)
+        if repeatables_of(catalog):
+            repeatable_runs.adopt(conn, repeatables_of(catalog)[0].table, state.level)
         if release and recorder.get_meta(conn, "release") is None:
             recorder.set_meta(conn, "product", catalog.product)
             recorder.set_meta(conn, "release", release)
@@ -195,8 +198,26 @@ def migrate(
             _create_bookkeeping(engine, held)
         with alembic_runtime.one_run(empty=together and not state.recognised):
             if together:
-                return _apply_first(engine, catalog, todo, held, missing, progress)
-            return _apply_each(engine, catalog, todo, progress)
+                done = _apply_first(engine, catalog, todo, held, missing, progress)
+            else:
+                done = _apply_each(engine, catalog, todo, progress)
+        level = max([state.level, *(c.number for c in todo)])
+        _run_repeatables(engine, catalog, only, level)
+        return done
+
+
+def repeatables_of(catalog: ChangeSource) -> tuple[Repeatable, ...]:
+    """The catalog's Flyway repeatable migrations; none for a source that has no such thing."""
+    found: tuple[Repeatable, ...] = getattr(catalog, "repeatables", ())
+    return found
+
+
+def _run_repeatables(engine: Engine, catalog: ChangeSource, only: Phase | None, level: int) -> None:
+    """After the versioned migrations of a run, the repeatables that changed, as Flyway runs
+    them; a run of one phase only runs those of that phase."""
+    wanted = [r for r in repeatables_of(catalog) if only is None or r.phase == only]
+    for repeatable in repeatable_runs.run_due(engine, wanted, level):
+        log.info("applied repeatable %s", repeatable.describe())
 
 
 def _apply_first(
@@ -334,6 +355,8 @@ def downgrade(
     with locked_state(engine, catalog, lock_timeout) as state:
         held = {a.key for a in state.applied}
         changes = [c for c in reversed(catalog.changes) if to < c.number and c.key in held]
+        with engine.connect() as conn:
+            repeatable_runs.refuse_going_below(conn, to)
         refuse_data_loss(changes, allow_data_loss)
         done: list[Applied] = []
         for index, change in enumerate(changes):

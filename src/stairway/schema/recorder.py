@@ -249,6 +249,14 @@ def get_meta(conn: Connection, key: str) -> str | None:
     return None if value is None else str(value)
 
 
+def meta_with_prefix(conn: Connection, prefix: str) -> list[tuple[str, str]]:
+    """Every ``stairway_meta`` row whose key starts with ``prefix``, as (key, value)."""
+    if not exists(conn):
+        return []
+    query = select(meta_table.c.key, meta_table.c.value).where(meta_table.c.key.startswith(prefix))
+    return [(str(k), str(v)) for k, v in conn.execute(query)]
+
+
 def delete_meta(conn: Connection, key: str) -> None:
     """Remove ``key`` from ``stairway_meta``, if it is there."""
     if exists(conn):

@@ -131,27 +131,49 @@ class FlywayLedger:
     def record(self, conn: Connection, change: Change, duration_ms: int) -> None:
         """The row ``flyway migrate`` inserts after a versioned SQL migration succeeded."""
         origin = _origin(change)
-        _create(conn, origin.table, _FLYWAY_DDL[_dialect(conn)])
-        t = flyway_table(origin.table)
-        rank = conn.execute(select(func.coalesce(func.max(t.c.installed_rank), 0))).scalar_one()
-        row = {
-            "installed_rank": rank + 1,
-            "version": origin.ident,
-            "description": origin.description,
-            "type": "SQL",
-            "script": origin.script,
-            "checksum": origin.checksum,
-            "installed_by": _user(conn),
-            "execution_time": duration_ms,
-            "success": True,
-        }
-        conn.execute(insert(t).values(**row))
+        flyway_row(
+            conn,
+            origin.table,
+            origin.ident,
+            origin.description,
+            origin.script,
+            origin.checksum,
+            duration_ms,
+        )
 
     def forget(self, conn: Connection, change: Change) -> None:
         """The migration's rows gone: Flyway then counts it as not applied."""
         origin = _origin(change)
         t = flyway_table(origin.table)
         conn.execute(delete(t).where(t.c.version == origin.ident, t.c.type != "BASELINE"))
+
+
+def flyway_row(
+    conn: Connection,
+    table: str,
+    version: str | None,
+    description: str,
+    script: str,
+    checksum: int | None,
+    duration_ms: int,
+) -> None:
+    """Insert the row ``flyway migrate`` inserts after a migration succeeded (``version`` None:
+    a repeatable one), creating the table with Flyway's DDL when absent."""
+    _create(conn, table, _FLYWAY_DDL[_dialect(conn)])
+    t = flyway_table(table)
+    rank = conn.execute(select(func.coalesce(func.max(t.c.installed_rank), 0))).scalar_one()
+    row = {
+        "installed_rank": rank + 1,
+        "version": version,
+        "description": description,
+        "type": "SQL",
+        "script": script,
+        "checksum": checksum,
+        "installed_by": _user(conn),
+        "execution_time": duration_ms,
+        "success": True,
+    }
+    conn.execute(insert(t).values(**row))
 
 
 def _flyway_problem(failed: str | None, baseline: str | None) -> str | None:

@@ -1,7 +1,8 @@
 """Finding a SQL history's migrations by their file names, as the tool itself finds them
 (docs/adopting-sql.md), before any file is read.
 
-Flyway: ``V<version>__<description>.sql``, an undo ``U<version>__<description>.sql``, searched
+Flyway: ``V<version>__<description>.sql``, an undo ``U<version>__<description>.sql``, a repeatable
+``R__<description>.sql`` (``find_repeatables``), searched
 in subdirectories too; versions are compared part by part as numbers. golang-migrate:
 ``<version>_<title>.up.sql`` and ``.down.sql``. dbmate: ``<version>_<name>.sql``, both
 directions in one file. A ``.sql`` file that does not follow the tool's naming is refused rather
@@ -97,6 +98,8 @@ def _flyway(directory: Path) -> list[Found]:
     undo: dict[tuple[int, ...], Path] = {}
     for path in _sql_files(directory, recursive=True):
         match = _flyway_match(path)
+        if match["kind"] == "R":
+            continue  # read by find_repeatables
         key = flyway_key(match["version"])
         table = versioned if match["kind"] == "V" else undo
         if key in table:
@@ -125,15 +128,14 @@ def _flyway_match(path: Path) -> re.Match[str]:
     )
     if match is None:
         raise _misnamed(path, "Flyway's V<version>__<description>.sql", hint)
-    if match["kind"] == "R":
-        raise CatalogError(
-            f"{path.name} is a repeatable migration, which Stairway does not adopt: Flyway runs "
-            "it again whenever it changes, after every versioned one, so it has no fixed place "
-            "in a numbered history (a later versioned migration would take its number)",
-            path=str(path),
-            hint="turn it into versioned migrations (V<version>__...), or keep migrating this "
-            "product with Flyway",
+    if match["kind"] == "R" and match["version"]:
+        raise _misnamed(
+            path,
+            "Flyway's R__<description>.sql: a repeatable migration has no version",
+            "name it R__<description>.sql, or V<version>__... for a versioned migration",
         )
+    if match["kind"] == "R":
+        return match
     if not _FLYWAY_VERSION.match(match["version"]):
         raise _misnamed(
             path, f"version {match['version']!r} is not digits separated by . or _", hint
@@ -243,3 +245,25 @@ def _dbmate(directory: Path) -> list[Found]:
             raise _twice(f"dbmate version {match['version']}", path, found[key].up.name)
         found[key] = Found(match["version"], (key,), path.stem, path, script=path.name)
     return list(found.values())
+
+
+def find_repeatables(directory: Path) -> list[Found]:
+    """Flyway's repeatable migrations ``R__<description>.sql`` of ``directory`` (searched in
+    subdirectories too), in the order Flyway applies them: by description.
+
+    Raises:
+        CatalogError: a misnamed file, or two repeatables with one description.
+    """
+    found: dict[str, Found] = {}
+    for path in _sql_files(directory, recursive=True):
+        match = _flyway_match(path)
+        if match["kind"] != "R":
+            continue
+        description = match["description"].replace("_", " ")
+        if description in found:
+            raise _twice(
+                f"the repeatable description {description!r}", path, found[description].script
+            )
+        script = _relative(path, directory)
+        found[description] = Found("", (), path.stem, path, description=description, script=script)
+    return [found[d] for d in sorted(found)]
