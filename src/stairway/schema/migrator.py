@@ -206,10 +206,9 @@ def migrate(
         return done
 
 
-def repeatables_of(catalog: ChangeSource) -> tuple[Repeatable, ...]:
+def repeatables_of(catalog: ChangeSource) -> Sequence[Repeatable]:
     """The catalog's Flyway repeatable migrations; none for a source that has no such thing."""
-    found: tuple[Repeatable, ...] = getattr(catalog, "repeatables", ())
-    return found
+    return catalog.repeatables
 
 
 def _run_repeatables(engine: Engine, catalog: ChangeSource, only: Phase | None, level: int) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from stairway.schema.change import Change
+from stairway.schema.histories.repeatables import Repeatable
 from stairway.versions import Release
 
 
@@ -24,6 +25,11 @@ class ChangeSource(Protocol):
     @property
     def changes(self) -> Sequence[Change]:
         """Every change, mainline and patch, in the order they apply."""
+
+    @property
+    def repeatables(self) -> Sequence[Repeatable]:
+        """Flyway repeatable migrations, run after the versioned ones when they changed; none
+        for other histories."""
 
     def changes_between(self, low: int, high: int) -> list[Change]:
         """Mainline changes numbered low+1 .. high (no patch changes)."""
