@@ -16,6 +16,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from bench import (
@@ -99,8 +100,10 @@ def _scale(text: str, only: list[str] | None, sizes: Sizes, quick: bool) -> int:
     for trend in found:
         print("\n".join(scale.trend_lines(trend)), flush=True)
     largest = [p.result for p in measured.points if p.objects == max(counts)]
+    # The top-level results and sizes are the largest size's, so --compare sets like beside like.
+    top = replace(sizes, objects=max(counts), repeats=scale.repeats_for(max(counts)))
     path = write_summary(
-        largest, sizes, quick, measured.not_run, measured.failed, scale.summary(counts, found)
+        largest, top, quick, measured.not_run, measured.failed, scale.summary(counts, found)
     )
     print(f"summary: {path}")
     return _finish(bool(measured.failed))

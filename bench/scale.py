@@ -163,7 +163,7 @@ def measure(names: Sequence[str], counts: Sequence[int], sizes: Sizes) -> Measur
     """Every named benchmark at every size, smallest size first, printing each point."""
     done = Measured([], {}, {})
     for count in counts:
-        repeats = 1 if count >= ONE_RUN_FROM else MIN_REPEATS
+        repeats = repeats_for(count)
         for name in names:
             label = f"{name}@{count}"
             print(f"running {name} at {count:,} objects ({_runs(repeats)}) ...", flush=True)
@@ -184,6 +184,11 @@ def measure(names: Sequence[str], counts: Sequence[int], sizes: Sizes) -> Measur
                 print(point_line(point), flush=True)
                 done.points.append(point)
     return done
+
+
+def repeats_for(count: int) -> int:
+    """Runs of each side at ``count`` objects: once where a run takes minutes."""
+    return 1 if count >= ONE_RUN_FROM else MIN_REPEATS
 
 
 def _runs(repeats: int) -> str:
