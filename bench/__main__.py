@@ -1,4 +1,6 @@
 """``python -m bench [--quick] [--only NAME ...] [--profile]``: run the benchmarks.
+``python -m bench --scale 100k,1m,10m [--only NAME ...]``: the benchmarks whose cost grows with
+the data (transfer, object_rewrite, backfill) at each size, with every process's peak memory.
 ``python -m bench --compare OLD.json NEW.json``: the change in each ratio between two summaries.
 
 Each benchmark runs its subject and its baseline in turns, at least three times each, and prints
@@ -14,6 +16,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from bench import (
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return print_comparison(Path(args.compare[0]), Path(args.compare[1]))
     sizes = Sizes.choose(args.quick)
+    if args.scale is not None:
+        return _scale(args.scale, args.only, sizes, args.quick)
     results: list[Result] = []
     not_run: dict[str, NotRun] = {}
     failed: dict[str, str] = {}
@@ -77,6 +82,46 @@ def main(argv: list[str] | None = None) -> int:
         _profile(sizes, args.only or list(BENCHMARKS))
     path = write_summary(results, sizes, args.quick, not_run, failed)
     print(f"summary: {path}")
+    return _finish(bool(failed))
+
+
+def _scale(text: str, only: list[str] | None, sizes: Sizes, quick: bool) -> int:
+    from bench import scale
+
+    try:
+        counts = scale.parse_sizes(text)
+        names = _scaled(only)
+        scale.check_disk(counts, scale.disk_paths())
+    except scale.ScaleError as error:
+        print(f"error: {error.message}\nhint: {error.hint}", file=sys.stderr)
+        return 2
+    measured = scale.measure(names, counts, sizes)
+    found = scale.trends(measured.points)
+    for trend in found:
+        print("\n".join(scale.trend_lines(trend)), flush=True)
+    largest = [p.result for p in measured.points if p.objects == max(counts)]
+    # The top-level results and sizes are the largest size's, so --compare sets like beside like.
+    top = replace(sizes, objects=max(counts), repeats=scale.repeats_for(max(counts)))
+    path = write_summary(
+        largest, top, quick, measured.not_run, measured.failed, scale.summary(counts, found)
+    )
+    print(f"summary: {path}")
+    return _finish(bool(measured.failed))
+
+
+def _scaled(only: list[str] | None) -> list[str]:
+    from bench.scale import RUNS, ScaleError
+
+    others = sorted(set(only or []) - set(RUNS))
+    if others:
+        raise ScaleError(
+            f"--scale: {', '.join(others)} does not grow with the data",
+            f"--scale runs only {', '.join(RUNS)}; run the others without --scale",
+        )
+    return only or list(RUNS)
+
+
+def _finish(failed: bool) -> int:
     leftovers = leftover_databases()
     if leftovers:
         print(f"left behind (drop them by hand): {', '.join(leftovers)}", file=sys.stderr)
@@ -99,6 +144,14 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         action="store_true",
         help="run the subject side once more under cProfile; top functions go beside the summary",
+    )
+    parser.add_argument(
+        "--scale",
+        nargs="?",
+        const="100k,1m",
+        metavar="SIZES",
+        help="run transfer, object_rewrite and backfill at each size (objects, e.g. 100k,1m,10m; "
+        "alone: 100k,1m) with every process's peak memory, and judge how rate and memory grow",
     )
     parser.add_argument(
         "--compare",

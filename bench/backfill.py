@@ -1,5 +1,6 @@
-"""``backfill``: an expand change plus a background backfill of 1,000,000 rows on PostgreSQL while
-a writer keeps inserting and updating, against the same writer with no migration running.
+"""``backfill``: an expand change plus a background backfill of 1,000,000 rows (``sizes.objects``)
+on PostgreSQL while a writer keeps inserting and updating, against the same writer with no
+migration running.
 
 Measured in one run:
 
@@ -10,7 +11,7 @@ Measured in one run:
 
 The site at 1.0.0 is built once; every run works on a fresh copy of it (``CREATE DATABASE ...
 TEMPLATE``), vacuumed and checkpointed before its clock starts. A baseline run lasts as long as
-the last migration did. ``MIN_REPEATS`` runs of each, alternating who goes first.
+the last migration did. ``sizes.repeats`` runs of each, alternating who goes first.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from tempfile import TemporaryDirectory
 from sqlalchemy import create_engine, text
 
 from bench.harness import (
-    MIN_REPEATS,
     Paired,
     Result,
     Sizes,
@@ -66,7 +66,7 @@ class Writing:
 
 
 def run(sizes: Sizes) -> Result:
-    rows = min(sizes.objects, 1_000_000)
+    rows = sizes.objects
     busy: list[Writing] = []
     quiet: list[Writing] = []
     updates: list[float] = []
@@ -86,7 +86,7 @@ def run(sizes: Sizes) -> Result:
                 quiet.append(_with_writer(db, rows, lambda: time.sleep(window)))
             return quiet[-1].longest
 
-        runs = alternate(subject, baseline, MIN_REPEATS)
+        runs = alternate(subject, baseline, sizes.repeats)
     return _result(rows, runs, busy, quiet, updates)
 
 

@@ -1,4 +1,5 @@
-"""``python -m bench --compare OLD.json NEW.json``: how each ratio moved between two summaries.
+"""``python -m bench --compare OLD.json NEW.json``: how each ratio moved between two summaries,
+and when either was run with ``--scale``, how each size's rate moved.
 
 Reading and comparing is pure (:func:`compare` takes two loaded summaries); only
 :func:`print_comparison` reads files and prints. A ratio of a "time" benchmark is better when
@@ -70,6 +71,64 @@ def _ratio(record: Mapping[str, Any] | None) -> float | None:
     return float(record["ratio"])
 
 
+@dataclass(frozen=True)
+class RateChange:
+    """One result's subject rate (objects/s, median) at one size of ``--scale``, in both."""
+
+    name: str
+    objects: int
+    old: float | None
+    new: float | None
+
+    @property
+    def percent(self) -> float | None:
+        if self.old is None or self.new is None or self.old == 0:
+            return None
+        return (self.new - self.old) / self.old * 100
+
+
+def rate_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[RateChange]:
+    """One row per result and size in either summary's ``scale``; empty when neither has one."""
+    olds, news = _rates(old), _rates(new)
+    keys = list(news) + [key for key in olds if key not in news]
+    return [
+        RateChange(name, objects, olds.get((name, objects)), news.get((name, objects)))
+        for name, objects in keys
+    ]
+
+
+def _rates(summary: Mapping[str, Any]) -> dict[tuple[str, int], float]:
+    found: dict[tuple[str, int], float] = {}
+    for trend in summary.get("scale", {}).get("benchmarks", []):
+        for point in trend.get("points", []):
+            found[(str(trend["name"]), int(point["objects"]))] = float(
+                point["subject_rate"]["median"]
+            )
+    return found
+
+
+def rate_table(changes: list[RateChange], old_label: str, new_label: str) -> Table:
+    grid = Table(title=f"rates at each size (objects/s): old {old_label}, new {new_label}")
+    grid.add_column("name", no_wrap=True)
+    grid.add_column("objects", justify="right")
+    grid.add_column("old rate", justify="right")
+    grid.add_column("new rate", justify="right")
+    grid.add_column("change %", justify="right")
+    for change in changes:
+        grid.add_row(
+            change.name,
+            f"{change.objects:,}",
+            _whole(change.old),
+            _whole(change.new),
+            _signed(change.percent, better=None if change.percent is None else change.percent > 0),
+        )
+    return grid
+
+
+def _whole(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
 def machine_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The machine facts that differ: ratios from different machines compare only roughly."""
     before, after = old.get("machine", {}), new.get("machine", {})
@@ -105,10 +164,14 @@ def _number(value: float | None) -> str:
 
 
 def _percent(change: Change) -> str:
-    if change.percent is None:
+    return _signed(change.percent, change.better)
+
+
+def _signed(percent: float | None, better: bool | None) -> str:
+    if percent is None:
         return "-"
-    colour = {True: "green", False: "red", None: "default"}[change.better]
-    return f"[{colour}]{change.percent:+.1f}[/{colour}]"
+    colour = {True: "green", False: "red", None: "default"}[better]
+    return f"[{colour}]{percent:+.1f}[/{colour}]"
 
 
 def print_comparison(old_path: Path, new_path: Path, console: Console | None = None) -> int:
@@ -120,6 +183,9 @@ def print_comparison(old_path: Path, new_path: Path, console: Console | None = N
         out.print(f"cannot read a summary: {error}", markup=False)
         return 2
     out.print(table(compare(old, new), str(old_path), str(new_path)))
+    rates = rate_changes(old, new)
+    if rates:
+        out.print(rate_table(rates, str(old_path), str(new_path)))
     for line in machine_differences(old, new):
         out.print(f"machine differs, {line}", markup=False)
     if old.get("sizes") != new.get("sizes") or old.get("quick") != new.get("quick"):

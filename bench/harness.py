@@ -48,6 +48,9 @@ class Sizes:
     guard_calls: int
     cold_repeats: int
     objects: int
+    # Runs of each side in the benchmarks that grow with the data; fewer only at sizes where
+    # one run takes minutes (``--scale``).
+    repeats: int = MIN_REPEATS
 
     @classmethod
     def choose(cls, quick: bool) -> Sizes:
@@ -342,8 +345,10 @@ def write_summary(
     quick: bool,
     not_run: Mapping[str, NotRun] | None = None,
     failed: Mapping[str, str] | None = None,
+    scale: Mapping[str, object] | None = None,
 ) -> Path:
-    """The JSON summary: the machine, the sizes, every result with all its runs and goals."""
+    """The JSON summary: the machine, the sizes, every result with all its runs and goals, and
+    with ``--scale`` every size's figures, the processes' peak memory and the growth goals."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / "summary.json"
     skipped = [reason.to_json(name) for name, reason in (not_run or {}).items()]
@@ -357,6 +362,8 @@ def write_summary(
         "sizes": asdict(sizes),
         "benchmarks": [r.to_json() for r in results] + skipped + broken,
     }
+    if scale is not None:
+        summary["scale"] = scale
     temporary = path.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, path)

@@ -4,7 +4,7 @@ Two identical tables of ~1 KB JSONB documents; the same rename (fullName -> disp
 ``stairway.objects.rewrite_all`` (keyset batches, a checkpoint committed with each batch) on one,
 and by a single ``UPDATE ... SET data = jsonb_set(data - 'fullName', ...)`` on the other. Before
 every run, outside its clock, its table is refilled from one pristine copy and vacuumed, and
-Stairway's checkpoints are dropped, so each run starts from the same state. ``MIN_REPEATS``
+Stairway's checkpoints are dropped, so each run starts from the same state. ``sizes.repeats``
 runs of each, alternating who goes first; the ratio is Stairway's median objects/s over the
 UPDATE's. Goal: at least 0.3 while staying resumable.
 """
@@ -18,7 +18,6 @@ import psycopg
 from sqlalchemy import text
 
 from bench.harness import (
-    MIN_REPEATS,
     Result,
     Sizes,
     TempDatabase,
@@ -71,7 +70,7 @@ def run(sizes: Sizes) -> Result:
             reports.append(report)
             return seconds
 
-        runs = alternate(subject, lambda: _timed_sql(db, UPDATE), MIN_REPEATS)
+        runs = alternate(subject, lambda: _timed_sql(db, UPDATE), sizes.repeats)
         for report in reports:
             _check(db, sizes.objects, report.rewritten)
         document_bytes = int(str(db.scalar("SELECT avg(length(data::text))::int FROM pristine")))

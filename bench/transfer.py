@@ -9,8 +9,9 @@ parallel threads; then ``WORKERS`` connections each ``COPY ... FROM STDIN`` of o
 files (its share of the same rows) into an empty copy of the table. The ranges are split at the
 oid quantiles before the clock starts (Stairway's export computes its own inside its time).
 
-Each pair runs ``MIN_REPEATS`` times, taking turns at going first; the tables are emptied and
-the export file removed between runs, outside the clock. Two results: import (the goal: with
+Each pair runs ``sizes.repeats`` times (``MIN_REPEATS``; once under ``--scale`` at its largest
+sizes), taking turns at going first; the tables are emptied and the export file removed between
+runs, outside the clock. Two results: import (the goal: with
 migrations at no less than half of parallel COPY's objects/s) and export (reported only).
 The time for 100,000,000 objects is extrapolated from the median rates.
 """
@@ -30,7 +31,6 @@ import psycopg
 from psycopg import sql
 
 from bench.harness import (
-    MIN_REPEATS,
     Paired,
     Result,
     Sizes,
@@ -64,10 +64,10 @@ def run(sizes: Sizes) -> list[Result]:
         shares = [work / f"copy-{n}.txt" for n in range(WORKERS)]
         export_file = work / "site.export.zst"
         out = alternate(
-            lambda: _export(db, export_file), lambda: _copy_out(db, ranges, shares), MIN_REPEATS
+            lambda: _export(db, export_file), lambda: _copy_out(db, ranges, shares), sizes.repeats
         )
         into = alternate(
-            lambda: _import(db, export_file), lambda: _copy_in(db, shares), MIN_REPEATS
+            lambda: _import(db, export_file), lambda: _copy_in(db, shares), sizes.repeats
         )
         _check(db, sizes.objects)
         export_bytes = export_file.stat().st_size
