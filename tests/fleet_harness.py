@@ -112,38 +112,53 @@ class Fleet:
         options: tuple[str, ...] = (),
         server: str | None = None,
     ) -> Path:
+        home = self.enroll_agent(agent_id, build, port, product, options, server)
+        self.run_agent(home)
+        return home
+
+    def enroll_agent(
+        self,
+        agent_id: str,
+        build: Path,
+        port: int | None = None,
+        product: str = "people",
+        options: tuple[str, ...] = (),
+        server: str | None = None,
+    ) -> Path:
+        """``stairway agent enroll`` into a home of its own, which it returns."""
         home = self.root / "agents" / agent_id
-        enrolled = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "stairway",
-                "agent",
-                "enroll",
-                "--server",
-                server or f"{'wss' if self.tls else 'ws'}://127.0.0.1:{port or self.port}",
-                "--token",
-                self.enroll,
-                "--id",
-                agent_id,
-                "--home",
-                str(home),
-                "--key",
-                str(self.public),
-                "--product",
-                product,
-                "--build",
-                str(build),
-                *options,
-            ],
-            check=False,
-            capture_output=True,
-            text=True,
-        )
+        command = [
+            "agent",
+            "enroll",
+            "--server",
+            server or f"{'wss' if self.tls else 'ws'}://127.0.0.1:{port or self.port}",
+            "--token",
+            self.enroll,
+            "--id",
+            agent_id,
+            "--home",
+            str(home),
+            "--key",
+            str(self.public),
+            "--product",
+            product,
+            "--build",
+            str(build),
+            *options,
+        ]
+        if PRESTARTED:  # forked from a process that imported the CLI once
+            enrolled = prestarted.run(command, dict(os.environ), timeout=300)
+        else:
+            enrolled = subprocess.run(
+                [sys.executable, "-m", "stairway", *command], capture_output=True, text=True
+            )
         assert enrolled.returncode == 0, enrolled.stderr
+        return home
+
+    def run_agent(self, home: Path) -> None:
+        """``stairway agent run`` of an enrolled agent, as a process of its own."""
         command = [sys.executable, "-m", "stairway", "agent", "run", "--home", str(home)]
         self.agents.append(subprocess.Popen(command))
-        return home
 
     def api(
         self,

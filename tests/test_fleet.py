@@ -12,13 +12,16 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import lxml.html
 import pytest
 
 from fleet_harness import Fleet, answers, fleet_site, free_port, make_build, wait_until
 from stairway import audit, context
 from stairway.database import dispose_all
 from stairway.releases import generate_key
+from test_fleet_ui_security import Server, sign_in
 
 
 @pytest.fixture
@@ -267,3 +270,57 @@ def test_the_control_plane_mounted_in_a_products_own_app_runs_its_evaluator_and_
     with urllib.request.urlopen(f"{prefix}/ui/agents", timeout=10) as page:
         assert page.url == f"{prefix}/ui/login", "sent to sign in, under the prefix"
         assert 'action="/fleet/ui/login"' in page.read().decode()
+
+
+def policy_waves(entries: list[dict[str, Any]]) -> list[list[str]]:
+    """The agents the evaluator sent the upgrade to, tick by tick, in the audit log's order: a
+    tick's sends are one append, so a wave is a run of them that no other entry interrupts."""
+    waves: list[list[str]] = []
+    run: list[str] = []
+    for entry in entries:
+        if entry["action"] == "agent.upgrade_run" and entry["actor"] == "policy":
+            run.append(entry["data"]["agent"])
+        elif run:
+            waves.append(run)
+            run = []
+    return [*waves, run] if run else waves
+
+
+def wave_sentence(fleet: Fleet) -> str:
+    operator = sign_in(Server(fleet.url), fleet.admin)
+    page = lxml.html.fromstring(operator.get("/ui/agents").body)
+    return " ".join(page.get_element_by_id("wave").text_content().split())
+
+
+@pytest.mark.heavy
+def test_a_staged_rollout_begun_before_any_agent_enrolled_upgrades_them_in_waves(
+    tmp_path: Path, pg_database: str
+) -> None:
+    with fleet_site(tmp_path, pg_database) as fleet:
+        old = make_build(fleet.root, "1.0.0")
+        fleet.publish(make_build(fleet.root, "2.0.0"), "2.0.0")
+        fleet.start_server()
+        staged = {"mode": "staged", "percent": 40, "canary": True, "interval": 0.3}
+        fleet.api("PUT", "/api/policy", staged)
+        began = lambda: fleet.api("GET", "/api/policy")["rollout_target"] == "2.0.0"  # noqa: E731
+        wait_until(began, 30, "the evaluator's first tick")
+        assert fleet.api("GET", "/api/policy")["rollout_size"] == 0, "no agent yet"
+        canary = fleet.enroll_agent("canary-1", old, options=("--group", "canary"))
+        relays = [f"relay-{n}" for n in range(1, 5)]
+        for home in [fleet.enroll_agent(name, old) for name in relays]:
+            fleet.run_agent(home)
+        wait_until(lambda: fleet.connected() == set(relays), 60, "the four relays online")
+        # the canary is enrolled but not yet connected: nobody else may go before it
+        fleet.run_agent(canary)
+        everyone = {"canary-1", *relays}
+        upgraded = lambda: {a for a, (v, s) in versions(fleet).items() if v == "2.0.0"}  # noqa: E731
+        wait_until(lambda: upgraded() == everyone, 120, "every agent on 2.0.0")
+        entries = fleet.api("GET", "/api/audit")
+        # five agents at 40%: waves of two, after the canary alone
+        assert policy_waves(entries) == [["canary-1"], relays[:2], relays[2:]]
+        arrivals = [e["data"]["agent"] for e in entries if e["action"] == "agent.upgrade"]
+        assert arrivals[0] == "canary-1" and set(arrivals[1:3]) == set(relays[:2])
+        policy = fleet.api("GET", "/api/policy")
+        assert (policy["rollout_size"], policy["halted"]) == (5, None)
+        sentence = wave_sentence(fleet)
+        assert "5 agent(s) in it; the current wave holds 2 agent(s)" in sentence, sentence

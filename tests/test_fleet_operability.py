@@ -24,8 +24,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from fleet_harness import Fleet, answers, fleet_site, free_port, make_build, wait_until
-from stairway import context
-from stairway.database import dispose_all
+from stairway import audit, context
+from stairway.database import dispose_all, engine_for
 from stairway.errors import TransitionRefused
 from stairway.fleet import events, states, store
 from stairway.fleet.messages import Close, Hello
@@ -276,6 +276,19 @@ def test_the_recorder_applies_only_what_the_table_allows(tmp_path: Path, databas
         rows = {row["agent_id"]: row for row in store.all_agents(conn)}
     assert (rows["on"]["state"], rows["on"]["failed_version"]) == ("upgrading", None)
     assert (rows["off"]["state"], rows["off"]["target"]) == ("offline", None)
+    dispose_all()
+
+
+def test_a_wave_is_sent_and_audited_in_the_order_the_evaluator_chose(database_url: str) -> None:
+    chosen = ["relay-3", "relay-1", "relay-2"]  # not the order the rows were written in
+    with engine_for(database_url).begin() as conn:
+        ensure_tables(conn)
+        for agent_id in sorted(chosen):
+            store.enroll(conn, agent_id, None)
+            events.hello(conn, Hello(agent_id=agent_id, version="1.0.0", protocol=1), "r1")
+        assert events.upgrade_sent(conn, chosen, "2.0.0", "policy", "r1") == chosen
+        sent = [e.data["agent"] for e in audit.entries(conn) if e.action == "agent.upgrade_run"]
+    assert sent == chosen
     dispose_all()
 
 

@@ -92,14 +92,16 @@ def move_many(
 ) -> list[str]:
     """Update the agents whose state is one of ``sources``, in one statement per thousand
     (checked in the same statement, so a change made meanwhile is not overwritten); returns
-    the ids updated."""
+    the ids updated, in the order asked (``RETURNING`` gives them in whatever order the
+    database found them, and the audit log records a wave in the order the evaluator chose)."""
     c = agents_table.c
     allowed = c.state.in_([state.value for state in sources])
     moved: list[str] = []
     for start in range(0, len(agent_ids), 1000):
         chunk = agent_ids[start : start + 1000]
         query = update(agents_table).where(c.agent_id.in_(chunk), allowed).values(**values)
-        moved += conn.execute(query.returning(c.agent_id)).scalars().all()
+        updated = set(conn.execute(query.returning(c.agent_id)).scalars())
+        moved += [agent_id for agent_id in chunk if agent_id in updated]
     return moved
 
 
