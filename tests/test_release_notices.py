@@ -1,17 +1,24 @@
 """Newer releases said beyond ``status``: ``verify`` reports what the last ``release check``
 found above its target (with the path as ``plan`` plans it, or that the release must be fetched
-first) and a check too old to trust, as info that never changes its exit code."""
+first) and a check too old to trust, as info that never changes its exit code; the web UI's
+dashboard shows the same notice with what to run."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import lxml.html
 import orjson
+from fastapi.testclient import TestClient
 
 from cli_runner import stairway
-from stairway import release_feed, releases
+from stairway import context, release_feed, releases
+from stairway.fleet import tokens
+from stairway.fleet.server import create_app
+from stairway.operations.fleet import fleet_config
 from stairway.site import load_site
 
 KNOWN = ("1.0.0", "2.0.0", "2.1.0")  # the catalog's releases; 2.1.0 requires 2.0.0
@@ -130,3 +137,27 @@ def test_verify_says_to_check_again_when_the_last_check_is_old(tmp_path: Path) -
         assert said in text
     aged(site, checked_at=datetime.now())  # a time without its zone: hand-edited
     assert verified(site, "2.0.0")[2] == [], "a check that cannot be read says nothing"
+
+
+def _signed_in(client: TestClient, engine: Any) -> None:
+    with engine.begin() as conn:
+        admin = tokens.issue(conn, tokens.TokenKind.ADMIN, "notices")
+    client.get("/ui/login")
+    client.post("/ui/login", data={"token": admin, "csrf": client.cookies["stairway_signin"]})
+
+
+def test_the_dashboard_shows_a_newer_release_with_what_to_run(tmp_path: Path) -> None:
+    site = helpdesk(tmp_path, f"sqlite:///{tmp_path / 'helpdesk.db'}")
+    ctx = context.open_context(site, None)
+    with TestClient(create_app(ctx.engine, fleet_config(ctx, "http://testserver"))) as client:
+        _signed_in(client, ctx.engine)
+        before = lxml.html.fromstring(client.get("/ui/").text)
+        assert not before.xpath('//*[starts-with(@id, "release-")]'), "no check: nothing said"
+        checked(site)  # while the server runs: the next page says it
+        page = lxml.html.fromstring(client.get("/ui/").text)
+    notice = page.get_element_by_id("release-1")
+    assert notice.get("role") == "status" and "said-info" in notice.get("class")
+    text = " ".join(notice.text_content().split())
+    assert PATH in text
+    assert re.search(r"Next: `stairway verify --to 2\.1\.0` then `stairway upgrade", text)
+    assert not page.xpath('//*[@role="alert"]'), "news is no alert"
