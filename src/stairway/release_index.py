@@ -229,6 +229,7 @@ class Availability:
     path: tuple[Version, ...] | None  # None: the path cannot be planned from what is known
     index_version: int
     checked_at: datetime
+    expires: datetime | None = None  # the index's; None in a check recorded before it was kept
 
     def describe(self) -> str:
         """One line: ``2.1.0 available (LTS), path 2.0.0 → 2.1.0``, or "up to date"."""
@@ -247,6 +248,7 @@ class Availability:
             "path": [str(v) for v in self.path] if self.path is not None else None,
             "index_version": self.index_version,
             "checked_at": self.checked_at.isoformat(),
+            "expires": self.expires.isoformat() if self.expires else None,
         }
 
     @classmethod
@@ -255,12 +257,14 @@ class Availability:
         (or KeyError, TypeError) otherwise."""
         newest = data["newest"]
         path = data["path"]
+        expires = data.get("expires")
         return cls(
             Version(data["current"], grammar),
             IndexedRelease.model_validate(newest).read_in(grammar) if newest else None,
             tuple(Version(v, grammar) for v in path) if path is not None else None,
             int(data["index_version"]),
-            datetime.fromisoformat(data["checked_at"]),
+            _aware(data["checked_at"]),
+            _aware(expires) if expires else None,
         )
 
 
@@ -271,7 +275,15 @@ def availability(
     newer = index.newer_than(current)
     newest = newer[-1] if newer else None
     path = path_to(index, known, current, newest.at) if newest else ()
-    return Availability(current, newest, path, index.index_version, now)
+    return Availability(current, newest, path, index.index_version, now, index.expires)
+
+
+def _aware(text: str) -> datetime:
+    """A time with its zone; a ValueError without one (it could not be compared with now)."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone")
+    return when
 
 
 def _grammar_for(declared: GrammarName | None, catalog: GrammarName | None) -> GrammarName:

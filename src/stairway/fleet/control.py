@@ -9,7 +9,7 @@ import contextlib
 import functools
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -67,6 +67,8 @@ class FleetConfig:
         agents: The agent releases this release accepts; None accepts every one.
         series: The catalog's minor series, by which an agent's lag is counted.
         grammar: The catalog's version grammar, in which agents' releases are read.
+        announced: What the dashboard tells the operator of newer releases, read afresh for
+            each page (a release check run since the server started counts).
     """
 
     product: str
@@ -83,6 +85,7 @@ class FleetConfig:
     agents: AgentWindow | None = None
     series: tuple[tuple[int, int], ...] = ()
     grammar: GrammarName = "pep440"
+    announced: Callable[[], Sequence[Notice]] = lambda: ()
 
     def judge(self, agent_version: str) -> Verdict:
         """Whether this release accepts an agent on ``agent_version``, and its skew."""

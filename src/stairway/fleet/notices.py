@@ -1,6 +1,7 @@
 """What a form of the web UI said: a sentence, its kind and the next action, if there is one.
 
-Pure values. The kind decides how the page shows it: ``ok`` in the quiet box, ``error`` and
+Pure values. The kind decides how the page shows it: ``ok`` in the quiet box; ``info`` in the
+quiet box too, with what to do next (news, not a problem: a newer release); ``error`` and
 ``halt`` in the alert box (``role="alert"``), each with what to do next.
 """
 
@@ -9,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["ok", "error", "halt"]
-KINDS: tuple[Kind, ...] = ("ok", "error", "halt")
+Kind = Literal["ok", "info", "error", "halt"]
+KINDS: tuple[Kind, ...] = ("ok", "info", "error", "halt")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class Notice:
 def ok(sentence: str) -> Notice:
     """A form that did what it was asked."""
     return Notice("ok", sentence)
+
+
+def info(sentence: str, action: str) -> Notice:
+    """Something worth knowing that needs no fix, and what to run about it."""
+    return Notice("info", sentence, action)
 
 
 def error(sentence: str, action: str = "") -> Notice:

@@ -198,16 +198,18 @@ def _clear_cookie(request: Request, response: Response, name: str, path: str) ->
 
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(request: Request, fleet: FleetDep, session: Operator) -> Response:
-    """``GET /ui/``: the dashboard: agents by version and by state, drift, background migrations;
-    a signed-in operator.
+    """``GET /ui/``: the dashboard: newer releases, agents by version and by state, drift,
+    background migrations; a signed-in operator.
     """
     rows = _with_drift(fleet, await fleet.db(store.all_agents))
     jobs = await anyio.to_thread.run_sync(background.jobs, fleet.engine)
+    announced = await anyio.to_thread.run_sync(fleet.config.announced)  # reads a file
     return page(
         request,
         "dashboard.html",
         session,
         maintenance=await fleet.db(maintenance.read),
+        announced=announced,
         background=jobs,
         schema_level=fleet.config.schema_level,
         by_version=sorted(Counter(str(r["version"]) for r in rows).items()),

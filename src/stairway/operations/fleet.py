@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -13,19 +14,21 @@ from urllib.parse import quote
 
 from fastapi import FastAPI
 
-from stairway import audit
+from stairway import audit, release_notice
 from stairway.context import Context, current_version, open_context
 from stairway.database import writing
 from stairway.errors import ReleaseError, UsageRefused
 from stairway.files import write_atomic
-from stairway.fleet import builds, credentials, listening, tokens
+from stairway.fleet import builds, credentials, listening, notices, tokens
 from stairway.fleet.agent import point_current, write_state
 from stairway.fleet.builds import Build
+from stairway.fleet.notices import Notice
 from stairway.fleet.server import FleetConfig, create_app
 from stairway.fleet.tables import ensure_tables
 from stairway.fleet.tls import AgentTLS, client_context, install_files
 from stairway.releases import check_release
 from stairway.schema import migrator
+from stairway.versions import Version
 
 
 def fleet_config(ctx: Context, public_url: str, given: str | None = None) -> FleetConfig:
@@ -49,7 +52,20 @@ def fleet_config(ctx: Context, public_url: str, given: str | None = None) -> Fle
         schema_level=migrator.read_state(ctx.engine, ctx.catalog).level,
         heartbeat=section.heartbeat,
         deadline=section.deadline,
+        announced=_announced(ctx, version),
     )
+
+
+def _announced(ctx: Context, version: Version) -> Callable[[], list[Notice]]:
+    """What the site's last release check says of releases above the server's, as notices."""
+
+    def read() -> list[Notice]:
+        said = release_notice.for_site(
+            ctx.site, ctx.catalog.versions, str(version), version, ctx.catalog.releases
+        )
+        return [notices.info(a.sentence, a.action) for a in said]
+
+    return read
 
 
 def control_plane(site: Path | None, public_url: str, docs: bool = False) -> FastAPI:

@@ -4,7 +4,8 @@ what would stop an upgrade halfway is found while the site still runs the releas
 Each check returns findings; nothing here writes. A finding that blocks makes the command exit 2
 so that the upgrade never starts on a site that needs a hand first. One module per family of
 checks: the database and the plan, stored objects, declared conditions and running jobs, config
-files and deltas, paths cleared from the data directory, disk space, the licence.
+files and deltas, paths cleared from the data directory, disk space, the licence, newer
+releases.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from stairway.verify.findings import Finding, FindingSeverity, Report, Topic, gr
 from stairway.verify.licensing import licence_findings
 from stairway.verify.objects import object_findings
 from stairway.verify.plugins import plugin_move_findings
+from stairway.verify.releases import release_findings
 from stairway.verify.sessions import session_findings
 from stairway.verify.space import disk_findings
 from stairway.verify.tasks import task_findings
@@ -58,4 +60,5 @@ def verify(ctx: Context, to: str | None) -> Report:
         findings += licence_findings(ctx, target) + background_findings(ctx)
         findings += task_findings(ctx, plan)
         findings += session_findings(ctx)
+    findings += release_findings(ctx, current, target)
     return Report(current, target, tuple(findings))

@@ -47,6 +47,7 @@ class Topic(StrEnum):
     LICENCE = "licence"
     TASKS = "tasks"
     SESSIONS = "sessions"
+    RELEASES = "releases"
 
 
 @dataclass(frozen=True)
