@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 
 from cli_runner import stairway
 from stairway import context, operations
@@ -206,3 +208,75 @@ def test_plan_estimate_and_verify_show_the_tasks(sqlite_site: Path, shop_catalog
     assert code == 0, err
     said = [f["message"] for f in orjson.loads(out)["findings"] if f["topic"] == "tasks"]
     assert len(said) == 2 and "reindex orders_customer after the start" in said[0]
+
+
+REINDEX = """
+[[release.task]]
+name = "orders-index"
+reindex = "orders_customer"
+serving = true
+"""
+SESSION = "stairway task 2.0.0/orders-index"
+INDEXES = """
+SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE c.relname LIKE 'orders!_customer%' ESCAPE '!' ORDER BY c.relname
+"""
+
+
+@pytest.fixture
+def pg_site(tmp_path: Path, pg_database: str, shop_catalog: Path) -> Path:
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(
+        f'[site]\ndatabase = "{pg_database}"\ncatalog = "{shop_catalog}"\n'
+        'data_dir = "data"\nbackup_dir = "backups"\n',
+        "utf-8",
+    )
+    (tmp_path / "data").mkdir()
+    operations.init(context.open_context(site_file, None), "1.0.0")
+    dispose_all()
+    return site_file
+
+
+def until(found: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    """Wait for a state another process reaches (no fixed sleep: the state is what is awaited)."""
+    deadline = time.monotonic() + seconds
+    while not found():
+        assert time.monotonic() < deadline, f"never came: {what}"
+        time.sleep(0.02)
+
+
+def reindex_session(conn: Connection) -> list[int]:
+    """The pids of the task's reindex sessions waiting for a lock."""
+    query = (
+        "SELECT pid FROM pg_stat_activity WHERE application_name = :n AND wait_event_type = 'Lock'"
+    )
+    return list(conn.execute(text(query), {"n": SESSION}).scalars())
+
+
+def test_a_reindex_killed_mid_way_is_cleaned_up_and_finished_by_the_resume(
+    pg_site: Path, shop_catalog: Path
+) -> None:
+    """A kill -9 while REINDEX CONCURRENTLY waits leaves its server session waiting and an
+    invalid ``orders_customer_ccnew``; the resume ends that session, drops the copy, says so,
+    and reindexes. A writer holding the table keeps the reindex in its wait: no timing."""
+    with_tasks(shop_catalog, REINDEX)
+    command = [sys.executable, "-m", "stairway", "upgrade", "--site", str(pg_site)]
+    ctx = context.open_context(pg_site, None)
+    with ctx.engine.connect() as writer, ctx.engine.connect() as watch:
+        watch.execution_options(isolation_level="AUTOCOMMIT")
+        writer.execute(text("LOCK TABLE orders IN ROW EXCLUSIVE MODE"))  # an open write
+        first = subprocess.Popen([*command, "--to", "2.0.0"], stdout=subprocess.DEVNULL)
+        until(lambda: bool(reindex_session(watch)), "the reindex waiting for the writer")
+        orphan = reindex_session(watch)
+        first.kill()
+        first.wait()
+        left = watch.execute(text(INDEXES)).all()
+        assert ("orders_customer_ccnew", False) in left, left
+        second = subprocess.Popen([*command, "--resume"], stderr=subprocess.PIPE, text=True)
+        until(lambda: reindex_session(watch) != orphan, "the orphaned session ended")
+        writer.commit()
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 0, err
+        assert "ending session" in err and "dropping invalid index orders_customer_ccnew" in err
+        assert watch.execute(text(INDEXES)).all() == [("orders_customer", True)]
+    dispose_all()

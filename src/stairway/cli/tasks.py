@@ -34,4 +34,6 @@ def tasks_run(
     if json:
         emit_json(done)
         return
+    for index in done.get("dropped", []):
+        out.print(f"dropped invalid index {index}, left by an interrupted reindex", highlight=False)
     out.print(f"task {name} done in {done['ran_s']:.1f} s ({done['kind']})", highlight=False)
