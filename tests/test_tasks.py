@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
@@ -19,6 +20,9 @@ from cli_runner import stairway
 from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.journal import ACTIVE
+from stairway.operations import task_watch
+from stairway.operations import tasks as run_tasks
+from stairway.tasks import Task, TaskKind, TaskProgress, reindex_fraction
 
 TASKS = """
 [[release.task]]
@@ -279,4 +283,47 @@ def test_a_reindex_killed_mid_way_is_cleaned_up_and_finished_by_the_resume(
         assert second.returncode == 0, err
         assert "ending session" in err and "dropping invalid index orders_customer_ccnew" in err
         assert watch.execute(text(INDEXES)).all() == [("orders_customer", True)]
+    dispose_all()
+
+
+def test_a_reindex_fraction_counts_the_phases_behind_it_and_the_blocks_of_its_own() -> None:
+    assert reindex_fraction("initializing", 0, 0) == 0.0
+    assert reindex_fraction("building index: scanning table", 50, 100) == 0.25
+    assert reindex_fraction("waiting for readers before dropping", 3, 0) == 0.9
+    found = TaskProgress("t", "building index: scanning table", elapsed=10.0, fraction=0.25)
+    assert found.eta() == 30.0 and "25% done, about 30 s left" in found.describe()
+    assert TaskProgress("t", "running", 4.0).describe() == "t: running, 4 s"
+
+
+def test_a_running_reindex_reports_its_phase_and_fraction(
+    pg_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer keeps the reindex waiting in one phase until a report came: no timing."""
+    monkeypatch.setattr(task_watch, "EVERY", 0.02)
+    task = Task("orders-index", "2.0.0", TaskKind.REINDEX_INDEX, True, "orders_customer")
+    ctx = context.open_context(pg_site, None)
+    said: list[tuple[int, int | None, TaskProgress]] = []
+    with ctx.engine.connect() as writer:
+        writer.execute(text("LOCK TABLE orders IN ROW EXCLUSIVE MODE"))
+        with ThreadPoolExecutor(1) as pool:
+            ran = pool.submit(run_tasks.run_task, ctx, task, lambda *a: said.append(a))
+            until(lambda: bool(said), "a progress report")
+            writer.commit()
+            assert ran.result(timeout=60)["task"] == "orders-index"
+    done, total, found = said[0]
+    assert found.phase == "waiting for writers before build" and found.fraction == 0.1
+    assert (done, total) == (100, 1000)
+    dispose_all()
+
+
+def test_a_command_reports_its_elapsed_time_only(
+    sqlite_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(task_watch, "EVERY", 0.02)
+    argv = (sys.executable, "-c", "import time; time.sleep(0.3)")
+    task = Task("slow", "2.0.0", TaskKind.COMMAND, False, argv=argv)
+    said: list[tuple[int, int | None, TaskProgress]] = []
+    run_tasks.run_task(context.open_context(sqlite_site, None), task, lambda *a: said.append(a))
+    assert said and all(t is None and f.fraction is None for _, t, f in said)
+    assert said[-1][2].phase == "running" and said[-1][2].elapsed > said[0][2].elapsed
     dispose_all()

@@ -16,7 +16,7 @@ import time
 
 from sqlalchemy import Connection, text
 
-from stairway.tasks import Task, TaskKind
+from stairway.tasks import Task, TaskKind, TaskProgress, reindex_fraction
 
 log = logging.getLogger(__name__)
 
@@ -83,3 +83,22 @@ def _drop_leftovers(conn: Connection, task: Task) -> list[str]:
         log.warning("dropping invalid index %s, left by an interrupted reindex", name)
         conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}"))
     return dropped
+
+
+_PROGRESS = """
+SELECT p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total
+FROM pg_stat_progress_create_index p JOIN pg_stat_activity a ON a.pid = p.pid
+WHERE a.application_name = :name AND p.datname = current_database()
+"""
+
+
+def poll(conn: Connection, task: Task, elapsed: float) -> TaskProgress | None:
+    """How far ``task``'s reindex has come, read from another session; None when it is not
+    running (not begun yet, or between two of a table's indexes)."""
+    row = conn.execute(text(_PROGRESS), {"name": session_name(task)}).first()
+    if row is None:
+        return None
+    phase, blocks_done, blocks_total, tuples_done, tuples_total = row
+    done, total = (blocks_done, blocks_total) if blocks_total else (tuples_done, tuples_total)
+    fraction = reindex_fraction(phase, done or 0, total or 0)
+    return TaskProgress(task.name, phase, elapsed, fraction)

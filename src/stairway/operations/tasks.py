@@ -22,8 +22,10 @@ from stairway.context import Context, backup_dir, current_version
 from stairway.errors import TaskFailed, UpgradeError, UsageRefused
 from stairway.journal import Journal
 from stairway.operations import reindex
+from stairway.operations.task_watch import watching
+from stairway.progress import Progress
 from stairway.sitelock import changes_site
-from stairway.tasks import Task, reindex_statement
+from stairway.tasks import Task, TaskProgress, reindex_statement
 from stairway.versions import Version
 
 OUTPUT_TAIL = 600  # characters of a failed command's output shown with its error
@@ -46,17 +48,21 @@ def find_task(catalog: Catalog, name: str, release: str | None, at: Version | No
     )
 
 
-def run_task(ctx: Context, task: Task) -> dict[str, Any]:
-    """Run ``task`` once on the site; returns what the journal records of it.
+def run_task(
+    ctx: Context, task: Task, progress: Progress[TaskProgress] | None = None
+) -> dict[str, Any]:
+    """Run ``task`` once on the site, telling ``progress`` how far it has come every few
+    seconds; returns what the journal records of it.
 
     Raises TaskFailed naming the task, with the command that runs it again.
     """
     started = time.monotonic()
     dropped: list[str] = []
-    if task.reindex:
-        dropped = _reindex(ctx, task)
-    else:
-        _command(ctx, task)
+    with watching(ctx, task, progress):
+        if task.reindex:
+            dropped = _reindex(ctx, task)
+        else:
+            _command(ctx, task)
     return {
         "task": task.name,
         "kind": str(task.kind),
@@ -65,7 +71,9 @@ def run_task(ctx: Context, task: Task) -> dict[str, Any]:
 
 
 @changes_site
-def run_by_hand(ctx: Context, name: str, release: str | None) -> dict[str, Any]:
+def run_by_hand(
+    ctx: Context, name: str, release: str | None, progress: Progress[TaskProgress] | None = None
+) -> dict[str, Any]:
     """``stairway tasks run``: run a task again, typically one an upgrade reported as failed
     after the product started. Refused while an upgrade is interrupted."""
     active = Journal(backup_dir(ctx)).active()
@@ -75,7 +83,7 @@ def run_by_hand(ctx: Context, name: str, release: str | None) -> dict[str, Any]:
             hint="`stairway upgrade --resume` finishes it, `stairway rollback` undoes it",
         )
     task = find_task(ctx.catalog, name, release, current_version(ctx))
-    return run_task(ctx, task)
+    return run_task(ctx, task, progress)
 
 
 def _reindex(ctx: Context, task: Task) -> list[str]:
