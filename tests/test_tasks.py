@@ -164,6 +164,9 @@ def test_a_failing_serving_task_is_reported_with_the_command_to_rerun_it(
     dispose_all()
     code, _, err = stairway("tasks", "run", "orders-index", "--site", str(sqlite_site))
     assert code == 1 and "no_such_index" in err and "hint:" in err
+    code, out, _ = stairway("status", "--site", str(sqlite_site), "--json")
+    [failed] = orjson.loads(out)["tasks"]
+    assert failed["state"] == "failed" and "no_such_index" in failed["error"]
 
 
 @pytest.mark.parametrize("point", ["after:task", "None:task#2"])
@@ -221,6 +224,7 @@ reindex = "orders_customer"
 serving = true
 """
 SESSION = "stairway task 2.0.0/orders-index"
+WAITING = "waiting for writers before build"  # where a writer holding the table keeps a reindex
 INDEXES = """
 SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 WHERE c.relname LIKE 'orders!_customer%' ESCAPE '!' ORDER BY c.relname
@@ -307,12 +311,17 @@ def test_a_running_reindex_reports_its_phase_and_fraction(
         writer.execute(text("LOCK TABLE orders IN ROW EXCLUSIVE MODE"))
         with ThreadPoolExecutor(1) as pool:
             ran = pool.submit(run_tasks.run_task, ctx, task, lambda *a: said.append(a))
-            until(lambda: bool(said), "a progress report")
+            until(lambda: any(f.phase == WAITING for *_, f in said), "a report of the wait")
+            code, out, _ = stairway("status", "--site", str(pg_site))
             writer.commit()
             assert ran.result(timeout=60)["task"] == "orders-index"
-    done, total, found = said[0]
-    assert found.phase == "waiting for writers before build" and found.fraction == 0.1
+    done, total, found = next(report for report in said if report[2].phase == WAITING)
+    assert found.fraction == 0.1
     assert (done, total) == (100, 1000)
+    running = f"task orders-index (2.0.0): running, {WAITING}, 10% done"
+    assert code == 0 and running in out, out
+    code, out, _ = stairway("status", "--site", str(pg_site), "--json")
+    assert orjson.loads(out)["tasks"] == [], "done: no longer shown"
     dispose_all()
 
 

@@ -21,7 +21,7 @@ from stairway.catalog import Catalog
 from stairway.context import Context, backup_dir, current_version
 from stairway.errors import TaskFailed, UpgradeError, UsageRefused
 from stairway.journal import Journal
-from stairway.operations import reindex
+from stairway.operations import reindex, task_runs
 from stairway.operations.task_watch import watching
 from stairway.progress import Progress
 from stairway.sitelock import changes_site
@@ -52,10 +52,24 @@ def run_task(
     ctx: Context, task: Task, progress: Progress[TaskProgress] | None = None
 ) -> dict[str, Any]:
     """Run ``task`` once on the site, telling ``progress`` how far it has come every few
-    seconds; returns what the journal records of it.
+    seconds; returns what the journal records of it. A task the product serves during is
+    recorded as it runs (``stairway.operations.task_runs``), for ``stairway status``.
 
     Raises TaskFailed naming the task, with the command that runs it again.
     """
+    if not task.serving:
+        return _run(ctx, task, progress)
+    task_runs.begun(ctx.engine, task)
+    try:
+        data = _run(ctx, task, _recording(ctx, task, progress))
+    except TaskFailed as failed:
+        task_runs.ended(ctx.engine, task, failed.message)
+        raise
+    task_runs.ended(ctx.engine, task, None)
+    return data
+
+
+def _run(ctx: Context, task: Task, progress: Progress[TaskProgress] | None) -> dict[str, Any]:
     started = time.monotonic()
     dropped: list[str] = []
     with watching(ctx, task, progress):
@@ -68,6 +82,21 @@ def run_task(
         "kind": str(task.kind),
         "ran_s": round(time.monotonic() - started, 3),
     } | ({"dropped": dropped} if dropped else {})
+
+
+def _recording(
+    ctx: Context, task: Task, progress: Progress[TaskProgress] | None
+) -> Progress[TaskProgress]:
+    # a reindex on SQLite holds the database's only write lock: its record waits for its end
+    locked = task.reindex and ctx.engine.dialect.name == "sqlite"
+
+    def report(done: int, total: int | None, found: TaskProgress, /) -> None:
+        if not locked:
+            task_runs.advanced(ctx.engine, task, found)
+        if progress:
+            progress(done, total, found)
+
+    return report
 
 
 @changes_site
