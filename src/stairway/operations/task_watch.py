@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from sqlalchemy import Connection
 
@@ -64,17 +64,21 @@ def _watch(
     started = time.monotonic()
     polled = task.reindex and ctx.engine.dialect.name == "postgresql"
     try:
-        with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with _session(ctx) if polled else nullcontext() as conn:
             while not stop.wait(every):
-                found = _read(conn if polled else None, task, time.monotonic() - started)
+                found = _read(conn, task, time.monotonic() - started)
                 if found is not None:
                     report(progress, found)
     except Exception as err:  # advisory: the task runs on without its progress
         log.warning("progress of task %s no longer read: %s", task.name, err)
 
 
+def _session(ctx: Context) -> Connection:
+    # each poll its own transaction: PostgreSQL freezes its activity views per transaction
+    return ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
 def _read(conn: Connection | None, task: Task, elapsed: float) -> TaskProgress | None:
-    # each poll its own transaction (autocommit): PostgreSQL freezes activity views per transaction
-    if conn is None:
+    if conn is None:  # nothing to ask: the time it has run is all there is to tell
         return TaskProgress(task.name, "running", elapsed)
     return reindex.poll(conn, task, elapsed)
