@@ -7,16 +7,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 
 from cli_runner import stairway
 from stairway import context, operations
 from stairway.database import dispose_all
 from stairway.journal import ACTIVE
+from stairway.operations import task_watch
+from stairway.operations import tasks as run_tasks
+from stairway.tasks import Task, TaskKind, TaskProgress, reindex_fraction
 
 TASKS = """
 [[release.task]]
@@ -158,6 +164,9 @@ def test_a_failing_serving_task_is_reported_with_the_command_to_rerun_it(
     dispose_all()
     code, _, err = stairway("tasks", "run", "orders-index", "--site", str(sqlite_site))
     assert code == 1 and "no_such_index" in err and "hint:" in err
+    code, out, _ = stairway("status", "--site", str(sqlite_site), "--json")
+    [failed] = orjson.loads(out)["tasks"]
+    assert failed["state"] == "failed" and "no_such_index" in failed["error"]
 
 
 @pytest.mark.parametrize("point", ["after:task", "None:task#2"])
@@ -206,3 +215,124 @@ def test_plan_estimate_and_verify_show_the_tasks(sqlite_site: Path, shop_catalog
     assert code == 0, err
     said = [f["message"] for f in orjson.loads(out)["findings"] if f["topic"] == "tasks"]
     assert len(said) == 2 and "reindex orders_customer after the start" in said[0]
+
+
+REINDEX = """
+[[release.task]]
+name = "orders-index"
+reindex = "orders_customer"
+serving = true
+"""
+SESSION = "stairway task 2.0.0/orders-index"
+WAITING = "waiting for writers before build"  # where a writer holding the table keeps a reindex
+INDEXES = """
+SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE c.relname LIKE 'orders!_customer%' ESCAPE '!' ORDER BY c.relname
+"""
+
+
+@pytest.fixture
+def pg_site(tmp_path: Path, pg_database: str, shop_catalog: Path) -> Path:
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(
+        f'[site]\ndatabase = "{pg_database}"\ncatalog = "{shop_catalog}"\n'
+        'data_dir = "data"\nbackup_dir = "backups"\n',
+        "utf-8",
+    )
+    (tmp_path / "data").mkdir()
+    operations.init(context.open_context(site_file, None), "1.0.0")
+    dispose_all()
+    return site_file
+
+
+def until(found: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    """Wait for a state another process reaches (no fixed sleep: the state is what is awaited)."""
+    deadline = time.monotonic() + seconds
+    while not found():
+        assert time.monotonic() < deadline, f"never came: {what}"
+        time.sleep(0.02)
+
+
+def reindex_session(conn: Connection) -> list[int]:
+    """The pids of the task's reindex sessions waiting for a lock."""
+    query = (
+        "SELECT pid FROM pg_stat_activity WHERE application_name = :n AND wait_event_type = 'Lock'"
+    )
+    return list(conn.execute(text(query), {"n": SESSION}).scalars())
+
+
+def test_a_reindex_killed_mid_way_is_cleaned_up_and_finished_by_the_resume(
+    pg_site: Path, shop_catalog: Path
+) -> None:
+    """A kill -9 while REINDEX CONCURRENTLY waits leaves its server session waiting and an
+    invalid ``orders_customer_ccnew``; the resume ends that session, drops the copy, says so,
+    and reindexes. A writer holding the table keeps the reindex in its wait: no timing."""
+    with_tasks(shop_catalog, REINDEX)
+    command = [sys.executable, "-m", "stairway", "upgrade", "--site", str(pg_site)]
+    ctx = context.open_context(pg_site, None)
+    with ctx.engine.connect() as writer, ctx.engine.connect() as watch:
+        watch.execution_options(isolation_level="AUTOCOMMIT")
+        writer.execute(text("LOCK TABLE orders IN ROW EXCLUSIVE MODE"))  # an open write
+        first = subprocess.Popen([*command, "--to", "2.0.0"], stdout=subprocess.DEVNULL)
+        until(lambda: bool(reindex_session(watch)), "the reindex waiting for the writer")
+        orphan = reindex_session(watch)
+        first.kill()
+        first.wait()
+        left = watch.execute(text(INDEXES)).all()
+        assert ("orders_customer_ccnew", False) in left, left
+        second = subprocess.Popen([*command, "--resume"], stderr=subprocess.PIPE, text=True)
+        until(lambda: reindex_session(watch) != orphan, "the orphaned session ended")
+        writer.commit()
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 0, err
+        assert "ending session" in err and "dropping invalid index orders_customer_ccnew" in err
+        assert watch.execute(text(INDEXES)).all() == [("orders_customer", True)]
+    dispose_all()
+
+
+def test_a_reindex_fraction_counts_the_phases_behind_it_and_the_blocks_of_its_own() -> None:
+    assert reindex_fraction("initializing", 0, 0) == 0.0
+    assert reindex_fraction("building index: scanning table", 50, 100) == 0.25
+    assert reindex_fraction("waiting for readers before dropping", 3, 0) == 0.9
+    found = TaskProgress("t", "building index: scanning table", elapsed=10.0, fraction=0.25)
+    assert found.eta() == 30.0 and "25% done, about 30 s left" in found.describe()
+    assert TaskProgress("t", "running", 4.0).describe() == "t: running, 4 s"
+
+
+def test_a_running_reindex_reports_its_phase_and_fraction(
+    pg_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer keeps the reindex waiting in one phase until a report came: no timing."""
+    monkeypatch.setattr(task_watch, "EVERY", 0.02)
+    task = Task("orders-index", "2.0.0", TaskKind.REINDEX_INDEX, True, "orders_customer")
+    ctx = context.open_context(pg_site, None)
+    said: list[tuple[int, int | None, TaskProgress]] = []
+    with ctx.engine.connect() as writer:
+        writer.execute(text("LOCK TABLE orders IN ROW EXCLUSIVE MODE"))
+        with ThreadPoolExecutor(1) as pool:
+            ran = pool.submit(run_tasks.run_task, ctx, task, lambda *a: said.append(a))
+            until(lambda: any(f.phase == WAITING for *_, f in said), "a report of the wait")
+            code, out, _ = stairway("status", "--site", str(pg_site))
+            writer.commit()
+            assert ran.result(timeout=60)["task"] == "orders-index"
+    done, total, found = next(report for report in said if report[2].phase == WAITING)
+    assert found.fraction == 0.1
+    assert (done, total) == (100, 1000)
+    running = f"task orders-index (2.0.0): running, {WAITING}, 10% done"
+    assert code == 0 and running in out, out
+    code, out, _ = stairway("status", "--site", str(pg_site), "--json")
+    assert orjson.loads(out)["tasks"] == [], "done: no longer shown"
+    dispose_all()
+
+
+def test_a_command_reports_its_elapsed_time_only(
+    sqlite_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(task_watch, "EVERY", 0.02)
+    argv = (sys.executable, "-c", "import time; time.sleep(0.3)")
+    task = Task("slow", "2.0.0", TaskKind.COMMAND, False, argv=argv)
+    said: list[tuple[int, int | None, TaskProgress]] = []
+    run_tasks.run_task(context.open_context(sqlite_site, None), task, lambda *a: said.append(a))
+    assert said and all(t is None and f.fraction is None for _, t, f in said)
+    assert said[-1][2].phase == "running" and said[-1][2].elapsed > said[0][2].elapsed
+    dispose_all()

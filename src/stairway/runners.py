@@ -42,7 +42,7 @@ from stairway.operations.objects import apply_deltas, object_store
 from stairway.operations.schema import MigrateRequest
 from stairway.operations.tasks import find_task
 from stairway.steps import Step, StepKind, path_of
-from stairway.tasks import Task
+from stairway.tasks import Task, TaskProgress
 from stairway.verify import licence_findings
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def _run_once(ctx: Context, task: Task, state: JournalState) -> dict[str, Any]:
     has its start and its end journaled, and is never run twice: one that ended is not run
     again, one a crash cut short (its end unrecorded) is a failure for an operator to judge."""
     if task.rerunnable:
-        return run_tasks.run_task(ctx, task)
+        return run_tasks.run_task(ctx, task, _logged)
     said = {r.data.get("action") for r in state.records if _about(r.data, task)}
     if "ran" in said:
         return {"task": task.name, "kind": str(task.kind), "ran_before": True}
@@ -254,9 +254,13 @@ def _run_once(ctx: Context, task: Task, state: JournalState) -> dict[str, Any]:
         )
     journal = Journal(backup_dir(ctx))
     journal.record("task", action="begun", task=task.name, release=task.release)
-    data = run_tasks.run_task(ctx, task)
+    data = run_tasks.run_task(ctx, task, _logged)
     journal.record("task", action="ran", task=task.name, release=task.release)
     return data
+
+
+def _logged(_done: int, _total: int | None, found: TaskProgress, /) -> None:
+    log.info("task %s", found.describe())  # an upgrade's own output is one line a step
 
 
 def _about(data: dict[str, Any], task: Task) -> bool:

@@ -82,3 +82,54 @@ def on_path(releases: Iterable[tuple[str, tuple[Task, ...]]]) -> list[Task]:
             found.pop(task.name, None)
             found[task.name] = task
     return list(found.values())
+
+
+# The phases of ``REINDEX ... CONCURRENTLY`` in the order PostgreSQL runs them, as
+# ``pg_stat_progress_create_index.phase`` names them: how far along a reindex is, in part.
+REINDEX_PHASES = (
+    "initializing",
+    "waiting for writers before build",
+    "building index",
+    "waiting for writers before validation",
+    "index validation: scanning index",
+    "index validation: sorting tuples",
+    "index validation: scanning table",
+    "waiting for old snapshots",
+    "waiting for readers before marking dead",
+    "waiting for readers before dropping",
+)
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    """How far a running task has come: its phase, the time it has run, and for a reindex the
+    fraction done (a command reports its elapsed time only: nothing tells how far it is)."""
+
+    task: str
+    phase: str
+    elapsed: float  # seconds since it began
+    fraction: float | None = None  # 0..1, None when unknown
+
+    def eta(self) -> float | None:
+        """Seconds left at the pace so far; None while nothing tells."""
+        if not self.fraction:
+            return None
+        return self.elapsed * (1 - self.fraction) / self.fraction
+
+    def describe(self) -> str:
+        """``orders-index: building index: scanning table, 42% done, about 12 s left``."""
+        said = f"{self.task}: {self.phase}, {self.elapsed:.0f} s"
+        if self.fraction is None:
+            return said
+        eta = self.eta()
+        left = f", about {eta:.0f} s left" if eta is not None else ""
+        return f"{said}, {self.fraction:.0%} done{left}"
+
+
+def reindex_fraction(phase: str, done: int, total: int) -> float:
+    """The fraction of a reindex done: the phases behind it, and ``done`` of ``total`` blocks
+    or tuples of the phase it is in (PostgreSQL counts one or the other, per phase)."""
+    names = [i for i, name in enumerate(REINDEX_PHASES) if phase.startswith(name)]
+    at = names[0] if names else 0
+    within = min(done / total, 1.0) if total > 0 else 0.0
+    return (at + within) / len(REINDEX_PHASES)

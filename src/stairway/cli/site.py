@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +18,7 @@ from stairway.estimate import Limits, estimate_upgrade
 from stairway.estimate.predict import parse_duration
 from stairway.estimate_views import estimate_json, estimate_summary, estimate_table
 from stairway.next_step import NextStep
+from stairway.operations import task_runs
 from stairway.operations.plugins import plan_moves
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
 from stairway.release_index import IndexedRelease
@@ -92,10 +94,12 @@ def status(
     json: JsonOpt = False,
 ) -> None:
     """Site version, schema level, applied, pending and drifted changes, background migrations,
-    then what to run next; exit 0 whatever they are, unless --strict."""
+    serving tasks running or failed, then what to run next; exit 0 whatever they are, unless
+    --strict."""
     ctx = site_context.open_context(site, catalog)
     report = operations.status(ctx)
     running = background.jobs(ctx.engine)
+    tasks = task_runs.unfinished(ctx.engine)
     stopped = interrupted(ctx)
     agents = agents_by_version(ctx)
     held = held_agents(ctx) if agents is not None else []
@@ -112,6 +116,7 @@ def status(
             {
                 **views.status_json(report),
                 "background": jobs,
+                "tasks": [dataclasses.asdict(t) for t in tasks],
                 "interrupted_upgrade": _interrupted_json(stopped),
                 "agents": _agents_json(agents),
                 "held_agents": [{"agent": a, "version": v, "reason": r} for a, v, r in held],
@@ -127,6 +132,8 @@ def status(
             out.print(f"[yellow]{plain(stopped.describe())}[/yellow]", highlight=False)
         for job in running:
             out.print(f"background migration {job.describe()}", highlight=False)
+        for run in tasks:
+            out.print(run.describe(), highlight=False)
         if agents is not None:
             out.print(plain(_agents_line(agents, held)), highlight=False)
         _say_newer(newer)

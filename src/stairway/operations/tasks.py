@@ -2,9 +2,9 @@
 or a product command, run by the upgrade's task steps and by ``stairway tasks run``.
 
 A reindex on PostgreSQL is ``REINDEX ... CONCURRENTLY``, outside a transaction: the product keeps
-reading and writing the table meanwhile. A crash part-way leaves an invalid ``<index>_ccnew``
-copy behind; the next run drops it first, so running a reindex again is always safe. A command
-runs without a shell, in the site file's directory, with a timeout.
+reading and writing the table meanwhile. What a crash part-way leaves behind, the next run
+cleans up first (``stairway.operations.reindex``), so running a reindex again is always safe.
+A command runs without a shell, in the site file's directory, with a timeout.
 """
 
 from __future__ import annotations
@@ -14,27 +14,21 @@ import subprocess
 import time
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from stairway import faults
 from stairway.catalog import Catalog
 from stairway.context import Context, backup_dir, current_version
 from stairway.errors import TaskFailed, UpgradeError, UsageRefused
 from stairway.journal import Journal
+from stairway.operations import reindex, task_runs
+from stairway.operations.task_watch import watching
+from stairway.progress import Progress
 from stairway.sitelock import changes_site
-from stairway.tasks import Task, TaskKind, reindex_statement
+from stairway.tasks import Task, TaskProgress, reindex_statement
 from stairway.versions import Version
 
 OUTPUT_TAIL = 600  # characters of a failed command's output shown with its error
-
-_LEFTOVERS = """
-SELECT c.relname FROM pg_index i
-JOIN pg_class c ON c.oid = i.indexrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE NOT i.indisvalid AND n.nspname = current_schema()
-  AND (c.relname LIKE :pattern ESCAPE '!'
-       OR (:table AND i.indrelid = to_regclass(:target) AND c.relname LIKE '%!_ccnew%' ESCAPE '!'))
-"""
 
 
 def find_task(catalog: Catalog, name: str, release: str | None, at: Version | None = None) -> Task:
@@ -54,25 +48,61 @@ def find_task(catalog: Catalog, name: str, release: str | None, at: Version | No
     )
 
 
-def run_task(ctx: Context, task: Task) -> dict[str, Any]:
-    """Run ``task`` once on the site; returns what the journal records of it.
+def run_task(
+    ctx: Context, task: Task, progress: Progress[TaskProgress] | None = None
+) -> dict[str, Any]:
+    """Run ``task`` once on the site, telling ``progress`` how far it has come every few
+    seconds; returns what the journal records of it. A task the product serves during is
+    recorded as it runs (``stairway.operations.task_runs``), for ``stairway status``.
 
     Raises TaskFailed naming the task, with the command that runs it again.
     """
+    if not task.serving:
+        return _run(ctx, task, progress)
+    task_runs.begun(ctx.engine, task)
+    try:
+        data = _run(ctx, task, _recording(ctx, task, progress))
+    except TaskFailed as failed:
+        task_runs.ended(ctx.engine, task, failed.message)
+        raise
+    task_runs.ended(ctx.engine, task, None)
+    return data
+
+
+def _run(ctx: Context, task: Task, progress: Progress[TaskProgress] | None) -> dict[str, Any]:
     started = time.monotonic()
-    if task.reindex:
-        _reindex(ctx, task)
-    else:
-        _command(ctx, task)
+    dropped: list[str] = []
+    with watching(ctx, task, progress):
+        if task.reindex:
+            dropped = _reindex(ctx, task)
+        else:
+            _command(ctx, task)
     return {
         "task": task.name,
         "kind": str(task.kind),
         "ran_s": round(time.monotonic() - started, 3),
-    }
+    } | ({"dropped": dropped} if dropped else {})
+
+
+def _recording(
+    ctx: Context, task: Task, progress: Progress[TaskProgress] | None
+) -> Progress[TaskProgress]:
+    # a reindex on SQLite holds the database's only write lock: its record waits for its end
+    locked = task.reindex and ctx.engine.dialect.name == "sqlite"
+
+    def report(done: int, total: int | None, found: TaskProgress, /) -> None:
+        if not locked:
+            task_runs.advanced(ctx.engine, task, found)
+        if progress:
+            progress(done, total, found)
+
+    return report
 
 
 @changes_site
-def run_by_hand(ctx: Context, name: str, release: str | None) -> dict[str, Any]:
+def run_by_hand(
+    ctx: Context, name: str, release: str | None, progress: Progress[TaskProgress] | None = None
+) -> dict[str, Any]:
     """``stairway tasks run``: run a task again, typically one an upgrade reported as failed
     after the product started. Refused while an upgrade is interrupted."""
     active = Journal(backup_dir(ctx)).active()
@@ -82,17 +112,19 @@ def run_by_hand(ctx: Context, name: str, release: str | None) -> dict[str, Any]:
             hint="`stairway upgrade --resume` finishes it, `stairway rollback` undoes it",
         )
     task = find_task(ctx.catalog, name, release, current_version(ctx))
-    return run_task(ctx, task)
+    return run_task(ctx, task, progress)
 
 
-def _reindex(ctx: Context, task: Task) -> None:
+def _reindex(ctx: Context, task: Task) -> list[str]:
+    """Runs the reindex; returns the invalid indexes an interrupted attempt left, dropped."""
     dialect = ctx.engine.dialect
+    dropped: list[str] = []
     statement = reindex_statement(task, dialect.name, dialect.identifier_preparer.quote)
     before, after = faults.around("task-reindex")
     try:
         with ctx.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             if dialect.name == "postgresql":
-                _drop_leftovers(conn, task)
+                dropped = reindex.prepare(conn, task)
             faults.point(before)
             conn.execute(text(statement))
             faults.point(after)
@@ -100,22 +132,7 @@ def _reindex(ctx: Context, task: Task) -> None:
         if isinstance(err, OSError):
             raise
         raise _failed(task, f"{statement} failed: {_first_line(err)}") from err
-
-
-def _drop_leftovers(conn: Connection, task: Task) -> None:
-    """Invalid ``_ccnew`` copies a reindex cut short left behind (PostgreSQL keeps them)."""
-    escaped = task.target.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-    found = conn.execute(
-        text(_LEFTOVERS),
-        {
-            "pattern": f"{escaped}!_ccnew%",
-            "table": task.kind is TaskKind.REINDEX_TABLE,
-            "target": conn.dialect.identifier_preparer.quote(task.target),
-        },
-    ).scalars()
-    quote = conn.dialect.identifier_preparer.quote
-    for name in list(found):
-        conn.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}"))
+    return dropped
 
 
 def _command(ctx: Context, task: Task) -> None:
