@@ -34,7 +34,9 @@ from conftest import new_pg_database
 from fleet_harness import Fleet, answers, fleet_site, free_port, wait_until
 from stairway import audit
 from stairway.database import dispose_all, engine_for
+from stairway.fleet.messages import Close
 from stairway.fleet.tables import agents_table, ui_sessions_table
+from test_fleet_hostile import close_code
 from test_fleet_ui import CHROMIUM, _require_chromium
 from tls_certs import make_authority
 
@@ -308,18 +310,26 @@ def test_the_api_docs_are_off_by_default_and_need_an_admin_token_with_docs(
 
 
 def _hello_with_markup(fleet: Fleet) -> None:
-    """An agent enrolled through the API in a group full of markup, whose hello says it runs
-    a version that is a script and that it rolled back for a reason that is markup."""
-    enrolled = fleet.api(
-        "POST", "/api/enroll", {"agent_id": "shouty", "group": GROUP}, token=fleet.enroll
-    )
+    """Two agents enrolled through the API in a group full of markup: one whose hello says it
+    runs a version that is a script (refused as no version of the product, its release kept
+    for the pages), one that rolled back for a reason that is markup."""
     ws = fleet.url.replace("http", "ws", 1) + "/agent/v1"
     rolled_back = {"from": "9.9.9", "to": "9.9.9", "reason": REASON}
-    hello = {"type": "hello", "agent_id": "shouty", "version": HELLO_VERSION, "protocol": 1}
-    credential = {"Authorization": f"Bearer {enrolled['credential']}"}
-    with connect(ws, additional_headers=credential) as socket:
-        socket.send(json.dumps(hello | {"rolled_back": rolled_back}))
-        assert json.loads(socket.recv(timeout=10))["type"] == "welcome"
+    said = {
+        "shouty": ({"version": HELLO_VERSION}, Close.RELEASE_REFUSED),
+        "rolled": ({"version": "2.0.0", "rolled_back": rolled_back}, None),
+    }
+    for agent, (hello, closed_with) in said.items():
+        enrolled = fleet.api(
+            "POST", "/api/enroll", {"agent_id": agent, "group": GROUP}, token=fleet.enroll
+        )
+        credential = {"Authorization": f"Bearer {enrolled['credential']}"}
+        with connect(ws, additional_headers=credential) as socket:
+            socket.send(json.dumps({"type": "hello", "agent_id": agent, "protocol": 1} | hello))
+            if closed_with is None:
+                assert json.loads(socket.recv(timeout=10))["type"] == "welcome"
+            else:
+                assert close_code(socket, 10) == closed_with
 
 
 def _forged_rows(database: str) -> None:
