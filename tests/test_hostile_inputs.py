@@ -196,6 +196,8 @@ READERS: dict[str, Callable[[bytes], object]] = {
 }
 
 
+@pytest.mark.heavy
+@pytest.mark.timeout(900)  # 40 whole CLI runs: minutes on a loaded machine
 @EXAMPLES
 @given(data=st.data(), name=st.sampled_from(sorted(CONFIG_FILES)))
 def test_a_mutated_config_file_is_migrated_whole_or_left_alone(
