@@ -134,6 +134,8 @@ def _profile(sizes: Sizes, names: list[str]) -> None:
     for name in names:
         if name in PROFILED:
             print(profile(name, sizes), flush=True)
+        else:
+            print(f"no profile of {name}: --profile covers {', '.join(PROFILED)}", flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -28,14 +28,15 @@ CATALOG = Path(__file__).parent.parent / "tests" / "catalogs" / "optuna"
 OPTUNA_RDB = Path(optuna.__file__).parent / "storages" / "_rdb"
 
 
+def apply(url: str) -> None:
+    """Stairway's side: read the catalog, apply the whole history to the database at ``url``."""
+    catalog = load_catalog(CATALOG)
+    migrator.migrate(engine_for(url), catalog, len(catalog.changes))
+
+
 def _stairway_once() -> float:
     with temp_database("adopt_stairway") as db:
-
-        def apply() -> None:
-            catalog = load_catalog(CATALOG)
-            migrator.migrate(engine_for(db.url), catalog, len(catalog.changes))
-
-        seconds = timed(apply)[1]
+        seconds = timed(lambda: apply(db.url))[1]
         dispose_all()
         return seconds
 

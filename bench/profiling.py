@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from bench import object_parse
+from bench import adopt_history, object_parse
 from bench.harness import RESULTS_DIR, Sizes, temp_database
 from bench.schema_apply import generate_changes, run_stairway, write_catalog
 from stairway.objects.migrate import Migrator
@@ -40,10 +40,17 @@ def _object_parse(sizes: Sizes) -> Iterator[Subject]:
     yield lambda: object_parse.parse_all(raw, migrator)
 
 
+@contextmanager
+def _adopt_history(sizes: Sizes) -> Iterator[Subject]:
+    with temp_database("profile") as db:
+        yield lambda: adopt_history.apply(db.url)
+
+
 # A benchmark's subject side, set up and ready to call once.
 PROFILED: dict[str, Callable[[Sizes], AbstractContextManager[Subject]]] = {
     "schema_apply": _schema_apply,
     "object_parse": _object_parse,
+    "adopt_history": _adopt_history,
 }
 
 
