@@ -279,12 +279,19 @@ def test_a_killed_holder_releases_the_lock(site: Path) -> None:
 
 
 def test_commands_started_at_the_same_instant_one_proceeds(site: Path) -> None:
-    env = {**os.environ, HOLD: "6"}  # longer than the loser takes to reach the lock
-    for _ in range(5):
+    for round_ in range(5):
+        # The winner holds the lock until the loser has given up (or 120 s pass): no fixed wait
+        # that a slow machine could outlast.
+        go = site.parent / f"go-{round_}"
+        env = {**os.environ, HOLD: f"120:{go}"}
         both = [
             subprocess.Popen(command(site, *args), env=env, stderr=subprocess.PIPE, text=True)
             for args in (("migrate",), ("config", "migrate"))
         ]
+        deadline = time.monotonic() + 120
+        while all(p.poll() is None for p in both) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        go.touch()
         ends = [(p.pid, *p.communicate(timeout=240)) for p in both]
         codes = sorted(p.returncode for p in both)
         assert codes == [0, 2], ends
