@@ -424,6 +424,61 @@ def test_a_bad_artifact_or_index_exits_2_and_changes_nothing(site: Path, served:
     assert code == 2 and "needs --to" in err and "hint:" in err
 
 
+READ_ONLY_COMMANDS = (("verify",), ("plan", "--json"), ("rehearse",))
+
+
+def test_verify_plan_and_rehearse_take_the_catalog_from_a_local_index(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the rehearsal without the estimate it is shown against: calibrating one takes seconds
+    monkeypatch.setattr("stairway.report.documents.predicted", lambda *_: None)
+    publish_tree(site)
+    source = str(site.parent / "published")
+    said: dict[str, str] = {}
+    for command in READ_ONLY_COMMANDS:
+        code, out, err = stairway(
+            *command, "--to", "2.0.0", "--from-index", source, "--site", str(site)
+        )
+        assert code == 0, (command, err + out)
+        assert "catalog of 2.0.0 from the release index" in err
+        said[command[0]] = out
+    assert "nothing blocks the upgrade to 2.0.0" in said["verify"]
+    steps = orjson.loads(said["plan"])["steps"]
+    assert [c["name"] for c in steps[0]["changes"]] == ["queues"]  # the indexed catalog's
+    assert "rehearsed 1.0.0 -> 2.0.0" in " ".join(said["rehearse"].split())
+    assert site_release(site) == "1.0.0"  # none of them moves the site
+
+
+def test_a_tampered_index_is_refused_alike_by_every_command_taking_it(site: Path) -> None:
+    artifact = publish_tree(site)
+    published = site.parent / "published"
+    index = published / INDEX_FILE
+    good = index.read_bytes()
+    index.write_bytes(good.replace(b'"2.0.0"', b'"2.0.1"', 1))  # signed bytes changed
+    commands = (*READ_ONLY_COMMANDS, ("upgrade",))
+    refusals = set()
+    for command in commands:
+        code, _, err = stairway(
+            *command, "--to", "2.0.0", "--from-index", str(published), "--site", str(site)
+        )
+        assert code == 2, (command, err)
+        assert "error:" in err and "hint:" in err and "Traceback" not in err
+        refusals.add(err)
+    assert len(refusals) == 1 and "signature" in refusals.pop()  # one message for all
+    index.write_bytes(good)
+    artifact.write_bytes(artifact.read_bytes() + b"more")
+    for command in READ_ONLY_COMMANDS:
+        code, _, err = stairway(
+            *command, "--to", "2.0.0", "--from-index", str(published), "--site", str(site)
+        )
+        assert code == 2 and "bytes it is signed for" in err, (command, err)
+        code, _, err = stairway(*command, "--from-index", str(published), "--site", str(site))
+        assert code == 2 and "needs --to, and goes with no --catalog" in err, (command, err)
+        assert f"run `stairway {command[0]} --to V --from-index URL|DIR`" in err
+    assert not (site.parent / ".stairway" / "indexed").exists()
+    assert site_release(site) == "1.0.0"
+
+
 # --- a product writing CalVer -------------------------------------------------------------------
 
 CALVER = [

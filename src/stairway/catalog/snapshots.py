@@ -3,9 +3,11 @@ a late release from one file instead of replaying every change (Rails' ``schema.
 ``structure.sql``, Flyway's baseline migrations).
 
 A release names a directory (``snapshot = "snapshots/2.1.0"``) holding, per dialect, the DDL
-(``postgresql.sql``, ``sqlite.sql``) and a manifest beside it (``postgresql.toml``,
-``sqlite.toml``) giving the release, the change level the DDL stands for and its SHA-256. A
-manifest that does not match its release or its file is refused when the catalog loads.
+(``postgresql.sql``, ``sqlite.sql``), the rows the changes insert when they insert some
+(``postgresql.rows.sql``: seed data and sequence values) and a manifest beside them
+(``postgresql.toml``, ``sqlite.toml``) giving the release, the change level the files stand for
+and their SHA-256. A manifest that does not match its release or its files is refused when the
+catalog loads. Snapshots written before rows were carried have no rows file and still load.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class SnapshotManifest(BaseModel):
     level: Annotated[int, Field(ge=1)]  # the release's schema: changes 1..level
     dialect: Literal["postgresql", "sqlite"]
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    # SHA-256 of the rows file; absent when the changes insert no rows
+    rows_sha256: Annotated[str | None, Field(pattern=r"^[0-9a-f]{64}$")] = None
 
     _is_version = field_validator("release")(check_version)
 
@@ -48,10 +52,16 @@ class Snapshot:
     dialect: str
     ddl_path: Path
     sha256: str
+    rows_path: Path | None = None  # the rows the changes insert; None when they insert none
 
     def ddl(self) -> str:
         """The DDL's text (checked against its digest when the catalog loaded)."""
         return self.ddl_path.read_bytes().decode("utf-8")
+
+    def rows(self) -> str:
+        """The rows file's text (checked against its digest when the catalog loaded); empty
+        when the snapshot carries no rows."""
+        return self.rows_path.read_bytes().decode("utf-8") if self.rows_path else ""
 
     def describe(self) -> str:
         """``the snapshot of 2.1.0 (changes 1..11)``."""
@@ -61,6 +71,11 @@ class Snapshot:
 def ddl_name(dialect: str) -> str:
     """The DDL file of ``dialect`` in a snapshot directory."""
     return f"{dialect}.sql"
+
+
+def rows_name(dialect: str) -> str:
+    """The rows file of ``dialect`` in a snapshot directory."""
+    return f"{dialect}.rows.sql"
 
 
 def manifest_name(dialect: str) -> str:
@@ -155,17 +170,40 @@ def _one(directory: Path, release: Release, dialect: str) -> Snapshot | CatalogE
 def _checked(
     ddl: Path, path: Path, release: Release, said: SnapshotManifest, redo: str
 ) -> Snapshot | CatalogError:
+    problem = _digest_problem(ddl, said.sha256, path, redo, "the DDL")
+    if problem is not None:
+        return problem
+    rows = ddl.parent / rows_name(said.dialect)
+    if said.rows_sha256 is None:
+        if rows.exists():
+            return CatalogError(
+                f"{rows.name} lies beside a manifest that names no rows (no rows_sha256): "
+                "it was added by hand or its manifest replaced",
+                path=str(path),
+                hint=redo,
+            )
+        return Snapshot(release.version, said.level, said.dialect, ddl, said.sha256)
+    problem = _digest_problem(rows, said.rows_sha256, path, redo, "the rows")
+    if problem is not None:
+        return problem
+    return Snapshot(release.version, said.level, said.dialect, ddl, said.sha256, rows)
+
+
+def _digest_problem(
+    file: Path, expected: str, path: Path, redo: str, what: str
+) -> CatalogError | None:
+    """Why ``file`` is not the file its manifest names; None when it is."""
     try:
-        actual = digest(ddl.read_bytes())
+        actual = digest(file.read_bytes())
     except OSError as err:
         return CatalogError(
-            f"cannot read {ddl.name}: {err.strerror or err}", path=str(path), hint=redo
+            f"cannot read {file.name}: {err.strerror or err}", path=str(path), hint=redo
         )
-    if actual != said.sha256:
-        return CatalogError(
-            f"{ddl.name} does not match its manifest (SHA-256 {actual[:12]}..., the manifest "
-            f"says {said.sha256[:12]}...): the DDL was edited or replaced",
-            path=str(path),
-            hint=redo,
-        )
-    return Snapshot(release.version, said.level, said.dialect, ddl, actual)
+    if actual == expected:
+        return None
+    return CatalogError(
+        f"{file.name} does not match its manifest (SHA-256 {actual[:12]}..., the manifest "
+        f"says {expected[:12]}...): {what} was edited or replaced",
+        path=str(path),
+        hint=redo,
+    )

@@ -12,6 +12,7 @@ from rich.markup import escape
 from stairway import context as site_context
 from stairway import next_step, operations, release_feed, views
 from stairway.catalog.snapshots import Snapshot
+from stairway.cli.from_index import FromIndexOpt, indexed_catalog
 from stairway.cli.output import applying, reverting, say_adopting
 from stairway.errors import ExitCode, ManualStepNeeded, UsageRefused
 from stairway.estimate import Limits, estimate_upgrade
@@ -233,12 +234,15 @@ def plan(
     recalibrate: Annotated[
         bool, typer.Option("--recalibrate", help="with --estimate: measure the rates again")
     ] = False,
+    from_index: FromIndexOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """The path through required stops, each step's changes and phases, and rolling safety;
     with --estimate, each step's lock and predicted time, and exit 3 when a limit is broken."""
+    if from_index is not None:
+        catalog = indexed_catalog("plan", site, catalog, to, from_index)
     ctx = site_context.open_context(site, catalog, to)
     if estimate:
         limits = _limits(window, probe, transaction_limit, lock_limit)

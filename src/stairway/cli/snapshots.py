@@ -26,8 +26,9 @@ def snapshot(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Write the schema snapshot of RELEASE from a site at it: the DDL of its dialect and a
-    manifest with its SHA-256 (refused when the site is elsewhere or drifted)."""
+    """Write the schema snapshot of RELEASE from a site at it: the DDL of its dialect, the rows
+    its changes insert (seed data, sequence values) and a manifest with their SHA-256 (refused
+    when the site is elsewhere or drifted)."""
     ctx = site_context.open_context(site, catalog)
     written = operations.take_snapshot(ctx, release, out_dir)
     if json:
@@ -38,6 +39,12 @@ def snapshot(
         f"1..{written.level}, {written.statements} statements): {escape(str(written.ddl))}",
         highlight=False,
     )
+    if written.rows is not None:
+        out.print(
+            f"rows the changes insert: {written.row_statements} statements in "
+            f"{escape(str(written.rows))}",
+            highlight=False,
+        )
     if not written.declared:
         out.print(
             f"declare it on release {written.release} in stairway.toml: "

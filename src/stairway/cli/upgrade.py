@@ -12,6 +12,7 @@ from stairway import context as site_context
 from stairway import operations, views
 from stairway import upgrade as upgrading
 from stairway import verify as checks
+from stairway.cli.from_index import FromIndexOpt, indexed_catalog
 from stairway.cli.output import (
     PASS_YES,
     confirm,
@@ -22,10 +23,9 @@ from stairway.cli.output import (
 )
 from stairway.errors import UpgradeFailed, UsageRefused, VerifyBlocked
 from stairway.handwork import left_for_operator, left_in_rehearsal
-from stairway.indexed_release import catalog_from_index
 from stairway.losses import LossReport
 from stairway.open_sessions import SessionPolicy
-from stairway.options import CatalogOpt, JsonOpt, ReportOpt, SiteOpt, emit_json, err, out, plain
+from stairway.options import CatalogOpt, JsonOpt, ReportOpt, SiteOpt, emit_json, out, plain
 from stairway.rehearse import rehearse
 from stairway.release_source import interrupted_target
 from stairway.site import load_site
@@ -38,6 +38,7 @@ ROLLBACK_REFUSED = "rolling back a finished upgrade discards what was written si
 @app.command()
 def verify(
     to: Annotated[str | None, typer.Option("--to", help="target release [default: latest]")] = None,
+    from_index: FromIndexOpt = None,
     report_file: ReportOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
@@ -45,6 +46,8 @@ def verify(
 ) -> None:
     """Read-only pre-upgrade checks on the old version; exit 2 when anything blocks. Lists
     the deltas and config items the upgrade will leave for an operator, with what to run."""
+    if from_index is not None:
+        catalog = indexed_catalog("verify", site, catalog, to, from_index)
     ctx = site_context.open_context(site, catalog, to)
     report = checks.verify(ctx, to)
     if report_file:
@@ -97,15 +100,7 @@ def upgrade_command(
         bool,
         typer.Option("--end-sessions", help="end the open user sessions, after a notice"),
     ] = False,
-    from_index: Annotated[
-        str | None,
-        typer.Option(
-            "--from-index",
-            metavar="URL|DIR",
-            help="take the catalog of --to from its release artifact in the signed release "
-            "index there, verified as `release check` does and checked against its digest",
-        ),
-    ] = None,
+    from_index: FromIndexOpt = None,
     report_file: ReportOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
@@ -115,7 +110,7 @@ def upgrade_command(
     (exit 1). Exit 3 when it finished but left deltas or config items for an operator."""
     policy = SessionPolicy(drain_sessions, end_sessions)
     if from_index is not None:
-        catalog = _catalog_from_index(site, catalog, to, resume, from_index)
+        catalog = indexed_catalog("upgrade", site, catalog, to, from_index, resume)
     ctx = site_context.open_context(site, catalog, to or (_interrupted(site) if resume else None))
     say_adopting(ctx, json)
     if report_file is None:
@@ -155,22 +150,6 @@ def upgrade_command(
         raise left_for_operator(report.target, report.attention)
 
 
-def _catalog_from_index(
-    site: Path | None, catalog: Path | None, to: str | None, resume: bool, source: str
-) -> Path:
-    """The catalog of release ``to`` from the signed release index at ``source``."""
-    if to is None or resume or catalog is not None:
-        raise UsageRefused(
-            "--from-index takes the catalog of the release --to names: it needs --to, and "
-            "goes with neither --resume nor --catalog",
-            hint="run `stairway upgrade --to V --from-index URL|DIR`; to resume, pass "
-            "--catalog the catalog it unpacked (the upgrade names it)",
-        )
-    found = catalog_from_index(load_site(site), to, source)
-    err.print(plain(f"catalog of {to} from the release index: {found}"), highlight=False)
-    return found
-
-
 def _interrupted(site: Path | None) -> str | None:
     """The release an interrupted upgrade was going to: its catalog knows every step taken."""
     return interrupted_target(load_site(site).site)
@@ -192,6 +171,7 @@ def rehearse_command(
             help="reuse this backup of the live release instead of taking a fresh one",
         ),
     ] = None,
+    from_index: FromIndexOpt = None,
     report_file: ReportOpt = None,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
@@ -203,6 +183,8 @@ def rehearse_command(
     from stairway.report import write_report
     from stairway.report.documents import predicted, rehearsal_document
 
+    if from_index is not None:
+        catalog = indexed_catalog("rehearse", site, catalog, to, from_index)
     ctx = site_context.open_context(site, catalog, to)
     plan = operations.plan(ctx, to)
     estimate = predicted(ctx, to)

@@ -11,7 +11,7 @@ from stairway.operations.objects import apply_deltas
 from stairway.progress import Progress
 from stairway.schema import migrator
 from stairway.schema.change import Change
-from stairway.schema.ddl_replay import replay_ddl
+from stairway.schema.ddl_replay import replay_ddl, replay_rows
 from stairway.schema.executor import Applied
 from stairway.schema.histories.fresh import fresh_install
 from stairway.schema.recorder import RecordKind
@@ -54,15 +54,18 @@ def snapshot_for(ctx: Context, release: Release) -> Snapshot | None:
 
 
 def _from_snapshot(ctx: Context, release: Release) -> bool:
-    """Build the empty database from its snapshot in one transaction, recording changes
-    1..level as a baseline; False when there is no snapshot to build from."""
+    """Build the empty database from its snapshot (its DDL, then the rows its changes insert)
+    in one transaction, recording changes 1..level as a baseline; False when there is no
+    snapshot to build from."""
     snapshot = snapshot_for(ctx, release)
     if snapshot is None:
         return False
-    ddl = snapshot.ddl()
+    ddl, rows = snapshot.ddl(), snapshot.rows()
 
-    def build(conn: Connection) -> None:
+    def build(conn: Connection) -> None:  # one transaction: the schema and its seed rows
         replay_ddl(conn, ddl, snapshot.ddl_path)
+        if snapshot.rows_path is not None:
+            replay_rows(conn, rows, snapshot.rows_path)
 
     migrator.build_fresh(ctx.engine, ctx.catalog, build, release.schema, level=snapshot.level)
     return True

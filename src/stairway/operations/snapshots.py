@@ -1,11 +1,13 @@
-"""``stairway snapshot``: a release's schema as one DDL file per dialect and its manifest, taken
-from a site at that release whose schema is exactly what the release's changes create.
+"""``stairway snapshot``: a release's schema as one DDL file per dialect, the rows its changes
+insert and its manifest, taken from a site at that release whose schema is exactly what the
+release's changes create.
 
 Before writing, the site's changes 1..N are replayed into an empty scratch database and the two
 schemas compared object by object (:mod:`stairway.schema.inventory`): a snapshot of a site
-someone altered by hand would hand that alteration to every new site. The DDL file is written
-first and the manifest, which carries its digest, last: each file is replaced whole, and a DDL
-left without its new manifest is refused when the catalog loads.
+someone altered by hand would hand that alteration to every new site. The rows come from that
+scratch database, never from the site, whose rows are its users' data. The DDL file is written
+first, the rows next and the manifest, which carries their digests, last: each file is replaced
+whole, and files left without their new manifest are refused when the catalog loads.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import Engine, literal, select, table
 
-from stairway.catalog.snapshots import DIALECTS, ddl_name, digest, manifest_name
+from stairway.catalog.snapshots import DIALECTS, ddl_name, digest, manifest_name, rows_name
 from stairway.context import Context
 from stairway.errors import SchemaError, UsageRefused
 from stairway.files import write_atomic
 from stairway.operations.ddl import schema_ddl
+from stairway.operations.seed_rows import seed_rows
 from stairway.schema import migrator
 from stairway.schema.adoption import product_tables
 from stairway.schema.inventory import Inventory, differences, inventory_of
@@ -40,6 +43,8 @@ class SnapshotWritten:
     manifest: Path
     sha256: str
     statements: int
+    rows: Path | None  # the rows file; None when the changes insert no rows
+    row_statements: int
     declared: bool  # the release names this directory as its snapshot already
 
     def as_json(self) -> dict[str, object]:
@@ -52,6 +57,8 @@ class SnapshotWritten:
             "manifest": str(self.manifest),
             "sha256": self.sha256,
             "statements": self.statements,
+            "rows": str(self.rows) if self.rows else None,
+            "row_statements": self.row_statements,
             "declared": self.declared,
         }
 
@@ -64,11 +71,12 @@ def take_snapshot(ctx: Context, version: str, out: Path | None = None) -> Snapsh
     if dialect not in DIALECTS:
         raise UsageRefused(f"no snapshot of a {dialect} database", hint="PostgreSQL or SQLite")
     _refuse_unfit(ctx, release)
-    _refuse_unlike_history(ctx, release)
+    rows = _refuse_unlike_history(ctx, release)
     statements = schema_ddl(ctx.engine)
     directory = out or ctx.catalog.root / "snapshots" / str(release.version)
     ddl = _render(ctx.catalog.product, release, dialect, statements).encode("utf-8")
-    _write(directory, release, dialect, ddl)
+    seeds = _render_rows(ctx.catalog.product, release, dialect, rows) if rows else None
+    _write(directory, release, dialect, ddl, seeds)
     return SnapshotWritten(
         str(release.version),
         release.schema,
@@ -77,6 +85,8 @@ def take_snapshot(ctx: Context, version: str, out: Path | None = None) -> Snapsh
         directory / manifest_name(dialect),
         digest(ddl),
         len(statements),
+        directory / rows_name(dialect) if seeds else None,
+        len(rows),
         _declared(ctx, release, directory),
     )
 
@@ -110,11 +120,13 @@ def _refuse_unfit(ctx: Context, release: Release) -> None:
         )
 
 
-def _refuse_unlike_history(ctx: Context, release: Release) -> None:
-    """The live schema must be what changes 1..N create, object by object."""
-    found = differences(_replayed(ctx, release), inventory_of(ctx.engine))
+def _refuse_unlike_history(ctx: Context, release: Release) -> list[str]:
+    """The live schema must be what changes 1..N create, object by object; the statements that
+    put back the rows those changes insert."""
+    replayed, rows = _replayed(ctx, release)
+    found = differences(replayed, inventory_of(ctx.engine))
     if not found:
-        return
+        return rows
     shown = "; ".join(d.describe("replayed schema", "site's schema") for d in found[:5])
     more = f" and {len(found) - 5} more" if len(found) > 5 else ""
     raise SchemaError(
@@ -124,30 +136,19 @@ def _refuse_unlike_history(ctx: Context, release: Release) -> None:
     )
 
 
-def _replayed(ctx: Context, release: Release) -> Inventory:
-    """The inventory of changes 1..N replayed into an empty scratch database."""
+def _replayed(ctx: Context, release: Release) -> tuple[Inventory, list[str]]:
+    """The inventory of changes 1..N replayed into an empty scratch database, and the rows
+    they left there as statements."""
     try:
         with scratch_engine(ctx.engine, "snapshot") as scratch:
             migrator.migrate(scratch, ctx.catalog, release.schema, release=release)
-            _refuse_rows(scratch, release)
-            return inventory_of(scratch)
+            seeded = [t for t in product_tables(scratch) if _has_rows(scratch, t)]
+            return inventory_of(scratch), seed_rows(scratch, seeded)
     except psycopg.Error as err:
         raise SchemaError(
             f"cannot replay the changes into a scratch database: {str(err).strip()}",
             hint="grant the site's user CREATEDB",
         ) from None
-
-
-def _refuse_rows(scratch: Engine, release: Release) -> None:
-    """A snapshot holds no rows: changes that insert some (seed data) cannot be snapshotted."""
-    seeded = [t for t in product_tables(scratch) if _has_rows(scratch, t)]
-    if seeded:
-        raise SchemaError(
-            f"changes 1..{release.schema} insert rows into {', '.join(seeded)}, and a schema "
-            "snapshot holds no rows",
-            hint="ship the seed data as deltas (docs/deltas.md), or leave this release without "
-            "a snapshot",
-        )
 
 
 def _has_rows(engine: Engine, name: str) -> bool:
@@ -166,17 +167,31 @@ def _render(product: str, release: Release, dialect: str, statements: list[str])
     return head + "".join(f"{statement};\n\n" for statement in statements)
 
 
-def _write(directory: Path, release: Release, dialect: str, ddl: bytes) -> None:
+def _render_rows(product: str, release: Release, dialect: str, statements: list[str]) -> bytes:
+    head = (
+        f"-- The rows changes 1..{release.schema} of {product} {release.version} insert, "
+        f"{dialect}: written by `stairway snapshot`.\n"
+        "-- Do not edit: its manifest carries its SHA-256, checked when the catalog loads.\n\n"
+    )
+    return (head + "".join(f"{statement};\n" for statement in statements)).encode("utf-8")
+
+
+def _write(directory: Path, release: Release, dialect: str, ddl: bytes, rows: bytes | None) -> None:
+    rows_line = f'rows_sha256 = "{digest(rows)}"\n' if rows else ""
     manifest = (
-        "# written by `stairway snapshot`: what the DDL beside it stands for\n"
+        "# written by `stairway snapshot`: what the files beside it stand for\n"
         f'release = "{release.version}"\n'
         f"level = {release.schema}\n"
         f'dialect = "{dialect}"\n'
-        f'sha256 = "{digest(ddl)}"\n'
+        f'sha256 = "{digest(ddl)}"\n' + rows_line
     )
     try:
         directory.mkdir(parents=True, exist_ok=True)
         write_atomic(directory / ddl_name(dialect), ddl)
+        if rows:
+            write_atomic(directory / rows_name(dialect), rows)
+        else:  # rows of an earlier snapshot here would be refused beside a manifest without them
+            (directory / rows_name(dialect)).unlink(missing_ok=True)
         write_atomic(directory / manifest_name(dialect), manifest.encode("utf-8"))
     except OSError as err:
         raise UsageRefused(

@@ -1,0 +1,2 @@
+-- phase: offline
+INSERT INTO roles (name) VALUES ('auditor');
