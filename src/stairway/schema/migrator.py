@@ -232,11 +232,22 @@ def repeatables_of(catalog: ChangeSource) -> Sequence[Repeatable]:
     return catalog.repeatables
 
 
+def pending_repeatables(
+    engine: Engine, catalog: ChangeSource, only: Phase | None = None
+) -> list[repeatable_runs.DueRepeatable]:
+    """The repeatables a migration (of phase ``only``) would apply after its versioned changes,
+    each with why: what ``status``, ``plan`` and ``migrate --dry-run`` show."""
+    return repeatable_runs.pending(engine, _of_phase(catalog, only))
+
+
+def _of_phase(catalog: ChangeSource, only: Phase | None) -> list[Repeatable]:
+    return [r for r in repeatables_of(catalog) if only is None or r.phase == only]
+
+
 def _run_repeatables(engine: Engine, catalog: ChangeSource, only: Phase | None, level: int) -> None:
     """After the versioned migrations of a run, the repeatables that changed, as Flyway runs
     them; a run of one phase only runs those of that phase."""
-    wanted = [r for r in repeatables_of(catalog) if only is None or r.phase == only]
-    for repeatable in repeatable_runs.run_due(engine, wanted, level):
+    for repeatable in repeatable_runs.run_due(engine, _of_phase(catalog, only), level):
         log.info("applied repeatable %s", repeatable.describe())
 
 
