@@ -94,7 +94,8 @@ def status(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Site version, schema level, applied, pending and drifted changes, background migrations,
+    """Site version, schema level, applied, pending and drifted changes, Flyway repeatables to
+    apply, background migrations,
     serving tasks running or failed, then what to run next; exit 0 whatever they are, unless
     --strict."""
     ctx = site_context.open_context(site, catalog)
