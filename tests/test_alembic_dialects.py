@@ -4,14 +4,19 @@ expand. The same revision gets each site's verdict."""
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import create_engine, inspect
 
 from cli_runner import stairway
 from optuna_sites import sa_url, site
 from stairway.catalog import load_catalog
+from stairway.catalog.dialects import supported_dialects
+from stairway.catalog.manifest import ENGINES, Manifest
 from stairway.errors import CatalogError
 from test_alembic_history import history, revision_file
 
@@ -99,3 +104,72 @@ def test_the_site_decides_the_verdict(tmp_path: Path, database_url: str) -> None
     assert code == 0, out + err
     code, out, err = stairway("migrate", "--site", str(site_file), "--to", "2.0.0")
     assert code == 0, out + err
+
+
+# `stairway check` has no site: it judges the history for every database the product runs on.
+SQLITE_REFUSAL = re.compile(
+    r"/r2\.py: error: on sqlite: labelled expand, but [^\n]*rebuild table a"
+)
+POSTGRESQL_ONLY = '[[check]]\nname = "supported database"\ndatabase = { postgresql = ">=13" }\n\n'
+
+
+def test_check_judges_every_dialect_and_names_the_one_that_refuses(tmp_path: Path) -> None:
+    root = catalog_with(tmp_path, LOOSEN)
+    code, out, err = stairway("check", "--catalog", str(root))
+    assert code == 2, out + err
+    said = " ".join(err.split())  # as one line, however the console wrapped it
+    assert SQLITE_REFUSAL.search(said) and "fix: declare it offline" in said, err
+    assert said.endswith(
+        "1 error(s) in 1 file(s), 0 warning(s) (Alembic SQL judged for postgresql and sqlite)"
+    )
+    code, out, _ = stairway("check", "--catalog", str(root), "--json")
+    said = orjson.loads(out)
+    assert (code, said["ok"], said["dialects"]) == (2, False, ["postgresql", "sqlite"])
+    [problem] = said["problems"]
+    assert problem["file"].endswith("r2.py") and problem["dialects"] == ["sqlite"]
+    assert "rebuild table a" in problem["cause"]
+    code, out, err = stairway("check", "--catalog", str(root), "--dialect", "postgresql")
+    assert code == 0, out + err
+    assert "judged for postgresql)" in " ".join(out.split())
+
+
+def test_check_judges_the_dialects_the_catalog_declares(tmp_path: Path) -> None:
+    root = catalog_with(tmp_path, LOOSEN)
+    manifest = root / "stairway.toml"
+    manifest.write_text(POSTGRESQL_ONLY + manifest.read_text("utf-8"), "utf-8")
+    code, out, err = stairway("check", "--catalog", str(root), "--json")
+    assert (code, orjson.loads(out)["dialects"]) == (0, ["postgresql"]), err
+    code, out, err = stairway("check", "--catalog", str(root), "--dialect", "sqlite", "--json")
+    said = orjson.loads(out)
+    assert (code, said["dialects"], said["problems"][0]["dialects"]) == (2, ["sqlite"], [])
+
+
+def test_a_refusal_on_every_dialect_names_none(tmp_path: Path) -> None:
+    root = catalog_with(tmp_path, 'op.get_bind().execute(sa.text("UPDATE a SET id = id"))')
+    code, out, _ = stairway("check", "--catalog", str(root), "--json")
+    [problem] = orjson.loads(out)["problems"]
+    assert (code, problem["dialects"]) == (2, [])
+    assert "labelled expand" in problem["cause"]
+
+
+@pytest.mark.parametrize(
+    ("checks", "expected"),
+    [
+        ("", ("postgresql", "sqlite")),
+        (POSTGRESQL_ONLY, ("postgresql",)),
+        ('[[check]]\nname = "db"\ndatabase = { sqlite = "", postgresql = "" }\n\n', ENGINES),
+        # a condition only for upgrades from below a release says nothing of new sites
+        (
+            '[[check]]\nname = "old"\ndatabase = { sqlite = "" }\nbefore = "1.0.0"\n\n',
+            ENGINES,
+        ),
+        (
+            POSTGRESQL_ONLY + '[[check]]\nname = "lite"\ndatabase = { sqlite = "" }\n\n',
+            ENGINES,  # contradictory: nothing admitted, so every engine is judged
+        ),
+    ],
+)
+def test_the_dialects_a_catalog_supports(checks: str, expected: tuple[str, ...]) -> None:
+    manifest = tomllib.loads(checks + '[product]\nname = "p"\n\n[[release]]\nversion = "1.0.0"\n')
+    manifest["release"][0]["schema"] = 1
+    assert supported_dialects(Manifest.model_validate(manifest)) == expected

@@ -9,6 +9,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import Engine, inspect, text
 
@@ -646,3 +647,89 @@ def test_a_database_flyway_migrated_with_repeatables_is_adopted(
     edited.write_text(edited.read_text().replace("VARCHAR(200)", "VARCHAR(300)"), encoding="utf-8")
     with pytest.raises(DriftError, match=r"drift: .*add_email"):
         migrator.migrate(engine, load_catalog(root), N)
+
+
+def _said(site: Path, *command: str) -> dict[str, Any]:
+    code, out, err = stairway(*command, "--json", "--site", str(site))
+    assert code == 0, out + err
+    said: dict[str, Any] = orjson.loads(out)
+    return said
+
+
+def _due(site: Path) -> dict[str, list[tuple[str, str]]]:
+    """The repeatables ``status``, ``plan`` and ``migrate --dry-run`` each say are pending."""
+    found = {
+        "status": _said(site, "status")["repeatables"],
+        "plan": _said(site, "plan")["repeatables"],
+        "dry-run": _said(site, "migrate", "--dry-run")["repeatables"],
+    }
+    return {k: [(r["script"], r["reason"]) for r in v] for k, v in found.items()}
+
+
+def test_pending_repeatables_are_shown_by_status_plan_and_dry_run(
+    database_url: str, tmp_path: Path
+) -> None:
+    root = flyway_catalog(tmp_path / "catalog")
+    site = write(
+        tmp_path / "site.toml",
+        f'[site]\ndatabase = "{database_url}"\ncatalog = "{root}"\n'
+        f'backup_dir = "{tmp_path / "backups"}"\n',
+    )
+    code, out, err = stairway("init", "--version", "1.0.0", "--site", str(site))
+    assert code == 0, out + err
+    # the vendor's next release adds repeatables, and no versioned migration
+    with_repeatables(root)
+    write(
+        root / "stairway.toml",
+        manifest("flyway") + f'\n[[release]]\nversion = "2.0.0"\nschema = {N}\n',
+    )
+    both = [("sub/R__a_user_names.sql", "new"), ("R__b_tag_labels.sql", "new")]
+    assert _due(site) == {"status": both, "plan": both, "dry-run": both}
+    code, out, _ = stairway("plan", "--site", str(site))
+    assert re.search(r"then\s+│\s+sub/R__a_user_names\.sql \(repeatable, new\)\s+│ offline", out), (
+        out
+    )
+    code, out, err = stairway("upgrade", "--site", str(site))
+    assert code == 0, out + err
+    assert _due(site) == {"status": [], "plan": [], "dry-run": []}
+    code, out, _ = stairway("status", "--site", str(site))
+    assert re.search(r"repeatable migrations pending\s+│ none", out), out
+    code, out, _ = stairway("migrate", "--dry-run", "--site", str(site))
+    assert out.strip() == "-- nothing to apply"
+    edited = root / "migrations" / "R__b_tag_labels.sql"
+    edited.write_text(REPEATABLES["R__b_tag_labels.sql"] + "-- now with a comment\n", "utf-8")
+    changed = [("R__b_tag_labels.sql", "changed")]
+    assert _due(site) == {"status": changed, "plan": changed, "dry-run": changed}
+    code, out, _ = stairway("status", "--site", str(site))
+    flat = " ".join(out.replace("│", " ").split())
+    assert "R__b_tag_labels.sql (repeatable) [offline]: re-apply, checksum changed" in flat, out
+    code, out, _ = stairway("migrate", "--dry-run", "--site", str(site))
+    assert "-- R__b_tag_labels.sql (repeatable) [offline]: re-apply, checksum changed" in out
+    assert "CREATE VIEW tag_labels AS SELECT label FROM tags;" in out
+    assert "user_names" not in out
+    code, out, _ = stairway("plan", "--site", str(site))
+    assert "repeatable migrations pending (`stairway migrate` applies them):" in out
+    assert stairway("status", "--strict", "--site", str(site))[0] == 3
+    assert stairway("migrate", "--site", str(site))[0] == 0
+    assert _said(site, "status")["repeatables"] == []
+
+
+def test_a_new_database_lists_every_repeatable(sqlite_database: str, tmp_path: Path) -> None:
+    root = with_repeatables(tmp_path / "catalog")
+    site = write(
+        tmp_path / "site.toml", f'[site]\ndatabase = "{sqlite_database}"\ncatalog = "{root}"\n'
+    )
+    both = [(r, "new") for r in ("sub/R__a_user_names.sql", "R__b_tag_labels.sql")]
+    status = _said(site, "status")["repeatables"]
+    assert [(r["script"], r["reason"]) for r in status] == both
+    assert status[1] == {
+        "script": "R__b_tag_labels.sql",
+        "description": "b tag labels",
+        "phase": "offline",
+        "checksum": java_crc(REPEATABLES["R__b_tag_labels.sql"]),
+        "reason": "new",
+    }
+    code, out, _ = stairway("status", "--site", str(site))
+    flat = " ".join(out.replace("│", " ").split())
+    assert code == 0
+    assert "sub/R__a_user_names.sql (repeatable) [offline]: new R__b_tag_labels.sql" in flat, out

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import Connection, Engine
 
-from stairway.schema import recorder
+from stairway.schema import migrator, recorder
 
 KEY = "maintenance"
 
@@ -31,6 +31,7 @@ class Maintenance:
 
 def switch_on(engine: Engine, reason: str) -> None:
     """Switch maintenance mode on, with ``reason``, for every instance of the product."""
+    prepare(engine)
     with engine.begin() as conn:
         turn_on(conn, reason)
 
@@ -41,11 +42,19 @@ def switch_off(engine: Engine) -> None:
         turn_off(conn)
 
 
+def prepare(engine: Engine) -> None:
+    """Make the flag's table ready before a transaction that turns maintenance on: on a new
+    database it is created under the migration lock, so a first migration running beside it
+    is waited for, not raced (docs/upgrade.md)."""
+    migrator.ensure_bookkeeping(engine)
+
+
 def turn_on(conn: Connection, reason: str) -> Maintenance:
     """Maintenance on, with ``reason`` (the message the product shows), in ``conn``'s
-    transaction; returns the flag as recorded."""
+    transaction; returns the flag as recorded. Call :func:`prepare` first, outside the
+    transaction: creating the tables here would race a first migration."""
     flag = Maintenance(reason, datetime.now(UTC).isoformat(timespec="seconds"))
-    recorder.ensure_tables(conn)
+    recorder.ensure_tables(conn)  # brings tables of an older format to this one's
     recorder.set_meta(conn, KEY, orjson.dumps({"reason": reason, "since": flag.since}).decode())
     return flag
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from stairway.catalog import Catalog
 from stairway.schema.change import Change, Phase
+from stairway.schema.histories.repeatable_runs import DueRepeatable
 from stairway.schema.recorder import AppliedChange
 from stairway.schema.state import refuse_uncarried
 from stairway.tasks import Task, on_path
@@ -94,6 +95,8 @@ class UpgradePlan:
     target: Version
     level: int
     steps: tuple[PlanStep, ...]
+    # Flyway repeatables new or changed, which run after the versioned changes of a migration
+    repeatables: tuple[DueRepeatable, ...] = ()
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -155,10 +158,12 @@ def make_plan(
     level: int,
     target: Version,
     patches: Sequence[AppliedChange] = (),
+    repeatables: Sequence[DueRepeatable] = (),
 ) -> UpgradePlan:
     """``level`` is the database's schema level: mainline changes at or below it are already
-    applied; ``patches`` are the patch changes it holds. A step applies what its release needs
-    and the database lacks, so a patch runs once on any path, out of order if need be."""
+    applied; ``patches`` are the patch changes it holds; ``repeatables`` are the Flyway
+    repeatables due. A step applies what its release needs and the database lacks, so a patch
+    runs once on any path, out of order if need be."""
     steps: list[PlanStep] = []
     source, done = current, level
     held = {a.key for a in patches}
@@ -171,4 +176,4 @@ def make_plan(
         steps.append(PlanStep(source, release, changes))
         source, done = release.version, max(done, release.schema)
         held |= set(release.patches)
-    return UpgradePlan(current, target, level, tuple(steps))
+    return UpgradePlan(current, target, level, tuple(steps), tuple(repeatables))

@@ -22,6 +22,7 @@ from stairway.operations.plugins import HopMove
 from stairway.plan import UpgradePlan
 from stairway.schema.change import Change
 from stairway.schema.executor import Applied
+from stairway.schema.histories.repeatable_runs import DueRepeatable
 from stairway.schema.phases import PhaseFinding
 from stairway.transfer.importer import ImportReport
 from stairway.transfer.shards import Shard
@@ -64,6 +65,10 @@ def plan_table(plan: UpgradePlan, warnings: Warnings, plugins: Sequence[HopMove]
             table.add_row(hop if index == 0 else "", change.label, phase_text(change))
         for move in _of_hop(plugins, step.release.version):
             table.add_row("", escape(f"plug-in: {move.describe()}"), "")
+    for index, due in enumerate(plan.repeatables):
+        why = "re-apply, checksum changed" if due.changed else "repeatable, new"
+        shown = escape(f"{due.repeatable.script} ({why})")
+        table.add_row("then" if index == 0 else "", shown, due.repeatable.phase.value)
     return Group(table, *_warned(plan, warnings))
 
 
@@ -92,6 +97,7 @@ def plan_json(
         "nothing_to_do": plan.nothing_to_do,
         "rolling_safe": plan.rolling_safe,
         "blocking_rolling": [c.label for c in plan.blocking_rolling],
+        "repeatables": [repeatable_json(r) for r in plan.repeatables],
         "steps": [
             {
                 "from": str(s.source),
@@ -108,6 +114,19 @@ def plan_json(
             }
             for s in plan.steps
         ],
+    }
+
+
+def repeatable_json(due: DueRepeatable) -> dict[str, Any]:
+    """A Flyway repeatable a migration applies: its file, Flyway's description of it, its phase
+    and checksum, and why it runs (``new``, or ``changed`` since it was applied)."""
+    r = due.repeatable
+    return {
+        "script": r.script,
+        "description": r.description,
+        "phase": r.phase.value,
+        "checksum": r.checksum,
+        "reason": due.reason,
     }
 
 
@@ -140,6 +159,9 @@ def status_table(status: Status) -> Table:
     table.add_row("latest release in catalog", status.latest)
     table.add_row("applied changes", str(len(state.applied)))
     table.add_row("pending for this release", _labels(c.label for c in status.pending))
+    if status.repeatables is not None:  # a Flyway catalog with repeatables
+        shown = (escape(r.describe()) for r in status.repeatables)
+        table.add_row("repeatable migrations pending", _labels(shown))
     table.add_row("drifted", _labels(d.describe() for d in state.drifted))
     table.add_row("unknown to this catalog", _labels(a.label for a in state.unknown))
     return table
@@ -181,6 +203,7 @@ def status_json(status: Status) -> dict[str, Any]:
             for a in state.applied
         ],
         "pending": [change_json(c) for c in status.pending],
+        "repeatables": [repeatable_json(r) for r in status.repeatables or ()],
         "drifted": [d.describe() for d in state.drifted],
         "unknown": [a.label for a in state.unknown],
         "adopt": status.adopt,

@@ -5,12 +5,17 @@ wants them all at once. This runs the same readers and the same rules (``loader`
 ``*_problems`` generators), keeping what each yields; a file that cannot be read at all (bad
 TOML, bad SQL syntax) is one problem, and the checks that need its content skip it.
 No site and no database are needed.
+
+An adopted Alembic history is judged for every database the product runs on (``dialects.py``),
+or the one asked for: a revision's SQL is rendered per dialect, and an ``expand`` label proven
+on PostgreSQL may be a table rebuild on SQLite. A problem found for some of the dialects judged,
+not all, names them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
@@ -19,12 +24,13 @@ from typing import TypeVar
 from stairway.catalog import loader
 from stairway.catalog.config_migrations import load_config_migrations
 from stairway.catalog.deltas import read_deltas
+from stairway.catalog.dialects import supported_dialects
 from stairway.catalog.history import adopted_changes, identifiers
-from stairway.catalog.manifest import Manifest, load_manifest
+from stairway.catalog.manifest import ENGINES, Manifest, load_manifest
 from stairway.catalog.object_migrations import read_object_migrations
 from stairway.catalog.snapshots import read_snapshots
 from stairway.errors import CatalogError
-from stairway.schema.change import Change
+from stairway.schema.change import Change, HistoryTool
 from stairway.schema.earlier import Earlier
 from stairway.schema.reader import parse_file_name, read_change_problems
 from stairway.versions import Release
@@ -48,6 +54,7 @@ class Problem:
     cause: str
     fix: str
     severity: CatalogSeverity = CatalogSeverity.ERROR
+    dialects: tuple[str, ...] = ()  # found only for these databases; empty: for every one judged
 
     @classmethod
     def of(cls, error: CatalogError) -> Problem:
@@ -58,6 +65,10 @@ class Problem:
         """``path:line``, or the path alone when the line is not known."""
         return f"{self.path}:{self.line}" if self.line else self.path
 
+    def describe(self) -> str:
+        """The cause, after the databases it holds for when it does not hold for all."""
+        return f"on {' and '.join(self.dialects)}: {self.cause}" if self.dialects else self.cause
+
     def as_json(self) -> dict[str, object]:
         """The problem as ``stairway check --json`` prints it."""
         return {
@@ -66,6 +77,7 @@ class Problem:
             "severity": self.severity,
             "cause": self.cause,
             "fix": self.fix,
+            "dialects": list(self.dialects),
         }
 
 
@@ -75,6 +87,7 @@ class Report:
 
     root: Path
     problems: list[Problem] = field(default_factory=list)
+    dialects: tuple[str, ...] = ()  # the databases an adopted Alembic history was judged for
 
     @property
     def errors(self) -> list[Problem]:
@@ -100,15 +113,18 @@ class Report:
             return None
 
 
-def check_catalog(root: Path) -> Report:
-    """Every problem of the catalog at ``root``; an empty ``errors`` means it loads."""
+def check_catalog(root: Path, dialects: Sequence[str] = ()) -> Report:
+    """Every problem of the catalog at ``root``; an empty ``errors`` means it loads. An adopted
+    Alembic history is judged for ``dialects``, or (none given) every database the catalog
+    says its product runs on."""
     report = Report(root)
     if not root.is_dir():
         report.add([CatalogError("no catalog directory here", path=str(root), hint=_WHERE)])
         return report
     path = root / loader.MANIFEST
     manifest = report.attempt(lambda: load_manifest(path))
-    adopted = report.attempt(lambda: adopted_changes(root, manifest, path)) if manifest else None
+    judged = tuple(dialects) or (supported_dialects(manifest) if manifest else ENGINES)
+    adopted = _check_history(root, manifest, judged, report) if manifest else None
     idents = identifiers(adopted or ())
     releases = (
         report.attempt(lambda: loader.releases_of(manifest, idents, path)) if manifest else None
@@ -116,7 +132,7 @@ def check_catalog(root: Path) -> Report:
     if releases is not None:
         report.add(loader.release_problems(releases, root / loader.MANIFEST))
     if manifest is not None and manifest.history is not None:
-        shipped = _check_adopted(adopted or (), report)
+        shipped = [c.key for c in adopted or ()]
     else:
         shipped = _check_changes(root / "schema", report)
     if releases is not None:
@@ -146,12 +162,47 @@ def _check_changes(directory: Path, report: Report) -> list[tuple[int, int]]:
     return sorted({f.key for f in files})
 
 
-def _check_adopted(changes: tuple[Change, ...], report: Report) -> list[tuple[int, int]]:
+def _check_history(
+    root: Path, manifest: Manifest, judged: tuple[str, ...], report: Report
+) -> tuple[Change, ...] | None:
+    """Problems of an adopted history, each dialect's own for an Alembic one (its SQL is
+    rendered per dialect, the others' is read as written); its changes as the first dialect
+    that reads them gives them."""
+    if manifest.history is None:
+        return None
+    if HistoryTool(manifest.history.tool) == HistoryTool.ALEMBIC:
+        report.dialects = judged
+    read: list[tuple[Change, ...]] = []
+    found: dict[str, list[Problem]] = {}
+    for dialect in report.dialects or judged[:1]:
+        part = Report(root)
+        read_it = partial(adopted_changes, root, manifest, root / loader.MANIFEST, dialect)
+        changes = part.attempt(read_it)
+        _check_adopted(changes or (), part)
+        read += [changes] if changes is not None else []
+        found[dialect] = part.problems
+    report.problems.extend(_labelled(found))
+    return read[0] if read else None
+
+
+def _labelled(found: dict[str, list[Problem]]) -> list[Problem]:
+    """Each dialect's problems once, in the order first found, naming the dialects it was found
+    for when that is not every one of them."""
+    seen: dict[Problem, list[str]] = {}
+    for dialect, problems in found.items():
+        for problem in problems:
+            seen.setdefault(problem, []).append(dialect)
+    return [
+        p if len(where) == len(found) else replace(p, dialects=tuple(where))
+        for p, where in seen.items()
+    ]
+
+
+def _check_adopted(changes: tuple[Change, ...], report: Report) -> None:
     """Problems of every change of an adopted history (its reading stopped at the first)."""
     earlier = Earlier()
     for change in changes:
         _check_change(change, earlier, report)
-    return [c.key for c in changes]
 
 
 def _check_change(change: Change, earlier: Earlier, report: Report) -> None:

@@ -5,6 +5,7 @@ Neither needs a database; without ``--catalog`` they use the catalog that site.t
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -34,12 +35,38 @@ def catalog_root(site: Path | None, catalog: Path | None) -> Path:
     return root
 
 
+class Dialect(StrEnum):
+    """A database an adopted Alembic history's SQL is rendered for."""
+
+    postgresql = "postgresql"
+    sqlite = "sqlite"
+
+
 @app.command("check")
-def check(catalog: CatalogOpt = None, site: SiteOpt = None, json: JsonOpt = False) -> None:
+def check(
+    dialect: Annotated[
+        list[Dialect] | None,
+        typer.Option(
+            "--dialect",
+            help="judge an Alembic history's SQL for this database only (repeatable) "
+            "[default: every one the catalog's database checks admit, else both]",
+        ),
+    ] = None,
+    catalog: CatalogOpt = None,
+    site: SiteOpt = None,
+    json: JsonOpt = False,
+) -> None:
     """Check the whole catalog, reporting every problem of every file (exit 2 when any)."""
-    report = check_catalog(catalog_root(site, catalog))
+    chosen = [d.value for d in dialect or ()]
+    report = check_catalog(catalog_root(site, catalog), chosen)
     if json:
-        emit_json({"ok": not report.errors, "problems": [p.as_json() for p in report.problems]})
+        emit_json(
+            {
+                "ok": not report.errors,
+                "dialects": list(report.dialects),
+                "problems": [p.as_json() for p in report.problems],
+            }
+        )
     else:
         _show(report)
     if report.errors:
@@ -53,11 +80,20 @@ def _show(report: Report) -> None:
     if report.errors:
         err.print(
             f"[red]{len(report.errors)} error(s) in {files} file(s)[/red], "
-            f"{len(report.warnings)} warning(s)",
+            f"{len(report.warnings)} warning(s){_judged(report)}",
             highlight=False,
         )
     else:
-        out.print(f"[green]{report.root}: no errors[/green], {len(report.warnings)} warning(s)")
+        out.print(
+            f"[green]{escape(str(report.root))}: no errors[/green], "
+            f"{len(report.warnings)} warning(s){_judged(report)}",
+            highlight=False,
+        )
+
+
+def _judged(report: Report) -> str:
+    """Which databases an Alembic history's SQL was judged for; nothing for other catalogs."""
+    return f" (Alembic SQL judged for {' and '.join(report.dialects)})" if report.dialects else ""
 
 
 def _show_problem(problem: Problem) -> None:
@@ -66,7 +102,7 @@ def _show_problem(problem: Problem) -> None:
     console = err if error else out
     console.print(
         f"{escape(problem.where())}: [{colour}]{problem.severity}:[/{colour}] "
-        f"{escape(problem.cause)}",
+        f"{escape(problem.describe())}",
         highlight=False,
         soft_wrap=True,
     )

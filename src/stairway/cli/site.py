@@ -22,6 +22,7 @@ from stairway.next_step import NextStep
 from stairway.operations import task_runs
 from stairway.operations.plugins import plan_moves
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
+from stairway.plan import UpgradePlan
 from stairway.release_index import IndexedRelease
 from stairway.release_source import install_first
 from stairway.schema import background
@@ -94,7 +95,8 @@ def status(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Site version, schema level, applied, pending and drifted changes, background migrations,
+    """Site version, schema level, applied, pending and drifted changes, Flyway repeatables to
+    apply, background migrations,
     serving tasks running or failed, then what to run next; exit 0 whatever they are, unless
     --strict."""
     ctx = site_context.open_context(site, catalog)
@@ -191,7 +193,7 @@ def _next(
         stopped.command if stopped else None,
         unadopted=report.release is None and bool(report.adopt),
         drifted=bool(state.drifted),
-        pending=bool(report.pending),
+        pending=bool(report.pending or (report.release and report.repeatables)),
         unknown=bool(state.unknown),
         catalog_latest=report.latest,
         index_newest=str(newer.version) if newer else None,
@@ -254,6 +256,7 @@ def plan(
         emit_json(views.plan_json(value, ctx.catalog.warnings, moves))
     elif value.nothing_to_do:
         out.print(value.describe(), highlight=False)
+        _say_repeatables(value)
         return
     else:
         out.print(views.plan_table(value, ctx.catalog.warnings, moves))
@@ -261,6 +264,18 @@ def plan(
         out.print(said, highlight=False, markup=False)
     if rolling and not value.rolling_safe and not value.nothing_to_do:
         raise typer.Exit(ExitCode.NEEDS_OPERATOR)
+
+
+def _say_repeatables(value: UpgradePlan) -> None:
+    """At the target already, an upgrade runs nothing: `migrate` applies what repeatables are
+    due."""
+    if value.repeatables:
+        shown = ", ".join(r.describe() for r in value.repeatables)
+        out.print(
+            f"repeatable migrations pending (`stairway migrate` applies them): {shown}",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _limits(*given: str | None) -> Limits:
@@ -320,18 +335,26 @@ def migrate(
     request = operations.MigrateRequest(to=to, only=phase, lock_timeout=lock_timeout)
     say_adopting(ctx, json)
     if dry_run:
-        pending = operations.pending_changes(ctx, request)
-        if json:
-            emit_json(
-                {
-                    "pending": [views.change_json(c) for c in pending],
-                    "sql": operations.render_sql(pending),
-                }
-            )
-        else:
-            out.print(operations.render_sql(pending) or "-- nothing to apply", highlight=False)
+        _dry_run(ctx, request, json)
         return
     _report_applied(operations.migrate(ctx, request, applying(json)), json, "applied")
+
+
+def _dry_run(ctx: site_context.Context, request: operations.MigrateRequest, json: bool) -> None:
+    """The changes and the Flyway repeatables the migration would apply, and their SQL."""
+    pending = operations.pending_changes(ctx, request)
+    due = operations.pending_repeatables(ctx, request)
+    sql = operations.render_sql(pending, due)
+    if json:
+        emit_json(
+            {
+                "pending": [views.change_json(c) for c in pending],
+                "repeatables": [views.repeatable_json(r) for r in due],
+                "sql": sql,
+            }
+        )
+    else:
+        out.print(sql or "-- nothing to apply", highlight=False, markup=False)
 
 
 def _report_applied(done: list[Any], json: bool, verb: str) -> None:

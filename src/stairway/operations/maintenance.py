@@ -26,6 +26,7 @@ def maintenance_on(ctx: Context, message: str = DEFAULT_MESSAGE) -> Maintenance:
             "the maintenance message is empty",
             hint='say what users should read, e.g. --message "back at 14:00 UTC"',
         )
+    maintenance.prepare(ctx.engine)  # outside the transaction: it may wait for the lock
     with writing(ctx.engine) as conn:
         flag = maintenance.turn_on(conn, message.strip())
         audit.append(conn, "site.maintenance", {"on": True, "message": flag.reason}, "operator")

@@ -3,6 +3,7 @@ repair and the SQL a dry run shows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stairway.context import (
@@ -19,6 +20,7 @@ from stairway.schema import migrator, recorder
 from stairway.schema.adoption import adoption_hint
 from stairway.schema.change import Change, ChangeKind, Phase
 from stairway.schema.executor import Applied
+from stairway.schema.histories.repeatable_runs import DueRepeatable
 from stairway.schema.phases import PhaseFinding
 from stairway.schema.sql_of import opaque_sql, sql_of
 from stairway.schema.state import SchemaState
@@ -39,14 +41,19 @@ class Status:
     latest: str
     warnings: dict[int, list[PhaseFinding]]
     adopt: str | None = None  # a database with tables but no Stairway records: how to adopt it
+    # Flyway repeatables the next migrate applies; None when the catalog has none at all
+    repeatables: tuple[DueRepeatable, ...] | None = None
 
     @property
     def troubles(self) -> list[str]:
-        """What `status --strict` fails on: drift, changes pending for the site's release,
-        changes the catalog does not ship."""
+        """What `status --strict` fails on: drift, changes and repeatables pending for the
+        site's release, changes the catalog does not ship."""
         state = self.state
         found = [f"drifted: {d.describe()}" for d in state.drifted]
         found += [f"pending for {self.release}: {c.label}" for c in self.pending]
+        if self.release:
+            due = self.repeatables or ()
+            found += [f"pending for {self.release}: {r.describe()}" for r in due]
         return found + [f"not in this catalog: {a.label}" for a in state.unknown]
 
 
@@ -65,7 +72,14 @@ def status(ctx: Context) -> Status:
         ctx.catalog.warnings,
         _adopting(state.recognised)
         or (adoption_hint(ctx.engine, ctx.catalog) if not (release or state.applied) else None),
+        _repeatables(ctx),
     )
+
+
+def _repeatables(ctx: Context) -> tuple[DueRepeatable, ...] | None:
+    if not ctx.catalog.repeatables:
+        return None
+    return tuple(migrator.pending_repeatables(ctx.engine, ctx.catalog))
 
 
 def _adopting(recognised: str) -> str | None:
@@ -89,7 +103,8 @@ def plan(ctx: Context, to: str | None) -> UpgradePlan:
     target = target_version(ctx.catalog, to)
     state = migrator.read_state(ctx.engine, ctx.catalog)
     state.refuse_unknown_patch()
-    return make_plan(ctx.catalog, current_version(ctx), state.level, target, state.patches)
+    due = migrator.pending_repeatables(ctx.engine, ctx.catalog)
+    return make_plan(ctx.catalog, current_version(ctx), state.level, target, state.patches, due)
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,11 @@ def pending_changes(ctx: Context, request: MigrateRequest) -> list[Change]:
     if release is not None:
         migrator.refuse_uncarried(state, ctx.catalog, release)
     return migrator.pending(state, ctx.catalog, level, request.only, release)
+
+
+def pending_repeatables(ctx: Context, request: MigrateRequest) -> list[DueRepeatable]:
+    """The Flyway repeatables ``migrate`` would apply after its changes, applying none."""
+    return migrator.pending_repeatables(ctx.engine, ctx.catalog, request.only)
 
 
 def _target_release(ctx: Context, version: str | None) -> Release | None:
@@ -211,8 +231,9 @@ def repair(ctx: Context) -> list[str]:
     return migrator.repair(ctx.engine, ctx.catalog)
 
 
-def render_sql(changes: list[Change]) -> str:
-    """The SQL a migration would send, for --dry-run."""
+def render_sql(changes: list[Change], repeatables: Sequence[DueRepeatable] = ()) -> str:
+    """The SQL a migration would send, for --dry-run: its changes, then the Flyway repeatables
+    it applies after them."""
     parts: list[str] = []
     for change in changes:
         parts.append(f"-- {change.describe()}")
@@ -226,4 +247,8 @@ def render_sql(changes: list[Change]) -> str:
         parts.extend(f"{s.text};" for s in statements)
         table = recorder.table_of(change).name
         parts.append(f"-- then record change {change.code} in {table}\n")
+    for due in repeatables:
+        parts.append(f"-- {due.describe()}")
+        parts.extend(f"{s.text};" for s in due.repeatable.statements)
+        parts.append(f"-- then record it in {due.repeatable.table}\n")
     return "\n".join(parts)

@@ -135,6 +135,27 @@ def _reading(engine: Engine, held: Connection | None) -> Iterator[Connection]:
     yield held
 
 
+def ensure_bookkeeping(engine: Engine, lock_timeout: float = 30.0) -> None:
+    """Stairway's bookkeeping tables, created under the migration lock when there are none yet,
+    for a writer of ``stairway_meta`` that is not a migration (maintenance mode). A new
+    database's first migration creates them in its own transaction under that lock, so such a
+    writer waits for it instead of racing it to ``CREATE TABLE`` (where one of the two failed
+    with "already exists"); once they are there, no lock is taken.
+
+    Raises:
+        LockTimeout: a migration still holds the lock after ``lock_timeout`` seconds.
+    """
+    with engine.connect() as conn:
+        if recorder.exists(conn):
+            return
+    with (
+        migration_lock(engine, lock_timeout) as held,
+        working(engine, held) as conn,
+        conn.begin(),
+    ):
+        recorder.ensure_tables(conn)  # a migration may have created them while this waited
+
+
 def _create_bookkeeping(engine: Engine, held: Connection | None) -> None:
     with working(engine, held) as conn, conn.begin():
         recorder.create_tables(conn)
@@ -211,11 +232,22 @@ def repeatables_of(catalog: ChangeSource) -> Sequence[Repeatable]:
     return catalog.repeatables
 
 
+def pending_repeatables(
+    engine: Engine, catalog: ChangeSource, only: Phase | None = None
+) -> list[repeatable_runs.DueRepeatable]:
+    """The repeatables a migration (of phase ``only``) would apply after its versioned changes,
+    each with why: what ``status``, ``plan`` and ``migrate --dry-run`` show."""
+    return repeatable_runs.pending(engine, _of_phase(catalog, only))
+
+
+def _of_phase(catalog: ChangeSource, only: Phase | None) -> list[Repeatable]:
+    return [r for r in repeatables_of(catalog) if only is None or r.phase == only]
+
+
 def _run_repeatables(engine: Engine, catalog: ChangeSource, only: Phase | None, level: int) -> None:
     """After the versioned migrations of a run, the repeatables that changed, as Flyway runs
     them; a run of one phase only runs those of that phase."""
-    wanted = [r for r in repeatables_of(catalog) if only is None or r.phase == only]
-    for repeatable in repeatable_runs.run_due(engine, wanted, level):
+    for repeatable in repeatable_runs.run_due(engine, _of_phase(catalog, only), level):
         log.info("applied repeatable %s", repeatable.describe())
 
 

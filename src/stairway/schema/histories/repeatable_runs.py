@@ -52,6 +52,38 @@ def due(repeatables: Iterable[Repeatable], applied: dict[str, int]) -> list[Repe
     return [r for r in repeatables if applied.get(r.description) != r.checksum]
 
 
+@dataclass(frozen=True)
+class DueRepeatable:
+    """A repeatable the next migration applies, and why: never applied, or changed since."""
+
+    repeatable: Repeatable
+    changed: bool  # applied before with another checksum; False: never applied
+
+    @property
+    def reason(self) -> str:
+        """``new`` or ``changed``, as ``--json`` says it."""
+        return "changed" if self.changed else "new"
+
+    def describe(self) -> str:
+        """The repeatable, its phase and why it runs, as lists show it."""
+        why = "re-apply, checksum changed" if self.changed else "new"
+        return f"{self.repeatable.describe()}: {why}"
+
+
+def why_due(repeatables: Iterable[Repeatable], applied: dict[str, int]) -> list[DueRepeatable]:
+    """The repeatables :func:`due` finds, each with why (pure)."""
+    return [DueRepeatable(r, r.description in applied) for r in due(repeatables, applied)]
+
+
+def pending(engine: Engine, repeatables: Sequence[Repeatable]) -> list[DueRepeatable]:
+    """The repeatables the next migration applies, read from Flyway's table as the run reads
+    it; nothing is written."""
+    if not repeatables:
+        return []
+    with engine.connect() as conn:
+        return why_due(repeatables, latest_checksums(conn, repeatables[0].table))
+
+
 def run_due(engine: Engine, repeatables: Sequence[Repeatable], level: int) -> list[Repeatable]:
     """Apply the due repeatables in order, each in its own transaction with Flyway's row and
     Stairway's record; the ones applied.
