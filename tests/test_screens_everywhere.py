@@ -21,22 +21,16 @@ import pytest
 
 from fleet_harness import Fleet, fleet_site
 from real_reports import example_site, write_reports
+from screenshots import ROOT, screenshots
 from stairway import audit, maintenance
 from stairway.database import engine_for
 from stairway.fleet.tables import agents_table
 from test_fleet_ui import CHROMIUM, _require_chromium
 
-ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"1280": (1280, 800), "390": (390, 844)}
 BLOCKING = {"serious", "critical"}
 LONG_ID = "relay-eu-west-frankfurt-datacenter-rack-07-unit-42-secondary"
 LONG_MESSAGE = "health check failed: /healthz answered 503 after 30 s; kept 1.0.0 and pinned 2.0.0"
-
-
-def screenshots() -> Path:
-    """Where CI collects screenshots from: ``$STAIRWAY_ARTIFACTS/screenshots``."""
-    base = Path(os.environ.get("STAIRWAY_ARTIFACTS") or ROOT / "artifacts")
-    return base / "screenshots"
 
 
 def axe_script() -> Path:
@@ -202,7 +196,6 @@ def test_the_screen_is_accessible_fits_and_is_photographed(
         page.add_script_tag(path=str(axe_script()))
         found = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
         shot = screenshots() / f"{screen}-{size}.png"
-        shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
         scrolled = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     finally:
@@ -220,8 +213,11 @@ def _said(violation: dict[str, Any]) -> str:
     return f"{violation['id']} ({violation['impact']}): {violation['help']} at {targets}"
 
 
-def test_screenshots_go_where_ci_collects_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STAIRWAY_ARTIFACTS", "/tmp/kept")
-    assert screenshots() == Path("/tmp/kept/screenshots")
+def test_screenshots_go_where_ci_collects_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STAIRWAY_ARTIFACTS", str(tmp_path / "kept"))
+    assert screenshots() == tmp_path / "kept" / "screenshots"
+    assert screenshots().is_dir(), "made for the first screenshot"
     monkeypatch.delenv("STAIRWAY_ARTIFACTS")
     assert screenshots() == ROOT / "artifacts" / "screenshots"
