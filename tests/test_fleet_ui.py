@@ -1,6 +1,6 @@
 """The web UI in Debian's chromium (Playwright): sign in, set the policy, Run now, and watch the
 agents reach the server's version; lose contact with the server; be signed out while the Agents
-page is open. A screenshot is saved to ``artifacts/screenshots``."""
+page is open. A screenshot is saved where screenshots.py says."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from fleet_harness import fleet_site, make_build, wait_until
+from screenshots import screenshots
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 
 
 def _require_chromium() -> None:
@@ -92,8 +92,7 @@ def test_the_agents_page_changes_the_policy_runs_now_and_shows_the_upgrade(
             versions = page.locator("#agents-table td.version")
             expect(versions).to_have_text(["2.0.0", "2.0.0"], timeout=60_000)
             expect(states).to_have_text(["online", "online"])
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            shot = SCREENSHOTS / "fleet-agents.png"
+            shot = screenshots() / "fleet-agents.png"
             page.screenshot(path=str(shot), full_page=True)
             page.click("text=Audit")
             expect(page.locator("text=The hash chain is whole")).to_be_visible()

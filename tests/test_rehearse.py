@@ -13,12 +13,11 @@ import pytest
 
 from cli_runner import stairway
 from conftest import PG_ADMIN
+from screenshots import screenshots
 from stairway import operations
 from stairway.database import dispose_all
 from stairway.quickstart import open_demo, seed, write_site
 from test_upgrade import build_site, fingerprint
-
-SCREENSHOTS = Path(__file__).parent.parent / "artifacts" / "screenshots"
 
 
 def checksums(root: Path) -> dict[str, str]:
@@ -164,8 +163,7 @@ def test_the_report_opens_in_chromium_without_console_errors_and_shows_every_ste
         assert page.locator("#path svg rect").count() == 3, "1.0.0, the stop 1.0.4, 2.0.0"
         assert page.locator("#durations svg rect").count() == 2 * len(labels)
         assert "required stop" in page.locator("#path").inner_text()
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / "upgrade-report.png"), full_page=True)
+        page.screenshot(path=str(screenshots() / "upgrade-report.png"), full_page=True)
         browser.close()
     assert errors == []
     assert len(labels) == 18 and labels[4] == "schema 1.0.0 -> 1.0.4" and labels[-1] == "audit"

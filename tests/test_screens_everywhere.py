@@ -3,39 +3,34 @@
 scrolls sideways, and a full-page screenshot of each is kept in ``$STAIRWAY_ARTIFACTS/screenshots``
 (``artifacts/screenshots`` at the repository root unless said) for CI to keep.
 
-One browser, one control plane and a signed-in context per size serve the whole module.
+One browser, one control plane and a signed-in context per size serve the whole module. The
+reports are those of real runs on the example product (see real_reports.py), made once.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fleet_harness import Fleet, fleet_site
+from real_reports import example_site, write_reports
+from screenshots import ROOT, screenshots
 from stairway import audit, maintenance
 from stairway.database import engine_for
 from stairway.fleet.tables import agents_table
-from stairway.report.model import Document, Stair, StepRow
-from stairway.report.render import render_html
-from stairway.verify import Finding, FindingSeverity
 from test_fleet_ui import CHROMIUM, _require_chromium
 
-ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"1280": (1280, 800), "390": (390, 844)}
 BLOCKING = {"serious", "critical"}
 LONG_ID = "relay-eu-west-frankfurt-datacenter-rack-07-unit-42-secondary"
 LONG_MESSAGE = "health check failed: /healthz answered 503 after 30 s; kept 1.0.0 and pinned 2.0.0"
-
-
-def screenshots() -> Path:
-    """Where CI collects screenshots from: ``$STAIRWAY_ARTIFACTS/screenshots``."""
-    base = Path(os.environ.get("STAIRWAY_ARTIFACTS") or ROOT / "artifacts")
-    return base / "screenshots"
 
 
 def axe_script() -> Path:
@@ -74,21 +69,30 @@ class Stage:
 def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     _require_chromium()
     axe_script()
-    from playwright.sync_api import sync_playwright
-
     root = tmp_path_factory.mktemp("screens")
-    with fleet_site(root, f"sqlite:///{root / 'fleet.db'}") as fleet:
-        _fill(fleet)
-        fleet.start_server()
-        with sync_playwright() as driver:
-            browser = driver.chromium.launch(
-                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"]
-            )
-            stage = Stage(browser, fleet, _write_reports(root / "reports"))
+    # The reports' runs mostly wait for the example service to answer: they go on while the
+    # control plane and the browser start.
+    with example_site(root / "demo") as demo, ThreadPoolExecutor(1) as beside:
+        reports = beside.submit(write_reports, demo, root / "reports")
+        with fleet_site(root, f"sqlite:///{root / 'fleet.db'}") as fleet, _browser() as browser:
+            _fill(fleet)
+            fleet.start_server()
+            stage = Stage(browser, fleet, reports.result())
             yield stage
             for context in stage.signed.values():
                 context.close()
-            browser.close()
+
+
+@contextmanager
+def _browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-background-networking"]
+        )
+        yield browser
+        browser.close()
 
 
 def _fill(fleet: Fleet) -> None:
@@ -105,52 +109,6 @@ def _fill(fleet: Fleet) -> None:
         audit.append(conn, "agent.upgrade", {"agent": LONG_ID, "why": LONG_MESSAGE}, "admin:ops")
     maintenance.switch_on(engine, "upgrading the database server to a new minor release")
     engine.dispose()
-
-
-def _write_reports(where: Path) -> Path:
-    where.mkdir()
-    for document in _documents():
-        (where / f"{document.kind}.html").write_text(render_html(document), "utf-8")
-    return where
-
-
-def _documents() -> list[Document]:
-    steps = (
-        StepRow("backup before 2.0.0", "backup", "", "", 4.0, 3.5, "done"),
-        StepRow("0007_rename_ldap_connector", "schema", "expand", "EXCLUSIVE", 2.0, 2.5, "done"),
-        StepRow("stop the service", "stop", "", "", 1.0, 1.0, "done"),
-        StepRow("objects 2.0.0", "objects", "", "", 30.0, None, "failed"),
-        StepRow("start the service", "start", "", "", 1.0, None, "not run"),
-    )  # fmt: skip
-    warning = Finding(
-        "schema", FindingSeverity.WARNING, f"a column is wide: {LONG_MESSAGE}", hint="narrow it"
-    )
-    blocker = Finding(
-        "deltas",
-        FindingSeverity.CRITICAL,
-        "a delta was changed by hand",
-        hint="skip it",
-        blocking=True,
-    )
-    stairs = (Stair("1.0.0", "current"), Stair("1.5.0", "stop"), Stair("2.0.0", "target"))
-    notes = "## 2.0.0\n\n- renames the LDAP connector (`0007_rename_ldap_connector`)\n"
-    upgrade = Document(
-        "upgrade", "people", "1.0.0", "2.0.0", "failed at objects 2.0.0; rolled back", False,
-        stairs, steps, {FindingSeverity.WARNING: (warning,)}, "20240101T000000Z-people-1.0.0",
-        notes,
-    )  # fmt: skip
-    rehearsal = Document(
-        "rehearsal", "people", "1.0.0", "2.0.0", "rehearsed", True, stairs,
-        tuple(replace(s, actual=s.predicted, status="done") for s in steps),
-        {}, "20240101T000000Z-people-1.0.0", notes, end_state="restored to 1.0.0",
-        backup_lead="Restored from:",
-    )  # fmt: skip
-    verify = Document(
-        "verify", "people", "1.0.0", "2.0.0", "blocked: 1 finding", False, stairs,
-        tuple(replace(s, actual=None, status="planned") for s in steps),
-        {FindingSeverity.CRITICAL: (blocker,), FindingSeverity.WARNING: (warning,)}, None, notes,
-    )  # fmt: skip
-    return [upgrade, rehearsal, verify]
 
 
 def _sign_in(stage: Stage, page: Any) -> None:
@@ -209,6 +167,7 @@ SCREENS: dict[str, Callable[[Stage, Any], None]] = {
     "refused": _refused,
     "bad_request": _visit("/ui/audit?before=nowhere"),
     "report-upgrade": _report("upgrade"),
+    "report-rolled-back": _report("rolled-back"),
     "report-rehearsal": _report("rehearsal"),
     "report-verify": _report("verify"),
 }
@@ -237,7 +196,6 @@ def test_the_screen_is_accessible_fits_and_is_photographed(
         page.add_script_tag(path=str(axe_script()))
         found = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
         shot = screenshots() / f"{screen}-{size}.png"
-        shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
         scrolled = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     finally:
@@ -255,8 +213,11 @@ def _said(violation: dict[str, Any]) -> str:
     return f"{violation['id']} ({violation['impact']}): {violation['help']} at {targets}"
 
 
-def test_screenshots_go_where_ci_collects_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STAIRWAY_ARTIFACTS", "/tmp/kept")
-    assert screenshots() == Path("/tmp/kept/screenshots")
+def test_screenshots_go_where_ci_collects_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STAIRWAY_ARTIFACTS", str(tmp_path / "kept"))
+    assert screenshots() == tmp_path / "kept" / "screenshots"
+    assert screenshots().is_dir(), "made for the first screenshot"
     monkeypatch.delenv("STAIRWAY_ARTIFACTS")
     assert screenshots() == ROOT / "artifacts" / "screenshots"
