@@ -68,8 +68,8 @@ def adopted_repeatables(
     Raises:
         CatalogError: a repeatable misnamed, named twice, or labelled expand falsely.
     """
-    if manifest.history is None:
-        return ()
+    if manifest.history is None or HistoryTool(manifest.history.tool) != HistoryTool.FLYWAY:
+        return ()  # only Flyway has them: the history's directory is not looked up again
     return repeatables.read(history_spec(root, manifest.history, path), changes)
 
 

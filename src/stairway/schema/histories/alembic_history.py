@@ -161,6 +161,7 @@ def _change(
 ) -> Change:
     path = Path(script.path)
     text = path.read_text(encoding="utf-8")
+    digest = checksum(text)
     phase = _phase(spec, script.revision, path, text)
     # an expand label is proven now; other revisions' SQL is rendered when asked for (sql_of)
     statements, opaque = (
@@ -169,14 +170,14 @@ def _change(
         else ((), "")
     )
     has_down = _has_down(script.module)
-    remember(path, checksum(text), script.module)
+    remember(path, digest, script.module)
     return Change(
         number=number,
         name=path.stem,
         path=path,
         kind=ChangeKind.ALEMBIC,
         phase=phase,
-        checksum=checksum(text),
+        checksum=digest,
         transactional=not autocommits(path, text),  # runs in parts, as Alembic runs it
         statements=statements,
         has_python_down=has_down,  # what it loses is rendered when a downgrade is asked for
