@@ -93,9 +93,7 @@ def snapshots(conn: Connection, plugin: str | None = None) -> list[HostSnapshot]
     ]
 
 
-def ask(
-    conn: Connection, plugin: str, directory: str, version: str, actor: str
-) -> list[HostRequest]:
+def ask(conn: Connection, plugin: str, directory: str, version: str) -> list[HostRequest]:
     """A request to each agent keeping a snapshot of ``plugin`` at ``version`` to put it
     back; the requests made (none when no agent keeps one)."""
     holders = sorted({s.agent_id for s in snapshots(conn, plugin) if s.version == version})
@@ -109,7 +107,7 @@ def ask(
         made.append(HostRequest(number, agent_id, plugin, version, PENDING, None, ""))
     if made:
         data = {"plugin": plugin, "version": version, "agents": holders}
-        audit.append(conn, "agent.plugin_rollback", data, actor=actor)
+        audit.append(conn, "agent.plugin_rollback", data)
     return made
 
 
