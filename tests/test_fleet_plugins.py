@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from cli_runner import stairway
 from fleet_harness import Fleet, fleet_site, make_build, wait_until
 from stairway import plugin_snapshots
+from stairway.fleet import agent_plugins
+from stairway.fleet.messages import PluginDirectory
 
 PLUGIN = """
 [[plugin]]
@@ -122,3 +125,33 @@ def test_an_agent_snapshots_its_plugin_before_upgrading_and_puts_it_back_when_as
     assert {"agent.plugin_snapshot", "agent.plugin_rollback", "agent.plugin_restore"} <= set(
         actions
     )
+
+
+def test_an_agent_holds_only_the_directories_under_its_data_dir(tmp_path: Path) -> None:
+    moved = PluginDirectory.model_validate(
+        {"name": "ldap", "directory": "connectors/ldap", "from": "1.2.0", "to": "1.3.0"}
+    )
+    assert agent_plugins.snapshot_all(tmp_path / "home", None, [moved]) == []
+    assert agent_plugins.snapshot_all(tmp_path / "home", tmp_path / "data", [moved]) == []
+    outside = moved.model_copy(update={"directory": "../etc"})
+    with pytest.raises(agent_plugins.SnapshotRefused, match="outside the data directory"):
+        agent_plugins.snapshot_all(tmp_path / "home", tmp_path / "data", [outside])
+    (tmp_path / "data" / "connectors").mkdir(parents=True)
+    (tmp_path / "data" / "connectors" / "ldap").write_text("a file, not a directory")
+    with pytest.raises(agent_plugins.SnapshotRefused, match="cannot snapshot plug-in ldap"):
+        agent_plugins.snapshot_all(tmp_path / "home", tmp_path / "data", [moved])
+    assert not list((tmp_path / "home" / "plugins" / "ldap").iterdir())  # no half snapshot
+
+
+def test_enrolling_with_a_data_dir_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    build = make_build(tmp_path, "1.0.0")
+    key = tmp_path / "release.pub"
+    key.write_text("unused: refused before it is read")
+    home = tmp_path / "home"
+    code, out, err = stairway(
+        *("agent", "enroll", "--server", "ws://127.0.0.1:9", "--token", "swt_enroll_x.y"),
+        *("--id", "relay-1", "--home", str(home), "--key", str(key), "--product", "people"),
+        *("--build", str(build), "--data-dir", str(tmp_path / "missing")),
+    )
+    assert code == 2 and "not a directory" in err and "hint:" in err, out + err
+    assert not home.exists()

@@ -203,6 +203,12 @@ def checked_trial_options(listen: str | None, deadline: float | None) -> None:
 def enroll(asked: Enrollment) -> None:
     """Exchange an enrollment token for this agent's credential and set up its home."""
     checked_trial_options(asked.listen, asked.deadline)
+    if asked.data_dir is not None and not asked.data_dir.is_dir():
+        raise UsageRefused(
+            f"--data-dir {asked.data_dir}: not a directory",
+            hint="give the product's data directory on this host, where its plug-ins live; "
+            "nothing was written",
+        )
     credential = _credential(asked)
     home = asked.home
     home.mkdir(parents=True, exist_ok=True)
