@@ -1,8 +1,9 @@
 """Plug-in directories on agent hosts, with real agents: an upgrade whose release moves a
 plug-in makes the agent snapshot its directory first (kept on its host, reported to the
 server, shown by `plugin list`); `plugin rollback` then puts that host's directory back byte
-for byte through the control plane, while the agent stays on the new release. An agent that
-cannot read its plug-in directory refuses the upgrade and says why."""
+for byte through the control plane, while the agent stays on the new release, and reports a
+host whose snapshot was tampered with (exit 3). An agent that cannot read its plug-in
+directory refuses the upgrade and says why."""
 
 from __future__ import annotations
 
@@ -121,6 +122,14 @@ def test_an_agent_snapshots_its_plugin_before_upgrading_and_puts_it_back_when_as
     assert contents(live) == before  # byte for byte, the empty work directory too
     assert (home / "current").resolve().name == "agent-2.0.0.pyz"  # the release stays
     assert rows(fleet)["relay-1"] == ("2.0.0", "online")
+
+    (kept[0].path / "files" / "connector.properties").write_bytes(b"tampered")
+    again = [sys.executable, "-m", "stairway", "plugin", "rollback", "ldap", "--to", "1.2.0"]
+    done = subprocess.run([*again, "--site", str(fleet.site)], capture_output=True, text=True)
+    assert done.returncode == 3, done.stdout + done.stderr  # the host needs the operator
+    assert "relay-1: not put back: snapshot" in done.stdout, done.stdout
+    assert "does not match its digest" in done.stdout, done.stdout
+    assert contents(live) == before  # a tampered snapshot is refused whole
     actions = [e["action"] for e in fleet.api("GET", "/api/audit")]
     assert {"agent.plugin_snapshot", "agent.plugin_rollback", "agent.plugin_restore"} <= set(
         actions
