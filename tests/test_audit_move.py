@@ -25,7 +25,7 @@ from cli_runner import stairway
 from conftest import new_pg_database
 from stairway import audit
 from stairway.database import dispose_all, engine_for
-from stairway.transfer.export import write_log
+from stairway.transfer.export import LogRows, write_log
 from test_audit_anchor import append, site_at, verify
 from test_audit_carry import logged
 from test_import import make_site
@@ -263,7 +263,9 @@ def test_a_tail_signed_by_another_key_or_by_none_is_refused(pair: Pair, tmp_path
     unsigned = tmp_path / "unsigned.zst"
     rows = _rows(f"sqlite:///{tmp_path / 'other.db'}")
     write_log(
-        unsigned, {"product": "people", "audit_after": {"seq": 0, "hash": audit.GENESIS}}, rows
+        unsigned,
+        {"product": "people", "audit_after": {"seq": 0, "hash": audit.GENESIS}},
+        LogRows(len(rows), rows),
     )
     code, _, err = stairway("audit", "import", str(unsigned), *on_target)
     assert code == 2 and "no signed audit checkpoint" in err, err

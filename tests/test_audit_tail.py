@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from stairway import audit
 from stairway.audit import Head
-from stairway.audit_tail import START, Row, TailRefused, parse_position, take
+from stairway.audit_tail import START, Row, TailRefused, parse_position, take, taking
 from stairway.errors import TransferError
 
 
@@ -79,3 +79,15 @@ def test_a_position_not_seq_colon_hash_is_refused_with_a_hint(text: str) -> None
 @given(st.integers(0, 10**9), st.text("0123456789abcdef", min_size=64, max_size=64))
 def test_a_position_reads_back_as_written(seq: int, digest: str) -> None:
     assert parse_position(f"{seq}:{digest}") == Head(seq, digest)
+
+
+@given(st.integers(1, 30), st.data())
+def test_a_refused_tail_gives_no_entry_before_the_refusal(count: int, data: st.DataObject) -> None:
+    ours, theirs = chain(count, "ours"), chain(count, "theirs")
+    held = data.draw(st.integers(1, count), label="held")
+    start = data.draw(st.integers(0, held), label="tail after")
+    given_out: list[Row] = []
+    with pytest.raises(TailRefused):
+        for row in taking(position(theirs, start), iter(theirs[start:]), position(ours, held)):
+            given_out.append(row)  # what an import would already have committed
+    assert given_out == []

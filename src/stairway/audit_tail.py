@@ -15,7 +15,7 @@ it is another log) is refused with the hash expected and the hash found.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,15 +90,29 @@ def take(after: Head, rows: Sequence[Row], held: Head) -> list[Row]:
         TailRefused: The tail does not chain on from ``held``: a gap before it, or another
             hash where ``held`` is.
     """
+    return list(taking(after, rows, held))
+
+
+def taking(after: Head, rows: Iterable[Row], held: Head) -> Iterator[Row]:
+    """``take`` as the tail is read, one entry at a time: the entry at ``held`` is checked
+    before any entry after it comes out, so a refused tail gives none.
+
+    Raises:
+        TailRefused: As ``take``, when the entry that shows it is reached.
+    """
     if held.id < after.id:
-        got, why = after.hash, f"the tail starts after entry {after.id}, a gap after {held.id}"
+        _check(held, after.hash, f"the tail starts after entry {after.id}, a gap after {held.id}")
     elif held.id == after.id:
-        got, why = after.hash, f"the tail starts after entry {after.id}"
-    else:
-        found = next((row for row in rows if row.id == held.id), None)
-        if found is None:
-            return []  # the tail ends before where this site stands: nothing new in it
-        got, why = found.hash, f"the tail's entry {held.id} differs"
+        _check(held, after.hash, f"the tail starts after entry {after.id}")
+    for row in rows:
+        if row.id == held.id:
+            _check(held, row.hash, f"the tail's entry {held.id} differs")
+        elif row.id > held.id:
+            yield row
+
+
+def _check(held: Head, got: str, why: str) -> None:
+    """Refuse the tail unless the hash where this site stands (``held``) is ``got``."""
     if got != held.hash:
         raise TailRefused(
             f"the audit tail does not follow the last entry imported from that log (entry "
@@ -109,7 +123,6 @@ def take(after: Head, rows: Sequence[Row], held: Head) -> list[Row]:
             expected=held.hash,
             got=got,
         )
-    return [row for row in rows if row.id > held.id]
 
 
 def imported_head(conn: Connection, key: str) -> Head:

@@ -64,19 +64,31 @@ def take(backup_dir: Path, plugin: str, version: str, directory: Path) -> Plugin
     final = snapshots_dir(backup_dir, plugin) / snapshot_id
     partial = final.with_name(final.name + PARTIAL)
     shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _write(partial, plugin, version, taken, directory)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a failed snapshot leaves nothing behind
+        raise
+    faults.point("before:plugin-snapshot")
+    os.replace(partial, final)
+    sync_directory(final.parent)
+    return read(final)
+
+
+def _write(partial: Path, plugin: str, version: str, taken: datetime, directory: Path) -> None:
+    """The snapshot's files and manifest under ``partial``; an unreadable directory or file
+    raises its ``OSError`` rather than leaving it out."""
     (partial / FILES).mkdir(parents=True)
-    files, links = _copy_in(directory, partial / FILES, plugin)
-    dirs = _empty_dirs(directory)
+    faults.point("before:plugin-read")
+    held = directory.exists() or directory.is_symlink()  # absent: an empty snapshot
+    files, links = _copy_in(directory, partial / FILES, plugin) if held else ({}, {})
+    dirs = _empty_dirs(directory) if held else []
     for name in dirs:
         (partial / FILES / name).mkdir(parents=True, exist_ok=True)
     manifest: dict[str, object] = {"plugin": plugin, "version": version}
     manifest["taken"] = taken.isoformat()
     manifest |= {"files": files, "links": links, "dirs": dirs}
     write_atomic(partial / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
-    faults.point("before:plugin-snapshot")
-    os.replace(partial, final)
-    sync_directory(final.parent)
-    return read(final)
 
 
 def _copy_in(directory: Path, target: Path, plugin: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -95,7 +107,7 @@ def _copy_in(directory: Path, target: Path, plugin: str) -> tuple[dict[str, str]
 def _empty_dirs(directory: Path) -> list[str]:
     """The directories below ``directory`` that hold nothing (links not followed)."""
     found = []
-    for root, dirs, _names in os.walk(directory):
+    for root, dirs, _names in os.walk(directory, onerror=_unreadable):
         for name in dirs:
             path = Path(root, name)
             if not path.is_symlink() and not any(path.iterdir()):
@@ -105,10 +117,16 @@ def _empty_dirs(directory: Path) -> list[str]:
 
 def _walk(directory: Path) -> Iterator[tuple[Path, str]]:
     """Every entry below ``directory`` with its relative name, links not followed."""
-    for root, dirs, names in os.walk(directory):
+    for root, dirs, names in os.walk(directory, onerror=_unreadable):
         for name in sorted(names + [d for d in dirs if Path(root, d).is_symlink()]):
             path = Path(root, name)
             yield path, path.relative_to(directory).as_posix()
+
+
+def _unreadable(err: OSError) -> None:
+    """``os.walk`` skips what it cannot list; a snapshot must not: it would be a way back to
+    a directory with files missing."""
+    raise err
 
 
 def digest(path: Path) -> str:

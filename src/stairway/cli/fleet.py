@@ -196,6 +196,14 @@ def agent_enroll(
         float | None,
         typer.Option("--deadline", help="seconds a new build has to come up (default 60)"),
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="the product's data directory on this host, where its plug-ins live: they "
+            "are snapshotted before an upgrade that moves them",
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Get this agent's credential and set up its home."""
@@ -213,6 +221,7 @@ def agent_enroll(
         tls.checked(server, ca, cert, cert_key),
         listen,
         deadline,
+        data_dir,
     )
     fleet.enroll(asked)
     said = f"agent {agent_id} enrolled; start it with `stairway agent run --home {home}`"

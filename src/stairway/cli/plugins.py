@@ -9,6 +9,8 @@ import typer
 from rich.table import Table
 
 from stairway import context as site_context
+from stairway.errors import ExitCode
+from stairway.fleet import plugin_hosts
 from stairway.operations import plugins
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out
 
@@ -30,11 +32,12 @@ def plugin_list(site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt 
     if not found:
         out.print("the catalog declares no plug-ins", highlight=False)
         return
-    table = Table("plug-in", "kind", "installed", "objects", "snapshots")
+    table = Table("plug-in", "kind", "installed", "objects", "snapshots", "on agents")
     for state in found:
         named = ", ".join(f"{v}: {n}" for v, n in sorted(state.objects.items())) or "-"
         kept = ", ".join(s.id for s in state.snapshots) or "-"
-        table.add_row(state.name, state.kind, state.installed or "-", named, kept)
+        hosts = ", ".join(s.describe() for s in state.on_agents) or "-"
+        table.add_row(state.name, state.kind, state.installed or "-", named, kept, hosts)
     out.print(table)
 
 
@@ -45,17 +48,30 @@ def plugin_rollback(
         str | None,
         typer.Option("--to", help="the version to go back to [default: the newest snapshot]"),
     ] = None,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", help="seconds to wait for the agents' answers", min=0),
+    ] = plugins.AGENT_WAIT,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Put one plug-in's directory back from its snapshot and move the objects naming it back,
-    all or nothing, leaving the schema and every other plug-in as they are."""
-    done = plugins.rollback_plugin(site_context.open_context(site, catalog), name, to)
+    all or nothing, leaving the schema and every other plug-in as they are; then ask each
+    agent keeping a snapshot of that version to put its own directory back, and say how each
+    did (exit 3 when one could not)."""
+    ctx = site_context.open_context(site, catalog)
+    done = plugins.rollback_plugin(ctx, name, to)
+    hosts = plugins.rollback_on_agents(ctx, done, wait)
     if json:
         emit_json(
             {"plugin": name, "from": done.move.old, "to": done.move.new}
             | {"snapshot": done.snapshot, "objects": done.moved}
+            | {"hosts": [host.as_json() for host in hosts]}
         )
     else:
         out.print(done.describe(), highlight=False, soft_wrap=True)
+        for host in hosts:
+            out.print(host.describe(), highlight=False, soft_wrap=True)
+    if any(host.state == plugin_hosts.FAILED for host in hosts):
+        raise typer.Exit(int(ExitCode.NEEDS_OPERATOR))

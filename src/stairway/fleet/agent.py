@@ -9,7 +9,9 @@ downloads the build, checks its size and SHA-256, writes it atomically (temporar
 rename), keeps the previous build, records a trial with a deadline, points ``current`` at the
 new build and re-executes itself. The new build ends the trial when the server welcomes it; if
 it does not within the deadline, the supervisor (``stairway agent run``) goes back to the
-previous build and the agent's next hello says why.
+previous build and the agent's next hello says why. Before it goes, it snapshots the plug-in
+directories it holds that the offer says the new release moves, and tells the server; it puts
+one back when the server asks (``stairway.fleet.agent_plugins``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from stairway.errors import MessageRefused, ReleaseError
+from stairway.errors import MessageRefused, PluginError, ReleaseError
 from stairway.files import sync_directory, write_atomic
+from stairway.fleet import agent_plugins
+from stairway.fleet.agent_plugins import SnapshotRefused
 from stairway.fleet.builds import build_name, check_offer
 from stairway.fleet.messages import (
     PATH,
@@ -42,6 +46,9 @@ from stairway.fleet.messages import (
     Heartbeat,
     Hello,
     Message,
+    PluginRestored,
+    PluginRollback,
+    PluginSnapshotted,
     Refused,
     RolledBack,
     Upgrade,
@@ -76,6 +83,8 @@ class AgentConfig:
         listen: ``host:port`` where the product's agent serves connections, when it does; the
             supervisor binds it (unless systemd passed a socket) and hands the socket to every
             build it starts, so a rollback keeps it open.
+        data_dir: The product's data directory on this host, where its plug-ins live (each
+            at the directory its ``[[plugin]]`` names); None: the agent holds no plug-ins.
     """
 
     server: str  # ws://host:port or wss://host:port
@@ -88,6 +97,7 @@ class AgentConfig:
     cert: Path | None = None  # this agent's certificate, for mutual TLS
     cert_key: Path | None = None
     listen: str | None = None  # host:port the product's agent serves on
+    data_dir: Path | None = None  # where the product's plug-ins live on this host
 
     @classmethod
     def load(cls, home: Path) -> AgentConfig:
@@ -102,9 +112,9 @@ class AgentConfig:
             TypeError: The file lacks a required key or holds an unknown one.
         """
         data = orjson.loads((home / "agent.json").read_bytes())
-        for name in ("key", "ca", "cert", "cert_key"):
+        for name in ("key", "ca", "cert", "cert_key", "data_dir"):
             if data.get(name):
-                data[name] = home / data[name]
+                data[name] = home / data[name]  # an absolute name stays as it is
         return cls(**data)
 
     @property
@@ -208,9 +218,12 @@ class Agent:
         try:
             async for raw in socket:
                 message = parse(raw)
-                if not isinstance(message, Upgrade):
-                    raise _out_of_order(message, "an upgrade")
-                await self._upgrade(socket, message)
+                if isinstance(message, Upgrade):
+                    await self._upgrade(socket, message)
+                elif isinstance(message, PluginRollback):
+                    await socket.send((await asyncio.to_thread(self._restore, message)).wire())
+                else:
+                    raise _out_of_order(message, "an upgrade or a plug-in rollback")
         finally:
             beat.cancel()
 
@@ -245,11 +258,14 @@ class Agent:
         log.info("agent %s: offered %s", self.config.agent_id, version)
         try:
             build = await asyncio.to_thread(self._fetch, offer)
+            taken = await asyncio.to_thread(self._snapshot, offer)
         except _Failure as failure:
             log.warning("agent %s: %s (%s)", self.config.agent_id, failure.reason, failure.stage)
             report = UpgradeFailed(version=version, stage=failure.stage, reason=failure.reason)
             await socket.send(report.wire())
             return
+        for snapshot in taken:  # told before the socket closes: the server records them first
+            await socket.send(snapshot.wire())
         self._start_trial(build, version)
         await socket.close()
         await self.stop_serving()
@@ -278,6 +294,33 @@ class Agent:
         finally:
             temporary.unlink(missing_ok=True)
         return target
+
+    def _snapshot(self, offer: Upgrade) -> list[PluginSnapshotted]:
+        """The plug-in directories the offer moves, snapshotted; a reason to refuse it when
+        one cannot be."""
+        try:
+            taken = agent_plugins.snapshot_all(self.home, self.config.data_dir, offer.plugins or [])
+        except SnapshotRefused as refused:
+            raise _Failure("snapshot", refused.reason) from None
+        return [
+            PluginSnapshotted(plugin=s.plugin, version=s.version, snapshot=s.id, files=len(s.files))
+            for s in taken
+        ]
+
+    def _restore(self, asked: PluginRollback) -> PluginRestored:
+        """Put a plug-in back as the server asks; what happened, as the answer to send."""
+        try:
+            done = agent_plugins.restore(self.home, self.config.data_dir, asked)
+        except (PluginError, OSError) as err:
+            reason = err.message if isinstance(err, PluginError) else str(err)
+            log.warning(
+                "agent %s: plug-in %s not put back: %s", self.config.agent_id, asked.plugin, reason
+            )
+            return PluginRestored(request=asked.request, reason=reason)
+        log.info(
+            "agent %s: plug-in %s put back from %s", self.config.agent_id, asked.plugin, done.id
+        )
+        return PluginRestored(request=asked.request, snapshot=done.id)
 
     def _start_trial(self, build: Path, version: str) -> None:
         current = self.home / "current"
@@ -308,7 +351,7 @@ async def _nothing() -> None:
 
 @dataclass
 class _Failure(Exception):
-    stage: Literal["download", "verify"]  # unreachable (pending), or refused (failed)
+    stage: Literal["download", "verify", "snapshot"]  # unreachable (pending), or refused
     reason: str
 
 

@@ -21,9 +21,9 @@ from sqlalchemy import Connection, Engine
 from stairway import audit
 from stairway.audit_witness import Anchor
 from stairway.database import serialised
-from stairway.fleet import builds, events, notices, revocations, skew, states, store
+from stairway.fleet import builds, events, notices, plugin_hosts, revocations, skew, states, store
 from stairway.fleet.inputs import PolicyIn
-from stairway.fleet.messages import Close, WireMessage
+from stairway.fleet.messages import Close, PluginDirectory, WireMessage
 from stairway.fleet.metrics import Metrics
 from stairway.fleet.notices import Notice
 from stairway.fleet.policy import Policy, drifted
@@ -41,6 +41,7 @@ T = TypeVar("T")
 REVOCATION_POLL = 0.5  # seconds between reads of the revocations: closed within a second
 REFUSALS_FLUSH = 5.0  # seconds between writes of the minutes of refusals that are over
 REVOKED_MEMORY = 10.0  # seconds a revocation is remembered for agents still saying hello
+PLUGIN_POLL = 0.5  # seconds between reads of the plug-in rollbacks asked of agents
 log = logger(__name__)
 
 
@@ -69,6 +70,8 @@ class FleetConfig:
         grammar: The catalog's version grammar, in which agents' releases are read.
         announced: What the dashboard tells the operator of newer releases, read afresh for
             each page (a release check run since the server started counts).
+        plugins: The plug-ins an upgrade from an agent's release to the server's moves, with
+            their directories: an offer names them, and the agent snapshots them first.
     """
 
     product: str
@@ -86,6 +89,7 @@ class FleetConfig:
     series: tuple[tuple[int, int], ...] = ()
     grammar: GrammarName = "pep440"
     announced: Callable[[], Sequence[Notice]] = lambda: ()
+    plugins: Callable[[str], list[PluginDirectory]] = lambda _release: []
 
     def judge(self, agent_version: str) -> Verdict:
         """Whether this release accepts an agent on ``agent_version``, and its skew."""
@@ -193,11 +197,17 @@ class Fleet:
         return notices.ok(f"upgrade to {target} sent to {agent_id}")
 
     async def deliver(self, build: builds.Build, agents: list[tuple[str, str | None]]) -> int:
-        """Send the offer to every agent at once, here or through its replica; those that
-        cannot be reached are marked gone. Returns how many were sent."""
-        offer = build.offer(self.config.public_url)
+        """Send the offer to every agent at once, here or through its replica, naming the
+        plug-ins the move from its release changes; those that cannot be reached are marked
+        gone. Returns how many were sent."""
+        bare = build.offer(self.config.public_url)
+        ids = [agent_id for agent_id, _ in agents]
+        releases = dict(await self.db(lambda c: store.versions_of(c, ids)))
 
         async def one(agent_id: str, replica: str | None) -> bool:
+            release = releases.get(agent_id)
+            moved = self.config.plugins(release) if release else []
+            offer = bare.model_copy(update={"plugins": moved or None})
             if await self.hub.send(agent_id, offer):
                 return True
             if self.replicas and replica and replica != self.config.replica:
@@ -238,6 +248,18 @@ class Fleet:
                 seen = found[-1].seq
                 for agent_id in await self.hub.close_revoked(found):
                     log.info("agent %s: credential revoked; connection closed", agent_id)
+
+    async def send_plugin_rollbacks(self) -> None:
+        """Send the plug-in rollbacks asked of the agents connected here, as they are asked
+        (by ``stairway plugin rollback``, in the database) and when an agent comes back."""
+        while True:
+            await asyncio.sleep(PLUGIN_POLL)
+            await self._send_plugin_rollbacks(list(self.hub.sockets))
+
+    async def _send_plugin_rollbacks(self, connected: list[str]) -> None:
+        for agent_id, message in await self.db(lambda c: plugin_hosts.to_send(c, connected)):
+            if not await self.hub.send(agent_id, message):
+                await self.db(functools.partial(plugin_hosts.unsent, agent_id=agent_id))
 
     async def flush_refusals(self, everything: bool = False) -> None:
         """Write the refused requests of the minutes that are over to the audit log, one entry

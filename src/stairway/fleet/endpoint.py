@@ -1,7 +1,8 @@
 """The agent listener, ``/agent/v1``: a websocket per agent, its session as explicit phases.
 
 An agent connects with its credential as a bearer token and says hello first; the server
-records it and welcomes it, then takes heartbeats and upgrade failure reports. Each message is
+records it and welcomes it, then takes heartbeats, upgrade failure reports, the plug-in
+snapshots it took before an upgrade and its answers to plug-in rollbacks. Each message is
 parsed by ``stairway.fleet.messages``; one that is malformed, of an unknown type or out of order
 for the session's phase (or for the agent's state, such as a failure report for no upgrade)
 closes the connection with its ``Close`` code. A refusal before the welcome is also said in a
@@ -21,7 +22,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy import Connection
 
 from stairway.errors import Forbidden, MessageRefused, TransitionRefused, Unauthorized
-from stairway.fleet import events, tokens
+from stairway.fleet import events, plugin_hosts, tokens
 from stairway.fleet.auth import bearer, denied, fleet_of, source
 from stairway.fleet.control import Fleet, FleetConfig
 from stairway.fleet.messages import (
@@ -32,6 +33,8 @@ from stairway.fleet.messages import (
     Heartbeat,
     Hello,
     Message,
+    PluginRestored,
+    PluginSnapshotted,
     Refused,
     UpgradeFailed,
     Welcome,
@@ -169,6 +172,10 @@ async def _listen(session: Session, agent_id: str) -> None:
             fleet.hub.seen[agent_id] = tokens.now().isoformat()
         elif isinstance(message, UpgradeFailed):
             await _failed(session, agent_id, message)
+        elif isinstance(message, PluginSnapshotted):
+            await _snapshotted(session, agent_id, message)
+        elif isinstance(message, PluginRestored):
+            await _restored(session, agent_id, message)
         else:
             said = f"{message.type} cannot come from an agent once it is welcomed"
             raise MessageRefused(said, close=Close.OUT_OF_ORDER)
@@ -190,6 +197,29 @@ async def _failed(session: Session, agent_id: str, report: UpgradeFailed) -> Non
     log.info("agent %s could not take %s (%s): %s", agent_id, version, stage, reason)
 
 
+async def _snapshotted(session: Session, agent_id: str, said: PluginSnapshotted) -> None:
+    fleet, token = session.fleet, session.token
+    await fleet.db(lambda c: _recorded(c, token, lambda: plugin_hosts.recorded(c, agent_id, said)))
+    log.info(
+        "agent %s: plug-in %s %s snapshotted (%s)",
+        agent_id,
+        said.plugin,
+        said.version,
+        said.snapshot,
+    )
+
+
+async def _restored(session: Session, agent_id: str, said: PluginRestored) -> None:
+    fleet, token = session.fleet, session.token
+    known = await fleet.db(
+        lambda c: _recorded(c, token, lambda: plugin_hosts.answered(c, agent_id, said))
+    )
+    if not known:
+        refusal = f"plugin_restored for request {said.request}, which is not in flight here"
+        raise MessageRefused(refusal, close=Close.OUT_OF_ORDER)
+    log.info("agent %s: plug-in rollback %d answered", agent_id, said.request)
+
+
 def _recorded(conn: Connection, token: Token, record: Callable[[], T]) -> T:
     """``record`` what the session said, in the transaction that first checks its credential
     still stands: a revoked session's messages are refused, never recorded."""
@@ -202,6 +232,7 @@ async def _gone(fleet: Fleet, socket: WebSocket, agent_id: str) -> None:
     if fleet.hub.leave(agent_id, socket):  # not when a newer connection replaced it
         seen = fleet.hub.seen.pop(agent_id, None)
         await fleet.db(lambda c: events.gone(c, agent_id, seen))
+        await fleet.db(lambda c: plugin_hosts.unsent(c, agent_id))
 
 
 async def _receive(socket: WebSocket) -> Message:

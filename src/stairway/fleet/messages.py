@@ -111,29 +111,90 @@ class Heartbeat(WireMessage):
     type: Literal["heartbeat"] = "heartbeat"
 
 
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class PluginDirectory(BaseModel):
+    """A plug-in the offered build's release moves: its directory (relative to the data
+    directory the agent holds plug-ins in) and the versions it moves between."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    name: Name
+    directory: Annotated[str, Field(min_length=1, max_length=1000)]
+    from_: Version = Field(alias="from")
+    to: Version
+
+
 class Upgrade(WireMessage):
-    """An offer of a build: its URL and its signed release manifest, checked by the agent."""
+    """An offer of a build: its URL and its signed release manifest, checked by the agent, and
+    the plug-ins the move to it changes, which the agent snapshots before it goes."""
 
     type: Literal["upgrade"] = "upgrade"
     url: str
     manifest: dict[str, Any]
     signature: str
+    plugins: list[PluginDirectory] | None = None
 
 
 class UpgradeFailed(WireMessage):
-    """The agent could not take the build: ``download`` (it cannot reach the URL) or
-    ``verify`` (it refused what it got)."""
+    """The agent could not take the build: ``download`` (it cannot reach the URL),
+    ``verify`` (it refused what it got) or ``snapshot`` (it cannot snapshot a plug-in
+    directory the upgrade moves, so it would have no way back)."""
 
     type: Literal["upgrade_failed"] = "upgrade_failed"
     version: Version
-    stage: Literal["download", "verify"]
+    stage: Literal["download", "verify", "snapshot"]
     reason: Reason
 
 
+class PluginSnapshotted(WireMessage):
+    """Agent to server, before it goes to a build that moves a plug-in: the snapshot it took
+    of the plug-in's directory on its host, kept there."""
+
+    type: Literal["plugin_snapshot"] = "plugin_snapshot"
+    plugin: Name
+    version: Version
+    snapshot: Name
+    files: Annotated[int, Field(strict=True, ge=0)]
+
+
+class PluginRollback(WireMessage):
+    """Server to agent: put the plug-in's directory back from the newest snapshot of
+    ``version`` this host keeps (``request`` names the operator's request)."""
+
+    type: Literal["plugin_rollback"] = "plugin_rollback"
+    request: Annotated[int, Field(strict=True, ge=1)]
+    plugin: Name
+    directory: Annotated[str, Field(min_length=1, max_length=1000)]
+    version: Version
+
+
+class PluginRestored(WireMessage):
+    """Agent to server, answering a ``plugin_rollback``: the snapshot it put back, or why it
+    could not (``reason``)."""
+
+    type: Literal["plugin_restored"] = "plugin_restored"
+    request: Annotated[int, Field(strict=True, ge=1)]
+    snapshot: Name | None = None
+    reason: Reason | None = None
+
+
 Message = Annotated[
-    Hello | Welcome | Refused | Heartbeat | Upgrade | UpgradeFailed, Field(discriminator="type")
+    Hello
+    | Welcome
+    | Refused
+    | Heartbeat
+    | Upgrade
+    | UpgradeFailed
+    | PluginSnapshotted
+    | PluginRollback
+    | PluginRestored,
+    Field(discriminator="type"),
 ]
-TYPES = frozenset({"hello", "welcome", "refused", "heartbeat", "upgrade", "upgrade_failed"})
+TYPES = frozenset(
+    {"hello", "welcome", "refused", "heartbeat", "upgrade", "upgrade_failed"}
+    | {"plugin_snapshot", "plugin_rollback", "plugin_restored"}
+)
 _adapter: TypeAdapter[Message] = TypeAdapter(Message)
 
 

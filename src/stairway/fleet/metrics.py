@@ -38,7 +38,7 @@ class Metrics:
         )
         self.failed = Counter(
             "stairway_fleet_upgrades_failed",
-            "Upgrades an agent could not take: download, verify, or rolled back",
+            "Upgrades an agent could not take: download, verify, snapshot, or rolled back",
             ["stage"],
             registry=self.registry,
         )

@@ -84,6 +84,7 @@ def _lifespan(fleet: Fleet) -> Callable[[FastAPI], contextlib.AbstractAsyncConte
             fleet.flush_seen(),
             fleet.watch_revocations(),
             fleet.audit_refusals(),
+            fleet.send_plugin_rollbacks(),
         ]
         if fleet.replicas:
             work.append(fleet.replicas.listen(fleet.hub.send, fleet.revoked_wake.set))

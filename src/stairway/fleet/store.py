@@ -165,6 +165,13 @@ def _when(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+def versions_of(conn: Connection, agent_ids: list[str]) -> list[tuple[str, str | None]]:
+    """Each of ``agent_ids`` with the release it runs."""
+    table = agents_table
+    query = select(table.c.agent_id, table.c.version).where(table.c.agent_id.in_(agent_ids))
+    return [(str(agent_id), version) for agent_id, version in conn.execute(query)]
+
+
 def connected_versions(conn: Connection) -> list[tuple[str, str | None]]:
     """Each connected agent and the release it last said it runs; none before the fleet's
     tables exist (a site that never served a fleet)."""

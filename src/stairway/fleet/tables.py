@@ -1,6 +1,7 @@
 """The fleet's tables in the site database: tokens, agents, the upgrade policy, the web UI's
-sessions, and the revocations every replica reads to close the connections of a revoked
-credential."""
+sessions, the revocations every replica reads to close the connections of a revoked
+credential, the plug-in snapshots agents keep on their hosts, and the plug-in rollbacks asked
+of them."""
 
 from __future__ import annotations
 
@@ -73,6 +74,33 @@ ui_sessions_table = Table(
     Column("last_seen", String(40), nullable=False),
     Column("expires", String(40), nullable=False),  # the absolute end, however busy it is
     Column("csrf", String(64), nullable=False),  # the forms' token: useless without the id
+)
+
+
+agent_plugins_table = Table(
+    "stairway_agent_plugins",
+    metadata,
+    Column("agent_id", String(200), primary_key=True),
+    Column("plugin", String(200), primary_key=True),
+    Column("snapshot", String(200), primary_key=True),  # its id on the agent's host
+    Column("version", String(64), nullable=False),  # the plug-in's version it holds
+    Column("files", Integer, nullable=False),
+    Column("reported", String(40), nullable=False),
+)
+
+plugin_requests_table = Table(
+    "stairway_plugin_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agent_id", String(200), nullable=False),
+    Column("plugin", String(200), nullable=False),
+    Column("directory", Text, nullable=False),
+    Column("version", String(64), nullable=False),  # the version to put back
+    Column("state", String(16), nullable=False),  # pending, sent, restored, failed
+    Column("snapshot", String(200)),  # the one the agent put back
+    Column("message", Text, nullable=False, default=""),  # why it failed
+    Column("asked", String(40), nullable=False),
+    Column("answered", String(40)),
 )
 
 

@@ -11,11 +11,12 @@ sites this machine reaches, the position read from the target, as often as wante
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Engine, func, select
 
 from stairway import audit, audit_anchor, audit_tail
 from stairway.audit import Head, audit_table
@@ -25,8 +26,11 @@ from stairway.context import Context, anchor, checkpoint
 from stairway.errors import TransferError
 from stairway.sitelock import site_lock
 from stairway.transfer import tail
+from stairway.transfer.export import LogRows
 from stairway.transfer.tail import TailImport
 from stairway.transfer.trust import AuditTrust
+
+PAGE = 2000  # entries read at a time: memory stays flat however long the tail
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ def export_tail(ctx: Context, path: Path, after: Head = audit_tail.START) -> Tai
     rows = _between(ctx, after, signed)
     tail.write(path, ctx.catalog.product, after, rows, signed)
     head = Head(signed.point.seq, signed.point.hash)
-    return TailExport(path, after, head, len(rows), signed.key.id)
+    return TailExport(path, after, head, rows.count, signed.key.id)
 
 
 def _writable(path: Path) -> None:
@@ -103,26 +107,44 @@ def _check_after(ctx: Context, after: Head) -> None:
         )
 
 
-def _between(ctx: Context, after: Head, signed: Signed) -> list[dict[str, Any]]:
-    """The entries after ``after`` up to the signed one, in one read: the checkpoint bounds
-    them, so entries appended meanwhile wait for the next catch-up."""
+def _between(ctx: Context, after: Head, signed: Signed) -> LogRows:
+    """The entries after ``after`` up to the signed one, counted now and read page by page as
+    the file is written: the checkpoint bounds them (entries appended meanwhile wait for the
+    next catch-up) and entries never change, so the pages add up to one consistent read."""
     point = signed.point
     if after.id > point.seq:
         raise TransferError(
             f"--after names entry {after.id}, past the last signed one (entry {point.seq})",
             hint="run `stairway audit verify` on this site: its witness stopped signing",
         )
+    between = (audit_table.c.id > after.id) & (audit_table.c.id <= point.seq)
     with ctx.engine.connect() as conn:
-        between = (audit_table.c.id > after.id) & (audit_table.c.id <= point.seq)
-        query = select(audit_table).where(between).order_by(audit_table.c.id)
-        rows = [{str(k): v for k, v in row._mapping.items()} for row in conn.execute(query)]
-    last = (rows[-1]["id"], rows[-1]["hash"]) if rows else (after.id, after.hash)
+        count = int(conn.execute(select(func.count()).where(between)).scalar_one())
+    return LogRows(count, _paged(ctx.engine, after, signed))
+
+
+def _paged(engine: Engine, after: Head, signed: Signed) -> Iterator[dict[str, Any]]:
+    """The rows up to the checkpoint, ``PAGE`` at a time, each page a short read of its own
+    (no read held open while the file is written); the last must be the signed one."""
+    point, last = signed.point, (after.id, after.hash)
+    while last[0] < point.seq:
+        page = _page(engine, last[0], point.seq)
+        if not page:
+            break
+        yield from page
+        last = (page[-1]["id"], page[-1]["hash"])
     if last != (point.seq, point.hash):
         raise TransferError(
             f"this log no longer matches its checkpoint at entry {point.seq}",
             hint="run `stairway audit verify` on this site",
         )
-    return rows
+
+
+def _page(engine: Engine, after: int, until: int) -> list[dict[str, Any]]:
+    between = (audit_table.c.id > after) & (audit_table.c.id <= until)
+    query = select(audit_table).where(between).order_by(audit_table.c.id).limit(PAGE)
+    with engine.connect() as conn:
+        return [{str(k): v for k, v in row._mapping.items()} for row in conn.execute(query)]
 
 
 def _hash_of(conn: Connection, number: int) -> str | None:

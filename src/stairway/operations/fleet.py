@@ -22,10 +22,12 @@ from stairway.files import write_atomic
 from stairway.fleet import builds, credentials, listening, notices, tokens
 from stairway.fleet.agent import point_current, write_state
 from stairway.fleet.builds import Build
+from stairway.fleet.messages import PluginDirectory
 from stairway.fleet.notices import Notice
 from stairway.fleet.server import FleetConfig, create_app
 from stairway.fleet.tables import ensure_tables
 from stairway.fleet.tls import AgentTLS, client_context, install_files
+from stairway.plugin_moves import moves_between
 from stairway.releases import check_release
 from stairway.schema import migrator
 from stairway.versions import Version
@@ -53,7 +55,29 @@ def fleet_config(ctx: Context, public_url: str, given: str | None = None) -> Fle
         heartbeat=section.heartbeat,
         deadline=section.deadline,
         announced=_announced(ctx, version),
+        plugins=_plugin_moves(ctx, str(version)),
     )
+
+
+def _plugin_moves(ctx: Context, target: str) -> Callable[[str], list[PluginDirectory]]:
+    """The plug-ins an agent's move from its release to ``target`` changes, with their
+    directories; none for a release the catalog's grammar cannot read."""
+    manifest = ctx.catalog.manifest
+    directories = {p.name: p.directory for p in manifest.plugin} if manifest else {}
+
+    def moves(release: str) -> list[PluginDirectory]:
+        try:
+            found = moves_between(manifest, release, target)
+        except ValueError:  # not a version in the catalog's grammar: nothing can be said
+            return []
+        return [
+            PluginDirectory.model_validate(
+                {"name": m.plugin, "directory": directories[m.plugin], "from": m.old, "to": m.new}
+            )
+            for m in found
+        ]
+
+    return moves
 
 
 def _announced(ctx: Context, version: Version) -> Callable[[], list[Notice]]:
@@ -156,6 +180,7 @@ class Enrollment:
     tls: AgentTLS = field(default_factory=AgentTLS)
     listen: str | None = None  # host:port the product's agent serves connections on
     deadline: float | None = None  # seconds a new build has to be welcomed and ready
+    data_dir: Path | None = None  # where the product's plug-ins live on the agent's host
 
 
 def checked_trial_options(listen: str | None, deadline: float | None) -> None:
@@ -178,6 +203,12 @@ def checked_trial_options(listen: str | None, deadline: float | None) -> None:
 def enroll(asked: Enrollment) -> None:
     """Exchange an enrollment token for this agent's credential and set up its home."""
     checked_trial_options(asked.listen, asked.deadline)
+    if asked.data_dir is not None and not asked.data_dir.is_dir():
+        raise UsageRefused(
+            f"--data-dir {asked.data_dir}: not a directory",
+            hint="give the product's data directory on this host, where its plug-ins live; "
+            "nothing was written",
+        )
     credential = _credential(asked)
     home = asked.home
     home.mkdir(parents=True, exist_ok=True)
@@ -194,6 +225,7 @@ def enroll(asked: Enrollment) -> None:
         **install_files(asked.tls, home),
         **({"listen": asked.listen} if asked.listen else {}),
         **({"deadline": asked.deadline} if asked.deadline else {}),
+        **({"data_dir": str(asked.data_dir.resolve())} if asked.data_dir else {}),
     }
     write_atomic(home / "agent.json", json.dumps(config, indent=2).encode())
     point_current(home, installed)

@@ -1,17 +1,20 @@
 """Plug-ins with versions on a site: what is installed, the snapshots an upgrade takes of
-them, and rolling one plug-in back on its own.
+them (here, and on the agents' hosts), and rolling one plug-in back on its own.
 
 A plug-in rollback is journaled in ``<backup_dir>/plugins/`` (its own journal, apart from the
 upgrade's): the snapshot is staged beside the live directory, the two are swapped by renames,
 then the objects naming the plug-in move back in one transaction that also writes the audit
 entry. That entry is the commit mark: a run killed before it is undone (the directory swapped
 back), one killed after it is finished; either way the plug-in is wholly at one version.
+Then each agent keeping a snapshot of the version gone back to is asked, through the control
+plane, to put its own directory back (``rollback_on_agents``).
 """
 
 from __future__ import annotations
 
 import itertools
 import shutil
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +27,8 @@ from stairway import audit, faults, plugin_snapshots
 from stairway.catalog.manifest import PluginModel
 from stairway.context import Context, backup_dir, checkpointed, current_version
 from stairway.errors import PluginError
+from stairway.fleet import plugin_hosts
+from stairway.fleet.plugin_hosts import HostRequest, HostSnapshot
 from stairway.journal import Journal, JournalState
 from stairway.objects.store import ObjectStore
 from stairway.operations.objects import object_store
@@ -42,6 +47,7 @@ from stairway.plugin_snapshots import PluginSnapshot
 from stairway.sitelock import changes_site
 
 ACTION = "plugin.rollback"  # the audit action, and the commit mark of a rollback
+AGENT_WAIT = 30.0  # seconds `plugin rollback` waits for the agents' answers
 
 
 @dataclass(frozen=True)
@@ -54,13 +60,18 @@ class PluginState:
     installed: str | None
     objects: dict[str, int]
     snapshots: tuple[PluginSnapshot, ...]
+    on_agents: tuple[HostSnapshot, ...] = ()  # the snapshots agents keep on their hosts
 
     def as_json(self) -> dict[str, Any]:
         """The state as ``plugin list --json`` prints it."""
         kept = [{"id": s.id, "version": s.version, "taken": s.taken} for s in self.snapshots]
+        hosts = [
+            {"agent": s.agent_id, "id": s.snapshot, "version": s.version} for s in self.on_agents
+        ]
         return {"name": self.name, "kind": self.kind, "installed": self.installed} | {
             "objects": self.objects,
             "snapshots": kept,
+            "agent_snapshots": hosts,
         }
 
 
@@ -90,7 +101,9 @@ def plugin_list(ctx: Context) -> list[PluginState]:
 def _state(ctx: Context, plugin: PluginModel, installed: str | None) -> PluginState:
     named = _named(ctx, plugin)
     kept = plugin_snapshots.snapshots(backup_dir(ctx), plugin.name) if _has_backups(ctx) else []
-    return PluginState(plugin.name, plugin.kind, installed, dict(named), tuple(kept))
+    with ctx.engine.connect() as conn:
+        hosts = plugin_hosts.snapshots(conn, plugin.name)
+    return PluginState(plugin.name, plugin.kind, installed, dict(named), tuple(kept), tuple(hosts))
 
 
 def _named(ctx: Context, plugin: PluginModel) -> Counter[str]:
@@ -285,6 +298,26 @@ def _run(
     faults.point("after:plugin-commit")
     _finish(journal, previous, operation)
     return len(moved)
+
+
+def rollback_on_agents(
+    ctx: Context, done: PluginRollback, wait: float = AGENT_WAIT
+) -> list[HostRequest]:
+    """Ask each agent keeping a snapshot of the version ``done`` went back to to put its own
+    directory back, through the control plane (which sends it on the agent's connection, now
+    or when it is back); the requests as they stand once all are answered or ``wait`` seconds
+    passed. None when no agent keeps one."""
+    plugin = _plugin(ctx, done.move.plugin)
+    with ctx.engine.begin() as conn:
+        made = plugin_hosts.ask(conn, plugin.name, plugin.directory, done.move.new)
+    ids, deadline = [r.id for r in made], time.monotonic() + wait
+    while made and time.monotonic() < deadline:
+        time.sleep(0.2)
+        with ctx.engine.connect() as conn:
+            made = plugin_hosts.requests(conn, ids)
+        if all(r.state in (plugin_hosts.RESTORED, plugin_hosts.FAILED) for r in made):
+            break
+    return made
 
 
 def _finish(journal: Journal, previous: Path, operation: str) -> None:

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +57,15 @@ class _Part:
 
 
 @dataclass(frozen=True)
+class LogRows:
+    """Audit entries as stored, read as they are written: their ``count`` (which the header
+    states before them) and the ``rows`` themselves, an iterable read once."""
+
+    count: int
+    rows: Iterable[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class ExportReport:
     """What ``export_objects`` wrote: the file, its objects per type and its chunks."""
 
@@ -87,7 +97,7 @@ def export_objects(
     ]
     parts = run_all(tasks, _ticker(progress, resumed_at, total), "export")
     audit_rows = audit if audit is not None else []
-    chunks = _assemble(path, plan["header"], parts, audit_rows)
+    chunks = _assemble(path, plan["header"], parts, LogRows(len(audit_rows), audit_rows))
     counts: dict[str, int] = {}
     for part in parts:
         for name, count in part.counts.items():
@@ -253,44 +263,16 @@ def _write_frame(out: BinaryIO, compressor: zstandard.ZstdCompressor, data: byte
 # --- the whole file -------------------------------------------------------------------------------
 
 
-def _assemble(
-    path: Path, header: dict[str, Any], parts: list[_Part], audit: list[dict[str, Any]]
-) -> int:
+def _assemble(path: Path, header: dict[str, Any], parts: list[_Part], audit: LogRows) -> int:
     """Header, the parts in id order, the audit log, the trailer, under a temporary name
     renamed into place: the export's own name only ever holds a whole export. Returns the
     chunks written (the audit log's counts as one), as the trailer and `export verify` count."""
-    compressor = zstandard.ZstdCompressor(level=3)
-    hashes = [sha for part in parts for sha in part.hashes]
-    sizes = [size for part in parts for size in part.sizes]
-    counts: dict[str, int] = {}
-    for part in parts:
-        for name, count in part.counts.items():
-            counts[name] = counts.get(name, 0) + count
-    head = header | {"audit_entries": len(audit)}
     assembling = path.with_name(path.name + ".assembling")
-    with assembling.open("wb") as out:
-        out.write(compressor.compress(line(head)))
-        for part in parts:
-            with _part_file(path, part.number).open("rb") as source:
-                shutil.copyfileobj(source, out, 1 << 20)
-        chunks = len(hashes)
-        if audit:
-            log = _Part(0)
-            entries = [line({"kind": "audit", **row}) for row in audit]
-            out.write(compressor.compress(_sealed(log, entries, audit=len(audit))))
-            hashes += log.hashes
-            sizes += log.sizes
-            chunks += 1
-        trailer = {
-            "kind": "trailer",
-            "counts": counts,
-            "chunks": chunks,
-            "objects": sum(counts.values()),
-            "audit_entries": len(audit),
-            "manifest": [{"count": n, "sha256": sha} for n, sha in zip(sizes, hashes, strict=True)],
-            "digest": digest(hashes),
-        }
-        _write_frame(out, compressor, line(trailer))
+    try:
+        chunks = _write_whole(path, assembling, header, parts, audit)
+    except BaseException:
+        assembling.unlink(missing_ok=True)  # a refused or failed log leaves no half file
+        raise
     os.replace(assembling, path)
     sync_directory(path.parent)
     for part in parts:
@@ -300,9 +282,66 @@ def _assemble(
     return chunks
 
 
-def write_log(path: Path, header: dict[str, Any], audit: list[dict[str, Any]]) -> int:
-    """A file of audit entries only (an audit tail): the header, one chunk with the entries,
-    the trailer, renamed into place whole. Returns the chunks written."""
+def _write_whole(
+    path: Path, target: Path, header: dict[str, Any], parts: list[_Part], audit: LogRows
+) -> int:
+    compressor = zstandard.ZstdCompressor(level=3)
+    hashes = [sha for part in parts for sha in part.hashes]
+    sizes = [size for part in parts for size in part.sizes]
+    counts: dict[str, int] = {}
+    for part in parts:
+        for name, count in part.counts.items():
+            counts[name] = counts.get(name, 0) + count
+    head = header | {"audit_entries": audit.count}
+    with target.open("wb") as out:
+        out.write(compressor.compress(line(head)))
+        for part in parts:
+            with _part_file(path, part.number).open("rb") as source:
+                shutil.copyfileobj(source, out, 1 << 20)
+        chunks = len(hashes)
+        if audit.count:
+            sha = _write_log_chunk(out, compressor, audit)
+            hashes.append(sha)
+            sizes.append(audit.count)
+            chunks += 1
+        trailer = {
+            "kind": "trailer",
+            "counts": counts,
+            "chunks": chunks,
+            "objects": sum(counts.values()),
+            "audit_entries": audit.count,
+            "manifest": [{"count": n, "sha256": sha} for n, sha in zip(sizes, hashes, strict=True)],
+            "digest": digest(hashes),
+        }
+        _write_frame(out, compressor, line(trailer))
+    return chunks
+
+
+def _write_log_chunk(out: BinaryIO, compressor: zstandard.ZstdCompressor, audit: LogRows) -> str:
+    """The audit entries as one chunk, compressed and hashed as they are read: however long
+    the log, one entry is held at a time. Returns the chunk's SHA-256."""
+    sha, written = hashlib.sha256(), 0
+    frame = compressor.compressobj()
+    for row in audit.rows:
+        text = line({"kind": "audit", **row})
+        sha.update(text)
+        out.write(frame.compress(text))
+        written += 1
+    if written != audit.count:
+        raise TransferError(
+            f"the audit log gave {written} entries where {audit.count} were counted",
+            hint="run `stairway audit verify` on this site, then export again",
+        )
+    record = {"kind": "chunk", "number": 1, "count": written, "audit": written}
+    out.write(frame.compress(line(record | {"sha256": sha.hexdigest()})))
+    out.write(frame.flush())
+    return sha.hexdigest()
+
+
+def write_log(path: Path, header: dict[str, Any], audit: LogRows) -> int:
+    """A file of audit entries only (an audit tail): the header, one chunk with the entries
+    (streamed: ``audit.rows`` is read once, as it is written), the trailer, renamed into place
+    whole. Returns the chunks written."""
     head = {"kind": "header", "format": FORMAT} | header | {"counts": {}}
     return _assemble(path, head, [], audit)
 

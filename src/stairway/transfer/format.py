@@ -45,6 +45,7 @@ from stairway.audit_witness import Checkpoint, PublicKey
 from stairway.errors import AuditBroken, TransferError
 
 FORMAT = 1
+BLOCK = 1 << 16  # decompressed bytes read at a time
 
 
 def line(record: dict[str, Any]) -> bytes:
@@ -126,19 +127,22 @@ def records(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def _lines(raw: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """The lines of the stream, ``BLOCK`` bytes decompressed at a time: what is held is one
+    block and the line it ends in, however long the file; a line longer than a block is
+    gathered without searching its start again."""
     reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-    number, pending = 0, b""
-    while True:
-        block = reader.read(1 << 20)
-        if not block:
-            break
+    number, pending = 0, bytearray()
+    while block := reader.read(BLOCK):
+        scan = len(pending)
         pending += block
-        *complete, pending = pending.split(b"\n")
-        for text in complete:
+        start = 0
+        while (end := pending.find(b"\n", scan)) >= 0:
             number += 1
-            yield number, text
+            yield number, bytes(pending[start:end])
+            start = scan = end + 1
+        del pending[:start]
     if pending:
-        yield number + 1, pending
+        yield number + 1, bytes(pending)
 
 
 def check(path: Path) -> ExportSummary:
@@ -164,7 +168,7 @@ class _Check:
         self.in_chunk = 0
         self.hashes: list[str] = []
         self.manifest: list[dict[str, Any]] = []
-        self.audit: list[SimpleNamespace] = []
+        self.chain: _Chain | None = None  # the audit entries', from the first one on
         self.last = 0
 
     def feed(self, number: int, text: bytes) -> None:
@@ -211,7 +215,8 @@ class _Check:
         if any(name not in record for name in fields):
             self._problem(number, "an audit record needs " + ", ".join(fields))
         else:
-            self.audit.append(SimpleNamespace(**{name: record[name] for name in fields}))
+            self.chain = self.chain or _Chain(self._after())
+            self.chain.feed(SimpleNamespace(**{name: record[name] for name in fields}))
         self.chunk.update(text + b"\n")
         self.in_chunk += 1
 
@@ -241,23 +246,17 @@ class _Check:
             self._problem(number, "the trailer's digest does not match the chunks")
         if record.get("manifest") != self.manifest:
             self._problem(number, "the trailer's manifest of chunks differs from the chunks")
-        if record.get("audit_entries", 0) != len(self.audit):
+        chain = self.chain or _Chain(self._after())
+        if record.get("audit_entries", 0) != chain.count:
             self._problem(number, "the trailer's count of audit entries differs from the file's")
-        after = self._after()
-        try:
-            broken = audit.verify_rows(self.audit, after.hash, after.id + 1)
-        except (TypeError, ValueError) as err:
-            broken = [f"unreadable ({err})"]
-        for problem in broken:
+        for problem in chain.problems:
             self._problem(number, f"the exported audit log: {problem}")
-        self.summary.audit_doubts = self._signature()
-        self.summary.audit_entries = len(self.audit)
-        if self.audit:
-            last = self.audit[-1]
-            self.summary.audit_head = (last.id, last.hash)
+        self.summary.audit_doubts = self._signature(chain)
+        self.summary.audit_entries = chain.count
+        self.summary.audit_head = chain.last
         self.summary.complete = True
 
-    def _signature(self) -> list[str]:
+    def _signature(self, chain: _Chain) -> list[str]:
         """The header's checkpoint, when there is one, signed by the header's key and naming
         the last entry; whether that key is to be trusted is the importer's question."""
         if "audit_checkpoint" not in self.summary.header:
@@ -270,7 +269,7 @@ class _Check:
         if point is None or not key.signed(point):
             return ["its checkpoint's signature does not check out"]
         after = self._after()
-        last = (self.audit[-1].id, self.audit[-1].hash) if self.audit else (after.id, after.hash)
+        last = chain.last or (after.id, after.hash)
         if last != (point.seq, point.hash):
             return [f"it does not end at entry {point.seq}, the one its checkpoint signed"]
         return []
@@ -288,3 +287,28 @@ class _Check:
 
     def _problem(self, number: int, reason: str) -> None:
         self.summary.problems.append(Problem(number, reason))
+
+
+class _Chain:
+    """The audit entries' hash chain, checked one entry at a time as the file streams past:
+    a tail of any length is checked in the memory of one entry (and of what is wrong)."""
+
+    def __init__(self, after: audit.Head) -> None:
+        self.previous, self.expected = after.hash, after.id + 1
+        self.problems: list[str] = []
+        self.count = 0
+        self.last: tuple[int, str] | None = None  # the last entry's id and hash
+        self.unreadable = False
+
+    def feed(self, row: SimpleNamespace) -> None:
+        """Check ``row`` against the entry before it."""
+        self.count += 1
+        if self.unreadable:
+            return  # past an entry that cannot be read there is no chain to follow
+        try:
+            self.problems += audit.verify_rows([row], self.previous, self.expected)
+            self.previous, self.expected = row.hash, row.id + 1
+            self.last = (row.id, row.hash)
+        except (TypeError, ValueError) as err:
+            self.problems.append(f"unreadable ({err})")
+            self.unreadable = True

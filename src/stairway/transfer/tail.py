@@ -4,15 +4,19 @@ that site signed, written in the export format and read back only when a trusted
 The file is an export without objects whose header names the position the entries follow
 (``audit_after``), so ``stairway export verify`` checks it, and an import judges its signature
 with the same rules as a full import's (``transfer.trust``); only entries signed by the trusted
-key are taken, never marked unverified. Importing one is a single transaction: the position
-this site stands at in that log read under the append lock, the entries it does not hold yet
-appended, and an entry of this site's own saying so; killed half-way, nothing of it is there.
+key are taken, never marked unverified. Nothing holds the whole tail in memory: it is written
+as it is read from the database, checked and imported as it is read from the file. An import
+commits ``BATCH`` entries at a time, each batch with an entry of this site's own saying so, and
+each batch first reads, under the append lock, the position this site stands at in that log:
+killed half-way, the batches committed stay and the next run takes up after them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +28,29 @@ from stairway.audit import Head
 from stairway.audit_anchor import Signed
 from stairway.audit_tail import Row
 from stairway.errors import TransferError
-from stairway.transfer.export import write_log
+from stairway.transfer.export import LogRows, write_log
 from stairway.transfer.format import ExportSummary, check, records
 from stairway.transfer.trust import AuditTrust, judge
+
+BATCH = 5000  # entries committed at a time: the work a kill can lose, and what is held
 
 
 @dataclass(frozen=True)
 class Tail:
-    """An audit tail as read and believed: the position it follows, its entries, and the id
-    of the key that signed them."""
+    """An audit tail as checked and believed: the position it follows, the file its entries
+    are read from (``rows``, as often as asked), and the id of the key that signed them."""
 
     after: Head
-    rows: tuple[Row, ...]
+    path: Path
     key: str
     product: str | None
+
+    def rows(self) -> Iterator[Row]:
+        """The tail's entries in order, read from its file one at a time."""
+        for _, raw in records(self.path):
+            record = orjson.loads(raw)
+            if record.get("kind") == "audit":
+                yield Row.of(record)
 
 
 @dataclass(frozen=True)
@@ -59,7 +72,7 @@ class TailImport:
         )
 
 
-def write(path: Path, product: str, after: Head, rows: list[dict[str, Any]], signed: Signed) -> int:
+def write(path: Path, product: str, after: Head, rows: LogRows, signed: Signed) -> int:
     """The tail file at ``path``: ``rows`` (as stored) follow ``after``, up to ``signed``."""
     header = {
         "product": product,
@@ -82,9 +95,8 @@ def read(path: Path, trust: AuditTrust) -> Tail:
     judge(summary, AuditTrust(trust.key, untrusted=False, own=trust.own), path)
     point = summary.checkpoint
     after = summary.header["audit_after"]
-    rows = tuple(_entries(path))
     key = point.key if point is not None else ""
-    return Tail(Head(after["seq"], str(after["hash"])), rows, key, summary.header.get("product"))
+    return Tail(Head(after["seq"], str(after["hash"])), path, key, summary.header.get("product"))
 
 
 def _checked(path: Path) -> ExportSummary:
@@ -105,32 +117,47 @@ def _checked(path: Path) -> ExportSummary:
     return summary
 
 
-def _entries(path: Path) -> list[Row]:
-    found: list[Row] = []
-    for _, raw in records(path):
-        record = orjson.loads(raw)
-        if record.get("kind") == "audit":
-            found.append(Row.of(record))
-    return found
-
-
 def import_tail(engine: Engine, tail: Tail, name: str) -> TailImport:
-    """Append the entries of ``tail`` this site does not hold yet, in one transaction.
+    """Append the entries of ``tail`` this site does not hold yet, ``BATCH`` at a time, each
+    batch in one transaction with its own ``audit.import`` entry.
 
     Raises:
-        TailRefused: The tail does not chain on from the last entry imported from that log.
+        TailRefused: The tail does not chain on from the last entry imported from that log
+            (before any entry of it is taken).
+        TransferError: Another import of that log moved this site's position meanwhile.
     """
+    with engine.connect() as conn:
+        start = audit_tail.imported_head(conn, tail.key)
+    position, taken = start, 0
+    for batch in _batches(audit_tail.taking(tail.after, tail.rows(), start), BATCH):
+        position = _commit(engine, tail.key, position, batch, name)
+        taken += len(batch)
+    return TailImport(start, taken, position, tail.key)
+
+
+def _batches(rows: Iterator[Row], size: int) -> Iterator[tuple[Row, ...]]:
+    """``rows`` in tuples of ``size`` (the last shorter), read as they are needed."""
+    while batch := tuple(islice(rows, size)):
+        yield batch
+
+
+def _commit(engine: Engine, key: str, position: Head, batch: tuple[Row, ...], name: str) -> Head:
+    """One batch appended with the entry saying so, if this site still stands at ``position``
+    in that log; where it stands after."""
     with engine.begin() as conn:
         audit.lock_appends(conn)  # a catch-up run twice at once takes its entries once
-        held = audit_tail.imported_head(conn, tail.key)
-        rows = audit_tail.take(tail.after, tail.rows, held)
-        if not rows:
-            return TailImport(held, 0, held, tail.key)
-        audit_tail.append_tail(conn, rows, tail.key)
-        done = TailImport(held, len(rows), Head(rows[-1].id, rows[-1].hash), tail.key)
+        held = audit_tail.imported_head(conn, key)
+        if held != position:
+            raise TransferError(
+                f"another import of that audit log ran meanwhile: this site now holds it up to "
+                f"entry {held.id}, not {position.id}; the entries imported so far stay",
+                hint="run the import or the move again: it takes up where that log now stands",
+            )
+        audit_tail.append_tail(conn, batch, key)
+        done = TailImport(held, len(batch), Head(batch[-1].id, batch[-1].hash), key)
         audit.append(conn, "audit.import", _said(done, name))
         faults.point("before:audit-import-commit")
-    return done
+    return done.head
 
 
 def _said(done: TailImport, name: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Findings on plug-ins: the objects each plug-in the upgrade moves to another version will
-move with it (``3 connector objects move ldap 1.2.0 -> 1.3.0``), and the plug-in directories
-on agent hosts, which no snapshot covers."""
+move with it (``3 connector objects move ldap 1.2.0 -> 1.3.0``), and where the copies on
+agent hosts are snapshotted."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from stairway.verify.findings import Finding, FindingSeverity, Topic
 
 def plugin_move_findings(ctx: Context, plan: UpgradePlan) -> list[Finding]:
     """One finding per plug-in move on the path, with the objects it moves; its directory is
-    snapshotted first. A warning when agents are enrolled: their hosts' copies are not."""
+    snapshotted first. When agents are enrolled, a note that their hosts' copies are
+    snapshotted by each agent before it takes the new build."""
     moves = plugins.plan_moves(ctx, plan)
     said = [
         Finding(
@@ -28,8 +29,9 @@ def plugin_move_findings(ctx: Context, plan: UpgradePlan) -> list[Finding]:
 
 
 def _on_agent_hosts(ctx: Context, moves: list[HopMove]) -> list[Finding]:
-    """The agents carry no file work but their own builds: a plug-in directory on an agent's
-    host is neither snapshotted by the upgrade nor put back by ``plugin rollback``."""
+    """Each agent snapshots the moved plug-ins' directories it holds before it takes the new
+    build (and refuses the build when it cannot): said, so that an operator whose agents hold
+    plug-ins checks they were enrolled with ``--data-dir``."""
     if not moves:
         return []
     enrolled = sum(n for _, n, _ in agents_by_version(ctx) or [])
@@ -39,11 +41,9 @@ def _on_agent_hosts(ctx: Context, moves: list[HopMove]) -> list[Finding]:
     return [
         Finding(
             Topic.PLUGINS,
-            FindingSeverity.WARNING,
-            f"plug-in directories on agent hosts are not snapshotted: {enrolled} agents are "
-            f"enrolled and the upgrade moves {names}; only the site's own data_dir is covered, "
-            "and `stairway plugin rollback` puts back only that copy",
-            hint="back up the plug-in directories on the agent hosts yourself before upgrading "
-            "(docs/plugins.md)",
+            FindingSeverity.INFO,
+            f"on agent hosts: {enrolled} agents are enrolled and the upgrade moves {names}; "
+            "each agent enrolled with --data-dir snapshots the directories it holds before it "
+            "takes the new build, and refuses the build when it cannot",
         )
     ]
