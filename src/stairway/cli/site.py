@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from stairway import context as site_context
-from stairway import next_step, operations, release_feed, views
+from stairway import next_step, operations, release_feed, task_runs, views
 from stairway.catalog.snapshots import Snapshot
 from stairway.cli.output import applying, reverting, say_adopting
 from stairway.errors import ExitCode, ManualStepNeeded, UsageRefused
@@ -18,7 +18,6 @@ from stairway.estimate import Limits, estimate_upgrade
 from stairway.estimate.predict import parse_duration
 from stairway.estimate_views import estimate_json, estimate_summary, estimate_table
 from stairway.next_step import NextStep
-from stairway.operations import task_runs
 from stairway.operations.plugins import plan_moves
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
 from stairway.release_index import IndexedRelease
@@ -116,7 +115,7 @@ def status(
             {
                 **views.status_json(report),
                 "background": jobs,
-                "tasks": [dataclasses.asdict(t) for t in tasks],
+                "tasks": [{**dataclasses.asdict(t), "retry": t.retry} for t in tasks],
                 "interrupted_upgrade": _interrupted_json(stopped),
                 "agents": _agents_json(agents),
                 "held_agents": [{"agent": a, "version": v, "reason": r} for a, v, r in held],
@@ -133,7 +132,7 @@ def status(
         for job in running:
             out.print(f"background migration {job.describe()}", highlight=False)
         for run in tasks:
-            out.print(run.describe(), highlight=False)
+            out.print(plain(run.describe()), highlight=False)
         if agents is not None:
             out.print(plain(_agents_line(agents, held)), highlight=False)
         _say_newer(newer)
