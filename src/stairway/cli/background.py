@@ -13,6 +13,7 @@ import typer
 from stairway import context as site_context
 from stairway import operations, task_runs
 from stairway.context import Context, backup_dir
+from stairway.errors import ManualStepNeeded
 from stairway.estimate.rates import record_measured
 from stairway.operations.background_tasks import Ran, run_queued
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
@@ -57,8 +58,9 @@ def background_run(
     ran = _run_tasks(ctx, left, json) if left is None or left > 0 else []
     if json:
         emit_json({"migrations": [_job_json(j) for j in found], "tasks": _runs_json(ran)})
-        return
-    _say_all(found, [r.run for r in ran])
+    else:
+        _say_all(found, [r.run for r in ran])
+    _refuse_failed([r.run for r in ran])
 
 
 @app.command("status")
@@ -105,6 +107,18 @@ def _run_tasks(ctx: Context, max_seconds: float | None, json: bool) -> list[Ran]
         with contextlib.suppress(OSError):
             record_measured(backup_dir(ctx), ctx.engine.dialect.name, measured, "background run")
     return ran
+
+
+def _refuse_failed(runs: list[TaskRun]) -> None:
+    """Exit 3 when a task failed: the runner went on with the others, an operator must act."""
+    failed = [run for run in runs if run.retry]
+    if failed:
+        raise ManualStepNeeded(
+            "; ".join(
+                f"background task {run.name} ({run.release}) failed: {run.error}" for run in failed
+            ),
+            hint="fix the cause, then " + ", ".join(f"`{run.retry}`" for run in failed),
+        )
 
 
 def _say_all(jobs: list[background.Job], runs: list[TaskRun]) -> None:
