@@ -91,3 +91,16 @@ def test_a_command_cut_short_by_a_killed_runner_is_failed_not_run_again(
 def _marker_argv() -> str:
     code = "open('marker', 'a').write('y')"
     return orjson.dumps([sys.executable, "-c", code]).decode()
+
+
+def test_a_rehearsal_runs_the_tasks_the_upgrade_hands_to_the_background(
+    sqlite_site: Path, shop_catalog: Path
+) -> None:
+    body = tasks().replace('reindex = "orders_customer"', 'reindex = "no_such_index"')
+    with_tasks(shop_catalog, body)
+    code, out, err = stairway("rehearse", "--to", "2.0.0", "--site", str(sqlite_site), "--json")
+    said = orjson.loads(out)
+    assert "background task orders-index (2.0.0): failed" in said["failure"], err
+    assert "no_such_index" in said["failure"] and code != 0
+    assert queued(sqlite_site) == [], "the live site is untouched"
+    dispose_all()
