@@ -44,8 +44,8 @@ def background_run(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Run the queued background migrations, then the post-upgrade tasks upgrades handed to
-    the background, until they finish; safe to stop (even kill) and run again."""
+    """Run the queued background migrations, then the post-upgrade tasks upgrades handed over,
+    until they finish; safe to stop (even kill) and run again; exit 3 when a task failed."""
     ctx = site_context.open_context(site, catalog)
 
     def say(_done: int, _total: int | None, job: background.Job, /) -> None:
@@ -67,9 +67,8 @@ def background_run(
 def background_status(
     site: SiteOpt = None, catalog: CatalogOpt = None, json: JsonOpt = False
 ) -> None:
-    """Each background migration (state, % done, ETA, batches, times throttled) and each
-    post-upgrade task handed to the background (queued, running with its ETA, failed with the
-    command that retries it, done or cancelled)."""
+    """Each background migration and post-upgrade task handed over: state, % done, ETA; a
+    failed task with the command that retries it."""
     engine = site_context.open_context(site, catalog).engine
     found, runs = background.jobs(engine), task_runs.runs(engine)
     if json:

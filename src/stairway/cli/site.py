@@ -93,8 +93,8 @@ def status(
     json: JsonOpt = False,
 ) -> None:
     """Site version, schema level, applied, pending and drifted changes, background migrations,
-    serving tasks running or failed, then what to run next; exit 0 whatever they are, unless
-    --strict."""
+    background tasks queued, running or failed, then what to run next; exit 0 whatever they
+    are, unless --strict."""
     ctx = site_context.open_context(site, catalog)
     report = operations.status(ctx)
     running = background.jobs(ctx.engine)

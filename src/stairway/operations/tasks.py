@@ -103,8 +103,8 @@ def _recording(
 def run_by_hand(
     ctx: Context, name: str, release: str | None, progress: Progress[TaskProgress] | None = None
 ) -> dict[str, Any]:
-    """``stairway tasks run``: run a task again, typically one an upgrade reported as failed
-    after the product started. Refused while an upgrade is interrupted."""
+    """``stairway tasks run``: run a task again, typically one the background runner recorded
+    as failed. Refused while an upgrade is interrupted."""
     active = Journal(backup_dir(ctx)).active()
     if active is not None:
         raise UpgradeError(
