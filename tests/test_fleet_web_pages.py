@@ -14,11 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, delete, insert
 
-from stairway import audit
+from stairway import audit, task_runs
 from stairway.fleet import store, tokens
 from stairway.fleet.policy import Mode
 from stairway.fleet.server import FleetConfig, create_app
 from stairway.fleet.tables import agents_table
+from stairway.tasks import Task, TaskKind, TaskProgress
 
 PAGES = ("/ui/", "/ui/agents", "/ui/audit")
 
@@ -225,3 +226,24 @@ def test_a_staged_rollout_says_how_many_agents_its_wave_holds_as_agents_enroll(u
     finally:
         ui.policy(mode=Mode.MANUAL, canary=False, rollout_target=None, rollout_size=None)
         ui.agents()
+
+
+def test_the_dashboard_shows_background_tasks_with_progress_and_the_retry_of_a_failed_one(
+    ui: UI,
+) -> None:
+    reindex = Task("orders-index", "2.0.0", TaskKind.REINDEX_INDEX, True, "orders_customer")
+    command = Task("warm", "2.0.0", TaskKind.COMMAND, True, argv=("warm",))
+    task_runs.begun(ui.engine, reindex)
+    task_runs.advanced(ui.engine, reindex, TaskProgress(reindex.name, "building index", 10, 0.5))
+    task_runs.begun(ui.engine, command)
+    task_runs.ended(ui.engine, command, "warm exited with 1")
+    try:
+        rows = ui.html("/ui/").xpath('//table[@id="tasks"]//tr[td]')
+        shown = {_text(row.xpath("td")[0]): [_text(td) for td in row.xpath("td")] for row in rows}
+    finally:
+        with ui.engine.begin() as conn:
+            conn.execute(delete(task_runs.runs_table))
+    assert shown["orders-index"][2:5:2] == ["running: building index", "10 s"]
+    assert shown["orders-index"][3].endswith("50.0%")
+    assert shown["warm"][2] == "failed"
+    assert "retry with stairway tasks run warm --release 2.0.0" in shown["warm"][6]

@@ -1,6 +1,8 @@
 """Post-upgrade tasks of a release: validated when the catalog loads, run as journaled steps
-(offline before the start, serving after it), rolled back or reported when they fail, never run
-twice by a resume, and shown by plan --estimate and verify."""
+(offline ones, before the start) or handed to the background (serving ones, run by
+``stairway background run``), rolled back or reported when they fail, never run twice by a
+resume, and shown by plan --estimate and verify. The background runner's own behaviour is in
+test_background_tasks.py."""
 
 from __future__ import annotations
 
@@ -14,10 +16,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from cli_runner import stairway
-from stairway import context, operations
+from stairway import context, operations, task_runs
 from stairway.database import dispose_all
 from stairway.journal import ACTIVE
 from stairway.operations import task_watch
@@ -97,16 +99,26 @@ def test_a_task_named_twice_is_refused(shop_catalog: Path) -> None:
     assert code == 2 and "declared twice" in out
 
 
-def test_the_upgrade_runs_both_tasks_as_journaled_steps(site: Path, shop_catalog: Path) -> None:
+def test_the_upgrade_runs_the_offline_task_and_hands_the_serving_one_to_the_background(
+    site: Path, shop_catalog: Path
+) -> None:
     with_tasks(shop_catalog, tasks(serving="true"))
     code, out, err = stairway("upgrade", "--to", "2.0.0", "--site", str(site), "--json")
     assert code == 0, err
-    steps = [s["step"] for s in orjson.loads(out)["steps"]]
+    said = orjson.loads(out)
+    steps = [s["step"] for s in said["steps"]]
     assert steps.index("task marker (2.0.0)") < steps.index("start")
     assert steps.index("maintenance-off") < steps.index("task orders-index (2.0.0)")
     assert steps[-1] == "audit" and marks(site) == "x"
-    journal = next((site.parent / "backups" / "upgrades").glob("*.journal")).read_text()
-    assert '"task":"orders-index","kind":"reindex"' in journal
+    assert said["background"] == ["orders-index (2.0.0)"]
+    code, out, _ = stairway("status", "--site", str(site), "--json")
+    assert [(t["name"], t["state"]) for t in orjson.loads(out)["tasks"]] == [
+        ("orders-index", "queued")
+    ]
+    code, out, err = stairway("background", "run", "--site", str(site), "--json")
+    assert code == 0, err
+    [ran] = orjson.loads(out)["tasks"]
+    assert (ran["name"], ran["state"]) == ("orders-index", "done") and ran["ran_s"] >= 0
     ctx = context.open_context(site, None)
     with ctx.engine.connect() as conn:
         if ctx.engine.dialect.name == "postgresql":
@@ -136,11 +148,11 @@ def test_a_failing_offline_task_rolls_the_site_back_whole(site: Path, shop_catal
     assert not (site.parent / "backups" / ACTIVE).exists()
 
 
-@pytest.fixture
-def sqlite_site(tmp_path: Path, sqlite_database: str, shop_catalog: Path) -> Path:
+def new_site(tmp_path: Path, database: str, catalog: Path) -> Path:
+    """A site on ``database`` at release 1.0.0 of ``catalog``, with a data and a backup dir."""
     site_file = tmp_path / "site.toml"
     site_file.write_text(
-        f'[site]\ndatabase = "{sqlite_database}"\ncatalog = "{shop_catalog}"\n'
+        f'[site]\ndatabase = "{database}"\ncatalog = "{catalog}"\n'
         'data_dir = "data"\nbackup_dir = "backups"\n',
         "utf-8",
     )
@@ -150,15 +162,23 @@ def sqlite_site(tmp_path: Path, sqlite_database: str, shop_catalog: Path) -> Pat
     return site_file
 
 
-def test_a_failing_serving_task_is_reported_with_the_command_to_rerun_it(
+@pytest.fixture
+def sqlite_site(tmp_path: Path, sqlite_database: str, shop_catalog: Path) -> Path:
+    return new_site(tmp_path, sqlite_database, shop_catalog)
+
+
+def test_a_failing_background_task_is_recorded_with_the_command_to_retry_it(
     sqlite_site: Path, shop_catalog: Path
 ) -> None:
     body = tasks().replace('reindex = "orders_customer"', 'reindex = "no_such_index"')
     with_tasks(shop_catalog, body)
-    code, _, err = stairway("upgrade", "--to", "2.0.0", "--site", str(sqlite_site))
-    assert code == 3, err
-    assert "complete and kept" in err and "task orders-index (2.0.0)" in err
-    assert "stairway tasks run orders-index --release 2.0.0" in err
+    code, out, err = stairway("upgrade", "--to", "2.0.0", "--site", str(sqlite_site))
+    assert code == 0, err
+    assert "handed to the background: task orders-index (2.0.0)" in out
+    assert "`stairway background run` runs them" in out
+    code, _, err = stairway("background", "run", "--site", str(sqlite_site))
+    assert code == 3 and "no_such_index" in err
+    assert "hint: fix the cause, then `stairway tasks run orders-index --release 2.0.0`" in err
     ctx = context.open_context(sqlite_site, None)
     assert str(context.current_version(ctx)) == "2.0.0", "the release is live: not rolled back"
     dispose_all()
@@ -167,6 +187,10 @@ def test_a_failing_serving_task_is_reported_with_the_command_to_rerun_it(
     code, out, _ = stairway("status", "--site", str(sqlite_site), "--json")
     [failed] = orjson.loads(out)["tasks"]
     assert failed["state"] == "failed" and "no_such_index" in failed["error"]
+    assert failed["retry"] == "stairway tasks run orders-index --release 2.0.0"
+    code, out, _ = stairway("status", "--site", str(sqlite_site))
+    said = " ".join(out.split())  # the terminal's width wraps it
+    assert "retry with `stairway tasks run orders-index --release 2.0.0`" in said
 
 
 @pytest.mark.parametrize("point", ["after:task", "None:task#2"])
@@ -233,16 +257,7 @@ WHERE c.relname LIKE 'orders!_customer%' ESCAPE '!' ORDER BY c.relname
 
 @pytest.fixture
 def pg_site(tmp_path: Path, pg_database: str, shop_catalog: Path) -> Path:
-    site_file = tmp_path / "site.toml"
-    site_file.write_text(
-        f'[site]\ndatabase = "{pg_database}"\ncatalog = "{shop_catalog}"\n'
-        'data_dir = "data"\nbackup_dir = "backups"\n',
-        "utf-8",
-    )
-    (tmp_path / "data").mkdir()
-    operations.init(context.open_context(site_file, None), "1.0.0")
-    dispose_all()
-    return site_file
+    return new_site(tmp_path, pg_database, shop_catalog)
 
 
 def until(found: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
@@ -261,33 +276,57 @@ def reindex_session(conn: Connection) -> list[int]:
     return list(conn.execute(text(query), {"n": SESSION}).scalars())
 
 
-def test_a_reindex_killed_mid_way_is_cleaned_up_and_finished_by_the_resume(
+def test_the_upgrade_returns_before_the_background_reindex_and_a_killed_runner_resumes_it(
     pg_site: Path, shop_catalog: Path
 ) -> None:
-    """A kill -9 while REINDEX CONCURRENTLY waits leaves its server session waiting and an
-    invalid ``orders_customer_ccnew``; the resume ends that session, drops the copy, says so,
-    and reindexes. A writer holding the table keeps the reindex in its wait: no timing."""
+    """The upgrade returns with the reindex queued; ``background run`` begins it, and a writer
+    holding the table keeps it waiting (no timing) while ``status`` shows it running with its
+    phase and fraction. A kill -9 of the runner leaves its server session waiting and an
+    invalid ``orders_customer_ccnew``; the next run ends that session, drops the copy, says so,
+    and reindexes."""
     with_tasks(shop_catalog, REINDEX)
-    command = [sys.executable, "-m", "stairway", "upgrade", "--site", str(pg_site)]
+    code, out, err = stairway("upgrade", "--to", "2.0.0", "--site", str(pg_site), "--json")
+    assert code == 0 and orjson.loads(out)["background"] == ["orders-index (2.0.0)"], err
+    assert shown_tasks(pg_site) == [("orders-index", "queued")]
+    command = [sys.executable, "-m", "stairway", "background", "run", "--site", str(pg_site)]
     ctx = context.open_context(pg_site, None)
     with ctx.engine.connect() as writer, ctx.engine.connect() as watch:
         watch.execution_options(isolation_level="AUTOCOMMIT")
         writer.execute(text("LOCK TABLE orders IN ROW EXCLUSIVE MODE"))  # an open write
-        first = subprocess.Popen([*command, "--to", "2.0.0"], stdout=subprocess.DEVNULL)
+        first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         until(lambda: bool(reindex_session(watch)), "the reindex waiting for the writer")
+        until(lambda: phase_recorded(ctx.engine), "a progress report of the runner", 10)
+        code, out, _ = stairway("status", "--site", str(pg_site))
+        assert f"task orders-index (2.0.0): running, {WAITING}, 10% done" in out, out
         orphan = reindex_session(watch)
         first.kill()
         first.wait()
         left = watch.execute(text(INDEXES)).all()
         assert ("orders_customer_ccnew", False) in left, left
-        second = subprocess.Popen([*command, "--resume"], stderr=subprocess.PIPE, text=True)
+        second = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
         until(lambda: reindex_session(watch) != orphan, "the orphaned session ended")
         writer.commit()
         _, err = second.communicate(timeout=60)
         assert second.returncode == 0, err
         assert "ending session" in err and "dropping invalid index orders_customer_ccnew" in err
         assert watch.execute(text(INDEXES)).all() == [("orders_customer", True)]
+    assert shown_tasks(pg_site) == [], "done: status no longer shows it"
+    code, out, _ = stairway("background", "status", "--site", str(pg_site), "--json")
+    assert [(t["name"], t["state"]) for t in orjson.loads(out)["tasks"]] == [
+        ("orders-index", "done")
+    ]
     dispose_all()
+
+
+def shown_tasks(site: Path) -> list[tuple[str, str]]:
+    """The tasks ``stairway status --json`` shows: those not done."""
+    code, out, err = stairway("status", "--site", str(site), "--json")
+    assert code == 0, err
+    return [(t["name"], t["state"]) for t in orjson.loads(out)["tasks"]]
+
+
+def phase_recorded(engine: Engine) -> bool:
+    return any(run.phase == WAITING for run in task_runs.runs(engine))
 
 
 def test_a_reindex_fraction_counts_the_phases_behind_it_and_the_blocks_of_its_own() -> None:

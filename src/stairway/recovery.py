@@ -10,6 +10,7 @@ stopped, and every part of it is idempotent.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,7 +18,17 @@ from typing import Any, NoReturn
 import orjson
 from sqlalchemy.exc import DBAPIError
 
-from stairway import audit, context, disk, faults, maintenance, operations, releases, service
+from stairway import (
+    audit,
+    context,
+    disk,
+    faults,
+    maintenance,
+    operations,
+    releases,
+    service,
+    task_runs,
+)
 from stairway.backup import BackupManifest
 from stairway.configfiles.files import backup_name
 from stairway.context import Context
@@ -36,6 +47,7 @@ from stairway.journal import Journal, JournalState
 from stairway.schema import migrator
 from stairway.sitelock import changes_site
 
+log = logging.getLogger(__name__)
 SWAP = "release-swap"
 
 
@@ -259,16 +271,41 @@ def put_back(ctx: Context, state: JournalState, changed: bool, whole: bool = Fal
     product again and refuses (exit 2): nothing was changed."""
     origin = str(state.plan["from"])
     backup_id = state.value("backup")
+    handed = _handed_over(ctx, state)
     if changed:
         _restore_back(ctx, state, backup_id, whole)
     else:
         maintenance.switch_off(ctx.engine)
+    cancelled = _cancel_tasks(ctx, state, handed)
     with ctx.engine.begin() as conn:
-        audit.append(conn, "site.rollback", {"backup": backup_id, "releases": hops(state)})
+        said = {"backup": backup_id, "releases": hops(state)}
+        audit.append(conn, "site.rollback", said | ({"cancelled": cancelled} if cancelled else {}))
     for path in ctx.site.site.config_files:
         for release in hops(state):  # the restored file is the original: a stale copy misleads
             backup_name(path, ctx.catalog.version(release)).unlink(missing_ok=True)
     start_and_check(ctx, origin)
+
+
+def _handed_over(ctx: Context, state: JournalState) -> list[str]:
+    """The tasks of the releases rolled back that the upgrade handed to the background and
+    that have not run to their end; read before the restore, which takes their record away.
+    Advisory: a database that cannot be read here does not stop the rollback."""
+    releases_back = set(hops(state))
+    try:
+        found = task_runs.unfinished(ctx.engine)
+    except DBAPIError:
+        return []
+    return [f"{r.name} ({r.release})" for r in found if r.release in releases_back]
+
+
+def _cancel_tasks(ctx: Context, state: JournalState, handed: list[str]) -> list[str]:
+    """The background tasks of the releases rolled back cancelled, so that no runner takes
+    them up on the old release (a restore has removed their record already)."""
+    left = task_runs.cancel(ctx.engine, hops(state))
+    cancelled = sorted({*handed, *(f"{r.name} ({r.release})" for r in left)})
+    if cancelled:
+        log.warning("background task(s) cancelled by the rollback: %s", ", ".join(cancelled))
+    return cancelled
 
 
 def _restore_back(ctx: Context, state: JournalState, backup_id: str | None, whole: bool) -> None:

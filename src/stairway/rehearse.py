@@ -40,11 +40,12 @@ from stairway.database import dispose_all, engine_for
 from stairway.errors import StairwayError, UsageRefused
 from stairway.estimate.rates import record_measured
 from stairway.operations import Status
+from stairway.operations.background_tasks import Ran, run_queued
 from stairway.plan import UpgradePlan
 from stairway.progress import Progress
 from stairway.schema import migrator
 from stairway.site import AuditSection
-from stairway.steps import Step, path_of
+from stairway.steps import Step, StepKind, path_of
 from stairway.upgrade import UpgradeReport, upgrade
 from stairway.verify import Report, verify
 
@@ -68,6 +69,7 @@ class Rehearsal:
     steps: list[tuple[Step, float]] = field(default_factory=list)  # every step begun, timed
     kept: bool = False
     plan: UpgradePlan | None = None  # the scratch copy's plan, as its upgrade ran it
+    background: list[Ran] = field(default_factory=list)  # the tasks it handed over, run after
 
     @property
     def backup_taken(self) -> bool:
@@ -128,6 +130,7 @@ def rehearse(
             shutil.rmtree(root, ignore_errors=True)
     done = found.report.done if found.report else ()
     measured = [(step.kind, data) for step, data in done]
+    measured += [(StepKind.TASK, ran.data) for ran in found.background if ran.data]
     by = f"rehearsal of {manifest.id}"
     record_measured(context.backup_dir(ctx), ctx.engine.dialect.name, measured, by, False)
     return found
@@ -147,8 +150,12 @@ def _run(
 
     try:
         found.report = upgrade(scratch, to, progress=timed)
+        found.background = run_queued(scratch)  # what the site's background runner would do
     except StairwayError as err:
         found.failure = err.message
+    failed = [ran.run for ran in found.background if ran.run.retry]
+    if failed and found.failure is None:
+        found.failure = "; ".join(f"background {run.describe()}" for run in failed)
     ended = time.monotonic()
     found.steps = [
         (step, (clock[i + 1][1] if i + 1 < len(clock) else ended) - began)

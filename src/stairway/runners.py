@@ -26,6 +26,7 @@ from stairway import (
     rolling,
     service,
     smoke,
+    task_runs,
 )
 from stairway.backup import Backup
 from stairway.context import Context, backup_dir
@@ -221,17 +222,15 @@ def _config_files(ctx: Context, step: Step, _state: JournalState) -> dict[str, A
 
 
 def _task(ctx: Context, step: Step, state: JournalState) -> dict[str, Any]:
-    """A release's post-upgrade task. One the product serves during that fails is left for the
-    operator, with the command that runs it again: the release is live, nothing is undone."""
+    """A release's post-upgrade task. One the product may serve during is handed to the
+    background (``stairway.task_runs``): ``stairway background run`` runs it once the upgrade
+    has returned. One that needs the product stopped runs here, and its failure rolls back."""
     task = find_task(ctx.catalog, step.task or "", step.release)
-    try:
-        return _run_once(ctx, task, state)
-    except TaskFailed as failed:
-        if not task.serving:
-            raise  # the product is stopped: the upgrade rolls back as for any step
-        log.warning("task %s failed after the start: %s", task.name, failed.message)
-        item = HandItem(f"task {task.name} ({task.release})", failed.message, task.rerun_command())
-        return {"task": task.name, "failed": failed.message, "hand": _json([item])}
+    if task.serving:
+        task_runs.queue(ctx.engine, task)
+        log.info("task %s handed to the background: %s", task.name, task.what())
+        return {"task": task.name, "kind": str(task.kind), "background": True}
+    return _run_once(ctx, task, state)
 
 
 def _run_once(ctx: Context, task: Task, state: JournalState) -> dict[str, Any]:

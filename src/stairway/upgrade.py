@@ -19,7 +19,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from stairway import agents_back, disk, faults, handwork, open_sessions, recovery, releases, runners
+from stairway import (
+    agents_back,
+    disk,
+    faults,
+    handwork,
+    open_sessions,
+    recovery,
+    releases,
+    runners,
+    task_runs,
+)
 from stairway import rolling as roll
 from stairway.backup import Backup
 from stairway.context import Context, backup_dir, checkpointed
@@ -67,6 +77,24 @@ class UpgradeReport:
     def attention(self) -> list[HandItem]:
         """What the run left for a person: reported deltas, config items needing a hand."""
         return handwork.recorded(data for _, data in self.done)
+
+    @property
+    def background(self) -> list[str]:
+        """The tasks handed to the background, as ``name (release)``: they run after the
+        upgrade has returned (``stairway background run``)."""
+        return [
+            f"{step.task} ({step.release})" for step, data in self.done if data.get("background")
+        ]
+
+    def background_said(self) -> str | None:
+        """What the operator is told of the tasks handed to the background, if there are any."""
+        if not self.background:
+            return None
+        return (
+            f"handed to the background: task {', '.join(self.background)}; "
+            f"`{task_runs.WORKER}` runs them (safe to stop and run again), "
+            "`stairway status` follows them"
+        )
 
 
 @checkpointed  # once the lock is let go, as at the end of any command

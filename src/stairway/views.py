@@ -435,6 +435,7 @@ def upgrade_json(report: Any) -> dict[str, Any]:
         "steps": [{"step": step.describe(), **data} for step, data in report.done],
         "attention": [item.as_json() for item in report.attention],
         "needs_operator": bool(report.attention),
+        "background": report.background,
         "sessions": report.sessions.as_json() if report.sessions else None,
     }
 

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from stairway import context as site_context
-from stairway import next_step, operations, release_feed, views
+from stairway import next_step, operations, release_feed, task_runs, views
 from stairway.catalog.snapshots import Snapshot
 from stairway.cli.from_index import FromIndexOpt, indexed_catalog
 from stairway.cli.output import applying, reverting, say_adopting
@@ -19,7 +19,6 @@ from stairway.estimate import Limits, estimate_upgrade
 from stairway.estimate.predict import parse_duration
 from stairway.estimate_views import estimate_json, estimate_summary, estimate_table
 from stairway.next_step import NextStep
-from stairway.operations import task_runs
 from stairway.operations.plugins import plan_moves
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
 from stairway.plan import UpgradePlan
@@ -96,9 +95,8 @@ def status(
     json: JsonOpt = False,
 ) -> None:
     """Site version, schema level, applied, pending and drifted changes, Flyway repeatables to
-    apply, background migrations,
-    serving tasks running or failed, then what to run next; exit 0 whatever they are, unless
-    --strict."""
+    apply, background migrations, background tasks queued, running or failed, then what to run
+    next; exit 0 whatever they are, unless --strict."""
     ctx = site_context.open_context(site, catalog)
     report = operations.status(ctx)
     running = background.jobs(ctx.engine)
@@ -119,7 +117,7 @@ def status(
             {
                 **views.status_json(report),
                 "background": jobs,
-                "tasks": [dataclasses.asdict(t) for t in tasks],
+                "tasks": [{**dataclasses.asdict(t), "retry": t.retry} for t in tasks],
                 "interrupted_upgrade": _interrupted_json(stopped),
                 "agents": _agents_json(agents),
                 "held_agents": [{"agent": a, "version": v, "reason": r} for a, v, r in held],
@@ -136,7 +134,7 @@ def status(
         for job in running:
             out.print(f"background migration {job.describe()}", highlight=False)
         for run in tasks:
-            out.print(run.describe(), highlight=False)
+            out.print(plain(run.describe()), highlight=False)
         if agents is not None:
             out.print(plain(_agents_line(agents, held)), highlight=False)
         _say_newer(newer)

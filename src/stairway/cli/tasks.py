@@ -34,7 +34,7 @@ def tasks_run(
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Run a task again, such as one an upgrade reported as failed after the product started."""
+    """Run a task again, such as one that failed in the background (`stairway status` names it)."""
     ctx = site_context.open_context(site, catalog)
     done = tasks.run_by_hand(ctx, name, release, silent if json else _say)
     if json:

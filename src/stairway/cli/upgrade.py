@@ -139,6 +139,8 @@ def upgrade_command(
         out.print(f"[green]upgraded[/green] {done}", highlight=False)
     if report.sessions is not None and not json:
         out.print(report.sessions.describe(), highlight=False)
+    if report.background_said() and not json:
+        out.print(plain(report.background_said() or ""), highlight=False, soft_wrap=True)
     if from_index is not None and catalog != ctx.site.site.catalog and not json:
         said = (
             f'the site now runs {report.target}: set `catalog = "{catalog}"` in the [site] '

@@ -31,7 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from stairway import audit, maintenance
+from stairway import audit, maintenance, task_runs
 from stairway.errors import Forbidden, Unauthorized
 from stairway.fleet import audit_window, builds, evaluator, notices, requests, signin, store, tokens
 from stairway.fleet.auth import FleetDep, denied, fleet_of
@@ -199,10 +199,11 @@ def _clear_cookie(request: Request, response: Response, name: str, path: str) ->
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(request: Request, fleet: FleetDep, session: Operator) -> Response:
     """``GET /ui/``: the dashboard: newer releases, agents by version and by state, drift,
-    background migrations; a signed-in operator.
+    background migrations and post-upgrade tasks; a signed-in operator.
     """
     rows = _with_drift(fleet, await fleet.db(store.all_agents))
     jobs = await anyio.to_thread.run_sync(background.jobs, fleet.engine)
+    tasks = await anyio.to_thread.run_sync(task_runs.runs, fleet.engine)
     announced = await anyio.to_thread.run_sync(fleet.config.announced)  # reads a file
     return page(
         request,
@@ -211,6 +212,7 @@ async def dashboard(request: Request, fleet: FleetDep, session: Operator) -> Res
         maintenance=await fleet.db(maintenance.read),
         announced=announced,
         background=jobs,
+        tasks=tasks,
         schema_level=fleet.config.schema_level,
         by_version=sorted(Counter(str(r["version"]) for r in rows).items()),
         by_state=sorted(Counter(str(r["state"]) for r in rows).items()),

@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy import text
 
-from stairway import faults
+from stairway import faults, task_runs
 from stairway.catalog import Catalog
 from stairway.context import Context, backup_dir, current_version
 from stairway.errors import TaskFailed, UpgradeError, UsageRefused
 from stairway.journal import Journal
-from stairway.operations import reindex, task_runs
+from stairway.operations import reindex
 from stairway.operations.task_watch import watching
 from stairway.progress import Progress
 from stairway.sitelock import changes_site
@@ -53,7 +53,7 @@ def run_task(
 ) -> dict[str, Any]:
     """Run ``task`` once on the site, telling ``progress`` how far it has come every few
     seconds; returns what the journal records of it. A task the product serves during is
-    recorded as it runs (``stairway.operations.task_runs``), for ``stairway status``.
+    recorded as it runs (``stairway.task_runs``), for ``stairway status``.
 
     Raises TaskFailed naming the task, with the command that runs it again.
     """
@@ -103,8 +103,8 @@ def _recording(
 def run_by_hand(
     ctx: Context, name: str, release: str | None, progress: Progress[TaskProgress] | None = None
 ) -> dict[str, Any]:
-    """``stairway tasks run``: run a task again, typically one an upgrade reported as failed
-    after the product started. Refused while an upgrade is interrupted."""
+    """``stairway tasks run``: run a task again, typically one the background runner recorded
+    as failed. Refused while an upgrade is interrupted."""
     active = Journal(backup_dir(ctx)).active()
     if active is not None:
         raise UpgradeError(

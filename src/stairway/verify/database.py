@@ -1,13 +1,15 @@
 """Findings on the database and the plan: a database this catalog cannot know, drifted changes,
-the path of releases, pending schema changes, and unfinished background migrations."""
+the path of releases, pending schema changes, and unfinished background migrations and tasks."""
 
 from __future__ import annotations
 
+from stairway import task_runs
 from stairway.context import Context
 from stairway.errors import SchemaError
 from stairway.plan import UpgradePlan
 from stairway.schema import background, migrator
 from stairway.schema.state import SchemaState
+from stairway.task_runs import RunState, TaskRun
 from stairway.verify.findings import Finding, FindingSeverity, Topic
 from stairway.versions import Version
 
@@ -111,4 +113,20 @@ def background_findings(ctx: Context) -> list[Finding]:
             "then upgrade",
         )
         for job in background.unfinished(ctx.engine)
-    ]
+    ] + [_unfinished_task(run) for run in task_runs.unfinished(ctx.engine)]
+
+
+def _unfinished_task(run: TaskRun) -> Finding:
+    """A post-upgrade task an earlier upgrade handed to the background and that has not run to
+    its end: the release it belongs to counts on it, as on a background migration."""
+    if run.state is RunState.FAILED:
+        hint = f"fix the cause, then `{run.retry}`; then upgrade"
+    else:
+        hint = f"let it finish (`{task_runs.WORKER}`, `stairway status`), then upgrade"
+    return Finding(
+        Topic.BACKGROUND,
+        FindingSeverity.CRITICAL,
+        f"background {run.describe()}",
+        blocking=True,
+        hint=hint,
+    )
