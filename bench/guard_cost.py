@@ -2,7 +2,7 @@
 
 The baseline is one ``SELECT 1`` through a pooled connection of the same engine, the very
 connect-and-query pattern guard uses, so the ratio shows guard's own overhead (manifest lookup,
-reading the bookkeeping rows, the checks). Goal: at most three times a bare round trip.
+reading the bookkeeping rows, the checks). Goal: at most twice a bare round trip.
 """
 
 from __future__ import annotations

@@ -15,10 +15,14 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from bench import adopt_history, object_parse
+from bench import adopt_history, guard_cost, object_parse, object_rewrite, transfer
 from bench.harness import RESULTS_DIR, Sizes, temp_database
 from bench.schema_apply import generate_changes, run_stairway, write_catalog
+from stairway.catalog import load_catalog
+from stairway.database import engine_for
 from stairway.objects.migrate import Migrator
+from stairway.objects.rewrite import rewrite_all
+from stairway.schema import migrator
 
 TOP = 20
 Subject = Callable[[], object]
@@ -46,11 +50,48 @@ def _adopt_history(sizes: Sizes) -> Iterator[Subject]:
         yield lambda: adopt_history.apply(db.url)
 
 
+@contextmanager
+def _guard_cost(sizes: Sizes) -> Iterator[Subject]:
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp, temp_database("guard") as db:
+        catalog = guard_cost.copy_shop(Path(tmp))
+        migrator.migrate(engine_for(db.url), load_catalog(catalog), guard_cost.SCHEMA)
+        guard_cost.call_guard(db.url, catalog)  # warm, as the measured calls are
+
+        def calls() -> None:
+            for _ in range(sizes.guard_calls):
+                guard_cost.call_guard(db.url, catalog)
+
+        yield calls
+
+
+@contextmanager
+def _object_rewrite(sizes: Sizes) -> Iterator[Subject]:
+    with temp_database("profile") as db:
+        object_rewrite.populate(db, sizes.objects)
+        object_rewrite.reset(db, "subject")
+        store = object_rewrite.subject_store(db)
+        yield lambda: rewrite_all(store, batch=object_rewrite.BATCH)
+
+
+@contextmanager
+def _transfer(sizes: Sizes) -> Iterator[Subject]:
+    """The import, in one process: cProfile does not follow the forked workers, so the
+    profile shows one worker's share of the work plus the parent's check, not their overlap."""
+    with temp_database("profile") as db, tempfile.TemporaryDirectory() as scratch:
+        export = Path(scratch) / "site.export.zst"
+        transfer.populate(db, sizes.objects)
+        transfer.export_once(db, export)
+        yield lambda: transfer.import_once(db, export, workers=1)
+
+
 # A benchmark's subject side, set up and ready to call once.
 PROFILED: dict[str, Callable[[Sizes], AbstractContextManager[Subject]]] = {
     "schema_apply": _schema_apply,
     "object_parse": _object_parse,
     "adopt_history": _adopt_history,
+    "guard_cost": _guard_cost,
+    "object_rewrite": _object_rewrite,
+    "transfer": _transfer,
 }
 
 

@@ -10,7 +10,7 @@ operator would type instead: ``pg_dump -Fc`` of the database, the change's SQL t
 ``RENAMES``, the one list of object migrations, so they do exactly the same changes.
 
 Runs alternate who goes first, ``MIN_REPEATS`` of each; the ratio is the median whole
-upgrade's time over the median by hand. Goal: at most 1.2. The downtime (from the stop step
+upgrade's time over the median by hand. Goal: at most 1.1. The downtime (from the stop step
 to a healthy service) is reported apart.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,22 @@ def test_auto_migrate_never_runs_a_contract_change(database_url: str, shop_catal
     with pytest.raises(GuardRefused, match="0005_drop_note"):
         stairway.guard(database_url, shop_catalog, "2.0.0", auto_migrate=True)
     assert migrator.read_state(engine_for(database_url), load_catalog(shop_catalog)).level == 4
+
+
+def test_a_changed_manifest_is_read_again(database_url: str, shop_catalog: Path) -> None:
+    """guard() keeps each release's schema with the manifest it read: a new stairway.toml
+    (another release shipped into the same directory) is read afresh, not answered from it."""
+    migrate_to(database_url, shop_catalog, 5)
+    assert stairway.guard(database_url, shop_catalog, "2.0.0").level == 5
+    manifest = shop_catalog / "stairway.toml"
+    text = manifest.read_text("utf-8")
+    manifest.write_text(
+        text.replace('version = "2.0.0"\nschema = 5', 'version = "2.0.0"\nschema = 4')
+    )
+    later = manifest.stat().st_mtime + 1  # a new mtime even where the clock's grain is coarse
+    os.utime(manifest, (later, later))
+    with pytest.raises(GuardRefused, match=r"contract change 5.*release 2\.0\.0 \(schema 4\)"):
+        stairway.guard(database_url, shop_catalog, "2.0.0")
 
 
 def test_a_database_never_set_up_is_refused(database_url: str, shop_catalog: Path) -> None:

@@ -16,10 +16,11 @@ raises ``MigrateOnStartFailed``, so that the process exits on the database it fo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from stairway import maintenance
@@ -33,7 +34,7 @@ from stairway.schema import migrator, recorder
 from stairway.schema.change import Phase
 from stairway.versions import Version
 
-_MANIFESTS: dict[Path, tuple[int, Manifest]] = {}
+_MANIFESTS: dict[Path, _CachedManifest] = {}
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def _applied_rows(database_url: str) -> tuple[list[Row], Maintenance | None]:
 
 def _query_rows(database_url: str, with_patches: bool) -> tuple[list[Row], Maintenance | None]:
     try:
-        with engine_for(database_url).connect() as conn:
+        with _one_statement(engine_for(database_url)) as conn:
             rows = recorder.guard_rows(conn, maintenance.KEY, with_patches)
             found = [value for number, _, value in rows if number == -1]
             return [r for r in rows if r[0] != -1], maintenance.parse(found[0]) if found else None
@@ -173,6 +174,17 @@ def _query_rows(database_url: str, with_patches: bool) -> tuple[list[Row], Maint
             "this database has never been set up by Stairway",
             hint="create it with `stairway init --version V` or adopt it with `stairway baseline`",
         ) from None
+
+
+def _one_statement(engine: Engine) -> Connection:
+    """A pooled connection for guard's single read. On PostgreSQL it runs in autocommit: one
+    statement sees one snapshot anyway, and the BEGIN and ROLLBACK around it would be two more
+    round trips, each costing as much as the read. SQLite keeps its own transaction handling
+    (``database._sqlite``), which an isolation level set here would undo."""
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        return conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
 
 
 def _lacks(err: OperationalError | ProgrammingError, *tables: str) -> bool:
@@ -291,11 +303,21 @@ def _schema_of(
     if isinstance(catalog, Catalog):
         release = catalog.release(version)
         return release.schema, release.patches
-    manifest = _manifest(Path(catalog))
-    grammar = manifest.product.versions
+    cached = _manifest(Path(catalog))
+    found = cached.schemas.get(version)
+    if found is None:
+        found = _release_schema(cached, catalog, version)
+    return found
+
+
+def _release_schema(
+    cached: _CachedManifest, catalog: Path | str, version: str
+) -> tuple[int, tuple[tuple[int, int], ...]]:
+    grammar = cached.manifest.product.versions
     wanted = Version.parse(version, grammar)
-    for model in manifest.release:
+    for model in cached.manifest.release:
         if Version(model.version, grammar) == wanted and isinstance(model.schema_, int):
+            cached.schemas[version] = (model.schema_, model.patch_keys)
             return model.schema_, model.patch_keys
         if Version(model.version, grammar) == wanted:  # an adopted history's identifier
             release = load_catalog(catalog).release(version)
@@ -306,11 +328,23 @@ def _schema_of(
     )
 
 
-def _manifest(root: Path) -> Manifest:
+@dataclass
+class _CachedManifest:
+    """``stairway.toml`` as read at ``mtime``, and the schema of each release asked about
+    (numbered ones only: an adopted history's identifier is read from the whole catalog):
+    guard() runs on every start, and parsing every release's version each time cost it a
+    sizeable share of its one round trip."""
+
+    mtime: int
+    manifest: Manifest
+    schemas: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = field(default_factory=dict)
+
+
+def _manifest(root: Path) -> _CachedManifest:
     path = root / "stairway.toml"
     mtime = os.stat(path).st_mtime_ns
     cached = _MANIFESTS.get(path)
-    if cached is None or cached[0] != mtime:
-        cached = (mtime, load_manifest(path))
+    if cached is None or cached.mtime != mtime:
+        cached = _CachedManifest(mtime, load_manifest(path))
         _MANIFESTS[path] = cached
-    return cached[1]
+    return cached

@@ -9,9 +9,11 @@ per mainline number as before.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from psycopg import sql
 from sqlalchemy import (
@@ -32,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import CompoundSelect
 
 from stairway.errors import SchemaError
 from stairway.schema.change import Change, Phase, change_code, change_label
@@ -267,11 +270,20 @@ def guard_rows(conn: Connection, flag: str, with_patches: bool) -> list[tuple[in
     """In one round trip: each applied change as (number, patch, phase), and the value of meta
     ``flag`` as (-1, 0, value) when it is set. Raises the driver's error when a table is missing
     (``with_patches`` False reads a database that predates patch changes)."""
+    return [
+        (int(r[0]), int(r[1]), str(r[2])) for r in conn.execute(_guard_query(flag, with_patches))
+    ]
+
+
+@functools.cache
+def _guard_query(flag: str, with_patches: bool) -> CompoundSelect[Any]:
+    """Built once: guard() runs on every start, and building the statement anew cost it more
+    than the round trip itself (SQLAlchemy's cache key is computed from the built object)."""
     flagged = select(literal(-1), literal(0), meta_table.c.value).where(meta_table.c.key == flag)
     parts = [select(changes_table.c.number, literal(0), changes_table.c.phase), flagged]
     if with_patches:
         parts.append(select(patches_table.c.number, patches_table.c.patch, patches_table.c.phase))
-    return [(int(r[0]), int(r[1]), str(r[2])) for r in conn.execute(union_all(*parts))]
+    return union_all(*parts)
 
 
 def set_meta(conn: Connection, key: str, value: str) -> None:

@@ -170,6 +170,14 @@ class _Check:
         self.manifest: list[dict[str, Any]] = []
         self.chain: _Chain | None = None  # the audit entries', from the first one on
         self.last = 0
+        # built once: made per line, this map cost as much as hashing the line
+        self.handlers = {
+            "header": self._header,
+            "object": self._object,
+            "audit": self._audit,
+            "chunk": self._chunk,
+            "trailer": self._trailer,
+        }
 
     def feed(self, number: int, text: bytes) -> None:
         """Check line ``number`` of the export, holding ``text``, in file order."""
@@ -182,13 +190,7 @@ class _Check:
         kind = record.get("kind") if isinstance(record, dict) else None
         if number == 1 and kind != "header":
             self._problem(number, "the first record is not a header: not a Stairway export")
-        handler = {
-            "header": self._header,
-            "object": self._object,
-            "audit": self._audit,
-            "chunk": self._chunk,
-            "trailer": self._trailer,
-        }.get(str(kind))
+        handler = self.handlers.get(str(kind))
         if handler is None:
             self._problem(number, f"unknown record kind {kind!r}")
         else:
