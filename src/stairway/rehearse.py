@@ -156,15 +156,16 @@ def _run(
     ended = time.monotonic()
     found.recorded = timeline.of_run(journal, before)
     # each step's own time as the journal holds it: a failed one's leaves out the rollback
-    found.steps = (
-        list(found.recorded.steps)
-        if found.recorded
-        else [
-            (step, (clock[i + 1][1] if i + 1 < len(clock) else ended) - began)
-            for i, (step, began) in enumerate(clock)
-        ]
-    )
+    found.steps = list(found.recorded.steps) if found.recorded else _clocked(clock, ended)
     found.end = operations.status(scratch)
+
+
+def _clocked(clock: list[tuple[Step, float]], ended: float) -> list[tuple[Step, float]]:
+    """Each step begun with its seconds until the next began, or until ``ended``."""
+    return [
+        (step, (clock[i + 1][1] if i + 1 < len(clock) else ended) - began)
+        for i, (step, began) in enumerate(clock)
+    ]
 
 
 def _backup_of_live(
