@@ -54,7 +54,8 @@ CUT = b"~ the line above was cut short and is not a record"
 class Record:
     """One record of the journal after its plan: an event, the step it is about, and its data."""
 
-    event: str  # plan | begin | done | failed | rollback-begin | rolled-back | finished
+    # plan | begin | done | failed | rollback-begin | rollback-started | rolled-back | finished
+    event: str
     step: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
     at: str = ""  # ISO 8601, UTC, milliseconds
@@ -144,9 +145,12 @@ class Journal:
 
     def history(self) -> list[JournalState]:
         """Every finished upgrade's journal, oldest first."""
+        return [read(path) for path in self.history_files()]
+
+    def history_files(self) -> list[Path]:
+        """The files of the finished upgrades' journals, sorted by name, none of them read."""
         folder = self.directory / HISTORY
-        found = [read(p) for p in sorted(folder.glob("*.journal"))] if folder.is_dir() else []
-        return found
+        return sorted(folder.glob("*.journal")) if folder.is_dir() else []
 
     def _move(self, name: str) -> Path:
         history = self.directory / HISTORY

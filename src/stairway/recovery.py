@@ -11,6 +11,7 @@ stopped, and every part of it is idempotent.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -263,12 +264,19 @@ def refuse_half_restored(ctx: Context) -> None:
     )
 
 
-def put_back(ctx: Context, state: JournalState, changed: bool, whole: bool = False) -> None:
+def put_back(
+    ctx: Context,
+    state: JournalState,
+    changed: bool,
+    whole: bool = False,
+    started: Callable[[], object] = lambda: None,
+) -> None:
     """Undo the upgrade ``state`` records: with ``changed``, the backup restored (the product
     stopped and shown down once it has proved whole, ``current`` pointed back just before the
-    first live change); then the old release started and checked. With ``whole`` (a finished
-    upgrade, served since), a restore that fails before its first live change starts the
-    product again and refuses (exit 2): nothing was changed."""
+    first live change); then the old release started (``started`` told, before its health is
+    waited for) and checked. With ``whole`` (a finished upgrade, served since), a restore that
+    fails before its first live change starts the product again and refuses (exit 2): nothing
+    was changed."""
     origin = str(state.plan["from"])
     backup_id = state.value("backup")
     handed = _handed_over(ctx, state)
@@ -283,7 +291,9 @@ def put_back(ctx: Context, state: JournalState, changed: bool, whole: bool = Fal
     for path in ctx.site.site.config_files:
         for release in hops(state):  # the restored file is the original: a stale copy misleads
             backup_name(path, ctx.catalog.version(release)).unlink(missing_ok=True)
-    start_and_check(ctx, origin)
+    service.start(ctx.site.service, home(ctx))
+    started()  # the product is started again: the report's downtime ends here, as at a start
+    service.wait_healthy(ctx.site.service, expected(ctx, origin), home(ctx))
 
 
 def _handed_over(ctx: Context, state: JournalState) -> list[str]:

@@ -31,7 +31,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import Engine, make_url
 
-from stairway import context, operations
+from stairway import context, operations, timeline
 from stairway.backup import database
 from stairway.backup.manifest import BackupManifest
 from stairway.backup.reading import open_backup, unpack
@@ -39,6 +39,7 @@ from stairway.context import Context, current_version
 from stairway.database import dispose_all, engine_for
 from stairway.errors import StairwayError, UsageRefused
 from stairway.estimate.rates import record_measured
+from stairway.journal import Journal
 from stairway.operations import Status
 from stairway.operations.background_tasks import Ran, run_queued
 from stairway.plan import UpgradePlan
@@ -67,6 +68,7 @@ class Rehearsal:
     failure: str | None = None  # the upgrade failed in the rehearsal (and rolled back there)
     end: Status | None = None
     steps: list[tuple[Step, float]] = field(default_factory=list)  # every step begun, timed
+    recorded: timeline.Timeline | None = None  # the times the scratch upgrade's journal holds
     kept: bool = False
     plan: UpgradePlan | None = None  # the scratch copy's plan, as its upgrade ran it
     background: list[Ran] = field(default_factory=list)  # the tasks it handed over, run after
@@ -148,6 +150,8 @@ def _run(
         if progress:
             progress(index, total, step)
 
+    journal = Journal(context.backup_dir(scratch))
+    before = journal.history_files()
     try:
         found.report = upgrade(scratch, to, progress=timed)
         found.background = run_queued(scratch)  # what the site's background runner would do
@@ -157,11 +161,18 @@ def _run(
     if failed and found.failure is None:
         found.failure = "; ".join(f"background {run.describe()}" for run in failed)
     ended = time.monotonic()
-    found.steps = [
+    found.recorded = timeline.of_run(journal, before)
+    # each step's own time as the journal holds it: a failed one's leaves out the rollback
+    found.steps = list(found.recorded.steps) if found.recorded else _clocked(clock, ended)
+    found.end = operations.status(scratch)
+
+
+def _clocked(clock: list[tuple[Step, float]], ended: float) -> list[tuple[Step, float]]:
+    """Each step begun with its seconds until the next began, or until ``ended``."""
+    return [
         (step, (clock[i + 1][1] if i + 1 < len(clock) else ended) - began)
         for i, (step, began) in enumerate(clock)
     ]
-    found.end = operations.status(scratch)
 
 
 def _backup_of_live(

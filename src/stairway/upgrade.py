@@ -354,7 +354,7 @@ def _roll_back(
     note(journal, "rollback-begin", backup=backup_id)
     log.info("rollback to %s begun (backup %s)", origin, backup_id, exc_info=error)
     try:
-        recovery.put_back(ctx, state, changed)
+        recovery.put_back(ctx, state, changed, started=lambda: note(journal, "rollback-started"))
     except Exception as failure:
         log.info("rollback to %s failed", origin, exc_info=failure)
         note(journal, "rollback-failed", error=str(failure))

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from stairway import operations
-from stairway.context import Context
+from stairway import operations, timeline
+from stairway.context import Context, backup_dir
 from stairway.errors import StairwayError
 from stairway.estimate import Estimate, Limits, estimate_upgrade
+from stairway.journal import Journal
 from stairway.notes import release_notes
 from stairway.open_sessions import LEAVE, SessionPolicy
 from stairway.plan import UpgradePlan
@@ -50,8 +51,10 @@ def upgrade_document(
     outcome: UpgradeReport | None,
     failure: str | None,
     findings: Report | None = None,
+    recorded: timeline.Timeline | None = None,
 ) -> Document:
-    """The report of an upgrade, finished or failed.
+    """The report of an upgrade, finished or failed: its steps' times as its journal recorded
+    them when it wrote one, else as ``clock`` took them.
 
     Args:
         ctx: The site context.
@@ -61,10 +64,11 @@ def upgrade_document(
         outcome: What the upgrade did; None when it raised.
         failure: Why it failed, or None.
         findings: The pre-upgrade findings, if verify ran.
+        recorded: The run's times as its journal recorded them, if it wrote one.
     """
     done = outcome.done if outcome else ()
     backup = next((d.get("backup") for s, d in done if s.kind == StepKind.BACKUP), None)
-    run = Run(clock.durations(), failure)
+    run = Run.of(recorded, failure) if recorded else Run(clock.durations(), failure)
     return _document("upgrade", ctx, plan, findings, estimate, run, backup)
 
 
@@ -84,17 +88,23 @@ def reported_upgrade(
     plan = operations.plan(ctx, to)
     estimate = predicted(ctx, to)
     findings = verify(ctx, to) if not resume else None  # as the upgrade's own verify sees it
+    journal = Journal(backup_dir(ctx))
+    before = journal.history_files()  # the run's own journal is the one new there afterwards
+    foreign = journal.path.exists() and not resume  # an interrupted upgrade's, refused below
     try:
         report = upgrade(ctx, to, resume, progress, rolling, sessions)
     except StairwayError as failure:
         clock.stop()
-        failed = upgrade_document(ctx, plan, estimate, clock, None, failure.message, findings)
+        recorded = timeline.of_run(journal, before, foreign)
+        failed = upgrade_document(
+            ctx, plan, estimate, clock, None, failure.message, findings, recorded
+        )
         written(write_report(failed, where))
         raise
     clock.stop()
-    written(
-        write_report(upgrade_document(ctx, plan, estimate, clock, report, None, findings), where)
-    )
+    recorded = timeline.of_run(journal, before, foreign)
+    document = upgrade_document(ctx, plan, estimate, clock, report, None, findings, recorded)
+    written(write_report(document, where))
     return report
 
 
@@ -104,7 +114,10 @@ def rehearsal_document(
     """The report of a rehearsal: its timed steps along the scratch copy's own plan (``plan``,
     the live one, only when the rehearsal failed before making one), its findings, the backup
     it restored and the state the scratch copy ended in."""
-    run = Run(rehearsal.steps, rehearsal.failure)
+    recorded = rehearsal.recorded
+    run = (
+        Run.of(recorded, rehearsal.failure) if recorded else Run(rehearsal.steps, rehearsal.failure)
+    )
     end = rehearsal.end
     state = (
         f"the scratch copy ended at {end.release}, schema level {end.state.level}, "

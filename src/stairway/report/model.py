@@ -10,7 +10,10 @@ from datetime import UTC, datetime
 from stairway.estimate.predict import Estimate, say_duration
 from stairway.plan import UpgradePlan
 from stairway.steps import Step, StepKind, path_of, plan_steps, serving_down
+from stairway.timeline import Downtime, Rollback, Timeline
 from stairway.verify import Finding, FindingSeverity, Report
+
+ROLLBACK = "rollback"  # the kind of the row of the rollback that followed a failed step
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class StepRow:
     lock: str  # the heaviest lock its statements hold (PostgreSQL)
     predicted: float | None
     actual: float | None
-    status: str  # done | failed | not run | planned
+    status: str  # done | failed | not run | planned; a rollback's: done | failed | unfinished
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,19 @@ class Timing:
         return total, down
 
 
-def timing(rows: Sequence[StepRow]) -> Timing:
-    """The totals of ``rows``: the sum of the steps' times (the steps run one after another,
-    each timed until the next began) and the sum of those from the stop through the start."""
+def timing(rows: Sequence[StepRow], measured_down: Downtime | None = None) -> Timing:
+    """The totals of ``rows``: the sum of the steps' times (and the rollback's) and, unless
+    the journal measured it (``measured_down``), the sum of those from the stop through the
+    start."""
     measured = any(row.actual is not None for row in rows)
     if measured:
         seconds: list[float | None] = [row.actual or 0.0 for row in rows]
     else:
         seconds = [row.predicted for row in rows]
+    if measured and measured_down is not None:
+        return Timing(_sum(seconds), measured_down.seconds, True, measured_down.ended_down)
+    rows = [row for row in rows if row.kind != ROLLBACK]
+    seconds = seconds[: len(rows)]  # the rollback's row comes last
     down = serving_down(StepKind(row.kind) for row in rows)
     while_down = [s for s, d in zip(seconds, down, strict=True) if d]
     started = any(row.kind == StepKind.START and row.status == "done" for row in rows)
@@ -97,11 +105,12 @@ class Document:
     backup_lead: str = "Backup taken:"  # what the backup is to this run: taken, or restored
     backup_detail: str = ""  # after its id: the release it holds, why it was taken
     generated: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    downtime: Downtime | None = None  # as the journal measured it, from the real stop and start
 
     @property
     def timing(self) -> Timing:
         """The total time and the downtime, from the steps' records."""
-        return timing(self.steps)
+        return timing(self.steps, self.downtime)
 
     @property
     def title(self) -> str:
@@ -135,10 +144,18 @@ class StepClock:
 
 @dataclass(frozen=True)
 class Run:
-    """What happened, for an upgrade or a rehearsal: timed steps and how it ended."""
+    """What happened, for an upgrade or a rehearsal: timed steps and how it ended; from its
+    journal, the rollback that followed a failure and the downtime, measured."""
 
     timed: list[tuple[Step, float]]
     failure: str | None = None
+    rollback: Rollback | None = None
+    downtime: Downtime | None = None
+
+    @classmethod
+    def of(cls, timeline: Timeline, failure: str | None) -> Run:
+        """The run its journal's ``timeline`` records, ended by ``failure`` if it failed."""
+        return cls(list(timeline.steps), failure, timeline.rollback, timeline.downtime)
 
 
 def build_document(
@@ -176,7 +193,7 @@ def build_document(
     planned = {step.describe() for step in steps}
     if run is not None and any(step.describe() not in planned for step, _ in run.timed):
         steps = [step for step, _ in run.timed]  # a rolling upgrade walks its own steps
-    rows = _rows(steps, plan, estimate, run)
+    rows = _rows(steps, plan, estimate, run) + _rollback_row(run)
     ok = run is None or run.failure is None
     blocking = [f for f in findings.findings if f.blocking] if findings else []
     stairs = _stairs(_path(plan, run))
@@ -195,6 +212,7 @@ def build_document(
         notes,
         end_state,
         *backup_said,
+        downtime=run.downtime if run else None,
     )
 
 
@@ -247,6 +265,15 @@ def _rows(
             )
         )
     return rows
+
+
+def _rollback_row(run: Run | None) -> list[StepRow]:
+    """The rollback's own row, after the steps: its time is no step's."""
+    rollback = run.rollback if run else None
+    if rollback is None:
+        return []
+    label = f"rollback to {rollback.to}"
+    return [StepRow(label, ROLLBACK, "", "", None, rollback.seconds, rollback.outcome)]
 
 
 def _status(label: str, run: Run | None, actual: dict[str, float], failed_at: str | None) -> str:

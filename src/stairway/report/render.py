@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from stairway.estimate.predict import say_duration
 from stairway.files import write_atomic
-from stairway.report.model import Document
+from stairway.report.model import ROLLBACK, Document
 
 _ENV = Environment(
     loader=PackageLoader("stairway.report", "templates"),
@@ -125,7 +125,7 @@ def render_markdown(document: Document) -> str:
     lines += ["|---|---|---|---|---|---|"]
     for row in document.steps:
         actual = say_duration(row.actual) if row.actual is not None else ""
-        predicted = say_duration(row.predicted)
+        predicted = "" if row.kind == ROLLBACK else say_duration(row.predicted)
         lines.append(
             f"| {row.label} | {row.phase} | {row.lock} | {predicted} | {actual} | {row.status} |"
         )
