@@ -88,13 +88,15 @@ def _settle_one(home: Path, intent: RestoreIntent) -> str:
     if intent.outcome() == "undo":
         plugin_snapshots.swap_back(intent.live, intent.previous)
         shutil.rmtree(intent.staging, ignore_errors=True)
-        said = f"restore of {intent.describe()} interrupted: undone, the old content stays"
-    else:
-        shutil.rmtree(intent.previous, ignore_errors=True)
-        said = f"restore of {intent.describe()} interrupted: finished"
+        said = "undone: the old content stays"
+    elif intent.previous.exists():
+        shutil.rmtree(intent.previous)
+        said = "finished: the snapshot's content stays"
+    else:  # nothing staged yet, or everything done but removing the intent
+        said = "settled: nothing was left half done"
     done(home, intent)
-    log.warning("plug-in %s", said)
-    return said
+    log.warning("plug-in restore of %s interrupted: %s", intent.describe(), said)
+    return f"restore of {intent.describe()} interrupted: {said}"
 
 
 def _read(found: Path) -> RestoreIntent | None:
