@@ -119,9 +119,7 @@ def test_a_restore_runs_without_leaving_an_intent_and_settle_then_does_nothing(
 
 def kept(ids: list[tuple[str, str]], where: Path) -> list[PluginSnapshot]:
     """Snapshots of the given ``(version, taken)``, oldest first (manifests alone)."""
-    return [
-        PluginSnapshot(f"{v}-{t}", "ldap", v, t, {}, {}, where / f"{v}-{t}") for v, t in ids
-    ]
+    return [PluginSnapshot(f"{v}-{t}", "ldap", v, t, {}, {}, where / f"{v}-{t}") for v, t in ids]
 
 
 def test_only_the_newest_snapshot_of_each_version_is_kept(tmp_path: Path) -> None:
