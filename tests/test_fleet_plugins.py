@@ -3,24 +3,42 @@ plug-in makes the agent snapshot its directory first (kept on its host, reported
 server, shown by `plugin list`); `plugin rollback` then puts that host's directory back byte
 for byte through the control plane, while the agent stays on the new release, and reports a
 host whose snapshot was tampered with (exit 3). An agent that cannot read its plug-in
-directory refuses the upgrade and says why."""
+directory refuses the upgrade and says why. A rollback asked of an agent that is offline is
+carried out when it connects, even after the agent was killed half-way through it; an answer
+to a request not in flight is refused and changes nothing."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from sqlalchemy import Connection, Engine, select
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from cli_runner import stairway
 from fleet_harness import Fleet, fleet_site, make_build, wait_until
-from stairway import plugin_snapshots
-from stairway.fleet import agent_plugins
-from stairway.fleet.messages import PluginDirectory
+from stairway import context, plugin_snapshots
+from stairway.database import dispose_all
+from stairway.fleet import agent_plugins, plugin_hosts, restore_intent
+from stairway.fleet.messages import (
+    Close,
+    Hello,
+    PluginDirectory,
+    PluginRestored,
+    PluginSnapshotted,
+)
+from stairway.fleet.tables import plugin_requests_table
+from stairway.plugin_snapshots import PluginSnapshot
+
+T = TypeVar("T")
 
 PLUGIN = """
 [[plugin]]
@@ -164,3 +182,96 @@ def test_enrolling_with_a_data_dir_that_is_not_one_is_refused(tmp_path: Path) ->
     )
     assert code == 2 and "not a directory" in err and "hint:" in err, out + err
     assert not home.exists()
+
+
+def site_engine(fleet: Fleet) -> Engine:
+    return context.open_context(fleet.site, None).engine
+
+
+def with_site(fleet: Fleet, work: Callable[[Connection], T]) -> T:
+    """``work`` in one transaction of the site's database."""
+    try:
+        with site_engine(fleet).begin() as conn:
+            return work(conn)
+    finally:
+        dispose_all()
+
+
+def kept_on_host(fleet: Fleet, home: Path, data: Path, agent_id: str) -> PluginSnapshot:
+    """A snapshot of ldap 1.2.0 in the agent's home, as its upgrade would have taken and
+    reported it; the live directory is then at 1.3.0."""
+    live = data / "connectors" / "ldap"
+    fill(live, b"old 1.2.0")
+    taken = plugin_snapshots.take(home, "ldap", "1.2.0", live)
+    shutil.rmtree(live)
+    fill(live, b"new 1.3.0")
+    said = PluginSnapshotted(plugin="ldap", version="1.2.0", snapshot=taken.id, files=2)
+    with_site(fleet, lambda c: plugin_hosts.recorded(c, agent_id, said))
+    return taken
+
+
+def request_states(fleet: Fleet) -> list[tuple[str, str]]:
+    table = plugin_requests_table
+    rows = with_site(fleet, lambda c: list(c.execute(select(table).order_by(table.c.id))))
+    return [(row.agent_id, row.state) for row in rows]
+
+
+def test_a_rollback_asked_of_an_offline_agent_is_carried_out_when_it_connects_even_after_a_kill(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    build = make_build(fleet.root, "1.0.0")
+    fleet.start_server()
+    data = tmp_path / "relay-1-data"
+    data.mkdir()
+    home = fleet.enroll_agent("relay-1", build, options=("--data-dir", str(data)))
+    snapshot = kept_on_host(fleet, home, data, "relay-1")
+    said = json.loads(fleet.cli("plugin", "rollback", "ldap", "--wait", "0", "--json"))
+    assert [(h["agent"], h["state"]) for h in said["hosts"]] == [("relay-1", "pending")]
+
+    live = data / "connectors" / "ldap"
+    env = os.environ | {"STAIRWAY_FAULT": "between:plugin-swap"}  # killed between its renames
+    command = [sys.executable, str(home / "current"), "--home", str(home)]
+    killed = subprocess.run(command, env=env, capture_output=True, timeout=60)
+    assert killed.returncode == -9, killed.stderr.decode()
+    assert not live.exists()  # half swapped: the old directory set aside
+    assert restore_intent.path(home, "ldap").exists()
+
+    fleet.run_agent(home)  # started again: settles the restore, then is sent the request again
+    wait_until(lambda: request_states(fleet) == [("relay-1", "restored")], 30, "the restore")
+    assert contents(live) == contents(snapshot.path / "files")
+    assert sorted(p.name for p in live.parent.iterdir()) == ["ldap"]
+    assert not restore_intent.path(home, "ldap").exists()
+
+
+def test_an_answer_to_a_rollback_not_in_flight_is_refused_and_changes_nothing(
+    fleet: Fleet,
+) -> None:
+    fleet.start_server()
+    credentials = {}
+    for agent_id in ("relay-1", "relay-2"):
+        said = fleet.api("POST", "/api/enroll", {"agent_id": agent_id}, token=fleet.enroll)
+        credentials[agent_id] = str(said["credential"])
+    snapshotted = PluginSnapshotted(plugin="ldap", version="1.2.0", snapshot="1.2.0-x", files=1)
+    with_site(fleet, lambda c: plugin_hosts.recorded(c, "relay-2", snapshotted))
+    asked = with_site(fleet, lambda c: plugin_hosts.ask(c, "ldap", "connectors/ldap", "1.2.0"))
+    for request in (asked[0].id, asked[0].id + 100):  # another agent's, and none at all
+        assert answer(fleet, credentials["relay-1"], request) == Close.OUT_OF_ORDER
+    assert request_states(fleet) == [("relay-2", "pending")]  # still to be sent to relay-2
+    actions = [e["action"] for e in fleet.api("GET", "/api/audit")]
+    assert "agent.plugin_restore" not in actions
+
+
+def answer(fleet: Fleet, credential: str, request: int) -> int:
+    """The close code the server answers a ``plugin_restored`` for ``request`` with."""
+    headers = {"Authorization": f"Bearer {credential}"}
+    url = f"ws://127.0.0.1:{fleet.port}/agent/v1"
+    with ws_connect(url, additional_headers=headers, open_timeout=10) as socket:
+        socket.send(Hello(agent_id="relay-1", version="1.0.0", protocol=1).wire())
+        assert json.loads(socket.recv(timeout=10))["type"] == "welcome"
+        socket.send(PluginRestored(request=request, snapshot="1.2.0-x").wire())
+        try:
+            while True:
+                socket.recv(timeout=10)  # heartbeats aside, the server only closes
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None, "the server closed the connection itself"
+            return closed.rcvd.code

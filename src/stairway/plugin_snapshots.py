@@ -8,7 +8,8 @@ links (each kept inside it). A snapshot is written under a temporary name and re
 place, so a kill leaves none or a whole one. Before a restore every name is checked (relative,
 no ``..``), every file is a regular file whose digest matches, every empty directory a real
 directory, nothing is there that the manifest does not list, and every link stays inside the
-directory: a tampered snapshot is refused as a whole.
+directory: a tampered snapshot is refused as a whole. Once a new snapshot is taken, older ones
+of the same version are pruned: only the newest of each version is kept (``prune``).
 """
 
 from __future__ import annotations
@@ -147,6 +148,24 @@ def snapshots(backup_dir: Path, plugin: str) -> list[PluginSnapshot]:
             except PluginError:
                 continue
     return sorted(found, key=lambda s: s.taken)
+
+
+def superseded(kept: list[PluginSnapshot]) -> list[PluginSnapshot]:
+    """The snapshots (of one plug-in, oldest first) that a newer one of the same version
+    replaces: a restore of a version always takes its newest, so these are never used."""
+    newest = {s.version: s for s in kept}  # oldest first: the last of each version wins
+    return [s for s in kept if newest[s.version] is not s]
+
+
+def prune(backup_dir: Path, plugin: str) -> list[str]:
+    """Remove the superseded snapshots of ``plugin``; their ids. One whose manifest cannot be
+    read is left for the operator to look at."""
+    gone = superseded(snapshots(backup_dir, plugin))
+    for snapshot in gone:
+        shutil.rmtree(snapshot.path)
+    if gone:
+        sync_directory(snapshots_dir(backup_dir, plugin))
+    return [s.id for s in gone]
 
 
 def read(path: Path) -> PluginSnapshot:

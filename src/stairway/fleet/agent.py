@@ -11,7 +11,8 @@ new build and re-executes itself. The new build ends the trial when the server w
 it does not within the deadline, the supervisor (``stairway agent run``) goes back to the
 previous build and the agent's next hello says why. Before it goes, it snapshots the plug-in
 directories it holds that the offer says the new release moves, and tells the server; it puts
-one back when the server asks (``stairway.fleet.agent_plugins``).
+one back when the server asks (``stairway.fleet.agent_plugins``), journaled so that a restore
+a kill interrupted is finished or undone when the agent starts again.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from stairway.errors import MessageRefused, PluginError, ReleaseError
 from stairway.files import sync_directory, write_atomic
-from stairway.fleet import agent_plugins
+from stairway.fleet import agent_plugins, restore_intent
 from stairway.fleet.agent_plugins import SnapshotRefused
 from stairway.fleet.builds import build_name, check_offer
 from stairway.fleet.messages import (
@@ -183,6 +184,7 @@ class Agent:
         Returns:
             2 once the server refused the agent: retrying would not help.
         """
+        self._settle_restores()
         while self.refused is None:
             try:
                 await self._connection()
@@ -192,6 +194,13 @@ class Agent:
                 await asyncio.sleep(self.backoff.next())
         log.error("agent %s refused: %s", self.config.agent_id, self.refused)
         return EXIT_REFUSED
+
+    def _settle_restores(self) -> None:
+        """A plug-in restore a kill interrupted is finished or undone before anything else."""
+        try:
+            restore_intent.settle(self.home)
+        except OSError as err:  # tried again before the next restore or upgrade snapshot
+            log.error("agent %s: cannot settle a plug-in restore: %s", self.config.agent_id, err)
 
     async def _connection(self) -> None:
         headers = {"Authorization": f"Bearer {self.config.credential}"}

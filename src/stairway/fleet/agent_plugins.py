@@ -7,17 +7,23 @@ catalog's ``[[plugin]]`` names; their snapshots are kept in the agent's home, un
 plug-in whose directory the host does not have is not held there: nothing to snapshot. One
 that cannot be snapshotted (unreadable, the disk full) refuses the upgrade with the reason,
 rather than letting it go ahead without a way back. A restore is checked, staged beside the
-live directory and swapped in by renames, as the site's own is.
+live directory and swapped in by renames, journaled by an intent file
+(``stairway.fleet.restore_intent``) so that a kill leaves the directory wholly old or wholly
+put back. Older snapshots of a version a newer one is kept of are pruned, as the site's are.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path, PurePosixPath
 
-from stairway import plugin_snapshots
+from stairway import faults, plugin_snapshots
 from stairway.errors import PluginError
+from stairway.files import sync_directory
+from stairway.fleet import restore_intent
 from stairway.fleet.messages import PluginDirectory, PluginRollback
+from stairway.fleet.restore_intent import RestoreIntent
 from stairway.plugin_snapshots import PluginSnapshot
 
 
@@ -52,12 +58,17 @@ def snapshot_all(
     """
     if data_dir is None:
         return []  # an agent enrolled without --data-dir holds no plug-ins
+    try:
+        restore_intent.settle(home)  # a restore a kill interrupted: snapshot a whole directory
+    except OSError as err:
+        raise SnapshotRefused(f"cannot settle an interrupted plug-in restore: {err}") from None
     taken = []
     for plugin in moved:
         try:
             live = live_directory(data_dir, plugin.directory)
             if live.exists() or live.is_symlink():
                 taken.append(plugin_snapshots.take(home, plugin.name, plugin.from_, live))
+                plugin_snapshots.prune(home, plugin.name)
         except PluginError as err:
             raise SnapshotRefused(f"plug-in {plugin.name}: {err.message}") from None
         except OSError as err:
@@ -90,10 +101,27 @@ def restore(home: Path, data_dir: Path | None, asked: PluginRollback) -> PluginS
         )
     snapshot = kept[-1]
     plugin_snapshots.check(snapshot)
+    restore_intent.settle(home)
     staging = live.with_name(f".{live.name}.stairway-staged")
     previous = live.with_name(f".{live.name}.stairway-previous")
-    plugin_snapshots.swap_back(live, previous)  # a restore killed half-way is undone first
+    plugin_snapshots.swap_back(live, previous)  # left by an agent from before the intent file
+    intent = RestoreIntent(asked.plugin, snapshot.id, live, staging, previous)
+    restore_intent.record(home, intent)
     plugin_snapshots.stage(snapshot, staging)
-    plugin_snapshots.swap_in(staging, live, previous)
-    shutil.rmtree(previous, ignore_errors=True)
+    _swap(intent)
+    restore_intent.done(home, intent)
     return snapshot
+
+
+def _swap(intent: RestoreIntent) -> None:
+    """The staged snapshot in the live directory's place, the old one removed; no directory
+    is set aside when the host had none (undone, it stays absent)."""
+    intent.live.parent.mkdir(parents=True, exist_ok=True)
+    if intent.live.exists() or intent.live.is_symlink():
+        os.replace(intent.live, intent.previous)
+    faults.point("between:plugin-swap")
+    os.replace(intent.staging, intent.live)
+    sync_directory(intent.live.parent)
+    faults.point("after:plugin-swap")
+    shutil.rmtree(intent.previous, ignore_errors=True)
+    faults.point("after:plugin-previous-removed")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from stairway import audit
 from stairway.fleet.messages import PluginRestored, PluginRollback, PluginSnapshotted
@@ -70,7 +70,11 @@ class HostRequest:
 
 
 def recorded(conn: Connection, agent_id: str, said: PluginSnapshotted) -> None:
-    """An agent's report of a snapshot it took, kept with an audit entry."""
+    """An agent's report of a snapshot it took, kept with an audit entry; the agent's older
+    snapshots of that version are forgotten, as the agent prunes them."""
+    table = agent_plugins_table
+    older = (table.c.agent_id == agent_id) & (table.c.plugin == said.plugin)
+    conn.execute(delete(table).where(older & (table.c.version == said.version)))
     row: dict[str, object] = {"agent_id": agent_id, "plugin": said.plugin}
     row |= {"snapshot": said.snapshot, "version": said.version, "files": said.files}
     row["reported"] = now().isoformat()

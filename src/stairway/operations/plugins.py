@@ -148,6 +148,7 @@ def snapshot_before(ctx: Context, path: list[str]) -> list[str]:
     for move in path_moves(ctx, path):
         plugin = _plugin(ctx, move.plugin)
         found = plugin_snapshots.take(backup_dir(ctx), plugin.name, move.old, _live(ctx, plugin))
+        plugin_snapshots.prune(backup_dir(ctx), plugin.name)
         taken.append(found.id)
     return taken
 
