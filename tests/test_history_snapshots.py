@@ -19,7 +19,9 @@ from sqlalchemy import create_engine, inspect, text
 from cli_runner import stairway
 from conftest import new_pg_database
 from optuna_sites import HEAD, heads, optuna_catalog, sa_url, schema_dump
-from test_sql_histories import flyway_catalog, java_crc
+from stairway.database import engine_for
+from stairway.schema.change import HistoryTool
+from test_sql_histories import CATALOGS, N, expected_rows, flyway_catalog, java_crc, ledger_rows
 
 MakeSite = Callable[[str, Path], tuple[Path, str]]
 OPTUNA_TOOL = "alembic_version"
@@ -107,6 +109,13 @@ def snapshot_of(site: Path, version: str) -> None:
     assert code == 0, out + err
 
 
+def carried(catalog: Path, version: str) -> str:
+    """The snapshot's DDL and rows files, as one text."""
+    files = sorted((catalog / "snapshots" / version).glob("*.sql"))
+    assert files
+    return "".join(f.read_text("utf-8") for f in files)
+
+
 def test_an_alembic_history_builds_from_its_snapshot_as_it_replays(
     tmp_path: Path, make_site: MakeSite
 ) -> None:
@@ -117,8 +126,7 @@ def test_an_alembic_history_builds_from_its_snapshot_as_it_replays(
     snapshot_of(source, "2.6.0")
     manifest = next((catalog / "snapshots" / "2.6.0").glob("*.toml")).read_text("utf-8")
     assert 'history = "v2.6.0.a"' in manifest
-    ddl = next((catalog / "snapshots" / "2.6.0").glob("*[!s].sql")).read_text("utf-8")
-    assert OPTUNA_TOOL not in ddl  # stamped at init, not carried
+    assert OPTUNA_TOOL not in carried(catalog, "2.6.0")  # stamped at init, not carried
     declare(catalog, "2.6.0")
 
     # the product's fresh install stamps the head, beyond 2.6.0: the snapshot builds it
@@ -170,6 +178,7 @@ def test_a_flyway_history_builds_from_its_snapshot_as_it_replays(
     source, _ = make_site("source", catalog)
     assert stairway("init", "--version", "1.0.0", "--site", str(source))[0] == 0
     snapshot_of(source, "1.0.0")
+    assert FLYWAY_TOOL not in carried(catalog, "1.0.0")
     declare(catalog, "1.0.0")
 
     built, built_url = make_site("built", catalog)
@@ -230,3 +239,21 @@ def test_a_snapshot_of_no_point_of_the_history_is_refused(
     if new_db.exists():  # loading the catalog refused it before anything was written
         with contextlib.closing(sqlite3.connect(new_db)) as conn:
             assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+@pytest.mark.parametrize("tool", [HistoryTool.GOLANG_MIGRATE, HistoryTool.DBMATE], ids=str)
+def test_golang_migrate_and_dbmate_tables_are_stamped_as_the_tool_leaves_them(
+    tmp_path: Path, make_site: MakeSite, tool: HistoryTool
+) -> None:
+    catalog = CATALOGS[tool](tmp_path / "catalog")
+    source, _ = make_site("source", catalog)
+    assert stairway("init", "--version", "1.0.0", "--site", str(source))[0] == 0
+    snapshot_of(source, "1.0.0")
+    assert "schema_migrations" not in carried(catalog, "1.0.0")
+    declare(catalog, "1.0.0")
+    built, built_url = make_site("built", catalog)
+    code, out, err = stairway("init", "--version", "1.0.0", "--site", str(built))
+    assert code == 0, out + err
+    assert f"changes 1..{N} built from the snapshot of 1.0.0" in said(out)
+    engine = engine_for(built_url)
+    assert ledger_rows(engine, tool) == expected_rows(engine, tool, catalog, N)
