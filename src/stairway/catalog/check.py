@@ -25,7 +25,7 @@ from stairway.catalog import loader
 from stairway.catalog.config_migrations import load_config_migrations
 from stairway.catalog.deltas import read_deltas
 from stairway.catalog.dialects import supported_dialects
-from stairway.catalog.history import adopted_changes, identifiers
+from stairway.catalog.history import adopted_changes, identifiers, points
 from stairway.catalog.manifest import ENGINES, Manifest, load_manifest
 from stairway.catalog.object_migrations import read_object_migrations
 from stairway.catalog.snapshots import read_snapshots
@@ -139,7 +139,7 @@ def check_catalog(root: Path, dialects: Sequence[str] = ()) -> Report:
         mainline = sum(1 for key in shipped if not key[1])
         report.add(loader.schema_level_problems(releases, mainline, root / loader.MANIFEST))
         report.add(loader.patch_problems(releases, shipped, root / loader.MANIFEST))
-    _check_the_rest(root, manifest, releases, report)
+    _check_the_rest(root, manifest, releases, report, adopted)
     return report
 
 
@@ -222,7 +222,11 @@ def _warnings(change: Change, earlier: Earlier) -> list[Problem]:
 
 
 def _check_the_rest(
-    root: Path, manifest: Manifest | None, releases: tuple[Release, ...] | None, report: Report
+    root: Path,
+    manifest: Manifest | None,
+    releases: tuple[Release, ...] | None,
+    report: Report,
+    adopted: tuple[Change, ...] | None,
 ) -> None:
     grammar = manifest.product.versions if manifest else "pep440"
     migrations, problems = read_object_migrations(root, grammar)
@@ -236,4 +240,5 @@ def _check_the_rest(
     if config is not None:
         report.add(loader.config_migration_problems(releases, config))
     report.add(loader.delta_problems(manifest, releases, deltas, root))
-    report.add(read_snapshots(root, manifest, releases)[1])
+    if manifest.history is None or adopted is not None:  # else the history's problem is told
+        report.add(read_snapshots(root, manifest, releases, points(adopted or ()))[1])

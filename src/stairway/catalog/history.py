@@ -98,6 +98,12 @@ def identifiers(changes: tuple[Change, ...]) -> dict[str, int]:
     return {c.origin.ident: c.number for c in changes if c.origin is not None}
 
 
+def points(changes: tuple[Change, ...]) -> dict[int, str]:
+    """Each adopted change's number -> the history's own identifier of it: the point of the
+    history a schema snapshot at that level stands for."""
+    return {c.number: c.origin.ident for c in changes if c.origin is not None and not c.patch}
+
+
 def _directory(root: Path, model: HistoryModel, manifest: Path) -> Path:
     if model.path is not None:
         directory = (root / model.path).resolve()

@@ -14,6 +14,7 @@ from stairway.catalog.history import (
     adopted_changes,
     adopted_repeatables,
     identifiers,
+    points,
     schema_level,
 )
 from stairway.catalog.manifest import Manifest, ReleaseModel, load_manifest
@@ -142,7 +143,7 @@ def load_catalog(root: Path | str, dialect: str = "postgresql") -> Catalog:
     raise_first(config_migration_problems(releases, config))
     deltas = load_deltas(root, grammar)
     raise_first(delta_problems(manifest, releases, deltas, root))
-    snapshots, problems = read_snapshots(root, manifest, releases)
+    snapshots, problems = read_snapshots(root, manifest, releases, points(changes))
     raise_first(problems)
     return Catalog(
         root,

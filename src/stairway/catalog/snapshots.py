@@ -8,12 +8,18 @@ A release names a directory (``snapshot = "snapshots/2.1.0"``) holding, per dial
 (``postgresql.toml``, ``sqlite.toml``) giving the release, the change level the files stand for
 and their SHA-256. A manifest that does not match its release or its files is refused when the
 catalog loads. Snapshots written before rows were carried have no rows file and still load.
+
+A catalog with a ``[history]`` ships snapshots too: their manifest also names the history's
+own identifier of the migration at their level (``history = "v1.3.0.a"``, a Flyway version, a
+file's version), and a snapshot whose identifier is not the history's at that level (a
+migration inserted or renamed below it since) is refused. The tool's own table is not in the
+files: ``init`` stamps it from the level (:func:`stairway.schema.histories.ledger.stamp`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -39,6 +45,8 @@ class SnapshotManifest(BaseModel):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     # SHA-256 of the rows file; absent when the changes insert no rows
     rows_sha256: Annotated[str | None, Field(pattern=r"^[0-9a-f]{64}$")] = None
+    # an adopted history's own identifier of the migration at ``level``; absent without one
+    history: Annotated[str | None, Field(min_length=1)] = None
 
     _is_version = field_validator("release")(check_version)
 
@@ -95,15 +103,17 @@ def newest_at_or_below(snapshots: Sequence[Snapshot], level: int, dialect: str) 
 
 
 def read_snapshots(
-    root: Path, manifest: Manifest, releases: Sequence[Release]
+    root: Path, manifest: Manifest, releases: Sequence[Release], points: Mapping[int, str]
 ) -> tuple[tuple[Snapshot, ...], list[CatalogError]]:
-    """Every snapshot the releases name, and the problems of those that do not check out."""
+    """Every snapshot the releases name, and the problems of those that do not check out;
+    ``points`` maps each change number of an adopted history to the history's own identifier
+    of it (empty for a catalog keeping its own ``schema/``)."""
     found: list[Snapshot] = []
     problems: list[CatalogError] = []
     for model, release in zip(manifest.release, releases, strict=True):
         if model.snapshot is None:
             continue
-        for item in _release_snapshots(root, manifest, release, model.snapshot):
+        for item in _release_snapshots(root, manifest, release, model.snapshot, points):
             if isinstance(item, CatalogError):
                 problems.append(item)
             else:
@@ -112,7 +122,7 @@ def read_snapshots(
 
 
 def _release_snapshots(
-    root: Path, manifest: Manifest, release: Release, named: str
+    root: Path, manifest: Manifest, release: Release, named: str, points: Mapping[int, str]
 ) -> Iterator[Snapshot | CatalogError]:
     toml = str(root / "stairway.toml")
     directory = (root / named).resolve()
@@ -123,10 +133,10 @@ def _release_snapshots(
             hint="name a directory inside the catalog, e.g. snapshots/" + str(release.version),
         )
         return
-    if manifest.history is not None or release.patches:
-        why = "an adopted history" if manifest.history else "a release carrying patch changes"
+    if release.patches:
         yield CatalogError(
-            f"release {release.version}: a snapshot of {why} is not supported",
+            f"release {release.version}: a snapshot of a release carrying patch changes is not "
+            "supported",
             path=toml,
             hint="remove `snapshot` from this release: init replays its changes",
         )
@@ -139,11 +149,14 @@ def _release_snapshots(
             path=toml,
             hint=f"write one with `stairway snapshot --release {release.version}`",
         )
+    point = points.get(release.schema) if manifest.history is not None else None
     for dialect in dialects:
-        yield _one(directory, release, dialect)
+        yield _one(directory, release, dialect, point)
 
 
-def _one(directory: Path, release: Release, dialect: str) -> Snapshot | CatalogError:
+def _one(
+    directory: Path, release: Release, dialect: str, point: str | None
+) -> Snapshot | CatalogError:
     path = directory / manifest_name(dialect)
     try:
         said = read_model(path, SnapshotManifest, _DOC, release.version.grammar)
@@ -164,7 +177,30 @@ def _one(directory: Path, release: Release, dialect: str) -> Snapshot | CatalogE
             path=str(path),
             hint=redo,
         )
+    problem = _point_problem(said, point, path, redo)
+    if problem is not None:
+        return problem
     return _checked(directory / ddl_name(dialect), path, release, said, redo)
+
+
+def _point_problem(
+    said: SnapshotManifest, point: str | None, path: Path, redo: str
+) -> CatalogError | None:
+    """Why the snapshot is not of the point of the history its level is; None when it is (or
+    when neither the catalog nor the snapshot has a history)."""
+    if said.history == point:
+        return None
+    if point is None:
+        why = f"names history migration {said.history!r}, but the catalog adopts no history"
+    elif said.history is None:
+        why = f"names no history migration, where change {said.level} is {point!r}"
+    else:
+        why = (
+            f"stands for history migration {said.history!r}, which is no point of the history "
+            f"at change {said.level} (that is {point!r}): a migration was added, removed or "
+            "renamed below it since"
+        )
+    return CatalogError(f"the snapshot {why}", path=str(path), hint=redo)
 
 
 def _checked(

@@ -39,7 +39,10 @@ def init(
     version: Annotated[str, typer.Option("--version", help="release to create the site at")],
     replay: Annotated[
         bool,
-        typer.Option("--replay", help="replay every change, even where a schema snapshot ships"),
+        typer.Option(
+            "--replay",
+            help="replay every change, even where a schema snapshot or a fresh install ships",
+        ),
     ] = False,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
@@ -47,17 +50,18 @@ def init(
 ) -> None:
     """Create a new site at release VERSION: its schema changes and initial objects.
 
-    The newest schema snapshot at or below the release builds the schema when the catalog ships
-    one (then the changes after it run); --replay runs every change instead. With releases_dir
+    The product's own fresh install ([history] fresh) builds the schema when it stamps a
+    revision at or below the release; else the newest schema snapshot at or below the release
+    does when the catalog ships one (then the changes after it run); --replay runs every change
+    instead. With releases_dir
     in site.toml, the verified release is installed and made current first."""
     installed = install_first(load_site(site).site, version)
     if installed is not None and not json:
         out.print(f"release {version} verified, installed in {installed} and made current")
     ctx = site_context.open_context(site, catalog, version)
-    done = operations.init(ctx, version, progress=applying(json), replay=replay)
+    created = operations.init(ctx, version, progress=applying(json), replay=replay)
+    done, used = created.applied, created.snapshot
     built = operations.built_fresh(ctx)
-    snapshot = None if replay else operations.snapshot_for(ctx, ctx.catalog.release(version))
-    used = snapshot if snapshot is not None and built == snapshot.level else None
     if json:
         emit_json(
             {

@@ -28,7 +28,8 @@ def snapshot(
 ) -> None:
     """Write the schema snapshot of RELEASE from a site at it: the DDL of its dialect, the rows
     its changes insert (seed data, sequence values) and a manifest with their SHA-256 (refused
-    when the site is elsewhere or drifted)."""
+    when the site is elsewhere or drifted). Of an adopted history, the tool's own table is left
+    out (init stamps it) and the manifest names the history's migration at the level."""
     ctx = site_context.open_context(site, catalog)
     written = operations.take_snapshot(ctx, release, out_dir)
     if json:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import Connection
 
 from stairway.catalog.snapshots import Snapshot
@@ -13,6 +15,7 @@ from stairway.schema import migrator
 from stairway.schema.change import Change
 from stairway.schema.ddl_replay import replay_ddl, replay_rows
 from stairway.schema.executor import Applied
+from stairway.schema.histories import ledger
 from stairway.schema.histories.fresh import fresh_install
 from stairway.schema.recorder import RecordKind
 from stairway.sitelock import changes_site
@@ -20,17 +23,28 @@ from stairway.targets import named_release
 from stairway.versions import Release
 
 
+@dataclass(frozen=True)
+class Created:
+    """What ``init`` did: the changes it applied, and the snapshot it built the schema from
+    (None when it replayed them, or the product's fresh install built it)."""
+
+    applied: list[Applied]
+    snapshot: Snapshot | None
+
+
 @changes_site
 def init(
     ctx: Context, version: str, progress: Progress[Change] | None = None, replay: bool = False
-) -> list[Applied]:
-    """Create a new site at release ``version``: build it from the newest schema snapshot at or
-    below its level (unless ``replay``), or the product's fresh install, then apply the changes
-    after it and record the site."""
+) -> Created:
+    """Create a new site at release ``version``, then apply the changes after what built it
+    and record the site. An empty database is built by the product's fresh install when it
+    stamps a revision at or below the release, else from the newest schema snapshot at or
+    below its level; ``replay`` (or neither) replays every change."""
     release = named_release(ctx.catalog, version, "--version")
+    snapshot = None
     if not migrator.read_state(ctx.engine, ctx.catalog).applied:
-        if replay or not _from_snapshot(ctx, release):
-            _fresh(ctx, release.schema)
+        if not replay and not _fresh(ctx, release.schema):
+            snapshot = _from_snapshot(ctx, release)
     elif migrator.site_release(ctx.engine) is not None:
         raise SchemaError(
             f"{ctx.site.database} already holds a Stairway site",
@@ -44,41 +58,45 @@ def init(
     migrator.set_site_release(ctx.engine, ctx.catalog, str(release.version))
     if ctx.catalog.deltas:  # the initial objects of every release up to this one
         apply_deltas(ctx)
-    return done
+    return Created(done, snapshot)
 
 
 def snapshot_for(ctx: Context, release: Release) -> Snapshot | None:
-    """The snapshot ``init`` builds a new site at ``release`` from: the newest of the site's
-    dialect at or below the release's level; None when there is none."""
+    """The snapshot ``init`` builds a new site at ``release`` from, unless the product's fresh
+    install does: the newest of the site's dialect at or below the release's level; None when
+    there is none."""
     return ctx.catalog.snapshot_for(release.schema, ctx.engine.dialect.name)
 
 
-def _from_snapshot(ctx: Context, release: Release) -> bool:
-    """Build the empty database from its snapshot (its DDL, then the rows its changes insert)
-    in one transaction, recording changes 1..level as a baseline; False when there is no
-    snapshot to build from."""
+def _from_snapshot(ctx: Context, release: Release) -> Snapshot | None:
+    """Build the empty database from its snapshot (its DDL, the rows its changes insert, and
+    the adopted tool's table stamped at its level) in one transaction, recording changes
+    1..level as a baseline; None when there is no snapshot to build from."""
     snapshot = snapshot_for(ctx, release)
     if snapshot is None:
-        return False
+        return None
     ddl, rows = snapshot.ddl(), snapshot.rows()
+    stamped = ctx.catalog.changes_between(0, snapshot.level)
 
-    def build(conn: Connection) -> None:  # one transaction: the schema and its seed rows
+    def build(conn: Connection) -> None:  # one transaction: schema, seed rows, tool's table
         replay_ddl(conn, ddl, snapshot.ddl_path)
         if snapshot.rows_path is not None:
             replay_rows(conn, rows, snapshot.rows_path)
+        ledger.stamp(conn, stamped)
 
     migrator.build_fresh(ctx.engine, ctx.catalog, build, release.schema, level=snapshot.level)
-    return True
+    return snapshot
 
 
-def _fresh(ctx: Context, target: int) -> None:
+def _fresh(ctx: Context, target: int) -> bool:
     """The product's own fresh install, when the catalog names one and it is not beyond the
-    release asked for; the history's changes after the revision it stamps then run as usual."""
+    release asked for; the history's changes after the revision it stamps then run as usual.
+    Whether it built the database."""
     history = ctx.catalog.manifest.history if ctx.catalog.manifest else None
     if history is None or history.fresh is None:
-        return
+        return False
     build = fresh_install(ctx.catalog.root, history.fresh)
-    migrator.build_fresh(ctx.engine, ctx.catalog, build, target)
+    return migrator.build_fresh(ctx.engine, ctx.catalog, build, target) is not None
 
 
 def built_fresh(ctx: Context) -> int:

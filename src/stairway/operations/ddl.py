@@ -1,5 +1,6 @@
 """A database's schema as plain DDL that replays through a normal connection: what a schema
-snapshot holds. Stairway's own ``stairway_*`` tables are left out.
+snapshot holds. Stairway's own ``stairway_*`` tables are left out, and the tables a caller names
+(an adopted tool's bookkeeping table, which ``init`` stamps instead).
 
 PostgreSQL: ``pg_dump --schema-only --no-owner --no-privileges``, without what only psql or a
 restore session needs: psql's backslash meta-commands, the ``SET`` statements and the
@@ -11,6 +12,7 @@ indexes and triggers, so that each statement finds what it depends on.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Collection
 
 from sqlalchemy import Engine, text
 
@@ -22,17 +24,19 @@ OWN_TABLES = "stairway_*"
 _NOISE = ("SET ", "SELECT pg_catalog.set_config(")
 _SQLITE_ORDER = {"table": 0, "view": 1, "index": 2, "trigger": 3}
 _SQLITE = text(
-    "SELECT type, sql FROM sqlite_master WHERE sql IS NOT NULL "
+    "SELECT type, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
     "AND name NOT LIKE 'sqlite_%' AND tbl_name NOT LIKE 'stairway_%' ORDER BY rowid"
 )
 
 
-def schema_ddl(engine: Engine) -> list[str]:
-    """The statements that build the database's schema (without Stairway's tables) anew."""
+def schema_ddl(engine: Engine, leave_out: Collection[str] = ()) -> list[str]:
+    """The statements that build the database's schema (without Stairway's tables and those
+    in ``leave_out``, with their indexes and constraints) anew."""
     if engine.dialect.name == "postgresql":
-        return replayable(_pg_dump(engine))
+        return replayable(_pg_dump(engine, leave_out))
     with engine.connect() as conn:
-        rows = [(str(kind), str(sql)) for kind, sql in conn.execute(_SQLITE)]
+        found = conn.execute(_SQLITE)
+        rows = [(str(kind), str(sql)) for kind, table, sql in found if table not in leave_out]
     ordered = sorted(enumerate(rows), key=lambda item: (_SQLITE_ORDER.get(item[1][0], 4), item[0]))
     return [sql.strip() for _, (_, sql) in ordered]
 
@@ -49,7 +53,7 @@ def _session_setting(statement: Statement) -> bool:
     return statement.text.lstrip().startswith(_NOISE)
 
 
-def _pg_dump(engine: Engine) -> str:
+def _pg_dump(engine: Engine, leave_out: Collection[str]) -> str:
     pg_dump = client_tool("pg_dump", engine)
     conninfo, env = libpq_of(engine.url)
     command = [
@@ -60,6 +64,7 @@ def _pg_dump(engine: Engine) -> str:
         "--no-publications",
         "--no-subscriptions",
         f"--exclude-table={OWN_TABLES}",
+        *(f"--exclude-table={_exactly(name)}" for name in leave_out),
         f"--dbname={conninfo}",
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -70,3 +75,8 @@ def _pg_dump(engine: Engine) -> str:
             hint="check that the site's database answers and that pg_dump can reach it",
         )
     return done.stdout
+
+
+def _exactly(name: str) -> str:
+    """A pg_dump pattern matching ``name`` only: quoted, so case, dots and stars are kept."""
+    return '"' + name.replace('"', '""') + '"'

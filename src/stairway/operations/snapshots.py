@@ -8,10 +8,17 @@ someone altered by hand would hand that alteration to every new site. The rows c
 scratch database, never from the site, whose rows are its users' data. The DDL file is written
 first, the rows next and the manifest, which carries their digests, last: each file is replaced
 whole, and files left without their new manifest are refused when the catalog loads.
+
+On a site of an adopted history, the tool's own table (``alembic_version``,
+``flyway_schema_history``, ``schema_migrations``) is bookkeeping of the history, as Stairway's
+``stairway_*`` tables are: it is left out of the comparison, the DDL and the rows, and ``init``
+stamps it from the level. The manifest names the history's identifier of that level instead.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +33,7 @@ from stairway.operations.ddl import schema_ddl
 from stairway.operations.seed_rows import seed_rows
 from stairway.schema import migrator
 from stairway.schema.adoption import product_tables
+from stairway.schema.change import Change
 from stairway.schema.inventory import Inventory, differences, inventory_of
 from stairway.scratch import scratch_engine
 from stairway.targets import named_release
@@ -72,11 +80,11 @@ def take_snapshot(ctx: Context, version: str, out: Path | None = None) -> Snapsh
         raise UsageRefused(f"no snapshot of a {dialect} database", hint="PostgreSQL or SQLite")
     _refuse_unfit(ctx, release)
     rows = _refuse_unlike_history(ctx, release)
-    statements = schema_ddl(ctx.engine)
+    statements = schema_ddl(ctx.engine, tool_tables(ctx.catalog.changes))
     directory = out or ctx.catalog.root / "snapshots" / str(release.version)
     ddl = _render(ctx.catalog.product, release, dialect, statements).encode("utf-8")
     seeds = _render_rows(ctx.catalog.product, release, dialect, rows) if rows else None
-    _write(directory, release, dialect, ddl, seeds)
+    _write(directory, release, dialect, ddl, seeds, _point(ctx, release))
     return SnapshotWritten(
         str(release.version),
         release.schema,
@@ -91,6 +99,17 @@ def take_snapshot(ctx: Context, version: str, out: Path | None = None) -> Snapsh
     )
 
 
+def tool_tables(changes: Sequence[Change]) -> set[str]:
+    """The adopted tool's bookkeeping tables the changes keep; none for Stairway's own."""
+    return {c.origin.table for c in changes if c.origin is not None}
+
+
+def _point(ctx: Context, release: Release) -> str | None:
+    """The adopted history's own identifier of the release's level; None without a history."""
+    at = ctx.catalog.changes_between(release.schema - 1, release.schema)
+    return at[0].origin.ident if at and at[0].origin is not None else None
+
+
 def _refuse_unfit(ctx: Context, release: Release) -> None:
     """The site must be at ``release``, with every change it needs applied as shipped."""
     again = (
@@ -101,11 +120,6 @@ def _refuse_unfit(ctx: Context, release: Release) -> None:
     if at != str(release.version):
         where = f"at {at}" if at else "not a Stairway site"
         raise SchemaError(f"the site is {where}, not at release {release.version}", hint=again)
-    if ctx.catalog.manifest and ctx.catalog.manifest.history is not None:
-        raise UsageRefused(
-            "a catalog with [history] ships no snapshots: its product builds new sites itself",
-            hint="use `[history] fresh` (docs/adopting.md)",
-        )
     if release.patches:
         raise UsageRefused(
             f"release {release.version} carries patch changes: it ships no snapshot",
@@ -124,7 +138,7 @@ def _refuse_unlike_history(ctx: Context, release: Release) -> list[str]:
     """The live schema must be what changes 1..N create, object by object; the statements that
     put back the rows those changes insert."""
     replayed, rows = _replayed(ctx, release)
-    found = differences(replayed, inventory_of(ctx.engine))
+    found = differences(replayed, inventory_of(ctx.engine, tool_tables(ctx.catalog.changes)))
     if not found:
         return rows
     shown = "; ".join(d.describe("replayed schema", "site's schema") for d in found[:5])
@@ -142,8 +156,10 @@ def _replayed(ctx: Context, release: Release) -> tuple[Inventory, list[str]]:
     try:
         with scratch_engine(ctx.engine, "snapshot") as scratch:
             migrator.migrate(scratch, ctx.catalog, release.schema, release=release)
-            seeded = [t for t in product_tables(scratch) if _has_rows(scratch, t)]
-            return inventory_of(scratch), seed_rows(scratch, seeded)
+            tools = tool_tables(ctx.catalog.changes)  # stamped by init, not carried
+            tables = [t for t in product_tables(scratch) if t not in tools]
+            seeded = [t for t in tables if _has_rows(scratch, t)]
+            return inventory_of(scratch, tools), seed_rows(scratch, seeded)
     except psycopg.Error as err:
         raise SchemaError(
             f"cannot replay the changes into a scratch database: {str(err).strip()}",
@@ -176,8 +192,17 @@ def _render_rows(product: str, release: Release, dialect: str, statements: list[
     return (head + "".join(f"{statement};\n" for statement in statements)).encode("utf-8")
 
 
-def _write(directory: Path, release: Release, dialect: str, ddl: bytes, rows: bytes | None) -> None:
+def _write(
+    directory: Path,
+    release: Release,
+    dialect: str,
+    ddl: bytes,
+    rows: bytes | None,
+    point: str | None,
+) -> None:
     rows_line = f'rows_sha256 = "{digest(rows)}"\n' if rows else ""
+    if point is not None:  # TOML's basic string: the identifier escaped as JSON escapes it
+        rows_line += f"history = {json.dumps(point)}\n"
     manifest = (
         "# written by `stairway snapshot`: what the files beside it stand for\n"
         f'release = "{release.version}"\n'

@@ -9,7 +9,7 @@ table and its name (or, unnamed, its columns), so a difference names the object.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -78,12 +78,13 @@ def differences(expected: Inventory, actual: Inventory) -> list[Difference]:
     return found
 
 
-def inventory_of(engine: Engine) -> Inventory:
-    """Every object of the database's schema, without Stairway's own."""
+def inventory_of(engine: Engine, leave_out: Collection[str] = ()) -> Inventory:
+    """Every object of the database's schema, without Stairway's own nor the tables in
+    ``leave_out``."""
     objects: dict[str, str] = {}
     inspector = inspect(engine)
     for table in inspector.get_table_names():
-        if not table.startswith(OWN_PREFIX):
+        if not table.startswith(OWN_PREFIX) and table not in leave_out:
             objects.update(_table(inspector, engine, table))
     for view in inspector.get_view_names():
         if not view.startswith(OWN_PREFIX):

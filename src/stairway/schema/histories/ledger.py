@@ -9,6 +9,7 @@ the tool migrated holds (``recognition.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Protocol
@@ -80,3 +81,12 @@ def after_revert(conn: Connection, change: Change) -> None:
     """Keep the adopted tool's table true after ``change`` was reverted."""
     if change.origin is not None:
         ledger_of(change.origin.tool).forget(conn, change)
+
+
+def stamp(conn: Connection, changes: Sequence[Change]) -> None:
+    """The adopted tool's table as the tool leaves it after applying ``changes`` in order, none
+    of which Stairway ran: a site built from a schema snapshot. Written row by row as after
+    each change, so it is what a replay writes; Flyway's ``installed_on`` is now and its
+    ``execution_time`` 0, as no migration ran."""
+    for change in changes:
+        after_apply(conn, change, 0)
