@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import prestarted
 from cli_runner import stairway
 from stairway import context, operations, sitelock
 from stairway.database import dispose_all
@@ -51,12 +52,12 @@ def command(site: Path, *args: str) -> list[str]:
 
 
 def run(site: Path, *args: str, hold: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``stairway ARGS`` to its end, in a process of its own (forked ready-imported): another
+    process than the holder's, as the lock needs, without an import of a second or more."""
     env = {k: v for k, v in os.environ.items() if k != HOLD}
     if hold:
         env[HOLD] = hold
-    return subprocess.run(
-        command(site, *args), env=env, capture_output=True, text=True, timeout=240
-    )
+    return prestarted.run([*args, "--site", str(site)], env, timeout=240)
 
 
 def hold(site: Path, *args: str) -> Held:
