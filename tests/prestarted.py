@@ -39,14 +39,19 @@ _server: tuple[subprocess.Popen[bytes], str] | None = None
 
 
 def run(
-    args: list[str], env: dict[str, str], timeout: float = 300
+    args: list[str], env: dict[str, str], timeout: float = 300, given: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``stairway *args`` in a forked child of the prestarted process, as subprocess.run would
-    with ``capture_output=True, text=True``."""
+    with ``capture_output=True, text=True`` (and ``input=given``: its standard input, else
+    nothing)."""
     address = _address()
     with tempfile.TemporaryDirectory(prefix="stairway-run-") as scratch:
-        out, err = Path(scratch, "out"), Path(scratch, "err")
-        request = {"args": args, "env": env, "cwd": os.getcwd(), "out": str(out), "err": str(err)}
+        out, err, in_ = Path(scratch, "out"), Path(scratch, "err"), Path(scratch, "in")
+        in_.write_text(given or "", "utf-8")
+        request = {
+            "args": args, "env": env, "cwd": os.getcwd(),
+            "out": str(out), "err": str(err), "in": str(in_),
+        }  # fmt: skip
         with socket.socket(socket.AF_UNIX) as conn:
             conn.settimeout(timeout)
             conn.connect(address)
@@ -167,7 +172,7 @@ def _child(main: Callable[[], None], request: dict[str, Any]) -> None:
         os.chdir(str(request["cwd"]))
         for fd, name in ((1, "out"), (2, "err")):
             os.dup2(os.open(str(request[name]), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(os.open(str(request["in"]), os.O_RDONLY), 0)
         sys.argv = ["stairway", *request["args"]]
         try:
             main()
