@@ -38,9 +38,17 @@ _server: tuple[subprocess.Popen[bytes], str] | None = None
 # --- the client side ------------------------------------------------------------------------------
 
 
+class Ran(subprocess.CompletedProcess[str]):
+    """What ``subprocess.run`` answers, and the pid the command ran as."""
+
+    def __init__(self, args: list[str], code: int, out: str, err: str, pid: int) -> None:
+        super().__init__(args, code, out, err)
+        self.pid = pid
+
+
 def run(
     args: list[str], env: dict[str, str], timeout: float = 300, given: str | None = None
-) -> subprocess.CompletedProcess[str]:
+) -> Ran:
     """``stairway *args`` in a forked child of the prestarted process, as subprocess.run would
     with ``capture_output=True, text=True`` (and ``input=given``: its standard input, else
     nothing)."""
@@ -64,10 +72,8 @@ def run(
                 with contextlib.suppress(OSError, UnboundLocalError):
                     os.kill(pid, signal.SIGKILL)
                 raise subprocess.TimeoutExpired(args, timeout) from None
-        command = ["stairway", *args]
-        return subprocess.CompletedProcess(
-            command, code, out.read_text("utf-8", "replace"), err.read_text("utf-8", "replace")
-        )
+        said = out.read_text("utf-8", "replace"), err.read_text("utf-8", "replace")
+        return Ran(["stairway", *args], code, *said, pid=pid)
 
 
 def _address() -> str:
