@@ -222,6 +222,28 @@ def redis_prefix() -> Iterator[tuple[object, str]]:
     client.close()
 
 
+SMALL_CALIBRATION_ROWS = 5_000
+
+
+@pytest.fixture(autouse=True)
+def small_calibration(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The first estimate of a site calibrates the server on tables of 5,000 rows, not 100,000.
+
+    A full calibration takes 5 to 40 s on a loaded machine, and only tests of the estimates'
+    accuracy (marked ``full_calibration``) judge what it measured; every other estimate is
+    checked for its steps, bases and wording, which a smaller calibration measures for real all
+    the same. Commands run in this process only: a child process calibrates in full.
+    """
+    if request.node.get_closest_marker("full_calibration") is not None:
+        yield
+        return
+    from stairway.estimate import calibration
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(calibration, "ROWS", SMALL_CALIBRATION_ROWS)
+        yield
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Heavy tests first: started last, they would run alone at the end on idle workers."""
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)

@@ -5,7 +5,7 @@ of its CPU importing (about 0.9 s of 1.1 s). A prestarted process imports the CL
 forks a child per run: the child is a real process with its own pid, environment, working
 directory and standard streams; it runs the command's ``main()`` and its exit handlers, exits
 with the command's code, and dies of a SIGKILL like any other. What the matrices test is
-unchanged; only the import is shared.
+unchanged; only the import, and the Click command Typer builds from the app, are shared.
 
 Run as ``python prestarted.py SOCKET``, it serves; :func:`run` is the client side, with
 ``subprocess.run``'s result. The server forks from one thread only (its accept loop), and the
@@ -38,15 +38,28 @@ _server: tuple[subprocess.Popen[bytes], str] | None = None
 # --- the client side ------------------------------------------------------------------------------
 
 
+class Ran(subprocess.CompletedProcess[str]):
+    """What ``subprocess.run`` answers, and the pid the command ran as."""
+
+    def __init__(self, args: list[str], code: int, out: str, err: str, pid: int) -> None:
+        super().__init__(args, code, out, err)
+        self.pid = pid
+
+
 def run(
-    args: list[str], env: dict[str, str], timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
+    args: list[str], env: dict[str, str], timeout: float = 300, given: str | None = None
+) -> Ran:
     """``stairway *args`` in a forked child of the prestarted process, as subprocess.run would
-    with ``capture_output=True, text=True``."""
+    with ``capture_output=True, text=True`` (and ``input=given``: its standard input, else
+    nothing)."""
     address = _address()
     with tempfile.TemporaryDirectory(prefix="stairway-run-") as scratch:
-        out, err = Path(scratch, "out"), Path(scratch, "err")
-        request = {"args": args, "env": env, "cwd": os.getcwd(), "out": str(out), "err": str(err)}
+        out, err, in_ = Path(scratch, "out"), Path(scratch, "err"), Path(scratch, "in")
+        in_.write_text(given or "", "utf-8")
+        request = {
+            "args": args, "env": env, "cwd": os.getcwd(),
+            "out": str(out), "err": str(err), "in": str(in_),
+        }  # fmt: skip
         with socket.socket(socket.AF_UNIX) as conn:
             conn.settimeout(timeout)
             conn.connect(address)
@@ -59,10 +72,8 @@ def run(
                 with contextlib.suppress(OSError, UnboundLocalError):
                     os.kill(pid, signal.SIGKILL)
                 raise subprocess.TimeoutExpired(args, timeout) from None
-        command = ["stairway", *args]
-        return subprocess.CompletedProcess(
-            command, code, out.read_text("utf-8", "replace"), err.read_text("utf-8", "replace")
-        )
+        said = out.read_text("utf-8", "replace"), err.read_text("utf-8", "replace")
+        return Ran(["stairway", *args], code, *said, pid=pid)
 
 
 def _address() -> str:
@@ -106,6 +117,8 @@ def serve(address: str) -> None:
     """Accept runs until terminated; each is forked, and its pid then its exit code answered."""
     from stairway import cli  # the import every run shares
 
+    _share_command(cli.app)
+
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(address + ".tmp")
     os.rename(address + ".tmp", address)  # the client waits for the name: bound and ready
@@ -125,6 +138,19 @@ def serve(address: str) -> None:
             conn.sendall(f"{pid}\n".encode())
             waiting[pid] = conn
         _answer_ended(waiting)
+
+
+def _share_command(app: Any) -> None:
+    """Build the Click command Typer makes of ``app`` once, here, for every child to use.
+
+    Typer builds it on each call of the app, about 0.1 s of CPU: each run would pay it again.
+    The command holds no state between calls, so a child runs exactly what it would have built.
+    """
+    import typer.main
+
+    build = typer.main.get_command
+    built = build(app)
+    typer.main.get_command = lambda made: built if made is app else build(made)
 
 
 def _answer_ended(waiting: dict[int, socket.socket]) -> None:
@@ -152,7 +178,7 @@ def _child(main: Callable[[], None], request: dict[str, Any]) -> None:
         os.chdir(str(request["cwd"]))
         for fd, name in ((1, "out"), (2, "err")):
             os.dup2(os.open(str(request[name]), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(os.open(str(request["in"]), os.O_RDONLY), 0)
         sys.argv = ["stairway", *request["args"]]
         try:
             main()

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+import prestarted
 from cli_runner import stairway
 from stairway import context, operations
 from stairway.database import dispose_all
@@ -112,18 +111,16 @@ def test_a_backfill_of_a_million_rows_killed_halfway_resumes_from_its_cursor(
     fill(site, 1_000_000)
     (job,) = background.jobs(context.open_context(site, None).engine)
     assert (job.state, job.low, job.high, job.cursor) == ("queued", 1, 1_000_001, 1)
-    command = [sys.executable, "-m", "stairway", "background", "run", "--pause", "0"]
-    command += ["--site", str(site)]
-    killed = subprocess.run(
-        command, env=os.environ | {"STAIRWAY_FAULT": "background:50"}, capture_output=True
-    )
+    # processes of their own, forked ready-imported, that the fault's SIGKILL ends
+    command = ["background", "run", "--pause", "0", "--site", str(site)]
+    killed = prestarted.run(command, os.environ | {"STAIRWAY_FAULT": "background:50"})
     assert killed.returncode == -signal.SIGKILL
     (job,) = background.jobs(context.open_context(site, None).engine)
     assert job.state == "running" and job.cursor == 1 + 50 * 10_000
     assert counts(site) == {"untouched": 500_000, "once": 500_000, "twice": 0, "wrong": 0}
     code, out, err = stairway("status", "--site", str(site))
     assert code == 0 and "0002_double: running, 50% done" in out, err
-    again = subprocess.run(command, capture_output=True, text=True)
+    again = prestarted.run(command, dict(os.environ))
     assert again.returncode == 0, again.stderr
     assert counts(site) == {"untouched": 0, "once": 1_000_000, "twice": 0, "wrong": 0}
     (job,) = background.jobs(context.open_context(site, None).engine)

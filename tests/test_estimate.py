@@ -18,6 +18,8 @@ from stairway.estimate.operations import operations as sql_operations
 from stairway.estimate.predict import parse_duration
 from stairway.operations import MigrateRequest
 
+# Every estimate here is judged against real migrations: calibrated as an operator's would be.
+pytestmark = pytest.mark.full_calibration
 ROWS = 1_000_000
 CHANGES = {
     "0002_widen_n.sql": "ALTER TABLE big ALTER COLUMN n TYPE bigint;",

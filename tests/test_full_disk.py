@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from example_sites import ExampleSite, ExampleSites, example_sites
+import prestarted
+from example_sites import PRESTARTED, ExampleSite, ExampleSites, example_sites
 from stairway import disk, faults
 from stairway.backup.restore import SPACE_MARGIN, space_margin
 from stairway.faults import FILLER
@@ -194,6 +195,8 @@ def _run_exactly(command: str) -> subprocess.CompletedProcess[str]:
     words = shlex.split(command)
     assert words[0] == "stairway"
     environment = {k: v for k, v in os.environ.items() if not k.startswith("STAIRWAY_FAULT")}
+    if PRESTARTED:  # forked ready-imported, as the commands before it ran
+        return prestarted.run(words[1:], environment, timeout=300)
     return subprocess.run(
         [sys.executable, "-m", "stairway", *words[1:]],
         env=environment,

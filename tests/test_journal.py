@@ -9,7 +9,6 @@ import contextlib
 import errno
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+import prestarted
 from stairway import journal as journal_module
 from stairway.errors import ExitCode, JournalWriteError, UpgradeError
 from stairway.faults import FAULT
@@ -172,11 +172,11 @@ def test_a_journal_of_the_earlier_format_reads_and_takes_new_records(tmp_path: P
 
 
 def upgrade(site: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The command in a process of its own (forked ready-imported), that a fault kills."""
     env = {k: v for k, v in os.environ.items() if k != FAULT}
     if fault:
         env[FAULT] = fault
-    command = [sys.executable, "-m", "stairway", *args, "--site", str(site)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    return prestarted.run([*args, "--site", str(site)], env, timeout=240)
 
 
 def test_an_upgrade_killed_while_writing_a_record_resumes(

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+import prestarted
 from cli_runner import stairway
 from stairway import audit, context, operations
 from stairway.database import dispose_all
@@ -315,8 +316,9 @@ def test_a_key_file_inside_the_data_directory_is_refused_for_backups(
 
 def test_the_cli_takes_values_on_standard_input_and_never_prints_them_unasked(site: Path) -> None:
     def cli(*args: str, given: str | None = None) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "stairway", "secrets", *args, "--site", str(site)]
-        return subprocess.run(command, input=given, capture_output=True, text=True, check=False)
+        # a process of its own, its standard input not a terminal, forked ready-imported
+        command = ["secrets", *args, "--site", str(site)]
+        return prestarted.run(command, dict(os.environ), given=given)
 
     stored = cli("set", "ldap/password", given=CLEAR)
     assert stored.returncode == 0, stored.stderr

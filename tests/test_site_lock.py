@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+import prestarted
 from cli_runner import stairway
 from stairway import context, operations, sitelock
 from stairway.database import dispose_all
@@ -51,12 +52,12 @@ def command(site: Path, *args: str) -> list[str]:
 
 
 def run(site: Path, *args: str, hold: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``stairway ARGS`` to its end, in a process of its own (forked ready-imported): another
+    process than the holder's, as the lock needs, without an import of a second or more."""
     env = {k: v for k, v in os.environ.items() if k != HOLD}
     if hold:
         env[HOLD] = hold
-    return subprocess.run(
-        command(site, *args), env=env, capture_output=True, text=True, timeout=240
-    )
+    return prestarted.run([*args, "--site", str(site)], env, timeout=240)
 
 
 def hold(site: Path, *args: str) -> Held:
@@ -280,24 +281,33 @@ def test_a_killed_holder_releases_the_lock(site: Path) -> None:
 
 def test_commands_started_at_the_same_instant_one_proceeds(site: Path) -> None:
     for round_ in range(5):
-        # The winner holds the lock until the loser has given up (or 120 s pass): no fixed wait
-        # that a slow machine could outlast.
-        go = site.parent / f"go-{round_}"
-        env = {**os.environ, HOLD: f"120:{go}"}
-        both = [
-            subprocess.Popen(command(site, *args), env=env, stderr=subprocess.PIPE, text=True)
-            for args in (("migrate",), ("config", "migrate"))
-        ]
-        deadline = time.monotonic() + 120
-        while all(p.poll() is None for p in both) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        go.touch()
-        ends = [(p.pid, *p.communicate(timeout=240)) for p in both]
-        codes = sorted(p.returncode for p in both)
-        assert codes == [0, 2], ends
-        (winner,) = [p.pid for p in both if p.returncode == 0]
-        (loser_err,) = [err for p, (_, _, err) in zip(both, ends, strict=True) if p.returncode]
-        assert f"pid {winner}, `stairway " in loser_err, loser_err
+        ends = race(site, site.parent / f"go-{round_}", ("migrate",), ("config", "migrate"))
+        assert sorted(e.returncode for e in ends) == [0, 2], ends
+        (winner,) = [e.pid for e in ends if e.returncode == 0]
+        (loser,) = [e for e in ends if e.returncode]
+        assert f"pid {winner}, `stairway " in loser.stderr, loser.stderr
+
+
+def race(site: Path, go: Path, *commands: tuple[str, ...]) -> list[prestarted.Ran]:
+    """``commands`` started together, forked ready-imported a few milliseconds apart (no import
+    between their starts and their first try of the lock). A winner holds the lock until the
+    first of them has ended, or 120 s pass: no fixed wait that a slow machine could outlast."""
+    env = {**os.environ, HOLD: f"120:{go}"}
+    ends: list[prestarted.Ran] = []
+    one_ended = threading.Event()
+
+    def start(args: tuple[str, ...]) -> None:
+        ends.append(prestarted.run([*args, "--site", str(site)], env, timeout=240))
+        one_ended.set()
+
+    threads = [threading.Thread(target=start, args=(args,)) for args in commands]
+    for thread in threads:
+        thread.start()
+    one_ended.wait(120)
+    go.touch()
+    for thread in threads:
+        thread.join()
+    return ends
 
 
 def test_two_site_files_naming_one_database_collide(site: Path) -> None:
