@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -17,13 +17,12 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from cli_runner import stairway
-from conftest import new_pg_database
 from optuna_sites import HEAD, heads, optuna_catalog, sa_url, schema_dump
+from snapshot_sites import MakeSite, declare, site_maker
 from stairway.database import engine_for
 from stairway.schema.change import HistoryTool
 from test_sql_histories import CATALOGS, N, expected_rows, flyway_catalog, java_crc, ledger_rows
 
-MakeSite = Callable[[str, Path], tuple[Path, str]]
 OPTUNA_TOOL = "alembic_version"
 FLYWAY_TOOL = "flyway_schema_history"
 FLYWAY_RELEASES = (  # 4.1 seeds rows; 1.0.0 stops there, 1.1.0 runs the rest
@@ -36,32 +35,7 @@ FLYWAY_RELEASES = (  # 4.1 seeds rows; 1.0.0 stops there, 1.1.0 runs the rest
 def make_site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeSite]:
     """``make_site(name, catalog)``: a site.toml on a new database of the parametrised engine."""
     with ExitStack() as stack:
-
-        def make(name: str, catalog: Path) -> tuple[Path, str]:
-            if request.param == "sqlite":
-                url = f"sqlite:///{tmp_path / name}.db"
-            else:
-                url = stack.enter_context(new_pg_database())
-            path = tmp_path / f"{name}.toml"
-            path.write_text(
-                f'[site]\ndatabase = "{url}"\ncatalog = "{catalog}"\n'
-                f'backup_dir = "{tmp_path / name}-backups"\n',
-                encoding="utf-8",
-            )
-            return path, url
-
-        yield make
-
-
-def declare(catalog: Path, version: str) -> None:
-    """Name ``snapshots/<version>`` as the release's snapshot in its stairway.toml."""
-    manifest = catalog / "stairway.toml"
-    text_ = manifest.read_text(encoding="utf-8")
-    said = f'version = "{version}"\n'
-    assert said in text_
-    manifest.write_text(
-        text_.replace(said, f'{said}snapshot = "snapshots/{version}"\n'), encoding="utf-8"
-    )
+        yield site_maker(request.param, tmp_path, stack)
 
 
 def rows(url: str, leave_out: str) -> dict[str, list[tuple[Any, ...]]]:

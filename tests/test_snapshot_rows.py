@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from cli_runner import stairway
-from conftest import new_pg_database
 from optuna_sites import schema_dump
+from snapshot_sites import declare as declare_snapshot
+from snapshot_sites import site_maker
 
 SEEDED = Path(__file__).parent / "catalogs" / "seeded"
 MakeSite = Callable[[str], tuple[Path, str]]
@@ -34,28 +35,12 @@ def catalog(tmp_path: Path) -> Path:
 def make_site(request: pytest.FixtureRequest, tmp_path: Path, catalog: Path) -> Iterator[MakeSite]:
     """``make_site(name)``: a site.toml on a new database of the parametrised engine."""
     with ExitStack() as stack:
-
-        def make(name: str) -> tuple[Path, str]:
-            if request.param == "sqlite":
-                url = f"sqlite:///{tmp_path / name}.db"
-            else:
-                url = stack.enter_context(new_pg_database())
-            path = tmp_path / f"{name}.toml"
-            path.write_text(
-                f'[site]\ndatabase = "{url}"\ncatalog = "{catalog}"\n', encoding="utf-8"
-            )
-            return path, url
-
-        yield make
+        make = site_maker(request.param, tmp_path, stack)
+        yield lambda name: make(name, catalog)
 
 
 def declare(catalog: Path) -> None:
-    manifest = catalog / "stairway.toml"
-    text_ = manifest.read_text(encoding="utf-8")
-    text_ = text_.replace(
-        'version = "1.0.0"\n', 'version = "1.0.0"\nsnapshot = "snapshots/1.0.0"\n'
-    )
-    manifest.write_text(text_, encoding="utf-8")
+    declare_snapshot(catalog, "1.0.0")
 
 
 def rows_of(url: str) -> dict[str, list[tuple[object, ...]]]:

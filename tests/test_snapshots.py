@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from cli_runner import stairway
-from conftest import new_pg_database
 from optuna_sites import schema_dump
+from snapshot_sites import declare, site_maker
 from stairway import operations
 
 EXAMPLE = Path(operations.__file__).parent.parent / "examples" / "identity_sync" / "upgrades"
@@ -31,30 +31,7 @@ def catalog(tmp_path: Path) -> Path:
 def make_site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     """``make_site(name, catalog)``: a site.toml on a new database of the parametrised engine."""
     with ExitStack() as stack:
-
-        def make(name: str, catalog: Path) -> tuple[Path, str]:
-            if request.param == "sqlite":
-                url = f"sqlite:///{tmp_path / name}.db"
-            else:
-                url = stack.enter_context(new_pg_database())
-            path = tmp_path / f"{name}.toml"
-            path.write_text(
-                f'[site]\ndatabase = "{url}"\ncatalog = "{catalog}"\n'
-                f'backup_dir = "{tmp_path / name}-backups"\n',
-                encoding="utf-8",
-            )
-            return path, url
-
-        yield make
-
-
-def declare(catalog: Path, version: str) -> None:
-    manifest = catalog / "stairway.toml"
-    text = manifest.read_text(encoding="utf-8")
-    text = text.replace(
-        f'version = "{version}"\n', f'version = "{version}"\nsnapshot = "snapshots/{version}"\n'
-    )
-    manifest.write_text(text, encoding="utf-8")
+        yield site_maker(request.param, tmp_path, stack)
 
 
 def test_init_from_a_snapshot_builds_what_replaying_builds(catalog: Path, make_site) -> None:

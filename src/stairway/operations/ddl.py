@@ -64,19 +64,25 @@ def _pg_dump(engine: Engine, leave_out: Collection[str]) -> str:
         "--no-publications",
         "--no-subscriptions",
         f"--exclude-table={OWN_TABLES}",
-        *(f"--exclude-table={_exactly(name)}" for name in leave_out),
+        *(f"--exclude-table={exactly(name)}" for name in leave_out),
         f"--dbname={conninfo}",
     ]
+    return dumped(command, env, "the site's database")
+
+
+def dumped(command: list[str], env: dict[str, str], database: str) -> str:
+    """What the pg_dump ``command`` printed; its last line of complaint, naming ``database``'s
+    reachability as the fix, when it fails."""
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         said = (done.stderr or done.stdout).strip().splitlines()
         raise BackupError(
             f"pg_dump failed: {said[-1] if said else f'exit {done.returncode}'}",
-            hint="check that the site's database answers and that pg_dump can reach it",
+            hint=f"check that {database} answers and that pg_dump can reach it",
         )
     return done.stdout
 
 
-def _exactly(name: str) -> str:
+def exactly(name: str) -> str:
     """A pg_dump pattern matching ``name`` only: quoted, so case, dots and stars are kept."""
     return '"' + name.replace('"', '""') + '"'

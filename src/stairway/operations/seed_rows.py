@@ -14,13 +14,10 @@ then the ``sqlite_sequence`` counter of each ``AUTOINCREMENT`` table.
 
 from __future__ import annotations
 
-import subprocess
-
 from sqlalchemy import Connection, Engine, text
 
 from stairway.backup.database import client_tool, libpq_of
-from stairway.errors import BackupError
-from stairway.operations.ddl import replayable
+from stairway.operations.ddl import dumped, exactly, replayable
 
 _PG_SEQUENCES = text(
     "SELECT schemaname, sequencename FROM pg_sequences WHERE last_value IS NOT NULL "
@@ -45,14 +42,9 @@ def seed_rows(engine: Engine, tables: list[str]) -> list[str]:
 def _pg_rows(engine: Engine, tables: list[str]) -> list[str]:
     with engine.connect() as conn:
         schema = str(conn.execute(text("SELECT current_schema()")).scalar_one())
-        sequences = [f"{_quoted(s)}.{_quoted(n)}" for s, n in conn.execute(_PG_SEQUENCES)]
-    wanted = [f"{_quoted(schema)}.{_quoted(t)}" for t in tables] + sequences
+        sequences = [f"{exactly(s)}.{exactly(n)}" for s, n in conn.execute(_PG_SEQUENCES)]
+    wanted = [f"{exactly(schema)}.{exactly(t)}" for t in tables] + sequences
     return replayable(_pg_dump(engine, wanted)) if wanted else []
-
-
-def _quoted(name: str) -> str:
-    """A pg_dump pattern matching exactly ``name``: quoted, so case and dots are kept."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _pg_dump(engine: Engine, patterns: list[str]) -> str:
@@ -66,14 +58,7 @@ def _pg_dump(engine: Engine, patterns: list[str]) -> str:
         *(f"--table={p}" for p in patterns),
         f"--dbname={conninfo}",
     ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        said = (done.stderr or done.stdout).strip().splitlines()
-        raise BackupError(
-            f"pg_dump failed: {said[-1] if said else f'exit {done.returncode}'}",
-            hint="check that the scratch database answers and that pg_dump can reach it",
-        )
-    return done.stdout
+    return dumped(command, env, "the scratch database")
 
 
 def _sqlite_rows(conn: Connection, wanted: set[str]) -> list[str]:
@@ -83,12 +68,12 @@ def _sqlite_rows(conn: Connection, wanted: set[str]) -> list[str]:
 
 
 def _sqlite_table(conn: Connection, table: str) -> list[str]:
-    columns = [str(row[1]) for row in conn.execute(text(f"PRAGMA table_info({_quoted(table)})"))]
-    names = ", ".join(_quoted(c) for c in columns)
+    columns = [str(row[1]) for row in conn.execute(text(f"PRAGMA table_info({exactly(table)})"))]
+    names = ", ".join(exactly(c) for c in columns)
     by_value = ", ".join(str(i + 1) for i in range(len(columns)))
     order = "rowid" if _has_rowid(conn, table) else by_value
-    rows = conn.execute(text(f"SELECT {names} FROM {_quoted(table)} ORDER BY {order}"))
-    into = f"INSERT INTO {_quoted(table)} ({names}) VALUES "
+    rows = conn.execute(text(f"SELECT {names} FROM {exactly(table)} ORDER BY {order}"))
+    into = f"INSERT INTO {exactly(table)} ({names}) VALUES "
     return [into + "(" + ", ".join(sqlite_literal(v) for v in row) + ")" for row in rows]
 
 
