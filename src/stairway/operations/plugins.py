@@ -26,6 +26,7 @@ from sqlalchemy import Connection
 from stairway import audit, faults, plugin_snapshots
 from stairway.catalog.manifest import PluginModel
 from stairway.context import Context, backup_dir, checkpointed, current_version
+from stairway.database import writing
 from stairway.errors import PluginError
 from stairway.fleet import plugin_hosts
 from stairway.fleet.plugin_hosts import HostRequest, HostSnapshot
@@ -309,7 +310,7 @@ def rollback_on_agents(
     or when it is back); the requests as they stand once all are answered or ``wait`` seconds
     passed. None when no agent keeps one."""
     plugin = _plugin(ctx, done.move.plugin)
-    with ctx.engine.begin() as conn:
+    with writing(ctx.engine) as conn:  # the control plane writes to the same database
         made = plugin_hosts.ask(conn, plugin.name, plugin.directory, done.move.new)
     ids, deadline = [r.id for r in made], time.monotonic() + wait
     while made and time.monotonic() < deadline:
