@@ -332,6 +332,23 @@ class JournalWriteError(StairwayError, OSError):
         self.strerror = reason
 
 
+class TaskStopped(StairwayError):
+    """A task run in the background was interrupted because a rollback asked its runner to stop
+    (exit code 3); it is queued again, to be run once the site is settled.
+
+    Attributes:
+        task: The task's name.
+        release: The release that declares it.
+    """
+
+    exit_code = ExitCode.NEEDS_OPERATOR
+
+    def __init__(self, message: str, *, hint: str = "", task: str = "", release: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.task = task
+        self.release = release
+
+
 class SiteBusy(StairwayError):
     """Another Stairway command is changing this site; nothing was touched by this one.
 

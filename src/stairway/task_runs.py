@@ -93,6 +93,11 @@ def queue(engine: Engine, task: Task) -> None:
     _replace(engine, task, RunState.QUEUED)
 
 
+def requeue(engine: Engine, task: Task) -> None:
+    """``task``'s run was interrupted for a rollback: queued again, its progress forgotten."""
+    _set(engine, task, state=RunState.QUEUED.value, phase=None, fraction=None, eta_s=None)
+
+
 def begun(engine: Engine, task: Task) -> None:
     """A run of ``task`` starts: any earlier record of it is replaced."""
     _replace(engine, task, RunState.RUNNING)

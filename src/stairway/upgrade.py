@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from stairway import (
     agents_back,
+    background_stop,
     disk,
     faults,
     handwork,
@@ -428,13 +429,22 @@ def _manual_rollback(ctx: Context, backup_id: str | None, failure: BaseException
 
 
 @checkpointed
-@changes_site
-def rollback(ctx: Context, confirm: Callable[[LossReport], bool] | None = None) -> str:
+def rollback(
+    ctx: Context,
+    confirm: Callable[[LossReport], bool] | None = None,
+    wait: float = background_stop.WAIT,
+) -> str:
     """Undo the interrupted upgrade, or the last finished one; returns the version restored.
 
     A finished one was served since: with ``confirm``, what its rollback would lose is shown to
-    it first, and nothing is done unless it answers True.
+    it first, and nothing is done unless it answers True. A background runner holding the site
+    is asked to stop first, and waited for up to ``wait`` seconds.
     """
+    with background_stop.site_lock_stopping_runner(ctx, wait):
+        return _rollback_locked(ctx, confirm)
+
+
+def _rollback_locked(ctx: Context, confirm: Callable[[LossReport], bool] | None) -> str:
     try:
         return _rollback(ctx, confirm)
     except Exception as failure:

@@ -10,14 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
+from stairway import background_stop, operations, task_runs
 from stairway import context as site_context
-from stairway import operations, task_runs
 from stairway.context import Context, backup_dir
+from stairway.database import dispose_all
 from stairway.errors import ManualStepNeeded
 from stairway.estimate.rates import record_measured
 from stairway.operations.background_tasks import Ran, run_queued
 from stairway.options import CatalogOpt, JsonOpt, SiteOpt, emit_json, out, plain
 from stairway.schema import background
+from stairway.sitelock import site_lock
 from stairway.steps import StepKind
 from stairway.task_runs import TaskRun
 from stairway.tasks import TaskProgress
@@ -45,7 +47,8 @@ def background_run(
     json: JsonOpt = False,
 ) -> None:
     """Run the queued background migrations, then the post-upgrade tasks upgrades handed over,
-    until they finish; safe to stop (even kill) and run again; exit 3 when a task failed."""
+    until they finish; safe to stop (even kill) and run again; a rollback stops it (the task it
+    interrupts is queued again); exit 3 when a task failed."""
     ctx = site_context.open_context(site, catalog)
 
     def say(_done: int, _total: int | None, job: background.Job, /) -> None:
@@ -53,13 +56,23 @@ def background_run(
             out.print(job.describe(), highlight=False)
 
     began = time.monotonic()
-    found = operations.run_background(ctx, background.Throttle(probe_ms, pause), max_seconds, say)
-    left = max_seconds - (time.monotonic() - began) if max_seconds else None
-    ran = _run_tasks(ctx, left, json) if left is None or left > 0 else []
+    stopping = background_stop.Poll(ctx.engine)
+    with site_lock(ctx):  # one hold: no other command slips in between migrations and tasks
+        throttle = background.Throttle(probe_ms, pause)
+        found = operations.run_background(ctx, throttle, max_seconds, say, stopping)
+        left = max_seconds - (time.monotonic() - began) if max_seconds else None
+        ran = _run_tasks(ctx, left, json, stopping) if left is None or left > 0 else []
+        # A rollback waiting for the lock checks that no process holds the site's files: this
+        # one lets go of its database before the lock, not at its exit a moment later.
+        dispose_all()
+    stopped = stopping.found.describe() if stopping.found else None
     if json:
-        emit_json({"migrations": [_job_json(j) for j in found], "tasks": _runs_json(ran)})
+        tasks = _runs_json(ran)
+        emit_json({"migrations": [_job_json(j) for j in found], "tasks": tasks, "stopped": stopped})
     else:
         _say_all(found, [r.run for r in ran])
+        if stopped:
+            out.print(f"stopped: {stopped}; what is left stays queued", highlight=False)
     _refuse_failed([r.run for r in ran])
 
 
@@ -95,12 +108,18 @@ def background_resume(
     _say_job(job, json)
 
 
-def _run_tasks(ctx: Context, max_seconds: float | None, json: bool) -> list[Ran]:
+def _run_tasks(
+    ctx: Context, max_seconds: float | None, json: bool, stopping: background_stop.Poll
+) -> list[Ran]:
     def say(_done: int, _total: int | None, found: TaskProgress, /) -> None:
         if not json:
             out.print(f"task {found.describe()}", highlight=False)
 
-    ran = run_queued(ctx, max_seconds, say)
+    ran = run_queued(ctx, max_seconds, say, stopping)
+    if any(r.stopped for r in ran) and stopping.found is None:  # seen by the task's watcher
+        stopping.found = background_stop.asked(ctx.engine) or background_stop.StopRequest(
+            "stairway rollback", ""
+        )
     measured = [(StepKind.TASK, r.data) for r in ran if r.data]
     if measured:  # what a task took is the next estimate's basis, as for one run by an upgrade
         with contextlib.suppress(OSError):

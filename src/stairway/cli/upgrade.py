@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from stairway import background_stop, operations, views
 from stairway import context as site_context
-from stairway import operations, views
 from stairway import upgrade as upgrading
 from stairway import verify as checks
 from stairway.cli.from_index import FromIndexOpt, indexed_catalog
@@ -221,13 +221,19 @@ def rollback_command(
     yes: Annotated[
         bool, typer.Option("--yes", help="roll back a finished upgrade without asking")
     ] = False,
+    wait: Annotated[
+        float,
+        typer.Option("--wait", min=0, help="seconds to wait for a background runner asked to stop"),
+    ] = background_stop.WAIT,
     site: SiteOpt = None,
     catalog: CatalogOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Back to the backup taken by the interrupted or last upgrade, and start the old release.
 
-    Undoing a finished upgrade first lists what was written since (and is lost) and asks.
+    Undoing a finished upgrade first lists what was written since (and is lost) and asks. A
+    `stairway background run` holding the site is asked to stop first (the reindex it runs is
+    cancelled) and waited for.
     """
     ctx = site_context.open_context(site, catalog, _interrupted(site))
     shown: list[LossReport] = []
@@ -241,7 +247,7 @@ def rollback_command(
             out.print("\n".join(report.describe()), highlight=False, markup=False, soft_wrap=True)
         return yes or confirm("roll back and lose what is listed above?", ROLLBACK_REFUSED)
 
-    version = upgrading.rollback(ctx, agreed)
+    version = upgrading.rollback(ctx, agreed, wait)
     warn_of_restore(ctx)
     if json:
         losses = shown[0].as_json() if shown else None

@@ -7,7 +7,9 @@ once the product served. Each is run here once, oldest first, with its progress 
 that is safe: a reindex always is (an interrupted one's ``_ccnew`` leftovers are dropped first,
 ``stairway.operations.reindex``), a command only when declared idempotent; any other command is
 recorded as failed, for an operator to judge, with the command that runs it again. A failure is
-recorded with its error and the runner goes on with the next task.
+recorded with its error and the runner goes on with the next task. A rollback that asks the
+runner to stop (``stairway.background_stop``) has the running task interrupted where that is
+safe and queued again, and no further task begun.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from stairway import task_runs
+from stairway import background_stop, task_runs
 from stairway.context import Context
-from stairway.errors import StairwayError, TaskFailed
+from stairway.errors import StairwayError, TaskFailed, TaskStopped
 from stairway.operations.tasks import find_task, run_task
 from stairway.progress import Progress
 from stairway.sitelock import changes_site
@@ -35,6 +37,7 @@ class Ran:
 
     run: TaskRun  # as recorded once it ended
     data: dict[str, Any]  # as a journal records a task step's run: empty when it failed
+    stopped: bool = False  # interrupted for a rollback, and queued again
 
 
 @changes_site
@@ -42,15 +45,22 @@ def run_queued(
     ctx: Context,
     max_seconds: float | None = None,
     progress: Progress[TaskProgress] | None = None,
+    stopping: background_stop.Poll | None = None,
 ) -> list[Ran]:
     """Run the queued background tasks, and those a killed runner left, oldest first, until
-    none is left or ``max_seconds`` have passed (a task begun is run to its end)."""
+    none is left, ``max_seconds`` have passed (a task begun is run to its end) or a rollback
+    asks the runner to stop (``stopping``)."""
     deadline = time.monotonic() + max_seconds if max_seconds else None
+    stopping = stopping or background_stop.Poll(ctx.engine, every=0)
     ran: list[Ran] = []
     for found in task_runs.pending(ctx.engine):
         if deadline is not None and time.monotonic() >= deadline:
             break
+        if stopping():
+            break
         ran.append(_take_up(ctx, found, progress))
+        if ran[-1].stopped:
+            break
     return ran
 
 
@@ -66,6 +76,9 @@ def _take_up(ctx: Context, found: TaskRun, progress: Progress[TaskProgress] | No
     log.info("background task %s begun: %s", task.name, task.what())
     try:
         data = run_task(ctx, task, progress)
+    except TaskStopped as stopped:  # queued again by run_task
+        log.warning("background task %s: %s", task.name, stopped.message)
+        return Ran(_recorded(ctx, task.release, task.name), {}, stopped=True)
     except TaskFailed as failed:  # recorded by run_task; the next task still runs
         log.error("background task %s failed: %s", task.name, failed.message)
         return Ran(_recorded(ctx, task.release, task.name), {})

@@ -19,10 +19,10 @@ from sqlalchemy import text
 from stairway import faults, task_runs
 from stairway.catalog import Catalog
 from stairway.context import Context, backup_dir, current_version
-from stairway.errors import TaskFailed, UpgradeError, UsageRefused
+from stairway.errors import TaskFailed, TaskStopped, UpgradeError, UsageRefused
 from stairway.journal import Journal
 from stairway.operations import reindex
-from stairway.operations.task_watch import watching
+from stairway.operations.task_watch import Watch, watching
 from stairway.progress import Progress
 from stairway.sitelock import changes_site
 from stairway.tasks import Task, TaskProgress, reindex_statement
@@ -62,6 +62,9 @@ def run_task(
     task_runs.begun(ctx.engine, task)
     try:
         data = _run(ctx, task, _recording(ctx, task, progress))
+    except TaskStopped:
+        task_runs.requeue(ctx.engine, task)
+        raise
     except TaskFailed as failed:
         task_runs.ended(ctx.engine, task, failed.message)
         raise
@@ -72,11 +75,16 @@ def run_task(
 def _run(ctx: Context, task: Task, progress: Progress[TaskProgress] | None) -> dict[str, Any]:
     started = time.monotonic()
     dropped: list[str] = []
-    with watching(ctx, task, progress):
-        if task.reindex:
-            dropped = _reindex(ctx, task)
-        else:
-            _command(ctx, task)
+    with watching(ctx, task, progress) as watch:
+        try:
+            if task.reindex:
+                dropped = _reindex(ctx, task)
+            else:
+                _command(ctx, task, watch)
+        except TaskFailed:
+            if watch.stopped.is_set():
+                raise _stopped(task, watch) from None
+            raise
     return {
         "task": task.name,
         "kind": str(task.kind),
@@ -135,28 +143,45 @@ def _reindex(ctx: Context, task: Task) -> list[str]:
     return dropped
 
 
-def _command(ctx: Context, task: Task) -> None:
+def _command(ctx: Context, task: Task, watch: Watch) -> None:
     env = {**os.environ, "STAIRWAY_TASK": task.name, "STAIRWAY_RELEASE": task.release}
     before, after = faults.around("task-command")
     faults.point(before)
     try:
-        done = subprocess.run(
+        running = subprocess.Popen(
             task.argv,
             cwd=ctx.site.path.resolve().parent,
             env=env,
-            capture_output=True,
-            timeout=task.timeout,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
-    except subprocess.TimeoutExpired:
-        raise _failed(task, f"{task.what()} did not finish in {task.timeout:g} s") from None
     except OSError as err:
         raise _failed(task, f"cannot run {task.argv[0]}: {err.strerror or err}") from None
+    with running:
+        if task.idempotent:  # may be stopped part way: running it again is declared safe
+            watch.interrupt = running.terminate
+        try:
+            stdout, stderr = running.communicate(timeout=task.timeout)
+        except subprocess.TimeoutExpired:
+            running.kill()
+            running.communicate()
+            raise _failed(task, f"{task.what()} did not finish in {task.timeout:g} s") from None
     faults.point(after)
-    if done.returncode != 0:
-        output = (done.stderr or done.stdout).decode("utf-8", "replace").strip()
+    if running.returncode != 0:
+        output = (stderr or stdout).decode("utf-8", "replace").strip()
         said = f": {output[-OUTPUT_TAIL:]}" if output else ""
-        raise _failed(task, f"{task.what()} exited with {done.returncode}{said}")
+        raise _failed(task, f"{task.what()} exited with {running.returncode}{said}")
+
+
+def _stopped(task: Task, watch: Watch) -> TaskStopped:
+    by = watch.asked.describe() if watch.asked else "a rollback asked the runner to stop"
+    return TaskStopped(
+        f"task {task.name} of release {task.release} was interrupted: {by}; it is queued again",
+        hint="`stairway background run` runs it once the rollback is done, unless the rollback "
+        "cancels it",
+        task=task.name,
+        release=task.release,
+    )
 
 
 def _failed(task: Task, message: str) -> TaskFailed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from stairway.context import (
     Context,
     secret_keys,
@@ -26,7 +28,9 @@ def run_background(
     throttle: Throttle,
     max_seconds: float | None = None,
     report: Progress[Job] | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> list[Job]:
-    """Run the queued background migrations (``schema.background.run``) under the site lock."""
+    """Run the queued background migrations (``schema.background.run``) under the site lock,
+    until done or ``stopping`` says a rollback asked the runner to stop."""
     changes = {c.number: c for c in ctx.catalog.changes if not c.patch}
-    return background.run(ctx.engine, changes, throttle, max_seconds, report)
+    return background.run(ctx.engine, changes, throttle, max_seconds, report, stopping)

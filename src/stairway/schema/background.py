@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -224,10 +225,13 @@ def run(
     throttle: Throttle | None = None,
     max_seconds: float | None = None,
     progress: Progress[Job] | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> list[Job]:
-    """Run queued migrations, oldest first, until done, paused, or ``max_seconds`` have passed."""
+    """Run queued migrations, oldest first, until done, paused, ``max_seconds`` have passed or
+    ``stopping`` says to stop (checked between two batches: each batch is its own
+    transaction)."""
     throttle = throttle or Throttle()
-    deadline = time.monotonic() + max_seconds if max_seconds else None
+    deadline = _Deadline(time.monotonic() + max_seconds if max_seconds else None, stopping)
     for job in unfinished(engine):
         if job.state is JobState.PAUSED:
             continue
@@ -242,19 +246,32 @@ def run(
     return jobs(engine)
 
 
+@dataclass(frozen=True)
+class _Deadline:
+    """When a runner stops between two batches: at a time, or when told to."""
+
+    at: float | None
+    stopping: Callable[[], bool] | None
+
+    def passed(self) -> bool:
+        if self.at is not None and time.monotonic() >= self.at:
+            return True
+        return self.stopping is not None and self.stopping()
+
+
 def _run_job(
     engine: Engine,
     change: Change,
     throttle: Throttle,
-    deadline: float | None,
+    deadline: _Deadline,
     progress: Progress[Job] | None,
 ) -> bool:
-    """True when the job finished; False when paused or out of time."""
+    """True when the job finished; False when paused, out of time or told to stop."""
     module = _load(change)
     _mark_started(engine, change.number)
     delay = throttle.pause
     while True:
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline.passed():
             return False
         if throttle.busy(engine):
             delay = min(throttle.longest, delay * 2)

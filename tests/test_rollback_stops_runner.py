@@ -1,0 +1,141 @@
+"""A rollback stops the background runner that holds the site: it asks the runner to stop, the
+runner cancels its reindex on PostgreSQL (or stops a command declared idempotent), queues that
+task again and lets go of the site; the rollback then goes on and cancels the task with the
+rest of the release. A command that is not declared idempotent is let finish: the rollback
+waits for it as long as ``--wait`` says, and refuses without touching anything after that."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from cli_runner import stairway
+from stairway import background_stop, context
+from stairway.database import dispose_all
+from test_background import counts, fill, items_site
+from test_background_tasks import queued
+from test_tasks import INDEXES, REINDEX, new_site, reindex_session, until, with_tasks
+
+RUNNER = [sys.executable, "-m", "stairway", "background", "run"]
+ROLLBACK = [sys.executable, "-m", "stairway", "rollback", "--yes"]
+
+
+def sleeper(seconds: float, idempotent: bool) -> str:
+    argv = orjson.dumps([sys.executable, "-c", f"import time; time.sleep({seconds})"]).decode()
+    said = "idempotent = true\n" if idempotent else ""
+    return f'\n[[release.task]]\nname = "search-index"\ncommand = {argv}\nserving = true\n{said}'
+
+
+def served(site: Path) -> str:
+    return str(context.current_version(context.open_context(site, None)))
+
+
+def running(site: Path) -> bool:
+    return ("search-index", "2.0.0", "running") in queued(site)
+
+
+@pytest.fixture
+def pg_site(tmp_path: Path, pg_database: str, shop_catalog: Path) -> Path:
+    return new_site(tmp_path, pg_database, shop_catalog)
+
+
+@pytest.fixture
+def sqlite_site(tmp_path: Path, sqlite_database: str, shop_catalog: Path) -> Path:
+    return new_site(tmp_path, sqlite_database, shop_catalog)
+
+
+def test_a_rollback_cancels_the_reindex_the_runner_is_running_and_goes_on(
+    pg_site: Path, shop_catalog: Path
+) -> None:
+    """A writer holding the table keeps the reindex waiting (no timing): only a cancel ends it."""
+    with_tasks(shop_catalog, REINDEX)
+    assert stairway("upgrade", "--to", "2.0.0", "--site", str(pg_site))[0] == 0
+    ctx = context.open_context(pg_site, None)
+    site = ["--site", str(pg_site)]
+    with ctx.engine.connect() as writer, ctx.engine.connect() as watch:
+        watch.execution_options(isolation_level="AUTOCOMMIT")
+        writer.execute(text("LOCK TABLE orders IN ROW EXCLUSIVE MODE"))  # an open write
+        runner = subprocess.Popen([*RUNNER, *site], stdout=subprocess.PIPE, text=True)
+        until(lambda: bool(reindex_session(watch)), "the reindex waiting for the writer")
+        began = time.monotonic()
+        back = subprocess.Popen([*ROLLBACK, *site], stderr=subprocess.PIPE, text=True)
+        said = " ".join(runner.communicate(timeout=60)[0].split())
+        assert runner.returncode == 0, said
+        assert time.monotonic() - began < 30, "stopped at the request, not at the reindex's end"
+        assert "stopped: `stairway rollback --yes" in said and "asked the background" in said
+        left = watch.execute(text(INDEXES)).all()
+        assert ("orders_customer_ccnew", False) in left, "cancelled part way, the writer still on"
+        writer.rollback()
+        _, err = back.communicate(timeout=120)
+    dispose_all()  # the restore ended this process's pooled sessions
+    assert back.returncode == 0, err
+    assert "asked it to stop" in err and "cancelled by the rollback: orders-index (2.0.0)" in err
+    assert served(pg_site) == "1.0.0"
+    assert queued(pg_site) == [], "no runner takes the task up on the old release"
+    dispose_all()
+
+
+def test_a_rollback_stops_an_idempotent_command_and_waits_for_any_other(
+    sqlite_site: Path, shop_catalog: Path
+) -> None:
+    site = ["--site", str(sqlite_site)]
+    with_tasks(shop_catalog, sleeper(60, idempotent=True))
+    assert stairway("upgrade", "--to", "2.0.0", *site)[0] == 0
+    runner = subprocess.Popen([*RUNNER, *site], stdout=subprocess.PIPE, text=True)
+    until(lambda: running(sqlite_site), "the command running")
+    began = time.monotonic()
+    code, _, err = stairway("rollback", "--yes", *site)
+    assert code == 0, err
+    assert time.monotonic() - began < 30, "the 60 s command was stopped, not waited for"
+    said = " ".join(runner.communicate(timeout=30)[0].split())
+    assert runner.returncode == 0 and "stopped: " in said and "stays queued" in said, said
+    assert "cancelled by the rollback: search-index (2.0.0)" in err
+    assert served(sqlite_site) == "1.0.0" and queued(sqlite_site) == []
+    dispose_all()
+
+
+def test_a_rollback_refuses_after_its_wait_while_a_command_not_idempotent_runs(
+    sqlite_site: Path, shop_catalog: Path
+) -> None:
+    site = ["--site", str(sqlite_site)]
+    with_tasks(shop_catalog, sleeper(6, idempotent=False))
+    assert stairway("upgrade", "--to", "2.0.0", *site)[0] == 0
+    runner = subprocess.Popen([*RUNNER, *site], stdout=subprocess.PIPE, text=True)
+    until(lambda: running(sqlite_site), "the command running")
+    code, _, err = stairway("rollback", "--yes", "--wait", "1", *site)
+    assert code == 2 and "did not stop within 1 s" in err and "not declared idempotent" in err
+    assert "Traceback" not in err
+    assert served(sqlite_site) == "2.0.0", "nothing was touched"
+    said = " ".join(runner.communicate(timeout=60)[0].split())
+    assert runner.returncode == 0 and "task search-index (2.0.0): done" in said, said
+    assert "stopped" not in said, "the request was withdrawn when the rollback gave up"
+    code, _, err = stairway("rollback", "--yes", *site)
+    assert code == 0 and served(sqlite_site) == "1.0.0", err
+    dispose_all()
+
+
+def test_a_runner_asked_to_stop_leaves_its_background_migration_between_two_batches(
+    tmp_path: Path, sqlite_database: str
+) -> None:
+    """100 batches at least 0.2 s apart: stopped after a few, every row done once or not yet."""
+    site = items_site(tmp_path, sqlite_database, batch=10)
+    fill(site, 1_000)
+    command = [*RUNNER, "--pause", "0.2", "--site", str(site)]
+    runner = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    until(lambda: counts(site)["once"] > 0, "the first batch done")
+    background_stop.ask(context.open_context(site, None).engine, "stairway rollback", 30)
+    said = " ".join(runner.communicate(timeout=15)[0].split())
+    assert runner.returncode == 0 and "stopped: `stairway rollback` asked" in said, said
+    found = counts(site)
+    assert 0 < found["once"] < 1_000 and found["twice"] == found["wrong"] == 0, found
+    background_stop.withdraw(context.open_context(site, None).engine)
+    code, out, err = stairway("background", "run", "--site", str(site))
+    assert code == 0 and "stopped" not in out, err
+    assert counts(site) == {"untouched": 0, "once": 1_000, "twice": 0, "wrong": 0}
+    dispose_all()
