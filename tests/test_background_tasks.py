@@ -43,6 +43,8 @@ def test_a_new_upgrade_refuses_while_a_background_task_is_unfinished(
     assert "`stairway background run`" in finding["hint"]
     code, _, err = stairway("upgrade", "--to", "2.1.0", "--site", str(sqlite_site))
     assert code == 2 and "block the upgrade" in err and "orders-index (2.0.0): queued" in err
+    code, out, err = stairway("status", "--site", str(sqlite_site), "--json")
+    assert orjson.loads(out)["next"]["commands"] == ["stairway background run"], err
     assert str(context.current_version(context.open_context(sqlite_site, None))) == "2.0.0"
     code, out, err = stairway("background", "run", "--site", str(sqlite_site))
     assert code == 0 and "task orders-index (2.0.0): done" in out, err

@@ -95,6 +95,7 @@ def test_an_interrupted_upgrade_comes_first(site_file: Path, rolled: bool, comma
 
 
 QUIET = Site("1.0.0", catalog_latest="1.0.0")
+WORKER = "stairway background run"
 
 
 @pytest.mark.parametrize(
@@ -109,6 +110,8 @@ QUIET = Site("1.0.0", catalog_latest="1.0.0")
         (Site(None, unadopted=True, catalog_latest="2.0.0"), ()),
         (Site("1.0", catalog_latest="1.1", index_newest="2.0"), ("stairway upgrade --to 1.1",)),
         (Site("2.0.0", catalog_latest="2.0.0", index_newest="1.5.0"), ()),
+        (Site("2.0.0", catalog_latest="2.1.0", background=(WORKER,)), (WORKER,)),
+        (Site("2.0.0", pending=True, background=(WORKER,)), ("stairway migrate",)),
     ],
 )  # fmt: skip
 def test_the_most_urgent_step_comes_first(site: Site, commands: tuple[str, ...]) -> None:

@@ -188,6 +188,7 @@ def test_a_failing_background_task_is_recorded_with_the_command_to_retry_it(
     [failed] = orjson.loads(out)["tasks"]
     assert failed["state"] == "failed" and "no_such_index" in failed["error"]
     assert failed["retry"] == "stairway tasks run orders-index --release 2.0.0"
+    assert orjson.loads(out)["next"]["commands"] == [failed["retry"]]
     code, out, _ = stairway("status", "--site", str(sqlite_site))
     said = " ".join(out.split())  # the terminal's width wraps it
     assert "retry with `stairway tasks run orders-index --release 2.0.0`" in said

@@ -1,7 +1,7 @@
 """What an operator runs next on a site, as ``stairway status`` ends by saying: finish an
-interrupted upgrade first, then put the schema in order, then take a newer release; otherwise
-nothing. Pure: the caller gathers what the site's journal, schema, catalog and last release
-check say.
+interrupted upgrade first, then put the schema in order, then finish the background work an
+upgrade handed over, then take a newer release; otherwise nothing. Pure: the caller gathers what
+the site's journal, schema, background work, catalog and last release check say.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ class Site:
     unknown: bool = False  # applied changes this catalog does not ship
     catalog_latest: str | None = None
     index_newest: str | None = None  # the newest release the last release check found
+    # the commands that finish the background work upgrades handed over: `background run`, the
+    # retry of a failed task; a later upgrade is refused until it is done
+    background: tuple[str, ...] = ()
     versions: GrammarName = "pep440"  # the catalog's grammar, in which the releases are read
 
 
@@ -58,7 +61,12 @@ def next_step(site: Site) -> NextStep:
     if site.release is None:
         latest = site.catalog_latest or "VERSION"
         return NextStep((f"stairway init {latest}",), "the site has no release yet")
-    return _in_order(site) or _newer(site.release, site) or NextStep((), "up to date", True)
+    return (
+        _in_order(site)
+        or _background(site)
+        or _newer(site.release, site)
+        or NextStep((), "up to date", True)
+    )
 
 
 def _in_order(site: Site) -> NextStep | None:
@@ -69,6 +77,12 @@ def _in_order(site: Site) -> NextStep | None:
     if site.unknown:
         return NextStep((), "point the site at a catalog with the database's changes (see above)")
     return None
+
+
+def _background(site: Site) -> NextStep | None:
+    if not site.background:
+        return None
+    return NextStep(site.background, "background work of an upgrade is not finished")
 
 
 def _newer(release: str, site: Site) -> NextStep | None:

@@ -28,6 +28,7 @@ from stairway.schema import background
 from stairway.schema.change import Phase
 from stairway.serving import agents_by_version, held_agents
 from stairway.site import load_site
+from stairway.task_runs import TaskRun
 from stairway.upgrade import Interrupted, interrupted
 from stairway.version_grammars import GrammarName
 
@@ -111,7 +112,7 @@ def status(
     newer = release_feed.newer_than_site(
         release_feed.last_check(ctx.site, ctx.catalog.versions), report.release
     )
-    following = _next(report, stopped, newer, ctx.catalog.versions)
+    following = _next(report, stopped, newer, ctx.catalog.versions, _finishing(running, tasks))
     if json:
         jobs = [
             {"change": j.label, "state": j.state, "fraction": j.fraction, "eta_s": j.eta()}
@@ -181,11 +182,26 @@ def _held(version: str, held: list[tuple[str, str, str]]) -> str:
     return f", {count} held" if count else ""
 
 
+def _finishing(jobs: list[background.Job], tasks: list[TaskRun]) -> tuple[str, ...]:
+    """The commands that finish the background work: a paused migration resumed, the runner
+    for migrations not done and tasks queued (or cut short), the retry of each failed task."""
+    unfinished = [j for j in jobs if j.state is not background.JobState.DONE]
+    resumed = tuple(
+        f"stairway background resume {j.number}"
+        for j in unfinished
+        if j.state is background.JobState.PAUSED
+    )
+    waiting = bool(unfinished) or any(t.retry is None for t in tasks)
+    retries = tuple(t.retry for t in tasks if t.retry)
+    return resumed + ((task_runs.WORKER,) if waiting else ()) + retries
+
+
 def _next(
     report: operations.Status,
     stopped: Interrupted | None,
     newer: IndexedRelease | None,
     versions: GrammarName,
+    background_work: tuple[str, ...] = (),
 ) -> NextStep:
     """What to run next, from what the status found; releases read in the catalog's
     ``versions`` grammar."""
@@ -200,6 +216,7 @@ def _next(
         catalog_latest=report.latest,
         index_newest=str(newer.version) if newer else None,
         versions=versions,
+        background=background_work,
     )
     return next_step.next_step(site)
 
