@@ -65,7 +65,9 @@ def _alembic_once() -> float:
 
 def run(sizes: Sizes) -> Result:
     _stairway_once(), _alembic_once()  # warm both: imports and the server's caches
-    runs = alternate(_stairway_once, _alembic_once, max(5, MIN_REPEATS, sizes.apply_repeats))
+    # Runs last a fifth of a second and the server's fsyncs move them by a tenth: eleven rounds
+    # (seven in --quick) for a median that a single slow round does not decide.
+    runs = alternate(_stairway_once, _alembic_once, max(MIN_REPEATS, 2 * sizes.apply_repeats + 1))
     return Result(
         name=NAME,
         subject=f"Stairway: load the catalog + apply Optuna {optuna.__version__}'s history",

@@ -94,8 +94,13 @@ class Poll:
     def __call__(self) -> bool:
         """Whether a stop was asked (it stays asked once seen)."""
         if self.found is None and time.monotonic() >= self._next:
-            self._next = time.monotonic() + self._every
-            self.found = asked(self._engine)
+            return self.now()
+        return self.found is not None
+
+    def now(self) -> bool:
+        """Whether a stop was asked, read now: before a task begins, which may take hours."""
+        self._next = time.monotonic() + self._every
+        self.found = self.found or asked(self._engine)
         return self.found is not None
 
 

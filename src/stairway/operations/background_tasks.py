@@ -51,12 +51,12 @@ def run_queued(
     none is left, ``max_seconds`` have passed (a task begun is run to its end) or a rollback
     asks the runner to stop (``stopping``)."""
     deadline = time.monotonic() + max_seconds if max_seconds else None
-    stopping = stopping or background_stop.Poll(ctx.engine, every=0)
+    stopping = stopping or background_stop.Poll(ctx.engine)
     ran: list[Ran] = []
     for found in task_runs.pending(ctx.engine):
         if deadline is not None and time.monotonic() >= deadline:
             break
-        if stopping():
+        if stopping.now():
             break
         ran.append(_take_up(ctx, found, progress))
         if ran[-1].stopped:

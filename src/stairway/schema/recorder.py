@@ -32,6 +32,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import CompoundSelect
@@ -156,9 +157,20 @@ def create_tables(conn: Connection) -> None:
         conn.execute(insert(meta_table).values(key="format", value=str(FORMAT)))
         return
     # One round trip instead of one per table: it is the first thing every new site does.
-    tables = [str(CreateTable(t).compile(dialect=conn.dialect)) for t in metadata.sorted_tables]
-    row = f"INSERT INTO {meta_table.name} (key, value) VALUES ('format', '{FORMAT}')"
-    conn.exec_driver_sql(";\n".join([*tables, row]))
+    conn.exec_driver_sql(_creation_sql(conn.dialect))
+
+
+_CREATION: dict[str, str] = {}
+
+
+def _creation_sql(dialect: Dialect) -> str:
+    """The tables and the format row as one script, compiled once per process and dialect
+    (each new engine brings a dialect object of its own)."""
+    if dialect.name not in _CREATION:
+        tables = [str(CreateTable(t).compile(dialect=dialect)) for t in metadata.sorted_tables]
+        row = f"INSERT INTO {meta_table.name} (key, value) VALUES ('format', '{FORMAT}')"
+        _CREATION[dialect.name] = ";\n".join([*tables, row])
+    return _CREATION[dialect.name]
 
 
 def applied(conn: Connection) -> list[AppliedChange]:
