@@ -24,7 +24,7 @@ from typing import TypeVar
 import psycopg
 from psycopg import sql
 
-from stairway.database import dispose_all
+from stairway.database import dispose_all, forget
 
 HOST = os.environ.get("BENCH_PGHOST", "127.0.0.1")
 PORT = int(os.environ.get("BENCH_PGPORT", "5432"))
@@ -280,8 +280,11 @@ def temp_database(label: str, template: TempDatabase | None = None) -> Iterator[
     try:
         yield TempDatabase(name)
     finally:
-        # Stairway caches one engine per URL; close its pooled connections before the drop.
+        # Stairway caches one engine per URL; close its pooled connections before the drop,
+        # and forget this database's engine: kept, every run's engine and its statement cache
+        # would grow the heap that the next runs' garbage collections walk.
         dispose_all()
+        forget(TempDatabase(name).url)
         _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 

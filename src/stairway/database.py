@@ -81,6 +81,14 @@ def _connect_hint(url: URL) -> str:
     )
 
 
+def forget(url: str) -> None:
+    """Close and drop the engine of ``url``, whose database is gone: a process that creates and
+    drops many databases (a rehearsal, a benchmark) does not keep an engine for each."""
+    engine = _ENGINES.pop(normalise_url(url), None)
+    if engine is not None:
+        engine.dispose()
+
+
 def dispose_all() -> None:
     """Close every pooled connection. The engines stay cached and usable: one still held by a
     caller opens new connections, which the next call closes in turn."""
