@@ -104,13 +104,9 @@ def test_an_alembic_history_builds_from_its_snapshot_as_it_replays(
     declare(catalog, "2.6.0")
 
     # the product's fresh install stamps the head, beyond 2.6.0: the snapshot builds it
-    built, built_url = make_site("built", catalog)
-    code, out, err = stairway("init", "--version", "2.6.0", "--site", str(built))
-    assert code == 0, out + err
-    assert "changes 1..5 built from the snapshot of 2.6.0" in said(out)
-    replayed, replayed_url = make_site("replayed", catalog)
-    assert stairway("init", "--version", "2.6.0", "--replay", "--site", str(replayed))[0] == 0
-    assert schema_dump(built_url) == schema_dump(replayed_url)
+    (built, built_url), (replayed, replayed_url) = built_and_replayed(
+        make_site, catalog, "2.6.0", "changes 1..5"
+    )
     assert rows(built_url, OPTUNA_TOOL) == rows(replayed_url, OPTUNA_TOOL)
     assert heads(built_url) == heads(replayed_url) == {"v2.6.0.a"}  # Alembic's own reading
 
@@ -127,6 +123,21 @@ def test_an_alembic_history_builds_from_its_snapshot_as_it_replays(
     code, out, err = stairway("init", "--version", "3.2.0", "--site", str(head))
     assert code == 0, out + err
     assert "built by the product's own fresh install" in said(out)
+
+
+def built_and_replayed(
+    make_site: MakeSite, catalog: Path, version: str, changes: str
+) -> tuple[tuple[Path, str], tuple[Path, str]]:
+    """Two new sites at ``version``: one built from its snapshot (saying it built ``changes``),
+    one replaying every change; both end with the same schema."""
+    built, built_url = make_site("built", catalog)
+    code, out, err = stairway("init", "--version", version, "--site", str(built))
+    assert code == 0, out + err
+    assert f"{changes} built from the snapshot of {version}" in said(out)
+    replayed, replayed_url = make_site("replayed", catalog)
+    assert stairway("init", "--version", version, "--replay", "--site", str(replayed))[0] == 0
+    assert schema_dump(built_url) == schema_dump(replayed_url)
+    return (built, built_url), (replayed, replayed_url)
 
 
 def flyway_history(root: Path) -> Path:
@@ -155,13 +166,9 @@ def test_a_flyway_history_builds_from_its_snapshot_as_it_replays(
     assert FLYWAY_TOOL not in carried(catalog, "1.0.0")
     declare(catalog, "1.0.0")
 
-    built, built_url = make_site("built", catalog)
-    code, out, err = stairway("init", "--version", "1.0.0", "--site", str(built))
-    assert code == 0, out + err
-    assert "changes 1..8 built from the snapshot of 1.0.0" in said(out)
-    replayed, replayed_url = make_site("replayed", catalog)
-    assert stairway("init", "--version", "1.0.0", "--replay", "--site", str(replayed))[0] == 0
-    assert schema_dump(built_url) == schema_dump(replayed_url)
+    (built, built_url), (replayed, replayed_url) = built_and_replayed(
+        make_site, catalog, "1.0.0", "changes 1..8"
+    )
     assert rows(built_url, FLYWAY_TOOL)["users"] == [(1, "admin", "a@example.org")]
     assert rows(built_url, FLYWAY_TOOL) == rows(replayed_url, FLYWAY_TOOL)
     ledger = flyway_ledger(built_url)

@@ -32,6 +32,16 @@ def sleeper(seconds: float, idempotent: bool) -> str:
     return f'\n[[release.task]]\nname = "search-index"\ncommand = {argv}\nserving = true\n{said}'
 
 
+def running_command(site: Path, catalog: Path, task: str) -> subprocess.Popen[str]:
+    """Upgrade ``site`` to 2.0.0, which hands ``task`` to the background, and start a runner;
+    returned once the task runs."""
+    with_tasks(catalog, task)
+    assert stairway("upgrade", "--to", "2.0.0", "--site", str(site))[0] == 0
+    runner = subprocess.Popen([*RUNNER, "--site", str(site)], stdout=subprocess.PIPE, text=True)
+    until(lambda: running(site), "the command running")
+    return runner
+
+
 def served(site: Path) -> str:
     return str(context.current_version(context.open_context(site, None)))
 
@@ -83,10 +93,7 @@ def test_a_rollback_cancels_the_reindex_the_runner_is_running_and_goes_on(
 
 def test_a_rollback_stops_an_idempotent_command(sqlite_site: Path, shop_catalog: Path) -> None:
     site = ["--site", str(sqlite_site)]
-    with_tasks(shop_catalog, sleeper(60, idempotent=True))
-    assert stairway("upgrade", "--to", "2.0.0", *site)[0] == 0
-    runner = subprocess.Popen([*RUNNER, *site], stdout=subprocess.PIPE, text=True)
-    until(lambda: running(sqlite_site), "the command running")
+    runner = running_command(sqlite_site, shop_catalog, sleeper(60, idempotent=True))
     began = time.monotonic()
     code, _, err = stairway("rollback", "--yes", *site)
     assert code == 0, err
@@ -104,10 +111,7 @@ def test_a_rollback_waits_for_a_command_not_idempotent_or_refuses_after_its_wait
     """A 6 s command: ``--wait 1`` refuses touching nothing and takes its request back; a
     second rollback with the default wait lets the command finish, then goes on."""
     site = ["--site", str(sqlite_site)]
-    with_tasks(shop_catalog, sleeper(6, idempotent=False))
-    assert stairway("upgrade", "--to", "2.0.0", *site)[0] == 0
-    runner = subprocess.Popen([*RUNNER, *site], stdout=subprocess.PIPE, text=True)
-    until(lambda: running(sqlite_site), "the command running")
+    runner = running_command(sqlite_site, shop_catalog, sleeper(6, idempotent=False))
     began = time.monotonic()
     code, _, err = stairway("rollback", "--yes", "--wait", "1", *site)
     assert code == 2 and "did not stop within 1 s" in err and "not declared idempotent" in err

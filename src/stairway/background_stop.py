@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from stairway.errors import SiteBusy
+from stairway.errors import RunnerNotStopped, SiteBusy
 from stairway.schema import migrator, recorder
 from stairway.sitelock import SiteContext, command_line, site_lock
 
@@ -136,7 +136,7 @@ def _wait_for_runner(
                 return
             except SiteBusy:
                 if time.monotonic() >= deadline:
-                    raise _not_stopped(busy, wait) from None
+                    raise RunnerNotStopped(busy.holder, busy.where, wait) from None
                 time.sleep(_RETRY)
     finally:
         with contextlib.suppress(DBAPIError):
@@ -153,16 +153,3 @@ def _ask_until(engine: Engine, deadline: float, wait: float) -> None:
             if time.monotonic() >= deadline:
                 raise
             time.sleep(_RETRY)
-
-
-def _not_stopped(busy: SiteBusy, wait: float) -> SiteBusy:
-    found = SiteBusy(busy.holder, busy.where)
-    found.message = (
-        f"the background runner ({busy.holder}) did not stop within {wait:g} s: it is running "
-        "a task that is not stopped part way (a command not declared idempotent)"
-    )
-    found.hint = (
-        "wait for that task to end (`stairway background status`) and run the rollback again, "
-        "or give it longer with --wait"
-    )
-    return found

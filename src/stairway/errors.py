@@ -218,20 +218,24 @@ class UsageRefused(StairwayError):
     """The command was asked for something it will not do as asked."""
 
 
-class TaskFailed(StairwayError):
-    """A release's post-upgrade task (a reindex, a product command) failed (exit code 1).
+class TaskError(StairwayError):
+    """A release's post-upgrade task (a reindex, a product command) did not run to its end.
 
     Attributes:
         task: The task's name.
         release: The release that declares it.
     """
 
-    exit_code = ExitCode.FAILED
-
     def __init__(self, message: str, *, hint: str = "", task: str = "", release: str = "") -> None:
         super().__init__(message, hint=hint)
         self.task = task
         self.release = release
+
+
+class TaskFailed(TaskError):
+    """A release's post-upgrade task failed (exit code 1)."""
+
+    exit_code = ExitCode.FAILED
 
 
 class AuditBroken(StairwayError):
@@ -332,21 +336,11 @@ class JournalWriteError(StairwayError, OSError):
         self.strerror = reason
 
 
-class TaskStopped(StairwayError):
+class TaskStopped(TaskError):
     """A task run in the background was interrupted because a rollback asked its runner to stop
-    (exit code 3); it is queued again, to be run once the site is settled.
-
-    Attributes:
-        task: The task's name.
-        release: The release that declares it.
-    """
+    (exit code 3); it is queued again, to be run once the site is settled."""
 
     exit_code = ExitCode.NEEDS_OPERATOR
-
-    def __init__(self, message: str, *, hint: str = "", task: str = "", release: str = "") -> None:
-        super().__init__(message, hint=hint)
-        self.task = task
-        self.release = release
 
 
 class SiteBusy(StairwayError):
@@ -362,6 +356,22 @@ class SiteBusy(StairwayError):
         super().__init__(
             f"another stairway command changes this site{named}",
             hint="wait for it to finish; if that process is gone, the lock is released with it",
+        )
+        self.holder = holder
+        self.where = where
+
+
+class RunnerNotStopped(SiteBusy):
+    """A background runner a rollback asked to stop still held the site when the rollback's
+    wait ended (it runs a task that is not stopped part way); nothing was touched."""
+
+    def __init__(self, holder: str | None, where: str, wait: float) -> None:
+        StairwayError.__init__(
+            self,
+            f"the background runner ({holder}) did not stop within {wait:g} s: it is running a "
+            "task that is not stopped part way (a command not declared idempotent)",
+            hint="wait for that task to end (`stairway background status`) and run the rollback "
+            "again, or give it longer with --wait",
         )
         self.holder = holder
         self.where = where

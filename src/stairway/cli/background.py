@@ -116,10 +116,8 @@ def _run_tasks(
             out.print(f"task {found.describe()}", highlight=False)
 
     ran = run_queued(ctx, max_seconds, say, stopping)
-    if any(r.stopped for r in ran) and stopping.found is None:  # seen by the task's watcher
-        stopping.found = background_stop.asked(ctx.engine) or background_stop.StopRequest(
-            "stairway rollback", ""
-        )
+    if any(r.stopped for r in ran):  # seen by the task's watcher: read it for the message
+        stopping.now()
     measured = [(StepKind.TASK, r.data) for r in ran if r.data]
     if measured:  # what a task took is the next estimate's basis, as for one run by an upgrade
         with contextlib.suppress(OSError):
