@@ -145,3 +145,43 @@ def test_a_runner_asked_to_stop_leaves_its_background_migration_between_two_batc
     assert code == 0 and "stopped" not in out, err
     assert counts(site) == {"untouched": 0, "once": 1_000, "twice": 0, "wrong": 0}
     dispose_all()
+
+
+def test_two_rollbacks_at_once_beside_a_runner_one_rolls_back_the_other_is_refused(
+    sqlite_site: Path, shop_catalog: Path
+) -> None:
+    site = ["--site", str(sqlite_site)]
+    runner = running_command(sqlite_site, shop_catalog, sleeper(60, idempotent=True))
+    dispose_all()  # this process lets go of the database file the rollback swaps
+    both = [subprocess.Popen([*ROLLBACK, *site], stderr=subprocess.PIPE, text=True) for _ in "ab"]
+    said = [(p.wait(timeout=60), p.communicate()[1]) for p in both]
+    assert sorted(code for code, _ in said) == [0, 2], said
+    [refused] = [err for code, err in said if code == 2]
+    assert "Traceback" not in refused and "did not stop" not in refused, refused
+    runner.communicate(timeout=30)
+    assert runner.returncode == 0
+    assert served(sqlite_site) == "1.0.0" and queued(sqlite_site) == []
+    dispose_all()
+
+
+def test_a_rollback_that_cannot_write_its_request_refuses_and_touches_nothing(
+    sqlite_site: Path, shop_catalog: Path
+) -> None:
+    """The database refuses the request's row (as a full disk would): exit 2, the runner goes on."""
+    site = ["--site", str(sqlite_site)]
+    runner = running_command(sqlite_site, shop_catalog, sleeper(3, idempotent=True))
+    with context.open_context(sqlite_site, None).engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TRIGGER no_stop BEFORE INSERT ON stairway_meta "
+                "WHEN NEW.key = 'background.stop' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        )
+    dispose_all()
+    code, _, err = stairway("rollback", "--yes", "--wait", "1", *site)
+    assert code == 2 and "cannot ask the background runner" in err and "disk full" in err, err
+    assert "Traceback" not in err
+    said = " ".join(runner.communicate(timeout=60)[0].split())
+    assert runner.returncode == 0 and "task search-index (2.0.0): done" in said, said
+    assert served(sqlite_site) == "2.0.0", "nothing was touched"
+    dispose_all()

@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from stairway.errors import RunnerNotStopped, SiteBusy
+from stairway.errors import RunnerNotStopped, SiteBusy, SiteError
 from stairway.schema import migrator, recorder
 from stairway.sitelock import SiteContext, command_line, site_lock
 
@@ -117,39 +117,64 @@ def site_lock_stopping_runner(ctx: SiteContext, wait: float = WAIT) -> Iterator[
         try:
             held.enter_context(site_lock(ctx))
         except SiteBusy as busy:
-            if not any(f"`stairway {name}" in (busy.holder or "") for name in RUNNERS):
+            if not _runner_holds(busy):
                 raise
             _wait_for_runner(ctx, held, busy, wait)
         yield
+
+
+def _runner_holds(busy: SiteBusy) -> bool:
+    return any(f"`stairway {name}" in (busy.holder or "") for name in RUNNERS)
 
 
 def _wait_for_runner(
     ctx: SiteContext, held: contextlib.ExitStack, busy: SiteBusy, wait: float
 ) -> None:
     deadline = time.monotonic() + wait
-    _ask_until(ctx.engine, deadline, wait)
+    _ask_until(ctx.engine, deadline, busy)
     log.warning("the background runner holds the site (%s): asked it to stop", busy.holder)
-    try:
-        while True:
-            try:
-                held.enter_context(site_lock(ctx))
-                return
-            except SiteBusy:
-                if time.monotonic() >= deadline:
-                    raise RunnerNotStopped(busy.holder, busy.where, wait) from None
-                time.sleep(_RETRY)
-    finally:
-        with contextlib.suppress(DBAPIError):
-            withdraw(ctx.engine)
-
-
-def _ask_until(engine: Engine, deadline: float, wait: float) -> None:
-    """Write the request; a SQLite database a reindex holds refuses writers until it ends."""
+    # While it waits this command holds no database file: a rollback that wins the lock first
+    # refuses to swap the site while any other process has it open.
+    ctx.engine.dispose()
     while True:
         try:
-            ask(engine, command_line(), wait)
-            return
-        except DBAPIError:
-            if time.monotonic() >= deadline:
+            held.enter_context(site_lock(ctx))
+        except SiteBusy as still:
+            # Another command took the site as the runner let go (a second rollback): it is
+            # that command's to settle, and this one writes nothing more beside it.
+            if not _runner_holds(still):
                 raise
+            if time.monotonic() >= deadline:
+                _withdraw_quietly(ctx.engine)
+                raise RunnerNotStopped(busy.holder, busy.where, wait) from None
+            time.sleep(_RETRY)
+            continue
+        _withdraw_quietly(ctx.engine)
+        return
+
+
+def _withdraw_quietly(engine: Engine) -> None:
+    with contextlib.suppress(DBAPIError):  # advisory: it expires at its deadline anyway
+        withdraw(engine)
+
+
+def _ask_until(engine: Engine, deadline: float, busy: SiteBusy) -> None:
+    """Write the request; a SQLite database a reindex holds refuses writers until it ends.
+
+    Raises:
+        SiteError: it could not be written before the deadline (a full disk, a database
+            that does not answer); the runner goes on and nothing was touched.
+    """
+    while True:
+        try:
+            ask(engine, command_line(), deadline - time.monotonic())
+            return
+        except DBAPIError as err:
+            if time.monotonic() >= deadline:
+                raise SiteError(
+                    f"cannot ask the background runner ({busy.holder}) to stop: "
+                    f"{str(err.orig).strip().splitlines()[0] if str(err.orig).strip() else err}",
+                    hint="it still holds the site and nothing was touched: fix that, or wait "
+                    "for it (`stairway background status`), then run the rollback again",
+                ) from None
             time.sleep(_RETRY)

@@ -20,6 +20,7 @@ from stairway.catalog import Catalog, load_catalog
 from stairway.database import connected, engine_for
 from stairway.errors import (
     BackupError,
+    SiteBusy,
     SiteError,
     StairwayError,
 )
@@ -150,14 +151,23 @@ def checkpointed(
     work: Callable[Concatenate[Context, P], R],
 ) -> Callable[Concatenate[Context, P], R]:
     """``work`` on a site, then a checkpoint of its audit log, whether it succeeded or not (a
-    failed upgrade logs its rollback)."""
+    failed upgrade logs its rollback). Refused because another command holds the site, it
+    wrote nothing to sign: it lets go of the database at once instead of reading it beside
+    the holder (on SQLite a rollback or restore refuses to swap a file another process has
+    open)."""
 
     @functools.wraps(work)
     def run(ctx: Context, /, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return work(ctx, *args, **kwargs)
-        finally:
+            done = work(ctx, *args, **kwargs)
+        except SiteBusy:
+            ctx.engine.dispose()
+            raise
+        except BaseException:
             checkpoint(ctx)
+            raise
+        checkpoint(ctx)
+        return done
 
     return run
 
