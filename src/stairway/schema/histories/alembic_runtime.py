@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 
 from stairway.errors import SchemaError
 from stairway.schema.change import Change
+from stairway.schema.ddl_pipeline import pipelined
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -74,9 +75,10 @@ def one_run(*, empty: bool = False) -> Iterator[None]:
 
 
 def run(conn: Connection, change: Change, direction: str) -> None:
-    """Call the revision's ``upgrade()`` or ``downgrade()`` on ``conn``, in its transaction."""
+    """Call the revision's ``upgrade()`` or ``downgrade()`` on ``conn``, in its transaction, its
+    DDL sent in pipeline mode on PostgreSQL (``ddl_pipeline``)."""
     with _context(conn, change) as context:
-        _call(conn, context, change, direction)
+        _call(conn, context, change, direction, pipeline=True)
 
 
 def run_in_parts(
@@ -127,13 +129,22 @@ def _configured(conn: Connection, change: Change) -> tuple[EnvironmentContext, M
     return env, env.get_context()
 
 
-def _call(conn: Connection, context: MigrationContext, change: Change, direction: str) -> None:
+def _call(
+    conn: Connection,
+    context: MigrationContext,
+    change: Change,
+    direction: str,
+    pipeline: bool = False,
+) -> None:
+    """``direction()`` of the revision; with ``pipeline``, its DDL queued (not in parts: an
+    autocommit block switches the connection to autocommit half-way)."""
     module = revision_module(change.path, change.checksum)
     memo = _memo(conn, change, direction)
     kept = {kind: set(names) for kind, names in memo.items()}
     context.impl.memo = memo
     try:
-        getattr(module, direction)()
+        with pipelined(conn) if pipeline else nullcontext():
+            getattr(module, direction)()
     except BaseException:
         memo.clear()  # rolled back: what it created is not there
         memo.update(kept)

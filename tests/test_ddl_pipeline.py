@@ -1,0 +1,181 @@
+"""An Alembic revision's DDL goes to PostgreSQL in pipeline mode (the server builds one table
+while Python renders the next): what a revision sees and what a failure leaves must be what
+they are without it. A statement that is not DDL sees every DDL before it; a failed DDL fails
+its revision, names it, and leaves nothing of the run; a lock refused inside the pipeline is
+retried as any other.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, create_engine, inspect, text
+from sqlalchemy.schema import CreateTable
+
+from cli_runner import stairway
+from optuna_sites import sa_url, site
+from stairway.catalog import load_catalog
+from stairway.database import dispose_all
+from stairway.errors import ChangeFailed
+from stairway.schema import migrator
+from stairway.schema.ddl_pipeline import pipelined
+from test_alembic_history import history, releases, revision_file
+
+
+def in_pipeline(conn: object) -> bool:
+    pg = conn.connection.dbapi_connection  # type: ignore[attr-defined]
+    return bool(pg.pgconn.pipeline_status)
+
+
+def table(name: str) -> CreateTable:
+    return CreateTable(Table(name, MetaData(), Column("id", Integer, primary_key=True)))
+
+
+def test_ddl_is_queued_and_anything_else_waits_for_it(pg_database: str) -> None:
+    engine = create_engine(sa_url(pg_database))
+    with engine.begin() as conn, pipelined(conn):
+        conn.execute(table("a"))
+        conn.execute(table("b"))
+        assert in_pipeline(conn), "DDL is sent without waiting for its reply"
+        names = conn.execute(text("SELECT relname FROM pg_class WHERE relname IN ('a', 'b')"))
+        assert sorted(r[0] for r in names) == ["a", "b"], "a query sees the DDL before it"
+        assert not in_pipeline(conn)
+    with engine.connect() as conn:
+        assert set(inspect(conn).get_table_names()) == {"a", "b"}
+    engine.dispose()
+
+
+def test_outside_a_transaction_and_on_sqlite_nothing_is_queued(
+    pg_database: str, sqlite_database: str
+) -> None:
+    engine = create_engine(sa_url(pg_database))
+    autocommit = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit as conn, pipelined(conn):
+        conn.execute(table("a"))  # each statement its own transaction, as it was
+        assert not in_pipeline(conn)
+    engine.dispose()
+    lite = create_engine(sqlite_database)
+    with lite.begin() as conn, pipelined(conn):
+        conn.execute(table("a"))
+    assert inspect(lite).get_table_names() == ["a"]
+    lite.dispose()
+
+
+def test_a_failed_ddl_is_raised_at_the_next_statement_and_on_leaving(pg_database: str) -> None:
+    engine = create_engine(sa_url(pg_database))
+    with pytest.raises(Exception) as raised, engine.begin() as conn, pipelined(conn):
+        conn.execute(table("a"))
+        conn.execute(table("a"))  # already exists: the server says so at the next wait
+        conn.execute(table("b"))
+        conn.execute(text("SELECT 1"))
+        pytest.fail("the query ran after a failed DDL")
+    assert isinstance(getattr(raised.value, "orig", None), psycopg.errors.DuplicateTable)
+    with engine.connect() as conn:
+        assert inspect(conn).get_table_names() == [], "the transaction was rolled back"
+    engine.dispose()
+
+
+CREATE = 'op.create_table("{0}", sa.Column("id", sa.Integer, primary_key=True))'
+
+
+def test_a_revision_reads_back_what_its_ddl_created(tmp_path: Path, pg_database: str) -> None:
+    """DDL, rows written by ``bulk_insert``, a query counting them, more DDL depending on the
+    count: as under ``alembic upgrade``."""
+    up = "\n    ".join(
+        [
+            CREATE.format("a"),
+            CREATE.format("b"),
+            'op.bulk_insert(sa.table("a", sa.column("id")), [{"id": 1}, {"id": 2}])',
+            'n = op.get_bind().execute(sa.text("SELECT count(*) FROM a")).scalar()',
+            'op.add_column("b", sa.Column(f"seen_{n}", sa.Integer))',
+        ]
+    )
+    root = history(tmp_path, {"r1": revision_file("r1", None, up)}, releases("r1"))
+    code, out, err = stairway(
+        "init", "--site", str(site(tmp_path, pg_database, root)), "--version", "1.0.0"
+    )
+    assert code == 0, out + err
+    engine = create_engine(sa_url(pg_database))
+    assert [c["name"] for c in inspect(engine).get_columns("b")] == ["id", "seen_2"]
+    engine.dispose()
+
+
+def test_a_revision_whose_ddl_fails_is_named_and_the_run_leaves_nothing(
+    tmp_path: Path, pg_database: str
+) -> None:
+    failing = "\n    ".join(
+        [CREATE.format("c"), CREATE.format("a"), CREATE.format("d")]  # a exists: r1 made it
+    )
+    files = {
+        "r1": revision_file("r1", None, CREATE.format("a")),
+        "r2": revision_file("r2", "r1", failing),
+    }
+    root = history(tmp_path, files, releases("r1", "r2"))
+    code, out, err = stairway(
+        "init", "--site", str(site(tmp_path, pg_database, root)), "--version", "2.0.0"
+    )
+    assert code == 1, out + err  # a change that failed, as without the pipeline
+    said = " ".join((out + err).split())
+    assert "0002_r2 failed in upgrade()" in said and 'relation "a" already exists' in said, said
+    assert "Traceback" not in out + err
+    engine = create_engine(sa_url(pg_database))
+    assert inspect(engine).get_table_names() == [], "one transaction: nothing of the run stays"
+    engine.dispose()
+
+
+def test_a_later_revision_that_fails_leaves_the_ones_before_it(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """A database that records changes gets one transaction per revision: the failed one is
+    rolled back whole, its queued DDL with it."""
+    files = {
+        "r1": revision_file("r1", None, CREATE.format("a")),
+        "r2": revision_file("r2", "r1", "\n    ".join([CREATE.format("b"), CREATE.format("a")])),
+    }
+    root = history(tmp_path, files, releases("r1", "r2"))
+    catalog = load_catalog(root)
+    engine = create_engine(sa_url(pg_database))
+    migrator.migrate(engine, catalog, 1)
+    with pytest.raises(ChangeFailed) as raised:
+        migrator.migrate(engine, catalog, 2)
+    assert raised.value.change == 2 and "already exists" in raised.value.message
+    assert set(inspect(engine).get_table_names()) == {
+        "a",
+        "alembic_version",
+        "stairway_changes",
+        "stairway_meta",
+        "stairway_patches",
+    }
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "r1"
+    engine.dispose()
+    dispose_all()
+
+
+def test_an_expand_revision_refused_its_lock_inside_the_pipeline_retries(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """The lock timeout surfaces when the queue is waited for, not at the statement: it must
+    still be told from other failures, so the revision is retried until the lock is free."""
+    add = 'op.add_column("a", sa.Column("x", sa.Integer))\n    ' + CREATE.format("z")
+    files = {
+        "r1": revision_file("r1", None, CREATE.format("a")),
+        "r2": revision_file("r2", "r1", add, head="# stairway: phase expand"),
+    }
+    root = history(tmp_path, files, releases("r1", "r2"))
+    catalog = load_catalog(root)
+    engine = create_engine(sa_url(pg_database))
+    migrator.migrate(engine, catalog, 1)
+    holder = create_engine(sa_url(pg_database))
+    with holder.connect() as long_one:
+        long_one.execute(text("SELECT count(*) FROM a")).all()  # ACCESS SHARE until rollback
+        threading.Timer(1.5, long_one.rollback).start()
+        (applied,) = migrator.migrate(engine, catalog, 2)
+    assert applied.change.number == 2
+    assert "x" in {c["name"] for c in inspect(engine).get_columns("a")}
+    holder.dispose()
+    engine.dispose()
+    dispose_all()
