@@ -22,6 +22,7 @@ from stairway.database import dispose_all
 from stairway.errors import ChangeFailed
 from stairway.schema import migrator
 from stairway.schema.ddl_pipeline import pipelined
+from stairway.schema.histories.alembic_catches import catches_failures
 from test_alembic_history import history, releases, revision_file
 
 
@@ -179,3 +180,57 @@ def test_an_expand_revision_refused_its_lock_inside_the_pipeline_retries(
     holder.dispose()
     engine.dispose()
     dispose_all()
+
+
+SAVEPOINT_ROLLED_BACK = """bind = op.get_bind()
+    savepoint = bind.begin_nested()
+    try:
+        {create_a}
+    except sa.exc.ProgrammingError:
+        savepoint.rollback()  # "a" is there already: go on without it
+    else:
+        savepoint.commit()
+    {create_b}"""
+
+
+def test_a_revision_that_catches_its_own_failed_ddl_gets_it_where_it_expects(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """Queued, the failure would arrive at the savepoint's release, outside the ``try``: such a
+    revision's statements are sent one at a time, and it runs as under ``alembic upgrade``."""
+    up = SAVEPOINT_ROLLED_BACK.format(create_a=CREATE.format("a"), create_b=CREATE.format("b"))
+    files = {
+        "r1": revision_file("r1", None, CREATE.format("a")),
+        "r2": revision_file("r2", "r1", up),
+    }
+    root = history(tmp_path, files, releases("r1", "r2"))
+    catalog = load_catalog(root)
+    assert [c.catches for c in catalog.changes] == [False, True]
+    engine = create_engine(sa_url(pg_database))
+    migrator.migrate(engine, catalog, 2)
+    assert {"a", "b"} <= set(inspect(engine).get_table_names())
+    engine.dispose()
+    dispose_all()
+
+
+@pytest.mark.parametrize(
+    ("code", "catches"),
+    [
+        ("def upgrade():\n    try:\n        op.f()\n    except E:\n        pass\n", True),
+        ("def upgrade():\n    try:\n        op.f()\n    except E: pass\n", True),
+        ("def upgrade():\n    try:\n        op.f()\n    except E:\n        log(e)\n\n", True),
+        ("def upgrade():\n    with contextlib.suppress(E):\n        op.f()\n", True),
+        ("def upgrade():\n    with op.get_bind().begin_nested():\n        op.f()\n", True),
+        ("def upgrade():\n    try:\n        op.f()\n    except E:  # no\n        raise\n", False),
+        (
+            "def upgrade():\n    try:\n        s.commit()\n    except E as e:\n"
+            "        s.rollback()\n\n        raise e\n    finally:\n        s.close()\n",
+            False,
+        ),
+        ("def upgrade():\n    try:\n        op.f()\n    except E: raise X from None\n", False),
+        ("try:\n    import x\nexcept ImportError:\n    x = None\n", False),
+        ("def upgrade():\n    op.f(suppress_warning=True)\n", False),
+    ],
+)
+def test_what_counts_as_catching_a_failed_statement(code: str, catches: bool) -> None:
+    assert catches_failures(code) is catches

@@ -90,6 +90,7 @@ class Change:
     patch: int = 0  # K of a patch change N.K (docs/catalog.md, "Patch releases of an LTS line")
     origin: Origin | None = None  # a change of an adopted history (docs/adopting.md)
     opaque: str = ""  # why its effect cannot be read as SQL, so an expand label cannot be proven
+    catches: bool = False  # its code catches a failed statement itself: DDL not pipelined
     dialect: str = "postgresql"  # whose SQL it is read as: an Alembic revision renders the site's
 
     @property

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from stairway.errors import CatalogError
 from stairway.schema.change import Change, ChangeKind, HistoryTool, Origin, Phase
+from stairway.schema.histories.alembic_catches import catches_failures
 from stairway.schema.histories.alembic_render import autocommits, functions_of, render
 from stairway.schema.histories.alembic_runtime import remember
 from stairway.schema.histories.linear import NoSingleOrder, heads_after, linearise
@@ -184,6 +185,7 @@ def _change(
         description=" ".join((script.doc or "").split()),
         origin=Origin(HistoryTool.ALEMBIC, script.revision, spec.table, before, after),
         opaque=opaque,
+        catches=catches_failures(text),  # its DDL sent one statement at a time (ddl_pipeline)
         dialect=spec.dialect,
     )
 

@@ -76,9 +76,10 @@ def one_run(*, empty: bool = False) -> Iterator[None]:
 
 def run(conn: Connection, change: Change, direction: str) -> None:
     """Call the revision's ``upgrade()`` or ``downgrade()`` on ``conn``, in its transaction, its
-    DDL sent in pipeline mode on PostgreSQL (``ddl_pipeline``)."""
+    DDL sent in pipeline mode on PostgreSQL (``ddl_pipeline``) unless its code catches a
+    failed statement itself."""
     with _context(conn, change) as context:
-        _call(conn, context, change, direction, pipeline=True)
+        _call(conn, context, change, direction, pipeline=not change.catches)
 
 
 def run_in_parts(
