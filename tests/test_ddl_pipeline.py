@@ -7,6 +7,8 @@ retried as any other.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -15,8 +17,9 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, create_engine, inspect, text
 from sqlalchemy.schema import CreateTable
 
+import prestarted
 from cli_runner import stairway
-from optuna_sites import sa_url, site
+from optuna_sites import heads, sa_url, site
 from stairway.catalog import load_catalog
 from stairway.database import dispose_all
 from stairway.errors import ChangeFailed
@@ -79,6 +82,7 @@ def test_a_failed_ddl_is_raised_at_the_next_statement_and_on_leaving(pg_database
     engine.dispose()
 
 
+BOOKKEEPING = {"alembic_version", "stairway_changes", "stairway_meta", "stairway_patches"}
 CREATE = 'op.create_table("{0}", sa.Column("id", sa.Integer, primary_key=True))'
 
 
@@ -143,13 +147,7 @@ def test_a_later_revision_that_fails_leaves_the_ones_before_it(
     with pytest.raises(ChangeFailed) as raised:
         migrator.migrate(engine, catalog, 2)
     assert raised.value.change == 2 and "already exists" in raised.value.message
-    assert set(inspect(engine).get_table_names()) == {
-        "a",
-        "alembic_version",
-        "stairway_changes",
-        "stairway_meta",
-        "stairway_patches",
-    }
+    assert set(inspect(engine).get_table_names()) == {"a", *BOOKKEEPING}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "r1"
     engine.dispose()
@@ -234,3 +232,39 @@ def test_a_revision_that_catches_its_own_failed_ddl_gets_it_where_it_expects(
 )
 def test_what_counts_as_catching_a_failed_statement(code: str, catches: bool) -> None:
     assert catches_failures(code) is catches
+
+
+@pytest.mark.parametrize("first", ["init", "migrate"])
+def test_killed_with_ddl_queued_the_run_leaves_nothing_and_the_next_one_completes(
+    tmp_path: Path, pg_database: str, first: str
+) -> None:
+    """SIGKILL right after two DDL statements were sent and not waited for: the server rolls
+    their transaction back (all of ``init``'s revisions, or the one revision ``migrate`` ran),
+    and the next run applies them."""
+    die = 'os.environ.get("DIE_QUEUED") and os.kill(os.getpid(), signal.SIGKILL)'
+    up = "\n    ".join([CREATE.format("b"), CREATE.format("c"), die])
+    files = {
+        "r1": revision_file("r1", None, CREATE.format("a")),
+        "r2": revision_file("r2", "r1", up, head="import os, signal"),
+    }
+    root = history(tmp_path, files, releases("r1", "r2"))
+    site_file = str(site(tmp_path, pg_database, root))
+    if first == "migrate":
+        assert stairway("init", "--site", site_file, "--version", "1.0.0")[0] == 0
+        dispose_all()
+        args, before = ["migrate", "--to", "2.0.0", "--site", site_file], {"a"}
+    else:
+        args, before = ["init", "--site", site_file, "--version", "2.0.0"], set()
+
+    killed = prestarted.run(args, {**os.environ, "DIE_QUEUED": "1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    engine = create_engine(sa_url(pg_database))
+    product = set(inspect(engine).get_table_names()) - BOOKKEEPING
+    assert product == before, "the queued DDL did not outlive its process"
+    assert heads(pg_database) == ({"r1"} if before else set())
+
+    again = prestarted.run(args, dict(os.environ))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert set(inspect(engine).get_table_names()) - BOOKKEEPING == {"a", "b", "c"}
+    assert heads(pg_database) == {"r2"}
+    engine.dispose()
