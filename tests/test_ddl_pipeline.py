@@ -26,6 +26,7 @@ from stairway.errors import ChangeFailed
 from stairway.schema import migrator
 from stairway.schema.ddl_pipeline import pipelined
 from stairway.schema.histories.alembic_catches import catches_failures
+from stairway.schema.source import ChangeSource
 from test_alembic_history import history, releases, revision_file
 
 
@@ -268,3 +269,35 @@ def test_killed_with_ddl_queued_the_run_leaves_nothing_and_the_next_one_complete
     assert set(inspect(engine).get_table_names()) - BOOKKEEPING == {"a", "b", "c"}
     assert heads(pg_database) == {"r2"}
     engine.dispose()
+
+
+def test_a_downgrade_goes_through_the_pipeline_and_a_failed_one_stays_applied(
+    tmp_path: Path, pg_database: str
+) -> None:
+    up = f"{CREATE.format('b')}\n    {CREATE.format('c')}"
+    files = {
+        "r1": revision_file("r1", None, CREATE.format("a")),
+        "r2": revision_file("r2", "r1", up, 'op.drop_table("c")\n    op.drop_table("b")'),
+    }
+    root = history(tmp_path, files, releases("r1", "r2"))
+    engine = create_engine(sa_url(pg_database))
+    migrator.migrate(engine, load_catalog(root), 2)
+
+    def r2_goes_down_by(body: str) -> ChangeSource:
+        (root / "alembic" / "versions" / "r2.py").write_text(revision_file("r2", "r1", up, body))
+        catalog = load_catalog(root)
+        migrator.repair(engine, catalog)  # the operator's edit, accepted as the applied text
+        return catalog
+
+    broken = r2_goes_down_by('op.drop_table("c")\n    op.drop_table("no")\n    op.drop_table("b")')
+    with pytest.raises(ChangeFailed, match='table "no" does not exist'):
+        migrator.downgrade(engine, broken, 1, allow_data_loss=True)
+    assert set(inspect(engine).get_table_names()) - BOOKKEEPING == {"a", "b", "c"}
+    assert heads(pg_database) == {"r2"}
+
+    fixed = r2_goes_down_by('op.drop_table("c")\n    op.drop_table("b")')
+    migrator.downgrade(engine, fixed, 1, allow_data_loss=True)
+    assert set(inspect(engine).get_table_names()) - BOOKKEEPING == {"a"}
+    assert heads(pg_database) == {"r1"}
+    engine.dispose()
+    dispose_all()
