@@ -37,7 +37,9 @@ def running_command(site: Path, catalog: Path, task: str) -> subprocess.Popen[st
     returned once the task runs."""
     with_tasks(catalog, task)
     assert stairway("upgrade", "--to", "2.0.0", "--site", str(site))[0] == 0
-    runner = subprocess.Popen([*RUNNER, "--site", str(site)], stdout=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [*RUNNER, "--site", str(site)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     until(lambda: running(site), "the command running")
     return runner
 
@@ -184,4 +186,33 @@ def test_a_rollback_that_cannot_write_its_request_refuses_and_touches_nothing(
     said = " ".join(runner.communicate(timeout=60)[0].split())
     assert runner.returncode == 0 and "task search-index (2.0.0): done" in said, said
     assert served(sqlite_site) == "2.0.0", "nothing was touched"
+    dispose_all()
+
+
+def test_a_rollback_killed_while_it_waits_touches_nothing_and_its_request_runs_out(
+    sqlite_site: Path, shop_catalog: Path
+) -> None:
+    """SIGKILL to a rollback (``--wait 3``) waiting for a runner's 6 s command, which is not
+    declared idempotent: the command finishes, the request has run out by then and stops no
+    one, so the runner goes on to the next task; the site was not touched, and a new rollback
+    rolls back."""
+    site = ["--site", str(sqlite_site)]
+    quick = orjson.dumps([sys.executable, "-c", "pass"]).decode()
+    second = f'\n[[release.task]]\nname = "warm-cache"\ncommand = {quick}\nserving = true\n'
+    runner = running_command(sqlite_site, shop_catalog, sleeper(6, idempotent=False) + second)
+    engine = context.open_context(sqlite_site, None).engine
+    back = subprocess.Popen([*ROLLBACK, "--wait", "3", *site], stderr=subprocess.PIPE, text=True)
+    until(lambda: background_stop.asked(engine) is not None, "the rollback's request")
+    back.kill()
+    back.communicate(timeout=10)
+    dispose_all()
+    out, err = runner.communicate(timeout=60)
+    said = " ".join(out.split())
+    assert runner.returncode == 0 and "stopped" not in said, said
+    assert "letting task search-index finish (not declared idempotent)" in err
+    assert "task warm-cache (2.0.0): done" in said
+    assert served(sqlite_site) == "2.0.0", "the killed rollback touched nothing"
+    code, _, err = stairway("rollback", "--yes", *site)
+    assert code == 0, err
+    assert served(sqlite_site) == "1.0.0" and queued(sqlite_site) == []
     dispose_all()

@@ -103,7 +103,7 @@ def _stop_if_asked(ctx: Context, task: Task, watch: Watch, conn: Connection | No
         watch.asked = background_stop.asked(ctx.engine)
         if watch.asked is None:
             return
-        log.warning("%s: interrupting task %s", watch.asked.describe(), task.name)
+        log.warning("%s: %s", watch.asked.describe(), _what_is_done(task, watch, conn))
     if conn is not None:  # a reindex on PostgreSQL: cancel its statement, until it has ended
         watch.stopped.set()
         name = reindex.session_name(task)
@@ -111,6 +111,14 @@ def _stop_if_asked(ctx: Context, task: Task, watch: Watch, conn: Connection | No
     elif watch.interrupt is not None and not watch.stopped.is_set():
         watch.stopped.set()
         watch.interrupt()
+
+
+def _what_is_done(task: Task, watch: Watch, conn: Connection | None) -> str:
+    if conn is not None:
+        return f"cancelling the reindex of task {task.name}"
+    if watch.interrupt is not None:
+        return f"stopping task {task.name} (declared idempotent)"
+    return f"letting task {task.name} finish (not declared idempotent), then stopping"
 
 
 _CANCEL = """
