@@ -27,9 +27,14 @@ ROLLBACK = [sys.executable, "-m", "stairway", "rollback", "--yes"]
 
 
 def sleeper(seconds: float, idempotent: bool) -> str:
-    argv = orjson.dumps([sys.executable, "-c", f"import time; time.sleep({seconds})"]).decode()
+    return command_task("search-index", f"import time; time.sleep({seconds})", idempotent)
+
+
+def command_task(name: str, code: str, idempotent: bool = False) -> str:
+    """A serving task of release 2.0.0 running ``code`` in Python."""
+    argv = orjson.dumps([sys.executable, "-c", code]).decode()
     said = "idempotent = true\n" if idempotent else ""
-    return f'\n[[release.task]]\nname = "search-index"\ncommand = {argv}\nserving = true\n{said}'
+    return f'\n[[release.task]]\nname = "{name}"\ncommand = {argv}\nserving = true\n{said}'
 
 
 def running_command(site: Path, catalog: Path, task: str) -> subprocess.Popen[str]:
@@ -197,8 +202,7 @@ def test_a_rollback_killed_while_it_waits_touches_nothing_and_its_request_runs_o
     one, so the runner goes on to the next task; the site was not touched, and a new rollback
     rolls back."""
     site = ["--site", str(sqlite_site)]
-    quick = orjson.dumps([sys.executable, "-c", "pass"]).decode()
-    second = f'\n[[release.task]]\nname = "warm-cache"\ncommand = {quick}\nserving = true\n'
+    second = command_task("warm-cache", "pass")
     runner = running_command(sqlite_site, shop_catalog, sleeper(6, idempotent=False) + second)
     engine = context.open_context(sqlite_site, None).engine
     back = subprocess.Popen([*ROLLBACK, "--wait", "3", *site], stderr=subprocess.PIPE, text=True)
