@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -19,6 +20,7 @@ from sqlalchemy.schema import CreateTable
 
 import prestarted
 from cli_runner import stairway
+from conftest import CATALOGS
 from optuna_sites import heads, sa_url, site
 from stairway.catalog import load_catalog
 from stairway.database import dispose_all
@@ -300,4 +302,25 @@ def test_a_downgrade_goes_through_the_pipeline_and_a_failed_one_stays_applied(
     assert set(inspect(engine).get_table_names()) - BOOKKEEPING == {"a"}
     assert heads(pg_database) == {"r1"}
     engine.dispose()
+    dispose_all()
+
+
+def test_two_migrations_at_once_on_an_empty_database_apply_the_history_once(
+    pg_database: str,
+) -> None:
+    """Optuna's whole history, pipelined in one transaction, raced by a second migrator: the
+    lock makes one apply all ten revisions and the other find nothing left."""
+    catalog = load_catalog(CATALOGS / "optuna")
+
+    def migrate() -> int:
+        engine = create_engine(sa_url(pg_database))
+        try:
+            return len(migrator.migrate(engine, catalog, 10, lock_timeout=60))
+        finally:
+            engine.dispose()
+
+    with ThreadPoolExecutor(2) as pool:
+        ran = sorted(pool.map(lambda _: migrate(), range(2)))
+    assert ran == [0, 10]
+    assert heads(pg_database) == {"v3.2.0.a"}
     dispose_all()
