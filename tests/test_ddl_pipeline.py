@@ -8,8 +8,12 @@ retried as any other.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +24,7 @@ from sqlalchemy.schema import CreateTable
 
 import prestarted
 from cli_runner import stairway
-from conftest import CATALOGS
+from conftest import CATALOGS, PG_ADMIN
 from optuna_sites import heads, sa_url, site
 from stairway.catalog import load_catalog
 from stairway.database import dispose_all
@@ -30,6 +34,7 @@ from stairway.schema.ddl_pipeline import pipelined
 from stairway.schema.histories.alembic_catches import catches_failures
 from stairway.schema.source import ChangeSource
 from test_alembic_history import history, releases, revision_file
+from test_full_disk import _require_mount, small_disk
 
 
 def in_pipeline(conn: object) -> bool:
@@ -324,3 +329,52 @@ def test_two_migrations_at_once_on_an_empty_database_apply_the_history_once(
     assert ran == [0, 10]
     assert heads(pg_database) == {"v3.2.0.a"}
     dispose_all()
+
+
+@pytest.fixture
+def tiny_tablespace(pg_database: str) -> Iterator[str]:
+    """A tablespace on a 1 MB tmpfs the PostgreSQL server writes to; its name. The test's
+    database is dropped with it: a tablespace goes only once no database keeps files there."""
+    _require_mount()
+    name = f"stairway_tiny_{uuid.uuid4().hex[:8]}"
+    where = Path(tempfile.gettempdir()) / name
+    with small_disk(where, 1024 * 1024):
+        shutil.chown(where, "postgres", "postgres")
+        with psycopg.connect(pg_database, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLESPACE {name} LOCATION '{where}'")
+        try:
+            yield name
+        finally:
+            dispose_all()
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                database = pg_database.rsplit("/", 1)[1]
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                conn.execute(f"DROP TABLESPACE IF EXISTS {name}")
+    where.rmdir()
+
+
+def test_a_ddl_that_fills_the_disk_inside_the_pipeline_fails_its_revision_whole(
+    tmp_path: Path, pg_database: str, tiny_tablespace: str
+) -> None:
+    """An index built on a full disk, queued between two tables: the revision fails with the
+    server's "could not extend file", nothing of it stays (neither table, nor the index's
+    files), and the revision before it stays."""
+    rows = "SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 50000) g"
+    text_column = 'sa.Column("v", sa.Text)'
+    first = f'{CREATE.format("a")[:-1]}, {text_column})\n    op.execute("INSERT INTO a {rows}")'
+    index = f'op.create_index("ix_a_v", "a", ["v"], postgresql_tablespace="{tiny_tablespace}")'
+    second = "\n    ".join([CREATE.format("b"), index, CREATE.format("c")])
+    files = {"r1": revision_file("r1", None, first), "r2": revision_file("r2", "r1", second)}
+    catalog = load_catalog(history(tmp_path, files, releases("r1", "r2")))
+    engine = create_engine(sa_url(pg_database))
+    migrator.migrate(engine, catalog, 1)
+    with pytest.raises(ChangeFailed) as raised:
+        migrator.migrate(engine, catalog, 2)
+    assert raised.value.change == 2 and "could not extend file" in raised.value.message
+    assert set(inspect(engine).get_table_names()) - BOOKKEEPING == {"a"}
+    assert heads(pg_database) == {"r1"}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM a")).scalar() == 50_000
+        used = conn.execute(text(f"SELECT pg_tablespace_size('{tiny_tablespace}')")).scalar()
+    assert used is not None and used < 64 * 1024, "the failed index's files were removed"
+    engine.dispose()
